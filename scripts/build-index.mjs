@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+// Writes <assets>/_index.json: every model, version, format, declared signature and byte size
+// in the repository. Static assets cannot be listed at run time, so the Worker reads this.
+// Runs as wrangler's [build] command, so `wrangler dev` and `wrangler deploy` both refresh it.
+//
+// Layout (TF Serving's): <assets>/<name>/<version>/model.json plus weight shards,
+// with <version> a positive integer. The assets folder is MODEL_ASSETS_DIR, else ./model-assets.
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+
+export const INDEX_FILE = '_index.json'
+// Names become URL path segments; a leading letter or digit also keeps them clear of _index.json.
+const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
+const VERSION = /^[1-9][0-9]{0,15}$/
+
+const isDir = (path) => statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false
+
+/** Inputs and outputs as model.json declares them; outputs of graphs without a signature are only known once built. */
+function declaredSignature(json) {
+  const topology = json.modelTopology ?? {}
+  if (json.signature?.inputs) {
+    const side = (group) =>
+      Object.entries(group ?? {}).map(([name, info]) => ({
+        name,
+        dtype: info.dtype,
+        shape: info.tensorShape?.unknownRank ? null : (info.tensorShape?.dim ?? []).map((d) => Number(d.size ?? -1)),
+      }))
+    return { inputs: side(json.signature.inputs), outputs: side(json.signature.outputs) }
+  }
+  if (Array.isArray(topology.node)) {
+    const inputs = topology.node
+      .filter((node) => node.op === 'Placeholder')
+      .map((node) => ({
+        name: node.name,
+        dtype: node.attr?.dtype?.type,
+        shape: node.attr?.shape?.shape?.unknownRank ? null : (node.attr?.shape?.shape?.dim ?? []).map((d) => Number(d.size ?? -1)),
+      }))
+    return { inputs, outputs: null }
+  }
+  const config = topology.model_config?.config ?? topology.config ?? {}
+  const layers = config.layers ?? []
+  const inputs = layers
+    .filter((layer) => layer.class_name === 'InputLayer')
+    .map((layer) => ({
+      name: layer.config.name,
+      dtype: layer.config.dtype ?? 'float32',
+      shape: (layer.config.batch_input_shape ?? layer.config.batch_shape ?? []).map((d) => d ?? -1),
+    }))
+  return { inputs, outputs: null }
+}
+
+function indexVersion(dir) {
+  const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'))
+  if (json.modelTopology == null || !Array.isArray(json.weightsManifest)) {
+    throw new Error('model.json has no modelTopology or weightsManifest')
+  }
+  const shards = json.weightsManifest.flatMap((group) => group.paths)
+  const files = ['model.json', ...shards].map((path) => {
+    const size = statSync(join(dir, path), { throwIfNoEntry: false })?.size
+    if (size === undefined) throw new Error(`weight shard ${path} is missing`)
+    return { path, bytes: size }
+  })
+  const format = json.format === 'graph-model' || Array.isArray(json.modelTopology.node) ? 'graph-model' : 'layers-model'
+  return {
+    format,
+    files,
+    weightBytes: files.slice(1).reduce((n, f) => n + f.bytes, 0),
+    totalBytes: files.reduce((n, f) => n + f.bytes, 0),
+    signature: declaredSignature(json),
+  }
+}
+
+/** Scans an assets folder; returns the index and the problems it skipped. */
+export function buildIndex(root) {
+  const models = {}
+  const skipped = []
+  for (const name of readdirSync(root).sort()) {
+    const modelDir = join(root, name)
+    if (!isDir(modelDir)) continue
+    if (!MODEL_NAME.test(name)) {
+      skipped.push(`${name}: not a valid model name (letters, digits, '_', '.', '-'; starting with a letter or digit)`)
+      continue
+    }
+    const versions = {}
+    for (const version of readdirSync(modelDir)) {
+      const versionDir = join(modelDir, version)
+      if (!isDir(versionDir)) continue
+      if (!VERSION.test(version)) {
+        skipped.push(`${name}/${version}: a version folder must be a positive integer`)
+        continue
+      }
+      try {
+        versions[version] = indexVersion(versionDir)
+      } catch (error) {
+        skipped.push(`${name}/${version}: ${error.message}`)
+      }
+    }
+    const numbers = Object.keys(versions).map(Number).sort((a, b) => a - b)
+    if (numbers.length > 0) models[name] = { latest: numbers.at(-1), versions }
+  }
+  return { index: { models }, skipped }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const root = resolve(process.env.MODEL_ASSETS_DIR ?? 'model-assets')
+  const { index, skipped } = buildIndex(root)
+  for (const problem of skipped) console.warn(`[build-index] skipped ${problem}`)
+  const path = join(root, INDEX_FILE)
+  const text = `${JSON.stringify(index, null, 2)}\n`
+  // Rewrite only on change, so a watcher on the assets folder is not set off by the index itself.
+  if (!existsSync(path) || readFileSync(path, 'utf8') !== text) writeFileSync(path, text)
+  const summary = Object.entries(index.models).map(([name, m]) => `${name} v${Object.keys(m.versions).join(',v')}`)
+  console.log(`[build-index] ${path}: ${summary.join('; ') || 'no models'}`)
+}

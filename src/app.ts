@@ -1,0 +1,30 @@
+/** @module app — the Hono app: middleware, the protocol routes, and the one error handler. */
+import { Hono } from 'hono'
+import { HTTPException } from 'hono/http-exception'
+import { requestId } from 'hono/request-id'
+import { ApiError } from './errors'
+import { log } from './log'
+import type { AppEnv } from './routes/common'
+import { health } from './routes/health'
+import { tfServing } from './routes/tf-serving'
+
+export const app = new Hono<AppEnv>()
+  .use(requestId())
+  .route('/', health)
+  .route('/', tfServing)
+
+app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404))
+
+app.onError((error, c) => {
+  const id = c.get('requestId')
+  if (error instanceof ApiError) {
+    if (error.status >= 500) log('error', 'request.failed', { requestId: id, status: error.status, error: error.message })
+    return error.getResponse()
+  }
+  if (error instanceof HTTPException) return c.json({ error: error.message }, error.status)
+  // Anything else is a fault of ours: log it whole, tell the client only that it happened.
+  log('error', 'request.crashed', { requestId: id, error: error.message, stack: error.stack })
+  return c.json({ error: `internal error (request ${id})` }, 500)
+})
+
+export type App = typeof app

@@ -1,0 +1,55 @@
+/** @module config — limits and cache settings: named defaults, each overridable by a `[vars]` entry. */
+import { z } from 'zod'
+
+/** Defaults, with the reason for each. */
+export const DEFAULTS = {
+  /** A 224×224×3 float image as JSON is ~3.2 MB at full float precision; leave room for 2×. */
+  MAX_BODY_BYTES: 8 * 1024 * 1024,
+  /** Rows per predict request, as TF Serving's `max_batch_size` bounds a batch. */
+  MAX_BATCH_SIZE: 64,
+  /** Elements per request across all inputs: 64 digits images are 50 176, one 224² RGB image 150 528. */
+  MAX_TENSOR_ELEMENTS: 4_000_000,
+  /** Weight bytes the cache keeps before evicting idle models; an isolate has 128 MB in all. */
+  CACHE_BUDGET_BYTES: 48 * 1024 * 1024,
+  /** A model unused this long is dropped by the cron handler. */
+  MODEL_IDLE_TTL_SECONDS: 15 * 60,
+  /** First wait after a failed load; it doubles per consecutive failure … */
+  LOAD_BACKOFF_BASE_MS: 1_000,
+  /** … up to this bound, so a broken model cannot cause a load storm nor stay locked out long. */
+  LOAD_BACKOFF_MAX_MS: 60_000,
+} as const
+
+export type Config = { -readonly [K in keyof typeof DEFAULTS]: number }
+
+const positiveInt = z.coerce.number().int().positive()
+
+const schema = z.object(
+  Object.fromEntries(
+    Object.entries(DEFAULTS).map(([key, value]) => [key, positiveInt.default(value)]),
+  ) as { [K in keyof Config]: z.ZodDefault<typeof positiveInt> },
+)
+
+const parsed = new WeakMap<object, Config>()
+
+/**
+ * Reads the configuration from the Worker's `vars`, once per env object.
+ * A malformed value is a deployment mistake, so it throws (a 500) instead of guessing.
+ */
+export function readConfig(env: object): Config {
+  let config = parsed.get(env)
+  if (!config) {
+    const vars = Object.fromEntries(
+      Object.keys(DEFAULTS).flatMap((key) => {
+        const value = (env as Record<string, unknown>)[key]
+        return value === undefined || value === '' ? [] : [[key, value]]
+      }),
+    )
+    const result = schema.safeParse(vars)
+    if (!result.success) {
+      throw new Error(`invalid configuration in vars: ${z.prettifyError(result.error)}`)
+    }
+    config = result.data
+    parsed.set(env, config)
+  }
+  return config
+}

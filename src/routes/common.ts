@@ -1,0 +1,27 @@
+/** @module routes/common — path parameters and response headers shared by the protocol routes. */
+import type { Context } from 'hono'
+import { ApiError, badRequest } from '../errors'
+import type { ModelLease } from '../model/models'
+
+export type AppEnv = { Bindings: Env }
+
+/** Parses a `versions/{v}` path segment: a positive integer, as TF Serving's versions are. */
+export function parseVersion(segment: string | undefined): number | undefined {
+  if (segment === undefined) return undefined
+  if (!/^[1-9][0-9]{0,15}$/.test(segment)) throw badRequest(`version '${segment}' is not a positive integer`)
+  return Number(segment)
+}
+
+/** A handler for a path that exists but not for this method: 405 with the methods it allows. */
+export const methodNotAllowed = (allow: string) => (c: Context) => {
+  throw new ApiError(405, `${c.req.method} is not allowed on ${new URL(c.req.url).pathname}; use ${allow}`, { Allow: allow })
+}
+
+/** Adds the cache outcome, the version that answered, and Server-Timing (load wait, inference). */
+export function setModelHeaders(c: Context, { target, lease }: ModelLease, inferMs: number): void {
+  c.header('X-Model-Cache', lease.outcome)
+  c.header('X-Model-Version', String(target.version))
+  const timings = [`infer;dur=${inferMs}`]
+  if (lease.outcome !== 'hit') timings.unshift(`load;dur=${lease.waitedMs};desc="${lease.outcome}"`)
+  c.header('Server-Timing', timings.join(', '))
+}

@@ -1,0 +1,209 @@
+/**
+ * @module routes/tf-serving — TF Serving's REST API, so its clients work unchanged.
+ * @see https://www.tensorflow.org/tfx/serving/api_rest
+ */
+import { Hono } from 'hono'
+import type { Context } from 'hono'
+import { readJson } from '../body'
+import { readConfig } from '../config'
+import { badRequest, ModelUnavailableError, notFound } from '../errors'
+import { leaseModel } from '../model/models'
+import type { ModelLease } from '../model/models'
+import { DEFAULT_SIGNATURE, dtypeToTensorFlow } from '../model/signature'
+import type { Signature, TensorSpec } from '../model/signature'
+import { tf } from '../model/tf'
+import { parseBody, PredictRequest } from '../schemas'
+import { tensorFromJSON, tensorToJSON } from '../tensors'
+import type { TensorLimits } from '../tensors'
+import { methodNotAllowed, parseVersion, setModelHeaders } from './common'
+import type { AppEnv } from './common'
+
+type Ctx = Context<AppEnv>
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+
+/** Splits `iris:predict` into the model name and its verb. */
+function splitVerb(segment: string): { name: string; verb?: string } {
+  const at = segment.lastIndexOf(':')
+  return at === -1 ? { name: segment } : { name: segment.slice(0, at), verb: segment.slice(at + 1) }
+}
+
+/** Leases a model for the length of `use`, always releasing it. */
+async function withModel<T>(c: Ctx, name: string, version: number | undefined, use: (held: ModelLease) => Promise<T>): Promise<T> {
+  const held = await leaseModel(c.env, readConfig(c.env), name, version)
+  try {
+    return await use(held)
+  } finally {
+    held.lease.release()
+  }
+}
+
+// ===== Status =====
+
+async function status(c: Ctx, name: string, versionSegment?: string) {
+  const verb = splitVerb(versionSegment ?? name).verb
+  if (verb !== undefined) {
+    if (verb === 'predict') return methodNotAllowed('POST')(c)
+    throw notFound(`no route for GET ${new URL(c.req.url).pathname}`)
+  }
+  const version = parseVersion(versionSegment)
+  try {
+    return await withModel(c, name, version, async ({ target }) =>
+      c.json({
+        model_version_status: [{ version: String(target.version), state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } }],
+      }),
+    )
+  } catch (error) {
+    // TF Serving reports a version that failed to load as END with its error, not as an HTTP error.
+    if (!(error instanceof ModelUnavailableError)) throw error
+    return c.json(
+      {
+        model_version_status: [
+          { version: String(version ?? ''), state: 'END', status: { error_code: 'UNAVAILABLE', error_message: error.message } },
+        ],
+      },
+      200,
+      error.headers,
+    )
+  }
+}
+
+// ===== Metadata =====
+
+function tensorInfo(spec: TensorSpec) {
+  return {
+    dtype: dtypeToTensorFlow(spec.dtype),
+    tensor_shape:
+      spec.shape === null
+        ? { dim: [], unknown_rank: true }
+        : { dim: spec.shape.map((size) => ({ size: String(size), name: '' })), unknown_rank: false },
+    name: spec.tensorName,
+  }
+}
+
+/** The signature in TF Serving's `signature_def` shape (int64 sizes as strings, as proto JSON has them). */
+export function signatureDef(signature: Signature) {
+  return {
+    inputs: Object.fromEntries(signature.inputs.map((s) => [s.name, tensorInfo(s)])),
+    outputs: Object.fromEntries(signature.outputs.map((s) => [s.name, tensorInfo(s)])),
+    method_name: 'tensorflow/serving/predict',
+  }
+}
+
+async function metadata(c: Ctx, name: string, versionSegment?: string) {
+  return withModel(c, name, parseVersion(versionSegment), async ({ target, lease }) =>
+    c.json({
+      model_spec: { name, signature_name: '', version: String(target.version) },
+      metadata: { signature_def: { signature_def: { [DEFAULT_SIGNATURE]: signatureDef(lease.model.signature) } } },
+    }),
+  )
+}
+
+// ===== Predict =====
+
+function namedValues(signature: Signature, value: Record<string, unknown>, where: string): Map<TensorSpec, unknown> {
+  const specs = new Map(signature.inputs.map((s) => [s.name, s]))
+  const names = signature.inputs.map((s) => `'${s.name}'`).join(', ')
+  for (const key of Object.keys(value)) {
+    if (!specs.has(key)) throw badRequest(`${where}: unknown input '${key}'; the model's inputs are ${names}`)
+  }
+  const missing = signature.inputs.filter((s) => !(s.name in value))
+  if (missing.length > 0) throw badRequest(`${where}: missing input '${missing[0]!.name}'; the model's inputs are ${names}`)
+  return new Map(signature.inputs.map((s) => [s, value[s.name]]))
+}
+
+/** Row format: one entry per batch row, a bare value or an object keyed by input name. */
+function rowFeeds(signature: Signature, instances: unknown[], limits: TensorLimits): Map<TensorSpec, [unknown, string]> {
+  if (instances.length > limits.maxBatch) {
+    throw badRequest(`'instances' has ${instances.length} rows, more than the limit of ${limits.maxBatch} (MAX_BATCH_SIZE)`)
+  }
+  const named = isObject(instances[0])
+  if (!named) {
+    if (signature.inputs.length !== 1) {
+      throw badRequest(`the model has ${signature.inputs.length} inputs, so each of 'instances' must be an object keyed by input name`)
+    }
+    return new Map([[signature.inputs[0]!, [instances, 'instances']]])
+  }
+  const columns = new Map(signature.inputs.map((s): [TensorSpec, unknown[]] => [s, []]))
+  instances.forEach((instance, i) => {
+    if (!isObject(instance)) throw badRequest(`instances[${i}]: expected an object keyed by input name like instances[0], got ${JSON.stringify(instance)?.slice(0, 40)}`)
+    for (const [spec, value] of namedValues(signature, instance, `instances[${i}]`)) columns.get(spec)!.push(value)
+  })
+  return new Map([...columns].map(([spec, values]) => [spec, [values, `instances[*]['${spec.name}']`]]))
+}
+
+/** Columnar format: the whole tensor per input, batch dimension included. */
+function columnarFeeds(signature: Signature, inputs: unknown): Map<TensorSpec, [unknown, string]> {
+  if (!isObject(inputs)) {
+    if (signature.inputs.length !== 1) {
+      throw badRequest(`the model has ${signature.inputs.length} inputs, so 'inputs' must be an object keyed by input name`)
+    }
+    return new Map([[signature.inputs[0]!, [inputs, 'inputs']]])
+  }
+  return new Map([...namedValues(signature, inputs, 'inputs')].map(([spec, value]) => [spec, [value, `inputs['${spec.name}']`]]))
+}
+
+async function predictionsJSON(signature: Signature, outputs: Record<string, tf.Tensor>, rows: boolean) {
+  const names = signature.outputs.map((s) => s.name)
+  const values = await Promise.all(names.map((name) => tensorToJSON(outputs[name]!)))
+  if (names.length === 1) return values[0]
+  if (!rows) return Object.fromEntries(names.map((name, i) => [name, values[i]]))
+  // Row format with several outputs: one object per row, which needs every output to share the batch.
+  const batch = (values[0] as unknown[]).length
+  if (!values.every((v) => Array.isArray(v) && v.length === batch)) {
+    throw badRequest("the model's outputs differ in batch size; use the columnar format ('inputs')")
+  }
+  return Array.from({ length: batch }, (_, row) => Object.fromEntries(names.map((name, i) => [name, (values[i] as unknown[])[row]])))
+}
+
+async function predict(c: Ctx, name: string, versionSegment?: string) {
+  const version = parseVersion(versionSegment)
+  const config = readConfig(c.env)
+  const body = parseBody(PredictRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+  if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
+    throw badRequest(`signature '${body.signature_name}' not found; the model serves '${DEFAULT_SIGNATURE}'`)
+  }
+  const limits: TensorLimits = { maxBatch: config.MAX_BATCH_SIZE, maxElements: config.MAX_TENSOR_ELEMENTS }
+  return withModel(c, name, version, async (held) => {
+    const signature = held.lease.model.signature
+    const rows = body.instances !== undefined
+    const plan = rows ? rowFeeds(signature, body.instances!, limits) : columnarFeeds(signature, body.inputs)
+    const budget = { elements: limits.maxElements, limit: limits.maxElements }
+    const feeds: Record<string, tf.Tensor> = {}
+    let outputs: Record<string, tf.Tensor> = {}
+    try {
+      for (const [spec, [value, where]] of plan) feeds[spec.name] = tensorFromJSON(spec, value, where, limits, budget)
+      const started = Date.now()
+      outputs = await held.lease.model.run(feeds)
+      const inferMs = Date.now() - started
+      const result = await predictionsJSON(signature, outputs, rows)
+      setModelHeaders(c, held, inferMs)
+      return c.json(rows ? { predictions: result } : { outputs: result })
+    } finally {
+      tf.dispose(feeds)
+      tf.dispose(outputs)
+    }
+  })
+}
+
+// ===== Routes =====
+
+export const tfServing = new Hono<AppEnv>()
+  .get('/v1/models/:name', (c) => status(c, c.req.param('name')))
+  .get('/v1/models/:name/versions/:version', (c) => status(c, c.req.param('name'), c.req.param('version')))
+  .get('/v1/models/:name/metadata', (c) => metadata(c, c.req.param('name')))
+  .get('/v1/models/:name/versions/:version/metadata', (c) => metadata(c, c.req.param('name'), c.req.param('version')))
+  .post('/v1/models/:target', (c) => predictRoute(c, c.req.param('target')))
+  .post('/v1/models/:name/versions/:target', (c) => predictRoute(c, c.req.param('target'), c.req.param('name')))
+  .all('/v1/models/:name/metadata', methodNotAllowed('GET'))
+  .all('/v1/models/:name/versions/:version/metadata', methodNotAllowed('GET'))
+  .all('/v1/models/:target', methodNotAllowed('GET, POST'))
+  .all('/v1/models/:name/versions/:target', methodNotAllowed('GET, POST'))
+
+/** POST on `{name}:predict`, or on `versions/{v}:predict` with the model's name given. */
+function predictRoute(c: Ctx, segment: string, model?: string) {
+  const { name, verb } = splitVerb(segment)
+  if (verb === undefined) return methodNotAllowed('GET')(c)
+  if (verb !== 'predict') throw notFound(`':${verb}' is not supported; warmserve serves ':predict'`)
+  return model === undefined ? predict(c, name) : predict(c, model, name)
+}

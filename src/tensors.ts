@@ -1,0 +1,137 @@
+/**
+ * @module tensors — JSON values to tensors and back, checked against a model's signature.
+ * Every refusal is a 400 that names the input, the index and what was expected.
+ */
+import { badRequest } from './errors'
+import type { TensorSpec } from './model/signature'
+import { formatShape } from './model/signature'
+import { tf } from './model/tf'
+
+export interface TensorLimits {
+  /** Rows in one request. */
+  maxBatch: number
+  /** Elements across all of a request's inputs. */
+  maxElements: number
+}
+
+/** A JSON array taken apart: its shape and its leaves in row-major order. */
+export interface Flat {
+  shape: number[]
+  values: unknown[]
+}
+
+const INT32_MIN = -(2 ** 31)
+const INT32_MAX = 2 ** 31 - 1
+
+const describe = (value: unknown): string =>
+  value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value === 'string' ? `the string ${JSON.stringify(value).slice(0, 40)}` : `${typeof value} ${String(value)}`
+
+/**
+ * Flattens a nested JSON array, checking that it is rectangular (not ragged).
+ * `where` names the value in messages, e.g. `input 'image'`; `budget` counts elements left.
+ */
+export function flatten(value: unknown, where: string, budget: { elements: number; limit: number }): Flat {
+  const shape: number[] = []
+  for (let v = value; Array.isArray(v); v = v[0]) shape.push(v.length)
+  const values: unknown[] = []
+  const walk = (v: unknown, depth: number, path: string) => {
+    if (depth === shape.length) {
+      if (Array.isArray(v)) throw badRequest(`${where}${path}: expected a scalar at depth ${depth}, got an array (ragged nesting)`)
+      if (--budget.elements < 0) {
+        throw badRequest(`${where}: more than ${budget.limit} tensor elements in one request (MAX_TENSOR_ELEMENTS)`)
+      }
+      values.push(v)
+      return
+    }
+    if (!Array.isArray(v)) throw badRequest(`${where}${path}: expected an array of ${shape[depth]}, got ${describe(v)} (ragged nesting)`)
+    if (v.length !== shape[depth]) {
+      throw badRequest(`${where}${path}: expected ${shape[depth]} values like its siblings, got ${v.length} (ragged array)`)
+    }
+    for (let i = 0; i < v.length; i++) walk(v[i], depth + 1, `${path}[${i}]`)
+  }
+  walk(value, 0, '')
+  return { shape, values }
+}
+
+/** Checks a shape against the signature's: rank, then every fixed dimension. */
+export function checkShape(spec: TensorSpec, shape: readonly number[], where: string): void {
+  if (spec.shape === null) return
+  if (shape.length !== spec.shape.length) {
+    throw badRequest(
+      `${where}: expected rank ${spec.shape.length} with shape ${formatShape(spec.shape)}, got rank ${shape.length} with shape ${formatShape(shape)}`,
+    )
+  }
+  spec.shape.forEach((dim, i) => {
+    if (dim !== -1 && dim !== shape[i]) {
+      throw badRequest(`${where}: dimension ${i} must be ${dim} (shape ${formatShape(spec.shape)}), got ${shape[i]} (shape ${formatShape(shape)})`)
+    }
+  })
+}
+
+/** Converts the leaves to the input's dtype, refusing any value that does not fit it exactly. */
+export function toTypedArray(spec: TensorSpec, flat: Flat, where: string): Float32Array | Int32Array | Uint8Array {
+  const { values, shape } = flat
+  const at = (i: number) => {
+    // Recover the multi-index of leaf i for the message.
+    const index: number[] = []
+    for (let d = shape.length - 1, rest = i; d >= 0; d--) {
+      index.unshift(rest % shape[d]!)
+      rest = Math.floor(rest / shape[d]!)
+    }
+    return `${where}${index.map((n) => `[${n}]`).join('')}`
+  }
+  switch (spec.dtype) {
+    case 'float32': {
+      const out = new Float32Array(values.length)
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i]
+        if (typeof v !== 'number') throw badRequest(`${at(i)}: expected a number (${spec.dtype}), got ${describe(v)}`)
+        if (Math.abs(v) > 3.4028234663852886e38) throw badRequest(`${at(i)}: ${v} is out of float32 range`)
+        out[i] = v
+      }
+      return out
+    }
+    case 'int32': {
+      const out = new Int32Array(values.length)
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i]
+        if (typeof v !== 'number' || !Number.isInteger(v)) throw badRequest(`${at(i)}: expected an integer (int32), got ${describe(v)}`)
+        if (v < INT32_MIN || v > INT32_MAX) throw badRequest(`${at(i)}: ${v} is out of int32 range`)
+        out[i] = v
+      }
+      return out
+    }
+    case 'bool': {
+      const out = new Uint8Array(values.length)
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i]
+        if (typeof v !== 'boolean') throw badRequest(`${at(i)}: expected true or false (bool), got ${describe(v)}`)
+        out[i] = v ? 1 : 0
+      }
+      return out
+    }
+    default:
+      throw badRequest(`${where}: inputs of dtype ${spec.dtype} are not supported`)
+  }
+}
+
+/**
+ * Builds the tensor for one input from its nested JSON value (batch dimension included),
+ * checked for raggedness, rank, fixed dimensions, batch size, dtype and range.
+ */
+export function tensorFromJSON(spec: TensorSpec, value: unknown, where: string, limits: TensorLimits, budget: { elements: number; limit: number }): tf.Tensor {
+  const flat = flatten(value, where, budget)
+  if (flat.shape.length > 0 && flat.shape[0]! > limits.maxBatch && spec.shape?.[0] === -1) {
+    throw badRequest(`${where}: batch of ${flat.shape[0]} exceeds the limit of ${limits.maxBatch} (MAX_BATCH_SIZE)`)
+  }
+  checkShape(spec, flat.shape, where)
+  return tf.tensor(toTypedArray(spec, flat, where), flat.shape, spec.dtype)
+}
+
+/** A tensor's values as nested JSON arrays, in its dtype (bools as true/false). */
+export async function tensorToJSON(tensor: tf.Tensor): Promise<unknown> {
+  const nested = await tensor.array()
+  if (tensor.dtype !== 'bool') return nested
+  const toBool = (v: unknown): unknown => (Array.isArray(v) ? v.map(toBool) : v === 1 || v === true)
+  return toBool(nested)
+}

@@ -1,0 +1,187 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { ModelCache } from '../src/model/cache'
+import type { LoadResult } from '../src/model/cache'
+import { buildServable } from '../src/model/servable'
+import { tf } from '../src/model/tf'
+import { ModelUnavailableError } from '../src/errors'
+import { fakeClock, tinyModelArtifacts } from './helpers'
+
+const artifacts = await tinyModelArtifacts()
+const WEIGHT_BYTES = (artifacts.weightData as ArrayBuffer).byteLength
+
+/** A real loader that counts its builds and can be told to fail. */
+function loader() {
+  const state = { builds: 0, failuresLeft: 0, disposed: 0 }
+  const load = async (): Promise<LoadResult> => {
+    state.builds++
+    await new Promise((r) => setTimeout(r, 5)) // a load takes time, so concurrent requests overlap it
+    if (state.failuresLeft > 0) {
+      state.failuresLeft--
+      throw new Error('shard fetch failed')
+    }
+    const { servable, timings } = await buildServable(artifacts)
+    const dispose = servable.dispose.bind(servable)
+    return { servable: { ...servable, dispose: () => (state.disposed++, dispose()) }, timings }
+  }
+  return { state, load }
+}
+
+const x = () => tf.tensor2d([[5.1, 3.5, 1.4, 0.2]])
+
+describe('ModelCache', () => {
+  let clock: ReturnType<typeof fakeClock>
+  let cache: ModelCache
+  let before: number
+
+  beforeEach(() => {
+    clock = fakeClock()
+    cache = new ModelCache({ budgetBytes: 10 * WEIGHT_BYTES, backoffBaseMs: 1000, backoffMaxMs: 4000, now: clock.now })
+    before = tf.memory().numTensors
+  })
+  afterEach(() => cache.reset())
+
+  it('builds once for 50 concurrent first requests; the rest join the load', async () => {
+    const { state, load } = loader()
+    const leases = await Promise.all(Array.from({ length: 50 }, () => cache.acquire('m/1', WEIGHT_BYTES, load)))
+    expect(state.builds).toBe(1)
+    expect(leases.filter((l) => l.outcome === 'miss')).toHaveLength(1)
+    expect(leases.filter((l) => l.outcome === 'joined')).toHaveLength(49)
+    expect(new Set(leases.map((l) => l.model)).size).toBe(1)
+    expect(cache.counters).toMatchObject({ misses: 1, joins: 49, hits: 0, loads: 1 })
+    leases.forEach((l) => l.release())
+
+    const again = await cache.acquire('m/1', WEIGHT_BYTES, load)
+    expect(again.outcome).toBe('hit')
+    expect(state.builds).toBe(1)
+    again.release()
+  })
+
+  it('does not cache a failure: 503 with Retry-After, no reload during backoff, recovery after it', async () => {
+    const { state, load } = loader()
+    state.failuresLeft = 1
+    const first = await Promise.allSettled([cache.acquire('m/1', WEIGHT_BYTES, load), cache.acquire('m/1', WEIGHT_BYTES, load)])
+    expect(state.builds).toBe(1)
+    for (const result of first) {
+      expect(result.status).toBe('rejected')
+      const error = (result as PromiseRejectedResult).reason
+      expect(error).toBeInstanceOf(ModelUnavailableError)
+      expect(error.status).toBe(503)
+      expect(error.headers['Retry-After']).toBe('1')
+      expect(error.message).toContain('shard fetch failed')
+    }
+
+    clock.advance(500)
+    await expect(cache.acquire('m/1', WEIGHT_BYTES, load)).rejects.toBeInstanceOf(ModelUnavailableError)
+    expect(state.builds).toBe(1) // still backing off: no load storm
+
+    clock.advance(600)
+    const lease = await cache.acquire('m/1', WEIGHT_BYTES, load)
+    expect(lease.outcome).toBe('miss')
+    expect(state.builds).toBe(2)
+    expect(cache.counters.loadFailures).toBe(1)
+    expect(cache.status('m/1')).toEqual({ state: 'AVAILABLE' })
+    lease.release()
+  })
+
+  it('doubles the backoff per consecutive failure, up to the bound', async () => {
+    const { state, load } = loader()
+    state.failuresLeft = 4
+    const retryAfters: string[] = []
+    for (let i = 0; i < 4; i++) {
+      const error = await cache.acquire('m/1', WEIGHT_BYTES, load).catch((e: ModelUnavailableError) => e)
+      retryAfters.push((error as ModelUnavailableError).headers['Retry-After']!)
+      clock.advance(10_000)
+    }
+    expect(retryAfters).toEqual(['1', '2', '4', '4'])
+  })
+
+  it('a lease blocks disposal: a dropped model serves its in-flight request, then is freed', async () => {
+    const { state, load } = loader()
+    const lease = await cache.acquire('m/1', WEIGHT_BYTES, load)
+    expect(cache.drop('m/1', 'test')).toBe(true)
+    expect(state.disposed).toBe(0)
+    expect(cache.list()).toEqual([expect.objectContaining({ key: 'm/1', state: 'RETIRED', leases: 1 })])
+
+    const input = x()
+    const out = await lease.model.run({ [lease.model.signature.inputs[0]!.name]: input })
+    expect(Object.values(out)[0]!.shape).toEqual([1, 3])
+    tf.dispose([input, out])
+
+    lease.release()
+    expect(state.disposed).toBe(1)
+    expect(tf.memory().numTensors).toBe(before)
+
+    // The next request loads it afresh.
+    const next = await cache.acquire('m/1', WEIGHT_BYTES, load)
+    expect(next.outcome).toBe('miss')
+    expect(state.builds).toBe(2)
+    next.release()
+  })
+
+  it('drop returns tf.memory().numTensors to its pre-load count', async () => {
+    const { load } = loader()
+    const lease = await cache.acquire('m/1', WEIGHT_BYTES, load)
+    lease.release()
+    expect(tf.memory().numTensors).toBeGreaterThan(before)
+    cache.drop('m/1', 'test')
+    expect(tf.memory().numTensors).toBe(before)
+    expect(cache.residentBytes()).toBe(0)
+  })
+
+  it('evicts idle models least-recently-used first to stay within the byte budget', async () => {
+    cache = new ModelCache({ budgetBytes: 2.5 * WEIGHT_BYTES, backoffBaseMs: 1000, backoffMaxMs: 4000, now: clock.now })
+    const { load } = loader()
+    const use = async (key: string) => {
+      const lease = await cache.acquire(key, WEIGHT_BYTES, load)
+      clock.advance(1)
+      lease.release()
+      return lease.outcome
+    }
+    await use('a/1')
+    await use('b/1')
+    await use('a/1') // a is now more recently used than b
+    expect(await use('c/1')).toBe('miss')
+    expect(cache.list().map((r) => r.key).sort()).toEqual(['a/1', 'c/1'])
+    expect(cache.counters.evictions).toBe(1)
+    expect(cache.residentBytes()).toBeLessThanOrEqual(2.5 * WEIGHT_BYTES)
+  })
+
+  it('never evicts a leased model, even past the budget', async () => {
+    cache = new ModelCache({ budgetBytes: 1.5 * WEIGHT_BYTES, backoffBaseMs: 1000, backoffMaxMs: 4000, now: clock.now })
+    const { load } = loader()
+    const held = await cache.acquire('a/1', WEIGHT_BYTES, load)
+    const other = await cache.acquire('b/1', WEIGHT_BYTES, load)
+    expect(cache.list().map((r) => r.key).sort()).toEqual(['a/1', 'b/1'])
+    expect(cache.counters.evictions).toBe(0)
+    held.release()
+    other.release()
+  })
+
+  it('refuses a model larger than the whole budget with a 503 that says why', async () => {
+    const { state, load } = loader()
+    const error = await cache.acquire('big/1', 11 * WEIGHT_BYTES, load).catch((e) => e)
+    expect(error).toBeInstanceOf(ModelUnavailableError)
+    expect(error.message).toMatch(/exceed the cache budget/)
+    expect(state.builds).toBe(0)
+  })
+
+  it('drops only models idle longer than the TTL', async () => {
+    const { load } = loader()
+    ;(await cache.acquire('old/1', WEIGHT_BYTES, load)).release()
+    clock.advance(60_000)
+    ;(await cache.acquire('new/1', WEIGHT_BYTES, load)).release()
+    const held = await cache.acquire('held/1', WEIGHT_BYTES, load)
+    clock.advance(60_000)
+    expect(cache.dropIdle(90_000)).toEqual(['old/1'])
+    expect(cache.list().map((r) => r.key).sort()).toEqual(['held/1', 'new/1'])
+    held.release()
+  })
+
+  it('a released lease cannot be used again', async () => {
+    const { load } = loader()
+    const lease = await cache.acquire('m/1', WEIGHT_BYTES, load)
+    lease.release()
+    lease.release() // idempotent
+    expect(() => lease.model).toThrow(/after release/)
+  })
+})

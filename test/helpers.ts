@@ -1,0 +1,43 @@
+/** Shared test helpers: real tf.js models built in the test, and requests to the Worker. */
+import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
+import * as tfl from '@tensorflow/tfjs-layers'
+import worker from '../src/index'
+import { tf } from '../src/model/tf'
+
+/** Artifacts of a small real layers model: input [-1, 4] → softmax [-1, 3]. */
+export async function tinyModelArtifacts(units = 8): Promise<tf.io.ModelArtifacts> {
+  const model = tfl.sequential({
+    layers: [
+      tfl.layers.dense({ inputShape: [4], units, activation: 'relu', kernelInitializer: tfl.initializers.glorotUniform({ seed: 1 }) }),
+      tfl.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: 2 }) }),
+    ],
+  })
+  let saved: tf.io.ModelArtifacts | undefined
+  await model.save(
+    tf.io.withSaveHandler(async (artifacts) => {
+      saved = artifacts
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }
+    }),
+  )
+  model.dispose()
+  return saved!
+}
+
+/** Calls the Worker's fetch handler the way the runtime does and waits for its background work. */
+export async function call(path: string, init?: RequestInit, bindings: Env = env): Promise<Response> {
+  const ctx = createExecutionContext()
+  const response = await worker.fetch(new Request(`http://warmserve.test${path}`, init), bindings, ctx)
+  await waitOnExecutionContext(ctx)
+  return response
+}
+
+/** POSTs a JSON body. */
+export const post = (path: string, body: unknown, headers: Record<string, string> = {}, bindings?: Env) =>
+  call(path, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': 'application/json', ...headers } }, bindings)
+
+/** A manually advanced clock for backoff and idle-TTL tests. */
+export function fakeClock(start = 1_000_000) {
+  let now = start
+  return { now: () => now, advance: (ms: number) => void (now += ms) }
+}
