@@ -7,11 +7,13 @@ import { log } from './log'
 import type { AppEnv } from './routes/common'
 import { health } from './routes/health'
 import { tfServing } from './routes/tf-serving'
+import { v2 } from './routes/v2'
 
 export const app = new Hono<AppEnv>()
   .use(requestId())
   .route('/', health)
   .route('/', tfServing)
+  .route('/', v2)
 
 app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404))
 

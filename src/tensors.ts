@@ -2,6 +2,8 @@
  * @module tensors — JSON values to tensors and back, checked against a model's signature.
  * Every refusal is a 400 that names the input, the index and what was expected.
  */
+import { converter, datatypeOf, describeValue } from './datatypes'
+import type { Converter } from './datatypes'
 import { badRequest } from './errors'
 import type { TensorSpec } from './model/signature'
 import { formatShape } from './model/signature'
@@ -20,12 +22,6 @@ export interface Flat {
   values: unknown[]
 }
 
-const INT32_MIN = -(2 ** 31)
-const INT32_MAX = 2 ** 31 - 1
-
-const describe = (value: unknown): string =>
-  value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value === 'string' ? `the string ${JSON.stringify(value).slice(0, 40)}` : `${typeof value} ${String(value)}`
-
 /**
  * Flattens a nested JSON array, checking that it is rectangular (not ragged).
  * `where` names the value in messages, e.g. `input 'image'`; `budget` counts elements left.
@@ -43,7 +39,7 @@ export function flatten(value: unknown, where: string, budget: { elements: numbe
       values.push(v)
       return
     }
-    if (!Array.isArray(v)) throw badRequest(`${where}${path}: expected an array of ${shape[depth]}, got ${describe(v)} (ragged nesting)`)
+    if (!Array.isArray(v)) throw badRequest(`${where}${path}: expected an array of ${shape[depth]}, got ${describeValue(v)} (ragged nesting)`)
     if (v.length !== shape[depth]) {
       throw badRequest(`${where}${path}: expected ${shape[depth]} values like its siblings, got ${v.length} (ragged array)`)
     }
@@ -68,11 +64,13 @@ export function checkShape(spec: TensorSpec, shape: readonly number[], where: st
   })
 }
 
-/** Converts the leaves to the input's dtype, refusing any value that does not fit it exactly. */
-export function toTypedArray(spec: TensorSpec, flat: Flat, where: string): Float32Array | Int32Array | Uint8Array {
+/**
+ * Converts the leaves to the input's dtype through `convert`, which refuses any value that does
+ * not fit exactly; the message names the element by its multi-index.
+ */
+export function toTypedArray(spec: TensorSpec, flat: Flat, where: string, convert: Converter): Float32Array | Int32Array | Uint8Array {
   const { values, shape } = flat
-  const at = (i: number) => {
-    // Recover the multi-index of leaf i for the message.
+  const at = (i: number) => () => {
     const index: number[] = []
     for (let d = shape.length - 1, rest = i; d >= 0; d--) {
       index.unshift(rest % shape[d]!)
@@ -80,39 +78,9 @@ export function toTypedArray(spec: TensorSpec, flat: Flat, where: string): Float
     }
     return `${where}${index.map((n) => `[${n}]`).join('')}`
   }
-  switch (spec.dtype) {
-    case 'float32': {
-      const out = new Float32Array(values.length)
-      for (let i = 0; i < values.length; i++) {
-        const v = values[i]
-        if (typeof v !== 'number') throw badRequest(`${at(i)}: expected a number (${spec.dtype}), got ${describe(v)}`)
-        if (Math.abs(v) > 3.4028234663852886e38) throw badRequest(`${at(i)}: ${v} is out of float32 range`)
-        out[i] = v
-      }
-      return out
-    }
-    case 'int32': {
-      const out = new Int32Array(values.length)
-      for (let i = 0; i < values.length; i++) {
-        const v = values[i]
-        if (typeof v !== 'number' || !Number.isInteger(v)) throw badRequest(`${at(i)}: expected an integer (int32), got ${describe(v)}`)
-        if (v < INT32_MIN || v > INT32_MAX) throw badRequest(`${at(i)}: ${v} is out of int32 range`)
-        out[i] = v
-      }
-      return out
-    }
-    case 'bool': {
-      const out = new Uint8Array(values.length)
-      for (let i = 0; i < values.length; i++) {
-        const v = values[i]
-        if (typeof v !== 'boolean') throw badRequest(`${at(i)}: expected true or false (bool), got ${describe(v)}`)
-        out[i] = v ? 1 : 0
-      }
-      return out
-    }
-    default:
-      throw badRequest(`${where}: inputs of dtype ${spec.dtype} are not supported`)
-  }
+  const out = spec.dtype === 'float32' ? new Float32Array(values.length) : spec.dtype === 'int32' ? new Int32Array(values.length) : new Uint8Array(values.length)
+  for (let i = 0; i < values.length; i++) out[i] = convert(values[i], at(i))
+  return out
 }
 
 /**
@@ -125,7 +93,8 @@ export function tensorFromJSON(spec: TensorSpec, value: unknown, where: string, 
     throw badRequest(`${where}: batch of ${flat.shape[0]} exceeds the limit of ${limits.maxBatch} (MAX_BATCH_SIZE)`)
   }
   checkShape(spec, flat.shape, where)
-  return tf.tensor(toTypedArray(spec, flat, where), flat.shape, spec.dtype)
+  const convert = converter(datatypeOf(spec.dtype), spec.dtype, where)
+  return tf.tensor(toTypedArray(spec, flat, where, convert), flat.shape, spec.dtype)
 }
 
 /** A tensor's values as nested JSON arrays, in its dtype (bools as true/false). */

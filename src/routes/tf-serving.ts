@@ -7,7 +7,7 @@ import type { Context } from 'hono'
 import { readJson } from '../body'
 import { readConfig } from '../config'
 import { badRequest, ModelUnavailableError, notFound } from '../errors'
-import { leaseModel } from '../model/models'
+import { leaseModel, modelStore, openRepository } from '../model/models'
 import type { ModelLease } from '../model/models'
 import { DEFAULT_SIGNATURE, dtypeToTensorFlow } from '../model/signature'
 import type { Signature, TensorSpec } from '../model/signature'
@@ -46,22 +46,17 @@ async function status(c: Ctx, name: string, versionSegment?: string) {
     if (verb === 'predict') return methodNotAllowed('POST')(c)
     throw notFound(`no route for GET ${new URL(c.req.url).pathname}`)
   }
-  const version = parseVersion(versionSegment)
+  const target = (await openRepository(modelStore(c.env))).resolve(name, parseVersion(versionSegment))
+  const version = String(target.version)
   try {
-    return await withModel(c, name, version, async ({ target }) =>
-      c.json({
-        model_version_status: [{ version: String(target.version), state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } }],
-      }),
+    return await withModel(c, name, target.version, async () =>
+      c.json({ model_version_status: [{ version, state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } }] }),
     )
   } catch (error) {
     // TF Serving reports a version that failed to load as END with its error, not as an HTTP error.
     if (!(error instanceof ModelUnavailableError)) throw error
     return c.json(
-      {
-        model_version_status: [
-          { version: String(version ?? ''), state: 'END', status: { error_code: 'UNAVAILABLE', error_message: error.message } },
-        ],
-      },
+      { model_version_status: [{ version, state: 'END', status: { error_code: 'UNAVAILABLE', error_message: error.message } }] },
       200,
       error.headers,
     )

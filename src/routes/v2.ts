@@ -1,0 +1,163 @@
+/**
+ * @module routes/v2 — the Open Inference Protocol (KServe v2) over HTTP/REST, spoken by Triton,
+ * KServe, MLServer and Seldon clients.
+ * @see https://github.com/kserve/open-inference-protocol/blob/main/specification/protocol/inference_rest.md
+ */
+import { Hono } from 'hono'
+import type { Context } from 'hono'
+import { z } from 'zod'
+import { readJson } from '../body'
+import { readConfig } from '../config'
+import { converter, DATATYPES, datatypeOf } from '../datatypes'
+import { badRequest, ModelUnavailableError } from '../errors'
+import { leaseModel, modelStore, openRepository } from '../model/models'
+import type { ModelLease } from '../model/models'
+import type { Servable } from '../model/servable'
+import type { TensorSpec } from '../model/signature'
+import { tf } from '../model/tf'
+import { parseBody } from '../schemas'
+import { checkShape, flatten, toTypedArray } from '../tensors'
+import { methodNotAllowed, parseVersion, setModelHeaders } from './common'
+import type { AppEnv } from './common'
+
+type Ctx = Context<AppEnv>
+
+const Parameters = z.record(z.string(), z.unknown())
+
+/** One input tensor of an inference request. */
+const RequestInput = z.object({
+  name: z.string().min(1),
+  shape: z.array(z.int().nonnegative(), { error: 'shape must be a list of non-negative integers' }),
+  datatype: z.enum(DATATYPES, { error: `datatype must be one of ${DATATYPES.join(', ')}` }),
+  parameters: Parameters.optional(),
+  data: z.unknown().refine((d) => d !== undefined, { error: 'data is required' }),
+})
+
+/** The inference request body. */
+export const InferRequest = z.object({
+  id: z.string().optional(),
+  parameters: Parameters.optional(),
+  inputs: z.array(RequestInput).min(1, 'inputs is empty: send one entry per model input'),
+  outputs: z.array(z.object({ name: z.string().min(1), parameters: Parameters.optional() })).optional(),
+})
+
+const platformOf = (servable: Servable) => `tensorflowjs_${servable.format.replace('-', '_')}`
+
+const tensorMetadata = (spec: TensorSpec) => ({ name: spec.name, datatype: datatypeOf(spec.dtype), shape: spec.shape ?? [-1] })
+
+async function withModel<T>(c: Ctx, name: string, version: string | undefined, use: (held: ModelLease) => Promise<T>): Promise<T> {
+  const held = await leaseModel(c.env, readConfig(c.env), name, parseVersion(version))
+  try {
+    return await use(held)
+  } finally {
+    held.lease.release()
+  }
+}
+
+async function modelMetadata(c: Ctx, name: string, version?: string) {
+  const versions = (await openRepository(modelStore(c.env))).versions(name).map(String)
+  return withModel(c, name, version, async ({ lease }) =>
+    c.json({
+      name,
+      versions,
+      platform: platformOf(lease.model),
+      inputs: lease.model.signature.inputs.map(tensorMetadata),
+      outputs: lease.model.signature.outputs.map(tensorMetadata),
+    }),
+  )
+}
+
+async function modelReady(c: Ctx, name: string, version?: string) {
+  try {
+    return await withModel(c, name, version, async () => c.json({ name, ready: true }))
+  } catch (error) {
+    if (!(error instanceof ModelUnavailableError)) throw error
+    return c.json({ name, ready: false, error: error.message }, 503, error.headers)
+  }
+}
+
+/** Builds one input tensor from `data`, flat (row-major) or nested, checked against `shape` and the signature. */
+function inputTensor(spec: TensorSpec, input: z.infer<typeof RequestInput>, budget: { elements: number; limit: number }): tf.Tensor {
+  const where = `input '${input.name}'`
+  const flat = flatten(input.data, `${where} data`, budget)
+  const count = input.shape.reduce((n, d) => n * d, 1)
+  if (flat.values.length !== count) {
+    throw badRequest(`${where}: shape [${input.shape.join(', ')}] holds ${count} elements but data has ${flat.values.length}`)
+  }
+  if (flat.shape.length > 1 && flat.shape.join() !== input.shape.join()) {
+    throw badRequest(`${where}: nested data has shape [${flat.shape.join(', ')}] but shape says [${input.shape.join(', ')}]`)
+  }
+  checkShape(spec, input.shape, where)
+  const values = toTypedArray(spec, { shape: input.shape, values: flat.values }, `${where} data`, converter(input.datatype, spec.dtype, where))
+  return tf.tensor(values, input.shape, spec.dtype)
+}
+
+async function infer(c: Ctx, name: string, version?: string) {
+  const config = readConfig(c.env)
+  const body = parseBody(InferRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+  return withModel(c, name, version, async (held) => {
+    const { signature } = held.lease.model
+    const specs = new Map(signature.inputs.map((s) => [s.name, s]))
+    const names = () => signature.inputs.map((s) => `'${s.name}'`).join(', ')
+    const seen = new Set<string>()
+    for (const input of body.inputs) {
+      if (!specs.has(input.name)) throw badRequest(`unknown input '${input.name}'; the model's inputs are ${names()}`)
+      if (seen.has(input.name)) throw badRequest(`input '${input.name}' is given twice`)
+      seen.add(input.name)
+    }
+    const missing = signature.inputs.find((s) => !seen.has(s.name))
+    if (missing) throw badRequest(`missing input '${missing.name}'; the model's inputs are ${names()}`)
+    const wanted = body.outputs?.map((o) => o.name) ?? signature.outputs.map((s) => s.name)
+    const outputSpecs = new Map(signature.outputs.map((s) => [s.name, s]))
+    for (const output of wanted) {
+      if (!outputSpecs.has(output)) {
+        throw badRequest(`unknown output '${output}'; the model's outputs are ${signature.outputs.map((s) => `'${s.name}'`).join(', ')}`)
+      }
+    }
+
+    const budget = { elements: config.MAX_TENSOR_ELEMENTS, limit: config.MAX_TENSOR_ELEMENTS }
+    const feeds: Record<string, tf.Tensor> = {}
+    let results: Record<string, tf.Tensor> = {}
+    try {
+      for (const input of body.inputs) {
+        const tensor = inputTensor(specs.get(input.name)!, input, budget)
+        feeds[input.name] = tensor
+        const batch = tensor.shape[0]
+        if (specs.get(input.name)!.shape?.[0] === -1 && batch !== undefined && batch > config.MAX_BATCH_SIZE) {
+          throw badRequest(`input '${input.name}': batch of ${batch} exceeds the limit of ${config.MAX_BATCH_SIZE} (MAX_BATCH_SIZE)`)
+        }
+      }
+      const started = Date.now()
+      results = await held.lease.model.run(feeds)
+      const inferMs = Date.now() - started
+      const outputs = await Promise.all(
+        wanted.map(async (output) => {
+          const tensor = results[output]!
+          const data = Array.from(await tensor.data(), (v) => (tensor.dtype === 'bool' ? v === 1 : v))
+          return { name: output, datatype: datatypeOf(tensor.dtype as TensorSpec['dtype']), shape: tensor.shape, data }
+        }),
+      )
+      setModelHeaders(c, held, inferMs)
+      return c.json({ model_name: name, model_version: String(held.target.version), ...(body.id !== undefined ? { id: body.id } : {}), outputs })
+    } finally {
+      tf.dispose(feeds)
+      tf.dispose(results)
+    }
+  })
+}
+
+export const v2 = new Hono<AppEnv>()
+  .get('/v2', (c) => c.json({ name: 'warmserve', version: '0.1.0', extensions: [] }))
+  .get('/v2/models/:name', (c) => modelMetadata(c, c.req.param('name')))
+  .get('/v2/models/:name/versions/:version', (c) => modelMetadata(c, c.req.param('name'), c.req.param('version')))
+  .get('/v2/models/:name/ready', (c) => modelReady(c, c.req.param('name')))
+  .get('/v2/models/:name/versions/:version/ready', (c) => modelReady(c, c.req.param('name'), c.req.param('version')))
+  .post('/v2/models/:name/infer', (c) => infer(c, c.req.param('name')))
+  .post('/v2/models/:name/versions/:version/infer', (c) => infer(c, c.req.param('name'), c.req.param('version')))
+  .all('/v2', methodNotAllowed('GET'))
+  .all('/v2/models/:name', methodNotAllowed('GET'))
+  .all('/v2/models/:name/versions/:version', methodNotAllowed('GET'))
+  .all('/v2/models/:name/ready', methodNotAllowed('GET'))
+  .all('/v2/models/:name/versions/:version/ready', methodNotAllowed('GET'))
+  .all('/v2/models/:name/infer', methodNotAllowed('POST'))
+  .all('/v2/models/:name/versions/:version/infer', methodNotAllowed('POST'))
