@@ -1,16 +1,17 @@
 import { cloudflareTest } from '@cloudflare/vitest-plugin'
 import { defineConfig } from 'vitest/config'
+import { prepareTestAssets } from './test/setup/assets.ts'
 
 export default defineConfig({
   test: {
     projects: [
       {
         // Unit and integration tests, inside workerd with the Worker's own bindings.
-        plugins: [cloudflareTest({ wrangler: { configPath: './wrangler.toml' } })],
+        // wrangler.toml, pointed at the bundled models plus the test fixtures.
+        plugins: [cloudflareTest({ wrangler: { configPath: prepareTestAssets() } })],
         test: {
           name: 'workers',
           include: ['test/*.test.ts'],
-          globalSetup: ['test/setup/build-index.ts'],
           // One copy of tf.js: if tfjs-layers resolved tfjs-core apart from src/, tensors of one
           // copy would fail the other's instanceof checks.
           server: { deps: { inline: [/@tensorflow\//] } },

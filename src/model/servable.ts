@@ -74,6 +74,11 @@ interface SignatureTensorJSON {
   tensorShape?: { dim?: { size?: string | number }[]; unknownRank?: boolean }
 }
 
+interface GraphNodeJSON {
+  name: string
+  attr?: Record<string, { type?: string }>
+}
+
 function shapeFromSignature(info: SignatureTensorJSON | undefined): number[] | null | undefined {
   const shape = info?.tensorShape
   if (!shape) return undefined
@@ -97,14 +102,18 @@ function graphServable(model: GraphModel, artifacts: tf.io.ModelArtifacts, weigh
       shape: shapeFromSignature(sig) ?? info.shape ?? null,
     }
   })
-  const outputs = model.outputNodes.map((name, i): TensorSpec => {
+  // Without a signature, an output's dtype is the attribute of the node that produces it, and its
+  // shape is known only once warmup (or a request) has run it.
+  const nodes = new Map(((artifacts.modelTopology as { node?: GraphNodeJSON[] }).node ?? []).map((n) => [n.name, n]))
+  const outputs = model.outputNodes.map((name): TensorSpec => {
     const sig = declared.outputs?.[name]
-    const info = model.outputs[i]
+    const attr = nodes.get(name.split(':')[0]!)?.attr ?? {}
+    const nodeType = attr.T?.type ?? attr.dtype?.type ?? attr.DstT?.type ?? attr.out_type?.type
     return {
       name,
       tensorName: sig?.name ?? (name.includes(':') ? name : `${name}:0`),
-      dtype: dtypeFromTensorFlow(sig?.dtype) ?? (info?.dtype as DType | undefined) ?? 'float32',
-      shape: shapeFromSignature(sig) ?? info?.shape ?? null,
+      dtype: dtypeFromTensorFlow(sig?.dtype) ?? dtypeFromTensorFlow(nodeType) ?? 'float32',
+      shape: shapeFromSignature(sig) ?? null,
     }
   })
   // Graphs with control flow or dynamic shapes only run through executeAsync; find out on first use.

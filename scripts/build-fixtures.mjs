@@ -1,0 +1,126 @@
+#!/usr/bin/env node
+// Builds the test fixture models into test/fixtures/models/<name>/1/, as tensorflowjs_converter
+// and tfjs-layers lay them out. Deterministic: the same bytes on every run.
+//
+//   pair       graph model, signature block whose keys differ from its tensor names:
+//              inputs  features float32 [-1, 3] (x:0), multiplier int32 [-1, 1] (k:0)
+//              outputs scores   float32 [-1, 2] = (x·W + b) * k,  shifted int32 [-1, 1] = k + 1
+//   pair-nosig the same graph without a signature block: served by placeholders and output nodes
+//   positives  graph model with a dynamic-shape op (Where), so it only runs through executeAsync:
+//              input x float32 [-1, -1] → indices int32 [-1, 2] of the positive entries
+//   flower     layers model with two named inputs and two named outputs:
+//              sepal [-1, 2], petal [-1, 2] → species [-1, 3] (softmax), size [-1, 1]
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import * as tf from '@tensorflow/tfjs-core'
+import '@tensorflow/tfjs-backend-cpu'
+import * as tfl from '@tensorflow/tfjs-layers'
+
+const ROOT = 'test/fixtures/models'
+const SHARD = 'group1-shard1of1.bin'
+
+function write(name, modelJSON, weightData) {
+  const dir = join(ROOT, name, '1')
+  rmSync(dir, { recursive: true, force: true })
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(join(dir, 'model.json'), `${JSON.stringify(modelJSON, null, 1)}\n`)
+  writeFileSync(join(dir, SHARD), new Uint8Array(weightData))
+  console.log(`[fixtures] ${dir}: ${weightData.byteLength} weight bytes`)
+}
+
+const shape = (dims) => ({ dim: dims.map((size) => ({ size: String(size) })) })
+const placeholder = (name, type, dims) => ({ name, op: 'Placeholder', attr: { dtype: { type }, shape: { shape: shape(dims) } } })
+const constant = (name, type, dims) => ({ name, op: 'Const', attr: { dtype: { type }, value: { tensor: { dtype: type, tensorShape: shape(dims) } } } })
+const op = (name, kind, input, attr = {}) => ({ name, op: kind, input, attr })
+const T = (type) => ({ T: { type } })
+
+function graphJSON(nodes, weights, signature) {
+  return {
+    format: 'graph-model',
+    generatedBy: 'warmserve scripts/build-fixtures.mjs',
+    convertedBy: 'warmserve scripts/build-fixtures.mjs',
+    ...(signature ? { signature } : {}),
+    modelTopology: { node: nodes, library: {}, versions: { producer: 1 } },
+    weightsManifest: [{ paths: [SHARD], weights }],
+  }
+}
+
+function pair(withSignature) {
+  const W = [0.5, -1, 2, 0.25, -0.75, 1.5] // [3, 2]
+  const B = [0.1, -0.2]
+  const nodes = [
+    placeholder('x', 'DT_FLOAT', [-1, 3]),
+    placeholder('k', 'DT_INT32', [-1, 1]),
+    constant('w', 'DT_FLOAT', [3, 2]),
+    constant('b', 'DT_FLOAT', [2]),
+    constant('one', 'DT_INT32', []),
+    op('MatMul', 'MatMul', ['x', 'w'], { ...T('DT_FLOAT'), transpose_a: { b: false }, transpose_b: { b: false } }),
+    op('BiasAdd', 'BiasAdd', ['MatMul', 'b'], T('DT_FLOAT')),
+    op('Cast', 'Cast', ['k'], { SrcT: { type: 'DT_INT32' }, DstT: { type: 'DT_FLOAT' } }),
+    op('Mul', 'Mul', ['BiasAdd', 'Cast'], T('DT_FLOAT')),
+    op('AddV2', 'AddV2', ['k', 'one'], T('DT_INT32')),
+    op('Identity', 'Identity', ['Mul'], T('DT_FLOAT')),
+    op('Identity_1', 'Identity', ['AddV2'], T('DT_INT32')),
+  ]
+  const tensor = (name, dtype, dims) => ({ name, dtype, tensorShape: shape(dims) })
+  const signature = {
+    inputs: { features: tensor('x:0', 'DT_FLOAT', [-1, 3]), multiplier: tensor('k:0', 'DT_INT32', [-1, 1]) },
+    outputs: { scores: tensor('Identity:0', 'DT_FLOAT', [-1, 2]), shifted: tensor('Identity_1:0', 'DT_INT32', [-1, 1]) },
+  }
+  const weights = [
+    { name: 'w', shape: [3, 2], dtype: 'float32' },
+    { name: 'b', shape: [2], dtype: 'float32' },
+    { name: 'one', shape: [], dtype: 'int32' },
+  ]
+  const data = new Uint8Array(4 * 9)
+  new Float32Array(data.buffer, 0, 8).set([...W, ...B])
+  new Int32Array(data.buffer, 32, 1).set([1])
+  return [graphJSON(nodes, weights, withSignature ? signature : undefined), data.buffer]
+}
+
+function positives() {
+  const nodes = [
+    placeholder('x', 'DT_FLOAT', [-1, -1]),
+    constant('zero', 'DT_FLOAT', []),
+    op('Greater', 'Greater', ['x', 'zero'], T('DT_FLOAT')),
+    op('Where', 'Where', ['Greater'], T('DT_BOOL')),
+    op('Cast', 'Cast', ['Where'], { SrcT: { type: 'DT_INT64' }, DstT: { type: 'DT_INT32' } }),
+    op('indices', 'Identity', ['Cast'], T('DT_INT32')),
+  ]
+  return [graphJSON(nodes, [{ name: 'zero', shape: [], dtype: 'float32' }]), new Float32Array([0]).buffer]
+}
+
+async function flower() {
+  const seeded = (seed) => tfl.initializers.glorotUniform({ seed })
+  const sepal = tfl.input({ shape: [2], name: 'sepal' })
+  const petal = tfl.input({ shape: [2], name: 'petal' })
+  const joined = tfl.layers.concatenate({ name: 'joined' }).apply([sepal, petal])
+  const hidden = tfl.layers.dense({ units: 8, activation: 'tanh', kernelInitializer: seeded(7), name: 'hidden' }).apply(joined)
+  const species = tfl.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: seeded(8), name: 'species' }).apply(hidden)
+  const size = tfl.layers.dense({ units: 1, kernelInitializer: seeded(9), name: 'size' }).apply(hidden)
+  const model = tfl.model({ inputs: [sepal, petal], outputs: [species, size], name: 'flower' })
+  let out
+  await model.save(
+    tf.io.withSaveHandler(async (a) => {
+      out = [
+        {
+          modelTopology: a.modelTopology,
+          format: 'layers-model',
+          generatedBy: a.generatedBy,
+          convertedBy: null,
+          weightsManifest: [{ paths: [SHARD], weights: a.weightSpecs }],
+        },
+        a.weightData,
+      ]
+      return { modelArtifactsInfo: { dateSaved: new Date(0), modelTopologyType: 'JSON' } }
+    }),
+  )
+  model.dispose()
+  return out
+}
+
+await tf.setBackend('cpu')
+write('pair', ...pair(true))
+write('pair-nosig', ...pair(false))
+write('positives', ...positives())
+write('flower', ...(await flower()))

@@ -1,0 +1,96 @@
+import { env } from 'cloudflare:workers'
+import { beforeEach, describe, expect, it } from 'vitest'
+import { resetModelCache } from '../src/model/models'
+import { resetRepository } from '../src/model/repository'
+import { tf } from '../src/model/tf'
+import { post } from './helpers'
+
+const SETOSA = [5.1, 3.5, 1.4, 0.2]
+
+/**
+ * The real ASSETS binding with a fault injected for some paths: the model-source seam.
+ * `fault` returns a Response to send instead, throws to fail the fetch, or returns undefined to pass through.
+ */
+function withFault(fault: (path: string) => Response | undefined | void | Promise<Response | undefined>, vars: Record<string, string> = {}) {
+  const log: string[] = []
+  const assets = {
+    async fetch(input: RequestInfo | URL, init?: RequestInit) {
+      const path = new URL(input instanceof Request ? input.url : String(input)).pathname
+      log.push(path)
+      return (await fault(path)) ?? env.ASSETS.fetch(input, init)
+    },
+  } as unknown as Fetcher
+  return { env: { ...env, ...vars, ASSETS: assets } as Env, log }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+beforeEach(() => {
+  resetModelCache()
+  resetRepository()
+})
+
+describe('a model that cannot be loaded', () => {
+  it('answers 503 with Retry-After, does not retry during the backoff, and recovers after it', async () => {
+    let broken = true
+    const faulty = withFault(
+      (path) => {
+        if (broken && path.endsWith('.bin')) throw new Error('connection reset')
+      },
+      { LOAD_BACKOFF_BASE_MS: '300' },
+    )
+    const first = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, faulty.env)
+    expect(first.status).toBe(503)
+    expect(first.headers.get('retry-after')).toBe('1')
+    expect((await first.json<any>()).error).toMatch(/model iris\/1 could not be loaded: connection reset/)
+
+    const shardFetches = () => faulty.log.filter((p) => p.endsWith('.bin')).length
+    const fetched = shardFetches()
+    const during = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, faulty.env)
+    expect(during.status).toBe(503)
+    expect(shardFetches()).toBe(fetched) // backing off: no new load
+
+    broken = false
+    await sleep(350)
+    const after = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, faulty.env)
+    expect(after.status).toBe(200)
+    expect(after.headers.get('x-model-cache')).toBe('miss')
+  })
+
+  it.each([
+    ['a truncated weight shard', (res: Response) => res.arrayBuffer().then((b) => new Response(b.slice(0, 100))), /weight shards hold 100 bytes but the manifest describes \d+/],
+    ['a missing weight shard', () => new Response('not found', { status: 404 }), /\.bin is missing from static assets/],
+    ['an invalid model.json', () => new Response('{"modelTopology": '), /model\.json is not valid JSON/, 'model.json'],
+    ['a model.json that is no model', () => new Response('{"hello": 1}'), /not a TF\.js model/, 'model.json'],
+    ['a storage error', () => new Response('oops', { status: 500 }), /static assets answered 500/],
+  ] as [string, (res: Response) => Response | Promise<Response>, RegExp, string?][])('fails cleanly on %s, and keeps serving other models', async (_name, damage, message, file = '.bin') => {
+    const before = tf.memory().numTensors
+    const faulty = withFault(async (path) => {
+      if (path.startsWith('/iris/') && path.endsWith(file)) return damage(await env.ASSETS.fetch(`https://a${path}`))
+    })
+    const res = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, faulty.env)
+    expect(res.status).toBe(503)
+    expect((await res.json<any>()).error).toMatch(message)
+    expect(tf.memory().numTensors).toBe(before) // nothing half-loaded stays in memory
+
+    const other = await post('/v1/models/digits:predict', { instances: [Array(28).fill(Array(28).fill([0]))] }, {}, faulty.env)
+    expect(other.status).toBe(200)
+  })
+
+  it('answers 503 when the repository index cannot be read', async () => {
+    const faulty = withFault((path) => (path === '/_index.json' ? new Response('gone', { status: 404 }) : undefined))
+    const res = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, faulty.env)
+    expect(res.status).toBe(503)
+    expect((await res.json<any>()).error).toMatch(/model repository unavailable: _index\.json is missing/)
+  })
+
+  it('reports the failure in the version status the way TF Serving does', async () => {
+    const faulty = withFault((path) => (path.endsWith('.bin') ? new Response('x', { status: 500 }) : undefined))
+    const { call } = await import('./helpers')
+    const res = await call('/v1/models/iris', undefined, faulty.env)
+    expect(res.status).toBe(200)
+    const body = await res.json<any>()
+    expect(body.model_version_status[0]).toMatchObject({ version: '1', state: 'END', status: { error_code: 'UNAVAILABLE' } })
+    expect(body.model_version_status[0].status.error_message).toMatch(/static assets answered 500/)
+  })
+})

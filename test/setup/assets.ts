@@ -1,0 +1,30 @@
+// Assembles what the workerd tests serve: the bundled models plus the fixture models, indexed as
+// wrangler's [build] indexes model-assets/, behind a copy of wrangler.toml that points at them.
+// Runs when vitest loads its config, before the pool reads the Worker's configuration.
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+// @ts-expect-error: a plain .mjs script without type declarations
+import { buildIndex, INDEX_FILE } from '../../scripts/build-index.mjs'
+
+const root = resolve(import.meta.dirname, '../..')
+
+/** Returns the path of the generated wrangler config for the tests. */
+export function prepareTestAssets(): string {
+  const assets = join(root, 'test/.assets')
+  rmSync(assets, { recursive: true, force: true })
+  mkdirSync(assets, { recursive: true })
+  cpSync(join(root, 'model-assets'), assets, { recursive: true, filter: (src) => !src.endsWith(INDEX_FILE) })
+  cpSync(join(root, 'test/fixtures/models'), assets, { recursive: true })
+  const { index, skipped } = buildIndex(assets) as { index: unknown; skipped: string[] }
+  if (skipped.length > 0) throw new Error(`test assets: ${skipped.join('; ')}`)
+  writeFileSync(join(assets, INDEX_FILE), JSON.stringify(index))
+
+  const config = readFileSync(join(root, 'wrangler.toml'), 'utf8')
+    .replace(/^main = .*$/m, `main = ${JSON.stringify(join(root, 'src/index.ts'))}`)
+    .replace(/^directory = .*$/m, `directory = ${JSON.stringify(assets)}`)
+    // The index is already built for the test assets.
+    .replace(/^\[build\]\n(?:[^[\n].*\n)*/m, '')
+  const path = join(root, 'test/.wrangler.toml')
+  writeFileSync(path, config)
+  return path
+}
