@@ -8,6 +8,9 @@
 //   pair-nosig the same graph without a signature block: served by placeholders and output nodes
 //   positives  graph model with a dynamic-shape op (Where), so it only runs through executeAsync:
 //              input x float32 [-1, -1] → indices int32 [-1, 2] of the positive entries
+//   pair-configured, pair-badconfig, pair-typo
+//              the pair graph with a config.json: limits and defaults that work, a default
+//              output the model lacks (a server fault), and an unknown field (refused)
 //   flower     layers model with two named inputs and two named outputs:
 //              sepal [-1, 2], petal [-1, 2] → species [-1, 3] (softmax), size [-1, 1]
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
@@ -19,12 +22,15 @@ import * as tfl from '@tensorflow/tfjs-layers'
 const ROOT = 'test/fixtures/models'
 const SHARD = 'group1-shard1of1.bin'
 
-function write(name, modelJSON, weightData) {
+function write(name, modelJSON, weightData, config) {
   const dir = join(ROOT, name, '1')
   rmSync(dir, { recursive: true, force: true })
   mkdirSync(dir, { recursive: true })
   writeFileSync(join(dir, 'model.json'), `${JSON.stringify(modelJSON, null, 1)}\n`)
   writeFileSync(join(dir, SHARD), new Uint8Array(weightData))
+  const configPath = join(ROOT, name, 'config.json')
+  rmSync(configPath, { force: true })
+  if (config) writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`)
   console.log(`[fixtures] ${dir}: ${weightData.byteLength} weight bytes`)
 }
 
@@ -122,5 +128,13 @@ async function flower() {
 await tf.setBackend('cpu')
 write('pair', ...pair(true))
 write('pair-nosig', ...pair(false))
+write('pair-configured', ...pair(true), {
+  description: 'The pair graph with limits: batches of 2 at most, multipliers in [-5, 5], scores by default.',
+  max_batch_size: 2,
+  default_outputs: ['scores'],
+  input_limits: { multiplier: { min: -5, max: 5 } },
+})
+write('pair-badconfig', ...pair(true), { default_outputs: ['logits'] })
+write('pair-typo', ...pair(true), { max_batch: 2 })
 write('positives', ...positives())
 write('flower', ...(await flower()))

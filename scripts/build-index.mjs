@@ -4,7 +4,7 @@
 // Runs as wrangler's [build] command, so `wrangler dev` and `wrangler deploy` both refresh it.
 //
 // Layout (TF Serving's): <assets>/<name>/<version>/model.json plus weight shards,
-// with <version> a positive integer. The assets folder is MODEL_ASSETS_DIR, else ./model-assets.
+// with <version> a positive integer, and optionally <assets>/<name>/config.json. The assets folder is MODEL_ASSETS_DIR, else ./model-assets.
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 
@@ -96,7 +96,18 @@ export function buildIndex(root) {
       }
     }
     const numbers = Object.keys(versions).map(Number).sort((a, b) => a - b)
-    if (numbers.length > 0) models[name] = { latest: numbers.at(-1), versions }
+    if (numbers.length === 0) continue
+    models[name] = { latest: numbers.at(-1), versions }
+    // An optional config.json beside the versions; the Worker checks its fields when it serves.
+    const configPath = join(modelDir, 'config.json')
+    if (existsSync(configPath)) {
+      try {
+        models[name].config = JSON.parse(readFileSync(configPath, 'utf8'))
+      } catch (error) {
+        skipped.push(`${name}/config.json: ${error.message}`)
+        delete models[name]
+      }
+    }
   }
   return { index: { models }, skipped }
 }

@@ -4,16 +4,34 @@
  */
 import { converter, datatypeOf, describeValue } from './datatypes'
 import type { Converter } from './datatypes'
+import type { Config } from './config'
 import { badRequest } from './errors'
+import type { ResolvedVersion } from './model/repository'
 import type { TensorSpec } from './model/signature'
 import { formatShape } from './model/signature'
 import { tf } from './model/tf'
 
-export interface TensorLimits {
-  /** Rows in one request. */
+/** The limits one request is held to: the Worker's vars, narrowed by the model's config.json. */
+export interface RequestLimits {
+  /** Rows in one request, and the setting it comes from (for messages). */
   maxBatch: number
-  /** Elements across all of a request's inputs. */
-  maxElements: number
+  batchRule: string
+  /** Elements across all of the request's inputs: how many are left, out of how many. */
+  elements: { left: number; limit: number }
+  /** Value ranges per input name. */
+  ranges: Record<string, { min?: number; max?: number }>
+}
+
+/** The limits for one request to `model`, from the Worker's config and the model's own. */
+export function requestLimits(config: Config, model: ResolvedVersion): RequestLimits {
+  const own = model.config.max_batch_size
+  const fromModel = own !== undefined && own < config.MAX_BATCH_SIZE
+  return {
+    maxBatch: fromModel ? own : config.MAX_BATCH_SIZE,
+    batchRule: fromModel ? `max_batch_size in ${model.name}/config.json` : 'MAX_BATCH_SIZE',
+    elements: { left: config.MAX_TENSOR_ELEMENTS, limit: config.MAX_TENSOR_ELEMENTS },
+    ranges: model.config.input_limits ?? {},
+  }
 }
 
 /** A JSON array taken apart: its shape and its leaves in row-major order. */
@@ -24,16 +42,16 @@ export interface Flat {
 
 /**
  * Flattens a nested JSON array, checking that it is rectangular (not ragged).
- * `where` names the value in messages, e.g. `input 'image'`; `budget` counts elements left.
+ * `where` names the value in messages, e.g. `input 'image'`; `budget` counts the elements left.
  */
-export function flatten(value: unknown, where: string, budget: { elements: number; limit: number }): Flat {
+export function flatten(value: unknown, where: string, budget: RequestLimits['elements']): Flat {
   const shape: number[] = []
   for (let v = value; Array.isArray(v); v = v[0]) shape.push(v.length)
   const values: unknown[] = []
   const walk = (v: unknown, depth: number, path: string) => {
     if (depth === shape.length) {
       if (Array.isArray(v)) throw badRequest(`${where}${path}: expected a scalar at depth ${depth}, got an array (ragged nesting)`)
-      if (--budget.elements < 0) {
+      if (--budget.left < 0) {
         throw badRequest(`${where}: more than ${budget.limit} tensor elements in one request (MAX_TENSOR_ELEMENTS)`)
       }
       values.push(v)
@@ -83,18 +101,35 @@ export function toTypedArray(spec: TensorSpec, flat: Flat, where: string, conver
   return out
 }
 
+/** Wraps a converter so values outside the configured range are refused. */
+function withinRange(convert: Converter, { min, max }: { min?: number; max?: number }, rule: string): Converter {
+  return (value, at) => {
+    const v = convert(value, at)
+    if (min !== undefined && v < min) throw badRequest(`${at()}: ${v} is below the minimum ${min} (${rule})`)
+    if (max !== undefined && v > max) throw badRequest(`${at()}: ${v} is above the maximum ${max} (${rule})`)
+    return v
+  }
+}
+
 /**
- * Builds the tensor for one input from its nested JSON value (batch dimension included),
- * checked for raggedness, rank, fixed dimensions, batch size, dtype and range.
+ * Builds one input's tensor from its flattened values, checked for batch size, rank, fixed
+ * dimensions, and each value's datatype, exactness and configured range.
  */
-export function tensorFromJSON(spec: TensorSpec, value: unknown, where: string, limits: TensorLimits, budget: { elements: number; limit: number }): tf.Tensor {
-  const flat = flatten(value, where, budget)
-  if (flat.shape.length > 0 && flat.shape[0]! > limits.maxBatch && spec.shape?.[0] === -1) {
-    throw badRequest(`${where}: batch of ${flat.shape[0]} exceeds the limit of ${limits.maxBatch} (MAX_BATCH_SIZE)`)
+export function makeTensor(spec: TensorSpec, flat: Flat, where: string, convert: Converter, limits: RequestLimits, model: string): tf.Tensor {
+  const batch = flat.shape[0]
+  if (spec.shape?.[0] === -1 && batch !== undefined && batch > limits.maxBatch) {
+    throw badRequest(`${where}: batch of ${batch} exceeds the limit of ${limits.maxBatch} (${limits.batchRule})`)
   }
   checkShape(spec, flat.shape, where)
-  const convert = converter(datatypeOf(spec.dtype), spec.dtype, where)
-  return tf.tensor(toTypedArray(spec, flat, where, convert), flat.shape, spec.dtype)
+  const range = Object.hasOwn(limits.ranges, spec.name) ? limits.ranges[spec.name] : undefined
+  const checked = range ? withinRange(convert, range, `input_limits in ${model}/config.json`) : convert
+  return tf.tensor(toTypedArray(spec, flat, where, checked), flat.shape, spec.dtype)
+}
+
+/** Builds one input's tensor from its nested JSON value, batch dimension included, in the model's own dtype. */
+export function tensorFromJSON(spec: TensorSpec, value: unknown, where: string, limits: RequestLimits, model: string): tf.Tensor {
+  const flat = flatten(value, where, limits.elements)
+  return makeTensor(spec, flat, where, converter(datatypeOf(spec.dtype), spec.dtype, where), limits, model)
 }
 
 /** A tensor's values as nested JSON arrays, in its dtype (bools as true/false). */

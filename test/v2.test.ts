@@ -162,7 +162,7 @@ describe('POST /v2/models/{m}/infer', () => {
       ['an unknown output', '/v2/models/pair/infer', { ...pairInputs(), outputs: [{ name: 'logits' }] }, 400, /unknown output 'logits'; the model's outputs are 'scores', 'shifted'/],
       ['data shorter than the shape', '/v2/models/iris/infer', one({ data: [1, 2, 3] }), 400, /shape \[1, 4\] holds 4 elements but data has 3/],
       ['nested data unlike the shape', '/v2/models/iris/infer', one({ shape: [2, 2], data: [[1, 2, 3, 4]] }), 400, /expected rank 2.*|nested data has shape \[1, 4\] but shape says \[2, 2\]/],
-      ['a shape unlike the model\'s', '/v2/models/iris/infer', one({ shape: [4, 1] }), 400, /input 'features': dimension 1 must be 4/],
+      ['a shape unlike the model\'s', '/v2/models/iris/infer', one({ shape: [4, 1] }), 400, /input 'features' data: dimension 1 must be 4 \(shape \[-1, 4\]\), got 1 \(shape \[4, 1\]\)/],
       ['ragged nested data', '/v2/models/iris/infer', one({ shape: [2, 2], data: [[1, 2], [3]] }), 400, /ragged/],
       ['malformed JSON', '/v2/models/iris/infer', '{"inputs": [', 400, /malformed JSON/],
     ])('%s', async (_name, path, body, status, message) => {
@@ -181,5 +181,55 @@ describe('POST /v2/models/{m}/infer', () => {
       expect(res.status).toBe(405)
       expect(res.headers.get('allow')).toBe(allow)
     })
+  })
+})
+
+describe("a model's config.json", () => {
+  const batch = (n: number, k = 2) => ({
+    inputs: [
+      { name: 'features', shape: [n, 3], datatype: 'FP32', data: Array(n * 3).fill(1) },
+      { name: 'multiplier', shape: [n, 1], datatype: 'INT32', data: Array(n).fill(k) },
+    ],
+  })
+
+  it('shows its description and returns its default outputs', async () => {
+    const meta = await (await call('/v2/models/pair-configured')).json<any>()
+    expect(meta.parameters.description).toMatch(/batches of 2 at most/)
+    const body = await (await post('/v2/models/pair-configured/infer', batch(2))).json<any>()
+    expect(body.outputs.map((o: any) => o.name)).toEqual(['scores'])
+    const v1 = await (await post('/v1/models/pair-configured:predict', { instances: [{ features: [1, 1, 1], multiplier: [2] }] })).json<any>()
+    expect(v1.predictions).toHaveLength(1)
+    expect(v1.predictions[0]).toHaveLength(2) // the bare scores row: one output, so no object
+  })
+
+  it('still returns any output asked for', async () => {
+    const body = await (await post('/v2/models/pair-configured/infer', { ...batch(1), outputs: [{ name: 'shifted' }] })).json<any>()
+    expect(body.outputs.map((o: any) => o.name)).toEqual(['shifted'])
+  })
+
+  it('narrows the batch limit', async () => {
+    const res = await post('/v2/models/pair-configured/infer', batch(3))
+    expect(res.status).toBe(400)
+    expect((await res.json<any>()).error).toMatch(/batch of 3 exceeds the limit of 2 \(max_batch_size in pair-configured\/config\.json\)/)
+    const v1 = await post('/v1/models/pair-configured:predict', { instances: Array(3).fill({ features: [1, 1, 1], multiplier: [2] }) })
+    expect((await v1.json<any>()).error).toMatch(/'instances' has 3 rows, more than the limit of 2 \(max_batch_size in pair-configured\/config\.json\)/)
+  })
+
+  it('refuses values outside the input limits', async () => {
+    const res = await post('/v2/models/pair-configured/infer', batch(1, 9))
+    expect(res.status).toBe(400)
+    expect((await res.json<any>()).error).toMatch(/input 'multiplier' data\[0\]\[0\]: 9 is above the maximum 5 \(input_limits in pair-configured\/config\.json\)/)
+  })
+
+  it('a default output the model lacks is a server fault: 500 that says so', async () => {
+    const res = await post('/v2/models/pair-badconfig/infer', batch(1))
+    expect(res.status).toBe(500)
+    expect((await res.json<any>()).error).toMatch(/pair-badconfig\/config\.json: default_outputs names 'logits', which the model does not have/)
+  })
+
+  it('an unknown field makes the model unavailable, with the reason', async () => {
+    const res = await post('/v2/models/pair-typo/infer', batch(1))
+    expect(res.status).toBe(503)
+    expect((await res.json<any>()).error).toMatch(/pair-typo\/config\.json is invalid: .*max_batch/)
   })
 })

@@ -1,5 +1,6 @@
 /** @module model/repository — the index of models and versions, and resolving a request to one version. */
-import { notFound } from '../errors'
+import { z } from 'zod'
+import { ModelUnavailableError, notFound } from '../errors'
 import type { ModelFormat } from './servable'
 import type { ModelStore } from './store'
 
@@ -14,9 +15,26 @@ export interface VersionEntry {
   signature: unknown
 }
 
+/**
+ * A model's optional `config.json`, beside its version folders. Every field is optional.
+ * Unknown fields are refused, so a typo cannot silently switch a limit off.
+ */
+export const ModelConfig = z.strictObject({
+  /** A human description, shown in the model's metadata. */
+  description: z.string().optional(),
+  /** Rows per request for this model; the Worker's MAX_BATCH_SIZE still applies if lower. */
+  max_batch_size: z.int().positive().optional(),
+  /** Outputs returned when a request names none. */
+  default_outputs: z.array(z.string()).min(1).optional(),
+  /** Allowed value range per input name. */
+  input_limits: z.record(z.string(), z.strictObject({ min: z.number().optional(), max: z.number().optional() })).optional(),
+})
+export type ModelConfig = z.infer<typeof ModelConfig>
+
 export interface ModelEntry {
   latest: number
   versions: Record<string, VersionEntry>
+  config?: unknown
 }
 
 export interface RepositoryIndex {
@@ -28,6 +46,7 @@ export interface ResolvedVersion {
   name: string
   version: number
   entry: VersionEntry
+  config: ModelConfig
 }
 
 /** The repository as one index describes it. */
@@ -52,7 +71,14 @@ export class Repository {
     if (!entry) {
       throw notFound(`model '${name}' has no version ${chosen}; versions: ${this.versions(name).join(', ')}`)
     }
-    return { name, version: chosen, entry }
+    return { name, version: chosen, entry, config: this.config(name) }
+  }
+
+  /** The model's config.json, checked; a broken one makes the model unavailable, with the reason. */
+  config(name: string): ModelConfig {
+    const result = ModelConfig.safeParse(this.model(name).config ?? {})
+    if (!result.success) throw new ModelUnavailableError(`${name}/config.json is invalid: ${z.prettifyError(result.error)}`, 60)
+    return result.data
   }
 
   private model(name: string): ModelEntry {

@@ -25,3 +25,22 @@ export function setModelHeaders(c: Context, { target, lease }: ModelLease, infer
   if (lease.outcome !== 'hit') timings.unshift(`load;dur=${lease.waitedMs};desc="${lease.outcome}"`)
   c.header('Server-Timing', timings.join(', '))
 }
+
+/**
+ * The outputs a request gets: those it names, else the model's `default_outputs`, else all.
+ * Naming an unknown output is the client's mistake (400); a config.json naming one is ours (500).
+ */
+export function outputNames({ target, lease }: ModelLease, requested?: string[]): string[] {
+  const known = lease.model.signature.outputs.map((s) => s.name)
+  const list = (names: string[]) => known.map((n) => `'${n}'`).join(', ')
+  for (const name of requested ?? []) {
+    if (!known.includes(name)) throw badRequest(`unknown output '${name}'; the model's outputs are ${list(known)}`)
+  }
+  const defaults = target.config.default_outputs
+  for (const name of defaults ?? []) {
+    if (!known.includes(name)) {
+      throw new ApiError(500, `${target.name}/config.json: default_outputs names '${name}', which the model does not have; its outputs are ${list(known)}`)
+    }
+  }
+  return requested ?? defaults ?? known
+}

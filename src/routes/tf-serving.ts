@@ -13,9 +13,9 @@ import { DEFAULT_SIGNATURE, dtypeToTensorFlow } from '../model/signature'
 import type { Signature, TensorSpec } from '../model/signature'
 import { tf } from '../model/tf'
 import { parseBody, PredictRequest } from '../schemas'
-import { tensorFromJSON, tensorToJSON } from '../tensors'
-import type { TensorLimits } from '../tensors'
-import { methodNotAllowed, parseVersion, setModelHeaders } from './common'
+import { requestLimits, tensorFromJSON, tensorToJSON } from '../tensors'
+import type { RequestLimits } from '../tensors'
+import { methodNotAllowed, outputNames, parseVersion, setModelHeaders } from './common'
 import type { AppEnv } from './common'
 
 type Ctx = Context<AppEnv>
@@ -108,9 +108,9 @@ function namedValues(signature: Signature, value: Record<string, unknown>, where
 }
 
 /** Row format: one entry per batch row, a bare value or an object keyed by input name. */
-function rowFeeds(signature: Signature, instances: unknown[], limits: TensorLimits): Map<TensorSpec, [unknown, string]> {
+function rowFeeds(signature: Signature, instances: unknown[], limits: RequestLimits): Map<TensorSpec, [unknown, string]> {
   if (instances.length > limits.maxBatch) {
-    throw badRequest(`'instances' has ${instances.length} rows, more than the limit of ${limits.maxBatch} (MAX_BATCH_SIZE)`)
+    throw badRequest(`'instances' has ${instances.length} rows, more than the limit of ${limits.maxBatch} (${limits.batchRule})`)
   }
   const named = isObject(instances[0])
   if (!named) {
@@ -138,8 +138,7 @@ function columnarFeeds(signature: Signature, inputs: unknown): Map<TensorSpec, [
   return new Map([...namedValues(signature, inputs, 'inputs')].map(([spec, value]) => [spec, [value, `inputs['${spec.name}']`]]))
 }
 
-async function predictionsJSON(signature: Signature, outputs: Record<string, tf.Tensor>, rows: boolean) {
-  const names = signature.outputs.map((s) => s.name)
+async function predictionsJSON(names: string[], outputs: Record<string, tf.Tensor>, rows: boolean) {
   const values = await Promise.all(names.map((name) => tensorToJSON(outputs[name]!)))
   if (names.length === 1) return values[0]
   if (!rows) return Object.fromEntries(names.map((name, i) => [name, values[i]]))
@@ -158,20 +157,20 @@ async function predict(c: Ctx, name: string, versionSegment?: string) {
   if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
     throw badRequest(`signature '${body.signature_name}' not found; the model serves '${DEFAULT_SIGNATURE}'`)
   }
-  const limits: TensorLimits = { maxBatch: config.MAX_BATCH_SIZE, maxElements: config.MAX_TENSOR_ELEMENTS }
   return withModel(c, name, version, async (held) => {
     const signature = held.lease.model.signature
+    const limits = requestLimits(config, held.target)
+    const names = outputNames(held)
     const rows = body.instances !== undefined
     const plan = rows ? rowFeeds(signature, body.instances!, limits) : columnarFeeds(signature, body.inputs)
-    const budget = { elements: limits.maxElements, limit: limits.maxElements }
     const feeds: Record<string, tf.Tensor> = {}
     let outputs: Record<string, tf.Tensor> = {}
     try {
-      for (const [spec, [value, where]] of plan) feeds[spec.name] = tensorFromJSON(spec, value, where, limits, budget)
+      for (const [spec, [value, where]] of plan) feeds[spec.name] = tensorFromJSON(spec, value, where, limits, name)
       const started = Date.now()
       outputs = await held.lease.model.run(feeds)
       const inferMs = Date.now() - started
-      const result = await predictionsJSON(signature, outputs, rows)
+      const result = await predictionsJSON(names, outputs, rows)
       setModelHeaders(c, held, inferMs)
       return c.json(rows ? { predictions: result } : { outputs: result })
     } finally {

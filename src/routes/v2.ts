@@ -16,8 +16,9 @@ import type { Servable } from '../model/servable'
 import type { TensorSpec } from '../model/signature'
 import { tf } from '../model/tf'
 import { parseBody } from '../schemas'
-import { checkShape, flatten, toTypedArray } from '../tensors'
-import { methodNotAllowed, parseVersion, setModelHeaders } from './common'
+import { flatten, makeTensor, requestLimits } from '../tensors'
+import type { RequestLimits } from '../tensors'
+import { methodNotAllowed, outputNames, parseVersion, setModelHeaders } from './common'
 import type { AppEnv } from './common'
 
 type Ctx = Context<AppEnv>
@@ -56,13 +57,14 @@ async function withModel<T>(c: Ctx, name: string, version: string | undefined, u
 
 async function modelMetadata(c: Ctx, name: string, version?: string) {
   const versions = (await openRepository(modelStore(c.env))).versions(name).map(String)
-  return withModel(c, name, version, async ({ lease }) =>
+  return withModel(c, name, version, async ({ target, lease }) =>
     c.json({
       name,
       versions,
       platform: platformOf(lease.model),
       inputs: lease.model.signature.inputs.map(tensorMetadata),
       outputs: lease.model.signature.outputs.map(tensorMetadata),
+      ...(target.config.description !== undefined ? { parameters: { description: target.config.description } } : {}),
     }),
   )
 }
@@ -77,9 +79,9 @@ async function modelReady(c: Ctx, name: string, version?: string) {
 }
 
 /** Builds one input tensor from `data`, flat (row-major) or nested, checked against `shape` and the signature. */
-function inputTensor(spec: TensorSpec, input: z.infer<typeof RequestInput>, budget: { elements: number; limit: number }): tf.Tensor {
+function inputTensor(spec: TensorSpec, input: z.infer<typeof RequestInput>, limits: RequestLimits, model: string): tf.Tensor {
   const where = `input '${input.name}'`
-  const flat = flatten(input.data, `${where} data`, budget)
+  const flat = flatten(input.data, `${where} data`, limits.elements)
   const count = input.shape.reduce((n, d) => n * d, 1)
   if (flat.values.length !== count) {
     throw badRequest(`${where}: shape [${input.shape.join(', ')}] holds ${count} elements but data has ${flat.values.length}`)
@@ -87,9 +89,8 @@ function inputTensor(spec: TensorSpec, input: z.infer<typeof RequestInput>, budg
   if (flat.shape.length > 1 && flat.shape.join() !== input.shape.join()) {
     throw badRequest(`${where}: nested data has shape [${flat.shape.join(', ')}] but shape says [${input.shape.join(', ')}]`)
   }
-  checkShape(spec, input.shape, where)
-  const values = toTypedArray(spec, { shape: input.shape, values: flat.values }, `${where} data`, converter(input.datatype, spec.dtype, where))
-  return tf.tensor(values, input.shape, spec.dtype)
+  const convert = converter(input.datatype, spec.dtype, where)
+  return makeTensor(spec, { shape: input.shape, values: flat.values }, `${where} data`, convert, limits, model)
 }
 
 async function infer(c: Ctx, name: string, version?: string) {
@@ -107,26 +108,12 @@ async function infer(c: Ctx, name: string, version?: string) {
     }
     const missing = signature.inputs.find((s) => !seen.has(s.name))
     if (missing) throw badRequest(`missing input '${missing.name}'; the model's inputs are ${names()}`)
-    const wanted = body.outputs?.map((o) => o.name) ?? signature.outputs.map((s) => s.name)
-    const outputSpecs = new Map(signature.outputs.map((s) => [s.name, s]))
-    for (const output of wanted) {
-      if (!outputSpecs.has(output)) {
-        throw badRequest(`unknown output '${output}'; the model's outputs are ${signature.outputs.map((s) => `'${s.name}'`).join(', ')}`)
-      }
-    }
-
-    const budget = { elements: config.MAX_TENSOR_ELEMENTS, limit: config.MAX_TENSOR_ELEMENTS }
+    const wanted = outputNames(held, body.outputs?.map((o) => o.name))
+    const limits = requestLimits(config, held.target)
     const feeds: Record<string, tf.Tensor> = {}
     let results: Record<string, tf.Tensor> = {}
     try {
-      for (const input of body.inputs) {
-        const tensor = inputTensor(specs.get(input.name)!, input, budget)
-        feeds[input.name] = tensor
-        const batch = tensor.shape[0]
-        if (specs.get(input.name)!.shape?.[0] === -1 && batch !== undefined && batch > config.MAX_BATCH_SIZE) {
-          throw badRequest(`input '${input.name}': batch of ${batch} exceeds the limit of ${config.MAX_BATCH_SIZE} (MAX_BATCH_SIZE)`)
-        }
-      }
+      for (const input of body.inputs) feeds[input.name] = inputTensor(specs.get(input.name)!, input, limits, name)
       const started = Date.now()
       results = await held.lease.model.run(feeds)
       const inferMs = Date.now() - started
