@@ -34,6 +34,9 @@ export function requestLimits(config: Config, model: ResolvedVersion): RequestLi
   }
 }
 
+/** Dimensions a request's tensor may have: TensorFlow itself allows no more than 254, models use a handful. */
+export const MAX_RANK = 32
+
 /** A JSON array taken apart: its shape and its leaves in row-major order. */
 export interface Flat {
   shape: number[]
@@ -46,7 +49,10 @@ export interface Flat {
  */
 export function flatten(value: unknown, where: string, budget: RequestLimits['elements']): Flat {
   const shape: number[] = []
-  for (let v = value; Array.isArray(v); v = v[0]) shape.push(v.length)
+  for (let v = value; Array.isArray(v); v = v[0]) {
+    shape.push(v.length)
+    if (shape.length > MAX_RANK) throw badRequest(`${where}: nested deeper than ${MAX_RANK} levels; no tensor has that many dimensions`)
+  }
   const values: unknown[] = []
   const walk = (v: unknown, depth: number, path: string) => {
     if (depth === shape.length) {
