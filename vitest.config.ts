@@ -15,6 +15,8 @@ export default defineConfig({
           // One copy of tf.js: if tfjs-layers resolved tfjs-core apart from src/, tensors of one
           // copy would fail the other's instanceof checks.
           server: { deps: { inline: [/@tensorflow\//] } },
+          // test/soak.test.ts: bounded in `npm test`, full length with `npm run soak`.
+          provide: { soakRequests: Number(process.env.SOAK_REQUESTS ?? 2_000) },
         },
       },
       {
