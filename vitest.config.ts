@@ -11,6 +11,8 @@ export default defineConfig({
         plugins: [cloudflareTest({ wrangler: { configPath: prepareTestAssets() } })],
         test: {
           name: 'workers',
+          // The Worker logs one line per request; thousands of them would bury the test output.
+          onConsoleLog: (line) => !line.includes('"event":"request"'),
           include: ['test/*.test.ts'],
           // One copy of tf.js: if tfjs-layers resolved tfjs-core apart from src/, tensors of one
           // copy would fail the other's instanceof checks.

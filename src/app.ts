@@ -4,6 +4,7 @@ import { HTTPException } from 'hono/http-exception'
 import { requestId } from 'hono/request-id'
 import { ApiError } from './errors'
 import { log } from './log'
+import { accessLog } from './middleware/access-log'
 import type { AppEnv } from './routes/common'
 import { health } from './routes/health'
 import { tfServing } from './routes/tf-serving'
@@ -11,6 +12,7 @@ import { v2 } from './routes/v2'
 
 export const app = new Hono<AppEnv>()
   .use(requestId())
+  .use(accessLog())
   .route('/', health)
   .route('/', tfServing)
   .route('/', v2)
@@ -21,7 +23,9 @@ app.onError((error, c) => {
   const id = c.get('requestId')
   if (error instanceof ApiError) {
     if (error.status >= 500) log('error', 'request.failed', { requestId: id, status: error.status, error: error.message })
-    return error.getResponse()
+    const res = error.getResponse()
+    res.headers.set('X-Request-Id', id)
+    return res
   }
   if (error instanceof HTTPException) return c.json({ error: error.message }, error.status)
   // Anything else is a fault of ours: log it whole, tell the client only that it happened.

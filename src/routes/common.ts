@@ -3,7 +3,11 @@ import type { Context } from 'hono'
 import { ApiError, badRequest } from '../errors'
 import type { ModelLease } from '../model/models'
 
-export type AppEnv = { Bindings: Env }
+export type AppEnv = {
+  Bindings: Env
+  /** `model`: the model a request was served by, for the access log. */
+  Variables: { model?: string }
+}
 
 /** Parses a `versions/{v}` path segment: a positive integer, as TF Serving's versions are. */
 export function parseVersion(segment: string | undefined): number | undefined {
@@ -19,6 +23,7 @@ export const methodNotAllowed = (allow: string) => (c: Context) => {
 
 /** Adds the cache outcome, the version that answered, and Server-Timing (load wait, inference). */
 export function setModelHeaders(c: Context, { target, lease }: ModelLease, inferMs: number): void {
+  c.set('model', target.name)
   c.header('X-Model-Cache', lease.outcome)
   c.header('X-Model-Version', String(target.version))
   const timings = [`infer;dur=${inferMs}`]
