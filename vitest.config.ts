@@ -4,6 +4,8 @@ import { prepareTestAssets } from './test/setup/assets.ts'
 
 export default defineConfig({
   test: {
+    // The Worker logs one line per request; thousands of them would bury the test output.
+    onConsoleLog: (line) => !line.includes('"event":"request"'),
     projects: [
       {
         // Unit and integration tests, inside workerd with the Worker's own bindings.
@@ -11,8 +13,6 @@ export default defineConfig({
         plugins: [cloudflareTest({ wrangler: { configPath: prepareTestAssets() } })],
         test: {
           name: 'workers',
-          // The Worker logs one line per request; thousands of them would bury the test output.
-          onConsoleLog: (line) => !line.includes('"event":"request"'),
           include: ['test/*.test.ts'],
           // One copy of tf.js: if tfjs-layers resolved tfjs-core apart from src/, tensors of one
           // copy would fail the other's instanceof checks.
