@@ -5,6 +5,7 @@ import { requestId } from 'hono/request-id'
 import { ApiError } from './errors'
 import { log } from './log'
 import { accessLog } from './middleware/access-log'
+import { admin } from './routes/admin'
 import type { AppEnv } from './routes/common'
 import { health } from './routes/health'
 import { tfServing } from './routes/tf-serving'
@@ -16,6 +17,7 @@ export const app = new Hono<AppEnv>()
   .route('/', health)
   .route('/', tfServing)
   .route('/', v2)
+  .route('/', admin)
 
 app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404))
 

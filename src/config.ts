@@ -17,6 +17,11 @@ export const DEFAULTS = {
   LOAD_BACKOFF_BASE_MS: 1_000,
   /** … up to this bound, so a broken model cannot cause a load storm nor stay locked out long. */
   LOAD_BACKOFF_MAX_MS: 60_000,
+  /**
+   * Seconds between a serving isolate's reads of the R2 pointer: a new version goes live within
+   * this long of the cron publishing it, at one cheap conditional R2 read per isolate per interval.
+   */
+  REFRESH_INTERVAL: 30,
 } as const
 
 export type Config = { -readonly [K in keyof typeof DEFAULTS]: number }
@@ -30,6 +35,22 @@ const schema = z.object(
 )
 
 const parsed = new WeakMap<object, Config>()
+
+/** Vars and secrets that are not numbers, so not in DEFAULTS. `wrangler types` cannot see secrets. */
+export interface StringVars {
+  /** Models whose versions may come from the R2 bucket: `*` (the default) for all, a comma list, or empty for none. */
+  R2_MODELS?: string
+  /** Bearer token of the admin API; unset turns the admin API off (404). Set with `wrangler secret put`. */
+  ADMIN_TOKEN?: string
+}
+
+/** Which models the R2 bucket may serve: `'*'` for every one, else a set of names (empty: R2 is off). */
+export function r2Models(env: object): '*' | Set<string> {
+  const value = (env as StringVars).R2_MODELS
+  if (value === undefined || value.trim() === '*') return '*'
+  return new Set(value.split(',').map((s) => s.trim()).filter(Boolean))
+}
+
 
 /**
  * Reads the configuration from the Worker's `vars`, once per env object.

@@ -3,8 +3,9 @@
  *
  * Lifecycle of one (model, version) in this isolate:
  *
- *   absent ──acquire──► LOADING ──build + warmup ok──► AVAILABLE ──drop / evict──► retired ──last lease ends──► disposed
- *                          │
+ *   absent ──acquire──► LOADING ──build + warmup ok──► AVAILABLE ──drop / evict / unload──► retired ──last lease ends──► disposed
+ *                          │                                 │
+ *                          │                                 └─reload: a fresh build beside it, then switch ──► the old one retired
  *                          └─fails─► absent, with a backoff: acquires before `retryAt` get 503 without a new load
  *
  * - Lazy and singleflight: the first acquire starts the load; concurrent ones join its promise,
@@ -13,6 +14,9 @@
  *   lease ends, so no request ever sees a disposed model.
  * - Bounded: before a load, idle models are evicted least-recently-used until the new model's
  *   weights fit the byte budget. Leased models are never evicted.
+ * - Swaps preserve availability: a new version (or a fresh build of the same one) is built and
+ *   warmed while the old one keeps serving; only then does the switch happen, and the old one is
+ *   retired. A request holds one lease, so it is served wholly by one model.
  */
 import { ModelUnavailableError } from '../errors'
 import { log } from '../log'
@@ -47,6 +51,7 @@ export interface CacheCounters {
   evictions: number
   drops: number
   disposals: number
+  reloads: number
 }
 
 class Resident {
@@ -123,6 +128,7 @@ const zeroCounters = (): CacheCounters => ({
   evictions: 0,
   drops: 0,
   disposals: 0,
+  reloads: 0,
 })
 
 export class ModelCache {
@@ -263,6 +269,51 @@ export class ModelCache {
     log('info', 'model.dropped', { model: key, reason })
     this.retire(resident)
     return true
+  }
+
+  /**
+   * Builds `key` afresh beside the copy that is serving, then switches to the new build and retires
+   * the old one (disposed when its last lease ends). A failed build leaves the serving copy untouched.
+   * When `key` is not loaded, this is a plain load.
+   */
+  async reload(key: string, bytes: number, load: () => Promise<LoadResult>): Promise<ResidentInfo> {
+    const old = this.slots.get(key)?.resident
+    if (!old) {
+      const lease = await this.acquire(key, bytes, load)
+      lease.release()
+      return this.list().find((r) => r.key === key && r.state === 'AVAILABLE')!
+    }
+    const started = this.now()
+    this.makeRoom(bytes)
+    const { servable, timings } = await load()
+    const slot = this.slots.get(key)
+    if (slot !== undefined && slot.resident !== old) {
+      // Dropped and loaded again by a request while this build ran: that copy is as fresh as ours.
+      servable.dispose()
+      return this.list().find((r) => r.key === key)!
+    }
+    const loadedAt = this.now()
+    const resident = new Resident(key, servable, servable.weightBytes || bytes, loadedAt, timings, loadedAt)
+    this.slots.set(key, { state: 'AVAILABLE', promise: Promise.resolve(resident), resident })
+    this.counters.reloads++
+    this.counters.loadMsTotal += loadedAt - started
+    log('info', 'model.reloaded', { model: key, bytes: resident.bytes, ms: loadedAt - started, ...timings })
+    if (!old.retired) this.retire(old)
+    return this.list().find((r) => r.key === key && r.state === 'AVAILABLE')!
+  }
+
+  /** Whether `key` is loaded and serving in this isolate. */
+  isAvailable(key: string): boolean {
+    return this.slots.get(key)?.resident !== undefined
+  }
+
+  /** Drops every loaded version of model `name` (keys `name/<version>`); returns their keys. */
+  unload(name: string, reason: string): string[] {
+    const keys = this.available()
+      .map((r) => r.key)
+      .filter((key) => key.slice(0, key.lastIndexOf('/')) === name)
+    for (const key of keys) this.drop(key, reason)
+    return keys
   }
 
   /** Drops every model unused for longer than `ttlMs`; returns their keys. */

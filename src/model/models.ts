@@ -1,14 +1,19 @@
 /** @module model/models — what routes call: resolve a request to a model version and lease it from the cache. */
 import type { Config } from '../config'
+import { r2Models } from '../config'
 import { ModelUnavailableError } from '../errors'
 import { log } from '../log'
 import { ModelCache } from './cache'
 import type { Lease, LoadResult } from './cache'
 import { storeHandler } from './io'
+import { verifiedStore } from './manifest'
+import type { ManifestFile } from './manifest'
+import { refreshNow, servingRepository } from './refresh'
+import type { RefreshDeps } from './refresh'
 import { repository } from './repository'
-import type { Repository, ResolvedVersion } from './repository'
+import type { Repository, ResolvedVersion, Selector } from './repository'
 import { buildServable } from './servable'
-import { assetsStore } from './store'
+import { assetsStore, r2Store } from './store'
 import type { ModelStore } from './store'
 
 let shared: ModelCache | undefined
@@ -29,31 +34,76 @@ export function resetModelCache(): void {
   shared = undefined
 }
 
-/** The model repository this Worker serves from. */
-export function modelStore(env: Env): ModelStore {
-  return assetsStore(env.ASSETS)
+/** Where model files come from: the bundled static assets, and the R2 bucket when it is bound. */
+export interface ModelSources {
+  assets: ModelStore
+  r2?: ModelStore
 }
 
-/** The repository index; a failure to read it is the server's, so it answers 503. */
-export async function openRepository(store: ModelStore): Promise<Repository> {
+/** The model sources of this Worker's bindings. */
+export function modelSources(env: Env): ModelSources {
+  return { assets: assetsStore(env.ASSETS), ...(env.MODELS ? { r2: r2Store(env.MODELS) } : {}) }
+}
+
+/** The bundled repository's store, where `_index.json` lives. */
+export function modelStore(env: Env): ModelStore {
+  return modelSources(env).assets
+}
+
+/** Runs `promise` after the response, where the runtime allows it (`ctx.waitUntil`). */
+export type WaitUntil = (promise: Promise<unknown>) => void
+
+function refreshDeps(env: Env, config: Config): RefreshDeps {
+  const sources = modelSources(env)
+  return {
+    bucket: env.MODELS,
+    allowed: r2Models(env),
+    intervalMs: config.REFRESH_INTERVAL * 1000,
+    cache: modelCache(config),
+    load: (target) => loadVersion(sources, target),
+  }
+}
+
+/**
+ * The repository as this isolate serves it: the bundled index with the published R2 versions over
+ * it. A failure to read the bundled index is the server's, so it answers 503; an unreadable R2
+ * pointer is not a failure (bundled and already-applied versions keep serving).
+ */
+export async function openRepository(env: Env, config: Config, waitUntil?: WaitUntil): Promise<Repository> {
+  let base: Repository
   try {
-    return await repository(store)
+    base = await repository(modelStore(env))
   } catch (error) {
     throw new ModelUnavailableError(`model repository unavailable: ${(error as Error).message}`, 5, error)
   }
+  return servingRepository(base, refreshDeps(env, config), waitUntil)
+}
+
+/** Re-reads the R2 pointer now and swaps to what it publishes (cron, admin reload). */
+export async function refreshModels(env: Env, config: Config) {
+  return refreshNow(await repository(modelStore(env)), refreshDeps(env, config))
 }
 
 /** Cache key of one model version. */
 export const cacheKey = (name: string, version: number) => `${name}/${version}`
 
-/** Reads, builds and warms up one model version. */
-export async function loadVersion(store: ModelStore, target: ResolvedVersion): Promise<LoadResult> {
+/**
+ * Reads, builds and warms up one model version. R2 files are checked against the size and sha256
+ * that validation recorded, so a file changed since then fails the load instead of being served.
+ */
+export async function loadVersion(sources: ModelSources, target: ResolvedVersion): Promise<LoadResult> {
   const started = Date.now()
-  const artifacts = await storeHandler(store, cacheKey(target.name, target.version)).load()
+  const dir = cacheKey(target.name, target.version)
+  let store = sources.assets
+  if (target.entry.source === 'r2') {
+    if (!sources.r2) throw new Error(`${dir} is in the R2 bucket, but no bucket is bound (MODELS)`)
+    store = verifiedStore(sources.r2, dir, target.entry.files.filter((f): f is ManifestFile => 'sha256' in f))
+  }
+  const artifacts = await storeHandler(store, dir).load()
   const fetchMs = Date.now() - started
   const { servable, timings, warmedUp } = await buildServable(artifacts)
   if (!warmedUp) {
-    log('warn', 'model.warmup_skipped', { model: cacheKey(target.name, target.version), reason: 'an input has unknown dimensions' })
+    log('warn', 'model.warmup_skipped', { model: dir, reason: 'an input has unknown dimensions' })
   }
   return { servable, timings: { fetchMs, ...timings } }
 }
@@ -65,14 +115,12 @@ export interface ModelLease {
 }
 
 /**
- * Resolves `name` (and `version`, else the highest) and leases the model, loading it on a miss.
- * The caller must `lease.release()` when its inference is done.
+ * Resolves `name` (and a version or label, else the default version) and leases the model, loading
+ * it on a miss. The caller must `lease.release()` when its inference is done.
  */
-export async function leaseModel(env: Env, config: Config, name: string, version?: number): Promise<ModelLease> {
-  const store = modelStore(env)
-  const target = (await openRepository(store)).resolve(name, version)
-  const lease = await modelCache(config).acquire(cacheKey(name, target.version), target.entry.weightBytes, () =>
-    loadVersion(store, target),
-  )
+export async function leaseModel(env: Env, config: Config, name: string, selector: Selector | number = {}, waitUntil?: WaitUntil): Promise<ModelLease> {
+  const target = (await openRepository(env, config, waitUntil)).resolve(name, selector)
+  const sources = modelSources(env)
+  const lease = await modelCache(config).acquire(cacheKey(name, target.version), target.entry.weightBytes, () => loadVersion(sources, target))
   return { target, lease }
 }

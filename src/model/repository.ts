@@ -1,19 +1,30 @@
 /** @module model/repository — the index of models and versions, and resolving a request to one version. */
 import { z } from 'zod'
 import { ModelUnavailableError, notFound } from '../errors'
+import type { ManifestFile } from './manifest'
+import type { Pointer, Rejection } from './pointer'
 import type { ModelFormat } from './servable'
 import type { ModelStore } from './store'
 
 /** Written by scripts/build-index.mjs at the root of the model repository. */
 export const INDEX_FILE = '_index.json'
 
+/** Where a version's files are: the bundled static assets, or the R2 bucket. */
+export type VersionSource = 'assets' | 'r2'
+
 export interface VersionEntry {
   format: ModelFormat
-  files: { path: string; bytes: number }[]
+  /** Bundled versions have sizes only; R2 versions also their sha256, checked on every load. */
+  files: ({ path: string; bytes: number } | ManifestFile)[]
   weightBytes: number
   totalBytes: number
   signature: unknown
+  /** Absent in _index.json, which lists only bundled versions. */
+  source?: VersionSource
 }
+
+// Label names as TF Serving allows them, so they are safe in a URL path.
+const LABEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
 
 /**
  * A model's optional `config.json`, beside its version folders. Every field is optional.
@@ -28,6 +39,19 @@ export const ModelConfig = z.strictObject({
   default_outputs: z.array(z.string()).min(1).optional(),
   /** Allowed value range per input name. */
   input_limits: z.record(z.string(), z.strictObject({ min: z.number().optional(), max: z.number().optional() })).optional(),
+  /**
+   * Which versions are served, as TF Serving's model_version_policy: `{"latest": {}}` (the default)
+   * serves every version and the highest when a request names none; `{"specific": {"versions": [n, …]}}`
+   * serves only those, the highest of them by default — one listed version pins the model.
+   */
+  version_policy: z
+    .union([
+      z.strictObject({ latest: z.strictObject({}) }),
+      z.strictObject({ specific: z.strictObject({ versions: z.array(z.int().positive()).min(1) }) }),
+    ])
+    .optional(),
+  /** Names for versions, as TF Serving's version_labels: `{"stable": 1, "canary": 2}`, served at `/labels/{l}`. */
+  version_labels: z.record(z.string().regex(LABEL, 'a label is a letter then letters, digits, _ or -'), z.int().positive()).optional(),
 })
 export type ModelConfig = z.infer<typeof ModelConfig>
 
@@ -35,6 +59,8 @@ export interface ModelEntry {
   latest: number
   versions: Record<string, VersionEntry>
   config?: unknown
+  /** R2 candidates the cron handler refused, by version. */
+  rejected?: Record<string, Rejection>
 }
 
 export interface RepositoryIndex {
@@ -47,6 +73,12 @@ export interface ResolvedVersion {
   version: number
   entry: VersionEntry
   config: ModelConfig
+}
+
+/** What a request names besides the model: a version, a label, or neither (the default version). */
+export interface Selector {
+  version?: number
+  label?: string
 }
 
 /** The repository as one index describes it. */
@@ -63,15 +95,50 @@ export class Repository {
     return Object.keys(this.model(name).versions).map(Number).sort((a, b) => a - b)
   }
 
-  /** The version to serve: the one asked for, else the highest. Unknown model or version → 404. */
-  resolve(name: string, version?: number): ResolvedVersion {
+  /**
+   * The version to serve: the one asked for, the one a label names, else the default under the
+   * model's version policy. Unknown model, version or label, or a version the policy excludes → 404.
+   */
+  resolve(name: string, selector: Selector | number = {}): ResolvedVersion {
+    const { version, label } = typeof selector === 'number' ? { version: selector, label: undefined } : selector
     const model = this.model(name)
-    const chosen = version ?? model.latest
-    const entry = model.versions[String(chosen)]
-    if (!entry) {
-      throw notFound(`model '${name}' has no version ${chosen}; versions: ${this.versions(name).join(', ')}`)
+    const config = this.config(name)
+    const served = this.served(name, config)
+    let chosen = version ?? served.at(-1)!
+    if (label !== undefined) {
+      const labels = config.version_labels ?? {}
+      const labelled = Object.hasOwn(labels, label) ? labels[label] : undefined
+      if (labelled === undefined) {
+        const known = Object.keys(labels)
+        throw notFound(`model '${name}' has no label '${label}'; ${known.length ? `labels: ${known.join(', ')}` : 'it has no labels'}`)
+      }
+      chosen = labelled
     }
-    return { name, version: chosen, entry, config: this.config(name) }
+    const entry = served.includes(chosen) ? model.versions[String(chosen)] : undefined
+    if (!entry) {
+      const via = label === undefined ? '' : `label '${label}' names version ${chosen}, but `
+      const rejected = model.rejected?.[String(chosen)]
+      if (rejected) throw notFound(`${via}version ${chosen} of model '${name}' was rejected: ${rejected.reason}`)
+      throw notFound(`${via}model '${name}' has no version ${chosen}; versions: ${served.join(', ')}`)
+    }
+    return { name, version: chosen, entry, config }
+  }
+
+  /** Versions the model's version policy serves, ascending; never empty (a policy that leaves none is a 503). */
+  served(name: string, config = this.config(name)): number[] {
+    const all = this.versions(name)
+    const policy = config.version_policy
+    if (!policy || 'latest' in policy) return all
+    const served = all.filter((v) => policy.specific.versions.includes(v))
+    if (served.length === 0) {
+      throw new ModelUnavailableError(`${name}: version_policy serves versions ${policy.specific.versions.join(', ')}, none of which exists (versions: ${all.join(', ')})`, 60)
+    }
+    return served
+  }
+
+  /** R2 candidates of a model that the cron handler refused, by version. */
+  rejected(name: string): Record<string, Rejection> {
+    return this.model(name).rejected ?? {}
   }
 
   /** The model's config.json, checked; a broken one makes the model unavailable, with the reason. */
@@ -86,6 +153,27 @@ export class Repository {
     if (!model) throw notFound(`model '${name}' not found`)
     return model
   }
+}
+
+/**
+ * The bundled index with the R2 pointer laid over it: each validated R2 version joins the model's
+ * versions (a model may live in R2 alone), the bucket's config.json replaces a bundled one, and
+ * rejected candidates ride along for the status. `allowed` is the R2_MODELS var.
+ */
+export function overlay(index: RepositoryIndex, pointer: Pointer, allowed: '*' | Set<string>): RepositoryIndex {
+  const models = { ...index.models }
+  for (const [name, published] of Object.entries(pointer.models)) {
+    if (allowed !== '*' && !allowed.has(name)) continue
+    const base = Object.hasOwn(models, name) ? models[name] : undefined
+    const versions: Record<string, VersionEntry> = { ...base?.versions }
+    for (const [version, entry] of Object.entries(published.versions)) {
+      versions[version] = { format: entry.format, files: entry.files, weightBytes: entry.weightBytes, totalBytes: entry.totalBytes, signature: entry.signature, source: 'r2' }
+    }
+    const numbers = Object.keys(versions).map(Number)
+    if (numbers.length === 0) continue
+    models[name] = { latest: Math.max(...numbers), versions, config: published.config ?? base?.config, rejected: published.rejected }
+  }
+  return { models }
 }
 
 let current: Promise<Repository> | undefined

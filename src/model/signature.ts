@@ -59,3 +59,27 @@ export function dtypeToTensorFlow(dtype: DType): string {
 export function formatShape(shape: readonly number[] | null): string {
   return shape === null ? 'unknown rank' : `[${shape.join(', ')}]`
 }
+
+const shapeText = (shape: number[] | null) => (shape === null ? 'unknown rank' : `[${shape.join(', ')}]`)
+
+/**
+ * How `next` differs from `current` in ways a client would notice: an input or output added,
+ * removed, or of another dtype or shape. Empty when a client of `current` can use `next` unchanged.
+ */
+export function signatureChanges(current: Signature, next: Signature): string[] {
+  const changes: string[] = []
+  const compare = (side: 'input' | 'output', before: TensorSpec[], after: TensorSpec[]) => {
+    const now = new Map(after.map((s) => [s.name, s]))
+    for (const old of before) {
+      const spec = now.get(old.name)
+      if (!spec) changes.push(`${side} '${old.name}' is gone`)
+      else if (spec.dtype !== old.dtype) changes.push(`${side} '${old.name}' dtype ${old.dtype} → ${spec.dtype}`)
+      else if (shapeText(spec.shape) !== shapeText(old.shape)) changes.push(`${side} '${old.name}' shape ${shapeText(old.shape)} → ${shapeText(spec.shape)}`)
+    }
+    const names = new Set(before.map((s) => s.name))
+    for (const spec of after) if (!names.has(spec.name)) changes.push(`${side} '${spec.name}' is new`)
+  }
+  compare('input', current.inputs, next.inputs)
+  compare('output', current.outputs, next.outputs)
+  return changes
+}

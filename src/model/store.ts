@@ -29,3 +29,37 @@ export function assetsStore(assets: Fetcher): ModelStore {
     },
   }
 }
+
+/** Rejects with a message naming `what` when `promise` takes longer than `ms`: a slow store counts as down. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => timer !== undefined && clearTimeout(timer))
+}
+
+/** Longest wait for one R2 object; a read slower than this fails the load instead of hanging the request. */
+export const R2_READ_TIMEOUT_MS = 15_000
+
+/** Files in an R2 bucket, in the same `<name>/<version>/…` layout as the static assets. */
+export function r2Store(bucket: R2Bucket, timeoutMs = R2_READ_TIMEOUT_MS): ModelStore {
+  return {
+    description: 'the R2 bucket',
+    async get(path) {
+      return withTimeout(
+        (async () => {
+          const object = await bucket.get(path)
+          return object === null ? null : object.arrayBuffer()
+        })(),
+        timeoutMs,
+        `R2 (reading ${path})`,
+      )
+    },
+  }
+}
+
+/** Files already read and checked, served from memory (a candidate being validated). */
+export function memoryStore(files: Map<string, ArrayBuffer>, description: string): ModelStore {
+  return { description, get: async (path) => files.get(path) ?? null }
+}

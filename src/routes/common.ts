@@ -16,6 +16,28 @@ export function parseVersion(segment: string | undefined): number | undefined {
   return Number(segment)
 }
 
+// Label names as TF Serving allows them (see version_labels in model/repository.ts).
+const LABEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
+
+/** Parses a `labels/{l}` path segment. */
+export function parseLabel(segment: string): string {
+  if (!LABEL.test(segment)) throw badRequest(`label '${segment}' is not a valid label (a letter, then letters, digits, '_' or '-')`)
+  return segment
+}
+
+/**
+ * Background work for after the response (`ctx.waitUntil`), or `undefined` where there is no
+ * execution context (`app.request` in a unit test).
+ */
+export function waitUntilOf(c: Context): ((promise: Promise<unknown>) => void) | undefined {
+  try {
+    const ctx = c.executionCtx
+    return (promise) => ctx.waitUntil(promise)
+  } catch {
+    return undefined
+  }
+}
+
 /** A handler for a path that exists but not for this method: 405 with the methods it allows. */
 export const methodNotAllowed = (allow: string) => (c: Context) => {
   throw new ApiError(405, `${c.req.method} is not allowed on ${new URL(c.req.url).pathname}; use ${allow}`, { Allow: allow })

@@ -1,8 +1,10 @@
 /** @module routes/health — liveness and readiness, at the Open Inference Protocol's paths. */
 import { Hono } from 'hono'
 import { ApiError } from '../errors'
-import { modelStore, openRepository } from '../model/models'
+import { readConfig } from '../config'
+import { openRepository } from '../model/models'
 import { ensureBackend } from '../model/tf'
+import { waitUntilOf } from './common'
 import type { AppEnv } from './common'
 
 export const health = new Hono<AppEnv>()
@@ -12,7 +14,7 @@ export const health = new Hono<AppEnv>()
   // Models load lazily, on first use, so readiness does not wait for any of them.
   .get('/v2/health/ready', async (c) => {
     try {
-      const [backend, repository] = await Promise.all([ensureBackend(), openRepository(modelStore(c.env))])
+      const [backend, repository] = await Promise.all([ensureBackend(), openRepository(c.env, readConfig(c.env), waitUntilOf(c))])
       return c.json({ ready: true, backend, models: repository.names().length })
     } catch (error) {
       throw new ApiError(503, `not ready: ${(error as Error).message}`, { 'Retry-After': '5' })

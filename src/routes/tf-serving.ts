@@ -7,15 +7,17 @@ import type { Context } from 'hono'
 import { readJson } from '../body'
 import { readConfig } from '../config'
 import { badRequest, ModelUnavailableError, notFound } from '../errors'
-import { leaseModel, modelStore, openRepository } from '../model/models'
+import { leaseModel, openRepository } from '../model/models'
 import type { ModelLease } from '../model/models'
+import type { Rejection } from '../model/pointer'
+import type { Selector } from '../model/repository'
 import { DEFAULT_SIGNATURE, dtypeToTensorFlow } from '../model/signature'
 import type { Signature, TensorSpec } from '../model/signature'
 import { tf } from '../model/tf'
 import { parseBody, PredictRequest } from '../schemas'
 import { requestLimits, tensorFromJSON, tensorToJSON } from '../tensors'
 import type { RequestLimits } from '../tensors'
-import { methodNotAllowed, outputNames, parseVersion, setModelHeaders } from './common'
+import { methodNotAllowed, outputNames, parseLabel, parseVersion, setModelHeaders, waitUntilOf } from './common'
 import type { AppEnv } from './common'
 
 type Ctx = Context<AppEnv>
@@ -28,9 +30,17 @@ function splitVerb(segment: string): { name: string; verb?: string } {
   return at === -1 ? { name: segment } : { name: segment.slice(0, at), verb: segment.slice(at + 1) }
 }
 
+/** How a path names the version: `versions/{v}`, `labels/{l}`, or not at all (the default version). */
+type Pick = { kind: 'versions' | 'labels'; segment: string } | undefined
+
+function selectorOf(pick: Pick): Selector {
+  if (!pick) return {}
+  return pick.kind === 'versions' ? { version: parseVersion(pick.segment) } : { label: parseLabel(pick.segment) }
+}
+
 /** Leases a model for the length of `use`, always releasing it. */
-async function withModel<T>(c: Ctx, name: string, version: number | undefined, use: (held: ModelLease) => Promise<T>): Promise<T> {
-  const held = await leaseModel(c.env, readConfig(c.env), name, version)
+async function withModel<T>(c: Ctx, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
+  const held = await leaseModel(c.env, readConfig(c.env), name, selector, waitUntilOf(c))
   try {
     return await use(held)
   } finally {
@@ -40,23 +50,39 @@ async function withModel<T>(c: Ctx, name: string, version: number | undefined, u
 
 // ===== Status =====
 
-async function status(c: Ctx, name: string, versionSegment?: string) {
-  const verb = splitVerb(versionSegment ?? name).verb
+/** A rejected R2 candidate, as TF Serving reports a version that will not load. */
+const rejectedStatus = (version: string, rejection: Rejection) => ({
+  version,
+  state: 'END',
+  status: { error_code: 'FAILED_PRECONDITION', error_message: `rejected by validation: ${rejection.reason}` },
+})
+
+async function status(c: Ctx, name: string, pick?: Pick) {
+  const verb = splitVerb(pick?.segment ?? name).verb
   if (verb !== undefined) {
     if (verb === 'predict') return methodNotAllowed('POST')(c)
     throw notFound(`no route for GET ${new URL(c.req.url).pathname}`)
   }
-  const target = (await openRepository(modelStore(c.env))).resolve(name, parseVersion(versionSegment))
+  const selector = selectorOf(pick)
+  const repository = await openRepository(c.env, readConfig(c.env), waitUntilOf(c))
+  const rejected = repository.rejected(name)
+  if (selector.version !== undefined && !repository.versions(name).includes(selector.version)) {
+    const rejection = rejected[String(selector.version)]
+    if (rejection) return c.json({ model_version_status: [rejectedStatus(String(selector.version), rejection)] })
+  }
+  const target = repository.resolve(name, selector)
   const version = String(target.version)
+  // Without a version in the path, the status also lists R2 candidates that were refused, with why.
+  const refused = pick ? [] : Object.entries(rejected).map(([v, r]) => rejectedStatus(v, r))
   try {
-    return await withModel(c, name, target.version, async () =>
-      c.json({ model_version_status: [{ version, state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } }] }),
+    return await withModel(c, name, { version: target.version }, async () =>
+      c.json({ model_version_status: [{ version, state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } }, ...refused] }),
     )
   } catch (error) {
     // TF Serving reports a version that failed to load as END with its error, not as an HTTP error.
     if (!(error instanceof ModelUnavailableError)) throw error
     return c.json(
-      { model_version_status: [{ version, state: 'END', status: { error_code: 'UNAVAILABLE', error_message: error.message } }] },
+      { model_version_status: [{ version, state: 'END', status: { error_code: 'UNAVAILABLE', error_message: error.message } }, ...refused] },
       200,
       error.headers,
     )
@@ -85,8 +111,8 @@ export function signatureDef(signature: Signature) {
   }
 }
 
-async function metadata(c: Ctx, name: string, versionSegment?: string) {
-  return withModel(c, name, parseVersion(versionSegment), async ({ target, lease }) =>
+async function metadata(c: Ctx, name: string, pick?: Pick) {
+  return withModel(c, name, selectorOf(pick), async ({ target, lease }) =>
     c.json({
       model_spec: { name, signature_name: '', version: String(target.version) },
       metadata: { signature_def: { signature_def: { [DEFAULT_SIGNATURE]: signatureDef(lease.model.signature) } } },
@@ -150,14 +176,14 @@ async function predictionsJSON(names: string[], outputs: Record<string, tf.Tenso
   return Array.from({ length: batch }, (_, row) => Object.fromEntries(names.map((name, i) => [name, (values[i] as unknown[])[row]])))
 }
 
-async function predict(c: Ctx, name: string, versionSegment?: string) {
-  const version = parseVersion(versionSegment)
+async function predict(c: Ctx, name: string, pick?: Pick) {
+  const selector = selectorOf(pick)
   const config = readConfig(c.env)
   const body = parseBody(PredictRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
   if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
     throw badRequest(`signature '${body.signature_name}' not found; the model serves '${DEFAULT_SIGNATURE}'`)
   }
-  return withModel(c, name, version, async (held) => {
+  return withModel(c, name, selector, async (held) => {
     const signature = held.lease.model.signature
     const limits = requestLimits(config, held.target)
     const names = outputNames(held)
@@ -182,22 +208,33 @@ async function predict(c: Ctx, name: string, versionSegment?: string) {
 
 // ===== Routes =====
 
+const versions = (c: Ctx): Pick => ({ kind: 'versions', segment: c.req.param('version')! })
+const labels = (c: Ctx): Pick => ({ kind: 'labels', segment: c.req.param('label')! })
+
 export const tfServing = new Hono<AppEnv>()
   .get('/v1/models/:name', (c) => status(c, c.req.param('name')))
-  .get('/v1/models/:name/versions/:version', (c) => status(c, c.req.param('name'), c.req.param('version')))
+  .get('/v1/models/:name/versions/:version', (c) => status(c, c.req.param('name'), versions(c)))
+  .get('/v1/models/:name/labels/:label', (c) => status(c, c.req.param('name'), labels(c)))
   .get('/v1/models/:name/metadata', (c) => metadata(c, c.req.param('name')))
-  .get('/v1/models/:name/versions/:version/metadata', (c) => metadata(c, c.req.param('name'), c.req.param('version')))
+  .get('/v1/models/:name/versions/:version/metadata', (c) => metadata(c, c.req.param('name'), versions(c)))
+  .get('/v1/models/:name/labels/:label/metadata', (c) => metadata(c, c.req.param('name'), labels(c)))
   .post('/v1/models/:target', (c) => predictRoute(c, c.req.param('target')))
-  .post('/v1/models/:name/versions/:target', (c) => predictRoute(c, c.req.param('target'), c.req.param('name')))
+  .post('/v1/models/:name/versions/:version', (c) => predictRoute(c, c.req.param('name'), versions(c)))
+  .post('/v1/models/:name/labels/:label', (c) => predictRoute(c, c.req.param('name'), labels(c)))
   .all('/v1/models/:name/metadata', methodNotAllowed('GET'))
   .all('/v1/models/:name/versions/:version/metadata', methodNotAllowed('GET'))
+  .all('/v1/models/:name/labels/:label/metadata', methodNotAllowed('GET'))
   .all('/v1/models/:target', methodNotAllowed('GET, POST'))
-  .all('/v1/models/:name/versions/:target', methodNotAllowed('GET, POST'))
+  .all('/v1/models/:name/versions/:version', methodNotAllowed('GET, POST'))
+  .all('/v1/models/:name/labels/:label', methodNotAllowed('GET, POST'))
 
-/** POST on `{name}:predict`, or on `versions/{v}:predict` with the model's name given. */
-function predictRoute(c: Ctx, segment: string, model?: string) {
-  const { name, verb } = splitVerb(segment)
+/**
+ * POST on `{name}:predict`, or on `versions/{v}:predict` / `labels/{l}:predict`: the verb ends the
+ * last path segment, which is the model's name, or the version or label when `pick` says so.
+ */
+function predictRoute(c: Ctx, model: string, pick?: Pick) {
+  const { name: last, verb } = splitVerb(pick?.segment ?? model)
   if (verb === undefined) return methodNotAllowed('GET')(c)
   if (verb !== 'predict') throw notFound(`':${verb}' is not supported; warmserve serves ':predict'`)
-  return model === undefined ? predict(c, name) : predict(c, model, name)
+  return pick === undefined ? predict(c, last) : predict(c, model, { kind: pick.kind, segment: last })
 }

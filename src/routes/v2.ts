@@ -10,7 +10,7 @@ import { readJson } from '../body'
 import { readConfig } from '../config'
 import { converter, DATATYPES, datatypeOf } from '../datatypes'
 import { badRequest, ModelUnavailableError } from '../errors'
-import { leaseModel, modelStore, openRepository } from '../model/models'
+import { leaseModel, openRepository } from '../model/models'
 import type { ModelLease } from '../model/models'
 import type { Servable } from '../model/servable'
 import type { TensorSpec } from '../model/signature'
@@ -18,7 +18,7 @@ import { tf } from '../model/tf'
 import { parseBody } from '../schemas'
 import { flatten, makeTensor, requestLimits } from '../tensors'
 import type { RequestLimits } from '../tensors'
-import { methodNotAllowed, outputNames, parseVersion, setModelHeaders } from './common'
+import { methodNotAllowed, outputNames, parseVersion, setModelHeaders, waitUntilOf } from './common'
 import type { AppEnv } from './common'
 
 type Ctx = Context<AppEnv>
@@ -47,7 +47,7 @@ const platformOf = (servable: Servable) => `tensorflowjs_${servable.format.repla
 const tensorMetadata = (spec: TensorSpec) => ({ name: spec.name, datatype: datatypeOf(spec.dtype), shape: spec.shape ?? [-1] })
 
 async function withModel<T>(c: Ctx, name: string, version: string | undefined, use: (held: ModelLease) => Promise<T>): Promise<T> {
-  const held = await leaseModel(c.env, readConfig(c.env), name, parseVersion(version))
+  const held = await leaseModel(c.env, readConfig(c.env), name, { version: parseVersion(version) }, waitUntilOf(c))
   try {
     return await use(held)
   } finally {
@@ -56,7 +56,7 @@ async function withModel<T>(c: Ctx, name: string, version: string | undefined, u
 }
 
 async function modelMetadata(c: Ctx, name: string, version?: string) {
-  const versions = (await openRepository(modelStore(c.env))).versions(name).map(String)
+  const versions = (await openRepository(c.env, readConfig(c.env), waitUntilOf(c))).served(name).map(String)
   return withModel(c, name, version, async ({ target, lease }) =>
     c.json({
       name,
