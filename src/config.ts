@@ -17,6 +17,8 @@ export const DEFAULTS = {
   LOAD_BACKOFF_BASE_MS: 1_000,
   /** … up to this bound, so a broken model cannot cause a load storm nor stay locked out long. */
   LOAD_BACKOFF_MAX_MS: 60_000,
+  /** One file read from static assets or R2; a store that hangs longer counts as down, so the load fails with 503. */
+  STORE_READ_TIMEOUT_MS: 15_000,
   /**
    * Seconds between a serving isolate's reads of the R2 pointer: a new version goes live within
    * this long of the cron publishing it, at one cheap conditional R2 read per isolate per interval.

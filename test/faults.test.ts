@@ -77,6 +77,17 @@ describe('a model that cannot be loaded', () => {
     expect(other.status).toBe(200)
   })
 
+  it('answers 503 when the store hangs past STORE_READ_TIMEOUT_MS, and keeps serving other models', async () => {
+    const faulty = withFault((path) => (path.startsWith('/iris/') && path.endsWith('.bin') ? new Promise<never>(() => {}) : undefined), {
+      STORE_READ_TIMEOUT_MS: '200',
+    })
+    const res = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, faulty.env)
+    expect(res.status).toBe(503)
+    expect((await res.json<any>()).error).toMatch(/static assets \(reading iris\/1\/group1-shard1of1\.bin\) did not answer within 200 ms/)
+    const other = await post('/v1/models/digits:predict', { instances: [Array(28).fill(Array(28).fill([0]))] }, {}, faulty.env)
+    expect(other.status).toBe(200)
+  })
+
   it('answers 503 when the repository index cannot be read', async () => {
     const faulty = withFault((path) => (path === '/_index.json' ? new Response('gone', { status: 404 }) : undefined))
     const res = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, faulty.env)

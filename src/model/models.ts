@@ -1,4 +1,5 @@
 /** @module model/models — what routes call: resolve a request to a model version and lease it from the cache. */
+import { readConfig } from '../config'
 import type { Config } from '../config'
 import { r2Models } from '../config'
 import { ModelUnavailableError } from '../errors'
@@ -42,7 +43,8 @@ export interface ModelSources {
 
 /** The model sources of this Worker's bindings. */
 export function modelSources(env: Env): ModelSources {
-  return { assets: assetsStore(env.ASSETS), ...(env.MODELS ? { r2: r2Store(env.MODELS) } : {}) }
+  const timeoutMs = readConfig(env).STORE_READ_TIMEOUT_MS
+  return { assets: assetsStore(env.ASSETS, timeoutMs), ...(env.MODELS ? { r2: r2Store(env.MODELS, timeoutMs) } : {}) }
 }
 
 /** The bundled repository's store, where `_index.json` lives. */

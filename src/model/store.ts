@@ -1,4 +1,5 @@
 /** @module model/store — where model files come from: a read-only key → bytes view of a repository. */
+import { DEFAULTS } from '../config'
 
 /** A model repository's files, keyed by path relative to its root (`iris/1/model.json`). */
 export interface ModelStore {
@@ -12,11 +13,11 @@ export interface ModelStore {
 const ASSET_ORIGIN = 'https://model-assets.invalid/'
 
 /** Files deployed as Workers Static Assets behind the `ASSETS` binding. */
-export function assetsStore(assets: Fetcher): ModelStore {
+export function assetsStore(assets: Fetcher, timeoutMs: number = DEFAULTS.STORE_READ_TIMEOUT_MS): ModelStore {
   return {
     description: 'static assets',
     async get(path) {
-      const response = await assets.fetch(new URL(path, ASSET_ORIGIN))
+      const response = await withTimeout(assets.fetch(new URL(path, ASSET_ORIGIN)), timeoutMs, `static assets (reading ${path})`)
       if (response.status === 404) {
         await response.body?.cancel()
         return null
@@ -25,7 +26,7 @@ export function assetsStore(assets: Fetcher): ModelStore {
         await response.body?.cancel()
         throw new Error(`static assets answered ${response.status} for ${path}`)
       }
-      return response.arrayBuffer()
+      return withTimeout(response.arrayBuffer(), timeoutMs, `static assets (reading ${path})`)
     },
   }
 }
@@ -39,11 +40,8 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
   return Promise.race([promise, timeout]).finally(() => timer !== undefined && clearTimeout(timer))
 }
 
-/** Longest wait for one R2 object; a read slower than this fails the load instead of hanging the request. */
-export const R2_READ_TIMEOUT_MS = 15_000
-
 /** Files in an R2 bucket, in the same `<name>/<version>/…` layout as the static assets. */
-export function r2Store(bucket: R2Bucket, timeoutMs = R2_READ_TIMEOUT_MS): ModelStore {
+export function r2Store(bucket: R2Bucket, timeoutMs: number = DEFAULTS.STORE_READ_TIMEOUT_MS): ModelStore {
   return {
     description: 'the R2 bucket',
     async get(path) {
