@@ -5,6 +5,7 @@ import { requestId } from 'hono/request-id'
 import { ApiError } from './errors'
 import { log } from './log'
 import { accessLog } from './middleware/access-log'
+import { cors } from './middleware/cors'
 import { admin } from './routes/admin'
 import type { AppEnv } from './routes/common'
 import { health } from './routes/health'
@@ -14,6 +15,7 @@ import { v2 } from './routes/v2'
 export const app = new Hono<AppEnv>()
   .use(requestId())
   .use(accessLog())
+  .use(cors())
   .route('/', health)
   .route('/', tfServing)
   .route('/', v2)

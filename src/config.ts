@@ -44,6 +44,8 @@ export interface StringVars {
   R2_MODELS?: string
   /** Bearer token of the admin API; unset turns the admin API off (404). Set with `wrangler secret put`. */
   ADMIN_TOKEN?: string
+  /** Origins browsers may call the API from: `*`, or a comma list of origins. Unset: no CORS headers at all. */
+  CORS_ORIGINS?: string
 }
 
 /** Which models the R2 bucket may serve: `'*'` for every one, else a set of names (empty: R2 is off). */
