@@ -11,6 +11,8 @@ export const DEFAULTS = {
   MAX_TENSOR_ELEMENTS: 4_000_000,
   /** Weight bytes the cache keeps before evicting idle models; an isolate has 128 MB in all. */
   CACHE_BUDGET_BYTES: 48 * 1024 * 1024,
+  /** Models held at once per isolate: each costs memory beyond its weights (graph, kernels, warmup buffers). */
+  MAX_MODELS_LOADED: 16,
   /** A model unused this long is dropped by the cron handler. */
   MODEL_IDLE_TTL_SECONDS: 15 * 60,
   /** First wait after a failed load; it doubles per consecutive failure … */

@@ -146,6 +146,18 @@ describe('ModelCache', () => {
     expect(cache.residentBytes()).toBeLessThanOrEqual(2.5 * WEIGHT_BYTES)
   })
 
+  it('holds at most maxModels models, evicting the least recently used idle one', async () => {
+    cache = new ModelCache({ budgetBytes: 100 * WEIGHT_BYTES, maxModels: 2, backoffBaseMs: 1000, backoffMaxMs: 4000, now: clock.now })
+    const { load } = loader()
+    for (const key of ['a/1', 'b/1', 'a/1', 'c/1']) {
+      const lease = await cache.acquire(key, WEIGHT_BYTES, load)
+      clock.advance(1)
+      lease.release()
+    }
+    expect(cache.list().map((r) => r.key).sort()).toEqual(['a/1', 'c/1'])
+    expect(cache.counters.evictions).toBe(1)
+  })
+
   it('never evicts a leased model, even past the budget', async () => {
     cache = new ModelCache({ budgetBytes: 1.5 * WEIGHT_BYTES, backoffBaseMs: 1000, backoffMaxMs: 4000, now: clock.now })
     const { load } = loader()

@@ -33,6 +33,8 @@ export interface LoadResult {
 export interface CacheOptions {
   /** Weight bytes kept before idle models are evicted. */
   budgetBytes: number
+  /** Models held at once (loaded or loading); idle ones are evicted LRU to make room, like bytes. */
+  maxModels?: number
   /** Wait after the first failed load; doubles with each further failure … */
   backoffBaseMs: number
   /** … up to this bound. */
@@ -239,15 +241,19 @@ export class ModelCache {
     else this.retiring.add(resident)
   }
 
-  /** Evicts idle models, least recently used first, until `bytes` more fit the budget. */
-  private makeRoom(bytes: number): void {
+  /** Evicts idle models, least recently used first, until `bytes` more (and, for a new key, one more model) fit. */
+  private makeRoom(bytes: number, newKey = true): void {
     const idle = this.available()
       .filter((r) => r.leases === 0)
       .sort((a, b) => a.lastUsed - b.lastUsed)
+    const maxModels = this.options.maxModels ?? Infinity
+    const models = () => this.slots.size + (newKey ? 1 : 0)
+    const fits = () => this.residentBytes() + bytes <= this.options.budgetBytes && models() <= maxModels
     for (const resident of idle) {
-      if (this.residentBytes() + bytes <= this.options.budgetBytes) break
+      if (fits()) break
       this.counters.evictions++
-      log('info', 'model.evicted', { model: resident.key, bytes: resident.bytes, reason: 'budget' })
+      const reason = models() > maxModels ? 'max models' : 'budget'
+      log('info', 'model.evicted', { model: resident.key, bytes: resident.bytes, reason })
       this.retire(resident)
     }
   }
@@ -284,7 +290,7 @@ export class ModelCache {
       return this.list().find((r) => r.key === key && r.state === 'AVAILABLE')!
     }
     const started = this.now()
-    this.makeRoom(bytes)
+    this.makeRoom(bytes, false)
     const { servable, timings } = await load()
     const slot = this.slots.get(key)
     if (slot !== undefined && slot.resident !== old) {

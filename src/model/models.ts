@@ -23,6 +23,7 @@ let shared: ModelCache | undefined
 export function modelCache(config: Config): ModelCache {
   shared ??= new ModelCache({
     budgetBytes: config.CACHE_BUDGET_BYTES,
+    maxModels: config.MAX_MODELS_LOADED,
     backoffBaseMs: config.LOAD_BACKOFF_BASE_MS,
     backoffMaxMs: config.LOAD_BACKOFF_MAX_MS,
   })
