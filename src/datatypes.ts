@@ -52,9 +52,12 @@ const FLOAT32_EXACT_INT = 2 ** 24
 
 /**
  * Checks that `value` is a valid `datatype` value and fits the model's `dtype` exactly.
- * Returns the number to store (booleans as 0/1). `at` names the element in messages.
+ * Returns the number to store (booleans as 0/1), or throws a Misfit saying why.
  */
-export type Converter = (value: unknown, at: () => string) => number
+export type Converter = (value: unknown) => number
+
+/** A value that does not fit; the caller adds where it was, which only it knows. */
+export class Misfit extends Error {}
 
 /** Builds the converter from a request datatype to a model dtype, or refuses the pair outright. */
 export function converter(datatype: Datatype, dtype: DType, where: string): Converter {
@@ -64,8 +67,8 @@ export function converter(datatype: Datatype, dtype: DType, where: string): Conv
 
   if (datatype === 'BOOL') {
     if (dtype !== 'bool') throw refuse('booleans are not numbers')
-    return (v, at) => {
-      if (typeof v !== 'boolean') throw badRequest(`${at()}: expected true or false (BOOL), got ${describeValue(v)}`)
+    return (v) => {
+      if (typeof v !== 'boolean') throw new Misfit(`expected true or false (BOOL), got ${describeValue(v)}`)
       return v ? 1 : 0
     }
   }
@@ -74,28 +77,28 @@ export function converter(datatype: Datatype, dtype: DType, where: string): Conv
   const range = INTEGER_RANGES[datatype]
   if (range) {
     const [min, max] = range
-    return (v, at) => {
-      if (typeof v !== 'number' || !Number.isInteger(v)) throw badRequest(`${at()}: expected an integer (${datatype}), got ${describeValue(v)}`)
-      if (v < min || v > max) throw badRequest(`${at()}: ${v} is out of ${datatype} range [${min}, ${max}]`)
-      if (dtype === 'int32' && (v < -(2 ** 31) || v > 2 ** 31 - 1)) throw badRequest(`${at()}: ${v} does not fit the model's INT32`)
+    return (v) => {
+      if (typeof v !== 'number' || !Number.isInteger(v)) throw new Misfit(`expected an integer (${datatype}), got ${describeValue(v)}`)
+      if (v < min || v > max) throw new Misfit(`${v} is out of ${datatype} range [${min}, ${max}]`)
+      if (dtype === 'int32' && (v < -(2 ** 31) || v > 2 ** 31 - 1)) throw new Misfit(`${v} does not fit the model's INT32`)
       if (dtype === 'float32' && Math.abs(v) > FLOAT32_EXACT_INT) {
-        throw badRequest(`${at()}: ${v} cannot be held exactly in the model's FP32 (integers up to 2^24 can)`)
+        throw new Misfit(`${v} cannot be held exactly in the model's FP32 (integers up to 2^24 can)`)
       }
       return v
     }
   }
   const limit = FLOAT_MAX[datatype]!
-  return (v, at) => {
-    if (typeof v !== 'number') throw badRequest(`${at()}: expected a number (${datatype}), got ${describeValue(v)}`)
-    if (Math.abs(v) > limit) throw badRequest(`${at()}: ${v} is out of ${datatype} range`)
+  return (v) => {
+    if (typeof v !== 'number') throw new Misfit(`expected a number (${datatype}), got ${describeValue(v)}`)
+    if (Math.abs(v) > limit) throw new Misfit(`${v} is out of ${datatype} range`)
     if (dtype === 'int32') {
       if (!Number.isInteger(v) || v < -(2 ** 31) || v > 2 ** 31 - 1) {
-        throw badRequest(`${at()}: ${v} is not an integer the model's INT32 can hold`)
+        throw new Misfit(`${v} is not an integer the model's INT32 can hold`)
       }
       return v
     }
     // Float to float32 rounds to nearest, as a cast in TensorFlow does; only the range can fail.
-    if (Math.abs(v) > FLOAT_MAX.FP32!) throw badRequest(`${at()}: ${v} is out of the model's FP32 range`)
+    if (Math.abs(v) > FLOAT_MAX.FP32!) throw new Misfit(`${v} is out of the model's FP32 range`)
     return v
   }
 }

@@ -2,7 +2,7 @@
  * @module tensors — JSON values to tensors and back, checked against a model's signature.
  * Every refusal is a 400 that names the input, the index and what was expected.
  */
-import { converter, datatypeOf, describeValue } from './datatypes'
+import { converter, datatypeOf, describeValue, Misfit } from './datatypes'
 import type { Converter } from './datatypes'
 import type { Config } from './config'
 import { badRequest } from './errors'
@@ -94,7 +94,7 @@ export function checkShape(spec: TensorSpec, shape: readonly number[], where: st
  */
 export function toTypedArray(spec: TensorSpec, flat: Flat, where: string, convert: Converter): Float32Array | Int32Array | Uint8Array {
   const { values, shape } = flat
-  const at = (i: number) => () => {
+  const at = (i: number) => {
     const index: number[] = []
     for (let d = shape.length - 1, rest = i; d >= 0; d--) {
       index.unshift(rest % shape[d]!)
@@ -103,16 +103,23 @@ export function toTypedArray(spec: TensorSpec, flat: Flat, where: string, conver
     return `${where}${index.map((n) => `[${n}]`).join('')}`
   }
   const out = spec.dtype === 'float32' ? new Float32Array(values.length) : spec.dtype === 'int32' ? new Int32Array(values.length) : new Uint8Array(values.length)
-  for (let i = 0; i < values.length; i++) out[i] = convert(values[i], at(i))
+  let i = 0
+  try {
+    for (; i < values.length; i++) out[i] = convert(values[i])
+  } catch (error) {
+    // The location is built only for the value that failed: building it per element costs more than the check.
+    if (error instanceof Misfit) throw badRequest(`${at(i)}: ${error.message}`)
+    throw error
+  }
   return out
 }
 
 /** Wraps a converter so values outside the configured range are refused. */
 function withinRange(convert: Converter, { min, max }: { min?: number; max?: number }, rule: string): Converter {
-  return (value, at) => {
-    const v = convert(value, at)
-    if (min !== undefined && v < min) throw badRequest(`${at()}: ${v} is below the minimum ${min} (${rule})`)
-    if (max !== undefined && v > max) throw badRequest(`${at()}: ${v} is above the maximum ${max} (${rule})`)
+  return (value) => {
+    const v = convert(value)
+    if (min !== undefined && v < min) throw new Misfit(`${v} is below the minimum ${min} (${rule})`)
+    if (max !== undefined && v > max) throw new Misfit(`${v} is above the maximum ${max} (${rule})`)
     return v
   }
 }
