@@ -1,4 +1,4 @@
-/** @module body — reads a request's JSON body within the size limit, with the right 4xx for each mistake. */
+/** @module body — reads a request's body within the size limit, with the right 4xx for each mistake. */
 import { ApiError, badRequest } from './errors'
 
 /**
@@ -7,19 +7,12 @@ import { ApiError, badRequest } from './errors'
  */
 const JSON_TYPES = /^(application\/(json|[\w.+-]+\+json|x-www-form-urlencoded)|text\/plain)$/i
 
-/**
- * Reads and parses a JSON body of at most `maxBytes`.
- * 415 for a content type that is not JSON, 413 past the limit, 400 for malformed JSON.
- */
-export async function readJson(request: Request, maxBytes: number): Promise<unknown> {
-  const type = request.headers.get('content-type')?.split(';')[0]?.trim()
-  if (type && !JSON_TYPES.test(type)) {
-    throw new ApiError(415, `content type '${type}' is not supported: send application/json`)
-  }
+/** Reads the whole body, at most `maxBytes` of it: 413 past the limit, declared or streamed. */
+export async function readBytes(request: Request, maxBytes: number): Promise<Uint8Array> {
   const declared = Number(request.headers.get('content-length') ?? NaN)
   const tooLarge = () => new ApiError(413, `request body exceeds the limit of ${maxBytes} bytes (MAX_BODY_BYTES)`)
   if (declared > maxBytes) throw tooLarge()
-  if (!request.body) throw badRequest('request body is empty: expected a JSON object')
+  if (!request.body) return new Uint8Array(0)
 
   // Count while reading: a chunked body has no Content-Length to trust.
   const chunks: Uint8Array[] = []
@@ -35,17 +28,35 @@ export async function readJson(request: Request, maxBytes: number): Promise<unkn
     }
     chunks.push(value)
   }
+  if (chunks.length === 1) return chunks[0]!
   const bytes = new Uint8Array(size)
   let offset = 0
   for (const chunk of chunks) {
     bytes.set(chunk, offset)
     offset += chunk.byteLength
   }
+  return bytes
+}
+
+/** Parses JSON bytes: 400 for an empty or malformed body. */
+export function parseJson(bytes: Uint8Array, what = 'request body'): unknown {
   const text = new TextDecoder().decode(bytes)
-  if (text.trim() === '') throw badRequest('request body is empty: expected a JSON object')
+  if (text.trim() === '') throw badRequest(`${what} is empty: expected a JSON object`)
   try {
     return JSON.parse(text)
   } catch (error) {
-    throw badRequest(`malformed JSON in request body: ${(error as Error).message}`)
+    throw badRequest(`malformed JSON in ${what}: ${(error as Error).message}`)
   }
+}
+
+/**
+ * Reads and parses a JSON body of at most `maxBytes`.
+ * 415 for a content type that is not JSON, 413 past the limit, 400 for malformed JSON.
+ */
+export async function readJson(request: Request, maxBytes: number): Promise<unknown> {
+  const type = request.headers.get('content-type')?.split(';')[0]?.trim()
+  if (type && !JSON_TYPES.test(type)) {
+    throw new ApiError(415, `content type '${type}' is not supported: send application/json`)
+  }
+  return parseJson(await readBytes(request, maxBytes))
 }

@@ -40,7 +40,7 @@ export const MAX_RANK = 32
 /** A JSON array taken apart: its shape and its leaves in row-major order. */
 export interface Flat {
   shape: number[]
-  values: unknown[]
+  values: ArrayLike<unknown>
 }
 
 /**

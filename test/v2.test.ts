@@ -21,7 +21,7 @@ const PAIR_SCORES = [4.7, 7.6] // features [1, 2, 3], multiplier 2
 
 describe('server endpoints', () => {
   it('GET /v2 gives server metadata', async () => {
-    expect(await (await call('/v2')).json()).toEqual({ name: 'warmserve', version: expect.any(String), extensions: [] })
+    expect(await (await call('/v2')).json()).toEqual({ name: 'warmserve', version: expect.any(String), extensions: ['binary_tensor_data'] })
   })
   it('GET /v2/health/live and /ready', async () => {
     expect((await call('/v2/health/live')).status).toBe(200)

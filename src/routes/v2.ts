@@ -7,6 +7,7 @@ import { Hono } from 'hono'
 import type { Context } from 'hono'
 import { z } from 'zod'
 import { readJson } from '../body'
+import { binaryResponse, decodeBinary, readInferBody, splitBinary } from '../binary'
 import { readConfig } from '../config'
 import { converter, DATATYPES, datatypeOf } from '../datatypes'
 import { badRequest, ModelUnavailableError } from '../errors'
@@ -23,23 +24,21 @@ import type { AppEnv } from './common'
 
 type Ctx = Context<AppEnv>
 
-const Parameters = z.record(z.string(), z.unknown())
-
 /** One input tensor of an inference request. */
 const RequestInput = z.object({
   name: z.string().min(1),
   shape: z.array(z.int().nonnegative(), { error: 'shape must be a list of non-negative integers' }),
   datatype: z.enum(DATATYPES, { error: `datatype must be one of ${DATATYPES.join(', ')}` }),
-  parameters: Parameters.optional(),
-  data: z.unknown().refine((d) => d !== undefined, { error: 'data is required' }),
+  parameters: z.looseObject({ binary_data_size: z.int().nonnegative().optional() }).optional(),
+  data: z.unknown().optional(),
 })
 
 /** The inference request body. */
 export const InferRequest = z.object({
   id: z.string().optional(),
-  parameters: Parameters.optional(),
+  parameters: z.looseObject({ binary_data_output: z.boolean().optional() }).optional(),
   inputs: z.array(RequestInput).min(1, 'inputs is empty: send one entry per model input'),
-  outputs: z.array(z.object({ name: z.string().min(1), parameters: Parameters.optional() })).optional(),
+  outputs: z.array(z.object({ name: z.string().min(1), parameters: z.looseObject({ binary_data: z.boolean().optional() }).optional() })).optional(),
 })
 
 const platformOf = (servable: Servable) => `tensorflowjs_${servable.format.replace('-', '_')}`
@@ -78,24 +77,46 @@ async function modelReady(c: Ctx, name: string, version?: string) {
   }
 }
 
-/** Builds one input tensor from `data`, flat (row-major) or nested, checked against `shape` and the signature. */
-function inputTensor(spec: TensorSpec, input: z.infer<typeof RequestInput>, limits: RequestLimits, model: string): tf.Tensor {
+/**
+ * Builds one input tensor from `data` (flat, row-major, or nested) or from its raw bytes after the
+ * inference header, checked against `shape` and the signature.
+ */
+function inputTensor(spec: TensorSpec, input: z.infer<typeof RequestInput>, raw: Uint8Array | undefined, limits: RequestLimits, model: string): tf.Tensor {
   const where = `input '${input.name}'`
-  const flat = flatten(input.data, `${where} data`, limits.elements)
   const count = input.shape.reduce((n, d) => n * d, 1)
-  if (flat.values.length !== count) {
-    throw badRequest(`${where}: shape [${input.shape.join(', ')}] holds ${count} elements but data has ${flat.values.length}`)
-  }
-  if (flat.shape.length > 1 && flat.shape.join() !== input.shape.join()) {
-    throw badRequest(`${where}: nested data has shape [${flat.shape.join(', ')}] but shape says [${input.shape.join(', ')}]`)
+  let values: ArrayLike<unknown>
+  if (raw) {
+    if (input.data !== undefined) throw badRequest(`${where}: send data or binary_data_size, not both`)
+    if ((limits.elements.left -= count) < 0) {
+      throw badRequest(`${where}: more than ${limits.elements.limit} tensor elements in one request (MAX_TENSOR_ELEMENTS)`)
+    }
+    values = decodeBinary(input.datatype, raw, count, `${where} binary data`)
+  } else {
+    if (input.data === undefined) throw badRequest(`${where}: data is required (or parameters.binary_data_size with the bytes after the inference header)`)
+    const flat = flatten(input.data, `${where} data`, limits.elements)
+    if (flat.values.length !== count) {
+      throw badRequest(`${where}: shape [${input.shape.join(', ')}] holds ${count} elements but data has ${flat.values.length}`)
+    }
+    if (flat.shape.length > 1 && flat.shape.join() !== input.shape.join()) {
+      throw badRequest(`${where}: nested data has shape [${flat.shape.join(', ')}] but shape says [${input.shape.join(', ')}]`)
+    }
+    values = flat.values
   }
   const convert = converter(input.datatype, spec.dtype, where)
-  return makeTensor(spec, { shape: input.shape, values: flat.values }, `${where} data`, convert, limits, model)
+  return makeTensor(spec, { shape: input.shape, values }, `${where} data`, convert, limits, model)
+}
+
+/** The raw little-endian bytes of a tensor, for a binary output (bools one byte each). */
+async function tensorBytes(tensor: tf.Tensor): Promise<Uint8Array> {
+  const data = await tensor.data()
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
 }
 
 async function infer(c: Ctx, name: string, version?: string) {
   const config = readConfig(c.env)
-  const body = parseBody(InferRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+  const { header, binary } = await readInferBody(c.req.raw, config.MAX_BODY_BYTES, () => readJson(c.req.raw, config.MAX_BODY_BYTES))
+  const body = parseBody(InferRequest, header)
+  const raws = splitBinary(body.inputs.map((i) => i.parameters?.binary_data_size), binary)
   return withModel(c, name, version, async (held) => {
     const { signature } = held.lease.model
     const specs = new Map(signature.inputs.map((s) => [s.name, s]))
@@ -109,23 +130,33 @@ async function infer(c: Ctx, name: string, version?: string) {
     const missing = signature.inputs.find((s) => !seen.has(s.name))
     if (missing) throw badRequest(`missing input '${missing.name}'; the model's inputs are ${names()}`)
     const wanted = outputNames(held, body.outputs?.map((o) => o.name))
+    const binaryOut = new Set(
+      wanted.filter((o) => body.outputs?.find((r) => r.name === o)?.parameters?.binary_data ?? body.parameters?.binary_data_output ?? false),
+    )
     const limits = requestLimits(config, held.target)
     const feeds: Record<string, tf.Tensor> = {}
     let results: Record<string, tf.Tensor> = {}
     try {
-      for (const input of body.inputs) feeds[input.name] = inputTensor(specs.get(input.name)!, input, limits, name)
+      body.inputs.forEach((input, i) => (feeds[input.name] = inputTensor(specs.get(input.name)!, input, raws[i], limits, name)))
       const started = Date.now()
       results = await held.lease.model.run(feeds)
       const inferMs = Date.now() - started
-      const outputs = await Promise.all(
-        wanted.map(async (output) => {
-          const tensor = results[output]!
-          const data = Array.from(await tensor.data(), (v) => (tensor.dtype === 'bool' ? v === 1 : v))
-          return { name: output, datatype: datatypeOf(tensor.dtype as TensorSpec['dtype']), shape: tensor.shape, data }
-        }),
-      )
+      const parts: Uint8Array[] = []
+      const outputs = []
+      for (const output of wanted) {
+        const tensor = results[output]!
+        const described = { name: output, datatype: datatypeOf(tensor.dtype as TensorSpec['dtype']), shape: tensor.shape }
+        if (binaryOut.has(output)) {
+          const bytes = await tensorBytes(tensor)
+          parts.push(bytes)
+          outputs.push({ ...described, parameters: { binary_data_size: bytes.byteLength } })
+        } else {
+          outputs.push({ ...described, data: Array.from(await tensor.data(), (v) => (tensor.dtype === 'bool' ? v === 1 : v)) })
+        }
+      }
       setModelHeaders(c, held, inferMs)
-      return c.json({ model_name: name, model_version: String(held.target.version), ...(body.id !== undefined ? { id: body.id } : {}), outputs })
+      const response = { model_name: name, model_version: String(held.target.version), ...(body.id !== undefined ? { id: body.id } : {}), outputs }
+      return parts.length > 0 ? binaryResponse(response, parts, new Headers(c.res.headers)) : c.json(response)
     } finally {
       tf.dispose(feeds)
       tf.dispose(results)
@@ -134,7 +165,7 @@ async function infer(c: Ctx, name: string, version?: string) {
 }
 
 export const v2 = new Hono<AppEnv>()
-  .get('/v2', (c) => c.json({ name: 'warmserve', version: '0.1.0', extensions: [] }))
+  .get('/v2', (c) => c.json({ name: 'warmserve', version: '0.1.0', extensions: ['binary_tensor_data'] }))
   .get('/v2/models/:name', (c) => modelMetadata(c, c.req.param('name')))
   .get('/v2/models/:name/versions/:version', (c) => modelMetadata(c, c.req.param('name'), c.req.param('version')))
   .get('/v2/models/:name/ready', (c) => modelReady(c, c.req.param('name')))
