@@ -13,7 +13,18 @@
 //              output the model lacks (a server fault), and an unknown field (refused)
 //   flower     layers model with two named inputs and two named outputs:
 //              sepal [-1, 2], petal [-1, 2] → species [-1, 3] (softmax), size [-1, 1]
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+//   pair-batched
+//              the pair graph with adaptive batching on (config.json `batching`)
+//   rowsum-batched
+//              graph model with a dynamic non-batch dimension, batched:
+//              input x float32 [-1, -1] → sums float32 [-1] (each row's sum)
+//   colsum-batched
+//              graph model whose output is not per row, batched (it cannot be split):
+//              input x float32 [-1, 3] → total float32 [1, 3] (the sum over rows)
+//   digits-batched
+//              a byte-for-byte copy of model-assets/digits/1 with batching on, for batched
+//              against unbatched comparisons (tests cannot add files to model-assets/)
+import { copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
 import '@tensorflow/tfjs-backend-cpu'
@@ -96,6 +107,27 @@ function positives() {
   return [graphJSON(nodes, [{ name: 'zero', shape: [], dtype: 'float32' }]), new Float32Array([0]).buffer]
 }
 
+/** x [-1, width] summed along `axis`: axis 1 gives one sum per row, axis 0 one row of totals. */
+function sum(width, axis, keepDims) {
+  const nodes = [
+    placeholder('x', 'DT_FLOAT', [-1, width]),
+    constant('axis', 'DT_INT32', []),
+    op('Sum', 'Sum', ['x', 'axis'], { ...T('DT_FLOAT'), Tidx: { type: 'DT_INT32' }, keep_dims: { b: keepDims } }),
+    op('total', 'Identity', ['Sum'], T('DT_FLOAT')),
+  ]
+  return [graphJSON(nodes, [{ name: 'axis', shape: [], dtype: 'int32' }]), new Int32Array([axis]).buffer]
+}
+
+/** Copies a bundled model version into the fixtures, with a config.json beside it. */
+function copyBundled(from, name, config) {
+  const dir = join(ROOT, name, '1')
+  rmSync(join(ROOT, name), { recursive: true, force: true })
+  mkdirSync(dir, { recursive: true })
+  for (const file of readdirSync(from).sort()) copyFileSync(join(from, file), join(dir, file))
+  writeFileSync(join(ROOT, name, 'config.json'), `${JSON.stringify(config, null, 2)}\n`)
+  console.log(`[fixtures] ${dir}: a copy of ${from}`)
+}
+
 async function flower() {
   const seeded = (seed) => tfl.initializers.glorotUniform({ seed })
   const sepal = tfl.input({ shape: [2], name: 'sepal' })
@@ -138,3 +170,9 @@ write('pair-badconfig', ...pair(true), { default_outputs: ['logits'] })
 write('pair-typo', ...pair(true), { max_batch: 2 })
 write('positives', ...positives())
 write('flower', ...(await flower()))
+// Batching: a window of 5 ms gathers what arrives together without holding a lone request long.
+const BATCHING = { max_batch_size: 8, max_queue_delay_ms: 5 }
+write('pair-batched', ...pair(true), { description: 'The pair graph with adaptive batching on.', batching: BATCHING })
+write('rowsum-batched', ...sum(-1, 1, false), { batching: BATCHING })
+write('colsum-batched', ...sum(3, 0, true), { batching: BATCHING })
+copyBundled('model-assets/digits/1', 'digits-batched', { batching: { max_batch_size: 32, max_queue_delay_ms: 5 } })

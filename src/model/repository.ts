@@ -26,6 +26,9 @@ export interface VersionEntry {
 // Label names as TF Serving allows them, so they are safe in a URL path.
 const LABEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
 
+/** Longest a batch may wait for company: past a second, a queue is a latency bug, not a batch. */
+export const MAX_QUEUE_DELAY_MS = 1000
+
 /**
  * A model's optional `config.json`, beside its version folders. Every field is optional.
  * Unknown fields are refused, so a typo cannot silently switch a limit off.
@@ -52,6 +55,19 @@ export const ModelConfig = z.strictObject({
     .optional(),
   /** Names for versions, as TF Serving's version_labels: `{"stable": 1, "canary": 2}`, served at `/labels/{l}`. */
   version_labels: z.record(z.string().regex(LABEL, 'a label is a letter then letters, digits, _ or -'), z.int().positive()).optional(),
+  /**
+   * Adaptive batching, off when absent (see model/batcher.ts and docs/batching.md): concurrent
+   * requests are merged into one run of at most `max_batch_size` rows, the first waiting at most
+   * `max_queue_delay_ms` for company. TF Serving calls these max_batch_size and batch_timeout_micros,
+   * Triton max_batch_size and max_queue_delay_microseconds; milliseconds here, as Workers' timers count.
+   * Not the same as the top-level `max_batch_size`, which limits the rows of one request.
+   */
+  batching: z
+    .strictObject({
+      max_batch_size: z.int().min(1),
+      max_queue_delay_ms: z.number().min(0).max(MAX_QUEUE_DELAY_MS),
+    })
+    .optional(),
 })
 export type ModelConfig = z.infer<typeof ModelConfig>
 
