@@ -77,6 +77,8 @@ export function buildIndex(root) {
   for (const name of readdirSync(root).sort()) {
     const modelDir = join(root, name)
     if (!isDir(modelDir)) continue
+    // Folders starting with '_' are the Worker's own (_ui: the try-it and docs pages), never models.
+    if (name.startsWith('_')) continue
     if (!MODEL_NAME.test(name)) {
       skipped.push(`${name}: not a valid model name (letters, digits, '_', '.', '-'; starting with a letter or digit)`)
       continue

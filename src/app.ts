@@ -3,23 +3,40 @@ import { Hono } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import { requestId } from 'hono/request-id'
 import { ApiError } from './errors'
+import type { StringVars } from './config'
 import { log } from './log'
+import { configureBackend } from './model/tf'
 import { accessLog } from './middleware/access-log'
 import { cors } from './middleware/cors'
+import { metrics as countRequests } from './middleware/metrics'
+import { openApiDocument, spec } from './openapi'
 import { admin } from './routes/admin'
 import type { AppEnv } from './routes/common'
 import { health } from './routes/health'
+import { metrics } from './routes/metrics'
+import { pages } from './routes/pages'
 import { tfServing } from './routes/tf-serving'
 import { v2 } from './routes/v2'
 
 export const app = new Hono<AppEnv>()
   .use(requestId())
+  // The backend a model is built on comes from TF_BACKEND; recording it is cheap, so every request does.
+  .use(async function backendFromVars(c, next) {
+    configureBackend((c.env as StringVars).TF_BACKEND)
+    await next()
+  })
   .use(accessLog())
+  .use(countRequests())
   .use(cors())
   .route('/', health)
   .route('/', tfServing)
   .route('/', v2)
   .route('/', admin)
+  .route('/', metrics)
+  .route('/', pages)
+
+// The document describes the routes above, read from the app itself, so it is added once they are all in.
+app.get('/openapi.json', spec.openapi, async (c) => c.json(await openApiDocument(app)))
 
 app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404))
 

@@ -46,6 +46,10 @@ export interface StringVars {
   R2_MODELS?: string
   /** Bearer token of the admin API; unset turns the admin API off (404). Set with `wrangler secret put`. */
   ADMIN_TOKEN?: string
+  /** `off` builds the model for every request and disposes it after: only to measure what the cache saves. */
+  MODEL_CACHE?: string
+  /** tf.js backend: `wasm` (SIMD; the default, falling back to cpu if it cannot start) or `cpu`. */
+  TF_BACKEND?: string
   /** Origins browsers may call the API from: `*`, or a comma list of origins. Unset: no CORS headers at all. */
   CORS_ORIGINS?: string
 }

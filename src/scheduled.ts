@@ -7,12 +7,13 @@
  * see DESIGN.md on refresh.
  */
 import { r2Models, readConfig } from './config'
+import type { StringVars } from './config'
 import { log } from './log'
 import { loadVersion, modelCache, modelSources, modelStore, refreshModels } from './model/models'
 import { publishVersions } from './model/publisher'
 import type { PublishReport } from './model/publisher'
 import { refreshRepository, repository } from './model/repository'
-import { tf } from './model/tf'
+import { configureBackend, tf } from './model/tf'
 
 /** What one maintenance pass did. */
 export interface MaintenanceReport {
@@ -62,5 +63,7 @@ export async function maintain(env: Env): Promise<MaintenanceReport> {
 }
 
 export const scheduled: ExportedHandlerScheduledHandler<Env> = (_controller, env, ctx) => {
+  // The cron validates candidates by building them, on the backend that serves them.
+  configureBackend((env as StringVars).TF_BACKEND)
   ctx.waitUntil(maintain(env))
 }

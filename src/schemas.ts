@@ -1,5 +1,6 @@
 /** @module schemas — request bodies, validated with zod before anything touches a model. */
 import { z } from 'zod'
+import { DATATYPES } from './datatypes'
 import { badRequest } from './errors'
 
 /**
@@ -17,6 +18,29 @@ export const PredictRequest = z
   })
 
 export type PredictRequest = z.infer<typeof PredictRequest>
+
+/** One input tensor of an Open Inference Protocol request. */
+export const RequestInput = z.object({
+  name: z.string().min(1),
+  shape: z.array(z.int().nonnegative(), { error: 'shape must be a list of non-negative integers' }),
+  datatype: z.enum(DATATYPES, { error: `datatype must be one of ${DATATYPES.join(', ')}` }),
+  parameters: z.looseObject({ binary_data_size: z.int().nonnegative().optional() }).optional(),
+  data: z.unknown().optional(),
+})
+
+/**
+ * The Open Inference Protocol's inference request body.
+ * @see https://github.com/kserve/open-inference-protocol/blob/main/specification/protocol/inference_rest.md#inference-request-json-object
+ */
+export const InferRequest = z.object({
+  id: z.string().optional(),
+  parameters: z.looseObject({ binary_data_output: z.boolean().optional() }).optional(),
+  inputs: z.array(RequestInput).min(1, 'inputs is empty: send one entry per model input'),
+  outputs: z.array(z.object({ name: z.string().min(1), parameters: z.looseObject({ binary_data: z.boolean().optional() }).optional() })).optional(),
+})
+
+/** Triton's repository index request (its model repository extension): `ready` lists only loaded models. */
+export const RepositoryIndexRequest = z.object({ ready: z.boolean().optional() })
 
 /** Parses `value` with `schema`, turning the first problem into a 400 that names its place in the body. */
 export function parseBody<T>(schema: z.ZodType<T>, value: unknown): T {

@@ -219,3 +219,20 @@ describe('health', () => {
     expect(await ready.json()).toMatchObject({ ready: true, backend: expect.stringMatching(/^(wasm|cpu)$/) })
   })
 })
+
+describe('MODEL_CACHE=off, the baseline the cache is measured against', () => {
+  it('builds the model for every request and frees it after, answering the same', async () => {
+    const off = { ...env, MODEL_CACHE: 'off' } as Env
+    await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, off) // the backend's own first-use state
+    const before = tf.memory().numTensors
+    const answers = []
+    for (let i = 0; i < 3; i++) {
+      const res = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, off)
+      expect(res.headers.get('x-model-cache')).toBe('miss')
+      answers.push(await res.json())
+      expect(tf.memory().numTensors).toBe(before)
+    }
+    expect(answers[1]).toEqual(answers[0])
+    expect(modelCache(readConfig(env)).list()).toEqual([])
+  })
+})

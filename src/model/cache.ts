@@ -41,6 +41,8 @@ export interface CacheOptions {
   backoffMaxMs: number
   /** The clock; tests may pass their own. */
   now?: () => number
+  /** Told of every finished build (load or reload) and how long it took: the hook metrics observe. */
+  onLoad?: (key: string, ms: number) => void
 }
 
 export interface CacheCounters {
@@ -195,6 +197,7 @@ export class ModelCache {
         this.counters.loads++
         this.counters.loadMsTotal += loadedAt - started
         log('info', 'model.loaded', { model: key, bytes: resident.bytes, ms: loadedAt - started, ...timings })
+        this.options.onLoad?.(key, loadedAt - started)
         return resident
       } catch (error) {
         if (this.slots.get(key) === slot) this.slots.delete(key)
@@ -304,6 +307,7 @@ export class ModelCache {
     this.counters.reloads++
     this.counters.loadMsTotal += loadedAt - started
     log('info', 'model.reloaded', { model: key, bytes: resident.bytes, ms: loadedAt - started, ...timings })
+    this.options.onLoad?.(key, loadedAt - started)
     if (!old.retired) this.retire(old)
     return this.list().find((r) => r.key === key && r.state === 'AVAILABLE')!
   }

@@ -1,11 +1,12 @@
 /** @module model/models — what routes call: resolve a request to a model version and lease it from the cache. */
-import { readConfig } from '../config'
-import type { Config } from '../config'
-import { r2Models } from '../config'
+import { r2Models, readConfig } from '../config'
+import type { Config, StringVars } from '../config'
 import { ModelUnavailableError } from '../errors'
 import { log } from '../log'
+import { recordLoad } from '../metrics'
+import { withBatching } from './batcher'
 import { ModelCache } from './cache'
-import type { Lease, LoadResult } from './cache'
+import type { CacheOptions, Lease, LoadResult } from './cache'
 import { storeHandler } from './io'
 import { verifiedStore } from './manifest'
 import type { ManifestFile } from './manifest'
@@ -19,14 +20,17 @@ import type { ModelStore } from './store'
 
 let shared: ModelCache | undefined
 
+const cacheOptions = (config: Config): CacheOptions => ({
+  budgetBytes: config.CACHE_BUDGET_BYTES,
+  maxModels: config.MAX_MODELS_LOADED,
+  backoffBaseMs: config.LOAD_BACKOFF_BASE_MS,
+  backoffMaxMs: config.LOAD_BACKOFF_MAX_MS,
+  onLoad: recordLoad,
+})
+
 /** The isolate's one cache, created on first use with the Worker's configuration. */
 export function modelCache(config: Config): ModelCache {
-  shared ??= new ModelCache({
-    budgetBytes: config.CACHE_BUDGET_BYTES,
-    maxModels: config.MAX_MODELS_LOADED,
-    backoffBaseMs: config.LOAD_BACKOFF_BASE_MS,
-    backoffMaxMs: config.LOAD_BACKOFF_MAX_MS,
-  })
+  shared ??= new ModelCache(cacheOptions(config))
   return shared
 }
 
@@ -93,6 +97,7 @@ export const cacheKey = (name: string, version: number) => `${name}/${version}`
 /**
  * Reads, builds and warms up one model version. R2 files are checked against the size and sha256
  * that validation recorded, so a file changed since then fails the load instead of being served.
+ * With `batching` in the model's config.json, the servable merges concurrent requests (model/batcher.ts).
  */
 export async function loadVersion(sources: ModelSources, target: ResolvedVersion): Promise<LoadResult> {
   const started = Date.now()
@@ -108,7 +113,12 @@ export async function loadVersion(sources: ModelSources, target: ResolvedVersion
   if (!warmedUp) {
     log('warn', 'model.warmup_skipped', { model: dir, reason: 'an input has unknown dimensions' })
   }
-  return { servable, timings: { fetchMs, ...timings } }
+  // Wrapped after warmup, so warmup runs the model alone and fills in output shapes the batcher checks.
+  const batching = target.config.batching
+  const served = batching
+    ? withBatching(servable, { maxBatchSize: batching.max_batch_size, maxQueueDelayMs: batching.max_queue_delay_ms, model: dir })
+    : servable
+  return { servable: served, timings: { fetchMs, ...timings } }
 }
 
 /** A leased model together with the version it resolved to. */
@@ -124,6 +134,16 @@ export interface ModelLease {
 export async function leaseModel(env: Env, config: Config, name: string, selector: Selector | number = {}, waitUntil?: WaitUntil): Promise<ModelLease> {
   const target = (await openRepository(env, config, waitUntil)).resolve(name, selector)
   const sources = modelSources(env)
-  const lease = await modelCache(config).acquire(cacheKey(name, target.version), target.entry.weightBytes, () => loadVersion(sources, target))
+  const key = cacheKey(name, target.version)
+  const load = () => loadVersion(sources, target)
+  if ((env as StringVars).MODEL_CACHE === 'off') {
+    // The benchmark's baseline: fetch, build and warm up per request, the pattern the cache exists
+    // to avoid. A throwaway cache builds the model; retired at once, it is disposed on release.
+    const once = new ModelCache(cacheOptions(config))
+    const lease = await once.acquire(key, target.entry.weightBytes, load)
+    once.drop(key, 'MODEL_CACHE is off')
+    return { target, lease }
+  }
+  const lease = await modelCache(config).acquire(key, target.entry.weightBytes, load)
   return { target, lease }
 }

@@ -13,6 +13,7 @@ import { ApiError, notFound } from '../errors'
 import { cacheKey, loadVersion, modelCache, modelSources, openRepository, refreshModels } from '../model/models'
 import { refreshStatus } from '../model/refresh'
 import { tf } from '../model/tf'
+import { spec } from '../openapi'
 import { parseVersion, waitUntilOf } from './common'
 import type { AppEnv } from './common'
 
@@ -43,7 +44,7 @@ function adminAuth(): MiddlewareHandler<AppEnv> {
 export const admin = new Hono<AppEnv>()
   .use('/admin/*', adminAuth())
   // This isolate's cache: every version held or loading, leases, bytes, counters, tf.js memory, the pointer it follows.
-  .get('/admin/cache', (c) => {
+  .get('/admin/cache', spec.adminCache, (c) => {
     const cache = modelCache(readConfig(c.env))
     const { numTensors, numBytes } = tf.memory()
     return c.json({
@@ -56,7 +57,7 @@ export const admin = new Hono<AppEnv>()
     })
   })
   // Follows the R2 pointer now, then builds the model's default version afresh beside the one serving and switches.
-  .post('/admin/models/:name/reload', async (c) => {
+  .post('/admin/models/:name/reload', spec.adminReload, async (c) => {
     const config = readConfig(c.env)
     const name = c.req.param('name')
     const pointer = await refreshModels(c.env, config)
@@ -66,7 +67,7 @@ export const admin = new Hono<AppEnv>()
     return c.json({ model: name, version: String(target.version), source: target.entry.source ?? 'assets', resident, pointer })
   })
   // Drops every loaded version of the model (or one, with ?version=); in-flight requests finish first.
-  .post('/admin/models/:name/unload', async (c) => {
+  .post('/admin/models/:name/unload', spec.adminUnload, async (c) => {
     const config = readConfig(c.env)
     const name = c.req.param('name')
     const version = parseVersion(c.req.query('version'))

@@ -5,8 +5,8 @@ import type { ModelLease } from '../model/models'
 
 export type AppEnv = {
   Bindings: Env
-  /** `model`: the model a request was served by, for the access log. */
-  Variables: { model?: string }
+  /** `model`: the model a request was served by, and `inferMs`: its run time, for the access log and metrics. */
+  Variables: { model?: string; inferMs?: number }
 }
 
 /** Parses a `versions/{v}` path segment: a positive integer, as TF Serving's versions are. */
@@ -46,6 +46,7 @@ export const methodNotAllowed = (allow: string) => (c: Context) => {
 /** Adds the cache outcome, the version that answered, and Server-Timing (load wait, inference). */
 export function setModelHeaders(c: Context, { target, lease }: ModelLease, inferMs: number): void {
   c.set('model', target.name)
+  c.set('inferMs', inferMs)
   c.header('X-Model-Cache', lease.outcome)
   c.header('X-Model-Version', String(target.version))
   const timings = [`infer;dur=${inferMs}`]

@@ -4,15 +4,16 @@ import { ApiError } from '../errors'
 import { readConfig } from '../config'
 import { openRepository } from '../model/models'
 import { ensureBackend } from '../model/tf'
+import { spec } from '../openapi'
 import { waitUntilOf } from './common'
 import type { AppEnv } from './common'
 
 export const health = new Hono<AppEnv>()
   // Live: the isolate answers. Nothing else is checked, so a slow model load never fails it.
-  .get('/v2/health/live', (c) => c.json({ live: true }))
+  .get('/v2/health/live', spec.live, (c) => c.json({ live: true }))
   // Ready: the tf.js backend is up and the model repository can be read, so a predict can be served.
   // Models load lazily, on first use, so readiness does not wait for any of them.
-  .get('/v2/health/ready', async (c) => {
+  .get('/v2/health/ready', spec.ready, async (c) => {
     try {
       const [backend, repository] = await Promise.all([ensureBackend(), openRepository(c.env, readConfig(c.env), waitUntilOf(c))])
       return c.json({ ready: true, backend, models: repository.names().length })

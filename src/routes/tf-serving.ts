@@ -17,6 +17,7 @@ import { tf } from '../model/tf'
 import { parseBody, PredictRequest } from '../schemas'
 import { requestLimits, tensorFromJSON, tensorToJSON } from '../tensors'
 import type { RequestLimits } from '../tensors'
+import { spec } from '../openapi'
 import { methodNotAllowed, outputNames, parseLabel, parseVersion, setModelHeaders, waitUntilOf } from './common'
 import type { AppEnv } from './common'
 
@@ -212,15 +213,15 @@ const versions = (c: Ctx): Pick => ({ kind: 'versions', segment: c.req.param('ve
 const labels = (c: Ctx): Pick => ({ kind: 'labels', segment: c.req.param('label')! })
 
 export const tfServing = new Hono<AppEnv>()
-  .get('/v1/models/:name', (c) => status(c, c.req.param('name')))
-  .get('/v1/models/:name/versions/:version', (c) => status(c, c.req.param('name'), versions(c)))
-  .get('/v1/models/:name/labels/:label', (c) => status(c, c.req.param('name'), labels(c)))
-  .get('/v1/models/:name/metadata', (c) => metadata(c, c.req.param('name')))
-  .get('/v1/models/:name/versions/:version/metadata', (c) => metadata(c, c.req.param('name'), versions(c)))
-  .get('/v1/models/:name/labels/:label/metadata', (c) => metadata(c, c.req.param('name'), labels(c)))
-  .post('/v1/models/:target', (c) => predictRoute(c, c.req.param('target')))
-  .post('/v1/models/:name/versions/:version', (c) => predictRoute(c, c.req.param('name'), versions(c)))
-  .post('/v1/models/:name/labels/:label', (c) => predictRoute(c, c.req.param('name'), labels(c)))
+  .get('/v1/models/:name', spec.tfStatus, (c) => status(c, c.req.param('name')))
+  .get('/v1/models/:name/versions/:version', spec.tfStatusVersion, (c) => status(c, c.req.param('name'), versions(c)))
+  .get('/v1/models/:name/labels/:label', spec.tfStatusLabel, (c) => status(c, c.req.param('name'), labels(c)))
+  .get('/v1/models/:name/metadata', spec.tfMetadata, (c) => metadata(c, c.req.param('name')))
+  .get('/v1/models/:name/versions/:version/metadata', spec.tfMetadataVersion, (c) => metadata(c, c.req.param('name'), versions(c)))
+  .get('/v1/models/:name/labels/:label/metadata', spec.tfMetadataLabel, (c) => metadata(c, c.req.param('name'), labels(c)))
+  .post('/v1/models/:target', spec.tfPredict, (c) => predictRoute(c, c.req.param('target')))
+  .post('/v1/models/:name/versions/:version', spec.tfPredictVersion, (c) => predictRoute(c, c.req.param('name'), versions(c)))
+  .post('/v1/models/:name/labels/:label', spec.tfPredictLabel, (c) => predictRoute(c, c.req.param('name'), labels(c)))
   .all('/v1/models/:name/metadata', methodNotAllowed('GET'))
   .all('/v1/models/:name/versions/:version/metadata', methodNotAllowed('GET'))
   .all('/v1/models/:name/labels/:label/metadata', methodNotAllowed('GET'))

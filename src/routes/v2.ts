@@ -9,37 +9,22 @@ import { z } from 'zod'
 import { readJson } from '../body'
 import { binaryResponse, decodeBinary, readInferBody, splitBinary } from '../binary'
 import { readConfig } from '../config'
-import { converter, DATATYPES, datatypeOf } from '../datatypes'
+import { converter, datatypeOf } from '../datatypes'
 import { badRequest, ModelUnavailableError } from '../errors'
-import { leaseModel, openRepository } from '../model/models'
+import { cacheKey, leaseModel, modelCache, openRepository } from '../model/models'
 import type { ModelLease } from '../model/models'
 import type { Servable } from '../model/servable'
 import type { TensorSpec } from '../model/signature'
 import { tf } from '../model/tf'
-import { parseBody } from '../schemas'
+import { InferRequest, parseBody, RepositoryIndexRequest } from '../schemas'
+import type { RequestInput } from '../schemas'
 import { flatten, makeTensor, requestLimits } from '../tensors'
 import type { RequestLimits } from '../tensors'
+import { spec } from '../openapi'
 import { methodNotAllowed, outputNames, parseVersion, setModelHeaders, waitUntilOf } from './common'
 import type { AppEnv } from './common'
 
 type Ctx = Context<AppEnv>
-
-/** One input tensor of an inference request. */
-const RequestInput = z.object({
-  name: z.string().min(1),
-  shape: z.array(z.int().nonnegative(), { error: 'shape must be a list of non-negative integers' }),
-  datatype: z.enum(DATATYPES, { error: `datatype must be one of ${DATATYPES.join(', ')}` }),
-  parameters: z.looseObject({ binary_data_size: z.int().nonnegative().optional() }).optional(),
-  data: z.unknown().optional(),
-})
-
-/** The inference request body. */
-export const InferRequest = z.object({
-  id: z.string().optional(),
-  parameters: z.looseObject({ binary_data_output: z.boolean().optional() }).optional(),
-  inputs: z.array(RequestInput).min(1, 'inputs is empty: send one entry per model input'),
-  outputs: z.array(z.object({ name: z.string().min(1), parameters: z.looseObject({ binary_data: z.boolean().optional() }).optional() })).optional(),
-})
 
 const platformOf = (servable: Servable) => `tensorflowjs_${servable.format.replace('-', '_')}`
 
@@ -164,15 +149,47 @@ async function infer(c: Ctx, name: string, version?: string) {
   })
 }
 
+/** A served version's state in this isolate, as Triton's repository index reports it. */
+function versionState(status: ReturnType<ReturnType<typeof modelCache>['status']>): { state: 'READY' | 'LOADING' | 'UNAVAILABLE'; reason?: string } {
+  if (status?.state === 'AVAILABLE') return { state: 'READY' }
+  if (status?.state === 'LOADING') return { state: 'LOADING' }
+  if (status?.state === 'FAILED') return { state: 'UNAVAILABLE', reason: status.message }
+  return { state: 'UNAVAILABLE', reason: 'not loaded in this isolate; loads on first use' }
+}
+
+/**
+ * Triton's repository index (its model repository extension): every served version of every model,
+ * with its state in this isolate. The body is optional; `{"ready": true}` lists only loaded versions.
+ */
+async function repositoryIndex(c: Ctx) {
+  const config = readConfig(c.env)
+  // Triton's clients may send no body at all: that is an empty request, not malformed JSON.
+  const empty = c.req.raw.body === null || c.req.header('content-length') === '0'
+  const body = empty ? {} : parseBody(RepositoryIndexRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+  const repository = await openRepository(c.env, config, waitUntilOf(c))
+  const cache = modelCache(config)
+  const entries = repository.names().flatMap((name) => {
+    try {
+      return repository.served(name).map((v) => ({ name, version: String(v), ...versionState(cache.status(cacheKey(name, v))) }))
+    } catch (error) {
+      // A model whose config.json or version policy is broken is listed, with the reason it cannot serve.
+      return [{ name, version: '', state: 'UNAVAILABLE' as const, reason: (error as Error).message }]
+    }
+  })
+  return c.json(body.ready ? entries.filter((e) => e.state === 'READY') : entries)
+}
+
 export const v2 = new Hono<AppEnv>()
-  .get('/v2', (c) => c.json({ name: 'warmserve', version: '0.1.0', extensions: ['binary_tensor_data'] }))
-  .get('/v2/models/:name', (c) => modelMetadata(c, c.req.param('name')))
-  .get('/v2/models/:name/versions/:version', (c) => modelMetadata(c, c.req.param('name'), c.req.param('version')))
-  .get('/v2/models/:name/ready', (c) => modelReady(c, c.req.param('name')))
-  .get('/v2/models/:name/versions/:version/ready', (c) => modelReady(c, c.req.param('name'), c.req.param('version')))
-  .post('/v2/models/:name/infer', (c) => infer(c, c.req.param('name')))
-  .post('/v2/models/:name/versions/:version/infer', (c) => infer(c, c.req.param('name'), c.req.param('version')))
+  .get('/v2', spec.v2Server, (c) => c.json({ name: 'warmserve', version: '0.1.0', extensions: ['binary_tensor_data'] }))
+  .get('/v2/models/:name', spec.v2Metadata, (c) => modelMetadata(c, c.req.param('name')))
+  .get('/v2/models/:name/versions/:version', spec.v2MetadataVersion, (c) => modelMetadata(c, c.req.param('name'), c.req.param('version')))
+  .get('/v2/models/:name/ready', spec.v2Ready, (c) => modelReady(c, c.req.param('name')))
+  .get('/v2/models/:name/versions/:version/ready', spec.v2ReadyVersion, (c) => modelReady(c, c.req.param('name'), c.req.param('version')))
+  .post('/v2/models/:name/infer', spec.v2Infer, (c) => infer(c, c.req.param('name')))
+  .post('/v2/models/:name/versions/:version/infer', spec.v2InferVersion, (c) => infer(c, c.req.param('name'), c.req.param('version')))
+  .post('/v2/repository/index', spec.repositoryIndex, (c) => repositoryIndex(c))
   .all('/v2', methodNotAllowed('GET'))
+  .all('/v2/repository/index', methodNotAllowed('POST'))
   .all('/v2/models/:name', methodNotAllowed('GET'))
   .all('/v2/models/:name/versions/:version', methodNotAllowed('GET'))
   .all('/v2/models/:name/ready', methodNotAllowed('GET'))

@@ -5,6 +5,8 @@ import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 // @ts-expect-error: a plain .mjs script without type declarations
 import { buildIndex, INDEX_FILE } from '../../scripts/build-index.mjs'
+// @ts-expect-error: a plain .mjs script without type declarations
+import { buildUi } from '../../scripts/build-ui.mjs'
 
 const root = resolve(import.meta.dirname, '../..')
 
@@ -18,6 +20,7 @@ export function prepareTestAssets(): string {
   const { index, skipped } = buildIndex(assets) as { index: unknown; skipped: string[] }
   if (skipped.length > 0) throw new Error(`test assets: ${skipped.join('; ')}`)
   writeFileSync(join(assets, INDEX_FILE), JSON.stringify(index))
+  buildUi(assets)
 
   const config = readFileSync(join(root, 'wrangler.toml'), 'utf8')
     .replace(/^main = .*$/m, `main = ${JSON.stringify(join(root, 'src/index.ts'))}`)

@@ -1,0 +1,253 @@
+// The try-it page: lists the models, runs `digits` on a drawing and `iris` on a form, and shows what
+// each call's headers say about the model cache (X-Model-Cache) and its timings (Server-Timing).
+// Same origin as the API, so every response header is readable without CORS.
+
+const $ = (id) => document.getElementById(id)
+const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']
+const SPECIES = ['setosa', 'versicolor', 'virginica']
+
+/** Calls the API; returns the parsed body and what the call reported about the cache and timings. */
+async function call(method, path, body) {
+  const started = performance.now()
+  const res = await fetch(path, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const json = await res.json()
+  const roundTripMs = Math.round(performance.now() - started)
+  const h = (name) => res.headers.get(name) ?? '–'
+  const info = { status: res.status, cache: h('x-model-cache'), version: h('x-model-version'), timing: h('server-timing'), roundTripMs }
+  if (!res.ok) throw Object.assign(new Error(json.error ?? `HTTP ${res.status}`), { info })
+  return { json, info }
+}
+
+/** Shows one call's status, cache outcome, version and Server-Timing entries. */
+function showCall(target, path, info) {
+  const timings = info.timing === '–' ? [] : info.timing.split(',').map((t) => t.trim())
+  const rows = [
+    ['call', path],
+    ['status', String(info.status)],
+    ['X-Model-Cache', info.cache],
+    ['X-Model-Version', info.version],
+    ...timings.map((t) => {
+      const [name, ...params] = t.split(';')
+      const dur = params.find((p) => p.trim().startsWith('dur='))?.split('=')[1]
+      return [`Server-Timing ${name}`, dur === undefined ? t : `${dur} ms`]
+    }),
+    ['round trip', `${info.roundTripMs} ms`],
+  ]
+  target.replaceChildren(
+    ...rows.flatMap(([k, v]) => {
+      const dt = document.createElement('dt')
+      const dd = document.createElement('dd')
+      dt.textContent = k
+      dd.textContent = v
+      dd.dataset.field = k
+      return [dt, dd]
+    }),
+  )
+}
+
+/** A horizontal bar per class, the most probable one highlighted. */
+function showBars(target, labels, probabilities) {
+  const top = probabilities.indexOf(Math.max(...probabilities))
+  target.replaceChildren(
+    ...labels.flatMap((label, i) => {
+      const name = document.createElement('span')
+      name.textContent = label
+      const bar = document.createElement('div')
+      bar.className = i === top ? 'bar top' : 'bar'
+      const fill = document.createElement('span')
+      fill.style.width = `${(probabilities[i] * 100).toFixed(1)}%`
+      bar.append(fill)
+      const value = document.createElement('span')
+      value.textContent = `${(probabilities[i] * 100).toFixed(1)}%`
+      return [name, bar, value]
+    }),
+  )
+  return top
+}
+
+function showError(output, target, error) {
+  output.textContent = 'error'
+  output.className = 'error'
+  if (error.info) showCall(target, '', error.info)
+  const p = document.createElement('p')
+  p.className = 'error'
+  p.textContent = error.message
+  target.append(p)
+}
+
+// ===== Models =====
+
+const shape = (tensors) => tensors.map((t) => `${t.name} ${t.datatype} [${t.shape.join(', ')}]`).join('; ')
+
+async function listModels() {
+  const tbody = $('models').tBodies[0]
+  try {
+    const { json: index } = await call('POST', '/v2/repository/index')
+    const names = [...new Set(index.map((e) => e.name))]
+    const metadata = new Map()
+    // Asking for a model's metadata loads it, so the index read afterwards shows it READY.
+    for (const name of names) metadata.set(name, (await call('GET', `/v2/models/${encodeURIComponent(name)}`)).json)
+    const { json: after } = await call('POST', '/v2/repository/index')
+    tbody.replaceChildren(
+      ...after.map((entry) => {
+        const m = metadata.get(entry.name)
+        const tr = document.createElement('tr')
+        tr.dataset.model = entry.name
+        for (const text of [entry.name, entry.version, entry.state, m?.platform ?? '', m ? shape(m.inputs) : '', m ? shape(m.outputs) : '']) {
+          const td = document.createElement('td')
+          td.textContent = text
+          tr.append(td)
+        }
+        return tr
+      }),
+    )
+    document.body.dataset.models = 'listed'
+  } catch (error) {
+    tbody.innerHTML = ''
+    const td = tbody.insertRow().insertCell()
+    td.colSpan = 6
+    td.className = 'error'
+    td.textContent = error.message
+  }
+}
+
+// ===== Digits: a drawing pad, and the drawing turned into an MNIST-style 28×28 image =====
+
+const pad = $('pad')
+const ctx = pad.getContext('2d', { willReadFrequently: true })
+
+function clearPad() {
+  ctx.fillStyle = '#000'
+  ctx.fillRect(0, 0, pad.width, pad.height)
+  $('small').getContext('2d').clearRect(0, 0, 28, 28)
+}
+
+let last
+pad.addEventListener('pointerdown', (e) => {
+  pad.setPointerCapture(e.pointerId)
+  last = [e.offsetX, e.offsetY]
+  stroke(last)
+})
+pad.addEventListener('pointermove', (e) => {
+  if (!last) return
+  stroke([e.offsetX, e.offsetY])
+})
+pad.addEventListener('pointerup', () => (last = undefined))
+
+function stroke(to) {
+  // White on black, as MNIST digits are; a thick round pen survives the downscale to 28×28.
+  ctx.strokeStyle = '#fff'
+  ctx.lineWidth = 20
+  ctx.lineCap = 'round'
+  ctx.lineJoin = 'round'
+  ctx.beginPath()
+  ctx.moveTo(last[0], last[1])
+  ctx.lineTo(to[0], to[1])
+  ctx.stroke()
+  last = to
+}
+
+/**
+ * MNIST's own preprocessing: the digit's bounding box scaled (area average) to fit 20×20 keeping its
+ * aspect ratio, then placed in a 28×28 field so its centre of mass is at the centre.
+ * Returns 784 values in [0, 1], or undefined for an empty pad.
+ */
+function mnistPixels() {
+  const { width, height } = pad
+  const rgba = ctx.getImageData(0, 0, width, height).data
+  let [x0, y0, x1, y1] = [width, height, -1, -1]
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      if (rgba[(y * width + x) * 4] > 20) {
+        x0 = Math.min(x0, x)
+        y0 = Math.min(y0, y)
+        x1 = Math.max(x1, x)
+        y1 = Math.max(y1, y)
+      }
+    }
+  }
+  if (x1 < 0) return undefined
+  const [w, h] = [x1 - x0 + 1, y1 - y0 + 1]
+  const scale = 20 / Math.max(w, h)
+  const [dw, dh] = [Math.max(1, Math.round(w * scale)), Math.max(1, Math.round(h * scale))]
+  const sum = new Float32Array(dw * dh)
+  const count = new Float32Array(dw * dh)
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = Math.min(dh - 1, Math.floor((y * dh) / h)) * dw + Math.min(dw - 1, Math.floor((x * dw) / w))
+      sum[i] += rgba[((y0 + y) * width + x0 + x) * 4] / 255
+      count[i]++
+    }
+  }
+  const small = sum.map((s, i) => s / count[i])
+  let [mass, cx, cy] = [0, 0, 0]
+  small.forEach((v, i) => {
+    mass += v
+    cx += v * (i % dw)
+    cy += v * Math.floor(i / dw)
+  })
+  const clamp = (v, max) => Math.max(0, Math.min(max, v))
+  const ox = clamp(Math.round(13.5 - cx / mass), 28 - dw)
+  const oy = clamp(Math.round(13.5 - cy / mass), 28 - dh)
+  const pixels = new Float32Array(28 * 28)
+  small.forEach((v, i) => (pixels[(oy + Math.floor(i / dw)) * 28 + ox + (i % dw)] = v))
+  return pixels
+}
+
+/** Shows the 28×28 image the model gets. */
+function preview(pixels) {
+  const image = new ImageData(28, 28)
+  pixels.forEach((v, i) => {
+    image.data.set([v * 255, v * 255, v * 255, 255], i * 4)
+  })
+  $('small').getContext('2d').putImageData(image, 0, 0)
+}
+
+async function predictDigit() {
+  const label = $('digits-label')
+  label.className = ''
+  const pixels = mnistPixels()
+  if (!pixels) {
+    label.textContent = 'draw a digit first'
+    return
+  }
+  preview(pixels)
+  const path = '/v2/models/digits/infer'
+  try {
+    const body = { inputs: [{ name: 'image', shape: [1, 28, 28, 1], datatype: 'FP32', data: Array.from(pixels) }] }
+    const { json, info } = await call('POST', path, body)
+    const top = showBars($('digits-bars'), DIGITS, json.outputs[0].data)
+    label.textContent = DIGITS[top]
+    showCall($('digits-call'), path, info)
+  } catch (error) {
+    showError(label, $('digits-call'), error)
+  }
+}
+
+// ===== Iris =====
+
+async function predictIris(event) {
+  event.preventDefault()
+  const label = $('iris-label')
+  label.className = ''
+  const values = ['sepal_length', 'sepal_width', 'petal_length', 'petal_width'].map((n) => Number($('iris-form').elements[n].value))
+  const path = '/v1/models/iris:predict'
+  try {
+    const { json, info } = await call('POST', path, { instances: [values] })
+    const top = showBars($('iris-bars'), SPECIES, json.predictions[0])
+    label.textContent = SPECIES[top]
+    showCall($('iris-call'), path, info)
+  } catch (error) {
+    showError(label, $('iris-call'), error)
+  }
+}
+
+clearPad()
+$('digits-predict').addEventListener('click', predictDigit)
+$('digits-clear').addEventListener('click', clearPad)
+$('iris-form').addEventListener('submit', predictIris)
+listModels()

@@ -1,0 +1,122 @@
+/**
+ * @module metrics — this isolate's request counts and latency histograms, in module scope like the
+ * model cache, rendered in Prometheus' text format by routes/metrics.ts.
+ *
+ * Each isolate counts only what it served: Prometheus sums across scrapes of many isolates, and a
+ * counter that restarts from zero (a new isolate) is a reset, which `rate()` handles.
+ * In production `Date.now()` does not advance during pure computation, so inference durations read
+ * 0 there; they are real in `wrangler dev`, and load durations (I/O-bound) are honest in both.
+ */
+
+/** Upper bounds in seconds, from a warm 1 ms inference to a 10 s cold load of a big model. */
+export const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+class Histogram {
+  readonly counts = new Array<number>(BUCKETS.length).fill(0)
+  count = 0
+  sum = 0
+
+  observe(seconds: number): void {
+    this.count++
+    this.sum += seconds
+    // Cumulative buckets, as the exposition format wants them: every bound at or above the value.
+    for (let i = 0; i < BUCKETS.length; i++) if (seconds <= BUCKETS[i]!) this.counts[i]!++
+  }
+}
+
+type Labels = Record<string, string>
+
+/** A family of series keyed by their label values. */
+class Family<T> {
+  readonly series = new Map<string, { labels: Labels; value: T }>()
+  constructor(private readonly make: () => T) {}
+
+  get(labels: Labels): T {
+    const key = JSON.stringify(labels)
+    let entry = this.series.get(key)
+    if (!entry) this.series.set(key, (entry = { labels, value: this.make() }))
+    return entry.value
+  }
+}
+
+const counter = () => ({ value: 0 })
+
+let requests = new Family(counter)
+let inference = new Family(() => new Histogram())
+let loads = new Family(() => new Histogram())
+
+/** Counts one answered request and, if it ran a model, how long the inference took. */
+export function recordRequest(model: string | undefined, version: string | undefined, status: number, inferMs?: number): void {
+  requests.get({ model: model ?? '', version: version ?? '', status: String(status) }).value++
+  if (model !== undefined && inferMs !== undefined) inference.get({ model, version: version ?? '' }).observe(inferMs / 1000)
+}
+
+/** Splits a cache key, `name/version`, into labels; a name never contains '/', so the last one splits them. */
+export function keyLabels(key: string): { model: string; version: string } {
+  const at = key.lastIndexOf('/')
+  return { model: key.slice(0, at), version: key.slice(at + 1) }
+}
+
+/** Observes one finished model build (fetch, build and warmup): the cache's `onLoad` hook. */
+export function recordLoad(key: string, ms: number): void {
+  loads.get(keyLabels(key)).observe(ms / 1000)
+}
+
+/** Forgets everything recorded (tests). */
+export function resetMetrics(): void {
+  requests = new Family(counter)
+  inference = new Family(() => new Histogram())
+  loads = new Family(() => new Histogram())
+}
+
+// Label values escape backslash, double quote and newline, as the text format requires.
+const escape = (value: string) => value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
+
+const labelText = (labels: Labels) => {
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${escape(v)}"`)
+  return parts.length > 0 ? `{${parts.join(',')}}` : ''
+}
+
+/** A number as the text format writes it (`+Inf`, `NaN`). */
+const num = (value: number) => (Number.isNaN(value) ? 'NaN' : value === Infinity ? '+Inf' : value === -Infinity ? '-Inf' : String(value))
+
+/** One metric family in the text format: HELP, TYPE, then its samples. */
+export function family(name: string, type: 'counter' | 'gauge' | 'histogram', help: string, samples: string[]): string {
+  return [`# HELP ${name} ${help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`, `# TYPE ${name} ${type}`, ...samples].join('\n')
+}
+
+/** A sample line. */
+export const sample = (name: string, value: number, labels: Labels = {}) => `${name}${labelText(labels)} ${num(value)}`
+
+function histogramSamples(name: string, fam: Family<Histogram>): string[] {
+  return [...fam.series.values()].flatMap(({ labels, value }) => [
+    ...BUCKETS.map((le, i) => sample(`${name}_bucket`, value.counts[i]!, { ...labels, le: String(le) })),
+    sample(`${name}_bucket`, value.count, { ...labels, le: '+Inf' }),
+    sample(`${name}_sum`, value.sum, labels),
+    sample(`${name}_count`, value.count, labels),
+  ])
+}
+
+/** The request counter and the two histograms, as text-format families. */
+export function recordedFamilies(): string[] {
+  return [
+    family(
+      'warmserve_requests_total',
+      'counter',
+      'Requests answered by this isolate, by the model and version that served them (empty when none did) and status.',
+      [...requests.series.values()].map(({ labels, value }) => sample('warmserve_requests_total', value.value, labels)),
+    ),
+    family(
+      'warmserve_inference_duration_seconds',
+      'histogram',
+      'Model run time per request. Deployed Workers do not advance the clock during computation, so this reads 0 there; it is real locally.',
+      histogramSamples('warmserve_inference_duration_seconds', inference),
+    ),
+    family(
+      'warmserve_model_load_duration_seconds',
+      'histogram',
+      'Model loads (fetch, build, warmup) and reloads in this isolate.',
+      histogramSamples('warmserve_model_load_duration_seconds', loads),
+    ),
+  ]
+}

@@ -1,0 +1,100 @@
+// The try-it page in a real browser: headless Debian Chromium driven by playwright-core, against
+// `wrangler dev`. Draws a "1" on the canvas, predicts, checks the label and the cache and timing
+// figures, fills the iris form, and keeps a screenshot in test/artifacts/.
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { chromium } from 'playwright-core'
+import type { BrowserContext, Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ROOT, startDevServer } from './dev-server'
+import type { DevServer } from './dev-server'
+
+/** Debian's chromium (`apt-get install chromium`; .ci/run installs it). Never a downloaded browser. */
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const ARTIFACTS = join(ROOT, 'test/artifacts')
+const available = existsSync(CHROMIUM)
+if (!available) console.warn(`[browser.test] skipped: no Chromium at ${CHROMIUM} (install it: apt-get install -y chromium)`)
+
+let server: DevServer
+let context: BrowserContext
+let page: Page
+let profile: string
+
+describe.skipIf(!available)('the try-it page in Chromium', () => {
+  beforeAll(async () => {
+    server = await startDevServer()
+    profile = mkdtempSync(join(tmpdir(), 'warmserve-chromium-'))
+    // A persistent context is how playwright takes a --user-data-dir: a fresh one per run.
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+      viewport: { width: 1200, height: 1000 },
+    })
+    page = context.pages()[0] ?? (await context.newPage())
+    // The page must load nothing from anywhere but the Worker.
+    await page.route(/^(?!http:\/\/127\.0\.0\.1:)/, (route) => route.abort())
+  })
+
+  afterAll(async () => {
+    await context?.close()
+    await server?.stop()
+    if (profile) rmSync(profile, { recursive: true, force: true })
+  })
+
+  it('lists the models with their signatures', async () => {
+    const failed: string[] = []
+    page.on('requestfailed', (r) => failed.push(r.url()))
+    page.on('pageerror', (e) => failed.push(e.message))
+    await page.goto(`${server.url}/`)
+    await page.waitForSelector('body[data-models="listed"]', { timeout: 30_000 })
+    const iris = await page.locator('tr[data-model="iris"]').innerText()
+    expect(iris).toContain('READY')
+    expect(iris).toContain('features FP32 [-1, 4]')
+    expect(await page.locator('tr[data-model="digits"]').innerText()).toContain('image FP32 [-1, 28, 28, 1]')
+    expect(failed).toEqual([])
+  })
+
+  it('reads a "1" drawn with the mouse', async () => {
+    const box = (await page.locator('#pad').boundingBox())!
+    // A slightly slanted vertical stroke down the middle, as a hand draws a one.
+    await page.mouse.move(box.x + box.width * 0.54, box.y + box.height * 0.18)
+    await page.mouse.down()
+    for (let i = 1; i <= 20; i++) await page.mouse.move(box.x + box.width * (0.54 - 0.06 * (i / 20)), box.y + box.height * (0.18 + 0.64 * (i / 20)))
+    await page.mouse.up()
+    await page.click('#digits-predict')
+    await expect.poll(() => page.locator('#digits-label').innerText(), { timeout: 20_000 }).toBe('1')
+    const call = page.locator('#digits-call')
+    expect(await call.locator('dd[data-field="status"]').innerText()).toBe('200')
+    // The listing asked for digits' metadata, so the model is normally warm; wrangler dev may route
+    // a request to a fresh isolate, so any outcome is fine as long as it is shown.
+    expect(await call.locator('dd[data-field="X-Model-Cache"]').innerText()).toMatch(/^(hit|miss|joined)$/)
+    expect(await call.locator('dd[data-field="Server-Timing infer"]').innerText()).toMatch(/^\d+ ms$/)
+    expect(await page.locator('#digits-bars .bar').count()).toBe(10)
+  })
+
+  it('answers the iris form with setosa, and the screenshot is kept', async () => {
+    await page.fill('input[name="sepal_length"]', '5.0')
+    await page.fill('input[name="sepal_width"]', '3.4')
+    await page.fill('input[name="petal_length"]', '1.5')
+    await page.fill('input[name="petal_width"]', '0.2')
+    await page.click('#iris-predict')
+    await expect.poll(() => page.locator('#iris-label').innerText(), { timeout: 20_000 }).toBe('setosa')
+    expect(await page.locator('#iris-call dd[data-field="X-Model-Cache"]').innerText()).toMatch(/^(hit|miss|joined)$/)
+    expect(await page.locator('#iris-call dd[data-field="X-Model-Version"]').innerText()).toBe('1')
+    mkdirSync(ARTIFACTS, { recursive: true })
+    const path = join(ARTIFACTS, 'try-it.png')
+    await page.screenshot({ path, fullPage: true })
+    expect(existsSync(path)).toBe(true)
+  })
+})

@@ -1,0 +1,37 @@
+// The OpenAPI document as `wrangler dev` serves it, checked by an OpenAPI 3.1 schema validator.
+// In Node: the validator (ajv) compiles schemas with `new Function`, which workerd forbids.
+import { Validator } from '@seriousme/openapi-schema-validator'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startDevServer } from './dev-server'
+import type { DevServer } from './dev-server'
+
+let server: DevServer
+
+beforeAll(async () => {
+  server = await startDevServer()
+})
+
+afterAll(async () => {
+  await server?.stop()
+})
+
+describe('/openapi.json from wrangler dev', () => {
+  it('validates as OpenAPI 3.1', async () => {
+    const res = await fetch(`${server.url}/openapi.json`)
+    expect(res.status).toBe(200)
+    const document = (await res.json()) as Record<string, unknown>
+    const validator = new Validator()
+    const result = await validator.validate(document)
+    expect(result.errors ?? []).toEqual([])
+    expect(result.valid).toBe(true)
+    expect(validator.version).toBe('3.1')
+  })
+
+  it('is rendered by /docs with Swagger UI from the Worker itself', async () => {
+    const html = await (await fetch(`${server.url}/docs`)).text()
+    expect(html).not.toMatch(/https?:\/\//)
+    const bundle = await fetch(`${server.url}/ui/vendor/swagger-ui-bundle.js`)
+    expect(bundle.status).toBe(200)
+    expect((await bundle.arrayBuffer()).byteLength).toBeGreaterThan(1_000_000)
+  })
+})
