@@ -1,7 +1,10 @@
 /** @module routes/common — path parameters and response headers shared by the protocol routes. */
 import type { Context } from 'hono'
 import { ApiError, badRequest } from '../errors'
+import { readConfig } from '../config'
+import { leaseModel } from '../model/models'
 import type { ModelLease } from '../model/models'
+import type { Selector } from '../model/repository'
 
 export type AppEnv = {
   Bindings: Env
@@ -71,4 +74,14 @@ export function outputNames({ target, lease }: ModelLease, requested?: string[])
     }
   }
   return requested ?? defaults ?? known
+}
+
+/** Leases a model for the length of `use`, always releasing it. */
+export async function withModel<T>(c: Context<AppEnv>, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
+  const held = await leaseModel(c.env, readConfig(c.env), name, selector, waitUntilOf(c))
+  try {
+    return await use(held)
+  } finally {
+    held.lease.release()
+  }
 }

@@ -7,8 +7,7 @@ import type { Context } from 'hono'
 import { readJson } from '../body'
 import { readConfig } from '../config'
 import { badRequest, ModelUnavailableError, notFound } from '../errors'
-import { leaseModel, openRepository } from '../model/models'
-import type { ModelLease } from '../model/models'
+import { openRepository } from '../model/models'
 import type { Rejection } from '../model/pointer'
 import type { Selector } from '../model/repository'
 import { DEFAULT_SIGNATURE, dtypeToTensorFlow } from '../model/signature'
@@ -18,7 +17,7 @@ import { parseBody, PredictRequest } from '../schemas'
 import { requestLimits, tensorFromJSON, tensorToJSON } from '../tensors'
 import type { RequestLimits } from '../tensors'
 import { spec } from '../openapi'
-import { methodNotAllowed, outputNames, parseLabel, parseVersion, setModelHeaders, waitUntilOf } from './common'
+import { methodNotAllowed, outputNames, parseLabel, parseVersion, setModelHeaders, waitUntilOf, withModel } from './common'
 import type { AppEnv } from './common'
 
 type Ctx = Context<AppEnv>
@@ -37,16 +36,6 @@ type Pick = { kind: 'versions' | 'labels'; segment: string } | undefined
 function selectorOf(pick: Pick): Selector {
   if (!pick) return {}
   return pick.kind === 'versions' ? { version: parseVersion(pick.segment) } : { label: parseLabel(pick.segment) }
-}
-
-/** Leases a model for the length of `use`, always releasing it. */
-async function withModel<T>(c: Ctx, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
-  const held = await leaseModel(c.env, readConfig(c.env), name, selector, waitUntilOf(c))
-  try {
-    return await use(held)
-  } finally {
-    held.lease.release()
-  }
 }
 
 // ===== Status =====

@@ -11,8 +11,7 @@ import { binaryResponse, decodeBinary, readInferBody, splitBinary } from '../bin
 import { readConfig } from '../config'
 import { converter, datatypeOf } from '../datatypes'
 import { badRequest, ModelUnavailableError } from '../errors'
-import { cacheKey, leaseModel, modelCache, openRepository } from '../model/models'
-import type { ModelLease } from '../model/models'
+import { cacheKey, modelCache, openRepository } from '../model/models'
 import type { Servable } from '../model/servable'
 import type { TensorSpec } from '../model/signature'
 import { tf } from '../model/tf'
@@ -21,7 +20,7 @@ import type { RequestInput } from '../schemas'
 import { flatten, makeTensor, requestLimits } from '../tensors'
 import type { RequestLimits } from '../tensors'
 import { spec } from '../openapi'
-import { methodNotAllowed, outputNames, parseVersion, setModelHeaders, waitUntilOf } from './common'
+import { methodNotAllowed, outputNames, parseVersion, setModelHeaders, waitUntilOf, withModel } from './common'
 import type { AppEnv } from './common'
 
 type Ctx = Context<AppEnv>
@@ -30,18 +29,9 @@ const platformOf = (servable: Servable) => `tensorflowjs_${servable.format.repla
 
 const tensorMetadata = (spec: TensorSpec) => ({ name: spec.name, datatype: datatypeOf(spec.dtype), shape: spec.shape ?? [-1] })
 
-async function withModel<T>(c: Ctx, name: string, version: string | undefined, use: (held: ModelLease) => Promise<T>): Promise<T> {
-  const held = await leaseModel(c.env, readConfig(c.env), name, { version: parseVersion(version) }, waitUntilOf(c))
-  try {
-    return await use(held)
-  } finally {
-    held.lease.release()
-  }
-}
-
 async function modelMetadata(c: Ctx, name: string, version?: string) {
   const versions = (await openRepository(c.env, readConfig(c.env), waitUntilOf(c))).served(name).map(String)
-  return withModel(c, name, version, async ({ target, lease }) =>
+  return withModel(c, name, { version: parseVersion(version) }, async ({ target, lease }) =>
     c.json({
       name,
       versions,
@@ -55,7 +45,7 @@ async function modelMetadata(c: Ctx, name: string, version?: string) {
 
 async function modelReady(c: Ctx, name: string, version?: string) {
   try {
-    return await withModel(c, name, version, async () => c.json({ name, ready: true }))
+    return await withModel(c, name, { version: parseVersion(version) }, async () => c.json({ name, ready: true }))
   } catch (error) {
     if (!(error instanceof ModelUnavailableError)) throw error
     return c.json({ name, ready: false, error: error.message }, 503, error.headers)
@@ -102,7 +92,7 @@ async function infer(c: Ctx, name: string, version?: string) {
   const { header, binary } = await readInferBody(c.req.raw, config.MAX_BODY_BYTES, () => readJson(c.req.raw, config.MAX_BODY_BYTES))
   const body = parseBody(InferRequest, header)
   const raws = splitBinary(body.inputs.map((i) => i.parameters?.binary_data_size), binary)
-  return withModel(c, name, version, async (held) => {
+  return withModel(c, name, { version: parseVersion(version) }, async (held) => {
     const { signature } = held.lease.model
     const specs = new Map(signature.inputs.map((s) => [s.name, s]))
     const names = () => signature.inputs.map((s) => `'${s.name}'`).join(', ')
