@@ -53,23 +53,43 @@ export function flatten(value: unknown, where: string, budget: RequestLimits['el
     shape.push(v.length)
     if (shape.length > MAX_RANK) throw badRequest(`${where}: nested deeper than ${MAX_RANK} levels; no tensor has that many dimensions`)
   }
-  const values: unknown[] = []
-  const walk = (v: unknown, depth: number, path: string) => {
-    if (depth === shape.length) {
-      if (Array.isArray(v)) throw badRequest(`${where}${path}: expected a scalar at depth ${depth}, got an array (ragged nesting)`)
-      if (--budget.left < 0) {
-        throw badRequest(`${where}: more than ${budget.limit} tensor elements in one request (MAX_TENSOR_ELEMENTS)`)
+  // Rectangular or not, the first-element chain gives the size: refuse past the budget before walking.
+  const total = shape.reduce((n, d) => n * d, 1)
+  if ((budget.left -= total) < 0) {
+    throw badRequest(`${where}: more than ${budget.limit} tensor elements in one request (MAX_TENSOR_ELEMENTS)`)
+  }
+  const values: unknown[] = new Array(total)
+  let filled = 0
+  // The index path is kept as numbers and turned into text only for a message: building a
+  // string per element would cost more than the whole walk.
+  const index: number[] = []
+  const at = () => `${where}${index.map((i) => `[${i}]`).join('')}`
+  const innermost = shape.length - 1
+  const walk = (v: unknown, depth: number) => {
+    if (!Array.isArray(v)) throw badRequest(`${at()}: expected an array of ${shape[depth]}, got ${describeValue(v)} (ragged nesting)`)
+    if (v.length !== shape[depth]) {
+      throw badRequest(`${at()}: expected ${shape[depth]} values like its siblings, got ${v.length} (ragged array)`)
+    }
+    if (depth === innermost) {
+      for (let i = 0; i < v.length; i++) {
+        const leaf = v[i]
+        if (Array.isArray(leaf)) {
+          index.push(i)
+          throw badRequest(`${at()}: expected a scalar at depth ${depth + 1}, got an array (ragged nesting)`)
+        }
+        values[filled++] = leaf
       }
-      values.push(v)
       return
     }
-    if (!Array.isArray(v)) throw badRequest(`${where}${path}: expected an array of ${shape[depth]}, got ${describeValue(v)} (ragged nesting)`)
-    if (v.length !== shape[depth]) {
-      throw badRequest(`${where}${path}: expected ${shape[depth]} values like its siblings, got ${v.length} (ragged array)`)
+    index.push(0)
+    for (let i = 0; i < v.length; i++) {
+      index[depth] = i
+      walk(v[i], depth + 1)
     }
-    for (let i = 0; i < v.length; i++) walk(v[i], depth + 1, `${path}[${i}]`)
+    index.pop()
   }
-  walk(value, 0, '')
+  if (shape.length === 0) values[0] = value
+  else walk(value, 0)
   return { shape, values }
 }
 
