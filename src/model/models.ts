@@ -46,10 +46,17 @@ export interface ModelSources {
   r2?: ModelStore
 }
 
-/** The model sources of this Worker's bindings. */
+const sourcesOf = new WeakMap<object, ModelSources>()
+
+/** The model sources of this Worker's bindings, made once per env object (every request asks, several times). */
 export function modelSources(env: Env): ModelSources {
-  const timeoutMs = readConfig(env).STORE_READ_TIMEOUT_MS
-  return { assets: assetsStore(env.ASSETS, timeoutMs), ...(env.MODELS ? { r2: r2Store(env.MODELS, timeoutMs) } : {}) }
+  let sources = sourcesOf.get(env)
+  if (!sources) {
+    const timeoutMs = readConfig(env).STORE_READ_TIMEOUT_MS
+    sources = { assets: assetsStore(env.ASSETS, timeoutMs), ...(env.MODELS ? { r2: r2Store(env.MODELS, timeoutMs) } : {}) }
+    sourcesOf.set(env, sources)
+  }
+  return sources
 }
 
 /** The bundled repository's store, where `_index.json` lives. */
