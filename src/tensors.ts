@@ -43,6 +43,13 @@ export interface Flat {
   values: ArrayLike<unknown>
 }
 
+/** Takes `count` elements from the request's budget, refusing the request once it is spent. */
+export function spendElements(budget: RequestLimits['elements'], count: number, where: string): void {
+  if ((budget.left -= count) < 0) {
+    throw badRequest(`${where}: more than ${budget.limit} tensor elements in one request (MAX_TENSOR_ELEMENTS)`)
+  }
+}
+
 /**
  * Flattens a nested JSON array, checking that it is rectangular (not ragged).
  * `where` names the value in messages, e.g. `input 'image'`; `budget` counts the elements left.
@@ -55,9 +62,7 @@ export function flatten(value: unknown, where: string, budget: RequestLimits['el
   }
   // Rectangular or not, the first-element chain gives the size: refuse past the budget before walking.
   const total = shape.reduce((n, d) => n * d, 1)
-  if ((budget.left -= total) < 0) {
-    throw badRequest(`${where}: more than ${budget.limit} tensor elements in one request (MAX_TENSOR_ELEMENTS)`)
-  }
+  spendElements(budget, total, where)
   const values: unknown[] = new Array(total)
   let filled = 0
   // The index path is kept as numbers and turned into text only for a message: building a

@@ -17,7 +17,7 @@ import type { TensorSpec } from '../model/signature'
 import { tf } from '../model/tf'
 import { InferRequest, parseBody, RepositoryIndexRequest } from '../schemas'
 import type { RequestInput } from '../schemas'
-import { flatten, makeTensor, requestLimits } from '../tensors'
+import { flatten, makeTensor, requestLimits, spendElements } from '../tensors'
 import type { RequestLimits } from '../tensors'
 import { spec } from '../openapi'
 import { methodNotAllowed, outputNames, parseVersion, setModelHeaders, waitUntilOf, withModel } from './common'
@@ -62,9 +62,7 @@ function inputTensor(spec: TensorSpec, input: z.infer<typeof RequestInput>, raw:
   let values: ArrayLike<unknown>
   if (raw) {
     if (input.data !== undefined) throw badRequest(`${where}: send data or binary_data_size, not both`)
-    if ((limits.elements.left -= count) < 0) {
-      throw badRequest(`${where}: more than ${limits.elements.limit} tensor elements in one request (MAX_TENSOR_ELEMENTS)`)
-    }
+    spendElements(limits.elements, count, where)
     values = decodeBinary(input.datatype, raw, count, `${where} binary data`)
   } else {
     if (input.data === undefined) throw badRequest(`${where}: data is required (or parameters.binary_data_size with the bytes after the inference header)`)
