@@ -5,6 +5,7 @@ import { readConfig } from '../config'
 import { leaseModel } from '../model/models'
 import type { ModelLease } from '../model/models'
 import type { Selector } from '../model/repository'
+import type { Signature } from '../model/signature'
 
 export type AppEnv = {
   Bindings: Env
@@ -84,4 +85,22 @@ export async function withModel<T>(c: Context<AppEnv>, name: string, selector: S
   } finally {
     held.lease.release()
   }
+}
+
+/**
+ * Checks the input names a request gives against the signature: none unknown, none given twice,
+ * none missing. `where` prefixes the message (`instances[2]`), where the protocol has a place to name.
+ */
+export function checkInputNames(signature: Signature, given: string[], where?: string): void {
+  const prefix = where === undefined ? '' : `${where}: `
+  const known = new Set(signature.inputs.map((s) => s.name))
+  const list = signature.inputs.map((s) => `'${s.name}'`).join(', ')
+  const seen = new Set<string>()
+  for (const name of given) {
+    if (!known.has(name)) throw badRequest(`${prefix}unknown input '${name}'; the model's inputs are ${list}`)
+    if (seen.has(name)) throw badRequest(`${prefix}input '${name}' is given twice`)
+    seen.add(name)
+  }
+  const missing = signature.inputs.find((s) => !seen.has(s.name))
+  if (missing) throw badRequest(`${prefix}missing input '${missing.name}'; the model's inputs are ${list}`)
 }

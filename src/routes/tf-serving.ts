@@ -17,7 +17,7 @@ import { parseBody, PredictRequest } from '../schemas'
 import { requestLimits, tensorFromJSON, tensorToJSON } from '../tensors'
 import type { RequestLimits } from '../tensors'
 import { spec } from '../openapi'
-import { methodNotAllowed, outputNames, parseLabel, parseVersion, setModelHeaders, waitUntilOf, withModel } from './common'
+import { checkInputNames, methodNotAllowed, outputNames, parseLabel, parseVersion, setModelHeaders, waitUntilOf, withModel } from './common'
 import type { AppEnv } from './common'
 
 type Ctx = Context<AppEnv>
@@ -113,13 +113,7 @@ async function metadata(c: Ctx, name: string, pick?: Pick) {
 // ===== Predict =====
 
 function namedValues(signature: Signature, value: Record<string, unknown>, where: string): Map<TensorSpec, unknown> {
-  const specs = new Map(signature.inputs.map((s) => [s.name, s]))
-  const names = signature.inputs.map((s) => `'${s.name}'`).join(', ')
-  for (const key of Object.keys(value)) {
-    if (!specs.has(key)) throw badRequest(`${where}: unknown input '${key}'; the model's inputs are ${names}`)
-  }
-  const missing = signature.inputs.filter((s) => !(s.name in value))
-  if (missing.length > 0) throw badRequest(`${where}: missing input '${missing[0]!.name}'; the model's inputs are ${names}`)
+  checkInputNames(signature, Object.keys(value), where)
   return new Map(signature.inputs.map((s) => [s, value[s.name]]))
 }
 

@@ -20,7 +20,7 @@ import type { RequestInput } from '../schemas'
 import { flatten, makeTensor, requestLimits, spendElements } from '../tensors'
 import type { RequestLimits } from '../tensors'
 import { spec } from '../openapi'
-import { methodNotAllowed, outputNames, parseVersion, setModelHeaders, waitUntilOf, withModel } from './common'
+import { checkInputNames, methodNotAllowed, outputNames, parseVersion, setModelHeaders, waitUntilOf, withModel } from './common'
 import type { AppEnv } from './common'
 
 type Ctx = Context<AppEnv>
@@ -93,15 +93,7 @@ async function infer(c: Ctx, name: string, version?: string) {
   return withModel(c, name, { version: parseVersion(version) }, async (held) => {
     const { signature } = held.lease.model
     const specs = new Map(signature.inputs.map((s) => [s.name, s]))
-    const names = () => signature.inputs.map((s) => `'${s.name}'`).join(', ')
-    const seen = new Set<string>()
-    for (const input of body.inputs) {
-      if (!specs.has(input.name)) throw badRequest(`unknown input '${input.name}'; the model's inputs are ${names()}`)
-      if (seen.has(input.name)) throw badRequest(`input '${input.name}' is given twice`)
-      seen.add(input.name)
-    }
-    const missing = signature.inputs.find((s) => !seen.has(s.name))
-    if (missing) throw badRequest(`missing input '${missing.name}'; the model's inputs are ${names()}`)
+    checkInputNames(signature, body.inputs.map((i) => i.name))
     const wanted = outputNames(held, body.outputs?.map((o) => o.name))
     const binaryOut = new Set(
       wanted.filter((o) => body.outputs?.find((r) => r.name === o)?.parameters?.binary_data ?? body.parameters?.binary_data_output ?? false),
