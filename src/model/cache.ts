@@ -188,16 +188,11 @@ export class ModelCache {
           throw new Error(`its weights (${bytes} bytes) exceed the cache budget (${this.options.budgetBytes} bytes)`)
         }
         this.makeRoom(bytes)
-        const { servable, timings } = await load()
-        const loadedAt = this.now()
-        const resident = new Resident(key, servable, servable.weightBytes || bytes, loadedAt, timings, loadedAt)
+        const resident = this.admit(key, bytes, await load(), started, 'model.loaded')
         slot.state = 'AVAILABLE'
         slot.resident = resident
         this.failures.delete(key)
         this.counters.loads++
-        this.counters.loadMsTotal += loadedAt - started
-        log('info', 'model.loaded', { model: key, bytes: resident.bytes, ms: loadedAt - started, ...timings })
-        this.options.onLoad?.(key, loadedAt - started)
         return resident
       } catch (error) {
         if (this.slots.get(key) === slot) this.slots.delete(key)
@@ -212,6 +207,16 @@ export class ModelCache {
     })()
     this.slots.set(key, slot)
     return slot
+  }
+
+  /** Makes a built model resident: the bookkeeping a load and a reload share (time, log line, observer). */
+  private admit(key: string, bytes: number, { servable, timings }: LoadResult, started: number, event: string): Resident {
+    const loadedAt = this.now()
+    const resident = new Resident(key, servable, servable.weightBytes || bytes, loadedAt, timings, loadedAt)
+    this.counters.loadMsTotal += loadedAt - started
+    log('info', event, { model: key, bytes: resident.bytes, ms: loadedAt - started, ...timings })
+    this.options.onLoad?.(key, loadedAt - started)
+    return resident
   }
 
   private lease(resident: Resident, outcome: CacheOutcome, waitedMs: number): Lease {
@@ -301,13 +306,9 @@ export class ModelCache {
       servable.dispose()
       return this.list().find((r) => r.key === key)!
     }
-    const loadedAt = this.now()
-    const resident = new Resident(key, servable, servable.weightBytes || bytes, loadedAt, timings, loadedAt)
+    const resident = this.admit(key, bytes, { servable, timings }, started, 'model.reloaded')
     this.slots.set(key, { state: 'AVAILABLE', promise: Promise.resolve(resident), resident })
     this.counters.reloads++
-    this.counters.loadMsTotal += loadedAt - started
-    log('info', 'model.reloaded', { model: key, bytes: resident.bytes, ms: loadedAt - started, ...timings })
-    this.options.onLoad?.(key, loadedAt - started)
     if (!old.retired) this.retire(old)
     return this.list().find((r) => r.key === key && r.state === 'AVAILABLE')!
   }
