@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Copies Swagger UI's browser bundle from node_modules into model-assets/_ui/vendor/, where the
-// Worker serves it for /docs (routes/pages.ts): the docs page loads nothing from a CDN.
+// Worker serves it for /docs (http/routes/pages.ts): the docs page loads nothing from a CDN.
 // Runs as part of wrangler's [build] command, after build-index.mjs; the copies are gitignored.
 import { copyFileSync, mkdirSync, readFileSync, statSync } from 'node:fs'
 import { createRequire } from 'node:module'

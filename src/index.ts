@@ -1,5 +1,5 @@
 /** warmserve: TF.js models served from a Worker, built once per warm isolate. */
-import { app } from './app'
-import { scheduled } from './scheduled'
+import { app } from './http/app'
+import { scheduled } from './cron'
 
 export default { fetch: app.fetch, scheduled } satisfies ExportedHandler<Env>

@@ -1,6 +1,6 @@
 /**
  * @module metrics — this isolate's request counts and latency histograms, in module scope like the
- * model cache, rendered in Prometheus' text format by routes/metrics.ts.
+ * model cache, rendered in Prometheus' text format by http/routes/prometheus.ts.
  *
  * Each isolate counts only what it served: Prometheus sums across scrapes of many isolates, and a
  * counter that restarts from zero (a new isolate) is a reset, which `rate()` handles.

@@ -1,10 +1,10 @@
 // The batcher on its own, around a real tf.js model: what merges, when a batch runs, how rows come
 // back, and every way it falls back to running a request alone.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { batchingOf, withBatching } from '../src/model/batcher'
-import type { Servable } from '../src/model/servable'
-import { buildServable } from '../src/model/servable'
-import { tf } from '../src/model/tf'
+import { batchingOf, withBatching } from '../src/runtime/batcher'
+import type { Servable } from '../src/runtime/servable'
+import { buildServable } from '../src/runtime/servable'
+import { tf } from '../src/runtime/tf'
 import { tinyModelArtifacts } from './helpers'
 
 const artifacts = await tinyModelArtifacts()

@@ -3,11 +3,11 @@
 import { env } from 'cloudflare:workers'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { readConfig } from '../src/config'
-import { batchingOf } from '../src/model/batcher'
-import type { BatchCounters } from '../src/model/batcher'
-import { leaseModel, resetModelCache } from '../src/model/models'
-import { ModelConfig, resetRepository } from '../src/model/repository'
-import { tf } from '../src/model/tf'
+import { batchingOf } from '../src/runtime/batcher'
+import type { BatchCounters } from '../src/runtime/batcher'
+import { leaseModel, resetModelCache } from '../src/models'
+import { ModelConfig, resetRepository } from '../src/repository/repository'
+import { tf } from '../src/runtime/tf'
 import { post } from './helpers'
 
 beforeEach(() => {

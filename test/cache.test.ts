@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { ModelCache } from '../src/model/cache'
-import type { LoadResult } from '../src/model/cache'
-import { buildServable } from '../src/model/servable'
-import { tf } from '../src/model/tf'
+import { ModelCache } from '../src/cache'
+import type { LoadResult } from '../src/cache'
+import { buildServable } from '../src/runtime/servable'
+import { tf } from '../src/runtime/tf'
 import { ModelUnavailableError } from '../src/errors'
 import { fakeClock, tinyModelArtifacts } from './helpers'
 

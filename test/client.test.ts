@@ -2,7 +2,7 @@ import { env } from 'cloudflare:workers'
 import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import { hc } from 'hono/client'
 import { describe, expect, it } from 'vitest'
-import type { App } from '../src/app'
+import type { App } from '../src/http/app'
 import worker from '../src/index'
 
 // The typed client of the README, calling the Worker's fetch handler in place of the network.

@@ -4,9 +4,9 @@ import { env } from 'cloudflare:workers'
 import { loadGraphModel } from '@tensorflow/tfjs-converter'
 import { loadLayersModel } from '@tensorflow/tfjs-layers'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { storeHandler } from '../src/model/io'
-import { assetsStore } from '../src/model/store'
-import { tf } from '../src/model/tf'
+import { storeHandler } from '../src/repository/model-files'
+import { assetsStore } from '../src/repository/stores'
+import { tf } from '../src/runtime/tf'
 import { call, post } from './helpers'
 
 /** A deterministic pseudo-random stream (mulberry32). */

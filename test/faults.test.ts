@@ -1,8 +1,8 @@
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { resetModelCache } from '../src/model/models'
-import { resetRepository } from '../src/model/repository'
-import { tf } from '../src/model/tf'
+import { resetModelCache } from '../src/models'
+import { resetRepository } from '../src/repository/repository'
+import { tf } from '../src/runtime/tf'
 import { post } from './helpers'
 
 const SETOSA = [5.1, 3.5, 1.4, 0.2]

@@ -3,8 +3,8 @@
 // a valid request right after still gets the right prediction.
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DATATYPES } from '../src/datatypes'
-import { tf } from '../src/model/tf'
+import { DATATYPES } from '../src/protocols/datatypes'
+import { tf } from '../src/runtime/tf'
 import { call } from './helpers'
 
 const SETOSA = [5.1, 3.5, 1.4, 0.2]

@@ -3,7 +3,7 @@ import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
 import * as tfl from '@tensorflow/tfjs-layers'
 import worker from '../src/index'
-import { tf } from '../src/model/tf'
+import { tf } from '../src/runtime/tf'
 
 /** Artifacts of a small real layers model: input [-1, 4] → softmax [-1, 3]. */
 export async function tinyModelArtifacts(units = 8): Promise<tf.io.ModelArtifacts> {

@@ -2,9 +2,9 @@ import parsePrometheusTextFormat from 'parse-prometheus-text-format'
 import type { PrometheusFamily } from 'parse-prometheus-text-format'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { resetMetrics } from '../src/metrics'
-import { resetModelCache } from '../src/model/models'
-import { resetRepository } from '../src/model/repository'
-import { tf } from '../src/model/tf'
+import { resetModelCache } from '../src/models'
+import { resetRepository } from '../src/repository/repository'
+import { tf } from '../src/runtime/tf'
 import { call, post } from './helpers'
 
 const SETOSA = [5.1, 3.5, 1.4, 0.2]

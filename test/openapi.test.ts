@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { app } from '../src/app'
-import { documentedPath } from '../src/openapi'
+import { app } from '../src/http/app'
+import { documentedPath } from '../src/http/openapi'
 import { call } from './helpers'
 
 type Doc = { openapi: string; paths: Record<string, Record<string, { responses: Record<string, unknown>; requestBody?: any }>> }

@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest'
-import { resetModelCache } from '../src/model/models'
-import { resetRepository } from '../src/model/repository'
+import { resetModelCache } from '../src/models'
+import { resetRepository } from '../src/repository/repository'
 import { call, post } from './helpers'
 
 beforeEach(() => {

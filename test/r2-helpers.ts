@@ -2,7 +2,7 @@
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
 import worker from '../src/index'
-import { MANIFEST_FILE, sha256Hex } from '../src/model/manifest'
+import { MANIFEST_FILE, sha256Hex } from '../src/repository/manifest'
 
 /** The bundled iris model's files: model.json and its one shard. */
 export async function irisFiles(): Promise<Record<string, ArrayBuffer>> {

@@ -1,14 +1,14 @@
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { readConfig } from '../src/config'
-import { ModelCache } from '../src/model/cache'
-import { leaseModel, loadVersion, modelCache, modelSources, modelStore, resetModelCache } from '../src/model/models'
-import { POINTER_KEY, readPointer } from '../src/model/pointer'
-import type { Pointer } from '../src/model/pointer'
-import { publishVersions } from '../src/model/publisher'
-import { refreshStatus, resetRefresh } from '../src/model/refresh'
-import { repository, resetRepository } from '../src/model/repository'
-import { tf } from '../src/model/tf'
+import { ModelCache } from '../src/cache'
+import { leaseModel, loadVersion, modelCache, modelSources, modelStore, resetModelCache } from '../src/models'
+import { POINTER_KEY, readPointer } from '../src/repository/pointer'
+import type { Pointer } from '../src/repository/pointer'
+import { publishVersions } from '../src/repository/publish'
+import { refreshStatus, resetRefresh } from '../src/repository/follow'
+import { repository, resetRepository } from '../src/repository/repository'
+import { tf } from '../src/runtime/tf'
 import { call, post } from './helpers'
 import { emptyBucket, irisFiles, irisWithBias, publish, runCron, SETOSA, sleep } from './r2-helpers'
 
@@ -294,7 +294,7 @@ describe('an unreachable or slow bucket', () => {
   })
 
   it('makes the cron handler publish nothing, and say why', async () => {
-    const { maintain } = await import('../src/scheduled')
+    const { maintain } = await import('../src/cron')
     const report = await maintain({ ...bindings, MODELS: failing('throw') } as Env)
     expect(report.publishError).toBe('R2 is down')
     expect(report.models).toBeGreaterThan(0)

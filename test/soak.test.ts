@@ -3,8 +3,8 @@
 import { env } from 'cloudflare:workers'
 import { beforeAll, expect, inject, it } from 'vitest'
 import { readConfig } from '../src/config'
-import { modelCache } from '../src/model/models'
-import { tf } from '../src/model/tf'
+import { modelCache } from '../src/models'
+import { tf } from '../src/runtime/tf'
 import { call } from './helpers'
 
 const SETOSA = [5.1, 3.5, 1.4, 0.2]

@@ -1,9 +1,9 @@
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { modelCache, resetModelCache } from '../src/model/models'
+import { modelCache, resetModelCache } from '../src/models'
 import { readConfig } from '../src/config'
-import { resetRepository } from '../src/model/repository'
-import { tf } from '../src/model/tf'
+import { resetRepository } from '../src/repository/repository'
+import { tf } from '../src/runtime/tf'
 import { call, post } from './helpers'
 import digits from './fixtures/digits-holdout.json'
 

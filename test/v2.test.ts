@@ -1,8 +1,8 @@
 // Open Inference Protocol (KServe v2) conformance: every endpoint, every error, flat and nested
 // data, each datatype conversion and each refusal.
 import { beforeEach, describe, expect, it } from 'vitest'
-import { resetModelCache } from '../src/model/models'
-import { resetRepository } from '../src/model/repository'
+import { resetModelCache } from '../src/models'
+import { resetRepository } from '../src/repository/repository'
 import { call, post } from './helpers'
 
 beforeEach(() => {

@@ -1,0 +1,57 @@
+/** @module http/app — the Hono app: middleware, the protocol routes, and the one error handler. */
+import { Hono } from 'hono'
+import { HTTPException } from 'hono/http-exception'
+import { requestId } from 'hono/request-id'
+import { ApiError } from '../errors'
+import type { StringVars } from '../config'
+import { log } from '../log'
+import { configureBackend } from '../runtime/tf'
+import { accessLog } from './middleware/access-log'
+import { cors } from './middleware/cors'
+import { metrics as countRequests } from './middleware/count-requests'
+import { openApiDocument, spec } from './openapi'
+import { admin } from './routes/admin'
+import type { AppEnv } from './common'
+import { health } from './routes/health'
+import { metrics } from './routes/prometheus'
+import { pages } from './routes/pages'
+import { tfServing } from '../protocols/tf-serving/routes'
+import { v2 } from '../protocols/v2/routes'
+
+export const app = new Hono<AppEnv>()
+  .use(requestId())
+  // The backend a model is built on comes from TF_BACKEND; recording it is cheap, so every request does.
+  .use(async function backendFromVars(c, next) {
+    configureBackend((c.env as StringVars).TF_BACKEND)
+    await next()
+  })
+  .use(accessLog())
+  .use(countRequests())
+  .use(cors())
+  .route('/', health)
+  .route('/', tfServing)
+  .route('/', v2)
+  .route('/', admin)
+  .route('/', metrics)
+  .route('/', pages)
+
+// The document describes the routes above, read from the app itself, so it is added once they are all in.
+app.get('/openapi.json', spec.openapi, async (c) => c.json(await openApiDocument(app)))
+
+app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404))
+
+app.onError((error, c) => {
+  const id = c.get('requestId')
+  if (error instanceof ApiError) {
+    if (error.status >= 500) log('error', 'request.failed', { requestId: id, status: error.status, error: error.message })
+    const res = error.getResponse()
+    res.headers.set('X-Request-Id', id)
+    return res
+  }
+  if (error instanceof HTTPException) return c.json({ error: error.message }, error.status)
+  // Anything else is a fault of ours: log it whole, tell the client only that it happened.
+  log('error', 'request.crashed', { requestId: id, error: error.message, stack: error.stack })
+  return c.json({ error: `internal error (request ${id})` }, 500)
+})
+
+export type App = typeof app

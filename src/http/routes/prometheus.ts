@@ -1,0 +1,48 @@
+/**
+ * @module http/routes/prometheus — `GET /metrics` in Prometheus' text format (0.0.4), for the isolate that
+ * answers: requests, latency histograms, the model cache's counters and what tf.js holds.
+ * @see https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format
+ */
+import { Hono } from 'hono'
+import { readConfig } from '../../config'
+import { family, keyLabels, recordedFamilies, sample } from '../../metrics'
+import type { CacheCounters } from '../../cache'
+import { modelCache } from '../../models'
+import { tf } from '../../runtime/tf'
+import { spec } from '../openapi'
+import type { AppEnv } from '../common'
+
+/** Cache counters exported as Prometheus counters: name suffix and help text. */
+const CACHE_COUNTERS: Array<[keyof CacheCounters, string, string]> = [
+  ['hits', 'cache_hits_total', 'Leases served by a model already loaded.'],
+  ['misses', 'cache_misses_total', 'Leases that started a load.'],
+  ['joins', 'cache_joins_total', 'Leases that waited on a load another request started.'],
+  ['loads', 'cache_loads_total', 'Models built and warmed up.'],
+  ['loadFailures', 'cache_load_failures_total', 'Loads that failed (answered 503 with Retry-After).'],
+  ['evictions', 'cache_evictions_total', 'Idle models evicted to fit the byte budget or the model count.'],
+  ['drops', 'cache_drops_total', 'Models dropped: idle, unloaded by an admin, or replaced by a new version.'],
+  ['disposals', 'cache_disposals_total', 'Models whose tensors were freed.'],
+  ['reloads', 'cache_reloads_total', 'Models built afresh beside the serving copy.'],
+]
+
+export const metrics = new Hono<AppEnv>().get('/metrics', spec.metrics, (c) => {
+  const cache = modelCache(readConfig(c.env))
+  const { numTensors, numBytes } = tf.memory()
+  const models = cache.list()
+  const body = [
+    ...recordedFamilies(),
+    ...CACHE_COUNTERS.map(([key, name, help]) => family(`warmserve_${name}`, 'counter', help, [sample(`warmserve_${name}`, cache.counters[key])])),
+    family('warmserve_models_loaded', 'gauge', 'Models available in this isolate.', [
+      sample('warmserve_models_loaded', models.filter((m) => m.state === 'AVAILABLE').length),
+    ]),
+    family('warmserve_model_weight_bytes', 'gauge', 'Weight bytes of each model held (available or retired, awaiting its last lease).', [
+      ...models.filter((m) => m.state !== 'LOADING').map((m) => sample('warmserve_model_weight_bytes', m.bytes, { ...keyLabels(m.key), state: m.state })),
+    ]),
+    family('warmserve_cache_budget_bytes', 'gauge', 'Weight bytes the cache keeps before evicting idle models.', [
+      sample('warmserve_cache_budget_bytes', cache.options.budgetBytes),
+    ]),
+    family('warmserve_tfjs_tensors', 'gauge', 'Tensors tf.js holds in this isolate (tf.memory().numTensors).', [sample('warmserve_tfjs_tensors', numTensors)]),
+    family('warmserve_tfjs_bytes', 'gauge', 'Bytes of tensor data tf.js holds in this isolate (tf.memory().numBytes).', [sample('warmserve_tfjs_bytes', numBytes)]),
+  ]
+  return c.body(`${body.join('\n')}\n`, 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' })
+})

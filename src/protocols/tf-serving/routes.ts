@@ -1,0 +1,224 @@
+/**
+ * @module protocols/tf-serving/routes — TF Serving's REST API, so its clients work unchanged.
+ * @see https://www.tensorflow.org/tfx/serving/api_rest
+ */
+import { Hono } from 'hono'
+import type { Context } from 'hono'
+import { readJson } from '../../http/body'
+import { readConfig } from '../../config'
+import { badRequest, ModelUnavailableError, notFound } from '../../errors'
+import { openRepository } from '../../models'
+import type { Rejection } from '../../repository/pointer'
+import type { Selector } from '../../repository/repository'
+import { DEFAULT_SIGNATURE, dtypeToTensorFlow } from '../../runtime/signature'
+import type { Signature, TensorSpec } from '../../runtime/signature'
+import { tf } from '../../runtime/tf'
+import { parseBody, PredictRequest } from '../schemas'
+import { requestLimits, tensorFromJSON, tensorToJSON } from '../tensors'
+import type { RequestLimits } from '../tensors'
+import { spec } from '../../http/openapi'
+import { checkInputNames, methodNotAllowed, outputNames, parseLabel, parseVersion, setModelHeaders, waitUntilOf, withModel } from '../../http/common'
+import type { AppEnv } from '../../http/common'
+
+type Ctx = Context<AppEnv>
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+
+/** Splits `iris:predict` into the model name and its verb. */
+function splitVerb(segment: string): { name: string; verb?: string } {
+  const at = segment.lastIndexOf(':')
+  return at === -1 ? { name: segment } : { name: segment.slice(0, at), verb: segment.slice(at + 1) }
+}
+
+/** How a path names the version: `versions/{v}`, `labels/{l}`, or not at all (the default version). */
+type Pick = { kind: 'versions' | 'labels'; segment: string } | undefined
+
+function selectorOf(pick: Pick): Selector {
+  if (!pick) return {}
+  return pick.kind === 'versions' ? { version: parseVersion(pick.segment) } : { label: parseLabel(pick.segment) }
+}
+
+// ===== Status =====
+
+/** A rejected R2 candidate, as TF Serving reports a version that will not load. */
+const rejectedStatus = (version: string, rejection: Rejection) => ({
+  version,
+  state: 'END',
+  status: { error_code: 'FAILED_PRECONDITION', error_message: `rejected by validation: ${rejection.reason}` },
+})
+
+async function status(c: Ctx, name: string, pick?: Pick) {
+  const verb = splitVerb(pick?.segment ?? name).verb
+  if (verb !== undefined) {
+    if (verb === 'predict') return methodNotAllowed('POST')(c)
+    throw notFound(`no route for GET ${new URL(c.req.url).pathname}`)
+  }
+  const selector = selectorOf(pick)
+  const repository = await openRepository(c.env, readConfig(c.env), waitUntilOf(c))
+  const rejected = repository.rejected(name)
+  if (selector.version !== undefined && !repository.versions(name).includes(selector.version)) {
+    const rejection = rejected[String(selector.version)]
+    if (rejection) return c.json({ model_version_status: [rejectedStatus(String(selector.version), rejection)] })
+  }
+  const target = repository.resolve(name, selector)
+  const version = String(target.version)
+  // Without a version in the path, the status also lists R2 candidates that were refused, with why.
+  const refused = pick ? [] : Object.entries(rejected).map(([v, r]) => rejectedStatus(v, r))
+  try {
+    return await withModel(c, name, { version: target.version }, async () =>
+      c.json({ model_version_status: [{ version, state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } }, ...refused] }),
+    )
+  } catch (error) {
+    // TF Serving reports a version that failed to load as END with its error, not as an HTTP error.
+    if (!(error instanceof ModelUnavailableError)) throw error
+    return c.json(
+      { model_version_status: [{ version, state: 'END', status: { error_code: 'UNAVAILABLE', error_message: error.message } }, ...refused] },
+      200,
+      error.headers,
+    )
+  }
+}
+
+// ===== Metadata =====
+
+function tensorInfo(spec: TensorSpec) {
+  return {
+    dtype: dtypeToTensorFlow(spec.dtype),
+    tensor_shape:
+      spec.shape === null
+        ? { dim: [], unknown_rank: true }
+        : { dim: spec.shape.map((size) => ({ size: String(size), name: '' })), unknown_rank: false },
+    name: spec.tensorName,
+  }
+}
+
+/** The signature in TF Serving's `signature_def` shape (int64 sizes as strings, as proto JSON has them). */
+export function signatureDef(signature: Signature) {
+  return {
+    inputs: Object.fromEntries(signature.inputs.map((s) => [s.name, tensorInfo(s)])),
+    outputs: Object.fromEntries(signature.outputs.map((s) => [s.name, tensorInfo(s)])),
+    method_name: 'tensorflow/serving/predict',
+  }
+}
+
+async function metadata(c: Ctx, name: string, pick?: Pick) {
+  return withModel(c, name, selectorOf(pick), async ({ target, lease }) =>
+    c.json({
+      model_spec: { name, signature_name: '', version: String(target.version) },
+      metadata: { signature_def: { signature_def: { [DEFAULT_SIGNATURE]: signatureDef(lease.model.signature) } } },
+    }),
+  )
+}
+
+// ===== Predict =====
+
+function namedValues(signature: Signature, value: Record<string, unknown>, where: string): Map<TensorSpec, unknown> {
+  checkInputNames(signature, Object.keys(value), where)
+  return new Map(signature.inputs.map((s) => [s, value[s.name]]))
+}
+
+/** Row format: one entry per batch row, a bare value or an object keyed by input name. */
+function rowFeeds(signature: Signature, instances: unknown[], limits: RequestLimits): Map<TensorSpec, [unknown, string]> {
+  if (instances.length > limits.maxBatch) {
+    throw badRequest(`'instances' has ${instances.length} rows, more than the limit of ${limits.maxBatch} (${limits.batchRule})`)
+  }
+  const named = isObject(instances[0])
+  if (!named) {
+    if (signature.inputs.length !== 1) {
+      throw badRequest(`the model has ${signature.inputs.length} inputs, so each of 'instances' must be an object keyed by input name`)
+    }
+    return new Map([[signature.inputs[0]!, [instances, 'instances']]])
+  }
+  const columns = new Map(signature.inputs.map((s): [TensorSpec, unknown[]] => [s, []]))
+  instances.forEach((instance, i) => {
+    if (!isObject(instance)) throw badRequest(`instances[${i}]: expected an object keyed by input name like instances[0], got ${JSON.stringify(instance)?.slice(0, 40)}`)
+    for (const [spec, value] of namedValues(signature, instance, `instances[${i}]`)) columns.get(spec)!.push(value)
+  })
+  return new Map([...columns].map(([spec, values]) => [spec, [values, `instances[*]['${spec.name}']`]]))
+}
+
+/** Columnar format: the whole tensor per input, batch dimension included. */
+function columnarFeeds(signature: Signature, inputs: unknown): Map<TensorSpec, [unknown, string]> {
+  if (!isObject(inputs)) {
+    if (signature.inputs.length !== 1) {
+      throw badRequest(`the model has ${signature.inputs.length} inputs, so 'inputs' must be an object keyed by input name`)
+    }
+    return new Map([[signature.inputs[0]!, [inputs, 'inputs']]])
+  }
+  return new Map([...namedValues(signature, inputs, 'inputs')].map(([spec, value]) => [spec, [value, `inputs['${spec.name}']`]]))
+}
+
+async function predictionsJSON(names: string[], outputs: Record<string, tf.Tensor>, rows: boolean) {
+  const values = await Promise.all(names.map((name) => tensorToJSON(outputs[name]!)))
+  if (names.length === 1) return values[0]
+  if (!rows) return Object.fromEntries(names.map((name, i) => [name, values[i]]))
+  // Row format with several outputs: one object per row, which needs every output to share the batch.
+  const batch = (values[0] as unknown[]).length
+  if (!values.every((v) => Array.isArray(v) && v.length === batch)) {
+    throw badRequest("the model's outputs differ in batch size; use the columnar format ('inputs')")
+  }
+  return Array.from({ length: batch }, (_, row) => Object.fromEntries(names.map((name, i) => [name, (values[i] as unknown[])[row]])))
+}
+
+async function predict(c: Ctx, name: string, pick?: Pick) {
+  const selector = selectorOf(pick)
+  const config = readConfig(c.env)
+  const body = parseBody(PredictRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+  if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
+    throw badRequest(`signature '${body.signature_name}' not found; the model serves '${DEFAULT_SIGNATURE}'`)
+  }
+  return withModel(c, name, selector, async (held) => {
+    const signature = held.lease.model.signature
+    const limits = requestLimits(config, held.target)
+    const names = outputNames(held)
+    const rows = body.instances !== undefined
+    const plan = rows ? rowFeeds(signature, body.instances!, limits) : columnarFeeds(signature, body.inputs)
+    const feeds: Record<string, tf.Tensor> = {}
+    let outputs: Record<string, tf.Tensor> = {}
+    try {
+      for (const [spec, [value, where]] of plan) feeds[spec.name] = tensorFromJSON(spec, value, where, limits, name)
+      const started = Date.now()
+      outputs = await held.lease.model.run(feeds)
+      const inferMs = Date.now() - started
+      const result = await predictionsJSON(names, outputs, rows)
+      setModelHeaders(c, held, inferMs)
+      return c.json(rows ? { predictions: result } : { outputs: result })
+    } finally {
+      tf.dispose(feeds)
+      tf.dispose(outputs)
+    }
+  })
+}
+
+// ===== Routes =====
+
+const versions = (c: Ctx): Pick => ({ kind: 'versions', segment: c.req.param('version')! })
+const labels = (c: Ctx): Pick => ({ kind: 'labels', segment: c.req.param('label')! })
+
+export const tfServing = new Hono<AppEnv>()
+  .get('/v1/models/:name', spec.tfStatus, (c) => status(c, c.req.param('name')))
+  .get('/v1/models/:name/versions/:version', spec.tfStatusVersion, (c) => status(c, c.req.param('name'), versions(c)))
+  .get('/v1/models/:name/labels/:label', spec.tfStatusLabel, (c) => status(c, c.req.param('name'), labels(c)))
+  .get('/v1/models/:name/metadata', spec.tfMetadata, (c) => metadata(c, c.req.param('name')))
+  .get('/v1/models/:name/versions/:version/metadata', spec.tfMetadataVersion, (c) => metadata(c, c.req.param('name'), versions(c)))
+  .get('/v1/models/:name/labels/:label/metadata', spec.tfMetadataLabel, (c) => metadata(c, c.req.param('name'), labels(c)))
+  .post('/v1/models/:target', spec.tfPredict, (c) => predictRoute(c, c.req.param('target')))
+  .post('/v1/models/:name/versions/:version', spec.tfPredictVersion, (c) => predictRoute(c, c.req.param('name'), versions(c)))
+  .post('/v1/models/:name/labels/:label', spec.tfPredictLabel, (c) => predictRoute(c, c.req.param('name'), labels(c)))
+  .all('/v1/models/:name/metadata', methodNotAllowed('GET'))
+  .all('/v1/models/:name/versions/:version/metadata', methodNotAllowed('GET'))
+  .all('/v1/models/:name/labels/:label/metadata', methodNotAllowed('GET'))
+  .all('/v1/models/:target', methodNotAllowed('GET, POST'))
+  .all('/v1/models/:name/versions/:version', methodNotAllowed('GET, POST'))
+  .all('/v1/models/:name/labels/:label', methodNotAllowed('GET, POST'))
+
+/**
+ * POST on `{name}:predict`, or on `versions/{v}:predict` / `labels/{l}:predict`: the verb ends the
+ * last path segment, which is the model's name, or the version or label when `pick` says so.
+ */
+function predictRoute(c: Ctx, model: string, pick?: Pick) {
+  const { name: last, verb } = splitVerb(pick?.segment ?? model)
+  if (verb === undefined) return methodNotAllowed('GET')(c)
+  if (verb !== 'predict') throw notFound(`':${verb}' is not supported; warmserve serves ':predict'`)
+  return pick === undefined ? predict(c, last) : predict(c, model, { kind: pick.kind, segment: last })
+}

@@ -1,0 +1,124 @@
+/**
+ * @module protocols/v2/binary — the Open Inference Protocol's binary tensor data extension.
+ *
+ * A request with `Inference-Header-Content-Length: N` carries its JSON inference header in the
+ * first N bytes and raw tensor bytes after it, in the order of the inputs that say
+ * `parameters.binary_data_size`. Outputs come back the same way when asked for. Raw bytes skip
+ * JSON number parsing entirely, which is most of the work for an image.
+ * @see https://github.com/kserve/open-inference-protocol/blob/main/specification/protocol/binary_data_extension.md
+ */
+import { parseJson, readBytes } from '../../http/body'
+import type { Datatype } from '../datatypes'
+import { badRequest } from '../../errors'
+
+export const HEADER_LENGTH = 'Inference-Header-Content-Length'
+
+/** Bytes per element of each datatype with a fixed size (BYTES has none). */
+const ELEMENT_BYTES: Partial<Record<Datatype, number>> = {
+  BOOL: 1, UINT8: 1, INT8: 1, UINT16: 2, INT16: 2, FP16: 2, UINT32: 4, INT32: 4, FP32: 4, UINT64: 8, INT64: 8, FP64: 8,
+}
+
+/** A request body: its JSON inference header, and the raw bytes after it when it has any. */
+export interface InferBody {
+  header: unknown
+  binary?: Uint8Array
+}
+
+/** Reads an inference request, JSON or binary (when `Inference-Header-Content-Length` is set). */
+export async function readInferBody(request: Request, maxBytes: number, readJson: () => Promise<unknown>): Promise<InferBody> {
+  const declared = request.headers.get(HEADER_LENGTH)
+  if (declared === null) return { header: await readJson() }
+  const bytes = await readBytes(request, maxBytes)
+  const length = Number(declared)
+  if (!/^\d+$/.test(declared.trim()) || length > bytes.byteLength) {
+    throw badRequest(`${HEADER_LENGTH} is '${declared}' but the body has ${bytes.byteLength} bytes`)
+  }
+  return { header: parseJson(bytes.subarray(0, length), 'inference header'), binary: bytes.subarray(length) }
+}
+
+/** Half-precision bits to a number (IEEE 754 binary16). */
+function fromHalf(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1
+  const exponent = (bits >> 10) & 0x1f
+  const fraction = bits & 0x3ff
+  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024)
+  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity
+  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024)
+}
+
+/**
+ * Reads `count` elements of `datatype` from little-endian raw bytes (the extension's byte order,
+ * which is also every Workers host's, so typed arrays read them as they are).
+ * Non-finite floats and booleans other than 0 and 1 are refused here, as JSON cannot carry them.
+ */
+export function decodeBinary(datatype: Datatype, bytes: Uint8Array, count: number, where: string): ArrayLike<number | boolean> {
+  const size = ELEMENT_BYTES[datatype]
+  if (size === undefined) throw badRequest(`${where}: binary data of datatype ${datatype} is not supported`)
+  if (bytes.byteLength !== count * size) {
+    throw badRequest(`${where}: shape holds ${count} elements of ${size} bytes (${count * size}) but binary_data_size is ${bytes.byteLength}`)
+  }
+  // A copy, so the view is aligned whatever the offset of this tensor in the body.
+  const buffer = bytes.slice().buffer
+  let values: ArrayLike<number | boolean>
+  switch (datatype) {
+    case 'BOOL': {
+      const raw = new Uint8Array(buffer)
+      const bad = raw.findIndex((b) => b > 1)
+      if (bad !== -1) throw badRequest(`${where}[${bad}]: BOOL bytes must be 0 or 1, got ${raw[bad]}`)
+      values = Array.from(raw, (b) => b === 1)
+      break
+    }
+    case 'UINT8': values = new Uint8Array(buffer); break
+    case 'INT8': values = new Int8Array(buffer); break
+    case 'UINT16': values = new Uint16Array(buffer); break
+    case 'INT16': values = new Int16Array(buffer); break
+    case 'FP16': values = Array.from(new Uint16Array(buffer), fromHalf); break
+    case 'UINT32': values = new Uint32Array(buffer); break
+    case 'INT32': values = new Int32Array(buffer); break
+    case 'FP32': values = new Float32Array(buffer); break
+    case 'FP64': values = new Float64Array(buffer); break
+    // Beyond 2^53 a Number is not exact; the datatype check then refuses it as out of range.
+    case 'UINT64': values = Array.from(new BigUint64Array(buffer), Number); break
+    case 'INT64': values = Array.from(new BigInt64Array(buffer), Number); break
+    default: throw badRequest(`${where}: binary data of datatype ${datatype} is not supported`)
+  }
+  if (datatype.startsWith('FP')) {
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i])) throw badRequest(`${where}[${i}]: ${values[i]} is not a finite number`)
+    }
+  }
+  return values
+}
+
+/** Splits the bytes after the header among the inputs that declare `binary_data_size`, in order. */
+export function splitBinary(sizes: (number | undefined)[], binary: Uint8Array | undefined): (Uint8Array | undefined)[] {
+  let offset = 0
+  const parts = sizes.map((size, i) => {
+    if (size === undefined) return undefined
+    if (!binary || offset + size > binary.byteLength) {
+      throw badRequest(`inputs[${i}]: binary_data_size ${size} runs past the ${binary?.byteLength ?? 0} bytes after the inference header`)
+    }
+    const part = binary.subarray(offset, offset + size)
+    offset += size
+    return part
+  })
+  if (binary && offset !== binary.byteLength) {
+    throw badRequest(`${binary.byteLength - offset} bytes after the inference header belong to no input (binary_data_size adds up to ${offset})`)
+  }
+  return parts
+}
+
+/** Builds a binary response: the JSON header, then each output's raw bytes, in order. */
+export function binaryResponse(header: unknown, parts: Uint8Array[], headers: Headers): Response {
+  const json = new TextEncoder().encode(JSON.stringify(header))
+  const body = new Uint8Array(json.byteLength + parts.reduce((n, p) => n + p.byteLength, 0))
+  body.set(json, 0)
+  let offset = json.byteLength
+  for (const part of parts) {
+    body.set(part, offset)
+    offset += part.byteLength
+  }
+  headers.set('Content-Type', 'application/octet-stream')
+  headers.set(HEADER_LENGTH, String(json.byteLength))
+  return new Response(body, { headers })
+}

@@ -1,0 +1,178 @@
+/**
+ * @module protocols/v2/routes — the Open Inference Protocol (KServe v2) over HTTP/REST, spoken by Triton,
+ * KServe, MLServer and Seldon clients.
+ * @see https://github.com/kserve/open-inference-protocol/blob/main/specification/protocol/inference_rest.md
+ */
+import { Hono } from 'hono'
+import type { Context } from 'hono'
+import { z } from 'zod'
+import { readJson } from '../../http/body'
+import { binaryResponse, decodeBinary, readInferBody, splitBinary } from './binary'
+import { readConfig } from '../../config'
+import { converter, datatypeOf } from '../datatypes'
+import { badRequest, ModelUnavailableError } from '../../errors'
+import { cacheKey, modelCache, openRepository } from '../../models'
+import type { Servable } from '../../runtime/servable'
+import type { TensorSpec } from '../../runtime/signature'
+import { tf } from '../../runtime/tf'
+import { InferRequest, parseBody, RepositoryIndexRequest } from '../schemas'
+import type { RequestInput } from '../schemas'
+import { flatten, makeTensor, requestLimits, spendElements } from '../tensors'
+import type { RequestLimits } from '../tensors'
+import { spec } from '../../http/openapi'
+import { checkInputNames, methodNotAllowed, outputNames, parseVersion, setModelHeaders, waitUntilOf, withModel } from '../../http/common'
+import type { AppEnv } from '../../http/common'
+
+type Ctx = Context<AppEnv>
+
+const platformOf = (servable: Servable) => `tensorflowjs_${servable.format.replace('-', '_')}`
+
+const tensorMetadata = (spec: TensorSpec) => ({ name: spec.name, datatype: datatypeOf(spec.dtype), shape: spec.shape ?? [-1] })
+
+async function modelMetadata(c: Ctx, name: string, version?: string) {
+  const versions = (await openRepository(c.env, readConfig(c.env), waitUntilOf(c))).served(name).map(String)
+  return withModel(c, name, { version: parseVersion(version) }, async ({ target, lease }) =>
+    c.json({
+      name,
+      versions,
+      platform: platformOf(lease.model),
+      inputs: lease.model.signature.inputs.map(tensorMetadata),
+      outputs: lease.model.signature.outputs.map(tensorMetadata),
+      ...(target.config.description !== undefined ? { parameters: { description: target.config.description } } : {}),
+    }),
+  )
+}
+
+async function modelReady(c: Ctx, name: string, version?: string) {
+  try {
+    return await withModel(c, name, { version: parseVersion(version) }, async () => c.json({ name, ready: true }))
+  } catch (error) {
+    if (!(error instanceof ModelUnavailableError)) throw error
+    return c.json({ name, ready: false, error: error.message }, 503, error.headers)
+  }
+}
+
+/**
+ * Builds one input tensor from `data` (flat, row-major, or nested) or from its raw bytes after the
+ * inference header, checked against `shape` and the signature.
+ */
+function inputTensor(spec: TensorSpec, input: z.infer<typeof RequestInput>, raw: Uint8Array | undefined, limits: RequestLimits, model: string): tf.Tensor {
+  const where = `input '${input.name}'`
+  const count = input.shape.reduce((n, d) => n * d, 1)
+  let values: ArrayLike<unknown>
+  if (raw) {
+    if (input.data !== undefined) throw badRequest(`${where}: send data or binary_data_size, not both`)
+    spendElements(limits.elements, count, where)
+    values = decodeBinary(input.datatype, raw, count, `${where} binary data`)
+  } else {
+    if (input.data === undefined) throw badRequest(`${where}: data is required (or parameters.binary_data_size with the bytes after the inference header)`)
+    const flat = flatten(input.data, `${where} data`, limits.elements)
+    if (flat.values.length !== count) {
+      throw badRequest(`${where}: shape [${input.shape.join(', ')}] holds ${count} elements but data has ${flat.values.length}`)
+    }
+    if (flat.shape.length > 1 && flat.shape.join() !== input.shape.join()) {
+      throw badRequest(`${where}: nested data has shape [${flat.shape.join(', ')}] but shape says [${input.shape.join(', ')}]`)
+    }
+    values = flat.values
+  }
+  const convert = converter(input.datatype, spec.dtype, where)
+  return makeTensor(spec, { shape: input.shape, values }, `${where} data`, convert, limits, model)
+}
+
+/** The raw little-endian bytes of a tensor, for a binary output (bools one byte each). */
+async function tensorBytes(tensor: tf.Tensor): Promise<Uint8Array> {
+  const data = await tensor.data()
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+}
+
+async function infer(c: Ctx, name: string, version?: string) {
+  const config = readConfig(c.env)
+  const { header, binary } = await readInferBody(c.req.raw, config.MAX_BODY_BYTES, () => readJson(c.req.raw, config.MAX_BODY_BYTES))
+  const body = parseBody(InferRequest, header)
+  const raws = splitBinary(body.inputs.map((i) => i.parameters?.binary_data_size), binary)
+  return withModel(c, name, { version: parseVersion(version) }, async (held) => {
+    const { signature } = held.lease.model
+    const specs = new Map(signature.inputs.map((s) => [s.name, s]))
+    checkInputNames(signature, body.inputs.map((i) => i.name))
+    const wanted = outputNames(held, body.outputs?.map((o) => o.name))
+    const binaryOut = new Set(
+      wanted.filter((o) => body.outputs?.find((r) => r.name === o)?.parameters?.binary_data ?? body.parameters?.binary_data_output ?? false),
+    )
+    const limits = requestLimits(config, held.target)
+    const feeds: Record<string, tf.Tensor> = {}
+    let results: Record<string, tf.Tensor> = {}
+    try {
+      body.inputs.forEach((input, i) => (feeds[input.name] = inputTensor(specs.get(input.name)!, input, raws[i], limits, name)))
+      const started = Date.now()
+      results = await held.lease.model.run(feeds)
+      const inferMs = Date.now() - started
+      const parts: Uint8Array[] = []
+      const outputs = []
+      for (const output of wanted) {
+        const tensor = results[output]!
+        const described = { name: output, datatype: datatypeOf(tensor.dtype as TensorSpec['dtype']), shape: tensor.shape }
+        if (binaryOut.has(output)) {
+          const bytes = await tensorBytes(tensor)
+          parts.push(bytes)
+          outputs.push({ ...described, parameters: { binary_data_size: bytes.byteLength } })
+        } else {
+          outputs.push({ ...described, data: Array.from(await tensor.data(), (v) => (tensor.dtype === 'bool' ? v === 1 : v)) })
+        }
+      }
+      setModelHeaders(c, held, inferMs)
+      const response = { model_name: name, model_version: String(held.target.version), ...(body.id !== undefined ? { id: body.id } : {}), outputs }
+      return parts.length > 0 ? binaryResponse(response, parts, new Headers(c.res.headers)) : c.json(response)
+    } finally {
+      tf.dispose(feeds)
+      tf.dispose(results)
+    }
+  })
+}
+
+/** A served version's state in this isolate, as Triton's repository index reports it. */
+function versionState(status: ReturnType<ReturnType<typeof modelCache>['status']>): { state: 'READY' | 'LOADING' | 'UNAVAILABLE'; reason?: string } {
+  if (status?.state === 'AVAILABLE') return { state: 'READY' }
+  if (status?.state === 'LOADING') return { state: 'LOADING' }
+  if (status?.state === 'FAILED') return { state: 'UNAVAILABLE', reason: status.message }
+  return { state: 'UNAVAILABLE', reason: 'not loaded in this isolate; loads on first use' }
+}
+
+/**
+ * Triton's repository index (its model repository extension): every served version of every model,
+ * with its state in this isolate. The body is optional; `{"ready": true}` lists only loaded versions.
+ */
+async function repositoryIndex(c: Ctx) {
+  const config = readConfig(c.env)
+  // Triton's clients may send no body at all: that is an empty request, not malformed JSON.
+  const empty = c.req.raw.body === null || c.req.header('content-length') === '0'
+  const body = empty ? {} : parseBody(RepositoryIndexRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+  const repository = await openRepository(c.env, config, waitUntilOf(c))
+  const cache = modelCache(config)
+  const entries = repository.names().flatMap((name) => {
+    try {
+      return repository.served(name).map((v) => ({ name, version: String(v), ...versionState(cache.status(cacheKey(name, v))) }))
+    } catch (error) {
+      // A model whose config.json or version policy is broken is listed, with the reason it cannot serve.
+      return [{ name, version: '', state: 'UNAVAILABLE' as const, reason: (error as Error).message }]
+    }
+  })
+  return c.json(body.ready ? entries.filter((e) => e.state === 'READY') : entries)
+}
+
+export const v2 = new Hono<AppEnv>()
+  .get('/v2', spec.v2Server, (c) => c.json({ name: 'warmserve', version: '0.1.0', extensions: ['binary_tensor_data'] }))
+  .get('/v2/models/:name', spec.v2Metadata, (c) => modelMetadata(c, c.req.param('name')))
+  .get('/v2/models/:name/versions/:version', spec.v2MetadataVersion, (c) => modelMetadata(c, c.req.param('name'), c.req.param('version')))
+  .get('/v2/models/:name/ready', spec.v2Ready, (c) => modelReady(c, c.req.param('name')))
+  .get('/v2/models/:name/versions/:version/ready', spec.v2ReadyVersion, (c) => modelReady(c, c.req.param('name'), c.req.param('version')))
+  .post('/v2/models/:name/infer', spec.v2Infer, (c) => infer(c, c.req.param('name')))
+  .post('/v2/models/:name/versions/:version/infer', spec.v2InferVersion, (c) => infer(c, c.req.param('name'), c.req.param('version')))
+  .post('/v2/repository/index', spec.repositoryIndex, (c) => repositoryIndex(c))
+  .all('/v2', methodNotAllowed('GET'))
+  .all('/v2/repository/index', methodNotAllowed('POST'))
+  .all('/v2/models/:name', methodNotAllowed('GET'))
+  .all('/v2/models/:name/versions/:version', methodNotAllowed('GET'))
+  .all('/v2/models/:name/ready', methodNotAllowed('GET'))
+  .all('/v2/models/:name/versions/:version/ready', methodNotAllowed('GET'))
+  .all('/v2/models/:name/infer', methodNotAllowed('POST'))
+  .all('/v2/models/:name/versions/:version/infer', methodNotAllowed('POST'))

@@ -1,0 +1,186 @@
+/**
+ * @module repository/follow — how a serving isolate follows the R2 pointer that the cron handler
+ * publishes (a cron event runs in some other isolate and cannot reach this one's cache).
+ *
+ * - The first request of an isolate reads the pointer (bounded by a timeout), since it decides
+ *   which versions exist. After that, a request that finds the pointer older than REFRESH_INTERVAL
+ *   starts a re-read in `waitUntil` and is itself served from what is already applied: refresh is
+ *   never on the request path. The re-read is conditional on the etag, so an unchanged pointer
+ *   costs one body-less R2 read.
+ * - A changed pointer is applied availability-preserving, model by model: where a version that a
+ *   default or a label resolved to is loaded here, its successor is loaded and warmed first (through
+ *   the cache); then the pointer switches; then the versions no longer addressed are dropped, and the
+ *   cache disposes each when its last lease ends.
+ * - R2 unreachable or slow, or a successor that fails to load: this isolate keeps serving what it
+ *   has, logs why, and tries again after the next interval.
+ */
+import { log } from '../log'
+import type { LoadResult, ModelCache } from '../cache'
+import { emptyPointer, readPointer } from './pointer'
+import type { Pointer, PointerRead } from './pointer'
+import { overlay, Repository } from './repository'
+import type { ResolvedVersion } from './repository'
+import { withTimeout } from './stores'
+
+/** Longest wait for the pointer: the first request of an isolate waits this long at most before serving bundled models. */
+export const POINTER_READ_TIMEOUT_MS = 2_000
+
+/** What following the pointer needs from the rest of the Worker; passed in, so no module reads a global env. */
+export interface RefreshDeps {
+  bucket: R2Bucket | undefined
+  /** The R2_MODELS var. */
+  allowed: '*' | Set<string>
+  intervalMs: number
+  cache: ModelCache
+  load: (target: ResolvedVersion) => Promise<LoadResult>
+  now?: () => number
+}
+
+/** This isolate's view of the pointer, for the admin API. */
+export interface RefreshStatus {
+  /** The pointer's etag as last applied in full; `null` before any pointer. */
+  etag: string | null
+  readAt: number
+  publishedAt: string | null
+  /** Why the last read or swap failed, if it did. */
+  lastError?: string
+  swaps: number
+}
+
+interface State extends RefreshStatus {
+  applied: Pointer
+  running?: Promise<void>
+}
+
+const fresh = (): State => ({ applied: emptyPointer(), etag: null, readAt: 0, publishedAt: null, swaps: 0 })
+let state: State = fresh()
+let memo: { base: Repository; applied: Pointer; allowed: '*' | Set<string>; repo: Repository } | undefined
+
+const cacheKey = (name: string, version: number) => `${name}/${version}`
+const enabled = (deps: RefreshDeps) => deps.bucket !== undefined && (deps.allowed === '*' || deps.allowed.size > 0)
+
+function merged(base: Repository, applied: Pointer, allowed: '*' | Set<string>): Repository {
+  if (memo?.base !== base || memo.applied !== applied || memo.allowed !== allowed) {
+    memo = { base, applied, allowed, repo: new Repository(overlay(base.index, applied, allowed)) }
+  }
+  return memo.repo
+}
+
+/**
+ * The repository as this isolate serves it now: the bundled index `base` with the applied pointer
+ * over it. Starts a re-read in `waitUntil` when the pointer is due; waits only on an isolate's first read.
+ */
+export async function servingRepository(base: Repository, deps: RefreshDeps, waitUntil?: (p: Promise<unknown>) => void): Promise<Repository> {
+  if (!enabled(deps)) return base
+  const now = (deps.now ?? Date.now)()
+  if (state.readAt === 0) await (state.running ?? start(base, deps))
+  else if (now - state.readAt >= deps.intervalMs && !state.running) waitUntil?.(start(base, deps))
+  return merged(base, state.applied, deps.allowed)
+}
+
+/** Re-reads the pointer now, whatever the interval, and applies it (cron, admin reload). */
+export async function refreshNow(base: Repository, deps: RefreshDeps): Promise<RefreshStatus> {
+  if (state.running) await state.running
+  if (enabled(deps)) await start(base, deps)
+  return refreshStatus()
+}
+
+function start(base: Repository, deps: RefreshDeps): Promise<void> {
+  state.readAt = (deps.now ?? Date.now)()
+  const running = (async () => {
+    let read: PointerRead | 'unchanged'
+    try {
+      read = await withTimeout(readPointer(deps.bucket!, state.etag), POINTER_READ_TIMEOUT_MS, 'R2 (reading the pointer)')
+    } catch (error) {
+      state.lastError = `pointer not read, serving what this isolate has: ${(error as Error).message}`
+      log('warn', 'refresh.pointer_unreadable', { error: (error as Error).message })
+      return
+    }
+    if (read !== 'unchanged') await apply(base, read, deps)
+  })().finally(() => {
+    if (state.running === running) state.running = undefined
+  })
+  state.running = running
+  return running
+}
+
+/** Every version a request without an explicit version can reach: the default, and each label's. */
+function addressed(repo: Repository, name: string): Map<string, number> {
+  const aliases = new Map<string, number>()
+  if (!repo.names().includes(name)) return aliases
+  try {
+    aliases.set('default', repo.resolve(name).version)
+  } catch {
+    return aliases // a broken config.json or version policy: requests get its 503, nothing to warm
+  }
+  for (const label of Object.keys(repo.config(name).version_labels ?? {})) {
+    try {
+      aliases.set(`label:${label}`, repo.resolve(name, { label }).version)
+    } catch {
+      // A label naming a version that does not exist (yet) addresses nothing.
+    }
+  }
+  return aliases
+}
+
+async function apply(base: Repository, read: PointerRead, deps: RefreshDeps): Promise<void> {
+  const { cache } = deps
+  const previouslyPublished = state.applied.publishedAt
+  const before = merged(base, state.applied, deps.allowed)
+  const next: Pointer = { ...read.pointer, models: { ...read.pointer.models } }
+  const after = new Repository(overlay(base.index, next, deps.allowed))
+  const outgoing: string[] = []
+  let complete = true
+  // Only models with a part in either pointer can change; bundled-only models stay as they are.
+  for (const name of new Set([...Object.keys(state.applied.models), ...Object.keys(next.models)])) {
+    try {
+      const was = addressed(before, name)
+      const will = addressed(after, name)
+      // Warm what takes over an alias whose version is warm here, before anyone is switched to it.
+      const incoming = [...will].filter(([alias, v]) => was.has(alias) && was.get(alias) !== v && cache.isAvailable(cacheKey(name, was.get(alias)!)))
+      for (const version of new Set(incoming.map(([, v]) => v))) {
+        const target = after.resolve(name, { version })
+        const started = Date.now()
+        const lease = await cache.acquire(cacheKey(name, version), target.entry.weightBytes, () => deps.load(target))
+        lease.release()
+        log('info', 'refresh.warmed', { model: cacheKey(name, version), ms: Date.now() - started })
+      }
+      const still = new Set(will.values())
+      outgoing.push(...[...new Set(was.values())].filter((v) => !still.has(v)).map((v) => cacheKey(name, v)))
+    } catch (error) {
+      // Keep this model as it was; the rest of the pointer still applies. The etag is not recorded,
+      // so the next interval tries again.
+      complete = false
+      const previous = state.applied.models[name]
+      if (previous) next.models[name] = previous
+      else delete next.models[name]
+      state.lastError = `${name}: kept the current version, the new one failed to load: ${(error as Error).message}`
+      log('error', 'refresh.swap_failed', { model: name, error: (error as Error).message })
+    }
+  }
+  state.applied = next
+  state.publishedAt = next.publishedAt
+  if (complete) {
+    state.etag = read.etag
+    state.lastError = undefined
+  }
+  for (const key of outgoing) {
+    if (cache.drop(key, 'no longer addressed after a refresh')) state.swaps++
+  }
+  // An empty bucket has no pointer, so every interval reads "nothing": say so only when something changed.
+  if (next.publishedAt !== previouslyPublished || outgoing.length > 0 || !complete) {
+    log('info', 'refresh.applied', { etag: read.etag, publishedAt: next.publishedAt, complete, retired: outgoing })
+  }
+}
+
+/** This isolate's view of the pointer. */
+export function refreshStatus(): RefreshStatus {
+  const { etag, readAt, publishedAt, lastError, swaps } = state
+  return { etag, readAt, publishedAt, swaps, ...(lastError ? { lastError } : {}) }
+}
+
+/** Forgets the applied pointer (tests). */
+export function resetRefresh(): void {
+  state = fresh()
+  memo = undefined
+}

@@ -1,0 +1,76 @@
+/** @module repository/model-files — a tf.io IOHandler that reads model.json and its weight shards from a ModelStore. */
+import type { ModelStore } from './stores'
+import { tf } from '../runtime/tf'
+
+/** Shards fetched at once: Workers allow six simultaneous outgoing connections. */
+const MAX_PARALLEL_SHARDS = 6
+
+const BYTES_PER_ELEMENT: Record<string, number> = {
+  float32: 4,
+  int32: 4,
+  bool: 1,
+  complex64: 8,
+  uint8: 1,
+  uint16: 2,
+  float16: 2,
+}
+
+/** The byte length a weight entry occupies in its shard, or `undefined` where it cannot be known (strings). */
+function expectedBytes(spec: tf.io.WeightsManifestEntry): number | undefined {
+  const dtype = spec.quantization?.dtype ?? spec.dtype
+  const size = BYTES_PER_ELEMENT[dtype]
+  return size === undefined ? undefined : spec.shape.reduce((n, d) => n * d, 1) * size
+}
+
+/** Resolves a shard path against the model's folder, refusing any that would leave it. */
+function shardPath(dir: string, path: string): string {
+  if (path.startsWith('/') || path.split('/').some((part) => part === '..' || part === '')) {
+    throw new Error(`weight shard path '${path}' leaves the model folder`)
+  }
+  return `${dir}/${path}`
+}
+
+async function readFile(store: ModelStore, path: string): Promise<ArrayBuffer> {
+  const bytes = await store.get(path)
+  if (bytes === null) throw new Error(`${path} is missing from ${store.description}`)
+  return bytes
+}
+
+/**
+ * Reads `<dir>/model.json` and its shards, in the manner of tfjs-node's file-system handler.
+ * The shards stay separate ArrayBuffers (WeightData allows a list), so nothing is copied.
+ * A shard shorter or longer than its manifest says fails the load with that reason.
+ */
+export function storeHandler(store: ModelStore, dir: string): Required<Pick<tf.io.IOHandler, 'load'>> {
+  return {
+    async load() {
+      const raw = await readFile(store, `${dir}/model.json`)
+      let json: tf.io.ModelJSON
+      try {
+        json = JSON.parse(new TextDecoder().decode(raw)) as tf.io.ModelJSON
+      } catch (error) {
+        throw new Error(`${dir}/model.json is not valid JSON: ${(error as Error).message}`)
+      }
+      if (typeof json !== 'object' || json === null || json.modelTopology == null || !Array.isArray(json.weightsManifest)) {
+        throw new Error(`${dir}/model.json has no modelTopology or weightsManifest: it is not a TF.js model`)
+      }
+      return tf.io.getModelArtifactsForJSON(json, async (manifest) => {
+        const specs = tf.io.getWeightSpecs(manifest)
+        const paths = manifest.flatMap((group) => group.paths.map((p) => shardPath(dir, p)))
+        const buffers: ArrayBuffer[] = []
+        for (let i = 0; i < paths.length; i += MAX_PARALLEL_SHARDS) {
+          buffers.push(...(await Promise.all(paths.slice(i, i + MAX_PARALLEL_SHARDS).map((p) => readFile(store, p)))))
+        }
+        const sizes = specs.map(expectedBytes)
+        if (sizes.every((n) => n !== undefined)) {
+          const expected = sizes.reduce((a, b) => a! + b!, 0)!
+          const actual = buffers.reduce((n, b) => n + b.byteLength, 0)
+          if (actual !== expected) {
+            throw new Error(`${dir}: weight shards hold ${actual} bytes but the manifest describes ${expected}`)
+          }
+        }
+        return [specs, buffers]
+      })
+    },
+  }
+}

@@ -1,0 +1,237 @@
+/**
+ * @module repository/publish — the cron side of refresh: find versions uploaded to the R2 bucket,
+ * validate each, and publish the outcome as the pointer that serving isolates follow.
+ *
+ * A version is a candidate once its `manifest.json` exists (publish-model writes it last). It is
+ * accepted only if every file the manifest lists is present with the recorded size and sha256, it
+ * builds, its warmup inference runs, and its signature matches the current version's unless the
+ * manifest declares the change. A rejected candidate is never published; its reason is, so the
+ * model's status shows it. Nothing validated here is served from here: the build is thrown away,
+ * and serving isolates load the version through their own caches.
+ */
+import { z } from 'zod'
+import { log } from '../log'
+import type { LoadResult, ModelCache } from '../cache'
+import { storeHandler } from './model-files'
+import { fileProblem, MANIFEST_FILE, VersionManifest } from './manifest'
+import { readPointer, writePointer } from './pointer'
+import type { Pointer, PointerModel, PublishedVersion } from './pointer'
+import { ModelConfig, overlay, Repository } from './repository'
+import type { ResolvedVersion } from './repository'
+import { buildServable } from '../runtime/servable'
+import { signatureChanges } from '../runtime/signature'
+import type { Signature } from '../runtime/signature'
+import { memoryStore, r2Store, withTimeout } from './stores'
+
+/** Candidates validated per cron run: each is fetched, hashed, built and warmed within one invocation's CPU and memory. */
+export const MAX_CANDIDATES_PER_RUN = 4
+/** Pages of an R2 listing read per prefix (1000 keys each): a bound, not an expected size. */
+const MAX_LIST_PAGES = 10
+/** Longest wait for one R2 call of the cron handler; a slow bucket fails this run, and the next run retries. */
+const R2_CALL_TIMEOUT_MS = 10_000
+/** Files fetched at once: Workers allow six simultaneous outgoing connections. */
+const MAX_PARALLEL_FILES = 6
+
+// As scripts/build-index.mjs names them.
+const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
+const VERSION = /^[1-9][0-9]{0,15}$/
+
+export interface PublishDeps {
+  bucket: R2Bucket
+  /** The bundled repository. */
+  base: Repository
+  /** The R2_MODELS var. */
+  allowed: '*' | Set<string>
+  /** The cron isolate's cache, to read the current version's signature. */
+  cache: ModelCache
+  load: (target: ResolvedVersion) => Promise<LoadResult>
+}
+
+/** What one run did. */
+export interface PublishReport {
+  accepted: string[]
+  rejected: { model: string; reason: string }[]
+  removed: string[]
+  /** Whether the pointer was written (only when something changed). */
+  published: boolean
+  errors: string[]
+}
+
+const r2 = <T>(promise: Promise<T>, what: string) => withTimeout(promise, R2_CALL_TIMEOUT_MS, `R2 (${what})`)
+
+/** Sub-folders and files directly under `prefix`. */
+async function listDir(bucket: R2Bucket, prefix: string): Promise<{ dirs: string[]; files: string[] }> {
+  const dirs: string[] = []
+  const files: string[] = []
+  let cursor: string | undefined
+  for (let page = 0; page < MAX_LIST_PAGES; page++) {
+    const listing = await r2(bucket.list({ prefix, delimiter: '/', ...(cursor ? { cursor } : {}) }), `listing ${prefix || '/'}`)
+    dirs.push(...listing.delimitedPrefixes.map((p) => p.slice(prefix.length, -1)))
+    files.push(...listing.objects.map((o) => o.key.slice(prefix.length)))
+    if (!listing.truncated) break
+    cursor = listing.cursor
+  }
+  return { dirs, files }
+}
+
+/** Validates one candidate; throws an Error whose message is the reason it is rejected. */
+async function validate(bucket: R2Bucket, name: string, version: number, current?: { version: number; signature: Signature }): Promise<PublishedVersion> {
+  const dir = `${name}/${version}`
+  const object = await r2(bucket.get(`${dir}/${MANIFEST_FILE}`), `reading ${dir}/${MANIFEST_FILE}`)
+  if (object === null) throw new Error(`${dir}/${MANIFEST_FILE} disappeared during validation`)
+  let raw: unknown
+  try {
+    raw = JSON.parse(await object.text())
+  } catch (error) {
+    throw new Error(`${dir}/${MANIFEST_FILE} is not valid JSON: ${(error as Error).message}`)
+  }
+  const parsed = VersionManifest.safeParse(raw)
+  if (!parsed.success) throw new Error(`${dir}/${MANIFEST_FILE} is invalid: ${z.prettifyError(parsed.error)}`)
+  const manifest = parsed.data
+  if (!manifest.files.some((f) => f.path === 'model.json')) throw new Error(`${dir}/${MANIFEST_FILE} lists no model.json`)
+
+  // Every file present, with the recorded size and hash, before anything is built from them.
+  const files = new Map<string, ArrayBuffer>()
+  const store = r2Store(bucket, R2_CALL_TIMEOUT_MS)
+  for (let i = 0; i < manifest.files.length; i += MAX_PARALLEL_FILES) {
+    await Promise.all(
+      manifest.files.slice(i, i + MAX_PARALLEL_FILES).map(async (file) => {
+        const bytes = await store.get(`${dir}/${file.path}`)
+        const problem = await fileProblem(dir, file, bytes)
+        if (problem) throw new Error(problem)
+        files.set(`${dir}/${file.path}`, bytes!)
+      }),
+    )
+  }
+  const artifacts = await storeHandler(memoryStore(files, 'the candidate'), dir).load()
+  const { servable, warmedUp } = await buildServable(artifacts)
+  try {
+    if (!warmedUp) log('warn', 'publish.warmup_skipped', { model: dir, reason: 'an input has unknown dimensions' })
+    if (current && !manifest.signature_change) {
+      const changes = signatureChanges(current.signature, servable.signature)
+      if (changes.length > 0) {
+        throw new Error(
+          `its signature differs from version ${current.version}: ${changes.join('; ')}; publish it with --signature-change if that is intended`,
+        )
+      }
+    }
+    return {
+      format: servable.format,
+      files: manifest.files,
+      weightBytes: servable.weightBytes,
+      totalBytes: manifest.files.reduce((n, f) => n + f.bytes, 0),
+      signature: servable.signature,
+      manifestEtag: object.etag,
+      validatedAt: new Date().toISOString(),
+    }
+  } finally {
+    servable.dispose()
+  }
+}
+
+/** The signature of the version a request without a version gets now, or `undefined` if there is none or it cannot load. */
+async function currentSignature(repo: Repository, name: string, deps: PublishDeps): Promise<{ version: number; signature: Signature } | undefined> {
+  if (!repo.names().includes(name)) return undefined
+  const target = repo.resolve(name)
+  if (target.entry.source === 'r2') return { version: target.version, signature: target.entry.signature as Signature }
+  try {
+    const lease = await deps.cache.acquire(`${name}/${target.version}`, target.entry.weightBytes, () => deps.load(target))
+    try {
+      return { version: target.version, signature: lease.model.signature }
+    } finally {
+      lease.release()
+    }
+  } catch (error) {
+    log('warn', 'publish.current_unloadable', { model: `${name}/${target.version}`, error: (error as Error).message })
+    return undefined
+  }
+}
+
+/** One model's part of the pointer, brought up to date with its folder in the bucket. */
+async function refreshModel(name: string, previous: PointerModel | undefined, pointer: Pointer, deps: PublishDeps, report: PublishReport, budget: { left: number }) {
+  const model: PointerModel = {
+    current: previous?.current ?? null,
+    versions: { ...previous?.versions },
+    rejected: { ...previous?.rejected },
+    ...(previous?.config !== undefined ? { config: previous.config } : {}),
+  }
+  const { dirs, files } = await listDir(deps.bucket, `${name}/`)
+  if (files.includes('config.json')) {
+    const object = await r2(deps.bucket.get(`${name}/config.json`), `reading ${name}/config.json`)
+    const checked = object && ModelConfig.safeParse(await object.json().catch(() => undefined))
+    if (checked?.success) model.config = checked.data
+    else report.errors.push(`${name}/config.json is invalid, kept the previous one${checked ? `: ${z.prettifyError(checked.error)}` : ''}`)
+  } else {
+    delete model.config
+  }
+  const versions = dirs.filter((d) => VERSION.test(d)).map(Number).sort((a, b) => a - b)
+  const etags = new Map<number, string>()
+  for (const version of versions) {
+    const head = await r2(deps.bucket.head(`${name}/${version}/${MANIFEST_FILE}`), `checking ${name}/${version}`)
+    if (head) etags.set(version, head.etag) // no manifest yet: an upload in progress, not a candidate
+  }
+  // A published version whose manifest is gone or changed was deleted or replaced: withdraw it.
+  for (const key of Object.keys(model.versions)) {
+    if (etags.get(Number(key)) !== model.versions[key]!.manifestEtag) {
+      delete model.versions[key]
+      report.removed.push(`${name}/${key}`)
+    }
+  }
+  for (const key of Object.keys(model.rejected)) if (!etags.has(Number(key))) delete model.rejected[key]
+
+  for (const [version, etag] of etags) {
+    const key = String(version)
+    if (model.versions[key] || model.rejected[key]?.manifestEtag === etag) continue
+    if (budget.left <= 0) break
+    budget.left--
+    try {
+      if (deps.base.names().includes(name) && deps.base.versions(name).includes(version)) {
+        throw new Error(`version ${version} is bundled in the static assets; publish under another number`)
+      }
+      const repo = new Repository(overlay(deps.base.index, { ...pointer, models: { ...pointer.models, [name]: model } }, deps.allowed))
+      const current = await currentSignature(repo, name, deps)
+      model.versions[key] = await validate(deps.bucket, name, version, current)
+      delete model.rejected[key]
+      report.accepted.push(`${name}/${key}`)
+      log('info', 'publish.accepted', { model: `${name}/${key}` })
+    } catch (error) {
+      const reason = (error as Error).message
+      model.rejected[key] = { reason, manifestEtag: etag, at: new Date().toISOString() }
+      report.rejected.push({ model: `${name}/${key}`, reason })
+      log('warn', 'publish.rejected', { model: `${name}/${key}`, reason })
+    }
+  }
+  const numbers = Object.keys(model.versions).map(Number)
+  model.current = numbers.length > 0 ? Math.max(...numbers) : null
+  return model
+}
+
+const comparable = (pointer: Pointer) => JSON.stringify(pointer.models, (key, value) => (key === 'at' || key === 'validatedAt' ? undefined : value))
+
+/**
+ * One pass: validate what is new in the bucket and write the pointer if anything changed.
+ * @throws when the bucket cannot be listed or the pointer read or written; the pointer is then untouched
+ */
+export async function publishVersions(deps: PublishDeps): Promise<PublishReport> {
+  const report: PublishReport = { accepted: [], rejected: [], removed: [], published: false, errors: [] }
+  const read = await r2(readPointer(deps.bucket), 'reading the pointer').catch((error: Error) => {
+    // A pointer that cannot be parsed is rebuilt from the bucket: every version is validated again.
+    if (!/is invalid/.test(error.message)) throw error
+    report.errors.push(error.message)
+    return undefined
+  })
+  const previous = read === undefined || read === 'unchanged' ? undefined : read.pointer
+  const next: Pointer = { schema: 1, publishedAt: new Date().toISOString(), models: {} }
+  const names = (await listDir(deps.bucket, '')).dirs.filter((n) => MODEL_NAME.test(n) && (deps.allowed === '*' || deps.allowed.has(n)))
+  const budget = { left: MAX_CANDIDATES_PER_RUN }
+  for (const name of names.sort()) {
+    const model = await refreshModel(name, previous?.models[name], next, deps, report, budget)
+    if (Object.keys(model.versions).length + Object.keys(model.rejected).length > 0 || model.config !== undefined) next.models[name] = model
+  }
+  if (previous === undefined || comparable(previous) !== comparable(next)) {
+    await r2(writePointer(deps.bucket, next), 'writing the pointer')
+    report.published = true
+  }
+  log(report.rejected.length || report.errors.length ? 'warn' : 'info', 'publish.done', { ...report })
+  return report
+}

@@ -1,0 +1,226 @@
+/** @module repository/repository — the index of models and versions, and resolving a request to one version. */
+import { z } from 'zod'
+import { ModelUnavailableError, notFound } from '../errors'
+import type { ManifestFile } from './manifest'
+import type { Pointer, Rejection } from './pointer'
+import type { ModelFormat } from '../runtime/servable'
+import type { ModelStore } from './stores'
+
+/** Written by scripts/build-index.mjs at the root of the model repository. */
+export const INDEX_FILE = '_index.json'
+
+/** Where a version's files are: the bundled static assets, or the R2 bucket. */
+export type VersionSource = 'assets' | 'r2'
+
+export interface VersionEntry {
+  format: ModelFormat
+  /** Bundled versions have sizes only; R2 versions also their sha256, checked on every load. */
+  files: ({ path: string; bytes: number } | ManifestFile)[]
+  weightBytes: number
+  totalBytes: number
+  signature: unknown
+  /** Absent in _index.json, which lists only bundled versions. */
+  source?: VersionSource
+}
+
+// Label names as TF Serving allows them, so they are safe in a URL path.
+const LABEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
+
+/** Longest a batch may wait for company: past a second, a queue is a latency bug, not a batch. */
+export const MAX_QUEUE_DELAY_MS = 1000
+
+/**
+ * A model's optional `config.json`, beside its version folders. Every field is optional.
+ * Unknown fields are refused, so a typo cannot silently switch a limit off.
+ */
+export const ModelConfig = z.strictObject({
+  /** A human description, shown in the model's metadata. */
+  description: z.string().optional(),
+  /** Rows per request for this model; the Worker's MAX_BATCH_SIZE still applies if lower. */
+  max_batch_size: z.int().positive().optional(),
+  /** Outputs returned when a request names none. */
+  default_outputs: z.array(z.string()).min(1).optional(),
+  /** Allowed value range per input name. */
+  input_limits: z.record(z.string(), z.strictObject({ min: z.number().optional(), max: z.number().optional() })).optional(),
+  /**
+   * Which versions are served, as TF Serving's model_version_policy: `{"latest": {}}` (the default)
+   * serves every version and the highest when a request names none; `{"specific": {"versions": [n, …]}}`
+   * serves only those, the highest of them by default — one listed version pins the model.
+   */
+  version_policy: z
+    .union([
+      z.strictObject({ latest: z.strictObject({}) }),
+      z.strictObject({ specific: z.strictObject({ versions: z.array(z.int().positive()).min(1) }) }),
+    ])
+    .optional(),
+  /** Names for versions, as TF Serving's version_labels: `{"stable": 1, "canary": 2}`, served at `/labels/{l}`. */
+  version_labels: z.record(z.string().regex(LABEL, 'a label is a letter then letters, digits, _ or -'), z.int().positive()).optional(),
+  /**
+   * Adaptive batching, off when absent (see runtime/batcher.ts and docs/batching.md): concurrent
+   * requests are merged into one run of at most `max_batch_size` rows, the first waiting at most
+   * `max_queue_delay_ms` for company. TF Serving calls these max_batch_size and batch_timeout_micros,
+   * Triton max_batch_size and max_queue_delay_microseconds; milliseconds here, as Workers' timers count.
+   * Not the same as the top-level `max_batch_size`, which limits the rows of one request.
+   */
+  batching: z
+    .strictObject({
+      max_batch_size: z.int().min(1),
+      max_queue_delay_ms: z.number().min(0).max(MAX_QUEUE_DELAY_MS),
+    })
+    .optional(),
+})
+export type ModelConfig = z.infer<typeof ModelConfig>
+
+export interface ModelEntry {
+  latest: number
+  versions: Record<string, VersionEntry>
+  config?: unknown
+  /** R2 candidates the cron handler refused, by version. */
+  rejected?: Record<string, Rejection>
+}
+
+export interface RepositoryIndex {
+  models: Record<string, ModelEntry>
+}
+
+/** One model version, resolved from a request. */
+export interface ResolvedVersion {
+  name: string
+  version: number
+  entry: VersionEntry
+  config: ModelConfig
+}
+
+/** What a request names besides the model: a version, a label, or neither (the default version). */
+export interface Selector {
+  version?: number
+  label?: string
+}
+
+/** The repository as one index describes it. */
+export class Repository {
+  constructor(readonly index: RepositoryIndex) {}
+
+  /** Model names, sorted. */
+  names(): string[] {
+    return Object.keys(this.index.models).sort()
+  }
+
+  /** Version numbers of a model, ascending; throws 404 for an unknown model. */
+  versions(name: string): number[] {
+    return Object.keys(this.model(name).versions).map(Number).sort((a, b) => a - b)
+  }
+
+  /**
+   * The version to serve: the one asked for, the one a label names, else the default under the
+   * model's version policy. Unknown model, version or label, or a version the policy excludes → 404.
+   */
+  resolve(name: string, selector: Selector | number = {}): ResolvedVersion {
+    const { version, label } = typeof selector === 'number' ? { version: selector, label: undefined } : selector
+    const model = this.model(name)
+    const config = this.config(name)
+    const served = this.served(name, config)
+    let chosen = version ?? served.at(-1)!
+    if (label !== undefined) {
+      const labels = config.version_labels ?? {}
+      const labelled = Object.hasOwn(labels, label) ? labels[label] : undefined
+      if (labelled === undefined) {
+        const known = Object.keys(labels)
+        throw notFound(`model '${name}' has no label '${label}'; ${known.length ? `labels: ${known.join(', ')}` : 'it has no labels'}`)
+      }
+      chosen = labelled
+    }
+    const entry = served.includes(chosen) ? model.versions[String(chosen)] : undefined
+    if (!entry) {
+      const via = label === undefined ? '' : `label '${label}' names version ${chosen}, but `
+      const rejected = model.rejected?.[String(chosen)]
+      if (rejected) throw notFound(`${via}version ${chosen} of model '${name}' was rejected: ${rejected.reason}`)
+      throw notFound(`${via}model '${name}' has no version ${chosen}; versions: ${served.join(', ')}`)
+    }
+    return { name, version: chosen, entry, config }
+  }
+
+  /** Versions the model's version policy serves, ascending; never empty (a policy that leaves none is a 503). */
+  served(name: string, config = this.config(name)): number[] {
+    const all = this.versions(name)
+    const policy = config.version_policy
+    if (!policy || 'latest' in policy) return all
+    const served = all.filter((v) => policy.specific.versions.includes(v))
+    if (served.length === 0) {
+      throw new ModelUnavailableError(`${name}: version_policy serves versions ${policy.specific.versions.join(', ')}, none of which exists (versions: ${all.join(', ')})`, 60)
+    }
+    return served
+  }
+
+  /** R2 candidates of a model that the cron handler refused, by version. */
+  rejected(name: string): Record<string, Rejection> {
+    return this.model(name).rejected ?? {}
+  }
+
+  /** The model's config.json, checked; a broken one makes the model unavailable, with the reason. */
+  config(name: string): ModelConfig {
+    const result = ModelConfig.safeParse(this.model(name).config ?? {})
+    if (!result.success) throw new ModelUnavailableError(`${name}/config.json is invalid: ${z.prettifyError(result.error)}`, 60)
+    return result.data
+  }
+
+  private model(name: string): ModelEntry {
+    const model = Object.hasOwn(this.index.models, name) ? this.index.models[name] : undefined
+    if (!model) throw notFound(`model '${name}' not found`)
+    return model
+  }
+}
+
+/**
+ * The bundled index with the R2 pointer laid over it: each validated R2 version joins the model's
+ * versions (a model may live in R2 alone), the bucket's config.json replaces a bundled one, and
+ * rejected candidates ride along for the status. `allowed` is the R2_MODELS var.
+ */
+export function overlay(index: RepositoryIndex, pointer: Pointer, allowed: '*' | Set<string>): RepositoryIndex {
+  const models = { ...index.models }
+  for (const [name, published] of Object.entries(pointer.models)) {
+    if (allowed !== '*' && !allowed.has(name)) continue
+    const base = Object.hasOwn(models, name) ? models[name] : undefined
+    const versions: Record<string, VersionEntry> = { ...base?.versions }
+    for (const [version, entry] of Object.entries(published.versions)) {
+      versions[version] = { format: entry.format, files: entry.files, weightBytes: entry.weightBytes, totalBytes: entry.totalBytes, signature: entry.signature, source: 'r2' }
+    }
+    const numbers = Object.keys(versions).map(Number)
+    if (numbers.length === 0) continue
+    models[name] = { latest: Math.max(...numbers), versions, config: published.config ?? base?.config, rejected: published.rejected }
+  }
+  return { models }
+}
+
+let current: Promise<Repository> | undefined
+
+async function readIndex(store: ModelStore): Promise<Repository> {
+  const bytes = await store.get(INDEX_FILE)
+  if (bytes === null) {
+    throw new Error(`${INDEX_FILE} is missing from ${store.description}: run 'npm run build:index' (wrangler's [build] does)`)
+  }
+  const index = JSON.parse(new TextDecoder().decode(bytes)) as RepositoryIndex
+  if (typeof index?.models !== 'object' || index.models === null) throw new Error(`${INDEX_FILE} has no 'models'`)
+  return new Repository(index)
+}
+
+/** The repository index, read once per isolate; a failed read is retried on the next call. */
+export function repository(store: ModelStore): Promise<Repository> {
+  current ??= readIndex(store).catch((error: unknown) => {
+    current = undefined
+    throw error
+  })
+  return current
+}
+
+/** Re-reads the index; on failure the index in use stays. */
+export async function refreshRepository(store: ModelStore): Promise<Repository> {
+  const next = await readIndex(store)
+  current = Promise.resolve(next)
+  return next
+}
+
+/** Forgets the index (tests). */
+export function resetRepository(): void {
+  current = undefined
+}

@@ -1,0 +1,203 @@
+/** @module runtime/servable — builds a tf.js layers or graph model into one interface, warmed up and ready to run. */
+import { loadGraphModel } from '@tensorflow/tfjs-converter'
+import type { GraphModel } from '@tensorflow/tfjs-converter'
+import { loadLayersModel } from '@tensorflow/tfjs-layers'
+import type { LayersModel } from '@tensorflow/tfjs-layers'
+import { dtypeFromTensorFlow } from './signature'
+import type { DType, Signature, TensorSpec } from './signature'
+import { ensureBackend, tf } from './tf'
+
+export type ModelFormat = 'layers-model' | 'graph-model'
+
+/** A built model: the only way routes run inference. */
+export interface Servable {
+  readonly format: ModelFormat
+  readonly signature: Signature
+  /** Bytes of weight data, the figure the cache's budget counts. */
+  readonly weightBytes: number
+  /**
+   * Runs the model on inputs keyed by signature name and returns every output by name.
+   * Inputs stay owned by the caller; the caller disposes the outputs.
+   */
+  run(inputs: Record<string, tf.Tensor>): Promise<Record<string, tf.Tensor>>
+  dispose(): void
+}
+
+export type BuildTimings = {
+  buildMs: number
+  warmupMs: number
+}
+
+/** Tells a graph model from a layers model by its artifacts, as tf.js's own loaders do. */
+export function detectFormat(artifacts: tf.io.ModelArtifacts): ModelFormat {
+  if (artifacts.format === 'graph-model' || artifacts.format === 'layers-model') return artifacts.format
+  const topology = artifacts.modelTopology as Record<string, unknown> | undefined
+  if (topology && Array.isArray(topology.node)) return 'graph-model'
+  return 'layers-model'
+}
+
+function weightBytesOf(artifacts: tf.io.ModelArtifacts): number {
+  const data = artifacts.weightData
+  if (data === undefined) return 0
+  return Array.isArray(data) ? data.reduce((sum, b) => sum + b.byteLength, 0) : data.byteLength
+}
+
+function layersServable(model: LayersModel, weightBytes: number): Servable {
+  // Named after their layers, as Keras names a signature's keys. (A Sequential model loaded from
+  // JSON leaves inputNames/outputNames empty until it is built, so they cannot be relied on.)
+  const spec = (t: LayersModel['inputs'][number]): TensorSpec => ({
+    name: t.sourceLayer.name,
+    tensorName: t.name,
+    dtype: t.dtype as DType,
+    shape: t.shape.map((d) => d ?? -1),
+  })
+  const inputs = model.inputs.map(spec)
+  const outputs = model.outputs.map(spec)
+  return {
+    format: 'layers-model',
+    signature: { inputs, outputs },
+    weightBytes,
+    async run(feeds) {
+      const xs = inputs.map((s) => feeds[s.name]!)
+      // predictOnBatch runs the whole batch at once; predict() would split it into chunks of 32.
+      const ys = tf.tidy(() => model.predictOnBatch(xs.length === 1 ? xs[0]! : xs))
+      const list = Array.isArray(ys) ? ys : [ys]
+      return Object.fromEntries(outputs.map((s, i) => [s.name, list[i]!]))
+    },
+    dispose: () => model.dispose(),
+  }
+}
+
+interface SignatureTensorJSON {
+  name?: string
+  dtype?: string
+  tensorShape?: { dim?: { size?: string | number }[]; unknownRank?: boolean }
+}
+
+interface GraphNodeJSON {
+  name: string
+  attr?: Record<string, { type?: string }>
+}
+
+function shapeFromSignature(info: SignatureTensorJSON | undefined): number[] | null | undefined {
+  const shape = info?.tensorShape
+  if (!shape) return undefined
+  if (shape.unknownRank) return null
+  return (shape.dim ?? []).map((d) => Number(d.size ?? -1))
+}
+
+function graphServable(model: GraphModel, artifacts: tf.io.ModelArtifacts, weightBytes: number): Servable {
+  const declared = (artifacts.signature ?? {}) as {
+    inputs?: Record<string, SignatureTensorJSON>
+    outputs?: Record<string, SignatureTensorJSON>
+  }
+  // A graph without a signature block falls back to its placeholders and its output nodes.
+  const inputs = model.inputs.map((info, i): TensorSpec => {
+    const name = model.inputNodes[i]!
+    const sig = declared.inputs?.[name]
+    return {
+      name,
+      tensorName: sig?.name ?? `${info.name}:0`,
+      dtype: dtypeFromTensorFlow(sig?.dtype) ?? (info.dtype as DType | undefined) ?? 'float32',
+      shape: shapeFromSignature(sig) ?? info.shape ?? null,
+    }
+  })
+  // Without a signature, an output's dtype is the attribute of the node that produces it, and its
+  // shape is known only once warmup (or a request) has run it.
+  const nodes = new Map(((artifacts.modelTopology as { node?: GraphNodeJSON[] }).node ?? []).map((n) => [n.name, n]))
+  const outputs = model.outputNodes.map((name): TensorSpec => {
+    const sig = declared.outputs?.[name]
+    const attr = nodes.get(name.split(':')[0]!)?.attr ?? {}
+    const nodeType = attr.T?.type ?? attr.dtype?.type ?? attr.DstT?.type ?? attr.out_type?.type
+    return {
+      name,
+      tensorName: sig?.name ?? (name.includes(':') ? name : `${name}:0`),
+      dtype: dtypeFromTensorFlow(sig?.dtype) ?? dtypeFromTensorFlow(nodeType) ?? 'float32',
+      shape: shapeFromSignature(sig) ?? null,
+    }
+  })
+  // Graphs with control flow or dynamic shapes only run through executeAsync; find out on first use.
+  let isAsync = false
+  const names = outputs.map((o) => o.name)
+  return {
+    format: 'graph-model',
+    signature: { inputs, outputs },
+    weightBytes,
+    async run(feeds) {
+      let result: tf.Tensor | tf.Tensor[]
+      if (!isAsync) {
+        try {
+          result = tf.tidy(() => model.execute({ ...feeds }, names))
+        } catch (error) {
+          if (!/executeAsync/.test(String(error))) throw error
+          isAsync = true
+        }
+      }
+      result ??= await model.executeAsync({ ...feeds }, names)
+      const list = Array.isArray(result) ? result : [result]
+      return Object.fromEntries(names.map((name, i) => [name, list[i]!]))
+    },
+    dispose: () => model.dispose(),
+  }
+}
+
+/** Zeros in the input's shape with a batch of one, or `undefined` when a dimension cannot be guessed. */
+function warmupInput(spec: TensorSpec): tf.Tensor | undefined {
+  if (spec.shape === null || spec.dtype === 'string' || spec.dtype === 'complex64') return undefined
+  const shape = spec.shape.map((d, i) => (d === -1 && i === 0 ? 1 : d))
+  if (shape.some((d) => d < 0)) return undefined
+  return tf.zeros(shape, spec.dtype)
+}
+
+/**
+ * Runs one inference on zeros so the first real request pays no kernel set-up, and fills in
+ * output shapes and dtypes the artifacts did not declare. Returns false when it had to skip
+ * because an input has dimensions only a real request can tell.
+ */
+async function warmup(servable: Servable): Promise<boolean> {
+  const feeds: Record<string, tf.Tensor> = {}
+  try {
+    for (const spec of servable.signature.inputs) {
+      const x = warmupInput(spec)
+      if (!x) return false
+      feeds[spec.name] = x
+    }
+    const outputs = await servable.run(feeds)
+    const batchIsDynamic = servable.signature.inputs.every((s) => s.shape?.[0] === -1)
+    for (const spec of servable.signature.outputs) {
+      const y = outputs[spec.name]
+      if (!y) continue
+      if (spec.shape === null || spec.shape.length !== y.shape.length) {
+        spec.shape = y.shape.map((d, i) => (i === 0 && batchIsDynamic ? -1 : d))
+      }
+      spec.dtype = y.dtype as DType
+    }
+    tf.dispose(outputs)
+    return true
+  } finally {
+    tf.dispose(feeds)
+  }
+}
+
+/**
+ * Builds artifacts into a servable model and warms it up. Any failure disposes what was built,
+ * so a half-built model never lingers in memory.
+ */
+export async function buildServable(artifacts: tf.io.ModelArtifacts): Promise<{ servable: Servable; timings: BuildTimings; warmedUp: boolean }> {
+  await ensureBackend()
+  const started = Date.now()
+  const weightBytes = weightBytesOf(artifacts)
+  const handler = tf.io.fromMemory(artifacts)
+  const servable =
+    detectFormat(artifacts) === 'graph-model'
+      ? graphServable(await loadGraphModel(handler), artifacts, weightBytes)
+      : layersServable(await loadLayersModel(handler), weightBytes)
+  const built = Date.now()
+  try {
+    const warmedUp = await warmup(servable)
+    return { servable, warmedUp, timings: { buildMs: built - started, warmupMs: Date.now() - built } }
+  } catch (error) {
+    servable.dispose()
+    throw new Error(`warmup inference failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
+  }
+}
