@@ -30,7 +30,8 @@ export interface LoadResult {
   timings: Record<string, number>
 }
 
-export interface CacheOptions {
+/** The limits a Worker's vars set; `configure` changes them on a live cache. */
+export interface CacheLimits {
   /** Weight bytes kept before idle models are evicted. */
   budgetBytes: number
   /** Models held at once (loaded or loading); idle ones are evicted LRU to make room, like bytes. */
@@ -39,6 +40,9 @@ export interface CacheOptions {
   backoffBaseMs: number
   /** … up to this bound. */
   backoffMaxMs: number
+}
+
+export interface CacheOptions extends CacheLimits {
   /** The clock; tests may pass their own. */
   now?: () => number
   /** Told of every finished build (load or reload) and how long it took: the hook metrics observe. */
@@ -140,10 +144,26 @@ export class ModelCache {
   private readonly retiring = new Set<Resident>()
   private readonly failures = new Map<string, Failure>()
   private readonly now: () => number
+  private settings: CacheOptions
   counters: CacheCounters = zeroCounters()
 
-  constructor(readonly options: CacheOptions) {
+  constructor(options: CacheOptions) {
+    this.settings = options
     this.now = options.now ?? Date.now
+  }
+
+  get options(): Readonly<CacheOptions> {
+    return this.settings
+  }
+
+  /**
+   * Applies new limits (a Worker whose vars changed). They bind from the next admission and the next
+   * failure on: nothing is evicted or forgiven at once, and the clock and the load hook stay.
+   */
+  configure(limits: CacheLimits): void {
+    const { budgetBytes, maxModels, backoffBaseMs, backoffMaxMs } = this.settings
+    if (limits.budgetBytes === budgetBytes && limits.maxModels === maxModels && limits.backoffBaseMs === backoffBaseMs && limits.backoffMaxMs === backoffMaxMs) return
+    this.settings = { ...this.settings, ...limits }
   }
 
   /**

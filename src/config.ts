@@ -38,6 +38,7 @@ const schema = z.object(
   ) as { [K in keyof Config]: z.ZodDefault<typeof positiveInt> },
 )
 
+// A memo, not state: each env object's vars parse to the same immutable Config, so it is parsed once.
 const parsed = new WeakMap<object, Config>()
 
 /** Vars and secrets that are not numbers, so not in DEFAULTS. `wrangler types` cannot see secrets. */

@@ -41,32 +41,52 @@ class Family<T> {
 
 const counter = () => ({ value: 0 })
 
-let requests = new Family(counter)
-let inference = new Family(() => new Histogram())
-let loads = new Family(() => new Histogram())
-
-/** Counts one answered request and, if it ran a model, how long the inference took. */
-export function recordRequest(model: string | undefined, version: string | undefined, status: number, inferMs?: number): void {
-  requests.get({ model: model ?? '', version: version ?? '', status: String(status) }).value++
-  if (model !== undefined && inferMs !== undefined) inference.get({ model, version: version ?? '' }).observe(inferMs / 1000)
-}
-
 /** Splits a cache key, `name/version`, into labels; a name never contains '/', so the last one splits them. */
 export function keyLabels(key: string): { model: string; version: string } {
   const at = key.lastIndexOf('/')
   return { model: key.slice(0, at), version: key.slice(at + 1) }
 }
 
-/** Observes one finished model build (fetch, build and warmup): the cache's `onLoad` hook. */
-export function recordLoad(key: string, ms: number): void {
-  loads.get(keyLabels(key)).observe(ms / 1000)
-}
+/** What this isolate recorded: requests by model, version and status, and the two duration histograms. */
+export class Metrics {
+  private readonly requests = new Family(counter)
+  private readonly inference = new Family(() => new Histogram())
+  private readonly loads = new Family(() => new Histogram())
 
-/** Forgets everything recorded (tests). */
-export function resetMetrics(): void {
-  requests = new Family(counter)
-  inference = new Family(() => new Histogram())
-  loads = new Family(() => new Histogram())
+  /** Counts one answered request and, if it ran a model, how long the inference took. */
+  recordRequest(model: string | undefined, version: string | undefined, status: number, inferMs?: number): void {
+    this.requests.get({ model: model ?? '', version: version ?? '', status: String(status) }).value++
+    if (model !== undefined && inferMs !== undefined) this.inference.get({ model, version: version ?? '' }).observe(inferMs / 1000)
+  }
+
+  /** Observes one finished model build (fetch, build and warmup): the cache's `onLoad` hook. */
+  recordLoad(key: string, ms: number): void {
+    this.loads.get(keyLabels(key)).observe(ms / 1000)
+  }
+
+  /** The request counter and the two histograms, as text-format families. */
+  families(): string[] {
+    return [
+      family(
+        'warmserve_requests_total',
+        'counter',
+        'Requests answered by this isolate, by the model and version that served them (empty when none did) and status.',
+        [...this.requests.series.values()].map(({ labels, value }) => sample('warmserve_requests_total', value.value, labels)),
+      ),
+      family(
+        'warmserve_inference_duration_seconds',
+        'histogram',
+        'Model run time per request. Deployed Workers do not advance the clock during computation, so this reads 0 there; it is real locally.',
+        histogramSamples('warmserve_inference_duration_seconds', this.inference),
+      ),
+      family(
+        'warmserve_model_load_duration_seconds',
+        'histogram',
+        'Model loads (fetch, build, warmup) and reloads in this isolate.',
+        histogramSamples('warmserve_model_load_duration_seconds', this.loads),
+      ),
+    ]
+  }
 }
 
 // Label values escape backslash, double quote and newline, as the text format requires.
@@ -95,28 +115,4 @@ function histogramSamples(name: string, fam: Family<Histogram>): string[] {
     sample(`${name}_sum`, value.sum, labels),
     sample(`${name}_count`, value.count, labels),
   ])
-}
-
-/** The request counter and the two histograms, as text-format families. */
-export function recordedFamilies(): string[] {
-  return [
-    family(
-      'warmserve_requests_total',
-      'counter',
-      'Requests answered by this isolate, by the model and version that served them (empty when none did) and status.',
-      [...requests.series.values()].map(({ labels, value }) => sample('warmserve_requests_total', value.value, labels)),
-    ),
-    family(
-      'warmserve_inference_duration_seconds',
-      'histogram',
-      'Model run time per request. Deployed Workers do not advance the clock during computation, so this reads 0 there; it is real locally.',
-      histogramSamples('warmserve_inference_duration_seconds', inference),
-    ),
-    family(
-      'warmserve_model_load_duration_seconds',
-      'histogram',
-      'Model loads (fetch, build, warmup) and reloads in this isolate.',
-      histogramSamples('warmserve_model_load_duration_seconds', loads),
-    ),
-  ]
 }

@@ -1,12 +1,8 @@
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { readConfig } from '../src/config'
-import { leaseModel, modelCache, resetModelCache } from '../src/models'
-import { resetRefresh } from '../src/repository/follow'
-import { resetRepository } from '../src/repository/repository'
 import { tf } from '../src/runtime/tf'
-import { call, post } from './helpers'
-import { SETOSA } from './r2-helpers'
+import { call, post, SETOSA } from './helpers'
+import { isolate, resetIsolate } from '../src/isolate'
 
 const TOKEN = 's3cret-token'
 const enabled = { ...env, ADMIN_TOKEN: TOKEN } as Env
@@ -14,9 +10,7 @@ const auth = (token = TOKEN) => ({ Authorization: `Bearer ${token}` })
 const admin = (path: string, init: RequestInit = {}, bindings = enabled) => call(path, init, bindings)
 
 beforeEach(() => {
-  resetModelCache()
-  resetRepository()
-  resetRefresh()
+  resetIsolate()
 })
 
 describe('admin API authentication', () => {
@@ -61,8 +55,8 @@ describe('admin API', () => {
 
   it('unloads a model: every version, or one; in-flight requests finish first', async () => {
     await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, enabled)
-    const cache = modelCache(readConfig(enabled))
-    const held = await leaseModel(enabled, readConfig(enabled), 'iris')
+    const cache = isolate().cache
+    const held = await isolate().lease(enabled, 'iris')
     const res = await admin('/admin/models/iris/unload', { method: 'POST', headers: auth() })
     expect(await res.json()).toEqual({ model: 'iris', unloaded: ['iris/1'] })
     expect(cache.list()).toEqual([expect.objectContaining({ key: 'iris/1', state: 'RETIRED', leases: 1 })])
@@ -80,8 +74,8 @@ describe('admin API', () => {
 
   it('reloads a model: a fresh build beside the serving one, then a switch', async () => {
     await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, enabled)
-    const cache = modelCache(readConfig(enabled))
-    const held = await leaseModel(enabled, readConfig(enabled), 'iris')
+    const cache = isolate().cache
+    const held = await isolate().lease(enabled, 'iris')
     const res = await admin('/admin/models/iris/reload', { method: 'POST', headers: auth() })
     expect(res.status).toBe(200)
     expect(await res.json()).toMatchObject({ model: 'iris', version: '1', source: 'assets', resident: { key: 'iris/1', state: 'AVAILABLE' } })

@@ -12,11 +12,19 @@ import { storeHandler } from '../src/repository/model-files'
 import { buildServable } from '../src/runtime/servable'
 import type { Servable } from '../src/runtime/servable'
 import { assetsStore } from '../src/repository/stores'
-import { configureBackend, ensureBackend, resetBackendChoice, tf } from '../src/runtime/tf'
-import { bundledWasmModule, instantiateWasmBackend, setWasmModule } from '../src/runtime/wasm'
+import { isolate } from '../src/isolate'
+import { tf } from '../src/runtime/tf'
+import { bundledWasmModule, instantiateWasmBackend } from '../src/runtime/wasm'
 import digitsHoldout from './fixtures/digits-holdout.json'
 import irisHoldout from './fixtures/iris-holdout.json'
 import { call } from './helpers'
+
+// The isolate's one backend, driven directly.
+const backend = () => isolate().backend
+const ensureBackend = (preferred?: 'wasm' | 'cpu') => backend().ensure(preferred)
+const configureBackend = (name: string) => backend().configure(name)
+const resetBackendChoice = () => backend().forget()
+const setWasmModule = (module?: WebAssembly.Module) => backend().wasm.useModule(module)
 
 /** Largest |a − b| / max(|a|, |b|) over all elements; elements both below `floor` in size count as equal. */
 function maxRelativeError(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-30): number {

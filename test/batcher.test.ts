@@ -1,11 +1,15 @@
 // The batcher on its own, around a real tf.js model: what merges, when a batch runs, how rows come
 // back, and every way it falls back to running a request alone.
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import { batchingOf, withBatching } from '../src/runtime/batcher'
 import type { Servable } from '../src/runtime/servable'
 import { buildServable } from '../src/runtime/servable'
 import { tf } from '../src/runtime/tf'
 import { tinyModelArtifacts } from './helpers'
+import { isolate } from '../src/isolate'
+
+// Models here are built directly, not through the isolate: start its backend as a load would.
+beforeAll(() => isolate().backend.ensure())
 
 const artifacts = await tinyModelArtifacts()
 

@@ -2,17 +2,15 @@
 // config.json are merged, and every response is exactly what the model gives that request alone.
 import { env } from 'cloudflare:workers'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { readConfig } from '../src/config'
 import { batchingOf } from '../src/runtime/batcher'
 import type { BatchCounters } from '../src/runtime/batcher'
-import { leaseModel, resetModelCache } from '../src/models'
-import { ModelConfig, resetRepository } from '../src/repository/repository'
+import { ModelConfig } from '../src/repository/repository'
 import { tf } from '../src/runtime/tf'
 import { post } from './helpers'
+import { isolate, resetIsolate } from '../src/isolate'
 
 beforeEach(() => {
-  resetModelCache()
-  resetRepository()
+  resetIsolate()
 })
 afterEach(() => vi.restoreAllMocks())
 
@@ -22,7 +20,7 @@ const MAX_BATCH = 8
 
 /** The batcher's counters of a loaded model (a cache hit, so it loads nothing). */
 async function countersOf(model: string): Promise<BatchCounters & { active: boolean }> {
-  const { lease } = await leaseModel(env, readConfig(env), model)
+  const { lease } = await isolate().lease(env, model)
   try {
     const status = batchingOf(lease.model)
     if (!status) throw new Error(`${model} does not batch`)
@@ -165,7 +163,7 @@ describe('digits-batched (a copy of the bundled digits, batched)', () => {
 describe('models without batching', () => {
   it('are not wrapped', async () => {
     await json(await post('/v1/models/pair:predict', { instances: pairRows(0) }))
-    const { lease } = await leaseModel(env, readConfig(env), 'pair')
+    const { lease } = await isolate().lease(env, 'pair')
     expect(batchingOf(lease.model)).toBeUndefined()
     lease.release()
   })

@@ -1,10 +1,14 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { ModelCache } from '../src/cache'
 import type { LoadResult } from '../src/cache'
 import { buildServable } from '../src/runtime/servable'
 import { tf } from '../src/runtime/tf'
 import { ModelUnavailableError } from '../src/errors'
 import { fakeClock, tinyModelArtifacts } from './helpers'
+import { isolate } from '../src/isolate'
+
+// Models here are built directly, not through the isolate: start its backend as a load would.
+beforeAll(() => isolate().backend.ensure())
 
 const artifacts = await tinyModelArtifacts()
 const WEIGHT_BYTES = (artifacts.weightData as ArrayBuffer).byteLength

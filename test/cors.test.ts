@@ -1,8 +1,7 @@
 import { env } from 'cloudflare:workers'
 import { describe, expect, it } from 'vitest'
-import { call, post } from './helpers'
+import { call, post, SETOSA } from './helpers'
 
-const SETOSA = [5.1, 3.5, 1.4, 0.2]
 const withCors = (origins: string) => ({ ...env, CORS_ORIGINS: origins }) as Env
 
 describe('CORS', () => {

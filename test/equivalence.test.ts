@@ -8,6 +8,10 @@ import { storeHandler } from '../src/repository/model-files'
 import { assetsStore } from '../src/repository/stores'
 import { tf } from '../src/runtime/tf'
 import { call, post } from './helpers'
+import { isolate } from '../src/isolate'
+
+// Models here are built directly, not through the isolate: start its backend as a load would.
+beforeAll(() => isolate().backend.ensure())
 
 /** A deterministic pseudo-random stream (mulberry32). */
 function random(seed: number) {

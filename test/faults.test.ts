@@ -1,11 +1,9 @@
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { resetModelCache } from '../src/models'
-import { resetRepository } from '../src/repository/repository'
 import { tf } from '../src/runtime/tf'
-import { post } from './helpers'
+import { post, SETOSA, fakeClock } from './helpers'
+import { resetIsolate } from '../src/isolate'
 
-const SETOSA = [5.1, 3.5, 1.4, 0.2]
 
 /**
  * The real ASSETS binding with a fault injected for some paths: the model-source seam.
@@ -23,11 +21,12 @@ function withFault(fault: (path: string) => Response | undefined | void | Promis
   return { env: { ...env, ...vars, ASSETS: assets } as Env, log }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+// The isolate state's clock: a backoff passes when a test says so.
+let clock: ReturnType<typeof fakeClock>
 
 beforeEach(() => {
-  resetModelCache()
-  resetRepository()
+  clock = fakeClock()
+  resetIsolate({ now: clock.now })
 })
 
 describe('a model that cannot be loaded', () => {
@@ -51,7 +50,7 @@ describe('a model that cannot be loaded', () => {
     expect(shardFetches()).toBe(fetched) // backing off: no new load
 
     broken = false
-    await sleep(350)
+    clock.advance(350)
     const after = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, faulty.env)
     expect(after.status).toBe(200)
     expect(after.headers.get('x-model-cache')).toBe('miss')

@@ -5,9 +5,8 @@ import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DATATYPES } from '../src/protocols/datatypes'
 import { tf } from '../src/runtime/tf'
-import { call } from './helpers'
+import { call, SETOSA } from './helpers'
 
-const SETOSA = [5.1, 3.5, 1.4, 0.2]
 const MODELS = ['iris', 'digits', 'pair', 'pair-nosig', 'flower', 'positives', 'nope']
 const RUNS = 300
 

@@ -1,9 +1,12 @@
 /** Shared test helpers: real tf.js models built in the test, and requests to the Worker. */
-import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
+import { createExecutionContext, createScheduledController, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
 import * as tfl from '@tensorflow/tfjs-layers'
 import worker from '../src/index'
 import { tf } from '../src/runtime/tf'
+
+/** An iris setosa flower's measurements (cm): the bundled iris model answers class 0. */
+export const SETOSA = [5.1, 3.5, 1.4, 0.2]
 
 /** Artifacts of a small real layers model: input [-1, 4] → softmax [-1, 3]. */
 export async function tinyModelArtifacts(units = 8): Promise<tf.io.ModelArtifacts> {
@@ -40,4 +43,11 @@ export const post = (path: string, body: unknown, headers: Record<string, string
 export function fakeClock(start = 1_000_000) {
   let now = start
   return { now: () => now, advance: (ms: number) => void (now += ms) }
+}
+
+/** Fires the cron handler as the runtime does and waits for it. */
+export async function runCron(bindings: Env = env, scheduledTime = Date.now()) {
+  const ctx = createExecutionContext()
+  await worker.scheduled(createScheduledController({ cron: '*/5 * * * *', scheduledTime }), bindings, ctx)
+  await waitOnExecutionContext(ctx)
 }

@@ -1,18 +1,13 @@
 import parsePrometheusTextFormat from 'parse-prometheus-text-format'
 import type { PrometheusFamily } from 'parse-prometheus-text-format'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { resetMetrics } from '../src/metrics'
-import { resetModelCache } from '../src/models'
-import { resetRepository } from '../src/repository/repository'
 import { tf } from '../src/runtime/tf'
-import { call, post } from './helpers'
+import { call, post, SETOSA } from './helpers'
+import { resetIsolate } from '../src/isolate'
 
-const SETOSA = [5.1, 3.5, 1.4, 0.2]
 
 beforeEach(() => {
-  resetModelCache()
-  resetRepository()
-  resetMetrics()
+  resetIsolate()
 })
 
 async function scrape(): Promise<Map<string, PrometheusFamily>> {

@@ -1,11 +1,9 @@
 import { beforeEach, describe, expect, it } from 'vitest'
-import { resetModelCache } from '../src/models'
-import { resetRepository } from '../src/repository/repository'
 import { call, post } from './helpers'
+import { resetIsolate } from '../src/isolate'
 
 beforeEach(() => {
-  resetModelCache()
-  resetRepository()
+  resetIsolate()
 })
 
 describe('the pages', () => {

@@ -1,7 +1,5 @@
 /** Helpers for tests of the R2 repository: publish versions into the local bucket as publish-model does. */
-import { createExecutionContext, createScheduledController, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
-import worker from '../src/index'
 import { MANIFEST_FILE, sha256Hex } from '../src/repository/manifest'
 
 /** The bundled iris model's files: model.json and its one shard. */
@@ -42,13 +40,3 @@ export async function emptyBucket(bucket: R2Bucket) {
     await bucket.delete(objects.map((o) => o.key))
   }
 }
-
-/** Fires the cron handler and waits for it. */
-export async function runCron(bindings: Env = env) {
-  const ctx = createExecutionContext()
-  await worker.scheduled(createScheduledController({ cron: '*/5 * * * *', scheduledTime: Date.now() }), bindings, ctx)
-  await waitOnExecutionContext(ctx)
-}
-
-export const SETOSA = [5.1, 3.5, 1.4, 0.2]
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))

@@ -1,16 +1,11 @@
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { readConfig } from '../src/config'
-import { ModelCache } from '../src/cache'
-import { leaseModel, loadVersion, modelCache, modelSources, modelStore, resetModelCache } from '../src/models'
+import { Isolate, isolate, resetIsolate } from '../src/isolate'
 import { POINTER_KEY, readPointer } from '../src/repository/pointer'
 import type { Pointer } from '../src/repository/pointer'
-import { publishVersions } from '../src/repository/publish'
-import { refreshStatus, resetRefresh } from '../src/repository/follow'
-import { repository, resetRepository } from '../src/repository/repository'
 import { tf } from '../src/runtime/tf'
-import { call, post } from './helpers'
-import { emptyBucket, irisFiles, irisWithBias, publish, runCron, SETOSA, sleep } from './r2-helpers'
+import { call, fakeClock, post, runCron, SETOSA } from './helpers'
+import { emptyBucket, irisFiles, irisWithBias, publish } from './r2-helpers'
 
 // A model that lives only in the bucket. Each test file has its own storage, but other files'
 // tests expect the bundled iris to be at version 1, so these tests leave `iris` alone.
@@ -21,13 +16,22 @@ const predict = (path = predictPath) => post(path, { instances: [SETOSA] }, {}, 
 
 /** Validates what is new in the bucket and writes the pointer, as a cron run in another isolate would: this isolate's cache and view are untouched. */
 async function publishElsewhere(bucket = env.MODELS) {
-  const sources = modelSources(bindings)
-  const cache = new ModelCache({ budgetBytes: 1e8, backoffBaseMs: 1, backoffMaxMs: 1 })
+  const elsewhere = new Isolate(isolate().backend)
   try {
-    return await publishVersions({ bucket, base: await repository(modelStore(bindings)), allowed: '*', cache, load: (t) => loadVersion(sources, t) })
+    const report = await elsewhere.maintain({ ...bindings, MODELS: bucket } as Env)
+    if (!report.publish) throw new Error(`nothing published: ${report.publishError}`)
+    return report.publish
   } finally {
-    cache.reset()
+    elsewhere.dispose()
   }
+}
+
+/** This isolate's view of the pointer. */
+const pointerStatus = () => isolate().status(bindings).pointer
+
+/** Lets `count` turns of the event loop pass: requests started this way overlap the background swap. */
+async function turns(count: number) {
+  for (let i = 0; i < count; i++) await new Promise((r) => setTimeout(r, 0))
 }
 
 async function pointer(): Promise<Pointer> {
@@ -43,10 +47,13 @@ async function answer(res: Response) {
   return { version: res.headers.get('x-model-version'), cache: res.headers.get('x-model-cache'), top: body.predictions[0]!.indexOf(Math.max(...body.predictions[0]!)) }
 }
 
+// The clock of this isolate's state: REFRESH_INTERVAL passes when a test says so.
+let clock: ReturnType<typeof fakeClock>
+const intervalPasses = () => clock.advance(1100)
+
 beforeEach(async () => {
-  resetModelCache()
-  resetRepository()
-  resetRefresh()
+  clock = fakeClock()
+  resetIsolate({ now: clock.now })
   await emptyBucket(env.MODELS)
 })
 
@@ -102,14 +109,14 @@ describe('a serving isolate following the pointer', () => {
     expect((await publishElsewhere()).accepted).toEqual([`${NAME}/2`])
     expect(await answer(await predict())).toMatchObject({ version: '1' }) // within the interval: no re-read
 
-    await sleep(1100)
+    intervalPasses()
     // This request is served by v1 and starts the re-read in waitUntil; call() waits for it.
     expect(await answer(await predict())).toMatchObject({ version: '1' })
     // v2 was loaded and warmed before the switch, so the first request on it is a hit.
     expect(await answer(await predict())).toMatchObject({ version: '2', cache: 'hit', top: 2 })
-    const cache = modelCache(readConfig(bindings))
+    const cache = isolate().cache
     expect(cache.list().map((r) => [r.key, r.state])).toEqual([[`${NAME}/2`, 'AVAILABLE']])
-    expect(refreshStatus()).toMatchObject({ swaps: 1 })
+    expect(pointerStatus()).toMatchObject({ swaps: 1 })
   })
 
   it('keeps requests in flight on the old version, disposes it after its last lease, and frees its memory', async () => {
@@ -117,14 +124,14 @@ describe('a serving isolate following the pointer', () => {
     await publishElsewhere()
     expect(await answer(await predict())).toMatchObject({ version: '1' })
     const oneVersion = tf.memory()
-    const cache = modelCache(readConfig(bindings))
+    const cache = isolate().cache
 
-    const held = await leaseModel(bindings, readConfig(bindings), NAME) // a request still running on v1
+    const held = await isolate().lease(bindings, NAME) // a request still running on v1
     await publish(env.MODELS, NAME, 2, await irisWithBias([0, 0, 50]))
     await publishElsewhere()
-    await sleep(1100)
+    intervalPasses()
     // Many requests while the swap happens: every one succeeds and is answered by one version, its own.
-    const responses = await Promise.all(Array.from({ length: 40 }, (_, i) => sleep(i * 3).then(() => predict())))
+    const responses = await Promise.all(Array.from({ length: 40 }, (_, i) => turns(i).then(() => predict())))
     const answers = await Promise.all(responses.map(answer))
     for (const a of answers) expect(a.top).toBe(a.version === '1' ? 0 : 2)
     expect(new Set(answers.map((a) => a.version))).toContain('1')
@@ -146,11 +153,11 @@ describe('a serving isolate following the pointer', () => {
     await publish(env.MODELS, NAME, 2, await irisWithBias([0, 0, 50]))
     await publishElsewhere()
     await env.MODELS.delete(`${NAME}/2/group1-shard1of1.bin`) // gone after validation, before the swap
-    await sleep(1100)
+    intervalPasses()
     expect(await answer(await predict())).toMatchObject({ version: '1' })
-    expect(refreshStatus().lastError).toMatch(/kept the current version, the new one failed to load: .*r2iris\/2\/group1-shard1of1\.bin is missing/)
+    expect(pointerStatus().lastError).toMatch(/kept the current version, the new one failed to load: .*r2iris\/2\/group1-shard1of1\.bin is missing/)
     expect(await answer(await predict())).toMatchObject({ version: '1', cache: 'hit' })
-    expect(modelCache(readConfig(bindings)).list().map((r) => r.key)).toEqual([`${NAME}/1`]) // nothing half-loaded
+    expect(isolate().cache.list().map((r) => r.key)).toEqual([`${NAME}/1`]) // nothing half-loaded
   })
 })
 
@@ -277,11 +284,11 @@ describe('an unreachable or slow bucket', () => {
     await publish(env.MODELS, NAME, 1, await irisFiles())
     await publishElsewhere()
     expect(await answer(await predict())).toMatchObject({ version: '1' })
-    await sleep(1100)
+    intervalPasses()
     const down = { ...bindings, MODELS: failing('throw') } as Env
     const res = await post(predictPath, { instances: [SETOSA] }, {}, down)
     expect(await answer(res)).toMatchObject({ version: '1', cache: 'hit' })
-    expect(refreshStatus().lastError).toMatch(/pointer not read, serving what this isolate has: R2 is down/)
+    expect(pointerStatus().lastError).toMatch(/pointer not read, serving what this isolate has: R2 is down/)
   })
 
   it('serves bundled models when the first read of the pointer times out', async () => {
@@ -290,12 +297,11 @@ describe('an unreachable or slow bucket', () => {
     const res = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, slow)
     expect(res.status).toBe(200)
     expect(Date.now() - started).toBeLessThan(5000)
-    expect(refreshStatus().lastError).toMatch(/did not answer within 2000 ms/)
+    expect(pointerStatus().lastError).toMatch(/did not answer within 2000 ms/)
   })
 
   it('makes the cron handler publish nothing, and say why', async () => {
-    const { maintain } = await import('../src/cron')
-    const report = await maintain({ ...bindings, MODELS: failing('throw') } as Env)
+    const report = await isolate().maintain({ ...bindings, MODELS: failing('throw') } as Env)
     expect(report.publishError).toBe('R2 is down')
     expect(report.models).toBeGreaterThan(0)
   })

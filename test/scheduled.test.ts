@@ -1,37 +1,29 @@
-import { createExecutionContext, createScheduledController, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
-import worker from '../src/index'
-import { readConfig } from '../src/config'
-import { modelCache, resetModelCache } from '../src/models'
-import { resetRepository } from '../src/repository/repository'
 import { tf } from '../src/runtime/tf'
-import { post } from './helpers'
+import { post, SETOSA, runCron, fakeClock } from './helpers'
+import { isolate, resetIsolate } from '../src/isolate'
 
-const SETOSA = [5.1, 3.5, 1.4, 0.2]
 
-async function runCron(bindings: Env) {
-  const ctx = createExecutionContext()
-  await worker.scheduled(createScheduledController({ cron: '*/5 * * * *', scheduledTime: Date.now() }), bindings, ctx)
-  await waitOnExecutionContext(ctx)
-}
+// The isolate state's clock: a model's idle time passes when a test says so.
+let clock: ReturnType<typeof fakeClock>
 
 beforeEach(() => {
-  resetModelCache()
-  resetRepository()
+  clock = fakeClock()
+  resetIsolate({ now: clock.now })
 })
 
 describe('scheduled handler', () => {
   it('drops a model idle longer than the TTL and frees its tensors', async () => {
     await post('/v1/models/iris:predict', { instances: [SETOSA] }) // build the backend's own state first
-    resetModelCache()
+    resetIsolate({ now: clock.now })
     const before = tf.memory()
     expect((await post('/v1/models/iris:predict', { instances: [SETOSA] })).status).toBe(200)
     expect(tf.memory().numTensors).toBeGreaterThan(before.numTensors)
 
-    await new Promise((r) => setTimeout(r, 1100))
+    clock.advance(1100)
     await runCron({ ...env, MODEL_IDLE_TTL_SECONDS: '1' } as Env)
-    expect(modelCache(readConfig(env)).list()).toEqual([])
+    expect(isolate().cache.list()).toEqual([])
     expect(tf.memory().numTensors).toBe(before.numTensors)
     expect(tf.memory().numBytes).toBe(before.numBytes)
 

@@ -2,12 +2,10 @@
 // structure are where they were. `npm test` runs a bounded form; `npm run soak` the full 10,000.
 import { env } from 'cloudflare:workers'
 import { beforeAll, expect, inject, it } from 'vitest'
-import { readConfig } from '../src/config'
-import { modelCache } from '../src/models'
 import { tf } from '../src/runtime/tf'
-import { call } from './helpers'
+import { call, SETOSA } from './helpers'
+import { isolate } from '../src/isolate'
 
-const SETOSA = [5.1, 3.5, 1.4, 0.2]
 const zeros = (n: number) => Array(n).fill(0)
 const digit = () => Array.from({ length: 28 }, () => Array.from({ length: 28 }, () => [Math.random()]))
 
@@ -33,7 +31,7 @@ beforeAll(async () => {
 
 it('keeps tensors, bytes and module-scope state flat over many mixed requests', async () => {
   const total = inject('soakRequests')
-  const cache = modelCache(readConfig(env))
+  const cache = isolate().cache
   const before = { memory: tf.memory(), models: cache.list().length, bytes: cache.residentBytes() }
   const counts: Record<number, number> = {}
   for (let i = 0; i < total; i++) {

@@ -1,20 +1,16 @@
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { modelCache, resetModelCache } from '../src/models'
-import { readConfig } from '../src/config'
-import { resetRepository } from '../src/repository/repository'
 import { tf } from '../src/runtime/tf'
-import { call, post } from './helpers'
+import { call, post, SETOSA } from './helpers'
 import digits from './fixtures/digits-holdout.json'
+import { isolate, resetIsolate } from '../src/isolate'
 
-const SETOSA = [5.1, 3.5, 1.4, 0.2]
 const VIRGINICA = [6.7, 3.0, 5.2, 2.3]
 const image = (i: number) => Array.from({ length: 28 }, (_, r) => Array.from({ length: 28 }, (_, c) => [digits.images[i]![r * 28 + c]!]))
 const argmax = (row: number[]) => row.indexOf(Math.max(...row))
 
 beforeEach(() => {
-  resetModelCache()
-  resetRepository()
+  resetIsolate()
 })
 
 describe('POST /v1/models/{m}:predict', () => {
@@ -37,7 +33,7 @@ describe('POST /v1/models/{m}:predict', () => {
     expect(second.headers.get('x-model-cache')).toBe('hit')
     expect(second.headers.get('server-timing')).toMatch(/^infer;dur=\d+$/)
     expect(await second.json()).toEqual(await first.json())
-    expect(modelCache(readConfig(env)).counters).toMatchObject({ loads: 1, misses: 1, hits: 1 })
+    expect(isolate().cache.counters).toMatchObject({ loads: 1, misses: 1, hits: 1 })
   })
 
   it('builds once for 50 concurrent first requests through the Worker', async () => {
@@ -46,7 +42,7 @@ describe('POST /v1/models/{m}:predict', () => {
     const outcomes = responses.map((r) => r.headers.get('x-model-cache'))
     expect(outcomes.filter((o) => o === 'miss')).toHaveLength(1)
     expect(outcomes.filter((o) => o === 'joined')).toHaveLength(49)
-    expect(modelCache(readConfig(env)).counters.loads).toBe(1)
+    expect(isolate().cache.counters.loads).toBe(1)
   })
 
   it('answers columnar format with outputs, equal to the row format', async () => {
@@ -233,6 +229,6 @@ describe('MODEL_CACHE=off, the baseline the cache is measured against', () => {
       expect(tf.memory().numTensors).toBe(before)
     }
     expect(answers[1]).toEqual(answers[0])
-    expect(modelCache(readConfig(env)).list()).toEqual([])
+    expect(isolate().cache.list()).toEqual([])
   })
 })

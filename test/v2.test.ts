@@ -1,13 +1,11 @@
 // Open Inference Protocol (KServe v2) conformance: every endpoint, every error, flat and nested
 // data, each datatype conversion and each refusal.
 import { beforeEach, describe, expect, it } from 'vitest'
-import { resetModelCache } from '../src/models'
-import { resetRepository } from '../src/repository/repository'
 import { call, post } from './helpers'
+import { resetIsolate } from '../src/isolate'
 
 beforeEach(() => {
-  resetModelCache()
-  resetRepository()
+  resetIsolate()
 })
 
 const pairInputs = (features: unknown = [1, 2, 3], multiplier: unknown = [2], datatypes = ['FP32', 'INT32']) => ({

@@ -3,9 +3,7 @@ import { Hono } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import { requestId } from 'hono/request-id'
 import { ApiError } from '../errors'
-import type { StringVars } from '../config'
 import { log } from '../log'
-import { configureBackend } from '../runtime/tf'
 import { accessLog } from './middleware/access-log'
 import { cors } from './middleware/cors'
 import { metrics as countRequests } from './middleware/count-requests'
@@ -20,11 +18,6 @@ import { v2 } from '../protocols/v2/routes'
 
 export const app = new Hono<AppEnv>()
   .use(requestId())
-  // The backend a model is built on comes from TF_BACKEND; recording it is cheap, so every request does.
-  .use(async function backendFromVars(c, next) {
-    configureBackend((c.env as StringVars).TF_BACKEND)
-    await next()
-  })
   .use(accessLog())
   .use(countRequests())
   .use(cors())

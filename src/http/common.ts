@@ -1,9 +1,8 @@
 /** @module http/common — path parameters and response headers shared by the protocol routes. */
 import type { Context } from 'hono'
 import { ApiError, badRequest } from '../errors'
-import { readConfig } from '../config'
-import { leaseModel } from '../models'
-import type { ModelLease } from '../models'
+import { isolate } from '../isolate'
+import type { ModelLease } from '../isolate'
 import type { Selector } from '../repository/repository'
 import type { Signature } from '../runtime/signature'
 
@@ -79,7 +78,7 @@ export function outputNames({ target, lease }: ModelLease, requested?: string[])
 
 /** Leases a model for the length of `use`, always releasing it. */
 export async function withModel<T>(c: Context<AppEnv>, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
-  const held = await leaseModel(c.env, readConfig(c.env), name, selector, waitUntilOf(c))
+  const held = await isolate().lease(c.env, name, selector, waitUntilOf(c))
   try {
     return await use(held)
   } finally {

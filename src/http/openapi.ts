@@ -330,7 +330,8 @@ const documentation = {
   },
 }
 
-// Built once per isolate, on first request: the routes do not change at run time.
+// A memo, not state: built on first request, and the same for the isolate's life (the routes do
+// not change at run time).
 let built: Promise<OpenAPIV3_1.Document> | undefined
 
 /** The OpenAPI document of `app`, built from its routes' descriptions. */

@@ -26,18 +26,17 @@ import { withTimeout } from './stores'
 export const POINTER_READ_TIMEOUT_MS = 2_000
 
 /** What following the pointer needs from the rest of the Worker; passed in, so no module reads a global env. */
-export interface RefreshDeps {
+export interface FollowDeps {
   bucket: R2Bucket | undefined
   /** The R2_MODELS var. */
   allowed: '*' | Set<string>
   intervalMs: number
   cache: ModelCache
   load: (target: ResolvedVersion) => Promise<LoadResult>
-  now?: () => number
 }
 
 /** This isolate's view of the pointer, for the admin API. */
-export interface RefreshStatus {
+export interface PointerStatus {
   /** The pointer's etag as last applied in full; `null` before any pointer. */
   etag: string | null
   readAt: number
@@ -47,62 +46,8 @@ export interface RefreshStatus {
   swaps: number
 }
 
-interface State extends RefreshStatus {
-  applied: Pointer
-  running?: Promise<void>
-}
-
-const fresh = (): State => ({ applied: emptyPointer(), etag: null, readAt: 0, publishedAt: null, swaps: 0 })
-let state: State = fresh()
-let memo: { base: Repository; applied: Pointer; allowed: '*' | Set<string>; repo: Repository } | undefined
-
 const cacheKey = (name: string, version: number) => `${name}/${version}`
-const enabled = (deps: RefreshDeps) => deps.bucket !== undefined && (deps.allowed === '*' || deps.allowed.size > 0)
-
-function merged(base: Repository, applied: Pointer, allowed: '*' | Set<string>): Repository {
-  if (memo?.base !== base || memo.applied !== applied || memo.allowed !== allowed) {
-    memo = { base, applied, allowed, repo: new Repository(overlay(base.index, applied, allowed)) }
-  }
-  return memo.repo
-}
-
-/**
- * The repository as this isolate serves it now: the bundled index `base` with the applied pointer
- * over it. Starts a re-read in `waitUntil` when the pointer is due; waits only on an isolate's first read.
- */
-export async function servingRepository(base: Repository, deps: RefreshDeps, waitUntil?: (p: Promise<unknown>) => void): Promise<Repository> {
-  if (!enabled(deps)) return base
-  const now = (deps.now ?? Date.now)()
-  if (state.readAt === 0) await (state.running ?? start(base, deps))
-  else if (now - state.readAt >= deps.intervalMs && !state.running) waitUntil?.(start(base, deps))
-  return merged(base, state.applied, deps.allowed)
-}
-
-/** Re-reads the pointer now, whatever the interval, and applies it (cron, admin reload). */
-export async function refreshNow(base: Repository, deps: RefreshDeps): Promise<RefreshStatus> {
-  if (state.running) await state.running
-  if (enabled(deps)) await start(base, deps)
-  return refreshStatus()
-}
-
-function start(base: Repository, deps: RefreshDeps): Promise<void> {
-  state.readAt = (deps.now ?? Date.now)()
-  const running = (async () => {
-    let read: PointerRead | 'unchanged'
-    try {
-      read = await withTimeout(readPointer(deps.bucket!, state.etag), POINTER_READ_TIMEOUT_MS, 'R2 (reading the pointer)')
-    } catch (error) {
-      state.lastError = `pointer not read, serving what this isolate has: ${(error as Error).message}`
-      log('warn', 'refresh.pointer_unreadable', { error: (error as Error).message })
-      return
-    }
-    if (read !== 'unchanged') await apply(base, read, deps)
-  })().finally(() => {
-    if (state.running === running) state.running = undefined
-  })
-  state.running = running
-  return running
-}
+const enabled = (deps: FollowDeps) => deps.bucket !== undefined && (deps.allowed === '*' || deps.allowed.size > 0)
 
 /** Every version a request without an explicit version can reach: the default, and each label's. */
 function addressed(repo: Repository, name: string): Map<string, number> {
@@ -123,64 +68,122 @@ function addressed(repo: Repository, name: string): Map<string, number> {
   return aliases
 }
 
-async function apply(base: Repository, read: PointerRead, deps: RefreshDeps): Promise<void> {
-  const { cache } = deps
-  const previouslyPublished = state.applied.publishedAt
-  const before = merged(base, state.applied, deps.allowed)
-  const next: Pointer = { ...read.pointer, models: { ...read.pointer.models } }
-  const after = new Repository(overlay(base.index, next, deps.allowed))
-  const outgoing: string[] = []
-  let complete = true
-  // Only models with a part in either pointer can change; bundled-only models stay as they are.
-  for (const name of new Set([...Object.keys(state.applied.models), ...Object.keys(next.models)])) {
-    try {
-      const was = addressed(before, name)
-      const will = addressed(after, name)
-      // Warm what takes over an alias whose version is warm here, before anyone is switched to it.
-      const incoming = [...will].filter(([alias, v]) => was.has(alias) && was.get(alias) !== v && cache.isAvailable(cacheKey(name, was.get(alias)!)))
-      for (const version of new Set(incoming.map(([, v]) => v))) {
-        const target = after.resolve(name, { version })
-        const started = Date.now()
-        const lease = await cache.acquire(cacheKey(name, version), target.entry.weightBytes, () => deps.load(target))
-        lease.release()
-        log('info', 'refresh.warmed', { model: cacheKey(name, version), ms: Date.now() - started })
+/** A serving isolate's copy of the pointer: what it has applied, when it read it, and a read in progress. */
+export class PointerFollower {
+  private applied: Pointer = emptyPointer()
+  private etag: string | null = null
+  private readAt = 0
+  private publishedAt: string | null = null
+  private lastError: string | undefined
+  private swaps = 0
+  private running: Promise<void> | undefined
+  private memo: { base: Repository; applied: Pointer; allowed: '*' | Set<string>; repo: Repository } | undefined
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  private merged(base: Repository, applied: Pointer, allowed: '*' | Set<string>): Repository {
+    const memo = this.memo
+    if (memo?.base !== base || memo.applied !== applied || memo.allowed !== allowed) {
+      this.memo = { base, applied, allowed, repo: new Repository(overlay(base.index, applied, allowed)) }
+    }
+    return this.memo!.repo
+  }
+
+  /**
+   * The repository as this isolate serves it now: the bundled index `base` with the applied pointer
+   * over it. Starts a re-read in `waitUntil` when the pointer is due; waits only on an isolate's first read.
+   */
+  async serving(base: Repository, deps: FollowDeps, waitUntil?: (p: Promise<unknown>) => void): Promise<Repository> {
+    if (!enabled(deps)) return base
+    if (this.readAt === 0) await (this.running ?? this.start(base, deps))
+    else if (this.now() - this.readAt >= deps.intervalMs && !this.running) waitUntil?.(this.start(base, deps))
+    return this.merged(base, this.applied, deps.allowed)
+  }
+
+  /** Re-reads the pointer now, whatever the interval, and applies it (cron, admin reload). */
+  async followNow(base: Repository, deps: FollowDeps): Promise<PointerStatus> {
+    if (this.running) await this.running
+    if (enabled(deps)) await this.start(base, deps)
+    return this.status()
+  }
+
+  /** A read in progress, if any: tests and the cron wait on it. */
+  settled(): Promise<void> {
+    return this.running ?? Promise.resolve()
+  }
+
+  private start(base: Repository, deps: FollowDeps): Promise<void> {
+    this.readAt = this.now()
+    const running = (async () => {
+      let read: PointerRead | 'unchanged'
+      try {
+        read = await withTimeout(readPointer(deps.bucket!, this.etag), POINTER_READ_TIMEOUT_MS, 'R2 (reading the pointer)')
+      } catch (error) {
+        this.lastError = `pointer not read, serving what this isolate has: ${(error as Error).message}`
+        log('warn', 'refresh.pointer_unreadable', { error: (error as Error).message })
+        return
       }
-      const still = new Set(will.values())
-      outgoing.push(...[...new Set(was.values())].filter((v) => !still.has(v)).map((v) => cacheKey(name, v)))
-    } catch (error) {
-      // Keep this model as it was; the rest of the pointer still applies. The etag is not recorded,
-      // so the next interval tries again.
-      complete = false
-      const previous = state.applied.models[name]
-      if (previous) next.models[name] = previous
-      else delete next.models[name]
-      state.lastError = `${name}: kept the current version, the new one failed to load: ${(error as Error).message}`
-      log('error', 'refresh.swap_failed', { model: name, error: (error as Error).message })
+      if (read !== 'unchanged') await this.apply(base, read, deps)
+    })().finally(() => {
+      if (this.running === running) this.running = undefined
+    })
+    this.running = running
+    return running
+  }
+
+  private async apply(base: Repository, read: PointerRead, deps: FollowDeps): Promise<void> {
+    const { cache } = deps
+    const previouslyPublished = this.applied.publishedAt
+    const before = this.merged(base, this.applied, deps.allowed)
+    const next: Pointer = { ...read.pointer, models: { ...read.pointer.models } }
+    const after = new Repository(overlay(base.index, next, deps.allowed))
+    const outgoing: string[] = []
+    let complete = true
+    // Only models with a part in either pointer can change; bundled-only models stay as they are.
+    for (const name of new Set([...Object.keys(this.applied.models), ...Object.keys(next.models)])) {
+      try {
+        const was = addressed(before, name)
+        const will = addressed(after, name)
+        // Warm what takes over an alias whose version is warm here, before anyone is switched to it.
+        const incoming = [...will].filter(([alias, v]) => was.has(alias) && was.get(alias) !== v && cache.isAvailable(cacheKey(name, was.get(alias)!)))
+        for (const version of new Set(incoming.map(([, v]) => v))) {
+          const target = after.resolve(name, { version })
+          const started = this.now()
+          const lease = await cache.acquire(cacheKey(name, version), target.entry.weightBytes, () => deps.load(target))
+          lease.release()
+          log('info', 'refresh.warmed', { model: cacheKey(name, version), ms: this.now() - started })
+        }
+        const still = new Set(will.values())
+        outgoing.push(...[...new Set(was.values())].filter((v) => !still.has(v)).map((v) => cacheKey(name, v)))
+      } catch (error) {
+        // Keep this model as it was; the rest of the pointer still applies. The etag is not recorded,
+        // so the next interval tries again.
+        complete = false
+        const previous = this.applied.models[name]
+        if (previous) next.models[name] = previous
+        else delete next.models[name]
+        this.lastError = `${name}: kept the current version, the new one failed to load: ${(error as Error).message}`
+        log('error', 'refresh.swap_failed', { model: name, error: (error as Error).message })
+      }
+    }
+    this.applied = next
+    this.publishedAt = next.publishedAt
+    if (complete) {
+      this.etag = read.etag
+      this.lastError = undefined
+    }
+    for (const key of outgoing) {
+      if (cache.drop(key, 'no longer addressed after a refresh')) this.swaps++
+    }
+    // An empty bucket has no pointer, so every interval reads "nothing": say so only when something changed.
+    if (next.publishedAt !== previouslyPublished || outgoing.length > 0 || !complete) {
+      log('info', 'refresh.applied', { etag: read.etag, publishedAt: next.publishedAt, complete, retired: outgoing })
     }
   }
-  state.applied = next
-  state.publishedAt = next.publishedAt
-  if (complete) {
-    state.etag = read.etag
-    state.lastError = undefined
-  }
-  for (const key of outgoing) {
-    if (cache.drop(key, 'no longer addressed after a refresh')) state.swaps++
-  }
-  // An empty bucket has no pointer, so every interval reads "nothing": say so only when something changed.
-  if (next.publishedAt !== previouslyPublished || outgoing.length > 0 || !complete) {
-    log('info', 'refresh.applied', { etag: read.etag, publishedAt: next.publishedAt, complete, retired: outgoing })
-  }
-}
 
-/** This isolate's view of the pointer. */
-export function refreshStatus(): RefreshStatus {
-  const { etag, readAt, publishedAt, lastError, swaps } = state
-  return { etag, readAt, publishedAt, swaps, ...(lastError ? { lastError } : {}) }
-}
-
-/** Forgets the applied pointer (tests). */
-export function resetRefresh(): void {
-  state = fresh()
-  memo = undefined
+  /** This isolate's view of the pointer. */
+  status(): PointerStatus {
+    const { etag, readAt, publishedAt, lastError, swaps } = this
+    return { etag, readAt, publishedAt, swaps, ...(lastError ? { lastError } : {}) }
+  }
 }

@@ -192,8 +192,6 @@ export function overlay(index: RepositoryIndex, pointer: Pointer, allowed: '*' |
   return { models }
 }
 
-let current: Promise<Repository> | undefined
-
 async function readIndex(store: ModelStore): Promise<Repository> {
   const bytes = await store.get(INDEX_FILE)
   if (bytes === null) {
@@ -204,23 +202,23 @@ async function readIndex(store: ModelStore): Promise<Repository> {
   return new Repository(index)
 }
 
-/** The repository index, read once per isolate; a failed read is retried on the next call. */
-export function repository(store: ModelStore): Promise<Repository> {
-  current ??= readIndex(store).catch((error: unknown) => {
-    current = undefined
-    throw error
-  })
-  return current
-}
+/** The bundled repository's index (`_index.json` in the static assets), read once per isolate. */
+export class BundledIndex {
+  private current: Promise<Repository> | undefined
 
-/** Re-reads the index; on failure the index in use stays. */
-export async function refreshRepository(store: ModelStore): Promise<Repository> {
-  const next = await readIndex(store)
-  current = Promise.resolve(next)
-  return next
-}
+  /** The index, read on first use; a failed read is retried on the next call. */
+  read(store: ModelStore): Promise<Repository> {
+    this.current ??= readIndex(store).catch((error: unknown) => {
+      this.current = undefined
+      throw error
+    })
+    return this.current
+  }
 
-/** Forgets the index (tests). */
-export function resetRepository(): void {
-  current = undefined
+  /** Reads the index again (the cron); on failure the index in use stays. */
+  async reread(store: ModelStore): Promise<Repository> {
+    const next = await readIndex(store)
+    this.current = Promise.resolve(next)
+    return next
+  }
 }

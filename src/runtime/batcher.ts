@@ -83,11 +83,9 @@ interface Queue {
  */
 const KEEP_WAITING_MS = 10
 
-const statusOf = new WeakMap<Servable, BatchingStatus>()
-
 /** The batching status of a servable `withBatching` made, or `undefined` for one that does not batch. */
 export function batchingOf(servable: Servable): BatchingStatus | undefined {
-  return statusOf.get(servable)
+  return servable.batching
 }
 
 /** Why a signature rules batching out before any request: a tensor whose first dimension is fixed, or a scalar. */
@@ -204,7 +202,15 @@ export function withBatching(servable: Servable, options: BatchingOptions): Serv
     })
   }
 
+  const batching: BatchingStatus = {
+    options: { ...options },
+    counters,
+    get active() {
+      return active
+    },
+  }
   const batched: Servable = {
+    batching,
     format: servable.format,
     weightBytes: servable.weightBytes,
     // The same object as the model's: warmup and later requests may fill in output shapes.
@@ -261,12 +267,5 @@ export function withBatching(servable: Servable, options: BatchingOptions): Serv
       servable.dispose()
     },
   }
-  statusOf.set(batched, {
-    options: { ...options },
-    counters,
-    get active() {
-      return active
-    },
-  })
   return batched
 }

@@ -3,9 +3,10 @@ import { loadGraphModel } from '@tensorflow/tfjs-converter'
 import type { GraphModel } from '@tensorflow/tfjs-converter'
 import { loadLayersModel } from '@tensorflow/tfjs-layers'
 import type { LayersModel } from '@tensorflow/tfjs-layers'
+import type { BatchingStatus } from './batcher'
 import { dtypeFromTensorFlow } from './signature'
 import type { DType, Signature, TensorSpec } from './signature'
-import { ensureBackend, tf } from './tf'
+import { tf } from './tf'
 
 export type ModelFormat = 'layers-model' | 'graph-model'
 
@@ -15,6 +16,8 @@ export interface Servable {
   readonly signature: Signature
   /** Bytes of weight data, the figure the cache's budget counts. */
   readonly weightBytes: number
+  /** How it merges concurrent requests, when it was made by `withBatching`. */
+  readonly batching?: BatchingStatus
   /**
    * Runs the model on inputs keyed by signature name and returns every output by name.
    * Inputs stay owned by the caller; the caller disposes the outputs.
@@ -180,11 +183,10 @@ async function warmup(servable: Servable): Promise<boolean> {
 }
 
 /**
- * Builds artifacts into a servable model and warms it up. Any failure disposes what was built,
- * so a half-built model never lingers in memory.
+ * Builds artifacts into a servable model on the active backend (the caller has chosen it) and warms
+ * it up. Any failure disposes what was built, so a half-built model never lingers in memory.
  */
 export async function buildServable(artifacts: tf.io.ModelArtifacts): Promise<{ servable: Servable; timings: BuildTimings; warmedUp: boolean }> {
-  await ensureBackend()
   const started = Date.now()
   const weightBytes = weightBytesOf(artifacts)
   const handler = tf.io.fromMemory(artifacts)

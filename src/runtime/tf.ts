@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core'
 import '@tensorflow/tfjs-backend-cpu'
 import { log } from '../log'
-import { activateWasmBackend } from './wasm'
+import { WasmBackend } from './wasm'
 
 export { tf }
 
@@ -10,66 +10,71 @@ export { tf }
 export const BACKENDS = ['wasm', 'cpu'] as const
 export type BackendName = (typeof BACKENDS)[number]
 
-/** Used when neither `configureBackend` nor the caller names one. */
+/** Used when neither `configure` nor the caller names one. */
 export const DEFAULT_BACKEND: BackendName = 'wasm'
 
-let configured: BackendName | undefined
-let chosen: { wanted: BackendName; backend: Promise<BackendName> } | undefined
-
 /**
- * Sets the backend `ensureBackend()` chooses, from the `TF_BACKEND` var: `wasm` (the default)
- * or `cpu`; unset or empty keeps the default. Call it on every request before `ensureBackend`
- * (cheap: it only records the name). A name it does not know is a deployment mistake, so it
- * throws rather than guess.
+ * The isolate's tf.js backend: which one is wanted (the `TF_BACKEND` var) and which one runs.
+ * tf.js's engine is process-wide, so there is one of these per isolate, owned by the isolate state.
  */
-export function configureBackend(name: string | undefined): void {
-  if (name === undefined || name === '') {
-    configured = undefined
-    return
-  }
-  const lower = name.trim().toLowerCase()
-  if (!(BACKENDS as readonly string[]).includes(lower)) {
-    throw new Error(`invalid configuration in vars: TF_BACKEND must be one of ${BACKENDS.join(', ')}, got '${name}'`)
-  }
-  configured = lower as BackendName
-}
+export class Backend {
+  readonly wasm = new WasmBackend()
+  private configured: BackendName | undefined
+  private chosen: { wanted: BackendName; backend: Promise<BackendName> } | undefined
 
-async function activate(wanted: BackendName): Promise<BackendName> {
-  if (wanted === 'wasm') {
-    try {
-      await activateWasmBackend()
-      return 'wasm'
-    } catch (error) {
-      log('warn', 'backend.fallback', { wanted: 'wasm', reason: error instanceof Error ? error.message : String(error) })
+  /**
+   * Sets the backend `ensure()` chooses, from the `TF_BACKEND` var: `wasm` (the default) or `cpu`;
+   * unset or empty keeps the default. Cheap (it only records the name), so every use of the isolate
+   * calls it. A name it does not know is a deployment mistake, so it throws rather than guess.
+   */
+  configure(name: string | undefined): void {
+    if (name === undefined || name === '') {
+      this.configured = undefined
+      return
     }
+    const lower = name.trim().toLowerCase()
+    if (!(BACKENDS as readonly string[]).includes(lower)) {
+      throw new Error(`invalid configuration in vars: TF_BACKEND must be one of ${BACKENDS.join(', ')}, got '${name}'`)
+    }
+    this.configured = lower as BackendName
   }
-  if (!(await tf.setBackend('cpu'))) throw new Error('tf.js cpu backend failed to initialise')
-  return 'cpu'
-}
 
-/**
- * Initialises the tf.js backend once per isolate (lazily: no work may run in global scope) and
- * resolves to the one in use. It is `preferred`, else the configured one (`configureBackend`),
- * else `wasm`. When `wasm` cannot start it falls back to `cpu` — logging `backend.fallback` with
- * the reason, once — and stays on `cpu` for the isolate's life. A failure of `cpu` rejects, and
- * the next call tries again.
- */
-export function ensureBackend(preferred?: BackendName): Promise<BackendName> {
-  // workerd exposes `process.versions.node`, so tf.js takes it for Node and nags about tfjs-node,
-  // which cannot run here. tf.js already chose its browser platform (WorkerGlobalScope exists).
-  tf.env().set('IS_NODE', false)
-  const wanted = preferred ?? configured ?? DEFAULT_BACKEND
-  if (chosen?.wanted === wanted) return chosen.backend
-  const attempt = { wanted, backend: activate(wanted) }
-  chosen = attempt
-  attempt.backend.catch(() => {
-    if (chosen === attempt) chosen = undefined
-  })
-  return attempt.backend
-}
+  private async activate(wanted: BackendName): Promise<BackendName> {
+    if (wanted === 'wasm') {
+      try {
+        await this.wasm.activate()
+        return 'wasm'
+      } catch (error) {
+        log('warn', 'backend.fallback', { wanted: 'wasm', reason: error instanceof Error ? error.message : String(error) })
+      }
+    }
+    if (!(await tf.setBackend('cpu'))) throw new Error('tf.js cpu backend failed to initialise')
+    return 'cpu'
+  }
 
-/** Forgets the backend choice, so the next `ensureBackend` chooses again (tests). Initialised backends stay registered. */
-export function resetBackendChoice(): void {
-  chosen = undefined
-  configured = undefined
+  /**
+   * Initialises the tf.js backend once per isolate (lazily: no work may run in global scope) and
+   * resolves to the one in use. It is `preferred`, else the configured one, else `wasm`. When `wasm`
+   * cannot start it falls back to `cpu` — logging `backend.fallback` with the reason, once — and stays
+   * on `cpu` for the isolate's life. A failure of `cpu` rejects, and the next call tries again.
+   */
+  ensure(preferred?: BackendName): Promise<BackendName> {
+    // workerd exposes `process.versions.node`, so tf.js takes it for Node and nags about tfjs-node,
+    // which cannot run here. tf.js already chose its browser platform (WorkerGlobalScope exists).
+    tf.env().set('IS_NODE', false)
+    const wanted = preferred ?? this.configured ?? DEFAULT_BACKEND
+    if (this.chosen?.wanted === wanted) return this.chosen.backend
+    const attempt = { wanted, backend: this.activate(wanted) }
+    this.chosen = attempt
+    attempt.backend.catch(() => {
+      if (this.chosen === attempt) this.chosen = undefined
+    })
+    return attempt.backend
+  }
+
+  /** Forgets the choice, so the next `ensure` chooses again (tests). Initialised backends stay registered. */
+  forget(): void {
+    this.chosen = undefined
+    this.configured = undefined
+  }
 }

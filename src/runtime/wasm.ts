@@ -112,52 +112,61 @@ export function instantiateWasmBackend(module: WebAssembly.Module): Promise<Back
   })
 }
 
-let wasmModule = bundledWasmModule
-let instantiated: Promise<BackendWasm> | undefined
-
-/** The isolate's one wasm backend, instantiated on first use; a failure is not kept, so a later call tries again. */
-function wasmBackend(): Promise<BackendWasm> {
-  if (!instantiated) {
-    const attempt = instantiateWasmBackend(wasmModule)
-    instantiated = attempt
-    attempt.catch(() => {
-      if (instantiated === attempt) instantiated = undefined
-    })
-  }
-  return instantiated
-}
-
-/** Registers the `wasm` backend's factory in place of the package's own (which fetches and compiles bytes). */
-function register(): void {
-  if (tf.findBackendFactory('wasm') != null) tf.removeBackend('wasm')
-  tf.registerBackend('wasm', wasmBackend, PRIORITY)
-}
-
-// Importing the package registered its own factory; from here on even a plain
-// `tf.setBackend('wasm')` instantiates the bundled module. (Registration does no I/O, so it may
-// run in global scope.)
-register()
+// Importing the package registered its own factory, which fetches and compiles bytes and so cannot
+// work here; with it gone, tf.js falls back to cpu until a WasmBackend registers the bundled module.
+// (Removing a factory does no I/O, so it may run in global scope.)
+if (tf.findBackendFactory('wasm') != null) tf.removeBackend('wasm')
 
 /**
- * Makes `wasm` the active tf.js backend, instantiating it first if this isolate has not yet.
- * Throws, with the reason, when it cannot (tf.js's own `setBackend` would only log the reason and
- * return false).
+ * The isolate's wasm backend: the module it is instantiated from and, once made, the instance.
+ * Creating one registers its factory as tf.js's `wasm` backend in place of the package's own (which
+ * fetches and compiles bytes), so from then on even a plain `tf.setBackend('wasm')` instantiates the
+ * bundled module. A failed instantiation is not kept, so a later call tries again.
  */
-export async function activateWasmBackend(): Promise<void> {
-  if (!instantiated && !(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'))) {
-    throw new Error('this runtime has no WebAssembly SIMD, and only the SIMD build is bundled')
-  }
-  await wasmBackend()
-  if (!(await tf.setBackend('wasm'))) throw new Error("tf.setBackend('wasm') failed")
-}
+export class WasmBackend {
+  private module: WebAssembly.Module = bundledWasmModule
+  private instantiated: Promise<BackendWasm> | undefined
 
-/**
- * Instantiates the wasm backend from `module` from now on (a custom tfjs-backend-wasm build;
- * tests), or from the bundled SIMD module when none is given. A wasm backend already running is
- * disposed — with every tensor it holds — so switch to another backend first.
- */
-export function setWasmModule(module: WebAssembly.Module = bundledWasmModule): void {
-  wasmModule = module
-  instantiated = undefined
-  register()
+  constructor() {
+    this.register()
+  }
+
+  private instance(): Promise<BackendWasm> {
+    if (!this.instantiated) {
+      const attempt = instantiateWasmBackend(this.module)
+      this.instantiated = attempt
+      attempt.catch(() => {
+        if (this.instantiated === attempt) this.instantiated = undefined
+      })
+    }
+    return this.instantiated
+  }
+
+  private register(): void {
+    if (tf.findBackendFactory('wasm') != null) tf.removeBackend('wasm')
+    tf.registerBackend('wasm', () => this.instance(), PRIORITY)
+  }
+
+  /**
+   * Makes `wasm` the active tf.js backend, instantiating it first if need be. Throws, with the
+   * reason, when it cannot (tf.js's own `setBackend` would only log the reason and return false).
+   */
+  async activate(): Promise<void> {
+    if (!this.instantiated && !(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'))) {
+      throw new Error('this runtime has no WebAssembly SIMD, and only the SIMD build is bundled')
+    }
+    await this.instance()
+    if (!(await tf.setBackend('wasm'))) throw new Error("tf.setBackend('wasm') failed")
+  }
+
+  /**
+   * Instantiates from `module` from now on (a custom tfjs-backend-wasm build; tests), or from the
+   * bundled SIMD module when none is given. A wasm backend already running is disposed — with every
+   * tensor it holds — so switch to another backend first.
+   */
+  useModule(module: WebAssembly.Module = bundledWasmModule): void {
+    this.module = module
+    this.instantiated = undefined
+    this.register()
+  }
 }

@@ -10,7 +10,8 @@ import type { AppEnv } from '../common'
 /** Response headers a browser client may read: the cache outcome, the version and the timings. */
 const EXPOSED = ['X-Model-Cache', 'X-Model-Version', 'Server-Timing', 'X-Request-Id', 'Retry-After']
 
-// One hono/cors middleware per distinct CORS_ORIGINS value, built on first use.
+// A memo, not state: one hono/cors middleware per distinct CORS_ORIGINS value, built on first use
+// and the same for the isolate's life.
 const built = new Map<string, MiddlewareHandler>()
 
 function forOrigins(value: string): MiddlewareHandler {

@@ -1,6 +1,6 @@
 /** @module http/middleware/count-requests — counts each answered request for `/metrics`, beside the access log. */
 import type { MiddlewareHandler } from 'hono'
-import { recordRequest } from '../../metrics'
+import { isolate } from '../../isolate'
 import type { AppEnv } from '../common'
 
 /**
@@ -11,6 +11,6 @@ import type { AppEnv } from '../common'
 export function metrics(): MiddlewareHandler<AppEnv> {
   return async function metrics(c, next) {
     await next()
-    recordRequest(c.get('model'), c.res.headers.get('x-model-version') ?? undefined, c.res.status, c.get('inferMs'))
+    isolate().metrics.recordRequest(c.get('model'), c.res.headers.get('x-model-version') ?? undefined, c.res.status, c.get('inferMs'))
   }
 }

@@ -7,12 +7,9 @@
  */
 import { Hono } from 'hono'
 import type { MiddlewareHandler } from 'hono'
-import { readConfig } from '../../config'
 import type { StringVars } from '../../config'
 import { ApiError, notFound } from '../../errors'
-import { cacheKey, loadVersion, modelCache, modelSources, openRepository, refreshModels } from '../../models'
-import { refreshStatus } from '../../repository/follow'
-import { tf } from '../../runtime/tf'
+import { isolate } from '../../isolate'
 import { spec } from '../openapi'
 import { parseVersion, waitUntilOf } from '../common'
 import type { AppEnv } from '../common'
@@ -44,41 +41,17 @@ function adminAuth(): MiddlewareHandler<AppEnv> {
 export const admin = new Hono<AppEnv>()
   .use('/admin/*', adminAuth())
   // This isolate's cache: every version held or loading, leases, bytes, counters, tf.js memory, the pointer it follows.
-  .get('/admin/cache', spec.adminCache, (c) => {
-    const cache = modelCache(readConfig(c.env))
-    const { numTensors, numBytes } = tf.memory()
-    return c.json({
-      models: cache.list(),
-      residentBytes: cache.residentBytes(),
-      budgetBytes: cache.options.budgetBytes,
-      counters: cache.counters,
-      memory: { numTensors, numBytes },
-      pointer: refreshStatus(),
-    })
-  })
+  .get('/admin/cache', spec.adminCache, (c) => c.json(isolate().status(c.env)))
   // Follows the R2 pointer now, then builds the model's default version afresh beside the one serving and switches.
   .post('/admin/models/:name/reload', spec.adminReload, async (c) => {
-    const config = readConfig(c.env)
     const name = c.req.param('name')
-    const pointer = await refreshModels(c.env, config)
-    const target = (await openRepository(c.env, config)).resolve(name)
-    const sources = modelSources(c.env)
-    const resident = await modelCache(config).reload(cacheKey(name, target.version), target.entry.weightBytes, () => loadVersion(sources, target))
+    const { target, resident, pointer } = await isolate().reload(c.env, name)
     return c.json({ model: name, version: String(target.version), source: target.entry.source ?? 'assets', resident, pointer })
   })
   // Drops every loaded version of the model (or one, with ?version=); in-flight requests finish first.
   .post('/admin/models/:name/unload', spec.adminUnload, async (c) => {
-    const config = readConfig(c.env)
     const name = c.req.param('name')
-    const version = parseVersion(c.req.query('version'))
-    ;(await openRepository(c.env, config, waitUntilOf(c))).resolve(name, version === undefined ? {} : { version }) // 404 for unknown names
-    const cache = modelCache(config)
-    const unloaded =
-      version === undefined
-        ? cache.unload(name, 'unloaded by an admin')
-        : cache.drop(cacheKey(name, version), 'unloaded by an admin')
-          ? [cacheKey(name, version)]
-          : []
+    const unloaded = await isolate().unload(c.env, name, parseVersion(c.req.query('version')), waitUntilOf(c))
     return c.json({ model: name, unloaded })
   })
 

@@ -1,9 +1,7 @@
 /** @module http/routes/health — liveness and readiness, at the Open Inference Protocol's paths. */
 import { Hono } from 'hono'
 import { ApiError } from '../../errors'
-import { readConfig } from '../../config'
-import { openRepository } from '../../models'
-import { ensureBackend } from '../../runtime/tf'
+import { isolate } from '../../isolate'
 import { spec } from '../openapi'
 import { waitUntilOf } from '../common'
 import type { AppEnv } from '../common'
@@ -15,8 +13,7 @@ export const health = new Hono<AppEnv>()
   // Models load lazily, on first use, so readiness does not wait for any of them.
   .get('/v2/health/ready', spec.ready, async (c) => {
     try {
-      const [backend, repository] = await Promise.all([ensureBackend(), openRepository(c.env, readConfig(c.env), waitUntilOf(c))])
-      return c.json({ ready: true, backend, models: repository.names().length })
+      return c.json({ ready: true, ...(await isolate().ready(c.env, waitUntilOf(c))) })
     } catch (error) {
       throw new ApiError(503, `not ready: ${(error as Error).message}`, { 'Retry-After': '5' })
     }

@@ -4,11 +4,9 @@
  * @see https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format
  */
 import { Hono } from 'hono'
-import { readConfig } from '../../config'
-import { family, keyLabels, recordedFamilies, sample } from '../../metrics'
+import { isolate } from '../../isolate'
+import { family, keyLabels, sample } from '../../metrics'
 import type { CacheCounters } from '../../cache'
-import { modelCache } from '../../models'
-import { tf } from '../../runtime/tf'
 import { spec } from '../openapi'
 import type { AppEnv } from '../common'
 
@@ -26,12 +24,12 @@ const CACHE_COUNTERS: Array<[keyof CacheCounters, string, string]> = [
 ]
 
 export const metrics = new Hono<AppEnv>().get('/metrics', spec.metrics, (c) => {
-  const cache = modelCache(readConfig(c.env))
-  const { numTensors, numBytes } = tf.memory()
-  const models = cache.list()
+  const state = isolate()
+  const { models, counters, budgetBytes, memory } = state.status(c.env)
+  const { numTensors, numBytes } = memory
   const body = [
-    ...recordedFamilies(),
-    ...CACHE_COUNTERS.map(([key, name, help]) => family(`warmserve_${name}`, 'counter', help, [sample(`warmserve_${name}`, cache.counters[key])])),
+    ...state.metrics.families(),
+    ...CACHE_COUNTERS.map(([key, name, help]) => family(`warmserve_${name}`, 'counter', help, [sample(`warmserve_${name}`, counters[key])])),
     family('warmserve_models_loaded', 'gauge', 'Models available in this isolate.', [
       sample('warmserve_models_loaded', models.filter((m) => m.state === 'AVAILABLE').length),
     ]),
@@ -39,7 +37,7 @@ export const metrics = new Hono<AppEnv>().get('/metrics', spec.metrics, (c) => {
       ...models.filter((m) => m.state !== 'LOADING').map((m) => sample('warmserve_model_weight_bytes', m.bytes, { ...keyLabels(m.key), state: m.state })),
     ]),
     family('warmserve_cache_budget_bytes', 'gauge', 'Weight bytes the cache keeps before evicting idle models.', [
-      sample('warmserve_cache_budget_bytes', cache.options.budgetBytes),
+      sample('warmserve_cache_budget_bytes', budgetBytes),
     ]),
     family('warmserve_tfjs_tensors', 'gauge', 'Tensors tf.js holds in this isolate (tf.memory().numTensors).', [sample('warmserve_tfjs_tensors', numTensors)]),
     family('warmserve_tfjs_bytes', 'gauge', 'Bytes of tensor data tf.js holds in this isolate (tf.memory().numBytes).', [sample('warmserve_tfjs_bytes', numBytes)]),

@@ -7,7 +7,7 @@ import type { Context } from 'hono'
 import { readJson } from '../../http/body'
 import { readConfig } from '../../config'
 import { badRequest, ModelUnavailableError, notFound } from '../../errors'
-import { openRepository } from '../../models'
+import { isolate } from '../../isolate'
 import type { Rejection } from '../../repository/pointer'
 import type { Selector } from '../../repository/repository'
 import { DEFAULT_SIGNATURE, dtypeToTensorFlow } from '../../runtime/signature'
@@ -54,7 +54,7 @@ async function status(c: Ctx, name: string, pick?: Pick) {
     throw notFound(`no route for GET ${new URL(c.req.url).pathname}`)
   }
   const selector = selectorOf(pick)
-  const repository = await openRepository(c.env, readConfig(c.env), waitUntilOf(c))
+  const repository = await isolate().repository(c.env, waitUntilOf(c))
   const rejected = repository.rejected(name)
   if (selector.version !== undefined && !repository.versions(name).includes(selector.version)) {
     const rejection = rejected[String(selector.version)]

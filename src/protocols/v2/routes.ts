@@ -11,7 +11,8 @@ import { binaryResponse, decodeBinary, readInferBody, splitBinary } from './bina
 import { readConfig } from '../../config'
 import { converter, datatypeOf } from '../datatypes'
 import { badRequest, ModelUnavailableError } from '../../errors'
-import { cacheKey, modelCache, openRepository } from '../../models'
+import { cacheKey, isolate } from '../../isolate'
+import type { ModelCache } from '../../cache'
 import type { Servable } from '../../runtime/servable'
 import type { TensorSpec } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
@@ -30,7 +31,7 @@ const platformOf = (servable: Servable) => `tensorflowjs_${servable.format.repla
 const tensorMetadata = (spec: TensorSpec) => ({ name: spec.name, datatype: datatypeOf(spec.dtype), shape: spec.shape ?? [-1] })
 
 async function modelMetadata(c: Ctx, name: string, version?: string) {
-  const versions = (await openRepository(c.env, readConfig(c.env), waitUntilOf(c))).served(name).map(String)
+  const versions = (await isolate().repository(c.env, waitUntilOf(c))).served(name).map(String)
   return withModel(c, name, { version: parseVersion(version) }, async ({ target, lease }) =>
     c.json({
       name,
@@ -130,7 +131,7 @@ async function infer(c: Ctx, name: string, version?: string) {
 }
 
 /** A served version's state in this isolate, as Triton's repository index reports it. */
-function versionState(status: ReturnType<ReturnType<typeof modelCache>['status']>): { state: 'READY' | 'LOADING' | 'UNAVAILABLE'; reason?: string } {
+function versionState(status: ReturnType<ModelCache['status']>): { state: 'READY' | 'LOADING' | 'UNAVAILABLE'; reason?: string } {
   if (status?.state === 'AVAILABLE') return { state: 'READY' }
   if (status?.state === 'LOADING') return { state: 'LOADING' }
   if (status?.state === 'FAILED') return { state: 'UNAVAILABLE', reason: status.message }
@@ -146,11 +147,11 @@ async function repositoryIndex(c: Ctx) {
   // Triton's clients may send no body at all: that is an empty request, not malformed JSON.
   const empty = c.req.raw.body === null || c.req.header('content-length') === '0'
   const body = empty ? {} : parseBody(RepositoryIndexRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
-  const repository = await openRepository(c.env, config, waitUntilOf(c))
-  const cache = modelCache(config)
+  const state = isolate()
+  const repository = await state.repository(c.env, waitUntilOf(c))
   const entries = repository.names().flatMap((name) => {
     try {
-      return repository.served(name).map((v) => ({ name, version: String(v), ...versionState(cache.status(cacheKey(name, v))) }))
+      return repository.served(name).map((v) => ({ name, version: String(v), ...versionState(state.cache.status(cacheKey(name, v))) }))
     } catch (error) {
       // A model whose config.json or version policy is broken is listed, with the reason it cannot serve.
       return [{ name, version: '', state: 'UNAVAILABLE' as const, reason: (error as Error).message }]

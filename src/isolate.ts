@@ -1,0 +1,312 @@
+/**
+ * @module isolate — everything that lives as long as the isolate, in one object created on first use.
+ *
+ * A Worker isolate serves many requests, and what it keeps between them is this: the model cache,
+ * the bundled repository's index, the R2 pointer it follows, the metrics it has recorded, the tf.js
+ * backend and the clock. Every entry point — HTTP routes, the admin API, the cron handler — goes
+ * through this object's small interface (`repository`, `lease`, `reload`, `unload`, `maintain`,
+ * `status`, `ready`); no other module keeps state of its own.
+ *
+ * Bindings are passed to each call, never kept: `env` says where model files come from and what the
+ * limits are. A call with an `env` whose vars differ applies them to the live state — the cache's
+ * budget, model count and backoff, the backend's name, the refresh interval — from that call on,
+ * without dropping what is loaded. (In production every request of an isolate sees the same vars.)
+ */
+import { ModelCache } from './cache'
+import type { CacheCounters, CacheLimits, Lease, LoadResult, ResidentInfo } from './cache'
+import { r2Models, readConfig } from './config'
+import type { Config, StringVars } from './config'
+import { ModelUnavailableError } from './errors'
+import { log } from './log'
+import { Metrics } from './metrics'
+import { PointerFollower } from './repository/follow'
+import type { FollowDeps, PointerStatus } from './repository/follow'
+import { verifiedStore } from './repository/manifest'
+import type { ManifestFile } from './repository/manifest'
+import { storeHandler } from './repository/model-files'
+import { publishVersions } from './repository/publish'
+import type { PublishReport } from './repository/publish'
+import { BundledIndex } from './repository/repository'
+import type { Repository, ResolvedVersion, Selector } from './repository/repository'
+import { assetsStore, r2Store } from './repository/stores'
+import type { ModelStore } from './repository/stores'
+import { withBatching } from './runtime/batcher'
+import { buildServable } from './runtime/servable'
+import { Backend, tf } from './runtime/tf'
+import type { BackendName } from './runtime/tf'
+
+/** Runs `promise` after the response, where the runtime allows it (`ctx.waitUntil`). */
+export type WaitUntil = (promise: Promise<unknown>) => void
+
+/** Where model files come from: the bundled static assets, and the R2 bucket when it is bound. */
+export interface ModelSources {
+  assets: ModelStore
+  r2?: ModelStore
+}
+
+/** A leased model together with the version it resolved to. */
+export interface ModelLease {
+  target: ResolvedVersion
+  lease: Lease
+}
+
+/** What one maintenance pass (the cron) did. */
+export interface MaintenanceReport {
+  dropped: string[]
+  models: number | null
+  indexError?: string
+  /** What the R2 pass did; absent when no bucket is bound or R2_MODELS is empty. */
+  publish?: PublishReport
+  publishError?: string
+  numTensors: number
+  numBytes: number
+}
+
+/** This isolate's cache as the admin API and `/metrics` show it. */
+export interface IsolateStatus {
+  models: ResidentInfo[]
+  residentBytes: number
+  budgetBytes: number
+  counters: CacheCounters
+  memory: { numTensors: number; numBytes: number }
+  pointer: PointerStatus
+}
+
+/** Cache key of one model version. */
+export const cacheKey = (name: string, version: number) => `${name}/${version}`
+
+const cacheLimits = (config: Config): CacheLimits => ({
+  budgetBytes: config.CACHE_BUDGET_BYTES,
+  maxModels: config.MAX_MODELS_LOADED,
+  backoffBaseMs: config.LOAD_BACKOFF_BASE_MS,
+  backoffMaxMs: config.LOAD_BACKOFF_MAX_MS,
+})
+
+export class Isolate {
+  readonly metrics = new Metrics()
+  readonly cache: ModelCache
+  private readonly index = new BundledIndex()
+  private readonly pointer: PointerFollower
+  // Stores of each env object, made once (every request asks, several times).
+  private readonly sources = new WeakMap<object, ModelSources>()
+
+  /**
+   * @param backend tf.js's backend; tf.js's engine is process-wide, so a test that starts a new
+   *   isolate state hands over the old one's
+   * @param now the clock of the cache, the pointer and the cron; tests pass their own
+   */
+  constructor(
+    readonly backend: Backend = new Backend(),
+    readonly now: () => number = Date.now,
+  ) {
+    this.cache = new ModelCache({ ...cacheLimits(readConfig({})), now, onLoad: (key, ms) => this.metrics.recordLoad(key, ms) })
+    this.pointer = new PointerFollower(now)
+  }
+
+  /** Applies `env`'s vars to the live state and returns them. Cheap: the vars are parsed once per env object. */
+  private settings(env: Env): Config {
+    const config = readConfig(env)
+    this.cache.configure(cacheLimits(config))
+    this.backend.configure((env as StringVars).TF_BACKEND)
+    return config
+  }
+
+  private sourcesOf(env: Env): ModelSources {
+    let sources = this.sources.get(env)
+    if (!sources) {
+      const timeoutMs = readConfig(env).STORE_READ_TIMEOUT_MS
+      sources = { assets: assetsStore(env.ASSETS, timeoutMs), ...(env.MODELS ? { r2: r2Store(env.MODELS, timeoutMs) } : {}) }
+      this.sources.set(env, sources)
+    }
+    return sources
+  }
+
+  private followDeps(env: Env, config: Config): FollowDeps {
+    const sources = this.sourcesOf(env)
+    return {
+      bucket: env.MODELS,
+      allowed: r2Models(env),
+      intervalMs: config.REFRESH_INTERVAL * 1000,
+      cache: this.cache,
+      load: (target) => this.load(sources, target),
+    }
+  }
+
+  /**
+   * Reads, builds and warms up one model version. R2 files are checked against the size and sha256
+   * that validation recorded, so a file changed since then fails the load instead of being served.
+   * With `batching` in the model's config.json, the servable merges concurrent requests (runtime/batcher.ts).
+   */
+  private async load(sources: ModelSources, target: ResolvedVersion): Promise<LoadResult> {
+    const started = this.now()
+    const dir = cacheKey(target.name, target.version)
+    let store = sources.assets
+    if (target.entry.source === 'r2') {
+      if (!sources.r2) throw new Error(`${dir} is in the R2 bucket, but no bucket is bound (MODELS)`)
+      store = verifiedStore(sources.r2, dir, target.entry.files.filter((f): f is ManifestFile => 'sha256' in f))
+    }
+    const artifacts = await storeHandler(store, dir).load()
+    const fetchMs = this.now() - started
+    await this.backend.ensure()
+    const { servable, timings, warmedUp } = await buildServable(artifacts)
+    if (!warmedUp) {
+      log('warn', 'model.warmup_skipped', { model: dir, reason: 'an input has unknown dimensions' })
+    }
+    // Wrapped after warmup, so warmup runs the model alone and fills in output shapes the batcher checks.
+    const batching = target.config.batching
+    const served = batching
+      ? withBatching(servable, { maxBatchSize: batching.max_batch_size, maxQueueDelayMs: batching.max_queue_delay_ms, model: dir })
+      : servable
+    return { servable: served, timings: { fetchMs, ...timings } }
+  }
+
+  /**
+   * The repository as this isolate serves it: the bundled index with the published R2 versions over
+   * it. A failure to read the bundled index is the server's, so it answers 503; an unreadable R2
+   * pointer is not a failure (bundled and already-applied versions keep serving).
+   */
+  async repository(env: Env, waitUntil?: WaitUntil): Promise<Repository> {
+    const config = this.settings(env)
+    let base: Repository
+    try {
+      base = await this.index.read(this.sourcesOf(env).assets)
+    } catch (error) {
+      throw new ModelUnavailableError(`model repository unavailable: ${(error as Error).message}`, 5, error)
+    }
+    return this.pointer.serving(base, this.followDeps(env, config), waitUntil)
+  }
+
+  /**
+   * Resolves `name` (and a version or label, else the default version) and leases the model, loading
+   * it on a miss. The caller must `lease.release()` when its inference is done.
+   */
+  async lease(env: Env, name: string, selector: Selector = {}, waitUntil?: WaitUntil): Promise<ModelLease> {
+    const target = (await this.repository(env, waitUntil)).resolve(name, selector)
+    const sources = this.sourcesOf(env)
+    const key = cacheKey(name, target.version)
+    const load = () => this.load(sources, target)
+    if ((env as StringVars).MODEL_CACHE === 'off') {
+      // The benchmark's baseline: fetch, build and warm up per request, the pattern the cache exists
+      // to avoid. A throwaway cache builds the model; retired at once, it is disposed on release.
+      const once = new ModelCache({ ...this.cache.options, onLoad: undefined })
+      const lease = await once.acquire(key, target.entry.weightBytes, load)
+      once.drop(key, 'MODEL_CACHE is off')
+      return { target, lease }
+    }
+    return { target, lease: await this.cache.acquire(key, target.entry.weightBytes, load) }
+  }
+
+  /** Re-reads the R2 pointer now and swaps to what it publishes (cron, admin reload). */
+  async follow(env: Env): Promise<PointerStatus> {
+    const config = this.settings(env)
+    const base = await this.index.read(this.sourcesOf(env).assets)
+    return this.pointer.followNow(base, this.followDeps(env, config))
+  }
+
+  /**
+   * Follows the R2 pointer now, then builds the model's default version afresh beside the one serving
+   * and switches (admin reload).
+   */
+  async reload(env: Env, name: string): Promise<{ target: ResolvedVersion; resident: ResidentInfo; pointer: PointerStatus }> {
+    const pointer = await this.follow(env)
+    const target = (await this.repository(env)).resolve(name)
+    const sources = this.sourcesOf(env)
+    const resident = await this.cache.reload(cacheKey(name, target.version), target.entry.weightBytes, () => this.load(sources, target))
+    return { target, resident, pointer }
+  }
+
+  /** Drops every loaded version of `name`, or one; in-flight requests finish first. Unknown names and versions are 404. */
+  async unload(env: Env, name: string, version?: number, waitUntil?: WaitUntil): Promise<string[]> {
+    ;(await this.repository(env, waitUntil)).resolve(name, version === undefined ? {} : { version })
+    if (version === undefined) return this.cache.unload(name, 'unloaded by an admin')
+    return this.cache.drop(cacheKey(name, version), 'unloaded by an admin') ? [cacheKey(name, version)] : []
+  }
+
+  /**
+   * One maintenance pass, the cron's: drops models idle longer than MODEL_IDLE_TTL_SECONDS, re-reads
+   * the bundled index, validates new R2 versions and publishes the pointer, then follows it here too.
+   */
+  async maintain(env: Env): Promise<MaintenanceReport> {
+    const config = this.settings(env)
+    const dropped = this.cache.dropIdle(config.MODEL_IDLE_TTL_SECONDS * 1000)
+    let models: number | null = null
+    let indexError: string | undefined
+    let base: Repository | undefined
+    try {
+      base = await this.index.reread(this.sourcesOf(env).assets)
+      models = base.names().length
+    } catch (error) {
+      indexError = (error as Error).message
+    }
+    const published = base ? await this.publish(env, base) : {}
+    const { numTensors, numBytes } = tf.memory()
+    const report: MaintenanceReport = { dropped, models, ...published, numTensors, numBytes, ...(indexError ? { indexError } : {}) }
+    log(indexError || published.publishError ? 'error' : 'info', 'cron.maintenance', { ...report })
+    return report
+  }
+
+  /** Validates new R2 versions and publishes the pointer, then follows it in this isolate. */
+  private async publish(env: Env, base: Repository): Promise<{ publish?: PublishReport; publishError?: string }> {
+    const allowed = r2Models(env)
+    if (!env.MODELS || (allowed !== '*' && allowed.size === 0)) return {}
+    try {
+      // Candidates are validated by building them, on the backend that serves them.
+      await this.backend.ensure()
+      const sources = this.sourcesOf(env)
+      const report = await publishVersions({ bucket: env.MODELS, base, allowed, cache: this.cache, load: (t) => this.load(sources, t) })
+      await this.follow(env)
+      return { publish: report }
+    } catch (error) {
+      // R2 down or slow: nothing is published, every isolate keeps what it serves, the next run retries.
+      return { publishError: (error as Error).message }
+    }
+  }
+
+  /** Readiness: the backend is up and the repository can be read. Rejects with the reason otherwise. */
+  async ready(env: Env, waitUntil?: WaitUntil): Promise<{ backend: BackendName; models: number }> {
+    this.settings(env)
+    const [backend, repository] = await Promise.all([this.backend.ensure(), this.repository(env, waitUntil)])
+    return { backend, models: repository.names().length }
+  }
+
+  /** What this isolate holds: every version loaded or loading, bytes, counters, tf.js memory, the pointer. */
+  status(env: Env): IsolateStatus {
+    this.settings(env)
+    const { numTensors, numBytes } = tf.memory()
+    return {
+      models: this.cache.list(),
+      residentBytes: this.cache.residentBytes(),
+      budgetBytes: this.cache.options.budgetBytes,
+      counters: this.cache.counters,
+      memory: { numTensors, numBytes },
+      pointer: this.pointer.status(),
+    }
+  }
+
+  /** Disposes every model at once, leases or not (tests). */
+  dispose(): void {
+    this.cache.reset()
+  }
+}
+
+// The one mutable binding of module scope: the isolate's state, made on first use (no I/O may run
+// in global scope, and the first request's env is not known before it arrives).
+let current: Isolate | undefined
+
+/** The isolate's state, created on first use. */
+export function isolate(): Isolate {
+  current ??= new Isolate()
+  return current
+}
+
+/**
+ * Starts over with a fresh state, as a new isolate would (tests): every model disposed, the index,
+ * the pointer and the metrics forgotten. The tf.js backend is handed over, since tf.js's engine is
+ * process-wide. `now` sets the clock of the new state.
+ */
+export function resetIsolate(options: { now?: () => number } = {}): Isolate {
+  const backend = current?.backend
+  current?.dispose()
+  current = new Isolate(backend, options.now)
+  return current
+}
