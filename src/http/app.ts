@@ -7,7 +7,7 @@ import { log } from '../log'
 import { accessLog } from './middleware/access-log'
 import { cors } from './middleware/cors'
 import { metrics as countRequests } from './middleware/count-requests'
-import { openApiDocument, spec } from './openapi'
+import { openApiDocument, routeDocs } from './openapi'
 import { admin } from './routes/admin'
 import type { AppEnv } from './common'
 import { health } from './routes/health'
@@ -29,7 +29,7 @@ export const app = new Hono<AppEnv>()
   .route('/', pages)
 
 // The document describes the routes above, read from the app itself, so it is added once they are all in.
-app.get('/openapi.json', spec.openapi, async (c) => c.json(await openApiDocument(app)))
+app.get('/openapi.json', routeDocs.openapi, async (c) => c.json(await openApiDocument(app)))
 
 app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404))
 

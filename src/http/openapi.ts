@@ -195,7 +195,7 @@ const v2Infer = (versioned: boolean) =>
   })
 
 /** The describeRoute middleware of every documented route, by route. */
-export const spec = {
+export const routeDocs = {
   tfStatus: tfStatus('plain'),
   tfStatusVersion: tfStatus('versions'),
   tfStatusLabel: tfStatus('labels'),

@@ -148,7 +148,7 @@ async function currentSignature(repo: Repository, name: string, deps: PublishDep
 }
 
 /** One model's part of the pointer, brought up to date with its folder in the bucket. */
-async function refreshModel(name: string, previous: PointerModel | undefined, pointer: Pointer, deps: PublishDeps, report: PublishReport, budget: { left: number }) {
+async function nextPointerModel(name: string, previous: PointerModel | undefined, pointer: Pointer, deps: PublishDeps, report: PublishReport, budget: { left: number }) {
   const model: PointerModel = {
     current: previous?.current ?? null,
     versions: { ...previous?.versions },
@@ -225,7 +225,7 @@ export async function publishVersions(deps: PublishDeps): Promise<PublishReport>
   const names = (await listDir(deps.bucket, '')).dirs.filter((n) => MODEL_NAME.test(n) && (deps.allowed === '*' || deps.allowed.has(n)))
   const budget = { left: MAX_CANDIDATES_PER_RUN }
   for (const name of names.sort()) {
-    const model = await refreshModel(name, previous?.models[name], next, deps, report, budget)
+    const model = await nextPointerModel(name, previous?.models[name], next, deps, report, budget)
     if (Object.keys(model.versions).length + Object.keys(model.rejected).length > 0 || model.config !== undefined) next.models[name] = model
   }
   if (previous === undefined || comparable(previous) !== comparable(next)) {

@@ -10,7 +10,7 @@ import type { MiddlewareHandler } from 'hono'
 import type { StringVars } from '../../config'
 import { ApiError, notFound } from '../../errors'
 import { isolate } from '../../isolate'
-import { spec } from '../openapi'
+import { routeDocs } from '../openapi'
 import { parseVersion, waitUntilOf } from '../common'
 import type { AppEnv } from '../common'
 
@@ -41,15 +41,15 @@ function adminAuth(): MiddlewareHandler<AppEnv> {
 export const admin = new Hono<AppEnv>()
   .use('/admin/*', adminAuth())
   // This isolate's cache: every version held or loading, leases, bytes, counters, tf.js memory, the pointer it follows.
-  .get('/admin/cache', spec.adminCache, (c) => c.json(isolate().status(c.env)))
+  .get('/admin/cache', routeDocs.adminCache, (c) => c.json(isolate().status(c.env)))
   // Follows the R2 pointer now, then builds the model's default version afresh beside the one serving and switches.
-  .post('/admin/models/:name/reload', spec.adminReload, async (c) => {
+  .post('/admin/models/:name/reload', routeDocs.adminReload, async (c) => {
     const name = c.req.param('name')
     const { target, resident, pointer } = await isolate().reload(c.env, name)
     return c.json({ model: name, version: String(target.version), source: target.entry.source ?? 'assets', resident, pointer })
   })
   // Drops every loaded version of the model (or one, with ?version=); in-flight requests finish first.
-  .post('/admin/models/:name/unload', spec.adminUnload, async (c) => {
+  .post('/admin/models/:name/unload', routeDocs.adminUnload, async (c) => {
     const name = c.req.param('name')
     const unloaded = await isolate().unload(c.env, name, parseVersion(c.req.query('version')), waitUntilOf(c))
     return c.json({ model: name, unloaded })

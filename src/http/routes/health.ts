@@ -2,16 +2,16 @@
 import { Hono } from 'hono'
 import { ApiError } from '../../errors'
 import { isolate } from '../../isolate'
-import { spec } from '../openapi'
+import { routeDocs } from '../openapi'
 import { waitUntilOf } from '../common'
 import type { AppEnv } from '../common'
 
 export const health = new Hono<AppEnv>()
   // Live: the isolate answers. Nothing else is checked, so a slow model load never fails it.
-  .get('/v2/health/live', spec.live, (c) => c.json({ live: true }))
+  .get('/v2/health/live', routeDocs.live, (c) => c.json({ live: true }))
   // Ready: the tf.js backend is up and the model repository can be read, so a predict can be served.
   // Models load lazily, on first use, so readiness does not wait for any of them.
-  .get('/v2/health/ready', spec.ready, async (c) => {
+  .get('/v2/health/ready', routeDocs.ready, async (c) => {
     try {
       return c.json({ ready: true, ...(await isolate().ready(c.env, waitUntilOf(c))) })
     } catch (error) {

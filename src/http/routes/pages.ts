@@ -10,7 +10,7 @@
 import { Hono } from 'hono'
 import type { Context } from 'hono'
 import { notFound } from '../../errors'
-import { spec } from '../openapi'
+import { routeDocs } from '../openapi'
 import type { AppEnv } from '../common'
 
 /** Where the page files are, inside the assets folder. */
@@ -32,6 +32,6 @@ async function uiFile(c: Context<AppEnv>, file: string): Promise<Response> {
 }
 
 export const pages = new Hono<AppEnv>()
-  .get('/', spec.tryIt, (c) => uiFile(c, 'index.html'))
-  .get('/docs', spec.docs, (c) => uiFile(c, 'docs.html'))
+  .get('/', routeDocs.tryIt, (c) => uiFile(c, 'index.html'))
+  .get('/docs', routeDocs.docs, (c) => uiFile(c, 'docs.html'))
   .get('/ui/*', (c) => uiFile(c, new URL(c.req.url).pathname.slice('/ui/'.length)))

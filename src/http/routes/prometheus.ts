@@ -7,7 +7,7 @@ import { Hono } from 'hono'
 import { isolate } from '../../isolate'
 import { family, keyLabels, sample } from '../../metrics'
 import type { CacheCounters } from '../../cache'
-import { spec } from '../openapi'
+import { routeDocs } from '../openapi'
 import type { AppEnv } from '../common'
 
 /** Cache counters exported as Prometheus counters: name suffix and help text. */
@@ -23,7 +23,7 @@ const CACHE_COUNTERS: Array<[keyof CacheCounters, string, string]> = [
   ['reloads', 'cache_reloads_total', 'Models built afresh beside the serving copy.'],
 ]
 
-export const metrics = new Hono<AppEnv>().get('/metrics', spec.metrics, (c) => {
+export const metrics = new Hono<AppEnv>().get('/metrics', routeDocs.metrics, (c) => {
   const state = isolate()
   const { models, counters, budgetBytes, memory } = state.status(c.env)
   const { numTensors, numBytes } = memory

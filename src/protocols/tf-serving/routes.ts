@@ -16,7 +16,7 @@ import { tf } from '../../runtime/tf'
 import { parseBody, PredictRequest } from '../schemas'
 import { requestLimits, tensorFromJSON, tensorToJSON } from '../tensors'
 import type { RequestLimits } from '../tensors'
-import { spec } from '../../http/openapi'
+import { routeDocs } from '../../http/openapi'
 import { checkInputNames, methodNotAllowed, outputNames, parseLabel, parseVersion, setModelHeaders, waitUntilOf, withModel } from '../../http/common'
 import type { AppEnv } from '../../http/common'
 
@@ -31,9 +31,9 @@ function splitVerb(segment: string): { name: string; verb?: string } {
 }
 
 /** How a path names the version: `versions/{v}`, `labels/{l}`, or not at all (the default version). */
-type Pick = { kind: 'versions' | 'labels'; segment: string } | undefined
+type VersionPath = { kind: 'versions' | 'labels'; segment: string } | undefined
 
-function selectorOf(pick: Pick): Selector {
+function selectorOf(pick: VersionPath): Selector {
   if (!pick) return {}
   return pick.kind === 'versions' ? { version: parseVersion(pick.segment) } : { label: parseLabel(pick.segment) }
 }
@@ -47,7 +47,7 @@ const rejectedStatus = (version: string, rejection: Rejection) => ({
   status: { error_code: 'FAILED_PRECONDITION', error_message: `rejected by validation: ${rejection.reason}` },
 })
 
-async function status(c: Ctx, name: string, pick?: Pick) {
+async function status(c: Ctx, name: string, pick?: VersionPath) {
   const verb = splitVerb(pick?.segment ?? name).verb
   if (verb !== undefined) {
     if (verb === 'predict') return methodNotAllowed('POST')(c)
@@ -101,7 +101,7 @@ export function signatureDef(signature: Signature) {
   }
 }
 
-async function metadata(c: Ctx, name: string, pick?: Pick) {
+async function metadata(c: Ctx, name: string, pick?: VersionPath) {
   return withModel(c, name, selectorOf(pick), async ({ target, lease }) =>
     c.json({
       model_spec: { name, signature_name: '', version: String(target.version) },
@@ -160,7 +160,7 @@ async function predictionsJSON(names: string[], outputs: Record<string, tf.Tenso
   return Array.from({ length: batch }, (_, row) => Object.fromEntries(names.map((name, i) => [name, (values[i] as unknown[])[row]])))
 }
 
-async function predict(c: Ctx, name: string, pick?: Pick) {
+async function predict(c: Ctx, name: string, pick?: VersionPath) {
   const selector = selectorOf(pick)
   const config = readConfig(c.env)
   const body = parseBody(PredictRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
@@ -192,19 +192,19 @@ async function predict(c: Ctx, name: string, pick?: Pick) {
 
 // ===== Routes =====
 
-const versions = (c: Ctx): Pick => ({ kind: 'versions', segment: c.req.param('version')! })
-const labels = (c: Ctx): Pick => ({ kind: 'labels', segment: c.req.param('label')! })
+const versions = (c: Ctx): VersionPath => ({ kind: 'versions', segment: c.req.param('version')! })
+const labels = (c: Ctx): VersionPath => ({ kind: 'labels', segment: c.req.param('label')! })
 
 export const tfServing = new Hono<AppEnv>()
-  .get('/v1/models/:name', spec.tfStatus, (c) => status(c, c.req.param('name')))
-  .get('/v1/models/:name/versions/:version', spec.tfStatusVersion, (c) => status(c, c.req.param('name'), versions(c)))
-  .get('/v1/models/:name/labels/:label', spec.tfStatusLabel, (c) => status(c, c.req.param('name'), labels(c)))
-  .get('/v1/models/:name/metadata', spec.tfMetadata, (c) => metadata(c, c.req.param('name')))
-  .get('/v1/models/:name/versions/:version/metadata', spec.tfMetadataVersion, (c) => metadata(c, c.req.param('name'), versions(c)))
-  .get('/v1/models/:name/labels/:label/metadata', spec.tfMetadataLabel, (c) => metadata(c, c.req.param('name'), labels(c)))
-  .post('/v1/models/:target', spec.tfPredict, (c) => predictRoute(c, c.req.param('target')))
-  .post('/v1/models/:name/versions/:version', spec.tfPredictVersion, (c) => predictRoute(c, c.req.param('name'), versions(c)))
-  .post('/v1/models/:name/labels/:label', spec.tfPredictLabel, (c) => predictRoute(c, c.req.param('name'), labels(c)))
+  .get('/v1/models/:name', routeDocs.tfStatus, (c) => status(c, c.req.param('name')))
+  .get('/v1/models/:name/versions/:version', routeDocs.tfStatusVersion, (c) => status(c, c.req.param('name'), versions(c)))
+  .get('/v1/models/:name/labels/:label', routeDocs.tfStatusLabel, (c) => status(c, c.req.param('name'), labels(c)))
+  .get('/v1/models/:name/metadata', routeDocs.tfMetadata, (c) => metadata(c, c.req.param('name')))
+  .get('/v1/models/:name/versions/:version/metadata', routeDocs.tfMetadataVersion, (c) => metadata(c, c.req.param('name'), versions(c)))
+  .get('/v1/models/:name/labels/:label/metadata', routeDocs.tfMetadataLabel, (c) => metadata(c, c.req.param('name'), labels(c)))
+  .post('/v1/models/:target', routeDocs.tfPredict, (c) => predictRoute(c, c.req.param('target')))
+  .post('/v1/models/:name/versions/:version', routeDocs.tfPredictVersion, (c) => predictRoute(c, c.req.param('name'), versions(c)))
+  .post('/v1/models/:name/labels/:label', routeDocs.tfPredictLabel, (c) => predictRoute(c, c.req.param('name'), labels(c)))
   .all('/v1/models/:name/metadata', methodNotAllowed('GET'))
   .all('/v1/models/:name/versions/:version/metadata', methodNotAllowed('GET'))
   .all('/v1/models/:name/labels/:label/metadata', methodNotAllowed('GET'))
@@ -216,7 +216,7 @@ export const tfServing = new Hono<AppEnv>()
  * POST on `{name}:predict`, or on `versions/{v}:predict` / `labels/{l}:predict`: the verb ends the
  * last path segment, which is the model's name, or the version or label when `pick` says so.
  */
-function predictRoute(c: Ctx, model: string, pick?: Pick) {
+function predictRoute(c: Ctx, model: string, pick?: VersionPath) {
   const { name: last, verb } = splitVerb(pick?.segment ?? model)
   if (verb === undefined) return methodNotAllowed('GET')(c)
   if (verb !== 'predict') throw notFound(`':${verb}' is not supported; warmserve serves ':predict'`)

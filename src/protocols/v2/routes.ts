@@ -20,7 +20,7 @@ import { InferRequest, parseBody, RepositoryIndexRequest } from '../schemas'
 import type { RequestInput } from '../schemas'
 import { flatten, makeTensor, requestLimits, spendElements } from '../tensors'
 import type { RequestLimits } from '../tensors'
-import { spec } from '../../http/openapi'
+import { routeDocs } from '../../http/openapi'
 import { checkInputNames, methodNotAllowed, outputNames, parseVersion, setModelHeaders, waitUntilOf, withModel } from '../../http/common'
 import type { AppEnv } from '../../http/common'
 
@@ -161,14 +161,14 @@ async function repositoryIndex(c: Ctx) {
 }
 
 export const v2 = new Hono<AppEnv>()
-  .get('/v2', spec.v2Server, (c) => c.json({ name: 'warmserve', version: '0.1.0', extensions: ['binary_tensor_data'] }))
-  .get('/v2/models/:name', spec.v2Metadata, (c) => modelMetadata(c, c.req.param('name')))
-  .get('/v2/models/:name/versions/:version', spec.v2MetadataVersion, (c) => modelMetadata(c, c.req.param('name'), c.req.param('version')))
-  .get('/v2/models/:name/ready', spec.v2Ready, (c) => modelReady(c, c.req.param('name')))
-  .get('/v2/models/:name/versions/:version/ready', spec.v2ReadyVersion, (c) => modelReady(c, c.req.param('name'), c.req.param('version')))
-  .post('/v2/models/:name/infer', spec.v2Infer, (c) => infer(c, c.req.param('name')))
-  .post('/v2/models/:name/versions/:version/infer', spec.v2InferVersion, (c) => infer(c, c.req.param('name'), c.req.param('version')))
-  .post('/v2/repository/index', spec.repositoryIndex, (c) => repositoryIndex(c))
+  .get('/v2', routeDocs.v2Server, (c) => c.json({ name: 'warmserve', version: '0.1.0', extensions: ['binary_tensor_data'] }))
+  .get('/v2/models/:name', routeDocs.v2Metadata, (c) => modelMetadata(c, c.req.param('name')))
+  .get('/v2/models/:name/versions/:version', routeDocs.v2MetadataVersion, (c) => modelMetadata(c, c.req.param('name'), c.req.param('version')))
+  .get('/v2/models/:name/ready', routeDocs.v2Ready, (c) => modelReady(c, c.req.param('name')))
+  .get('/v2/models/:name/versions/:version/ready', routeDocs.v2ReadyVersion, (c) => modelReady(c, c.req.param('name'), c.req.param('version')))
+  .post('/v2/models/:name/infer', routeDocs.v2Infer, (c) => infer(c, c.req.param('name')))
+  .post('/v2/models/:name/versions/:version/infer', routeDocs.v2InferVersion, (c) => infer(c, c.req.param('name'), c.req.param('version')))
+  .post('/v2/repository/index', routeDocs.repositoryIndex, (c) => repositoryIndex(c))
   .all('/v2', methodNotAllowed('GET'))
   .all('/v2/repository/index', methodNotAllowed('POST'))
   .all('/v2/models/:name', methodNotAllowed('GET'))
