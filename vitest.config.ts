@@ -10,7 +10,7 @@ export default defineConfig({
       {
         // Unit and integration tests, inside workerd with the Worker's own bindings.
         // wrangler.toml, pointed at the bundled models plus the test fixtures.
-        plugins: [cloudflareTest({ wrangler: { configPath: prepareTestAssets() } })],
+        plugins: [cloudflareTest({ wrangler: { configPath: await prepareTestAssets() } })],
         test: {
           name: 'workers',
           include: ['test/*.test.ts'],

@@ -7,6 +7,9 @@
 // with <version> a positive integer, and optionally <assets>/<name>/config.json. The assets folder is MODEL_ASSETS_DIR, else ./model-assets.
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import * as tf from '@tensorflow/tfjs-core'
+import '@tensorflow/tfjs-backend-cpu'
+import * as tfl from '@tensorflow/tfjs-layers'
 
 export const INDEX_FILE = '_index.json'
 // Names become URL path segments; a leading letter or digit also keeps them clear of _index.json.
@@ -16,7 +19,7 @@ const VERSION = /^[1-9][0-9]{0,15}$/
 const isDir = (path) => statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false
 
 /** Inputs and outputs as model.json declares them; outputs of graphs without a signature are only known once built. */
-function declaredSignature(json) {
+async function declaredSignature(json) {
   const topology = json.modelTopology ?? {}
   if (json.signature?.inputs) {
     const side = (group) =>
@@ -37,19 +40,34 @@ function declaredSignature(json) {
       }))
     return { inputs, outputs: null }
   }
-  const config = topology.model_config?.config ?? topology.config ?? {}
-  const layers = config.layers ?? []
-  const inputs = layers
-    .filter((layer) => layer.class_name === 'InputLayer')
-    .map((layer) => ({
-      name: layer.config.name,
-      dtype: layer.config.dtype ?? 'float32',
-      shape: (layer.config.batch_input_shape ?? layer.config.batch_shape ?? []).map((d) => d ?? -1),
-    }))
-  return { inputs, outputs: null }
+  return layersSignature(json)
 }
 
-function indexVersion(dir) {
+/**
+ * A layers model's inputs and outputs, as the Worker's runtime names them (runtime/servable.ts: each
+ * after its layer), worked out by tf.js itself from the topology: the layers are built with initial
+ * weights and thrown away, no weights are read. So metadata can be answered without loading the model.
+ * A topology tf.js cannot build (a custom layer) gives no signature; the Worker's load will say why.
+ */
+async function layersSignature(json) {
+  // workerd aside, tf.js in Node nags about tfjs-node; the cpu backend is all this needs.
+  tf.env().set('IS_NODE', false)
+  if (tf.getBackend() !== 'cpu') await tf.setBackend('cpu')
+  let model
+  try {
+    model = await tfl.models.modelFromJSON({ modelTopology: json.modelTopology })
+  } catch {
+    return null
+  }
+  const spec = (t) => ({ name: t.sourceLayer.name, dtype: t.dtype, shape: t.shape.map((d) => d ?? -1) })
+  try {
+    return { inputs: model.inputs.map(spec), outputs: model.outputs.map(spec) }
+  } finally {
+    model.dispose()
+  }
+}
+
+async function indexVersion(dir) {
   const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'))
   if (json.modelTopology == null || !Array.isArray(json.weightsManifest)) {
     throw new Error('model.json has no modelTopology or weightsManifest')
@@ -66,12 +84,12 @@ function indexVersion(dir) {
     files,
     weightBytes: files.slice(1).reduce((n, f) => n + f.bytes, 0),
     totalBytes: files.reduce((n, f) => n + f.bytes, 0),
-    signature: declaredSignature(json),
+    signature: await declaredSignature(json),
   }
 }
 
 /** Scans an assets folder; returns the index and the problems it skipped. */
-export function buildIndex(root) {
+export async function buildIndex(root) {
   const models = {}
   const skipped = []
   for (const name of readdirSync(root).sort()) {
@@ -92,7 +110,7 @@ export function buildIndex(root) {
         continue
       }
       try {
-        versions[version] = indexVersion(versionDir)
+        versions[version] = await indexVersion(versionDir)
       } catch (error) {
         skipped.push(`${name}/${version}: ${error.message}`)
       }
@@ -116,7 +134,7 @@ export function buildIndex(root) {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const root = resolve(process.env.MODEL_ASSETS_DIR ?? 'model-assets')
-  const { index, skipped } = buildIndex(root)
+  const { index, skipped } = await buildIndex(root)
   for (const problem of skipped) console.warn(`[build-index] skipped ${problem}`)
   const path = join(root, INDEX_FILE)
   const text = `${JSON.stringify(index, null, 2)}\n`

@@ -20,7 +20,8 @@
  */
 import { ModelUnavailableError } from './errors'
 import { log } from './log'
-import type { Servable } from './runtime/servable'
+import type { ModelFormat, Servable } from './runtime/servable'
+import type { Signature } from './runtime/signature'
 
 export type CacheOutcome = 'hit' | 'miss' | 'joined'
 
@@ -336,6 +337,12 @@ export class ModelCache {
   /** Whether `key` is loaded and serving in this isolate. */
   isAvailable(key: string): boolean {
     return this.slots.get(key)?.resident !== undefined
+  }
+
+  /** The signature of `key` if it is loaded here, without leasing it (metadata needs no inference). */
+  signatureOf(key: string): { format: ModelFormat; signature: Signature } | undefined {
+    const servable = this.slots.get(key)?.resident?.servable
+    return servable && { format: servable.format, signature: servable.signature }
   }
 
   /** Drops every loaded version of model `name` (keys `name/<version>`); returns their keys. */

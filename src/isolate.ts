@@ -32,6 +32,8 @@ import { assetsStore, r2Store } from './repository/stores'
 import type { ModelStore } from './repository/stores'
 import { withBatching } from './runtime/batcher'
 import { buildServable } from './runtime/servable'
+import type { ModelFormat } from './runtime/servable'
+import type { Signature, TensorSpec } from './runtime/signature'
 import { Backend, tf } from './runtime/tf'
 import type { BackendName } from './runtime/tf'
 
@@ -194,6 +196,24 @@ export class Isolate {
       return { target, lease }
     }
     return { target, lease: await this.cache.acquire(key, target.entry.weightBytes, load) }
+  }
+
+  /**
+   * A version's signature without loading it, where that is known for certain: the model is loaded
+   * here; or its index entry holds the signature tf.js itself worked out — an R2 version's (from its
+   * validation build) or a bundled layers model's (scripts/build-index.mjs builds the topology). A
+   * bundled graph model's outputs may be refined by warmup, so for those, `undefined`: load to know.
+   * Graph tensor names are not in the index either: TF Serving metadata, which shows them, loads.
+   */
+  knownSignature(target: ResolvedVersion): { format: ModelFormat; signature: Signature } | undefined {
+    const loaded = this.cache.signatureOf(cacheKey(target.name, target.version))
+    if (loaded) return loaded
+    const { format, source, signature } = target.entry
+    if (source !== 'r2' && format !== 'layers-model') return undefined
+    const declared = signature as { inputs?: unknown; outputs?: unknown } | null
+    if (!Array.isArray(declared?.inputs) || !Array.isArray(declared.outputs)) return undefined
+    const spec = (s: Partial<TensorSpec>): TensorSpec => ({ name: s.name!, tensorName: s.tensorName ?? s.name!, dtype: s.dtype!, shape: s.shape ?? null })
+    return { format, signature: { inputs: declared.inputs.map(spec), outputs: declared.outputs.map(spec) } }
   }
 
   /** Re-reads the R2 pointer now and swaps to what it publishes (cron, admin reload). */

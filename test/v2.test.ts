@@ -2,7 +2,7 @@
 // data, each datatype conversion and each refusal.
 import { beforeEach, describe, expect, it } from 'vitest'
 import { call, post } from './helpers'
-import { resetIsolate } from '../src/isolate'
+import { isolate, resetIsolate } from '../src/isolate'
 
 beforeEach(() => {
   resetIsolate()
@@ -63,6 +63,21 @@ describe('model endpoints', () => {
       ['Identity', 'FP32'],
       ['Identity_1', 'INT32'],
     ])
+  })
+
+  it('answers a layers model\'s metadata from the index without loading it, as the loaded model would', async () => {
+    for (const name of ['iris', 'digits', 'flower']) {
+      const before = await (await call(`/v2/models/${name}`)).json()
+      expect(isolate().cache.status(`${name}/1`)).toBeUndefined() // not loaded, not loading
+      expect((await call(`/v2/models/${name}/ready`)).status).toBe(200) // now it is
+      expect(await (await call(`/v2/models/${name}`)).json()).toEqual(before)
+    }
+    expect(isolate().cache.counters.loads).toBe(3)
+  })
+
+  it('loads a bundled graph model to describe it, since warmup may refine its outputs', async () => {
+    expect((await call('/v2/models/pair-nosig')).status).toBe(200)
+    expect(isolate().cache.list().map((m) => m.key)).toEqual(['pair-nosig/1'])
   })
 
   it('GET …/ready says ready', async () => {

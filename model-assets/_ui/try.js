@@ -89,15 +89,16 @@ async function listModels() {
     const { json: index } = await call('POST', '/v2/repository/index')
     const names = [...new Set(index.map((e) => e.name))]
     const metadata = new Map()
-    // Asking for a model's metadata loads it, so the index read afterwards shows it READY.
+    // Metadata is answered from the repository index where it can be, so listing loads no model.
     for (const name of names) metadata.set(name, (await call('GET', `/v2/models/${encodeURIComponent(name)}`)).json)
-    const { json: after } = await call('POST', '/v2/repository/index')
     tbody.replaceChildren(
-      ...after.map((entry) => {
+      ...index.map((entry) => {
         const m = metadata.get(entry.name)
         const tr = document.createElement('tr')
         tr.dataset.model = entry.name
-        for (const text of [entry.name, entry.version, entry.state, m?.platform ?? '', m ? shape(m.inputs) : '', m ? shape(m.outputs) : '']) {
+        // A model not yet loaded in the isolate that answered is not broken: it loads on first use.
+        const state = entry.state === 'UNAVAILABLE' && /loads on first use/.test(entry.reason ?? '') ? 'loads on first use' : entry.state
+        for (const text of [entry.name, entry.version, state, m?.platform ?? '', m ? shape(m.inputs) : '', m ? shape(m.outputs) : '']) {
           const td = document.createElement('td')
           td.textContent = text
           tr.append(td)

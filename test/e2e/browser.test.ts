@@ -59,7 +59,9 @@ describe.skipIf(!available)('the try-it page in Chromium', () => {
     await page.goto(`${server.url}/`)
     await page.waitForSelector('body[data-models="listed"]', { timeout: 30_000 })
     const iris = await page.locator('tr[data-model="iris"]').innerText()
-    expect(iris).toContain('READY')
+    // Listing loads nothing (metadata comes from the index), so a model shows as loading on first
+    // use, or READY where an earlier request of this server's isolate loaded it.
+    expect(iris).toMatch(/loads on first use|READY/)
     expect(iris).toContain('features FP32 [-1, 4]')
     expect(await page.locator('tr[data-model="digits"]').innerText()).toContain('image FP32 [-1, 28, 28, 1]')
     expect(failed).toEqual([])
@@ -76,8 +78,8 @@ describe.skipIf(!available)('the try-it page in Chromium', () => {
     await expect.poll(() => page.locator('#digits-label').innerText(), { timeout: 20_000 }).toBe('1')
     const call = page.locator('#digits-call')
     expect(await call.locator('dd[data-field="status"]').innerText()).toBe('200')
-    // The listing asked for digits' metadata, so the model is normally warm; wrangler dev may route
-    // a request to a fresh isolate, so any outcome is fine as long as it is shown.
+    // The listing loads no model, so this is normally a miss; wrangler dev may route a request to
+    // another isolate, so any outcome is fine as long as it is shown.
     expect(await call.locator('dd[data-field="X-Model-Cache"]').innerText()).toMatch(/^(hit|miss|joined)$/)
     expect(await call.locator('dd[data-field="Server-Timing infer"]').innerText()).toMatch(/^\d+ ms$/)
     expect(await page.locator('#digits-bars .bar').count()).toBe(10)

@@ -11,13 +11,13 @@ import { buildUi } from '../../scripts/build-ui.mjs'
 const root = resolve(import.meta.dirname, '../..')
 
 /** Returns the path of the generated wrangler config for the tests. */
-export function prepareTestAssets(): string {
+export async function prepareTestAssets(): Promise<string> {
   const assets = join(root, 'test/.assets')
   rmSync(assets, { recursive: true, force: true })
   mkdirSync(assets, { recursive: true })
   cpSync(join(root, 'model-assets'), assets, { recursive: true, filter: (src) => !src.endsWith(INDEX_FILE) })
   cpSync(join(root, 'test/fixtures/models'), assets, { recursive: true })
-  const { index, skipped } = buildIndex(assets) as { index: unknown; skipped: string[] }
+  const { index, skipped } = (await buildIndex(assets)) as { index: unknown; skipped: string[] }
   if (skipped.length > 0) throw new Error(`test assets: ${skipped.join('; ')}`)
   writeFileSync(join(assets, INDEX_FILE), JSON.stringify(index))
   buildUi(assets)

@@ -13,8 +13,8 @@ import { converter, datatypeOf } from '../datatypes'
 import { badRequest, ModelUnavailableError } from '../../errors'
 import { cacheKey, isolate } from '../../isolate'
 import type { ModelCache } from '../../cache'
-import type { Servable } from '../../runtime/servable'
-import type { TensorSpec } from '../../runtime/signature'
+import type { ModelFormat } from '../../runtime/servable'
+import type { Signature, TensorSpec } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
 import { InferRequest, parseBody, RepositoryIndexRequest } from '../schemas'
 import type { RequestInput } from '../schemas'
@@ -26,22 +26,31 @@ import type { AppEnv } from '../../http/common'
 
 type Ctx = Context<AppEnv>
 
-const platformOf = (servable: Servable) => `tensorflowjs_${servable.format.replace('-', '_')}`
+const platformOf = (format: ModelFormat) => `tensorflowjs_${format.replace('-', '_')}`
 
 const tensorMetadata = (spec: TensorSpec) => ({ name: spec.name, datatype: datatypeOf(spec.dtype), shape: spec.shape ?? [-1] })
 
+/**
+ * Model metadata. Answered without loading the model where its signature is known for certain
+ * (`Isolate.knownSignature`), so a client or the try-it page listing models does not load them all.
+ */
 async function modelMetadata(c: Ctx, name: string, version?: string) {
-  const versions = (await isolate().repository(c.env, waitUntilOf(c))).served(name).map(String)
-  return withModel(c, name, { version: parseVersion(version) }, async ({ target, lease }) =>
+  const state = isolate()
+  const repository = await state.repository(c.env, waitUntilOf(c))
+  const versions = repository.served(name).map(String)
+  const target = repository.resolve(name, { version: parseVersion(version) })
+  const answer = ({ format, signature }: { format: ModelFormat; signature: Signature }) =>
     c.json({
       name,
       versions,
-      platform: platformOf(lease.model),
-      inputs: lease.model.signature.inputs.map(tensorMetadata),
-      outputs: lease.model.signature.outputs.map(tensorMetadata),
+      platform: platformOf(format),
+      inputs: signature.inputs.map(tensorMetadata),
+      outputs: signature.outputs.map(tensorMetadata),
       ...(target.config.description !== undefined ? { parameters: { description: target.config.description } } : {}),
-    }),
-  )
+    })
+  const known = state.knownSignature(target)
+  if (known) return answer(known)
+  return withModel(c, name, { version: target.version }, async ({ lease }) => answer(lease.model))
 }
 
 async function modelReady(c: Ctx, name: string, version?: string) {
