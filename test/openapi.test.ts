@@ -1,7 +1,8 @@
+import { Validator } from '@cfworker/json-schema'
 import { describe, expect, it } from 'vitest'
 import { app } from '../src/http/app'
 import { documentedPath } from '../src/http/openapi'
-import { call } from './helpers'
+import { call, SETOSA } from './helpers'
 
 type Doc = { openapi: string; paths: Record<string, Record<string, { responses: Record<string, unknown>; requestBody?: any }>> }
 
@@ -58,5 +59,52 @@ describe('GET /openapi.json', () => {
     const notFound = doc.components.responses.NotFound.content['application/json'].schema
     expect(notFound).toMatchObject({ type: 'object', properties: { error: { type: 'string' } }, required: ['error'] })
     expect(Object.keys(doc.paths['/v2/models/{name}']!.get!.responses).sort()).toEqual(['200', '400', '404', '503'])
+  })
+})
+
+describe('the documented response schemas', () => {
+  type Json = Record<string, any>
+  /** Inlines the document's local `$ref`s, so a schema stands alone. */
+  const inline = (doc: Json, value: any, seen = new Set<string>()): any => {
+    if (Array.isArray(value)) return value.map((v) => inline(doc, v, seen))
+    if (value === null || typeof value !== 'object') return value
+    if (typeof value.$ref === 'string' && value.$ref.startsWith('#/') && !seen.has(value.$ref)) {
+      const target = value.$ref.slice(2).split('/').reduce((node: any, key: string) => node?.[key], doc)
+      return inline(doc, target, new Set([...seen, value.$ref]))
+    }
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, inline(doc, v, seen)]))
+  }
+
+  const IRIS = { instances: [SETOSA] }
+  const INFER = { id: 'a', inputs: [{ name: 'features', shape: [1, 4], datatype: 'FP32', data: SETOSA }] }
+  // [method, path called, documented path, body?, the status it answers]
+  const calls: [string, string, string, unknown, number][] = [
+    ['get', '/v1/models/iris', '/v1/models/{name}', undefined, 200],
+    ['get', '/v1/models/iris/metadata', '/v1/models/{name}/metadata', undefined, 200],
+    ['post', '/v1/models/iris:predict', '/v1/models/{name}:predict', IRIS, 200],
+    ['post', '/v1/models/iris/versions/1:predict', '/v1/models/{name}/versions/{version}:predict', { inputs: [SETOSA] }, 200],
+    ['post', '/v1/models/iris:predict', '/v1/models/{name}:predict', { instances: [[1, 2]] }, 400],
+    ['post', '/v1/models/nope:predict', '/v1/models/{name}:predict', IRIS, 404],
+    ['get', '/v2', '/v2', undefined, 200],
+    ['get', '/v2/health/live', '/v2/health/live', undefined, 200],
+    ['get', '/v2/health/ready', '/v2/health/ready', undefined, 200],
+    ['get', '/v2/models/iris', '/v2/models/{name}', undefined, 200],
+    ['get', '/v2/models/pair', '/v2/models/{name}', undefined, 200],
+    ['get', '/v2/models/iris/versions/1/ready', '/v2/models/{name}/versions/{version}/ready', undefined, 200],
+    ['post', '/v2/models/iris/infer', '/v2/models/{name}/infer', INFER, 200],
+    ['post', '/v2/models/iris/infer', '/v2/models/{name}/infer', { inputs: [] }, 400],
+    ['post', '/v2/models/nope/infer', '/v2/models/{name}/infer', INFER, 404],
+    ['post', '/v2/repository/index', '/v2/repository/index', {}, 200],
+  ]
+
+  it.each(calls)('%s %s answers what the document says it answers', async (method, path, documented, body, status) => {
+    const doc = await documentOf()
+    const res = await call(path, method === 'get' ? undefined : { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
+    expect(res.status).toBe(status)
+    const response = inline(doc, (doc.paths[documented] as Json)?.[method]?.responses?.[String(status)])
+    const schema = response?.content?.['application/json']?.schema
+    expect(schema, `${method} ${documented} documents no JSON body for ${status}`).toBeDefined()
+    const result = new Validator(schema, '2020-12', false).validate(await res.json())
+    expect(result.errors.map((e) => `${e.instanceLocation}: ${e.error}`)).toEqual([])
   })
 })
