@@ -1,5 +1,5 @@
 import { env } from 'cloudflare:workers'
-import { beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { modelCache, resetModelCache } from '../src/models'
 import { readConfig } from '../src/config'
 import { resetRepository } from '../src/repository/repository'
@@ -161,6 +161,23 @@ describe('client mistakes get a 4xx that says what was wrong and where', () => {
     const res = await post('/v1/models/iris:predict', { instances: Array(20).fill(SETOSA) }, {}, { ...env, MAX_TENSOR_ELEMENTS: '40' } as Env)
     expect(res.status).toBe(400)
     expect((await res.json<any>()).error).toMatch(/more than 40 tensor elements in one request \(MAX_TENSOR_ELEMENTS\)/)
+  })
+
+  it('names a value in a message without serializing it, however large it is', async () => {
+    const wide = JSON.stringify({ instances: [{ features: SETOSA }, Array(1_000_000).fill(0)] })
+    const longName = JSON.stringify({ inputs: { ['x'.repeat(1_000_000)]: [SETOSA] } })
+    const stringify = vi.spyOn(JSON, 'stringify')
+    try {
+      const unlike = await post('/v1/models/iris:predict', wide)
+      expect((await unlike.json<any>()).error).toBe('instances[1]: expected an object keyed by input name like instances[0], got an array')
+      const named = await post('/v1/models/iris:predict', longName)
+      expect((await named.json<any>()).error).toMatch(/^inputs: unknown input 'x{40}…' \(1000000 characters\); the model's inputs are 'features'$/)
+      // The work is bounded: nothing serialized on the way (messages, log lines) comes near the value's size.
+      const lengths = stringify.mock.results.map((r) => (typeof r.value === 'string' ? r.value.length : 0))
+      expect(Math.max(...lengths)).toBeLessThan(1_000)
+    } finally {
+      stringify.mockRestore()
+    }
   })
 
   it('answers 413 past MAX_BODY_BYTES, whether the length is declared or not', async () => {

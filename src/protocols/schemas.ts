@@ -1,7 +1,7 @@
 /** @module protocols/schemas — request bodies, validated with zod before anything touches a model. */
 import { z } from 'zod'
 import { DATATYPES } from './datatypes'
-import { badRequest } from '../errors'
+import { badRequest, quote } from '../errors'
 
 /**
  * TF Serving's predict request: row format (`instances`) or columnar (`inputs`), never both.
@@ -43,7 +43,7 @@ export const InferRequest = z.object({
     .superRefine((outputs, ctx) => {
       const seen = new Set<string>()
       outputs.forEach(({ name }, i) => {
-        if (seen.has(name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `output '${name}' is asked for twice; name each output once` })
+        if (seen.has(name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `output ${quote(name)} is asked for twice; name each output once` })
         seen.add(name)
       })
     })

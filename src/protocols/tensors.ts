@@ -2,10 +2,10 @@
  * @module protocols/tensors — JSON values to tensors and back, checked against a model's signature.
  * Every refusal is a 400 that names the input, the index and what was expected.
  */
-import { converter, datatypeOf, describeValue, Misfit } from './datatypes'
+import { converter, datatypeOf, Misfit } from './datatypes'
 import type { Converter } from './datatypes'
 import type { Config } from '../config'
-import { badRequest } from '../errors'
+import { badRequest, describeValue } from '../errors'
 import type { ResolvedVersion } from '../repository/repository'
 import type { TensorSpec } from '../runtime/signature'
 import { formatShape } from '../runtime/signature'
