@@ -133,6 +133,7 @@ describe('client mistakes get a 4xx that says what was wrong and where', () => {
     ['instances that is not a list', '/v1/models/iris:predict', { instances: 3 }, 400, /'instances': 'instances' must be a list/],
     ['no rows', '/v1/models/iris:predict', { instances: [] }, 400, /'instances' is empty/],
     ['an unknown signature', '/v1/models/iris:predict', { signature_name: 'classify', instances: [SETOSA] }, 400, /signature 'classify' not found/],
+    ['brackets in a string, which do not nest', '/v1/models/iris:predict', { signature_name: '[{'.repeat(100), instances: [SETOSA] }, 400, /signature '(\[\{){20}…' \(200 characters\) not found/],
     ['the wrong row length', '/v1/models/iris:predict', { instances: [SETOSA, [1, 2, 3]] }, 400, /instances\[1\]: expected 4 values like its siblings, got 3/],
     ['the wrong width in every row', '/v1/models/iris:predict', { instances: [[1, 2, 3]] }, 400, /dimension 1 must be 4 \(shape \[-1, 4\]\), got 3/],
     ['the wrong rank', '/v1/models/iris:predict', { instances: [1, 2, 3, 4] }, 400, /expected rank 2 with shape \[-1, 4\], got rank 1/],
@@ -177,6 +178,21 @@ describe('client mistakes get a 4xx that says what was wrong and where', () => {
       expect(Math.max(...lengths)).toBeLessThan(1_000)
     } finally {
       stringify.mockRestore()
+    }
+  })
+
+  it('refuses a body nested deeper than MAX_JSON_DEPTH without parsing it', async () => {
+    const levels = 1_000_000
+    const deep = `{"instances":[${'['.repeat(levels)}${']'.repeat(levels)}]}`
+    const parse = vi.spyOn(JSON, 'parse')
+    try {
+      const res = await post('/v1/models/iris:predict', deep)
+      expect(res.status).toBe(400)
+      // The 65th level opens at byte 76: '{', then '"instances":' and 63 more brackets before it.
+      expect((await res.json<any>()).error).toBe('request body nests deeper than 64 levels (at byte 76); no request needs that many')
+      expect(parse.mock.calls.filter(([text]) => typeof text === 'string' && text.length >= levels)).toHaveLength(0)
+    } finally {
+      parse.mockRestore()
     }
   })
 
