@@ -143,6 +143,7 @@ describe('client mistakes get a 4xx that says what was wrong and where', () => {
     ['ragged nesting', '/v1/models/iris:predict', { instances: [[1, 2, 3, [4]]] }, 400, /instances\[0\]\[3\]: expected a scalar .* got an array/],
     ['an unknown input name', '/v1/models/iris:predict', { inputs: { petals: [SETOSA] } }, 400, /inputs: unknown input 'petals'; the model's inputs are '/],
     ['an instance that is not an object like the first', '/v1/models/iris:predict', { instances: [{ x: SETOSA }, SETOSA] }, 400, /unknown input 'x'/],
+    ['an empty row to a model of any width', '/v1/models/positives:predict', { instances: [[]] }, 400, /^instances: dimension 1 of shape \[1, 0\] is 0; an input needs at least one element$/],
     ['a digit image of the wrong size', '/v1/models/digits:predict', { instances: [[[[0]]]] }, 400, /dimension 1 must be 28 \(shape \[-1, 28, 28, 1\]\), got 1/],
   ]
   it.each(cases)('%s', async (_name, path, body, status, message) => {
