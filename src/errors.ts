@@ -29,6 +29,30 @@ export class ModelUnavailableError extends ApiError {
   }
 }
 
+/**
+ * Characters of a client's string that a message shows. A message names a client's value and
+ * never serializes it whole: a body may hold 8 MB in one string or nest millions of levels, and
+ * describing it must cost no more than the few characters kept.
+ */
+const SHOWN_CHARS = 40
+
+/** Quotes a client-chosen name for a message, cut short: `'features'`, `'xxxx…' (4000000 characters)`. */
+export function quote(text: string): string {
+  return text.length <= SHOWN_CHARS ? `'${text}'` : `'${text.slice(0, SHOWN_CHARS)}…' (${text.length} characters)`
+}
+
+/** Names a client's JSON value for a message in bounded work: `null`, `an array`, `the string "NaN"`, `number 3`. */
+export function describeValue(value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'object') return 'an object'
+  if (typeof value === 'string') {
+    // Cut before serializing: JSON.stringify of the whole string would cost its full length.
+    return value.length <= SHOWN_CHARS ? `the string ${JSON.stringify(value)}` : `the string ${JSON.stringify(value.slice(0, SHOWN_CHARS))}… (${value.length} characters)`
+  }
+  return `${typeof value} ${String(value)}`
+}
+
 /** Builds an error message lazily, in tf.js's `assert(cond, () => msg)` style. */
 export function check(condition: boolean, message: () => string): asserts condition {
   if (!condition) throw badRequest(message())

@@ -104,3 +104,22 @@ describe('a model that cannot be loaded', () => {
     expect(body.model_version_status[0].status.error_message).toMatch(/static assets answered 500/)
   })
 })
+
+describe('a model.json whose weight paths leave the model folder', () => {
+  // iris's own model.json with its one shard path replaced, served in its place: each path below
+  // reaches digits' shard when the assets store reads it as a URL.
+  it.each([
+    ['dot segments', '../../digits/1/group1-shard1of1.bin'],
+    ['percent-encoded dots, which URL parsing resolves', '%2e%2e/%2e%2e/digits/1/group1-shard1of1.bin'],
+    ['backslashes, which URL parsing reads as slashes', 'a\\..\\..\\..\\digits\\1\\group1-shard1of1.bin'],
+    ['encoded slashes', '..%2f..%2fdigits%2f1%2fgroup1-shard1of1.bin'],
+  ])('is refused before any shard is read: %s', async (_name, shard) => {
+    const original = await (await env.ASSETS.fetch('https://assets.invalid/iris/1/model.json')).json<any>()
+    const hostile = JSON.stringify({ ...original, weightsManifest: [{ ...original.weightsManifest[0], paths: [shard] }] })
+    const faulty = withFault((path) => (path === '/iris/1/model.json' ? new Response(hostile) : undefined))
+    const res = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, faulty.env)
+    expect(res.status).toBe(503)
+    expect((await res.json<any>()).error).toContain(`weight shard path '${shard}' leaves the model folder iris/1/`)
+    expect(faulty.log.filter((path) => path.endsWith('.bin'))).toEqual([])
+  })
+})

@@ -154,10 +154,15 @@ describe('fuzzing', () => {
       const res = await call('/v1/models/iris:predict', { method: 'POST', body: whole.slice(0, cut) })
       expect(res.status, whole.slice(0, cut)).toBe(400)
     }
-    const deep = '['.repeat(5000) + '1' + ']'.repeat(5000)
-    const res = await call('/v1/models/iris:predict', { method: 'POST', body: `{"instances": ${deep}}` })
-    expect(res.status).toBe(400)
-    expect((await res.json<any>()).error).toMatch(/nested deeper than 32 levels/)
+    for (const [levels, message] of [
+      [40, /instances: nested deeper than 32 levels/],
+      [5000, /request body nests deeper than 64 levels/],
+    ] as const) {
+      const deep = '['.repeat(levels) + '1' + ']'.repeat(levels)
+      const res = await call('/v1/models/iris:predict', { method: 'POST', body: `{"instances": ${deep}}` })
+      expect(res.status).toBe(400)
+      expect((await res.json<any>()).error).toMatch(message)
+    }
     await stillRight()
   })
 })

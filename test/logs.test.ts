@@ -25,6 +25,29 @@ it('logs one JSON line per request with its id, model, version, cache outcome an
   ])
 })
 
+it("gives every request an id of its own, keeping a client's X-Request-Id apart as clientRequestId", async () => {
+  const lines: Record<string, unknown>[] = []
+  vi.spyOn(console, 'log').mockImplementation((line: string) => void lines.push(JSON.parse(line)))
+  const sent = { 'x-request-id': 'chosen-by-the-client' }
+  const first = await post('/v1/models/iris:predict', { instances: [[5.1, 3.5, 1.4, 0.2]] }, sent)
+  const second = await post('/v1/models/iris:predict', { instances: [[5.1, 3.5, 1.4, 0.2]] }, sent)
+  const ids = [first, second].map((res) => res.headers.get('x-request-id'))
+  ids.forEach((id) => expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/))
+  expect(ids[0]).not.toBe(ids[1])
+  expect(lines.filter((l) => l.event === 'request').map((l) => [l.requestId, l.clientRequestId])).toEqual([
+    [ids[0], 'chosen-by-the-client'],
+    [ids[1], 'chosen-by-the-client'],
+  ])
+})
+
+it("keeps a client's X-Request-Id cut to 128 characters of printable ASCII", async () => {
+  const lines: Record<string, unknown>[] = []
+  vi.spyOn(console, 'log').mockImplementation((line: string) => void lines.push(JSON.parse(line)))
+  await post('/v1/models/iris:predict', '{', { 'x-request-id': 'a b\u00e9"' })
+  await post('/v1/models/iris:predict', '{', { 'x-request-id': 'x'.repeat(1_000) })
+  expect(lines.filter((l) => l.event === 'request').map((l) => l.clientRequestId)).toEqual(['a?b?"', 'x'.repeat(128)])
+})
+
 it('logs refused requests too, without model fields', async () => {
   const lines: Record<string, unknown>[] = []
   vi.spyOn(console, 'log').mockImplementation((line: string) => void lines.push(JSON.parse(line)))

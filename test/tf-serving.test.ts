@@ -1,5 +1,5 @@
 import { env } from 'cloudflare:workers'
-import { beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { tf } from '../src/runtime/tf'
 import { call, post, SETOSA } from './helpers'
 import digits from './fixtures/digits-holdout.json'
@@ -129,6 +129,7 @@ describe('client mistakes get a 4xx that says what was wrong and where', () => {
     ['instances that is not a list', '/v1/models/iris:predict', { instances: 3 }, 400, /'instances': 'instances' must be a list/],
     ['no rows', '/v1/models/iris:predict', { instances: [] }, 400, /'instances' is empty/],
     ['an unknown signature', '/v1/models/iris:predict', { signature_name: 'classify', instances: [SETOSA] }, 400, /signature 'classify' not found/],
+    ['brackets in a string, which do not nest', '/v1/models/iris:predict', { signature_name: '[{'.repeat(100), instances: [SETOSA] }, 400, /signature '(\[\{){20}…' \(200 characters\) not found/],
     ['the wrong row length', '/v1/models/iris:predict', { instances: [SETOSA, [1, 2, 3]] }, 400, /instances\[1\]: expected 4 values like its siblings, got 3/],
     ['the wrong width in every row', '/v1/models/iris:predict', { instances: [[1, 2, 3]] }, 400, /dimension 1 must be 4 \(shape \[-1, 4\]\), got 3/],
     ['the wrong rank', '/v1/models/iris:predict', { instances: [1, 2, 3, 4] }, 400, /expected rank 2 with shape \[-1, 4\], got rank 1/],
@@ -138,6 +139,7 @@ describe('client mistakes get a 4xx that says what was wrong and where', () => {
     ['ragged nesting', '/v1/models/iris:predict', { instances: [[1, 2, 3, [4]]] }, 400, /instances\[0\]\[3\]: expected a scalar .* got an array/],
     ['an unknown input name', '/v1/models/iris:predict', { inputs: { petals: [SETOSA] } }, 400, /inputs: unknown input 'petals'; the model's inputs are '/],
     ['an instance that is not an object like the first', '/v1/models/iris:predict', { instances: [{ x: SETOSA }, SETOSA] }, 400, /unknown input 'x'/],
+    ['an empty row to a model of any width', '/v1/models/positives:predict', { instances: [[]] }, 400, /^instances: dimension 1 of shape \[1, 0\] is 0; an input needs at least one element$/],
     ['a digit image of the wrong size', '/v1/models/digits:predict', { instances: [[[[0]]]] }, 400, /dimension 1 must be 28 \(shape \[-1, 28, 28, 1\]\), got 1/],
   ]
   it.each(cases)('%s', async (_name, path, body, status, message) => {
@@ -157,6 +159,38 @@ describe('client mistakes get a 4xx that says what was wrong and where', () => {
     const res = await post('/v1/models/iris:predict', { instances: Array(20).fill(SETOSA) }, {}, { ...env, MAX_TENSOR_ELEMENTS: '40' } as Env)
     expect(res.status).toBe(400)
     expect((await res.json<any>()).error).toMatch(/more than 40 tensor elements in one request \(MAX_TENSOR_ELEMENTS\)/)
+  })
+
+  it('names a value in a message without serializing it, however large it is', async () => {
+    const wide = JSON.stringify({ instances: [{ features: SETOSA }, Array(1_000_000).fill(0)] })
+    const longName = JSON.stringify({ inputs: { ['x'.repeat(1_000_000)]: [SETOSA] } })
+    const stringify = vi.spyOn(JSON, 'stringify')
+    try {
+      const unlike = await post('/v1/models/iris:predict', wide)
+      expect((await unlike.json<any>()).error).toBe('instances[1]: expected an object keyed by input name like instances[0], got an array')
+      const named = await post('/v1/models/iris:predict', longName)
+      expect((await named.json<any>()).error).toMatch(/^inputs: unknown input 'x{40}…' \(1000000 characters\); the model's inputs are 'features'$/)
+      // The work is bounded: nothing serialized on the way (messages, log lines) comes near the value's size.
+      const lengths = stringify.mock.results.map((r) => (typeof r.value === 'string' ? r.value.length : 0))
+      expect(Math.max(...lengths)).toBeLessThan(1_000)
+    } finally {
+      stringify.mockRestore()
+    }
+  })
+
+  it('refuses a body nested deeper than MAX_JSON_DEPTH without parsing it', async () => {
+    const levels = 1_000_000
+    const deep = `{"instances":[${'['.repeat(levels)}${']'.repeat(levels)}]}`
+    const parse = vi.spyOn(JSON, 'parse')
+    try {
+      const res = await post('/v1/models/iris:predict', deep)
+      expect(res.status).toBe(400)
+      // The 65th level opens at byte 76: '{', then '"instances":' and 63 more brackets before it.
+      expect((await res.json<any>()).error).toBe('request body nests deeper than 64 levels (at byte 76); no request needs that many')
+      expect(parse.mock.calls.filter(([text]) => typeof text === 'string' && text.length >= levels)).toHaveLength(0)
+    } finally {
+      parse.mockRestore()
+    }
   })
 
   it('answers 413 past MAX_BODY_BYTES, whether the length is declared or not', async () => {

@@ -173,6 +173,8 @@ describe('POST /v2/models/{m}/infer', () => {
       ['a missing input', '/v2/models/pair/infer', { inputs: [pairInputs().inputs[0]] }, 400, /missing input 'multiplier'/],
       ['an input given twice', '/v2/models/pair/infer', { inputs: [...pairInputs().inputs, pairInputs().inputs[1]] }, 400, /input 'multiplier' is given twice/],
       ['an unknown output', '/v2/models/pair/infer', { ...pairInputs(), outputs: [{ name: 'logits' }] }, 400, /unknown output 'logits'; the model's outputs are 'scores', 'shifted'/],
+      ['an output asked for twice', '/v2/models/pair/infer', { ...pairInputs(), outputs: [{ name: 'scores' }, { name: 'shifted' }, { name: 'scores' }] }, 400, /'outputs\.2\.name': output 'scores' is asked for twice/],
+      ['no rows', '/v2/models/iris/infer', one({ shape: [0, 4], data: [] }), 400, /^input 'features' data: shape \[0, 4\] has no rows; a request needs at least one row$/],
       ['data shorter than the shape', '/v2/models/iris/infer', one({ data: [1, 2, 3] }), 400, /shape \[1, 4\] holds 4 elements but data has 3/],
       ['nested data unlike the shape', '/v2/models/iris/infer', one({ shape: [2, 2], data: [[1, 2, 3, 4]] }), 400, /expected rank 2.*|nested data has shape \[1, 4\] but shape says \[2, 2\]/],
       ['a shape unlike the model\'s', '/v2/models/iris/infer', one({ shape: [4, 1] }), 400, /input 'features' data: dimension 1 must be 4 \(shape \[-1, 4\]\), got 1 \(shape \[4, 1\]\)/],

@@ -1,12 +1,12 @@
 /** @module http/app — the Hono app: middleware, the protocol routes, and the one error handler. */
 import { Hono } from 'hono'
 import { HTTPException } from 'hono/http-exception'
-import { requestId } from 'hono/request-id'
 import { ApiError } from '../errors'
 import { log } from '../log'
 import { accessLog } from './middleware/access-log'
 import { cors } from './middleware/cors'
 import { metrics as countRequests } from './middleware/count-requests'
+import { requestId } from './middleware/request-id'
 import { openApiDocument, routeDocs } from './openapi'
 import { admin } from './routes/admin'
 import type { AppEnv } from './common'

@@ -1,6 +1,6 @@
 /** @module http/common — path parameters and response headers shared by the protocol routes. */
 import type { Context } from 'hono'
-import { ApiError, badRequest } from '../errors'
+import { ApiError, badRequest, quote } from '../errors'
 import { isolate } from '../isolate'
 import type { ModelLease } from '../isolate'
 import type { Selector } from '../repository/repository'
@@ -65,7 +65,7 @@ export function outputNames({ target, lease }: ModelLease, requested?: string[])
   const known = lease.model.signature.outputs.map((s) => s.name)
   const list = (names: string[]) => known.map((n) => `'${n}'`).join(', ')
   for (const name of requested ?? []) {
-    if (!known.includes(name)) throw badRequest(`unknown output '${name}'; the model's outputs are ${list(known)}`)
+    if (!known.includes(name)) throw badRequest(`unknown output ${quote(name)}; the model's outputs are ${list(known)}`)
   }
   const defaults = target.config.default_outputs
   for (const name of defaults ?? []) {
@@ -96,8 +96,8 @@ export function checkInputNames(signature: Signature, given: string[], where?: s
   const list = signature.inputs.map((s) => `'${s.name}'`).join(', ')
   const seen = new Set<string>()
   for (const name of given) {
-    if (!known.has(name)) throw badRequest(`${prefix}unknown input '${name}'; the model's inputs are ${list}`)
-    if (seen.has(name)) throw badRequest(`${prefix}input '${name}' is given twice`)
+    if (!known.has(name)) throw badRequest(`${prefix}unknown input ${quote(name)}; the model's inputs are ${list}`)
+    if (seen.has(name)) throw badRequest(`${prefix}input ${quote(name)} is given twice`)
     seen.add(name)
   }
   const missing = signature.inputs.find((s) => !seen.has(s.name))

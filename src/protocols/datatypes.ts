@@ -3,20 +3,8 @@
  * dtype a tf.js model holds. Values of another datatype are converted only when every one of
  * them fits the model's dtype exactly; otherwise the request is refused with the first misfit.
  */
-import { badRequest } from '../errors'
+import { badRequest, describeValue } from '../errors'
 import type { DType } from '../runtime/signature'
-
-/** Names a JSON value for a message: `null`, `an array`, `the string "NaN"`, `number 3`. */
-export const describeValue = (value: unknown): string =>
-  value === null
-    ? 'null'
-    : Array.isArray(value)
-      ? 'an array'
-      : typeof value === 'string'
-        ? `the string ${JSON.stringify(value).slice(0, 40)}`
-        : typeof value === 'object'
-          ? 'an object'
-          : `${typeof value} ${String(value)}`
 
 /** The protocol's tensor datatypes. */
 export const DATATYPES = ['BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'FP32', 'FP64', 'BYTES'] as const

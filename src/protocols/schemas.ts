@@ -1,7 +1,7 @@
 /** @module protocols/schemas — request bodies, validated with zod before anything touches a model. */
 import { z } from 'zod'
 import { DATATYPES } from './datatypes'
-import { badRequest } from '../errors'
+import { badRequest, quote } from '../errors'
 
 /**
  * TF Serving's predict request: row format (`instances`) or columnar (`inputs`), never both.
@@ -36,7 +36,18 @@ export const InferRequest = z.object({
   id: z.string().optional(),
   parameters: z.looseObject({ binary_data_output: z.boolean().optional() }).optional(),
   inputs: z.array(RequestInput).min(1, 'inputs is empty: send one entry per model input'),
-  outputs: z.array(z.object({ name: z.string().min(1), parameters: z.looseObject({ binary_data: z.boolean().optional() }).optional() })).optional(),
+  outputs: z
+    .array(z.object({ name: z.string().min(1), parameters: z.looseObject({ binary_data: z.boolean().optional() }).optional() }))
+    // Each entry is answered with the whole output: a name repeated would multiply the response
+    // without bound (5,000 copies of a 64-row output made 64 MB), so it is refused, not merged.
+    .superRefine((outputs, ctx) => {
+      const seen = new Set<string>()
+      outputs.forEach(({ name }, i) => {
+        if (seen.has(name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `output ${quote(name)} is asked for twice; name each output once` })
+        seen.add(name)
+      })
+    })
+    .optional(),
 })
 
 /** Triton's repository index request (its model repository extension): `ready` lists only loaded models. */

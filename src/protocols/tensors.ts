@@ -2,10 +2,10 @@
  * @module protocols/tensors — JSON values to tensors and back, checked against a model's signature.
  * Every refusal is a 400 that names the input, the index and what was expected.
  */
-import { converter, datatypeOf, describeValue, Misfit } from './datatypes'
+import { converter, datatypeOf, Misfit } from './datatypes'
 import type { Converter } from './datatypes'
 import type { Config } from '../config'
-import { badRequest } from '../errors'
+import { badRequest, describeValue } from '../errors'
 import type { ResolvedVersion } from '../repository/repository'
 import type { TensorSpec } from '../runtime/signature'
 import { formatShape } from '../runtime/signature'
@@ -159,6 +159,11 @@ export function makeTensor(spec: TensorSpec, flat: Flat, where: string, convert:
     throw badRequest(`${where}: batch of ${batch} exceeds the limit of ${limits.maxBatch} (${limits.batchRule})`)
   }
   checkShape(spec, flat.shape, where)
+  // A tensor with no elements has nothing to infer, and tf.js fails on it in ways that look like
+  // ours (a layers model: 'Pass at least one tensor to concat'): refused here, for every path in.
+  const empty = flat.shape.indexOf(0)
+  if (empty === 0) throw badRequest(`${where}: shape ${formatShape(flat.shape)} has no rows; a request needs at least one row`)
+  if (empty > 0) throw badRequest(`${where}: dimension ${empty} of shape ${formatShape(flat.shape)} is 0; an input needs at least one element`)
   const range = Object.hasOwn(limits.ranges, spec.name) ? limits.ranges[spec.name] : undefined
   const checked = range ? withinRange(convert, range, `input_limits in ${model}/config.json`) : convert
   return tf.tensor(toTypedArray(spec, flat, where, checked), flat.shape, spec.dtype)

@@ -1,4 +1,5 @@
 /** @module repository/model-files — a tf.io IOHandler that reads model.json and its weight shards from a ModelStore. */
+import { assetUrl } from './stores'
 import type { ModelStore } from './stores'
 import { tf } from '../runtime/tf'
 
@@ -22,12 +23,28 @@ function expectedBytes(spec: tf.io.WeightsManifestEntry): number | undefined {
   return size === undefined ? undefined : spec.shape.reduce((n, d) => n * d, 1) * size
 }
 
-/** Resolves a shard path against the model's folder, refusing any that would leave it. */
+/**
+ * Resolves a shard path against the model's folder, refusing any that would leave it. The stores
+ * read a path differently: R2 takes the key literally, the assets store as a URL, which also
+ * resolves `%2e%2e` and turns backslashes into slashes (`%2e%2e/%2e%2e/digits/1/…` and
+ * `a\..\..\_index.json` pass a literal check). So the path must be a plain relative path
+ * literally, and read as a URL it must come out unchanged: then both stores read the same file,
+ * inside the folder.
+ */
 function shardPath(dir: string, path: string): string {
-  if (path.startsWith('/') || path.split('/').some((part) => part === '..' || part === '')) {
-    throw new Error(`weight shard path '${path}' leaves the model folder`)
+  const key = `${dir}/${path}`
+  let asUrl: string | undefined
+  try {
+    asUrl = decodeURIComponent(assetUrl(key).pathname)
+  } catch {
+    // A malformed %-escape: the assets store cannot read it as the key says.
   }
-  return `${dir}/${path}`
+  const plain = !path.startsWith('/') && !path.split('/').some((part) => part === '..' || part === '.' || part === '')
+  if (!plain || asUrl !== `/${key}`) {
+    const resolved = asUrl !== undefined && asUrl !== `/${key}` ? ` (read as a URL: '${asUrl.slice(1)}')` : ''
+    throw new Error(`weight shard path '${path}' leaves the model folder ${dir}/ or is not a plain relative path${resolved}`)
+  }
+  return key
 }
 
 async function readFile(store: ModelStore, path: string): Promise<ArrayBuffer> {

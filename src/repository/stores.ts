@@ -12,12 +12,15 @@ export interface ModelStore {
 // The host is never contacted: the ASSETS binding only looks at the path.
 const ASSET_ORIGIN = 'https://model-assets.invalid/'
 
+/** The URL the assets store reads `path` from; URL parsing resolves `..`, `%2e%2e` and backslashes in it. */
+export const assetUrl = (path: string): URL => new URL(path, ASSET_ORIGIN)
+
 /** Files deployed as Workers Static Assets behind the `ASSETS` binding. */
 export function assetsStore(assets: Fetcher, timeoutMs: number = DEFAULTS.STORE_READ_TIMEOUT_MS): ModelStore {
   return {
     description: 'static assets',
     async get(path) {
-      const response = await withTimeout(assets.fetch(new URL(path, ASSET_ORIGIN)), timeoutMs, `static assets (reading ${path})`)
+      const response = await withTimeout(assets.fetch(assetUrl(path)), timeoutMs, `static assets (reading ${path})`)
       if (response.status === 404) {
         await response.body?.cancel()
         return null

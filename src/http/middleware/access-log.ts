@@ -4,8 +4,8 @@ import { log } from '../../log'
 import type { AppEnv } from '../common'
 
 /**
- * Logs `{"event": "request", requestId, method, path, status, ms, model, version, cache, timing}`
- * after each response. The model fields come from what the route answered with, so a request
+ * Logs `{"event": "request", requestId, clientRequestId, method, path, status, ms, model, version,
+ * cache, timing}` after each response; `clientRequestId` only when the client sent `X-Request-Id`. The model fields come from what the route answered with, so a request
  * that never reached a model logs none.
  */
 export function accessLog(): MiddlewareHandler<AppEnv> {
@@ -15,6 +15,7 @@ export function accessLog(): MiddlewareHandler<AppEnv> {
     const headers = c.res.headers
     log(c.res.status >= 500 ? 'error' : 'info', 'request', {
       requestId: c.get('requestId'),
+      clientRequestId: c.get('clientRequestId'),
       method: c.req.method,
       path: new URL(c.req.url).pathname,
       status: c.res.status,

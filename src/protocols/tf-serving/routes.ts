@@ -6,7 +6,7 @@ import { Hono } from 'hono'
 import type { Context } from 'hono'
 import { readJson } from '../../http/body'
 import { readConfig } from '../../config'
-import { badRequest, ModelUnavailableError, notFound } from '../../errors'
+import { badRequest, describeValue, ModelUnavailableError, notFound, quote } from '../../errors'
 import { isolate } from '../../isolate'
 import type { Rejection } from '../../repository/pointer'
 import type { Selector } from '../../repository/repository'
@@ -131,7 +131,7 @@ function rowFeeds(signature: Signature, instances: unknown[], limits: RequestLim
   }
   const columns = new Map(signature.inputs.map((s): [TensorSpec, unknown[]] => [s, []]))
   instances.forEach((instance, i) => {
-    if (!isObject(instance)) throw badRequest(`instances[${i}]: expected an object keyed by input name like instances[0], got ${JSON.stringify(instance)?.slice(0, 40)}`)
+    if (!isObject(instance)) throw badRequest(`instances[${i}]: expected an object keyed by input name like instances[0], got ${describeValue(instance)}`)
     for (const [spec, value] of namedValues(signature, instance, `instances[${i}]`)) columns.get(spec)!.push(value)
   })
   return new Map([...columns].map(([spec, values]) => [spec, [values, `instances[*]['${spec.name}']`]]))
@@ -165,7 +165,7 @@ async function predict(c: Ctx, name: string, pick?: VersionPath) {
   const config = readConfig(c.env)
   const body = parseBody(PredictRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
   if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
-    throw badRequest(`signature '${body.signature_name}' not found; the model serves '${DEFAULT_SIGNATURE}'`)
+    throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
   }
   return withModel(c, name, selector, async (held) => {
     const signature = held.lease.model.signature
