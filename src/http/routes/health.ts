@@ -4,6 +4,7 @@ import { ApiError } from '../../errors'
 import { readConfig } from '../../config'
 import { openRepository } from '../../models'
 import { ensureBackend } from '../../runtime/tf'
+import { backendBroken } from '../../runtime/wasm-guard'
 import { spec } from '../openapi'
 import { waitUntilOf } from '../common'
 import type { AppEnv } from '../common'
@@ -16,6 +17,8 @@ export const health = new Hono<AppEnv>()
   .get('/v2/health/ready', spec.ready, async (c) => {
     try {
       const [backend, repository] = await Promise.all([ensureBackend(), openRepository(c.env, readConfig(c.env), waitUntilOf(c))])
+      const broken = backendBroken()
+      if (broken) throw new Error(`the wasm backend failed: ${broken}`)
       return c.json({ ready: true, backend, models: repository.names().length })
     } catch (error) {
       throw new ApiError(503, `not ready: ${(error as Error).message}`, { 'Retry-After': '5' })
