@@ -35,7 +35,7 @@ async function publish(env: Env): Promise<Pick<MaintenanceReport, 'publish' | 'p
   try {
     const sources = modelSources(env)
     const base = await repository(modelStore(env)) // just re-read by maintain()
-    const report = await publishVersions({ bucket: env.MODELS, base, allowed, cache: modelCache(config), load: (t) => loadVersion(sources, t) })
+    const report = await publishVersions({ bucket: env.MODELS, base, allowed, cache: modelCache(config), load: (t) => loadVersion(sources, t), budgetBytes: config.CACHE_BUDGET_BYTES })
     await refreshModels(env, config)
     return { publish: report }
   } catch (error) {

@@ -6,9 +6,10 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { resetModelCache } from '../src/models'
 import { ensureBackend, resetBackendChoice, tf } from '../src/runtime/tf'
-import { bundledWasmModule, instantiateWasmBackend, rebuildWasmBackend, setWasmModule } from '../src/runtime/wasm'
+import { rebuildWasmBackend, setWasmModule } from '../src/runtime/wasm'
 import { backendBroken, GuardedWasmBackend } from '../src/runtime/wasm-guard'
 import { call, post } from './helpers'
+import { useWasm } from './wasm-helpers'
 
 const SETOSA = [5.1, 3.5, 1.4, 0.2]
 const MiB = 1024 * 1024
@@ -23,14 +24,6 @@ async function digits() {
 }
 
 const activeWasm = () => tf.backend() as GuardedWasmBackend
-
-/** Makes `wasm` a fresh instance from `instantiate`, and the active backend. */
-async function useWasm(instantiate: () => Promise<unknown>) {
-  expect(await tf.setBackend('cpu')).toBe(true)
-  tf.removeBackend('wasm')
-  tf.registerBackend('wasm', instantiate as () => Promise<GuardedWasmBackend>, 0)
-  expect(await tf.setBackend('wasm')).toBe(true)
-}
 
 afterEach(() => resetModelCache())
 afterAll(async () => {
@@ -63,7 +56,7 @@ describe('a failed allocation', () => {
 
   it('happens at the heap cap: the heap never grows past it, and what fits under it still runs', async () => {
     const cap = 32 * MiB
-    await useWasm(() => instantiateWasmBackend(bundledWasmModule, { maxHeapBytes: cap }))
+    await useWasm({ maxHeapBytes: cap })
     const backend = activeWasm()
     expect(backend.heap()).toEqual({ bytes: 16 * MiB, maxBytes: cap }) // Emscripten's initial heap
 
@@ -95,7 +88,7 @@ describe('a failed allocation', () => {
 
 describe('a trap that escapes from a kernel', () => {
   it('marks the backend broken, makes readiness 503, and a rebuilt backend serves again', async () => {
-    await useWasm(() => instantiateWasmBackend(bundledWasmModule))
+    await useWasm()
     const before = await iris()
     expect(before.status).toBe(200)
     const tensors = tf.memory().numTensors

@@ -1,0 +1,13 @@
+/** Helpers for tests that swap the wasm backend's instance. */
+import { expect } from 'vitest'
+import { tf } from '../src/runtime/tf'
+import { bundledWasmModule, instantiateWasmBackend } from '../src/runtime/wasm'
+import type { GuardOptions } from '../src/runtime/wasm-guard'
+
+/** Makes `wasm` a fresh instance of the bundled module with `options`, and the active backend. Undo with `setWasmModule()`. */
+export async function useWasm(options: GuardOptions = {}) {
+  expect(await tf.setBackend('cpu')).toBe(true)
+  tf.removeBackend('wasm')
+  tf.registerBackend('wasm', () => instantiateWasmBackend(bundledWasmModule, options), 0)
+  expect(await tf.setBackend('wasm')).toBe(true)
+}
