@@ -12,11 +12,10 @@ import { loadVersion, modelSources, modelStore, resetModelCache } from '../src/m
 import { readPointer } from '../src/repository/pointer'
 import { publishVersions } from '../src/repository/publish'
 import { repository } from '../src/repository/repository'
-import { ensureBackend, resetBackendChoice, tf } from '../src/runtime/tf'
-import { setWasmModule } from '../src/runtime/wasm'
+import { tf } from '../src/runtime/tf'
 import { artifactsOf } from './helpers'
 import { emptyBucket, irisFiles, publish } from './r2-helpers'
-import { useWasm } from './wasm-helpers'
+import { restoreWasm, useWasm } from './wasm-helpers'
 
 const MiB = 1024 * 1024
 
@@ -85,12 +84,7 @@ beforeEach(async () => {
   await emptyBucket(env.MODELS)
 })
 
-afterAll(async () => {
-  await tf.setBackend('cpu')
-  setWasmModule()
-  resetBackendChoice()
-  await ensureBackend()
-})
+afterAll(restoreWasm)
 
 describe('a candidate over the memory budget', () => {
   it('is refused with the figures, from its model.json alone: no weight fetched, nothing built', async () => {

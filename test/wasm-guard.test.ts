@@ -6,10 +6,10 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { resetModelCache } from '../src/models'
 import { ensureBackend, resetBackendChoice, tf } from '../src/runtime/tf'
-import { rebuildWasmBackend, setWasmModule } from '../src/runtime/wasm'
+import { rebuildWasmBackend } from '../src/runtime/wasm'
 import { backendBroken, GuardedWasmBackend } from '../src/runtime/wasm-guard'
 import { call, post } from './helpers'
-import { useWasm } from './wasm-helpers'
+import { restoreWasm, useWasm } from './wasm-helpers'
 
 const SETOSA = [5.1, 3.5, 1.4, 0.2]
 const MiB = 1024 * 1024
@@ -26,12 +26,7 @@ async function digits() {
 const activeWasm = () => tf.backend() as GuardedWasmBackend
 
 afterEach(() => resetModelCache())
-afterAll(async () => {
-  await tf.setBackend('cpu')
-  setWasmModule()
-  resetBackendChoice()
-  await ensureBackend()
-})
+afterAll(restoreWasm)
 
 describe('a failed allocation', () => {
   it('is a clean error before anything is written, and the next inference of iris still answers right', async () => {
