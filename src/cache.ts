@@ -345,11 +345,11 @@ export class ModelCache {
     return servable && { format: servable.format, signature: servable.signature }
   }
 
-  /** Drops every loaded version of model `name` (keys `name/<version>`); returns their keys. */
-  unload(name: string, reason: string): string[] {
+  /** Drops every loaded version of model `name` (keys `name/<version>`), or of every model; returns their keys. */
+  unload(name: string | undefined, reason: string): string[] {
     const keys = this.available()
       .map((r) => r.key)
-      .filter((key) => key.slice(0, key.lastIndexOf('/')) === name)
+      .filter((key) => name === undefined || key.slice(0, key.lastIndexOf('/')) === name)
     for (const key of keys) this.drop(key, reason)
     return keys
   }

@@ -35,6 +35,7 @@ import { buildServable } from './runtime/servable'
 import type { ModelFormat } from './runtime/servable'
 import type { Signature, TensorSpec } from './runtime/signature'
 import { Backend, tf } from './runtime/tf'
+import { backendBroken } from './runtime/wasm-guard'
 import type { BackendName } from './runtime/tf'
 
 /** Runs `promise` after the response, where the runtime allows it (`ctx.waitUntil`). */
@@ -91,6 +92,8 @@ export class Isolate {
   private readonly pointer: PointerFollower
   // Stores of each env object, made once (every request asks, several times).
   private readonly sources = new WeakMap<object, ModelSources>()
+  // A rebuild of a broken wasm backend in progress: every caller waits on the same one.
+  private recovering: Promise<void> | undefined
 
   /**
    * @param backend tf.js's backend; tf.js's engine is process-wide, so a test that starts a new
@@ -183,6 +186,7 @@ export class Isolate {
    * it on a miss. The caller must `lease.release()` when its inference is done.
    */
   async lease(env: Env, name: string, selector: Selector = {}, waitUntil?: WaitUntil): Promise<ModelLease> {
+    if (backendBroken()) await this.recover(env)
     const target = (await this.repository(env, waitUntil)).resolve(name, selector)
     const sources = this.sourcesOf(env)
     const key = cacheKey(name, target.version)
@@ -248,6 +252,7 @@ export class Isolate {
    */
   async maintain(env: Env): Promise<MaintenanceReport> {
     const config = this.settings(env)
+    if (backendBroken()) await this.recover(env)
     const dropped = this.cache.dropIdle(config.MODEL_IDLE_TTL_SECONDS * 1000)
     let models: number | null = null
     let indexError: string | undefined
@@ -282,9 +287,49 @@ export class Isolate {
     }
   }
 
-  /** Readiness: the backend is up and the repository can be read. Rejects with the reason otherwise. */
+  /**
+   * Rebuilds a broken wasm backend (runtime/wasm-guard.ts: a trap escaped from a kernel, so its heap
+   * cannot be trusted) and the models that were loaded on it, without a redeploy: the models are
+   * dropped (in-flight requests on them fail; their disposal touches nothing), a fresh instance
+   * replaces the backend, and each model is loaded again. Concurrent callers share one rebuild.
+   */
+  private recover(env: Env): Promise<void> {
+    this.recovering ??= (async () => {
+      const reason = backendBroken()
+      const keys = this.cache.unload(undefined, 'the wasm backend is rebuilt')
+      log('error', 'backend.rebuilding', { reason, models: keys })
+      await this.backend.wasm.rebuild()
+      const repository = await this.repository(env)
+      const sources = this.sourcesOf(env)
+      for (const key of keys) {
+        const at = key.lastIndexOf('/')
+        try {
+          const target = repository.resolve(key.slice(0, at), { version: Number(key.slice(at + 1)) })
+          const lease = await this.cache.acquire(key, target.entry.weightBytes, () => this.load(sources, target))
+          lease.release()
+        } catch (error) {
+          log('warn', 'backend.reload_failed', { model: key, error: (error as Error).message })
+        }
+      }
+      log('info', 'backend.rebuilt', { models: keys })
+    })().finally(() => {
+      this.recovering = undefined
+    })
+    return this.recovering
+  }
+
+  /**
+   * Readiness: the backend is up and sound, and the repository can be read. Rejects with the reason
+   * otherwise; a broken wasm backend is rebuilt in the background (`waitUntil`), so readiness recovers.
+   */
   async ready(env: Env, waitUntil?: WaitUntil): Promise<{ backend: BackendName; models: number }> {
     this.settings(env)
+    const broken = backendBroken()
+    if (broken) {
+      const rebuild = this.recover(env).catch((error: unknown) => log('error', 'backend.rebuild_failed', { error: (error as Error).message }))
+      waitUntil?.(rebuild)
+      throw new Error(`the wasm backend failed: ${broken}; it is being rebuilt`)
+    }
     const [backend, repository] = await Promise.all([this.backend.ensure(), this.repository(env, waitUntil)])
     return { backend, models: repository.names().length }
   }

@@ -16,6 +16,13 @@ export async function tinyModelArtifacts(units = 8): Promise<tf.io.ModelArtifact
       tfl.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: 2 }) }),
     ],
   })
+  const saved = await artifactsOf(model)
+  model.dispose()
+  return saved
+}
+
+/** A built layers model's artifacts, as `model.save` hands them to a save handler. */
+export async function artifactsOf(model: tfl.LayersModel): Promise<tf.io.ModelArtifacts> {
   let saved: tf.io.ModelArtifacts | undefined
   await model.save(
     tf.io.withSaveHandler(async (artifacts) => {
@@ -23,7 +30,6 @@ export async function tinyModelArtifacts(units = 8): Promise<tf.io.ModelArtifact
       return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }
     }),
   )
-  model.dispose()
   return saved!
 }
 

@@ -1,5 +1,6 @@
 /** Helpers for tests of the R2 repository: publish versions into the local bucket as publish-model does. */
 import { env } from 'cloudflare:workers'
+import { Isolate, isolate } from '../src/isolate'
 import { MANIFEST_FILE, sha256Hex } from '../src/repository/manifest'
 
 /** The bundled iris model's files: model.json and its one shard. */
@@ -38,5 +39,20 @@ export async function emptyBucket(bucket: R2Bucket) {
     const { objects } = await bucket.list()
     if (objects.length === 0) return
     await bucket.delete(objects.map((o) => o.key))
+  }
+}
+
+/**
+ * Validates what is new in the bucket and writes the pointer, as a cron run in another isolate would
+ * (a state of its own, on this isolate's tf.js backend): this isolate's cache and view are untouched.
+ */
+export async function publishElsewhere(bindings: Env = env, bucket: R2Bucket = bindings.MODELS) {
+  const elsewhere = new Isolate(isolate().backend)
+  try {
+    const report = await elsewhere.maintain({ ...bindings, MODELS: bucket } as Env)
+    if (!report.publish) throw new Error(`nothing published: ${report.publishError}`)
+    return report.publish
+  } finally {
+    elsewhere.dispose()
   }
 }

@@ -1,11 +1,13 @@
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { Isolate, isolate, resetIsolate } from '../src/isolate'
+import { isolate, resetIsolate } from '../src/isolate'
 import { POINTER_KEY, readPointer } from '../src/repository/pointer'
 import type { Pointer } from '../src/repository/pointer'
 import { tf } from '../src/runtime/tf'
 import { call, fakeClock, post, runCron, SETOSA } from './helpers'
-import { emptyBucket, irisFiles, irisWithBias, publish } from './r2-helpers'
+import { emptyBucket, irisFiles, irisWithBias, publish, publishElsewhere as publishFrom } from './r2-helpers'
+
+const publishElsewhere = (bucket?: R2Bucket) => publishFrom(bindings, bucket)
 
 // A model that lives only in the bucket. Each test file has its own storage, but other files'
 // tests expect the bundled iris to be at version 1, so these tests leave `iris` alone.
@@ -13,18 +15,6 @@ const NAME = 'r2iris'
 const bindings = { ...env, REFRESH_INTERVAL: '1' } as Env
 const predictPath = `/v1/models/${NAME}:predict`
 const predict = (path = predictPath) => post(path, { instances: [SETOSA] }, {}, bindings)
-
-/** Validates what is new in the bucket and writes the pointer, as a cron run in another isolate would: this isolate's cache and view are untouched. */
-async function publishElsewhere(bucket = env.MODELS) {
-  const elsewhere = new Isolate(isolate().backend)
-  try {
-    const report = await elsewhere.maintain({ ...bindings, MODELS: bucket } as Env)
-    if (!report.publish) throw new Error(`nothing published: ${report.publishError}`)
-    return report.publish
-  } finally {
-    elsewhere.dispose()
-  }
-}
 
 /** This isolate's view of the pointer. */
 const pointerStatus = () => isolate().status(bindings).pointer

@@ -3,10 +3,12 @@
  * validate each, and publish the outcome as the pointer that serving isolates follow.
  *
  * A version is a candidate once its `manifest.json` exists (publish-model writes it last). It is
- * accepted only if every file the manifest lists is present with the recorded size and sha256, it
- * builds, its warmup inference runs, and its signature matches the current version's unless the
- * manifest declares the change. A rejected candidate is never published; its reason is, so the
- * model's status shows it. Nothing validated here is served from here: the build is thrown away,
+ * accepted only if every file the manifest lists is present with the recorded size and sha256, the
+ * memory its model.json implies (weights and warmup activations, runtime/memory-estimate.ts) fits
+ * CACHE_BUDGET_BYTES, it builds, its warmup inference runs, and its signature matches the current
+ * version's unless the manifest declares the change. A rejected candidate is never published; its
+ * reason is, so the model's status shows it. A validation that fails because of R2 or the wasm
+ * backend is no verdict on the candidate: nothing is stored, and the next run tries again. Nothing validated here is served from here: the build is thrown away,
  * and serving isolates load the version through their own caches.
  */
 import { z } from 'zod'
@@ -18,7 +20,10 @@ import { readPointer, writePointer } from './pointer'
 import type { Pointer, PointerModel, PublishedVersion } from './pointer'
 import { ModelConfig, overlay, Repository } from './repository'
 import type { ResolvedVersion } from './repository'
+import { estimateMemory, formatBytes } from '../runtime/memory-estimate'
 import { buildServable } from '../runtime/servable'
+import { tf } from '../runtime/tf'
+import { isBackendFailure } from '../runtime/wasm-guard'
 import { signatureChanges } from '../runtime/signature'
 import type { Signature } from '../runtime/signature'
 import { memoryStore, r2Store, withTimeout } from './stores'
@@ -42,7 +47,10 @@ export interface PublishDeps {
   base: Repository
   /** The R2_MODELS var. */
   allowed: '*' | Set<string>
-  /** The cron isolate's cache, to read the current version's signature. */
+  /**
+   * The cron isolate's cache: to read the current version's signature, and its budget
+   * (CACHE_BUDGET_BYTES), past which a candidate's weights and warmup activations are rejected unbuilt.
+   */
   cache: ModelCache
   load: (target: ResolvedVersion) => Promise<LoadResult>
 }
@@ -58,6 +66,34 @@ export interface PublishReport {
 }
 
 const r2 = <T>(promise: Promise<T>, what: string) => withTimeout(promise, R2_CALL_TIMEOUT_MS, `R2 (${what})`)
+
+/** A validation that failed because of where it ran (R2, the wasm backend), not because of the candidate: not its verdict. */
+class EnvironmentError extends Error {}
+
+const environmental = <T>(promise: Promise<T>) =>
+  promise.catch((error: Error) => {
+    throw new EnvironmentError(error.message, { cause: error })
+  })
+
+const MiB = 1024 * 1024
+const formatBudget = (bytes: number) => (bytes % MiB === 0 ? `${bytes / MiB} MiB` : formatBytes(bytes))
+
+/** Rejects, before anything is built, a model whose estimated memory exceeds the budget. */
+function checkMemory(modelJson: ArrayBuffer, budgetBytes: number) {
+  let json: tf.io.ModelJSON
+  try {
+    json = JSON.parse(new TextDecoder().decode(modelJson)) as tf.io.ModelJSON
+    if (json.modelTopology == null || !Array.isArray(json.weightsManifest)) return // the load says what is wrong with it
+  } catch {
+    return
+  }
+  const { weightBytes, activationBytes, complete } = estimateMemory({ ...json, weightSpecs: tf.io.getWeightSpecs(json.weightsManifest) })
+  const needs = weightBytes + activationBytes
+  if (needs <= budgetBytes) return
+  throw new Error(
+    `needs ${complete ? '~' : 'at least '}${formatBytes(needs)} at warmup (weights ${formatBytes(weightBytes)} + activations ${formatBytes(activationBytes)}), the budget is ${formatBudget(budgetBytes)}`,
+  )
+}
 
 /** Sub-folders and files directly under `prefix`. */
 async function listDir(bucket: R2Bucket, prefix: string): Promise<{ dirs: string[]; files: string[] }> {
@@ -75,9 +111,9 @@ async function listDir(bucket: R2Bucket, prefix: string): Promise<{ dirs: string
 }
 
 /** Validates one candidate; throws an Error whose message is the reason it is rejected. */
-async function validate(bucket: R2Bucket, name: string, version: number, current?: { version: number; signature: Signature }): Promise<PublishedVersion> {
+async function validate(bucket: R2Bucket, name: string, version: number, budgetBytes: number, current?: { version: number; signature: Signature }): Promise<PublishedVersion> {
   const dir = `${name}/${version}`
-  const object = await r2(bucket.get(`${dir}/${MANIFEST_FILE}`), `reading ${dir}/${MANIFEST_FILE}`)
+  const object = await environmental(r2(bucket.get(`${dir}/${MANIFEST_FILE}`), `reading ${dir}/${MANIFEST_FILE}`))
   if (object === null) throw new Error(`${dir}/${MANIFEST_FILE} disappeared during validation`)
   let raw: unknown
   try {
@@ -93,15 +129,18 @@ async function validate(bucket: R2Bucket, name: string, version: number, current
   // Every file present, with the recorded size and hash, before anything is built from them.
   const files = new Map<string, ArrayBuffer>()
   const store = r2Store(bucket, R2_CALL_TIMEOUT_MS)
-  for (let i = 0; i < manifest.files.length; i += MAX_PARALLEL_FILES) {
-    await Promise.all(
-      manifest.files.slice(i, i + MAX_PARALLEL_FILES).map(async (file) => {
-        const bytes = await store.get(`${dir}/${file.path}`)
-        const problem = await fileProblem(dir, file, bytes)
-        if (problem) throw new Error(problem)
-        files.set(`${dir}/${file.path}`, bytes!)
-      }),
-    )
+  const fetchChecked = async (file: (typeof manifest.files)[number]) => {
+    const bytes = await environmental(store.get(`${dir}/${file.path}`))
+    const problem = await fileProblem(dir, file, bytes)
+    if (problem) throw new Error(problem)
+    files.set(`${dir}/${file.path}`, bytes!)
+  }
+  // model.json first: what the model would cost is known from it, before its weights are fetched.
+  const [modelFile, ...weightFiles] = [...manifest.files].sort((a, b) => Number(b.path === 'model.json') - Number(a.path === 'model.json'))
+  await fetchChecked(modelFile!)
+  checkMemory(files.get(`${dir}/model.json`)!, budgetBytes)
+  for (let i = 0; i < weightFiles.length; i += MAX_PARALLEL_FILES) {
+    await Promise.all(weightFiles.slice(i, i + MAX_PARALLEL_FILES).map(fetchChecked))
   }
   const artifacts = await storeHandler(memoryStore(files, 'the candidate'), dir).load()
   const { servable, warmedUp } = await buildServable(artifacts)
@@ -190,12 +229,18 @@ async function nextPointerModel(name: string, previous: PointerModel | undefined
       }
       const repo = new Repository(overlay(deps.base.index, { ...pointer, models: { ...pointer.models, [name]: model } }, deps.allowed))
       const current = await currentSignature(repo, name, deps)
-      model.versions[key] = await validate(deps.bucket, name, version, current)
+      model.versions[key] = await validate(deps.bucket, name, version, deps.cache.options.budgetBytes, current)
       delete model.rejected[key]
       report.accepted.push(`${name}/${key}`)
       log('info', 'publish.accepted', { model: `${name}/${key}` })
     } catch (error) {
       const reason = (error as Error).message
+      if (error instanceof EnvironmentError || isBackendFailure(error)) {
+        // Not the candidate's fault: no verdict is stored, and the next run validates it again.
+        report.errors.push(`${name}/${key} not validated: ${reason}`)
+        log('warn', 'publish.deferred', { model: `${name}/${key}`, reason })
+        continue
+      }
       model.rejected[key] = { reason, manifestEtag: etag, at: new Date().toISOString() }
       report.rejected.push({ model: `${name}/${key}`, reason })
       log('warn', 'publish.rejected', { model: `${name}/${key}`, reason })

@@ -23,6 +23,8 @@ import * as factoryModule from '@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-back
 // vitest pool honours too, turn a `.wasm` import into a compiled WebAssembly.Module.
 import simdModule from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm'
 import * as tf from '@tensorflow/tfjs-core'
+import { guardedFactory, GuardedWasmBackend } from './wasm-guard'
+import type { GuardOptions } from './wasm-guard'
 
 /** What the Emscripten glue resolves to: only the parts used here and by BackendWasm. */
 interface EmscriptenModule {
@@ -72,16 +74,17 @@ function withoutNodeProcess<T>(f: () => T): T {
 
 /**
  * Instantiates the tf.js WebAssembly backend from a compiled module, without fetching or compiling
- * anything. Rejects — it never hangs — when the module cannot be instantiated (a LinkError for a
+ * anything, with the allocation guard of runtime/wasm-guard.ts. Rejects — it never hangs — when the module cannot be instantiated (a LinkError for a
  * module built for other imports) or the runtime aborts while starting.
  */
-export function instantiateWasmBackend(module: WebAssembly.Module): Promise<BackendWasm> {
+export function instantiateWasmBackend(module: WebAssembly.Module, guard: GuardOptions = {}): Promise<BackendWasm> {
   return new Promise<EmscriptenModule>((resolve, reject) => {
     const fail = (reason: unknown) => reject(reason instanceof Error ? reason : new Error(String(reason)))
     let ready: Promise<EmscriptenModule>
     try {
       ready = withoutNodeProcess(() =>
-        wasmFactory({
+        // Capped heap, checked allocations, traps recorded: runtime/wasm-guard.ts.
+        guardedFactory(wasmFactory, guard)({
           instantiateWasm(imports, receiveInstance) {
             WebAssembly.instantiate(module, imports).then((instance) => receiveInstance(instance, module), fail)
             return {} // asynchronous: the exports arrive through receiveInstance
@@ -108,7 +111,7 @@ export function instantiateWasmBackend(module: WebAssembly.Module): Promise<Back
       disposeData: emscripten.cwrap('dispose_data', null, ['number']),
       dispose: emscripten.cwrap('dispose', null, []),
     }
-    return new BackendWasm(emscripten as unknown as ConstructorParameters<typeof BackendWasm>[0])
+    return new GuardedWasmBackend(emscripten as unknown as ConstructorParameters<typeof BackendWasm>[0])
   })
 }
 
@@ -168,5 +171,18 @@ export class WasmBackend {
     this.module = module
     this.instantiated = undefined
     this.register()
+  }
+
+  /**
+   * Replaces the instance with a fresh one of the same module: after it broke (`backendBroken()` in
+   * runtime/wasm-guard.ts), only a new heap can be trusted. The old instance is disposed; models built
+   * on it cannot run any more, so drop them first and build them again after. Their tensors may still
+   * be disposed at any time (a no-op). If wasm was the active backend, it is active again when this
+   * resolves.
+   */
+  async rebuild(): Promise<void> {
+    const active = tf.getBackend() === 'wasm'
+    this.useModule(this.module)
+    if (active) await this.activate()
   }
 }

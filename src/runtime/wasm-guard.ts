@@ -1,0 +1,230 @@
+/**
+ * @module runtime/wasm-guard — keeps one failed allocation or one trap from corrupting the wasm backend.
+ *
+ * tfjs-backend-wasm 4.22 does not check what `_malloc` returns (`BackendWasm.move` in
+ * `dist/backend_wasm.js`): when an allocation fails, `_malloc` returns 0 and the kernel writes its
+ * output over the start of wasm memory. From then on every inference in the isolate fails with
+ * `RuntimeError: memory access out of bounds`, or, worse, answers with garbage. This module wraps the
+ * Emscripten module the backend is built on, so that:
+ *
+ * - a failed allocation throws a clean `WasmAllocationError` before anything is written;
+ * - the heap grows at most to `maxHeapBytes` (`WASM_HEAP_MAX_BYTES` by default), so that an
+ *   allocation past it fails as above instead of growing memory towards the isolate's limit;
+ * - a `WebAssembly.RuntimeError` escaping from a kernel marks the backend broken: `backendBroken()`
+ *   says why, and every later call into the module throws `WasmBackendBrokenError` instead of
+ *   computing on a heap in an unknown state. Only a fresh instance (`rebuildWasmBackend`) serves again.
+ *
+ * The package internals this relies on (re-check them on a tf.js upgrade; `test/wasm-guard.test.ts`
+ * fails when they change): BackendWasm calls `this.wasm._malloc(numBytes)` and `this.wasm._free`,
+ * its kernels reach C through `backend.wasm.cwrap(…)` in their setup functions, and the glue imports
+ * `env.emscripten_resize_heap` and grows `instance.exports.memory` through `memory.grow`.
+ */
+import { BackendWasm } from '@tensorflow/tfjs-backend-wasm'
+import * as tf from '@tensorflow/tfjs-core'
+
+/**
+ * Largest wasm heap the backend may grow to. An isolate has 128 MB for everything; this leaves about
+ * 26 MB of it for JavaScript (the bundle, request bodies, model JSON). Emscripten starts at 16 MiB.
+ */
+export const WASM_HEAP_MAX_BYTES = 96 * 1024 * 1024
+
+const PAGE_BYTES = 65_536
+/** C functions that release memory: they become no-ops once the backend is broken or retired, so disposing a tensor never throws. */
+const RELEASES = new Set(['dispose_data', 'dispose'])
+
+export interface GuardOptions {
+  /** Largest heap, in bytes (rounded down to whole 64 KiB pages); `WASM_HEAP_MAX_BYTES` by default. */
+  maxHeapBytes?: number
+}
+
+/** A tensor the wasm heap cannot hold: nothing was allocated or written. */
+export class WasmAllocationError extends Error {
+  override name = 'WasmAllocationError'
+  constructor(
+    readonly bytes: number,
+    readonly heapBytes: number,
+    readonly maxHeapBytes: number,
+  ) {
+    super(`wasm backend: allocation of ${bytes} bytes failed (heap ${heapBytes} bytes, at most ${maxHeapBytes})`)
+  }
+}
+
+/** The backend trapped once; its heap can no longer be trusted. */
+export class WasmBackendBrokenError extends Error {
+  override name = 'WasmBackendBrokenError'
+}
+
+interface GuardState {
+  maxHeapBytes: number
+  memory?: WebAssembly.Memory
+  /** Why the backend broke: the first RuntimeError that escaped from C. */
+  broken?: string
+  /** Disposed (replaced): tensors still held by old models are released without touching C. */
+  retired: boolean
+}
+
+const GUARD = Symbol('wasm-guard')
+
+/** The parts of the Emscripten module the guard wraps. */
+interface Guardable {
+  _malloc(bytes: number): number
+  _free(offset: number): void
+  cwrap(name: string, returnType: string | null, argTypes: string[]): (...args: number[]) => unknown
+  [GUARD]?: GuardState
+}
+
+interface InstantiateHook {
+  instantiateWasm(imports: WebAssembly.Imports, receiveInstance: (instance: WebAssembly.Instance, module: WebAssembly.Module) => void): object
+}
+
+const heapBytes = (state: GuardState) => state.memory?.buffer.byteLength ?? 0
+
+function refuseIfBroken(state: GuardState): void {
+  if (state.broken !== undefined) throw new WasmBackendBrokenError(`the wasm backend failed earlier: ${state.broken}`)
+}
+
+/** Calls into C; a trap marks the backend broken, for good. */
+function trapping<T>(state: GuardState, what: string, call: () => T): T {
+  try {
+    return call()
+  } catch (error) {
+    if (!(error instanceof WebAssembly.RuntimeError)) throw error
+    state.broken ??= `${error.message} (in ${what})`
+    throw new WasmBackendBrokenError(`the wasm backend failed: ${state.broken}`, { cause: error })
+  }
+}
+
+/** Refuses heap growth past the cap before the glue tries it. */
+function capImports(imports: WebAssembly.Imports, state: GuardState): WebAssembly.Imports {
+  const env = imports.env as Record<string, unknown> | undefined
+  const resize = env?.emscripten_resize_heap
+  if (typeof resize !== 'function') throw new Error('the tfjs-backend-wasm glue no longer imports env.emscripten_resize_heap: re-check runtime/wasm-guard.ts')
+  env!.emscripten_resize_heap = (requested: number) => ((requested >>> 0) > state.maxHeapBytes ? 0 : (resize as (n: number) => number)(requested))
+  return imports
+}
+
+/**
+ * Hands the glue a memory whose `grow` stops at the cap. The glue over-grows by up to 20 % to
+ * amortise growth; clamped, a request that fits under the cap still succeeds, and nothing goes past it.
+ */
+function capInstance(instance: WebAssembly.Instance, state: GuardState): WebAssembly.Instance {
+  const memory = instance.exports.memory
+  if (!(memory instanceof WebAssembly.Memory)) throw new Error('the tfjs-backend-wasm module exports no memory: re-check runtime/wasm-guard.ts')
+  state.memory = memory
+  const capped = {
+    get buffer() {
+      return memory.buffer
+    },
+    grow(pages: number) {
+      return memory.grow(Math.min(pages, (state.maxHeapBytes - memory.buffer.byteLength) / PAGE_BYTES))
+    },
+  }
+  return { exports: { ...instance.exports, memory: capped } } as unknown as WebAssembly.Instance
+}
+
+function guardModule<M>(emscripten: M, state: GuardState): M {
+  const module = emscripten as M & Guardable
+  const malloc = module._malloc.bind(module)
+  const free = module._free.bind(module)
+  const cwrap = module.cwrap.bind(module)
+  const guardedMalloc = (bytes: number) => {
+    refuseIfBroken(state)
+    // Sizes past the cap can never succeed, and past 4 GiB they would wrap around in the i32 argument.
+    if (bytes > state.maxHeapBytes) throw new WasmAllocationError(bytes, heapBytes(state), state.maxHeapBytes)
+    const offset = trapping(state, 'malloc', () => malloc(bytes))
+    if (offset === 0 && bytes > 0) throw new WasmAllocationError(bytes, heapBytes(state), state.maxHeapBytes)
+    return offset
+  }
+  const guardedFree = (offset: number) => {
+    if (state.broken === undefined && !state.retired) trapping(state, 'free', () => free(offset))
+  }
+  // The glue's `_malloc` is a thunk that, on its first call, assigns the raw export to
+  // `Module._malloc`: a plain assignment of the wrapper would be undone by it. Writes are ignored.
+  for (const [key, value] of [['_malloc', guardedMalloc], ['_free', guardedFree]] as const) {
+    Object.defineProperty(module, key, { get: () => value, set: () => {}, configurable: true, enumerable: true })
+  }
+  module.cwrap = (name, returnType, argTypes) => {
+    const f = cwrap(name, returnType, argTypes)
+    if (RELEASES.has(name)) {
+      return (...args: number[]) => (state.broken === undefined && !state.retired ? trapping(state, name, () => f(...args)) : undefined)
+    }
+    return (...args: number[]) => {
+      refuseIfBroken(state)
+      return trapping(state, name, () => f(...args))
+    }
+  }
+  module[GUARD] = state
+  return module
+}
+
+/**
+ * Wraps the package's Emscripten factory: the instance it makes has a capped heap, and the module it
+ * resolves to checks every allocation and records the first trap. Build the backend from that module
+ * with `GuardedWasmBackend`.
+ */
+export function guardedFactory<C extends InstantiateHook, M>(factory: (config: C) => Promise<M>, options: GuardOptions = {}): (config: C) => Promise<M> {
+  return (config) => {
+    const max = Math.floor((options.maxHeapBytes ?? WASM_HEAP_MAX_BYTES) / PAGE_BYTES) * PAGE_BYTES
+    const state: GuardState = { maxHeapBytes: max, retired: false }
+    return factory({
+      ...config,
+      instantiateWasm: (imports, receiveInstance) =>
+        config.instantiateWasm(capImports(imports, state), (instance, module) => receiveInstance(capInstance(instance, state), module)),
+    }).then((emscripten) => guardModule(emscripten, state))
+  }
+}
+
+/** tf.js's wasm backend on a guarded module; once disposed, its tensors are released without touching C. */
+export class GuardedWasmBackend extends BackendWasm {
+  readonly #state: GuardState
+
+  constructor(wasm: ConstructorParameters<typeof BackendWasm>[0]) {
+    super(wasm)
+    const state = (wasm as unknown as Guardable)[GUARD]
+    if (!state) throw new Error('GuardedWasmBackend needs a module made by guardedFactory')
+    this.#state = state
+  }
+
+  /** Why the backend broke, or `undefined` while it is sound. */
+  get broken(): string | undefined {
+    return this.#state.broken
+  }
+
+  /** Bytes of wasm memory now (it never shrinks), and the most it may grow to. */
+  heap(): { bytes: number; maxBytes: number } {
+    return { bytes: heapBytes(this.#state), maxBytes: this.#state.maxHeapBytes }
+  }
+
+  // tf.js disposes a backend when it is removed (setWasmModule, rebuildWasmBackend). Models built on
+  // it may still hold tensors; BackendWasm would null `wasm` and make their disposal throw.
+  override dispose(): void {
+    if (this.#state.retired) return
+    this.wasm.tfjs.dispose() // a no-op when broken
+    this.#state.retired = true
+  }
+
+  override disposeData(dataId: object, force?: boolean): boolean {
+    if (!this.#state.retired) return super.disposeData(dataId, force)
+    this.dataIdMap.delete(dataId)
+    return true
+  }
+}
+
+/** Why the active wasm backend broke, or `undefined` when it is sound or another backend is active. */
+export function backendBroken(): string | undefined {
+  if (tf.getBackend() !== 'wasm') return undefined
+  const backend = tf.backend()
+  return backend instanceof GuardedWasmBackend ? backend.broken : undefined
+}
+
+/**
+ * Whether `error` (or one of its causes) is the wasm backend failing rather than the model: an
+ * allocation that would fit an empty heap but not this one, or a trap.
+ */
+export function isBackendFailure(error: unknown): boolean {
+  for (let e = error; e instanceof Error; e = e.cause) {
+    if (e instanceof WasmBackendBrokenError) return true
+    if (e instanceof WasmAllocationError) return e.bytes <= e.maxHeapBytes
+  }
+  return false
+}
