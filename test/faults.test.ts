@@ -1,8 +1,7 @@
 import { env } from 'cloudflare:workers'
-import { beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { tf } from '../src/runtime/tf'
-import { post, SETOSA, fakeClock } from './helpers'
-import { resetIsolate } from '../src/isolate'
+import { post, SETOSA, isolateOnFakeClock } from './helpers'
 
 
 /**
@@ -22,12 +21,7 @@ function withFault(fault: (path: string) => Response | undefined | void | Promis
 }
 
 // The isolate state's clock: a backoff passes when a test says so.
-let clock: ReturnType<typeof fakeClock>
-
-beforeEach(() => {
-  clock = fakeClock()
-  resetIsolate({ now: clock.now })
-})
+const clock = isolateOnFakeClock()
 
 describe('a model that cannot be loaded', () => {
   it('answers 503 with Retry-After, does not retry during the backoff, and recovers after it', async () => {

@@ -2,7 +2,9 @@
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
 import * as tfl from '@tensorflow/tfjs-layers'
+import { beforeEach } from 'vitest'
 import worker from '../src/index'
+import { resetIsolate } from '../src/isolate'
 import { tf } from '../src/runtime/tf'
 
 /** An iris setosa flower's measurements (cm): the bundled iris model answers class 0. */
@@ -49,6 +51,19 @@ export const post = (path: string, body: unknown, headers: Record<string, string
 export function fakeClock(start = 1_000_000) {
   let now = start
   return { now: () => now, advance: (ms: number) => void (now += ms) }
+}
+
+/**
+ * Before each test of the calling file, a fresh isolate state on a clock of the test's own: time
+ * (a backoff, an idle TTL, REFRESH_INTERVAL) passes only when the test calls `advance`.
+ */
+export function isolateOnFakeClock() {
+  let clock = fakeClock()
+  beforeEach(() => {
+    clock = fakeClock()
+    resetIsolate({ now: clock.now })
+  })
+  return { now: () => clock.now(), advance: (ms: number) => clock.advance(ms) }
 }
 
 /** Fires the cron handler as the runtime does and waits for it. */

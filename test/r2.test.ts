@@ -4,7 +4,7 @@ import { isolate, resetIsolate } from '../src/isolate'
 import { POINTER_KEY, readPointer } from '../src/repository/pointer'
 import type { Pointer } from '../src/repository/pointer'
 import { tf } from '../src/runtime/tf'
-import { call, fakeClock, post, runCron, SETOSA } from './helpers'
+import { call, isolateOnFakeClock, post, runCron, SETOSA } from './helpers'
 import { emptyBucket, irisFiles, irisWithBias, publish, publishElsewhere as publishFrom } from './r2-helpers'
 
 const publishElsewhere = (bucket?: R2Bucket) => publishFrom(bindings, bucket)
@@ -38,12 +38,10 @@ async function answer(res: Response) {
 }
 
 // The clock of this isolate's state: REFRESH_INTERVAL passes when a test says so.
-let clock: ReturnType<typeof fakeClock>
+const clock = isolateOnFakeClock()
 const intervalPasses = () => clock.advance(1100)
 
 beforeEach(async () => {
-  clock = fakeClock()
-  resetIsolate({ now: clock.now })
   await emptyBucket(env.MODELS)
 })
 

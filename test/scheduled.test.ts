@@ -1,17 +1,11 @@
 import { env } from 'cloudflare:workers'
-import { beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { tf } from '../src/runtime/tf'
-import { post, SETOSA, runCron, fakeClock } from './helpers'
+import { isolateOnFakeClock, post, runCron, SETOSA } from './helpers'
 import { isolate, resetIsolate } from '../src/isolate'
 
-
 // The isolate state's clock: a model's idle time passes when a test says so.
-let clock: ReturnType<typeof fakeClock>
-
-beforeEach(() => {
-  clock = fakeClock()
-  resetIsolate({ now: clock.now })
-})
+const clock = isolateOnFakeClock()
 
 describe('scheduled handler', () => {
   it('drops a model idle longer than the TTL and frees its tensors', async () => {
