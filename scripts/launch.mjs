@@ -31,6 +31,15 @@ const BUILD_TIMEOUT_MS = 180_000
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
+/** `promise`, or a rejection saying what did not finish once `ms` have passed (the timer does not outlive it). */
+function withDeadline(promise, ms, what) {
+  let timer
+  const expired = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), Math.max(0, ms))
+  })
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer))
+}
+
 // ------------------------------------------------------------------ cleanup on exit
 
 /** Process groups of `wrangler dev`s started here and not stopped yet. */
@@ -226,7 +235,7 @@ export async function startWranglerDev(options = {}) {
         }
         groups.delete(pgid)
       }
-      await Promise.race([exited, sleep(5_000)])
+      await withDeadline(exited, 5_000, 'wrangler dev exit').catch(() => {})
       removeScratch(persistDir)
     })())
 
@@ -321,21 +330,14 @@ export async function startBundle(options = {}) {
   let stopped
   const stop = () =>
     (stopped ??= (async () => {
-      await Promise.race([miniflare.dispose().catch(() => {}), sleep(15_000)])
+      await withDeadline(miniflare.dispose(), 15_000, 'Miniflare.dispose()').catch(() => {})
       if (ownState) removeScratch(persistDir)
       if (ownBundle) removeScratch(bundle.dir)
     })())
 
   const url = `http://127.0.0.1:${port}`
   try {
-    let failure
-    const timeout = sleep(Math.max(0, deadline - Date.now())).then(() => 'timeout')
-    const readyOrFailed = miniflare.ready.then(
-      () => 'ready',
-      (error) => ((failure = error), 'failed'),
-    )
-    const outcome = await Promise.race([readyOrFailed, timeout])
-    if (outcome !== 'ready') throw new Error(outcome === 'failed' ? `Miniflare failed to start: ${failure?.message}` : 'Miniflare did not start in time')
+    await withDeadline(miniflare.ready, deadline - Date.now(), 'Miniflare start')
     if (ready === 'live') await waitLive(url, deadline, () => undefined)
   } catch (error) {
     await stop()
