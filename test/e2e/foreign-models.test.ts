@@ -214,6 +214,10 @@ beforeAll(async () => {
     for (const shard of json.weightsManifest.flatMap((group) => group.paths)) cpSync(join(dirname(source), shard), join(target, shard))
     references.set(model.name, await reference(model, join(target, 'model.json'), 1000 + i))
   }
+})
+
+// A hook of its own, so the launcher's deadline (and its report of wrangler's output) comes within the hook's.
+beforeAll(async () => {
   server = await startWranglerDev({ assetsDir: repo })
 })
 

@@ -12,8 +12,11 @@ export { ROOT, startBundle, startWranglerDev } from '../../scripts/launch.mjs'
 export type { BundleServer, Launched, WranglerDev } from '../../scripts/launch.mjs'
 
 export { SHARED_ADMIN_TOKEN } from './global-setup'
-/** Longest wait for the shared server: its start (bounded by the launcher's own deadline) and a margin. */
-const SHARED_WAIT_MS = 180_000
+/**
+ * Longest wait for the shared server: the launcher's own deadline (120 s) and a stop, within the
+ * e2e project's hookTimeout (180 s), so that a failed start reports wrangler's output.
+ */
+const SHARED_WAIT_MS = 170_000
 
 /** The shared `wrangler dev` (model-assets/, SHARED_VARS), started on the first call of any file. */
 export async function sharedDevServer(): Promise<{ url: string }> {
