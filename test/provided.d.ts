@@ -5,5 +5,7 @@ declare module 'vitest' {
   export interface ProvidedContext {
     /** How many requests test/soak.test.ts sends. */
     soakRequests: number
+    /** Where test/e2e/global-setup.ts hands out the shared `wrangler dev` (test/e2e/servers.ts). */
+    e2eServers: string
   }
 }

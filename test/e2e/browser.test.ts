@@ -1,5 +1,5 @@
 // The try-it page in a real browser: headless Debian Chromium driven by playwright-core, against
-// `wrangler dev`. Draws a "1" on the canvas, predicts, checks the label and the cache and timing
+// `wrangler dev` (the shared one). Draws a "1" on the canvas, predicts, checks the label and the cache and timing
 // figures, fills the iris form, and keeps a screenshot in test/artifacts/.
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -7,8 +7,7 @@ import { join } from 'node:path'
 import { chromium } from 'playwright-core'
 import type { BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ROOT, startDevServer } from './dev-server'
-import type { DevServer } from './dev-server'
+import { ROOT, sharedDevServer } from './servers'
 
 /** Debian's chromium (`apt-get install chromium`; .ci/run installs it). Never a downloaded browser. */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -16,14 +15,14 @@ const ARTIFACTS = join(ROOT, 'test/artifacts')
 const available = existsSync(CHROMIUM)
 if (!available) console.warn(`[browser.test] skipped: no Chromium at ${CHROMIUM} (install it: apt-get install -y chromium)`)
 
-let server: DevServer
+let server: { url: string }
 let context: BrowserContext
 let page: Page
 let profile: string
 
 describe.skipIf(!available)('the try-it page in Chromium', () => {
   beforeAll(async () => {
-    server = await startDevServer()
+    server = await sharedDevServer()
     profile = mkdtempSync(join(tmpdir(), 'warmserve-chromium-'))
     // A persistent context is how playwright takes a --user-data-dir: a fresh one per run.
     context = await chromium.launchPersistentContext(profile, {
@@ -48,7 +47,6 @@ describe.skipIf(!available)('the try-it page in Chromium', () => {
 
   afterAll(async () => {
     await context?.close()
-    await server?.stop()
     if (profile) rmSync(profile, { recursive: true, force: true })
   })
 

@@ -18,9 +18,9 @@ import '@tensorflow/tfjs-backend-cpu'
 import * as tfconv from '@tensorflow/tfjs-converter'
 import * as tfl from '@tensorflow/tfjs-layers'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ROOT, startDevServer } from './dev-server'
-import type { DevServer } from './dev-server'
-import { get, post } from './http'
+import { get, post, SETOSA } from './http'
+import { ROOT, startWranglerDev } from './servers'
+import type { WranglerDev } from './servers'
 
 interface Foreign {
   /** The model's name in the repository. */
@@ -195,7 +195,7 @@ async function reference(model: Foreign, modelJsonPath: string, seed: number): P
 const describeSpecs = (group: Record<string, TensorInfo>): Expected[] =>
   Object.entries(group).map(([name, info]) => ({ name, dtype: info.dtype, dims: info.tensor_shape.dim.map((d) => d.size) }))
 
-let server: DevServer | undefined
+let server: WranglerDev | undefined
 let repo: string | undefined
 const references = new Map<string, Reference>()
 const url = (path: string) => `${server!.url}${path}`
@@ -214,7 +214,11 @@ beforeAll(async () => {
     for (const shard of json.weightsManifest.flatMap((group) => group.paths)) cpSync(join(dirname(source), shard), join(target, shard))
     references.set(model.name, await reference(model, join(target, 'model.json'), 1000 + i))
   }
-  server = await startDevServer({ assetsDir: repo })
+})
+
+// A hook of its own, so the launcher's deadline (and its report of wrangler's output) comes within the hook's.
+beforeAll(async () => {
+  server = await startWranglerDev({ assetsDir: repo })
 })
 
 afterAll(async () => {
@@ -289,7 +293,7 @@ describe.each(FOREIGN)('$name ($format from $source)', (model) => {
 
 describe('the bundled models beside them', () => {
   it('iris is still served from the same repository', async () => {
-    const res = await post<{ predictions: number[][] }>(url('/v1/models/iris:predict'), { instances: [[5.1, 3.5, 1.4, 0.2]] })
+    const res = await post<{ predictions: number[][] }>(url('/v1/models/iris:predict'), { instances: [SETOSA] })
     expect(res.status, res.text).toBe(200)
     expect(res.json.predictions[0]).toHaveLength(3)
   })

@@ -1,70 +1,44 @@
 /**
- * Refresh across isolates, for real: two Miniflare instances (two workerd processes, so two isolates
- * that share no module state) over one persisted R2 store. One only fires the cron; the other only
- * serves. v2 is published into the bucket during the test; the serving instance must switch to it on
- * its own, within REFRESH_INTERVAL, while requests keep flowing — none failing, each answered by one
- * version — and end up holding exactly one version's tensors.
+ * Refresh across isolates, for real: the deploy bundle served twice (scripts/launch.mjs startBundle:
+ * two workerd processes, so two isolates that share no module state) over one persisted R2 store.
+ * One only fires the cron; the other only serves. v2 is published into the bucket during the test;
+ * the serving instance must switch to it on its own once REFRESH_INTERVAL has passed, while requests
+ * keep flowing — none failing, each answered by one version — and end up holding exactly one
+ * version's tensors. The switch happens in the background, so the test waits for what it can see
+ * (X-Model-Version, /admin/cache), each wait bounded by a deadline, never for a fixed time.
  */
-import { spawnSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { delimiter, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { convertV4MiniflareOptions, Miniflare } from 'miniflare'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
 import { publishVersion } from '../../scripts/publish-model.mjs'
+import { buildBundle, ROOT, startBundle } from '../../scripts/launch.mjs'
+import type { Bundle, BundleServer } from '../../scripts/launch.mjs'
+import { bearer, get, post, SETOSA } from './http'
 
-const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)))
 const TOKEN = 'hot-swap-admin'
-const SETOSA = [5.1, 3.5, 1.4, 0.2]
 const REFRESH_INTERVAL_S = 1
-/** Concurrent clients during the swap, and the bounds of the run. */
+/** Concurrent clients during the swap. */
 const CLIENTS = 8
-const MAX_REQUESTS = 600
-const DEADLINE_MS = 20_000
+/** How many v2 answers each client waits for before it stops. */
+const V2_PER_CLIENT = 5
+/** The most the switch may take before the test fails (only a bound: the test waits for the switch, not for a time). */
+const SWITCH_DEADLINE_MS = 60_000
+/** The most a background step (a lease ending, a pointer re-read) may take before the test fails. */
+const SETTLE_MS = 30_000
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-/** The parts of miniflare's R2 and Worker proxies used here (their own types need the Workers type library). */
+/** The parts of miniflare's R2 proxy used here (its own types need the Workers type library). */
 interface Bucket {
-  get(key: string): Promise<{ text(): Promise<string>; arrayBuffer(): Promise<ArrayBuffer> } | null>
+  get(key: string): Promise<{ etag: string; text(): Promise<string>; arrayBuffer(): Promise<ArrayBuffer> } | null>
   put(key: string, value: Uint8Array | string): Promise<unknown>
 }
-const bucketOf = async (mf: Miniflare) => (await mf.getR2Bucket('MODELS')) as unknown as Bucket
-const workerOf = async (mf: Miniflare) => (await mf.getWorker()) as unknown as { scheduled(o: { cron: string }): Promise<{ outcome: string }> }
+const bucketOf = async (server: BundleServer) => (await server.miniflare.getR2Bucket('MODELS')) as unknown as Bucket
 
 let dir: string
-let cron: Miniflare
-let serving: Miniflare
-
-/** The Worker as `wrangler deploy` would upload it. */
-function bundle(out: string) {
-  const result = spawnSync('wrangler', ['deploy', '--dry-run', '--outdir', out], {
-    cwd: ROOT,
-    env: { ...process.env, PATH: `${join(ROOT, 'node_modules/.bin')}${delimiter}${process.env.PATH}` },
-    encoding: 'utf8',
-    timeout: 120_000,
-  })
-  if (result.status !== 0) throw new Error(`wrangler deploy --dry-run failed:\n${result.stdout}\n${result.stderr}`)
-  const wasm = readdirSync(out).filter((f) => f.endsWith('.wasm'))
-  return [{ type: 'ESModule' as const, path: join(out, 'index.js') }, ...wasm.map((f) => ({ type: 'CompiledWasm' as const, path: join(out, f) }))]
-}
-
-function instance(modules: ReturnType<typeof bundle>, bindings: Record<string, string>) {
-  const toml = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8')
-  return new Miniflare(
-    convertV4MiniflareOptions({
-      modulesRoot: join(dir, 'out'),
-      modules,
-      compatibilityDate: /^compatibility_date = "(.+)"$/m.exec(toml)![1]!,
-      assets: { directory: join(ROOT, 'model-assets'), binding: 'ASSETS', routerConfig: { has_user_worker: true, invoke_user_worker_ahead_of_assets: true } },
-      r2Buckets: { MODELS: /bucket_name = "(.+)"/.exec(toml)![1]! },
-      resourcePersistencePath: join(dir, 'state'), // the one store both instances share
-      bindings,
-    }),
-  )
-}
+let bundle: Bundle
+let cron: BundleServer
+let serving: BundleServer
 
 /** Iris with its output bias replaced, as a model folder: the same signature, other answers. */
 function irisVariant(name: string, bias: [number, number, number]): string {
@@ -78,69 +52,70 @@ function irisVariant(name: string, bias: [number, number, number]): string {
   return folder
 }
 
-async function predict(mf: Miniflare) {
+async function predict(server: BundleServer) {
   const started = performance.now()
   try {
-    const res = await mf.dispatchFetch('http://localhost/v1/models/iris:predict', { method: 'POST', body: JSON.stringify({ instances: [SETOSA] }) })
-    const body = (await res.json()) as { predictions?: number[][] }
-    const row = body.predictions?.[0] ?? []
+    const res = await post<{ predictions?: number[][] }>(`${server.url}/v1/models/iris:predict`, { instances: [SETOSA] })
+    const row = res.json?.predictions?.[0] ?? []
     return { status: res.status, version: res.headers.get('x-model-version'), top: row.indexOf(Math.max(...row)), started, ended: performance.now() }
   } catch (error) {
     return { status: 0, version: null, top: -1, started, ended: performance.now(), error: String(error) }
   }
 }
 
-async function adminCache(mf: Miniflare) {
-  const res = await mf.dispatchFetch('http://localhost/admin/cache', { headers: { Authorization: `Bearer ${TOKEN}` } })
-  return (await res.json()) as {
+async function adminCache(server: BundleServer) {
+  const res = await get<{
     models: { key: string; state: string; leases: number; bytes: number; loadedAt?: number }[]
     counters: Record<string, number>
     memory: { numTensors: number; numBytes: number }
     pointer: { etag: string | null; readAt: number; swaps: number; lastError?: string }
-  }
+  }>(`${server.url}/admin/cache`, bearer(TOKEN))
+  expect(res.status, res.text).toBe(200)
+  return res.json
 }
 
+/** Runs the cron in its own instance and returns the pointer it published, with its etag. */
 async function fireCron() {
-  const result = await (await workerOf(cron)).scheduled({ cron: '*/5 * * * *' })
-  expect(result.outcome).toBe('ok')
+  expect(await cron.scheduled()).toBe('ok')
+  const object = (await (await bucketOf(cron)).get('_pointer.json'))!
+  return { etag: object.etag, pointer: JSON.parse(await object.text()) }
 }
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'warmserve-hot-swap-'))
-  const modules = bundle(join(dir, 'out'))
+  bundle = buildBundle({ outDir: join(dir, 'out') })
+  const state = join(dir, 'state') // the one store both instances share
   // One at a time: two workerd processes opening the shared store at the same moment can find it locked.
-  cron = instance(modules, {})
-  await cron.ready
-  serving = instance(modules, { REFRESH_INTERVAL: String(REFRESH_INTERVAL_S), ADMIN_TOKEN: TOKEN })
-  await serving.ready
+  cron = await startBundle({ bundle, persistDir: state })
+  serving = await startBundle({ bundle, persistDir: state, vars: { REFRESH_INTERVAL: String(REFRESH_INTERVAL_S), ADMIN_TOKEN: TOKEN } })
 })
 
 afterAll(async () => {
-  await Promise.allSettled([cron?.dispose(), serving?.dispose()])
+  await Promise.allSettled([cron?.stop(), serving?.stop()])
   if (dir) rmSync(dir, { recursive: true, force: true })
 })
 
 describe('hot model updates across isolates', () => {
-  it('switches a separate serving isolate to v2 within the interval, with no failed request and one version of memory after', async () => {
+  it('switches a separate serving isolate to v2 on its own after the interval, with no failed request and one version of memory after', async () => {
     const first = await predict(serving)
     expect(first).toMatchObject({ status: 200, version: '1', top: 0 })
     const before = await adminCache(serving)
     expect(before.models.map((m) => [m.key, m.state])).toEqual([['iris/1', 'AVAILABLE']])
 
-    const bucket = await bucketOf(cron)
-    await publishVersion(bucket, { dir: irisVariant('v2', [0, 0, 50]), name: 'iris', version: 2 })
-    await fireCron()
-    const pointer = JSON.parse(await (await bucket.get('_pointer.json'))!.text())
+    await publishVersion(await bucketOf(cron), { dir: irisVariant('v2', [0, 0, 50]), name: 'iris', version: 2 })
+    const { pointer } = await fireCron()
     expect(pointer.models.iris).toMatchObject({ current: 2, rejected: {} })
     // The cron ran in the other instance: the serving one has not been touched by it.
     expect((await adminCache(serving)).models.map((m) => m.key)).toEqual(['iris/1'])
 
-    // Clients keep predicting until every one of them has seen v2 a few times, within bounds.
+    // Clients keep predicting until every one of them has seen v2 a few times: the switch happens in the
+    // background (a request past the interval starts the re-read), so they wait for it, however long
+    // the machine takes, up to a deadline that only bounds a failing run.
     const results: Awaited<ReturnType<typeof predict>>[] = []
-    const deadline = performance.now() + DEADLINE_MS
+    const deadline = performance.now() + SWITCH_DEADLINE_MS
     const client = async () => {
       let seen = 0
-      while (seen < 5 && results.length < MAX_REQUESTS && performance.now() < deadline) {
+      while (seen < V2_PER_CLIENT && performance.now() < deadline) {
         const r = await predict(serving)
         results.push(r)
         if (r.version === '2') seen++
@@ -155,11 +130,14 @@ describe('hot model updates across isolates', () => {
     expect(Number.isFinite(firstV2)).toBe(true)
     expect(results.slice(-CLIENTS * 2).every((r) => r.version === '2')).toBe(true)
 
-    // The old version went once its last lease ended, and memory is one version's again.
-    await sleep(50)
+    // The old version goes once its last lease ends, and memory is one version's again.
+    const settled = async () => {
+      const cache = await adminCache(serving)
+      return { models: cache.models.map((m) => [m.key, m.state, m.leases]), disposals: cache.counters.disposals }
+    }
+    await expect.poll(settled, { timeout: SETTLE_MS, interval: 50 }).toEqual({ models: [['iris/2', 'AVAILABLE', 0]], disposals: before.counters.disposals! + 1 })
     const after = await adminCache(serving)
     expect(after.models.map((m) => [m.key, m.state, m.leases])).toEqual([['iris/2', 'AVAILABLE', 0]])
-    expect(after.counters.disposals).toBe(before.counters.disposals! + 1)
     expect(after.memory).toEqual(before.memory)
     expect(after.pointer.swaps).toBe(1)
 
@@ -183,15 +161,23 @@ describe('hot model updates across isolates', () => {
     const shard = new Uint8Array(await (await bucket.get('iris/3/group1-shard1of1.bin'))!.arrayBuffer())
     shard[100]! ^= 0xff // one flipped byte after the manifest recorded the hash
     await bucket.put('iris/3/group1-shard1of1.bin', shard)
-    await fireCron()
-    const pointer = JSON.parse(await (await bucket.get('_pointer.json'))!.text())
-    expect(pointer.models.iris.current).toBe(2)
-    expect(pointer.models.iris.rejected['3'].reason).toMatch(/iris\/3\/group1-shard1of1\.bin is corrupted: sha256/)
+    const published = await fireCron()
+    expect(published.pointer.models.iris.current).toBe(2)
+    expect(published.pointer.models.iris.rejected['3'].reason).toMatch(/iris\/3\/group1-shard1of1\.bin is corrupted: sha256/)
 
-    await sleep(REFRESH_INTERVAL_S * 1000 + 100)
-    for (let i = 0; i < 5; i++) expect(await predict(serving)).toMatchObject({ status: 200, version: '2', top: 2 })
-    const status = (await (await serving.dispatchFetch('http://localhost/v1/models/iris')).json()) as any
-    expect(status.model_version_status).toEqual([
+    // Predict until the serving isolate has applied that pointer (a request past the interval starts
+    // the re-read in the background); every answer meanwhile, and five after, is v2's.
+    const answers: Awaited<ReturnType<typeof predict>>[] = []
+    const appliedEtag = async () => {
+      answers.push(await predict(serving))
+      return (await adminCache(serving)).pointer.etag
+    }
+    await expect.poll(appliedEtag, { timeout: SETTLE_MS, interval: 100 }).toBe(published.etag)
+    for (let i = 0; i < 5; i++) answers.push(await predict(serving))
+    for (const answer of answers) expect(answer).toMatchObject({ status: 200, version: '2', top: 2 })
+    const status = await get<{ model_version_status: unknown }>(`${serving.url}/v1/models/iris`)
+    expect(status.status, status.text).toBe(200)
+    expect(status.json.model_version_status).toEqual([
       { version: '2', state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } },
       { version: '3', state: 'END', status: { error_code: 'FAILED_PRECONDITION', error_message: expect.stringMatching(/rejected by validation: .*corrupted/) } },
     ])

@@ -1,4 +1,4 @@
-/** Small HTTP helpers for the end-to-end tests: every request is bounded in time. */
+/** Small HTTP helpers and shared inputs for the end-to-end tests: every request is bounded in time. */
 
 export interface Answer<T = unknown> {
   status: number
@@ -21,8 +21,8 @@ async function answer<T>(response: Response): Promise<Answer<T>> {
   return { status: response.status, headers: response.headers, json: json as T, text }
 }
 
-export async function get<T = unknown>(url: string): Promise<Answer<T>> {
-  return answer<T>(await fetch(url, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }))
+export async function get<T = unknown>(url: string, headers: Record<string, string> = {}): Promise<Answer<T>> {
+  return answer<T>(await fetch(url, { headers, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }))
 }
 
 /** POSTs a body (objects as JSON) with `content-type: application/json` unless `headers` says otherwise. */
@@ -43,3 +43,9 @@ export const CURL_D_HEADERS = { 'content-type': 'application/x-www-form-urlencod
 export const argmax = (row: readonly number[]): number => row.reduce((best, v, i) => (v > row[best]! ? i : best), 0)
 
 export const sum = (row: readonly number[]): number => row.reduce((a, b) => a + b, 0)
+
+/** The admin API's header for a token. */
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
+
+/** An iris setosa (sepal length, sepal width, petal length, petal width): class 0. */
+export const SETOSA = [5.1, 3.5, 1.4, 0.2]

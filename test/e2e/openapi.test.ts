@@ -1,18 +1,13 @@
-// The OpenAPI document as `wrangler dev` serves it, checked by an OpenAPI 3.1 schema validator.
+// The OpenAPI document as `wrangler dev` (the shared one) serves it, checked by an OpenAPI 3.1 schema validator.
 // In Node: the validator (ajv) compiles schemas with `new Function`, which workerd forbids.
 import { Validator } from '@seriousme/openapi-schema-validator'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startDevServer } from './dev-server'
-import type { DevServer } from './dev-server'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { sharedDevServer } from './servers'
 
-let server: DevServer
+let server: { url: string }
 
 beforeAll(async () => {
-  server = await startDevServer()
-})
-
-afterAll(async () => {
-  await server?.stop()
+  server = await sharedDevServer()
 })
 
 describe('/openapi.json from wrangler dev', () => {

@@ -1,13 +1,12 @@
 /**
- * End to end, the bundled models: `wrangler dev` serving model-assets/ as `npm run dev` does,
- * spoken to over real HTTP the way the README's curl examples do.
+ * End to end, the bundled models: `wrangler dev` serving model-assets/ as `npm run dev` does (the
+ * shared one, test/e2e/servers.ts), spoken to over real HTTP the way the README's curl examples do.
  */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ROOT, startDevServer } from './dev-server'
-import type { DevServer } from './dev-server'
-import { argmax, CURL_D_HEADERS, get, post, sum } from './http'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { argmax, bearer, CURL_D_HEADERS, get, post, sum } from './http'
+import { ROOT, SHARED_ADMIN_TOKEN, sharedDevServer } from './servers'
 
 interface DigitsHoldout {
   labels: number[]
@@ -17,21 +16,20 @@ interface DigitsHoldout {
 
 const BATCH = 64
 
-let server: DevServer | undefined
+let server: { url: string } | undefined
 const url = (path: string) => `${server!.url}${path}`
 
 beforeAll(async () => {
-  server = await startDevServer()
-})
-
-afterAll(async () => {
-  await server?.stop()
+  server = await sharedDevServer()
 })
 
 describe('the README acceptance: curl -d to iris', () => {
   const body = '{"instances":[[5.1,3.5,1.4,0.2]]}'
 
   it('classifies a setosa, loading the model on the first request and reusing it on the second', async () => {
+    // The server is shared: whatever another file loaded, iris is not loaded now.
+    const unload = await post(url('/admin/models/iris/unload'), {}, bearer(SHARED_ADMIN_TOKEN))
+    expect(unload.status, unload.text).toBe(200)
     const first = await post<{ predictions: number[][] }>(url('/v1/models/iris:predict'), body, CURL_D_HEADERS)
     expect(first.status, first.text).toBe(200)
     expect(first.json.predictions).toHaveLength(1)
