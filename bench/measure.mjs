@@ -22,14 +22,14 @@ const require = createRequire(import.meta.url)
  * place in src/, and the tf.js module it stubs out. The only src/ paths the bench depends on.
  */
 const WORKER_PARSING_SOURCE = [
-  "export { parseJson } from './src/body.ts'",
-  "export { InferRequest, parseBody } from './src/schemas.ts'",
-  "export { flatten, toTypedArray } from './src/tensors.ts'",
-  "export { decodeBinary, splitBinary } from './src/binary.ts'",
-  "export { converter } from './src/datatypes.ts'",
+  "export { parseJson } from './src/http/body.ts'",
+  "export { InferRequest, parseBody } from './src/protocols/schemas.ts'",
+  "export { flatten, toTypedArray } from './src/protocols/tensors.ts'",
+  "export { decodeBinary, splitBinary } from './src/protocols/v2/binary.ts'",
+  "export { converter } from './src/protocols/datatypes.ts'",
 ].join('\n')
-/** Imports of this module (src/model/tf.ts) are replaced by an empty `tf`: parsing stops at the typed array. */
-const WORKER_TF_MODULE = /\/model\/tf$/
+/** Imports of this module (src/runtime/tf.ts) are replaced by an empty `tf`: parsing stops at the typed array. */
+const WORKER_TF_MODULE = /\/runtime\/tf$/
 
 // ------------------------------------------------------------------ the Worker's log lines and memory
 
@@ -370,7 +370,7 @@ export const maxRelDiff = (a, b) => {
 
 /**
  * The pattern the cache exists to avoid: `--var MODEL_CACHE:off`, so every request fetches, builds
- * and warms its model up (src/model/models.ts), against the warm cache's cells of the main runs.
+ * and warms its model up (src/isolate.ts), against the warm cache's cells of the main runs.
 
 /** The image model's request as the v2 protocol's JSON (flat FP32 `data`) and as its binary extension. */
 export function imageBodies(inputName) {

@@ -185,7 +185,7 @@ async function workerRun(assetsDir, model, backend, { loadOthers, control }) {
 
 /**
  * The pattern the cache exists to avoid: `--var MODEL_CACHE:off`, so every request fetches, builds
- * and warms its model up (src/model/models.ts), against the warm cache's cells of the main runs.
+ * and warms its model up (src/isolate.ts), against the warm cache's cells of the main runs.
  */
 async function cacheOffRun(assetsDir) {
   const models = ['digits', 'iris'].filter((m) => MODELS.includes(m))

@@ -16,6 +16,7 @@ import { publishVersion } from '../../scripts/publish-model.mjs'
 import { buildBundle, ROOT, startBundle } from '../../scripts/launch.mjs'
 import type { Bundle, BundleServer } from '../../scripts/launch.mjs'
 import { bearer, get, post, SETOSA } from './http'
+import { irisVariant } from './models'
 
 const TOKEN = 'hot-swap-admin'
 const REFRESH_INTERVAL_S = 1
@@ -39,18 +40,6 @@ let dir: string
 let bundle: Bundle
 let cron: BundleServer
 let serving: BundleServer
-
-/** Iris with its output bias replaced, as a model folder: the same signature, other answers. */
-function irisVariant(name: string, bias: [number, number, number]): string {
-  const folder = join(dir, name)
-  mkdirSync(folder)
-  copyFileSync(join(ROOT, 'model-assets/iris/1/model.json'), join(folder, 'model.json'))
-  const shard = readFileSync(join(ROOT, 'model-assets/iris/1/group1-shard1of1.bin'))
-  const weights = new Float32Array(shard.buffer.slice(shard.byteOffset, shard.byteOffset + shard.byteLength))
-  weights.set(bias, weights.length - 3) // species/bias, the shard's last weight
-  writeFileSync(join(folder, 'group1-shard1of1.bin'), new Uint8Array(weights.buffer))
-  return folder
-}
 
 async function predict(server: BundleServer) {
   const started = performance.now()
@@ -102,7 +91,7 @@ describe('hot model updates across isolates', () => {
     const before = await adminCache(serving)
     expect(before.models.map((m) => [m.key, m.state])).toEqual([['iris/1', 'AVAILABLE']])
 
-    await publishVersion(await bucketOf(cron), { dir: irisVariant('v2', [0, 0, 50]), name: 'iris', version: 2 })
+    await publishVersion(await bucketOf(cron), { dir: irisVariant(dir, 'v2', [0, 0, 50]), name: 'iris', version: 2 })
     const { pointer } = await fireCron()
     expect(pointer.models.iris).toMatchObject({ current: 2, rejected: {} })
     // The cron ran in the other instance: the serving one has not been touched by it.
@@ -157,7 +146,7 @@ describe('hot model updates across isolates', () => {
 
   it('rejects a corrupted v3 with the reason in the status, and v2 keeps serving', async () => {
     const bucket = await bucketOf(cron)
-    await publishVersion(bucket, { dir: irisVariant('v3', [50, 0, 0]), name: 'iris', version: 3 })
+    await publishVersion(bucket, { dir: irisVariant(dir, 'v3', [50, 0, 0]), name: 'iris', version: 3 })
     const shard = new Uint8Array(await (await bucket.get('iris/3/group1-shard1of1.bin'))!.arrayBuffer())
     shard[100]! ^= 0xff // one flipped byte after the manifest recorded the hash
     await bucket.put('iris/3/group1-shard1of1.bin', shard)
