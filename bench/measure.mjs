@@ -478,10 +478,10 @@ export async function requestParsing({ json, binary, headerLength, shape }, inpu
 }
 
 /** `wrangler deploy --dry-run`: the bundle's size as wrangler reports it (Total Upload / gzip). */
-export function bundleSize(assetsDir) {
+export async function bundleSize(assetsDir) {
   let outdir
   try {
-    const bundle = buildBundle({ assetsDir })
+    const bundle = await buildBundle({ assetsDir })
     outdir = bundle.dir
     const match = /Total Upload:\s*([\d.]+)\s*KiB\s*\/\s*gzip:\s*([\d.]+)\s*KiB/.exec(bundle.output)
     if (!match) throw new Error(`no "Total Upload" line in: ${bundle.output.slice(-1000)}`)

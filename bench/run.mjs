@@ -319,7 +319,7 @@ async function main() {
   cpSync(dirname(IMAGE_MODEL_DIR), join(assetsDir, IMAGE_MODEL), { recursive: true })
   for (const model of MODELS) if (!existsSync(join(assetsDir, model, '1', 'model.json'))) throw new Error(`no ${model}/1/model.json in ${assetsDir}`)
   log(`assets: ${assetsDir}`)
-  const bundle = bundleSize(assetsDir)
+  const bundle = await bundleSize(assetsDir)
 
   await waitForQuiet(QUICK ? 10 : 180)
   const foreignBefore = foreignTicks()

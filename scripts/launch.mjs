@@ -11,7 +11,7 @@
  * the processes and removes their scratch folders, and so does this process's exit.
  * Types: scripts/launch.d.ts.
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -266,19 +266,19 @@ export async function startWranglerDev(options = {}) {
  * [build] command has indexed `assetsDir` (model-assets/ by default). Throws with wrangler's output
  * if it fails or takes longer than BUILD_TIMEOUT_MS.
  */
-export function buildBundle(options = {}) {
+export async function buildBundle(options = {}) {
   const { assetsDir, outDir = scratchDir('warmserve-bundle-') } = options
   const args = ['deploy', '--dry-run', '--outdir', outDir, ...(assetsDir !== undefined ? ['--assets', assetsDir] : [])]
-  const result = spawnSync(join(BIN, 'wrangler'), args, {
-    cwd: ROOT,
-    env: wranglerEnv(assetsDir),
-    encoding: 'utf8',
-    timeout: BUILD_TIMEOUT_MS,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  const output = `${result.stdout ?? ''}${result.stderr ?? ''}`
-  if (result.status !== 0) {
-    throw new Error(`wrangler ${args.join(' ')} failed (${result.error?.message ?? result.signal ?? `code ${result.status}`}):\n${output.slice(-20_000)}`)
+  // Asynchronous, so a caller that serves others meanwhile (the e2e global setup) is not blocked.
+  const child = spawn(join(BIN, 'wrangler'), args, { cwd: ROOT, env: wranglerEnv(assetsDir), stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.on('data', (chunk) => (output += chunk))
+  child.stderr.on('data', (chunk) => (output += chunk))
+  const timer = setTimeout(() => child.kill('SIGKILL'), BUILD_TIMEOUT_MS)
+  const [code, signal] = await new Promise((resolveExit) => child.once('close', (c, s) => resolveExit([c, s])))
+  clearTimeout(timer)
+  if (code !== 0) {
+    throw new Error(`wrangler ${args.join(' ')} failed (${signal ?? `code ${code}`}):\n${output.slice(-20_000)}`)
   }
   const wasm = readdirSync(outDir).filter((f) => f.endsWith('.wasm'))
   const modules = [
@@ -300,7 +300,7 @@ export async function startBundle(options = {}) {
   const started = performance.now()
   const deadline = Date.now() + readyTimeoutMs
   const ownBundle = options.bundle === undefined
-  const bundle = options.bundle ?? buildBundle({ assetsDir })
+  const bundle = options.bundle ?? (await buildBundle({ assetsDir }))
   const ownState = options.persistDir === undefined
   const persistDir = options.persistDir ?? scratchDir('warmserve-bundle-state-')
   const port = options.port ?? (await freePort())

@@ -7,14 +7,15 @@
  * version's tensors. The switch happens in the background, so the test waits for what it can see
  * (X-Model-Version, /admin/cache), each wait bounded by a deadline, never for a fixed time.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
 import { publishVersion } from '../../scripts/publish-model.mjs'
-import { buildBundle, ROOT, startBundle } from '../../scripts/launch.mjs'
-import type { Bundle, BundleServer } from '../../scripts/launch.mjs'
+import { sharedBundle, startBundle } from './servers'
+import type { BundleServer } from './servers'
+import type { Bundle } from '../../scripts/launch.mjs'
 import { bearer, get, post, SETOSA } from './http'
 import { irisVariant } from './models'
 
@@ -72,7 +73,7 @@ async function fireCron() {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'warmserve-hot-swap-'))
-  bundle = buildBundle({ outDir: join(dir, 'out') })
+  bundle = await sharedBundle()
   const state = join(dir, 'state') // the one store both instances share
   // One at a time: two workerd processes opening the shared store at the same moment can find it locked.
   cron = await startBundle({ bundle, persistDir: state })

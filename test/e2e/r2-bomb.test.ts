@@ -14,8 +14,8 @@ import * as tfl from '@tensorflow/tfjs-layers'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
 import { publishVersion } from '../../scripts/publish-model.mjs'
-import { startBundle } from '../../scripts/launch.mjs'
-import type { BundleServer } from '../../scripts/launch.mjs'
+import { sharedBundle, startBundle } from './servers'
+import type { BundleServer } from './servers'
 import { bearer, post, SETOSA } from './http'
 import { irisVariant } from './models'
 
@@ -71,7 +71,7 @@ async function pointer() {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'warmserve-r2-bomb-'))
-  server = await startBundle({ persistDir: join(dir, 'state'), vars: { ADMIN_TOKEN: TOKEN } })
+  server = await startBundle({ bundle: await sharedBundle(), persistDir: join(dir, 'state'), vars: { ADMIN_TOKEN: TOKEN } })
 })
 
 afterAll(async () => {

@@ -10,6 +10,7 @@ import { inject } from 'vitest'
 
 export { ROOT, startBundle, startWranglerDev } from '../../scripts/launch.mjs'
 export type { BundleServer, Launched, WranglerDev } from '../../scripts/launch.mjs'
+import type { Bundle } from '../../scripts/launch.mjs'
 
 export { SHARED_ADMIN_TOKEN } from './global-setup'
 /**
@@ -24,4 +25,12 @@ export async function sharedDevServer(): Promise<{ url: string }> {
   const text = await response.text()
   if (response.status !== 200) throw new Error(`the shared wrangler dev did not start:\n${text}`)
   return { url: text }
+}
+
+/** The deploy bundle (`wrangler deploy --dry-run`), built once per run for every file that serves it. */
+export async function sharedBundle(): Promise<Bundle> {
+  const response = await fetch(`${inject('e2eServers')}/bundle`, { signal: AbortSignal.timeout(SHARED_WAIT_MS) })
+  const text = await response.text()
+  if (response.status !== 200) throw new Error(`the deploy bundle was not built:\n${text}`)
+  return JSON.parse(text) as Bundle
 }
