@@ -43,6 +43,8 @@ describe('model endpoints', () => {
         { name: 'scores', datatype: 'FP32', shape: [-1, 2] },
         { name: 'shifted', datatype: 'INT32', shape: [-1, 1] },
       ],
+      // What the model costs in this isolate's memory with one row running (src/runtime/footprint.ts).
+      parameters: { memory_bytes: expect.any(Number) },
     })
   })
 

@@ -13,6 +13,7 @@ import { converter, datatypeOf } from '../datatypes'
 import { badRequest, ModelUnavailableError } from '../../errors'
 import { cacheKey, isolate } from '../../isolate'
 import type { ModelCache } from '../../cache'
+import { memoryBytes } from '../../runtime/footprint'
 import type { Servable } from '../../runtime/servable'
 import type { TensorSpec } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
@@ -39,7 +40,7 @@ async function modelMetadata(c: Ctx, name: string, version?: string) {
       platform: platformOf(lease.model),
       inputs: lease.model.signature.inputs.map(tensorMetadata),
       outputs: lease.model.signature.outputs.map(tensorMetadata),
-      ...(target.config.description !== undefined ? { parameters: { description: target.config.description } } : {}),
+      parameters: { ...(target.config.description !== undefined ? { description: target.config.description } : {}), memory_bytes: memoryBytes(lease.model.footprint) },
     }),
   )
 }
