@@ -8,7 +8,7 @@ import { ApiError, ModelUnavailableError } from './errors'
 import { log } from './log'
 import { MemoryLedger } from './memory-ledger'
 import type { Holding } from './memory-ledger'
-import { activationBytes, profiled } from './runtime/footprint'
+import { activationBytes, HEAP_PER_ACTIVATION_BYTE, profiled } from './runtime/footprint'
 import type { Servable } from './runtime/servable'
 import { rowsOf, runInSubBatches } from './runtime/sub-batches'
 import type { tf } from './runtime/tf'
@@ -145,7 +145,8 @@ export class Admission {
     const reserved = free()
     this.ledger.hold(ticket, 'run', reserved)
     try {
-      const { outputs, peakBytes } = await profiled(resident.servable, inputs)
+      const { outputs, peakBytes: tensorPeak } = await profiled(resident.servable, inputs)
+      const peakBytes = Math.ceil(tensorPeak * HEAP_PER_ACTIVATION_BYTE)
       const elements = Object.values(inputs).reduce((n, t) => n + t.size, 0)
       Object.assign(f, { perElement: peakBytes / Math.max(1, elements), activationBytes: 0, rowBytes: peakBytes / (rowsOf(inputs) || 1), measured: 'first-request' })
       log(peakBytes > reserved ? 'warn' : 'info', 'model.measured', { model: resident.key, elements, activationBytes: peakBytes, reservedBytes: reserved })

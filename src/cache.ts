@@ -188,10 +188,10 @@ export class ModelCache {
     const loadedAt = this.now()
     const resident = new Resident(key, servable, restingBytes(f), loadedAt, timings, loadedAt)
     resident.admitted = Object.create(servable, { run: { value: (inputs: Record<string, tf.Tensor>) => this.admission.run(resident, inputs) } }) as Servable
-    this.admission.ledger.hold(resident, 'resident', resident.bytes)
+    // The measured bytes replace the load's estimate; when they are more, idle models make up the difference.
     if (ticket) this.admission.ledger.release(ticket)
-    // Measured above the load's estimate: idle models make up the difference.
-    this.makeRoom(0)
+    this.makeRoom(resident.bytes)
+    this.admission.ledger.hold(resident, 'resident', resident.bytes)
     this.counters.loadMsTotal += loadedAt - started
     const { weightBytes, kernelBytes, activationBytes: intercept, rowBytes, measured, heapGrowthBytes } = f
     log('info', event, {

@@ -33,8 +33,8 @@ describe('the isolate state', () => {
 describe('a changed env', () => {
   it('applies a smaller CACHE_BUDGET_BYTES from the next load on, evicting what no longer fits', async () => {
     expect((await post('/v1/models/digits:predict', DIGIT)).status).toBe(200)
-    // A budget of digits' own memory: iris fits it alone, not beside digits.
-    const digitsBytes = isolate().status(env).models[0]!.memoryBytes!
+    // A budget of what digits holds at rest: iris fits it alone, not beside digits.
+    const digitsBytes = isolate().status(env).residentBytes
     const tight = { ...env, CACHE_BUDGET_BYTES: String(digitsBytes) } as Env
     // Nothing changes until the state is used with the new vars …
     expect(isolate().status(env).budgetBytes).toBe(DEFAULTS.CACHE_BUDGET_BYTES)

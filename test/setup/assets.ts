@@ -35,6 +35,8 @@ export function prepareTestAssets(): string {
   cpSync(join(root, 'model-assets'), assets, { recursive: true, filter: (src) => !src.endsWith(INDEX_FILE) })
   cpSync(join(root, 'test/fixtures/models'), assets, { recursive: true })
   copyForeignModels(assets)
+  // Eight copies of digits, for concurrent first loads of distinct models (test/memory.test.ts).
+  for (let i = 1; i <= 8; i++) cpSync(join(root, 'model-assets/digits'), join(assets, `digits-copy-${i}`), { recursive: true })
   const { index, skipped } = buildIndex(assets) as { index: unknown; skipped: string[] }
   if (skipped.length > 0) throw new Error(`test assets: ${skipped.join('; ')}`)
   writeFileSync(join(assets, INDEX_FILE), JSON.stringify(index))
