@@ -12,28 +12,32 @@
  *   so there is exactly one build per key per isolate.
  * - Leases: every inference holds one. Dropping a model retires it; it is disposed when its last
  *   lease ends, so no request ever sees a disposed model.
- * - Bounded: before a load, idle models are evicted least-recently-used until the new model's
- *   weights fit the byte budget. Leased models are never evicted.
+ * - Bounded in real bytes (runtime/footprint.ts; the ledger in memory-ledger.ts): a load reserves its
+ *   estimate before it starts, and waits (or gets 503) while other loads and runs leave no room; once
+ *   built it is measured, refused (503, with the figures) if it cannot run one row within the budget,
+ *   and holds its weights and kernel state. Every inference reserves its activations for its run: more
+ *   rows than fit run in sub-batches that do, and a request of which one row cannot fit is a 413.
+ *   Idle models are evicted least-recently-used to make room; leased models never are.
  * - Swaps preserve availability: a new version (or a fresh build of the same one) is built and
  *   warmed while the old one keeps serving; only then does the switch happen, and the old one is
  *   retired. A request holds one lease, so it is served wholly by one model.
  */
-import { ModelUnavailableError } from './errors'
+import { Admission, BudgetBusyError } from './admission'
+import { ApiError, ModelUnavailableError } from './errors'
 import { log } from './log'
+import { Lease, Resident, zeroCounters } from './lease'
+import type { CacheCounters, CacheOutcome, LoadResult, ResidentInfo } from './lease'
+import { memoryBytes, restingBytes } from './runtime/footprint'
 import type { ModelFormat, Servable } from './runtime/servable'
 import type { Signature } from './runtime/signature'
+import type { tf } from './runtime/tf'
 
-export type CacheOutcome = 'hit' | 'miss' | 'joined'
-
-/** What a loader hands the cache: the built, warmed-up model and how long each step took. */
-export interface LoadResult {
-  servable: Servable
-  timings: Record<string, number>
-}
+export { Lease }
+export type { CacheCounters, CacheOutcome, LoadResult, ResidentInfo }
 
 /** The limits a Worker's vars set; `configure` changes them on a live cache. */
 export interface CacheLimits {
-  /** Weight bytes kept before idle models are evicted. */
+  /** Bytes of memory models and their runs may hold at once (runtime/footprint.ts). */
   budgetBytes: number
   /** Models held at once (loaded or loading); idle ones are evicted LRU to make room, like bytes. */
   maxModels?: number
@@ -50,32 +54,11 @@ export interface CacheOptions extends CacheLimits {
   onLoad?: (key: string, ms: number) => void
 }
 
-export interface CacheCounters {
-  hits: number
-  misses: number
-  joins: number
-  loads: number
-  loadFailures: number
-  loadMsTotal: number
-  evictions: number
-  drops: number
-  disposals: number
-  reloads: number
-}
-
-class Resident {
-  leases = 0
-  retired = false
-  disposed = false
-  constructor(
-    readonly key: string,
-    readonly servable: Servable,
-    readonly bytes: number,
-    readonly loadedAt: number,
-    readonly timings: Record<string, number>,
-    public lastUsed: number,
-  ) {}
-}
+/**
+ * What a load reserves before its model is measured: per stored weight byte, float32 weights (twice a
+ * float16 file) and the kernels' state (runtime/footprint.ts KERNEL_FACTOR), one row aside.
+ */
+const LOAD_ESTIMATE_PER_STORED_BYTE = 6
 
 interface Slot {
   state: 'LOADING' | 'AVAILABLE'
@@ -89,68 +72,23 @@ interface Failure {
   message: string
 }
 
-/** A hold on a model for the length of one inference. `release()` must be called exactly once. */
-export class Lease {
-  private released = false
-  constructor(
-    private readonly cache: ModelCache,
-    private readonly resident: Resident,
-    readonly outcome: CacheOutcome,
-    /** Milliseconds this request waited for a load (0 on a hit). */
-    readonly waitedMs: number,
-  ) {}
-
-  get model(): Servable {
-    if (this.released) throw new Error(`lease on ${this.resident.key} used after release`)
-    return this.resident.servable
-  }
-
-  get key(): string {
-    return this.resident.key
-  }
-
-  release(): void {
-    if (this.released) return
-    this.released = true
-    this.cache.releaseResident(this.resident)
-  }
-}
-
-/** A model as this isolate holds it, for status pages and tests. */
-export interface ResidentInfo {
-  key: string
-  state: 'LOADING' | 'AVAILABLE' | 'RETIRED'
-  leases: number
-  bytes: number
-  lastUsed?: number
-  loadedAt?: number
-  timings?: Record<string, number>
-}
-
-const zeroCounters = (): CacheCounters => ({
-  hits: 0,
-  misses: 0,
-  joins: 0,
-  loads: 0,
-  loadFailures: 0,
-  loadMsTotal: 0,
-  evictions: 0,
-  drops: 0,
-  disposals: 0,
-  reloads: 0,
-})
-
 export class ModelCache {
   private readonly slots = new Map<string, Slot>()
   private readonly retiring = new Set<Resident>()
   private readonly failures = new Map<string, Failure>()
   private readonly now: () => number
   private settings: CacheOptions
+  /** The budget: what holds its bytes, and admission of loads and runs against it. */
+  readonly admission: Admission
   counters: CacheCounters = zeroCounters()
 
   constructor(options: CacheOptions) {
     this.settings = options
     this.now = options.now ?? Date.now
+    this.admission = new Admission(options.budgetBytes, {
+      makeRoom: (bytes, key) => this.makeRoom(bytes, key),
+      leases: () => [...this.available(), ...this.retiring].reduce((n, r) => n + r.leases, 0),
+    })
   }
 
   get options(): Readonly<CacheOptions> {
@@ -165,11 +103,12 @@ export class ModelCache {
     const { budgetBytes, maxModels, backoffBaseMs, backoffMaxMs } = this.settings
     if (limits.budgetBytes === budgetBytes && limits.maxModels === maxModels && limits.backoffBaseMs === backoffBaseMs && limits.backoffMaxMs === backoffMaxMs) return
     this.settings = { ...this.settings, ...limits }
+    this.admission.ledger.limit = limits.budgetBytes
   }
 
   /**
    * Leases the model under `key`, loading it with `load` if this isolate does not hold it yet.
-   * @param bytes the model's weight bytes, known from the repository index before loading
+   * @param bytes the model's stored weight bytes, known from the repository index before loading
    * @throws ModelUnavailableError (503) when the load fails or a recent failure's backoff has not passed
    */
   async acquire(key: string, bytes: number, load: () => Promise<LoadResult>): Promise<Lease> {
@@ -203,13 +142,12 @@ export class ModelCache {
   private startLoad(key: string, bytes: number, load: () => Promise<LoadResult>): Slot {
     const slot: Slot = { state: 'LOADING', promise: undefined as unknown as Promise<Resident> }
     const started = this.now()
+    const ticket = { load: key }
     slot.promise = (async () => {
       try {
-        if (bytes > this.options.budgetBytes) {
-          throw new Error(`its weights (${bytes} bytes) exceed the cache budget (${this.options.budgetBytes} bytes)`)
-        }
-        this.makeRoom(bytes)
-        const resident = this.admit(key, bytes, await load(), started, 'model.loaded')
+        const estimate = Math.min(bytes * LOAD_ESTIMATE_PER_STORED_BYTE, this.options.budgetBytes)
+        await this.admission.reserve(ticket, 'load', estimate, `loading ${key}`, key)
+        const resident = this.admit(key, await load(), started, 'model.loaded', ticket)
         slot.state = 'AVAILABLE'
         slot.resident = resident
         this.failures.delete(key)
@@ -217,6 +155,8 @@ export class ModelCache {
         return resident
       } catch (error) {
         if (this.slots.get(key) === slot) this.slots.delete(key)
+        // No room now, with nothing under way to make some: not the model's fault, so no backoff.
+        if (error instanceof BudgetBusyError) throw error
         const attempts = (this.failures.get(key)?.attempts ?? 0) + 1
         const delay = Math.min(this.options.backoffBaseMs * 2 ** (attempts - 1), this.options.backoffMaxMs)
         const message = error instanceof Error ? error.message : String(error)
@@ -224,18 +164,51 @@ export class ModelCache {
         this.counters.loadFailures++
         log('error', 'model.load_failed', { model: key, attempts, retryInMs: delay, error: message })
         throw new ModelUnavailableError(`model ${key} could not be loaded: ${message}`, delay / 1000, error)
+      } finally {
+        this.admission.ledger.release(ticket)
       }
     })()
     this.slots.set(key, slot)
     return slot
   }
 
-  /** Makes a built model resident: the bookkeeping a load and a reload share (time, log line, observer). */
-  private admit(key: string, bytes: number, { servable, timings }: LoadResult, started: number, event: string): Resident {
+  /**
+   * Makes a built model resident: the bookkeeping a load and a reload share (its measured bytes, time,
+   * log line, observer). A model that cannot run one row within the budget is disposed and refused.
+   */
+  private admit(key: string, { servable, timings }: LoadResult, started: number, event: string, ticket?: object): Resident {
+    const f = servable.footprint
+    const need = memoryBytes(f)
+    if (need > this.options.budgetBytes) {
+      servable.dispose()
+      throw new Error(
+        `it needs ${need} bytes with one row running (weights ${f.weightBytes} + kernels ${f.kernelBytes} + one row ${need - restingBytes(f)}), ` +
+          `more than the cache budget of ${this.options.budgetBytes} bytes (CACHE_BUDGET_BYTES)`,
+      )
+    }
     const loadedAt = this.now()
-    const resident = new Resident(key, servable, servable.weightBytes || bytes, loadedAt, timings, loadedAt)
+    const resident = new Resident(key, servable, restingBytes(f), loadedAt, timings, loadedAt)
+    resident.admitted = Object.create(servable, { run: { value: (inputs: Record<string, tf.Tensor>) => this.admission.run(resident, inputs) } }) as Servable
+    // The measured bytes replace the load's estimate; when they are more, idle models make up the difference.
+    if (ticket) this.admission.ledger.release(ticket)
+    this.makeRoom(resident.bytes)
+    this.admission.ledger.hold(resident, 'resident', resident.bytes)
     this.counters.loadMsTotal += loadedAt - started
-    log('info', event, { model: key, bytes: resident.bytes, ms: loadedAt - started, ...timings })
+    const { weightBytes, kernelBytes, activationBytes: intercept, rowBytes, measured, heapGrowthBytes } = f
+    log('info', event, {
+      model: key,
+      bytes: resident.bytes,
+      memoryBytes: need,
+      storedBytes: servable.weightBytes,
+      weightBytes,
+      kernelBytes,
+      activationBytes: intercept,
+      rowBytes,
+      measured,
+      heapGrowthBytes,
+      ms: loadedAt - started,
+      ...timings,
+    })
     this.options.onLoad?.(key, loadedAt - started)
     return resident
   }
@@ -251,6 +224,8 @@ export class ModelCache {
     resident.leases--
     resident.lastUsed = this.now()
     if (resident.retired && resident.leases === 0) this.dispose(resident)
+    // An idle model can be evicted now: whoever waits for room looks again.
+    else if (resident.leases === 0) this.admission.ledger.changed()
   }
 
   private dispose(resident: Resident): void {
@@ -258,6 +233,7 @@ export class ModelCache {
     resident.disposed = true
     this.retiring.delete(resident)
     resident.servable.dispose()
+    this.admission.ledger.release(resident)
     this.counters.disposals++
     log('info', 'model.disposed', { model: resident.key, bytes: resident.bytes })
   }
@@ -270,14 +246,14 @@ export class ModelCache {
     else this.retiring.add(resident)
   }
 
-  /** Evicts idle models, least recently used first, until `bytes` more (and, for a new key, one more model) fit. */
-  private makeRoom(bytes: number, newKey = true): void {
+  /** Evicts idle models, least recently used first, until `bytes` more (and, for a key not held yet, one more model) fit. */
+  private makeRoom(bytes: number, key?: string): void {
     const idle = this.available()
       .filter((r) => r.leases === 0)
       .sort((a, b) => a.lastUsed - b.lastUsed)
     const maxModels = this.options.maxModels ?? Infinity
-    const models = () => this.slots.size + (newKey ? 1 : 0)
-    const fits = () => this.residentBytes() + bytes <= this.options.budgetBytes && models() <= maxModels
+    const models = () => this.slots.size + (key !== undefined && !this.slots.has(key) ? 1 : 0)
+    const fits = () => this.admission.ledger.fits(bytes) && models() <= maxModels
     for (const resident of idle) {
       if (fits()) break
       this.counters.evictions++
@@ -291,9 +267,9 @@ export class ModelCache {
     return [...this.slots.values()].flatMap((slot) => (slot.resident ? [slot.resident] : []))
   }
 
-  /** Weight bytes held by this isolate, retiring models included. */
+  /** Bytes models hold at rest in this isolate (weights and kernel state), retiring models included. */
   residentBytes(): number {
-    return [...this.available(), ...this.retiring].reduce((n, r) => n + r.bytes, 0)
+    return this.admission.ledger.used('resident')
   }
 
   /** Drops one model if it is loaded. Returns whether it was. */
@@ -319,15 +295,24 @@ export class ModelCache {
       return this.list().find((r) => r.key === key && r.state === 'AVAILABLE')!
     }
     const started = this.now()
-    this.makeRoom(bytes, false)
-    const { servable, timings } = await load()
-    const slot = this.slots.get(key)
-    if (slot !== undefined && slot.resident !== old) {
-      // Dropped and loaded again by a request while this build ran: that copy is as fresh as ours.
-      servable.dispose()
-      return this.list().find((r) => r.key === key)!
+    const ticket = { reload: key }
+    let resident: Resident
+    try {
+      await this.admission.reserve(ticket, 'load', Math.min(bytes * LOAD_ESTIMATE_PER_STORED_BYTE, this.options.budgetBytes), `reloading ${key}`, key)
+      const { servable, timings } = await load()
+      const slot = this.slots.get(key)
+      if (slot !== undefined && slot.resident !== old) {
+        // Dropped and loaded again by a request while this build ran: that copy is as fresh as ours.
+        servable.dispose()
+        return this.list().find((r) => r.key === key)!
+      }
+      resident = this.admit(key, { servable, timings }, started, 'model.reloaded', ticket)
+    } catch (error) {
+      if (error instanceof ApiError) throw error
+      throw new ModelUnavailableError(`model ${key} could not be reloaded: ${error instanceof Error ? error.message : String(error)}`, 1, error)
+    } finally {
+      this.admission.ledger.release(ticket)
     }
-    const resident = this.admit(key, bytes, { servable, timings }, started, 'model.reloaded')
     this.slots.set(key, { state: 'AVAILABLE', promise: Promise.resolve(resident), resident })
     this.counters.reloads++
     if (!old.retired) this.retire(old)
@@ -339,10 +324,10 @@ export class ModelCache {
     return this.slots.get(key)?.resident !== undefined
   }
 
-  /** The signature of `key` if it is loaded here, without leasing it (metadata needs no inference). */
-  signatureOf(key: string): { format: ModelFormat; signature: Signature } | undefined {
+  /** The signature and measured memory of `key` if it is loaded here, without leasing it (metadata needs no inference). */
+  signatureOf(key: string): { format: ModelFormat; signature: Signature; memoryBytes: number } | undefined {
     const servable = this.slots.get(key)?.resident?.servable
-    return servable && { format: servable.format, signature: servable.signature }
+    return servable && { format: servable.format, signature: servable.signature, memoryBytes: memoryBytes(servable.footprint) }
   }
 
   /** Drops every loaded version of model `name` (keys `name/<version>`), or of every model; returns their keys. */
@@ -380,6 +365,8 @@ export class ModelCache {
       state,
       leases: r.leases,
       bytes: r.bytes,
+      memoryBytes: memoryBytes(r.servable.footprint),
+      footprint: { ...r.servable.footprint },
       lastUsed: r.lastUsed,
       loadedAt: r.loadedAt,
       timings: r.timings,
@@ -397,6 +384,7 @@ export class ModelCache {
     this.slots.clear()
     this.retiring.clear()
     this.failures.clear()
+    this.admission.ledger.clear()
     this.counters = zeroCounters()
   }
 }

@@ -1,6 +1,20 @@
 /** @module config — limits and cache settings: named defaults, each overridable by a `[vars]` entry. */
 import { z } from 'zod'
 
+/** An isolate's memory on Cloudflare, JavaScript and WebAssembly heaps together; passing it kills the isolate. */
+export const ISOLATE_MEMORY_BYTES = 128_000_000
+/**
+ * What the runtime spends before any model: the wasm backend's initial heap (16 MiB, its
+ * INITIAL_MEMORY, of which models later use some — so counting it whole errs safe) and about 16 MiB of
+ * JavaScript heap for tf.js, Hono, zod and the Worker's code and state.
+ */
+export const RUNTIME_BASELINE_BYTES = 32 * 1024 * 1024
+/**
+ * Share of the rest kept free: the wasm heap grows in steps of at least 20% (Emscripten's
+ * over-growth) and allocations fragment it, so it passes what is counted.
+ */
+export const MEMORY_HEADROOM = 0.25
+
 /** Defaults, with the reason for each. */
 export const DEFAULTS = {
   /** A 224×224×3 float image as JSON is ~3.2 MB at full float precision; leave room for 2×. */
@@ -9,8 +23,11 @@ export const DEFAULTS = {
   MAX_BATCH_SIZE: 64,
   /** Elements per request across all inputs: 64 digits images are 50 176, one 224² RGB image 150 528. */
   MAX_TENSOR_ELEMENTS: 4_000_000,
-  /** Weight bytes the cache keeps before evicting idle models; an isolate has 128 MB in all. */
-  CACHE_BUDGET_BYTES: 48 * 1024 * 1024,
+  /**
+   * Bytes of memory models (weights, kernel state) and their runs (activations) may hold at once, as
+   * runtime/footprint.ts measures them: the isolate's 128 MB less the runtime's baseline, less headroom.
+   */
+  CACHE_BUDGET_BYTES: Math.floor((ISOLATE_MEMORY_BYTES - RUNTIME_BASELINE_BYTES) * (1 - MEMORY_HEADROOM)),
   /** Models held at once per isolate: each costs memory beyond its weights (graph, kernels, warmup buffers). */
   MAX_MODELS_LOADED: 16,
   /** A model unused this long is dropped by the cron handler. */

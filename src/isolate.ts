@@ -32,6 +32,7 @@ import { assetsStore, r2Store } from './repository/stores'
 import type { ModelStore } from './repository/stores'
 import { withBatching } from './runtime/batcher'
 import { buildServable } from './runtime/servable'
+import { wasmHeapBytes } from './runtime/footprint'
 import type { ModelFormat } from './runtime/servable'
 import type { Signature, TensorSpec } from './runtime/signature'
 import { Backend, tf } from './runtime/tf'
@@ -68,8 +69,15 @@ export interface MaintenanceReport {
 /** This isolate's cache as the admin API and `/metrics` show it. */
 export interface IsolateStatus {
   models: ResidentInfo[]
+  /** Bytes models hold at rest (weights and kernel state). */
   residentBytes: number
+  /** Bytes reserved by loads and runs in progress. */
+  reservedBytes: number
+  /** The most bytes the budget has had held at once. */
+  budgetHighWaterBytes: number
   budgetBytes: number
+  /** The wasm heap (WebAssembly memory, which never shrinks): its size and the largest seen; absent on the cpu backend. */
+  wasmHeap?: { bytes: number; highWaterBytes: number }
   counters: CacheCounters
   memory: { numTensors: number; numBytes: number }
   pointer: PointerStatus
@@ -92,6 +100,7 @@ export class Isolate {
   private readonly pointer: PointerFollower
   // Stores of each env object, made once (every request asks, several times).
   private readonly sources = new WeakMap<object, ModelSources>()
+  private heapHighWater = 0
   // A rebuild of a broken wasm backend in progress: every caller waits on the same one.
   private recovering: Promise<void> | undefined
 
@@ -143,19 +152,23 @@ export class Isolate {
    * With `batching` in the model's config.json, the servable merges concurrent requests (runtime/batcher.ts).
    */
   private async load(sources: ModelSources, target: ResolvedVersion): Promise<LoadResult> {
-    const started = this.now()
     const dir = cacheKey(target.name, target.version)
     let store = sources.assets
     if (target.entry.source === 'r2') {
       if (!sources.r2) throw new Error(`${dir} is in the R2 bucket, but no bucket is bound (MODELS)`)
       store = verifiedStore(sources.r2, dir, target.entry.files.filter((f): f is ManifestFile => 'sha256' in f))
     }
-    const artifacts = await storeHandler(store, dir).load()
-    const fetchMs = this.now() - started
     await this.backend.ensure()
-    const { servable, timings, warmedUp } = await buildServable(artifacts)
+    const fetchStarted = this.now()
+    let fetchMs = 0
+    // The artifacts are not kept here: their shards are released once the backend holds the weights.
+    const { servable, timings, warmedUp } = await buildServable(
+      await storeHandler(store, dir)
+        .load()
+        .finally(() => (fetchMs = this.now() - fetchStarted)),
+    )
     if (!warmedUp) {
-      log('warn', 'model.warmup_skipped', { model: dir, reason: 'an input has unknown dimensions' })
+      log('warn', 'model.warmup_skipped', { model: dir, reason: 'an input has unknown dimensions; its activations are measured on its first request' })
     }
     // Wrapped after warmup, so warmup runs the model alone and fills in output shapes the batcher checks.
     const batching = target.config.batching
@@ -209,7 +222,7 @@ export class Isolate {
    * bundled graph model's outputs may be refined by warmup, so for those, `undefined`: load to know.
    * Graph tensor names are not in the index either: TF Serving metadata, which shows them, loads.
    */
-  knownSignature(target: ResolvedVersion): { format: ModelFormat; signature: Signature } | undefined {
+  knownSignature(target: ResolvedVersion): { format: ModelFormat; signature: Signature; memoryBytes?: number } | undefined {
     const loaded = this.cache.signatureOf(cacheKey(target.name, target.version))
     if (loaded) return loaded
     const { format, source, signature } = target.entry
@@ -338,10 +351,16 @@ export class Isolate {
   status(env: Env): IsolateStatus {
     this.settings(env)
     const { numTensors, numBytes } = tf.memory()
+    const heap = wasmHeapBytes()
+    if (heap !== undefined) this.heapHighWater = Math.max(this.heapHighWater, heap)
+    const { ledger } = this.cache.admission
     return {
       models: this.cache.list(),
       residentBytes: this.cache.residentBytes(),
+      reservedBytes: ledger.used() - ledger.used('resident'),
+      budgetHighWaterBytes: ledger.highWater,
       budgetBytes: this.cache.options.budgetBytes,
+      ...(heap !== undefined ? { wasmHeap: { bytes: heap, highWaterBytes: this.heapHighWater } } : {}),
       counters: this.cache.counters,
       memory: { numTensors, numBytes },
       pointer: this.pointer.status(),

@@ -6,12 +6,21 @@ import { tf } from '../src/runtime/tf'
 import { ModelUnavailableError } from '../src/errors'
 import { fakeClock, tinyModelArtifacts } from './helpers'
 import { isolate } from '../src/isolate'
+import { memoryBytes } from '../src/runtime/footprint'
 
 // Models here are built directly, not through the isolate: start its backend as a load would.
 beforeAll(() => isolate().backend.ensure())
 
 const artifacts = await tinyModelArtifacts()
+/** Stored weight bytes: what the repository index says before a load. */
 const WEIGHT_BYTES = (artifacts.weightData as ArrayBuffer).byteLength
+/** What one of these models costs, measured (weights, kernel state, one row): the unit of the budgets here. */
+const MODEL_BYTES = await (async () => {
+  await isolate().backend.ensure()
+  const { servable } = await buildServable(artifacts)
+  servable.dispose()
+  return memoryBytes(servable.footprint)
+})()
 
 /** A real loader that counts its builds and can be told to fail. */
 function loader() {
@@ -39,7 +48,7 @@ describe('ModelCache', () => {
 
   beforeEach(() => {
     clock = fakeClock()
-    cache = new ModelCache({ budgetBytes: 10 * WEIGHT_BYTES, backoffBaseMs: 1000, backoffMaxMs: 4000, now: clock.now })
+    cache = new ModelCache({ budgetBytes: 10 * MODEL_BYTES, backoffBaseMs: 1000, backoffMaxMs: 4000, now: clock.now })
     before = tf.memory().numTensors
   })
   afterEach(() => cache.reset())
@@ -133,7 +142,7 @@ describe('ModelCache', () => {
   })
 
   it('evicts idle models least-recently-used first to stay within the byte budget', async () => {
-    cache = new ModelCache({ budgetBytes: 2.5 * WEIGHT_BYTES, backoffBaseMs: 1000, backoffMaxMs: 4000, now: clock.now })
+    cache = new ModelCache({ budgetBytes: 2.5 * MODEL_BYTES, backoffBaseMs: 1000, backoffMaxMs: 4000, now: clock.now })
     const { load } = loader()
     const use = async (key: string) => {
       const lease = await cache.acquire(key, WEIGHT_BYTES, load)
@@ -147,11 +156,11 @@ describe('ModelCache', () => {
     expect(await use('c/1')).toBe('miss')
     expect(cache.list().map((r) => r.key).sort()).toEqual(['a/1', 'c/1'])
     expect(cache.counters.evictions).toBe(1)
-    expect(cache.residentBytes()).toBeLessThanOrEqual(2.5 * WEIGHT_BYTES)
+    expect(cache.residentBytes()).toBeLessThanOrEqual(2.5 * MODEL_BYTES)
   })
 
   it('holds at most maxModels models, evicting the least recently used idle one', async () => {
-    cache = new ModelCache({ budgetBytes: 100 * WEIGHT_BYTES, maxModels: 2, backoffBaseMs: 1000, backoffMaxMs: 4000, now: clock.now })
+    cache = new ModelCache({ budgetBytes: 100 * MODEL_BYTES, maxModels: 2, backoffBaseMs: 1000, backoffMaxMs: 4000, now: clock.now })
     const { load } = loader()
     for (const key of ['a/1', 'b/1', 'a/1', 'c/1']) {
       const lease = await cache.acquire(key, WEIGHT_BYTES, load)
@@ -162,23 +171,29 @@ describe('ModelCache', () => {
     expect(cache.counters.evictions).toBe(1)
   })
 
-  it('never evicts a leased model, even past the budget', async () => {
-    cache = new ModelCache({ budgetBytes: 1.5 * WEIGHT_BYTES, backoffBaseMs: 1000, backoffMaxMs: 4000, now: clock.now })
+  it('never evicts a leased model: a load that does not fit waits for its lease to end', async () => {
+    cache = new ModelCache({ budgetBytes: 1.5 * MODEL_BYTES, backoffBaseMs: 1000, backoffMaxMs: 4000, now: clock.now })
     const { load } = loader()
     const held = await cache.acquire('a/1', WEIGHT_BYTES, load)
-    const other = await cache.acquire('b/1', WEIGHT_BYTES, load)
-    expect(cache.list().map((r) => r.key).sort()).toEqual(['a/1', 'b/1'])
+    const other = cache.acquire('b/1', WEIGHT_BYTES, load)
+    await new Promise((r) => setTimeout(r, 0))
+    expect(cache.list().map((r) => `${r.key} ${r.state}`).sort()).toEqual(['a/1 AVAILABLE', 'b/1 LOADING'])
     expect(cache.counters.evictions).toBe(0)
     held.release()
-    other.release()
+    ;(await other).release()
+    expect(cache.list().map((r) => r.key)).toEqual(['b/1'])
+    expect(cache.counters.evictions).toBe(1)
   })
 
-  it('refuses a model larger than the whole budget with a 503 that says why', async () => {
+  it('refuses, after measuring it, a model that cannot run one row within the budget: 503 with the figures', async () => {
+    cache = new ModelCache({ budgetBytes: MODEL_BYTES - 1, backoffBaseMs: 1000, backoffMaxMs: 4000, now: clock.now })
     const { state, load } = loader()
-    const error = await cache.acquire('big/1', 11 * WEIGHT_BYTES, load).catch((e) => e)
+    const error = await cache.acquire('big/1', WEIGHT_BYTES, load).catch((e) => e)
     expect(error).toBeInstanceOf(ModelUnavailableError)
-    expect(error.message).toMatch(/exceed the cache budget/)
-    expect(state.builds).toBe(0)
+    expect(error.message).toMatch(new RegExp(`needs ${MODEL_BYTES} bytes with one row running \\(weights \\d+ \\+ kernels \\d+ \\+ one row \\d+\\), more than the cache budget of ${MODEL_BYTES - 1} bytes`))
+    expect(state.builds).toBe(1)
+    expect(state.disposed).toBe(1)
+    expect(cache.residentBytes()).toBe(0)
   })
 
   it('drops only models idle longer than the TTL', async () => {

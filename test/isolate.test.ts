@@ -1,6 +1,7 @@
 /** The isolate state: one object for everything an isolate keeps, and what a changed env means for it. */
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
+import { DEFAULTS } from '../src/config'
 import { isolate, resetIsolate } from '../src/isolate'
 import { call, fakeClock, post, SETOSA } from './helpers'
 
@@ -32,10 +33,11 @@ describe('the isolate state', () => {
 describe('a changed env', () => {
   it('applies a smaller CACHE_BUDGET_BYTES from the next load on, evicting what no longer fits', async () => {
     expect((await post('/v1/models/digits:predict', DIGIT)).status).toBe(200)
+    // A budget of what digits holds at rest: iris fits it alone, not beside digits.
     const digitsBytes = isolate().status(env).residentBytes
     const tight = { ...env, CACHE_BUDGET_BYTES: String(digitsBytes) } as Env
     // Nothing changes until the state is used with the new vars …
-    expect(isolate().status(env).budgetBytes).toBe(48 * 1024 * 1024)
+    expect(isolate().status(env).budgetBytes).toBe(DEFAULTS.CACHE_BUDGET_BYTES)
     // … then the next load admits iris within the new budget: digits, idle, is evicted.
     expect((await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, tight)).status).toBe(200)
     const status = isolate().status(tight)

@@ -43,6 +43,8 @@ describe('model endpoints', () => {
         { name: 'scores', datatype: 'FP32', shape: [-1, 2] },
         { name: 'shifted', datatype: 'INT32', shape: [-1, 1] },
       ],
+      // What the model costs in this isolate's memory with one row running (src/runtime/footprint.ts).
+      parameters: { memory_bytes: expect.any(Number) },
     })
   })
 
@@ -70,7 +72,10 @@ describe('model endpoints', () => {
       const before = await (await call(`/v2/models/${name}`)).json()
       expect(isolate().cache.status(`${name}/1`)).toBeUndefined() // not loaded, not loading
       expect((await call(`/v2/models/${name}/ready`)).status).toBe(200) // now it is
-      expect(await (await call(`/v2/models/${name}`)).json()).toEqual(before)
+      // The same metadata, and now also what the loaded model measures.
+      const { parameters, ...after } = await (await call(`/v2/models/${name}`)).json<Record<string, any>>()
+      expect(after).toEqual(before)
+      expect(parameters.memory_bytes).toBeGreaterThan(0)
     }
     expect(isolate().cache.counters.loads).toBe(3)
   })

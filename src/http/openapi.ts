@@ -57,7 +57,12 @@ const ModelMetadata = z.object({
   platform: z.string().describe('tensorflowjs_layers_model or tensorflowjs_graph_model'),
   inputs: z.array(TensorMetadata),
   outputs: z.array(TensorMetadata),
-  parameters: z.object({ description: z.string() }).optional(),
+  parameters: z
+    .object({
+      description: z.string().optional(),
+      memory_bytes: z.int().optional().describe('what the model costs in this isolate with one row running; present once it is loaded here'),
+    })
+    .optional(),
 })
 
 const InferResponse = z.object({

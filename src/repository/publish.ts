@@ -20,6 +20,7 @@ import { readPointer, writePointer } from './pointer'
 import type { Pointer, PointerModel, PublishedVersion } from './pointer'
 import { ModelConfig, overlay, Repository } from './repository'
 import type { ResolvedVersion } from './repository'
+import { HEAP_PER_ACTIVATION_BYTE, KERNEL_FACTOR } from '../runtime/footprint'
 import { estimateMemory, formatBytes } from '../runtime/memory-estimate'
 import { buildServable } from '../runtime/servable'
 import { tf } from '../runtime/tf'
@@ -78,7 +79,11 @@ const environmental = <T>(promise: Promise<T>) =>
 const MiB = 1024 * 1024
 const formatBudget = (bytes: number) => (bytes % MiB === 0 ? `${bytes / MiB} MiB` : formatBytes(bytes))
 
-/** Rejects, before anything is built, a model whose estimated memory exceeds the budget. */
+/**
+ * Rejects, before anything is built, a model whose estimated memory exceeds the budget, counted as
+ * the cache counts a loaded model with one row running (runtime/footprint.ts): its float32 weights,
+ * the kernels' state beside them, and the heap its warmup activations take.
+ */
 function checkMemory(modelJson: ArrayBuffer, budgetBytes: number) {
   let json: tf.io.ModelJSON
   try {
@@ -88,10 +93,12 @@ function checkMemory(modelJson: ArrayBuffer, budgetBytes: number) {
     return
   }
   const { weightBytes, activationBytes, complete } = estimateMemory({ ...json, weightSpecs: tf.io.getWeightSpecs(json.weightsManifest) })
-  const needs = weightBytes + activationBytes
+  const kernelBytes = weightBytes * KERNEL_FACTOR
+  const heapBytes = Math.ceil(activationBytes * HEAP_PER_ACTIVATION_BYTE)
+  const needs = weightBytes + kernelBytes + heapBytes
   if (needs <= budgetBytes) return
   throw new Error(
-    `needs ${complete ? '~' : 'at least '}${formatBytes(needs)} at warmup (weights ${formatBytes(weightBytes)} + activations ${formatBytes(activationBytes)}), the budget is ${formatBudget(budgetBytes)}`,
+    `needs ${complete ? '~' : 'at least '}${formatBytes(needs)} at warmup (weights ${formatBytes(weightBytes)} + kernels ${formatBytes(kernelBytes)} + activations ${formatBytes(heapBytes)}), the budget is ${formatBudget(budgetBytes)}`,
   )
 }
 

@@ -213,6 +213,7 @@ export function withBatching(servable: Servable, options: BatchingOptions): Serv
     batching,
     format: servable.format,
     weightBytes: servable.weightBytes,
+    footprint: servable.footprint,
     // The same object as the model's: warmup and later requests may fill in output shapes.
     get signature() {
       return servable.signature

@@ -4,6 +4,8 @@ import type { GraphModel } from '@tensorflow/tfjs-converter'
 import { loadLayersModel } from '@tensorflow/tfjs-layers'
 import type { LayersModel } from '@tensorflow/tfjs-layers'
 import type { BatchingStatus } from './batcher'
+import { fitRows, KERNEL_FACTOR, profiled, wasmHeapBytes } from './footprint'
+import type { Footprint } from './footprint'
 import { dtypeFromTensorFlow } from './signature'
 import type { DType, Signature, TensorSpec } from './signature'
 import { tf } from './tf'
@@ -14,8 +16,10 @@ export type ModelFormat = 'layers-model' | 'graph-model'
 export interface Servable {
   readonly format: ModelFormat
   readonly signature: Signature
-  /** Bytes of weight data, the figure the cache's budget counts. */
+  /** Bytes of weight data as stored (the files' shards). */
   readonly weightBytes: number
+  /** What it costs in memory, measured at build and warmup: the figures the cache's budget counts. */
+  readonly footprint: Footprint
   /** How it merges concurrent requests, when it was made by `withBatching`. */
   readonly batching?: BatchingStatus
   /**
@@ -45,7 +49,7 @@ function weightBytesOf(artifacts: tf.io.ModelArtifacts): number {
   return Array.isArray(data) ? data.reduce((sum, b) => sum + b.byteLength, 0) : data.byteLength
 }
 
-function layersServable(model: LayersModel, weightBytes: number): Servable {
+function layersServable(model: LayersModel, weightBytes: number, footprint: Footprint): Servable {
   // Named after their layers, as Keras names a signature's keys. (A Sequential model loaded from
   // JSON leaves inputNames/outputNames empty until it is built, so they cannot be relied on.)
   const spec = (t: LayersModel['inputs'][number]): TensorSpec => ({
@@ -60,6 +64,7 @@ function layersServable(model: LayersModel, weightBytes: number): Servable {
     format: 'layers-model',
     signature: { inputs, outputs },
     weightBytes,
+    footprint,
     async run(feeds) {
       const xs = inputs.map((s) => feeds[s.name]!)
       // predictOnBatch runs the whole batch at once; predict() would split it into chunks of 32.
@@ -89,7 +94,7 @@ function shapeFromSignature(info: SignatureTensorJSON | undefined): number[] | n
   return (shape.dim ?? []).map((d) => Number(d.size ?? -1))
 }
 
-function graphServable(model: GraphModel, artifacts: tf.io.ModelArtifacts, weightBytes: number): Servable {
+function graphServable(model: GraphModel, artifacts: tf.io.ModelArtifacts, weightBytes: number, footprint: Footprint): Servable {
   const declared = (artifacts.signature ?? {}) as {
     inputs?: Record<string, SignatureTensorJSON>
     outputs?: Record<string, SignatureTensorJSON>
@@ -126,6 +131,7 @@ function graphServable(model: GraphModel, artifacts: tf.io.ModelArtifacts, weigh
     format: 'graph-model',
     signature: { inputs, outputs },
     weightBytes,
+    footprint,
     async run(feeds) {
       let result: tf.Tensor | tf.Tensor[]
       if (!isAsync) {
@@ -144,59 +150,93 @@ function graphServable(model: GraphModel, artifacts: tf.io.ModelArtifacts, weigh
   }
 }
 
-/** Zeros in the input's shape with a batch of one, or `undefined` when a dimension cannot be guessed. */
-function warmupInput(spec: TensorSpec): tf.Tensor | undefined {
+/** Zeros in the input's shape with a batch of `rows`, or `undefined` when a dimension cannot be guessed. */
+function warmupInput(spec: TensorSpec, rows: number): tf.Tensor | undefined {
   if (spec.shape === null || spec.dtype === 'string' || spec.dtype === 'complex64') return undefined
-  const shape = spec.shape.map((d, i) => (d === -1 && i === 0 ? 1 : d))
+  const shape = spec.shape.map((d, i) => (d === -1 && i === 0 ? rows : d))
   if (shape.some((d) => d < 0)) return undefined
   return tf.zeros(shape, spec.dtype)
 }
 
-/**
- * Runs one inference on zeros so the first real request pays no kernel set-up, and fills in
- * output shapes and dtypes the artifacts did not declare. Returns false when it had to skip
- * because an input has dimensions only a real request can tell.
- */
-async function warmup(servable: Servable): Promise<boolean> {
+/** Profiles one run on zeros of `rows` rows: its peak activation bytes and outputs (or undefined: an input has unknown dimensions). */
+async function runZeros(servable: Servable, rows: number): Promise<{ outputs: Record<string, tf.Tensor>; peakBytes: number } | undefined> {
   const feeds: Record<string, tf.Tensor> = {}
   try {
     for (const spec of servable.signature.inputs) {
-      const x = warmupInput(spec)
-      if (!x) return false
+      const x = warmupInput(spec, rows)
+      if (!x) return undefined
       feeds[spec.name] = x
     }
-    const outputs = await servable.run(feeds)
-    const batchIsDynamic = servable.signature.inputs.every((s) => s.shape?.[0] === -1)
-    for (const spec of servable.signature.outputs) {
-      const y = outputs[spec.name]
-      if (!y) continue
-      if (spec.shape === null || spec.shape.length !== y.shape.length) {
-        spec.shape = y.shape.map((d, i) => (i === 0 && batchIsDynamic ? -1 : d))
-      }
-      spec.dtype = y.dtype as DType
-    }
-    tf.dispose(outputs)
-    return true
+    return await profiled(servable, feeds)
   } finally {
     tf.dispose(feeds)
   }
 }
 
 /**
+ * Runs one inference on zeros so the first real request pays no kernel set-up, and fills in
+ * output shapes and dtypes the artifacts did not declare. Measures the activations on batch 1 and,
+ * when the batch is dynamic, on batch 2 (see runtime/footprint.ts). Returns false when it had to skip
+ * because an input has dimensions only a real request can tell.
+ */
+async function warmup(servable: Servable, footprint: Footprint): Promise<boolean> {
+  const one = await runZeros(servable, 1)
+  if (!one) return false
+  const batchIsDynamic = servable.signature.inputs.every((s) => s.shape?.[0] === -1)
+  for (const spec of servable.signature.outputs) {
+    const y = one.outputs[spec.name]
+    if (!y) continue
+    if (spec.shape === null || spec.shape.length !== y.shape.length) {
+      spec.shape = y.shape.map((d, i) => (i === 0 && batchIsDynamic ? -1 : d))
+    }
+    spec.dtype = y.dtype as DType
+  }
+  tf.dispose(one.outputs)
+  let peak2: number | undefined
+  if (batchIsDynamic) {
+    const two = await runZeros(servable, 2)
+    tf.dispose(two?.outputs ?? {})
+    peak2 = two?.peakBytes
+  }
+  Object.assign(footprint, fitRows(one.peakBytes, peak2), { measured: peak2 === undefined ? 'warmup-1' : 'warmup-1-2' })
+  return true
+}
+
+/**
  * Builds artifacts into a servable model on the active backend (the caller has chosen it) and warms
  * it up. Any failure disposes what was built, so a half-built model never lingers in memory.
  */
-export async function buildServable(artifacts: tf.io.ModelArtifacts): Promise<{ servable: Servable; timings: BuildTimings; warmedUp: boolean }> {
+export async function buildServable(source: tf.io.ModelArtifacts): Promise<{ servable: Servable; timings: BuildTimings; warmedUp: boolean }> {
   const started = Date.now()
-  const weightBytes = weightBytesOf(artifacts)
+  const weightBytes = weightBytesOf(source)
+  const heapBefore = wasmHeapBytes()
+  const tensorBytesBefore = tf.memory().numBytes
+  // Our own copy: a GraphModel keeps its handler, and with it these artifacts, as long as it lives.
+  const artifacts = { ...source }
   const handler = tf.io.fromMemory(artifacts)
+  const format = detectFormat(artifacts)
+  const model = format === 'graph-model' ? await loadGraphModel(handler) : await loadLayersModel(handler)
+  // The backend holds the weights now: the fetched shards go before warmup, so a load does not hold
+  // them twice for longer than it must (a caller that keeps `source` keeps them, so the isolate does not).
+  artifacts.weightData = undefined
+  source = artifacts
+  const held = tf.memory().numBytes - tensorBytesBefore
+  const footprint: Footprint = {
+    weightBytes: held,
+    kernelBytes: tf.getBackend() === 'wasm' ? KERNEL_FACTOR * held : 0,
+    activationBytes: 0,
+    rowBytes: 0,
+    measured: 'pending',
+    heapGrowthBytes: 0,
+  }
   const servable =
-    detectFormat(artifacts) === 'graph-model'
-      ? graphServable(await loadGraphModel(handler), artifacts, weightBytes)
-      : layersServable(await loadLayersModel(handler), weightBytes)
+    format === 'graph-model'
+      ? graphServable(model as GraphModel, artifacts, weightBytes, footprint)
+      : layersServable(model as LayersModel, weightBytes, footprint)
   const built = Date.now()
   try {
-    const warmedUp = await warmup(servable)
+    const warmedUp = await warmup(servable, footprint)
+    footprint.heapGrowthBytes = (wasmHeapBytes() ?? 0) - (heapBefore ?? 0)
     return { servable, warmedUp, timings: { buildMs: built - started, warmupMs: Date.now() - built } }
   } catch (error) {
     servable.dispose()

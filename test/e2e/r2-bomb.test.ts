@@ -89,7 +89,7 @@ describe('a bomb published to R2', () => {
     await fireCron()
     expect((await pointer()).models.digits).toMatchObject({
       current: null,
-      rejected: { 2: { reason: expect.stringMatching(/^needs ~4\.3 GB at warmup \(weights \d+ B \+ activations 4\.3 GB\), the budget is 48 MiB$/) } },
+      rejected: { 2: { reason: expect.stringMatching(/^needs ~6\.4 GB at warmup \(weights \d+ B \+ kernels \d+ B \+ activations 6\.4 GB\), the budget is 71 MB$/) } },
     })
 
     // The same isolate, after the cron: every model still answers, readiness holds, a reload works.

@@ -10,6 +10,23 @@ import { buildUi } from '../../scripts/build-ui.mjs'
 
 const root = resolve(import.meta.dirname, '../..')
 
+/**
+ * Models nobody on this project trained, copied from their npm packages (never committed):
+ * `faceres`, @vladmandic/human's face-description net, a MobileNet v1 (13 depthwise-separable
+ * blocks, 1024 channels) on 224×224×3 with float16-quantized weights, a graph model.
+ */
+export const FOREIGN_MODELS = { faceres: { json: '@vladmandic/human/models/faceres.json', shard: 'faceres.bin' } }
+
+function copyForeignModels(assets: string): void {
+  for (const [name, { json, shard }] of Object.entries(FOREIGN_MODELS)) {
+    const from = join(root, 'node_modules', json)
+    const to = join(assets, name, '1')
+    mkdirSync(to, { recursive: true })
+    cpSync(from, join(to, 'model.json'))
+    cpSync(join(from, '..', shard), join(to, shard))
+  }
+}
+
 /** Returns the path of the generated wrangler config for the tests. */
 export async function prepareTestAssets(): Promise<string> {
   const assets = join(root, 'test/.assets')
@@ -17,6 +34,9 @@ export async function prepareTestAssets(): Promise<string> {
   mkdirSync(assets, { recursive: true })
   cpSync(join(root, 'model-assets'), assets, { recursive: true, filter: (src) => !src.endsWith(INDEX_FILE) })
   cpSync(join(root, 'test/fixtures/models'), assets, { recursive: true })
+  copyForeignModels(assets)
+  // Eight copies of digits, for concurrent first loads of distinct models (test/memory.test.ts).
+  for (let i = 1; i <= 8; i++) cpSync(join(root, 'model-assets/digits'), join(assets, `digits-copy-${i}`), { recursive: true })
   const { index, skipped } = (await buildIndex(assets)) as { index: unknown; skipped: string[] }
   if (skipped.length > 0) throw new Error(`test assets: ${skipped.join('; ')}`)
   writeFileSync(join(assets, INDEX_FILE), JSON.stringify(index))

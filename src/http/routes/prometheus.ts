@@ -25,7 +25,7 @@ const CACHE_COUNTERS: Array<[keyof CacheCounters, string, string]> = [
 
 export const metrics = new Hono<AppEnv>().get('/metrics', routeDocs.metrics, (c) => {
   const state = isolate()
-  const { models, counters, budgetBytes, memory } = state.status(c.env)
+  const { models, counters, budgetBytes, memory, reservedBytes, budgetHighWaterBytes, wasmHeap } = state.status(c.env)
   const { numTensors, numBytes } = memory
   const body = [
     ...state.metrics.families(),
@@ -33,12 +33,29 @@ export const metrics = new Hono<AppEnv>().get('/metrics', routeDocs.metrics, (c)
     family('warmserve_models_loaded', 'gauge', 'Models available in this isolate.', [
       sample('warmserve_models_loaded', models.filter((m) => m.state === 'AVAILABLE').length),
     ]),
-    family('warmserve_model_weight_bytes', 'gauge', 'Weight bytes of each model held (available or retired, awaiting its last lease).', [
-      ...models.filter((m) => m.state !== 'LOADING').map((m) => sample('warmserve_model_weight_bytes', m.bytes, { ...keyLabels(m.key), state: m.state })),
+    family('warmserve_model_weight_bytes', 'gauge', 'Bytes tf.js holds for the weights of each model held (available or retired, awaiting its last lease).', [
+      ...models.filter((m) => m.footprint).map((m) => sample('warmserve_model_weight_bytes', m.footprint!.weightBytes, { ...keyLabels(m.key), state: m.state })),
     ]),
-    family('warmserve_cache_budget_bytes', 'gauge', 'Weight bytes the cache keeps before evicting idle models.', [
+    family('warmserve_model_memory_bytes', 'gauge', 'Memory of each model held, as measured at load: weights, kernel state and one row of activations.', [
+      ...models.filter((m) => m.memoryBytes !== undefined).map((m) => sample('warmserve_model_memory_bytes', m.memoryBytes!, { ...keyLabels(m.key), state: m.state })),
+    ]),
+    family('warmserve_cache_budget_bytes', 'gauge', 'Bytes of memory models and their runs may hold at once (CACHE_BUDGET_BYTES).', [
       sample('warmserve_cache_budget_bytes', budgetBytes),
     ]),
+    family('warmserve_cache_reserved_bytes', 'gauge', 'Bytes of the budget reserved by loads and inferences in progress.', [
+      sample('warmserve_cache_reserved_bytes', reservedBytes),
+    ]),
+    family('warmserve_cache_high_water_bytes', 'gauge', 'The most bytes of the budget held at once (models, loads and runs).', [
+      sample('warmserve_cache_high_water_bytes', budgetHighWaterBytes),
+    ]),
+    ...(wasmHeap
+      ? [
+          family('warmserve_wasm_heap_bytes', 'gauge', "Size of the wasm backend's heap (WebAssembly memory, which never shrinks).", [sample('warmserve_wasm_heap_bytes', wasmHeap.bytes)]),
+          family('warmserve_wasm_heap_high_water_bytes', 'gauge', "The largest the wasm backend's heap has been in this isolate.", [
+            sample('warmserve_wasm_heap_high_water_bytes', wasmHeap.highWaterBytes),
+          ]),
+        ]
+      : []),
     family('warmserve_tfjs_tensors', 'gauge', 'Tensors tf.js holds in this isolate (tf.memory().numTensors).', [sample('warmserve_tfjs_tensors', numTensors)]),
     family('warmserve_tfjs_bytes', 'gauge', 'Bytes of tensor data tf.js holds in this isolate (tf.memory().numBytes).', [sample('warmserve_tfjs_bytes', numBytes)]),
   ]

@@ -13,7 +13,8 @@ import { converter, datatypeOf } from '../datatypes'
 import { badRequest, ModelUnavailableError } from '../../errors'
 import { cacheKey, isolate } from '../../isolate'
 import type { ModelCache } from '../../cache'
-import type { ModelFormat } from '../../runtime/servable'
+import { memoryBytes } from '../../runtime/footprint'
+import type { ModelFormat, Servable } from '../../runtime/servable'
 import type { Signature, TensorSpec } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
 import { InferRequest, parseBody, RepositoryIndexRequest } from '../schemas'
@@ -39,18 +40,22 @@ async function modelMetadata(c: Ctx, name: string, version?: string) {
   const repository = await state.repository(c.env, waitUntilOf(c))
   const versions = repository.served(name).map(String)
   const target = repository.resolve(name, { version: parseVersion(version) })
-  const answer = ({ format, signature }: { format: ModelFormat; signature: Signature }) =>
+  const description = target.config.description
+  const answer = ({ format, signature }: { format: ModelFormat; signature: Signature }, memory: number | undefined) =>
     c.json({
       name,
       versions,
       platform: platformOf(format),
       inputs: signature.inputs.map(tensorMetadata),
       outputs: signature.outputs.map(tensorMetadata),
-      ...(target.config.description !== undefined ? { parameters: { description: target.config.description } } : {}),
+      ...(description !== undefined || memory !== undefined
+        ? { parameters: { ...(description !== undefined && { description }), ...(memory !== undefined && { memory_bytes: memory }) } }
+        : {}),
     })
+  // Loaded here, the model's measured memory is known too; described from the index, it is not yet.
   const known = state.knownSignature(target)
-  if (known) return answer(known)
-  return withModel(c, name, { version: target.version }, async ({ lease }) => answer(lease.model))
+  if (known) return answer(known, known.memoryBytes)
+  return withModel(c, name, { version: target.version }, async ({ lease }) => answer(lease.model, memoryBytes(lease.model.footprint)))
 }
 
 async function modelReady(c: Ctx, name: string, version?: string) {

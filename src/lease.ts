@@ -1,0 +1,100 @@
+/**
+ * @module lease — what the cache hands out and reports: a resident model, the lease that holds it for one
+ * inference, and the counters and descriptions status pages show. The lifecycle is src/cache.ts's.
+ */
+import type { Footprint } from './runtime/footprint'
+import type { Servable } from './runtime/servable'
+
+export type CacheOutcome = 'hit' | 'miss' | 'joined'
+
+/** What a loader hands the cache: the built, warmed-up model and how long each step took. */
+export interface LoadResult {
+  servable: Servable
+  timings: Record<string, number>
+}
+
+export interface CacheCounters {
+  hits: number
+  misses: number
+  joins: number
+  loads: number
+  loadFailures: number
+  loadMsTotal: number
+  evictions: number
+  drops: number
+  disposals: number
+  reloads: number
+}
+
+export class Resident {
+  leases = 0
+  retired = false
+  disposed = false
+  /** The servable leases hand out: its runs are admitted against the budget. */
+  admitted!: Servable
+  /** The first request's measurement, for a model whose warmup could not run. */
+  measuring?: Promise<void>
+  constructor(
+    readonly key: string,
+    readonly servable: Servable,
+    readonly bytes: number,
+    readonly loadedAt: number,
+    readonly timings: Record<string, number>,
+    public lastUsed: number,
+  ) {}
+}
+
+/** A hold on a model for the length of one inference. `release()` must be called exactly once. */
+export class Lease {
+  private released = false
+  constructor(
+    private readonly cache: { releaseResident(resident: Resident): void },
+    private readonly resident: Resident,
+    readonly outcome: CacheOutcome,
+    /** Milliseconds this request waited for a load (0 on a hit). */
+    readonly waitedMs: number,
+  ) {}
+
+  get model(): Servable {
+    if (this.released) throw new Error(`lease on ${this.resident.key} used after release`)
+    return this.resident.admitted
+  }
+
+  get key(): string {
+    return this.resident.key
+  }
+
+  release(): void {
+    if (this.released) return
+    this.released = true
+    this.cache.releaseResident(this.resident)
+  }
+}
+
+/** A model as this isolate holds it, for status pages and tests. */
+export interface ResidentInfo {
+  key: string
+  state: 'LOADING' | 'AVAILABLE' | 'RETIRED'
+  leases: number
+  /** Bytes held at rest: weights and kernel state (0 while loading). */
+  bytes: number
+  /** Bytes with one row running: what `warmserve_model_memory_bytes` reports. */
+  memoryBytes?: number
+  footprint?: Footprint
+  lastUsed?: number
+  loadedAt?: number
+  timings?: Record<string, number>
+}
+
+export const zeroCounters = (): CacheCounters => ({
+  hits: 0,
+  misses: 0,
+  joins: 0,
+  loads: 0,
+  loadFailures: 0,
+  loadMsTotal: 0,
+  evictions: 0,
+  drops: 0,
+  disposals: 0,
+  reloads: 0,
+})
