@@ -27,6 +27,15 @@ export default defineConfig({
         },
       },
       {
+        // The build-time scripts (build-index, reshard) and the typed client from another project, in Node.
+        test: {
+          name: 'node',
+          include: ['test/node/*.test.ts'],
+          environment: 'node',
+          testTimeout: 120_000,
+        },
+      },
+      {
         // End-to-end tests against a real `wrangler dev`, as a user runs it.
         test: {
           name: 'e2e',
