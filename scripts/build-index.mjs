@@ -101,9 +101,12 @@ const readJson = (path) => {
 }
 const isModelJson = (json) => json?.modelTopology != null && Array.isArray(json.weightsManifest)
 
-/** Why a version folder has no model.json, and what to do: packages often name the file after the model. */
+/** The *.json files in a folder that are TF.js models (packages often name them after the model). */
+export const modelJsonFiles = (dir) => readdirSync(dir).filter((f) => f.endsWith('.json') && isModelJson(readJson(join(dir, f))))
+
+/** Why a version folder has no model.json, and what to do. */
 function missingModelFile(dir) {
-  const candidates = readdirSync(dir).filter((f) => f.endsWith('.json') && isModelJson(readJson(join(dir, f))))
+  const candidates = modelJsonFiles(dir)
   if (candidates.length === 1) {
     const from = join(dir, candidates[0])
     return `no ${MODEL_FILE}; the model file is ${candidates[0]}: rename it (mv ${relative('.', from)} ${relative('.', join(dir, MODEL_FILE))}); its weight paths stay valid`

@@ -6,28 +6,19 @@
 // model.json's weightsManifest are rewritten. No Python: tf.js's own IO reads the model.
 //
 //   npm run reshard -- model-assets/my-model/1 [--max-shard-mb 4]
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { parseArgs } from 'node:util'
 import * as tf from '@tensorflow/tfjs-core'
+import { MAX_ASSET_BYTES, MODEL_FILE, modelJsonFiles } from './build-index.mjs'
 
 const MIB = 2 ** 20
-/** Wrangler's limit for one static-asset file. */
-const MAX_ASSET_BYTES = 25 * MIB
 
 /** The model file in a version folder: model.json, else the folder's one TF.js model *.json. */
 export function modelFile(dir) {
-  if (existsSync(join(dir, 'model.json'))) return 'model.json'
-  const found = readdirSync(dir).filter((f) => {
-    if (!f.endsWith('.json')) return false
-    try {
-      const json = JSON.parse(readFileSync(join(dir, f), 'utf8'))
-      return json?.modelTopology != null && Array.isArray(json.weightsManifest)
-    } catch {
-      return false
-    }
-  })
-  if (found.length !== 1) throw new Error(`${dir}: expected model.json or one TF.js model file, found ${found.length === 0 ? 'none' : found.join(', ')}`)
+  if (existsSync(join(dir, MODEL_FILE))) return MODEL_FILE
+  const found = modelJsonFiles(dir)
+  if (found.length !== 1) throw new Error(`${dir}: expected ${MODEL_FILE} or one TF.js model file, found ${found.length === 0 ? 'none' : found.join(', ')}`)
   return found[0]
 }
 
@@ -71,5 +62,5 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const dir = positionals[0]
   const { file, shards, bytes } = await reshard(dir, { maxShardBytes: Math.floor(Number(values['max-shard-mb']) * MIB) })
   console.log(`[reshard] ${relative('.', join(dir, file))}: ${bytes} bytes of weights in ${shards.length} shard${shards.length === 1 ? '' : 's'} of at most ${values['max-shard-mb']} MiB`)
-  if (file !== 'model.json') console.log(`[reshard] the Worker reads model.json: mv ${relative('.', join(dir, file))} ${relative('.', join(dir, 'model.json'))}`)
+  if (file !== MODEL_FILE) console.log(`[reshard] the Worker reads ${MODEL_FILE}: mv ${relative('.', join(dir, file))} ${relative('.', join(dir, MODEL_FILE))}`)
 }
