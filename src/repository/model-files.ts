@@ -2,26 +2,10 @@
 import { assetUrl } from './stores'
 import type { ModelStore } from './stores'
 import { tf } from '../runtime/tf'
+import { manifestBytes } from './weights'
 
 /** Shards fetched at once: Workers allow six simultaneous outgoing connections. */
 const MAX_PARALLEL_SHARDS = 6
-
-const BYTES_PER_ELEMENT: Record<string, number> = {
-  float32: 4,
-  int32: 4,
-  bool: 1,
-  complex64: 8,
-  uint8: 1,
-  uint16: 2,
-  float16: 2,
-}
-
-/** The byte length a weight entry occupies in its shard, or `undefined` where it cannot be known (strings). */
-function expectedBytes(spec: tf.io.WeightsManifestEntry): number | undefined {
-  const dtype = spec.quantization?.dtype ?? spec.dtype
-  const size = BYTES_PER_ELEMENT[dtype]
-  return size === undefined ? undefined : spec.shape.reduce((n, d) => n * d, 1) * size
-}
 
 /**
  * Resolves a shard path against the model's folder, refusing any that would leave it. The stores
@@ -78,9 +62,8 @@ export function storeHandler(store: ModelStore, dir: string): Required<Pick<tf.i
         for (let i = 0; i < paths.length; i += MAX_PARALLEL_SHARDS) {
           buffers.push(...(await Promise.all(paths.slice(i, i + MAX_PARALLEL_SHARDS).map((p) => readFile(store, p)))))
         }
-        const sizes = specs.map(expectedBytes)
-        if (sizes.every((n) => n !== undefined)) {
-          const expected = sizes.reduce((a, b) => a! + b!, 0)!
+        const expected = manifestBytes(specs)
+        if (expected !== undefined) {
           const actual = buffers.reduce((n, b) => n + b.byteLength, 0)
           if (actual !== expected) {
             throw new Error(`${dir}: weight shards hold ${actual} bytes but the manifest describes ${expected}`)

@@ -18,7 +18,7 @@ import { storeHandler } from './model-files'
 import { fileProblem, MANIFEST_FILE, VersionManifest } from './manifest'
 import { readPointer, writePointer } from './pointer'
 import type { Pointer, PointerModel, PublishedVersion } from './pointer'
-import { ModelConfig, overlay, Repository } from './repository'
+import { checkModelConfig, overlay, Repository } from './repository'
 import type { ResolvedVersion } from './repository'
 import { HEAP_PER_ACTIVATION_BYTE, KERNEL_FACTOR } from '../runtime/footprint'
 import { estimateMemory, formatBytes } from '../runtime/memory-estimate'
@@ -204,9 +204,9 @@ async function nextPointerModel(name: string, previous: PointerModel | undefined
   const { dirs, files } = await listDir(deps.bucket, `${name}/`)
   if (files.includes('config.json')) {
     const object = await r2(deps.bucket.get(`${name}/config.json`), `reading ${name}/config.json`)
-    const checked = object && ModelConfig.safeParse(await object.json().catch(() => undefined))
-    if (checked?.success) model.config = checked.data
-    else report.errors.push(`${name}/config.json is invalid, kept the previous one${checked ? `: ${z.prettifyError(checked.error)}` : ''}`)
+    const checked = object && checkModelConfig(await object.json().catch(() => undefined))
+    if (checked?.ok) model.config = checked.config
+    else report.errors.push(`${name}/config.json is invalid, kept the previous one${checked ? `: ${checked.message}` : ''}`)
   } else {
     delete model.config
   }

@@ -1,5 +1,4 @@
 /** @module repository/repository — the index of models and versions, and resolving a request to one version. */
-import { z } from 'zod'
 import { ModelUnavailableError, notFound } from '../errors'
 import type { ManifestFile } from './manifest'
 import type { Pointer, Rejection } from './pointer'
@@ -23,53 +22,11 @@ export interface VersionEntry {
   source?: VersionSource
 }
 
-// Label names as TF Serving allows them, so they are safe in a URL path.
-const LABEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
-
-/** Longest a batch may wait for company: past a second, a queue is a latency bug, not a batch. */
-export const MAX_QUEUE_DELAY_MS = 1000
-
-/**
- * A model's optional `config.json`, beside its version folders. Every field is optional.
- * Unknown fields are refused, so a typo cannot silently switch a limit off.
- */
-export const ModelConfig = z.strictObject({
-  /** A human description, shown in the model's metadata. */
-  description: z.string().optional(),
-  /** Rows per request for this model; the Worker's MAX_BATCH_SIZE still applies if lower. */
-  max_batch_size: z.int().positive().optional(),
-  /** Outputs returned when a request names none. */
-  default_outputs: z.array(z.string()).min(1).optional(),
-  /** Allowed value range per input name. */
-  input_limits: z.record(z.string(), z.strictObject({ min: z.number().optional(), max: z.number().optional() })).optional(),
-  /**
-   * Which versions are served, as TF Serving's model_version_policy: `{"latest": {}}` (the default)
-   * serves every version and the highest when a request names none; `{"specific": {"versions": [n, …]}}`
-   * serves only those, the highest of them by default — one listed version pins the model.
-   */
-  version_policy: z
-    .union([
-      z.strictObject({ latest: z.strictObject({}) }),
-      z.strictObject({ specific: z.strictObject({ versions: z.array(z.int().positive()).min(1) }) }),
-    ])
-    .optional(),
-  /** Names for versions, as TF Serving's version_labels: `{"stable": 1, "canary": 2}`, served at `/labels/{l}`. */
-  version_labels: z.record(z.string().regex(LABEL, 'a label is a letter then letters, digits, _ or -'), z.int().positive()).optional(),
-  /**
-   * Adaptive batching, off when absent (see runtime/batcher.ts and docs/batching.md): concurrent
-   * requests are merged into one run of at most `max_batch_size` rows, the first waiting at most
-   * `max_queue_delay_ms` for company. TF Serving calls these max_batch_size and batch_timeout_micros,
-   * Triton max_batch_size and max_queue_delay_microseconds; milliseconds here, as Workers' timers count.
-   * Not the same as the top-level `max_batch_size`, which limits the rows of one request.
-   */
-  batching: z
-    .strictObject({
-      max_batch_size: z.int().min(1),
-      max_queue_delay_ms: z.number().min(0).max(MAX_QUEUE_DELAY_MS),
-    })
-    .optional(),
-})
-export type ModelConfig = z.infer<typeof ModelConfig>
+// The schema lives in its own file, free of relative imports, so scripts/build-index.mjs checks
+// bundled config.json files with the very code the Worker uses.
+import { checkModelConfig } from './model-config'
+import type { ModelConfig } from './model-config'
+export { MAX_QUEUE_DELAY_MS, ModelConfig, checkModelConfig } from './model-config'
 
 export interface ModelEntry {
   latest: number
@@ -159,9 +116,9 @@ export class Repository {
 
   /** The model's config.json, checked; a broken one makes the model unavailable, with the reason. */
   config(name: string): ModelConfig {
-    const result = ModelConfig.safeParse(this.model(name).config ?? {})
-    if (!result.success) throw new ModelUnavailableError(`${name}/config.json is invalid: ${z.prettifyError(result.error)}`, 60)
-    return result.data
+    const checked = checkModelConfig(this.model(name).config ?? {})
+    if (!checked.ok) throw new ModelUnavailableError(`${name}/config.json is invalid: ${checked.message}`, 60)
+    return checked.config
   }
 
   private model(name: string): ModelEntry {

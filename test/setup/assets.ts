@@ -1,6 +1,9 @@
 // Assembles what the workerd tests serve: the bundled models plus the fixture models, indexed as
 // wrangler's [build] indexes model-assets/, behind a copy of wrangler.toml that points at them.
 // Runs when vitest loads its config, before the pool reads the Worker's configuration.
+//
+// Only the bundled models' own folders are copied from model-assets/, never the folder as a whole:
+// it is where a user drops models and config.json files, and those must not change what the tests see.
 import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 // @ts-expect-error: a plain .mjs script without type declarations
@@ -27,17 +30,22 @@ function copyForeignModels(assets: string): void {
   }
 }
 
+/** What the tests take from model-assets/: the bundled models' version folders and the pages. */
+const BUNDLED = ['iris/1', 'digits/1', '_ui']
+/** Fixtures whose config.json is broken on purpose: build-index would skip them; the tests check the Worker's own refusal. */
+const INVALID_CONFIG = ['pair-typo']
+
 /** Returns the path of the generated wrangler config for the tests. */
 export async function prepareTestAssets(): Promise<string> {
   const assets = join(root, 'test/.assets')
   rmSync(assets, { recursive: true, force: true })
   mkdirSync(assets, { recursive: true })
-  cpSync(join(root, 'model-assets'), assets, { recursive: true, filter: (src) => !src.endsWith(INDEX_FILE) })
+  for (const path of BUNDLED) cpSync(join(root, 'model-assets', path), join(assets, path), { recursive: true })
   cpSync(join(root, 'test/fixtures/models'), assets, { recursive: true })
   copyForeignModels(assets)
   // Eight copies of digits, for concurrent first loads of distinct models (test/memory.test.ts).
-  for (let i = 1; i <= 8; i++) cpSync(join(root, 'model-assets/digits'), join(assets, `digits-copy-${i}`), { recursive: true })
-  const { index, skipped } = (await buildIndex(assets)) as { index: unknown; skipped: string[] }
+  for (let i = 1; i <= 8; i++) cpSync(join(root, 'model-assets/digits/1'), join(assets, `digits-copy-${i}`, '1'), { recursive: true })
+  const { index, skipped } = (await buildIndex(assets, { keepInvalidConfig: INVALID_CONFIG })) as { index: unknown; skipped: string[] }
   if (skipped.length > 0) throw new Error(`test assets: ${skipped.join('; ')}`)
   writeFileSync(join(assets, INDEX_FILE), JSON.stringify(index))
   buildUi(assets)

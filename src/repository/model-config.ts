@@ -1,0 +1,126 @@
+/**
+ * @module repository/model-config — the schema of a model's optional `config.json`, and its check.
+ *
+ * No relative imports and only erasable TypeScript: scripts/build-index.mjs imports this file
+ * directly (Node strips the types), so a bundled config.json is refused at build time by the
+ * same code that checks it in the Worker (where an R2 config.json is only seen at run time).
+ */
+import { z } from 'zod'
+
+// Label names as TF Serving allows them, so they are safe in a URL path.
+const LABEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
+
+/** Longest a batch may wait for company: past a second, a queue is a latency bug, not a batch. */
+export const MAX_QUEUE_DELAY_MS = 1000
+
+/**
+ * A model's optional `config.json`, beside its version folders. Every field is optional.
+ * Unknown fields are refused, so a typo cannot silently switch a limit off.
+ */
+export const ModelConfig = z.strictObject({
+  /** A human description, shown in the model's metadata. */
+  description: z.string().optional(),
+  /** Rows per request for this model; the Worker's MAX_BATCH_SIZE still applies if lower. */
+  max_batch_size: z.int().positive().optional(),
+  /** Outputs returned when a request names none. */
+  default_outputs: z.array(z.string()).min(1).optional(),
+  /** Allowed value range per input name. */
+  input_limits: z.record(z.string(), z.strictObject({ min: z.number().optional(), max: z.number().optional() })).optional(),
+  /**
+   * Which versions are served, as TF Serving's model_version_policy: `{"latest": {}}` (the default)
+   * serves every version and the highest when a request names none; `{"specific": {"versions": [n, …]}}`
+   * serves only those, the highest of them by default — one listed version pins the model.
+   */
+  version_policy: z
+    .union([
+      z.strictObject({ latest: z.strictObject({}) }),
+      z.strictObject({ specific: z.strictObject({ versions: z.array(z.int().positive()).min(1) }) }),
+    ])
+    .optional(),
+  /** Names for versions, as TF Serving's version_labels: `{"stable": 1, "canary": 2}`, served at `/labels/{l}`. */
+  version_labels: z.record(z.string().regex(LABEL, 'a label is a letter then letters, digits, _ or -'), z.int().positive()).optional(),
+  /**
+   * Adaptive batching, off when absent (see runtime/batcher.ts and docs/batching.md): concurrent
+   * requests are merged into one run of at most `max_batch_size` rows, the first waiting at most
+   * `max_queue_delay_ms` for company. TF Serving calls these max_batch_size and batch_timeout_micros,
+   * Triton max_batch_size and max_queue_delay_microseconds; milliseconds here, as Workers' timers count.
+   * Not the same as the top-level `max_batch_size`, which limits the rows of one request.
+   */
+  batching: z
+    .strictObject({
+      max_batch_size: z.int().min(1),
+      max_queue_delay_ms: z.number().min(0).max(MAX_QUEUE_DELAY_MS),
+    })
+    .optional(),
+})
+export type ModelConfig = z.infer<typeof ModelConfig>
+
+/** The keys an object in the schema allows at `path`, for "did you mean" hints; empty where there is no object. */
+function keysAt(schema: z.core.$ZodType, path: readonly PropertyKey[]): string[] {
+  const def = schema._zod.def as { type: string; [k: string]: any }
+  switch (def.type) {
+    case 'optional':
+      return keysAt(def.innerType, path)
+    case 'union':
+      return [...new Set((def.options as z.core.$ZodType[]).flatMap((option) => keysAt(option, path)))]
+    case 'array':
+      return path.length === 0 ? [] : keysAt(def.element, path.slice(1))
+    case 'record':
+      return path.length === 0 ? [] : keysAt(def.valueType, path.slice(1))
+    case 'object': {
+      if (path.length === 0) return Object.keys(def.shape)
+      const field = Object.hasOwn(def.shape, path[0]!) ? def.shape[path[0]!] : undefined
+      return field ? keysAt(field, path.slice(1)) : []
+    }
+    default:
+      return []
+  }
+}
+
+/** Edit distance (insertions, deletions, substitutions) between two short strings. */
+function distance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i]
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    row = next
+  }
+  return row[b.length]!
+}
+
+/** The known key a misspelt one most likely meant: a close edit, or one that starts with the other. */
+export function closestKey(key: string, known: readonly string[]): string | undefined {
+  const lower = key.toLowerCase()
+  let best: { name: string; score: number } | undefined
+  for (const name of known) {
+    const d = distance(lower, name)
+    const prefix = name.startsWith(lower) || lower.startsWith(name)
+    if (d > Math.max(2, Math.floor(name.length / 3)) && !prefix) continue
+    const score = prefix ? Math.min(d, 1) : d
+    if (!best || score < best.score) best = { name, score }
+  }
+  return best?.name
+}
+
+/**
+ * Checks a parsed config.json against `ModelConfig`. On failure, `message` names every problem on
+ * one line, each with where it is, and an unknown key with the key it probably meant.
+ */
+export function checkModelConfig(raw: unknown): { ok: true; config: ModelConfig } | { ok: false; message: string } {
+  const result = ModelConfig.safeParse(raw)
+  if (result.success) return { ok: true, config: result.data }
+  const problems = result.error.issues.map((issue) => {
+    const at = issue.path.length > 0 ? ` at ${issue.path.join('.')}` : ''
+    if (issue.code !== 'unrecognized_keys') return `${issue.message}${at}`
+    const known = keysAt(ModelConfig, issue.path)
+    return issue.keys
+      .map((key) => {
+        const meant = closestKey(key, known)
+        return `unknown key "${key}"${at}${meant ? ` (did you mean "${meant}"?)` : ''}`
+      })
+      .join('; ')
+  })
+  return { ok: false, message: problems.join('; ') }
+}
