@@ -6,6 +6,8 @@ export declare const ROOT: string
 
 /** A port of 127.0.0.1 that was free a moment ago. */
 export declare function freePort(): Promise<number>
+/** `count` distinct ports that were free a moment ago (held open together while the OS names them). */
+export declare function freePorts(count: number): Promise<number[]>
 
 /** The process groups of the `wrangler dev`s this process started and has not stopped. */
 export declare function processGroups(): ReadonlySet<number>

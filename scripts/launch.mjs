@@ -95,18 +95,35 @@ function removeScratch(dir) {
 
 // ------------------------------------------------------------------ ports, environment, logs
 
-/** A port that was free a moment ago: the OS picks one for a listener on port 0 of 127.0.0.1. */
-export function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.unref()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
+/**
+ * `count` distinct ports that were free a moment ago: the OS picks each for a listener on port 0 of
+ * 127.0.0.1, all held open together (asked one after another, the OS may name the same port twice).
+ */
+export async function freePorts(count) {
+  const servers = []
+  try {
+    for (let i = 0; i < count; i++) {
+      const server = createServer()
+      server.unref()
+      servers.push(server)
+      await new Promise((resolveListen, reject) => {
+        server.once('error', reject)
+        server.listen(0, '127.0.0.1', resolveListen)
+      })
+    }
+    return servers.map((server) => {
       const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => (port > 0 ? resolvePort(port) : reject(new Error('could not find a free port'))))
+      if (typeof address !== 'object' || address === null || address.port <= 0) throw new Error('could not find a free port')
+      return address.port
     })
-  })
+  } finally {
+    await Promise.all(servers.map((server) => new Promise((resolveClose) => server.close(resolveClose))))
+  }
+}
+
+/** A port that was free a moment ago. */
+export async function freePort() {
+  return (await freePorts(1))[0]
 }
 
 /** True once something accepts TCP connections on 127.0.0.1:`port`. */
@@ -184,9 +201,23 @@ async function waitLive(url, deadline, gone) {
  * output, if it exits early or is not ready within `readyTimeoutMs`.
  */
 export async function startWranglerDev(options = {}) {
+  // Between the OS naming a port free and wrangler binding it, another process may take it: then
+  // wrangler exits at once with "Address already in use", and new ports are tried (a bounded few).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startWranglerDevOnce(options)
+    } catch (error) {
+      if (attempt >= PORT_ATTEMPTS || !/Address already in use/.test(error.message)) throw error
+    }
+  }
+}
+
+/** Tries to bind a port this many times before giving up. */
+const PORT_ATTEMPTS = 3
+
+async function startWranglerDevOnce(options) {
   const { assetsDir, vars = {}, readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS, ready = 'live' } = options
-  const port = await freePort()
-  const inspectorPort = await freePort()
+  const [port, inspectorPort] = await freePorts(2)
   const persistDir = scratchDir('warmserve-dev-state-')
   const args = [
     'dev',
