@@ -40,7 +40,7 @@ interface LayerJSON {
   inbound_nodes?: unknown[]
 }
 
-const MODEL_CLASSES = new Set(['Sequential', 'Model', 'Functional'])
+const MODEL_CLASSES: ReadonlySet<string> = new Set(['Sequential', 'Model', 'Functional'])
 
 const bytesPer = (dtype: string | undefined) => (dtype === 'bool' ? 1 : dtype === 'complex64' ? 8 : dtype === 'string' ? 0 : 4)
 

@@ -30,7 +30,7 @@ export const WASM_HEAP_MAX_BYTES = 96 * 1024 * 1024
 
 const PAGE_BYTES = 65_536
 /** C functions that release memory: they become no-ops once the backend is broken or retired, so disposing a tensor never throws. */
-const RELEASES = new Set(['dispose_data', 'dispose'])
+const RELEASES: ReadonlySet<string> = new Set(['dispose_data', 'dispose'])
 
 export interface GuardOptions {
   /** Largest heap, in bytes (rounded down to whole 64 KiB pages); `WASM_HEAP_MAX_BYTES` by default. */
