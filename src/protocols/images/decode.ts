@@ -65,7 +65,15 @@ function emscriptenCodec(init: (module: WebAssembly.Module, options: object) => 
   let fresh = false
   const start = () => {
     // The glue looks for Node's `process` while its factory runs; hidden, it takes its plain path.
-    withoutNodeProcess(() => init(module, { print: () => {}, printErr: () => {}, onAbort: () => {} }))
+    // In a Worker it also sets `self.location = {href: ""}`, which misleads any library that reads
+    // it later (@cfworker/json-schema builds a URL from it): put back as it was.
+    const location = Object.getOwnPropertyDescriptor(globalThis, 'location')
+    try {
+      withoutNodeProcess(() => init(module, { print: () => {}, printErr: () => {}, onAbort: () => {} }))
+    } finally {
+      if (location) Object.defineProperty(globalThis, 'location', location)
+      else delete (globalThis as { location?: unknown }).location
+    }
     fresh = true
   }
   return async (bytes) => {
