@@ -19,7 +19,7 @@ const photon = await import('@cf-wasm/photon')
 
 /** A real photograph (skimage's rocket, public domain) tiled to `width`×`height` and encoded as JPEG at quality 85. */
 async function jpegOf(width, height) {
-  const photo = await decodeJpeg(readFileSync('test/fixtures/images/rocket.jpg'))
+  const photo = await decodeJpeg(readFileSync('test/fixtures/models/_images/rocket.jpg'))
   const data = new Uint8ClampedArray(width * height * 4)
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
@@ -46,6 +46,26 @@ async function time(decode, bytes, runs) {
   return median(ms).toFixed(1)
 }
 
+const fastPng = await import('fast-png')
+
+/** The same photo tiled to `width`×`height` as an RGB PNG (fast-png's encoder, default compression). */
+async function pngOf(width, height) {
+  const photo = await decodeJpeg(readFileSync('test/fixtures/models/_images/rocket.jpg'))
+  const data = new Uint8Array(width * height * 3)
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const from = ((y % photo.height) * photo.width + (x % photo.width)) * 4
+      data.set(photo.data.subarray(from, from + 3), (y * width + x) * 3)
+    }
+  }
+  return fastPng.encode({ width, height, data, channels: 3, depth: 8 })
+}
+
+const pngDecoders = {
+  '@jsquash/png (Rust png, wasm)': async (bytes) => (await decodePng(bytes)).data.length,
+  'fast-png (JavaScript)': async (bytes) => fastPng.decode(bytes).data.length,
+}
+
 const decoders = {
   '@jsquash/jpeg (mozjpeg)': async (bytes) => (await decodeJpeg(bytes)).data.length,
   '@cf-wasm/photon (image-rs)': async (bytes) => {
@@ -66,6 +86,18 @@ for (const [name, decode] of Object.entries(decoders)) {
   const smallMs = await time(decode, small, 20)
   const largeMs = await time(decode, large, 5)
   // Resident memory the decoder added and kept: its wasm heap grows to the largest image and never shrinks.
+  const grew = ((process.memoryUsage().rss - before) / 2 ** 20).toFixed(0)
+  console.log(`${name}: 640×480 ${smallMs} ms, 12 MP ${largeMs} ms, resident memory +${grew} MB`)
+}
+
+const largePng = await pngOf(4000, 3000)
+const smallPng = await pngOf(640, 480)
+if (!only) console.log(`12 MP PNG: ${largePng.byteLength} bytes; 640×480 PNG: ${smallPng.byteLength} bytes`)
+for (const [name, decode] of Object.entries(pngDecoders)) {
+  if (only && !name.includes(only)) continue
+  const before = process.memoryUsage().rss
+  const smallMs = await time(decode, smallPng, 20)
+  const largeMs = await time(decode, largePng, 5)
   const grew = ((process.memoryUsage().rss - before) / 2 ** 20).toFixed(0)
   console.log(`${name}: 640×480 ${smallMs} ms, 12 MP ${largeMs} ms, resident memory +${grew} MB`)
 }

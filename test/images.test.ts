@@ -64,6 +64,7 @@ describe(':classify with a raw image body', () => {
       const [best] = (await res.json()) as Ranked[]
       if (best!.label === String(digits.labels[i])) correct++
     }
+    console.log(`[images] digits through :classify as PNG: ${correct}/${digits.count}`)
     // 198 of 200 over JSON numbers (tf-serving.test.ts); the PNG rounds each value to 1/255.
     expect(correct).toBeGreaterThanOrEqual(198)
   })

@@ -4,60 +4,22 @@
  * classifiers nobody on this project trained (@vladmandic/human's emotion model, grayscale 64×64, and
  * its liveness model, RGB 32×32), compared with tf.js's own pipeline in this process: an independent
  * decoder (pngjs, jpeg-js), `tf.image.resizeBilinear`, the same normalization, the model, the ranking.
- * A model that returns its input (`pixels`, built here) shows the exact tensor the Worker made.
+ * A model that returns its input (`pixels`) shows the exact tensor the Worker made. The repository:
+ * test/e2e/image-models.ts.
  */
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { basename, dirname, join } from 'node:path'
+import { readFileSync, rmSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
 import '@tensorflow/tfjs-backend-cpu'
 import * as tfconv from '@tensorflow/tfjs-converter'
-import * as tfl from '@tensorflow/tfjs-layers'
 import jpeg from 'jpeg-js'
 import { PNG } from 'pngjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ROOT, startDevServer } from './dev-server'
+import { startDevServer } from './dev-server'
 import type { DevServer } from './dev-server'
 import { post } from './http'
-
-const PHOTOS = join(ROOT, 'test/fixtures/models/_images')
-const HUMAN = join(ROOT, 'node_modules/@vladmandic/human/models')
-
-interface Image {
-  size: [number, number]
-  channels: 1 | 3
-  range: [number, number]
-  mean?: number[]
-  std?: number[]
-  fit?: 'stretch' | 'center-crop'
-}
-
-/** The models served, with config.json as a user would write it. */
-const MODELS = {
-  // Human's emotion model: resizeBilinear, tf.image.rgbToGrayscale's weights, then (v − 0.5)·2 (src/gear/emotion.ts).
-  'human-emotion': {
-    source: 'emotion.json',
-    input: 'input_1:0',
-    config: {
-      inputs: { 'input_1:0': { image: { size: [64, 64], channels: 1, range: [-1, 1] } } },
-      labels: ['angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral'],
-      classify: { top_k: 7, activation: 'none' },
-    },
-  },
-  // Human's liveness model: RGB in [0, 1]; here center-cropped; two scores, the first Human's `live`.
-  'human-liveness': {
-    source: 'liveness.json',
-    input: 'conv2d_1_input',
-    config: {
-      inputs: { conv2d_1_input: { image: { size: [32, 32], channels: 3, range: [0, 1], fit: 'center-crop' } } },
-      labels: 'labels.txt',
-      classify: { top_k: 2, activation: 'softmax' },
-    },
-  },
-} as const
-const LIVENESS_LABELS = 'live\nspoof\n'
-/** The tensor comparison: RGB 64×64 in [0, 1], normalized with ImageNet's mean and std. */
-const PIXELS: Image = { size: [64, 64], channels: 3, range: [0, 1], mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
+import { HUMAN, imageRepository, LIVENESS_LABELS, MODELS, PHOTOS, PIXELS } from './image-models'
+import type { Image } from './image-models'
 
 const PHOTO_FILES = ['chelsea.png', 'camera.png', 'rocket.jpg', 'chelsea.jpg'] as const
 const TYPES: Record<string, string> = { png: 'image/png', jpg: 'image/jpeg' }
@@ -124,29 +86,7 @@ let server: DevServer | undefined
 let repo: string | undefined
 
 beforeAll(async () => {
-  repo = mkdtempSync(join(tmpdir(), 'warmserve-e2e-images-'))
-  cpSync(join(ROOT, 'model-assets'), repo, { recursive: true, filter: (src) => basename(src) !== '_index.json' })
-  for (const [name, model] of Object.entries(MODELS)) {
-    const target = join(repo, name, '1')
-    mkdirSync(target, { recursive: true })
-    const json = JSON.parse(readFileSync(join(HUMAN, model.source), 'utf8')) as tf.io.ModelJSON
-    cpSync(join(HUMAN, model.source), join(target, 'model.json'))
-    for (const shard of json.weightsManifest.flatMap((g) => g.paths)) cpSync(join(HUMAN, shard), join(target, shard))
-    writeFileSync(join(repo, name, 'config.json'), JSON.stringify(model.config))
-  }
-  writeFileSync(join(repo, 'human-liveness', 'labels.txt'), LIVENESS_LABELS)
-  // pixels: a layers model whose output is its input, flattened.
-  const input = tfl.input({ shape: [...PIXELS.size, PIXELS.channels], name: 'image' })
-  const identity = tfl.model({ inputs: input, outputs: tfl.layers.flatten({ name: 'flat' }).apply(input) as tfl.SymbolicTensor })
-  await identity.save(
-    tf.io.withSaveHandler(async (a) => {
-      mkdirSync(join(repo!, 'pixels', '1'), { recursive: true })
-      writeFileSync(join(repo!, 'pixels', '1', 'model.json'), JSON.stringify({ modelTopology: a.modelTopology, format: 'layers-model', weightsManifest: [{ paths: [], weights: [] }] }))
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }
-    }),
-  )
-  identity.dispose()
-  writeFileSync(join(repo, 'pixels', 'config.json'), JSON.stringify({ inputs: { image: { image: PIXELS } } }))
+  repo = await imageRepository()
   server = await startDevServer({ assetsDir: repo })
 })
 
