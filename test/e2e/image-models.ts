@@ -11,7 +11,7 @@ import { basename, join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
 import '@tensorflow/tfjs-backend-cpu'
 import * as tfl from '@tensorflow/tfjs-layers'
-import { ROOT } from './dev-server'
+import { ROOT } from './servers'
 
 export const PHOTOS = join(ROOT, 'test/fixtures/models/_images')
 export const HUMAN = join(ROOT, 'node_modules/@vladmandic/human/models')

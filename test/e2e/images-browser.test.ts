@@ -8,8 +8,8 @@ import { join } from 'node:path'
 import { chromium } from 'playwright-core'
 import type { BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ROOT, startDevServer } from './dev-server'
-import type { DevServer } from './dev-server'
+import { ROOT, startWranglerDev } from './servers'
+import type { WranglerDev } from './servers'
 import { imageRepository, PHOTOS } from './image-models'
 
 /** Debian's chromium (`apt-get install chromium`; .ci/run installs it). Never a downloaded browser. */
@@ -18,7 +18,7 @@ const ARTIFACTS = join(ROOT, 'test/artifacts')
 const available = existsSync(CHROMIUM)
 if (!available) console.warn(`[images-browser.test] skipped: no Chromium at ${CHROMIUM} (install it: apt-get install -y chromium)`)
 
-let server: DevServer
+let server: WranglerDev
 let context: BrowserContext
 let page: Page
 let profile: string
@@ -27,7 +27,7 @@ let repo: string
 describe.skipIf(!available)('the image panels of the try-it page in Chromium', () => {
   beforeAll(async () => {
     repo = await imageRepository()
-    server = await startDevServer({ assetsDir: repo })
+    server = await startWranglerDev({ assetsDir: repo })
     profile = mkdtempSync(join(tmpdir(), 'warmserve-chromium-'))
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,

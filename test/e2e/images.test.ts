@@ -15,8 +15,8 @@ import * as tfconv from '@tensorflow/tfjs-converter'
 import jpeg from 'jpeg-js'
 import { PNG } from 'pngjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startDevServer } from './dev-server'
-import type { DevServer } from './dev-server'
+import { startWranglerDev } from './servers'
+import type { WranglerDev } from './servers'
 import { post } from './http'
 import { HUMAN, imageRepository, LIVENESS_LABELS, MODELS, PHOTOS, PIXELS } from './image-models'
 import type { Image } from './image-models'
@@ -82,12 +82,12 @@ async function referenceRanking(name: keyof typeof MODELS, file: string): Promis
   return values.map((v, i): [string, number] => [labels[i]!, v]).sort((a, b) => b[1] - a[1])
 }
 
-let server: DevServer | undefined
+let server: WranglerDev | undefined
 let repo: string | undefined
 
 beforeAll(async () => {
   repo = await imageRepository()
-  server = await startDevServer({ assetsDir: repo })
+  server = await startWranglerDev({ assetsDir: repo })
 })
 
 afterAll(async () => {
