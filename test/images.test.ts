@@ -223,6 +223,14 @@ describe('bad images: a clear 4xx, nothing leaked', () => {
     expect([res.status, await error(res)]).toEqual([413, expect.stringMatching(/60000×60000, 3600000000 pixels, more than the limit of 8000000 \(MAX_IMAGE_PIXELS\)/)])
   })
 
+  it("refuses a batch whose images add up past MAX_REQUEST_IMAGE_PIXELS, before decoding the one that crosses it", async () => {
+    const budget = { ...env, MAX_REQUEST_IMAGE_PIXELS: String(2 * 28 * 28) }
+    const b64 = { b64: base64(digitPng(0)) }
+    expect((await post('/v1/models/digits:predict', { instances: [b64, b64] }, {}, budget)).status).toBe(200)
+    const res = await post('/v1/models/digits:predict', { instances: [b64, b64, b64] }, {}, budget)
+    expect([res.status, await error(res)]).toEqual([413, expect.stringMatching(/^instances\[2\]: the request's images add up to more than 1568 pixels \(MAX_REQUEST_IMAGE_PIXELS\)/)])
+  })
+
   it.each([
     ['a truncated PNG', async () => (await photo('chelsea.png')).subarray(0, 20_000), 'image/png', 400, /PNG image is truncated or corrupt/],
     ['a truncated JPEG', async () => (await photo('chelsea.jpg')).subarray(0, 5_000), 'image/jpeg', 400, /JPEG image is truncated or corrupt/],

@@ -66,7 +66,8 @@ export async function jsonFeed(
   if (!transform) throw noTransform(spec, model, 'b64')
   const values = Array.isArray(value) ? value : [value]
   checkBatch(values.length, where, limits)
-  const at = (i: number) => (Array.isArray(value) ? where.replace('[*]', `[${i}]`) + (where.includes('[*]') ? '' : `[${i}]`) : where)
+  // Row i's place: `instances[*]['image']` → `instances[2]['image']`, `instances` → `instances[2]`.
+  const at = (i: number) => (!Array.isArray(value) ? where : where.includes('[*]') ? where.replace('[*]', `[${i}]`) : `${where}[${i}]`)
   const elements = values.map((v, i) => {
     if (!isB64(v)) throw badRequest(`${at(i)}: expected {"b64": …} like the first row, got ${describeValue(v)}`)
     return base64Bytes(v.b64, `${at(i)}.b64`, config.MAX_IMAGE_BYTES)

@@ -31,10 +31,11 @@ export interface Pixels {
   rgba: Uint8Array
 }
 
-/** The limits one image is held to: MAX_IMAGE_BYTES and MAX_IMAGE_PIXELS. */
+/** The limits an image is held to: MAX_IMAGE_BYTES and MAX_IMAGE_PIXELS, and what is left of its request's MAX_REQUEST_IMAGE_PIXELS. */
 export interface ImageLimits {
   maxBytes: number
   maxPixels: number
+  requestPixels: { left: number; limit: number }
 }
 
 const NAMES: Record<ImageType, string> = { jpg: 'JPEG', png: 'PNG', webp: 'WebP' }
@@ -145,6 +146,9 @@ export async function decodeImage(bytes: Uint8Array, limits: ImageLimits, where:
   const { type, width, height } = readHeader(bytes, where)
   if (width * height > limits.maxPixels) {
     throw tooLarge(`${where}: the ${NAMES[type]} is ${width}×${height}, ${width * height} pixels, more than the limit of ${limits.maxPixels} (MAX_IMAGE_PIXELS)`)
+  }
+  if ((limits.requestPixels.left -= width * height) < 0) {
+    throw tooLarge(`${where}: the request's images add up to more than ${limits.requestPixels.limit} pixels (MAX_REQUEST_IMAGE_PIXELS)`)
   }
   // libjpeg decodes a JPEG cut short and fills in gray, with only a warning: a scan (SOS, FFDA) must be
   // followed by the end-of-image marker (FFD9). Entropy-coded data stuffs every FF byte (FF00), so

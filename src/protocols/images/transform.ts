@@ -28,7 +28,8 @@ export function imageTransform(model: string, image: ImageTransform, spec: Tenso
   return {
     kind: 'image',
     async tensor(elements, where, config: Config) {
-      const limits = { maxBytes: config.MAX_IMAGE_BYTES, maxPixels: config.MAX_IMAGE_PIXELS }
+      const requestPixels = { left: config.MAX_REQUEST_IMAGE_PIXELS, limit: config.MAX_REQUEST_IMAGE_PIXELS }
+      const limits = { maxBytes: config.MAX_IMAGE_BYTES, maxPixels: config.MAX_IMAGE_PIXELS, requestPixels }
       const rows: tf.Tensor[] = []
       try {
         // One image at a time: only one decoded image is held at once, besides the small rows.
