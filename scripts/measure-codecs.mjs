@@ -17,18 +17,21 @@ await initJpegEnc(wasm('@jsquash/jpeg', 'codec/enc/mozjpeg_enc.wasm'))
 await initPng(wasm('@jsquash/png', 'codec/pkg/squoosh_png_bg.wasm'))
 const photon = await import('@cf-wasm/photon')
 
-/** A real photograph (skimage's rocket, public domain) tiled to `width`×`height` and encoded as JPEG at quality 85. */
-async function jpegOf(width, height) {
+/** A real photograph (skimage's rocket, public domain) tiled to `width`×`height`, as `channels`-byte pixels. */
+async function tiled(width, height, channels) {
   const photo = await decodeJpeg(readFileSync('test/fixtures/models/_images/rocket.jpg'))
-  const data = new Uint8ClampedArray(width * height * 4)
+  const data = new Uint8ClampedArray(width * height * channels)
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
       const from = ((y % photo.height) * photo.width + (x % photo.width)) * 4
-      data.set(photo.data.subarray(from, from + 4), (y * width + x) * 4)
+      data.set(photo.data.subarray(from, from + channels), (y * width + x) * channels)
     }
   }
-  return new Uint8Array(await encodeJpeg({ data, width, height, colorSpace: 'srgb' }, { quality: 85 }))
+  return data
 }
+
+/** The tiled photo as a JPEG at quality 85. */
+const jpegOf = async (width, height) => new Uint8Array(await encodeJpeg({ data: await tiled(width, height, 4), width, height, colorSpace: 'srgb' }, { quality: 85 }))
 
 function median(values) {
   const sorted = [...values].sort((a, b) => a - b)
@@ -48,18 +51,8 @@ async function time(decode, bytes, runs) {
 
 const fastPng = await import('fast-png')
 
-/** The same photo tiled to `width`×`height` as an RGB PNG (fast-png's encoder, default compression). */
-async function pngOf(width, height) {
-  const photo = await decodeJpeg(readFileSync('test/fixtures/models/_images/rocket.jpg'))
-  const data = new Uint8Array(width * height * 3)
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const from = ((y % photo.height) * photo.width + (x % photo.width)) * 4
-      data.set(photo.data.subarray(from, from + 3), (y * width + x) * 3)
-    }
-  }
-  return fastPng.encode({ width, height, data, channels: 3, depth: 8 })
-}
+/** The tiled photo as an RGB PNG (fast-png's encoder, default compression). */
+const pngOf = async (width, height) => fastPng.encode({ width, height, data: new Uint8Array((await tiled(width, height, 3)).buffer), channels: 3, depth: 8 })
 
 const pngDecoders = {
   '@jsquash/png (Rust png, wasm)': async (bytes) => (await decodePng(bytes)).data.length,
@@ -77,27 +70,22 @@ const decoders = {
 }
 
 const only = process.argv[2]
-const large = await jpegOf(4000, 3000)
-const small = await jpegOf(640, 480)
-if (!only) console.log(`12 MP JPEG: ${large.byteLength} bytes; 640×480 JPEG: ${small.byteLength} bytes; node ${process.version}`)
-for (const [name, decode] of Object.entries(decoders)) {
-  if (only && !name.includes(only)) continue
-  const before = process.memoryUsage().rss
-  const smallMs = await time(decode, small, 20)
-  const largeMs = await time(decode, large, 5)
-  // Resident memory the decoder added and kept: its wasm heap grows to the largest image and never shrinks.
-  const grew = ((process.memoryUsage().rss - before) / 2 ** 20).toFixed(0)
-  console.log(`${name}: 640×480 ${smallMs} ms, 12 MP ${largeMs} ms, resident memory +${grew} MB`)
+
+/** Times each decoder of `group` on a 640×480 and a 12 MP image of `format`; `only` picks decoders by name. */
+async function measure(format, group, make) {
+  const large = await make(4000, 3000)
+  const small = await make(640, 480)
+  if (!only) console.log(`12 MP ${format}: ${large.byteLength} bytes; 640×480 ${format}: ${small.byteLength} bytes; node ${process.version}`)
+  for (const [name, decode] of Object.entries(group)) {
+    if (only && !name.includes(only)) continue
+    const before = process.memoryUsage().rss
+    const smallMs = await time(decode, small, 20)
+    const largeMs = await time(decode, large, 5)
+    // Resident memory the decoder added and kept: a wasm heap grows to the largest image and never shrinks.
+    const grew = ((process.memoryUsage().rss - before) / 2 ** 20).toFixed(0)
+    console.log(`${name}: 640×480 ${smallMs} ms, 12 MP ${largeMs} ms, resident memory +${grew} MB`)
+  }
 }
 
-const largePng = await pngOf(4000, 3000)
-const smallPng = await pngOf(640, 480)
-if (!only) console.log(`12 MP PNG: ${largePng.byteLength} bytes; 640×480 PNG: ${smallPng.byteLength} bytes`)
-for (const [name, decode] of Object.entries(pngDecoders)) {
-  if (only && !name.includes(only)) continue
-  const before = process.memoryUsage().rss
-  const smallMs = await time(decode, smallPng, 20)
-  const largeMs = await time(decode, largePng, 5)
-  const grew = ((process.memoryUsage().rss - before) / 2 ** 20).toFixed(0)
-  console.log(`${name}: 640×480 ${smallMs} ms, 12 MP ${largeMs} ms, resident memory +${grew} MB`)
-}
+await measure('JPEG', decoders, jpegOf)
+await measure('PNG', pngDecoders, pngOf)

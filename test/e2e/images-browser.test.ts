@@ -2,48 +2,34 @@
 // against `wrangler dev` serving the image models of test/e2e/image-models.ts. Picks a real photo
 // (scikit-image's camera, CC0) in the emotion model's panel and checks what the page shows against
 // what the API answers for the same bytes; keeps a screenshot in test/artifacts/.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { chromium } from 'playwright-core'
-import type { BrowserContext, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ROOT, startWranglerDev } from './servers'
-import type { WranglerDev } from './servers'
+import { ARTIFACTS, CHROMIUM, chromiumAvailable as available, openChromium } from './chromium'
 import { imageRepository, PHOTOS } from './image-models'
+import { startWranglerDev } from './servers'
+import type { WranglerDev } from './servers'
 
-/** Debian's chromium (`apt-get install chromium`; .ci/run installs it). Never a downloaded browser. */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-const ARTIFACTS = join(ROOT, 'test/artifacts')
-const available = existsSync(CHROMIUM)
 if (!available) console.warn(`[images-browser.test] skipped: no Chromium at ${CHROMIUM} (install it: apt-get install -y chromium)`)
 
 let server: WranglerDev
-let context: BrowserContext
+let browser: Awaited<ReturnType<typeof openChromium>> | undefined
 let page: Page
-let profile: string
 let repo: string
 
 describe.skipIf(!available)('the image panels of the try-it page in Chromium', () => {
   beforeAll(async () => {
     repo = await imageRepository()
     server = await startWranglerDev({ assetsDir: repo })
-    profile = mkdtempSync(join(tmpdir(), 'warmserve-chromium-'))
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      viewport: { width: 1200, height: 1000 },
-    })
-    page = context.pages()[0] ?? (await context.newPage())
-    // The page must load nothing from anywhere but the Worker (blob: URLs are the photo's own preview).
-    await page.route(/^(?!http:\/\/127\.0\.0\.1:|blob:)/, (route) => route.abort())
+    // The page may load nothing from anywhere but the Worker; blob: URLs are the picked photo's preview.
+    browser = await openChromium(['blob:'])
+    page = browser.page
   })
 
   afterAll(async () => {
-    await context?.close()
+    await browser?.close()
     await server?.stop()
-    if (profile) rmSync(profile, { recursive: true, force: true })
     if (repo) rmSync(repo, { recursive: true, force: true })
   })
 
