@@ -21,6 +21,12 @@
 //   colsum-batched
 //              graph model whose output is not per row, batched (it cannot be split):
 //              input x float32 [-1, 3] → total float32 [1, 3] (the sum over rows)
+//   pixels     layers model that returns its input flattened: image float32 [-1, 8, 8, 3] → flat
+//              [-1, 192], with an image transform (config.json `inputs`), so a test sees the exact
+//              tensor an image becomes
+//   digits-labels-file, digits-badlabels
+//              copies of model-assets/digits/1 with labels in a file beside config.json, and with
+//              9 labels for its 10 classes (refused at load)
 //   digits-batched
 //              a byte-for-byte copy of model-assets/digits/1 with batching on, for batched
 //              against unbatched comparisons (tests cannot add files to model-assets/)
@@ -128,6 +134,28 @@ function copyBundled(from, name, config) {
   console.log(`[fixtures] ${dir}: a copy of ${from}`)
 }
 
+/** A model whose output is its input, flattened: the tensor an image transform made, as JSON. */
+async function pixels() {
+  const image = tfl.input({ shape: [8, 8, 3], name: 'image' })
+  const flat = tfl.layers.flatten({ name: 'flat' }).apply(image)
+  return saveLayers(tfl.model({ inputs: image, outputs: flat, name: 'pixels' }))
+}
+
+async function saveLayers(model) {
+  let out
+  await model.save(
+    tf.io.withSaveHandler(async (a) => {
+      out = [
+        { modelTopology: a.modelTopology, format: 'layers-model', generatedBy: a.generatedBy, convertedBy: null, weightsManifest: [{ paths: [SHARD], weights: a.weightSpecs }] },
+        a.weightData ?? new ArrayBuffer(0),
+      ]
+      return { modelArtifactsInfo: { dateSaved: new Date(0), modelTopologyType: 'JSON' } }
+    }),
+  )
+  model.dispose()
+  return out
+}
+
 async function flower() {
   const seeded = (seed) => tfl.initializers.glorotUniform({ seed })
   const sepal = tfl.input({ shape: [2], name: 'sepal' })
@@ -175,4 +203,9 @@ const BATCHING = { max_batch_size: 8, max_queue_delay_ms: 5 }
 write('pair-batched', ...pair(true), { description: 'The pair graph with adaptive batching on.', batching: BATCHING })
 write('rowsum-batched', ...sum(-1, 1, false), { batching: BATCHING })
 write('colsum-batched', ...sum(3, 0, true), { batching: BATCHING })
+write('pixels', ...(await pixels()), { inputs: { image: { image: { size: [8, 8], channels: 3, range: [0, 255] } } } })
+const DIGITS_IMAGE = { image: { image: { size: [28, 28], channels: 1, range: [0, 1] } } }
+copyBundled('model-assets/digits/1', 'digits-labels-file', { inputs: DIGITS_IMAGE, labels: 'labels.txt' })
+writeFileSync(join(ROOT, 'digits-labels-file', 'labels.txt'), 'zero\none\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\n')
+copyBundled('model-assets/digits/1', 'digits-badlabels', { inputs: DIGITS_IMAGE, labels: ['0', '1', '2', '3', '4', '5', '6', '7', '8'] })
 copyBundled('model-assets/digits/1', 'digits-batched', { batching: { max_batch_size: 32, max_queue_delay_ms: 5 } })

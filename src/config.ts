@@ -43,6 +43,21 @@ export const DEFAULTS = {
    * this long of the cron publishing it, at one cheap conditional R2 read per isolate per interval.
    */
   REFRESH_INTERVAL: 30,
+  /**
+   * One encoded image (a raw body, a `b64`, a BYTES element): an 8-megapixel photo is 2–5 MB as a
+   * JPEG; the decoder holds these bytes in its heap beside the pixels.
+   */
+  MAX_IMAGE_BYTES: 8 * 1024 * 1024,
+  /**
+   * Pixels of one decoded image, read from its header before decoding: 8 MP is 32 MB of RGBA in the
+   * decoder's heap plus 32 MB copied out, half of an isolate's 128 MB.
+   */
+  MAX_IMAGE_PIXELS: 8_000_000,
+  /**
+   * Pixels of all the images of one request together: decoding costs 45–115 ms a megapixel, and 64
+   * flat 8 MP PNGs of 30 KB each fit in one body. 32 MP is a few seconds of CPU at most.
+   */
+  MAX_REQUEST_IMAGE_PIXELS: 32_000_000,
 } as const
 
 export type Config = { -readonly [K in keyof typeof DEFAULTS]: number }

@@ -21,6 +21,7 @@ import { log } from './log'
 import { Metrics } from './metrics'
 import { PointerFollower } from './repository/follow'
 import type { FollowDeps, PointerStatus } from './repository/follow'
+import { prepareModel } from './protocols/images/classify'
 import { verifiedStore } from './repository/manifest'
 import type { ManifestFile } from './repository/manifest'
 import { storeHandler } from './repository/model-files'
@@ -167,6 +168,12 @@ export class Isolate {
         .load()
         .finally(() => (fetchMs = this.now() - fetchStarted)),
     )
+    // Image inputs, labels and the classify output are checked against the built model (protocols/images/classify.ts).
+    const labelsStore = target.entry.source === 'r2' ? sources.r2! : sources.assets
+    await prepareModel(target, servable, (file) => labelsStore.get(`${target.name}/${file}`)).catch((error: unknown) => {
+      servable.dispose()
+      throw error
+    })
     if (!warmedUp) {
       log('warn', 'model.warmup_skipped', { model: dir, reason: 'an input has unknown dimensions; its activations are measured on its first request' })
     }

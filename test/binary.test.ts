@@ -120,7 +120,7 @@ describe('binary tensor data', () => {
     ['NaN in FP32 bytes', {}, { inputs: [{ name: 'features', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 16 } }] }, [new Float32Array([1, NaN, 2, 3])], /binary data\[1\]: NaN is not a finite number/],
     ['data and bytes both', {}, { inputs: [{ name: 'features', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4], parameters: { binary_data_size: 16 } }] }, [new Float32Array(4)], /send data or binary_data_size, not both/],
     ['no rows', {}, { inputs: [{ name: 'features', shape: [0, 4], datatype: 'FP32', parameters: { binary_data_size: 0 } }] }, [], /input 'features' data: shape \[0, 4\] has no rows; a request needs at least one row/],
-    ['BYTES datatype', {}, { inputs: [{ name: 'features', shape: [1, 4], datatype: 'BYTES', parameters: { binary_data_size: 4 } }] }, [new Uint8Array(4)], /binary data of datatype BYTES is not supported/],
+    ['BYTES datatype', {}, { inputs: [{ name: 'features', shape: [1, 4], datatype: 'BYTES', parameters: { binary_data_size: 4 } }] }, [new Uint8Array(4)], /has no image preprocessing \(inputs\.features\.image in its config\.json\), so it takes float32 numbers, not BYTES/],
     [
       'a UINT64 too large for the INT32 input',
       {},

@@ -123,7 +123,7 @@ describe.each(CASES)('$model', (c) => {
     const def = v1.metadata.signature_def.signature_def.serving_default
     const fromV1 = (side: Record<string, any>) =>
       Object.entries(side).map(([name, t]) => ({ name, dtype: t.dtype, shape: t.tensor_shape.unknown_rank ? null : t.tensor_shape.dim.map((d: any) => Number(d.size)) }))
-    const fromV2 = (side: any[]) => side.map((t) => ({ name: t.name, dtype: { FP32: 'DT_FLOAT', INT32: 'DT_INT32', BOOL: 'DT_BOOL' }[t.datatype as string], shape: t.shape }))
+    const fromV2 = (side: any[]) => side.map((t) => ({ name: t.name, dtype: { FP32: 'DT_FLOAT', INT32: 'DT_INT32', BOOL: 'DT_BOOL', BYTES: 'DT_STRING' }[t.datatype as string], shape: t.shape }))
     expect(fromV2(v2.inputs)).toEqual(fromV1(def.inputs).map((t) => ({ ...t, shape: t.shape ?? [-1] })))
     expect(fromV2(v2.outputs)).toEqual(fromV1(def.outputs).map((t) => ({ ...t, shape: t.shape ?? [-1] })))
     expect(v2.inputs.map((t: any) => t.name).sort()).toEqual(Object.keys(c.inputs).sort())

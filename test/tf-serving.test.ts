@@ -107,9 +107,10 @@ describe('GET /v1/models/{m}', () => {
     expect(body.model_spec).toEqual({ name: 'digits', signature_name: '', version: '1' })
     const def = body.metadata.signature_def.signature_def.serving_default
     expect(def.method_name).toBe('tensorflow/serving/predict')
+    // The digits model's input is an image (config.json inputs.image): it takes encoded images, one string per row.
     const [input] = Object.values<any>(def.inputs)
-    expect(input.dtype).toBe('DT_FLOAT')
-    expect(input.tensor_shape.dim.map((d: any) => d.size)).toEqual(['-1', '28', '28', '1'])
+    expect(input.dtype).toBe('DT_STRING')
+    expect(input.tensor_shape.dim.map((d: any) => d.size)).toEqual(['-1'])
     const [output] = Object.values<any>(def.outputs)
     expect(output.tensor_shape.dim.map((d: any) => d.size)).toEqual(['-1', '10'])
   })
@@ -120,7 +121,7 @@ describe('client mistakes get a 4xx that says what was wrong and where', () => {
     ['unknown model', '/v1/models/nope:predict', { instances: [SETOSA] }, 404, /model 'nope' not found/],
     ['unknown version', '/v1/models/iris/versions/7:predict', { instances: [SETOSA] }, 404, /no version 7; versions: 1/],
     ['a version that is not a number', '/v1/models/iris/versions/latest:predict', { instances: [SETOSA] }, 400, /version 'latest' is not a positive integer/],
-    ['an unsupported verb', '/v1/models/iris:classify', { instances: [SETOSA] }, 404, /':classify' is not supported/],
+    ['an unsupported verb', '/v1/models/iris:regress', { instances: [SETOSA] }, 404, /':regress' is not supported/],
     ['malformed JSON', '/v1/models/iris:predict', '{"instances": [[1,2', 400, /malformed JSON/],
     ['an empty body', '/v1/models/iris:predict', '', 400, /body is empty/],
     ['a body that is not an object', '/v1/models/iris:predict', '[1,2]', 400, /must be a JSON object, got an array/],

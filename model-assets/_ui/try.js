@@ -107,6 +107,7 @@ async function listModels() {
       }),
     )
     document.body.dataset.models = 'listed'
+    listImageModels(metadata)
   } catch (error) {
     tbody.innerHTML = ''
     const td = tbody.insertRow().insertCell()
@@ -252,3 +253,102 @@ $('digits-predict').addEventListener('click', predictDigit)
 $('digits-clear').addEventListener('click', clearPad)
 $('iris-form').addEventListener('submit', predictIris)
 listModels()
+
+// ===== Image models: a panel per model with an image input =====
+
+/** Draws `img` into `canvas` as the model's preprocessing does: a centered crop first if asked, resized to [h, w], gray for one channel. */
+function drawModelInput(canvas, img, image) {
+  const [h, w] = image.size
+  canvas.width = w
+  canvas.height = h
+  const context = canvas.getContext('2d')
+  let [sx, sy, sw, sh] = [0, 0, img.naturalWidth, img.naturalHeight]
+  if (image.fit === 'center-crop') {
+    if (sw * h > sh * w) {
+      const cw = Math.round((sh * w) / h)
+      sx = Math.floor((sw - cw) / 2)
+      sw = cw
+    } else {
+      const ch = Math.round((sw * h) / w)
+      sy = Math.floor((sh - ch) / 2)
+      sh = ch
+    }
+  }
+  context.drawImage(img, sx, sy, sw, sh, 0, 0, w, h)
+  if (image.channels === 1) {
+    const data = context.getImageData(0, 0, w, h)
+    for (let i = 0; i < data.data.length; i += 4) {
+      const luma = 0.2989 * data.data[i] + 0.587 * data.data[i + 1] + 0.114 * data.data[i + 2]
+      data.data.set([luma, luma, luma], i)
+    }
+    context.putImageData(data, 0, 0)
+  }
+}
+
+/** POSTs a file as it is, with its own content type; returns the body and what the call reported. */
+async function callRaw(path, file) {
+  const started = performance.now()
+  const res = await fetch(path, { method: 'POST', headers: { 'content-type': file.type || 'application/octet-stream' }, body: file })
+  const json = await res.json()
+  const h = (name) => res.headers.get(name) ?? '–'
+  const info = { status: res.status, cache: h('x-model-cache'), version: h('x-model-version'), timing: h('server-timing'), roundTripMs: Math.round(performance.now() - started) }
+  if (!res.ok) throw Object.assign(new Error(json.error ?? `HTTP ${res.status}`), { info })
+  return { json, info }
+}
+
+function imagePanel(name, input, labels) {
+  const section = document.createElement('section')
+  section.className = 'image-model'
+  section.dataset.model = name
+  const image = input.parameters.image
+  section.innerHTML = `<h3></h3><p class="hint"></p>
+    <label class="drop">Drop a photo here, or pick one<input type="file" accept="image/jpeg,image/png,image/webp"></label>
+    <div><img class="photo" alt="the photo sent"><canvas class="model-input" aria-label="the input the model gets"></canvas></div>
+    <p class="result">Label: <output>–</output></p><div class="bars"></div><dl class="call"></dl>`
+  section.querySelector('h3').textContent = name
+  section.querySelector('.hint').textContent = `input '${input.name}': ${image.size[0]}×${image.size[1]}, ${image.channels === 1 ? 'gray' : 'RGB'}, ${image.fit ?? 'stretch'}` +
+    (labels ? `; ${labels.length} labels` : '; no labels (:classify answers 400)')
+  const drop = section.querySelector('.drop')
+  const picker = section.querySelector('input')
+  const output = section.querySelector('output')
+  const run = async (file) => {
+    output.className = ''
+    output.textContent = '…'
+    const photo = section.querySelector('.photo')
+    photo.src = URL.createObjectURL(file)
+    await photo.decode().then(() => drawModelInput(section.querySelector('.model-input'), photo, image), () => {})
+    const path = `/v1/models/${encodeURIComponent(name)}:classify`
+    try {
+      const { json, info } = await callRaw(path, file)
+      showBars(section.querySelector('.bars'), json.map((r) => r.label), json.map((r) => r.score))
+      output.textContent = json[0].label
+      showCall(section.querySelector('.call'), path, info)
+    } catch (error) {
+      showError(output, section.querySelector('.call'), error)
+    }
+  }
+  picker.addEventListener('change', () => picker.files[0] && run(picker.files[0]))
+  drop.addEventListener('dragover', (e) => {
+    e.preventDefault()
+    drop.classList.add('over')
+  })
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'))
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault()
+    drop.classList.remove('over')
+    if (e.dataTransfer.files[0]) run(e.dataTransfer.files[0])
+  })
+  return section
+}
+
+/** Builds a panel for every model whose metadata shows an image input. */
+function listImageModels(metadata) {
+  const panels = [...metadata].flatMap(([name, m]) => {
+    const input = m?.inputs.find((i) => i.datatype === 'BYTES' && i.parameters?.image)
+    return input ? [imagePanel(name, input, m.parameters?.labels)] : []
+  })
+  const target = $('image-panels')
+  if (panels.length > 0) target.replaceChildren(...panels)
+  else target.innerHTML = '<p class="hint">No model has an image input.</p>'
+  document.body.dataset.images = 'listed'
+}

@@ -161,8 +161,10 @@ const tfMetadata = (kind: 'plain' | 'versions' | 'labels') =>
 const tfPredict = (kind: 'plain' | 'versions' | 'labels') =>
   describeRoute({
     tags: tfServing,
-    summary: `Predict${kind === 'plain' ? '' : ` (${kind === 'versions' ? 'a version' : 'a labelled version'})`}`,
-    description: "Row format `{\"instances\": …}` → `{\"predictions\": …}`, or columnar `{\"inputs\": …}` → `{\"outputs\": …}`.",
+    summary: `Predict or classify${kind === 'plain' ? '' : ` (${kind === 'versions' ? 'a version' : 'a labelled version'})`}`,
+    description:
+      "`:predict`: row format `{\"instances\": …}` → `{\"predictions\": …}`, or columnar `{\"inputs\": …}` → `{\"outputs\": …}`; an image input also takes `{\"b64\": …}`. " +
+      "`:classify` (a model with labels): a raw `image/jpeg`, `image/png` or `image/webp` body → `[{\"label\", \"score\"}]` (`?top_k=N`), or TF Serving's `{\"examples\": …}` → `{\"results\": …}`.",
     parameters: modelParams(kind),
     requestBody: jsonBody(PredictRequest, 'exactly one of instances (row format) or inputs (columnar format)'),
     responses: { 200: { ...json(PredictResponse, 'the model outputs'), headers: modelHeaders }, ...errors(400, 404, 405, 413, 415, 503) },

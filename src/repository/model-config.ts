@@ -13,6 +13,54 @@ const LABEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
 /** Longest a batch may wait for company: past a second, a queue is a latency bug, not a batch. */
 export const MAX_QUEUE_DELAY_MS = 1000
 
+// ===== Image inputs, labels, classify (issue 11; protocols/images/) =====
+
+/** Largest side an image input may be resized to: larger than any image model's input, small enough to bound the work. */
+export const MAX_IMAGE_SIDE = 4096
+
+/**
+ * How an encoded image becomes one row of an input: decoded, alpha dropped, cropped (`center-crop`)
+ * or not, resized bilinearly to `size` ([height, width]) as `tf.image.resizeBilinear` does, each
+ * 0–255 value mapped linearly onto `range`, then `(v - mean) / std` per channel when given.
+ */
+export const ImageTransform = z
+  .strictObject({
+    size: z.tuple([z.int().min(1).max(MAX_IMAGE_SIDE), z.int().min(1).max(MAX_IMAGE_SIDE)]),
+    channels: z.union([z.literal(1), z.literal(3)]),
+    range: z.tuple([z.number(), z.number()]).refine(([low, high]) => low !== high, 'range must map 0 and 255 onto two different values'),
+    mean: z.array(z.number()).optional(),
+    std: z.array(z.number().refine((v) => v !== 0, 'std must not be 0')).optional(),
+    fit: z.enum(['stretch', 'center-crop']).default('stretch'),
+  })
+  .superRefine((image, ctx) => {
+    for (const key of ['mean', 'std'] as const) {
+      const values = image[key]
+      if (values && values.length !== image.channels) {
+        ctx.addIssue({ code: 'custom', path: [key], message: `${key} has ${values.length} values; channels is ${image.channels}` })
+      }
+    }
+  })
+export type ImageTransform = z.infer<typeof ImageTransform>
+
+/** One input's transform. One kind today (`image`); a tokenizer for text inputs would be another key here. */
+export const InputTransformConfig = z.strictObject({ image: ImageTransform })
+export type InputTransformConfig = z.infer<typeof InputTransformConfig>
+
+/** Class names in the order of the classify output's last dimension, or a text file beside config.json, one per line. */
+export const Labels = z.union([
+  z.array(z.string()).min(1),
+  z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a labels file is a file name beside config.json, without a path'),
+])
+
+/** Which output `:classify` ranks, how many labels it answers, and what turns the output into scores. */
+export const ClassifyConfig = z.strictObject({
+  /** The output holding the class scores; may be left out when the model has one output. */
+  output: z.string().min(1).optional(),
+  top_k: z.int().min(1).default(5),
+  activation: z.enum(['none', 'softmax', 'sigmoid']).default('none'),
+})
+export type ClassifyConfig = z.infer<typeof ClassifyConfig>
+
 /**
  * A model's optional `config.json`, beside its version folders. Every field is optional.
  * Unknown fields are refused, so a typo cannot silently switch a limit off.
@@ -52,6 +100,12 @@ export const ModelConfig = z.strictObject({
       max_queue_delay_ms: z.number().min(0).max(MAX_QUEUE_DELAY_MS),
     })
     .optional(),
+  /** Per-input transforms, by input name: what a client's bytes become before the model sees them. */
+  inputs: z.record(z.string(), InputTransformConfig).optional(),
+  /** Class names for `:classify`, in the order of the output's last dimension. */
+  labels: Labels.optional(),
+  /** Which output `:classify` ranks, how many labels it answers, and the activation first. */
+  classify: ClassifyConfig.optional(),
 })
 export type ModelConfig = z.infer<typeof ModelConfig>
 

@@ -60,7 +60,7 @@ export const bundledWasmModule: WebAssembly.Module = simdModule
  * under wrangler and vitest. The glue reads `process` only synchronously while the factory runs,
  * and nothing else runs in between.
  */
-function withoutNodeProcess<T>(f: () => T): T {
+export function withoutNodeProcess<T>(f: () => T): T {
   const global = globalThis as { process?: unknown }
   const descriptor = Object.getOwnPropertyDescriptor(global, 'process')
   if (!descriptor?.configurable) return f()

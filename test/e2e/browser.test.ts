@@ -1,53 +1,29 @@
 // The try-it page in a real browser: headless Debian Chromium driven by playwright-core, against
 // `wrangler dev` (the shared one). Draws a "1" on the canvas, predicts, checks the label and the cache and timing
 // figures, fills the iris form, and keeps a screenshot in test/artifacts/.
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { chromium } from 'playwright-core'
-import type { BrowserContext, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ROOT, sharedDevServer } from './servers'
+import { ARTIFACTS, CHROMIUM, chromiumAvailable as available, openChromium } from './chromium'
+import { sharedDevServer } from './servers'
 
-/** Debian's chromium (`apt-get install chromium`; .ci/run installs it). Never a downloaded browser. */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-const ARTIFACTS = join(ROOT, 'test/artifacts')
-const available = existsSync(CHROMIUM)
 if (!available) console.warn(`[browser.test] skipped: no Chromium at ${CHROMIUM} (install it: apt-get install -y chromium)`)
 
 let server: { url: string }
-let context: BrowserContext
+let browser: Awaited<ReturnType<typeof openChromium>> | undefined
 let page: Page
-let profile: string
 
 describe.skipIf(!available)('the try-it page in Chromium', () => {
   beforeAll(async () => {
     server = await sharedDevServer()
-    profile = mkdtempSync(join(tmpdir(), 'warmserve-chromium-'))
-    // A persistent context is how playwright takes a --user-data-dir: a fresh one per run.
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      viewport: { width: 1200, height: 1000 },
-    })
-    page = context.pages()[0] ?? (await context.newPage())
     // The page must load nothing from anywhere but the Worker.
-    await page.route(/^(?!http:\/\/127\.0\.0\.1:)/, (route) => route.abort())
+    browser = await openChromium()
+    page = browser.page
   })
 
   afterAll(async () => {
-    await context?.close()
-    if (profile) rmSync(profile, { recursive: true, force: true })
+    await browser?.close()
   })
 
   it('lists the models with their signatures', async () => {
@@ -61,7 +37,7 @@ describe.skipIf(!available)('the try-it page in Chromium', () => {
     // use, or READY where an earlier request of this server's isolate loaded it.
     expect(iris).toMatch(/loads on first use|READY/)
     expect(iris).toContain('features FP32 [-1, 4]')
-    expect(await page.locator('tr[data-model="digits"]').innerText()).toContain('image FP32 [-1, 28, 28, 1]')
+    expect(await page.locator('tr[data-model="digits"]').innerText()).toContain('image BYTES [-1]')
     expect(failed).toEqual([])
   })
 

@@ -14,7 +14,10 @@ import { DEFAULT_SIGNATURE, dtypeToTensorFlow } from '../../runtime/signature'
 import type { Signature, TensorSpec } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
 import { parseBody, PredictRequest } from '../schemas'
-import { requestLimits, tensorFromJSON, tensorToJSON } from '../tensors'
+import { requestLimits, tensorToJSON } from '../tensors'
+import { isB64, jsonFeed } from '../encoded'
+import { preparedOf } from '../images/classify'
+import { classify } from './classify'
 import type { RequestLimits } from '../tensors'
 import { routeDocs } from '../../http/openapi'
 import { checkInputNames, methodNotAllowed, outputNames, parseLabel, parseVersion, setModelHeaders, waitUntilOf, withModel } from '../../http/common'
@@ -50,7 +53,7 @@ const rejectedStatus = (version: string, rejection: Rejection) => ({
 async function status(c: Ctx, name: string, pick?: VersionPath) {
   const verb = splitVerb(pick?.segment ?? name).verb
   if (verb !== undefined) {
-    if (verb === 'predict') return methodNotAllowed('POST')(c)
+    if (verb === 'predict' || verb === 'classify') return methodNotAllowed('POST')(c)
     throw notFound(`no route for GET ${new URL(c.req.url).pathname}`)
   }
   const selector = selectorOf(pick)
@@ -102,12 +105,18 @@ export function signatureDef(signature: Signature) {
 }
 
 async function metadata(c: Ctx, name: string, pick?: VersionPath) {
-  return withModel(c, name, selectorOf(pick), async ({ target, lease }) =>
-    c.json({
+  return withModel(c, name, selectorOf(pick), async ({ target, lease }) => {
+    const { transforms, labels } = preparedOf(target, lease.model)
+    // An input with a transform takes encoded strings, one per row: DT_STRING [-1], as TF Serving shows image bytes.
+    const signature = {
+      ...lease.model.signature,
+      inputs: lease.model.signature.inputs.map((s) => (transforms.has(s.name) ? { ...s, dtype: 'string' as const, shape: [-1] } : s)),
+    }
+    return c.json({
       model_spec: { name, signature_name: '', version: String(target.version) },
-      metadata: { signature_def: { signature_def: { [DEFAULT_SIGNATURE]: signatureDef(lease.model.signature) } } },
-    }),
-  )
+      metadata: { signature_def: { signature_def: { [DEFAULT_SIGNATURE]: signatureDef(signature) } }, ...(labels ? { labels } : {}) },
+    })
+  })
 }
 
 // ===== Predict =====
@@ -122,7 +131,8 @@ function rowFeeds(signature: Signature, instances: unknown[], limits: RequestLim
   if (instances.length > limits.maxBatch) {
     throw badRequest(`'instances' has ${instances.length} rows, more than the limit of ${limits.maxBatch} (${limits.batchRule})`)
   }
-  const named = isObject(instances[0])
+  // {"b64": …} is one binary value (TF Serving's convention), not an object keyed by input name.
+  const named = isObject(instances[0]) && !isB64(instances[0])
   if (!named) {
     if (signature.inputs.length !== 1) {
       throw badRequest(`the model has ${signature.inputs.length} inputs, so each of 'instances' must be an object keyed by input name`)
@@ -173,10 +183,11 @@ async function predict(c: Ctx, name: string, pick?: VersionPath) {
     const names = outputNames(held)
     const rows = body.instances !== undefined
     const plan = rows ? rowFeeds(signature, body.instances!, limits) : columnarFeeds(signature, body.inputs)
+    const { transforms } = preparedOf(held.target, held.lease.model)
     const feeds: Record<string, tf.Tensor> = {}
     let outputs: Record<string, tf.Tensor> = {}
     try {
-      for (const [spec, [value, where]] of plan) feeds[spec.name] = tensorFromJSON(spec, value, where, limits, name)
+      for (const [spec, [value, where]] of plan) feeds[spec.name] = await jsonFeed(spec, transforms.get(spec.name), value, where, limits, config, name)
       const started = Date.now()
       outputs = await held.lease.model.run(feeds)
       const inferMs = Date.now() - started
@@ -219,6 +230,7 @@ export const tfServing = new Hono<AppEnv>()
 function predictRoute(c: Ctx, model: string, pick?: VersionPath) {
   const { name: last, verb } = splitVerb(pick?.segment ?? model)
   if (verb === undefined) return methodNotAllowed('GET')(c)
-  if (verb !== 'predict') throw notFound(`':${verb}' is not supported; warmserve serves ':predict'`)
-  return pick === undefined ? predict(c, last) : predict(c, model, { kind: pick.kind, segment: last })
+  if (verb !== 'predict' && verb !== 'classify') throw notFound(`':${verb}' is not supported; warmserve serves ':predict' and ':classify'`)
+  const [name, version] = pick === undefined ? [last, undefined] : [model, { kind: pick.kind, segment: last }]
+  return verb === 'classify' ? classify(c, name, selectorOf(version)) : predict(c, name, version)
 }

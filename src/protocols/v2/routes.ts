@@ -9,6 +9,11 @@ import { z } from 'zod'
 import { readJson } from '../../http/body'
 import { binaryResponse, decodeBinary, readInferBody, splitBinary } from './binary'
 import { readConfig } from '../../config'
+import type { Config } from '../../config'
+import { bytesElements, checkBatch, noTransform } from '../encoded'
+import { preparedOf } from '../images/classify'
+import { imageParameters } from '../images/transform'
+import type { InputTransform } from '../transforms'
 import { converter, datatypeOf } from '../datatypes'
 import { badRequest, ModelUnavailableError } from '../../errors'
 import { cacheKey, isolate } from '../../isolate'
@@ -40,22 +45,33 @@ async function modelMetadata(c: Ctx, name: string, version?: string) {
   const repository = await state.repository(c.env, waitUntilOf(c))
   const versions = repository.served(name).map(String)
   const target = repository.resolve(name, { version: parseVersion(version) })
-  const description = target.config.description
-  const answer = ({ format, signature }: { format: ModelFormat; signature: Signature }, memory: number | undefined) =>
-    c.json({
+  const { config } = target
+  const answer = ({ format, signature }: { format: ModelFormat; signature: Signature }, memory: number | undefined, labels = config.labels as string[] | undefined) => {
+    const parameters = {
+      ...(config.description !== undefined && { description: config.description }),
+      ...(memory !== undefined && { memory_bytes: memory }),
+      ...(labels && { labels, classify: { output: config.classify?.output, top_k: config.classify?.top_k ?? 5, activation: config.classify?.activation ?? 'none' } }),
+    }
+    return c.json({
       name,
       versions,
       platform: platformOf(format),
-      inputs: signature.inputs.map(tensorMetadata),
+      inputs: signature.inputs.map((spec) => {
+        // An image input takes encoded images, one BYTES element each, preprocessed as its parameters say.
+        const image = config.inputs?.[spec.name]?.image
+        return image ? { name: spec.name, datatype: 'BYTES', shape: [-1], parameters: imageParameters(image) } : tensorMetadata(spec)
+      }),
       outputs: signature.outputs.map(tensorMetadata),
-      ...(description !== undefined || memory !== undefined
-        ? { parameters: { ...(description !== undefined && { description }), ...(memory !== undefined && { memory_bytes: memory }) } }
-        : {}),
+      ...(Object.keys(parameters).length > 0 ? { parameters } : {}),
     })
+  }
   // Loaded here, the model's measured memory is known too; described from the index, it is not yet.
-  const known = state.knownSignature(target)
+  // A labels file is read when the model loads; inline labels are known without loading.
+  const known = typeof config.labels === 'string' ? undefined : state.knownSignature(target)
   if (known) return answer(known, known.memoryBytes)
-  return withModel(c, name, { version: target.version }, async ({ lease }) => answer(lease.model, memoryBytes(lease.model.footprint)))
+  return withModel(c, name, { version: target.version }, async ({ target, lease }) =>
+    answer(lease.model, memoryBytes(lease.model.footprint), preparedOf(target, lease.model).labels),
+  )
 }
 
 async function modelReady(c: Ctx, name: string, version?: string) {
@@ -71,8 +87,24 @@ async function modelReady(c: Ctx, name: string, version?: string) {
  * Builds one input tensor from `data` (flat, row-major, or nested) or from its raw bytes after the
  * inference header, checked against `shape` and the signature.
  */
-function inputTensor(spec: TensorSpec, input: z.infer<typeof RequestInput>, raw: Uint8Array | undefined, limits: RequestLimits, model: string): tf.Tensor {
+async function inputTensor(
+  spec: TensorSpec,
+  transform: InputTransform | undefined,
+  input: z.infer<typeof RequestInput>,
+  raw: Uint8Array | undefined,
+  limits: RequestLimits,
+  config: Config,
+  model: string,
+): Promise<tf.Tensor> {
   const where = `input '${input.name}'`
+  if (input.datatype === 'BYTES') {
+    // BYTES elements are encoded data for the input's transform (an image input: one image each).
+    if (!transform) throw noTransform(spec, model, 'BYTES')
+    if (raw && input.data !== undefined) throw badRequest(`${where}: send data or binary_data_size, not both`)
+    checkBatch(input.shape[0] ?? 0, where, limits)
+    const elements = bytesElements(input.shape, input.data, raw, where, config.MAX_IMAGE_BYTES)
+    return transform.tensor(elements, (i) => `${where}[${i}]`, config)
+  }
   const count = input.shape.reduce((n, d) => n * d, 1)
   let values: ArrayLike<unknown>
   if (raw) {
@@ -114,10 +146,13 @@ async function infer(c: Ctx, name: string, version?: string) {
       wanted.filter((o) => body.outputs?.find((r) => r.name === o)?.parameters?.binary_data ?? body.parameters?.binary_data_output ?? false),
     )
     const limits = requestLimits(config, held.target)
+    const { transforms } = preparedOf(held.target, held.lease.model)
     const feeds: Record<string, tf.Tensor> = {}
     let results: Record<string, tf.Tensor> = {}
     try {
-      body.inputs.forEach((input, i) => (feeds[input.name] = inputTensor(specs.get(input.name)!, input, raws[i], limits, name)))
+      for (const [i, input] of body.inputs.entries()) {
+        feeds[input.name] = await inputTensor(specs.get(input.name)!, transforms.get(input.name), input, raws[i], limits, config, name)
+      }
       const started = Date.now()
       results = await held.lease.model.run(feeds)
       const inferMs = Date.now() - started

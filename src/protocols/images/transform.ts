@@ -1,0 +1,46 @@
+/** @module protocols/images/transform — the `image` input transform: encoded images in, one row each. */
+import type { Config } from '../../config'
+import { ApiError } from '../../errors'
+import type { TensorSpec } from '../../runtime/signature'
+import { formatShape } from '../../runtime/signature'
+import { tf } from '../../runtime/tf'
+import type { InputTransform } from '../transforms'
+import type { ImageTransform } from '../../repository/model-config'
+import { decodeImage, IMAGE_TYPES } from './decode'
+import { imageTensor } from './preprocess'
+
+/** Why an image transform cannot fill `spec`, or undefined when it can: the input must be `[n, h, w, c]` of float32 or int32. */
+export function misfit(image: ImageTransform, spec: TensorSpec): string | undefined {
+  if (spec.dtype !== 'float32' && spec.dtype !== 'int32') return `input '${spec.name}' is ${spec.dtype}; an image fills float32 or int32`
+  if (spec.shape === null) return undefined
+  const wanted = [-1, image.size[0], image.size[1], image.channels]
+  const fits = spec.shape.length === 4 && spec.shape.every((d, i) => d === -1 || i === 0 || d === wanted[i])
+  return fits ? undefined : `input '${spec.name}' has shape ${formatShape(spec.shape)}; the image makes [n, ${image.size[0]}, ${image.size[1]}, ${image.channels}]`
+}
+
+/** What metadata shows for an image input: the content types it takes and its preprocessing. */
+export const imageParameters = (image: ImageTransform) => ({ content_types: Object.values(IMAGE_TYPES), image })
+
+/** The transform that decodes, resizes and normalizes each element into one row of `spec`. */
+export function imageTransform(model: string, image: ImageTransform, spec: TensorSpec): InputTransform {
+  const problem = misfit(image, spec)
+  if (problem) throw new ApiError(503, `${model}/config.json: inputs.${spec.name}.image does not fit: ${problem}`)
+  return {
+    kind: 'image',
+    async tensor(elements, where, config: Config) {
+      const requestPixels = { left: config.MAX_REQUEST_IMAGE_PIXELS, limit: config.MAX_REQUEST_IMAGE_PIXELS }
+      const limits = { maxBytes: config.MAX_IMAGE_BYTES, maxPixels: config.MAX_IMAGE_PIXELS, requestPixels }
+      const rows: tf.Tensor[] = []
+      try {
+        // One image at a time: only one decoded image is held at once, besides the small rows.
+        for (const [i, bytes] of elements.entries()) {
+          const pixels = await decodeImage(bytes, limits, where(i))
+          rows.push(imageTensor(pixels, image, spec.dtype))
+        }
+        return rows.length === 1 ? rows.pop()! : tf.concat(rows, 0)
+      } finally {
+        tf.dispose(rows)
+      }
+    },
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * @module protocols/tf-serving/classify — `:classify`: an image in, the model's top-k labels out.
+ *
+ * Two bodies: a raw image (`Content-Type: image/jpeg|png|webp`), answered in Workers AI's shape
+ * `[{"label", "score"}]`; or TF Serving's classify request `{"examples": [{input: {"b64": …}}]}`,
+ * answered in its shape `{"results": [[[label, score], …]]}`. `?top_k=N` overrides config.json.
+ * @see https://www.tensorflow.org/tfx/serving/api_rest#classify_and_regress_api
+ */
+import type { Context } from 'hono'
+import { z } from 'zod'
+import { readConfig } from '../../config'
+import { ApiError, badRequest, quote } from '../../errors'
+import { readBytes, readJson } from '../../http/body'
+import { checkInputNames, setModelHeaders, withModel } from '../../http/common'
+import type { AppEnv } from '../../http/common'
+import type { ModelLease } from '../../isolate'
+import type { Selector } from '../../repository/repository'
+import { DEFAULT_SIGNATURE } from '../../runtime/signature'
+import { tf } from '../../runtime/tf'
+import { jsonFeed } from '../encoded'
+import { preparedOf, rank } from '../images/classify'
+import type { Prepared, Ranked } from '../images/classify'
+import { IMAGE_TYPES } from '../images/decode'
+import { parseBody } from '../schemas'
+import { requestLimits } from '../tensors'
+
+/** TF Serving's classify request, with each example's features keyed by input name. */
+const ClassifyRequest = z.object({
+  signature_name: z.string().optional(),
+  context: z.record(z.string(), z.unknown()).optional(),
+  examples: z.array(z.record(z.string(), z.unknown()), { error: "'examples' must be a list of objects keyed by input name" }).min(1, "'examples' is empty: send at least one"),
+})
+
+const IMAGE_CONTENT_TYPES: readonly string[] = Object.values(IMAGE_TYPES)
+
+/** `?top_k=N`, else classify.top_k in config.json, else 5. */
+function topK(c: Context<AppEnv>, held: ModelLease): number {
+  const asked = c.req.query('top_k')
+  if (asked === undefined) return held.target.config.classify?.top_k ?? 5
+  if (!/^[1-9][0-9]{0,5}$/.test(asked)) throw badRequest(`top_k ${quote(asked)} is not a positive integer`)
+  return Number(asked)
+}
+
+/** The labels and output to rank, or 400 for a model without labels. */
+function classifier(held: ModelLease): Prepared & { labels: string[]; output: string } {
+  const prepared = preparedOf(held.target, held.lease.model)
+  if (!prepared.labels || !prepared.output) {
+    throw badRequest(`model '${held.target.name}' has no labels, so it cannot classify; add "labels" to its config.json, or call :predict`)
+  }
+  return prepared as Prepared & { labels: string[]; output: string }
+}
+
+/** Runs the model on `feeds` (disposed after) and ranks the classify output. */
+async function runAndRank(c: Context<AppEnv>, held: ModelLease, feeds: Record<string, tf.Tensor>): Promise<Ranked[][]> {
+  const { labels, output } = classifier(held)
+  const k = topK(c, held)
+  let outputs: Record<string, tf.Tensor> = {}
+  try {
+    const started = Date.now()
+    outputs = await held.lease.model.run(feeds)
+    const inferMs = Date.now() - started
+    const ranked = await rank(outputs[output]!, labels, k, held.target.config.classify?.activation ?? 'none', held.target.name)
+    setModelHeaders(c, held, inferMs)
+    return ranked
+  } finally {
+    tf.dispose(feeds)
+    tf.dispose(outputs)
+  }
+}
+
+/** A raw image body: the model's one image input gets it; the answer is the top-k list. */
+async function classifyRaw(c: Context<AppEnv>, name: string, selector: Selector, type: string) {
+  const config = readConfig(c.env)
+  return withModel(c, name, selector, async (held) => {
+    const { transforms } = classifier(held)
+    const inputs = held.lease.model.signature.inputs
+    const transform = inputs.length === 1 ? transforms.get(inputs[0]!.name) : undefined
+    if (!transform) {
+      const why = inputs.length === 1 ? `input '${inputs[0]!.name}' has no image preprocessing (inputs.${inputs[0]!.name}.image in its config.json)` : `it has ${inputs.length} inputs`
+      throw badRequest(`model '${name}' cannot take a raw ${type} body: ${why}; send TF Serving's {"examples": [...]} as JSON`)
+    }
+    const bytes = await readBytes(c.req.raw, Math.min(config.MAX_BODY_BYTES, config.MAX_IMAGE_BYTES)).catch((error: unknown) => {
+      if (error instanceof ApiError && error.status === 413) {
+        const limit = config.MAX_IMAGE_BYTES <= config.MAX_BODY_BYTES ? `${config.MAX_IMAGE_BYTES} bytes (MAX_IMAGE_BYTES)` : `${config.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`
+        throw new ApiError(413, `the image body exceeds the limit of ${limit}`)
+      }
+      throw error
+    })
+    const feeds = { [inputs[0]!.name]: await transform.tensor([bytes], () => 'request body', config) }
+    const [ranked] = await runAndRank(c, held, feeds)
+    return c.json(ranked!)
+  })
+}
+
+/** TF Serving's classify request: each example's inputs, b64 or numbers, batched in order. */
+async function classifyExamples(c: Context<AppEnv>, name: string, selector: Selector) {
+  const config = readConfig(c.env)
+  const body = parseBody(ClassifyRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+  if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
+    throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
+  }
+  return withModel(c, name, selector, async (held) => {
+    const { transforms } = classifier(held)
+    const { signature } = held.lease.model
+    const limits = requestLimits(config, held.target)
+    if (body.examples.length > limits.maxBatch) {
+      throw badRequest(`'examples' has ${body.examples.length} entries, more than the limit of ${limits.maxBatch} (${limits.batchRule})`)
+    }
+    // context holds features shared by every example, as in TF Serving.
+    const examples = body.examples.map((example) => ({ ...body.context, ...example }))
+    examples.forEach((example, i) => checkInputNames(signature, Object.keys(example), `examples[${i}]`))
+    const feeds: Record<string, tf.Tensor> = {}
+    try {
+      for (const spec of signature.inputs) {
+        const column = examples.map((example) => example[spec.name])
+        feeds[spec.name] = await jsonFeed(spec, transforms.get(spec.name), column, `examples[*]['${spec.name}']`, limits, config, name)
+      }
+    } catch (error) {
+      tf.dispose(feeds)
+      throw error
+    }
+    const ranked = await runAndRank(c, held, feeds)
+    return c.json({ results: ranked.map((row) => row.map(({ label, score }) => [label, score])) })
+  })
+}
+
+/** POST `…:classify`: a raw image or TF Serving's classify request, told apart by the content type. */
+export function classify(c: Context<AppEnv>, name: string, selector: Selector) {
+  const type = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase()
+  if (type && IMAGE_CONTENT_TYPES.includes(type)) return classifyRaw(c, name, selector, type)
+  if (type?.startsWith('image/')) {
+    throw new ApiError(415, `content type '${type}' is not supported: send ${IMAGE_CONTENT_TYPES.join(', ')}, or TF Serving's classify request as application/json`)
+  }
+  return classifyExamples(c, name, selector)
+}

@@ -1,0 +1,152 @@
+/**
+ * Acceptance of issue 11 through `wrangler dev`: real photographs nobody on this project made
+ * (scikit-image's sample data: chelsea and camera CC0, rocket public domain) sent to real image
+ * classifiers nobody on this project trained (@vladmandic/human's emotion model, grayscale 64×64, and
+ * its liveness model, RGB 32×32), compared with tf.js's own pipeline in this process: an independent
+ * decoder (pngjs, jpeg-js), `tf.image.resizeBilinear`, the same normalization, the model, the ranking.
+ * A model that returns its input (`pixels`) shows the exact tensor the Worker made. The repository:
+ * test/e2e/image-models.ts.
+ */
+import { readFileSync, rmSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import * as tf from '@tensorflow/tfjs-core'
+import '@tensorflow/tfjs-backend-cpu'
+import * as tfconv from '@tensorflow/tfjs-converter'
+import jpeg from 'jpeg-js'
+import { PNG } from 'pngjs'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startWranglerDev } from './servers'
+import type { WranglerDev } from './servers'
+import { post } from './http'
+import { HUMAN, imageRepository, LIVENESS_LABELS, MODELS, PHOTOS, PIXELS } from './image-models'
+import type { Image } from './image-models'
+
+const PHOTO_FILES = ['chelsea.png', 'camera.png', 'rocket.jpg', 'chelsea.jpg'] as const
+const TYPES: Record<string, string> = { png: 'image/png', jpg: 'image/jpeg' }
+
+/** RGBA pixels by an independent decoder: pngjs for PNG, jpeg-js for JPEG. */
+function decodeReference(file: string): { width: number; height: number; rgba: Uint8Array } {
+  const bytes = readFileSync(join(PHOTOS, file))
+  if (file.endsWith('.png')) {
+    const png = PNG.sync.read(bytes)
+    return { width: png.width, height: png.height, rgba: new Uint8Array(png.data) }
+  }
+  const decoded = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true })
+  return { width: decoded.width, height: decoded.height, rgba: decoded.data }
+}
+
+/** tf.js's own preprocessing in this process: RGB, a centered crop if asked, resizeBilinear, luma, range, mean and std. */
+function referenceTensor(file: string, image: Image): tf.Tensor4D {
+  const { width, height, rgba } = decodeReference(file)
+  return tf.tidy(() => {
+    let x: tf.Tensor3D = tf.slice(tf.tensor3d(Float32Array.from(rgba), [height, width, 4]), [0, 0, 0], [height, width, 3])
+    if (image.fit === 'center-crop') {
+      const [h, w] = image.size
+      const crop = width * h > height * w ? { w: Math.round((height * w) / h), h: height } : { w: width, h: Math.round((width * h) / w) }
+      x = tf.slice(x, [Math.floor((height - crop.h) / 2), Math.floor((width - crop.w) / 2), 0], [crop.h, crop.w, 3])
+    }
+    let y: tf.Tensor3D = tf.image.resizeBilinear(x, image.size)
+    if (image.channels === 1) y = tf.image.rgbToGrayscale(y)
+    const [low, high] = image.range
+    y = tf.add(tf.mul(tf.div(y, 255), high - low), low)
+    if (image.mean) y = tf.sub(y, image.mean)
+    if (image.std) y = tf.div(y, image.std)
+    return tf.expandDims(y, 0) as tf.Tensor4D
+  })
+}
+
+function readArtifacts(path: string): tf.io.ModelArtifacts {
+  const json = JSON.parse(readFileSync(path, 'utf8')) as tf.io.ModelJSON
+  const data = Buffer.concat(json.weightsManifest.flatMap((g) => g.paths).map((p) => readFileSync(join(dirname(path), p))))
+  return {
+    modelTopology: json.modelTopology,
+    format: json.format,
+    signature: json.signature,
+    weightSpecs: json.weightsManifest.flatMap((g) => g.weights),
+    weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength),
+  }
+}
+
+/** tf.js's ranking of the model's scores for one photo, as `[label, score]` best first. */
+async function referenceRanking(name: keyof typeof MODELS, file: string): Promise<[string, number][]> {
+  const model = MODELS[name]
+  const graph = await tfconv.loadGraphModel(tf.io.fromMemory(readArtifacts(join(HUMAN, model.source))))
+  const image = Object.values(model.config.inputs)[0]!.image as Image
+  const x = referenceTensor(file, image)
+  const y = graph.predict(x) as tf.Tensor
+  const scores = model.config.classify.activation === 'softmax' ? tf.softmax(y as tf.Tensor2D) : y
+  const values = Array.from(await scores.data())
+  tf.dispose([x, y, scores])
+  graph.dispose()
+  const labels = Array.isArray(model.config.labels) ? model.config.labels : LIVENESS_LABELS.trim().split('\n')
+  return values.map((v, i): [string, number] => [labels[i]!, v]).sort((a, b) => b[1] - a[1])
+}
+
+let server: WranglerDev | undefined
+let repo: string | undefined
+
+beforeAll(async () => {
+  repo = await imageRepository()
+  server = await startWranglerDev({ assetsDir: repo })
+})
+
+afterAll(async () => {
+  await server?.stop()
+  if (repo) rmSync(repo, { recursive: true, force: true })
+})
+
+const bytesOf = (file: string) => readFileSync(join(PHOTOS, file))
+const typeOf = (file: string) => TYPES[file.split('.').pop()!]!
+
+describe('real photographs to real image classifiers, equal to tf.js in Node', () => {
+  for (const name of Object.keys(MODELS) as (keyof typeof MODELS)[]) {
+    for (const file of PHOTO_FILES) {
+      it(`${name} classifies ${file} as tf.js does: same top-1, scores within 0.02`, async () => {
+        const res = await fetch(`${server!.url}/v1/models/${name}:classify?top_k=10`, { method: 'POST', body: bytesOf(file), headers: { 'content-type': typeOf(file) } })
+        const text = await res.text()
+        expect(res.status, text).toBe(200)
+        const got = JSON.parse(text) as { label: string; score: number }[]
+        const want = await referenceRanking(name, file)
+        expect(got[0]!.label).toBe(want[0]![0])
+        const diffs = want.map(([label, score]) => Math.abs(got.find((g) => g.label === label)!.score - score))
+        console.log(`[images] ${name} ${file}: top-1 ${got[0]!.label} ${got[0]!.score.toFixed(4)} (tf.js ${want[0]![1].toFixed(4)}), max score difference ${Math.max(...diffs).toExponential(2)}`)
+        expect(Math.max(...diffs)).toBeLessThanOrEqual(0.02)
+      })
+    }
+  }
+})
+
+describe('the input tensor equals tf.js preprocessing', () => {
+  const pixels = async (file: string) => {
+    const res = await post<{ predictions: number[][] }>(`${server!.url}/v1/models/pixels:predict`, { instances: [{ b64: bytesOf(file).toString('base64') }] })
+    expect(res.status, res.text).toBe(200)
+    return res.json.predictions[0]!
+  }
+  const reference = (file: string) => {
+    const x = referenceTensor(file, PIXELS)
+    const values = Array.from(x.dataSync())
+    x.dispose()
+    return values
+  }
+
+  for (const file of ['chelsea.png', 'camera.png']) {
+    it(`PNG ${file}: within 1e-5 per value`, async () => {
+      const [got, want] = [await pixels(file), reference(file)]
+      // Values are in ImageNet-normalized units (÷ std ≈ 0.22): 1e-5 there is finer than 1e-5 of [0, 1].
+      const max = got.reduce((m, v, i) => Math.max(m, Math.abs(v - want[i]!)), 0)
+      console.log(`[images] pixels ${file}: max difference ${max.toExponential(2)}`)
+      expect(max).toBeLessThanOrEqual(1e-5)
+    })
+  }
+
+  for (const file of ['rocket.jpg', 'chelsea.jpg']) {
+    it(`JPEG ${file}: mean absolute difference within 2/255`, async () => {
+      const [got, want] = [await pixels(file), reference(file)]
+      // Back to [0, 1] units: × std per channel.
+      const std = PIXELS.std!
+      const mean = got.reduce((s, v, i) => s + Math.abs(v - want[i]!) * std[i % 3]!, 0) / got.length
+      console.log(`[images] pixels ${file}: mean absolute difference ${(mean * 255).toFixed(3)}/255`)
+      expect(mean).toBeLessThanOrEqual(2 / 255)
+    })
+  }
+})
