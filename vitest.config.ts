@@ -26,6 +26,10 @@ export default defineConfig({
           server: { deps: { inline: [/@tensorflow\//] } },
           // test/soak.test.ts: bounded in `npm test`, full length with `npm run soak`.
           provide: { soakRequests: Number(process.env.SOAK_REQUESTS ?? 2_000) },
+          // A bound, not a pace: the soak, the MobileNet and the image fuzzing take 2–4 s alone and
+          // share 2 cores with the e2e project's workerd processes; 5 s (vitest's default) was seen
+          // to trip on a loaded machine.
+          testTimeout: 30_000,
         },
       },
       {
