@@ -61,7 +61,7 @@ describe('status and metadata', () => {
     })
   })
 
-  it('GET /v1/models/digits/metadata has TF Serving shape', async () => {
+  it('GET /v1/models/{iris,digits}/metadata has TF Serving shape (numbers; an image input as DT_STRING)', async () => {
     interface TensorInfo {
       dtype: string
       tensor_shape: { dim: { size: string }[]; unknown_rank: boolean }
@@ -70,21 +70,29 @@ describe('status and metadata', () => {
     const res = await get<{
       model_spec: { name: string; signature_name: string; version: string }
       metadata: { signature_def: { signature_def: Record<string, { inputs: Record<string, TensorInfo>; outputs: Record<string, TensorInfo>; method_name: string }> } }
-    }>(url('/v1/models/digits/metadata'))
+    }>(url('/v1/models/iris/metadata'))
     expect(res.status, res.text).toBe(200)
-    expect(res.json.model_spec).toEqual({ name: 'digits', signature_name: '', version: '1' })
+    expect(res.json.model_spec).toEqual({ name: 'iris', signature_name: '', version: '1' })
     const def = res.json.metadata.signature_def.signature_def.serving_default
     expect(def, res.text).toBeDefined()
     expect(def!.method_name).toBe('tensorflow/serving/predict')
     const inputs = Object.values(def!.inputs)
     expect(inputs).toHaveLength(1)
     expect(inputs[0]!.dtype).toBe('DT_FLOAT')
-    expect(inputs[0]!.tensor_shape.dim.map((d) => d.size)).toEqual(['-1', '28', '28', '1'])
+    expect(inputs[0]!.tensor_shape.dim.map((d) => d.size)).toEqual(['-1', '4'])
     expect(inputs[0]!.tensor_shape.unknown_rank).toBe(false)
     const outputs = Object.values(def!.outputs)
     expect(outputs).toHaveLength(1)
     expect(outputs[0]!.dtype).toBe('DT_FLOAT')
-    expect(outputs[0]!.tensor_shape.dim.map((d) => d.size)).toEqual(['-1', '10'])
+    expect(outputs[0]!.tensor_shape.dim.map((d) => d.size)).toEqual(['-1', '3'])
+
+    // digits takes images (its config.json): encoded images, one string per row, TF Serving's DT_STRING.
+    const digits = await get<typeof res.json>(url('/v1/models/digits/metadata'))
+    const image = Object.values(digits.json.metadata.signature_def.signature_def.serving_default!.inputs)[0]!
+    expect(image.dtype).toBe('DT_STRING')
+    expect(image.tensor_shape.dim.map((d) => d.size)).toEqual(['-1'])
+    const scores = Object.values(digits.json.metadata.signature_def.signature_def.serving_default!.outputs)[0]!
+    expect(scores.tensor_shape.dim.map((d) => d.size)).toEqual(['-1', '10'])
   })
 })
 
