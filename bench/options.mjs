@@ -8,6 +8,12 @@ const option = (name, fallback) => {
   return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1] : fallback
 }
 export const QUICK = flag('quick')
+/**
+ * Where the report goes: bench/out/ (untracked) by default, so a run never changes the committed
+ * report by accident; `--update-report` writes bench/RESULTS.md and bench/latency.svg, the ones the
+ * README quotes.
+ */
+export const REPORT_DIR = flag('update-report') ? 'bench' : 'bench/out'
 /** Seconds per warm cell. */
 export const DURATION = Number(option('duration', QUICK ? 2 : 6))
 export const CONCURRENCY = [1, 8, 32]

@@ -47,7 +47,7 @@ const ratio = (a, b) => (a === undefined || b === undefined || !b ? '—' : `${(
 
 const times = (x) => (x === undefined || !Number.isFinite(x) ? '—' : `${x.toFixed(x >= 10 ? 0 : x >= 1 ? 1 : 2)}×`)
 
-/** Issue 5's targets against this run's figures. */
+/** The speed targets against this run's figures. */
 function targetsMarkdown({ floors, runs, cacheOff, extra, parsing, bundle }) {
   const cellOf = (model, backend, c) => runs.find((r) => r.model === model && r.actual === backend)?.cells.find((x) => x.c === c && !x.skipped)
   const floorOf = (model, backend) => floors.find((f) => f.model === model && f.backend === backend)
@@ -170,7 +170,7 @@ function targetsMarkdown({ floors, runs, cacheOff, extra, parsing, bundle }) {
     ])
   }
   return [
-    '## Targets (issue 5)',
+    '## Targets',
     '',
     '**client** = what autocannon saw through `wrangler dev`, which adds its local plumbing (a proxy `workerd`, then the',
     `static-assets router) that production does not have${plumbing ? ` — \`GET /v2/health/live\`, no model, takes ${plumbing.p50} ms p50 at c=1 here` : ''}.`,

@@ -1,5 +1,5 @@
 /**
- * Memory in real bytes (issue 12, issue 16 finding 5): models measured as they load, a budget that
+ * Memory in real bytes: models measured as they load, a budget that
  * counts those bytes, loads that reserve before they start, and runs admitted in sub-batches that fit.
  * `faceres` is a model nobody on this project trained: @vladmandic/human's MobileNet v1 on 224×224×3
  * (test/setup/assets.ts copies it from node_modules).
@@ -148,7 +148,7 @@ describe('faceres, a MobileNet at 224×224', () => {
   })
 })
 
-describe('loads reserve their bytes before they start (issue 16, finding 5)', () => {
+describe('loads reserve their bytes before they start', () => {
   it('8 concurrent first requests to 8 copies of digits never hold more than the budget', async () => {
     resetIsolate()
     const budget = 1_000_000

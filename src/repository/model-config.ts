@@ -13,7 +13,7 @@ const LABEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
 /** Longest a batch may wait for company: past a second, a queue is a latency bug, not a batch. */
 export const MAX_QUEUE_DELAY_MS = 1000
 
-// ===== Image inputs, labels, classify (issue 11; protocols/images/) =====
+// ===== Image inputs, labels, classify (protocols/images/) =====
 
 /** Largest side an image input may be resized to: larger than any image model's input, small enough to bound the work. */
 export const MAX_IMAGE_SIDE = 4096

@@ -1,5 +1,5 @@
 /**
- * A bad R2 candidate cannot break serving (issue 16, finding 2), through the real publish script and
+ * A bad R2 candidate cannot break serving, through the real publish script and
  * cron: a layers model whose warmup asks for 4.3 GB (UpSampling2D by 1170 of a 28×28 image) is
  * published into the bucket of a Miniflare instance — the deploy bundle in workerd — and the cron is
  * fired in that same isolate. It is refused, and the isolate keeps serving iris and digits, stays
