@@ -49,6 +49,11 @@ function weightBytesOf(artifacts: tf.io.ModelArtifacts): number {
   return Array.isArray(data) ? data.reduce((sum, b) => sum + b.byteLength, 0) : data.byteLength
 }
 
+/** A servable of either format: its signature, its bytes, and the format's own way to run. */
+function servableOf(format: ModelFormat, model: { dispose(): void }, signature: Signature, weightBytes: number, footprint: Footprint, run: Servable['run']): Servable {
+  return { format, signature, weightBytes, footprint, run, dispose: () => model.dispose() }
+}
+
 function layersServable(model: LayersModel, weightBytes: number, footprint: Footprint): Servable {
   // Named after their layers, as Keras names a signature's keys. (A Sequential model loaded from
   // JSON leaves inputNames/outputNames empty until it is built, so they cannot be relied on.)
@@ -60,20 +65,13 @@ function layersServable(model: LayersModel, weightBytes: number, footprint: Foot
   })
   const inputs = model.inputs.map(spec)
   const outputs = model.outputs.map(spec)
-  return {
-    format: 'layers-model',
-    signature: { inputs, outputs },
-    weightBytes,
-    footprint,
-    async run(feeds) {
-      const xs = inputs.map((s) => feeds[s.name]!)
-      // predictOnBatch runs the whole batch at once; predict() would split it into chunks of 32.
-      const ys = tf.tidy(() => model.predictOnBatch(xs.length === 1 ? xs[0]! : xs))
-      const list = Array.isArray(ys) ? ys : [ys]
-      return Object.fromEntries(outputs.map((s, i) => [s.name, list[i]!]))
-    },
-    dispose: () => model.dispose(),
-  }
+  return servableOf('layers-model', model, { inputs, outputs }, weightBytes, footprint, async (feeds) => {
+    const xs = inputs.map((s) => feeds[s.name]!)
+    // predictOnBatch runs the whole batch at once; predict() would split it into chunks of 32.
+    const ys = tf.tidy(() => model.predictOnBatch(xs.length === 1 ? xs[0]! : xs))
+    const list = Array.isArray(ys) ? ys : [ys]
+    return Object.fromEntries(outputs.map((s, i) => [s.name, list[i]!]))
+  })
 }
 
 interface SignatureTensorJSON {
@@ -127,27 +125,20 @@ function graphServable(model: GraphModel, artifacts: tf.io.ModelArtifacts, weigh
   // Graphs with control flow or dynamic shapes only run through executeAsync; find out on first use.
   let isAsync = false
   const names = outputs.map((o) => o.name)
-  return {
-    format: 'graph-model',
-    signature: { inputs, outputs },
-    weightBytes,
-    footprint,
-    async run(feeds) {
-      let result: tf.Tensor | tf.Tensor[]
-      if (!isAsync) {
-        try {
-          result = tf.tidy(() => model.execute({ ...feeds }, names))
-        } catch (error) {
-          if (!/executeAsync/.test(String(error))) throw error
-          isAsync = true
-        }
+  return servableOf('graph-model', model, { inputs, outputs }, weightBytes, footprint, async (feeds) => {
+    let result: tf.Tensor | tf.Tensor[] | undefined
+    if (!isAsync) {
+      try {
+        result = tf.tidy(() => model.execute({ ...feeds }, names))
+      } catch (error) {
+        if (!/executeAsync/.test(String(error))) throw error
+        isAsync = true
       }
-      result ??= await model.executeAsync({ ...feeds }, names)
-      const list = Array.isArray(result) ? result : [result]
-      return Object.fromEntries(names.map((name, i) => [name, list[i]!]))
-    },
-    dispose: () => model.dispose(),
-  }
+    }
+    result ??= await model.executeAsync({ ...feeds }, names)
+    const list = Array.isArray(result) ? result : [result]
+    return Object.fromEntries(names.map((name, i) => [name, list[i]!]))
+  })
 }
 
 /** Zeros in the input's shape with a batch of `rows`, or `undefined` when a dimension cannot be guessed. */
