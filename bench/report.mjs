@@ -411,10 +411,12 @@ export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff
     'Worker — and the static-assets router in front of it — and **proxy** forwards the public port to it.',
     'RSS is the whole process (runtime, V8, every isolate in it), so the number to hold against the',
     `isolate's ${ISOLATE_LIMIT_MB} MB is the growth: **load Δ** = after the first predict − idle (before any request).`,
-    'Each row is a fresh `wrangler dev`.',
+    'Each row is a fresh `wrangler dev`. **counted** is what the cache\'s budget counts for the model with one row',
+    'running (weights, kernel state, activations: the `model.loaded` line\'s `memoryBytes`), next to the wasm heap',
+    'growth its load caused (`heapGrowthBytes`) and the process\'s RSS growth.',
     '',
-    `| model | backend | weights | idle MB | after load MB | load Δ MB | load Δ ÷ ${ISOLATE_LIMIT_MB} MB | after N requests MB | N | proxy after N MB |`,
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    `| model | backend | weights | counted | wasm heap Δ | idle MB | after load MB | load Δ MB | load Δ ÷ ${ISOLATE_LIMIT_MB} MB | after N requests MB | N | proxy after N MB |`,
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   )
   for (const model of MODELS) {
     for (const backend of BACKENDS) {
@@ -422,13 +424,13 @@ export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff
       if (!run) continue
       const delta = run.afterLoad.worker - run.idle.worker
       push(
-        `| ${model} | ${run.actual} | ${bytes(run.loaded?.bytes)} | ${fmt(run.idle.worker, 0)} | ${fmt(run.afterLoad.worker, 0)} | ${fmt(delta, 0)} | ${fmt((100 * delta) / ISOLATE_LIMIT_MB, 0)}% | ${fmt(run.afterRequests.worker, 0)} | ${run.served} | ${fmt(run.afterRequests.proxy, 0)} |`,
+        `| ${model} | ${run.actual} | ${bytes(run.loaded?.weightBytes ?? run.loaded?.bytes)} | ${bytes(run.loaded?.memoryBytes)} | ${bytes(run.loaded?.heapGrowthBytes)} | ${fmt(run.idle.worker, 0)} | ${fmt(run.afterLoad.worker, 0)} | ${fmt(delta, 0)} | ${fmt((100 * delta) / ISOLATE_LIMIT_MB, 0)}% | ${fmt(run.afterRequests.worker, 0)} | ${run.served} | ${fmt(run.afterRequests.proxy, 0)} |`,
       )
     }
   }
   for (const run of runs.filter((r) => r.all !== undefined)) {
     const delta = run.all.worker - run.idle.worker
-    push(`| all ${MODELS.length} models, loaded one after another | ${run.actual} | | ${fmt(run.idle.worker, 0)} | ${fmt(run.all.worker, 0)} | ${fmt(delta, 0)} | ${fmt((100 * delta) / ISOLATE_LIMIT_MB, 0)}% | | | |`)
+    push(`| all ${MODELS.length} models, loaded one after another | ${run.actual} | | | | ${fmt(run.idle.worker, 0)} | ${fmt(run.all.worker, 0)} | ${fmt(delta, 0)} | ${fmt((100 * delta) / ISOLATE_LIMIT_MB, 0)}% | | | |`)
   }
   if (control) {
     push(
