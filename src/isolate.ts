@@ -18,7 +18,7 @@ import { r2Models, readConfig } from './config'
 import type { Config, StringVars } from './config'
 import { ModelUnavailableError } from './errors'
 import { log } from './log'
-import { Metrics } from './metrics'
+import { keyLabels, Metrics } from './metrics'
 import { PointerFollower } from './repository/follow'
 import type { FollowDeps, PointerStatus } from './repository/follow'
 import { prepareModel } from './protocols/images/classify'
@@ -322,9 +322,9 @@ export class Isolate {
       const repository = await this.repository(env)
       const sources = this.sourcesOf(env)
       for (const key of keys) {
-        const at = key.lastIndexOf('/')
+        const { model, version } = keyLabels(key)
         try {
-          const target = repository.resolve(key.slice(0, at), { version: Number(key.slice(at + 1)) })
+          const target = repository.resolve(model, { version: Number(version) })
           const lease = await this.cache.acquire(key, target.entry.weightBytes, () => this.load(sources, target))
           lease.release()
         } catch (error) {

@@ -107,11 +107,6 @@ export class PointerFollower {
     return this.status()
   }
 
-  /** A read in progress, if any: tests and the cron wait on it. */
-  settled(): Promise<void> {
-    return this.running ?? Promise.resolve()
-  }
-
   private start(base: Repository, deps: FollowDeps): Promise<void> {
     this.readAt = this.now()
     const running = (async () => {
