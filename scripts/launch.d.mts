@@ -57,6 +57,8 @@ export interface Bundle {
 
 /** Builds the deploy bundle (`wrangler deploy --dry-run --outdir`); `outDir` defaults to a scratch folder removed at exit. */
 export declare function buildBundle(options?: { assetsDir?: string; outDir?: string }): Promise<Bundle>
+/** A deploy bundle already built into `dir`; throws if there is none. */
+export declare function bundleAt(dir: string): Bundle
 
 export interface BundleOptions extends LaunchOptions {
   /** A bundle built beforehand, to share between instances; built (and removed on stop) otherwise. */

@@ -12,7 +12,7 @@
  * Types: scripts/launch.d.ts.
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { delimiter, join, resolve } from 'node:path'
@@ -311,12 +311,15 @@ export async function buildBundle(options = {}) {
   if (code !== 0) {
     throw new Error(`wrangler ${args.join(' ')} failed (${signal ?? `code ${code}`}):\n${output.slice(-20_000)}`)
   }
-  const wasm = readdirSync(outDir).filter((f) => f.endsWith('.wasm'))
-  const modules = [
-    { type: 'ESModule', path: join(outDir, 'index.js') },
-    ...wasm.map((f) => ({ type: 'CompiledWasm', path: join(outDir, f) })),
-  ]
-  return { dir: outDir, modules, output }
+  return { ...bundleAt(outDir), output }
+}
+
+/** A deploy bundle already built into `dir` (by buildBundle, or `npm run check:bundle` into .wrangler/dry-run). */
+export function bundleAt(dir) {
+  if (!existsSync(join(dir, 'index.js'))) throw new Error(`no deploy bundle in ${dir} (no index.js): build one with npm run check:bundle`)
+  const wasm = readdirSync(dir).filter((f) => f.endsWith('.wasm'))
+  const modules = [{ type: 'ESModule', path: join(dir, 'index.js') }, ...wasm.map((f) => ({ type: 'CompiledWasm', path: join(dir, f) }))]
+  return { dir, modules, output: '' }
 }
 
 /**
