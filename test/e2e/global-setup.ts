@@ -2,8 +2,8 @@
  * Starts, on first request, the two `wrangler dev` the e2e files share (test/e2e/servers.ts) — one
  * serving model-assets/ as `npm run dev` does, one serving the fixture repository
  * (test/e2e/fixture-repo.ts) — and stops them after the run; and builds, on first request, the one
- * deploy bundle the files that serve it share. Lazily, so a run of files that do not need them does
- * not pay for them: a small HTTP endpoint on 127.0.0.1 answers `/` and `/fixtures` with a server's
+ * deploy bundle the files that serve it share. At once in a run of every file; otherwise lazily, so
+ * a run of files that do not need them does not pay for them: a small HTTP endpoint on 127.0.0.1 answers `/` and `/fixtures` with a server's
  * URL, port and process group, and `/bundle` with the bundle, as JSON.
  */
 import { rmSync } from 'node:fs'
@@ -35,18 +35,25 @@ export default async function setup(project: TestProject) {
       throw error
     }
   }
+  const resources: Record<string, () => Promise<string>> = {
+    '/fixtures': () => (fixtures ??= startFixtures()).then(({ server }) => described(server)),
+    '/': () => (shared ??= startWranglerDev({ vars: SHARED_VARS })).then(described),
+    '/bundle': () => (bundle ??= buildBundle()).then((b) => JSON.stringify(b)),
+  }
   const broker = createServer((request, response) => {
-    const answer: Promise<string> =
-      request.url === '/bundle'
-        ? (bundle ??= buildBundle()).then((b) => JSON.stringify(b))
-        : request.url === '/fixtures'
-          ? (fixtures ??= startFixtures()).then(({ server }) => described(server))
-          : (shared ??= startWranglerDev({ vars: SHARED_VARS })).then(described)
-    answer.then(
+    const resource = resources[request.url ?? '']
+    if (!resource) return void response.writeHead(404, { 'content-type': 'text/plain' }).end(`no ${request.url} here`)
+    resource().then(
       (text) => response.writeHead(200, { 'content-type': 'application/json' }).end(text),
-      (error: Error) => response.writeHead(500, { 'content-type': 'application/json' }).end(error.message),
+      (error: Error) => response.writeHead(500, { 'content-type': 'text/plain' }).end(error.message),
     )
   })
+  // A run of every file needs them all: started now, one after another, they come up while the
+  // workers project runs instead of after it. A run of chosen files starts only what they ask for.
+  const chosen = (project.vitest as unknown as { filenamePattern?: string[] }).filenamePattern
+  if (!chosen?.length) {
+    void Object.values(resources).reduce<Promise<unknown>>((previous, start) => previous.then(start, start), Promise.resolve()).catch(() => {})
+  }
   await new Promise<void>((resolve, reject) => {
     broker.once('error', reject)
     broker.listen(0, '127.0.0.1', resolve)
