@@ -8,8 +8,11 @@ import type { Signature } from '../runtime/signature'
 
 export type AppEnv = {
   Bindings: Env
-  /** `model`: the model a request was served by, and `inferMs`: its run time, for the access log and metrics. */
-  Variables: { model?: string; inferMs?: number }
+  /**
+   * `model`: the model a request was served by, and `inferMs`: its run time, for the access log and
+   * metrics; `decodeMs`: the time a raw image body took to decode and preprocess, for Server-Timing.
+   */
+  Variables: { model?: string; inferMs?: number; decodeMs?: number }
 }
 
 /** Parses a `versions/{v}` path segment: a positive integer, as TF Serving's versions are. */
@@ -46,13 +49,15 @@ export const methodNotAllowed = (allow: string) => (c: Context) => {
   throw new ApiError(405, `${c.req.method} is not allowed on ${new URL(c.req.url).pathname}; use ${allow}`, { Allow: allow })
 }
 
-/** Adds the cache outcome, the version that answered, and Server-Timing (load wait, inference). */
+/** Adds the cache outcome, the version that answered, and Server-Timing (load wait, image decode, inference). */
 export function setModelHeaders(c: Context, { target, lease }: ModelLease, inferMs: number): void {
   c.set('model', target.name)
   c.set('inferMs', inferMs)
   c.header('X-Model-Cache', lease.outcome)
   c.header('X-Model-Version', String(target.version))
   const timings = [`infer;dur=${inferMs}`]
+  const decodeMs = c.get('decodeMs')
+  if (decodeMs !== undefined) timings.unshift(`decode;dur=${decodeMs}`)
   if (lease.outcome !== 'hit') timings.unshift(`load;dur=${lease.waitedMs};desc="${lease.outcome}"`)
   c.header('Server-Timing', timings.join(', '))
 }

@@ -115,7 +115,7 @@ const errors = (...statuses: Array<400 | 401 | 404 | 405 | 413 | 415 | 503>) => 
 const modelHeaders = {
   'X-Model-Cache': { description: 'hit, miss (this request loaded the model) or joined (waited on a load)', schema: { type: 'string' as const } },
   'X-Model-Version': { description: 'the version that answered', schema: { type: 'string' as const } },
-  'Server-Timing': { description: 'load;dur=… (on miss and joined) and infer;dur=…, in ms', schema: { type: 'string' as const } },
+  'Server-Timing': { description: 'load;dur=… (on miss and joined), decode;dur=… (a raw image body: decode and preprocess) and infer;dur=…, in ms', schema: { type: 'string' as const } },
 }
 
 const jsonBody = (schema: z.ZodType, description: string) => ({

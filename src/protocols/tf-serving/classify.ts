@@ -86,7 +86,9 @@ async function classifyRaw(c: Context<AppEnv>, name: string, selector: Selector,
       }
       throw error
     })
+    const decoding = Date.now()
     const feeds = { [inputs[0]!.name]: await transform.tensor([bytes], () => 'request body', config) }
+    c.set('decodeMs', Date.now() - decoding)
     const [ranked] = await runAndRank(c, held, feeds)
     return c.json(ranked!)
   })
