@@ -92,6 +92,22 @@ export async function withModel<T>(c: Context<AppEnv>, name: string, selector: S
 }
 
 /**
+ * Serves an inference request under the model's traffic control (src/traffic.ts: the version split,
+ * the admission limits, the shadow run): routes it and takes its slots, then `read`s the body —
+ * so a request reading its body is already in flight — leases the routed version and runs `use`.
+ * A 429 is counted under the model's name (it exists: routing found it).
+ */
+export async function withRoutedModel<B, T>(c: Context<AppEnv>, name: string, selector: Selector, read: () => Promise<B>, use: (held: ModelLease, body: B) => Promise<T>): Promise<T> {
+  const request = { header: (h: string) => c.req.header(h), waitUntil: waitUntilOf(c), requestId: c.get('requestId') }
+  try {
+    return await isolate().traffic.serve(c.env, name, selector, request, read, use)
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 429) c.set('model', name)
+    throw error
+  }
+}
+
+/**
  * Checks the input names a request gives against the signature: none unknown, none given twice,
  * none missing. `where` prefixes the message (`instances[2]`), where the protocol has a place to name.
  */

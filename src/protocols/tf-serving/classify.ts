@@ -11,7 +11,7 @@ import { z } from 'zod'
 import { readConfig } from '../../config'
 import { ApiError, badRequest, quote } from '../../errors'
 import { readBytes, readJson } from '../../http/body'
-import { checkInputNames, setModelHeaders, withModel } from '../../http/common'
+import { checkInputNames, setModelHeaders, withRoutedModel } from '../../http/common'
 import type { AppEnv } from '../../http/common'
 import type { ModelLease } from '../../isolate'
 import type { Selector } from '../../repository/repository'
@@ -71,7 +71,8 @@ async function runAndRank(c: Context<AppEnv>, held: ModelLease, feeds: Record<st
 /** A raw image body: the model's one image input gets it; the answer is the top-k list. */
 async function classifyRaw(c: Context<AppEnv>, name: string, selector: Selector, type: string) {
   const config = readConfig(c.env)
-  return withModel(c, name, selector, async (held) => {
+  // The body is read once the model is leased, when its transform is known; the request is in flight from routing on all the same.
+  return withRoutedModel(c, name, selector, async () => undefined, async (held) => {
     const { transforms } = classifier(held)
     const inputs = held.lease.model.signature.inputs
     const transform = inputs.length === 1 ? transforms.get(inputs[0]!.name) : undefined
@@ -97,11 +98,14 @@ async function classifyRaw(c: Context<AppEnv>, name: string, selector: Selector,
 /** TF Serving's classify request: each example's inputs, b64 or numbers, batched in order. */
 async function classifyExamples(c: Context<AppEnv>, name: string, selector: Selector) {
   const config = readConfig(c.env)
-  const body = parseBody(ClassifyRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
-  if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
-    throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
+  const read = async () => {
+    const body = parseBody(ClassifyRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+    if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
+      throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
+    }
+    return body
   }
-  return withModel(c, name, selector, async (held) => {
+  return withRoutedModel(c, name, selector, read, async (held, body) => {
     const { transforms } = classifier(held)
     const { signature } = held.lease.model
     const limits = requestLimits(config, held.target)

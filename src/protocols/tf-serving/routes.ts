@@ -20,7 +20,7 @@ import { preparedOf } from '../images/classify'
 import { classify } from './classify'
 import type { RequestLimits } from '../tensors'
 import { routeDocs } from '../../http/openapi'
-import { checkInputNames, methodNotAllowed, outputNames, parseLabel, parseVersion, setModelHeaders, waitUntilOf, withModel } from '../../http/common'
+import { checkInputNames, methodNotAllowed, outputNames, parseLabel, parseVersion, setModelHeaders, waitUntilOf, withModel, withRoutedModel } from '../../http/common'
 import type { AppEnv } from '../../http/common'
 
 type Ctx = Context<AppEnv>
@@ -173,11 +173,14 @@ async function predictionsJSON(names: string[], outputs: Record<string, tf.Tenso
 async function predict(c: Ctx, name: string, pick?: VersionPath) {
   const selector = selectorOf(pick)
   const config = readConfig(c.env)
-  const body = parseBody(PredictRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
-  if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
-    throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
+  const read = async () => {
+    const body = parseBody(PredictRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+    if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
+      throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
+    }
+    return body
   }
-  return withModel(c, name, selector, async (held) => {
+  return withRoutedModel(c, name, selector, read, async (held, body) => {
     const signature = held.lease.model.signature
     const limits = requestLimits(config, held.target)
     const names = outputNames(held)

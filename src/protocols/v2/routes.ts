@@ -27,7 +27,7 @@ import type { RequestInput } from '../schemas'
 import { flatten, makeTensor, requestLimits, spendElements } from '../tensors'
 import type { RequestLimits } from '../tensors'
 import { routeDocs } from '../../http/openapi'
-import { checkInputNames, methodNotAllowed, outputNames, parseVersion, setModelHeaders, waitUntilOf, withModel } from '../../http/common'
+import { checkInputNames, methodNotAllowed, outputNames, parseVersion, setModelHeaders, waitUntilOf, withModel, withRoutedModel } from '../../http/common'
 import type { AppEnv } from '../../http/common'
 
 type Ctx = Context<AppEnv>
@@ -134,10 +134,12 @@ async function tensorBytes(tensor: tf.Tensor): Promise<Uint8Array> {
 
 async function infer(c: Ctx, name: string, version?: string) {
   const config = readConfig(c.env)
-  const { header, binary } = await readInferBody(c.req.raw, config.MAX_BODY_BYTES, () => readJson(c.req.raw, config.MAX_BODY_BYTES))
-  const body = parseBody(InferRequest, header)
-  const raws = splitBinary(body.inputs.map((i) => i.parameters?.binary_data_size), binary)
-  return withModel(c, name, { version: parseVersion(version) }, async (held) => {
+  const read = async () => {
+    const { header, binary } = await readInferBody(c.req.raw, config.MAX_BODY_BYTES, () => readJson(c.req.raw, config.MAX_BODY_BYTES))
+    const body = parseBody(InferRequest, header)
+    return { body, raws: splitBinary(body.inputs.map((i) => i.parameters?.binary_data_size), binary) }
+  }
+  return withRoutedModel(c, name, { version: parseVersion(version) }, read, async (held, { body, raws }) => {
     const { signature } = held.lease.model
     const specs = new Map(signature.inputs.map((s) => [s.name, s]))
     checkInputNames(signature, body.inputs.map((i) => i.name))
