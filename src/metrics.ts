@@ -67,7 +67,7 @@ export class Metrics {
     this.rejections.get({ model, reason }).value++
   }
 
-  /** Counts one shadow run: `outcome` is `compared`, `failed` (did not load or run) or `skipped` (too many in flight). */
+  /** Counts one shadow run: `outcome` is `compared`, `failed` (did not load or run) or `skipped` (MAX_SHADOWS_PENDING waiting already). */
   recordShadow(model: string, version: number, shadow: number | string, outcome: 'compared' | 'failed' | 'skipped', disagreed = false): void {
     const labels = { model, version: String(version), shadow_version: String(shadow) }
     this.shadows.get({ ...labels, outcome }).value++
@@ -108,7 +108,7 @@ export class Metrics {
       ),
       counterFamily('warmserve_traffic_total', 'Requests admitted to each version of a model, by rule: named (the path names a version or label), default, weighted (random split) or sticky (split by a header).', this.routed),
       counterFamily('warmserve_rejections_total', "Requests answered 429, by model and reason: model (its max_concurrent and max_queue) or isolate (MAX_CONCURRENT and MAX_QUEUE).", this.rejections),
-      counterFamily('warmserve_shadow_requests_total', 'Requests also run on the shadow version after their response, by outcome: compared, failed (the shadow did not load or run; the client lost nothing) or skipped (too many shadow runs in flight).', this.shadows),
+      counterFamily('warmserve_shadow_requests_total', 'Requests also run on the shadow version after their response, by outcome: compared, failed (the shadow did not load or run; the client lost nothing) or skipped (32 shadow runs waiting already: the shadow cannot keep up).', this.shadows),
       counterFamily('warmserve_shadow_disagreements_total', "Compared shadow runs whose top-1 class differed from the served version's in some row, or whose outputs differed in shape.", this.disagreements),
     ]
   }

@@ -24,8 +24,12 @@ import { tf } from './runtime/tf'
 
 /** Seconds a 429 asks the client to wait: a slot frees as soon as one request in flight finishes. */
 export const RETRY_AFTER_SECONDS = 1
-/** Shadow runs in flight at once in an isolate: past this a shadowed request skips its run, so shadowing cannot pile up work. */
-export const MAX_SHADOWS_IN_FLIGHT = 4
+/**
+ * Shadow runs waiting or running in an isolate. They run one at a time, so shadowing never takes
+ * more than one inference's worth of the CPU at once; a backlog past this skips (and counts) new
+ * ones rather than grow without bound when the shadow cannot keep up.
+ */
+export const MAX_SHADOWS_PENDING = 32
 
 /** What a request brings besides the model and selector: its headers (for the sticky header), background work, its id for logs. */
 export interface RouteRequest {
@@ -256,7 +260,9 @@ export class Admission {
 export class TrafficControl {
   private readonly gates = new Map<string, Gate>()
   readonly isolateGate = new Gate()
-  private shadowsInFlight = 0
+  // Shadow runs go one after another: the tail of that chain, and how many are on it.
+  private shadowTail: Promise<void> = Promise.resolve()
+  private shadowsPending = 0
   /** Draws for the weighted split and the shadow fraction; tests may replace it. */
   random: () => number = Math.random
 
@@ -347,12 +353,12 @@ export class TrafficControl {
   startShadow(env: Env, served: ResolvedVersion, shadow: ResolvedVersion | string | number, captured: Captured, request: RouteRequest): void {
     const { name, version } = served
     const label = typeof shadow === 'object' ? shadow.version : shadow
-    if (this.shadowsInFlight >= MAX_SHADOWS_IN_FLIGHT) {
+    if (this.shadowsPending >= MAX_SHADOWS_PENDING) {
       disposeCaptured(captured)
       this.state.metrics.recordShadow(name, version, label, 'skipped')
       return
     }
-    this.shadowsInFlight++
+    this.shadowsPending++
     const run = async () => {
       // A turn of the event loop first: the client's response is handed over before the shadow takes the CPU.
       await new Promise((resolve) => setTimeout(resolve, 0))
@@ -386,9 +392,12 @@ export class TrafficControl {
         log('warn', 'shadow.failed', { requestId: request.requestId, model: name, version, shadowVersion: label, error: (error as Error).message })
       } finally {
         disposeCaptured(captured)
-        this.shadowsInFlight--
+        this.shadowsPending--
       }
     }
-    request.waitUntil!(run())
+    // `run` never rejects, so one failed shadow run cannot stop the ones behind it.
+    const done = this.shadowTail.then(run)
+    this.shadowTail = done
+    request.waitUntil!(done)
   }
 }
