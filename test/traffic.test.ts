@@ -98,6 +98,17 @@ describe('weighted split', () => {
     expect([...seen].sort()).toEqual(['1', '2'])
   })
 
+  it('answers 503 naming the key when the split names a version the model does not serve', async () => {
+    await configure({ traffic: { versions: { '1': 1, '9': 1 } } })
+    isolate().traffic.random = draws(0.9)
+    const res = await post(PREDICT, { instances: [SETOSA] })
+    expect(res.status).toBe(503)
+    expect(res.headers.get('retry-after')).toBe('60')
+    expect((await res.json<{ error: string }>()).error).toBe(
+      "traffic-iris/config.json: traffic.versions names '9', which is not served: model 'traffic-iris' has no version 9; versions: 1, 2, 3",
+    )
+  })
+
   it('picks by cumulative weight, skipping zero weights; FNV-1a is the published function', () => {
     const weights = [['1', 90], ['2', 0], ['3', 10]] as const
     expect([0, 0.5, 0.8999, 0.9, 0.99999].map((u) => pickWeighted(weights, u))).toEqual(['1', '1', '1', '3', '3'])
@@ -165,8 +176,9 @@ describe('admission limits', () => {
         error: "model 'traffic-iris' is at capacity: 1 requests in flight and 0 waiting (max_concurrent and max_queue in its config.json); retry after 1 s",
       })
     }
-    // Another model is not limited by this one's config.
+    // Another model is not limited by this one's config, nor is this model's metadata (not an inference).
     expect((await post('/v1/models/iris:predict', { instances: [SETOSA] })).status).toBe(200)
+    expect((await call(`/v1/models/${NAME}/versions/1/metadata`)).status).toBe(200)
     expect((await held.finish()).status).toBe(200)
     expect(gate.inFlight).toBe(0)
     expect((await post(PREDICT, { instances: [SETOSA] })).status).toBe(200)
