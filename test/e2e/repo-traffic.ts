@@ -8,7 +8,7 @@
  */
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { ROOT } from './servers'
+import { ROOT } from '../../scripts/launch.mjs'
 import { irisVariant } from './models'
 
 /** Output biases that make iris answer one class whatever the flower: the version shows in the answer. */

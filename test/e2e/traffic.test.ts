@@ -1,32 +1,21 @@
 /**
  * Traffic control through `wrangler dev`, under concurrent load: a sticky 50/50 split over 200
  * clients, a burst of image requests against `max_concurrent: 1, max_queue: 0`, and shadow runs that
- * never change an answer. The models: test/e2e/repo-traffic.ts. Each wave of requests is bounded in
- * count, and every request in time (test/e2e/http.ts).
+ * never change an answer, on the shared fixture server (test/e2e/fixture-repo.ts; the models:
+ * test/e2e/repo-traffic.ts). Each wave of requests is bounded in count, and every request in time.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { basename, join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { get, post, SETOSA } from './http'
-import { addTrafficModels } from './repo-traffic'
-import { ROOT, startWranglerDev } from './servers'
-import type { WranglerDev } from './servers'
+import { ROOT, sharedFixtureServer } from './servers'
+import type { SharedServer } from './servers'
 
-let server: WranglerDev | undefined
-let repo: string
+let server: SharedServer | undefined
 const url = (path: string) => `${server!.url}${path}`
 
 beforeAll(async () => {
-  repo = mkdtempSync(join(tmpdir(), 'warmserve-e2e-traffic-'))
-  cpSync(join(ROOT, 'model-assets'), repo, { recursive: true, filter: (src) => basename(src) !== '_index.json' })
-  await addTrafficModels(repo)
-  server = await startWranglerDev({ assetsDir: repo })
-})
-
-afterAll(async () => {
-  await server?.stop()
-  if (repo) rmSync(repo, { recursive: true, force: true })
+  server = await sharedFixtureServer()
 })
 
 /** Runs `count` tasks, `width` at a time. */
