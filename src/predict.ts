@@ -8,8 +8,8 @@
  */
 import { isolate } from './isolate'
 import type { ModelLease, WaitUntil } from './isolate'
-import type { CacheOutcome } from './prediction-cache'
-import { predictionKey } from './prediction-cache'
+import type { CacheOutcome, KeyInput } from './prediction-cache'
+import { predictionKey, tensorInputs } from './prediction-cache'
 import type { Selector } from './repository/repository'
 import { tf } from './runtime/tf'
 
@@ -29,6 +29,12 @@ export interface PredictionSpec<T> {
   outputs(held: ModelLease): string[]
   /** Builds the model's inputs from the parsed request into `feeds` (disposed by `predict`, also on failure). */
   feeds(held: ModelLease, feeds: Record<string, tf.Tensor>): Promise<void>
+  /**
+   * What identifies the inputs for the prediction cache when it is cheaper than the feeds (an encoded
+   * image's bytes, before decoding): then the feeds are built only on a miss. Checks what `feeds`
+   * would check first, so a bad request is refused the same either way. By default, the feeds.
+   */
+  keyInputs?(held: ModelLease): Record<string, KeyInput>
   /** The answer's shape, part of the cache key: `tf-serving-rows`, `v2`, `classify;top_k=5`… */
   format(held: ModelLease): string
   /** The answer from the model's outputs; stored as is when the model has a prediction cache. */
@@ -67,12 +73,14 @@ export async function predict<T>(caller: Caller, name: string, selector: Selecto
     let outputs: Record<string, tf.Tensor> = {}
     try {
       const names = spec.outputs(held)
-      await spec.feeds(held, feeds)
       const ttl = held.target.config.response_cache?.ttl_seconds
+      const early = ttl !== undefined ? spec.keyInputs?.(held) : undefined
+      if (!early) await spec.feeds(held, feeds)
       let key: string | undefined
       if (ttl !== undefined) {
         const { target } = held
-        key = await predictionKey({ model: target.name, version: target.version, config: target.config, format: spec.format(held), outputs: names, feeds })
+        const inputs = early ?? (await tensorInputs(feeds))
+        key = await predictionKey({ model: target.name, version: target.version, config: target.config, format: spec.format(held), outputs: names, inputs })
         // A workers.dev route has no Cache API (it needs a custom domain): every answer there is a miss.
         const workersDev = caller.host?.endsWith('.workers.dev') === true
         if (workersDev) state.predictions.passOver('*.workers.dev routes have no Cache API; serve from a custom domain to cache predictions')
@@ -82,6 +90,7 @@ export async function predict<T>(caller: Caller, name: string, selector: Selecto
           return { value: cached as T, held, cache: 'hit' as const }
         }
       }
+      if (early) await spec.feeds(held, feeds)
       const started = Date.now()
       outputs = await held.lease.model.run(feeds)
       const inferMs = Date.now() - started

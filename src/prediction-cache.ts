@@ -5,7 +5,9 @@
  * The key is a SHA-256 of what decides an answer: the model, the version that answers (so a new
  * version never serves an old entry), its config.json, the response format, the outputs asked for,
  * and the parsed input tensors — dtype, shape and bytes — so whitespace, row vs columnar, JSON vs
- * binary of the same tensor all land on the same entry. Errors are never stored.
+ * binary of the same tensor all land on the same entry. An encoded image sent whole (`:classify`
+ * with an image body, RPC `run(model, {image})`) is keyed by its bytes, so a hit skips decoding it
+ * too. Errors are never stored.
  *
  * The Cache API is per data center, and absent on `*.workers.dev` routes (it needs a custom domain):
  * there, and wherever it fails, every lookup is a miss, logged once per isolate, and serving goes on.
@@ -16,6 +18,13 @@ import type { tf } from './runtime/tf'
 
 export type CacheOutcome = 'hit' | 'miss'
 
+/** One input as the key sees it: a parsed tensor's dtype, shape and bytes, or an encoded image's bytes. */
+export interface KeyInput {
+  dtype: string
+  shape: number[]
+  bytes: Uint8Array
+}
+
 /** What one prediction's answer depends on. */
 export interface PredictionKeyParts {
   model: string
@@ -25,16 +34,27 @@ export interface PredictionKeyParts {
   /** The shape of the answer: `tf-serving-rows`, `v2`, `classify;top_k=5`… */
   format: string
   outputs: string[]
-  feeds: Record<string, tf.Tensor>
+  inputs: Record<string, KeyInput>
+}
+
+/** The key's view of parsed input tensors. */
+export async function tensorInputs(feeds: Record<string, tf.Tensor>): Promise<Record<string, KeyInput>> {
+  const entries = await Promise.all(
+    Object.entries(feeds).map(async ([name, tensor]): Promise<[string, KeyInput]> => {
+      const data = await tensor.data()
+      return [name, { dtype: tensor.dtype, shape: tensor.shape, bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) }]
+    }),
+  )
+  return Object.fromEntries(entries)
 }
 
 // The key's host: a fixed name, so HTTP and RPC callers of any route share entries. The Cache API keys
 // entries by the full URL within the zone; the host needs no DNS.
 const KEY_ORIGIN = 'https://prediction-cache.warmserve.internal'
 
-/** Hex SHA-256 of the parts, the input tensors' bytes in input-name order. */
+/** The cache key: a URL ending in the hex SHA-256 of the parts, the inputs' bytes in input-name order. */
 export async function predictionKey(parts: PredictionKeyParts): Promise<string> {
-  const names = Object.keys(parts.feeds).sort()
+  const names = Object.keys(parts.inputs).sort()
   const header = new TextEncoder().encode(
     JSON.stringify({
       model: parts.model,
@@ -42,11 +62,10 @@ export async function predictionKey(parts: PredictionKeyParts): Promise<string> 
       config: parts.config,
       format: parts.format,
       outputs: parts.outputs,
-      inputs: names.map((name) => [name, parts.feeds[name]!.dtype, parts.feeds[name]!.shape]),
+      inputs: names.map((name) => [name, parts.inputs[name]!.dtype, parts.inputs[name]!.shape, parts.inputs[name]!.bytes.byteLength]),
     }),
   )
-  const datas = await Promise.all(names.map((name) => parts.feeds[name]!.data()))
-  const chunks = [header, ...datas.map((d) => new Uint8Array(d.buffer, d.byteOffset, d.byteLength))]
+  const chunks = [header, ...names.map((name) => parts.inputs[name]!.bytes)]
   const whole = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0))
   let offset = 0
   for (const chunk of chunks) {

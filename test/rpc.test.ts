@@ -28,7 +28,7 @@ describe('Models, called through a service binding', () => {
 
   it('run: {image} on an image model gets [{label, score}] as :classify does, from bytes, an ArrayBuffer or numbers', async () => {
     const png = digitPng(0)
-    const http = await (await postImage('/v1/models/digits:classify', png)).json()
+    const http = await (await postImage('/v1/models/digits:classify', png)).json<any[]>()
     expect(http).toHaveLength(3)
     for (const image of [png, png.slice().buffer, Array.from(png)]) expect(await rpc('run', 'digits', { image })).toEqual({ value: http })
     const top1 = await rpc<Array<{ label: string }>>('run', 'digits', { image: png }, { top_k: 1 })
@@ -138,5 +138,11 @@ describe('the prediction cache', () => {
     for (const result of results) expect(result).toEqual(expected)
     expect(isolate().status(env).counters.loads - loadsBefore).toBe(1)
     expect((await postImage('/v1/models/cache-digits:classify', png)).headers.get('X-Prediction-Cache')).toBe('hit')
+    // An image is keyed by its bytes before decoding; one that does not decode is refused every time.
+    const broken = png.slice(0, 40)
+    for (let i = 0; i < 2; i++) {
+      const bad = await postImage('/v1/models/cache-digits:classify', broken)
+      expect([bad.status, bad.headers.get('X-Prediction-Cache')]).toEqual([400, null])
+    }
   })
 })

@@ -82,20 +82,27 @@ export async function classifyImage(
 ): Promise<Prediction<Ranked[]> & { decodeMs?: number }> {
   const config = readConfig(caller.env)
   const ranked = ranking(topK)
+  /** The model's one image input, or 400 saying why it cannot take an image alone. */
+  const imageInput = (held: ModelLease) => {
+    const { transforms } = classifier(held)
+    const inputs = held.lease.model.signature.inputs
+    const transform = inputs.length === 1 ? transforms.get(inputs[0]!.name) : undefined
+    if (!transform) {
+      const why = inputs.length === 1 ? `input '${inputs[0]!.name}' has no image preprocessing (inputs.${inputs[0]!.name}.image in its config.json)` : `it has ${inputs.length} inputs`
+      throw badRequest(`model '${name}' cannot take a raw ${what} body: ${why}; send TF Serving's {"examples": [...]} as JSON`)
+    }
+    return { input: inputs[0]!.name, transform }
+  }
   let decodeMs: number | undefined
   const prediction = await predict<Ranked[]>(caller, name, selector, {
     outputs: ranked.outputs,
     format: ranked.format('ranked'),
+    // Keyed by the encoded bytes: a hit neither decodes nor resizes the image.
+    keyInputs: (held) => ({ [imageInput(held).input]: { dtype: 'encoded-image', shape: [1], bytes } }),
     async feeds(held, feeds) {
-      const { transforms } = classifier(held)
-      const inputs = held.lease.model.signature.inputs
-      const transform = inputs.length === 1 ? transforms.get(inputs[0]!.name) : undefined
-      if (!transform) {
-        const why = inputs.length === 1 ? `input '${inputs[0]!.name}' has no image preprocessing (inputs.${inputs[0]!.name}.image in its config.json)` : `it has ${inputs.length} inputs`
-        throw badRequest(`model '${name}' cannot take a raw ${what} body: ${why}; send TF Serving's {"examples": [...]} as JSON`)
-      }
+      const { input, transform } = imageInput(held)
       const decoding = Date.now()
-      feeds[inputs[0]!.name] = await transform.tensor([bytes], () => 'request body', config)
+      feeds[input] = await transform.tensor([bytes], () => 'request body', config)
       decodeMs = Date.now() - decoding
     },
     answer: async (held, outputs) => (await ranked.rank(held, outputs))[0]!,

@@ -7,7 +7,9 @@
  *   `{error: {message, status, isError}}` as the caller saw the rejection.
  * - HTTP `POST /call` with `{"method", "args"}`: the same, as JSON, typed arrays as
  *   `{"typed": "Float32Array", "values": [...]}`, with `ms`, the call's time seen from here.
- * - HTTP `POST /classify/{model}` with an image body: `env.MODELS.run(model, {image})`, with `ms`.
+ * - HTTP `POST /classify/{model}` with an image body: `env.MODELS.run(model, {image})`, with `ms`
+ *   (`?nocache` passes `{cache: false}`).
+ * - Any other request, where a `WARMSERVE` binding is given: forwarded to warmserve's HTTP API.
  *
  * @typedef {import('../../../src/rpc-types').ModelsService} ModelsService
  */
@@ -56,6 +58,9 @@ export default class Caller extends WorkerEntrypoint {
       const result = await this.call('run', decodeURIComponent(classify[1]), { image }, options)
       return Response.json({ ...plain(result), ms: performance.now() - started })
     }
+    // Through `wrangler dev` this Worker is the primary (only the primary serves HTTP there): every
+    // other request goes on to warmserve's own HTTP API, through a plain service binding.
+    if (this.env.WARMSERVE) return this.env.WARMSERVE.fetch(request)
     return Response.json({ error: `no route for ${request.method} ${url.pathname}` }, { status: 404 })
   }
 }
