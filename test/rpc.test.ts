@@ -1,8 +1,10 @@
 // The service-binding entrypoint `Models`, called from a second Worker (test/e2e/caller/index.js, an
 // auxiliary Worker of the pool, see vitest.config.ts), and the prediction cache, over HTTP and RPC.
+import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
 import { encode as encodePng } from 'fast-png'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
+import worker from '../src/index'
 import { isolate } from '../src/isolate'
 import digits from './fixtures/digits-holdout.json'
 import { call, post, SETOSA } from './helpers'
@@ -124,6 +126,22 @@ describe('the prediction cache', () => {
     expect([binary.headers.get('X-Prediction-Cache'), await binary.json()]).toEqual(['hit', answer])
     const typed = await rpc('infer', 'cache-iris', { inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 4], data: Float32Array.from(features) }] }, { version: 1 })
     expect(Array.from(typed.value.outputs[0].data)).toEqual(answer.outputs[0].data)
+  })
+
+  it('answers miss on a *.workers.dev host, which has no Cache API, logging it once, and keeps serving', async () => {
+    const warn = vi.spyOn(console, 'warn')
+    try {
+      for (let i = 0; i < 3; i++) {
+        const ctx = createExecutionContext()
+        const request = new Request('https://warmserve.example.workers.dev/v1/models/cache-iris/versions/1:predict', { method: 'POST', body: JSON.stringify({ instances: [[4.9, 3.0, 1.4, 0.2]] }) })
+        const res = await worker.fetch(request, env, ctx)
+        await waitOnExecutionContext(ctx)
+        expect([res.status, res.headers.get('X-Prediction-Cache')]).toEqual([200, 'miss'])
+      }
+      expect(warn.mock.calls.filter(([line]) => String(line).includes('prediction_cache.unavailable'))).toHaveLength(1)
+    } finally {
+      warn.mockRestore()
+    }
   })
 
   it('serves concurrent HTTP and RPC callers from one model cache and one prediction cache', async () => {
