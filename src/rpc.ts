@@ -125,36 +125,43 @@ function rejection(error: unknown, method: string, model: unknown): Error & { st
   return Object.assign(new Error(`internal error (request ${id})`), { status: 500 })
 }
 
+/**
+ * Runs one call as the HTTP middleware would a request: counted in `/metrics`, logged, and any
+ * failure turned into the rejection the caller sees. A function of the module, not a method: every
+ * method of an entrypoint, private in TypeScript or not, can be called over RPC.
+ */
+async function serve<T>(
+  entry: { env: Env; ctx: ExecutionContext },
+  method: string,
+  model: unknown,
+  options: unknown,
+  work: (caller: Caller) => Promise<Prediction<T> | { value: T }>,
+): Promise<T> {
+  const started = Date.now()
+  const state = isolate()
+  const caller: Caller = { env: entry.env, waitUntil: (promise) => entry.ctx.waitUntil(promise), noCache: isObject(options) && options.cache === false }
+  try {
+    const result = await work(caller)
+    const { held, inferMs, cache } = 'held' in result ? result : { held: undefined, inferMs: undefined, cache: undefined }
+    const version = held ? String(held.target.version) : undefined
+    state.metrics.recordRequest(held?.target.name, version, 200, inferMs)
+    log('info', 'rpc', { method, model, status: 200, ms: Date.now() - started, version, cache: held?.lease.outcome, predictionCache: cache })
+    return result.value
+  } catch (error) {
+    const rejected = rejection(error, method, model)
+    state.metrics.recordRequest(typeof model === 'string' ? model : undefined, undefined, rejected.status)
+    log(rejected.status >= 500 ? 'error' : 'info', 'rpc', { method, model, status: rejected.status, ms: Date.now() - started, error: rejected.message })
+    throw rejected
+  }
+}
+
 /** The service-binding entrypoint: `[[services]] binding = "MODELS" service = "warmserve" entrypoint = "Models"`. */
 export class Models extends WorkerEntrypoint<Env> implements ModelsService {
-  /**
-   * Runs one call as the HTTP middleware would a request: counted in `/metrics`, logged, and any
-   * failure turned into the rejection the caller sees.
-   */
-  private async serve<T>(method: string, model: unknown, options: { cache?: unknown } | undefined, work: (caller: Caller) => Promise<Prediction<T> | { value: T }>): Promise<T> {
-    const started = Date.now()
-    const state = isolate()
-    const caller: Caller = { env: this.env, waitUntil: (promise) => this.ctx.waitUntil(promise), noCache: isObject(options) && options.cache === false }
-    try {
-      const result = await work(caller)
-      const { held, inferMs, cache } = 'held' in result ? result : { held: undefined, inferMs: undefined, cache: undefined }
-      const version = held ? String(held.target.version) : undefined
-      state.metrics.recordRequest(held?.target.name, version, 200, inferMs)
-      log('info', 'rpc', { method, model, status: 200, ms: Date.now() - started, version, cache: held?.lease.outcome, predictionCache: cache })
-      return result.value
-    } catch (error) {
-      const rejected = rejection(error, method, model)
-      state.metrics.recordRequest(typeof model === 'string' ? model : undefined, undefined, rejected.status)
-      log(rejected.status >= 500 ? 'error' : 'info', 'rpc', { method, model, status: rejected.status, ms: Date.now() - started, error: rejected.message })
-      throw rejected
-    }
-  }
-
   /** TF Serving's predict body → its answer; `{image}` on an image model → `[{label, score}]`. */
   run(model: string, inputs: PredictInputs, options?: RunOptions): Promise<{ predictions: unknown } | { outputs: unknown }>
   run(model: string, inputs: ImageInputs, options?: RunOptions): Promise<Array<{ label: string; score: number }>>
   run(model: string, inputs: PredictInputs | ImageInputs, options?: RunOptions): Promise<unknown> {
-    return this.serve<unknown>('run', model, options, async (caller): Promise<Prediction<unknown>> => {
+    return serve<unknown>({ env: this.env, ctx: this.ctx }, 'run', model, options, async (caller): Promise<Prediction<unknown>> => {
       checkModel(model)
       const selector = selectorOf(options)
       if (isObject(inputs) && 'image' in inputs) {
@@ -167,7 +174,7 @@ export class Models extends WorkerEntrypoint<Env> implements ModelsService {
 
   /** An Open Inference Protocol request → its answer, each output's data a typed array. */
   infer(model: string, request: InferRequestArg, options?: Pick<RunOptions, 'version' | 'cache'>): Promise<InferResponse> {
-    return this.serve('infer', model, options, async (caller) => {
+    return serve({ env: this.env, ctx: this.ctx }, 'infer', model, options, async (caller) => {
       checkModel(model)
       const { version } = selectorOf(options === undefined ? undefined : { version: (options as RunOptions).version })
       const { body, raws } = typedToBinary(request)
@@ -179,7 +186,7 @@ export class Models extends WorkerEntrypoint<Env> implements ModelsService {
 
   /** The model's metadata, as `GET /v2/models/{m}` answers it. */
   metadata(model: string, options?: Pick<RunOptions, 'version'>) {
-    return this.serve('metadata', model, undefined, async (caller) => {
+    return serve({ env: this.env, ctx: this.ctx }, 'metadata', model, undefined, async (caller) => {
       checkModel(model)
       const { version } = selectorOf(options === undefined ? undefined : { version: (options as RunOptions).version })
       return { value: await modelMetadataV2(caller, model, version) }
@@ -188,6 +195,6 @@ export class Models extends WorkerEntrypoint<Env> implements ModelsService {
 
   /** Every served version of every model and its state in this isolate, as `POST /v2/repository/index` lists them. */
   list() {
-    return this.serve('list', undefined, undefined, async (caller) => ({ value: await repositoryEntries(caller, false) }))
+    return serve({ env: this.env, ctx: this.ctx }, 'list', undefined, undefined, async (caller) => ({ value: await repositoryEntries(caller, false) }))
   }
 }
