@@ -333,7 +333,7 @@ export function bundleAt(dir) {
  * startWranglerDev).
  */
 export async function startBundle(options = {}) {
-  const { assetsDir, vars = {}, readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS, ready = 'live', configs = [] } = options
+  const { assetsDir, vars = {}, readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS, ready = 'live' } = options
   const started = performance.now()
   const deadline = Date.now() + readyTimeoutMs
   const ownBundle = options.bundle === undefined
