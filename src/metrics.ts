@@ -52,6 +52,7 @@ export class Metrics {
   private readonly requests = new Family(counter)
   private readonly inference = new Family(() => new Histogram())
   private readonly loads = new Family(() => new Histogram())
+  private readonly predictionCache = { hit: new Family(counter), miss: new Family(counter) }
 
   /** Counts one answered request and, if it ran a model, how long the inference took. */
   recordRequest(model: string | undefined, version: string | undefined, status: number, inferMs?: number): void {
@@ -64,7 +65,12 @@ export class Metrics {
     this.loads.get(keyLabels(key)).observe(ms / 1000)
   }
 
-  /** The request counter and the two histograms, as text-format families. */
+  /** Counts one lookup of the prediction cache of a model that has one (src/prediction-cache.ts). */
+  recordPredictionCache(model: string, outcome: 'hit' | 'miss'): void {
+    this.predictionCache[outcome].get({ model }).value++
+  }
+
+  /** The request counter, the two histograms and the prediction cache's counters, as text-format families. */
   families(): string[] {
     return [
       family(
@@ -84,6 +90,18 @@ export class Metrics {
         'histogram',
         'Model loads (fetch, build, warmup) and reloads in this isolate.',
         histogramSamples('warmserve_model_load_duration_seconds', this.loads),
+      ),
+      family(
+        'warmserve_prediction_cache_hits_total',
+        'counter',
+        'Predictions answered from the prediction cache (response_cache in config.json), by model.',
+        [...this.predictionCache.hit.series.values()].map(({ labels, value }) => sample('warmserve_prediction_cache_hits_total', value.value, labels)),
+      ),
+      family(
+        'warmserve_prediction_cache_misses_total',
+        'counter',
+        'Predictions of models with a prediction cache that ran the model: not cached, expired, bypassed (Cache-Control: no-cache) or no Cache API.',
+        [...this.predictionCache.miss.series.values()].map(({ labels, value }) => sample('warmserve_prediction_cache_misses_total', value.value, labels)),
       ),
     ]
   }

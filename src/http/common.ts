@@ -1,8 +1,9 @@
 /** @module http/common — path parameters and response headers shared by the protocol routes. */
 import type { Context } from 'hono'
 import { ApiError, badRequest, quote } from '../errors'
-import { isolate } from '../isolate'
 import type { ModelLease } from '../isolate'
+import { withLease } from '../predict'
+import type { Caller, Prediction } from '../predict'
 import type { Selector } from '../repository/repository'
 import type { Signature } from '../runtime/signature'
 
@@ -49,17 +50,36 @@ export const methodNotAllowed = (allow: string) => (c: Context) => {
   throw new ApiError(405, `${c.req.method} is not allowed on ${new URL(c.req.url).pathname}; use ${allow}`, { Allow: allow })
 }
 
-/** Adds the cache outcome, the version that answered, and Server-Timing (load wait, image decode, inference). */
-export function setModelHeaders(c: Context, { target, lease }: ModelLease, inferMs: number): void {
+/**
+ * Adds the cache outcome, the version that answered, and Server-Timing (load wait, image decode,
+ * inference). `inferMs` is absent when the prediction cache answered and the model did not run.
+ */
+export function setModelHeaders(c: Context, { target, lease }: ModelLease, inferMs?: number): void {
   c.set('model', target.name)
-  c.set('inferMs', inferMs)
+  if (inferMs !== undefined) c.set('inferMs', inferMs)
   c.header('X-Model-Cache', lease.outcome)
   c.header('X-Model-Version', String(target.version))
-  const timings = [`infer;dur=${inferMs}`]
+  const timings = [inferMs === undefined ? 'cache;desc="hit"' : `infer;dur=${inferMs}`]
   const decodeMs = c.get('decodeMs')
   if (decodeMs !== undefined) timings.unshift(`decode;dur=${decodeMs}`)
   if (lease.outcome !== 'hit') timings.unshift(`load;dur=${lease.waitedMs};desc="${lease.outcome}"`)
   c.header('Server-Timing', timings.join(', '))
+}
+
+/** The model headers of a prediction, and `X-Prediction-Cache: hit | miss` for a model with `response_cache`. */
+export function setPredictionHeaders(c: Context, prediction: Prediction<unknown>): void {
+  setModelHeaders(c, prediction.held, prediction.inferMs)
+  if (prediction.cache) c.header('X-Prediction-Cache', prediction.cache)
+}
+
+/** An HTTP request as a caller of `predict`: its bindings, its background work, its host and `Cache-Control`. */
+export function callerOf(c: Context<AppEnv>): Caller {
+  return {
+    env: c.env,
+    waitUntil: waitUntilOf(c),
+    host: new URL(c.req.url).hostname,
+    noCache: /(^|[\s,])no-cache([\s,]|$)/i.test(c.req.header('cache-control') ?? ''),
+  }
 }
 
 /**
@@ -82,13 +102,8 @@ export function outputNames({ target, lease }: ModelLease, requested?: string[])
 }
 
 /** Leases a model for the length of `use`, always releasing it. */
-export async function withModel<T>(c: Context<AppEnv>, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
-  const held = await isolate().lease(c.env, name, selector, waitUntilOf(c))
-  try {
-    return await use(held)
-  } finally {
-    held.lease.release()
-  }
+export function withModel<T>(c: Context<AppEnv>, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
+  return withLease(callerOf(c), name, selector, use)
 }
 
 /**
