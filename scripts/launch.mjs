@@ -216,7 +216,7 @@ export async function startWranglerDev(options = {}) {
 const PORT_ATTEMPTS = 3
 
 async function startWranglerDevOnce(options) {
-  const { assetsDir, vars = {}, readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS, ready = 'live' } = options
+  const { assetsDir, vars = {}, readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS, ready = 'live', configs = [] } = options
   const [port, inspectorPort] = await freePorts(2)
   const persistDir = scratchDir('warmserve-dev-state-')
   const args = [
@@ -227,6 +227,9 @@ async function startWranglerDevOnce(options) {
     '--inspector-port', String(inspectorPort),
     '--show-interactive-dev-session=false',
     '--persist-to', persistDir,
+    // Several Workers in one process: the first config is the primary, which serves HTTP and takes
+    // --assets and --var; the others are reached only through service bindings.
+    ...configs.flatMap((config) => ['-c', resolve(ROOT, config)]),
     ...(assetsDir !== undefined ? ['--assets', assetsDir] : []),
     ...Object.entries(vars).flatMap(([key, value]) => ['--var', `${key}:${value}`]),
   ]

@@ -5,7 +5,8 @@
  * the bundled repository's index, the R2 pointer it follows, the metrics it has recorded, the tf.js
  * backend and the clock. Every entry point — HTTP routes, the admin API, the cron handler — goes
  * through this object's small interface (`repository`, `lease`, `reload`, `unload`, `maintain`,
- * `status`, `ready`, and `traffic.serve` for inference); no other module keeps state of its own.
+ * `status`, `ready`, and `traffic` for inference); so does the service-binding entrypoint (rpc.ts).
+ * No other module keeps state of its own.
  *
  * Bindings are passed to each call, never kept: `env` says where model files come from and what the
  * limits are. A call with an `env` whose vars differ applies them to the live state — the cache's
@@ -19,6 +20,7 @@ import type { Config, StringVars } from './config'
 import { ModelUnavailableError } from './errors'
 import { log } from './log'
 import { keyLabels, Metrics } from './metrics'
+import { PredictionCache } from './prediction-cache'
 import { PointerFollower } from './repository/follow'
 import type { FollowDeps, PointerStatus } from './repository/follow'
 import { prepareModel } from './protocols/images/classify'
@@ -98,6 +100,8 @@ const cacheLimits = (config: Config): CacheLimits => ({
 export class Isolate {
   readonly metrics = new Metrics()
   readonly cache: ModelCache
+  /** Answers kept on the Workers Cache API for models with `response_cache` (src/predict.ts uses it). */
+  readonly predictions = new PredictionCache()
   /** Version splits, shadow runs and admission limits per model: every entry point that runs a model goes through `traffic.serve`. */
   readonly traffic = new TrafficControl(this)
   private readonly index = new BundledIndex()

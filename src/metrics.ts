@@ -52,6 +52,7 @@ export class Metrics {
   private readonly requests = new Family(counter)
   private readonly inference = new Family(() => new Histogram())
   private readonly loads = new Family(() => new Histogram())
+  private readonly predictionCache = { hit: new Family(counter), miss: new Family(counter) }
   private readonly routed = new Family(counter)
   private readonly rejections = new Family(counter)
   private readonly shadows = new Family(counter)
@@ -85,7 +86,12 @@ export class Metrics {
     this.loads.get(keyLabels(key)).observe(ms / 1000)
   }
 
-  /** The request counter and the two histograms, as text-format families. */
+  /** Counts one lookup of the prediction cache of a model that has one (src/prediction-cache.ts). */
+  recordPredictionCache(model: string, outcome: 'hit' | 'miss'): void {
+    this.predictionCache[outcome].get({ model }).value++
+  }
+
+  /** The request counter, the two histograms and the prediction cache's counters, as text-format families. */
   families(): string[] {
     return [
       family(
@@ -105,6 +111,18 @@ export class Metrics {
         'histogram',
         'Model loads (fetch, build, warmup) and reloads in this isolate.',
         histogramSamples('warmserve_model_load_duration_seconds', this.loads),
+      ),
+      family(
+        'warmserve_prediction_cache_hits_total',
+        'counter',
+        'Predictions answered from the prediction cache (response_cache in config.json), by model.',
+        [...this.predictionCache.hit.series.values()].map(({ labels, value }) => sample('warmserve_prediction_cache_hits_total', value.value, labels)),
+      ),
+      family(
+        'warmserve_prediction_cache_misses_total',
+        'counter',
+        'Predictions of models with a prediction cache that ran the model: not cached, expired, bypassed (Cache-Control: no-cache) or no Cache API.',
+        [...this.predictionCache.miss.series.values()].map(({ labels, value }) => sample('warmserve_prediction_cache_misses_total', value.value, labels)),
       ),
       counterFamily('warmserve_traffic_total', 'Requests admitted to each version of a model, by rule: named (the path names a version or label), default, weighted (random split) or sticky (split by a header).', this.routed),
       counterFamily('warmserve_rejections_total', "Requests answered 429, by model and reason: model (its max_concurrent and max_queue) or isolate (MAX_CONCURRENT and MAX_QUEUE).", this.rejections),

@@ -14,6 +14,10 @@ import { fnv1a, Gate, pickWeighted } from '../src/traffic'
 import { call, post, runCron, SETOSA } from './helpers'
 import { irisWithBias, publish } from './r2-helpers'
 
+type Outcome<T = any> = { value?: T; error?: { message: string; status?: number } }
+// The service-binding entrypoint, called from the pool's other Worker (test/e2e/caller/index.js), as test/rpc.test.ts does.
+const rpcCaller = (env as unknown as { RPC_CALLER: { call(method: string, ...args: unknown[]): Promise<Outcome> } }).RPC_CALLER
+
 const NAME = 'traffic-iris'
 const PREDICT = `/v1/models/${NAME}:predict`
 const INFER = `/v2/models/${NAME}/infer`
@@ -118,15 +122,17 @@ describe('weighted split', () => {
 })
 
 describe('sticky split', () => {
-  it('gives one client id one version, over both protocols, and spreads 100 clients near the weights', async () => {
+  it('gives one client id one version, over both protocols and RPC, and spreads 100 clients near the weights', async () => {
     await configure({ traffic: { versions: { '1': 50, '2': 50 }, sticky_header: 'x-client-id' } })
     const counts: Record<string, number> = {}
     for (let i = 0; i < 100; i++) {
       const id = { 'x-client-id': `client-${i}` }
       const first = await answer(await post(PREDICT, { instances: [SETOSA] }, id))
       if (i % 20 === 0) {
-        // The same client again, through the other protocol: the same version.
+        // The same client again, through the other protocol and through RPC: the same version.
         expect(await answer(await post(INFER, v2Body, id))).toEqual(first)
+        const viaRpc = await rpcCaller.call('run', NAME, { instances: [SETOSA] }, { client_id: `client-${i}` })
+        expect(viaRpc.value.predictions[0].indexOf(Math.max(...viaRpc.value.predictions[0]))).toBe(first.top)
         expect(await answer(await post(PREDICT, { instances: [SETOSA] }, id))).toEqual(first)
       }
       counts[first.version!] = (counts[first.version!] ?? 0) + 1
@@ -164,11 +170,12 @@ async function until(check: () => boolean, what: string) {
 }
 
 describe('admission limits', () => {
-  it('counts a request in flight while its body is read: past max_concurrent and max_queue, 429 with Retry-After, in both protocols', async () => {
+  it('counts a request in flight while its body is read: past max_concurrent and max_queue, 429 with Retry-After, in both protocols and over RPC', async () => {
     await configure({ max_concurrent: 1, max_queue: 0 })
     const gate = isolate().traffic.gate(NAME)
     const held = heldRequest(PREDICT)
     await until(() => gate.inFlight === 1, 'the held request to be admitted')
+    expect((await rpcCaller.call('run', NAME, { instances: [SETOSA] })).error).toMatchObject({ status: 429, message: expect.stringMatching(/^model 'traffic-iris' is at capacity/) })
     for (const refused of [await post(PREDICT, { instances: [SETOSA] }), await post(INFER, v2Body)]) {
       expect(refused.status).toBe(429)
       expect(refused.headers.get('retry-after')).toBe('1')
@@ -183,8 +190,8 @@ describe('admission limits', () => {
     expect(gate.inFlight).toBe(0)
     expect((await post(PREDICT, { instances: [SETOSA] })).status).toBe(200)
     const metric = await scrape()
-    expect(metric('warmserve_rejections_total', { model: NAME, reason: 'model' })).toBe(2)
-    expect(metric('warmserve_requests_total', { model: NAME, status: '429' })).toBe(2)
+    expect(metric('warmserve_rejections_total', { model: NAME, reason: 'model' })).toBe(3)
+    expect(metric('warmserve_requests_total', { model: NAME, status: '429' })).toBe(3)
   })
 
   it('serves waiting requests first come, first served, and refuses past the queue', async () => {

@@ -3,6 +3,8 @@ import type { Context } from 'hono'
 import { ApiError, badRequest, quote } from '../errors'
 import { isolate } from '../isolate'
 import type { ModelLease } from '../isolate'
+import { withLease } from '../predict'
+import type { Caller, Prediction } from '../predict'
 import type { Selector } from '../repository/repository'
 import type { Signature } from '../runtime/signature'
 
@@ -49,17 +51,38 @@ export const methodNotAllowed = (allow: string) => (c: Context) => {
   throw new ApiError(405, `${c.req.method} is not allowed on ${new URL(c.req.url).pathname}; use ${allow}`, { Allow: allow })
 }
 
-/** Adds the cache outcome, the version that answered, and Server-Timing (load wait, image decode, inference). */
-export function setModelHeaders(c: Context, { target, lease }: ModelLease, inferMs: number): void {
+/**
+ * Adds the cache outcome, the version that answered, and Server-Timing (load wait, image decode,
+ * inference). `inferMs` is absent when the prediction cache answered and the model did not run.
+ */
+export function setModelHeaders(c: Context, { target, lease }: ModelLease, inferMs?: number): void {
   c.set('model', target.name)
-  c.set('inferMs', inferMs)
+  if (inferMs !== undefined) c.set('inferMs', inferMs)
   c.header('X-Model-Cache', lease.outcome)
   c.header('X-Model-Version', String(target.version))
-  const timings = [`infer;dur=${inferMs}`]
+  const timings = [inferMs === undefined ? 'cache;desc="hit"' : `infer;dur=${inferMs}`]
   const decodeMs = c.get('decodeMs')
   if (decodeMs !== undefined) timings.unshift(`decode;dur=${decodeMs}`)
   if (lease.outcome !== 'hit') timings.unshift(`load;dur=${lease.waitedMs};desc="${lease.outcome}"`)
   c.header('Server-Timing', timings.join(', '))
+}
+
+/** The model headers of a prediction, and `X-Prediction-Cache: hit | miss` for a model with `response_cache`. */
+export function setPredictionHeaders(c: Context, prediction: Prediction<unknown>): void {
+  setModelHeaders(c, prediction.held, prediction.inferMs)
+  if (prediction.cache) c.header('X-Prediction-Cache', prediction.cache)
+}
+
+/** An HTTP request as a caller of `predict`: its bindings, its background work, its host and `Cache-Control`. */
+export function callerOf(c: Context<AppEnv>): Caller {
+  return {
+    env: c.env,
+    waitUntil: waitUntilOf(c),
+    host: new URL(c.req.url).hostname,
+    noCache: /(^|[\s,])no-cache([\s,]|$)/i.test(c.req.header('cache-control') ?? ''),
+    header: (name) => c.req.header(name),
+    requestId: c.get('requestId'),
+  }
 }
 
 /**
@@ -82,25 +105,26 @@ export function outputNames({ target, lease }: ModelLease, requested?: string[])
 }
 
 /** Leases a model for the length of `use`, always releasing it. */
-export async function withModel<T>(c: Context<AppEnv>, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
-  const held = await isolate().lease(c.env, name, selector, waitUntilOf(c))
-  try {
-    return await use(held)
-  } finally {
-    held.lease.release()
-  }
+export function withModel<T>(c: Context<AppEnv>, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
+  return withLease(callerOf(c), name, selector, use)
 }
 
 /**
- * Serves an inference request under the model's traffic control (src/traffic.ts: the version split,
- * the admission limits, the shadow run): routes it and takes its slots, then `read`s the body —
- * so a request reading its body is already in flight — leases the routed version and runs `use`.
- * A 429 is counted under the model's name (it exists: routing found it).
+ * Runs an inference request under the model's traffic control (src/traffic.ts: the version split,
+ * the admission limits, the shadow run): routes it and takes its slots first, then `serve` reads the
+ * body and predicts with a caller holding that admission — so a request reading its body is already
+ * in flight — and the slots free when the response is ready. A 429 is counted under the model's name
+ * (it exists: routing found it).
  */
-export async function withRoutedModel<B, T>(c: Context<AppEnv>, name: string, selector: Selector, read: () => Promise<B>, use: (held: ModelLease, body: B) => Promise<T>): Promise<T> {
-  const request = { header: (h: string) => c.req.header(h), waitUntil: waitUntilOf(c), requestId: c.get('requestId') }
+export async function withAdmission<T>(c: Context<AppEnv>, name: string, selector: Selector, serve: (caller: Caller) => Promise<T>): Promise<T> {
+  const caller = callerOf(c)
   try {
-    return await isolate().traffic.serve(c.env, name, selector, request, read, use)
+    const admission = await isolate().traffic.admit(c.env, name, selector, caller)
+    try {
+      return await serve({ ...caller, admission })
+    } finally {
+      admission.release()
+    }
   } catch (error) {
     if (error instanceof ApiError && error.status === 429) c.set('model', name)
     throw error

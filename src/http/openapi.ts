@@ -116,7 +116,8 @@ const errors = (...statuses: Array<400 | 401 | 404 | 405 | 413 | 415 | 429 | 503
 const modelHeaders = {
   'X-Model-Cache': { description: 'hit, miss (this request loaded the model) or joined (waited on a load)', schema: { type: 'string' as const } },
   'X-Model-Version': { description: "the version that answered (the model's traffic split picks it when the path names none)", schema: { type: 'string' as const } },
-  'Server-Timing': { description: 'load;dur=… (on miss and joined), decode;dur=… (a raw image body: decode and preprocess) and infer;dur=…, in ms', schema: { type: 'string' as const } },
+  'Server-Timing': { description: 'load;dur=… (on miss and joined), decode;dur=… (a raw image body: decode and preprocess) and infer;dur=…, in ms; cache;desc="hit" when the prediction cache answered', schema: { type: 'string' as const } },
+  'X-Prediction-Cache': { description: 'hit or miss, on models with response_cache in their config.json', schema: { type: 'string' as const, enum: ['hit', 'miss'] } },
 }
 
 const jsonBody = (schema: z.ZodType, description: string) => ({

@@ -13,6 +13,9 @@ const LABEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
 /** Longest a batch may wait for company: past a second, a queue is a latency bug, not a batch. */
 export const MAX_QUEUE_DELAY_MS = 1000
 
+/** Longest a cached prediction may live: a year, as `Cache-Control: max-age` is commonly capped. */
+export const MAX_RESPONSE_CACHE_TTL_SECONDS = 31_536_000
+
 // ===== Image inputs, labels, classify (protocols/images/) =====
 
 /** Largest side an image input may be resized to: larger than any image model's input, small enough to bound the work. */
@@ -134,6 +137,12 @@ export const ModelConfig = z.strictObject({
   labels: Labels.optional(),
   /** Which output `:classify` ranks, how many labels it answers, and the activation first. */
   classify: ClassifyConfig.optional(),
+  /**
+   * The prediction cache, off when absent (src/prediction-cache.ts): answers are kept on the Workers
+   * Cache API for `ttl_seconds`, keyed by the model, the answering version, the parsed inputs, the
+   * outputs asked for and the response format.
+   */
+  response_cache: z.strictObject({ ttl_seconds: z.int().min(1).max(MAX_RESPONSE_CACHE_TTL_SECONDS) }).optional(),
   /** How requests that name no version or label are split between versions (src/traffic.ts). */
   traffic: TrafficConfig.optional(),
   /** A version that also runs a fraction of requests after their response, compared and never answered (src/traffic.ts). */

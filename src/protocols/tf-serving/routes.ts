@@ -20,7 +20,9 @@ import { preparedOf } from '../images/classify'
 import { classify } from './classify'
 import type { RequestLimits } from '../tensors'
 import { routeDocs } from '../../http/openapi'
-import { checkInputNames, methodNotAllowed, outputNames, parseLabel, parseVersion, setModelHeaders, waitUntilOf, withModel, withRoutedModel } from '../../http/common'
+import { callerOf, checkInputNames, methodNotAllowed, outputNames, parseLabel, parseVersion, setPredictionHeaders, waitUntilOf, withAdmission, withModel } from '../../http/common'
+import { predict } from '../../predict'
+import type { Caller, Prediction } from '../../predict'
 import type { AppEnv } from '../../http/common'
 
 type Ctx = Context<AppEnv>
@@ -170,37 +172,44 @@ async function predictionsJSON(names: string[], outputs: Record<string, tf.Tenso
   return Array.from({ length: batch }, (_, row) => Object.fromEntries(names.map((name, i) => [name, (values[i] as unknown[])[row]])))
 }
 
-async function predict(c: Ctx, name: string, pick?: VersionPath) {
-  const selector = selectorOf(pick)
-  const config = readConfig(c.env)
-  const read = async () => {
-    const body = parseBody(PredictRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
-    if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
-      throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
-    }
-    return body
+/** A TF Serving predict answer: `{predictions}` for the row format, `{outputs}` for the columnar one. */
+export type PredictResponse = { predictions: unknown } | { outputs: unknown }
+
+/**
+ * A parsed predict request through the one prediction path (src/predict.ts): what `:predict` and the
+ * service binding's `run` share.
+ */
+export function predictTFServing(caller: Caller, name: string, selector: Selector, body: PredictRequest): Promise<Prediction<PredictResponse>> {
+  if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
+    throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
   }
-  return withRoutedModel(c, name, selector, read, async (held, body) => {
-    const signature = held.lease.model.signature
-    const limits = requestLimits(config, held.target)
-    const names = outputNames(held)
-    const rows = body.instances !== undefined
-    const plan = rows ? rowFeeds(signature, body.instances!, limits) : columnarFeeds(signature, body.inputs)
-    const { transforms } = preparedOf(held.target, held.lease.model)
-    const feeds: Record<string, tf.Tensor> = {}
-    let outputs: Record<string, tf.Tensor> = {}
-    try {
+  const config = readConfig(caller.env)
+  const rows = body.instances !== undefined
+  return predict<PredictResponse>(caller, name, selector, {
+    outputs: (held) => outputNames(held),
+    format: () => (rows ? 'tf-serving-rows' : 'tf-serving-columns'),
+    async feeds(held, feeds) {
+      const signature = held.lease.model.signature
+      const limits = requestLimits(config, held.target)
+      const plan = rows ? rowFeeds(signature, body.instances!, limits) : columnarFeeds(signature, body.inputs)
+      const { transforms } = preparedOf(held.target, held.lease.model)
       for (const [spec, [value, where]] of plan) feeds[spec.name] = await jsonFeed(spec, transforms.get(spec.name), value, where, limits, config, name)
-      const started = Date.now()
-      outputs = await held.lease.model.run(feeds)
-      const inferMs = Date.now() - started
+    },
+    async answer(_held, outputs, names) {
       const result = await predictionsJSON(names, outputs, rows)
-      setModelHeaders(c, held, inferMs)
-      return c.json(rows ? { predictions: result } : { outputs: result })
-    } finally {
-      tf.dispose(feeds)
-      tf.dispose(outputs)
-    }
+      return rows ? { predictions: result } : { outputs: result }
+    },
+  })
+}
+
+async function predictBody(c: Ctx, name: string, pick?: VersionPath) {
+  const config = readConfig(c.env)
+  const selector = selectorOf(pick)
+  return withAdmission(c, name, selector, async (caller) => {
+    const body = parseBody(PredictRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+    const prediction = await predictTFServing(caller, name, selector, body)
+    setPredictionHeaders(c, prediction)
+    return c.json(prediction.value)
   })
 }
 
@@ -235,5 +244,5 @@ function predictRoute(c: Ctx, model: string, pick?: VersionPath) {
   if (verb === undefined) return methodNotAllowed('GET')(c)
   if (verb !== 'predict' && verb !== 'classify') throw notFound(`':${verb}' is not supported; warmserve serves ':predict' and ':classify'`)
   const [name, version] = pick === undefined ? [last, undefined] : [model, { kind: pick.kind, segment: last }]
-  return verb === 'classify' ? classify(c, name, selectorOf(version)) : predict(c, name, version)
+  return verb === 'classify' ? classify(c, name, selectorOf(version)) : predictBody(c, name, version)
 }
