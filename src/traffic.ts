@@ -1,7 +1,11 @@
 /**
- * @module traffic — traffic control per model, in one place every entry point goes through
- * (`TrafficControl.serve`): which version a request goes to, whether it runs now, waits or is
- * refused, and the shadow run after its response. All of it is set in the model's config.json:
+ * @module traffic — traffic control per model, in one place every entry point goes through:
+ * which version a request goes to, whether it runs now, waits or is refused, and the shadow run
+ * after its response. An entry point calls `TrafficControl.admit` before it reads its body and
+ * leases through the `Admission` (`lease`, then `release` when the response is ready) — HTTP routes
+ * do so with `withAdmission` (http/common.ts), and `predict` (predict.ts) leases through the
+ * caller's admission, or through `TrafficControl.serve` for a caller without one (the RPC
+ * entrypoint). All of it is set in the model's config.json:
  *
  * - `traffic: {versions: {"1": 90, "2": 10}, sticky_header}` splits requests that name no version
  *   or label by weight; with the sticky header, a hash of its value picks, so a client keeps its
