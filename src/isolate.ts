@@ -5,8 +5,8 @@
  * the bundled repository's index, the R2 pointer it follows, the metrics it has recorded, the tf.js
  * backend and the clock. Every entry point — HTTP routes, the admin API, the cron handler — goes
  * through this object's small interface (`repository`, `lease`, `reload`, `unload`, `maintain`,
- * `status`, `ready`); so does the service-binding entrypoint (rpc.ts). No other module keeps state
- * of its own.
+ * `status`, `ready`, and `traffic` for inference); so does the service-binding entrypoint (rpc.ts).
+ * No other module keeps state of its own.
  *
  * Bindings are passed to each call, never kept: `env` says where model files come from and what the
  * limits are. A call with an `env` whose vars differ applies them to the live state — the cache's
@@ -40,6 +40,7 @@ import type { ModelFormat } from './runtime/servable'
 import type { Signature, TensorSpec } from './runtime/signature'
 import { Backend, tf } from './runtime/tf'
 import { backendBroken } from './runtime/wasm-guard'
+import { TrafficControl } from './traffic'
 import type { BackendName } from './runtime/tf'
 
 /** Runs `promise` after the response, where the runtime allows it (`ctx.waitUntil`). */
@@ -101,6 +102,8 @@ export class Isolate {
   readonly cache: ModelCache
   /** Answers kept on the Workers Cache API for models with `response_cache` (src/predict.ts uses it). */
   readonly predictions = new PredictionCache()
+  /** Version splits, shadow runs and admission limits per model: every entry point that runs a model goes through `traffic.serve`. */
+  readonly traffic = new TrafficControl(this)
   private readonly index = new BundledIndex()
   private readonly pointer: PointerFollower
   // Stores of each env object, made once (every request asks, several times).

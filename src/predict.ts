@@ -11,6 +11,7 @@ import type { ModelLease, WaitUntil } from './isolate'
 import type { CacheOutcome, KeyInput } from './prediction-cache'
 import { predictionKey, tensorInputs } from './prediction-cache'
 import type { Selector } from './repository/repository'
+import type { Admission } from './traffic'
 import { tf } from './runtime/tf'
 
 /** Who asks, and what of theirs the prediction needs: bindings, background work, cache preferences. */
@@ -21,6 +22,15 @@ export interface Caller {
   host?: string
   /** `Cache-Control: no-cache` (or the RPC option `cache: false`): run the model, then refresh the entry. */
   noCache?: boolean
+  /** The request's headers, for the model's traffic split (its `sticky_header`). */
+  header?: (name: string) => string | undefined
+  /** The request's id, for the shadow run's log line. */
+  requestId?: string
+  /**
+   * The slots and version traffic control gave this request before its body was read (HTTP routes:
+   * http/common.ts `withAdmission`); without one, `predict` takes them itself (src/traffic.ts).
+   */
+  admission?: Admission
 }
 
 /** One protocol's part of a prediction: its feeds, its answer's shape. */
@@ -62,13 +72,28 @@ export async function withLease<T>(caller: Caller, name: string, selector: Selec
 }
 
 /**
+ * Leases the version traffic control routes a prediction to (src/traffic.ts: the model's split,
+ * its `max_concurrent`/`max_queue` and the isolate's, its shadow run): the caller's admission when
+ * it took one before reading its body, else one taken here, held until `use` is done.
+ */
+async function withRoutedLease<T>(caller: Caller, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
+  if (!caller.admission) return isolate().traffic.serve(caller.env, name, selector, caller, async () => undefined, (held) => use(held))
+  const held = await caller.admission.lease()
+  try {
+    return await use(held)
+  } finally {
+    held.lease.release()
+  }
+}
+
+/**
  * The one place a prediction goes through. With `response_cache` in the model's config.json, the
  * answer is looked up by the hash of its inputs before the model runs, and stored after (awaited, so
  * the next identical request hits); errors are thrown before anything is stored.
  */
 export async function predict<T>(caller: Caller, name: string, selector: Selector, spec: PredictionSpec<T>): Promise<Prediction<T>> {
   const state = isolate()
-  return withLease(caller, name, selector, async (held) => {
+  return withRoutedLease(caller, name, selector, async (held) => {
     const feeds: Record<string, tf.Tensor> = {}
     let outputs: Record<string, tf.Tensor> = {}
     try {

@@ -20,6 +20,11 @@ export interface RunOptions {
   top_k?: number
   /** `false` skips the lookup in the prediction cache (as `Cache-Control: no-cache` does over HTTP); the answer still refreshes it. */
   cache?: boolean
+  /**
+   * Who is asking, for the model's traffic split (`traffic.sticky_header` in its config.json): one
+   * client id always gets one version while the weights stay the same, as that header does over HTTP.
+   */
+  client_id?: string
 }
 
 /** TF Serving's predict body: the row format or the columnar one. */
@@ -86,7 +91,7 @@ export interface ModelsService {
   run(model: string, inputs: PredictInputs, options?: RunOptions): Promise<PredictResponse>
   run(model: string, inputs: ImageInputs, options?: RunOptions): Promise<ClassifyResult>
   /** An Open Inference Protocol request → its answer, with typed arrays. */
-  infer(model: string, request: InferRequest, options?: Pick<RunOptions, 'version' | 'cache'>): Promise<InferResponse>
+  infer(model: string, request: InferRequest, options?: Pick<RunOptions, 'version' | 'cache' | 'client_id'>): Promise<InferResponse>
   metadata(model: string, options?: Pick<RunOptions, 'version'>): Promise<ModelMetadata>
   list(): Promise<RepositoryEntry[]>
 }

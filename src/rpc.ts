@@ -139,8 +139,16 @@ async function serve<T>(
 ): Promise<T> {
   const started = Date.now()
   const state = isolate()
-  const caller: Caller = { env: entry.env, waitUntil: (promise) => entry.ctx.waitUntil(promise), noCache: isObject(options) && options.cache === false }
+  // options.client_id stands for the model's sticky header: the one header traffic control asks for.
+  const clientId = isObject(options) ? options.client_id : undefined
+  const caller: Caller = {
+    env: entry.env,
+    waitUntil: (promise) => entry.ctx.waitUntil(promise),
+    noCache: isObject(options) && options.cache === false,
+    header: () => (typeof clientId === 'string' ? clientId : undefined),
+  }
   try {
+    if (clientId !== undefined && typeof clientId !== 'string') throw badRequest(`client_id must be a string, got ${describeValue(clientId)}`)
     const result = await work(caller)
     const { held, inferMs, cache } = 'held' in result ? result : { held: undefined, inferMs: undefined, cache: undefined }
     const version = held ? String(held.target.version) : undefined
@@ -173,7 +181,7 @@ export class Models extends WorkerEntrypoint<Env> implements ModelsService {
   }
 
   /** An Open Inference Protocol request → its answer, each output's data a typed array. */
-  infer(model: string, request: InferRequestArg, options?: Pick<RunOptions, 'version' | 'cache'>): Promise<InferResponse> {
+  infer(model: string, request: InferRequestArg, options?: Pick<RunOptions, 'version' | 'cache' | 'client_id'>): Promise<InferResponse> {
     return serve({ env: this.env, ctx: this.ctx }, 'infer', model, options, async (caller) => {
       checkModel(model)
       const { version } = selectorOf(options === undefined ? undefined : { version: (options as RunOptions).version })

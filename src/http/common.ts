@@ -1,6 +1,7 @@
 /** @module http/common — path parameters and response headers shared by the protocol routes. */
 import type { Context } from 'hono'
 import { ApiError, badRequest, quote } from '../errors'
+import { isolate } from '../isolate'
 import type { ModelLease } from '../isolate'
 import { withLease } from '../predict'
 import type { Caller, Prediction } from '../predict'
@@ -79,6 +80,8 @@ export function callerOf(c: Context<AppEnv>): Caller {
     waitUntil: waitUntilOf(c),
     host: new URL(c.req.url).hostname,
     noCache: /(^|[\s,])no-cache([\s,]|$)/i.test(c.req.header('cache-control') ?? ''),
+    header: (name) => c.req.header(name),
+    requestId: c.get('requestId'),
   }
 }
 
@@ -104,6 +107,28 @@ export function outputNames({ target, lease }: ModelLease, requested?: string[])
 /** Leases a model for the length of `use`, always releasing it. */
 export function withModel<T>(c: Context<AppEnv>, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
   return withLease(callerOf(c), name, selector, use)
+}
+
+/**
+ * Runs an inference request under the model's traffic control (src/traffic.ts: the version split,
+ * the admission limits, the shadow run): routes it and takes its slots first, then `serve` reads the
+ * body and predicts with a caller holding that admission — so a request reading its body is already
+ * in flight — and the slots free when the response is ready. A 429 is counted under the model's name
+ * (it exists: routing found it).
+ */
+export async function withAdmission<T>(c: Context<AppEnv>, name: string, selector: Selector, serve: (caller: Caller) => Promise<T>): Promise<T> {
+  const caller = callerOf(c)
+  try {
+    const admission = await isolate().traffic.admit(c.env, name, selector, caller)
+    try {
+      return await serve({ ...caller, admission })
+    } finally {
+      admission.release()
+    }
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 429) c.set('model', name)
+    throw error
+  }
 }
 
 /**

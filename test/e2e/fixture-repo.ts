@@ -10,6 +10,7 @@ import { basename, join } from 'node:path'
 import { ROOT } from '../../scripts/launch.mjs'
 import { addImageModels } from './image-models'
 import { addPackagedModel } from './models'
+import { addTrafficModels } from './repo-traffic'
 
 /** Models that npm packages ship, served as they come (no config.json): test/e2e/foreign-models.test.ts. */
 export const FOREIGN = [
@@ -40,5 +41,6 @@ export async function fixtureRepository(): Promise<string> {
   await addImageModels(repo)
   for (const model of FOREIGN) addPackagedModel(repo, model.name, join(ROOT, 'node_modules', model.source))
   addPackagedModel(repo, MEMORY_MODEL, join(ROOT, 'node_modules/@vladmandic/human/models/faceres.json'))
+  await addTrafficModels(repo)
   return repo
 }

@@ -11,7 +11,7 @@ import { z } from 'zod'
 import { readConfig } from '../../config'
 import { ApiError, badRequest, quote } from '../../errors'
 import { readBytes, readJson } from '../../http/body'
-import { callerOf, checkInputNames, setPredictionHeaders } from '../../http/common'
+import { checkInputNames, setPredictionHeaders, withAdmission } from '../../http/common'
 import type { AppEnv } from '../../http/common'
 import type { ModelLease } from '../../isolate'
 import { predict } from '../../predict'
@@ -114,49 +114,53 @@ export async function classifyImage(
 async function classifyRaw(c: Context<AppEnv>, name: string, selector: Selector, type: string) {
   const config = readConfig(c.env)
   const topK = askedTopK(c)
-  const bytes = await readBytes(c.req.raw, Math.min(config.MAX_BODY_BYTES, config.MAX_IMAGE_BYTES)).catch((error: unknown) => {
-    if (error instanceof ApiError && error.status === 413) {
-      const limit = config.MAX_IMAGE_BYTES <= config.MAX_BODY_BYTES ? `${config.MAX_IMAGE_BYTES} bytes (MAX_IMAGE_BYTES)` : `${config.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`
-      throw new ApiError(413, `the image body exceeds the limit of ${limit}`)
-    }
-    throw error
+  return withAdmission(c, name, selector, async (caller) => {
+    const bytes = await readBytes(c.req.raw, Math.min(config.MAX_BODY_BYTES, config.MAX_IMAGE_BYTES)).catch((error: unknown) => {
+      if (error instanceof ApiError && error.status === 413) {
+        const limit = config.MAX_IMAGE_BYTES <= config.MAX_BODY_BYTES ? `${config.MAX_IMAGE_BYTES} bytes (MAX_IMAGE_BYTES)` : `${config.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`
+        throw new ApiError(413, `the image body exceeds the limit of ${limit}`)
+      }
+      throw error
+    })
+    const prediction = await classifyImage(caller, name, selector, bytes, topK, type)
+    if (prediction.decodeMs !== undefined) c.set('decodeMs', prediction.decodeMs)
+    setPredictionHeaders(c, prediction)
+    return c.json(prediction.value)
   })
-  const prediction = await classifyImage(callerOf(c), name, selector, bytes, topK, type)
-  if (prediction.decodeMs !== undefined) c.set('decodeMs', prediction.decodeMs)
-  setPredictionHeaders(c, prediction)
-  return c.json(prediction.value)
 }
 
 /** TF Serving's classify request: each example's inputs, b64 or numbers, batched in order. */
 async function classifyExamples(c: Context<AppEnv>, name: string, selector: Selector) {
   const config = readConfig(c.env)
-  const body = parseBody(ClassifyRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
-  if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
-    throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
-  }
-  const ranked = ranking(askedTopK(c))
-  const prediction = await predict(callerOf(c), name, selector, {
-    outputs: ranked.outputs,
-    format: ranked.format('results'),
-    async feeds(held, feeds) {
-      const { transforms } = classifier(held)
-      const { signature } = held.lease.model
-      const limits = requestLimits(config, held.target)
-      if (body.examples.length > limits.maxBatch) {
-        throw badRequest(`'examples' has ${body.examples.length} entries, more than the limit of ${limits.maxBatch} (${limits.batchRule})`)
-      }
-      // context holds features shared by every example, as in TF Serving.
-      const examples = body.examples.map((example) => ({ ...body.context, ...example }))
-      examples.forEach((example, i) => checkInputNames(signature, Object.keys(example), `examples[${i}]`))
-      for (const spec of signature.inputs) {
-        const column = examples.map((example) => example[spec.name])
-        feeds[spec.name] = await jsonFeed(spec, transforms.get(spec.name), column, `examples[*]['${spec.name}']`, limits, config, name)
-      }
-    },
-    answer: async (held, outputs) => ({ results: (await ranked.rank(held, outputs)).map((row) => row.map(({ label, score }) => [label, score])) }),
+  return withAdmission(c, name, selector, async (caller) => {
+    const body = parseBody(ClassifyRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+    if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
+      throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
+    }
+    const ranked = ranking(askedTopK(c))
+    const prediction = await predict(caller, name, selector, {
+      outputs: ranked.outputs,
+      format: ranked.format('results'),
+      async feeds(held, feeds) {
+        const { transforms } = classifier(held)
+        const { signature } = held.lease.model
+        const limits = requestLimits(config, held.target)
+        if (body.examples.length > limits.maxBatch) {
+          throw badRequest(`'examples' has ${body.examples.length} entries, more than the limit of ${limits.maxBatch} (${limits.batchRule})`)
+        }
+        // context holds features shared by every example, as in TF Serving.
+        const examples = body.examples.map((example) => ({ ...body.context, ...example }))
+        examples.forEach((example, i) => checkInputNames(signature, Object.keys(example), `examples[${i}]`))
+        for (const spec of signature.inputs) {
+          const column = examples.map((example) => example[spec.name])
+          feeds[spec.name] = await jsonFeed(spec, transforms.get(spec.name), column, `examples[*]['${spec.name}']`, limits, config, name)
+        }
+      },
+      answer: async (held, outputs) => ({ results: (await ranked.rank(held, outputs)).map((row) => row.map(({ label, score }) => [label, score])) }),
+    })
+    setPredictionHeaders(c, prediction)
+    return c.json(prediction.value)
   })
-  setPredictionHeaders(c, prediction)
-  return c.json(prediction.value)
 }
 
 /** POST `…:classify`: a raw image or TF Serving's classify request, told apart by the content type. */

@@ -20,7 +20,7 @@ import { preparedOf } from '../images/classify'
 import { classify } from './classify'
 import type { RequestLimits } from '../tensors'
 import { routeDocs } from '../../http/openapi'
-import { callerOf, checkInputNames, methodNotAllowed, outputNames, parseLabel, parseVersion, setPredictionHeaders, waitUntilOf, withModel } from '../../http/common'
+import { callerOf, checkInputNames, methodNotAllowed, outputNames, parseLabel, parseVersion, setPredictionHeaders, waitUntilOf, withAdmission, withModel } from '../../http/common'
 import { predict } from '../../predict'
 import type { Caller, Prediction } from '../../predict'
 import type { AppEnv } from '../../http/common'
@@ -204,10 +204,13 @@ export function predictTFServing(caller: Caller, name: string, selector: Selecto
 
 async function predictBody(c: Ctx, name: string, pick?: VersionPath) {
   const config = readConfig(c.env)
-  const body = parseBody(PredictRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
-  const prediction = await predictTFServing(callerOf(c), name, selectorOf(pick), body)
-  setPredictionHeaders(c, prediction)
-  return c.json(prediction.value)
+  const selector = selectorOf(pick)
+  return withAdmission(c, name, selector, async (caller) => {
+    const body = parseBody(PredictRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+    const prediction = await predictTFServing(caller, name, selector, body)
+    setPredictionHeaders(c, prediction)
+    return c.json(prediction.value)
+  })
 }
 
 // ===== Routes =====

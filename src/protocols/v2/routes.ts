@@ -27,7 +27,7 @@ import type { RequestInput } from '../schemas'
 import { flatten, makeTensor, requestLimits, spendElements } from '../tensors'
 import type { RequestLimits } from '../tensors'
 import { routeDocs } from '../../http/openapi'
-import { callerOf, checkInputNames, methodNotAllowed, outputNames, parseVersion, setPredictionHeaders, waitUntilOf, withModel } from '../../http/common'
+import { callerOf, checkInputNames, methodNotAllowed, outputNames, parseVersion, setPredictionHeaders, waitUntilOf, withAdmission, withModel } from '../../http/common'
 import { predict, withLease } from '../../predict'
 import type { Caller, Prediction } from '../../predict'
 import type { AppEnv } from '../../http/common'
@@ -181,23 +181,26 @@ export function inferV2(caller: Caller, name: string, version: number | undefine
 
 async function infer(c: Ctx, name: string, version?: string) {
   const config = readConfig(c.env)
-  const { header, binary } = await readInferBody(c.req.raw, config.MAX_BODY_BYTES, () => readJson(c.req.raw, config.MAX_BODY_BYTES))
-  const body = parseBody(InferRequest, header)
-  const raws = splitBinary(body.inputs.map((i) => i.parameters?.binary_data_size), binary)
-  const prediction = await inferV2(callerOf(c), name, parseVersion(version), body, raws)
-  setPredictionHeaders(c, prediction)
-  const binaryOut = (output: string) => body.outputs?.find((r) => r.name === output)?.parameters?.binary_data ?? body.parameters?.binary_data_output ?? false
-  const parts: Uint8Array[] = []
-  const outputs = prediction.value.outputs.map(({ data, ...described }) => {
-    if (binaryOut(described.name)) {
-      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
-      parts.push(bytes)
-      return { ...described, parameters: { binary_data_size: bytes.byteLength } }
-    }
-    return { ...described, data: Array.from(data, (v) => (described.datatype === 'BOOL' ? v === 1 : v)) }
+  const selector = { version: parseVersion(version) }
+  return withAdmission(c, name, selector, async (caller) => {
+    const { header, binary } = await readInferBody(c.req.raw, config.MAX_BODY_BYTES, () => readJson(c.req.raw, config.MAX_BODY_BYTES))
+    const body = parseBody(InferRequest, header)
+    const raws = splitBinary(body.inputs.map((i) => i.parameters?.binary_data_size), binary)
+    const prediction = await inferV2(caller, name, selector.version, body, raws)
+    setPredictionHeaders(c, prediction)
+    const binaryOut = (output: string) => body.outputs?.find((r) => r.name === output)?.parameters?.binary_data ?? body.parameters?.binary_data_output ?? false
+    const parts: Uint8Array[] = []
+    const outputs = prediction.value.outputs.map(({ data, ...described }) => {
+      if (binaryOut(described.name)) {
+        const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+        parts.push(bytes)
+        return { ...described, parameters: { binary_data_size: bytes.byteLength } }
+      }
+      return { ...described, data: Array.from(data, (v) => (described.datatype === 'BOOL' ? v === 1 : v)) }
+    })
+    const response = { ...prediction.value, ...(body.id !== undefined ? { id: body.id } : {}), outputs }
+    return parts.length > 0 ? binaryResponse(response, parts, new Headers(c.res.headers)) : c.json(response)
   })
-  const response = { ...prediction.value, ...(body.id !== undefined ? { id: body.id } : {}), outputs }
-  return parts.length > 0 ? binaryResponse(response, parts, new Headers(c.res.headers)) : c.json(response)
 }
 
 /** A served version's state in this isolate, as Triton's repository index reports it. */
