@@ -18,6 +18,7 @@
  *   The vars MAX_CONCURRENT and MAX_QUEUE do the same for all models of the isolate together.
  */
 import { isolateLimits } from './config'
+import { Gate } from './gate'
 import { ApiError, ModelUnavailableError } from './errors'
 import type { Isolate, ModelLease, WaitUntil } from './isolate'
 import { log } from './log'
@@ -44,58 +45,6 @@ export interface RouteRequest {
 
 /** How a request got its version: the path named it, the model's default, a random weighted draw, or the sticky header. */
 export type Rule = 'named' | 'default' | 'weighted' | 'sticky'
-
-/**
- * Slots for requests in flight, and a first-come-first-served queue for those waiting on one.
- * Limits may change while requests wait (a new config.json); a raised limit admits waiters at once.
- */
-export class Gate {
-  inFlight = 0
-  private readonly waiting: Array<() => void> = []
-
-  constructor(
-    private limit = Infinity,
-    private queue = Infinity,
-  ) {}
-
-  get queued(): number {
-    return this.waiting.length
-  }
-
-  get limits(): { limit: number; queue: number } {
-    return { limit: this.limit, queue: this.queue }
-  }
-
-  configure(limit: number, queue: number): void {
-    this.limit = limit
-    this.queue = queue
-    this.pump()
-  }
-
-  /** Takes a slot: `true` at once, a promise resolved when it is this request's turn, or `false` when the queue is full too. */
-  enter(): true | false | Promise<void> {
-    // Behind anyone waiting, even when a slot is free: first come, first served.
-    if (this.waiting.length === 0 && this.inFlight < this.limit) {
-      this.inFlight++
-      return true
-    }
-    if (this.waiting.length >= this.queue) return false
-    return new Promise((resolve) => this.waiting.push(resolve))
-  }
-
-  /** Frees a slot; the longest waiter takes it. */
-  leave(): void {
-    this.inFlight--
-    this.pump()
-  }
-
-  private pump(): void {
-    while (this.waiting.length > 0 && this.inFlight < this.limit) {
-      this.inFlight++
-      this.waiting.shift()!()
-    }
-  }
-}
 
 /** 32-bit FNV-1a of the UTF-8 bytes of `text`: a stable, well-spread hash, the same in every isolate and deploy. */
 export function fnv1a(text: string): number {
