@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ARTIFACTS, CHROMIUM, chromiumAvailable as available, openChromium } from './chromium'
-import { sharedDevServer } from './servers'
+import { sharedChromium, sharedDevServer } from './servers'
 
 if (!available) console.warn(`[browser.test] skipped: no Chromium at ${CHROMIUM} (install it: apt-get install -y chromium)`)
 
@@ -18,7 +18,7 @@ describe.skipIf(!available)('the try-it page in Chromium', () => {
   beforeAll(async () => {
     server = await sharedDevServer()
     // The page must load nothing from anywhere but the Worker.
-    browser = await openChromium()
+    browser = await openChromium(await sharedChromium())
     page = browser.page
   })
 

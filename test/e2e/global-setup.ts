@@ -1,18 +1,22 @@
 /**
- * Starts, on first request, the two `wrangler dev` the e2e files share (test/e2e/servers.ts) — one
- * serving model-assets/ as `npm run dev` does, one serving the fixture repository
- * (test/e2e/fixture-repo.ts) — and stops them after the run; and builds, on first request, the one
- * deploy bundle the files that serve it share. At once in a run of every file; otherwise lazily, so
- * a run of files that do not need them does not pay for them: a small HTTP endpoint on 127.0.0.1 answers `/` and `/fixtures` with a server's
- * URL, port and process group, and `/bundle` with the bundle, as JSON.
+ * Starts the two `wrangler dev` the e2e files share (test/e2e/servers.ts) — one serving model-assets/
+ * as `npm run dev` does, one serving the fixture repository (test/e2e/fixture-repo.ts) — builds the
+ * one deploy bundle the files that serve it share, launches the one Chromium the page tests share,
+ * and stops them all after the run. At once in a run of every file; otherwise lazily, on first
+ * request, so a run of files that do not need them does not pay for them. A small HTTP endpoint on
+ * 127.0.0.1 hands them out: `/`, `/fixtures` and `/rpc` (test/e2e/rpc-server.ts) a server's URL, port and process group, `/bundle`
+ * the bundle, `/chromium` the browser's WebSocket endpoint, as JSON.
  */
 import { rmSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import type { BrowserServer } from 'playwright-core'
 import type { TestProject } from 'vitest/node'
 import { buildBundle, startWranglerDev } from '../../scripts/launch.mjs'
 import type { Bundle, WranglerDev } from '../../scripts/launch.mjs'
+import { chromiumAvailable, launchChromium } from './chromium'
 import { fixtureRepository } from './fixture-repo'
+import { startRpcServer } from './rpc-server'
 
 /** The admin token of the shared `wrangler dev`; the admin API is off without one. */
 export const SHARED_ADMIN_TOKEN = 'e2e-shared-admin-token'
@@ -24,12 +28,14 @@ const described = ({ url, port, pgid }: WranglerDev) => JSON.stringify({ url, po
 
 export default async function setup(project: TestProject) {
   let shared: Promise<WranglerDev> | undefined
-  let fixtures: Promise<{ server: WranglerDev; repo: string }> | undefined
+  let fixtures: Promise<{ server: WranglerDev; dir: string }> | undefined
   let bundle: Promise<Bundle> | undefined
+  let browser: Promise<BrowserServer> | undefined
+  let rpc: Promise<{ server: WranglerDev; dir: string }> | undefined
   const startFixtures = async () => {
     const repo = await fixtureRepository()
     try {
-      return { server: await startWranglerDev({ assetsDir: repo, vars: SHARED_VARS }), repo }
+      return { server: await startWranglerDev({ assetsDir: repo, vars: SHARED_VARS }), dir: repo }
     } catch (error) {
       rmSync(repo, { recursive: true, force: true })
       throw error
@@ -38,7 +44,9 @@ export default async function setup(project: TestProject) {
   const resources: Record<string, () => Promise<string>> = {
     '/fixtures': () => (fixtures ??= startFixtures()).then(({ server }) => described(server)),
     '/': () => (shared ??= startWranglerDev({ vars: SHARED_VARS })).then(described),
+    '/rpc': () => (rpc ??= startRpcServer()).then(({ server }) => described(server)),
     '/bundle': () => (bundle ??= buildBundle()).then((b) => JSON.stringify(b)),
+    ...(chromiumAvailable && { '/chromium': () => (browser ??= launchChromium()).then((server) => JSON.stringify(server.wsEndpoint())) }),
   }
   const broker = createServer((request, response) => {
     const resource = resources[request.url ?? '']
@@ -61,8 +69,16 @@ export default async function setup(project: TestProject) {
   project.provide('e2eServers', `http://127.0.0.1:${(broker.address() as AddressInfo).port}`)
   return async () => {
     broker.close()
-    const [dev, fixed] = await Promise.all([shared?.catch(() => undefined), fixtures?.catch(() => undefined)])
-    await Promise.all([dev?.stop(), fixed?.server.stop()])
-    if (fixed) rmSync(fixed.repo, { recursive: true, force: true })
+    const stopped = async (started: Promise<{ server: WranglerDev; dir?: string }> | undefined) => {
+      const running = await started?.catch(() => undefined)
+      await running?.server.stop()
+      if (running?.dir) rmSync(running.dir, { recursive: true, force: true })
+    }
+    await Promise.all([
+      stopped(shared?.then((server) => ({ server }))),
+      stopped(fixtures),
+      stopped(rpc),
+      browser?.then((server) => server.close()).catch(() => {}),
+    ])
   }
 }

@@ -8,7 +8,7 @@ import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ARTIFACTS, CHROMIUM, chromiumAvailable as available, openChromium } from './chromium'
 import { PHOTOS } from './image-models'
-import { sharedFixtureServer } from './servers'
+import { sharedChromium, sharedFixtureServer } from './servers'
 import type { SharedServer } from './servers'
 
 if (!available) console.warn(`[images-browser.test] skipped: no Chromium at ${CHROMIUM} (install it: apt-get install -y chromium)`)
@@ -21,7 +21,7 @@ describe.skipIf(!available)('the image panels of the try-it page in Chromium', (
   beforeAll(async () => {
     server = await sharedFixtureServer()
     // The page may load nothing from anywhere but the Worker; blob: URLs are the picked photo's preview.
-    browser = await openChromium(['blob:'])
+    browser = await openChromium(await sharedChromium(), ['blob:'])
     page = browser.page
   })
 

@@ -1,45 +1,19 @@
 // End to end through `wrangler dev`: a second Worker (test/e2e/caller/) calls warmserve's `Models`
-// entrypoint through a service binding, beside HTTP clients, with the prediction cache on.
-//
-// `wrangler dev -c caller -c warmserve` runs both Workers in one process. Only the first, primary
-// one serves HTTP, and only it takes --assets and --var, so the caller goes first (forwarding what is
-// not its own to warmserve) and warmserve runs from a copy of wrangler.toml pointed at the test's
-// repository, indexed here as its [build] command would.
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { basename, join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-// @ts-expect-error: a plain .mjs script without type declarations
-import { buildIndex, INDEX_FILE } from '../../scripts/build-index.mjs'
-import { addRpcModels } from './repo-rpc'
-import { ROOT, startWranglerDev } from './servers'
-import type { WranglerDev } from './servers'
+// entrypoint through a service binding, beside HTTP clients, with the prediction cache on. The
+// server: test/e2e/rpc-server.ts, shared through the global setup.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { ROOT, sharedRpcServer } from './servers'
+import type { SharedServer } from './servers'
 
 const SETOSA = [5.1, 3.5, 1.4, 0.2]
 const PHOTO = readFileSync(join(ROOT, 'test/fixtures/models/_images/chelsea.jpg'))
 
-let server: WranglerDev
-let dir: string
+let server: SharedServer
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'warmserve-e2e-rpc-'))
-  const repo = join(dir, 'models')
-  cpSync(join(ROOT, 'model-assets'), repo, { recursive: true, filter: (src) => basename(src) !== INDEX_FILE })
-  await addRpcModels(repo)
-  const { index, skipped } = (await buildIndex(repo)) as { index: unknown; skipped: string[] }
-  if (skipped.length > 0) throw new Error(`rpc repository: ${skipped.join('; ')}`)
-  writeFileSync(join(repo, INDEX_FILE), JSON.stringify(index))
-  const config = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8')
-    .replace(/^main = .*$/m, `main = ${JSON.stringify(join(ROOT, 'src/index.ts'))}`)
-    .replace(/^directory = .*$/m, `directory = ${JSON.stringify(repo)}`)
-    .replace(/^\[build\]\n(?:[^[\n].*\n)*/m, '')
-  writeFileSync(join(dir, 'wrangler.toml'), config)
-  server = await startWranglerDev({ configs: ['test/e2e/caller/wrangler.toml', join(dir, 'wrangler.toml')] })
-})
-
-afterAll(async () => {
-  await server?.stop()
-  if (dir) rmSync(dir, { recursive: true, force: true })
+  server = await sharedRpcServer()
 })
 
 type Outcome = { value?: any; error?: { message: string; status?: number; isError: boolean }; ms: number }

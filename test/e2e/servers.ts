@@ -43,6 +43,16 @@ export async function sharedFixtureServer(): Promise<SharedServer> {
   return JSON.parse(await shared('/fixtures', 'the shared fixture wrangler dev did not start')) as SharedServer
 }
 
+/** The `wrangler dev` of the service-binding tests: a caller Worker in front of warmserve (test/e2e/rpc-server.ts). */
+export async function sharedRpcServer(): Promise<SharedServer> {
+  return JSON.parse(await shared('/rpc', 'the service-binding wrangler dev did not start')) as SharedServer
+}
+
+/** The shared Chromium's WebSocket endpoint, for openChromium (test/e2e/chromium.ts). */
+export async function sharedChromium(): Promise<string> {
+  return JSON.parse(await shared('/chromium', 'Chromium did not start')) as string
+}
+
 /** The deploy bundle (`wrangler deploy --dry-run`), built once per run for every file that serves it. */
 export async function sharedBundle(): Promise<Bundle> {
   return JSON.parse(await shared('/bundle', 'the deploy bundle was not built')) as Bundle
