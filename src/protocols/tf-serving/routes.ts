@@ -14,6 +14,8 @@ import { DEFAULT_SIGNATURE, dtypeToTensorFlow } from '../../runtime/signature'
 import type { Signature, TensorSpec } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
 import { parseBody, PredictRequest } from '../schemas'
+import { PackedTensor, readTensorJson, tensorText, TF_SERVING_TENSORS } from '../json-tensors'
+import type { TensorData } from '../json-tensors'
 import { requestLimits, tensorToJSON } from '../tensors'
 import { isB64, jsonFeed } from '../encoded'
 import { preparedOf } from '../images/classify'
@@ -127,13 +129,13 @@ function namedValues(signature: Signature, value: Record<string, unknown>, where
 }
 
 /** Row format: one entry per batch row, a bare value or an object keyed by input name. */
-function rowFeeds(signature: Signature, instances: unknown[], limits: RequestLimits): Map<TensorSpec, [unknown, string]> {
-  if (instances.length > limits.maxBatch) {
-    throw badRequest(`'instances' has ${instances.length} rows, more than the limit of ${limits.maxBatch} (${limits.batchRule})`)
+function rowFeeds(signature: Signature, instances: unknown[] | PackedTensor, limits: RequestLimits): Map<TensorSpec, [unknown, string]> {
+  const rows = instances instanceof PackedTensor ? instances.shape[0]! : instances.length
+  if (rows > limits.maxBatch) {
+    throw badRequest(`'instances' has ${rows} rows, more than the limit of ${limits.maxBatch} (${limits.batchRule})`)
   }
-  // {"b64": …} is one binary value (TF Serving's convention), not an object keyed by input name.
-  const named = isObject(instances[0]) && !isB64(instances[0])
-  if (!named) {
+  if (instances instanceof PackedTensor || !(isObject(instances[0]) && !isB64(instances[0]))) {
+    // Bare values, one per row; {"b64": …} is one binary value (TF Serving's convention), not an object keyed by input name.
     if (signature.inputs.length !== 1) {
       throw badRequest(`the model has ${signature.inputs.length} inputs, so each of 'instances' must be an object keyed by input name`)
     }
@@ -149,7 +151,7 @@ function rowFeeds(signature: Signature, instances: unknown[], limits: RequestLim
 
 /** Columnar format: the whole tensor per input, batch dimension included. */
 function columnarFeeds(signature: Signature, inputs: unknown): Map<TensorSpec, [unknown, string]> {
-  if (!isObject(inputs)) {
+  if (!isObject(inputs) || inputs instanceof PackedTensor) {
     if (signature.inputs.length !== 1) {
       throw badRequest(`the model has ${signature.inputs.length} inputs, so 'inputs' must be an object keyed by input name`)
     }
@@ -158,22 +160,51 @@ function columnarFeeds(signature: Signature, inputs: unknown): Map<TensorSpec, [
   return new Map([...namedValues(signature, inputs, 'inputs')].map(([spec, value]) => [spec, [value, `inputs['${spec.name}']`]]))
 }
 
-async function predictionsJSON(names: string[], outputs: Record<string, tf.Tensor>, rows: boolean) {
-  const values = await Promise.all(names.map((name) => tensorToJSON(outputs[name]!)))
-  if (names.length === 1) return values[0]
-  if (!rows) return Object.fromEntries(names.map((name, i) => [name, values[i]]))
+/** The text of `tensor`'s values as nested JSON arrays (json-tensors.ts), `offset` and `shape` picking a part. */
+async function outputText(tensor: tf.Tensor): Promise<{ data: TensorData; text: (offset?: number, shape?: readonly number[]) => string }> {
+  if (tensor.dtype === 'string' || tensor.dtype === 'complex64') {
+    // Not numbers this writer formats: JSON.stringify of the nested values, part by part.
+    const nested = await tensorToJSON(tensor)
+    const pick = (offset: number, shape: readonly number[]) => (shape.length === tensor.shape.length ? nested : (nested as unknown[])[offset / shape.reduce((n, d) => n * d, 1)])
+    return { data: new Uint8Array(0), text: (offset = 0, shape = tensor.shape) => JSON.stringify(pick(offset, shape)) }
+  }
+  const data = (await tensor.data()) as TensorData
+  const bool = tensor.dtype === 'bool'
+  return { data, text: (offset = 0, shape = tensor.shape) => tensorText(data, shape, bool, offset) }
+}
+
+/**
+ * The response body's text: `{"predictions": …}` or `{"outputs": …}`, each output's values written
+ * from its typed array, byte for byte what JSON.stringify would write for the same response.
+ */
+async function predictionsText(names: string[], outputs: Record<string, tf.Tensor>, rows: boolean): Promise<string> {
+  const key = rows ? '{"predictions":' : '{"outputs":'
+  const tensors = names.map((name) => outputs[name]!)
+  const texts = await Promise.all(tensors.map(outputText))
+  if (names.length === 1) return `${key}${texts[0]!.text()}}`
+  // Keys in the order an object literal would give them (integer-like names first).
+  const order = Object.keys(Object.fromEntries(names.map((name, i) => [name, i]))).map((name) => names.indexOf(name))
+  if (!rows) return `${key}{${order.map((i) => `${JSON.stringify(names[i])}:${texts[i]!.text()}`).join(',')}}}`
   // Row format with several outputs: one object per row, which needs every output to share the batch.
-  const batch = (values[0] as unknown[]).length
-  if (!values.every((v) => Array.isArray(v) && v.length === batch)) {
+  const batch = tensors[0]!.shape[0]
+  if (!tensors.every((t) => t.shape.length > 0 && t.shape[0] === batch)) {
     throw badRequest("the model's outputs differ in batch size; use the columnar format ('inputs')")
   }
-  return Array.from({ length: batch }, (_, row) => Object.fromEntries(names.map((name, i) => [name, (values[i] as unknown[])[row]])))
+  const perRow = tensors.map((t) => t.shape.slice(1).reduce((n, d) => n * d, 1))
+  const lines = Array.from(
+    { length: batch! },
+    (_, row) => `{${order.map((i) => `${JSON.stringify(names[i])}:${texts[i]!.text(row * perRow[i]!, tensors[i]!.shape.slice(1))}`).join(',')}}`,
+  )
+  return `${key}[${lines.join(',')}]}`
 }
 
 async function predict(c: Ctx, name: string, pick?: VersionPath) {
   const selector = selectorOf(pick)
   const config = readConfig(c.env)
-  const body = parseBody(PredictRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+  const json = await readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, TF_SERVING_TENSORS, config.MAX_TENSOR_ELEMENTS))
+  // Rows read as one tensor are validated as the list of rows they are (non-empty, as the schema asks).
+  const packedRows = isObject(json) && json.instances instanceof PackedTensor ? json.instances : undefined
+  const body = parseBody(PredictRequest, packedRows ? { ...(json as Record<string, unknown>), instances: [packedRows] } : json)
   if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
     throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
   }
@@ -182,7 +213,7 @@ async function predict(c: Ctx, name: string, pick?: VersionPath) {
     const limits = requestLimits(config, held.target)
     const names = outputNames(held)
     const rows = body.instances !== undefined
-    const plan = rows ? rowFeeds(signature, body.instances!, limits) : columnarFeeds(signature, body.inputs)
+    const plan = rows ? rowFeeds(signature, packedRows ?? body.instances!, limits) : columnarFeeds(signature, body.inputs)
     const { transforms } = preparedOf(held.target, held.lease.model)
     const feeds: Record<string, tf.Tensor> = {}
     let outputs: Record<string, tf.Tensor> = {}
@@ -191,9 +222,9 @@ async function predict(c: Ctx, name: string, pick?: VersionPath) {
       const started = Date.now()
       outputs = await held.lease.model.run(feeds)
       const inferMs = Date.now() - started
-      const result = await predictionsJSON(names, outputs, rows)
+      const text = await predictionsText(names, outputs, rows)
       setModelHeaders(c, held, inferMs)
-      return c.json(rows ? { predictions: result } : { outputs: result })
+      return c.body(text, 200, { 'Content-Type': 'application/json' })
     } finally {
       tf.dispose(feeds)
       tf.dispose(outputs)

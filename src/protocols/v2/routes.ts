@@ -25,6 +25,8 @@ import { tf } from '../../runtime/tf'
 import { InferRequest, parseBody, RepositoryIndexRequest } from '../schemas'
 import type { RequestInput } from '../schemas'
 import { flatten, makeTensor, requestLimits, spendElements } from '../tensors'
+import { readTensorJson, tensorText, unpack, V2_TENSORS } from '../json-tensors'
+import type { TensorData } from '../json-tensors'
 import type { RequestLimits } from '../tensors'
 import { routeDocs } from '../../http/openapi'
 import { checkInputNames, methodNotAllowed, outputNames, parseVersion, setModelHeaders, waitUntilOf, withModel } from '../../http/common'
@@ -102,7 +104,7 @@ async function inputTensor(
     if (!transform) throw noTransform(spec, model, 'BYTES')
     if (raw && input.data !== undefined) throw badRequest(`${where}: send data or binary_data_size, not both`)
     checkBatch(input.shape[0] ?? 0, where, limits)
-    const elements = bytesElements(input.shape, input.data, raw, where, config.MAX_IMAGE_BYTES)
+    const elements = bytesElements(input.shape, unpack(input.data), raw, where, config.MAX_IMAGE_BYTES)
     return transform.tensor(elements, (i) => `${where}[${i}]`, config)
   }
   const count = input.shape.reduce((n, d) => n * d, 1)
@@ -123,7 +125,9 @@ async function inputTensor(
     values = flat.values
   }
   const convert = converter(input.datatype, spec.dtype, where)
-  return makeTensor(spec, { shape: input.shape, values }, `${where} data`, convert, limits, model)
+  // Raw FP32 for a float32 input (finite, checked by decodeBinary) or INT32 for an int32 one: the view is the tensor's data.
+  const exact = (values instanceof Float32Array && spec.dtype === 'float32') || (values instanceof Int32Array && spec.dtype === 'int32')
+  return makeTensor(spec, { shape: input.shape, values }, `${where} data`, convert, limits, model, exact)
 }
 
 /** The raw little-endian bytes of a tensor, for a binary output (bools one byte each). */
@@ -134,7 +138,9 @@ async function tensorBytes(tensor: tf.Tensor): Promise<Uint8Array> {
 
 async function infer(c: Ctx, name: string, version?: string) {
   const config = readConfig(c.env)
-  const { header, binary } = await readInferBody(c.req.raw, config.MAX_BODY_BYTES, () => readJson(c.req.raw, config.MAX_BODY_BYTES))
+  const { header, binary } = await readInferBody(c.req.raw, config.MAX_BODY_BYTES, () =>
+    readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, V2_TENSORS, config.MAX_TENSOR_ELEMENTS)),
+  )
   const body = parseBody(InferRequest, header)
   const raws = splitBinary(body.inputs.map((i) => i.parameters?.binary_data_size), binary)
   return withModel(c, name, { version: parseVersion(version) }, async (held) => {
@@ -157,21 +163,26 @@ async function infer(c: Ctx, name: string, version?: string) {
       results = await held.lease.model.run(feeds)
       const inferMs = Date.now() - started
       const parts: Uint8Array[] = []
-      const outputs = []
+      // Each output's entry as JSON text, its data written from the typed array (json-tensors.ts).
+      const outputs: string[] = []
       for (const output of wanted) {
         const tensor = results[output]!
-        const described = { name: output, datatype: datatypeOf(tensor.dtype as TensorSpec['dtype']), shape: tensor.shape }
+        const described = `{"name":${JSON.stringify(output)},"datatype":"${datatypeOf(tensor.dtype as TensorSpec['dtype'])}","shape":${JSON.stringify(tensor.shape)}`
         if (binaryOut.has(output)) {
           const bytes = await tensorBytes(tensor)
           parts.push(bytes)
-          outputs.push({ ...described, parameters: { binary_data_size: bytes.byteLength } })
+          outputs.push(`${described},"parameters":{"binary_data_size":${bytes.byteLength}}}`)
+        } else if (tensor.dtype === 'string' || tensor.dtype === 'complex64') {
+          outputs.push(`${described},"data":${JSON.stringify(Array.from(await tensor.data()))}}`)
         } else {
-          outputs.push({ ...described, data: Array.from(await tensor.data(), (v) => (tensor.dtype === 'bool' ? v === 1 : v)) })
+          const data = (await tensor.data()) as TensorData
+          outputs.push(`${described},"data":${tensorText(data, [data.length], tensor.dtype === 'bool')}}`)
         }
       }
       setModelHeaders(c, held, inferMs)
-      const response = { model_name: name, model_version: String(held.target.version), ...(body.id !== undefined ? { id: body.id } : {}), outputs }
-      return parts.length > 0 ? binaryResponse(response, parts, new Headers(c.res.headers)) : c.json(response)
+      const id = body.id !== undefined ? `,"id":${JSON.stringify(body.id)}` : ''
+      const response = `{"model_name":${JSON.stringify(name)},"model_version":${JSON.stringify(String(held.target.version))}${id},"outputs":[${outputs.join(',')}]}`
+      return parts.length > 0 ? binaryResponse(response, parts, new Headers(c.res.headers)) : c.body(response, 200, { 'Content-Type': 'application/json' })
     } finally {
       tf.dispose(feeds)
       tf.dispose(results)
