@@ -18,6 +18,14 @@ export async function readBytes(request: Request, maxBytes: number, alignAt = 0)
   const tooLarge = () => new ApiError(413, `request body exceeds the limit of ${maxBytes} bytes (MAX_BODY_BYTES)`)
   if (declared > maxBytes) throw tooLarge()
   if (!request.body) return new Uint8Array(0)
+  // A declared length the runtime holds the body to: read in one native call, without a reader's
+  // promise per chunk (a third of the Worker's own time on a small request, profiled in workerd).
+  // Not where the binary extension's tensors must land aligned: arrayBuffer() cannot place them.
+  if (Number.isSafeInteger(declared) && alignAt === 0) {
+    const bytes = new Uint8Array(await request.arrayBuffer())
+    if (bytes.byteLength > maxBytes) throw tooLarge()
+    return bytes
+  }
 
   // Count while reading: a chunked body has no Content-Length to trust.
   const chunks: Uint8Array[] = []
