@@ -135,6 +135,16 @@ export function toTypedArray(spec: TensorSpec, flat: Flat, where: string, conver
   }
   const out = spec.dtype === 'float32' ? new Float32Array(values.length) : spec.dtype === 'int32' ? new Int32Array(values.length) : new Uint8Array(values.length)
   let i = 0
+  // Numbers read from the body (json-tensors.ts) into a float32 input: only the range can fail,
+  // checked inline; the first value out of range goes to `convert` below, which says why.
+  const limit = convert.floatLimit
+  if (limit !== undefined && values instanceof Float64Array && out instanceof Float32Array) {
+    for (; i < values.length; i++) {
+      const v = values[i]!
+      if (!(v <= limit && v >= -limit)) break
+      out[i] = v
+    }
+  }
   try {
     for (; i < values.length; i++) out[i] = convert(values[i])
   } catch (error) {

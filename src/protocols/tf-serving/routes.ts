@@ -168,7 +168,8 @@ async function outputText(tensor: tf.Tensor): Promise<{ data: TensorData; text: 
     const pick = (offset: number, shape: readonly number[]) => (shape.length === tensor.shape.length ? nested : (nested as unknown[])[offset / shape.reduce((n, d) => n * d, 1)])
     return { data: new Uint8Array(0), text: (offset = 0, shape = tensor.shape) => JSON.stringify(pick(offset, shape)) }
   }
-  const data = (await tensor.data()) as TensorData
+  // dataSync: the wasm and cpu backends read synchronously, and an await per output costs more than the read.
+  const data = tensor.dataSync() as TensorData
   const bool = tensor.dtype === 'bool'
   return { data, text: (offset = 0, shape = tensor.shape) => tensorText(data, shape, bool, offset) }
 }

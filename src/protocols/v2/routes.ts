@@ -175,7 +175,8 @@ async function infer(c: Ctx, name: string, version?: string) {
         } else if (tensor.dtype === 'string' || tensor.dtype === 'complex64') {
           outputs.push(`${described},"data":${JSON.stringify(Array.from(await tensor.data()))}}`)
         } else {
-          const data = (await tensor.data()) as TensorData
+          // dataSync: the wasm and cpu backends read synchronously (as in the TF Serving route).
+          const data = tensor.dataSync() as TensorData
           outputs.push(`${described},"data":${tensorText(data, [data.length], tensor.dtype === 'bool')}}`)
         }
       }
