@@ -554,10 +554,11 @@ export function speedMarkdown({ speed, floors, runs, extra }) {
   }
   {
     const w = l['ws:image-v2-binary']
-    const f = floorOf(IMAGE_MODEL)
+    // The floor timed in the same round-robin when the run has it, else the one timed before the runs.
+    const f = l['floor:image'] ?? floorOf(IMAGE_MODEL)
     const r = f ? w.p50 / f.p50 : undefined
     rows.push([
-      'Same model, Open Inference Protocol binary: p50 ≤ 1.25× tf.js in-process',
+      `Same model, Open Inference Protocol binary: p50 ≤ 1.25× tf.js in-process${l['floor:image'] ? ' (interleaved)' : ' (timed before the runs, not interleaved)'}`,
       f ? `${ms(w.p50)} ÷ ${ms(f.p50)} = ${`${fmt(r, 2)}×`}` : '—',
       verdict(r === undefined ? undefined : r <= 1.25),
       r === undefined ? '' : r <= 1.25 ? `${ms(1.25 * f.p50 - w.p50)} under the line (${ms(1.25 * f.p50)})` : `${ms(w.p50 - 1.25 * f.p50)} over the line (${ms(1.25 * f.p50)})`,
@@ -566,7 +567,7 @@ export function speedMarkdown({ speed, floors, runs, extra }) {
   {
     const iris = l['ws:iris']
     const noop = l['ws:noop']
-    const f = floorOf('iris')
+    const f = l['floor:iris'] ?? floorOf('iris')
     const own = f ? iris.p50 - noop.p50 - f.p50 : undefined
     rows.push([
       "iris: the Worker's own time per request beyond a no-op request and the inference ≤ 0.35 ms",
@@ -611,7 +612,8 @@ export function speedMarkdown({ speed, floors, runs, extra }) {
       (speed.before ? ` and the bundle of \`${speed.before}\` (**before**)` : '') +
       `: ${speed.rounds} rounds of ${speed.sliceMs} ms slices per target, sequential requests timed to the microsecond by`,
     "Node's `http` (keep-alive). Throughput: autocannon at 8 connections, two alternating halves per target. The floor is",
-    'tf.js `predictOnBatch` in this process (wasm). The machine is shared: absolute figures are noisy, ratios are interleaved.',
+    'tf.js `predictOnBatch` + reading the result in this process (wasm; `floor:` rows when timed in the same round-robin).',
+    'The machine is shared with other test runs: absolute figures are noisy, ratios are interleaved.',
     '',
     '| target | measured | verdict | by how much |',
     '|---|---|---|---|',

@@ -6,12 +6,15 @@
  *   - the anchor (bench/anchor.mjs): a hand-written Node `http` + `JSON.parse` + tf.js wasm server
  *     with the same models and bodies, and its no-op;
  *   - with `--before REF`, the same warmserve requests on the bundle of git REF (e.g. main), for
- *     the throughput target ("not lower than before").
+ *     the throughput target ("not lower than before");
+ *   - the floor: tf.js `predictOnBatch` + reading the result in this process (wasm), in the same
+ *     round-robin, so that it sees the same load as the servers.
  * Sequential latency is timed per request here with Node's `http` (keep-alive, sub-millisecond),
  * the targets round-robin in short slices so that load from elsewhere falls on all of them alike;
  * throughput at 8 connections is autocannon, alternating the same way.
  */
 import { execFileSync, spawn } from 'node:child_process'
+import { createRequire } from 'node:module'
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs'
 import http from 'node:http'
 import { tmpdir } from 'node:os'
@@ -19,7 +22,7 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { ROOT, startBundle } from '../scripts/launch.mjs'
 import { IMAGE_MODEL } from '../scripts/build-image-model.mjs'
-import { cell, imageBodies, inputFor } from './measure.mjs'
+import { artifactsFrom, cell, imageBodies, inputFor } from './measure.mjs'
 import { DURATION, log, QUICK } from './options.mjs'
 
 /** Rounds of the round-robin, and each target's slice of a round. */
@@ -57,10 +60,39 @@ async function startBefore(ref, assetsDir) {
   return Object.assign(server, { stop: async () => (await stop(), rmSync(tree, { recursive: true, force: true })) })
 }
 
+const require = createRequire(import.meta.url)
+
+/** The floor as round-robin targets: each model's predict in this process, on tf.js's wasm backend. */
+async function floorTargets(assetsDir, models) {
+  const tf = require('@tensorflow/tfjs-core')
+  const tfl = require('@tensorflow/tfjs-layers')
+  require('@tensorflow/tfjs-backend-wasm')
+  if (!(await tf.setBackend('wasm'))) throw new Error('tf.js wasm backend failed to start in Node')
+  await tf.ready()
+  const built = []
+  for (const name of models) {
+    const model = await tfl.loadLayersModel(tf.io.fromMemory(artifactsFrom(join(assetsDir, name, '1'))))
+    const { flat, shape } = inputFor(name)
+    const x = tf.tensor([flat], [1, ...shape], 'float32')
+    built.push({ model, x })
+    const key = `floor:${name === IMAGE_MODEL ? 'image' : name}`
+    const run = async () => {
+      const started = performance.now()
+      const y = model.predictOnBatch(x)
+      await y.data()
+      y.dispose()
+      return { ms: performance.now() - started, status: 200 }
+    }
+    built.at(-1).target = { key, run }
+  }
+  return { targets: built.map((b) => b.target), dispose: () => built.forEach(({ model, x }) => (x.dispose(), model.dispose())) }
+}
+
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
 
 /** One request, timed from sending to the last byte of the answer. */
-function timed({ url, method, headers, body }) {
+function timed({ url, method, headers, body, run }) {
+  if (run) return run()
   return new Promise((resolve, reject) => {
     const started = performance.now()
     const req = http.request(url, { method, headers: { ...headers, 'content-length': body ? body.length : 0 }, agent }, (res) => {
@@ -157,7 +189,13 @@ export async function speedRun(assetsDir, { before } = {}) {
     const agreement = Math.max(...flatA.map((v, i) => Math.abs(v - flatB[i]) / Math.max(1e-6, Math.abs(flatB[i]))))
     log(`speed  warmserve and the anchor agree on ${IMAGE_MODEL} within ${agreement.toExponential(1)} (relative)`)
 
-    const latency = await interleaved(targets)
+    const floor = await floorTargets(assetsDir, models)
+    let latency
+    try {
+      latency = await interleaved([...targets, ...floor.targets])
+    } finally {
+      floor.dispose()
+    }
     for (const [key, s] of Object.entries(latency)) {
       log(`speed  ${key.padEnd(24)} p50 ${s.p50.toFixed(2)} ms  p90 ${s.p90.toFixed(2)} ms  mean ${s.mean.toFixed(2)} ms  (${s.n} sequential)`)
     }
