@@ -12,7 +12,26 @@ export default defineConfig({
       {
         // Unit and integration tests, inside workerd with the Worker's own bindings.
         // wrangler.toml, pointed at the bundled models plus the test fixtures.
-        plugins: [cloudflareTest({ wrangler: { configPath: await prepareTestAssets() } })],
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: await prepareTestAssets() },
+            miniflare: {
+              // A second Worker calling warmserve's `Models` entrypoint through a service binding, as a
+              // user's Worker would (test/rpc.test.ts). The Worker under test runs as the pool's runner,
+              // named after this project.
+              serviceBindings: { RPC_CALLER: 'rpc-caller' },
+              workers: [
+                {
+                  name: 'rpc-caller',
+                  modules: true,
+                  scriptPath: 'test/e2e/caller/index.js',
+                  compatibilityDate: '2026-11-01',
+                  serviceBindings: { MODELS: { name: 'vitest-plugin-runner-workers', entrypoint: 'Models' } },
+                },
+              ],
+            },
+          }),
+        ],
         test: {
           name: 'workers',
           // Files share one module graph per worker, so tf.js is transformed and imported once per

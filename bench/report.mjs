@@ -6,6 +6,7 @@ import { cpus } from 'node:os'
 import { dirname } from 'node:path'
 import { ROOT } from '../scripts/launch.mjs'
 import { IMAGE_MODEL, IMAGE_SIZE } from '../scripts/build-image-model.mjs'
+import { imagePathMarkdown } from './images.mjs'
 import { BACKENDS, CONCURRENCY, DURATION, ISOLATE_LIMIT_MB, MODELS } from './options.mjs'
 
 const require = createRequire(import.meta.url)
@@ -276,6 +277,7 @@ function baselinesMarkdown({ runs, cacheOff, extra, parsing }) {
     }
     push('')
   }
+  push(...imagePathMarkdown(extra?.photo, extra?.binary))
   return lines
 }
 

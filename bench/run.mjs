@@ -17,7 +17,7 @@
  *   - batching: copies of digits and the image model with `batching` in their config.json, against
  *     the originals at 8 and 32 connections, same requests;
  *   - the image model over v2 with a JSON body against the binary tensor extension at 1 and 8
- *     connections, and the request parsing of both bodies timed here with the Worker's own
+ *     connections, and a 640×480 JPEG photo to the same model's `:classify` (bench/images.mjs), and the request parsing of both bodies timed here with the Worker's own
  *     functions (bundled by esbuild into bench/.work/worker-parsing.mjs);
  *   - the bundle's size from `wrangler deploy --dry-run`.
  * And the request path against its anchors (bench/speed.mjs): the deploy bundle served through Miniflare
@@ -45,6 +45,7 @@ import { dirname, join } from 'node:path'
 import autocannon from 'autocannon'
 import { ROOT, startWranglerDev } from '../scripts/launch.mjs'
 import { buildImageModel, IMAGE_MODEL, IMAGE_MODEL_DIR } from '../scripts/build-image-model.mjs'
+import { addPhotoModel, imagePath } from './images.mjs'
 import {
   bundleSize,
   cell,
@@ -236,6 +237,7 @@ async function batchingAndBinaryRun(assetsDir) {
     cpSync(join(assetsDir, v.base, '1'), join(assetsDir, v.name, '1'), { recursive: true })
     writeFileSync(join(assetsDir, v.name, 'config.json'), `${JSON.stringify({ batching: v.batching })}\n`)
   }
+  if (MODELS.includes(IMAGE_MODEL)) addPhotoModel(assetsDir)
   const server = await startWrangler({ assetsDir, backend: 'wasm' })
   try {
     const actual = (await getJson(`${server.url}/v2/health/ready`)).body.backend
@@ -286,7 +288,8 @@ async function batchingAndBinaryRun(assetsDir) {
       }
       binary = { inputName, jsonBytes: bodies.json.length, binaryBytes: bodies.binary.length, headerLength: bodies.headerLength, agreement, cells, bodies }
     }
-    return { actual, batching, batchingOff: off.map((e) => ({ model: e.model, reason: e.reason })), binary }
+    const photo = MODELS.includes(IMAGE_MODEL) ? await imagePath(server, measured) : undefined
+    return { actual, batching, batchingOff: off.map((e) => ({ model: e.model, reason: e.reason })), binary, photo }
   } finally {
     await server.stop()
   }

@@ -15,6 +15,12 @@ export declare function processGroups(): ReadonlySet<number>
 export interface LaunchOptions {
   /** The model repository to serve (the ASSETS binding); model-assets/ by default. Indexed by the [build] command. */
   assetsDir?: string
+  /**
+   * The Workers to run in one `wrangler dev` (`-c <config> -c <config>…`, paths from the repository
+   * root); wrangler.toml alone by default. The first is the primary: it serves HTTP and takes
+   * `assetsDir` and `vars`; the others are reached only through service bindings (startWranglerDev only).
+   */
+  configs?: string[]
   /** `[vars]` on top of wrangler.toml's (wrangler dev: `--var KEY:VALUE`). */
   vars?: Record<string, string>
   /** The longest wait for the server to be ready, start included; 120 000 by default. */
@@ -57,6 +63,8 @@ export interface Bundle {
 
 /** Builds the deploy bundle (`wrangler deploy --dry-run --outdir`); `outDir` defaults to a scratch folder removed at exit. */
 export declare function buildBundle(options?: { assetsDir?: string; outDir?: string }): Promise<Bundle>
+/** A deploy bundle already built into `dir`; throws if there is none. */
+export declare function bundleAt(dir: string): Bundle
 
 export interface BundleOptions extends LaunchOptions {
   /** A bundle built beforehand, to share between instances; built (and removed on stop) otherwise. */

@@ -12,7 +12,7 @@
  * Types: scripts/launch.d.ts.
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { delimiter, join, resolve } from 'node:path'
@@ -216,7 +216,7 @@ export async function startWranglerDev(options = {}) {
 const PORT_ATTEMPTS = 3
 
 async function startWranglerDevOnce(options) {
-  const { assetsDir, vars = {}, readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS, ready = 'live' } = options
+  const { assetsDir, vars = {}, readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS, ready = 'live', configs = [] } = options
   const [port, inspectorPort] = await freePorts(2)
   const persistDir = scratchDir('warmserve-dev-state-')
   const args = [
@@ -227,6 +227,9 @@ async function startWranglerDevOnce(options) {
     '--inspector-port', String(inspectorPort),
     '--show-interactive-dev-session=false',
     '--persist-to', persistDir,
+    // Several Workers in one process: the first config is the primary, which serves HTTP and takes
+    // --assets and --var; the others are reached only through service bindings.
+    ...configs.flatMap((config) => ['-c', resolve(ROOT, config)]),
     ...(assetsDir !== undefined ? ['--assets', assetsDir] : []),
     ...Object.entries(vars).flatMap(([key, value]) => ['--var', `${key}:${value}`]),
   ]
@@ -311,12 +314,15 @@ export async function buildBundle(options = {}) {
   if (code !== 0) {
     throw new Error(`wrangler ${args.join(' ')} failed (${signal ?? `code ${code}`}):\n${output.slice(-20_000)}`)
   }
-  const wasm = readdirSync(outDir).filter((f) => f.endsWith('.wasm'))
-  const modules = [
-    { type: 'ESModule', path: join(outDir, 'index.js') },
-    ...wasm.map((f) => ({ type: 'CompiledWasm', path: join(outDir, f) })),
-  ]
-  return { dir: outDir, modules, output }
+  return { ...bundleAt(outDir), output }
+}
+
+/** A deploy bundle already built into `dir` (by buildBundle, or `npm run check:bundle` into .wrangler/dry-run). */
+export function bundleAt(dir) {
+  if (!existsSync(join(dir, 'index.js'))) throw new Error(`no deploy bundle in ${dir} (no index.js): build one with npm run check:bundle`)
+  const wasm = readdirSync(dir).filter((f) => f.endsWith('.wasm'))
+  const modules = [{ type: 'ESModule', path: join(dir, 'index.js') }, ...wasm.map((f) => ({ type: 'CompiledWasm', path: join(dir, f) }))]
+  return { dir, modules, output: '' }
 }
 
 /**

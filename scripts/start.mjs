@@ -5,9 +5,11 @@
 // proxy (about 4–5 ms a request) or file watcher. Local state (the R2 bucket) is wrangler dev's, under
 // .wrangler/state, so `npm run publish-model` writes where both read.
 //
-// Usage: npm start [-- --port 8787] [-- --var KEY:VALUE …]
-import { join } from 'node:path'
-import { buildBundle, ROOT, startBundle } from './launch.mjs'
+// Usage: npm start [-- --port 8787] [-- --var KEY:VALUE …] [-- --bundle DIR]
+// --bundle DIR serves a bundle built before (`npm run check:bundle` writes one to .wrangler/dry-run)
+// instead of building one: a restart in a second.
+import { join, resolve } from 'node:path'
+import { buildBundle, bundleAt, ROOT, startBundle } from './launch.mjs'
 
 const argv = process.argv.slice(2)
 const option = (name, fallback) => {
@@ -47,8 +49,9 @@ export function nextRun(cron, from = new Date()) {
 }
 
 async function main() {
-  console.log('[start] building the deploy bundle (wrangler deploy --dry-run) …')
-  const bundle = await buildBundle({ outDir: join(ROOT, '.wrangler', 'start') })
+  const prebuilt = option('bundle', undefined)
+  if (prebuilt === undefined) console.log('[start] building the deploy bundle (wrangler deploy --dry-run) …')
+  const bundle = prebuilt !== undefined ? bundleAt(resolve(prebuilt)) : await buildBundle({ outDir: join(ROOT, '.wrangler', 'start') })
   const server = await startBundle({ bundle, port, persistDir: join(ROOT, '.wrangler', 'state', 'v3'), vars, ready: 'listening' })
   const shutdown = async () => {
     clearInterval(follow)

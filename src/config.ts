@@ -87,6 +87,38 @@ export interface StringVars {
   CORS_ORIGINS?: string
 }
 
+/**
+ * The isolate-wide admission limits (src/traffic.ts), over every model together: `MAX_CONCURRENT`
+ * requests in flight at once, `MAX_QUEUE` more waiting for a slot, first come first served; beyond
+ * that, 429. Unset: no limit (each model's `max_concurrent`/`max_queue` in config.json still apply).
+ * `MAX_QUEUE` alone means nothing, so it needs `MAX_CONCURRENT`.
+ */
+export interface IsolateLimits {
+  maxConcurrent: number
+  maxQueue: number
+}
+
+const limitsSchema = z
+  .object({ MAX_CONCURRENT: positiveInt.optional(), MAX_QUEUE: z.coerce.number().int().min(0).optional() })
+  .refine((v) => v.MAX_QUEUE === undefined || v.MAX_CONCURRENT !== undefined, { message: 'MAX_QUEUE needs MAX_CONCURRENT', path: ['MAX_QUEUE'] })
+
+// A memo, as `parsed` below.
+const parsedLimits = new WeakMap<object, IsolateLimits>()
+
+/** Reads `MAX_CONCURRENT` and `MAX_QUEUE` from the vars, once per env object; malformed values throw (a 500), as readConfig. */
+export function isolateLimits(env: object): IsolateLimits {
+  let limits = parsedLimits.get(env)
+  if (!limits) {
+    const vars = env as Record<string, unknown>
+    const given = (key: string) => (vars[key] === undefined || vars[key] === '' ? undefined : vars[key])
+    const result = limitsSchema.safeParse({ MAX_CONCURRENT: given('MAX_CONCURRENT'), MAX_QUEUE: given('MAX_QUEUE') })
+    if (!result.success) throw new Error(`invalid configuration in vars: ${z.prettifyError(result.error)}`)
+    limits = { maxConcurrent: result.data.MAX_CONCURRENT ?? Infinity, maxQueue: result.data.MAX_QUEUE ?? Infinity }
+    parsedLimits.set(env, limits)
+  }
+  return limits
+}
+
 /** Which models the R2 bucket may serve: `'*'` for every one, else a set of names (empty: R2 is off). */
 export function r2Models(env: object): '*' | Set<string> {
   const value = (env as StringVars).R2_MODELS

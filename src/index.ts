@@ -3,3 +3,6 @@ import { app } from './http/app'
 import { scheduled } from './cron'
 
 export default { fetch: app.fetch, scheduled } satisfies ExportedHandler<Env>
+
+/** The service-binding entrypoint other Workers call (src/rpc.ts). */
+export { Models } from './rpc'

@@ -5,7 +5,8 @@
  * the bundled repository's index, the R2 pointer it follows, the metrics it has recorded, the tf.js
  * backend and the clock. Every entry point — HTTP routes, the admin API, the cron handler — goes
  * through this object's small interface (`repository`, `lease`, `reload`, `unload`, `maintain`,
- * `status`, `ready`); no other module keeps state of its own.
+ * `status`, `ready`, and `traffic` for inference); so does the service-binding entrypoint (rpc.ts).
+ * No other module keeps state of its own.
  *
  * Bindings are passed to each call, never kept: `env` says where model files come from and what the
  * limits are. A call with an `env` whose vars differ applies them to the live state — the cache's
@@ -19,35 +20,26 @@ import type { Config, StringVars } from './config'
 import { ModelUnavailableError } from './errors'
 import { log } from './log'
 import { keyLabels, Metrics } from './metrics'
+import { PredictionCache } from './prediction-cache'
 import { PointerFollower } from './repository/follow'
+import { loadVersion } from './repository/load'
+import type { ModelSources } from './repository/load'
 import type { FollowDeps, PointerStatus } from './repository/follow'
-import { prepareModel } from './protocols/images/classify'
-import { verifiedStore } from './repository/manifest'
-import type { ManifestFile } from './repository/manifest'
-import { storeHandler } from './repository/model-files'
 import { publishVersions } from './repository/publish'
 import type { PublishReport } from './repository/publish'
 import { BundledIndex } from './repository/repository'
 import type { Repository, ResolvedVersion, Selector } from './repository/repository'
 import { assetsStore, r2Store } from './repository/stores'
-import type { ModelStore } from './repository/stores'
-import { withBatching } from './runtime/batcher'
-import { buildServable } from './runtime/servable'
 import { wasmHeapBytes } from './runtime/footprint'
 import type { ModelFormat } from './runtime/servable'
 import type { Signature, TensorSpec } from './runtime/signature'
 import { Backend, tf } from './runtime/tf'
 import { backendBroken } from './runtime/wasm-guard'
+import { TrafficControl } from './traffic'
 import type { BackendName } from './runtime/tf'
 
 /** Runs `promise` after the response, where the runtime allows it (`ctx.waitUntil`). */
 export type WaitUntil = (promise: Promise<unknown>) => void
-
-/** Where model files come from: the bundled static assets, and the R2 bucket when it is bound. */
-export interface ModelSources {
-  assets: ModelStore
-  r2?: ModelStore
-}
 
 /** A leased model together with the version it resolved to. */
 export interface ModelLease {
@@ -97,6 +89,10 @@ const cacheLimits = (config: Config): CacheLimits => ({
 export class Isolate {
   readonly metrics = new Metrics()
   readonly cache: ModelCache
+  /** Answers kept on the Workers Cache API for models with `response_cache` (src/predict.ts uses it). */
+  readonly predictions = new PredictionCache()
+  /** Version splits, shadow runs and admission limits per model: every entry point that runs a model goes through `traffic.serve`. */
+  readonly traffic = new TrafficControl(this)
   private readonly index = new BundledIndex()
   private readonly pointer: PointerFollower
   // Stores of each env object, made once (every request asks, several times).
@@ -147,42 +143,9 @@ export class Isolate {
     }
   }
 
-  /**
-   * Reads, builds and warms up one model version. R2 files are checked against the size and sha256
-   * that validation recorded, so a file changed since then fails the load instead of being served.
-   * With `batching` in the model's config.json, the servable merges concurrent requests (runtime/batcher.ts).
-   */
-  private async load(sources: ModelSources, target: ResolvedVersion): Promise<LoadResult> {
-    const dir = cacheKey(target.name, target.version)
-    let store = sources.assets
-    if (target.entry.source === 'r2') {
-      if (!sources.r2) throw new Error(`${dir} is in the R2 bucket, but no bucket is bound (MODELS)`)
-      store = verifiedStore(sources.r2, dir, target.entry.files.filter((f): f is ManifestFile => 'sha256' in f))
-    }
-    await this.backend.ensure()
-    const fetchStarted = this.now()
-    let fetchMs = 0
-    // The artifacts are not kept here: their shards are released once the backend holds the weights.
-    const { servable, timings, warmedUp } = await buildServable(
-      await storeHandler(store, dir)
-        .load()
-        .finally(() => (fetchMs = this.now() - fetchStarted)),
-    )
-    // Image inputs, labels and the classify output are checked against the built model (protocols/images/classify.ts).
-    const labelsStore = target.entry.source === 'r2' ? sources.r2! : sources.assets
-    await prepareModel(target, servable, (file) => labelsStore.get(`${target.name}/${file}`)).catch((error: unknown) => {
-      servable.dispose()
-      throw error
-    })
-    if (!warmedUp) {
-      log('warn', 'model.warmup_skipped', { model: dir, reason: 'an input has unknown dimensions; its activations are measured on its first request' })
-    }
-    // Wrapped after warmup, so warmup runs the model alone and fills in output shapes the batcher checks.
-    const batching = target.config.batching
-    const served = batching
-      ? withBatching(servable, { maxBatchSize: batching.max_batch_size, maxQueueDelayMs: batching.max_queue_delay_ms, model: dir })
-      : servable
-    return { servable: served, timings: { fetchMs, ...timings } }
+  /** Reads, builds and warms up one model version (repository/load.ts), on this isolate's backend and clock. */
+  private load(sources: ModelSources, target: ResolvedVersion): Promise<LoadResult> {
+    return loadVersion(sources, target, this.backend, this.now)
   }
 
   /**

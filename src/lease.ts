@@ -47,6 +47,8 @@ export class Resident {
 /** A hold on a model for the length of one inference. `release()` must be called exactly once. */
 export class Lease {
   private released = false
+  // What `model` hands out instead of the resident's servable, when traffic control watches this lease's runs.
+  private view: Servable | undefined
   constructor(
     private readonly cache: { releaseResident(resident: Resident): void },
     private readonly resident: Resident,
@@ -57,7 +59,12 @@ export class Lease {
 
   get model(): Servable {
     if (this.released) throw new Error(`lease on ${this.resident.key} used after release`)
-    return this.resident.admitted
+    return this.view ?? this.resident.admitted
+  }
+
+  /** From now on `model` hands out `wrap(model)`: src/traffic.ts sees a shadowed request's inputs and outputs so. */
+  wrapModel(wrap: (model: Servable) => Servable): void {
+    this.view = wrap(this.resident.admitted)
   }
 
   get key(): string {

@@ -52,6 +52,28 @@ export class Metrics {
   private readonly requests = new Family(counter)
   private readonly inference = new Family(() => new Histogram())
   private readonly loads = new Family(() => new Histogram())
+  private readonly predictionCache = { hit: new Family(counter), miss: new Family(counter) }
+  private readonly routed = new Family(counter)
+  private readonly rejections = new Family(counter)
+  private readonly shadows = new Family(counter)
+  private readonly disagreements = new Family(counter)
+
+  /** Counts one request admitted to `version` of `model`, and by which rule it got there (src/traffic.ts). */
+  recordRouted(model: string, version: number, rule: string): void {
+    this.routed.get({ model, version: String(version), rule }).value++
+  }
+
+  /** Counts one request answered 429: `reason` is `model` (its max_concurrent/max_queue) or `isolate` (MAX_CONCURRENT/MAX_QUEUE). */
+  recordRejection(model: string, reason: 'model' | 'isolate'): void {
+    this.rejections.get({ model, reason }).value++
+  }
+
+  /** Counts one shadow run: `outcome` is `compared`, `failed` (did not load or run) or `skipped` (MAX_SHADOWS_PENDING waiting already). */
+  recordShadow(model: string, version: number, shadow: number | string, outcome: 'compared' | 'failed' | 'skipped', disagreed = false): void {
+    const labels = { model, version: String(version), shadow_version: String(shadow) }
+    this.shadows.get({ ...labels, outcome }).value++
+    if (disagreed) this.disagreements.get(labels).value++
+  }
 
   /** Counts one answered request and, if it ran a model, how long the inference took. */
   recordRequest(model: string | undefined, version: string | undefined, status: number, inferMs?: number): void {
@@ -64,7 +86,12 @@ export class Metrics {
     this.loads.get(keyLabels(key)).observe(ms / 1000)
   }
 
-  /** The request counter and the two histograms, as text-format families. */
+  /** Counts one lookup of the prediction cache of a model that has one (src/prediction-cache.ts). */
+  recordPredictionCache(model: string, outcome: 'hit' | 'miss'): void {
+    this.predictionCache[outcome].get({ model }).value++
+  }
+
+  /** The request counter, the two histograms and the prediction cache's counters, as text-format families. */
   families(): string[] {
     return [
       family(
@@ -85,8 +112,28 @@ export class Metrics {
         'Model loads (fetch, build, warmup) and reloads in this isolate.',
         histogramSamples('warmserve_model_load_duration_seconds', this.loads),
       ),
+      family(
+        'warmserve_prediction_cache_hits_total',
+        'counter',
+        'Predictions answered from the prediction cache (response_cache in config.json), by model.',
+        [...this.predictionCache.hit.series.values()].map(({ labels, value }) => sample('warmserve_prediction_cache_hits_total', value.value, labels)),
+      ),
+      family(
+        'warmserve_prediction_cache_misses_total',
+        'counter',
+        'Predictions of models with a prediction cache that ran the model: not cached, expired, bypassed (Cache-Control: no-cache) or no Cache API.',
+        [...this.predictionCache.miss.series.values()].map(({ labels, value }) => sample('warmserve_prediction_cache_misses_total', value.value, labels)),
+      ),
+      counterFamily('warmserve_traffic_total', 'Requests admitted to each version of a model, by rule: named (the path names a version or label), default, weighted (random split) or sticky (split by a header).', this.routed),
+      counterFamily('warmserve_rejections_total', "Requests answered 429, by model and reason: model (its max_concurrent and max_queue) or isolate (MAX_CONCURRENT and MAX_QUEUE).", this.rejections),
+      counterFamily('warmserve_shadow_requests_total', 'Requests also run on the shadow version after their response, by outcome: compared, failed (the shadow did not load or run; the client lost nothing) or skipped (32 shadow runs waiting already: the shadow cannot keep up).', this.shadows),
+      counterFamily('warmserve_shadow_disagreements_total', "Compared shadow runs whose top-1 class differed from the served version's in some row, or whose outputs differed in shape.", this.disagreements),
     ]
   }
+}
+
+function counterFamily(name: string, help: string, fam: Family<{ value: number }>): string {
+  return family(name, 'counter', help, [...fam.series.values()].map(({ labels, value }) => sample(name, value.value, labels)))
 }
 
 // Label values escape backslash, double quote and newline, as the text format requires.

@@ -81,6 +81,12 @@ describe(':classify with a raw image body', () => {
     expect(all.reduce((s, r) => s + r.score, 0)).toBeCloseTo(1, 4)
   })
 
+  it('times the decode and preprocessing in Server-Timing, beside the inference', async () => {
+    const res = await postImage('/v1/models/digits:classify', digitPng(1), 'image/png')
+    expect(res.status).toBe(200)
+    expect(res.headers.get('server-timing')).toMatch(/^(load;dur=\d+;desc="\w+", )?decode;dur=\d+, infer;dur=\d+$/)
+  })
+
   it('reads labels from a file beside config.json', async () => {
     const res = await postImage('/v1/models/digits-labels-file:classify?top_k=1', digitPng(0), 'image/png')
     expect(await res.json()).toEqual([{ label: 'zero', score: expect.any(Number) }])

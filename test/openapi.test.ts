@@ -40,7 +40,7 @@ describe('GET /openapi.json', () => {
     const { paths } = await documentOf()
     for (const path of ['/v1/models/{name}:predict', '/v1/models/{name}/versions/{version}:predict', '/v1/models/{name}/labels/{label}:predict']) {
       const op = paths[path]!.post!
-      expect(Object.keys(op.responses).sort()).toEqual(['200', '400', '404', '405', '413', '415', '503'])
+      expect(Object.keys(op.responses).sort()).toEqual(['200', '400', '404', '405', '413', '415', '429', '503'])
       const schema = op.requestBody.content['application/json'].schema
       expect(Object.keys(schema.properties).sort()).toEqual(['inputs', 'instances', 'signature_name'])
     }

@@ -3,13 +3,18 @@ import type { Context } from 'hono'
 import { ApiError, badRequest, quote } from '../errors'
 import { isolate } from '../isolate'
 import type { ModelLease } from '../isolate'
+import { withLease } from '../predict'
+import type { Caller, Prediction } from '../predict'
 import type { Selector } from '../repository/repository'
 import type { Signature } from '../runtime/signature'
 
 export type AppEnv = {
   Bindings: Env
-  /** `model`: the model a request was served by, and `inferMs`: its run time, for the access log and metrics. */
-  Variables: { model?: string; inferMs?: number }
+  /**
+   * `model`: the model a request was served by, and `inferMs`: its run time, for the access log and
+   * metrics; `decodeMs`: the time a raw image body took to decode and preprocess, for Server-Timing.
+   */
+  Variables: { model?: string; inferMs?: number; decodeMs?: number }
 }
 
 /** Parses a `versions/{v}` path segment: a positive integer, as TF Serving's versions are. */
@@ -46,15 +51,38 @@ export const methodNotAllowed = (allow: string) => (c: Context) => {
   throw new ApiError(405, `${c.req.method} is not allowed on ${new URL(c.req.url).pathname}; use ${allow}`, { Allow: allow })
 }
 
-/** Adds the cache outcome, the version that answered, and Server-Timing (load wait, inference). */
-export function setModelHeaders(c: Context, { target, lease }: ModelLease, inferMs: number): void {
+/**
+ * Adds the cache outcome, the version that answered, and Server-Timing (load wait, image decode,
+ * inference). `inferMs` is absent when the prediction cache answered and the model did not run.
+ */
+export function setModelHeaders(c: Context, { target, lease }: ModelLease, inferMs?: number): void {
   c.set('model', target.name)
-  c.set('inferMs', inferMs)
+  if (inferMs !== undefined) c.set('inferMs', inferMs)
   c.header('X-Model-Cache', lease.outcome)
   c.header('X-Model-Version', String(target.version))
-  const timings = [`infer;dur=${inferMs}`]
+  const timings = [inferMs === undefined ? 'cache;desc="hit"' : `infer;dur=${inferMs}`]
+  const decodeMs = c.get('decodeMs')
+  if (decodeMs !== undefined) timings.unshift(`decode;dur=${decodeMs}`)
   if (lease.outcome !== 'hit') timings.unshift(`load;dur=${lease.waitedMs};desc="${lease.outcome}"`)
   c.header('Server-Timing', timings.join(', '))
+}
+
+/** The model headers of a prediction, and `X-Prediction-Cache: hit | miss` for a model with `response_cache`. */
+export function setPredictionHeaders(c: Context, prediction: Prediction<unknown>): void {
+  setModelHeaders(c, prediction.held, prediction.inferMs)
+  if (prediction.cache) c.header('X-Prediction-Cache', prediction.cache)
+}
+
+/** An HTTP request as a caller of `predict`: its bindings, its background work, its host and `Cache-Control`. */
+export function callerOf(c: Context<AppEnv>): Caller {
+  return {
+    env: c.env,
+    waitUntil: waitUntilOf(c),
+    host: new URL(c.req.url).hostname,
+    noCache: /(^|[\s,])no-cache([\s,]|$)/i.test(c.req.header('cache-control') ?? ''),
+    header: (name) => c.req.header(name),
+    requestId: c.get('requestId'),
+  }
 }
 
 /**
@@ -77,12 +105,29 @@ export function outputNames({ target, lease }: ModelLease, requested?: string[])
 }
 
 /** Leases a model for the length of `use`, always releasing it. */
-export async function withModel<T>(c: Context<AppEnv>, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
-  const held = await isolate().lease(c.env, name, selector, waitUntilOf(c))
+export function withModel<T>(c: Context<AppEnv>, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
+  return withLease(callerOf(c), name, selector, use)
+}
+
+/**
+ * Runs an inference request under the model's traffic control (src/traffic.ts: the version split,
+ * the admission limits, the shadow run): routes it and takes its slots first, then `serve` reads the
+ * body and predicts with a caller holding that admission — so a request reading its body is already
+ * in flight — and the slots free when the response is ready. A 429 is counted under the model's name
+ * (it exists: routing found it).
+ */
+export async function withAdmission<T>(c: Context<AppEnv>, name: string, selector: Selector, serve: (caller: Caller) => Promise<T>): Promise<T> {
+  const caller = callerOf(c)
   try {
-    return await use(held)
-  } finally {
-    held.lease.release()
+    const admission = await isolate().traffic.admit(c.env, name, selector, caller)
+    try {
+      return await serve({ ...caller, admission })
+    } finally {
+      admission.release()
+    }
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 429) c.set('model', name)
+    throw error
   }
 }
 

@@ -104,18 +104,20 @@ const errorResponses = {
   MethodNotAllowed: json(ErrorResponse, 'A known path with the wrong method (or a TF Serving path without its :predict verb); Allow says which'),
   PayloadTooLarge: json(ErrorResponse, 'The body is larger than MAX_BODY_BYTES'),
   UnsupportedMediaType: json(ErrorResponse, 'The body is not JSON (application/x-www-form-urlencoded is taken as JSON, as TF Serving does)'),
+  TooManyRequests: json(ErrorResponse, "The model's max_concurrent and max_queue (its config.json), or the isolate's MAX_CONCURRENT and MAX_QUEUE, are all taken; Retry-After says when to retry"),
   Unavailable: json(ErrorResponse, 'The model could not be loaded, or the repository index cannot be read; Retry-After says when to retry'),
 }
 
-const errors = (...statuses: Array<400 | 401 | 404 | 405 | 413 | 415 | 503>) => {
-  const names = { 400: 'BadRequest', 401: 'Unauthorized', 404: 'NotFound', 405: 'MethodNotAllowed', 413: 'PayloadTooLarge', 415: 'UnsupportedMediaType', 503: 'Unavailable' }
+const errors = (...statuses: Array<400 | 401 | 404 | 405 | 413 | 415 | 429 | 503>) => {
+  const names = { 400: 'BadRequest', 401: 'Unauthorized', 404: 'NotFound', 405: 'MethodNotAllowed', 413: 'PayloadTooLarge', 415: 'UnsupportedMediaType', 429: 'TooManyRequests', 503: 'Unavailable' }
   return Object.fromEntries(statuses.map((s) => [String(s), ref(names[s])]))
 }
 
 const modelHeaders = {
   'X-Model-Cache': { description: 'hit, miss (this request loaded the model) or joined (waited on a load)', schema: { type: 'string' as const } },
-  'X-Model-Version': { description: 'the version that answered', schema: { type: 'string' as const } },
-  'Server-Timing': { description: 'load;dur=… (on miss and joined) and infer;dur=…, in ms', schema: { type: 'string' as const } },
+  'X-Model-Version': { description: "the version that answered (the model's traffic split picks it when the path names none)", schema: { type: 'string' as const } },
+  'Server-Timing': { description: 'load;dur=… (on miss and joined), decode;dur=… (a raw image body: decode and preprocess) and infer;dur=…, in ms; cache;desc="hit" when the prediction cache answered', schema: { type: 'string' as const } },
+  'X-Prediction-Cache': { description: 'hit or miss, on models with response_cache in their config.json', schema: { type: 'string' as const, enum: ['hit', 'miss'] } },
 }
 
 const jsonBody = (schema: z.ZodType, description: string) => ({
@@ -167,7 +169,7 @@ const tfPredict = (kind: 'plain' | 'versions' | 'labels') =>
       "`:classify` (a model with labels): a raw `image/jpeg`, `image/png` or `image/webp` body → `[{\"label\", \"score\"}]` (`?top_k=N`), or TF Serving's `{\"examples\": …}` → `{\"results\": …}`.",
     parameters: modelParams(kind),
     requestBody: jsonBody(PredictRequest, 'exactly one of instances (row format) or inputs (columnar format)'),
-    responses: { 200: { ...json(PredictResponse, 'the model outputs'), headers: modelHeaders }, ...errors(400, 404, 405, 413, 415, 503) },
+    responses: { 200: { ...json(PredictResponse, 'the model outputs'), headers: modelHeaders }, ...errors(400, 404, 405, 413, 415, 429, 503) },
   })
 
 const v2Metadata = (versioned: boolean) =>
@@ -198,7 +200,7 @@ const v2Infer = (versioned: boolean) =>
     description: 'JSON tensors, or a JSON header followed by raw little-endian tensor bytes (binary tensor data extension).',
     parameters: modelParams(versioned ? 'versions' : 'plain'),
     requestBody: jsonBody(InferRequest, 'inputs[{name, shape, datatype, data}]'),
-    responses: { 200: { ...json(InferResponse, 'model_name, model_version, id, outputs'), headers: modelHeaders }, ...errors(400, 404, 413, 415, 503) },
+    responses: { 200: { ...json(InferResponse, 'model_name, model_version, id, outputs'), headers: modelHeaders }, ...errors(400, 404, 413, 415, 429, 503) },
   })
 
 /** The describeRoute middleware of every documented route, by route. */

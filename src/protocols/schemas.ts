@@ -50,6 +50,8 @@ export const InferRequest = z.object({
     .optional(),
 })
 
+export type InferRequest = z.infer<typeof InferRequest>
+
 /** Triton's repository index request (its model repository extension): `ready` lists only loaded models. */
 export const RepositoryIndexRequest = z.object({ ready: z.boolean().optional() })
 

@@ -13,6 +13,9 @@ const LABEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
 /** Longest a batch may wait for company: past a second, a queue is a latency bug, not a batch. */
 export const MAX_QUEUE_DELAY_MS = 1000
 
+/** Longest a cached prediction may live: a year, as `Cache-Control: max-age` is commonly capped. */
+export const MAX_RESPONSE_CACHE_TTL_SECONDS = 31_536_000
+
 // ===== Image inputs, labels, classify (protocols/images/) =====
 
 /** Largest side an image input may be resized to: larger than any image model's input, small enough to bound the work. */
@@ -61,6 +64,34 @@ export const ClassifyConfig = z.strictObject({
 })
 export type ClassifyConfig = z.infer<typeof ClassifyConfig>
 
+// ===== Traffic control (src/traffic.ts) =====
+
+// A version number as a path segment has it: a positive integer.
+const VERSION_NUMBER = /^[1-9][0-9]{0,15}$/
+
+/**
+ * Weights by version number or label (`{"1": 90, "2": 10}`, `{"stable": 9, "canary": 1}`), over
+ * their sum; with `sticky_header`, a hash of that header's value picks, so one client stays on one
+ * version while the weights stay the same. Without the header, each request is drawn at random.
+ */
+export const TrafficConfig = z.strictObject({
+  versions: z
+    .record(
+      z.string().refine((key) => VERSION_NUMBER.test(key) || LABEL.test(key), 'a key is a version number or a label'),
+      z.number().min(0).refine(Number.isFinite, 'a weight is a finite number'),
+    )
+    .refine((weights) => Object.values(weights).some((w) => w > 0), 'at least one weight must be above 0'),
+  sticky_header: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, 'a header name (letters, digits, -)').optional(),
+})
+export type TrafficConfig = z.infer<typeof TrafficConfig>
+
+/** `fraction` of requests (0–1) also run on `version` (a number or a label) after their response; outputs compared. */
+export const ShadowConfig = z.strictObject({
+  version: z.union([z.int().positive(), z.string().regex(LABEL, 'a label is a letter then letters, digits, _ or -')]),
+  fraction: z.number().min(0).max(1),
+})
+export type ShadowConfig = z.infer<typeof ShadowConfig>
+
 /**
  * A model's optional `config.json`, beside its version folders. Every field is optional.
  * Unknown fields are refused, so a typo cannot silently switch a limit off.
@@ -106,6 +137,34 @@ export const ModelConfig = z.strictObject({
   labels: Labels.optional(),
   /** Which output `:classify` ranks, how many labels it answers, and the activation first. */
   classify: ClassifyConfig.optional(),
+  /**
+   * The prediction cache, off when absent (src/prediction-cache.ts): answers are kept on the Workers
+   * Cache API for `ttl_seconds`, keyed by the model, the answering version, the parsed inputs, the
+   * outputs asked for and the response format.
+   */
+  response_cache: z.strictObject({ ttl_seconds: z.int().min(1).max(MAX_RESPONSE_CACHE_TTL_SECONDS) }).optional(),
+  /** How requests that name no version or label are split between versions (src/traffic.ts). */
+  traffic: TrafficConfig.optional(),
+  /** A version that also runs a fraction of requests after their response, compared and never answered (src/traffic.ts). */
+  shadow: ShadowConfig.optional(),
+  /** Requests of this model in flight at once, from routing until the response is ready (body read included). */
+  max_concurrent: z.int().positive().optional(),
+  /** Requests that may wait for one of the `max_concurrent` slots, first come first served; beyond, 429. Unbounded when absent. */
+  max_queue: z.int().min(0).optional(),
+}).superRefine((config, ctx) => {
+  // A label used by traffic or shadow must be one the model defines, else the split could never resolve it.
+  const labels = config.version_labels ?? {}
+  const undefinedLabel = (key: string) => !VERSION_NUMBER.test(key) && !Object.hasOwn(labels, key)
+  for (const key of Object.keys(config.traffic?.versions ?? {})) {
+    if (undefinedLabel(key)) ctx.addIssue({ code: 'custom', path: ['traffic', 'versions', key], message: `'${key}' is neither a version number nor one of version_labels` })
+  }
+  const shadow = config.shadow?.version
+  if (typeof shadow === 'string' && undefinedLabel(shadow)) {
+    ctx.addIssue({ code: 'custom', path: ['shadow', 'version'], message: `'${shadow}' is not one of version_labels` })
+  }
+  if (config.max_queue !== undefined && config.max_concurrent === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['max_queue'], message: 'max_queue bounds the requests waiting for max_concurrent, which is not set' })
+  }
 })
 export type ModelConfig = z.infer<typeof ModelConfig>
 

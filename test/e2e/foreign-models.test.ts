@@ -2,43 +2,28 @@
  * Acceptance: "A graph model and a layers model that no one wrote for this project, dropped into
  * model-assets/, are served with correct metadata and predictions equal to tf.js run directly."
  *
- * A temporary model repository holds a copy of model-assets/ plus models that npm packages ship:
- *  - human-liveness: @vladmandic/human models/liveness.json, a graph model with a signature block
- *  - human-emotion:  @vladmandic/human models/emotion.json, a graph model without one
- *  - upscaler-2x:    @upscalerjs/default-model models/model.json, a Keras functional layers model
- *                    whose input has unknown height and width
+ * The shared fixture server's repository (test/e2e/fixture-repo.ts) holds a copy of model-assets/ plus
+ * models that npm packages ship, served as they come:
+ *  - foreign-liveness: @vladmandic/human models/liveness.json, a graph model with a signature block
+ *  - foreign-emotion:  @vladmandic/human models/emotion.json, a graph model without one
+ *  - upscaler-2x:      @upscalerjs/default-model models/model.json, a Keras functional layers model
+ *                      whose input has unknown height and width
  * `wrangler dev` serves it; each model's metadata and predictions are compared with what tf.js
  * reports and computes in this process from the same files.
  */
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { basename, dirname, join } from 'node:path'
+import { readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
 import '@tensorflow/tfjs-backend-cpu'
 import * as tfconv from '@tensorflow/tfjs-converter'
 import * as tfl from '@tensorflow/tfjs-layers'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { get, post, SETOSA } from './http'
-import { ROOT, startWranglerDev } from './servers'
-import type { WranglerDev } from './servers'
+import { FOREIGN } from './fixture-repo'
+import type { Foreign } from './fixture-repo'
+import { ROOT, sharedFixtureServer } from './servers'
+import type { SharedServer } from './servers'
 
-interface Foreign {
-  /** The model's name in the repository. */
-  name: string
-  /** Where the package keeps its model.json, relative to node_modules. */
-  source: string
-  format: 'graph-model' | 'layers-model'
-  /** Per-row input shape (batch dimension left out) for the test input. */
-  rowShape: number[]
-  /** Plausible input values: [low, high). */
-  range: [number, number]
-}
-
-const FOREIGN: Foreign[] = [
-  { name: 'human-liveness', source: '@vladmandic/human/models/liveness.json', format: 'graph-model', rowShape: [32, 32, 3], range: [0, 1] },
-  { name: 'human-emotion', source: '@vladmandic/human/models/emotion.json', format: 'graph-model', rowShape: [64, 64, 1], range: [0, 1] },
-  { name: 'upscaler-2x', source: '@upscalerjs/default-model/models/model.json', format: 'layers-model', rowShape: [8, 8, 3], range: [0, 255] },
-]
 const BATCH = 2
 
 interface TensorInfo {
@@ -103,7 +88,7 @@ function prng(seed: number): () => number {
 }
 
 /** Nested arrays of the given shape, values in [low, high) on a 1/256 grid (exact in float32 and in JSON). */
-function randomNested(shape: readonly number[], [low, high]: [number, number], next: () => number): unknown {
+function randomNested(shape: readonly number[], [low, high]: readonly [number, number], next: () => number): unknown {
   const [size, ...rest] = shape
   if (size === undefined) return low + Math.floor(next() * (high - low) * 256) / 256
   return Array.from({ length: size }, () => randomNested(rest, [low, high], next))
@@ -195,35 +180,19 @@ async function reference(model: Foreign, modelJsonPath: string, seed: number): P
 const describeSpecs = (group: Record<string, TensorInfo>): Expected[] =>
   Object.entries(group).map(([name, info]) => ({ name, dtype: info.dtype, dims: info.tensor_shape.dim.map((d) => d.size) }))
 
-let server: WranglerDev | undefined
-let repo: string | undefined
+let server: SharedServer | undefined
 const references = new Map<string, Reference>()
 const url = (path: string) => `${server!.url}${path}`
 
 beforeAll(async () => {
   await tf.setBackend('cpu')
   await tf.ready()
-  repo = mkdtempSync(join(tmpdir(), 'warmserve-e2e-assets-'))
-  cpSync(join(ROOT, 'model-assets'), repo, { recursive: true, filter: (src) => basename(src) !== '_index.json' })
-  for (const [i, model] of FOREIGN.entries()) {
-    const source = join(ROOT, 'node_modules', model.source)
-    const target = join(repo, model.name, '1')
-    mkdirSync(target, { recursive: true })
-    cpSync(source, join(target, 'model.json'))
-    const json = JSON.parse(readFileSync(source, 'utf8')) as tf.io.ModelJSON
-    for (const shard of json.weightsManifest.flatMap((group) => group.paths)) cpSync(join(dirname(source), shard), join(target, shard))
-    references.set(model.name, await reference(model, join(target, 'model.json'), 1000 + i))
-  }
+  for (const [i, model] of FOREIGN.entries()) references.set(model.name, await reference(model, join(ROOT, 'node_modules', model.source), 1000 + i))
 })
 
-// A hook of its own, so the launcher's deadline (and its report of wrangler's output) comes within the hook's.
+// A hook of its own, so the broker's deadline (and its report of wrangler's output) comes within the hook's.
 beforeAll(async () => {
-  server = await startWranglerDev({ assetsDir: repo })
-})
-
-afterAll(async () => {
-  await server?.stop()
-  if (repo) rmSync(repo, { recursive: true, force: true })
+  server = await sharedFixtureServer()
 })
 
 describe.each(FOREIGN)('$name ($format from $source)', (model) => {

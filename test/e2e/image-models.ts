@@ -1,17 +1,17 @@
 /**
- * The image models of the images end-to-end tests, in a temporary model repository beside a copy of
- * model-assets/: image classifiers nobody on this project trained (@vladmandic/human's emotion
+ * The image models of the images end-to-end tests, served by the shared fixture server
+ * (test/e2e/fixture-repo.ts): image classifiers nobody on this project trained (@vladmandic/human's emotion
  * model, grayscale 64×64, and its liveness model, RGB 32×32) with config.json as a user would write
  * it, and `pixels`, a model whose output is its input, so a test sees the exact tensor the Worker made.
  * Photos: scikit-image's sample data (chelsea and camera CC0, rocket public domain).
  */
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { basename, join } from 'node:path'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
 import '@tensorflow/tfjs-backend-cpu'
 import * as tfl from '@tensorflow/tfjs-layers'
-import { ROOT } from './servers'
+import { ROOT } from '../../scripts/launch.mjs'
+import { addPackagedModel } from './models'
 
 export const PHOTOS = join(ROOT, 'test/fixtures/models/_images')
 export const HUMAN = join(ROOT, 'node_modules/@vladmandic/human/models')
@@ -52,16 +52,10 @@ export const MODELS = {
 /** The tensor comparison: RGB 64×64 in [0, 1], normalized with ImageNet's mean and std. */
 export const PIXELS: Image = { size: [64, 64], channels: 3, range: [0, 1], mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
 
-/** Writes the repository: model-assets/, the two human models, the labels file, and `pixels`. Returns its path. */
-export async function imageRepository(): Promise<string> {
-  const repo = mkdtempSync(join(tmpdir(), 'warmserve-e2e-images-'))
-  cpSync(join(ROOT, 'model-assets'), repo, { recursive: true, filter: (src) => basename(src) !== '_index.json' })
+/** Writes the image models into the repository `repo`: the two human models, the labels file, and `pixels`. */
+export async function addImageModels(repo: string): Promise<void> {
   for (const [name, model] of Object.entries(MODELS)) {
-    const target = join(repo, name, '1')
-    mkdirSync(target, { recursive: true })
-    const json = JSON.parse(readFileSync(join(HUMAN, model.source), 'utf8')) as tf.io.ModelJSON
-    cpSync(join(HUMAN, model.source), join(target, 'model.json'))
-    for (const shard of json.weightsManifest.flatMap((g) => g.paths)) cpSync(join(HUMAN, shard), join(target, shard))
+    addPackagedModel(repo, name, join(HUMAN, model.source))
     writeFileSync(join(repo, name, 'config.json'), JSON.stringify(model.config))
   }
   writeFileSync(join(repo, 'human-liveness', 'labels.txt'), LIVENESS_LABELS)
@@ -76,5 +70,4 @@ export async function imageRepository(): Promise<string> {
   )
   identity.dispose()
   writeFileSync(join(repo, 'pixels', 'config.json'), JSON.stringify({ inputs: { image: { image: PIXELS } } }))
-  return repo
 }

@@ -2,26 +2,24 @@
 // against `wrangler dev` serving the image models of test/e2e/image-models.ts. Picks a real photo
 // (scikit-image's camera, CC0) in the emotion model's panel and checks what the page shows against
 // what the API answers for the same bytes; keeps a screenshot in test/artifacts/.
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ARTIFACTS, CHROMIUM, chromiumAvailable as available, openChromium } from './chromium'
-import { imageRepository, PHOTOS } from './image-models'
-import { startWranglerDev } from './servers'
-import type { WranglerDev } from './servers'
+import { PHOTOS } from './image-models'
+import { sharedFixtureServer } from './servers'
+import type { SharedServer } from './servers'
 
 if (!available) console.warn(`[images-browser.test] skipped: no Chromium at ${CHROMIUM} (install it: apt-get install -y chromium)`)
 
-let server: WranglerDev
+let server: SharedServer
 let browser: Awaited<ReturnType<typeof openChromium>> | undefined
 let page: Page
-let repo: string
 
 describe.skipIf(!available)('the image panels of the try-it page in Chromium', () => {
   beforeAll(async () => {
-    repo = await imageRepository()
-    server = await startWranglerDev({ assetsDir: repo })
+    server = await sharedFixtureServer()
     // The page may load nothing from anywhere but the Worker; blob: URLs are the picked photo's preview.
     browser = await openChromium(['blob:'])
     page = browser.page
@@ -29,8 +27,6 @@ describe.skipIf(!available)('the image panels of the try-it page in Chromium', (
 
   afterAll(async () => {
     await browser?.close()
-    await server?.stop()
-    if (repo) rmSync(repo, { recursive: true, force: true })
   })
 
   it('has a panel for every image model, and none for the others', async () => {
@@ -39,7 +35,7 @@ describe.skipIf(!available)('the image panels of the try-it page in Chromium', (
     await page.goto(`${server.url}/`)
     await page.waitForSelector('body[data-images="listed"]', { timeout: 60_000 })
     const panels = await page.locator('section.image-model').evaluateAll((sections) => sections.map((s) => s.getAttribute('data-model')))
-    expect(panels.sort()).toEqual(['digits', 'human-emotion', 'human-liveness', 'pixels'])
+    expect(panels.sort()).toEqual(['digits', 'human-emotion', 'human-liveness', 'pixels', 'traffic-digits'])
     expect(await page.locator('tr[data-model="digits"]').innerText()).toContain('image BYTES [-1]')
     expect(failed).toEqual([])
   })

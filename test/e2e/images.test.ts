@@ -7,18 +7,18 @@
  * A model that returns its input (`pixels`) shows the exact tensor the Worker made. The repository:
  * test/e2e/image-models.ts.
  */
-import { readFileSync, rmSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
 import '@tensorflow/tfjs-backend-cpu'
 import * as tfconv from '@tensorflow/tfjs-converter'
 import jpeg from 'jpeg-js'
 import { PNG } from 'pngjs'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startWranglerDev } from './servers'
-import type { WranglerDev } from './servers'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { sharedFixtureServer } from './servers'
+import type { SharedServer } from './servers'
 import { post } from './http'
-import { HUMAN, imageRepository, LIVENESS_LABELS, MODELS, PHOTOS, PIXELS } from './image-models'
+import { HUMAN, LIVENESS_LABELS, MODELS, PHOTOS, PIXELS } from './image-models'
 import type { Image } from './image-models'
 
 const PHOTO_FILES = ['chelsea.png', 'camera.png', 'rocket.jpg', 'chelsea.jpg'] as const
@@ -82,17 +82,10 @@ async function referenceRanking(name: keyof typeof MODELS, file: string): Promis
   return values.map((v, i): [string, number] => [labels[i]!, v]).sort((a, b) => b[1] - a[1])
 }
 
-let server: WranglerDev | undefined
-let repo: string | undefined
+let server: SharedServer | undefined
 
 beforeAll(async () => {
-  repo = await imageRepository()
-  server = await startWranglerDev({ assetsDir: repo })
-})
-
-afterAll(async () => {
-  await server?.stop()
-  if (repo) rmSync(repo, { recursive: true, force: true })
+  server = await sharedFixtureServer()
 })
 
 const bytesOf = (file: string) => readFileSync(join(PHOTOS, file))

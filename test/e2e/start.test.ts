@@ -9,14 +9,18 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { nextRun } from '../../scripts/start.mjs'
 import { freePort, ROOT } from '../../scripts/launch.mjs'
 import { get, post, SETOSA } from './http'
+import { sharedBundle } from './servers'
 
 const stops: (() => void)[] = []
 afterAll(() => stops.forEach((stop) => stop()))
 
 describe('npm start', () => {
-  it('serves the deploy bundle on the port asked for, and stops on SIGTERM', async () => {
+  // The bundle is the one the run's other files serve (`--bundle`): building it is wrangler's part,
+  // tested by every file that serves it; `npm start` builds with the same launcher function.
+  it('serves a deploy bundle on the port asked for, and stops on SIGTERM', async () => {
     const port = await freePort()
-    const child = spawn(process.execPath, [join(ROOT, 'scripts/start.mjs'), '--port', String(port)], { cwd: ROOT, env: { ...process.env, PATH: `${join(ROOT, 'node_modules/.bin')}:${process.env.PATH}` }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const { dir } = await sharedBundle()
+    const child = spawn(process.execPath, [join(ROOT, 'scripts/start.mjs'), '--port', String(port), '--bundle', dir], { cwd: ROOT, env: { ...process.env, PATH: `${join(ROOT, 'node_modules/.bin')}:${process.env.PATH}` }, stdio: ['ignore', 'pipe', 'pipe'] })
     let output = ''
     child.stdout.on('data', (chunk) => (output += chunk))
     child.stderr.on('data', (chunk) => (output += chunk))

@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path'
 import { buildIndex, INDEX_FILE } from '../../scripts/build-index.mjs'
 // @ts-expect-error: a plain .mjs script without type declarations
 import { buildUi } from '../../scripts/build-ui.mjs'
+import { addRpcModels } from '../e2e/repo-rpc.ts'
 
 const root = resolve(import.meta.dirname, '../..')
 
@@ -45,6 +46,8 @@ export async function prepareTestAssets(): Promise<string> {
   copyForeignModels(assets)
   // Eight copies of digits, for concurrent first loads of distinct models (test/memory.test.ts).
   for (let i = 1; i <= 8; i++) cpSync(join(root, 'model-assets/digits/1'), join(assets, `digits-copy-${i}`, '1'), { recursive: true })
+  // Models with a prediction cache, for test/rpc.test.ts.
+  await addRpcModels(assets)
   const { index, skipped } = (await buildIndex(assets, { keepInvalidConfig: INVALID_CONFIG })) as { index: unknown; skipped: string[] }
   if (skipped.length > 0) throw new Error(`test assets: ${skipped.join('; ')}`)
   writeFileSync(join(assets, INDEX_FILE), JSON.stringify(index))

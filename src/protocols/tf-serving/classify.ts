@@ -11,9 +11,11 @@ import { z } from 'zod'
 import { readConfig } from '../../config'
 import { ApiError, badRequest, quote } from '../../errors'
 import { readBytes, readJson } from '../../http/body'
-import { checkInputNames, setModelHeaders, withModel } from '../../http/common'
+import { checkInputNames, setPredictionHeaders, withAdmission } from '../../http/common'
 import type { AppEnv } from '../../http/common'
 import type { ModelLease } from '../../isolate'
+import { predict } from '../../predict'
+import type { Caller, Prediction } from '../../predict'
 import type { Selector } from '../../repository/repository'
 import { DEFAULT_SIGNATURE } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
@@ -33,10 +35,10 @@ const ClassifyRequest = z.object({
 
 const IMAGE_CONTENT_TYPES: readonly string[] = Object.values(IMAGE_TYPES)
 
-/** `?top_k=N`, else classify.top_k in config.json, else 5. */
-function topK(c: Context<AppEnv>, held: ModelLease): number {
+/** `?top_k=N` checked: a positive integer, or `undefined` when not given. */
+function askedTopK(c: Context<AppEnv>): number | undefined {
   const asked = c.req.query('top_k')
-  if (asked === undefined) return held.target.config.classify?.top_k ?? 5
+  if (asked === undefined) return undefined
   if (!/^[1-9][0-9]{0,5}$/.test(asked)) throw badRequest(`top_k ${quote(asked)} is not a positive integer`)
   return Number(asked)
 }
@@ -50,35 +52,69 @@ function classifier(held: ModelLease): Prepared & { labels: string[]; output: st
   return prepared as Prepared & { labels: string[]; output: string }
 }
 
-/** Runs the model on `feeds` (disposed after) and ranks the classify output. */
-async function runAndRank(c: Context<AppEnv>, held: ModelLease, feeds: Record<string, tf.Tensor>): Promise<Ranked[][]> {
-  const { labels, output } = classifier(held)
-  const k = topK(c, held)
-  let outputs: Record<string, tf.Tensor> = {}
-  try {
-    const started = Date.now()
-    outputs = await held.lease.model.run(feeds)
-    const inferMs = Date.now() - started
-    const ranked = await rank(outputs[output]!, labels, k, held.target.config.classify?.activation ?? 'none', held.target.name)
-    setModelHeaders(c, held, inferMs)
-    return ranked
-  } finally {
-    tf.dispose(feeds)
-    tf.dispose(outputs)
+/**
+ * The parts of a classify prediction every body shares: the output ranked, `top_k` (asked, else
+ * classify.top_k in config.json, else 5) in the cache key, the ranking as the answer.
+ */
+function ranking(topK: number | undefined) {
+  const k = (held: ModelLease) => topK ?? held.target.config.classify?.top_k ?? 5
+  return {
+    outputs: (held: ModelLease) => [classifier(held).output],
+    rank: (held: ModelLease, outputs: Record<string, tf.Tensor>) =>
+      rank(outputs[classifier(held).output]!, classifier(held).labels, k(held), held.target.config.classify?.activation ?? 'none', held.target.name),
+    format: (shape: string) => (held: ModelLease) => `classify-${shape};top_k=${k(held)}`,
   }
 }
 
-/** A raw image body: the model's one image input gets it; the answer is the top-k list. */
-async function classifyRaw(c: Context<AppEnv>, name: string, selector: Selector, type: string) {
-  const config = readConfig(c.env)
-  return withModel(c, name, selector, async (held) => {
+/**
+ * One encoded image through the one prediction path (src/predict.ts): the model's one image input
+ * gets it, the answer is the top-k list, `[{label, score}]`. What a raw image body to `:classify` and
+ * the service binding's `run(model, {image})` share. `what` names the image in messages. `decodeMs`:
+ * the time decoding and preprocessing took, absent when the prediction cache answered.
+ */
+export async function classifyImage(
+  caller: Caller,
+  name: string,
+  selector: Selector,
+  bytes: Uint8Array,
+  topK?: number,
+  what = 'image',
+): Promise<Prediction<Ranked[]> & { decodeMs?: number }> {
+  const config = readConfig(caller.env)
+  const ranked = ranking(topK)
+  /** The model's one image input, or 400 saying why it cannot take an image alone. */
+  const imageInput = (held: ModelLease) => {
     const { transforms } = classifier(held)
     const inputs = held.lease.model.signature.inputs
     const transform = inputs.length === 1 ? transforms.get(inputs[0]!.name) : undefined
     if (!transform) {
       const why = inputs.length === 1 ? `input '${inputs[0]!.name}' has no image preprocessing (inputs.${inputs[0]!.name}.image in its config.json)` : `it has ${inputs.length} inputs`
-      throw badRequest(`model '${name}' cannot take a raw ${type} body: ${why}; send TF Serving's {"examples": [...]} as JSON`)
+      throw badRequest(`model '${name}' cannot take a raw ${what} body: ${why}; send TF Serving's {"examples": [...]} as JSON`)
     }
+    return { input: inputs[0]!.name, transform }
+  }
+  let decodeMs: number | undefined
+  const prediction = await predict<Ranked[]>(caller, name, selector, {
+    outputs: ranked.outputs,
+    format: ranked.format('ranked'),
+    // Keyed by the encoded bytes: a hit neither decodes nor resizes the image.
+    keyInputs: (held) => ({ [imageInput(held).input]: { dtype: 'encoded-image', shape: [1], bytes } }),
+    async feeds(held, feeds) {
+      const { input, transform } = imageInput(held)
+      const decoding = Date.now()
+      feeds[input] = await transform.tensor([bytes], () => 'request body', config)
+      decodeMs = Date.now() - decoding
+    },
+    answer: async (held, outputs) => (await ranked.rank(held, outputs))[0]!,
+  })
+  return { ...prediction, ...(decodeMs !== undefined ? { decodeMs } : {}) }
+}
+
+/** A raw image body: the model's one image input gets it; the answer is the top-k list. */
+async function classifyRaw(c: Context<AppEnv>, name: string, selector: Selector, type: string) {
+  const config = readConfig(c.env)
+  const topK = askedTopK(c)
+  return withAdmission(c, name, selector, async (caller) => {
     const bytes = await readBytes(c.req.raw, Math.min(config.MAX_BODY_BYTES, config.MAX_IMAGE_BYTES)).catch((error: unknown) => {
       if (error instanceof ApiError && error.status === 413) {
         const limit = config.MAX_IMAGE_BYTES <= config.MAX_BODY_BYTES ? `${config.MAX_IMAGE_BYTES} bytes (MAX_IMAGE_BYTES)` : `${config.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`
@@ -86,41 +122,44 @@ async function classifyRaw(c: Context<AppEnv>, name: string, selector: Selector,
       }
       throw error
     })
-    const feeds = { [inputs[0]!.name]: await transform.tensor([bytes], () => 'request body', config) }
-    const [ranked] = await runAndRank(c, held, feeds)
-    return c.json(ranked!)
+    const prediction = await classifyImage(caller, name, selector, bytes, topK, type)
+    if (prediction.decodeMs !== undefined) c.set('decodeMs', prediction.decodeMs)
+    setPredictionHeaders(c, prediction)
+    return c.json(prediction.value)
   })
 }
 
 /** TF Serving's classify request: each example's inputs, b64 or numbers, batched in order. */
 async function classifyExamples(c: Context<AppEnv>, name: string, selector: Selector) {
   const config = readConfig(c.env)
-  const body = parseBody(ClassifyRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
-  if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
-    throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
-  }
-  return withModel(c, name, selector, async (held) => {
-    const { transforms } = classifier(held)
-    const { signature } = held.lease.model
-    const limits = requestLimits(config, held.target)
-    if (body.examples.length > limits.maxBatch) {
-      throw badRequest(`'examples' has ${body.examples.length} entries, more than the limit of ${limits.maxBatch} (${limits.batchRule})`)
+  return withAdmission(c, name, selector, async (caller) => {
+    const body = parseBody(ClassifyRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+    if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
+      throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
     }
-    // context holds features shared by every example, as in TF Serving.
-    const examples = body.examples.map((example) => ({ ...body.context, ...example }))
-    examples.forEach((example, i) => checkInputNames(signature, Object.keys(example), `examples[${i}]`))
-    const feeds: Record<string, tf.Tensor> = {}
-    try {
-      for (const spec of signature.inputs) {
-        const column = examples.map((example) => example[spec.name])
-        feeds[spec.name] = await jsonFeed(spec, transforms.get(spec.name), column, `examples[*]['${spec.name}']`, limits, config, name)
-      }
-    } catch (error) {
-      tf.dispose(feeds)
-      throw error
-    }
-    const ranked = await runAndRank(c, held, feeds)
-    return c.json({ results: ranked.map((row) => row.map(({ label, score }) => [label, score])) })
+    const ranked = ranking(askedTopK(c))
+    const prediction = await predict(caller, name, selector, {
+      outputs: ranked.outputs,
+      format: ranked.format('results'),
+      async feeds(held, feeds) {
+        const { transforms } = classifier(held)
+        const { signature } = held.lease.model
+        const limits = requestLimits(config, held.target)
+        if (body.examples.length > limits.maxBatch) {
+          throw badRequest(`'examples' has ${body.examples.length} entries, more than the limit of ${limits.maxBatch} (${limits.batchRule})`)
+        }
+        // context holds features shared by every example, as in TF Serving.
+        const examples = body.examples.map((example) => ({ ...body.context, ...example }))
+        examples.forEach((example, i) => checkInputNames(signature, Object.keys(example), `examples[${i}]`))
+        for (const spec of signature.inputs) {
+          const column = examples.map((example) => example[spec.name])
+          feeds[spec.name] = await jsonFeed(spec, transforms.get(spec.name), column, `examples[*]['${spec.name}']`, limits, config, name)
+        }
+      },
+      answer: async (held, outputs) => ({ results: (await ranked.rank(held, outputs)).map((row) => row.map(({ label, score }) => [label, score])) }),
+    })
+    setPredictionHeaders(c, prediction)
+    return c.json(prediction.value)
   })
 }
 

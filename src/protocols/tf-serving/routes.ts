@@ -14,15 +14,16 @@ import { DEFAULT_SIGNATURE, dtypeToTensorFlow } from '../../runtime/signature'
 import type { Signature, TensorSpec } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
 import { parseBody, PredictRequest } from '../schemas'
-import { PackedTensor, readTensorJson, tensorText, TF_SERVING_TENSORS } from '../json-tensors'
-import type { TensorData } from '../json-tensors'
+import { PackedTensor, readTensorJson, TF_SERVING_TENSORS } from '../json-tensors'
 import { requestLimits, tensorToJSON } from '../tensors'
 import { isB64, jsonFeed } from '../encoded'
 import { preparedOf } from '../images/classify'
 import { classify } from './classify'
 import type { RequestLimits } from '../tensors'
 import { routeDocs } from '../../http/openapi'
-import { checkInputNames, methodNotAllowed, outputNames, parseLabel, parseVersion, setModelHeaders, waitUntilOf, withModel } from '../../http/common'
+import { callerOf, checkInputNames, methodNotAllowed, outputNames, parseLabel, parseVersion, setPredictionHeaders, waitUntilOf, withAdmission, withModel } from '../../http/common'
+import { predict } from '../../predict'
+import type { Caller, Prediction } from '../../predict'
 import type { AppEnv } from '../../http/common'
 
 type Ctx = Context<AppEnv>
@@ -160,76 +161,66 @@ function columnarFeeds(signature: Signature, inputs: unknown): Map<TensorSpec, [
   return new Map([...namedValues(signature, inputs, 'inputs')].map(([spec, value]) => [spec, [value, `inputs['${spec.name}']`]]))
 }
 
-/** The text of `tensor`'s values as nested JSON arrays (json-tensors.ts), `offset` and `shape` picking a part. */
-async function outputText(tensor: tf.Tensor): Promise<{ data: TensorData; text: (offset?: number, shape?: readonly number[]) => string }> {
-  if (tensor.dtype === 'string' || tensor.dtype === 'complex64') {
-    // Not numbers this writer formats: JSON.stringify of the nested values, part by part.
-    const nested = await tensorToJSON(tensor)
-    const pick = (offset: number, shape: readonly number[]) => (shape.length === tensor.shape.length ? nested : (nested as unknown[])[offset / shape.reduce((n, d) => n * d, 1)])
-    return { data: new Uint8Array(0), text: (offset = 0, shape = tensor.shape) => JSON.stringify(pick(offset, shape)) }
-  }
-  // dataSync: the wasm and cpu backends read synchronously, and an await per output costs more than the read.
-  const data = tensor.dataSync() as TensorData
-  const bool = tensor.dtype === 'bool'
-  return { data, text: (offset = 0, shape = tensor.shape) => tensorText(data, shape, bool, offset) }
-}
-
-/**
- * The response body's text: `{"predictions": …}` or `{"outputs": …}`, each output's values written
- * from its typed array, byte for byte what JSON.stringify would write for the same response.
- */
-async function predictionsText(names: string[], outputs: Record<string, tf.Tensor>, rows: boolean): Promise<string> {
-  const key = rows ? '{"predictions":' : '{"outputs":'
-  const tensors = names.map((name) => outputs[name]!)
-  const texts = await Promise.all(tensors.map(outputText))
-  if (names.length === 1) return `${key}${texts[0]!.text()}}`
-  // Keys in the order an object literal would give them (integer-like names first).
-  const order = Object.keys(Object.fromEntries(names.map((name, i) => [name, i]))).map((name) => names.indexOf(name))
-  if (!rows) return `${key}{${order.map((i) => `${JSON.stringify(names[i])}:${texts[i]!.text()}`).join(',')}}}`
+async function predictionsJSON(names: string[], outputs: Record<string, tf.Tensor>, rows: boolean) {
+  const values = await Promise.all(names.map((name) => tensorToJSON(outputs[name]!)))
+  if (names.length === 1) return values[0]
+  if (!rows) return Object.fromEntries(names.map((name, i) => [name, values[i]]))
   // Row format with several outputs: one object per row, which needs every output to share the batch.
-  const batch = tensors[0]!.shape[0]
-  if (!tensors.every((t) => t.shape.length > 0 && t.shape[0] === batch)) {
+  const batch = (values[0] as unknown[]).length
+  if (!values.every((v) => Array.isArray(v) && v.length === batch)) {
     throw badRequest("the model's outputs differ in batch size; use the columnar format ('inputs')")
   }
-  const perRow = tensors.map((t) => t.shape.slice(1).reduce((n, d) => n * d, 1))
-  const lines = Array.from(
-    { length: batch! },
-    (_, row) => `{${order.map((i) => `${JSON.stringify(names[i])}:${texts[i]!.text(row * perRow[i]!, tensors[i]!.shape.slice(1))}`).join(',')}}`,
-  )
-  return `${key}[${lines.join(',')}]}`
+  return Array.from({ length: batch }, (_, row) => Object.fromEntries(names.map((name, i) => [name, (values[i] as unknown[])[row]])))
 }
 
-async function predict(c: Ctx, name: string, pick?: VersionPath) {
-  const selector = selectorOf(pick)
-  const config = readConfig(c.env)
-  const json = await readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, TF_SERVING_TENSORS, config.MAX_TENSOR_ELEMENTS))
-  // Rows read as one tensor are validated as the list of rows they are (non-empty, as the schema asks).
-  const packedRows = isObject(json) && json.instances instanceof PackedTensor ? json.instances : undefined
-  const body = parseBody(PredictRequest, packedRows ? { ...(json as Record<string, unknown>), instances: [packedRows] } : json)
+/** A TF Serving predict answer: `{predictions}` for the row format, `{outputs}` for the columnar one. */
+export type PredictResponse = { predictions: unknown } | { outputs: unknown }
+
+/**
+ * A parsed predict request through the one prediction path (src/predict.ts): what `:predict` and the
+ * service binding's `run` share. `packedRows`: the rows, when the body's reader read them as one
+ * tensor (json-tensors.ts); `body.instances` then only stands for them in validation.
+ */
+export function predictTFServing(
+  caller: Caller,
+  name: string,
+  selector: Selector,
+  body: PredictRequest,
+  packedRows?: PackedTensor,
+): Promise<Prediction<PredictResponse>> {
   if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
     throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
   }
-  return withModel(c, name, selector, async (held) => {
-    const signature = held.lease.model.signature
-    const limits = requestLimits(config, held.target)
-    const names = outputNames(held)
-    const rows = body.instances !== undefined
-    const plan = rows ? rowFeeds(signature, packedRows ?? body.instances!, limits) : columnarFeeds(signature, body.inputs)
-    const { transforms } = preparedOf(held.target, held.lease.model)
-    const feeds: Record<string, tf.Tensor> = {}
-    let outputs: Record<string, tf.Tensor> = {}
-    try {
+  const config = readConfig(caller.env)
+  const rows = body.instances !== undefined
+  return predict<PredictResponse>(caller, name, selector, {
+    outputs: (held) => outputNames(held),
+    format: () => (rows ? 'tf-serving-rows' : 'tf-serving-columns'),
+    async feeds(held, feeds) {
+      const signature = held.lease.model.signature
+      const limits = requestLimits(config, held.target)
+      const plan = rows ? rowFeeds(signature, packedRows ?? body.instances!, limits) : columnarFeeds(signature, body.inputs)
+      const { transforms } = preparedOf(held.target, held.lease.model)
       for (const [spec, [value, where]] of plan) feeds[spec.name] = await jsonFeed(spec, transforms.get(spec.name), value, where, limits, config, name)
-      const started = Date.now()
-      outputs = await held.lease.model.run(feeds)
-      const inferMs = Date.now() - started
-      const text = await predictionsText(names, outputs, rows)
-      setModelHeaders(c, held, inferMs)
-      return c.body(text, 200, { 'Content-Type': 'application/json' })
-    } finally {
-      tf.dispose(feeds)
-      tf.dispose(outputs)
-    }
+    },
+    async answer(_held, outputs, names) {
+      const result = await predictionsJSON(names, outputs, rows)
+      return rows ? { predictions: result } : { outputs: result }
+    },
+  })
+}
+
+async function predictBody(c: Ctx, name: string, pick?: VersionPath) {
+  const config = readConfig(c.env)
+  const selector = selectorOf(pick)
+  return withAdmission(c, name, selector, async (caller) => {
+    const json = await readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, TF_SERVING_TENSORS, config.MAX_TENSOR_ELEMENTS))
+    // Rows read as one tensor are validated as the list of rows they are (non-empty, as the schema asks).
+    const packedRows = isObject(json) && json.instances instanceof PackedTensor ? json.instances : undefined
+    const body = parseBody(PredictRequest, packedRows ? { ...(json as Record<string, unknown>), instances: [packedRows] } : json)
+    const prediction = await predictTFServing(caller, name, selector, body, packedRows)
+    setPredictionHeaders(c, prediction)
+    return c.json(prediction.value)
   })
 }
 
@@ -264,5 +255,5 @@ function predictRoute(c: Ctx, model: string, pick?: VersionPath) {
   if (verb === undefined) return methodNotAllowed('GET')(c)
   if (verb !== 'predict' && verb !== 'classify') throw notFound(`':${verb}' is not supported; warmserve serves ':predict' and ':classify'`)
   const [name, version] = pick === undefined ? [last, undefined] : [model, { kind: pick.kind, segment: last }]
-  return verb === 'classify' ? classify(c, name, selectorOf(version)) : predict(c, name, version)
+  return verb === 'classify' ? classify(c, name, selectorOf(version)) : predictBody(c, name, version)
 }

@@ -29,7 +29,9 @@ import { readTensorJson, tensorText, unpack, V2_TENSORS } from '../json-tensors'
 import type { TensorData } from '../json-tensors'
 import type { RequestLimits } from '../tensors'
 import { routeDocs } from '../../http/openapi'
-import { checkInputNames, methodNotAllowed, outputNames, parseVersion, setModelHeaders, waitUntilOf, withModel } from '../../http/common'
+import { callerOf, checkInputNames, methodNotAllowed, outputNames, parseVersion, setPredictionHeaders, waitUntilOf, withAdmission, withModel } from '../../http/common'
+import { predict, withLease } from '../../predict'
+import type { Caller, Prediction } from '../../predict'
 import type { AppEnv } from '../../http/common'
 
 type Ctx = Context<AppEnv>
@@ -42,11 +44,11 @@ const tensorMetadata = (spec: TensorSpec) => ({ name: spec.name, datatype: datat
  * Model metadata. Answered without loading the model where its signature is known for certain
  * (`Isolate.knownSignature`), so a client or the try-it page listing models does not load them all.
  */
-async function modelMetadata(c: Ctx, name: string, version?: string) {
+export async function modelMetadataV2(caller: Caller, name: string, version?: number) {
   const state = isolate()
-  const repository = await state.repository(c.env, waitUntilOf(c))
+  const repository = await state.repository(caller.env, caller.waitUntil)
   const versions = repository.served(name).map(String)
-  const target = repository.resolve(name, { version: parseVersion(version) })
+  const target = repository.resolve(name, { version })
   const { config } = target
   const answer = ({ format, signature }: { format: ModelFormat; signature: Signature }, memory: number | undefined, labels = config.labels as string[] | undefined) => {
     const parameters = {
@@ -54,7 +56,7 @@ async function modelMetadata(c: Ctx, name: string, version?: string) {
       ...(memory !== undefined && { memory_bytes: memory }),
       ...(labels && { labels, classify: { output: config.classify?.output, top_k: config.classify?.top_k ?? 5, activation: config.classify?.activation ?? 'none' } }),
     }
-    return c.json({
+    return {
       name,
       versions,
       platform: platformOf(format),
@@ -65,16 +67,18 @@ async function modelMetadata(c: Ctx, name: string, version?: string) {
       }),
       outputs: signature.outputs.map(tensorMetadata),
       ...(Object.keys(parameters).length > 0 ? { parameters } : {}),
-    })
+    }
   }
   // Loaded here, the model's measured memory is known too; described from the index, it is not yet.
   // A labels file is read when the model loads; inline labels are known without loading.
   const known = typeof config.labels === 'string' ? undefined : state.knownSignature(target)
   if (known) return answer(known, known.memoryBytes)
-  return withModel(c, name, { version: target.version }, async ({ target, lease }) =>
+  return withLease(caller, name, { version: target.version }, async ({ target, lease }) =>
     answer(lease.model, memoryBytes(lease.model.footprint), preparedOf(target, lease.model).labels),
   )
 }
+
+const modelMetadata = async (c: Ctx, name: string, version?: string) => c.json(await modelMetadataV2(callerOf(c), name, parseVersion(version)))
 
 async function modelReady(c: Ctx, name: string, version?: string) {
   try {
@@ -130,64 +134,83 @@ async function inputTensor(
   return makeTensor(spec, { shape: input.shape, values }, `${where} data`, convert, limits, model, exact)
 }
 
-/** The raw little-endian bytes of a tensor, for a binary output (bools one byte each). */
-async function tensorBytes(tensor: tf.Tensor): Promise<Uint8Array> {
-  const data = await tensor.data()
-  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+/** One output of an inference answer, its data straight from tf.js (bools as 0/1 bytes). */
+export interface InferOutput {
+  name: string
+  datatype: string
+  shape: number[]
+  data: Float32Array | Int32Array | Uint8Array
+}
+
+/** An inference answer before its wire form: `id` and the binary choice are the caller's to add. */
+export interface InferAnswer {
+  model_name: string
+  model_version: string
+  outputs: InferOutput[]
+}
+
+/**
+ * A parsed inference request through the one prediction path (src/predict.ts): what `…/infer` and
+ * the service binding's `infer` share. `raws` are the inputs' bytes (the binary extension's, or a
+ * typed array's), by input position.
+ */
+export function inferV2(caller: Caller, name: string, version: number | undefined, body: InferRequest, raws: (Uint8Array | undefined)[]): Promise<Prediction<InferAnswer>> {
+  const config = readConfig(caller.env)
+  return predict<InferAnswer>(caller, name, { version }, {
+    outputs: (held) => {
+      checkInputNames(held.lease.model.signature, body.inputs.map((i) => i.name))
+      return outputNames(held, body.outputs?.map((o) => o.name))
+    },
+    format: () => 'v2',
+    async feeds(held, feeds) {
+      const specs = new Map(held.lease.model.signature.inputs.map((s) => [s.name, s]))
+      const limits = requestLimits(config, held.target)
+      const { transforms } = preparedOf(held.target, held.lease.model)
+      for (const [i, input] of body.inputs.entries()) {
+        feeds[input.name] = await inputTensor(specs.get(input.name)!, transforms.get(input.name), input, raws[i], limits, config, name)
+      }
+    },
+    async answer(held, results, names) {
+      const outputs = await Promise.all(
+        names.map(async (output): Promise<InferOutput> => {
+          const tensor = results[output]!
+          const data = (await tensor.data()) as InferOutput['data']
+          return { name: output, datatype: datatypeOf(tensor.dtype as TensorSpec['dtype']), shape: tensor.shape, data }
+        }),
+      )
+      return { model_name: name, model_version: String(held.target.version), outputs }
+    },
+  })
 }
 
 async function infer(c: Ctx, name: string, version?: string) {
   const config = readConfig(c.env)
-  const { header, binary } = await readInferBody(c.req.raw, config.MAX_BODY_BYTES, () =>
-    readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, V2_TENSORS, config.MAX_TENSOR_ELEMENTS)),
-  )
-  const body = parseBody(InferRequest, header)
-  const raws = splitBinary(body.inputs.map((i) => i.parameters?.binary_data_size), binary)
-  return withModel(c, name, { version: parseVersion(version) }, async (held) => {
-    const { signature } = held.lease.model
-    const specs = new Map(signature.inputs.map((s) => [s.name, s]))
-    checkInputNames(signature, body.inputs.map((i) => i.name))
-    const wanted = outputNames(held, body.outputs?.map((o) => o.name))
-    const binaryOut = new Set(
-      wanted.filter((o) => body.outputs?.find((r) => r.name === o)?.parameters?.binary_data ?? body.parameters?.binary_data_output ?? false),
+  const selector = { version: parseVersion(version) }
+  return withAdmission(c, name, selector, async (caller) => {
+    const { header, binary } = await readInferBody(c.req.raw, config.MAX_BODY_BYTES, () =>
+      readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, V2_TENSORS, config.MAX_TENSOR_ELEMENTS)),
     )
-    const limits = requestLimits(config, held.target)
-    const { transforms } = preparedOf(held.target, held.lease.model)
-    const feeds: Record<string, tf.Tensor> = {}
-    let results: Record<string, tf.Tensor> = {}
-    try {
-      for (const [i, input] of body.inputs.entries()) {
-        feeds[input.name] = await inputTensor(specs.get(input.name)!, transforms.get(input.name), input, raws[i], limits, config, name)
+    const body = parseBody(InferRequest, header)
+    const raws = splitBinary(body.inputs.map((i) => i.parameters?.binary_data_size), binary)
+    const prediction = await inferV2(caller, name, selector.version, body, raws)
+    setPredictionHeaders(c, prediction)
+    const binaryOut = (output: string) => body.outputs?.find((r) => r.name === output)?.parameters?.binary_data ?? body.parameters?.binary_data_output ?? false
+    const parts: Uint8Array[] = []
+    // The response as JSON text, each output's data written from its typed array (json-tensors.ts):
+    // byte for byte what JSON.stringify writes for {...answer, id?, outputs} with the data as arrays.
+    const outputs = prediction.value.outputs.map(({ data, name: output, datatype, shape }) => {
+      const described = `{"name":${JSON.stringify(output)},"datatype":${JSON.stringify(datatype)},"shape":${JSON.stringify(shape)}`
+      if (binaryOut(output)) {
+        const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+        parts.push(bytes)
+        return `${described},"parameters":{"binary_data_size":${bytes.byteLength}}}`
       }
-      const started = Date.now()
-      results = await held.lease.model.run(feeds)
-      const inferMs = Date.now() - started
-      const parts: Uint8Array[] = []
-      // Each output's entry as JSON text, its data written from the typed array (json-tensors.ts).
-      const outputs: string[] = []
-      for (const output of wanted) {
-        const tensor = results[output]!
-        const described = `{"name":${JSON.stringify(output)},"datatype":"${datatypeOf(tensor.dtype as TensorSpec['dtype'])}","shape":${JSON.stringify(tensor.shape)}`
-        if (binaryOut.has(output)) {
-          const bytes = await tensorBytes(tensor)
-          parts.push(bytes)
-          outputs.push(`${described},"parameters":{"binary_data_size":${bytes.byteLength}}}`)
-        } else if (tensor.dtype === 'string' || tensor.dtype === 'complex64') {
-          outputs.push(`${described},"data":${JSON.stringify(Array.from(await tensor.data()))}}`)
-        } else {
-          // dataSync: the wasm and cpu backends read synchronously (as in the TF Serving route).
-          const data = tensor.dataSync() as TensorData
-          outputs.push(`${described},"data":${tensorText(data, [data.length], tensor.dtype === 'bool')}}`)
-        }
-      }
-      setModelHeaders(c, held, inferMs)
-      const id = body.id !== undefined ? `,"id":${JSON.stringify(body.id)}` : ''
-      const response = `{"model_name":${JSON.stringify(name)},"model_version":${JSON.stringify(String(held.target.version))}${id},"outputs":[${outputs.join(',')}]}`
-      return parts.length > 0 ? binaryResponse(response, parts, new Headers(c.res.headers)) : c.body(response, 200, { 'Content-Type': 'application/json' })
-    } finally {
-      tf.dispose(feeds)
-      tf.dispose(results)
-    }
+      return `${described},"data":${tensorText(data, [data.length], datatype === 'BOOL')}}`
+    })
+    const { model_name, model_version } = prediction.value
+    const id = body.id !== undefined ? `,"id":${JSON.stringify(body.id)}` : ''
+    const response = `{"model_name":${JSON.stringify(model_name)},"model_version":${JSON.stringify(model_version)},"outputs":[${outputs.join(',')}]${id}}`
+    return parts.length > 0 ? binaryResponse(response, parts, new Headers(c.res.headers)) : c.body(response, 200, { 'Content-Type': 'application/json' })
   })
 }
 
@@ -208,8 +231,13 @@ async function repositoryIndex(c: Ctx) {
   // Triton's clients may send no body at all: that is an empty request, not malformed JSON.
   const empty = c.req.raw.body === null || c.req.header('content-length') === '0'
   const body = empty ? {} : parseBody(RepositoryIndexRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+  return c.json(await repositoryEntries(callerOf(c), body.ready ?? false))
+}
+
+/** Every served version of every model and its state here; only loaded ones when `ready`. */
+export async function repositoryEntries(caller: Caller, ready: boolean) {
   const state = isolate()
-  const repository = await state.repository(c.env, waitUntilOf(c))
+  const repository = await state.repository(caller.env, caller.waitUntil)
   const entries = repository.names().flatMap((name) => {
     try {
       return repository.served(name).map((v) => ({ name, version: String(v), ...versionState(state.cache.status(cacheKey(name, v))) }))
@@ -218,7 +246,7 @@ async function repositoryIndex(c: Ctx) {
       return [{ name, version: '', state: 'UNAVAILABLE' as const, reason: (error as Error).message }]
     }
   })
-  return c.json(body.ready ? entries.filter((e) => e.state === 'READY') : entries)
+  return ready ? entries.filter((e) => e.state === 'READY') : entries
 }
 
 export const v2 = new Hono<AppEnv>()

@@ -1,0 +1,132 @@
+/**
+ * @module predict — the one place a prediction goes through, whoever asks: the TF Serving and Open
+ * Inference Protocol routes, `:classify`, and the service-binding entrypoint (rpc.ts).
+ *
+ * Each caller parses its own body; from there on the path is the same: lease the model (loading it
+ * on a miss), build the feeds against it, look in the prediction cache, run, shape the answer,
+ * store it, release. Per-model rules that apply to every prediction belong in `predict`.
+ */
+import { isolate } from './isolate'
+import type { ModelLease, WaitUntil } from './isolate'
+import type { CacheOutcome, KeyInput } from './prediction-cache'
+import { predictionKey, tensorInputs } from './prediction-cache'
+import type { Selector } from './repository/repository'
+import type { Admission } from './traffic'
+import { tf } from './runtime/tf'
+
+/** Who asks, and what of theirs the prediction needs: bindings, background work, cache preferences. */
+export interface Caller {
+  env: Env
+  waitUntil?: WaitUntil
+  /** The host an HTTP request came to: `*.workers.dev` has no Cache API. */
+  host?: string
+  /** `Cache-Control: no-cache` (or the RPC option `cache: false`): run the model, then refresh the entry. */
+  noCache?: boolean
+  /** The request's headers, for the model's traffic split (its `sticky_header`). */
+  header?: (name: string) => string | undefined
+  /** The request's id, for the shadow run's log line. */
+  requestId?: string
+  /**
+   * The slots and version traffic control gave this request before its body was read (HTTP routes:
+   * http/common.ts `withAdmission`); without one, `predict` takes them itself (src/traffic.ts).
+   */
+  admission?: Admission
+}
+
+/** One protocol's part of a prediction: its feeds, its answer's shape. */
+export interface PredictionSpec<T> {
+  /** The outputs the answer holds (checked first: a request naming an unknown one is refused before its inputs are parsed). */
+  outputs(held: ModelLease): string[]
+  /** Builds the model's inputs from the parsed request into `feeds` (disposed by `predict`, also on failure). */
+  feeds(held: ModelLease, feeds: Record<string, tf.Tensor>): Promise<void>
+  /**
+   * What identifies the inputs for the prediction cache when it is cheaper than the feeds (an encoded
+   * image's bytes, before decoding): then the feeds are built only on a miss. Checks what `feeds`
+   * would check first, so a bad request is refused the same either way. By default, the feeds.
+   */
+  keyInputs?(held: ModelLease): Record<string, KeyInput>
+  /** The answer's shape, part of the cache key: `tf-serving-rows`, `v2`, `classify;top_k=5`… */
+  format(held: ModelLease): string
+  /** The answer from the model's outputs; stored as is when the model has a prediction cache. */
+  answer(held: ModelLease, outputs: Record<string, tf.Tensor>, names: string[]): Promise<T>
+}
+
+export interface Prediction<T> {
+  value: T
+  /** The model and version that answered (its lease is released by the time the caller sees it). */
+  held: ModelLease
+  /** The model's run time; absent when the cache answered. */
+  inferMs?: number
+  /** `hit` or `miss` for a model with `response_cache`; absent for one without. */
+  cache?: CacheOutcome
+}
+
+/** Leases a model for the length of `use`, always releasing it. */
+export async function withLease<T>(caller: Caller, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
+  const held = await isolate().lease(caller.env, name, selector, caller.waitUntil)
+  try {
+    return await use(held)
+  } finally {
+    held.lease.release()
+  }
+}
+
+/**
+ * Leases the version traffic control routes a prediction to (src/traffic.ts: the model's split,
+ * its `max_concurrent`/`max_queue` and the isolate's, its shadow run): the caller's admission when
+ * it took one before reading its body, else one taken here, held until `use` is done.
+ */
+async function withRoutedLease<T>(caller: Caller, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
+  if (!caller.admission) return isolate().traffic.serve(caller.env, name, selector, caller, async () => undefined, (held) => use(held))
+  const held = await caller.admission.lease()
+  try {
+    return await use(held)
+  } finally {
+    held.lease.release()
+  }
+}
+
+/**
+ * The one place a prediction goes through. With `response_cache` in the model's config.json, the
+ * answer is looked up by the hash of its inputs before the model runs, and stored after (awaited, so
+ * the next identical request hits); errors are thrown before anything is stored.
+ */
+export async function predict<T>(caller: Caller, name: string, selector: Selector, spec: PredictionSpec<T>): Promise<Prediction<T>> {
+  const state = isolate()
+  return withRoutedLease(caller, name, selector, async (held) => {
+    const feeds: Record<string, tf.Tensor> = {}
+    let outputs: Record<string, tf.Tensor> = {}
+    try {
+      const names = spec.outputs(held)
+      const ttl = held.target.config.response_cache?.ttl_seconds
+      const early = ttl !== undefined ? spec.keyInputs?.(held) : undefined
+      if (!early) await spec.feeds(held, feeds)
+      let key: string | undefined
+      if (ttl !== undefined) {
+        const { target } = held
+        const inputs = early ?? (await tensorInputs(feeds))
+        key = await predictionKey({ model: target.name, version: target.version, config: target.config, format: spec.format(held), outputs: names, inputs })
+        // A workers.dev route has no Cache API (it needs a custom domain): every answer there is a miss.
+        const workersDev = caller.host?.endsWith('.workers.dev') === true
+        if (workersDev) state.predictions.passOver('*.workers.dev routes have no Cache API; serve from a custom domain to cache predictions')
+        const cached = caller.noCache || workersDev ? undefined : await state.predictions.lookup(key)
+        if (cached !== undefined) {
+          state.metrics.recordPredictionCache(target.name, 'hit')
+          return { value: cached as T, held, cache: 'hit' as const }
+        }
+      }
+      if (early) await spec.feeds(held, feeds)
+      const started = Date.now()
+      outputs = await held.lease.model.run(feeds)
+      const inferMs = Date.now() - started
+      const value = await spec.answer(held, outputs, names)
+      if (key === undefined) return { value, held, inferMs }
+      if (!caller.host?.endsWith('.workers.dev')) await state.predictions.store(key, value, ttl!)
+      state.metrics.recordPredictionCache(held.target.name, 'miss')
+      return { value, held, inferMs, cache: 'miss' as const }
+    } finally {
+      tf.dispose(feeds)
+      tf.dispose(outputs)
+    }
+  })
+}

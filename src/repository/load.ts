@@ -1,0 +1,61 @@
+/**
+ * @module repository/load — one model version from its store to a warm servable: read, built,
+ * warmed up, checked against its config.json (image inputs, labels), wrapped for batching.
+ * The cache (src/cache.ts) calls it through the isolate state on a miss, a reload or a validation.
+ */
+import type { LoadResult } from '../cache'
+import { log } from '../log'
+import { prepareModel } from '../protocols/images/classify'
+import { withBatching } from '../runtime/batcher'
+import { buildServable } from '../runtime/servable'
+import type { Backend } from '../runtime/tf'
+import { verifiedStore } from './manifest'
+import type { ManifestFile } from './manifest'
+import { storeHandler } from './model-files'
+import type { ResolvedVersion } from './repository'
+import type { ModelStore } from './stores'
+
+/** Where model files come from: the bundled static assets, and the R2 bucket when it is bound. */
+export interface ModelSources {
+  assets: ModelStore
+  r2?: ModelStore
+}
+
+/**
+ * Reads, builds and warms up one model version on `backend`. R2 files are checked against the size
+ * and sha256 that validation recorded, so a file changed since then fails the load instead of being
+ * served. With `batching` in the model's config.json, the servable merges concurrent requests
+ * (runtime/batcher.ts).
+ */
+export async function loadVersion(sources: ModelSources, target: ResolvedVersion, backend: Backend, now: () => number): Promise<LoadResult> {
+  const dir = `${target.name}/${target.version}`
+  let store = sources.assets
+  if (target.entry.source === 'r2') {
+    if (!sources.r2) throw new Error(`${dir} is in the R2 bucket, but no bucket is bound (MODELS)`)
+    store = verifiedStore(sources.r2, dir, target.entry.files.filter((f): f is ManifestFile => 'sha256' in f))
+  }
+  await backend.ensure()
+  const fetchStarted = now()
+  let fetchMs = 0
+  // The artifacts are not kept here: their shards are released once the backend holds the weights.
+  const { servable, timings, warmedUp } = await buildServable(
+    await storeHandler(store, dir)
+      .load()
+      .finally(() => (fetchMs = now() - fetchStarted)),
+  )
+  // Image inputs, labels and the classify output are checked against the built model (protocols/images/classify.ts).
+  const labelsStore = target.entry.source === 'r2' ? sources.r2! : sources.assets
+  await prepareModel(target, servable, (file) => labelsStore.get(`${target.name}/${file}`)).catch((error: unknown) => {
+    servable.dispose()
+    throw error
+  })
+  if (!warmedUp) {
+    log('warn', 'model.warmup_skipped', { model: dir, reason: 'an input has unknown dimensions; its activations are measured on its first request' })
+  }
+  // Wrapped after warmup, so warmup runs the model alone and fills in output shapes the batcher checks.
+  const batching = target.config.batching
+  const served = batching
+    ? withBatching(servable, { maxBatchSize: batching.max_batch_size, maxQueueDelayMs: batching.max_queue_delay_ms, model: dir })
+    : servable
+  return { servable: served, timings: { fetchMs, ...timings } }
+}

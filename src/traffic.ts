@@ -1,0 +1,356 @@
+/**
+ * @module traffic — traffic control per model, in one place every entry point goes through:
+ * which version a request goes to, whether it runs now, waits or is refused, and the shadow run
+ * after its response. An entry point calls `TrafficControl.admit` before it reads its body and
+ * leases through the `Admission` (`lease`, then `release` when the response is ready) — HTTP routes
+ * do so with `withAdmission` (http/common.ts), and `predict` (predict.ts) leases through the
+ * caller's admission, or through `TrafficControl.serve` for a caller without one (the RPC
+ * entrypoint). All of it is set in the model's config.json:
+ *
+ * - `traffic: {versions: {"1": 90, "2": 10}, sticky_header}` splits requests that name no version
+ *   or label by weight; with the sticky header, a hash of its value picks, so a client keeps its
+ *   version while the weights stay the same; without it, each request is drawn at random.
+ * - `shadow: {version, fraction}`: that fraction of requests runs again on the shadow version after
+ *   the response is ready (`waitUntil`), on the same input tensors; the outputs are compared into
+ *   metrics and a `shadow.compared` log line, and never reach the client.
+ * - `max_concurrent`, `max_queue`: a request holds a slot from the moment it is routed until its
+ *   response is ready (body read included); past the slots and the queue, 429 with `Retry-After`.
+ *   The vars MAX_CONCURRENT and MAX_QUEUE do the same for all models of the isolate together.
+ */
+import { isolateLimits } from './config'
+import { Gate } from './gate'
+import { ApiError, ModelUnavailableError } from './errors'
+import type { Isolate, ModelLease, WaitUntil } from './isolate'
+import { log } from './log'
+import type { ModelConfig } from './repository/model-config'
+import type { Repository, ResolvedVersion, Selector } from './repository/repository'
+import type { Servable } from './runtime/servable'
+import { tf } from './runtime/tf'
+
+/** Seconds a 429 asks the client to wait: a slot frees as soon as one request in flight finishes. */
+export const RETRY_AFTER_SECONDS = 1
+/**
+ * Shadow runs waiting or running in an isolate. They run one at a time, so shadowing never takes
+ * more than one inference's worth of the CPU at once; a backlog past this skips (and counts) new
+ * ones rather than grow without bound when the shadow cannot keep up.
+ */
+export const MAX_SHADOWS_PENDING = 32
+
+/** What a request brings besides the model and selector: its headers (for the sticky header), background work, its id for logs. */
+export interface RouteRequest {
+  header?: (name: string) => string | undefined
+  waitUntil?: WaitUntil
+  requestId?: string
+}
+
+/** How a request got its version: the path named it, the model's default, a random weighted draw, or the sticky header. */
+export type Rule = 'named' | 'default' | 'weighted' | 'sticky'
+
+/** 32-bit FNV-1a of the UTF-8 bytes of `text`: a stable, well-spread hash, the same in every isolate and deploy. */
+export function fnv1a(text: string): number {
+  let hash = 0x811c9dc5
+  for (const byte of new TextEncoder().encode(text)) {
+    hash ^= byte
+    hash = Math.imul(hash, 0x01000193) >>> 0
+  }
+  return hash >>> 0
+}
+
+/**
+ * The key whose share of the weights `u` (in [0, 1)) falls in, keys taken in the order given. Moving
+ * weight from one key to the next moves only the clients at the boundary: a sticky client moves
+ * at most once in a rollout that only grows the new version's weight.
+ */
+export function pickWeighted(weights: ReadonlyArray<readonly [string, number]>, u: number): string {
+  const total = weights.reduce((sum, [, w]) => sum + w, 0)
+  const point = u * total
+  let cumulative = 0
+  let last: string | undefined
+  for (const [key, weight] of weights) {
+    if (weight <= 0) continue
+    cumulative += weight
+    last = key
+    if (point < cumulative) return key
+  }
+  return last! // u * total rounded up to the total itself
+}
+
+/** Resolves a traffic or shadow key (a version number or a label); one the repository does not serve is a config fault (503). */
+function resolveKey(repository: Repository, name: string, key: string | number, where: string): ResolvedVersion {
+  const selector: Selector = typeof key === 'number' || /^[0-9]+$/.test(key) ? { version: Number(key) } : { label: key }
+  try {
+    return repository.resolve(name, selector)
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 404) throw error
+    throw new ModelUnavailableError(`${name}/config.json: ${where} names '${key}', which is not served: ${error.message}`, 60)
+  }
+}
+
+/** The version a request goes to, and by which rule. Unknown models, versions and labels are 404 as before. */
+export function route(repository: Repository, name: string, selector: Selector, header: RouteRequest['header'], random: () => number): { target: ResolvedVersion; rule: Rule } {
+  if (selector.version !== undefined || selector.label !== undefined) return { target: repository.resolve(name, selector), rule: 'named' }
+  const traffic = repository.config(name).traffic
+  if (!traffic) return { target: repository.resolve(name), rule: 'default' }
+  const value = traffic.sticky_header === undefined ? undefined : header?.(traffic.sticky_header)
+  const u = value === undefined ? random() : fnv1a(value) / 2 ** 32
+  const key = pickWeighted(Object.entries(traffic.versions), u)
+  return { target: resolveKey(repository, name, key, 'traffic.versions'), rule: value === undefined ? 'weighted' : 'sticky' }
+}
+
+/** What a shadow run found: the largest absolute difference over every output, and whether the top-1 class agreed in every row. */
+export interface Comparison {
+  maxAbsDiff: number | null
+  rows: number
+  top1Agreement: number | null
+  disagreed: boolean
+  mismatch?: string
+}
+
+/** The row-wise argmax over the last dimension of a `[…, classes]` output. */
+function argmaxRows(values: ArrayLike<number>, classes: number): number[] {
+  const rows: number[] = []
+  for (let start = 0; start < values.length; start += classes) {
+    let best = start
+    for (let i = start + 1; i < start + classes; i++) if (values[i]! > values[best]!) best = i
+    rows.push(best - start)
+  }
+  return rows
+}
+
+/** Compares the served version's outputs with the shadow's, output by output (the served version's names). */
+export async function compareOutputs(served: Record<string, tf.Tensor>, shadow: Record<string, tf.Tensor>): Promise<Comparison> {
+  let maxAbsDiff = 0
+  let rows = 0
+  let agreeing = 0
+  for (const [name, tensor] of Object.entries(served)) {
+    const other = shadow[name]
+    if (!other) return { maxAbsDiff: null, rows: 0, top1Agreement: null, disagreed: true, mismatch: `the shadow has no output '${name}'` }
+    if (other.shape.join() !== tensor.shape.join()) {
+      return { maxAbsDiff: null, rows: 0, top1Agreement: null, disagreed: true, mismatch: `output '${name}' is [${tensor.shape}] served, [${other.shape}] in the shadow` }
+    }
+    const [a, b] = await Promise.all([tensor.data(), other.data()])
+    for (let i = 0; i < a.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(Number(a[i]) - Number(b[i])))
+    const classes = tensor.shape.at(-1) ?? 1
+    if (tensor.rank >= 2 && classes > 1) {
+      const [top, shadowTop] = [argmaxRows(a as ArrayLike<number>, classes), argmaxRows(b as ArrayLike<number>, classes)]
+      rows += top.length
+      agreeing += top.filter((c, i) => c === shadowTop[i]).length
+    }
+  }
+  const top1Agreement = rows === 0 ? null : agreeing / rows
+  return { maxAbsDiff, rows, top1Agreement, disagreed: rows > agreeing }
+}
+
+/** Tensors a shadowed request ran on and got, kept (cloned) for the shadow run after its response. */
+interface Captured {
+  inputs: Record<string, tf.Tensor>
+  outputs: Record<string, tf.Tensor>
+}
+
+const cloneAll = (tensors: Record<string, tf.Tensor>) => Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, tf.clone(t)]))
+const disposeCaptured = (captured: Captured) => {
+  tf.dispose(captured.inputs)
+  tf.dispose(captured.outputs)
+}
+
+/** One admitted request: the version it goes to, and the slots it holds until `release`. */
+export class Admission {
+  private captured: Captured | undefined
+  private released = false
+
+  constructor(
+    private readonly control: TrafficControl,
+    private readonly env: Env,
+    readonly target: ResolvedVersion,
+    readonly rule: Rule,
+    private readonly request: RouteRequest,
+    private readonly leave: () => void,
+    /** The shadow version to run after the response, when this request was drawn for it. */
+    private readonly shadow: ResolvedVersion | string | number | undefined,
+  ) {}
+
+  /** Leases the version this request was routed to (loading it on a miss); the caller releases the lease. */
+  async lease(): Promise<ModelLease> {
+    const held = await this.control.state.lease(this.env, this.target.name, { version: this.target.version }, this.request.waitUntil)
+    if (this.shadow !== undefined) held.lease.wrapModel((model) => this.capturing(model))
+    return held
+  }
+
+  /** The model as the route sees it, keeping a copy of the first run's inputs and outputs for the shadow. */
+  private capturing(model: Servable): Servable {
+    const run = async (inputs: Record<string, tf.Tensor>) => {
+      const outputs = await model.run(inputs)
+      if (!this.captured && !this.released) this.captured = { inputs: cloneAll(inputs), outputs: cloneAll(outputs) }
+      return outputs
+    }
+    return {
+      format: model.format,
+      signature: model.signature,
+      weightBytes: model.weightBytes,
+      get footprint() {
+        return model.footprint
+      },
+      get batching() {
+        return model.batching
+      },
+      run,
+      dispose: () => model.dispose(),
+    }
+  }
+
+  /** The response is ready: frees the slots (the next waiter goes), then starts the shadow run, if any. Idempotent. */
+  release(): void {
+    if (this.released) return
+    this.released = true
+    this.leave()
+    const captured = this.captured
+    this.captured = undefined
+    if (captured && this.shadow !== undefined) this.control.startShadow(this.env, this.target, this.shadow, captured, this.request)
+  }
+}
+
+/** The isolate's traffic control: a gate per model and one for the isolate, the random source, the shadow runs in flight. */
+export class TrafficControl {
+  private readonly gates = new Map<string, Gate>()
+  readonly isolateGate = new Gate()
+  // Shadow runs go one after another: the tail of that chain, and how many are on it.
+  private shadowTail: Promise<void> = Promise.resolve()
+  private shadowsPending = 0
+  /** Draws for the weighted split and the shadow fraction; tests may replace it. */
+  random: () => number = Math.random
+
+  constructor(readonly state: Isolate) {}
+
+  /** The gate of one model, with the limits of its current config.json. */
+  gate(name: string, config: ModelConfig = {}): Gate {
+    let gate = this.gates.get(name)
+    if (!gate) this.gates.set(name, (gate = new Gate()))
+    gate.configure(config.max_concurrent ?? Infinity, config.max_queue ?? Infinity)
+    return gate
+  }
+
+  /**
+   * Serves one inference under traffic control: the function every entry point that runs a model
+   * calls (TF Serving's `:predict` and `:classify`, v2's `infer`, the service-binding RPC). It routes
+   * the request (`selector` empty: the split or the default version), takes its slots (waiting in
+   * line, or 429), then `read`s the body, leases the routed version and runs `use`; the slots free
+   * when `use` resolves, which must be when the response is ready. A shadowed request's run is
+   * repeated on the shadow version after that, in `request.waitUntil`.
+   */
+  async serve<B, T>(env: Env, name: string, selector: Selector, request: RouteRequest, read: () => Promise<B>, use: (held: ModelLease, body: B) => Promise<T>): Promise<T> {
+    const admission = await this.admit(env, name, selector, request)
+    try {
+      const body = await read()
+      const held = await admission.lease()
+      try {
+        return await use(held, body)
+      } finally {
+        held.lease.release()
+      }
+    } finally {
+      admission.release()
+    }
+  }
+
+  /** Routes a request and takes its slots (`serve` is the usual way in). The caller must `release()` the admission. */
+  async admit(env: Env, name: string, selector: Selector, request: RouteRequest = {}): Promise<Admission> {
+    const repository = await this.state.repository(env, request.waitUntil)
+    const { target, rule } = route(repository, name, selector, request.header, this.random)
+    const limits = isolateLimits(env)
+    this.isolateGate.configure(limits.maxConcurrent, limits.maxQueue)
+    const gate = this.gate(name, target.config)
+    await this.enter(gate, name, 'model')
+    try {
+      await this.enter(this.isolateGate, name, 'isolate')
+    } catch (error) {
+      gate.leave()
+      throw error
+    }
+    this.state.metrics.recordRouted(name, target.version, rule)
+    const leave = () => {
+      this.isolateGate.leave()
+      gate.leave()
+    }
+    return new Admission(this, env, target, rule, request, leave, this.drawShadow(repository, target, request))
+  }
+
+  private async enter(gate: Gate, name: string, reason: 'model' | 'isolate'): Promise<void> {
+    const entered = gate.enter()
+    if (entered === true) return
+    if (entered !== false) return entered
+    this.state.metrics.recordRejection(name, reason)
+    const { limit, queue } = gate.limits
+    const where = reason === 'model' ? `model '${name}' is` : 'this server is'
+    const keys = reason === 'model' ? 'max_concurrent and max_queue in its config.json' : 'MAX_CONCURRENT and MAX_QUEUE'
+    throw new ApiError(
+      429,
+      `${where} at capacity: ${limit} requests in flight and ${queue} waiting (${keys}); retry after ${RETRY_AFTER_SECONDS} s`,
+      { 'Retry-After': String(RETRY_AFTER_SECONDS) },
+    )
+  }
+
+  /** Whether this request also runs on the shadow version: drawn by `shadow.fraction`; never a run against the version that answers. */
+  private drawShadow(repository: Repository, target: ResolvedVersion, request: RouteRequest): ResolvedVersion | string | number | undefined {
+    const shadow = target.config.shadow
+    if (!shadow || !request.waitUntil || !(this.random() < shadow.fraction)) return undefined
+    try {
+      const resolved = resolveKey(repository, target.name, shadow.version, 'shadow.version')
+      return resolved.version === target.version ? undefined : resolved
+    } catch {
+      // Resolved again after the response, where a failure is counted and logged; the client loses nothing.
+      return shadow.version
+    }
+  }
+
+  /** Runs the captured inputs on the shadow version after the response, compares, records. Never throws. */
+  startShadow(env: Env, served: ResolvedVersion, shadow: ResolvedVersion | string | number, captured: Captured, request: RouteRequest): void {
+    const { name, version } = served
+    const label = typeof shadow === 'object' ? shadow.version : shadow
+    if (this.shadowsPending >= MAX_SHADOWS_PENDING) {
+      disposeCaptured(captured)
+      this.state.metrics.recordShadow(name, version, label, 'skipped')
+      return
+    }
+    this.shadowsPending++
+    const run = async () => {
+      // A turn of the event loop first: the client's response is handed over before the shadow takes the CPU.
+      await new Promise((resolve) => setTimeout(resolve, 0))
+      const started = Date.now()
+      try {
+        const target = typeof shadow === 'object' ? shadow : resolveKey(await this.state.repository(env), name, shadow, 'shadow.version')
+        const held = await this.state.lease(env, name, { version: target.version })
+        let outputs: Record<string, tf.Tensor> = {}
+        try {
+          outputs = await held.lease.model.run(captured.inputs)
+          const result = await compareOutputs(captured.outputs, outputs)
+          this.state.metrics.recordShadow(name, version, target.version, 'compared', result.disagreed)
+          log('info', 'shadow.compared', {
+            requestId: request.requestId,
+            model: name,
+            version,
+            shadowVersion: target.version,
+            maxAbsDiff: result.maxAbsDiff,
+            top1Agreement: result.top1Agreement,
+            rows: result.rows,
+            disagreed: result.disagreed,
+            ...(result.mismatch ? { mismatch: result.mismatch } : {}),
+            ms: Date.now() - started,
+          })
+        } finally {
+          held.lease.release()
+          tf.dispose(outputs)
+        }
+      } catch (error) {
+        this.state.metrics.recordShadow(name, version, label, 'failed')
+        log('warn', 'shadow.failed', { requestId: request.requestId, model: name, version, shadowVersion: label, error: (error as Error).message })
+      } finally {
+        disposeCaptured(captured)
+        this.shadowsPending--
+      }
+    }
+    // `run` never rejects, so one failed shadow run cannot stop the ones behind it.
+    const done = this.shadowTail.then(run)
+    this.shadowTail = done
+    request.waitUntil!(done)
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * The model repository of the shared fixture server (test/e2e/servers.ts sharedFixtureServer): a
+ * copy of model-assets/ plus the models the end-to-end files need beyond the bundled ones, each
+ * written by the module of the file that uses it. One `wrangler dev` serves them all, so the files
+ * pay for one start, not one each; model names are unique across the contributions.
+ */
+import { cpSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { basename, join } from 'node:path'
+import { ROOT } from '../../scripts/launch.mjs'
+import { addImageModels } from './image-models'
+import { addPackagedModel } from './models'
+import { addTrafficModels } from './repo-traffic'
+
+/** Models that npm packages ship, served as they come (no config.json): test/e2e/foreign-models.test.ts. */
+export const FOREIGN = [
+  { name: 'foreign-liveness', source: '@vladmandic/human/models/liveness.json', format: 'graph-model', rowShape: [32, 32, 3], range: [0, 1] },
+  { name: 'foreign-emotion', source: '@vladmandic/human/models/emotion.json', format: 'graph-model', rowShape: [64, 64, 1], range: [0, 1] },
+  { name: 'upscaler-2x', source: '@upscalerjs/default-model/models/model.json', format: 'layers-model', rowShape: [8, 8, 3], range: [0, 255] },
+] as const satisfies readonly Foreign[]
+
+export interface Foreign {
+  /** The model's name in the repository. */
+  name: string
+  /** Where the package keeps its model.json, relative to node_modules. */
+  source: string
+  format: 'graph-model' | 'layers-model'
+  /** Per-row input shape (batch dimension left out) for the test input. */
+  rowShape: readonly number[]
+  /** Plausible input values: [low, high). */
+  range: readonly [number, number]
+}
+
+/** @vladmandic/human's faceres, a MobileNet at 224×224: test/e2e/memory-rss.test.ts. */
+export const MEMORY_MODEL = 'faceres'
+
+/** Writes the fixture repository into a new temporary folder and returns its path. */
+export async function fixtureRepository(): Promise<string> {
+  const repo = mkdtempSync(join(tmpdir(), 'warmserve-e2e-fixtures-'))
+  cpSync(join(ROOT, 'model-assets'), repo, { recursive: true, filter: (src) => basename(src) !== '_index.json' })
+  await addImageModels(repo)
+  for (const model of FOREIGN) addPackagedModel(repo, model.name, join(ROOT, 'node_modules', model.source))
+  addPackagedModel(repo, MEMORY_MODEL, join(ROOT, 'node_modules/@vladmandic/human/models/faceres.json'))
+  await addTrafficModels(repo)
+  return repo
+}
