@@ -209,7 +209,7 @@ export function inputFor(model) {
 // ------------------------------------------------------------------ the floor: tf.js in this process
 
 /** Reads a layers model from the assets folder into memory, as the Worker's IOHandler does. */
-function artifactsFrom(dir) {
+export function artifactsFrom(dir) {
   const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'))
   const buffers = json.weightsManifest.flatMap((group) =>
     group.paths.map((p) => {

@@ -24,6 +24,8 @@ export const FLOOR_SECONDS = QUICK ? 1 : 3
 export const ISOLATE_LIMIT_MB = 128
 export const MODELS = option('models', `iris,digits,${IMAGE_MODEL}`).split(',')
 export const BACKENDS = option('backends', 'wasm,cpu').split(',')
+/** `--before REF`: also serve the bundle of git REF (e.g. main) in the issue 13 run, for "not lower than before". */
+export const BEFORE = option('before', undefined)
 
 export const log = (line) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`)
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))

@@ -281,7 +281,7 @@ function baselinesMarkdown({ runs, cacheOff, extra, parsing }) {
   return lines
 }
 
-export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff, extra, parsing, bundle }) {
+export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff, extra, parsing, bundle, speed }) {
   const floorOf = (model, backend) => floors.find((f) => f.model === model && f.backend === backend)
   const runOf = (model, backend) => runs.find((r) => r.model === model && r.backend === backend)
   const lines = []
@@ -308,6 +308,7 @@ export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff
       `\`${IMAGE_MODEL}\` (MobileNet-v1-style, width 0.75, 128×128×3 → 10, ${imageInfo.params ? `${(imageInfo.params / 1e6).toFixed(2)} M parameters, ` : ''}` +
       `${fmt(imageInfo.weightMb, 2)} MiB of weights; seeded random weights, built by scripts/build-image-model.mjs).`,
     '',
+    ...speedMarkdown({ speed, floors, runs, extra }),
     ...targetsMarkdown({ floors, runs, cacheOff, extra, parsing, bundle }),
     '## Warm predict latency and throughput',
     '',
@@ -529,4 +530,104 @@ export function latencySvg(floors, runs) {
   })
   parts.push('</svg>')
   return `${parts.join('\n')}\n`
+}
+
+/**
+ * Issue 13's targets, from bench/speed.mjs's interleaved run on the deploy bundle (no wrangler dev
+ * proxy) against the anchor, the floor and, with `--before`, the bundle of another git ref.
+ */
+export function speedMarkdown({ speed, floors, runs, extra }) {
+  if (!speed) return []
+  const l = speed.latency
+  const floorOf = (model) => floors.find((f) => f.model === model && f.backend === 'wasm')
+  const verdict = (ok) => (ok === undefined ? 'not measured' : ok ? '**met**' : '**missed**')
+  const ms = (v) => `${fmt(v, 2)} ms`
+  const rows = []
+  {
+    const w = l['ws:image-json']
+    const a = l['anchor:image-json']
+    const r = w.p50 / a.p50
+    rows.push([
+      `Image model (\`${IMAGE_MODEL}\`, 128×128×3), TF Serving JSON (${fmt(speed.bodies.imageJsonBytes / 1024, 0)} KiB): p50 ≤ 0.80× the hand-written Node server`,
+      `${ms(w.p50)} ÷ ${ms(a.p50)} = ${`${fmt(r, 2)}×`}`,
+      verdict(r <= 0.8),
+      r <= 0.8 ? `${ms(0.8 * a.p50 - w.p50)} under the line (${ms(0.8 * a.p50)})` : `${ms(w.p50 - 0.8 * a.p50)} over the line (${ms(0.8 * a.p50)})`,
+    ])
+  }
+  {
+    const w = l['ws:image-v2-binary']
+    // The floor timed in the same round-robin when the run has it, else the one timed before the runs.
+    const f = l['floor:image'] ?? floorOf(IMAGE_MODEL)
+    const r = f ? w.p50 / f.p50 : undefined
+    rows.push([
+      `Same model, Open Inference Protocol binary: p50 ≤ 1.25× tf.js in-process${l['floor:image'] ? ' (interleaved)' : ' (timed before the runs, not interleaved)'}`,
+      f ? `${ms(w.p50)} ÷ ${ms(f.p50)} = ${`${fmt(r, 2)}×`}` : '—',
+      verdict(r === undefined ? undefined : r <= 1.25),
+      r === undefined ? '' : r <= 1.25 ? `${ms(1.25 * f.p50 - w.p50)} under the line (${ms(1.25 * f.p50)})` : `${ms(w.p50 - 1.25 * f.p50)} over the line (${ms(1.25 * f.p50)})`,
+    ])
+  }
+  {
+    const iris = l['ws:iris']
+    const noop = l['ws:noop']
+    const f = l['floor:iris'] ?? floorOf('iris')
+    const own = f ? iris.p50 - noop.p50 - f.p50 : undefined
+    rows.push([
+      "iris: the Worker's own time per request beyond a no-op request and the inference ≤ 0.35 ms",
+      f ? `${ms(iris.p50)} − ${ms(noop.p50)} (no-op) − ${ms(f.p50)} (inference, in-process) = ${ms(own)}` : '—',
+      verdict(own === undefined ? undefined : own <= 0.35),
+      own === undefined ? '' : own <= 0.35 ? `${ms(0.35 - own)} to spare` : `${ms(own - 0.35)} over`,
+    ])
+  }
+  for (const model of ['iris', IMAGE_MODEL]) {
+    const key = model === 'iris' ? 'iris' : 'image-json'
+    const now = speed.throughput[`ws:${key}`]
+    const then = speed.throughput[`before:${key}`]
+    const dev = runs.find((r) => r.model === model && r.actual === 'wasm')?.cells.find((x) => x.c === 8 && !x.skipped)
+    const r = then ? now.rps / then.rps : undefined
+    rows.push([
+      `Throughput at concurrency 8 not lower than before, \`${model}\` (TF Serving JSON)`,
+      `${fmt(now.rps)} req/s${then ? ` vs ${fmt(then.rps)} req/s on ${speed.before} = ${`${fmt(r, 2)}×`}` : ''}; anchor ${fmt(speed.throughput[`anchor:${key}`].rps)} req/s` +
+        (dev ? `; under \`wrangler dev\`: ${fmt(dev.rps)} req/s` : ''),
+      // Alternating halves on a shared machine: within 5% is the noise of one run, not a loss.
+      verdict(r === undefined ? undefined : r >= 0.95),
+      r === undefined ? 'run with `--before main` to compare' : r >= 1 ? `${fmt(100 * (r - 1), 0)}% higher` : `${fmt(100 * (1 - r), 0)}% lower${r >= 0.95 ? ' (within the run-to-run noise)' : ''}`,
+    ])
+  }
+  {
+    const at = (model) => extra?.batching?.find((b) => b.model === model && b.c === 32)
+    const on = at('digits-batched')
+    const off = at('digits')
+    const r = on && off ? on.rps / off.rps : undefined
+    rows.push([
+      'Batching re-measured after the reader, `digits` at c=32 (max_batch_size 32, delay 0 ms; under `wrangler dev`): stays off by default unless it pays (≥ 1.0×)',
+      r === undefined ? '—' : `${fmt(on.rps)} ÷ ${fmt(off.rps)} req/s = ${`${fmt(r, 2)}×`} (was 0.84×)`,
+      r === undefined ? 'not measured' : r >= 1 ? '**pays**: reconsider the default' : '**stays off**',
+      '',
+    ])
+  }
+  const lines = [
+    '## Targets (issue 13): the request path against the server a user would write',
+    '',
+    'Measured on the deploy bundle (`wrangler deploy --dry-run`) served by workerd through Miniflare, as `npm start` serves it —',
+    "no `wrangler dev` proxy — interleaved in one run with **the anchor** (bench/anchor.mjs: Node's `http` + `JSON.parse` +",
+    '`tf.tensor` + tf.js wasm, the same models loaded once, the same bodies)' +
+      (speed.before ? ` and the bundle of \`${speed.before}\` (**before**)` : '') +
+      `: ${speed.rounds} rounds of ${speed.sliceMs} ms slices per target, sequential requests timed to the microsecond by`,
+    "Node's `http` (keep-alive). Throughput: autocannon at 8 connections, two alternating halves per target. The floor is",
+    'tf.js `predictOnBatch` + reading the result in this process (wasm; `floor:` rows when timed in the same round-robin).',
+    'The machine is shared with other test runs: absolute figures are noisy, ratios are interleaved.',
+    '',
+    '| target | measured | verdict | by how much |',
+    '|---|---|---|---|',
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+    '',
+    '| request (sequential) | p50 ms | p90 ms | mean ms | n |',
+    '|---|---:|---:|---:|---:|',
+    ...Object.entries(l).map(([k, s]) => `| ${k} | ${fmt(s.p50, 2)} | ${fmt(s.p90, 2)} | ${fmt(s.mean, 2)} | ${s.n} |`),
+    '',
+    `warmserve and the anchor answer the image model within ${speed.agreement.toExponential(1)} of each other (relative). ` +
+      `Bodies: TF Serving JSON ${speed.bodies.imageJsonBytes} B, v2 JSON ${speed.bodies.v2JsonBytes} B, v2 binary ${speed.bodies.binaryBytes} B.`,
+    '',
+  ]
+  return lines
 }

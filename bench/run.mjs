@@ -20,6 +20,9 @@
  *     connections, and a 640×480 JPEG photo to the same model's `:classify` (bench/images.mjs), and the request parsing of both bodies timed here with the Worker's own
  *     functions (bundled by esbuild into bench/.work/worker-parsing.mjs);
  *   - the bundle's size from `wrangler deploy --dry-run`.
+ * And the request path against its anchors (bench/speed.mjs): the deploy bundle served through Miniflare
+ * (no wrangler dev proxy), interleaved with a hand-written Node + tf.js wasm server (bench/anchor.mjs)
+ * on the same models and bodies, the no-op request, and with `--before REF` the bundle of git REF.
  * RESULTS.md opens with the speed targets, measured, met or missed and by how much.
  * Writes RESULTS.md and latency.svg to bench/out/ (untracked); with --update-report, to bench/ (the
  * committed report the README quotes). Binds 127.0.0.1 only; every wait is bounded;
@@ -33,6 +36,8 @@
  *        npm run bench -- --render   (rewrites the report from the last run's bench/.work/results.json)
  *        --quick: 2 s cells, 100 memory requests: a check that the bench runs, not figures to quote
  *        npm run bench -- --extras-only   (only the baselines: no floor, no per-model runs; for checking)
+ *        npm run bench -- --speed-only   (only the floor and the issue 13 run against the anchor)
+ *        npm run bench -- --before main   (the issue 13 run also serves main's bundle)
  */
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -62,7 +67,8 @@ import {
   warmUp,
   workerdRss,
 } from './measure.mjs'
-import { BACKENDS, flag, log, MEMORY_REQUESTS, MEMORY_TOPUP_CAP_S, MODELS, QUICK, REPORT_DIR, sleep, DURATION } from './options.mjs'
+import { speedRun } from './speed.mjs'
+import { BACKENDS, BEFORE, flag, log, MEMORY_REQUESTS, MEMORY_TOPUP_CAP_S, MODELS, QUICK, REPORT_DIR, sleep, DURATION } from './options.mjs'
 import { latencySvg, machine, resultsMarkdown } from './report.mjs'
 
 /** Folders of this run, removed at exit (scripts/launch.mjs removes its own, and ends the servers it started). */
@@ -337,8 +343,17 @@ async function main() {
   const foreignBefore = foreignTicks()
   const floors = flag('extras-only') ? [] : await nodeFloor(assetsDir, MODELS, BACKENDS)
 
+  let speed
+  if (!flag('extras-only') && MODELS.includes('iris') && MODELS.includes(IMAGE_MODEL)) {
+    try {
+      speed = await speedRun(assetsDir, { before: BEFORE })
+    } catch (error) {
+      log(`  ! the anchor run failed: ${error?.stack ?? error}`)
+    }
+  }
+
   const runs = []
-  for (const backend of flag('extras-only') ? [] : BACKENDS) {
+  for (const backend of flag('extras-only') || flag('speed-only') ? [] : BACKENDS) {
     for (const [i, model] of MODELS.entries()) {
       const last = i === MODELS.length - 1
       runs.push(await workerRun(assetsDir, model, backend, { loadOthers: last ? MODELS.slice(0, -1) : [], control: i === 0 && backend === BACKENDS[0] }))
@@ -347,14 +362,14 @@ async function main() {
 
   // The baselines: the cache off, batching, binary bodies (and their parsing, timed here).
   let cacheOff
-  try {
+  if (!flag('speed-only')) try {
     cacheOff = await cacheOffRun(assetsDir)
   } catch (error) {
     log(`  ! the cache-off run failed: ${error?.stack ?? error}`)
   }
   let extra
   let parsing
-  try {
+  if (!flag('speed-only')) try {
     extra = await batchingAndBinaryRun(assetsDir)
     if (extra.binary) {
       try {
@@ -370,7 +385,7 @@ async function main() {
 
   const totalS = (performance.now() - began) / 1000
   const env = { ...machine(), foreignCpuS: foreignCpuSince(foreignBefore) }
-  const data = { env, floors, runs, imageInfo, totalS, cacheOff, extra, parsing, bundle }
+  const data = { env, floors, runs, imageInfo, totalS, cacheOff, extra, parsing, bundle, speed }
   writeReport(data)
   mkdirSync(join(ROOT, 'bench', '.work'), { recursive: true })
   writeFileSync(join(ROOT, 'bench', '.work', 'results.json'), `${JSON.stringify(data, null, 1)}\n`)

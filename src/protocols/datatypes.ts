@@ -42,7 +42,10 @@ const FLOAT32_EXACT_INT = 2 ** 24
  * Checks that `value` is a valid `datatype` value and fits the model's `dtype` exactly.
  * Returns the number to store (booleans as 0/1), or throws a Misfit saying why.
  */
-export type Converter = (value: unknown) => number
+export type Converter = ((value: unknown) => number) & {
+  /** Set when the converter takes any number within ±this and nothing else is checked: numbers into a float32 input. */
+  floatLimit?: number
+}
 
 /** A value that does not fit; the caller adds where it was, which only it knows. */
 export class Misfit extends Error {}
@@ -76,7 +79,7 @@ export function converter(datatype: Datatype, dtype: DType, where: string): Conv
     }
   }
   const limit = FLOAT_MAX[datatype]!
-  return (v) => {
+  const convert: Converter = (v) => {
     if (typeof v !== 'number') throw new Misfit(`expected a number (${datatype}), got ${describeValue(v)}`)
     if (Math.abs(v) > limit) throw new Misfit(`${v} is out of ${datatype} range`)
     if (dtype === 'int32') {
@@ -89,4 +92,6 @@ export function converter(datatype: Datatype, dtype: DType, where: string): Conv
     if (Math.abs(v) > FLOAT_MAX.FP32!) throw new Misfit(`${v} is out of the model's FP32 range`)
     return v
   }
+  if (dtype === 'float32') convert.floatLimit = Math.min(limit, FLOAT_MAX.FP32!)
+  return convert
 }

@@ -10,6 +10,7 @@ import type { ResolvedVersion } from '../repository/repository'
 import type { TensorSpec } from '../runtime/signature'
 import { formatShape } from '../runtime/signature'
 import { tf } from '../runtime/tf'
+import { PackedTensor } from './json-tensors'
 
 /** The limits one request is held to: the Worker's vars, narrowed by the model's config.json. */
 export interface RequestLimits {
@@ -55,6 +56,11 @@ export function spendElements(budget: RequestLimits['elements'], count: number, 
  * `where` names the value in messages, e.g. `input 'image'`; `budget` counts the elements left.
  */
 export function flatten(value: unknown, where: string, budget: RequestLimits['elements']): Flat {
+  // Read from the body's bytes already (json-tensors.ts): rectangular, numbers only, row-major.
+  if (value instanceof PackedTensor) {
+    spendElements(budget, value.values.length, where)
+    return value
+  }
   const shape: number[] = []
   for (let v = value; Array.isArray(v); v = v[0]) {
     shape.push(v.length)
@@ -129,6 +135,16 @@ export function toTypedArray(spec: TensorSpec, flat: Flat, where: string, conver
   }
   const out = spec.dtype === 'float32' ? new Float32Array(values.length) : spec.dtype === 'int32' ? new Int32Array(values.length) : new Uint8Array(values.length)
   let i = 0
+  // Numbers read from the body (json-tensors.ts) into a float32 input: only the range can fail,
+  // checked inline; the first value out of range goes to `convert` below, which says why.
+  const limit = convert.floatLimit
+  if (limit !== undefined && values instanceof Float64Array && out instanceof Float32Array) {
+    for (; i < values.length; i++) {
+      const v = values[i]!
+      if (!(v <= limit && v >= -limit)) break
+      out[i] = v
+    }
+  }
   try {
     for (; i < values.length; i++) out[i] = convert(values[i])
   } catch (error) {
@@ -151,9 +167,11 @@ function withinRange(convert: Converter, { min, max }: { min?: number; max?: num
 
 /**
  * Builds one input's tensor from its flattened values, checked for batch size, rank, fixed
- * dimensions, and each value's datatype, exactness and configured range.
+ * dimensions, and each value's datatype, exactness and configured range. `exact`: the values are
+ * already a typed array of the input's dtype that `convert` accepts whole (binary FP32 for a float32
+ * input, its non-finite values refused), used as they are unless a range applies.
  */
-export function makeTensor(spec: TensorSpec, flat: Flat, where: string, convert: Converter, limits: RequestLimits, model: string): tf.Tensor {
+export function makeTensor(spec: TensorSpec, flat: Flat, where: string, convert: Converter, limits: RequestLimits, model: string, exact = false): tf.Tensor {
   const batch = flat.shape[0]
   if (spec.shape?.[0] === -1 && batch !== undefined && batch > limits.maxBatch) {
     throw badRequest(`${where}: batch of ${batch} exceeds the limit of ${limits.maxBatch} (${limits.batchRule})`)
@@ -166,7 +184,8 @@ export function makeTensor(spec: TensorSpec, flat: Flat, where: string, convert:
   if (empty > 0) throw badRequest(`${where}: dimension ${empty} of shape ${formatShape(flat.shape)} is 0; an input needs at least one element`)
   const range = Object.hasOwn(limits.ranges, spec.name) ? limits.ranges[spec.name] : undefined
   const checked = range ? withinRange(convert, range, `input_limits in ${model}/config.json`) : convert
-  return tf.tensor(toTypedArray(spec, flat, where, checked), flat.shape, spec.dtype)
+  const typed = exact && !range ? (flat.values as Float32Array | Int32Array) : toTypedArray(spec, flat, where, checked)
+  return tf.tensor(typed, flat.shape, spec.dtype)
 }
 
 /** Builds one input's tensor from its nested JSON value, batch dimension included, in the model's own dtype. */

@@ -14,6 +14,7 @@ import { DEFAULT_SIGNATURE, dtypeToTensorFlow } from '../../runtime/signature'
 import type { Signature, TensorSpec } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
 import { parseBody, PredictRequest } from '../schemas'
+import { PackedTensor, readTensorJson, TF_SERVING_TENSORS } from '../json-tensors'
 import { requestLimits, tensorToJSON } from '../tensors'
 import { isB64, jsonFeed } from '../encoded'
 import { preparedOf } from '../images/classify'
@@ -129,13 +130,13 @@ function namedValues(signature: Signature, value: Record<string, unknown>, where
 }
 
 /** Row format: one entry per batch row, a bare value or an object keyed by input name. */
-function rowFeeds(signature: Signature, instances: unknown[], limits: RequestLimits): Map<TensorSpec, [unknown, string]> {
-  if (instances.length > limits.maxBatch) {
-    throw badRequest(`'instances' has ${instances.length} rows, more than the limit of ${limits.maxBatch} (${limits.batchRule})`)
+function rowFeeds(signature: Signature, instances: unknown[] | PackedTensor, limits: RequestLimits): Map<TensorSpec, [unknown, string]> {
+  const rows = instances instanceof PackedTensor ? instances.shape[0]! : instances.length
+  if (rows > limits.maxBatch) {
+    throw badRequest(`'instances' has ${rows} rows, more than the limit of ${limits.maxBatch} (${limits.batchRule})`)
   }
-  // {"b64": …} is one binary value (TF Serving's convention), not an object keyed by input name.
-  const named = isObject(instances[0]) && !isB64(instances[0])
-  if (!named) {
+  if (instances instanceof PackedTensor || !(isObject(instances[0]) && !isB64(instances[0]))) {
+    // Bare values, one per row; {"b64": …} is one binary value (TF Serving's convention), not an object keyed by input name.
     if (signature.inputs.length !== 1) {
       throw badRequest(`the model has ${signature.inputs.length} inputs, so each of 'instances' must be an object keyed by input name`)
     }
@@ -151,7 +152,7 @@ function rowFeeds(signature: Signature, instances: unknown[], limits: RequestLim
 
 /** Columnar format: the whole tensor per input, batch dimension included. */
 function columnarFeeds(signature: Signature, inputs: unknown): Map<TensorSpec, [unknown, string]> {
-  if (!isObject(inputs)) {
+  if (!isObject(inputs) || inputs instanceof PackedTensor) {
     if (signature.inputs.length !== 1) {
       throw badRequest(`the model has ${signature.inputs.length} inputs, so 'inputs' must be an object keyed by input name`)
     }
@@ -177,9 +178,16 @@ export type PredictResponse = { predictions: unknown } | { outputs: unknown }
 
 /**
  * A parsed predict request through the one prediction path (src/predict.ts): what `:predict` and the
- * service binding's `run` share.
+ * service binding's `run` share. `packedRows`: the rows, when the body's reader read them as one
+ * tensor (json-tensors.ts); `body.instances` then only stands for them in validation.
  */
-export function predictTFServing(caller: Caller, name: string, selector: Selector, body: PredictRequest): Promise<Prediction<PredictResponse>> {
+export function predictTFServing(
+  caller: Caller,
+  name: string,
+  selector: Selector,
+  body: PredictRequest,
+  packedRows?: PackedTensor,
+): Promise<Prediction<PredictResponse>> {
   if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
     throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
   }
@@ -191,7 +199,7 @@ export function predictTFServing(caller: Caller, name: string, selector: Selecto
     async feeds(held, feeds) {
       const signature = held.lease.model.signature
       const limits = requestLimits(config, held.target)
-      const plan = rows ? rowFeeds(signature, body.instances!, limits) : columnarFeeds(signature, body.inputs)
+      const plan = rows ? rowFeeds(signature, packedRows ?? body.instances!, limits) : columnarFeeds(signature, body.inputs)
       const { transforms } = preparedOf(held.target, held.lease.model)
       for (const [spec, [value, where]] of plan) feeds[spec.name] = await jsonFeed(spec, transforms.get(spec.name), value, where, limits, config, name)
     },
@@ -206,8 +214,11 @@ async function predictBody(c: Ctx, name: string, pick?: VersionPath) {
   const config = readConfig(c.env)
   const selector = selectorOf(pick)
   return withAdmission(c, name, selector, async (caller) => {
-    const body = parseBody(PredictRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
-    const prediction = await predictTFServing(caller, name, selector, body)
+    const json = await readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, TF_SERVING_TENSORS, config.MAX_TENSOR_ELEMENTS))
+    // Rows read as one tensor are validated as the list of rows they are (non-empty, as the schema asks).
+    const packedRows = isObject(json) && json.instances instanceof PackedTensor ? json.instances : undefined
+    const body = parseBody(PredictRequest, packedRows ? { ...(json as Record<string, unknown>), instances: [packedRows] } : json)
+    const prediction = await predictTFServing(caller, name, selector, body, packedRows)
     setPredictionHeaders(c, prediction)
     return c.json(prediction.value)
   })

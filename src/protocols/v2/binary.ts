@@ -28,8 +28,8 @@ export interface InferBody {
 export async function readInferBody(request: Request, maxBytes: number, readJson: () => Promise<unknown>): Promise<InferBody> {
   const declared = request.headers.get(HEADER_LENGTH)
   if (declared === null) return { header: await readJson() }
-  const bytes = await readBytes(request, maxBytes)
   const length = Number(declared)
+  const bytes = await readBytes(request, maxBytes, Number.isSafeInteger(length) ? length : 0)
   if (!/^\d+$/.test(declared.trim()) || length > bytes.byteLength) {
     throw badRequest(`${HEADER_LENGTH} is '${declared}' but the body has ${bytes.byteLength} bytes`)
   }
@@ -57,29 +57,33 @@ export function decodeBinary(datatype: Datatype, bytes: Uint8Array, count: numbe
   if (bytes.byteLength !== count * size) {
     throw badRequest(`${where}: shape holds ${count} elements of ${size} bytes (${count * size}) but binary_data_size is ${bytes.byteLength}`)
   }
-  // A copy, so the view is aligned whatever the offset of this tensor in the body.
-  const buffer = bytes.slice().buffer
+  // A view where the tensor is aligned for its element size (readBytes places it so when it copies),
+  // else a copy that is.
+  const aligned = bytes.byteOffset % 8 === 0
+  const buffer = aligned ? bytes.buffer : bytes.slice().buffer
+  const start = aligned ? bytes.byteOffset : 0
+  const view = <T>(Type: new (buffer: ArrayBufferLike, offset: number, length: number) => T) => new Type(buffer, start, count)
   let values: ArrayLike<number | boolean>
   switch (datatype) {
     case 'BOOL': {
-      const raw = new Uint8Array(buffer)
+      const raw = view(Uint8Array)
       const bad = raw.findIndex((b) => b > 1)
       if (bad !== -1) throw badRequest(`${where}[${bad}]: BOOL bytes must be 0 or 1, got ${raw[bad]}`)
       values = Array.from(raw, (b) => b === 1)
       break
     }
-    case 'UINT8': values = new Uint8Array(buffer); break
-    case 'INT8': values = new Int8Array(buffer); break
-    case 'UINT16': values = new Uint16Array(buffer); break
-    case 'INT16': values = new Int16Array(buffer); break
-    case 'FP16': values = Array.from(new Uint16Array(buffer), fromHalf); break
-    case 'UINT32': values = new Uint32Array(buffer); break
-    case 'INT32': values = new Int32Array(buffer); break
-    case 'FP32': values = new Float32Array(buffer); break
-    case 'FP64': values = new Float64Array(buffer); break
+    case 'UINT8': values = view(Uint8Array); break
+    case 'INT8': values = view(Int8Array); break
+    case 'UINT16': values = view(Uint16Array); break
+    case 'INT16': values = view(Int16Array); break
+    case 'FP16': values = Array.from(view(Uint16Array), fromHalf); break
+    case 'UINT32': values = view(Uint32Array); break
+    case 'INT32': values = view(Int32Array); break
+    case 'FP32': values = view(Float32Array); break
+    case 'FP64': values = view(Float64Array); break
     // Beyond 2^53 a Number is not exact; the datatype check then refuses it as out of range.
-    case 'UINT64': values = Array.from(new BigUint64Array(buffer), Number); break
-    case 'INT64': values = Array.from(new BigInt64Array(buffer), Number); break
+    case 'UINT64': values = Array.from(view(BigUint64Array), Number); break
+    case 'INT64': values = Array.from(view(BigInt64Array), Number); break
     default: throw badRequest(`${where}: binary data of datatype ${datatype} is not supported`)
   }
   if (datatype.startsWith('FP')) {
@@ -108,9 +112,9 @@ export function splitBinary(sizes: (number | undefined)[], binary: Uint8Array | 
   return parts
 }
 
-/** Builds a binary response: the JSON header, then each output's raw bytes, in order. */
+/** Builds a binary response: the JSON header (a value, or its text), then each output's raw bytes, in order. */
 export function binaryResponse(header: unknown, parts: Uint8Array[], headers: Headers): Response {
-  const json = new TextEncoder().encode(JSON.stringify(header))
+  const json = new TextEncoder().encode(typeof header === 'string' ? header : JSON.stringify(header))
   const body = new Uint8Array(json.byteLength + parts.reduce((n, p) => n + p.byteLength, 0))
   body.set(json, 0)
   let offset = json.byteLength

@@ -25,6 +25,8 @@ import { tf } from '../../runtime/tf'
 import { InferRequest, parseBody, RepositoryIndexRequest } from '../schemas'
 import type { RequestInput } from '../schemas'
 import { flatten, makeTensor, requestLimits, spendElements } from '../tensors'
+import { readTensorJson, tensorText, unpack, V2_TENSORS } from '../json-tensors'
+import type { TensorData } from '../json-tensors'
 import type { RequestLimits } from '../tensors'
 import { routeDocs } from '../../http/openapi'
 import { callerOf, checkInputNames, methodNotAllowed, outputNames, parseVersion, setPredictionHeaders, waitUntilOf, withAdmission, withModel } from '../../http/common'
@@ -106,7 +108,7 @@ async function inputTensor(
     if (!transform) throw noTransform(spec, model, 'BYTES')
     if (raw && input.data !== undefined) throw badRequest(`${where}: send data or binary_data_size, not both`)
     checkBatch(input.shape[0] ?? 0, where, limits)
-    const elements = bytesElements(input.shape, input.data, raw, where, config.MAX_IMAGE_BYTES)
+    const elements = bytesElements(input.shape, unpack(input.data), raw, where, config.MAX_IMAGE_BYTES)
     return transform.tensor(elements, (i) => `${where}[${i}]`, config)
   }
   const count = input.shape.reduce((n, d) => n * d, 1)
@@ -127,7 +129,9 @@ async function inputTensor(
     values = flat.values
   }
   const convert = converter(input.datatype, spec.dtype, where)
-  return makeTensor(spec, { shape: input.shape, values }, `${where} data`, convert, limits, model)
+  // Raw FP32 for a float32 input (finite, checked by decodeBinary) or INT32 for an int32 one: the view is the tensor's data.
+  const exact = (values instanceof Float32Array && spec.dtype === 'float32') || (values instanceof Int32Array && spec.dtype === 'int32')
+  return makeTensor(spec, { shape: input.shape, values }, `${where} data`, convert, limits, model, exact)
 }
 
 /** One output of an inference answer, its data straight from tf.js (bools as 0/1 bytes). */
@@ -183,23 +187,30 @@ async function infer(c: Ctx, name: string, version?: string) {
   const config = readConfig(c.env)
   const selector = { version: parseVersion(version) }
   return withAdmission(c, name, selector, async (caller) => {
-    const { header, binary } = await readInferBody(c.req.raw, config.MAX_BODY_BYTES, () => readJson(c.req.raw, config.MAX_BODY_BYTES))
+    const { header, binary } = await readInferBody(c.req.raw, config.MAX_BODY_BYTES, () =>
+      readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, V2_TENSORS, config.MAX_TENSOR_ELEMENTS)),
+    )
     const body = parseBody(InferRequest, header)
     const raws = splitBinary(body.inputs.map((i) => i.parameters?.binary_data_size), binary)
     const prediction = await inferV2(caller, name, selector.version, body, raws)
     setPredictionHeaders(c, prediction)
     const binaryOut = (output: string) => body.outputs?.find((r) => r.name === output)?.parameters?.binary_data ?? body.parameters?.binary_data_output ?? false
     const parts: Uint8Array[] = []
-    const outputs = prediction.value.outputs.map(({ data, ...described }) => {
-      if (binaryOut(described.name)) {
+    // The response as JSON text, each output's data written from its typed array (json-tensors.ts):
+    // byte for byte what JSON.stringify writes for {...answer, id?, outputs} with the data as arrays.
+    const outputs = prediction.value.outputs.map(({ data, name: output, datatype, shape }) => {
+      const described = `{"name":${JSON.stringify(output)},"datatype":${JSON.stringify(datatype)},"shape":${JSON.stringify(shape)}`
+      if (binaryOut(output)) {
         const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
         parts.push(bytes)
-        return { ...described, parameters: { binary_data_size: bytes.byteLength } }
+        return `${described},"parameters":{"binary_data_size":${bytes.byteLength}}}`
       }
-      return { ...described, data: Array.from(data, (v) => (described.datatype === 'BOOL' ? v === 1 : v)) }
+      return `${described},"data":${tensorText(data, [data.length], datatype === 'BOOL')}}`
     })
-    const response = { ...prediction.value, ...(body.id !== undefined ? { id: body.id } : {}), outputs }
-    return parts.length > 0 ? binaryResponse(response, parts, new Headers(c.res.headers)) : c.json(response)
+    const { model_name, model_version } = prediction.value
+    const id = body.id !== undefined ? `,"id":${JSON.stringify(body.id)}` : ''
+    const response = `{"model_name":${JSON.stringify(model_name)},"model_version":${JSON.stringify(model_version)},"outputs":[${outputs.join(',')}]${id}}`
+    return parts.length > 0 ? binaryResponse(response, parts, new Headers(c.res.headers)) : c.body(response, 200, { 'Content-Type': 'application/json' })
   })
 }
 
