@@ -8,7 +8,6 @@ import { cpSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { ROOT } from '../../scripts/launch.mjs'
-import { addImageModels } from './image-models'
 import { addPackagedModel } from './models'
 import { addTrafficModels } from './repo-traffic'
 
@@ -38,6 +37,8 @@ export const MEMORY_MODEL = 'faceres'
 export async function fixtureRepository(): Promise<string> {
   const repo = mkdtempSync(join(tmpdir(), 'warmserve-e2e-fixtures-'))
   cpSync(join(ROOT, 'model-assets'), repo, { recursive: true, filter: (src) => basename(src) !== '_index.json' })
+  // Imported here, not at the top: it brings tf.js, which the global setup need not wait for.
+  const { addImageModels } = await import('./image-models')
   await addImageModels(repo)
   for (const model of FOREIGN) addPackagedModel(repo, model.name, join(ROOT, 'node_modules', model.source))
   addPackagedModel(repo, MEMORY_MODEL, join(ROOT, 'node_modules/@vladmandic/human/models/faceres.json'))

@@ -11,14 +11,15 @@
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
-// @ts-expect-error: a plain .mjs script without type declarations
-import { buildIndex, INDEX_FILE } from '../../scripts/build-index.mjs'
 import { ROOT, startWranglerDev } from '../../scripts/launch.mjs'
 import type { WranglerDev } from '../../scripts/launch.mjs'
 import { addRpcModels } from './repo-rpc'
 
 /** Starts the caller and warmserve in one `wrangler dev`; `dir` holds the repository and the config copy. */
 export async function startRpcServer(): Promise<{ server: WranglerDev; dir: string }> {
+  // Imported here, not at the top: build-index brings tf.js, which the global setup need not wait for.
+  // @ts-expect-error: a plain .mjs script without type declarations
+  const { buildIndex, INDEX_FILE } = (await import('../../scripts/build-index.mjs')) as { buildIndex: (dir: string) => Promise<unknown>; INDEX_FILE: string }
   const dir = mkdtempSync(join(tmpdir(), 'warmserve-e2e-rpc-'))
   try {
     const repo = join(dir, 'models')
