@@ -70,8 +70,16 @@ const schema = z.object(
   ) as { [K in keyof Config]: z.ZodDefault<typeof positiveInt> },
 )
 
-// A memo, not state: each env object's vars parse to the same immutable Config, so it is parsed once.
-const parsed = new WeakMap<object, Config>()
+// A memo, not state: each env object's vars parse to the same immutable Config and IsolateLimits,
+// so they are parsed once.
+const parsed = new WeakMap<object, { config?: Config; limits?: IsolateLimits }>()
+
+/** The memo entry of `env`. */
+function parsedOf(env: object): { config?: Config; limits?: IsolateLimits } {
+  let entry = parsed.get(env)
+  if (!entry) parsed.set(env, (entry = {}))
+  return entry
+}
 
 /** Vars and secrets that are not numbers, so not in DEFAULTS. `wrangler types` cannot see secrets. */
 export interface StringVars {
@@ -102,19 +110,16 @@ const limitsSchema = z
   .object({ MAX_CONCURRENT: positiveInt.optional(), MAX_QUEUE: z.coerce.number().int().min(0).optional() })
   .refine((v) => v.MAX_QUEUE === undefined || v.MAX_CONCURRENT !== undefined, { message: 'MAX_QUEUE needs MAX_CONCURRENT', path: ['MAX_QUEUE'] })
 
-// A memo, as `parsed` below.
-const parsedLimits = new WeakMap<object, IsolateLimits>()
-
 /** Reads `MAX_CONCURRENT` and `MAX_QUEUE` from the vars, once per env object; malformed values throw (a 500), as readConfig. */
 export function isolateLimits(env: object): IsolateLimits {
-  let limits = parsedLimits.get(env)
+  const memo = parsedOf(env)
+  let limits = memo.limits
   if (!limits) {
     const vars = env as Record<string, unknown>
     const given = (key: string) => (vars[key] === undefined || vars[key] === '' ? undefined : vars[key])
     const result = limitsSchema.safeParse({ MAX_CONCURRENT: given('MAX_CONCURRENT'), MAX_QUEUE: given('MAX_QUEUE') })
     if (!result.success) throw new Error(`invalid configuration in vars: ${z.prettifyError(result.error)}`)
-    limits = { maxConcurrent: result.data.MAX_CONCURRENT ?? Infinity, maxQueue: result.data.MAX_QUEUE ?? Infinity }
-    parsedLimits.set(env, limits)
+    limits = memo.limits = { maxConcurrent: result.data.MAX_CONCURRENT ?? Infinity, maxQueue: result.data.MAX_QUEUE ?? Infinity }
   }
   return limits
 }
@@ -132,7 +137,8 @@ export function r2Models(env: object): '*' | Set<string> {
  * A malformed value is a deployment mistake, so it throws (a 500) instead of guessing.
  */
 export function readConfig(env: object): Config {
-  let config = parsed.get(env)
+  const memo = parsedOf(env)
+  let config = memo.config
   if (!config) {
     const vars = Object.fromEntries(
       Object.keys(DEFAULTS).flatMap((key) => {
@@ -144,8 +150,7 @@ export function readConfig(env: object): Config {
     if (!result.success) {
       throw new Error(`invalid configuration in vars: ${z.prettifyError(result.error)}`)
     }
-    config = result.data
-    parsed.set(env, config)
+    config = memo.config = result.data
   }
   return config
 }
