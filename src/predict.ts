@@ -11,7 +11,7 @@ import type { ModelLease, WaitUntil } from './isolate'
 import type { CacheOutcome, KeyInput } from './prediction-cache'
 import { predictionKey, tensorInputs } from './prediction-cache'
 import type { Selector } from './repository/repository'
-import type { Admission } from './traffic'
+import type { TrafficSlot } from './traffic'
 import { tf } from './runtime/tf'
 
 /** Who asks, and what of theirs the prediction needs: bindings, background work, cache preferences. */
@@ -28,9 +28,9 @@ export interface Caller {
   requestId?: string
   /**
    * The slots and version traffic control gave this request before its body was read (HTTP routes:
-   * http/common.ts `withAdmission`); without one, `predict` takes them itself (src/traffic.ts).
+   * http/common.ts `withTrafficSlot`); without one, `predict` takes them itself (src/traffic.ts).
    */
-  admission?: Admission
+  slot?: TrafficSlot
 }
 
 /** One protocol's part of a prediction: its feeds, its answer's shape. */
@@ -73,12 +73,12 @@ export async function withLease<T>(caller: Caller, name: string, selector: Selec
 
 /**
  * Leases the version traffic control routes a prediction to (src/traffic.ts: the model's split,
- * its `max_concurrent`/`max_queue` and the isolate's, its shadow run): the caller's admission when
+ * its `max_concurrent`/`max_queue` and the isolate's, its shadow run): the caller's slot when
  * it took one before reading its body, else one taken here, held until `use` is done.
  */
 async function withRoutedLease<T>(caller: Caller, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
-  if (!caller.admission) return isolate().traffic.serve(caller.env, name, selector, caller, async () => undefined, (held) => use(held))
-  const held = await caller.admission.lease()
+  if (!caller.slot) return isolate().traffic.serve(caller.env, name, selector, caller, async () => undefined, (held) => use(held))
+  const held = await caller.slot.lease()
   try {
     return await use(held)
   } finally {

@@ -2,9 +2,9 @@
  * @module traffic — traffic control per model, in one place every entry point goes through:
  * which version a request goes to, whether it runs now, waits or is refused, and the shadow run
  * after its response. An entry point calls `TrafficControl.admit` before it reads its body and
- * leases through the `Admission` (`lease`, then `release` when the response is ready) — HTTP routes
- * do so with `withAdmission` (http/common.ts), and `predict` (predict.ts) leases through the
- * caller's admission, or through `TrafficControl.serve` for a caller without one (the RPC
+ * leases through the `TrafficSlot` (`lease`, then `release` when the response is ready) — HTTP routes
+ * do so with `withTrafficSlot` (http/common.ts), and `predict` (predict.ts) leases through the
+ * caller's slot, or through `TrafficControl.serve` for a caller without one (the RPC
  * entrypoint). All of it is set in the model's config.json:
  *
  * - `traffic: {versions: {"1": 90, "2": 10}, sticky_header}` splits requests that name no version
@@ -154,7 +154,7 @@ const disposeCaptured = (captured: Captured) => {
 }
 
 /** One admitted request: the version it goes to, and the slots it holds until `release`. */
-export class Admission {
+export class TrafficSlot {
   private captured: Captured | undefined
   private released = false
 
@@ -238,22 +238,22 @@ export class TrafficControl {
    * repeated on the shadow version after that, in `request.waitUntil`.
    */
   async serve<B, T>(env: Env, name: string, selector: Selector, request: RouteRequest, read: () => Promise<B>, use: (held: ModelLease, body: B) => Promise<T>): Promise<T> {
-    const admission = await this.admit(env, name, selector, request)
+    const slot = await this.admit(env, name, selector, request)
     try {
       const body = await read()
-      const held = await admission.lease()
+      const held = await slot.lease()
       try {
         return await use(held, body)
       } finally {
         held.lease.release()
       }
     } finally {
-      admission.release()
+      slot.release()
     }
   }
 
-  /** Routes a request and takes its slots (`serve` is the usual way in). The caller must `release()` the admission. */
-  async admit(env: Env, name: string, selector: Selector, request: RouteRequest = {}): Promise<Admission> {
+  /** Routes a request and takes its slots (`serve` is the usual way in). The caller must `release()` the slot. */
+  async admit(env: Env, name: string, selector: Selector, request: RouteRequest = {}): Promise<TrafficSlot> {
     const repository = await this.state.repository(env, request.waitUntil)
     const { target, rule } = route(repository, name, selector, request.header, this.random)
     const limits = isolateLimits(env)
@@ -271,7 +271,7 @@ export class TrafficControl {
       this.isolateGate.leave()
       gate.leave()
     }
-    return new Admission(this, env, target, rule, request, leave, this.drawShadow(repository, target, request))
+    return new TrafficSlot(this, env, target, rule, request, leave, this.drawShadow(repository, target, request))
   }
 
   private async enter(gate: Gate, name: string, reason: 'model' | 'isolate'): Promise<void> {

@@ -112,18 +112,18 @@ export function withModel<T>(c: Context<AppEnv>, name: string, selector: Selecto
 /**
  * Runs an inference request under the model's traffic control (src/traffic.ts: the version split,
  * the admission limits, the shadow run): routes it and takes its slots first, then `serve` reads the
- * body and predicts with a caller holding that admission — so a request reading its body is already
+ * body and predicts with a caller holding that slot — so a request reading its body is already
  * in flight — and the slots free when the response is ready. A 429 is counted under the model's name
  * (it exists: routing found it).
  */
-export async function withAdmission<T>(c: Context<AppEnv>, name: string, selector: Selector, serve: (caller: Caller) => Promise<T>): Promise<T> {
+export async function withTrafficSlot<T>(c: Context<AppEnv>, name: string, selector: Selector, serve: (caller: Caller) => Promise<T>): Promise<T> {
   const caller = callerOf(c)
   try {
-    const admission = await isolate().traffic.admit(c.env, name, selector, caller)
+    const slot = await isolate().traffic.admit(c.env, name, selector, caller)
     try {
-      return await serve({ ...caller, admission })
+      return await serve({ ...caller, slot })
     } finally {
-      admission.release()
+      slot.release()
     }
   } catch (error) {
     if (error instanceof ApiError && error.status === 429) c.set('model', name)

@@ -11,7 +11,7 @@ import { z } from 'zod'
 import { readConfig } from '../../config'
 import { ApiError, badRequest, quote } from '../../errors'
 import { readBytes, readJson } from '../../http/body'
-import { checkInputNames, setPredictionHeaders, withAdmission } from '../../http/common'
+import { checkInputNames, setPredictionHeaders, withTrafficSlot } from '../../http/common'
 import type { AppEnv } from '../../http/common'
 import type { ModelLease } from '../../isolate'
 import { predict } from '../../predict'
@@ -114,7 +114,7 @@ export async function classifyImage(
 async function classifyRaw(c: Context<AppEnv>, name: string, selector: Selector, type: string) {
   const config = readConfig(c.env)
   const topK = askedTopK(c)
-  return withAdmission(c, name, selector, async (caller) => {
+  return withTrafficSlot(c, name, selector, async (caller) => {
     const bytes = await readBytes(c.req.raw, Math.min(config.MAX_BODY_BYTES, config.MAX_IMAGE_BYTES)).catch((error: unknown) => {
       if (error instanceof ApiError && error.status === 413) {
         const limit = config.MAX_IMAGE_BYTES <= config.MAX_BODY_BYTES ? `${config.MAX_IMAGE_BYTES} bytes (MAX_IMAGE_BYTES)` : `${config.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`
@@ -132,7 +132,7 @@ async function classifyRaw(c: Context<AppEnv>, name: string, selector: Selector,
 /** TF Serving's classify request: each example's inputs, b64 or numbers, batched in order. */
 async function classifyExamples(c: Context<AppEnv>, name: string, selector: Selector) {
   const config = readConfig(c.env)
-  return withAdmission(c, name, selector, async (caller) => {
+  return withTrafficSlot(c, name, selector, async (caller) => {
     const body = parseBody(ClassifyRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
     if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
       throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)

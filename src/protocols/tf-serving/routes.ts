@@ -21,7 +21,7 @@ import { preparedOf } from '../images/classify'
 import { classify } from './classify'
 import type { RequestLimits } from '../tensors'
 import { routeDocs } from '../../http/openapi'
-import { callerOf, checkInputNames, methodNotAllowed, outputNames, parseLabel, parseVersion, setPredictionHeaders, waitUntilOf, withAdmission, withModel } from '../../http/common'
+import { callerOf, checkInputNames, methodNotAllowed, outputNames, parseLabel, parseVersion, setPredictionHeaders, waitUntilOf, withTrafficSlot, withModel } from '../../http/common'
 import { predict } from '../../predict'
 import type { Caller, Prediction } from '../../predict'
 import type { AppEnv } from '../../http/common'
@@ -213,7 +213,7 @@ export function predictTFServing(
 async function predictBody(c: Ctx, name: string, pick?: VersionPath) {
   const config = readConfig(c.env)
   const selector = selectorOf(pick)
-  return withAdmission(c, name, selector, async (caller) => {
+  return withTrafficSlot(c, name, selector, async (caller) => {
     const json = await readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, TF_SERVING_TENSORS, config.MAX_TENSOR_ELEMENTS))
     // Rows read as one tensor are validated as the list of rows they are (non-empty, as the schema asks).
     const packedRows = isObject(json) && json.instances instanceof PackedTensor ? json.instances : undefined

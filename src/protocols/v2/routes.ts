@@ -29,7 +29,7 @@ import { readTensorJson, tensorText, unpack, V2_TENSORS } from '../json-tensors'
 import type { TensorData } from '../json-tensors'
 import type { RequestLimits } from '../tensors'
 import { routeDocs } from '../../http/openapi'
-import { callerOf, checkInputNames, methodNotAllowed, outputNames, parseVersion, setPredictionHeaders, waitUntilOf, withAdmission, withModel } from '../../http/common'
+import { callerOf, checkInputNames, methodNotAllowed, outputNames, parseVersion, setPredictionHeaders, waitUntilOf, withTrafficSlot, withModel } from '../../http/common'
 import { predict, withLease } from '../../predict'
 import type { Caller, Prediction } from '../../predict'
 import type { AppEnv } from '../../http/common'
@@ -186,7 +186,7 @@ export function inferV2(caller: Caller, name: string, version: number | undefine
 async function infer(c: Ctx, name: string, version?: string) {
   const config = readConfig(c.env)
   const selector = { version: parseVersion(version) }
-  return withAdmission(c, name, selector, async (caller) => {
+  return withTrafficSlot(c, name, selector, async (caller) => {
     const { header, binary } = await readInferBody(c.req.raw, config.MAX_BODY_BYTES, () =>
       readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, V2_TENSORS, config.MAX_TENSOR_ELEMENTS)),
     )
