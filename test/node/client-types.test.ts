@@ -54,20 +54,23 @@ beforeAll(() => {
 afterAll(() => rmSync(project, { recursive: true, force: true }))
 
 describe('the typed client', () => {
-  // Concurrently: each takes seconds of a core. The two compiles (child processes) start first, then
-  // the freshness check runs here meanwhile.
-  it.concurrent.each(['nodenext', 'bundler'])('compiles in a separate strict project (moduleResolution %s)', async (resolution) => {
+  // Concurrently: each takes seconds of a core. The compile (a child process) starts first, then the
+  // freshness check runs here meanwhile. nodenext is the strictest resolution an ESM project uses
+  // (package exports, explicit extensions); a bundler's resolution accepts whatever it accepts.
+  it.concurrent('compiles in a separate strict project (moduleResolution nodenext)', async () => {
     const options = {
       target: 'es2022',
-      module: resolution === 'nodenext' ? 'nodenext' : 'esnext',
-      moduleResolution: resolution,
+      module: 'nodenext',
+      moduleResolution: 'nodenext',
       strict: true,
+      // The client's types and hono's are checked; TypeScript's own lib files need not be.
       skipLibCheck: false,
+      skipDefaultLibCheck: true,
       noEmit: true,
       types: [],
       lib: ['es2022', 'dom'],
     }
-    const config = join(project, `tsconfig.${resolution}.json`)
+    const config = join(project, 'tsconfig.json')
     writeFileSync(config, JSON.stringify({ compilerOptions: options, include: ['main.ts'] }))
     let output = ''
     try {
