@@ -12,6 +12,7 @@ import '@tensorflow/tfjs-backend-cpu'
 import jpeg from 'jpeg-js'
 import { ROOT } from '../scripts/launch.mjs'
 import { CLASSES, IMAGE_MODEL, IMAGE_SIZE } from '../scripts/build-image-model.mjs'
+import { fmt, inWorker, ratio } from './format.mjs'
 
 /** The image model's copy with `image` preprocessing, labels and `classify` in its config.json. */
 export const PHOTO_MODEL = `${IMAGE_MODEL}-photo`
@@ -84,9 +85,6 @@ export async function imagePath(server, measure) {
   }
 }
 
-const fmt = (x, digits = 1) => (x === undefined || x === null || Number.isNaN(x) ? '—' : Number(x).toFixed(digits))
-const ratio = (a, b) => (a === undefined || b === undefined || !b ? '—' : `${(a / b).toFixed(2)}×`)
-
 /** The report's section: the photo's decode and classify times against the float tensor bodies. */
 export function imagePathMarkdown(photo, binary) {
   if (!photo) return []
@@ -105,7 +103,7 @@ export function imagePathMarkdown(photo, binary) {
     '|---|---:|---:|---:|---:|---:|---:|---:|',
   ]
   const row = (name, size, r, base) =>
-    `| ${name} | ${size} | ${r.c} | ${fmt(r.p50, 0)} | ${fmt(r.p99, 0)} | ${fmt(r.rps)} | ${r.serverP50 === undefined ? '—' : `${r.serverP50} / ${r.serverP99}`} | ${ratio(r.p50, base?.p50)} |`
+    `| ${name} | ${size} | ${r.c} | ${fmt(r.p50, 0)} | ${fmt(r.p99, 0)} | ${fmt(r.rps)} | ${inWorker(r)} | ${ratio(r.p50, base?.p50, 2)} |`
   for (const c of [1, 8]) {
     const bin = binary?.cells.find((x) => x.kind === 'binary' && x.c === c)
     const json = binary?.cells.find((x) => x.kind === 'json' && x.c === c)

@@ -6,6 +6,7 @@ import { cpus } from 'node:os'
 import { dirname } from 'node:path'
 import { ROOT } from '../scripts/launch.mjs'
 import { IMAGE_MODEL, IMAGE_SIZE } from '../scripts/build-image-model.mjs'
+import { bytes, fmt, inWorker, ratio, times } from './format.mjs'
 import { imagePathMarkdown } from './images.mjs'
 import { BACKENDS, CONCURRENCY, DURATION, ISOLATE_LIMIT_MB, MODELS } from './options.mjs'
 
@@ -41,12 +42,6 @@ export function machine() {
   }
 }
 
-const fmt = (x, digits = 1) => (x === undefined || x === null || Number.isNaN(x) ? '—' : Number(x).toFixed(digits))
-const bytes = (n) => (n === undefined ? '—' : n < 2 ** 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 2 ** 20).toFixed(2)} MiB`)
-const inWorker = (c) => (c.serverP50 === undefined ? '—' : `${c.serverP50} / ${c.serverP99}`)
-const ratio = (a, b) => (a === undefined || b === undefined || !b ? '—' : `${(a / b).toFixed(1)}×`)
-
-const times = (x) => (x === undefined || !Number.isFinite(x) ? '—' : `${x.toFixed(x >= 10 ? 0 : x >= 1 ? 1 : 2)}×`)
 
 /** The speed targets against this run's figures. */
 function targetsMarkdown({ floors, runs, cacheOff, extra, parsing, bundle }) {
@@ -333,21 +328,12 @@ export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff
       if (!run) continue
       const f = floorOf(model, run.actual)
       const note = run.actual !== backend ? ` (asked ${backend})` : ''
-      for (const c of run.cells) {
-        if (c.skipped) {
-          push(`| ${model} | worker | ${run.actual}${note} | ${c.c} | skipped | | | | | |`)
-          continue
-        }
-        push(
-          `| ${model} | worker | ${run.actual}${note} | ${c.c} | ${fmt(c.p50, 0)} | ${fmt(c.p99, 0)} | ${fmt(c.rps)} | ${inWorker(c)} | ${ratio(c.p50, f?.p50)} | ${f ? `${(c.rps / f.rps).toFixed(2)}×` : '—'} |` +
-            (c.failed ? ` ${c.failed} failed` : ''),
-        )
-      }
+      const row = (variant, backendText, c) =>
+        `| ${model} | ${variant} | ${backendText} | ${c.c} | ${fmt(c.p50, 0)} | ${fmt(c.p99, 0)} | ${fmt(c.rps)} | ${inWorker(c)} | ${ratio(c.p50, f?.p50)} | ${f ? ratio(c.rps, f.rps, 2) : '—'} |` +
+        (c.failed ? ` ${c.failed} failed` : '')
+      for (const c of run.cells) push(c.skipped ? `| ${model} | worker | ${run.actual}${note} | ${c.c} | skipped | | | | | |` : row('worker', `${run.actual}${note}`, c))
       for (const c of (run.actual === cacheOff?.actual ? cacheOff.cells : []).filter((x) => x.model === model)) {
-        push(
-          `| ${model} | worker, cache off (build per request) | ${cacheOff.actual} | ${c.c} | ${fmt(c.p50, 0)} | ${fmt(c.p99, 0)} | ${fmt(c.rps)} | ${inWorker(c)} | ${ratio(c.p50, f?.p50)} | ${f ? `${(c.rps / f.rps).toFixed(2)}×` : '—'} |` +
-            (c.failed ? ` ${c.failed} failed` : ''),
-        )
+        push(row('worker, cache off (build per request)', cacheOff.actual, c))
       }
     }
   }
