@@ -4,11 +4,11 @@
  * written by the module of the file that uses it. One `wrangler dev` serves them all, so the files
  * pay for one start, not one each; model names are unique across the contributions.
  */
-import { cpSync, mkdtempSync } from 'node:fs'
+import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { basename, join } from 'node:path'
+import { join } from 'node:path'
 import { ROOT } from '../../scripts/launch.mjs'
-import { addPackagedModel } from './models'
+import { addPackagedModel, copyBundledModels } from './models'
 import { addTrafficModels } from './repo-traffic'
 
 /** Models that npm packages ship, served as they come (no config.json): test/e2e/foreign-models.test.ts. */
@@ -36,7 +36,7 @@ export const MEMORY_MODEL = 'faceres'
 /** Writes the fixture repository into a new temporary folder and returns its path. */
 export async function fixtureRepository(): Promise<string> {
   const repo = mkdtempSync(join(tmpdir(), 'warmserve-e2e-fixtures-'))
-  cpSync(join(ROOT, 'model-assets'), repo, { recursive: true, filter: (src) => basename(src) !== '_index.json' })
+  copyBundledModels(repo)
   // Imported here, not at the top: it brings tf.js, which the global setup need not wait for.
   const { addImageModels } = await import('./image-models')
   await addImageModels(repo)

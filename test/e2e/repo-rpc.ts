@@ -5,6 +5,7 @@
  */
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { addPackagedModel } from './models'
 
 const ASSETS = resolve(import.meta.dirname, '../../model-assets')
 const HUMAN = resolve(import.meta.dirname, '../../node_modules/@vladmandic/human/models')
@@ -25,9 +26,7 @@ export async function addRpcModels(repo: string): Promise<void> {
   for (const version of ['1', '2']) cpSync(join(ASSETS, 'iris/1'), join(repo, 'cache-iris', version), { recursive: true })
   mkdirSync(join(repo, 'cache-iris'), { recursive: true })
   writeFileSync(join(repo, 'cache-iris/config.json'), JSON.stringify({ response_cache: { ttl_seconds: CACHE_TTL_SECONDS } }, null, 2))
-  mkdirSync(join(repo, 'cache-emotion/1'), { recursive: true })
-  cpSync(join(HUMAN, 'emotion.json'), join(repo, 'cache-emotion/1/model.json'))
-  cpSync(join(HUMAN, 'emotion.bin'), join(repo, 'cache-emotion/1/emotion.bin'))
+  addPackagedModel(repo, 'cache-emotion', join(HUMAN, 'emotion.json'))
   const emotion = {
     inputs: { 'input_1:0': { image: { size: [64, 64], channels: 1, range: [-1, 1] } } },
     labels: ['angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral'],

@@ -8,32 +8,25 @@
  * not its own to warmserve) and warmserve runs from a copy of wrangler.toml pointed at the test's
  * repository, indexed here as its [build] command would.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { basename, join } from 'node:path'
-import { ROOT, startWranglerDev } from '../../scripts/launch.mjs'
+import { join } from 'node:path'
+import { startWranglerDev } from '../../scripts/launch.mjs'
 import type { WranglerDev } from '../../scripts/launch.mjs'
+import { copyBundledModels } from './models'
 import { addRpcModels } from './repo-rpc'
 
 /** Starts the caller and warmserve in one `wrangler dev`; `dir` holds the repository and the config copy. */
 export async function startRpcServer(): Promise<{ server: WranglerDev; dir: string }> {
-  // Imported here, not at the top: build-index brings tf.js, which the global setup need not wait for.
-  // @ts-expect-error: a plain .mjs script without type declarations
-  const { buildIndex, INDEX_FILE } = (await import('../../scripts/build-index.mjs')) as { buildIndex: (dir: string) => Promise<unknown>; INDEX_FILE: string }
+  // Imported here, not at the top: they bring tf.js (build-index), which the global setup need not wait for.
+  const { indexRepository, wranglerConfigFor } = await import('../setup/assets')
   const dir = mkdtempSync(join(tmpdir(), 'warmserve-e2e-rpc-'))
   try {
     const repo = join(dir, 'models')
-    cpSync(join(ROOT, 'model-assets'), repo, { recursive: true, filter: (src) => basename(src) !== INDEX_FILE })
+    copyBundledModels(repo)
     await addRpcModels(repo)
-    const { index, skipped } = (await buildIndex(repo)) as { index: unknown; skipped: string[] }
-    if (skipped.length > 0) throw new Error(`rpc repository: ${skipped.join('; ')}`)
-    writeFileSync(join(repo, INDEX_FILE), JSON.stringify(index))
-    const config = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8')
-      .replace(/^main = .*$/m, `main = ${JSON.stringify(join(ROOT, 'src/index.ts'))}`)
-      .replace(/^directory = .*$/m, `directory = ${JSON.stringify(repo)}`)
-      .replace(/^\[build\]\n(?:[^[\n].*\n)*/m, '')
-    writeFileSync(join(dir, 'wrangler.toml'), config)
-    return { server: await startWranglerDev({ configs: ['test/e2e/caller/wrangler.toml', join(dir, 'wrangler.toml')] }), dir }
+    await indexRepository(repo)
+    return { server: await startWranglerDev({ configs: ['test/e2e/caller/wrangler.toml', wranglerConfigFor(repo, join(dir, 'wrangler.toml'))] }), dir }
   } catch (error) {
     rmSync(dir, { recursive: true, force: true })
     throw error

@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path'
 import { buildIndex, INDEX_FILE } from '../../scripts/build-index.mjs'
 // @ts-expect-error: a plain .mjs script without type declarations
 import { buildUi } from '../../scripts/build-ui.mjs'
+import { addPackagedModel } from '../e2e/models.ts'
 import { addRpcModels } from '../e2e/repo-rpc.ts'
 
 const root = resolve(import.meta.dirname, '../..')
@@ -19,16 +20,24 @@ const root = resolve(import.meta.dirname, '../..')
  * `faceres`, @vladmandic/human's face-description net, a MobileNet v1 (13 depthwise-separable
  * blocks, 1024 channels) on 224×224×3 with float16-quantized weights, a graph model.
  */
-export const FOREIGN_MODELS = { faceres: { json: '@vladmandic/human/models/faceres.json', shard: 'faceres.bin' } }
+export const FOREIGN_MODELS = { faceres: '@vladmandic/human/models/faceres.json' }
 
-function copyForeignModels(assets: string): void {
-  for (const [name, { json, shard }] of Object.entries(FOREIGN_MODELS)) {
-    const from = join(root, 'node_modules', json)
-    const to = join(assets, name, '1')
-    mkdirSync(to, { recursive: true })
-    cpSync(from, join(to, 'model.json'))
-    cpSync(join(from, '..', shard), join(to, shard))
-  }
+/** Indexes the model repository `repo` as wrangler's [build] would; throws naming each model it skips. */
+export async function indexRepository(repo: string, options: { keepInvalidConfig?: string[] } = {}): Promise<void> {
+  const { index, skipped } = (await buildIndex(repo, options)) as { index: unknown; skipped: string[] }
+  if (skipped.length > 0) throw new Error(`${repo}: ${skipped.join('; ')}`)
+  writeFileSync(join(repo, INDEX_FILE), JSON.stringify(index))
+}
+
+/** Writes to `path` a copy of wrangler.toml that serves the indexed repository `assets` (so without [build]). */
+export function wranglerConfigFor(assets: string, path: string): string {
+  const config = readFileSync(join(root, 'wrangler.toml'), 'utf8')
+    .replace(/^main = .*$/m, `main = ${JSON.stringify(join(root, 'src/index.ts'))}`)
+    .replace(/^directory = .*$/m, `directory = ${JSON.stringify(assets)}`)
+    // The index is already built for the test assets.
+    .replace(/^\[build\]\n(?:[^[\n].*\n)*/m, '')
+  writeFileSync(path, config)
+  return path
 }
 
 /** What the tests take from model-assets/: the bundled models' version folders, digits' config.json (its image input and labels), and the pages. */
@@ -43,22 +52,12 @@ export async function prepareTestAssets(): Promise<string> {
   mkdirSync(assets, { recursive: true })
   for (const path of BUNDLED) cpSync(join(root, 'model-assets', path), join(assets, path), { recursive: true })
   cpSync(join(root, 'test/fixtures/models'), assets, { recursive: true })
-  copyForeignModels(assets)
+  for (const [name, json] of Object.entries(FOREIGN_MODELS)) addPackagedModel(assets, name, join(root, 'node_modules', json))
   // Eight copies of digits, for concurrent first loads of distinct models (test/memory.test.ts).
   for (let i = 1; i <= 8; i++) cpSync(join(root, 'model-assets/digits/1'), join(assets, `digits-copy-${i}`, '1'), { recursive: true })
   // Models with a prediction cache, for test/rpc.test.ts.
   await addRpcModels(assets)
-  const { index, skipped } = (await buildIndex(assets, { keepInvalidConfig: INVALID_CONFIG })) as { index: unknown; skipped: string[] }
-  if (skipped.length > 0) throw new Error(`test assets: ${skipped.join('; ')}`)
-  writeFileSync(join(assets, INDEX_FILE), JSON.stringify(index))
+  await indexRepository(assets, { keepInvalidConfig: INVALID_CONFIG })
   buildUi(assets)
-
-  const config = readFileSync(join(root, 'wrangler.toml'), 'utf8')
-    .replace(/^main = .*$/m, `main = ${JSON.stringify(join(root, 'src/index.ts'))}`)
-    .replace(/^directory = .*$/m, `directory = ${JSON.stringify(assets)}`)
-    // The index is already built for the test assets.
-    .replace(/^\[build\]\n(?:[^[\n].*\n)*/m, '')
-  const path = join(root, 'test/.wrangler.toml')
-  writeFileSync(path, config)
-  return path
+  return wranglerConfigFor(assets, join(root, 'test/.wrangler.toml'))
 }
