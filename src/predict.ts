@@ -102,12 +102,12 @@ export async function predict<T>(caller: Caller, name: string, selector: Selecto
       const early = ttl !== undefined ? spec.keyInputs?.(held) : undefined
       if (!early) await spec.feeds(held, feeds)
       let key: string | undefined
+      // A workers.dev route has no Cache API (it needs a custom domain): every answer there is a miss.
+      const workersDev = caller.host?.endsWith('.workers.dev') === true
       if (ttl !== undefined) {
         const { target } = held
         const inputs = early ?? (await tensorInputs(feeds))
         key = await predictionKey({ model: target.name, version: target.version, config: target.config, format: spec.format(held), outputs: names, inputs })
-        // A workers.dev route has no Cache API (it needs a custom domain): every answer there is a miss.
-        const workersDev = caller.host?.endsWith('.workers.dev') === true
         if (workersDev) state.predictions.passOver('*.workers.dev routes have no Cache API; serve from a custom domain to cache predictions')
         const cached = caller.noCache || workersDev ? undefined : await state.predictions.lookup(key)
         if (cached !== undefined) {
@@ -121,7 +121,7 @@ export async function predict<T>(caller: Caller, name: string, selector: Selecto
       const inferMs = Date.now() - started
       const value = await spec.answer(held, outputs, names)
       if (key === undefined) return { value, held, inferMs }
-      if (!caller.host?.endsWith('.workers.dev')) await state.predictions.store(key, value, ttl!)
+      if (!workersDev) await state.predictions.store(key, value, ttl!)
       state.metrics.recordPredictionCache(held.target.name, 'miss')
       return { value, held, inferMs, cache: 'miss' as const }
     } finally {
