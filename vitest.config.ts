@@ -60,7 +60,12 @@ export default defineConfig({
           name: 'node',
           include: ['test/node/*.test.ts'],
           environment: 'node',
+          // The typed client's checks start at once, at the lowest priority (global-setup.ts).
+          globalSetup: ['test/node/global-setup.ts'],
           testTimeout: 120_000,
+          // After the e2e project, in one process: by then the checks have had the idle cores.
+          isolate: false,
+          sequence: { groupOrder: 2 },
         },
       },
       {

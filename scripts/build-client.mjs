@@ -2,7 +2,7 @@
 // Writes client/index.d.ts: warmserve's routes as hono/client types, expanded by the TypeScript
 // compiler from src/client.ts so that they depend on hono alone — not on the Worker's Env or the
 // workerd runtime types — and another project can `hc<WarmserveApp>(url)` with them.
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import ts from 'typescript'
@@ -76,7 +76,17 @@ export function clientTypes() {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  mkdirSync(dirname(CLIENT_TYPES), { recursive: true })
-  writeFileSync(CLIENT_TYPES, clientTypes())
-  console.log(`[build-client] wrote ${CLIENT_TYPES}`)
+  const text = clientTypes()
+  if (process.argv.includes('--check')) {
+    // For CI and the tests: the committed file must be what the current routes make.
+    const committed = existsSync(CLIENT_TYPES) ? readFileSync(CLIENT_TYPES, 'utf8') : ''
+    if (committed !== text) {
+      console.error(`[build-client] ${CLIENT_TYPES} is out of date with src/: run npm run build:client and commit it`)
+      process.exit(1)
+    }
+  } else {
+    mkdirSync(dirname(CLIENT_TYPES), { recursive: true })
+    writeFileSync(CLIENT_TYPES, text)
+    console.log(`[build-client] wrote ${CLIENT_TYPES}`)
+  }
 }

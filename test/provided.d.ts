@@ -7,5 +7,7 @@ declare module 'vitest' {
     soakRequests: number
     /** Where test/e2e/global-setup.ts hands out the shared `wrangler dev` (test/e2e/servers.ts). */
     e2eServers: string
+    /** Where test/node/global-setup.ts writes the typed client's check results. */
+    clientChecks: string
   }
 }

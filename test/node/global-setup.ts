@@ -1,0 +1,69 @@
+/**
+ * The typed client's two checks (test/node/client-types.test.ts) take about 12 s of a core: a
+ * TypeScript program over src/ to regenerate client/index.d.ts, and a strict compile of a separate
+ * project against it. They start here, when the run starts, as child processes at the lowest CPU
+ * priority (`nice -n 19`): they use what the workerd and `wrangler dev` tests leave idle instead of
+ * adding their time to the end of the run. Each writes `<name>.json` (exit code and output) into the
+ * directory handed to the tests as `clientChecks`, where the test waits for it.
+ */
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import type { TestProject } from 'vitest/node'
+import { CLIENT_MAIN, CLIENT_OPTIONS } from './client-project'
+
+const ROOT = resolve(import.meta.dirname, '../..')
+
+/** The checks: a name, and the command that passes (exit code 0, no output) when the check does. */
+const checks = (project: string): Record<string, string[]> => ({
+  fresh: [join(ROOT, 'scripts/build-client.mjs'), '--check'],
+  compile: [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(project, 'tsconfig.json')],
+})
+
+/** A project that depends on warmserve (as a file: or git dependency does) and hono, with the README's calls. */
+function clientProject(dir: string): string {
+  const project = join(dir, 'project')
+  mkdirSync(join(project, 'node_modules'), { recursive: true })
+  symlinkSync(ROOT, join(project, 'node_modules/warmserve'))
+  symlinkSync(join(ROOT, 'node_modules/hono'), join(project, 'node_modules/hono'))
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ type: 'module', private: true }))
+  writeFileSync(join(project, 'main.ts'), CLIENT_MAIN)
+  writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions: CLIENT_OPTIONS, include: ['main.ts'] }))
+  return project
+}
+
+export default function setup(project: TestProject) {
+  const dir = mkdtempSync(join(tmpdir(), 'client-checks-'))
+  const running = new Set<ChildProcess>()
+  let round = 0
+  const start = () => {
+    const out = join(dir, String(++round))
+    mkdirSync(out)
+    const client = clientProject(out)
+    for (const [name, args] of Object.entries(checks(client))) {
+      const child = spawn('nice', ['-n', '19', process.execPath, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+      running.add(child)
+      let output = ''
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk))
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk))
+      const done = (code: number | null, error?: Error) => {
+        if (!running.delete(child)) return // 'error' and then 'close'
+        // Written whole, then renamed: the test never reads half a result.
+        writeFileSync(join(out, `${name}.tmp`), JSON.stringify({ code, output: error ? String(error) : output }))
+        renameSync(join(out, `${name}.tmp`), join(out, `${name}.json`))
+      }
+      child.once('error', (error) => done(null, error))
+      child.once('close', (code) => done(code))
+    }
+    project.provide('clientChecks', out)
+  }
+  start()
+  // In watch mode each rerun checks the files as they are now.
+  project.onTestsRerun(start)
+  return () => {
+    for (const child of running) child.kill()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
