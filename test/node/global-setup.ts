@@ -2,9 +2,9 @@
  * The typed client's two checks (test/node/client-types.test.ts) take about 12 s of a core: a
  * TypeScript program over src/ to regenerate client/index.d.ts, and a strict compile of a separate
  * project against it. They start here, when the run starts, as child processes at the lowest CPU
- * priority (`nice -n 19`): they use what the workerd and `wrangler dev` tests leave idle instead of
- * adding their time to the end of the run. Each writes `<name>.json` (exit code and output) into the
- * directory handed to the tests as `clientChecks`, where the test waits for it.
+ * priority: they use what the workerd and `wrangler dev` tests leave idle instead of adding their
+ * time to the end of the run. Each writes `<name>.json` (exit code and output) into the directory
+ * handed to the tests as `clientChecks`, where the test waits for it.
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
@@ -43,7 +43,15 @@ export default function setup(project: TestProject) {
     mkdirSync(out)
     const client = clientProject(out)
     for (const [name, args] of Object.entries(checks(client))) {
-      const child = spawn('nice', ['-n', '19', process.execPath, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+      // A session of its own, so a Linux kernel with autogroup scheduling puts it in a group of its own,
+      // and that group at the lowest priority too: nice alone only ranks it within vitest's group,
+      // while each `wrangler dev` (a session of its own as well) competes group against group.
+      const child = spawn('nice', ['-n', '19', process.execPath, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+      try {
+        writeFileSync(`/proc/${child.pid}/autogroup`, '19')
+      } catch {
+        // Not Linux, or no autogroup: nice alone.
+      }
       running.add(child)
       let output = ''
       child.stdout.on('data', (chunk: Buffer) => (output += chunk))
