@@ -12,6 +12,12 @@ export declare function freePorts(count: number): Promise<number[]>
 /** The process groups of the `wrangler dev`s this process started and has not stopped. */
 export declare function processGroups(): ReadonlySet<number>
 
+/**
+ * Sets the CPU priority (nice value) of the scheduling group of `pid`, a process started in a session
+ * of its own: Linux autogroup scheduling. False where it cannot.
+ */
+export declare function setGroupPriority(pid: number, nice: number): boolean
+
 export interface LaunchOptions {
   /** The model repository to serve (the ASSETS binding); model-assets/ by default. Indexed by the [build] command. */
   assetsDir?: string
@@ -30,6 +36,8 @@ export interface LaunchOptions {
    * `'listening'`: ready once the port accepts connections, with no request sent, so the first request is a cold one.
    */
   ready?: 'live' | 'listening'
+  /** The CPU priority (nice value) of its process group, set with setGroupPriority (startWranglerDev only). */
+  nice?: number
 }
 
 export interface Launched {
@@ -62,7 +70,14 @@ export interface Bundle {
 }
 
 /** Builds the deploy bundle (`wrangler deploy --dry-run --outdir`); `outDir` defaults to a scratch folder removed at exit. */
-export declare function buildBundle(options?: { assetsDir?: string; outDir?: string }): Promise<Bundle>
+export declare function buildBundle(options?: {
+  assetsDir?: string
+  outDir?: string
+  /** The CPU priority (nice value) of the build, set with setGroupPriority. */
+  nice?: number
+  /** Called with the build's process id once it is started. */
+  onSpawn?: (pid: number) => void
+}): Promise<Bundle>
 /** A deploy bundle already built into `dir`; throws if there is none. */
 export declare function bundleAt(dir: string): Bundle
 

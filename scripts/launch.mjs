@@ -9,10 +9,10 @@
  *
  * Both bind 127.0.0.1 only, bound every wait by a deadline, and leave nothing behind: stop() ends
  * the processes and removes their scratch folders, and so does this process's exit.
- * Types: scripts/launch.d.ts.
+ * Types: scripts/launch.d.mts.
  */
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { delimiter, join, resolve } from 'node:path'
@@ -191,6 +191,24 @@ async function waitLive(url, deadline, gone) {
   }
 }
 
+// ------------------------------------------------------------------ CPU priority
+
+/**
+ * Sets the CPU priority (a nice value, -20 to 19) of the scheduling group of `pid`, a process started
+ * in a session of its own (`detached`). On Linux with autogroup scheduling each session is a group,
+ * and the scheduler shares the CPU between groups before it looks at a process's own nice value, so
+ * this is the way to run a `wrangler dev` and its workerd in the background. Returns false where it
+ * cannot (no autogroup; lowering a nice value without the privilege to).
+ */
+export function setGroupPriority(pid, nice) {
+  try {
+    writeFileSync(`/proc/${pid}/autogroup`, String(nice))
+    return true
+  } catch {
+    return false
+  }
+}
+
 // ------------------------------------------------------------------ wrangler dev
 
 /**
@@ -216,7 +234,7 @@ export async function startWranglerDev(options = {}) {
 const PORT_ATTEMPTS = 3
 
 async function startWranglerDevOnce(options) {
-  const { assetsDir, vars = {}, readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS, ready = 'live', configs = [] } = options
+  const { assetsDir, vars = {}, readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS, ready = 'live', configs = [], nice } = options
   const [port, inspectorPort] = await freePorts(2)
   const persistDir = scratchDir('warmserve-dev-state-')
   const args = [
@@ -257,6 +275,7 @@ async function startWranglerDevOnce(options) {
   })
   const pgid = child.pid
   if (pgid !== undefined) groups.add(pgid)
+  if (pgid !== undefined && nice !== undefined) setGroupPriority(pgid, nice)
 
   let stopped
   const stop = () =>
@@ -301,10 +320,13 @@ async function startWranglerDevOnce(options) {
  * if it fails or takes longer than BUILD_TIMEOUT_MS.
  */
 export async function buildBundle(options = {}) {
-  const { assetsDir, outDir = scratchDir('warmserve-bundle-') } = options
+  const { assetsDir, outDir = scratchDir('warmserve-bundle-'), nice, onSpawn } = options
   const args = ['deploy', '--dry-run', '--outdir', outDir, ...(assetsDir !== undefined ? ['--assets', assetsDir] : [])]
   // Asynchronous, so a caller that serves others meanwhile (the e2e global setup) is not blocked.
-  const child = spawn(join(BIN, 'wrangler'), args, { cwd: ROOT, env: wranglerEnv(assetsDir), stdio: ['ignore', 'pipe', 'pipe'] })
+  // A session of its own, so that its priority can be set (setGroupPriority).
+  const child = spawn(join(BIN, 'wrangler'), args, { cwd: ROOT, env: wranglerEnv(assetsDir), stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  if (child.pid !== undefined && nice !== undefined) setGroupPriority(child.pid, nice)
+  if (child.pid !== undefined) onSpawn?.(child.pid)
   let output = ''
   child.stdout.on('data', (chunk) => (output += chunk))
   child.stderr.on('data', (chunk) => (output += chunk))

@@ -12,7 +12,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { BrowserServer } from 'playwright-core'
 import type { TestProject } from 'vitest/node'
-import { buildBundle, startWranglerDev } from '../../scripts/launch.mjs'
+import { buildBundle, processGroups, setGroupPriority, startWranglerDev } from '../../scripts/launch.mjs'
 import type { Bundle, WranglerDev } from '../../scripts/launch.mjs'
 import { chromiumAvailable, launchChromium } from './chromium'
 import { fixtureRepository } from './fixture-repo'
@@ -26,7 +26,26 @@ const SHARED_VARS = { ADMIN_TOKEN: SHARED_ADMIN_TOKEN }
 /** What a test file needs of a shared server: where it listens, and its process group (for its memory). */
 const described = ({ url, port, pgid }: WranglerDev) => JSON.stringify({ url, port, pgid })
 
+/**
+ * The priority of the servers started at once in a run of every file, until the first e2e file asks
+ * for one: below the workers project, which runs meanwhile and is what the run waits for, and above
+ * the typed client's checks (test/node/global-setup.ts, 19).
+ */
+const BACKGROUND_NICE = 10
+
 export default async function setup(project: TestProject) {
+  // A run of every file needs them all: started now, one after another, they come up while the
+  // workers project runs instead of after it. A run of chosen files starts only what they ask for.
+  const chosen = (project.vitest as unknown as { filenamePattern?: string[] }).filenamePattern
+  const eager = !chosen?.length
+  let nice = eager ? BACKGROUND_NICE : undefined
+  const builds = new Set<number>()
+  /** Once the e2e files run, what they wait for runs at the usual priority (where this may lower it). */
+  const foreground = () => {
+    if (nice === undefined) return
+    nice = undefined
+    for (const pid of [...processGroups(), ...builds]) setGroupPriority(pid, 0)
+  }
   let shared: Promise<WranglerDev> | undefined
   let fixtures: Promise<{ server: WranglerDev; dir: string }> | undefined
   let bundle: Promise<Bundle> | undefined
@@ -35,7 +54,7 @@ export default async function setup(project: TestProject) {
   const startFixtures = async () => {
     const repo = await fixtureRepository()
     try {
-      return { server: await startWranglerDev({ assetsDir: repo, vars: SHARED_VARS }), dir: repo }
+      return { server: await startWranglerDev({ assetsDir: repo, vars: SHARED_VARS, nice }), dir: repo }
     } catch (error) {
       rmSync(repo, { recursive: true, force: true })
       throw error
@@ -43,12 +62,13 @@ export default async function setup(project: TestProject) {
   }
   const resources: Record<string, () => Promise<string>> = {
     '/fixtures': () => (fixtures ??= startFixtures()).then(({ server }) => described(server)),
-    '/': () => (shared ??= startWranglerDev({ vars: SHARED_VARS })).then(described),
-    '/rpc': () => (rpc ??= startRpcServer()).then(({ server }) => described(server)),
-    '/bundle': () => (bundle ??= buildBundle()).then((b) => JSON.stringify(b)),
+    '/': () => (shared ??= startWranglerDev({ vars: SHARED_VARS, nice })).then(described),
+    '/rpc': () => (rpc ??= startRpcServer({ nice })).then(({ server }) => described(server)),
+    '/bundle': () => (bundle ??= buildBundle({ nice, onSpawn: (pid) => builds.add(pid) }).finally(() => builds.clear())).then((b) => JSON.stringify(b)),
     ...(chromiumAvailable && { '/chromium': () => (browser ??= launchChromium()).then((server) => JSON.stringify(server.wsEndpoint())) }),
   }
   const broker = createServer((request, response) => {
+    foreground()
     const resource = resources[request.url ?? '']
     if (!resource) return void response.writeHead(404, { 'content-type': 'text/plain' }).end(`no ${request.url} here`)
     resource().then(
@@ -56,10 +76,7 @@ export default async function setup(project: TestProject) {
       (error: Error) => response.writeHead(500, { 'content-type': 'text/plain' }).end(error.message),
     )
   })
-  // A run of every file needs them all: started now, one after another, they come up while the
-  // workers project runs instead of after it. A run of chosen files starts only what they ask for.
-  const chosen = (project.vitest as unknown as { filenamePattern?: string[] }).filenamePattern
-  if (!chosen?.length) {
+  if (eager) {
     void Object.values(resources).reduce<Promise<unknown>>((previous, start) => previous.then(start, start), Promise.resolve()).catch(() => {})
   }
   await new Promise<void>((resolve, reject) => {

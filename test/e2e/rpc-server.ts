@@ -17,7 +17,7 @@ import { copyBundledModels } from './models'
 import { addRpcModels } from './repo-rpc'
 
 /** Starts the caller and warmserve in one `wrangler dev`; `dir` holds the repository and the config copy. */
-export async function startRpcServer(): Promise<{ server: WranglerDev; dir: string }> {
+export async function startRpcServer(options: { nice?: number } = {}): Promise<{ server: WranglerDev; dir: string }> {
   // Imported here, not at the top: they bring tf.js (build-index), which the global setup need not wait for.
   const { indexRepository, wranglerConfigFor } = await import('../setup/assets')
   const dir = mkdtempSync(join(tmpdir(), 'warmserve-e2e-rpc-'))
@@ -26,7 +26,7 @@ export async function startRpcServer(): Promise<{ server: WranglerDev; dir: stri
     copyBundledModels(repo)
     await addRpcModels(repo)
     await indexRepository(repo)
-    return { server: await startWranglerDev({ configs: ['test/e2e/caller/wrangler.toml', wranglerConfigFor(repo, join(dir, 'wrangler.toml'))] }), dir }
+    return { server: await startWranglerDev({ configs: ['test/e2e/caller/wrangler.toml', wranglerConfigFor(repo, join(dir, 'wrangler.toml'))], nice: options.nice }), dir }
   } catch (error) {
     rmSync(dir, { recursive: true, force: true })
     throw error
