@@ -62,9 +62,9 @@ export default async function setup(project: TestProject) {
   }
   const resources: Record<string, () => Promise<string>> = {
     '/fixtures': () => (fixtures ??= startFixtures()).then(({ server }) => described(server)),
+    '/bundle': () => (bundle ??= buildBundle({ nice, onSpawn: (pid) => builds.add(pid) }).finally(() => builds.clear())).then((b) => JSON.stringify(b)),
     '/': () => (shared ??= startWranglerDev({ vars: SHARED_VARS, nice })).then(described),
     '/rpc': () => (rpc ??= startRpcServer({ nice })).then(({ server }) => described(server)),
-    '/bundle': () => (bundle ??= buildBundle({ nice, onSpawn: (pid) => builds.add(pid) }).finally(() => builds.clear())).then((b) => JSON.stringify(b)),
     ...(chromiumAvailable && { '/chromium': () => (browser ??= launchChromium()).then((server) => JSON.stringify(server.wsEndpoint())) }),
   }
   const broker = createServer((request, response) => {
@@ -77,6 +77,7 @@ export default async function setup(project: TestProject) {
     )
   })
   if (eager) {
+    // In the order a first run's files ask for them (vitest runs the largest files first).
     void Object.values(resources).reduce<Promise<unknown>>((previous, start) => previous.then(start, start), Promise.resolve()).catch(() => {})
   }
   await new Promise<void>((resolve, reject) => {
