@@ -38,6 +38,8 @@ export const DEFAULTS = {
   LOAD_BACKOFF_MAX_MS: 60_000,
   /** One file read from static assets or R2; a store that hangs longer counts as down, so the load fails with 503. */
   STORE_READ_TIMEOUT_MS: 15_000,
+  /** An isolate's first read of the R2 pointer: its first request waits this long at most, then serves bundled models. */
+  POINTER_READ_TIMEOUT_MS: 2_000,
   /**
    * Seconds between a serving isolate's reads of the R2 pointer: a new version goes live within
    * this long of the cron publishing it, at one cheap conditional R2 read per isolate per interval.

@@ -138,6 +138,7 @@ export class Isolate {
       bucket: env.MODELS,
       allowed: r2Models(env),
       intervalMs: config.REFRESH_INTERVAL * 1000,
+      readTimeoutMs: config.POINTER_READ_TIMEOUT_MS,
       cache: this.cache,
       load: (target) => this.load(sources, target),
     }

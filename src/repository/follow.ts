@@ -22,15 +22,14 @@ import { overlay, Repository } from './repository'
 import type { ResolvedVersion } from './repository'
 import { withTimeout } from './stores'
 
-/** Longest wait for the pointer: the first request of an isolate waits this long at most before serving bundled models. */
-export const POINTER_READ_TIMEOUT_MS = 2_000
-
 /** What following the pointer needs from the rest of the Worker; passed in, so no module reads a global env. */
 export interface FollowDeps {
   bucket: R2Bucket | undefined
   /** The R2_MODELS var. */
   allowed: '*' | Set<string>
   intervalMs: number
+  /** Longest wait for the pointer (POINTER_READ_TIMEOUT_MS): the first request of an isolate waits this long at most before serving bundled models. */
+  readTimeoutMs: number
   cache: ModelCache
   load: (target: ResolvedVersion) => Promise<LoadResult>
 }
@@ -112,7 +111,7 @@ export class PointerFollower {
     const running = (async () => {
       let read: PointerRead | 'unchanged'
       try {
-        read = await withTimeout(readPointer(deps.bucket!, this.etag), POINTER_READ_TIMEOUT_MS, 'R2 (reading the pointer)')
+        read = await withTimeout(readPointer(deps.bucket!, this.etag), deps.readTimeoutMs, 'R2 (reading the pointer)')
       } catch (error) {
         this.lastError = `pointer not read, serving what this isolate has: ${(error as Error).message}`
         log('warn', 'refresh.pointer_unreadable', { error: (error as Error).message })
