@@ -8,6 +8,7 @@ import { ROOT } from '../scripts/launch.mjs'
 import { IMAGE_MODEL, IMAGE_SIZE } from '../scripts/build-image-model.mjs'
 import { bytes, fmt, inWorker, ratio, times } from './format.mjs'
 import { imagePathMarkdown } from './images.mjs'
+import { obstaclesMarkdown } from './workerd-floor.mjs'
 import { BACKENDS, CONCURRENCY, DURATION, ISOLATE_LIMIT_MB, MODELS } from './options.mjs'
 
 const require = createRequire(import.meta.url)
@@ -614,6 +615,7 @@ export function speedMarkdown({ speed, floors, runs, extra }) {
     `warmserve and the anchor answer the image model within ${speed.agreement.toExponential(1)} of each other (relative). ` +
       `Bodies: TF Serving JSON ${speed.bodies.imageJsonBytes} B, v2 JSON ${speed.bodies.v2JsonBytes} B, v2 binary ${speed.bodies.binaryBytes} B.`,
     '',
+    ...obstaclesMarkdown(l, speed),
   ]
   return lines
 }

@@ -8,7 +8,9 @@
  *   - with `--before REF`, the same warmserve requests on the bundle of git REF (e.g. main), for
  *     the throughput target ("not lower than before");
  *   - the floor: tf.js `predictOnBatch` + reading the result in this process (wasm), in the same
- *     round-robin, so that it sees the same load as the servers.
+ *     round-robin, so that it sees the same load as the servers;
+ *   - a Worker with no warmserve code (bench/workerd-floor.mjs) behind the same router: a no-op, the
+ *     same bodies moved, one inference per request, and tf.js's hot loop inside workerd.
  * Sequential latency is timed per request here with Node's `http` (keep-alive, sub-millisecond),
  * the targets round-robin in short slices so that load from elsewhere falls on all of them alike;
  * throughput at 8 connections is autocannon, alternating the same way.
@@ -24,6 +26,7 @@ import { ROOT, startBundle } from '../scripts/launch.mjs'
 import { IMAGE_MODEL } from '../scripts/build-image-model.mjs'
 import { artifactsFrom, cell, imageBodies, inputFor } from './measure.mjs'
 import { DURATION, log, QUICK } from './options.mjs'
+import { startWorkerdFloor } from './workerd-floor.mjs'
 
 /** Rounds of the round-robin, and each target's slice of a round. */
 const ROUNDS = QUICK ? 3 : 12
@@ -157,6 +160,8 @@ export async function speedRun(assetsDir, { before } = {}) {
     servers.push(anchor)
     const old = before ? await startBefore(before, assetsDir) : undefined
     if (old) servers.push(old)
+    const fw = await startWorkerdFloor(assetsDir, { iris: 'iris', [IMAGE_MODEL]: 'image' })
+    servers.push(fw)
     log(`speed  warmserve bundle ${ws.url}, anchor ${anchor.url}${old ? `, ${before} bundle ${old.url}` : ''}`)
 
     const json = { 'content-type': 'application/json' }
@@ -179,6 +184,12 @@ export async function speedRun(assetsDir, { before } = {}) {
       on(anchor, 'anchor:iris', '/v1/models/iris:predict', irisJson),
       on(anchor, 'anchor:image-json', `/v1/models/${IMAGE_MODEL}:predict`, imageJson),
       ...(old ? warmserveTargets(old, 'before:') : []),
+      // The same requests to a Worker with no warmserve code (bench/workerd-floor.mjs): what stands in the way.
+      on(fw, 'workerd:noop', '/noop'),
+      on(fw, 'workerd:sink-iris', '/sink', irisJson),
+      on(fw, 'workerd:sink-binary', '/sink', bodies.binary, binaryHeaders),
+      on(fw, 'workerd:iris', '/run/iris?n=1'),
+      on(fw, 'workerd:image', `/run/${IMAGE_MODEL}?n=1`),
     ]
     // Every server answers the same predictions for the same body (the anchor through its own tf.js).
     const first = async (t) => JSON.parse((await (await fetch(t.url, { method: t.method, headers: t.headers, body: t.body })).text()).split('\u0000')[0])
@@ -192,14 +203,14 @@ export async function speedRun(assetsDir, { before } = {}) {
     const floor = await floorTargets(assetsDir, models)
     let latency
     try {
-      latency = await interleaved([...targets, ...floor.targets])
+      latency = await interleaved([...targets, ...floor.targets, ...fw.hotTargets])
     } finally {
       floor.dispose()
     }
     for (const [key, s] of Object.entries(latency)) {
       log(`speed  ${key.padEnd(24)} p50 ${s.p50.toFixed(2)} ms  p90 ${s.p90.toFixed(2)} ms  mean ${s.mean.toFixed(2)} ms  (${s.n} sequential)`)
     }
-    const rate = await throughput(targets.filter((t) => /(image-json|iris)$/.test(t.key)))
+    const rate = await throughput(targets.filter((t) => /^(ws|anchor|before):(image-json|iris)$/.test(t.key)))
     for (const [key, r] of Object.entries(rate)) log(`speed  ${key.padEnd(24)} c=8 ${r.rps.toFixed(1)} req/s${r.failed ? ` (${r.failed} failed)` : ''}`)
     return { latency, throughput: rate, before, agreement, rounds: ROUNDS, sliceMs: SLICE_MS, bodies: { imageJsonBytes: imageJson.length, v2JsonBytes: bodies.json.length, binaryBytes: bodies.binary.length } }
   } finally {

@@ -75,6 +75,8 @@ export declare function buildBundle(options?: {
   outDir?: string
   /** The CPU priority (nice value) of the build, set with setGroupPriority. */
   nice?: number
+  /** Another Worker's wrangler config (a path from the repository root); wrangler.toml by default. */
+  config?: string
   /** Called with the build's process id once it is started. */
   onSpawn?: (pid: number) => void
 }): Promise<Bundle>

@@ -320,8 +320,8 @@ async function startWranglerDevOnce(options) {
  * if it fails or takes longer than BUILD_TIMEOUT_MS.
  */
 export async function buildBundle(options = {}) {
-  const { assetsDir, outDir = scratchDir('warmserve-bundle-'), nice, onSpawn } = options
-  const args = ['deploy', '--dry-run', '--outdir', outDir, ...(assetsDir !== undefined ? ['--assets', assetsDir] : [])]
+  const { assetsDir, outDir = scratchDir('warmserve-bundle-'), nice, onSpawn, config } = options
+  const args = ['deploy', '--dry-run', '--outdir', outDir, ...(assetsDir !== undefined ? ['--assets', assetsDir] : []), ...(config !== undefined ? ['-c', resolve(ROOT, config)] : [])]
   // Asynchronous, so a caller that serves others meanwhile (the e2e global setup) is not blocked.
   // A session of its own, so that its priority can be set (setGroupPriority).
   const child = spawn(join(BIN, 'wrangler'), args, { cwd: ROOT, env: wranglerEnv(assetsDir), stdio: ['ignore', 'pipe', 'pipe'], detached: true })
@@ -341,9 +341,12 @@ export async function buildBundle(options = {}) {
 
 /** A deploy bundle already built into `dir` (by buildBundle, or `npm run check:bundle` into .wrangler/dry-run). */
 export function bundleAt(dir) {
-  if (!existsSync(join(dir, 'index.js'))) throw new Error(`no deploy bundle in ${dir} (no index.js): build one with npm run check:bundle`)
-  const wasm = readdirSync(dir).filter((f) => f.endsWith('.wasm'))
-  const modules = [{ type: 'ESModule', path: join(dir, 'index.js') }, ...wasm.map((f) => ({ type: 'CompiledWasm', path: join(dir, f) }))]
+  // wrangler names the entry after the Worker's main: index.js for warmserve's src/index.ts.
+  const files = existsSync(dir) ? readdirSync(dir) : []
+  const main = files.includes('index.js') ? 'index.js' : files.filter((f) => f.endsWith('.js')).length === 1 ? files.find((f) => f.endsWith('.js')) : undefined
+  if (main === undefined) throw new Error(`no deploy bundle in ${dir} (no index.js): build one with npm run check:bundle`)
+  const wasm = files.filter((f) => f.endsWith('.wasm'))
+  const modules = [{ type: 'ESModule', path: join(dir, main) }, ...wasm.map((f) => ({ type: 'CompiledWasm', path: join(dir, f) }))]
   return { dir, modules, output: '' }
 }
 
