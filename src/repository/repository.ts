@@ -56,6 +56,9 @@ export interface Selector {
 
 /** The repository as one index describes it. */
 export class Repository {
+  /** Each model's config.json as checked: the index never changes, so it is checked once, not per request. */
+  readonly #configs = new Map<string, ReturnType<typeof checkModelConfig>>()
+
   constructor(readonly index: RepositoryIndex) {}
 
   /** Model names, sorted. */
@@ -116,7 +119,8 @@ export class Repository {
 
   /** The model's config.json, checked; a broken one makes the model unavailable, with the reason. */
   config(name: string): ModelConfig {
-    const checked = checkModelConfig(this.model(name).config ?? {})
+    let checked = this.#configs.get(name)
+    if (!checked) this.#configs.set(name, (checked = checkModelConfig(this.model(name).config ?? {})))
     if (!checked.ok) throw new ModelUnavailableError(`${name}/config.json is invalid: ${checked.message}`, 60)
     return checked.config
   }
