@@ -557,10 +557,17 @@ export function speedMarkdown({ speed, floors, runs, extra }) {
     const iris = l['ws:iris']
     const noop = l['ws:noop']
     const f = l['floor:iris'] ?? floorOf('iris')
-    const own = f ? iris.p50 - noop.p50 - f.p50 : undefined
+    // The inference as a request pays it: one run per request in a Worker with no warmserve code
+    // (bench/workerd-floor.mjs), as the issue's own 0.48 ms counted it (0.84 ms less 0.36 ms of
+    // inference); else the Node hot loop, which no request reaches.
+    const once = l['workerd:iris'] && l['workerd:noop'] ? l['workerd:iris'].p50 - l['workerd:noop'].p50 : undefined
+    const inference = once ?? f?.p50
+    const own = inference === undefined ? undefined : iris.p50 - noop.p50 - inference
     rows.push([
       "iris: the Worker's own time per request beyond a no-op request and the inference ≤ 0.35 ms",
-      f ? `${ms(iris.p50)} − ${ms(noop.p50)} (no-op) − ${ms(f.p50)} (inference, in-process) = ${ms(own)}` : '—',
+      once !== undefined
+        ? `${ms(iris.p50)} − ${ms(noop.p50)} (no-op) − ${ms(once)} (one inference per request in workerd) = ${ms(own)}; with the inference at the Node hot loop (${ms(f?.p50)}) instead: ${ms(iris.p50 - noop.p50 - f?.p50)}`
+        : f ? `${ms(iris.p50)} − ${ms(noop.p50)} (no-op) − ${ms(f.p50)} (inference, in-process) = ${ms(own)}` : '—',
       verdict(own === undefined ? undefined : own <= 0.35),
       own === undefined ? '' : own <= 0.35 ? `${ms(0.35 - own)} to spare` : `${ms(own - 0.35)} over`,
     ])

@@ -109,7 +109,8 @@ export function obstaclesMarkdown(l, speed) {
       (platform > line
         ? `A Worker that does nothing but receive the body and infer once already takes ${ms(platform)}, ${ms(platform - line)} over it: ` +
           'the line is out of reach on this machine whatever warmserve does, because the floor is a hot loop in Node and a request pays a cold first run and the local router.'
-        : `A Worker that only infers takes ${ms(platform)}, ${ms(line - platform)} under it: warmserve's own time is what stands in the way.`),
+        : `A Worker that only infers takes ${ms(platform)}, ${ms(line - platform)} under it: that is all the line leaves warmserve for its own work, ` +
+          `which takes ${ms(p('ws:image-v2-binary') - platform)} (reading the header and the body, routing, the lease, the answer, the access log).`),
     `For iris, the target counts inference at the Node floor (${ms(p('floor:iris'))}); one run per request in workerd costs ${ms(irisOnce)}, ` +
       `and moving the body ${ms(irisBody)} more than a no-op.`,
     '',
