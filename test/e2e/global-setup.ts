@@ -1,11 +1,12 @@
 /**
  * Starts the two `wrangler dev` the e2e files share (test/e2e/servers.ts) — one serving model-assets/
- * as `npm run dev` does, one serving the fixture repository (test/e2e/fixture-repo.ts) — builds the
- * one deploy bundle the files that serve it share, launches the one Chromium the page tests share,
- * and stops them all after the run. At once in a run of every file; otherwise lazily, on first
- * request, so a run of files that do not need them does not pay for them. A small HTTP endpoint on
- * 127.0.0.1 hands them out: `/`, `/fixtures` and `/rpc` (test/e2e/rpc-server.ts) a server's URL, port and process group, `/bundle`
- * the bundle, `/chromium` the browser's WebSocket endpoint, as JSON.
+ * as `npm run dev` does, one serving the fixture repository (test/e2e/fixture-repo.ts) behind the
+ * service-binding tests' caller Worker (test/e2e/fixture-server.ts) — builds the one deploy bundle
+ * the files that serve it share, launches the one Chromium the page tests share, and stops them all
+ * after the run. At once in a run of every file; otherwise lazily, on first request, so a run of
+ * files that do not need them does not pay for them. A small HTTP endpoint on 127.0.0.1 hands them
+ * out: `/` and `/fixtures` a server's URL, port and process group, `/bundle` the bundle, `/chromium`
+ * the browser's WebSocket endpoint, as JSON.
  */
 import { rmSync } from 'node:fs'
 import { createServer } from 'node:http'
@@ -15,8 +16,8 @@ import type { TestProject } from 'vitest/node'
 import { buildBundle, processGroups, setGroupPriority, startWranglerDev } from '../../scripts/launch.mjs'
 import type { Bundle, WranglerDev } from '../../scripts/launch.mjs'
 import { chromiumAvailable, launchChromium } from './chromium'
-import { fixtureRepository } from './fixture-repo'
-import { startRpcServer } from './rpc-server'
+import { writeFixtureRepository } from './fixture-repo'
+import { startFixtureServer } from './fixture-server'
 
 /** The admin token of the shared `wrangler dev`; the admin API is off without one. */
 export const SHARED_ADMIN_TOKEN = 'e2e-shared-admin-token'
@@ -50,21 +51,12 @@ export default async function setup(project: TestProject) {
   let fixtures: Promise<{ server: WranglerDev; dir: string }> | undefined
   let bundle: Promise<Bundle> | undefined
   let browser: Promise<BrowserServer> | undefined
-  let rpc: Promise<{ server: WranglerDev; dir: string }> | undefined
-  const startFixtures = async () => {
-    const repo = await fixtureRepository()
-    try {
-      return { server: await startWranglerDev({ assetsDir: repo, vars: SHARED_VARS, nice }), dir: repo }
-    } catch (error) {
-      rmSync(repo, { recursive: true, force: true })
-      throw error
-    }
-  }
+  const startFixtures = () => startFixtureServer(writeFixtureRepository, { nice })
   const resources: Record<string, () => Promise<string>> = {
+    // The fixture server also answers the service-binding tests: its caller Worker is in front (fixture-server.ts).
     '/fixtures': () => (fixtures ??= startFixtures()).then(({ server }) => described(server)),
     '/bundle': () => (bundle ??= buildBundle({ nice, onSpawn: (pid) => builds.add(pid) }).finally(() => builds.clear())).then((b) => JSON.stringify(b)),
     '/': () => (shared ??= startWranglerDev({ vars: SHARED_VARS, nice })).then(described),
-    '/rpc': () => (rpc ??= startRpcServer({ nice })).then(({ server }) => described(server)),
     ...(chromiumAvailable && { '/chromium': () => (browser ??= launchChromium()).then((server) => JSON.stringify(server.wsEndpoint())) }),
   }
   const broker = createServer((request, response) => {
@@ -95,7 +87,6 @@ export default async function setup(project: TestProject) {
     await Promise.all([
       stopped(shared?.then((server) => ({ server }))),
       stopped(fixtures),
-      stopped(rpc),
       browser?.then((server) => server.close()).catch(() => {}),
     ])
   }

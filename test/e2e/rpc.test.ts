@@ -1,10 +1,10 @@
 // End to end through `wrangler dev`: a second Worker (test/e2e/caller/) calls warmserve's `Models`
 // entrypoint through a service binding, beside HTTP clients, with the prediction cache on. The
-// server: test/e2e/rpc-server.ts, shared through the global setup.
+// server: the shared fixture server (test/e2e/fixture-server.ts), whose front Worker is the caller.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { ROOT, sharedRpcServer } from './servers'
+import { ROOT, sharedFixtureServer } from './servers'
 import type { SharedServer } from './servers'
 
 const SETOSA = [5.1, 3.5, 1.4, 0.2]
@@ -13,7 +13,7 @@ const PHOTO = readFileSync(join(ROOT, 'test/fixtures/models/_images/chelsea.jpg'
 let server: SharedServer
 
 beforeAll(async () => {
-  server = await sharedRpcServer()
+  server = await sharedFixtureServer()
 })
 
 type Outcome = { value?: any; error?: { message: string; status?: number; isError: boolean }; ms: number }

@@ -36,16 +36,13 @@ export async function sharedDevServer(): Promise<SharedServer> {
 }
 
 /**
- * The shared fixture `wrangler dev`: model-assets/ plus the models of test/e2e/fixture-repo.ts, with
- * SHARED_VARS; started on the first call of any file.
+ * The shared fixture `wrangler dev`: model-assets/ plus the models of test/e2e/fixture-repo.ts, behind
+ * a caller Worker that reaches warmserve through service bindings (`POST /call`, `POST /classify/…`)
+ * and forwards every other request to it (test/e2e/fixture-server.ts); started on the first call of
+ * any file.
  */
 export async function sharedFixtureServer(): Promise<SharedServer> {
   return JSON.parse(await shared('/fixtures', 'the shared fixture wrangler dev did not start')) as SharedServer
-}
-
-/** The `wrangler dev` of the service-binding tests: a caller Worker in front of warmserve (test/e2e/rpc-server.ts). */
-export async function sharedRpcServer(): Promise<SharedServer> {
-  return JSON.parse(await shared('/rpc', 'the service-binding wrangler dev did not start')) as SharedServer
 }
 
 /** The shared Chromium's WebSocket endpoint, for openChromium (test/e2e/chromium.ts). */

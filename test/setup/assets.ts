@@ -29,6 +29,12 @@ export async function indexRepository(repo: string, options: { keepInvalidConfig
   writeFileSync(join(repo, INDEX_FILE), JSON.stringify(index))
 }
 
+/** What wrangler.toml's [build] command does to a repository: index its models, write the pages. */
+export async function buildRepository(repo: string): Promise<void> {
+  await indexRepository(repo)
+  buildUi(repo)
+}
+
 /** Writes to `path` a copy of wrangler.toml that serves the indexed repository `assets` (so without [build]). */
 export function wranglerConfigFor(assets: string, path: string): string {
   const config = readFileSync(join(root, 'wrangler.toml'), 'utf8')

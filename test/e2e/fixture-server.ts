@@ -1,0 +1,31 @@
+/**
+ * The shared fixture server (test/e2e/servers.ts sharedFixtureServer), started by the global setup:
+ * warmserve serving the fixture repository (test/e2e/fixture-repo.ts), with a second Worker
+ * (test/e2e/caller/) in front that calls warmserve's `Models` entrypoint through a service binding
+ * for the service-binding tests and forwards every other request to warmserve's HTTP API unchanged.
+ *
+ * `wrangler dev -c caller -c warmserve` runs both Workers in one process. Only the first, primary
+ * one serves HTTP, and only it takes --assets and --var, so the caller goes first and warmserve runs
+ * from a copy of wrangler.toml pointed at the repository, indexed here as its [build] command would.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startWranglerDev } from '../../scripts/launch.mjs'
+import type { WranglerDev } from '../../scripts/launch.mjs'
+
+/** Writes the repository with `build(repo)`, then starts the caller and warmserve in one `wrangler dev`; `dir` holds the repository and the config copy. */
+export async function startFixtureServer(build: (repo: string) => Promise<void>, options: { nice?: number } = {}): Promise<{ server: WranglerDev; dir: string }> {
+  // Imported here, not at the top: they bring tf.js (build-index), which the global setup need not wait for.
+  const { buildRepository, wranglerConfigFor } = await import('../setup/assets')
+  const dir = mkdtempSync(join(tmpdir(), 'warmserve-e2e-fixtures-'))
+  try {
+    const repo = join(dir, 'models')
+    await build(repo)
+    await buildRepository(repo)
+    return { server: await startWranglerDev({ configs: ['test/e2e/caller/wrangler.toml', wranglerConfigFor(repo, join(dir, 'wrangler.toml'))], nice: options.nice }), dir }
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true })
+    throw error
+  }
+}
