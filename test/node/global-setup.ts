@@ -12,6 +12,7 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { TestProject } from 'vitest/node'
+import { setGroupPriority } from '../../scripts/launch.mjs'
 import { CLIENT_MAIN, CLIENT_OPTIONS } from './client-project'
 
 const ROOT = resolve(import.meta.dirname, '../..')
@@ -46,12 +47,10 @@ export default function setup(project: TestProject) {
       // A session of its own, so a Linux kernel with autogroup scheduling puts it in a group of its own,
       // and that group at the lowest priority too: nice alone only ranks it within vitest's group,
       // while each `wrangler dev` (a session of its own as well) competes group against group.
-      const child = spawn('nice', ['-n', '19', process.execPath, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
-      try {
-        writeFileSync(`/proc/${child.pid}/autogroup`, '19')
-      } catch {
-        // Not Linux, or no autogroup: nice alone.
-      }
+      // (Windows has no nice: there the checks run at the usual priority.)
+      const command = process.platform === 'win32' ? [process.execPath, ...args] : ['nice', '-n', '19', process.execPath, ...args]
+      const child = spawn(command[0]!, command.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+      if (child.pid !== undefined) setGroupPriority(child.pid, 19)
       running.add(child)
       let output = ''
       child.stdout.on('data', (chunk: Buffer) => (output += chunk))
