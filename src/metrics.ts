@@ -94,12 +94,7 @@ export class Metrics {
   /** The request counter, the two histograms and the prediction cache's counters, as text-format families. */
   families(): string[] {
     return [
-      family(
-        'warmserve_requests_total',
-        'counter',
-        'Requests answered by this isolate, by the model and version that served them (empty when none did) and status.',
-        [...this.requests.series.values()].map(({ labels, value }) => sample('warmserve_requests_total', value.value, labels)),
-      ),
+      counterFamily('warmserve_requests_total', 'Requests answered by this isolate, by the model and version that served them (empty when none did) and status.', this.requests),
       family(
         'warmserve_inference_duration_seconds',
         'histogram',
@@ -112,17 +107,11 @@ export class Metrics {
         'Model loads (fetch, build, warmup) and reloads in this isolate.',
         histogramSamples('warmserve_model_load_duration_seconds', this.loads),
       ),
-      family(
-        'warmserve_prediction_cache_hits_total',
-        'counter',
-        'Predictions answered from the prediction cache (response_cache in config.json), by model.',
-        [...this.predictionCache.hit.series.values()].map(({ labels, value }) => sample('warmserve_prediction_cache_hits_total', value.value, labels)),
-      ),
-      family(
+      counterFamily('warmserve_prediction_cache_hits_total', 'Predictions answered from the prediction cache (response_cache in config.json), by model.', this.predictionCache.hit),
+      counterFamily(
         'warmserve_prediction_cache_misses_total',
-        'counter',
         'Predictions of models with a prediction cache that ran the model: not cached, expired, bypassed (Cache-Control: no-cache) or no Cache API.',
-        [...this.predictionCache.miss.series.values()].map(({ labels, value }) => sample('warmserve_prediction_cache_misses_total', value.value, labels)),
+        this.predictionCache.miss,
       ),
       counterFamily('warmserve_traffic_total', 'Requests admitted to each version of a model, by rule: named (the path names a version or label), default, weighted (random split) or sticky (split by a header).', this.routed),
       counterFamily('warmserve_rejections_total', "Requests answered 429, by model and reason: model (its max_concurrent and max_queue) or isolate (MAX_CONCURRENT and MAX_QUEUE).", this.rejections),
