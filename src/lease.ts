@@ -44,6 +44,15 @@ export class Resident {
   ) {}
 }
 
+/** Runs `use` with `held`, then releases its lease, whether `use` resolves or throws. */
+export async function holding<H extends { lease: Lease }, T>(held: H, use: (held: H) => Promise<T>): Promise<T> {
+  try {
+    return await use(held)
+  } finally {
+    held.lease.release()
+  }
+}
+
 /** A hold on a model for the length of one inference. `release()` must be called exactly once. */
 export class Lease {
   private released = false

@@ -8,6 +8,7 @@
  */
 import { isolate } from './isolate'
 import type { ModelLease, WaitUntil } from './isolate'
+import { holding } from './lease'
 import type { CacheOutcome, KeyInput } from './prediction-cache'
 import { predictionKey, tensorInputs } from './prediction-cache'
 import type { Selector } from './repository/repository'
@@ -63,12 +64,7 @@ export interface Prediction<T> {
 
 /** Leases a model for the length of `use`, always releasing it. */
 export async function withLease<T>(caller: Caller, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
-  const held = await isolate().lease(caller.env, name, selector, caller.waitUntil)
-  try {
-    return await use(held)
-  } finally {
-    held.lease.release()
-  }
+  return holding(await isolate().lease(caller.env, name, selector, caller.waitUntil), use)
 }
 
 /**
@@ -78,12 +74,7 @@ export async function withLease<T>(caller: Caller, name: string, selector: Selec
  */
 async function withRoutedLease<T>(caller: Caller, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
   if (!caller.slot) return isolate().traffic.serve(caller.env, name, selector, caller, async () => undefined, (held) => use(held))
-  const held = await caller.slot.lease()
-  try {
-    return await use(held)
-  } finally {
-    held.lease.release()
-  }
+  return caller.slot.use(use)
 }
 
 /**

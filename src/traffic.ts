@@ -2,7 +2,7 @@
  * @module traffic — traffic control per model, in one place every entry point goes through:
  * which version a request goes to, whether it runs now, waits or is refused, and the shadow run
  * after its response. An entry point calls `TrafficControl.admit` before it reads its body and
- * leases through the `TrafficSlot` (`lease`, then `release` when the response is ready) — HTTP routes
+ * leases through the `TrafficSlot` (`use`, then `release` when the response is ready) — HTTP routes
  * do so with `withTrafficSlot` (http/common.ts), and `predict` (predict.ts) leases through the
  * caller's slot, or through `TrafficControl.serve` for a caller without one (the RPC
  * entrypoint). All of it is set in the model's config.json:
@@ -21,6 +21,7 @@ import { isolateLimits } from './config'
 import { Gate } from './gate'
 import { ApiError, ModelUnavailableError } from './errors'
 import type { Isolate, ModelLease, WaitUntil } from './isolate'
+import { holding } from './lease'
 import { log } from './log'
 import type { ModelConfig } from './repository/model-config'
 import type { Repository, ResolvedVersion, Selector } from './repository/repository'
@@ -169,11 +170,11 @@ export class TrafficSlot {
     private readonly shadow: ResolvedVersion | string | number | undefined,
   ) {}
 
-  /** Leases the version this request was routed to (loading it on a miss); the caller releases the lease. */
-  async lease(): Promise<ModelLease> {
+  /** Leases the version this request was routed to (loading it on a miss) for the length of `use`. */
+  async use<T>(use: (held: ModelLease) => Promise<T>): Promise<T> {
     const held = await this.control.state.lease(this.env, this.target.name, { version: this.target.version }, this.request.waitUntil)
     if (this.shadow !== undefined) held.lease.wrapModel((model) => this.capturing(model))
-    return held
+    return holding(held, use)
   }
 
   /** The model as the route sees it, keeping a copy of the first run's inputs and outputs for the shadow. */
@@ -241,12 +242,7 @@ export class TrafficControl {
     const slot = await this.admit(env, name, selector, request)
     try {
       const body = await read()
-      const held = await slot.lease()
-      try {
-        return await use(held, body)
-      } finally {
-        held.lease.release()
-      }
+      return await slot.use((held) => use(held, body))
     } finally {
       slot.release()
     }
