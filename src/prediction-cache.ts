@@ -13,6 +13,7 @@
  * there, and wherever it fails, every lookup is a miss, logged once per isolate, and serving goes on.
  * @see https://developers.cloudflare.com/workers/runtime-apis/cache/
  */
+import { concatBytes } from './http/body'
 import { log } from './log'
 import type { tf } from './runtime/tf'
 
@@ -65,13 +66,7 @@ export async function predictionKey(parts: PredictionKeyParts): Promise<string> 
       inputs: names.map((name) => [name, parts.inputs[name]!.dtype, parts.inputs[name]!.shape, parts.inputs[name]!.bytes.byteLength]),
     }),
   )
-  const chunks = [header, ...names.map((name) => parts.inputs[name]!.bytes)]
-  const whole = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0))
-  let offset = 0
-  for (const chunk of chunks) {
-    whole.set(chunk, offset)
-    offset += chunk.byteLength
-  }
+  const whole = concatBytes([header, ...names.map((name) => parts.inputs[name]!.bytes)])
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', whole))
   const hash = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('')
   return `${KEY_ORIGIN}/${encodeURIComponent(parts.model)}/${parts.version}/${hash}`
@@ -94,15 +89,9 @@ export function encodeAnswer(value: unknown): Uint8Array {
     return { $typed: v.constructor.name, $offset: offset - bytes.byteLength, $bytes: bytes.byteLength }
   })
   const text = new TextEncoder().encode(json)
-  const body = new Uint8Array(4 + text.byteLength + offset)
-  new DataView(body.buffer).setUint32(0, text.byteLength, true)
-  body.set(text, 4)
-  let at = 4 + text.byteLength
-  for (const part of parts) {
-    body.set(part, at)
-    at += part.byteLength
-  }
-  return body
+  const length = new Uint8Array(4)
+  new DataView(length.buffer).setUint32(0, text.byteLength, true)
+  return concatBytes([length, text, ...parts])
 }
 
 /** The answer `encodeAnswer` stored, typed arrays and all. */

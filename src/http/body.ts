@@ -42,12 +42,20 @@ export async function readBytes(request: Request, maxBytes: number, alignAt = 0)
     chunks.push(value)
   }
   if (chunks.length === 1) return chunks[0]!
-  const pad = (8 - (alignAt % 8)) % 8
+  return concatBytes(chunks, (8 - (alignAt % 8)) % 8)
+}
+
+/**
+ * `parts` one after another in one new array; with `pad`, the array starts `pad` bytes into its
+ * buffer (so that a later offset in it lands on an aligned boundary).
+ */
+export function concatBytes(parts: Uint8Array[], pad = 0): Uint8Array {
+  const size = parts.reduce((n, part) => n + part.byteLength, 0)
   const bytes = new Uint8Array(new ArrayBuffer(pad + size), pad, size)
   let offset = 0
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset)
-    offset += chunk.byteLength
+  for (const part of parts) {
+    bytes.set(part, offset)
+    offset += part.byteLength
   }
   return bytes
 }

@@ -7,7 +7,7 @@
  * JSON number parsing entirely, which is most of the work for an image.
  * @see https://github.com/kserve/open-inference-protocol/blob/main/specification/protocol/binary_data_extension.md
  */
-import { parseJson, readBytes } from '../../http/body'
+import { concatBytes, parseJson, readBytes } from '../../http/body'
 import type { Datatype } from '../datatypes'
 import { badRequest } from '../../errors'
 
@@ -115,13 +115,7 @@ export function splitBinary(sizes: (number | undefined)[], binary: Uint8Array | 
 /** Builds a binary response: the JSON header (a value, or its text), then each output's raw bytes, in order. */
 export function binaryResponse(header: unknown, parts: Uint8Array[], headers: Headers): Response {
   const json = new TextEncoder().encode(typeof header === 'string' ? header : JSON.stringify(header))
-  const body = new Uint8Array(json.byteLength + parts.reduce((n, p) => n + p.byteLength, 0))
-  body.set(json, 0)
-  let offset = json.byteLength
-  for (const part of parts) {
-    body.set(part, offset)
-    offset += part.byteLength
-  }
+  const body = concatBytes([json, ...parts])
   headers.set('Content-Type', 'application/octet-stream')
   headers.set(HEADER_LENGTH, String(json.byteLength))
   return new Response(body, { headers })
