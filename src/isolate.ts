@@ -27,7 +27,7 @@ import type { ModelSources } from './repository/load'
 import type { FollowDeps, PointerStatus } from './repository/follow'
 import { publishVersions } from './repository/publish'
 import type { PublishReport } from './repository/publish'
-import { BundledIndex } from './repository/repository'
+import { BundledIndex, cacheKey } from './repository/repository'
 import type { Repository, ResolvedVersion, Selector } from './repository/repository'
 import { assetsStore, r2Store } from './repository/stores'
 import { wasmHeapBytes } from './runtime/footprint'
@@ -75,9 +75,6 @@ export interface IsolateStatus {
   memory: { numTensors: number; numBytes: number }
   pointer: PointerStatus
 }
-
-/** Cache key of one model version. */
-export const cacheKey = (name: string, version: number) => `${name}/${version}`
 
 const cacheLimits = (config: Config): CacheLimits => ({
   budgetBytes: config.CACHE_BUDGET_BYTES,

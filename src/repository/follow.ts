@@ -18,7 +18,7 @@ import { log } from '../log'
 import type { LoadResult, ModelCache } from '../cache'
 import { emptyPointer, readPointer } from './pointer'
 import type { Pointer, PointerRead } from './pointer'
-import { overlay, Repository } from './repository'
+import { cacheKey, overlay, Repository } from './repository'
 import type { ResolvedVersion } from './repository'
 import { withTimeout } from './stores'
 
@@ -45,7 +45,6 @@ export interface PointerStatus {
   swaps: number
 }
 
-const cacheKey = (name: string, version: number) => `${name}/${version}`
 const enabled = (deps: FollowDeps) => deps.bucket !== undefined && (deps.allowed === '*' || deps.allowed.size > 0)
 
 /** Every version a request without an explicit version can reach: the default, and each label's. */

@@ -12,6 +12,7 @@ import type { Backend } from '../runtime/tf'
 import { verifiedStore } from './manifest'
 import type { ManifestFile } from './manifest'
 import { storeHandler } from './model-files'
+import { cacheKey } from './repository'
 import type { ResolvedVersion } from './repository'
 import type { ModelStore } from './stores'
 
@@ -28,7 +29,7 @@ export interface ModelSources {
  * (runtime/batcher.ts).
  */
 export async function loadVersion(sources: ModelSources, target: ResolvedVersion, backend: Backend, now: () => number): Promise<LoadResult> {
-  const dir = `${target.name}/${target.version}`
+  const dir = cacheKey(target.name, target.version)
   let store = sources.assets
   if (target.entry.source === 'r2') {
     if (!sources.r2) throw new Error(`${dir} is in the R2 bucket, but no bucket is bound (MODELS)`)

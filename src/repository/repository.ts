@@ -41,6 +41,9 @@ export interface RepositoryIndex {
 }
 
 /** One model version, resolved from a request. */
+/** A model version's key in the model cache, and its folder in a store: `name/version`. */
+export const cacheKey = (name: string, version: number) => `${name}/${version}`
+
 export interface ResolvedVersion {
   name: string
   version: number
