@@ -1,31 +1,25 @@
 /**
  * The floor inside workerd: bench/floor-worker.ts (tf.js `predictOnBatch` + reading the result, on
  * warmserve's own wasm backend, with nothing around it), bundled as `wrangler deploy` would bundle it
- * and served by workerd through Miniflare behind the same static-assets router as warmserve
- * (wrangler.toml's [assets], run_worker_first). Requests to it show what the platform costs with no
+ * and served as warmserve's bundle is (scripts/launch.mjs startBundle: workerd through Miniflare with
+ * wrangler.toml's bindings), so behind the same static-assets router (run_worker_first). Requests to it show what the platform costs with no
  * warmserve code on the path: a request that does nothing, one that moves a body, one inference per
  * request; its hot loop, timed by the isolate's clock, is tf.js alone. `obstaclesMarkdown` sets these
  * beside warmserve's figures from the same run.
  */
-import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { buildBundle, freePort, ROOT } from '../scripts/launch.mjs'
+import { buildBundle, startBundle } from '../scripts/launch.mjs'
 import { fmt } from './format.mjs'
-import { inputFor } from './measure.mjs'
+import { artifactsFrom, inputFor } from './measure.mjs'
 
 /** Runs per hot-loop sample: enough that the isolate's whole-millisecond clock resolves the mean to ≤ 0.05 ms. */
 const HOT_RUNS = { iris: 200, image: 20 }
 
 /** The model's artifacts and input as the floor Worker's `POST /load` takes them. */
 function loadBody(dir, name) {
-  const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'))
-  const weights = Buffer.concat(json.weightsManifest.flatMap((g) => g.paths.map((p) => readFileSync(join(dir, p)))))
-  return JSON.stringify({
-    modelTopology: json.modelTopology,
-    weightSpecs: json.weightsManifest.flatMap((g) => g.weights),
-    weights: weights.toString('base64'),
-    input: inputFor(name),
-  })
+  const { modelTopology, weightSpecs, weightData } = artifactsFrom(dir)
+  const weights = Buffer.concat(weightData.map((buffer) => Buffer.from(buffer)))
+  return JSON.stringify({ modelTopology, weightSpecs, weights: weights.toString('base64'), input: inputFor(name) })
 }
 
 /**
@@ -35,26 +29,9 @@ function loadBody(dir, name) {
  */
 export async function startWorkerdFloor(assetsDir, models) {
   const bundle = await buildBundle({ config: 'bench/floor-worker.toml' })
-  const [{ Miniflare, Log, LogLevel, convertV4MiniflareOptions }, { unstable_getMiniflareWorkerOptions }] = await Promise.all([import('miniflare'), import('wrangler')])
-  const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, 'wrangler.toml'))
-  const port = await freePort()
-  const miniflare = new Miniflare(
-    convertV4MiniflareOptions({
-      modules: bundle.modules,
-      modulesRoot: bundle.dir,
-      compatibilityDate: workerOptions.compatibilityDate,
-      // warmserve's router in front, as for warmserve: every request passes it first.
-      assets: { ...workerOptions.assets, directory: assetsDir },
-      host: '127.0.0.1',
-      port,
-      cf: false,
-      log: new Log(LogLevel.WARN),
-    }),
-  )
-  const stop = () => miniflare.dispose().catch(() => {})
+  // It answers no health check: ready once its port is open.
+  const { url, stop } = await startBundle({ bundle, assetsDir, ready: 'listening' })
   try {
-    await miniflare.ready
-    const url = `http://127.0.0.1:${port}`
     const hotTargets = []
     for (const [name, key] of Object.entries(models)) {
       const res = await fetch(`${url}/load/${name}`, { method: 'POST', body: loadBody(join(assetsDir, name, '1'), name) })

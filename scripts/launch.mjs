@@ -343,7 +343,8 @@ export async function buildBundle(options = {}) {
 export function bundleAt(dir) {
   // wrangler names the entry after the Worker's main: index.js for warmserve's src/index.ts.
   const files = existsSync(dir) ? readdirSync(dir) : []
-  const main = files.includes('index.js') ? 'index.js' : files.filter((f) => f.endsWith('.js')).length === 1 ? files.find((f) => f.endsWith('.js')) : undefined
+  const scripts = files.filter((f) => f.endsWith('.js'))
+  const main = scripts.includes('index.js') ? 'index.js' : scripts.length === 1 ? scripts[0] : undefined
   if (main === undefined) throw new Error(`no deploy bundle in ${dir} (no index.js): build one with npm run check:bundle`)
   const wasm = files.filter((f) => f.endsWith('.wasm'))
   const modules = [{ type: 'ESModule', path: join(dir, main) }, ...wasm.map((f) => ({ type: 'CompiledWasm', path: join(dir, f) }))]
