@@ -14,8 +14,12 @@ import { join } from 'node:path'
 import { startWranglerDev } from '../../scripts/launch.mjs'
 import type { WranglerDev } from '../../scripts/launch.mjs'
 
-/** Writes the repository with `build(repo)`, then starts the caller and warmserve in one `wrangler dev`; `dir` holds the repository and the config copy. */
-export async function startFixtureServer(build: (repo: string) => Promise<void>, options: { nice?: number } = {}): Promise<{ server: WranglerDev; dir: string }> {
+/**
+ * Writes the repository with `build(repo)`, then starts the caller and warmserve in one `wrangler dev`;
+ * `dir` holds the repository and the config copy. `nice()` is asked for the server's CPU priority
+ * when it is spawned, after the repository is written (seconds later), not when this is called.
+ */
+export async function startFixtureServer(build: (repo: string) => Promise<void>, options: { nice?: () => number | undefined } = {}): Promise<{ server: WranglerDev; dir: string }> {
   // Imported here, not at the top: they bring tf.js (build-index), which the global setup need not wait for.
   const { buildRepository, wranglerConfigFor } = await import('../setup/assets')
   const dir = mkdtempSync(join(tmpdir(), 'warmserve-e2e-fixtures-'))
@@ -23,7 +27,7 @@ export async function startFixtureServer(build: (repo: string) => Promise<void>,
     const repo = join(dir, 'models')
     await build(repo)
     await buildRepository(repo)
-    return { server: await startWranglerDev({ configs: ['test/e2e/caller/wrangler.toml', wranglerConfigFor(repo, join(dir, 'wrangler.toml'))], nice: options.nice }), dir }
+    return { server: await startWranglerDev({ configs: ['test/e2e/caller/wrangler.toml', wranglerConfigFor(repo, join(dir, 'wrangler.toml'))], nice: options.nice?.() }), dir }
   } catch (error) {
     rmSync(dir, { recursive: true, force: true })
     throw error

@@ -51,10 +51,9 @@ export default async function setup(project: TestProject) {
   let fixtures: Promise<{ server: WranglerDev; dir: string }> | undefined
   let bundle: Promise<Bundle> | undefined
   let browser: Promise<BrowserServer> | undefined
-  const startFixtures = () => startFixtureServer(writeFixtureRepository, { nice })
   const resources: Record<string, () => Promise<string>> = {
     // The fixture server also answers the service-binding tests: its caller Worker is in front (fixture-server.ts).
-    '/fixtures': () => (fixtures ??= startFixtures()).then(({ server }) => described(server)),
+    '/fixtures': () => (fixtures ??= startFixtureServer(writeFixtureRepository, { nice: () => nice })).then(({ server }) => described(server)),
     '/bundle': () => (bundle ??= buildBundle({ nice, onSpawn: (pid) => builds.add(pid) }).finally(() => builds.clear())).then((b) => JSON.stringify(b)),
     '/': () => (shared ??= startWranglerDev({ vars: SHARED_VARS, nice })).then(described),
     ...(chromiumAvailable && { '/chromium': () => (browser ??= launchChromium()).then((server) => JSON.stringify(server.wsEndpoint())) }),
