@@ -3,8 +3,9 @@
  *
  * Files that need `wrangler dev` serving model-assets/ as `npm run dev` does share one, and files
  * that need models beyond the bundled ones share another (test/e2e/fixture-repo.ts): the first file
- * to ask starts it (test/e2e/global-setup.ts), the rest reuse it, and it stops after the last file. So that no file depends on which ran before it, each one makes the state it asserts on
- * (an admin unload before a cold-load check), and none leaves anything running in it.
+ * to ask starts it (test/e2e/global-setup.ts), the rest reuse it, and it stops after the last file.
+ * So that no file depends on which ran before it, each one makes the state it asserts on (an admin
+ * unload before a cold-load check), and none leaves anything running in it.
  */
 import { inject } from 'vitest'
 

@@ -30,8 +30,8 @@ export async function indexRepository(repo: string, options: { keepInvalidConfig
 }
 
 /** What wrangler.toml's [build] command does to a repository: index its models, write the pages. */
-export async function buildRepository(repo: string): Promise<void> {
-  await indexRepository(repo)
+export async function buildRepository(repo: string, options: { keepInvalidConfig?: string[] } = {}): Promise<void> {
+  await indexRepository(repo, options)
   buildUi(repo)
 }
 
@@ -63,7 +63,6 @@ export async function prepareTestAssets(): Promise<string> {
   for (let i = 1; i <= 8; i++) cpSync(join(root, 'model-assets/digits/1'), join(assets, `digits-copy-${i}`, '1'), { recursive: true })
   // Models with a prediction cache, for test/rpc.test.ts.
   await addRpcModels(assets)
-  await indexRepository(assets, { keepInvalidConfig: INVALID_CONFIG })
-  buildUi(assets)
+  await buildRepository(assets, { keepInvalidConfig: INVALID_CONFIG })
   return wranglerConfigFor(assets, join(root, 'test/.wrangler.toml'))
 }
