@@ -10,12 +10,10 @@ import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import type { TestProject } from 'vitest/node'
-import { setGroupPriority } from '../../scripts/launch.mjs'
+import { ROOT, setGroupPriority } from '../../scripts/launch.mjs'
 import { CLIENT_MAIN, CLIENT_OPTIONS } from './client-project'
-
-const ROOT = resolve(import.meta.dirname, '../..')
 
 /** The checks: a name, and the command that passes (exit code 0, no output) when the check does. */
 const checks = (project: string): Record<string, string[]> => ({
