@@ -22,6 +22,7 @@
 import { BudgetBusyError } from './admission'
 import { ModelUnavailableError } from './errors'
 import { log } from './log'
+import { keyLabels } from './metrics'
 import type { ModelLease } from './isolate'
 import type { ResolvedVersion } from './repository/repository'
 import type { Rule } from './traffic'
@@ -178,15 +179,15 @@ export class IsolateAnalytics {
 
   /** The cache's hooks (src/cache.ts `onLoad`, `onLoadFailed`, `onUnload`), each queueing a point. */
   loaded(key: string, ms: number, built: { memoryBytes: number; reload: boolean }): void {
-    this.queue({ ...keyFields(key), event: 'load', status_class: '2xx', reason: built.reload ? 'reload' : 'load', load_ms: ms, model_memory_bytes: built.memoryBytes })
+    this.queue({ ...keyLabels(key), event: 'load', status_class: '2xx', reason: built.reload ? 'reload' : 'load', load_ms: ms, model_memory_bytes: built.memoryBytes })
   }
 
   loadFailed(key: string, ms: number, message: string): void {
-    this.queue({ ...keyFields(key), event: 'load', status_class: '5xx', error_code: 'load_failed', reason: cut(message, 256), load_ms: ms })
+    this.queue({ ...keyLabels(key), event: 'load', status_class: '5xx', error_code: 'load_failed', reason: cut(message, 256), load_ms: ms })
   }
 
   unloaded(key: string, reason: string, memoryBytes: number): void {
-    this.queue({ ...keyFields(key), event: 'unload', status_class: '2xx', reason: cut(reason, 256), model_memory_bytes: memoryBytes })
+    this.queue({ ...keyLabels(key), event: 'unload', status_class: '2xx', reason: cut(reason, 256), model_memory_bytes: memoryBytes })
   }
 
   /** Points waiting to be written. */
@@ -209,12 +210,6 @@ export class IsolateAnalytics {
     const dataset = datasetOf(env)
     if (dataset) this.drainInto(new PointWriter(dataset))
   }
-}
-
-/** Splits a cache key, `name/version` (a name never contains '/'). */
-function keyFields(key: string): Fields {
-  const at = key.lastIndexOf('/')
-  return { model: key.slice(0, at), version: key.slice(at + 1) }
 }
 
 /** A short, stable code for a failed request's error, for grouping (the message is in the logs). */

@@ -143,6 +143,22 @@ describe('one point per inference request', () => {
     expect(read(points[0]!)).toMatchObject({ model: 'iris', route: 'v2:infer', status: 200, status_class: '2xx', rows: 3, bytes_out: utf8(text), colo: COLO })
   })
 
+  it('a model with a prediction cache writes the cache outcome: a miss runs the model, a hit does not', async () => {
+    const { points, bindings } = capturing()
+    // Inputs of this test's own, so an answer cached by another file's requests cannot be the one found.
+    const body = { instances: [[5.05, 3.45, 1.45, 0.25]] }
+    for (const expected of ['miss', 'hit']) {
+      const { response } = await request(bindings, '/v1/models/cache-iris/versions/1:predict', json(body))
+      expect(response.headers.get('x-prediction-cache')).toBe(expected)
+    }
+    const requests = points.map(read).filter((p) => p.event === 'request')
+    expect(requests.map((p) => [p.prediction_cache, p.model_cache, p.rows])).toEqual([
+      ['miss', 'miss', 1],
+      ['hit', 'hit', 1],
+    ])
+    expect(requests[1]!.infer_ms).toBe(0)
+  })
+
   it("the Models entrypoint's run and infer write one point each, with no colo or bytes", async () => {
     const { points, bindings } = capturing()
     const ctx = createExecutionContext()
@@ -179,6 +195,24 @@ describe('failures', () => {
     // The first got as far as the model: its version and cache outcome are there.
     expect(requests[0]).toMatchObject({ version: '1', model_cache: 'miss', rows: 0, infer_ms: 0 })
     expect(requests[1]).toMatchObject({ index: 'nope', version: '', model_cache: '' })
+  })
+
+  it('a model that fails to load writes a 503 request and a failed load', async () => {
+    const { points, bindings } = capturing()
+    // The real ASSETS binding, with the weight shard's fetch failing.
+    const assets = {
+      fetch: (input: RequestInfo | URL, init?: RequestInit) => {
+        if (new URL(input instanceof Request ? input.url : String(input)).pathname.endsWith('.bin')) throw new Error('connection reset')
+        return env.ASSETS.fetch(input, init)
+      },
+    } as unknown as Fetcher
+    const { response } = await request({ ...bindings, ASSETS: assets } as Env, '/v1/models/iris:predict', json({ instances: [SETOSA] }))
+    expect(response.status).toBe(503)
+    expect(points.map(read).map((p) => [p.event, p.status_class, p.error_code, p.model, p.version])).toEqual([
+      ['request', '5xx', 'model_unavailable', 'iris', '1'],
+      ['load', '5xx', 'load_failed', 'iris', '1'],
+    ])
+    expect(read(points[1]!).reason).toMatch(/connection reset/)
   })
 
   it('a 429 says which limit refused it, over HTTP and RPC', async () => {
