@@ -8,7 +8,9 @@ import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
 import { encode as encodePng } from 'fast-png'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
-import { COLUMNS, LIMITS, MAX_BLOB_BYTES, MAX_PENDING_EVENTS, PointWriter, schemaTable, sqlName } from '../src/analytics'
+import { MAX_PENDING_EVENTS, PointWriter } from '../src/analytics'
+import { inferenceRoute } from '../src/http/middleware/analytics'
+import { COLUMNS, LIMITS, MAX_BLOB_BYTES, schemaTable, sqlName } from '../src/analytics-schema'
 import { isolate, resetIsolate } from '../src/isolate'
 import { Models } from '../src/rpc'
 import { tf } from '../src/runtime/tf'
@@ -333,6 +335,20 @@ describe('shadow runs', () => {
       request_id: response.headers.get('x-request-id'),
     })
     expect(written.find((p) => p.event === 'shadow')!.max_abs_diff).toBeGreaterThan(0.9)
+  })
+})
+
+describe('which HTTP requests are inference requests', () => {
+  it('POSTs to the predict, classify (detect, embed) and infer paths, with the model they name', () => {
+    expect(inferenceRoute('POST', '/v1/models/iris:predict')).toEqual({ route: 'tf-serving:predict', model: 'iris' })
+    expect(inferenceRoute('POST', '/v1/models/iris/versions/2:classify')).toEqual({ route: 'tf-serving:classify', model: 'iris' })
+    expect(inferenceRoute('POST', '/v1/models/my.model/labels/stable:embed')).toEqual({ route: 'tf-serving:embed', model: 'my.model' })
+    expect(inferenceRoute('POST', '/v1/models/coco:detect')).toEqual({ route: 'tf-serving:detect', model: 'coco' })
+    expect(inferenceRoute('POST', '/v2/models/iris/versions/1/infer')).toEqual({ route: 'v2:infer', model: 'iris' })
+    expect(inferenceRoute('POST', '/v2/models/a%20b/infer')).toEqual({ route: 'v2:infer', model: 'a b' })
+    for (const [method, path] of [['GET', '/v1/models/iris:predict'], ['POST', '/v1/models/iris:regress'], ['POST', '/v1/models/iris'], ['POST', '/v2/repository/index'], ['GET', '/v2/models/iris']]) {
+      expect(inferenceRoute(method!, path!), `${method} ${path}`).toBeUndefined()
+    }
   })
 })
 

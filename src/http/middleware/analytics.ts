@@ -9,9 +9,12 @@ import type { Fields } from '../../analytics'
 import { isolate } from '../../isolate'
 import type { AppEnv } from '../common'
 
-/** The inference routes, by path (POST only), and the model name each names. */
+/**
+ * The inference routes, by path (POST only), and the model name each names. The TF Serving verbs
+ * include the task verbs (`:detect`, `:embed`) so that they count from the day they are served.
+ */
 const ROUTES: ReadonlyArray<readonly [RegExp, string | ((verb: string) => string)]> = [
-  [/^\/v1\/models\/([^/:]+)(?:\/(?:versions|labels)\/[^/:]+)?:(predict|classify)$/, (verb) => `tf-serving:${verb}`],
+  [/^\/v1\/models\/([^/:]+)(?:\/(?:versions|labels)\/[^/:]+)?:(predict|classify|detect|embed)$/, (verb) => `tf-serving:${verb}`],
   [/^\/v2\/models\/([^/]+)(?:\/versions\/[^/]+)?\/infer$/, 'v2:infer'],
 ]
 
