@@ -8,7 +8,7 @@ import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
 import { encode as encodePng } from 'fast-png'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
-import { MAX_PENDING_EVENTS, PointWriter } from '../src/analytics'
+import { dataPoint, MAX_PENDING_EVENTS, PointWriter } from '../src/analytics'
 import { inferenceRoute } from '../src/http/middleware/analytics'
 import { COLUMNS, LIMITS, MAX_BLOB_BYTES, schemaTable, sqlName } from '../src/analytics-schema'
 import { isolate, resetIsolate } from '../src/isolate'
@@ -363,6 +363,14 @@ describe('the schema', () => {
       const names = COLUMNS.filter((c) => c.kind === kind).map((c) => c.name)
       expect(new Set(names).size).toBe(names.length)
     }
+  })
+
+  it('cuts long values at a character boundary, within the limits', () => {
+    const point = dataPoint({ model: 'm'.repeat(60) + 'é'.repeat(40), reason: '€'.repeat(2_000), version: '1', load_ms: Number.NaN, rows: Infinity })
+    const fields = read(point)
+    expect(fields.index).toBe('m'.repeat(60) + 'é'.repeat(18)) // 60 + 36 = 96 bytes
+    expect(fields.reason).toBe('€'.repeat(341)) // 1,023 bytes: a 342nd would pass 1,024
+    expect([fields.load_ms, fields.rows]).toEqual([0, 0])
   })
 
   it('is the table docs/analytics.md shows', () => {
