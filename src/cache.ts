@@ -50,8 +50,12 @@ export interface CacheLimits {
 export interface CacheOptions extends CacheLimits {
   /** The clock; tests may pass their own. */
   now?: () => number
-  /** Told of every finished build (load or reload) and how long it took: the hook metrics observe. */
-  onLoad?: (key: string, ms: number) => void
+  /** Told of every finished build (load or reload) and how long it took: the hook metrics and analytics observe. */
+  onLoad?: (key: string, ms: number, built: { memoryBytes: number; reload: boolean }) => void
+  /** Told of every failed load and how long it took before it failed (src/analytics.ts). */
+  onLoadFailed?: (key: string, ms: number, message: string) => void
+  /** Told of every model taken out of service: evicted, dropped or replaced by a reload (src/analytics.ts). */
+  onUnload?: (key: string, reason: string, memoryBytes: number) => void
 }
 
 /**
@@ -163,6 +167,7 @@ export class ModelCache {
         this.failures.set(key, { attempts, retryAt: this.now() + delay, message })
         this.counters.loadFailures++
         log('error', 'model.load_failed', { model: key, attempts, retryInMs: delay, error: message })
+        this.options.onLoadFailed?.(key, this.now() - started, message)
         throw new ModelUnavailableError(`model ${key} could not be loaded: ${message}`, delay / 1000, error)
       } finally {
         this.admission.ledger.release(ticket)
@@ -209,7 +214,7 @@ export class ModelCache {
       ms: loadedAt - started,
       ...timings,
     })
-    this.options.onLoad?.(key, loadedAt - started)
+    this.options.onLoad?.(key, loadedAt - started, { memoryBytes: need, reload: event === 'model.reloaded' })
     return resident
   }
 
@@ -239,9 +244,10 @@ export class ModelCache {
   }
 
   /** Takes a model out of service: new requests load it afresh; in-flight ones finish on it first. */
-  private retire(resident: Resident): void {
+  private retire(resident: Resident, reason: string): void {
     if (this.slots.get(resident.key)?.resident === resident) this.slots.delete(resident.key)
     resident.retired = true
+    this.options.onUnload?.(resident.key, reason, memoryBytes(resident.servable.footprint))
     if (resident.leases === 0) this.dispose(resident)
     else this.retiring.add(resident)
   }
@@ -259,7 +265,7 @@ export class ModelCache {
       this.counters.evictions++
       const reason = models() > maxModels ? 'max models' : 'budget'
       log('info', 'model.evicted', { model: resident.key, bytes: resident.bytes, reason })
-      this.retire(resident)
+      this.retire(resident, `evicted: ${reason}`)
     }
   }
 
@@ -278,7 +284,7 @@ export class ModelCache {
     if (!resident) return false
     this.counters.drops++
     log('info', 'model.dropped', { model: key, reason })
-    this.retire(resident)
+    this.retire(resident, `dropped: ${reason}`)
     return true
   }
 
@@ -315,7 +321,7 @@ export class ModelCache {
     }
     this.slots.set(key, { state: 'AVAILABLE', promise: Promise.resolve(resident), resident })
     this.counters.reloads++
-    if (!old.retired) this.retire(old)
+    if (!old.retired) this.retire(old, 'replaced: reloaded')
     return this.list().find((r) => r.key === key && r.state === 'AVAILABLE')!
   }
 

@@ -7,5 +7,7 @@
 import { isolate } from './isolate'
 
 export const scheduled: ExportedHandlerScheduledHandler<Env> = (_controller, env, ctx) => {
-  ctx.waitUntil(isolate().maintain(env))
+  const state = isolate()
+  // The loads and unloads of the run (idle drops, validation builds) go to Analytics Engine, if bound.
+  ctx.waitUntil(state.maintain(env).finally(() => state.analytics.flush(env)))
 }

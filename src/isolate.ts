@@ -13,6 +13,7 @@
  * budget, model count and backoff, the backend's name, the refresh interval — from that call on,
  * without dropping what is loaded. (In production every request of an isolate sees the same vars.)
  */
+import { IsolateAnalytics } from './analytics'
 import { ModelCache } from './cache'
 import type { CacheCounters, CacheLimits, Lease, LoadResult, ResidentInfo } from './cache'
 import { r2Models, readConfig } from './config'
@@ -90,6 +91,8 @@ export class Isolate {
   readonly predictions = new PredictionCache()
   /** Version splits, shadow runs and admission limits per model: every entry point that runs a model goes through `traffic.serve`. */
   readonly traffic = new TrafficControl(this)
+  /** The isolate's part of the fleet view (src/analytics.ts): its start, and the loads and unloads not yet written. */
+  readonly analytics: IsolateAnalytics
   private readonly index = new BundledIndex()
   private readonly pointer: PointerFollower
   // Stores of each env object, made once (every request asks, several times).
@@ -107,7 +110,17 @@ export class Isolate {
     readonly backend: Backend = new Backend(),
     readonly now: () => number = Date.now,
   ) {
-    this.cache = new ModelCache({ ...cacheLimits(readConfig({})), now, onLoad: (key, ms) => this.metrics.recordLoad(key, ms) })
+    const analytics = (this.analytics = new IsolateAnalytics(now, () => this.cache.residentBytes(), () => tf.getBackend() ?? ''))
+    this.cache = new ModelCache({
+      ...cacheLimits(readConfig({})),
+      now,
+      onLoad: (key, ms, built) => {
+        this.metrics.recordLoad(key, ms)
+        analytics.loaded(key, ms, built)
+      },
+      onLoadFailed: (key, ms, message) => analytics.loadFailed(key, ms, message),
+      onUnload: (key, reason, memoryBytes) => analytics.unloaded(key, reason, memoryBytes),
+    })
     this.pointer = new PointerFollower(now)
   }
 
@@ -175,7 +188,7 @@ export class Isolate {
     if ((env as StringVars).MODEL_CACHE === 'off') {
       // The benchmark's baseline: fetch, build and warm up per request, the pattern the cache exists
       // to avoid. A throwaway cache builds the model; retired at once, it is disposed on release.
-      const once = new ModelCache({ ...this.cache.options, onLoad: undefined })
+      const once = new ModelCache({ ...this.cache.options, onLoad: undefined, onLoadFailed: undefined, onUnload: undefined })
       const lease = await once.acquire(key, target.entry.weightBytes, load)
       once.drop(key, 'MODEL_CACHE is off')
       return { target, lease }

@@ -6,6 +6,7 @@
  * on a miss), build the feeds against it, look in the prediction cache, run, shape the answer,
  * store it, release. Per-model rules that apply to every prediction belong in `predict`.
  */
+import type { RequestRecord } from './analytics'
 import { isolate } from './isolate'
 import type { ModelLease, WaitUntil } from './isolate'
 import { holding } from './lease'
@@ -13,6 +14,7 @@ import type { CacheOutcome, KeyInput } from './prediction-cache'
 import { predictionKey, tensorInputs } from './prediction-cache'
 import type { Selector } from './repository/repository'
 import type { TrafficSlot } from './traffic'
+import { rowsOf } from './runtime/sub-batches'
 import { tf } from './runtime/tf'
 
 /** Who asks, and what of theirs the prediction needs: bindings, background work, cache preferences. */
@@ -32,6 +34,8 @@ export interface Caller {
    * http/common.ts `withTrafficSlot`); without one, `predict` takes them itself (src/traffic.ts).
    */
   slot?: TrafficSlot
+  /** The request's analytics point (src/analytics.ts), when the dataset is bound: the prediction notes what it found. */
+  record?: RequestRecord
 }
 
 /** One protocol's part of a prediction: its feeds, its answer's shape. */
@@ -85,6 +89,7 @@ async function withRoutedLease<T>(caller: Caller, name: string, selector: Select
 export async function predict<T>(caller: Caller, name: string, selector: Selector, spec: PredictionSpec<T>): Promise<Prediction<T>> {
   const state = isolate()
   return withRoutedLease(caller, name, selector, async (held) => {
+    caller.record?.leased(held, state.cache.signatureOf(held.lease.key)?.memoryBytes)
     const feeds: Record<string, tf.Tensor> = {}
     let outputs: Record<string, tf.Tensor> = {}
     try {
@@ -103,6 +108,7 @@ export async function predict<T>(caller: Caller, name: string, selector: Selecto
         const cached = caller.noCache || workersDev ? undefined : await state.predictions.lookup(key)
         if (cached !== undefined) {
           state.metrics.recordPredictionCache(target.name, 'hit')
+          caller.record?.note({ prediction_cache: 'hit', rows: rowsOf(feeds) ?? 0 })
           return { value: cached as T, held, cache: 'hit' as const }
         }
       }
@@ -110,6 +116,7 @@ export async function predict<T>(caller: Caller, name: string, selector: Selecto
       const started = Date.now()
       outputs = await held.lease.model.run(feeds)
       const inferMs = Date.now() - started
+      caller.record?.note({ infer_ms: inferMs, rows: rowsOf(feeds) ?? 1, ...(key !== undefined ? { prediction_cache: 'miss' } : {}) })
       const value = await spec.answer(held, outputs, names)
       if (key === undefined) return { value, held, inferMs }
       if (!workersDev) await state.predictions.store(key, value, ttl!)

@@ -9,6 +9,7 @@
  * @see https://developers.cloudflare.com/workers/runtime-apis/rpc/
  */
 import { WorkerEntrypoint } from 'cloudflare:workers'
+import { datasetOf, PointWriter, RequestRecord } from './analytics'
 import { readConfig } from './config'
 import { ApiError, badRequest, describeValue } from './errors'
 import { parseLabel } from './http/common'
@@ -139,6 +140,10 @@ async function serve<T>(
 ): Promise<T> {
   const started = Date.now()
   const state = isolate()
+  // The Analytics Engine point of an inference call (src/analytics.ts), when the dataset is bound.
+  const dataset = datasetOf(entry.env)
+  const writer = dataset && new PointWriter(dataset)
+  const record = writer && (method === 'run' || method === 'infer') ? new RequestRecord(writer, state.analytics, { route: `rpc:${method}`, model: typeof model === 'string' ? model : '' }) : undefined
   // options.client_id stands for the model's sticky header: the one header traffic control asks for.
   const clientId = isObject(options) ? options.client_id : undefined
   const caller: Caller = {
@@ -146,6 +151,7 @@ async function serve<T>(
     waitUntil: (promise) => entry.ctx.waitUntil(promise),
     noCache: isObject(options) && options.cache === false,
     header: () => (typeof clientId === 'string' ? clientId : undefined),
+    record,
   }
   try {
     if (clientId !== undefined && typeof clientId !== 'string') throw badRequest(`client_id must be a string, got ${describeValue(clientId)}`)
@@ -154,12 +160,16 @@ async function serve<T>(
     const version = held ? String(held.target.version) : undefined
     state.metrics.recordRequest(held?.target.name, version, 200, inferMs)
     log('info', 'rpc', { method, model, status: 200, ms: Date.now() - started, version, cache: held?.lease.outcome, predictionCache: cache })
+    record?.finish(200, undefined, { total_ms: Date.now() - started, decode_ms: (result as { decodeMs?: number }).decodeMs ?? 0 })
     return result.value
   } catch (error) {
     const rejected = rejection(error, method, model)
     state.metrics.recordRequest(typeof model === 'string' ? model : undefined, undefined, rejected.status)
     log(rejected.status >= 500 ? 'error' : 'info', 'rpc', { method, model, status: rejected.status, ms: Date.now() - started, error: rejected.message })
+    record?.finish(rejected.status, error, { total_ms: Date.now() - started })
     throw rejected
+  } finally {
+    if (writer) state.analytics.drainInto(writer)
   }
 }
 

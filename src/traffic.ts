@@ -17,6 +17,7 @@
  *   response is ready (body read included); past the slots and the queue, 429 with `Retry-After`.
  *   The vars MAX_CONCURRENT and MAX_QUEUE do the same for all models of the isolate together.
  */
+import type { RequestRecord } from './analytics'
 import { isolateLimits } from './config'
 import { Gate } from './gate'
 import { ApiError, ModelUnavailableError } from './errors'
@@ -42,6 +43,8 @@ export interface RouteRequest {
   header?: (name: string) => string | undefined
   waitUntil?: WaitUntil
   requestId?: string
+  /** The request's analytics point (src/analytics.ts), when the dataset is bound: routing notes its version, rule, wait and shadow. */
+  record?: RequestRecord
 }
 
 /** How a request got its version: the path named it, the model's default, a random weighted draw, or the sticky header. */
@@ -250,14 +253,16 @@ export class TrafficControl {
 
   /** Routes a request and takes its slots (`serve` is the usual way in). The caller must `release()` the slot. */
   async admit(env: Env, name: string, selector: Selector, request: RouteRequest = {}): Promise<TrafficSlot> {
+    request.record?.note({ model: name })
     const repository = await this.state.repository(env, request.waitUntil)
     const { target, rule } = route(repository, name, selector, request.header, this.random)
     const limits = isolateLimits(env)
     this.isolateGate.configure(limits.maxConcurrent, limits.maxQueue)
     const gate = this.gate(name, target.config)
-    await this.enter(gate, name, 'model')
+    const queued = Date.now()
+    await this.enter(gate, name, 'model', request)
     try {
-      await this.enter(this.isolateGate, name, 'isolate')
+      await this.enter(this.isolateGate, name, 'isolate', request)
     } catch (error) {
       gate.leave()
       throw error
@@ -267,14 +272,17 @@ export class TrafficControl {
       this.isolateGate.leave()
       gate.leave()
     }
-    return new TrafficSlot(this, env, target, rule, request, leave, this.drawShadow(repository, target, request))
+    const shadow = this.drawShadow(repository, target, request)
+    request.record?.routed(target, rule, Date.now() - queued, shadow)
+    return new TrafficSlot(this, env, target, rule, request, leave, shadow)
   }
 
-  private async enter(gate: Gate, name: string, reason: 'model' | 'isolate'): Promise<void> {
+  private async enter(gate: Gate, name: string, reason: 'model' | 'isolate', request: RouteRequest): Promise<void> {
     const entered = gate.enter()
     if (entered === true) return
     if (entered !== false) return entered
     this.state.metrics.recordRejection(name, reason)
+    request.record?.note({ error_code: `capacity_${reason}` })
     const { limit, queue } = gate.limits
     const where = reason === 'model' ? `model '${name}' is` : 'this server is'
     const keys = reason === 'model' ? 'max_concurrent and max_queue in its config.json' : 'MAX_CONCURRENT and MAX_QUEUE'
@@ -305,6 +313,7 @@ export class TrafficControl {
     if (this.shadowsPending >= MAX_SHADOWS_PENDING) {
       disposeCaptured(captured)
       this.state.metrics.recordShadow(name, version, label, 'skipped')
+      request.record?.shadow('skipped', label)
       return
     }
     this.shadowsPending++
@@ -320,6 +329,7 @@ export class TrafficControl {
           outputs = await held.lease.model.run(captured.inputs)
           const result = await compareOutputs(captured.outputs, outputs)
           this.state.metrics.recordShadow(name, version, target.version, 'compared', result.disagreed)
+          request.record?.shadow('compared', target.version, result)
           log('info', 'shadow.compared', {
             requestId: request.requestId,
             model: name,
@@ -338,6 +348,7 @@ export class TrafficControl {
         }
       } catch (error) {
         this.state.metrics.recordShadow(name, version, label, 'failed')
+        request.record?.shadow('failed', label)
         log('warn', 'shadow.failed', { requestId: request.requestId, model: name, version, shadowVersion: label, error: (error as Error).message })
       } finally {
         disposeCaptured(captured)

@@ -4,6 +4,7 @@ import { HTTPException } from 'hono/http-exception'
 import { ApiError } from '../errors'
 import { log } from '../log'
 import { accessLog } from './middleware/access-log'
+import { analytics } from './middleware/analytics'
 import { cors } from './middleware/cors'
 import { metrics as countRequests } from './middleware/count-requests'
 import { requestId } from './middleware/request-id'
@@ -20,6 +21,7 @@ export const app = new Hono<AppEnv>()
   .use(requestId())
   .use(accessLog())
   .use(countRequests())
+  .use(analytics())
   .use(cors())
   .route('/', health)
   .route('/', tfServing)

@@ -1,5 +1,6 @@
 /** @module http/common — path parameters and response headers shared by the protocol routes. */
 import type { Context } from 'hono'
+import type { RequestRecord } from '../analytics'
 import { ApiError, badRequest, quote } from '../errors'
 import { isolate } from '../isolate'
 import type { ModelLease } from '../isolate'
@@ -12,9 +13,10 @@ export type AppEnv = {
   Bindings: Env
   /**
    * `model`: the model a request was served by, and `inferMs`: its run time, for the access log and
-   * metrics; `decodeMs`: the time a raw image body took to decode and preprocess, for Server-Timing.
+   * metrics; `decodeMs`: the time a raw image body took to decode and preprocess, for Server-Timing;
+   * `record`: an inference request's analytics point, when the dataset is bound (middleware/analytics.ts).
    */
-  Variables: { model?: string; inferMs?: number; decodeMs?: number }
+  Variables: { model?: string; inferMs?: number; decodeMs?: number; record?: RequestRecord }
 }
 
 /** Parses a `versions/{v}` path segment: a positive integer, as TF Serving's versions are. */
@@ -82,6 +84,7 @@ export function callerOf(c: Context<AppEnv>): Caller {
     noCache: /(^|[\s,])no-cache([\s,]|$)/i.test(c.req.header('cache-control') ?? ''),
     header: (name) => c.req.header(name),
     requestId: c.get('requestId'),
+    record: c.get('record'),
   }
 }
 

@@ -1,6 +1,7 @@
 /**
  * @module http/routes/prometheus — `GET /metrics` in Prometheus' text format (0.0.4), for the isolate that
- * answers: requests, latency histograms, the model cache's counters and what tf.js holds.
+ * answers: requests, latency histograms, the model cache's counters and what tf.js holds. One isolate's
+ * view, for local runs and debugging; the fleet's is Analytics Engine (src/analytics.ts, docs/analytics.md).
  * @see https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format
  */
 import { Hono } from 'hono'
