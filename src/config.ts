@@ -60,6 +60,13 @@ export const DEFAULTS = {
    * flat 8 MP PNGs of 30 KB each fit in one body. 32 MP is a few seconds of CPU at most.
    */
   MAX_REQUEST_IMAGE_PIXELS: 32_000_000,
+  /**
+   * One text (a `text` string, an `instances` string, a BYTES element), in UTF-8 bytes: 16 KiB is some
+   * 3,000 words, past what a 512-token encoder reads; longer texts are cut to `max_length` tokens anyway.
+   */
+  MAX_TEXT_BYTES: 16 * 1024,
+  /** Texts in one `:classify` or `:embed` request, as Workers AI's text-embeddings takes at most 100. */
+  MAX_TEXTS: 100,
 } as const
 
 export type Config = { -readonly [K in keyof typeof DEFAULTS]: number }

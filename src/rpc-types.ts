@@ -35,6 +35,21 @@ export interface ImageInputs {
   image: Uint8Array | ArrayBuffer | number[]
 }
 
+/** Texts for a text model (its inputs fed from a tokenizer): one string, or up to MAX_TEXTS. */
+export interface TextInputs {
+  text: string | string[]
+}
+
+/** A text model's answer: a classification per text (one list for one string), or embeddings when the model's config.json has `embed`. */
+export type TextResult = ClassifyResult | ClassifyResult[] | EmbeddingsResult
+
+/** One vector per text, in Workers AI's text-embeddings shape. */
+export interface EmbeddingsResult {
+  shape: [number, number]
+  data: number[][]
+  pooling: 'mean' | 'cls' | 'none'
+}
+
 /** TF Serving's predict answer. */
 export type PredictResponse = { predictions: unknown } | { outputs: unknown }
 
@@ -87,9 +102,13 @@ export interface RepositoryEntry {
  * the same mistake, and whose `status` is its HTTP status (where the runtime carries it across).
  */
 export interface ModelsService {
-  /** TF Serving's predict body → its answer; `{image}` on an image model → `[{label, score}]`. */
+  /**
+   * TF Serving's predict body → its answer; `{image}` on an image model → `[{label, score}]`;
+   * `{text}` on a text model → `[{label, score}]` per text, or `{shape, data, pooling}` with `embed`.
+   */
   run(model: string, inputs: PredictInputs, options?: RunOptions): Promise<PredictResponse>
   run(model: string, inputs: ImageInputs, options?: RunOptions): Promise<ClassifyResult>
+  run(model: string, inputs: TextInputs, options?: RunOptions): Promise<TextResult>
   /** An Open Inference Protocol request → its answer, with typed arrays. */
   infer(model: string, request: InferRequest, options?: Pick<RunOptions, 'version' | 'cache' | 'client_id'>): Promise<InferResponse>
   metadata(model: string, options?: Pick<RunOptions, 'version'>): Promise<ModelMetadata>

@@ -17,11 +17,12 @@ import { isolate } from './isolate'
 import { log } from './log'
 import type { Caller, Prediction } from './predict'
 import { classifyImage } from './protocols/tf-serving/classify'
+import { runText } from './protocols/text/tasks'
 import { predictTFServing } from './protocols/tf-serving/routes'
 import { inferV2, modelMetadataV2, repositoryEntries } from './protocols/v2/routes'
 import { InferRequest, parseBody, PredictRequest } from './protocols/schemas'
 import type { Selector } from './repository/repository'
-import type { ImageInputs, InferRequest as InferRequestArg, InferResponse, ModelsService, PredictInputs, RunOptions } from './rpc-types'
+import type { ImageInputs, InferRequest as InferRequestArg, InferResponse, ModelsService, PredictInputs, RunOptions, TextInputs, TextResult } from './rpc-types'
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
@@ -175,10 +176,14 @@ async function serve<T>(
 
 /** The service-binding entrypoint: `[[services]] binding = "MODELS" service = "warmserve" entrypoint = "Models"`. */
 export class Models extends WorkerEntrypoint<Env> implements ModelsService {
-  /** TF Serving's predict body → its answer; `{image}` on an image model → `[{label, score}]`. */
+  /**
+   * TF Serving's predict body → its answer; `{image}` on an image model → `[{label, score}]`;
+   * `{text}` on a text model → `[{label, score}]` per text, or `{shape, data, pooling}` with `embed`.
+   */
   run(model: string, inputs: PredictInputs, options?: RunOptions): Promise<{ predictions: unknown } | { outputs: unknown }>
   run(model: string, inputs: ImageInputs, options?: RunOptions): Promise<Array<{ label: string; score: number }>>
-  run(model: string, inputs: PredictInputs | ImageInputs, options?: RunOptions): Promise<unknown> {
+  run(model: string, inputs: TextInputs, options?: RunOptions): Promise<TextResult>
+  run(model: string, inputs: PredictInputs | ImageInputs | TextInputs, options?: RunOptions): Promise<unknown> {
     return serve<unknown>({ env: this.env, ctx: this.ctx }, 'run', model, options, async (caller): Promise<Prediction<unknown>> => {
       checkModel(model)
       const selector = selectorOf(options)
@@ -186,6 +191,7 @@ export class Models extends WorkerEntrypoint<Env> implements ModelsService {
         const bytes = imageBytes(inputs.image, readConfig(caller.env).MAX_IMAGE_BYTES)
         return classifyImage(caller, model, selector, bytes, topKOf(options), 'image')
       }
+      if (isObject(inputs) && 'text' in inputs) return runText(caller, model, selector, inputs.text, topKOf(options))
       return predictTFServing(caller, model, selector, parseBody(PredictRequest, inputs))
     })
   }

@@ -108,6 +108,7 @@ async function listModels() {
     )
     document.body.dataset.models = 'listed'
     listImageModels(metadata)
+    listTextModels(metadata)
   } catch (error) {
     tbody.innerHTML = ''
     const td = tbody.insertRow().insertCell()
@@ -351,4 +352,56 @@ function listImageModels(metadata) {
   if (panels.length > 0) target.replaceChildren(...panels)
   else target.innerHTML = '<p class="hint">No model has an image input.</p>'
   document.body.dataset.images = 'listed'
+}
+
+// ===== Text models: a panel per model whose inputs are fed from a tokenizer =====
+
+/** A text box and the model's answer: labels as bars (`:classify`), or the vector's first values (`:embed`). */
+function textPanel(name, input, m) {
+  const section = document.createElement('section')
+  section.className = 'text-model'
+  section.dataset.model = name
+  const embeds = m.parameters?.embed !== undefined
+  const verb = embeds ? 'embed' : 'classify'
+  section.innerHTML = `<h3></h3><p class="hint"></p>
+    <textarea rows="4" cols="40" aria-label="the text sent"></textarea><button type="button">:${verb}</button>
+    <p class="result">${embeds ? 'Vector' : 'Label'}: <output>–</output></p><div class="bars"></div><dl class="call"></dl>`
+  section.querySelector('h3').textContent = name
+  const text = input.parameters.text
+  section.querySelector('.hint').textContent = `input '${input.name}': ${text.tokenizer}, at most ${text.max_length} tokens` +
+    (embeds ? `; ${m.parameters.embed.pooling} pooling` : m.parameters?.labels ? `; ${m.parameters.labels.length} labels` : '; no labels (:classify answers 400)')
+  const output = section.querySelector('output')
+  const textarea = section.querySelector('textarea')
+  textarea.value = embeds ? 'the meeting is at noon' : 'WIN A FREE PRIZE! Click here to claim your cash now'
+  section.querySelector('button').addEventListener('click', async () => {
+    output.className = ''
+    output.textContent = '…'
+    const path = `/v1/models/${encodeURIComponent(name)}:${verb}`
+    try {
+      const { json, info } = await call('POST', path, { text: textarea.value })
+      if (embeds) {
+        output.textContent = `${json.shape[1]} values: ${json.data[0].slice(0, 4).map((v) => v.toFixed(3)).join(', ')}, …`
+        section.querySelector('.bars').replaceChildren()
+      } else {
+        showBars(section.querySelector('.bars'), json.map((r) => r.label), json.map((r) => r.score))
+        output.textContent = json[0].label
+      }
+      showCall(section.querySelector('.call'), path, info)
+    } catch (error) {
+      showError(output, section.querySelector('.call'), error)
+    }
+  })
+  return section
+}
+
+/** Builds a panel for every model whose metadata shows a text input. */
+function listTextModels(metadata) {
+  const panels = [...metadata].flatMap(([name, m]) => {
+    const input = m?.inputs.find((i) => i.datatype === 'BYTES' && i.parameters?.text)
+    return input ? [textPanel(name, input, m)] : []
+  })
+  const target = $('text-panels')
+  if (panels.length > 0) target.replaceChildren(...panels)
+  else target.innerHTML = '<p class="hint">No model has a text input.</p>'
+  document.body.dataset.texts = 'listed'
 }

@@ -4,8 +4,9 @@
  *
  * Without a transform an input takes numbers (tensors.ts). With one it takes encoded elements —
  * TF Serving's `{"b64": …}`, an Open Inference Protocol BYTES element, a raw request body — and the
- * transform makes the rows. One kind exists, `image` (protocols/images/); a tokenizer for text inputs
- * would be another, and the protocols would not change.
+ * transform makes the rows. Two kinds exist: `image` (protocols/images/: encoded images, decoded and
+ * resized) and `text` (protocols/text/: UTF-8 texts through the model's tokenizer); the protocols do
+ * not tell them apart.
  */
 import type { Config } from '../config'
 import { ApiError } from '../errors'
@@ -13,10 +14,12 @@ import type { ModelConfig } from '../repository/repository'
 import type { TensorSpec } from '../runtime/signature'
 import type { tf } from '../runtime/tf'
 import { imageTransform } from './images/transform'
+import { textTransform } from './text/transform'
+import type { TextTokenizer } from './text/tokenizer'
 
 /** How one input is made from encoded elements. */
 export interface InputTransform {
-  /** The config key that chose it (`image`). */
+  /** The config key that chose it (`image` or `text`). */
   readonly kind: string
   /**
    * The input's tensor, batch first, one row per element. Throws a 4xx naming `where(i)` for an
@@ -30,7 +33,7 @@ export interface InputTransform {
  * A transform that does not fit its input (a missing input, a shape it cannot fill) is the model's
  * fault, so a 503 naming both — load-time checks (protocols/images/model.ts) find it first.
  */
-export function inputTransforms(model: string, config: ModelConfig, inputs: TensorSpec[]): Map<string, InputTransform> {
+export function inputTransforms(model: string, config: ModelConfig, inputs: TensorSpec[], tokenizers: ReadonlyMap<string, TextTokenizer> = new Map()): Map<string, InputTransform> {
   const transforms = new Map<string, InputTransform>()
   for (const [name, declared] of Object.entries(config.inputs ?? {})) {
     const spec = inputs.find((s) => s.name === name)
@@ -38,7 +41,13 @@ export function inputTransforms(model: string, config: ModelConfig, inputs: Tens
       const known = inputs.map((s) => `'${s.name}'`).join(', ')
       throw new ApiError(503, `${model}/config.json: inputs names '${name}', which the model does not have; its inputs are ${known}`)
     }
-    transforms.set(name, imageTransform(model, declared.image, spec))
+    if (declared.image) {
+      transforms.set(name, imageTransform(model, declared.image, spec))
+    } else if (declared.text) {
+      const tokenizer = tokenizers.get(declared.text.tokenizer)
+      if (!tokenizer) throw new ApiError(503, `${model}: the tokenizer ${declared.text.tokenizer} of input '${name}' is not loaded`)
+      transforms.set(name, textTransform(model, declared.text, spec, tokenizer))
+    }
   }
   return transforms
 }

@@ -46,10 +46,11 @@ export async function loadVersion(sources: ModelSources, target: ResolvedVersion
   )
   // Image inputs, labels and the classify output are checked against the built model (protocols/images/classify.ts).
   const labelsStore = target.entry.source === 'r2' ? sources.r2! : sources.assets
-  await prepareModel(target, servable, (file) => labelsStore.get(`${target.name}/${file}`)).catch((error: unknown) => {
+  const prepared = await prepareModel(target, servable, (file) => labelsStore.get(`${target.name}/${file}`)).catch((error: unknown) => {
     servable.dispose()
     throw error
   })
+  servable.footprint.hostBytes = prepared.hostBytes
   if (!warmedUp) {
     log('warn', 'model.warmup_skipped', { model: dir, reason: 'an input has unknown dimensions; its activations are measured on its first request' })
   }

@@ -45,9 +45,42 @@ export const ImageTransform = z
   })
 export type ImageTransform = z.infer<typeof ImageTransform>
 
-/** One input's transform. One kind today (`image`); a tokenizer for text inputs would be another key here. */
-export const InputTransformConfig = z.strictObject({ image: ImageTransform })
+// ===== Text inputs and embeddings (protocols/text/) =====
+
+/** Most tokens a text input may take: past BERT's 512 and most encoders' 8192, a text is a document, not a request. */
+export const MAX_TEXT_TOKENS = 8192
+
+/**
+ * How texts become one input of token ids: encoded by the Hugging Face `tokenizer` file in the
+ * version's folder (beside model.json), cut and padded to `max_length` tokens (or, with
+ * `padding: "longest"`, to the longest text of the request), and `field` of the encoding fed.
+ */
+export const TextTransform = z.strictObject({
+  tokenizer: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*\.json$/, 'a tokenizer is a .json file name beside model.json, without a path'),
+  max_length: z.int().min(1).max(MAX_TEXT_TOKENS),
+  field: z.enum(['ids', 'attention_mask', 'token_type_ids']),
+  padding: z.enum(['max_length', 'longest']).default('max_length'),
+})
+export type TextTransform = z.infer<typeof TextTransform>
+
+/** One input's transform: exactly one of `image` (encoded images) or `text` (strings through a tokenizer). */
+export const InputTransformConfig = z
+  .strictObject({ image: ImageTransform.optional(), text: TextTransform.optional() })
+  .refine((t) => (t.image === undefined) !== (t.text === undefined), 'an input takes exactly one of "image" or "text"')
 export type InputTransformConfig = z.infer<typeof InputTransformConfig>
+
+/**
+ * `:embed`: which output holds the vectors (may be left out when the model has one output), how a
+ * `[n, tokens, d]` output is pooled into one vector per text (`mean` over the attention mask, the
+ * first token's with `cls`; `none` for an output already `[n, d]`), and whether vectors are scaled
+ * to length 1.
+ */
+export const EmbedConfig = z.strictObject({
+  output: z.string().min(1).optional(),
+  pooling: z.enum(['mean', 'cls', 'none']).default('mean'),
+  normalize: z.boolean().default(true),
+})
+export type EmbedConfig = z.infer<typeof EmbedConfig>
 
 /** Class names in the order of the classify output's last dimension, or a text file beside config.json, one per line. */
 export const Labels = z.union([
@@ -137,6 +170,8 @@ export const ModelConfig = z.strictObject({
   labels: Labels.optional(),
   /** Which output `:classify` ranks, how many labels it answers, and the activation first. */
   classify: ClassifyConfig.optional(),
+  /** What `:embed` answers: the output holding the vectors, its pooling and normalization. */
+  embed: EmbedConfig.optional(),
   /**
    * The prediction cache, off when absent (src/prediction-cache.ts): answers are kept on the Workers
    * Cache API for `ttl_seconds`, keyed by the model, the answering version, the parsed inputs, the
@@ -161,6 +196,18 @@ export const ModelConfig = z.strictObject({
   const shadow = config.shadow?.version
   if (typeof shadow === 'string' && undefinedLabel(shadow)) {
     ctx.addIssue({ code: 'custom', path: ['shadow', 'version'], message: `'${shadow}' is not one of version_labels` })
+  }
+  // Inputs fed from one tokenizer share one encoding per request, so they must agree on its length.
+  const encodings = new Map<string, { input: string; max_length: number; padding: string }>()
+  for (const [input, transform] of Object.entries(config.inputs ?? {})) {
+    const text = transform.text
+    if (!text) continue
+    const first = encodings.get(text.tokenizer)
+    if (!first) encodings.set(text.tokenizer, { input, max_length: text.max_length, padding: text.padding })
+    else if (first.max_length !== text.max_length || first.padding !== text.padding) {
+      const message = `inputs fed from ${text.tokenizer} share one encoding: max_length and padding must equal input '${first.input}''s (${first.max_length}, ${first.padding})`
+      ctx.addIssue({ code: 'custom', path: ['inputs', input, 'text'], message })
+    }
   }
   if (config.max_queue !== undefined && config.max_concurrent === undefined) {
     ctx.addIssue({ code: 'custom', path: ['max_queue'], message: 'max_queue bounds the requests waiting for max_concurrent, which is not set' })

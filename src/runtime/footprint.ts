@@ -53,6 +53,8 @@ export interface Footprint {
   measured: 'warmup-1-2' | 'warmup-1' | 'first-request' | 'pending'
   /** How much the wasm heap grew while the model was built and warmed up (0 when it had room); a figure to compare, not one counted. */
   heapGrowthBytes: number
+  /** JavaScript heap bytes the model keeps beside its tensors (its tokenizers), set when it is prepared. */
+  hostBytes?: number
 }
 
 /** Bytes of the wasm heap (WebAssembly memory) when wasm is the active backend, else undefined. */
@@ -62,8 +64,8 @@ export function wasmHeapBytes(): number | undefined {
   return backend?.wasm?.HEAPU8?.buffer.byteLength
 }
 
-/** Bytes a model holds at rest: weights and kernel state. */
-export const restingBytes = (f: Footprint) => f.weightBytes + f.kernelBytes
+/** Bytes a model holds at rest: weights, kernel state, and what it keeps in JavaScript (tokenizers). */
+export const restingBytes = (f: Footprint) => f.weightBytes + f.kernelBytes + (f.hostBytes ?? 0)
 
 /**
  * Activation bytes of one run of `rows` rows; with `elements` (input elements of the run) for a model

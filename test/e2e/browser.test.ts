@@ -1,6 +1,6 @@
 // The try-it page in a real browser: headless Debian Chromium driven by playwright-core, against
 // `wrangler dev` (the shared one). Draws a "1" on the canvas, predicts, checks the label and the cache and timing
-// figures, fills the iris form, and keeps a screenshot in test/artifacts/.
+// figures, fills the iris form, classifies a text with the spam model, and keeps screenshots in test/artifacts/.
 import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Page } from 'playwright-core'
@@ -72,5 +72,19 @@ describe.skipIf(!available)('the try-it page in Chromium', () => {
     const path = join(ARTIFACTS, 'try-it.png')
     await page.screenshot({ path, fullPage: true })
     expect(existsSync(path)).toBe(true)
+  })
+
+  it('classifies the text in the spam panel as the API does', async () => {
+    await page.waitForSelector('body[data-texts="listed"]', { timeout: 30_000 })
+    const panel = page.locator('section.text-model[data-model="spam"]')
+    const text = 'Congratulations! You have WON a FREE cruise. Reply now to claim your prize'
+    await panel.locator('textarea').fill(text)
+    await panel.locator('button').click()
+    const api = (await (await fetch(`${server.url}/v1/models/spam:classify`, { method: 'POST', body: JSON.stringify({ text }), headers: { 'content-type': 'application/json' } })).json()) as { label: string }[]
+    await expect.poll(() => panel.locator('output').innerText(), { timeout: 30_000 }).toBe(api[0]!.label)
+    expect(await panel.locator('.bars > span:nth-child(3n+1)').allInnerTexts()).toEqual(api.map((r) => r.label))
+    expect(await panel.locator('dl.call dd[data-field="status"]').innerText()).toBe('200')
+    mkdirSync(ARTIFACTS, { recursive: true })
+    await panel.screenshot({ path: join(ARTIFACTS, 'try-it-text.png') })
   })
 })

@@ -46,8 +46,8 @@ export function wranglerConfigFor(assets: string, path: string): string {
   return path
 }
 
-/** What the tests take from model-assets/: the bundled models' version folders, digits' config.json (its image input and labels), and the pages. */
-const BUNDLED = ['iris/1', 'digits/1', 'digits/config.json', '_ui']
+/** What the tests take from model-assets/: the bundled models' version folders, digits' and spam's config.json (their inputs and labels), and the pages. */
+const BUNDLED = ['iris/1', 'digits/1', 'digits/config.json', 'spam/1', 'spam/config.json', '_ui']
 /** Fixtures whose config.json is broken on purpose: build-index would skip them; the tests check the Worker's own refusal. */
 const INVALID_CONFIG = ['pair-typo']
 

@@ -8,6 +8,7 @@ import type { Signature } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
 import { inputTransforms } from '../transforms'
 import type { InputTransform } from '../transforms'
+import { TextTokenizer } from '../text/tokenizer'
 
 /** One ranked class, in Workers AI's shape. */
 export interface Ranked {
@@ -21,6 +22,40 @@ export interface Prepared {
   labels?: string[]
   /** The output `:classify` ranks. */
   output?: string
+  /** Bytes of JavaScript memory it keeps beside the tensors (its tokenizers), an estimate. */
+  hostBytes: number
+}
+
+/** tokenizer.json files past this are refused: a 250 000-token multilingual vocabulary is about 17 MB. */
+const MAX_TOKENIZER_BYTES = 32 * 1024 * 1024
+/**
+ * JavaScript heap bytes a tokenizer keeps per byte of its file: its vocabulary as a Map of strings
+ * both ways, and its merges. An estimate: V8's heap cannot be read from inside a Worker.
+ */
+const TOKENIZER_HEAP_PER_FILE_BYTE = 3
+
+/**
+ * The tokenizers the model's text inputs name, each read from the version's folder once and parsed;
+ * 503 naming the file when one is missing or not a tokenizer.
+ */
+async function loadTokenizers(target: ResolvedVersion, readFile: (file: string) => Promise<ArrayBuffer | null>): Promise<{ tokenizers: Map<string, TextTokenizer>; bytes: number }> {
+  const tokenizers = new Map<string, TextTokenizer>()
+  let bytes = 0
+  for (const declared of Object.values(target.config.inputs ?? {})) {
+    const file = declared.text?.tokenizer
+    if (file === undefined || tokenizers.has(file)) continue
+    const where = `${target.name}/${target.version}/${file}`
+    const data = await readFile(`${target.version}/${file}`)
+    if (data === null) throw new ApiError(503, `${target.name}/config.json: a text input names the tokenizer '${file}', which is not in the version's folder (${where})`)
+    if (data.byteLength > MAX_TOKENIZER_BYTES) throw new ApiError(503, `${where} is ${data.byteLength} bytes, more than ${MAX_TOKENIZER_BYTES}`)
+    try {
+      tokenizers.set(file, new TextTokenizer(JSON.parse(new TextDecoder().decode(data))))
+    } catch (error) {
+      throw new ApiError(503, `${where} is not a tokenizer this server can run: ${error instanceof Error ? error.message : String(error)}`)
+    }
+    bytes += data.byteLength * TOKENIZER_HEAP_PER_FILE_BYTE
+  }
+  return { tokenizers, bytes }
 }
 
 /** Labels files past this are refused: 1 MB holds some 50 000 class names. */
@@ -50,11 +85,13 @@ export function parseLabels(bytes: ArrayBuffer): string[] {
 /**
  * Load-time checks of a model's image inputs, labels and classify output: every transform fits its
  * input, the labels file is there, and the labels number the output's classes. Each failure names
- * what disagrees (the load fails: 503). `readFile` reads a file beside the model's config.json.
+ * what disagrees (the load fails: 503). `readFile` reads a file of the model's folder (beside its
+ * config.json; a version's files as `<version>/<file>`). Text inputs' tokenizers are loaded here.
  */
 export async function prepareModel(target: ResolvedVersion, servable: { signature: Signature }, readFile: (file: string) => Promise<ArrayBuffer | null>): Promise<Prepared> {
   const { name, config } = target
-  const transforms = inputTransforms(name, config, servable.signature.inputs)
+  const text = await loadTokenizers(target, readFile)
+  const transforms = inputTransforms(name, config, servable.signature.inputs, text.tokenizers)
   let labels: string[] | undefined
   if (typeof config.labels === 'string') {
     const bytes = await readFile(config.labels)
@@ -73,7 +110,7 @@ export async function prepareModel(target: ResolvedVersion, servable: { signatur
       throw new ApiError(503, `${where} has ${labels.length} labels, but output '${output}' has ${classes} classes`)
     }
   }
-  const prepared = { transforms, labels, output }
+  const prepared = { transforms, labels, output, hostBytes: text.bytes }
   preparedModels.set(servable.signature, prepared)
   return prepared
 }
@@ -87,7 +124,7 @@ export function preparedOf(target: ResolvedVersion, servable: { signature: Signa
   if (known) return known
   const labels = Array.isArray(target.config.labels) ? target.config.labels : undefined
   const output = labels || target.config.classify ? classifyOutput(target.name, target.config, servable.signature) : undefined
-  return { transforms: inputTransforms(target.name, target.config, servable.signature.inputs), labels, output }
+  return { transforms: inputTransforms(target.name, target.config, servable.signature.inputs), labels, output, hostBytes: 0 }
 }
 
 /**

@@ -25,6 +25,7 @@ import type { Prepared, Ranked } from '../images/classify'
 import { IMAGE_TYPES } from '../images/decode'
 import { parseBody } from '../schemas'
 import { requestLimits } from '../tensors'
+import { classifyTextBody, isTextBody } from './text'
 
 /** TF Serving's classify request, with each example's features keyed by input name. */
 const ClassifyRequest = z.object({
@@ -129,11 +130,16 @@ async function classifyRaw(c: Context<AppEnv>, name: string, selector: Selector,
   })
 }
 
-/** TF Serving's classify request: each example's inputs, b64 or numbers, batched in order. */
+/**
+ * A JSON body: texts for a text model (`{"text": …}`, `{"instances": […]}`: protocols/tf-serving/text.ts),
+ * else TF Serving's classify request, each example's inputs, b64 or numbers, batched in order.
+ */
 async function classifyExamples(c: Context<AppEnv>, name: string, selector: Selector) {
   const config = readConfig(c.env)
   return withTrafficSlot(c, name, selector, async (caller) => {
-    const body = parseBody(ClassifyRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+    const json = await readJson(c.req.raw, config.MAX_BODY_BYTES)
+    if (isTextBody(json)) return classifyTextBody(c, caller, name, selector, json, askedTopK(c))
+    const body = parseBody(ClassifyRequest, json)
     if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
       throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
     }

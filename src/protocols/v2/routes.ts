@@ -13,6 +13,8 @@ import type { Config } from '../../config'
 import { bytesElements, checkBatch, noTransform } from '../encoded'
 import { preparedOf } from '../images/classify'
 import { imageParameters } from '../images/transform'
+import { textParameters } from '../text/transform'
+import { textElements, textSiblings } from '../text/bytes'
 import type { InputTransform } from '../transforms'
 import { converter, datatypeOf } from '../datatypes'
 import { badRequest, ModelUnavailableError } from '../../errors'
@@ -56,6 +58,7 @@ export async function modelMetadataV2(caller: Caller, name: string, version?: nu
       ...(config.description !== undefined && { description: config.description }),
       ...(memory !== undefined && { memory_bytes: memory }),
       ...(labels && { labels, classify: { output: config.classify?.output, top_k: config.classify?.top_k ?? 5, activation: config.classify?.activation ?? 'none' } }),
+      ...(config.embed && { embed: config.embed }),
     }
     return {
       name,
@@ -63,8 +66,11 @@ export async function modelMetadataV2(caller: Caller, name: string, version?: nu
       platform: platformOf(format),
       inputs: signature.inputs.map((spec) => {
         // An image input takes encoded images, one BYTES element each, preprocessed as its parameters say.
-        const image = config.inputs?.[spec.name]?.image
-        return image ? { name: spec.name, datatype: 'BYTES', shape: [-1], parameters: imageParameters(image) } : tensorMetadata(spec)
+        const { image, text } = config.inputs?.[spec.name] ?? {}
+        if (image) return { name: spec.name, datatype: 'BYTES', shape: [-1], parameters: imageParameters(image) }
+        // A text input takes UTF-8 texts, one BYTES element each; its siblings from the same tokenizer may be left out.
+        if (text) return { name: spec.name, datatype: 'BYTES', shape: [-1], parameters: textParameters(text) }
+        return tensorMetadata(spec)
       }),
       outputs: signature.outputs.map(tensorMetadata),
       ...(Object.keys(parameters).length > 0 ? { parameters } : {}),
@@ -159,7 +165,8 @@ export function inferV2(caller: Caller, name: string, version: number | undefine
   const config = readConfig(caller.env)
   return predict<InferAnswer>(caller, name, { version }, {
     outputs: (held) => {
-      checkInputNames(held.lease.model.signature, body.inputs.map((i) => i.name))
+      const filled = textSiblings(held, body)
+      checkInputNames(held.lease.model.signature, [...body.inputs.map((i) => i.name), ...filled.keys()])
       return outputNames(held, body.outputs?.map((o) => o.name))
     },
     format: () => 'v2',
@@ -167,8 +174,20 @@ export function inferV2(caller: Caller, name: string, version: number | undefine
       const specs = new Map(held.lease.model.signature.inputs.map((s) => [s.name, s]))
       const limits = requestLimits(config, held.target)
       const { transforms } = preparedOf(held.target, held.lease.model)
+      const filled = textSiblings(held, body)
       for (const [i, input] of body.inputs.entries()) {
-        feeds[input.name] = await inputTensor(specs.get(input.name)!, transforms.get(input.name), input, raws[i], limits, config, name)
+        const transform = transforms.get(input.name)
+        if (transform?.kind !== 'text' || input.datatype !== 'BYTES') {
+          feeds[input.name] = await inputTensor(specs.get(input.name)!, transform, input, raws[i], limits, config, name)
+          continue
+        }
+        // Texts: one elements array for this input and the text-fed inputs it fills, so they share one encoding.
+        const where = `input '${input.name}'`
+        const elements = textElements(input, raws[i], where, limits, config)
+        feeds[input.name] = await transform.tensor(elements, (j) => `${where}[${j}]`, config)
+        for (const [sibling, from] of filled) {
+          if (from === input.name) feeds[sibling] = await transforms.get(sibling)!.tensor(elements, (j) => `${where}[${j}]`, config)
+        }
       }
     },
     async answer(held, results, names) {

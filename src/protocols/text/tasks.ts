@@ -1,0 +1,186 @@
+/**
+ * @module protocols/text/tasks — texts in, Workers AI's answers out: `[{label, score}]` for a text
+ * classifier, `{shape, data, pooling}` for an embedding model. Transport-neutral: the `:classify` and
+ * `:embed` routes and the `Models` entrypoint's `run(name, {text})` call these.
+ *
+ * Every input of the model must be fed from text (`inputs.<name>.text` in its config.json); the texts
+ * are encoded once per tokenizer and each input takes its field (ids, attention mask, token types).
+ */
+import type { Config } from '../../config'
+import { readConfig } from '../../config'
+import { ApiError, badRequest } from '../../errors'
+import { isolate } from '../../isolate'
+import type { ModelLease } from '../../isolate'
+import { predict } from '../../predict'
+import type { Caller, Prediction } from '../../predict'
+import type { KeyInput } from '../../prediction-cache'
+import type { EmbedConfig } from '../../repository/model-config'
+import type { Selector } from '../../repository/repository'
+import { tf } from '../../runtime/tf'
+import { preparedOf, rank } from '../images/classify'
+import type { Ranked } from '../images/classify'
+import { batchOf, truncatedTexts } from './transform'
+
+/** An embedding answer, in Workers AI's text-embeddings shape. */
+export interface Embeddings {
+  shape: [number, number]
+  data: number[][]
+  pooling: EmbedConfig['pooling']
+}
+
+/** What a text prediction adds to a prediction: how many texts were cut to `max_length` tokens. */
+export type TextPrediction<T> = Prediction<T> & { truncated: number }
+
+const describe = (value: unknown) => (value === null ? 'null' : Array.isArray(value) ? 'a list' : typeof value)
+
+/**
+ * `text` as a request gives it — a string or a list of strings — checked: not empty, at most
+ * MAX_TEXTS, each a string. `field` names it in messages (`text`, `instances`).
+ */
+export function readTexts(value: unknown, field: string, config: Config): { texts: string[]; single: boolean } {
+  if (typeof value === 'string') return { texts: [value], single: true }
+  if (!Array.isArray(value)) throw badRequest(`'${field}' must be a string or a list of strings, got ${describe(value)}`)
+  if (value.length === 0) throw badRequest(`'${field}' is an empty list: send at least one text`)
+  if (value.length > config.MAX_TEXTS) throw badRequest(`'${field}' has ${value.length} texts, more than the limit of ${config.MAX_TEXTS} (MAX_TEXTS)`)
+  value.forEach((text, i) => {
+    if (typeof text !== 'string') throw badRequest(`'${field}[${i}]' must be a string, got ${describe(text)}`)
+  })
+  return { texts: value as string[], single: false }
+}
+
+const utf8 = new TextEncoder()
+
+/** The texts as the transforms take them, UTF-8, one element each. */
+export const textElements = (texts: readonly string[]) => texts.map((text) => utf8.encode(text))
+
+/** Every input's text transform, or 400 naming an input that is not fed from text. */
+function textInputs(held: ModelLease) {
+  const { transforms } = preparedOf(held.target, held.lease.model)
+  const inputs = held.lease.model.signature.inputs
+  for (const spec of inputs) {
+    if (transforms.get(spec.name)?.kind !== 'text') {
+      throw badRequest(`model '${held.target.name}' cannot take text: input '${spec.name}' has no tokenizer (inputs.${spec.name}.text in its config.json)`)
+    }
+  }
+  return inputs.map((spec) => ({ name: spec.name, transform: transforms.get(spec.name)! }))
+}
+
+/** The feeds of a text request: each input from the same elements, so they share one encoding per tokenizer. */
+async function textFeeds(held: ModelLease, elements: Uint8Array[], feeds: Record<string, tf.Tensor>, config: Config, field: string) {
+  const where = (i: number) => (elements.length === 1 && field === 'text' ? "'text'" : `'${field}[${i}]'`)
+  for (const { name, transform } of textInputs(held)) feeds[name] = await transform.tensor(elements, where, config)
+}
+
+/** The prediction cache's key of a text request: the texts themselves, before any tokenizing. */
+function textKey(held: ModelLease, elements: Uint8Array[]): Record<string, KeyInput> {
+  const [first] = textInputs(held)
+  const lengths = new Uint8Array(new Uint32Array(elements.map((e) => e.byteLength)).buffer)
+  const bytes = new Uint8Array(lengths.byteLength + elements.reduce((n, e) => n + e.byteLength, 0))
+  bytes.set(lengths)
+  let at = lengths.byteLength
+  for (const e of elements) {
+    bytes.set(e, at)
+    at += e.byteLength
+  }
+  return { [first!.name]: { dtype: 'text', shape: [elements.length], bytes } }
+}
+
+/** The labels and output `:classify` ranks, or 400 for a model without labels. */
+function classifier(held: ModelLease) {
+  const { labels, output } = preparedOf(held.target, held.lease.model)
+  if (!labels || !output) throw badRequest(`model '${held.target.name}' has no labels, so it cannot classify; add "labels" to its config.json, or call :predict`)
+  return { labels, output }
+}
+
+/** Texts through a text classifier: the top-k labels of each, best first. */
+export async function classifyTexts(caller: Caller, name: string, selector: Selector, texts: string[], topK?: number, field = 'text'): Promise<TextPrediction<Ranked[][]>> {
+  const config = readConfig(caller.env)
+  const elements = textElements(texts)
+  const k = (held: ModelLease) => topK ?? held.target.config.classify?.top_k ?? 5
+  const prediction = await predict<Ranked[][]>(caller, name, selector, {
+    outputs: (held) => [classifier(held).output],
+    format: (held) => `classify-text;top_k=${k(held)}`,
+    keyInputs: (held) => textKey(held, elements),
+    feeds: (held, feeds) => textFeeds(held, elements, feeds, config, field),
+    answer: (held, outputs) => {
+      const { labels, output } = classifier(held)
+      return rank(outputs[output]!, labels, k(held), held.target.config.classify?.activation ?? 'none', held.target.name)
+    },
+  })
+  return { ...prediction, truncated: truncatedTexts(elements) }
+}
+
+/** The output `:embed` reads, or 400 for a model without `embed`; 503 when config.json names an output the model lacks. */
+function embedder(held: ModelLease): { output: string; pooling: EmbedConfig['pooling']; normalize: boolean } {
+  const { name, config } = held.target
+  if (!config.embed) throw badRequest(`model '${name}' has no "embed" in its config.json, so it cannot embed; add "embed": {"output": …, "pooling": "mean"}, or call :predict`)
+  const outputs = held.lease.model.signature.outputs.map((s) => s.name)
+  const output = config.embed.output ?? (outputs.length === 1 ? outputs[0] : undefined)
+  const list = outputs.map((o) => `'${o}'`).join(', ')
+  if (output === undefined) throw new ApiError(503, `${name}/config.json: the model has outputs ${list}; embed.output must say which holds the vectors`)
+  if (!outputs.includes(output)) throw new ApiError(503, `${name}/config.json: embed.output names '${output}', which the model does not have; its outputs are ${list}`)
+  return { output, pooling: config.embed.pooling, normalize: config.embed.normalize }
+}
+
+/**
+ * One vector per text from `hidden`: `[n, tokens, d]` pooled over the attention mask (`mean`) or at
+ * the first token (`cls`), or `[n, d]` as it is (`none`); scaled to length 1 with `normalize`.
+ */
+function pool(hidden: tf.Tensor, mask: Int32Array | undefined, length: number, how: ReturnType<typeof embedder>, model: string): tf.Tensor2D {
+  const want = how.pooling === 'none' ? 2 : 3
+  if (hidden.rank !== want) {
+    throw new ApiError(503, `${model}: embed.pooling "${how.pooling}" needs a rank-${want} output, but '${how.output}' has shape [${hidden.shape.join(', ')}]`)
+  }
+  return tf.tidy(() => {
+    let vectors: tf.Tensor2D
+    if (how.pooling === 'none') vectors = tf.cast(hidden, 'float32') as tf.Tensor2D
+    else if (how.pooling === 'cls') vectors = tf.squeeze(tf.slice(tf.cast(hidden, 'float32'), [0, 0, 0], [-1, 1, -1]), [1]) as tf.Tensor2D
+    else {
+      const [n, tokens] = hidden.shape as [number, number, number]
+      if (!mask || tokens !== length) throw new ApiError(503, `${model}: output '${how.output}' has ${tokens} tokens per text, the encoding ${length}: mean pooling cannot match them`)
+      const weights = tf.tensor3d(Float32Array.from(mask), [n, tokens, 1])
+      const summed = tf.sum(tf.mul(tf.cast(hidden, 'float32'), weights), 1)
+      vectors = tf.div(summed, tf.maximum(tf.sum(weights, 1), 1e-9)) as tf.Tensor2D
+    }
+    if (how.normalize) vectors = tf.div(vectors, tf.maximum(tf.norm(vectors, 2, 1, true), 1e-12)) as tf.Tensor2D
+    return vectors
+  })
+}
+
+/** Texts through an embedding model: one vector each, Workers AI's `{shape, data, pooling}`. */
+export async function embedTexts(caller: Caller, name: string, selector: Selector, texts: string[], field = 'text'): Promise<TextPrediction<Embeddings>> {
+  const config = readConfig(caller.env)
+  const elements = textElements(texts)
+  const prediction = await predict<Embeddings>(caller, name, selector, {
+    outputs: (held) => [embedder(held).output],
+    format: () => 'embed',
+    keyInputs: (held) => textKey(held, elements),
+    feeds: (held, feeds) => textFeeds(held, elements, feeds, config, field),
+    async answer(held, outputs) {
+      const how = embedder(held)
+      const batch = batchOf(elements)
+      const vectors = pool(outputs[how.output]!, batch?.fields.attention_mask, batch?.length ?? 0, how, held.target.name)
+      try {
+        const data = (await vectors.array()) as number[][]
+        return { shape: vectors.shape as [number, number], data, pooling: how.pooling }
+      } finally {
+        vectors.dispose()
+      }
+    },
+  })
+  return { ...prediction, truncated: truncatedTexts(elements) }
+}
+
+/**
+ * `{text}` as the `Models` entrypoint takes it: embeddings for a model whose config.json has `embed`,
+ * else a classification per text (one list for one string), as `:embed` and `:classify` answer.
+ */
+export async function runText(caller: Caller, name: string, selector: Selector, text: unknown, topK?: number): Promise<TextPrediction<unknown>> {
+  const config = readConfig(caller.env)
+  const { texts, single } = readTexts(text, 'text', config)
+  const repository = await isolate().repository(caller.env, caller.waitUntil)
+  // config.json is the model's, shared by its versions: whichever version traffic picks embeds or classifies alike.
+  if (repository.resolve(name, selector).config.embed) return embedTexts(caller, name, selector, texts)
+  const prediction = await classifyTexts(caller, name, selector, texts, topK)
+  return { ...prediction, value: single ? prediction.value[0] : prediction.value }
+}
