@@ -21,6 +21,7 @@ import { ModelUnavailableError } from './errors'
 import { log } from './log'
 import { keyLabels, Metrics } from './metrics'
 import { PredictionCache } from './prediction-cache'
+import { prepareModel } from './protocols/images/classify'
 import { PointerFollower } from './repository/follow'
 import { loadVersion } from './repository/load'
 import type { ModelSources } from './repository/load'
@@ -143,7 +144,7 @@ export class Isolate {
 
   /** Reads, builds and warms up one model version (repository/load.ts), on this isolate's backend and clock. */
   private load(sources: ModelSources, target: ResolvedVersion): Promise<LoadResult> {
-    return loadVersion(sources, target, this.backend, this.now)
+    return loadVersion(sources, target, this.backend, this.now, prepareModel)
   }
 
   /**

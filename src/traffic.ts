@@ -19,7 +19,7 @@
  */
 import { isolateLimits } from './config'
 import { Gate } from './gate'
-import { ApiError, ModelUnavailableError } from './errors'
+import { ApiError, configFault } from './errors'
 import type { Isolate, ModelLease, WaitUntil } from './isolate'
 import { holding } from './lease'
 import { log } from './log'
@@ -83,7 +83,7 @@ function resolveKey(repository: Repository, name: string, key: string | number, 
     return repository.resolve(name, selector)
   } catch (error) {
     if (!(error instanceof ApiError) || error.status !== 404) throw error
-    throw new ModelUnavailableError(`${name}/config.json: ${where} names '${key}', which is not served: ${error.message}`, 60)
+    throw configFault(name, `${where} names '${key}', which is not served: ${error.message}`)
   }
 }
 
