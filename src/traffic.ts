@@ -1,11 +1,10 @@
 /**
  * @module traffic — traffic control per model, in one place every entry point goes through:
  * which version a request goes to, whether it runs now, waits or is refused, and the shadow run
- * after its response. An entry point calls `TrafficControl.admit` before it reads its body and
- * leases through the `TrafficSlot` (`use`, then `release` when the response is ready) — HTTP routes
- * do so with `withTrafficSlot` (http/common.ts), and `predict` (predict.ts) leases through the
- * caller's slot, or through `TrafficControl.serve` for a caller without one (the RPC
- * entrypoint). All of it is set in the model's config.json:
+ * after its response. One call per prediction goes through it: `TrafficControl.serve`, from
+ * `predict` (predict.ts), whatever the transport — it routes the request once (the version it
+ * resolves is the one leased), takes its slots, then has the transport read its body. All of it is
+ * set in the model's config.json:
  *
  * - `traffic: {versions: {"1": 90, "2": 10}, sticky_header}` splits requests that name no version
  *   or label by weight; with the sticky header, a hash of its value picks, so a client keeps its
@@ -20,9 +19,10 @@
 import { isolateLimits } from './config'
 import { Gate } from './gate'
 import { ApiError, configFault } from './errors'
-import type { Isolate, ModelLease, WaitUntil } from './isolate'
 import { holding } from './lease'
+import type { ModelLease, WaitUntil } from './lease'
 import { log } from './log'
+import type { Metrics } from './metrics'
 import type { ModelConfig } from './repository/model-config'
 import type { Repository, ResolvedVersion, Selector } from './repository/repository'
 import type { Servable } from './runtime/servable'
@@ -36,6 +36,16 @@ export const RETRY_AFTER_SECONDS = 1
  * ones rather than grow without bound when the shadow cannot keep up.
  */
 export const MAX_SHADOWS_PENDING = 32
+
+/**
+ * What traffic control needs of the isolate (isolate.ts is the one): its repository, a lease on a
+ * routed version, its metrics. A narrow interface, so this module does not import the isolate.
+ */
+export interface TrafficHost {
+  readonly metrics: Pick<Metrics, 'recordRouted' | 'recordRejection' | 'recordShadow'>
+  repository(env: Env, waitUntil?: WaitUntil): Promise<Repository>
+  leaseVersion(env: Env, target: ResolvedVersion): Promise<ModelLease>
+}
 
 /** What a request brings besides the model and selector: its headers (for the sticky header), background work, its id for logs. */
 export interface RouteRequest {
@@ -154,7 +164,7 @@ const disposeCaptured = (captured: Captured) => {
   tf.dispose(captured.outputs)
 }
 
-/** One admitted request: the version it goes to, and the slots it holds until `release`. */
+/** One routed request: the version it goes to, and the slots it holds until `release`. */
 export class TrafficSlot {
   private captured: Captured | undefined
   private released = false
@@ -172,7 +182,7 @@ export class TrafficSlot {
 
   /** Leases the version this request was routed to (loading it on a miss) for the length of `use`. */
   async use<T>(use: (held: ModelLease) => Promise<T>): Promise<T> {
-    const held = await this.control.state.lease(this.env, this.target.name, { version: this.target.version }, this.request.waitUntil)
+    const held = await this.control.state.leaseVersion(this.env, this.target)
     if (this.shadow !== undefined) held.lease.wrapModel((model) => this.capturing(model))
     return holding(held, use)
   }
@@ -220,7 +230,7 @@ export class TrafficControl {
   /** Draws for the weighted split and the shadow fraction; tests may replace it. */
   random: () => number = Math.random
 
-  constructor(readonly state: Isolate) {}
+  constructor(readonly state: TrafficHost) {}
 
   /** The gate of one model, with the limits of its current config.json. */
   gate(name: string, config: ModelConfig = {}): Gate {
@@ -239,7 +249,7 @@ export class TrafficControl {
    * repeated on the shadow version after that, in `request.waitUntil`.
    */
   async serve<B, T>(env: Env, name: string, selector: Selector, request: RouteRequest, read: () => Promise<B>, use: (held: ModelLease, body: B) => Promise<T>): Promise<T> {
-    const slot = await this.admit(env, name, selector, request)
+    const slot = await this.takeSlot(env, name, selector, request)
     try {
       const body = await read()
       return await slot.use((held) => use(held, body))
@@ -248,8 +258,8 @@ export class TrafficControl {
     }
   }
 
-  /** Routes a request and takes its slots (`serve` is the usual way in). The caller must `release()` the slot. */
-  async admit(env: Env, name: string, selector: Selector, request: RouteRequest = {}): Promise<TrafficSlot> {
+  /** Routes a request and takes its slots (for `serve`, which releases them). */
+  private async takeSlot(env: Env, name: string, selector: Selector, request: RouteRequest = {}): Promise<TrafficSlot> {
     const repository = await this.state.repository(env, request.waitUntil)
     const { target, rule } = route(repository, name, selector, request.header, this.random)
     const limits = isolateLimits(env)
@@ -314,7 +324,7 @@ export class TrafficControl {
       const started = Date.now()
       try {
         const target = typeof shadow === 'object' ? shadow : resolveKey(await this.state.repository(env), name, shadow, 'shadow.version')
-        const held = await this.state.lease(env, name, { version: target.version })
+        const held = await this.state.leaseVersion(env, target)
         let outputs: Record<string, tf.Tensor> = {}
         try {
           outputs = await held.lease.model.run(captured.inputs)
