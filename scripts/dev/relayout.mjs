@@ -109,8 +109,8 @@ const RENAMES = [
 
 /** Where text is rewritten: code and config under these, and the root files below. */
 const CODE_DIRS = ['src/', 'test/', 'scripts/', 'bench/', 'client/', 'docs/', '.ci/']
-const ROOT_FILES = ['package.json', 'wrangler.toml', 'vitest.config.ts', 'tsconfig.json', 'tsconfig.node.json', '.dependency-cruiser.cjs', 'README.md', '.prettierignore']
-const TEXT = /\.(ts|mts|cts|mjs|cjs|js|json|toml|md|d\.ts)$|^\.ci\/run$/
+const ROOT_FILES = ['.gitignore', 'package.json', 'wrangler.toml', 'vitest.config.ts', 'tsconfig.json', 'tsconfig.node.json', '.dependency-cruiser.cjs', 'README.md', '.prettierignore']
+const TEXT = /\.(ts|mts|cts|mjs|cjs|js|json|toml|md|d\.ts)$|^\.ci\/run$|^\.gitignore$/
 // Generated or data files: their paths inside are rewritten by regenerating them, not here.
 const SKIP = /^test\/fixtures\/|^model-assets\/|package-lock\.json$/
 const CODE = /\.(ts|mts|cts|mjs|cjs|js)$/
@@ -152,6 +152,8 @@ function main() {
       if (present.has(path)) return { path, ext }
     }
     if (base === '.' || dirs.has(base)) return { path: base, ext: '', dir: true }
+    // Untracked and ignored paths (node_modules/, build output) do not move, but a moved file's path to them changes.
+    if (existsSync(join(ROOT, base))) return { path: base, ext: '', dir: true }
     return undefined
   }
 
@@ -159,7 +161,7 @@ function main() {
   const respecify = (spec, oldDir, newDir) => {
     const found = target(oldDir, spec)
     if (!found) return spec
-    const newTarget = found.dir ? moved(found.path) : moved(found.path)
+    const newTarget = moved(found.path)
     let path = posix.relative(newDir, newTarget === '.' ? '' : newTarget) || '.'
     if (found.ext) path = path.slice(0, path.length - found.ext.length)
     if (spec.endsWith('/') && !path.endsWith('/')) path += '/'
@@ -172,6 +174,15 @@ function main() {
   const srcRelative = textual.filter(([from, to]) => from.startsWith('src/') && from.slice(4).includes('/')).map(([from, to]) => [from.slice(4), to.slice(4)])
   const boundary = (path) => new RegExp(`(?<![\\w./-])${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\w-])`, 'g')
   const textRules = [...textual, ...srcRelative].map(([from, to]) => [boundary(from), to])
+  // A module's name in its header (`@module protocols/v2/routes`) and a package path without extension ('warmserve/src/rpc-types').
+  const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  for (const [from, to] of textual.filter(([from]) => from.startsWith('src/') && from.endsWith('.ts'))) {
+    const [oldName, newName] = [from.slice(4, -3), to.slice(4, -3)]
+    textRules.push([new RegExp(`@module ${escape(oldName)}(?![\\w/-])`, 'g'), `@module ${newName}`])
+    textRules.push([new RegExp(`(?<=['"/])src/${escape(oldName)}(?=['"])`, 'g'), `src/${newName}`])
+  }
+  // A Markdown link into the tree from docs/ (`](../src/cache.ts)`): docs do not move, so only the target changes.
+  for (const [from, to] of textual) textRules.push([new RegExp(`(?<=\\]\\((?:\\.\\./)*)${escape(from)}(?![\\w-])`, 'g'), to])
   // A folder named without its trailing slash (`test/e2e/caller/index.js` is a file path; `test/e2e/caller` alone too).
   for (const [from, to] of Object.entries(MOVES)) if (from.endsWith('/')) textRules.push([boundary(from.slice(0, -1)), to.slice(0, -1)])
 
