@@ -25,6 +25,7 @@ import { log } from './log'
 import type { Metrics } from './metrics'
 import type { ModelConfig } from './repository/model-config'
 import type { Repository, ResolvedVersion, Selector } from './repository/repository'
+import { wrapRun } from './runtime/servable'
 import type { Servable } from './runtime/servable'
 import { tf } from './runtime/tf'
 
@@ -194,19 +195,7 @@ export class TrafficSlot {
       if (!this.captured && !this.released) this.captured = { inputs: cloneAll(inputs), outputs: cloneAll(outputs) }
       return outputs
     }
-    return {
-      format: model.format,
-      signature: model.signature,
-      weightBytes: model.weightBytes,
-      get footprint() {
-        return model.footprint
-      },
-      get batching() {
-        return model.batching
-      },
-      run,
-      dispose: () => model.dispose(),
-    }
+    return wrapRun(model, run)
   }
 
   /** The response is ready: frees the slots (the next waiter goes), then starts the shadow run, if any. Idempotent. */
