@@ -32,6 +32,11 @@ export function checkSignatureName(signatureName: string | undefined): void {
 
 // ===== Status =====
 
+/** TF Serving's model status answer: each version's state, and why it is not AVAILABLE. */
+export interface ModelStatus {
+  model_version_status: { version: string; state: string; status: { error_code: string; error_message: string } }[]
+}
+
 /** A rejected R2 candidate, as TF Serving reports a version that will not load. */
 const rejectedStatus = (version: string, rejection: Rejection) => ({
   version,
@@ -44,7 +49,7 @@ const rejectedStatus = (version: string, rejection: Rejection) => ({
  * were refused are not listed beside it). TF Serving reports a version that failed to load as END
  * with its error, not as an error of the request: `headers` then carries the load's `Retry-After`.
  */
-export async function modelStatusTF(caller: Caller, name: string, selector: Selector, named: boolean) {
+export async function modelStatusTF(caller: Caller, name: string, selector: Selector, named: boolean): Promise<{ body: ModelStatus; headers?: Record<string, string> }> {
   const repository = await isolate().repository(caller.env, caller.waitUntil)
   const rejected = repository.rejected(name)
   if (selector.version !== undefined && !repository.versions(name).includes(selector.version)) {
