@@ -22,9 +22,8 @@ import { BudgetBusyError } from './admission'
 import { ModelUnavailableError } from './errors'
 import { log } from './log'
 import { keyLabels } from './metrics'
-import type { ModelLease } from './isolate'
+import type { ModelLease } from './lease'
 import type { ResolvedVersion } from './repository/repository'
-import type { Rule } from './traffic'
 import { COLUMNS, LIMITS, MAX_BLOB_BYTES } from './analytics-schema'
 
 type Columns = (typeof COLUMNS)[number]
@@ -186,7 +185,7 @@ export class RequestRecord {
   }
 
   /** The request has a slot: the version it goes to, by which rule, after how long a wait, and its shadow draw. */
-  routed(target: ResolvedVersion, rule: Rule, queueMs: number, shadow: ResolvedVersion | string | number | undefined): void {
+  routed(target: ResolvedVersion, rule: string, queueMs: number, shadow: ResolvedVersion | string | number | undefined): void {
     const shadowVersion = shadow === undefined ? '' : String(typeof shadow === 'object' ? shadow.version : shadow)
     this.note({ model: target.name, version: String(target.version), traffic_rule: rule, queue_ms: queueMs, shadow_version: shadowVersion, source: target.entry.source ?? 'assets' })
   }

@@ -28,6 +28,7 @@ import { log } from './log'
 import { Lease, Resident, zeroCounters } from './lease'
 import type { CacheCounters, CacheOutcome, LoadResult, ResidentInfo } from './lease'
 import { memoryBytes, restingBytes } from './runtime/footprint'
+import { wrapRun } from './runtime/servable'
 import type { ModelFormat, Servable } from './runtime/servable'
 import type { Signature } from './runtime/signature'
 import type { tf } from './runtime/tf'
@@ -193,7 +194,7 @@ export class ModelCache {
     }
     const loadedAt = this.now()
     const resident = new Resident(key, servable, restingBytes(f), loadedAt, timings, loadedAt)
-    resident.admitted = Object.create(servable, { run: { value: (inputs: Record<string, tf.Tensor>) => this.admission.run(resident, inputs) } }) as Servable
+    resident.admitted = wrapRun(servable, (inputs) => this.admission.run(resident, inputs))
     // The measured bytes replace the load's estimate; when they are more, idle models make up the difference.
     if (ticket) this.admission.ledger.release(ticket)
     this.makeRoom(resident.bytes)

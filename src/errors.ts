@@ -29,6 +29,24 @@ export class ModelUnavailableError extends ApiError {
   }
 }
 
+/** Seconds a client waits on a config.json fault: fixing one takes a publish or a deploy, not a moment. */
+export const CONFIG_FAULT_RETRY_SECONDS = 60
+
+/**
+ * A model's config.json says something its model or repository contradicts (it names an input,
+ * output or version the model lacks, an image shape it cannot fill): the server's fault, and the
+ * model is unavailable until config.json is fixed — 503 with `Retry-After`, the one answer for all
+ * of them. `problem` follows `{model}/config.json: `.
+ */
+export function configFault(model: string, problem: string): ModelUnavailableError {
+  return new ModelUnavailableError(`${model}/config.json: ${problem}`, CONFIG_FAULT_RETRY_SECONDS)
+}
+
+/** The config.json fault of naming an input or output the model does not have (`key`: where it is named). */
+export function missingFromModel(model: string, key: string, named: string, kind: 'input' | 'output', known: readonly string[]): ModelUnavailableError {
+  return configFault(model, `${key} names '${named}', which the model does not have; its ${kind}s are ${known.map((n) => `'${n}'`).join(', ')}`)
+}
+
 /**
  * Characters of a client's string that a message shows. A message names a client's value and
  * never serializes it whole: a body may hold 8 MB in one string or nest millions of levels, and
@@ -41,6 +59,9 @@ export function quote(text: string): string {
   return text.length <= SHOWN_CHARS ? `'${text}'` : `'${text.slice(0, SHOWN_CHARS)}…' (${text.length} characters)`
 }
 
+/** A JSON object (not an array, not null): what a client's value must be to be read by key. */
+export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+
 /** Names a client's JSON value for a message in bounded work: `null`, `an array`, `the string "NaN"`, `number 3`. */
 export function describeValue(value: unknown): string {
   if (value === null) return 'null'
@@ -51,9 +72,4 @@ export function describeValue(value: unknown): string {
     return value.length <= SHOWN_CHARS ? `the string ${JSON.stringify(value)}` : `the string ${JSON.stringify(value.slice(0, SHOWN_CHARS))}… (${value.length} characters)`
   }
   return `${typeof value} ${String(value)}`
-}
-
-/** Builds an error message lazily, in tf.js's `assert(cond, () => msg)` style. */
-export function check(condition: boolean, message: () => string): asserts condition {
-  if (!condition) throw badRequest(message())
 }

@@ -5,7 +5,7 @@
 
 /**
  * Slots for requests in flight, and a first-come-first-served queue for those waiting on one.
- * Limits may change while requests wait (a new config.json); a raised limit admits waiters at once.
+ * Limits may change while requests wait (a new config.json); a raised limit lets waiters in at once.
  */
 export class Gate {
   inFlight = 0

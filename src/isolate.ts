@@ -15,13 +15,15 @@
  */
 import { IsolateAnalytics } from './analytics'
 import { ModelCache } from './cache'
-import type { CacheCounters, CacheLimits, Lease, LoadResult, ResidentInfo } from './cache'
+import type { CacheCounters, CacheLimits, LoadResult, ResidentInfo } from './cache'
 import { r2Models, readConfig } from './config'
 import type { Config, StringVars } from './config'
 import { ModelUnavailableError } from './errors'
+import type { ModelLease, WaitUntil } from './lease'
 import { log } from './log'
 import { keyLabels, Metrics } from './metrics'
 import { PredictionCache } from './prediction-cache'
+import { prepareModel } from './protocols/images/classify'
 import { PointerFollower } from './repository/follow'
 import { loadVersion } from './repository/load'
 import type { ModelSources } from './repository/load'
@@ -39,14 +41,7 @@ import { backendBroken } from './runtime/wasm-guard'
 import { TrafficControl } from './traffic'
 import type { BackendName } from './runtime/tf'
 
-/** Runs `promise` after the response, where the runtime allows it (`ctx.waitUntil`). */
-export type WaitUntil = (promise: Promise<unknown>) => void
-
-/** A leased model together with the version it resolved to. */
-export interface ModelLease {
-  target: ResolvedVersion
-  lease: Lease
-}
+export type { ModelLease, WaitUntil }
 
 /** What one maintenance pass (the cron) did. */
 export interface MaintenanceReport {
@@ -89,7 +84,7 @@ export class Isolate {
   readonly cache: ModelCache
   /** Answers kept on the Workers Cache API for models with `response_cache` (src/predict.ts uses it). */
   readonly predictions = new PredictionCache()
-  /** Version splits, shadow runs and admission limits per model: every entry point that runs a model goes through `traffic.serve`. */
+  /** Version splits, shadow runs and admission limits per model: every prediction goes through `traffic.serve` (from predict.ts). */
   readonly traffic = new TrafficControl(this)
   /** The isolate's part of the fleet view (src/analytics.ts): its start, and the loads and unloads not yet written. */
   readonly analytics: IsolateAnalytics
@@ -156,7 +151,7 @@ export class Isolate {
 
   /** Reads, builds and warms up one model version (repository/load.ts), on this isolate's backend and clock. */
   private load(sources: ModelSources, target: ResolvedVersion): Promise<LoadResult> {
-    return loadVersion(sources, target, this.backend, this.now)
+    return loadVersion(sources, target, this.backend, this.now, prepareModel)
   }
 
   /**
@@ -180,8 +175,13 @@ export class Isolate {
    * it on a miss. The caller must `lease.release()` when its inference is done.
    */
   async lease(env: Env, name: string, selector: Selector = {}, waitUntil?: WaitUntil): Promise<ModelLease> {
+    return this.leaseVersion(env, (await this.repository(env, waitUntil)).resolve(name, selector))
+  }
+
+  /** Leases a version already resolved (traffic control routed it), loading it on a miss: no second resolution. */
+  async leaseVersion(env: Env, target: ResolvedVersion): Promise<ModelLease> {
     if (backendBroken()) await this.recover(env)
-    const target = (await this.repository(env, waitUntil)).resolve(name, selector)
+    const { name } = target
     const sources = this.sourcesOf(env)
     const key = cacheKey(name, target.version)
     const load = () => this.load(sources, target)

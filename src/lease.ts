@@ -2,10 +2,21 @@
  * @module lease — what the cache hands out and reports: a resident model, the lease that holds it for one
  * inference, and the counters and descriptions status pages show. The lifecycle is src/cache.ts's.
  */
+import type { ResolvedVersion } from './repository/repository'
 import type { Footprint } from './runtime/footprint'
 import type { Servable } from './runtime/servable'
 
+/** How the model cache served a lease: it held the model, loaded it, or joined a load in flight. */
 export type CacheOutcome = 'hit' | 'miss' | 'joined'
+
+/** Runs `promise` after the response, where the runtime allows it (`ctx.waitUntil`). */
+export type WaitUntil = (promise: Promise<unknown>) => void
+
+/** A leased model together with the version it resolved to. */
+export interface ModelLease {
+  target: ResolvedVersion
+  lease: Lease
+}
 
 /** What a loader hands the cache: the built, warmed-up model and how long each step took. */
 export interface LoadResult {

@@ -58,7 +58,7 @@ export class Metrics {
   private readonly shadows = new Family(counter)
   private readonly disagreements = new Family(counter)
 
-  /** Counts one request admitted to `version` of `model`, and by which rule it got there (src/traffic.ts). */
+  /** Counts one request routed to `version` of `model`, and by which rule it got there (src/traffic.ts). */
   recordRouted(model: string, version: number, rule: string): void {
     this.routed.get({ model, version: String(version), rule }).value++
   }
@@ -113,7 +113,7 @@ export class Metrics {
         'Predictions of models with a prediction cache that ran the model: not cached, expired, bypassed (Cache-Control: no-cache) or no Cache API.',
         this.predictionCache.miss,
       ),
-      counterFamily('warmserve_traffic_total', 'Requests admitted to each version of a model, by rule: named (the path names a version or label), default, weighted (random split) or sticky (split by a header).', this.routed),
+      counterFamily('warmserve_traffic_total', 'Requests routed to each version of a model, by rule: named (the path names a version or label), default, weighted (random split) or sticky (split by a header).', this.routed),
       counterFamily('warmserve_rejections_total', "Requests answered 429, by model and reason: model (its max_concurrent and max_queue) or isolate (MAX_CONCURRENT and MAX_QUEUE).", this.rejections),
       counterFamily('warmserve_shadow_requests_total', 'Requests also run on the shadow version after their response, by outcome: compared, failed (the shadow did not load or run; the client lost nothing) or skipped (32 shadow runs waiting already: the shadow cannot keep up).', this.shadows),
       counterFamily('warmserve_shadow_disagreements_total', "Compared shadow runs whose top-1 class differed from the served version's in some row, or whose outputs differed in shape.", this.disagreements),

@@ -2,18 +2,20 @@
  * @module predict — the one place a prediction goes through, whoever asks: the TF Serving and Open
  * Inference Protocol routes, `:classify`, and the service-binding entrypoint (rpc.ts).
  *
- * Each caller parses its own body; from there on the path is the same: lease the model (loading it
- * on a miss), build the feeds against it, look in the prediction cache, run, shape the answer,
- * store it, release. Per-model rules that apply to every prediction belong in `predict`.
+ * Each caller brings a way to read its body; from there on the path is the same: traffic control
+ * routes the request and takes its slots (once, here), the body is read, the routed version is
+ * leased (loading it on a miss), the feeds are built against it, the prediction cache is looked in,
+ * the model runs, the answer is shaped and stored, the lease and the slots are released. Per-model
+ * rules that apply to every prediction belong in `predict`.
  */
 import type { RequestRecord } from './analytics'
 import { isolate } from './isolate'
-import type { ModelLease, WaitUntil } from './isolate'
+import type { Isolate } from './isolate'
 import { holding } from './lease'
-import type { CacheOutcome, KeyInput } from './prediction-cache'
+import type { ModelLease, WaitUntil } from './lease'
+import type { KeyInput, PredictionCacheOutcome } from './prediction-cache'
 import { predictionKey, tensorInputs } from './prediction-cache'
 import type { Selector } from './repository/repository'
-import type { TrafficSlot } from './traffic'
 import { rowsOf } from './runtime/sub-batches'
 import { tf } from './runtime/tf'
 
@@ -29,11 +31,6 @@ export interface Caller {
   header?: (name: string) => string | undefined
   /** The request's id, for the shadow run's log line. */
   requestId?: string
-  /**
-   * The slots and version traffic control gave this request before its body was read (HTTP routes:
-   * http/common.ts `withTrafficSlot`); without one, `predict` takes them itself (src/traffic.ts).
-   */
-  slot?: TrafficSlot
   /** The request's analytics point (src/analytics.ts), when the dataset is bound: the prediction notes what it found. */
   record?: RequestRecord
 }
@@ -63,7 +60,7 @@ export interface Prediction<T> {
   /** The model's run time; absent when the cache answered. */
   inferMs?: number
   /** `hit` or `miss` for a model with `response_cache`; absent for one without. */
-  cache?: CacheOutcome
+  cache?: PredictionCacheOutcome
 }
 
 /** Leases a model for the length of `use`, always releasing it. */
@@ -72,59 +69,57 @@ export async function withLease<T>(caller: Caller, name: string, selector: Selec
 }
 
 /**
- * Leases the version traffic control routes a prediction to (src/traffic.ts: the model's split,
- * its `max_concurrent`/`max_queue` and the isolate's, its shadow run): the caller's slot when
- * it took one before reading its body, else one taken here, held until `use` is done.
+ * The one place a prediction goes through. Traffic control (src/traffic.ts: the model's split, its
+ * `max_concurrent`/`max_queue` and the isolate's, its shadow run) routes the request and takes its
+ * slots before `read` reads the body — so a request reading its body is already in flight — and
+ * frees them when the answer is ready. `spec` is the protocol's part, made from the body.
  */
-async function withRoutedLease<T>(caller: Caller, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
-  if (!caller.slot) return isolate().traffic.serve(caller.env, name, selector, caller, async () => undefined, (held) => use(held))
-  return caller.slot.use(use)
+export async function predict<B, T>(caller: Caller, name: string, selector: Selector, read: () => Promise<B>, spec: (body: B) => PredictionSpec<T>): Promise<Prediction<T>> {
+  const state = isolate()
+  return state.traffic.serve(caller.env, name, selector, caller, read, (held, body) => run(state, caller, held, spec(body)))
 }
 
 /**
- * The one place a prediction goes through. With `response_cache` in the model's config.json, the
+ * Runs one prediction on a leased model. With `response_cache` in the model's config.json, the
  * answer is looked up by the hash of its inputs before the model runs, and stored after (awaited, so
  * the next identical request hits); errors are thrown before anything is stored.
  */
-export async function predict<T>(caller: Caller, name: string, selector: Selector, spec: PredictionSpec<T>): Promise<Prediction<T>> {
-  const state = isolate()
-  return withRoutedLease(caller, name, selector, async (held) => {
-    caller.record?.leased(held, state.cache.signatureOf(held.lease.key)?.memoryBytes)
-    const feeds: Record<string, tf.Tensor> = {}
-    let outputs: Record<string, tf.Tensor> = {}
-    try {
-      const names = spec.outputs(held)
-      const ttl = held.target.config.response_cache?.ttl_seconds
-      const early = ttl !== undefined ? spec.keyInputs?.(held) : undefined
-      if (!early) await spec.feeds(held, feeds)
-      let key: string | undefined
-      // A workers.dev route has no Cache API (it needs a custom domain): every answer there is a miss.
-      const workersDev = caller.host?.endsWith('.workers.dev') === true
-      if (ttl !== undefined) {
-        const { target } = held
-        const inputs = early ?? (await tensorInputs(feeds))
-        key = await predictionKey({ model: target.name, version: target.version, config: target.config, format: spec.format(held), outputs: names, inputs })
-        if (workersDev) state.predictions.passOver('*.workers.dev routes have no Cache API; serve from a custom domain to cache predictions')
-        const cached = caller.noCache || workersDev ? undefined : await state.predictions.lookup(key)
-        if (cached !== undefined) {
-          state.metrics.recordPredictionCache(target.name, 'hit')
-          caller.record?.note({ prediction_cache: 'hit', rows: rowsOf(feeds) ?? 0 })
-          return { value: cached as T, held, cache: 'hit' as const }
-        }
+async function run<T>(state: Isolate, caller: Caller, held: ModelLease, spec: PredictionSpec<T>): Promise<Prediction<T>> {
+  caller.record?.leased(held, state.cache.signatureOf(held.lease.key)?.memoryBytes)
+  const feeds: Record<string, tf.Tensor> = {}
+  let outputs: Record<string, tf.Tensor> = {}
+  try {
+    const names = spec.outputs(held)
+    const ttl = held.target.config.response_cache?.ttl_seconds
+    const early = ttl !== undefined ? spec.keyInputs?.(held) : undefined
+    if (!early) await spec.feeds(held, feeds)
+    let key: string | undefined
+    // A workers.dev route has no Cache API (it needs a custom domain): every answer there is a miss.
+    const workersDev = caller.host?.endsWith('.workers.dev') === true
+    if (ttl !== undefined) {
+      const { target } = held
+      const inputs = early ?? (await tensorInputs(feeds))
+      key = await predictionKey({ model: target.name, version: target.version, config: target.config, format: spec.format(held), outputs: names, inputs })
+      if (workersDev) state.predictions.passOver('*.workers.dev routes have no Cache API; serve from a custom domain to cache predictions')
+      const cached = caller.noCache || workersDev ? undefined : await state.predictions.lookup(key)
+      if (cached !== undefined) {
+        state.metrics.recordPredictionCache(target.name, 'hit')
+        caller.record?.note({ prediction_cache: 'hit', rows: rowsOf(feeds) ?? 0 })
+        return { value: cached as T, held, cache: 'hit' as const }
       }
-      if (early) await spec.feeds(held, feeds)
-      const started = Date.now()
-      outputs = await held.lease.model.run(feeds)
-      const inferMs = Date.now() - started
-      caller.record?.note({ infer_ms: inferMs, rows: rowsOf(feeds) ?? 1, ...(key !== undefined ? { prediction_cache: 'miss' } : {}) })
-      const value = await spec.answer(held, outputs, names)
-      if (key === undefined) return { value, held, inferMs }
-      if (!workersDev) await state.predictions.store(key, value, ttl!)
-      state.metrics.recordPredictionCache(held.target.name, 'miss')
-      return { value, held, inferMs, cache: 'miss' as const }
-    } finally {
-      tf.dispose(feeds)
-      tf.dispose(outputs)
     }
-  })
+    if (early) await spec.feeds(held, feeds)
+    const started = Date.now()
+    outputs = await held.lease.model.run(feeds)
+    const inferMs = Date.now() - started
+    caller.record?.note({ infer_ms: inferMs, rows: rowsOf(feeds) ?? 1, ...(key !== undefined ? { prediction_cache: 'miss' } : {}) })
+    const value = await spec.answer(held, outputs, names)
+    if (key === undefined) return { value, held, inferMs }
+    if (!workersDev) await state.predictions.store(key, value, ttl!)
+    state.metrics.recordPredictionCache(held.target.name, 'miss')
+    return { value, held, inferMs, cache: 'miss' as const }
+  } finally {
+    tf.dispose(feeds)
+    tf.dispose(outputs)
+  }
 }

@@ -17,7 +17,7 @@ import { concatBytes } from './http/body'
 import { log } from './log'
 import type { tf } from './runtime/tf'
 
-export type CacheOutcome = 'hit' | 'miss'
+export type PredictionCacheOutcome = 'hit' | 'miss'
 
 /** One input as the key sees it: a parsed tensor's dtype, shape and bytes, or an encoded image's bytes. */
 export interface KeyInput {

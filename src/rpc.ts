@@ -2,8 +2,8 @@
  * @module rpc — `Models`, the service-binding entrypoint: other Workers call warmserve directly
  * (`env.MODELS.run(…)`, as they call `env.AI.run`), with no HTTP or JSON in between.
  *
- * Each method parses its arguments as the HTTP routes parse a body, then goes through the same
- * functions they do (src/predict.ts for predictions), in the same isolate state: one model cache,
+ * Each method parses its arguments as the HTTP routes parse a body, then calls the same protocol
+ * cores they do (the protocols' dataplane.ts files, src/predict.ts for predictions), in the same isolate state: one model cache,
  * one prediction cache, the same leases, limits and metrics. A mistake rejects with an `Error`
  * carrying the HTTP answer's message and its `status`. Types for callers: src/rpc-types.ts.
  * @see https://developers.cloudflare.com/workers/runtime-apis/rpc/
@@ -11,20 +11,18 @@
 import { WorkerEntrypoint } from 'cloudflare:workers'
 import { datasetOf, PointWriter, RequestRecord } from './analytics'
 import { readConfig } from './config'
-import { ApiError, badRequest, describeValue } from './errors'
-import { parseLabel } from './http/common'
+import { ApiError, badRequest, describeValue, isObject } from './errors'
 import { isolate } from './isolate'
 import { log } from './log'
 import type { Caller, Prediction } from './predict'
-import { classifyImage } from './protocols/tf-serving/classify'
-import { runText } from './protocols/text/tasks'
-import { predictTFServing } from './protocols/tf-serving/routes'
-import { inferV2, modelMetadataV2, repositoryEntries } from './protocols/v2/routes'
 import { InferRequest, parseBody, PredictRequest } from './protocols/schemas'
+import { parseLabel } from './protocols/selector'
+import { runText } from './protocols/text/tasks'
+import { classifyImage } from './protocols/tf-serving/classify'
+import { predictInput, predictTFServing } from './protocols/tf-serving/dataplane'
+import { inferV2, modelMetadataV2, repositoryEntries } from './protocols/v2/dataplane'
 import type { Selector } from './repository/repository'
 import type { ImageInputs, InferRequest as InferRequestArg, InferResponse, ModelsService, PredictInputs, RunOptions, TextInputs, TextResult } from './rpc-types'
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
 /** The typed array each datatype's `data` may arrive as, element for element its binary layout. */
 const TYPED_DATA: Record<string, string> = {
@@ -189,10 +187,11 @@ export class Models extends WorkerEntrypoint<Env> implements ModelsService {
       const selector = selectorOf(options)
       if (isObject(inputs) && 'image' in inputs) {
         const bytes = imageBytes(inputs.image, readConfig(caller.env).MAX_IMAGE_BYTES)
-        return classifyImage(caller, model, selector, bytes, topKOf(options), 'image')
+        return classifyImage(caller, model, selector, async () => bytes, topKOf(options), 'image')
       }
       if (isObject(inputs) && 'text' in inputs) return runText(caller, model, selector, inputs.text, topKOf(options))
-      return predictTFServing(caller, model, selector, parseBody(PredictRequest, inputs))
+      const input = predictInput(inputs, (value) => parseBody(PredictRequest, value))
+      return predictTFServing(caller, model, selector, async () => input)
     })
   }
 
@@ -203,7 +202,7 @@ export class Models extends WorkerEntrypoint<Env> implements ModelsService {
       const { version } = selectorOf(options === undefined ? undefined : { version: (options as RunOptions).version })
       const { body, raws } = typedToBinary(request)
       const parsed = parseBody(InferRequest, body)
-      const prediction = await inferV2(caller, model, version, parsed, raws)
+      const prediction = await inferV2(caller, model, version, async () => ({ body: parsed, raws }))
       return { ...prediction, value: { ...prediction.value, ...(parsed.id !== undefined ? { id: parsed.id } : {}) } }
     })
   }

@@ -1,11 +1,10 @@
 /**
  * @module traffic — traffic control per model, in one place every entry point goes through:
  * which version a request goes to, whether it runs now, waits or is refused, and the shadow run
- * after its response. An entry point calls `TrafficControl.admit` before it reads its body and
- * leases through the `TrafficSlot` (`use`, then `release` when the response is ready) — HTTP routes
- * do so with `withTrafficSlot` (http/common.ts), and `predict` (predict.ts) leases through the
- * caller's slot, or through `TrafficControl.serve` for a caller without one (the RPC
- * entrypoint). All of it is set in the model's config.json:
+ * after its response. One call per prediction goes through it: `TrafficControl.serve`, from
+ * `predict` (predict.ts), whatever the transport — it routes the request once (the version it
+ * resolves is the one leased), takes its slots, then has the transport read its body. All of it is
+ * set in the model's config.json:
  *
  * - `traffic: {versions: {"1": 90, "2": 10}, sticky_header}` splits requests that name no version
  *   or label by weight; with the sticky header, a hash of its value picks, so a client keeps its
@@ -20,12 +19,14 @@
 import type { RequestRecord } from './analytics'
 import { isolateLimits } from './config'
 import { Gate } from './gate'
-import { ApiError, ModelUnavailableError } from './errors'
-import type { Isolate, ModelLease, WaitUntil } from './isolate'
+import { ApiError, configFault } from './errors'
 import { holding } from './lease'
+import type { ModelLease, WaitUntil } from './lease'
 import { log } from './log'
+import type { Metrics } from './metrics'
 import type { ModelConfig } from './repository/model-config'
 import type { Repository, ResolvedVersion, Selector } from './repository/repository'
+import { wrapRun } from './runtime/servable'
 import type { Servable } from './runtime/servable'
 import { tf } from './runtime/tf'
 
@@ -37,6 +38,16 @@ export const RETRY_AFTER_SECONDS = 1
  * ones rather than grow without bound when the shadow cannot keep up.
  */
 export const MAX_SHADOWS_PENDING = 32
+
+/**
+ * What traffic control needs of the isolate (isolate.ts is the one): its repository, a lease on a
+ * routed version, its metrics. A narrow interface, so this module does not import the isolate.
+ */
+export interface TrafficHost {
+  readonly metrics: Pick<Metrics, 'recordRouted' | 'recordRejection' | 'recordShadow'>
+  repository(env: Env, waitUntil?: WaitUntil): Promise<Repository>
+  leaseVersion(env: Env, target: ResolvedVersion): Promise<ModelLease>
+}
 
 /** What a request brings besides the model and selector: its headers (for the sticky header), background work, its id for logs. */
 export interface RouteRequest {
@@ -86,7 +97,7 @@ function resolveKey(repository: Repository, name: string, key: string | number, 
     return repository.resolve(name, selector)
   } catch (error) {
     if (!(error instanceof ApiError) || error.status !== 404) throw error
-    throw new ModelUnavailableError(`${name}/config.json: ${where} names '${key}', which is not served: ${error.message}`, 60)
+    throw configFault(name, `${where} names '${key}', which is not served: ${error.message}`)
   }
 }
 
@@ -157,7 +168,7 @@ const disposeCaptured = (captured: Captured) => {
   tf.dispose(captured.outputs)
 }
 
-/** One admitted request: the version it goes to, and the slots it holds until `release`. */
+/** One routed request: the version it goes to, and the slots it holds until `release`. */
 export class TrafficSlot {
   private captured: Captured | undefined
   private released = false
@@ -175,7 +186,7 @@ export class TrafficSlot {
 
   /** Leases the version this request was routed to (loading it on a miss) for the length of `use`. */
   async use<T>(use: (held: ModelLease) => Promise<T>): Promise<T> {
-    const held = await this.control.state.lease(this.env, this.target.name, { version: this.target.version }, this.request.waitUntil)
+    const held = await this.control.state.leaseVersion(this.env, this.target)
     if (this.shadow !== undefined) held.lease.wrapModel((model) => this.capturing(model))
     return holding(held, use)
   }
@@ -187,19 +198,7 @@ export class TrafficSlot {
       if (!this.captured && !this.released) this.captured = { inputs: cloneAll(inputs), outputs: cloneAll(outputs) }
       return outputs
     }
-    return {
-      format: model.format,
-      signature: model.signature,
-      weightBytes: model.weightBytes,
-      get footprint() {
-        return model.footprint
-      },
-      get batching() {
-        return model.batching
-      },
-      run,
-      dispose: () => model.dispose(),
-    }
+    return wrapRun(model, run)
   }
 
   /** The response is ready: frees the slots (the next waiter goes), then starts the shadow run, if any. Idempotent. */
@@ -223,7 +222,7 @@ export class TrafficControl {
   /** Draws for the weighted split and the shadow fraction; tests may replace it. */
   random: () => number = Math.random
 
-  constructor(readonly state: Isolate) {}
+  constructor(readonly state: TrafficHost) {}
 
   /** The gate of one model, with the limits of its current config.json. */
   gate(name: string, config: ModelConfig = {}): Gate {
@@ -242,7 +241,7 @@ export class TrafficControl {
    * repeated on the shadow version after that, in `request.waitUntil`.
    */
   async serve<B, T>(env: Env, name: string, selector: Selector, request: RouteRequest, read: () => Promise<B>, use: (held: ModelLease, body: B) => Promise<T>): Promise<T> {
-    const slot = await this.admit(env, name, selector, request)
+    const slot = await this.takeSlot(env, name, selector, request)
     try {
       const body = await read()
       return await slot.use((held) => use(held, body))
@@ -251,8 +250,8 @@ export class TrafficControl {
     }
   }
 
-  /** Routes a request and takes its slots (`serve` is the usual way in). The caller must `release()` the slot. */
-  async admit(env: Env, name: string, selector: Selector, request: RouteRequest = {}): Promise<TrafficSlot> {
+  /** Routes a request and takes its slots (for `serve`, which releases them). */
+  private async takeSlot(env: Env, name: string, selector: Selector, request: RouteRequest = {}): Promise<TrafficSlot> {
     request.record?.note({ model: name })
     const repository = await this.state.repository(env, request.waitUntil)
     const { target, rule } = route(repository, name, selector, request.header, this.random)
@@ -323,7 +322,7 @@ export class TrafficControl {
       const started = Date.now()
       try {
         const target = typeof shadow === 'object' ? shadow : resolveKey(await this.state.repository(env), name, shadow, 'shadow.version')
-        const held = await this.state.lease(env, name, { version: target.version })
+        const held = await this.state.leaseVersion(env, target)
         let outputs: Record<string, tf.Tensor> = {}
         try {
           outputs = await held.lease.model.run(captured.inputs)

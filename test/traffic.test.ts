@@ -304,3 +304,24 @@ describe('shadow', () => {
     expect((await scrape())('warmserve_shadow_requests_total', { model: NAME, version: '1', shadow_version: '4', outcome: 'failed' })).toBe(1)
   })
 })
+
+describe('one pass per request', () => {
+  it('routes one inference once, whatever the transport: one traffic control call, one version resolution, one lease', async () => {
+    await configure({ traffic: { versions: { '1': 1, '2': 1 } } })
+    const state = isolate()
+    // The routed version is leased as resolved (leaseVersion); a lease by name would resolve it again.
+    const serve = vi.spyOn(state.traffic, 'serve')
+    const byName = vi.spyOn(state, 'lease')
+    const byVersion = vi.spyOn(state, 'leaseVersion')
+    const requests: [string, () => Promise<unknown>][] = [
+      ['v2 infer over HTTP', async () => answer(await post(INFER, v2Body))],
+      ['TF Serving predict over HTTP', async () => answer(await post(PREDICT, { instances: [SETOSA] }))],
+      ['v2 infer over RPC', async () => expect((await rpcCaller.call('infer', NAME, v2Body)).value).toMatchObject({ model_name: NAME })],
+    ]
+    for (const [what, request] of requests) {
+      for (const spy of [serve, byName, byVersion]) spy.mockClear()
+      await request()
+      expect([serve.mock.calls.length, byVersion.mock.calls.length, byName.mock.calls.length], what).toEqual([1, 1, 0])
+    }
+  })
+})

@@ -241,9 +241,10 @@ describe("a model's config.json", () => {
     expect((await res.json<any>()).error).toMatch(/input 'multiplier' data\[0\]\[0\]: 9 is above the maximum 5 \(input_limits in pair-configured\/config\.json\)/)
   })
 
-  it('a default output the model lacks is a server fault: 500 that says so', async () => {
+  it('a default output the model lacks is a config fault: 503 with Retry-After, as every config.json fault', async () => {
     const res = await post('/v2/models/pair-badconfig/infer', batch(1))
-    expect(res.status).toBe(500)
+    expect(res.status).toBe(503)
+    expect(res.headers.get('Retry-After')).toBe('60')
     expect((await res.json<any>()).error).toMatch(/pair-badconfig\/config\.json: default_outputs names 'logits', which the model does not have/)
   })
 

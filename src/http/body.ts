@@ -1,5 +1,6 @@
 /** @module http/body — reads a request's body within the size limit, with the right 4xx for each mistake. */
 import { ApiError, badRequest } from '../errors'
+import { MAX_JSON_DEPTH } from '../protocols/limits'
 
 /**
  * Content types taken as JSON. TF Serving parses the body whatever its type, and the curl
@@ -59,14 +60,6 @@ export function concatBytes(parts: Uint8Array[], pad = 0): Uint8Array {
   }
   return bytes
 }
-
-/**
- * Levels of nesting a body may have: twice a tensor's MAX_RANK, so every request that means
- * something fits with room for its envelope. JSON.parse is slow on depth, not only on size:
- * in workerd an 8 MB body nested 4 million levels took 1.7–2.4 s to parse (and, in Node, 230 MB
- * of heap), the slowest flat 8 MB body 0.25 s. Counting the depth first costs about 1 ms a MB.
- */
-export const MAX_JSON_DEPTH = 64
 
 /**
  * The offset of the first byte of `bytes` that opens a level deeper than `limit`, or -1.

@@ -1,13 +1,9 @@
-/** @module http/common — path parameters and response headers shared by the protocol routes. */
+/** @module http/common — what every protocol's routes share: the request as a caller, the response's model headers. */
 import type { Context } from 'hono'
 import type { RequestRecord } from '../analytics'
-import { ApiError, badRequest, quote } from '../errors'
-import { isolate } from '../isolate'
-import type { ModelLease } from '../isolate'
-import { withLease } from '../predict'
+import { ApiError } from '../errors'
+import type { ModelLease } from '../lease'
 import type { Caller, Prediction } from '../predict'
-import type { Selector } from '../repository/repository'
-import type { Signature } from '../runtime/signature'
 
 export type AppEnv = {
   Bindings: Env
@@ -17,22 +13,6 @@ export type AppEnv = {
    * `record`: an inference request's analytics point, when the dataset is bound (middleware/analytics.ts).
    */
   Variables: { model?: string; inferMs?: number; decodeMs?: number; record?: RequestRecord }
-}
-
-/** Parses a `versions/{v}` path segment: a positive integer, as TF Serving's versions are. */
-export function parseVersion(segment: string | undefined): number | undefined {
-  if (segment === undefined) return undefined
-  if (!/^[1-9][0-9]{0,15}$/.test(segment)) throw badRequest(`version '${segment}' is not a positive integer`)
-  return Number(segment)
-}
-
-// Label names as TF Serving allows them (see version_labels in repository/repository.ts).
-const LABEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
-
-/** Parses a `labels/{l}` path segment. */
-export function parseLabel(segment: string): string {
-  if (!LABEL.test(segment)) throw badRequest(`label '${segment}' is not a valid label (a letter, then letters, digits, '_' or '-')`)
-  return segment
 }
 
 /**
@@ -89,65 +69,14 @@ export function callerOf(c: Context<AppEnv>): Caller {
 }
 
 /**
- * The outputs a request gets: those it names, else the model's `default_outputs`, else all.
- * Naming an unknown output is the client's mistake (400); a config.json naming one is ours (500).
+ * Runs `serve` with the request as a caller (`callerOf`). A 429 from traffic control is counted
+ * under the model's name in `/metrics` and the access log: routing found the model.
  */
-export function outputNames({ target, lease }: ModelLease, requested?: string[]): string[] {
-  const known = lease.model.signature.outputs.map((s) => s.name)
-  const list = (names: string[]) => known.map((n) => `'${n}'`).join(', ')
-  for (const name of requested ?? []) {
-    if (!known.includes(name)) throw badRequest(`unknown output ${quote(name)}; the model's outputs are ${list(known)}`)
-  }
-  const defaults = target.config.default_outputs
-  for (const name of defaults ?? []) {
-    if (!known.includes(name)) {
-      throw new ApiError(500, `${target.name}/config.json: default_outputs names '${name}', which the model does not have; its outputs are ${list(known)}`)
-    }
-  }
-  return requested ?? defaults ?? known
-}
-
-/** Leases a model for the length of `use`, always releasing it. */
-export function withModel<T>(c: Context<AppEnv>, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
-  return withLease(callerOf(c), name, selector, use)
-}
-
-/**
- * Runs an inference request under the model's traffic control (src/traffic.ts: the version split,
- * the admission limits, the shadow run): routes it and takes its slots first, then `serve` reads the
- * body and predicts with a caller holding that slot — so a request reading its body is already
- * in flight — and the slots free when the response is ready. A 429 is counted under the model's name
- * (it exists: routing found it).
- */
-export async function withTrafficSlot<T>(c: Context<AppEnv>, name: string, selector: Selector, serve: (caller: Caller) => Promise<T>): Promise<T> {
-  const caller = callerOf(c)
+export async function asCaller<T>(c: Context<AppEnv>, name: string, serve: (caller: Caller) => Promise<T>): Promise<T> {
   try {
-    const slot = await isolate().traffic.admit(c.env, name, selector, caller)
-    try {
-      return await serve({ ...caller, slot })
-    } finally {
-      slot.release()
-    }
+    return await serve(callerOf(c))
   } catch (error) {
     if (error instanceof ApiError && error.status === 429) c.set('model', name)
     throw error
   }
-}
-
-/**
- * Checks the input names a request gives against the signature: none unknown, none given twice,
- * none missing. `where` prefixes the message (`instances[2]`), where the protocol has a place to name.
- */
-export function checkInputNames(signature: Signature, given: string[], where?: string): void {
-  const prefix = where === undefined ? '' : `${where}: `
-  const known = new Set(signature.inputs.map((s) => s.name))
-  const list = signature.inputs.map((s) => `'${s.name}'`).join(', ')
-  const seen = new Set<string>()
-  for (const name of given) {
-    if (!known.has(name)) throw badRequest(`${prefix}unknown input ${quote(name)}; the model's inputs are ${list}`)
-    if (seen.has(name)) throw badRequest(`${prefix}input ${quote(name)} is given twice`)
-    seen.add(name)
-  }
-  const missing = signature.inputs.find((s) => !seen.has(s.name))
-  if (missing) throw badRequest(`${prefix}missing input '${missing.name}'; the model's inputs are ${list}`)
 }

@@ -3,14 +3,13 @@
  * and the Open Inference Protocol's BYTES, handed to an input's transform (protocols/transforms.ts).
  */
 import type { Config } from '../config'
-import { ApiError, badRequest, describeValue } from '../errors'
+import { ApiError, badRequest, describeValue, isObject } from '../errors'
 import type { TensorSpec } from '../runtime/signature'
 import type { tf } from '../runtime/tf'
 import type { RequestLimits } from './tensors'
 import { tensorFromJSON } from './tensors'
 import type { InputTransform } from './transforms'
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
 /** TF Serving's binary value: an object whose only key is `b64`, holding base64. */
 export const isB64 = (value: unknown): value is { b64: unknown } => isObject(value) && Object.keys(value).length === 1 && Object.hasOwn(value, 'b64')

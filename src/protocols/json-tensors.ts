@@ -9,8 +9,7 @@
  * what is wrong. A value it does read is exactly what JSON.parse gives: the same doubles (`-0`,
  * subnormals, integers past 2^53 rounded as JSON.parse rounds them), the same last-key-wins objects.
  */
-import { MAX_JSON_DEPTH } from '../http/body'
-import { MAX_RANK } from './tensors'
+import { MAX_JSON_DEPTH, MAX_RANK } from './limits'
 
 /** A rectangular array of numbers from a request body: its shape and its values in row-major order. */
 export class PackedTensor {

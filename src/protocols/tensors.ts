@@ -11,6 +11,7 @@ import type { TensorSpec } from '../runtime/signature'
 import { formatShape } from '../runtime/signature'
 import { tf } from '../runtime/tf'
 import { PackedTensor } from './json-tensors'
+import { MAX_RANK } from './limits'
 
 /** The limits one request is held to: the Worker's vars, narrowed by the model's config.json. */
 export interface RequestLimits {
@@ -34,9 +35,6 @@ export function requestLimits(config: Config, model: ResolvedVersion): RequestLi
     ranges: model.config.input_limits ?? {},
   }
 }
-
-/** Dimensions a request's tensor may have: TensorFlow itself allows no more than 254, models use a handful. */
-export const MAX_RANK = 32
 
 /** A JSON array taken apart: its shape and its leaves in row-major order. */
 export interface Flat {

@@ -8,39 +8,27 @@
  * resized) and `text` (protocols/text/: UTF-8 texts through the model's tokenizer); the protocols do
  * not tell them apart.
  */
-import type { Config } from '../config'
-import { ApiError } from '../errors'
+import { ApiError, missingFromModel } from '../errors'
 import type { ModelConfig } from '../repository/repository'
 import type { TensorSpec } from '../runtime/signature'
-import type { tf } from '../runtime/tf'
 import { imageTransform } from './images/transform'
 import { textTransform } from './text/transform'
 import type { TextTokenizer } from './text/tokenizer'
+import type { InputTransform } from './input-transform'
 
-/** How one input is made from encoded elements. */
-export interface InputTransform {
-  /** The config key that chose it (`image` or `text`). */
-  readonly kind: string
-  /**
-   * The input's tensor, batch first, one row per element. Throws a 4xx naming `where(i)` for an
-   * element it cannot use; the tensors of earlier elements are disposed then.
-   */
-  tensor(elements: Uint8Array[], where: (index: number) => string, config: Config): Promise<tf.Tensor>
-}
+export type { InputTransform }
 
 /**
  * The transforms of a model's inputs, by input name: none for an input config.json does not name.
  * A transform that does not fit its input (a missing input, a shape it cannot fill) is the model's
- * fault, so a 503 naming both — load-time checks (protocols/images/model.ts) find it first.
+ * fault, so a 503 naming both (errors.ts `configFault`) — the load-time checks (images/classify.ts
+ * `prepareModel`) find it first.
  */
 export function inputTransforms(model: string, config: ModelConfig, inputs: TensorSpec[], tokenizers: ReadonlyMap<string, TextTokenizer> = new Map()): Map<string, InputTransform> {
   const transforms = new Map<string, InputTransform>()
   for (const [name, declared] of Object.entries(config.inputs ?? {})) {
     const spec = inputs.find((s) => s.name === name)
-    if (!spec) {
-      const known = inputs.map((s) => `'${s.name}'`).join(', ')
-      throw new ApiError(503, `${model}/config.json: inputs names '${name}', which the model does not have; its inputs are ${known}`)
-    }
+    if (!spec) throw missingFromModel(model, 'inputs', name, 'input', inputs.map((s) => s.name))
     if (declared.image) {
       transforms.set(name, imageTransform(model, declared.image, spec))
     } else if (declared.text) {

@@ -5,9 +5,9 @@
  */
 import type { LoadResult } from '../cache'
 import { log } from '../log'
-import { prepareModel } from '../protocols/images/classify'
 import { withBatching } from '../runtime/batcher'
 import { buildServable } from '../runtime/servable'
+import type { Signature } from '../runtime/signature'
 import type { Backend } from '../runtime/tf'
 import { verifiedStore } from './manifest'
 import type { ManifestFile } from './manifest'
@@ -23,12 +23,19 @@ export interface ModelSources {
 }
 
 /**
- * Reads, builds and warms up one model version on `backend`. R2 files are checked against the size
+ * The checks a protocol makes of a built model against its config.json (image inputs, labels, the
+ * classify output: protocols/images/classify.ts `prepareModel`), given by the caller so the
+ * repository knows no protocol. A rejection fails the load. `readFile` reads a file beside config.json.
+ */
+export type LoadCheck = (target: ResolvedVersion, servable: { signature: Signature }, readFile: (file: string) => Promise<ArrayBuffer | null>) => Promise<{ hostBytes?: number }>
+
+/**
+ * Reads, builds and warms up one model version on `backend`, then runs `check` on it. R2 files are checked against the size
  * and sha256 that validation recorded, so a file changed since then fails the load instead of being
  * served. With `batching` in the model's config.json, the servable merges concurrent requests
  * (runtime/batcher.ts).
  */
-export async function loadVersion(sources: ModelSources, target: ResolvedVersion, backend: Backend, now: () => number): Promise<LoadResult> {
+export async function loadVersion(sources: ModelSources, target: ResolvedVersion, backend: Backend, now: () => number, check: LoadCheck): Promise<LoadResult> {
   const dir = cacheKey(target.name, target.version)
   let store = sources.assets
   if (target.entry.source === 'r2') {
@@ -44,13 +51,14 @@ export async function loadVersion(sources: ModelSources, target: ResolvedVersion
       .load()
       .finally(() => (fetchMs = now() - fetchStarted)),
   )
-  // Image inputs, labels and the classify output are checked against the built model (protocols/images/classify.ts).
+  // Image inputs, labels and the classify output are checked against the built model.
   const labelsStore = target.entry.source === 'r2' ? sources.r2! : sources.assets
-  const prepared = await prepareModel(target, servable, (file) => labelsStore.get(`${target.name}/${file}`)).catch((error: unknown) => {
+  const checked = await check(target, servable, (file) => labelsStore.get(`${target.name}/${file}`)).catch((error: unknown) => {
     servable.dispose()
     throw error
   })
-  servable.footprint.hostBytes = prepared.hostBytes
+  // What the model keeps in JavaScript beside its tensors (a text input's tokenizer) counts with it.
+  servable.footprint.hostBytes = checked.hostBytes ?? 0
   if (!warmedUp) {
     log('warn', 'model.warmup_skipped', { model: dir, reason: 'an input has unknown dimensions; its activations are measured on its first request' })
   }

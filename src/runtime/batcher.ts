@@ -20,42 +20,13 @@
  *   index, say) fails alone instead of failing its neighbours; the cost falls only on the error path.
  */
 import { log } from '../log'
+import type { BatchCounters, BatchingOptions, BatchingStatus } from './batching-status'
+import { wrapRun } from './servable'
 import type { Servable } from './servable'
 import type { TensorSpec } from './signature'
 import { tf } from './tf'
 
-export interface BatchingOptions {
-  /** Rows in one merged run; a request with more runs alone. */
-  maxBatchSize: number
-  /** How long the first request of a batch waits for company before the batch runs. */
-  maxQueueDelayMs: number
-  /** Names the model in log lines and errors, e.g. `digits/1`. */
-  model?: string
-}
-
-/** What the batcher has done; counters only, since a log line per batch would drown the logs. */
-export interface BatchCounters {
-  /** Requests that went through `run()`. */
-  requests: number
-  /** Merged runs: one run of the model for two or more requests. */
-  batches: number
-  /** Requests answered from a merged run. */
-  merged: number
-  /** Requests run on their own: alone in their window, too many rows, no batch dimension, or no batching. */
-  alone: number
-  /** Requests rerun one by one because their merged run failed or its outputs could not be split. */
-  rerun: number
-  /** Most rows in one merged run. */
-  maxRows: number
-}
-
-/** A batching servable's settings, counters, and whether it still merges. */
-export interface BatchingStatus {
-  readonly options: Readonly<BatchingOptions>
-  readonly counters: Readonly<BatchCounters>
-  /** False once the model showed it cannot batch (see the module comment); then every request runs alone. */
-  readonly active: boolean
-}
+export type { BatchCounters, BatchingOptions, BatchingStatus }
 
 interface Waiter {
   inputs: Record<string, tf.Tensor>
@@ -209,64 +180,54 @@ export function withBatching(servable: Servable, options: BatchingOptions): Serv
       return active
     },
   }
-  const batched: Servable = {
-    batching,
-    format: servable.format,
-    weightBytes: servable.weightBytes,
-    footprint: servable.footprint,
-    // The same object as the model's: warmup and later requests may fill in output shapes.
-    get signature() {
-      return servable.signature
-    },
-    async run(inputs) {
-      counters.requests++
-      if (disposed) throw new Error(`${model} was disposed; its batcher takes no more requests`)
-      const shape = active ? shapeKey(inputs) : undefined
-      if (!shape || shape.rows > options.maxBatchSize) return alone(inputs)
-      let queue = queues.get(shape.key)
-      // This request would overflow the batch: the batch runs now, without it (as TF Serving closes a batch).
-      if (queue && queue.rows + shape.rows > options.maxBatchSize) {
-        flush(queue)
-        queue = undefined
-      }
-      if (!queue) {
-        queue = { key: shape.key, waiters: [], rows: 0, deadline: Date.now() + options.maxQueueDelayMs }
-        queues.set(shape.key, queue)
-      }
-      const joined = queue
-      const answer = new Promise<Record<string, tf.Tensor>>((resolve, reject) => joined.waiters.push({ inputs, rows: shape.rows, resolve, reject }))
-      joined.rows += shape.rows
-      // The timer lives in this request's context (see KEEP_WAITING_MS): the first to fire runs the batch.
-      let settled = false
-      let timer: ReturnType<typeof setTimeout> | undefined
-      const arm = (ms: number) => {
-        timer = setTimeout(() => {
-          flush(joined)
-          if (!settled) arm(KEEP_WAITING_MS)
-        }, ms)
-      }
-      if (joined.rows >= options.maxBatchSize) flush(joined)
-      else arm(Math.max(0, joined.deadline - Date.now()))
-      try {
-        return await answer
-      } finally {
-        settled = true
-        if (timer !== undefined) clearTimeout(timer)
-      }
-    },
-    dispose() {
-      disposed = true
-      const stranded = [...queues.values()].flatMap((q) => q.waiters)
-      queues.clear()
-      if (stranded.length > 0) {
-        // Unreachable through the cache: a request holds its lease across run(), and a model is
-        // disposed only after its last lease ends. ModelCache.reset() (tests) disposes regardless.
-        log('error', 'model.batching_disposed_with_queue', { model, requests: stranded.length })
-        const error = new Error(`${model} was disposed with ${stranded.length} request(s) queued for batching`)
-        for (const w of stranded) w.reject(error)
-      }
-      servable.dispose()
-    },
+  const run: Servable['run'] = async (inputs) => {
+    counters.requests++
+    if (disposed) throw new Error(`${model} was disposed; its batcher takes no more requests`)
+    const shape = active ? shapeKey(inputs) : undefined
+    if (!shape || shape.rows > options.maxBatchSize) return alone(inputs)
+    let queue = queues.get(shape.key)
+    // This request would overflow the batch: the batch runs now, without it (as TF Serving closes a batch).
+    if (queue && queue.rows + shape.rows > options.maxBatchSize) {
+      flush(queue)
+      queue = undefined
+    }
+    if (!queue) {
+      queue = { key: shape.key, waiters: [], rows: 0, deadline: Date.now() + options.maxQueueDelayMs }
+      queues.set(shape.key, queue)
+    }
+    const joined = queue
+    const answer = new Promise<Record<string, tf.Tensor>>((resolve, reject) => joined.waiters.push({ inputs, rows: shape.rows, resolve, reject }))
+    joined.rows += shape.rows
+    // The timer lives in this request's context (see KEEP_WAITING_MS): the first to fire runs the batch.
+    let settled = false
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const arm = (ms: number) => {
+      timer = setTimeout(() => {
+        flush(joined)
+        if (!settled) arm(KEEP_WAITING_MS)
+      }, ms)
+    }
+    if (joined.rows >= options.maxBatchSize) flush(joined)
+    else arm(Math.max(0, joined.deadline - Date.now()))
+    try {
+      return await answer
+    } finally {
+      settled = true
+      if (timer !== undefined) clearTimeout(timer)
+    }
+}
+const dispose = () => {
+    disposed = true
+    const stranded = [...queues.values()].flatMap((q) => q.waiters)
+    queues.clear()
+    if (stranded.length > 0) {
+      // Unreachable through the cache: a request holds its lease across run(), and a model is
+      // disposed only after its last lease ends. ModelCache.reset() (tests) disposes regardless.
+      log('error', 'model.batching_disposed_with_queue', { model, requests: stranded.length })
+      const error = new Error(`${model} was disposed with ${stranded.length} request(s) queued for batching`)
+      for (const w of stranded) w.reject(error)
+    }
+    servable.dispose()
   }
-  return batched
+  return wrapRun(servable, run, { batching, dispose })
 }

@@ -16,7 +16,6 @@
  *   and a per-row slope. A model whose inputs have unknown non-batch dimensions has no warmup: it is
  *   measured on its first real request, as bytes per input element (see `perElement`).
  */
-import type { Servable } from './servable'
 import { tf } from './tf'
 
 /**
@@ -80,8 +79,13 @@ export function activationBytes(f: Footprint, rows: number, elements?: number): 
 /** What the model costs with one row running: the figure `/metrics`, `/admin/cache` and v2 metadata report. */
 export const memoryBytes = (f: Footprint) => restingBytes(f) + (activationBytes(f, 1) ?? 0)
 
+/** What `profiled` needs of a servable: its `run` (a narrow interface, so this module does not import servable.ts). */
+export interface Runnable {
+  run(inputs: Record<string, tf.Tensor>): Promise<Record<string, tf.Tensor>>
+}
+
 /** Peak tensor bytes of `run()` beyond those alive before it (its activations and outputs), with the outputs. Not scaled to heap bytes. */
-export async function profiled(servable: Servable, feeds: Record<string, tf.Tensor>): Promise<{ outputs: Record<string, tf.Tensor>; peakBytes: number }> {
+export async function profiled(servable: Runnable, feeds: Record<string, tf.Tensor>): Promise<{ outputs: Record<string, tf.Tensor>; peakBytes: number }> {
   let outputs: Record<string, tf.Tensor> = {}
   const before = tf.memory().numBytes
   // tf.profile times each kernel with the backend's `time`, which on wasm is async: a kernel that

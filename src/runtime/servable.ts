@@ -3,7 +3,7 @@ import { loadGraphModel } from '@tensorflow/tfjs-converter'
 import type { GraphModel } from '@tensorflow/tfjs-converter'
 import { loadLayersModel } from '@tensorflow/tfjs-layers'
 import type { LayersModel } from '@tensorflow/tfjs-layers'
-import type { BatchingStatus } from './batcher'
+import type { BatchingStatus } from './batching-status'
 import { fitRows, KERNEL_FACTOR, profiled, wasmHeapBytes } from './footprint'
 import type { Footprint } from './footprint'
 import { dtypeFromTensorFlow } from './signature'
@@ -28,6 +28,18 @@ export interface Servable {
    */
   run(inputs: Record<string, tf.Tensor>): Promise<Record<string, tf.Tensor>>
   dispose(): void
+}
+
+/**
+ * The one way to wrap a servable: `run` replaced (and `dispose` or `batching` when given), everything
+ * else read from `servable` itself — its signature object, which warmup may refine, its footprint —
+ * so a wrapper never holds a stale copy. The batcher, the cache's memory admission and the shadow
+ * run's capture each wrap this way, and wrap one another.
+ */
+export function wrapRun(servable: Servable, run: Servable['run'], own: Partial<Pick<Servable, 'dispose' | 'batching'>> = {}): Servable {
+  const props: PropertyDescriptorMap = { run: { value: run, enumerable: true } }
+  for (const [key, value] of Object.entries(own)) props[key] = { value, enumerable: true }
+  return Object.create(servable, props) as Servable
 }
 
 export type BuildTimings = {

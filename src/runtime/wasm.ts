@@ -14,8 +14,8 @@
  * place of the package's own factory. The package internals relied on: the factory's path
  * (`wasm-out/tfjs-backend-wasm.js`), the six C exports `init()` in `dist/backend_wasm.js` wraps, and
  * the glue reading `process` only while the factory runs (see `withoutNodeProcess`);
- * `test/backend.test.ts` catches a tf.js upgrade that changes them. bench/BACKEND-NOTES.md says why
- * this rather than a patch.
+ * `test/backend.test.ts` catches a tf.js upgrade that changes them. docs/wasm-backend.md ("How the
+ * WebAssembly module gets in") says why this rather than a patch.
  */
 import { BackendWasm } from '@tensorflow/tfjs-backend-wasm'
 import * as factoryModule from '@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm.js'

@@ -11,7 +11,8 @@ import type { StringVars } from '../../config'
 import { ApiError, notFound } from '../../errors'
 import { isolate } from '../../isolate'
 import { routeDocs } from '../openapi'
-import { parseVersion, waitUntilOf } from '../common'
+import { parseVersion } from '../../protocols/selector'
+import { waitUntilOf } from '../common'
 import type { AppEnv } from '../common'
 
 const encoder = new TextEncoder()

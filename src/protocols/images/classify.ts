@@ -2,7 +2,7 @@
  * @module protocols/images/classify — labels and `:classify`: a model's class names, checked
  * against its output when it loads, and scores ranked into `[{label, score}]`.
  */
-import { ApiError } from '../../errors'
+import { ApiError, CONFIG_FAULT_RETRY_SECONDS, configFault, missingFromModel, ModelUnavailableError } from '../../errors'
 import type { ModelConfig, ResolvedVersion } from '../../repository/repository'
 import type { Signature } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
@@ -70,8 +70,8 @@ function classifyOutput(name: string, config: ModelConfig, signature: Signature)
   const outputs = signature.outputs.map((s) => s.name)
   const chosen = config.classify?.output ?? (outputs.length === 1 ? outputs[0] : undefined)
   const list = outputs.map((o) => `'${o}'`).join(', ')
-  if (chosen === undefined) throw new ApiError(503, `${name}/config.json: the model has outputs ${list}; classify.output must say which holds the scores`)
-  if (!outputs.includes(chosen)) throw new ApiError(503, `${name}/config.json: classify.output names '${chosen}', which the model does not have; its outputs are ${list}`)
+  if (chosen === undefined) throw configFault(name, `the model has outputs ${list}; classify.output must say which holds the scores`)
+  if (!outputs.includes(chosen)) throw missingFromModel(name, 'classify.output', chosen, 'output', outputs)
   return chosen
 }
 
@@ -95,8 +95,8 @@ export async function prepareModel(target: ResolvedVersion, servable: { signatur
   let labels: string[] | undefined
   if (typeof config.labels === 'string') {
     const bytes = await readFile(config.labels)
-    if (bytes === null) throw new ApiError(503, `${name}/config.json: labels names the file '${config.labels}', which is not beside it`)
-    if (bytes.byteLength > MAX_LABELS_BYTES) throw new ApiError(503, `${name}/${config.labels} is ${bytes.byteLength} bytes, more than ${MAX_LABELS_BYTES}`)
+    if (bytes === null) throw configFault(name, `labels names the file '${config.labels}', which is not beside it`)
+    if (bytes.byteLength > MAX_LABELS_BYTES) throw new ModelUnavailableError(`${name}/${config.labels} is ${bytes.byteLength} bytes, more than ${MAX_LABELS_BYTES}`, CONFIG_FAULT_RETRY_SECONDS)
     labels = parseLabels(bytes)
   } else {
     labels = config.labels

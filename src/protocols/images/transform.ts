@@ -1,10 +1,10 @@
 /** @module protocols/images/transform — the `image` input transform: encoded images in, one row each. */
 import type { Config } from '../../config'
-import { ApiError } from '../../errors'
+import { configFault } from '../../errors'
 import type { TensorSpec } from '../../runtime/signature'
 import { formatShape } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
-import type { InputTransform } from '../transforms'
+import type { InputTransform } from '../input-transform'
 import type { ImageTransform } from '../../repository/model-config'
 import { decodeImage, IMAGE_TYPES } from './decode'
 import { imageTensor } from './preprocess'
@@ -24,7 +24,7 @@ export const imageParameters = (image: ImageTransform) => ({ content_types: Obje
 /** The transform that decodes, resizes and normalizes each element into one row of `spec`. */
 export function imageTransform(model: string, image: ImageTransform, spec: TensorSpec): InputTransform {
   const problem = misfit(image, spec)
-  if (problem) throw new ApiError(503, `${model}/config.json: inputs.${spec.name}.image does not fit: ${problem}`)
+  if (problem) throw configFault(model, `inputs.${spec.name}.image does not fit: ${problem}`)
   return {
     kind: 'image',
     async tensor(elements, where, config: Config) {

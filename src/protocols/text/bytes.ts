@@ -6,7 +6,7 @@
 import type { z } from 'zod'
 import type { Config } from '../../config'
 import { badRequest, describeValue } from '../../errors'
-import type { ModelLease } from '../../isolate'
+import type { ModelLease } from '../../lease'
 import { bytesElements, checkBatch } from '../encoded'
 import { unpack } from '../json-tensors'
 import type { InferRequest, RequestInput } from '../schemas'

@@ -10,9 +10,9 @@ import type { Config } from '../../config'
 import { readConfig } from '../../config'
 import { ApiError, badRequest } from '../../errors'
 import { isolate } from '../../isolate'
-import type { ModelLease } from '../../isolate'
+import type { ModelLease } from '../../lease'
 import { predict } from '../../predict'
-import type { Caller, Prediction } from '../../predict'
+import type { Caller, Prediction, PredictionSpec } from '../../predict'
 import type { KeyInput } from '../../prediction-cache'
 import type { EmbedConfig } from '../../repository/model-config'
 import type { Selector } from '../../repository/repository'
@@ -92,21 +92,71 @@ function classifier(held: ModelLease) {
   return { labels, output }
 }
 
-/** Texts through a text classifier: the top-k labels of each, best first. */
-export async function classifyTexts(caller: Caller, name: string, selector: Selector, texts: string[], topK?: number, field = 'text'): Promise<TextPrediction<Ranked[][]>> {
-  const config = readConfig(caller.env)
-  const elements = textElements(texts)
-  const k = (held: ModelLease) => topK ?? held.target.config.classify?.top_k ?? 5
-  const prediction = await predict<Ranked[][]>(caller, name, selector, {
-    outputs: (held) => [classifier(held).output],
-    format: (held) => `classify-text;top_k=${k(held)}`,
-    keyInputs: (held) => textKey(held, elements),
-    feeds: (held, feeds) => textFeeds(held, elements, feeds, config, field),
-    answer: (held, outputs) => {
-      const { labels, output } = classifier(held)
-      return rank(outputs[output]!, labels, k(held), held.target.config.classify?.activation ?? 'none', held.target.name)
-    },
+/** A text request as read from its body: its texts, the field that held them, and whether it was one string. */
+export interface TextRequest {
+  texts: string[]
+  field: 'text' | 'instances'
+  single: boolean
+}
+
+type Body = Record<string, unknown>
+const isBody = (value: unknown): value is Body => typeof value === 'object' && value !== null && !Array.isArray(value)
+
+/** Whether a parsed `:classify` body is a text request: `text`, or `instances` (TF Serving's classify body has `examples`). */
+export const isTextBody = (body: unknown): body is Body => isBody(body) && !('examples' in body) && ('text' in body || 'instances' in body)
+
+/**
+ * TF Serving's row form for a text model: each instance a string, or an object of the model's
+ * text-fed inputs all holding that row's one text.
+ */
+function instanceTexts(instances: unknown): unknown {
+  if (!Array.isArray(instances)) throw badRequest(`'instances' must be a list of texts`)
+  return instances.map((instance, i) => {
+    if (!isBody(instance)) return instance
+    const values = Object.entries(instance)
+    if (values.length === 0) throw badRequest(`'instances[${i}]' is an empty object: send the row's text`)
+    const [[first, text]] = values as [[string, unknown]]
+    for (const [input, other] of values) {
+      if (other !== text) throw badRequest(`'instances[${i}]': a text model takes one text per row, but '${first}' and '${input}' differ`)
+    }
+    return text
   })
+}
+
+/** The texts of a `{"text": …}` (Workers AI) or `{"instances": […]}` (TF Serving) body, checked. */
+export function textRequest(body: Body, config: Config): TextRequest {
+  const field = 'text' in body ? 'text' : 'instances'
+  const { texts, single } = readTexts(field === 'text' ? body.text : instanceTexts(body.instances), field, config)
+  return { texts, field, single }
+}
+
+/**
+ * The prediction of a text classification: the top-k labels of each text, best first — one list for
+ * one `text` string, a list per text for a `text` list, TF Serving's `{"results": …}` for `instances`.
+ * `elements` are the texts as the transforms take them (after the run, `truncatedTexts` counts the cut ones).
+ */
+export function classifyTextSpec(request: TextRequest, elements: Uint8Array[], config: Config, topK?: number): PredictionSpec<unknown> {
+  const k = (held: ModelLease) => topK ?? held.target.config.classify?.top_k ?? 5
+  const shape = request.field === 'instances' ? 'results' : request.single ? 'one' : 'list'
+  return {
+    outputs: (held) => [classifier(held).output],
+    format: (held) => `classify-text-${shape};top_k=${k(held)}`,
+    keyInputs: (held) => textKey(held, elements),
+    feeds: (held, feeds) => textFeeds(held, elements, feeds, config, request.field),
+    async answer(held, outputs) {
+      const { labels, output } = classifier(held)
+      const ranked = await rank(outputs[output]!, labels, k(held), held.target.config.classify?.activation ?? 'none', held.target.name)
+      if (shape === 'results') return { results: ranked.map((row) => row.map(({ label, score }) => [label, score])) }
+      return shape === 'one' ? ranked[0] : ranked
+    },
+  }
+}
+
+/** Texts through a text classifier; `read` gives the request once traffic control has let it in. */
+export async function classifyTexts(caller: Caller, name: string, selector: Selector, read: () => Promise<TextRequest>, topK?: number): Promise<TextPrediction<unknown>> {
+  const config = readConfig(caller.env)
+  let elements: Uint8Array[] = []
+  const prediction = await predict(caller, name, selector, read, (request) => classifyTextSpec(request, (elements = textElements(request.texts)), config, topK))
   return { ...prediction, truncated: truncatedTexts(elements) }
 }
 
@@ -147,26 +197,29 @@ function pool(hidden: tf.Tensor, mask: Int32Array | undefined, length: number, h
   })
 }
 
-/** Texts through an embedding model: one vector each, Workers AI's `{shape, data, pooling}`. */
-export async function embedTexts(caller: Caller, name: string, selector: Selector, texts: string[], field = 'text'): Promise<TextPrediction<Embeddings>> {
+/** Texts through an embedding model: one vector each, Workers AI's `{shape, data, pooling}`; `read` gives the texts once traffic control has let the request in. */
+export async function embedTexts(caller: Caller, name: string, selector: Selector, read: () => Promise<string[]>): Promise<TextPrediction<Embeddings>> {
   const config = readConfig(caller.env)
-  const elements = textElements(texts)
-  const prediction = await predict<Embeddings>(caller, name, selector, {
-    outputs: (held) => [embedder(held).output],
-    format: () => 'embed',
-    keyInputs: (held) => textKey(held, elements),
-    feeds: (held, feeds) => textFeeds(held, elements, feeds, config, field),
-    async answer(held, outputs) {
-      const how = embedder(held)
-      const batch = batchOf(elements)
-      const vectors = pool(outputs[how.output]!, batch?.fields.attention_mask, batch?.length ?? 0, how, held.target.name)
-      try {
-        const data = (await vectors.array()) as number[][]
-        return { shape: vectors.shape as [number, number], data, pooling: how.pooling }
-      } finally {
-        vectors.dispose()
-      }
-    },
+  let elements: Uint8Array[] = []
+  const prediction = await predict(caller, name, selector, read, (texts): PredictionSpec<Embeddings> => {
+    elements = textElements(texts)
+    return {
+      outputs: (held) => [embedder(held).output],
+      format: () => 'embed',
+      keyInputs: (held) => textKey(held, elements),
+      feeds: (held, feeds) => textFeeds(held, elements, feeds, config, 'text'),
+      async answer(held, outputs) {
+        const how = embedder(held)
+        const batch = batchOf(elements)
+        const vectors = pool(outputs[how.output]!, batch?.fields.attention_mask, batch?.length ?? 0, how, held.target.name)
+        try {
+          const data = (await vectors.array()) as number[][]
+          return { shape: vectors.shape as [number, number], data, pooling: how.pooling }
+        } finally {
+          vectors.dispose()
+        }
+      },
+    }
   })
   return { ...prediction, truncated: truncatedTexts(elements) }
 }
@@ -180,7 +233,6 @@ export async function runText(caller: Caller, name: string, selector: Selector, 
   const { texts, single } = readTexts(text, 'text', config)
   const repository = await isolate().repository(caller.env, caller.waitUntil)
   // config.json is the model's, shared by its versions: whichever version traffic picks embeds or classifies alike.
-  if (repository.resolve(name, selector).config.embed) return embedTexts(caller, name, selector, texts)
-  const prediction = await classifyTexts(caller, name, selector, texts, topK)
-  return { ...prediction, value: single ? prediction.value[0] : prediction.value }
+  if (repository.resolve(name, selector).config.embed) return embedTexts(caller, name, selector, async () => texts)
+  return classifyTexts(caller, name, selector, async () => ({ texts, field: 'text', single }), topK)
 }

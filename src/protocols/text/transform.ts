@@ -12,7 +12,7 @@ import type { TextTransform } from '../../repository/model-config'
 import type { TensorSpec } from '../../runtime/signature'
 import { formatShape } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
-import type { InputTransform } from '../transforms'
+import type { InputTransform } from '../input-transform'
 import type { TextBatch, TextTokenizer } from './tokenizer'
 
 /** Why a text transform cannot fill `spec`, or undefined when it can: an int32 (or float32) `[n, tokens]` input. */

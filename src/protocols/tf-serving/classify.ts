@@ -1,31 +1,32 @@
 /**
- * @module protocols/tf-serving/classify — `:classify`: an image in, the model's top-k labels out.
+ * @module protocols/tf-serving/classify — `:classify` with no transport in it: an image in, the
+ * model's top-k labels out.
  *
- * Two bodies: a raw image (`Content-Type: image/jpeg|png|webp`), answered in Workers AI's shape
- * `[{"label", "score"}]`; or TF Serving's classify request `{"examples": [{input: {"b64": …}}]}`,
- * answered in its shape `{"results": [[[label, score], …]]}`. `?top_k=N` overrides config.json.
+ * Two requests: one encoded image (a raw HTTP body, or the service binding's `{image}`), answered in
+ * Workers AI's shape `[{"label", "score"}]`; or TF Serving's classify request
+ * `{"examples": [{input: {"b64": …}}]}`, answered in its shape `{"results": [[[label, score], …]]}`;
+ * or, for a text model, texts (protocols/text/tasks.ts).
+ * `topK` (HTTP: `?top_k=N`) overrides config.json.
  * @see https://www.tensorflow.org/tfx/serving/api_rest#classify_and_regress_api
  */
-import type { Context } from 'hono'
 import { z } from 'zod'
 import { readConfig } from '../../config'
-import { ApiError, badRequest, quote } from '../../errors'
-import { readBytes, readJson } from '../../http/body'
-import { checkInputNames, setPredictionHeaders, withTrafficSlot } from '../../http/common'
-import type { AppEnv } from '../../http/common'
-import type { ModelLease } from '../../isolate'
+import { badRequest } from '../../errors'
+import type { ModelLease } from '../../lease'
 import { predict } from '../../predict'
-import type { Caller, Prediction } from '../../predict'
+import type { Caller, Prediction, PredictionSpec } from '../../predict'
 import type { Selector } from '../../repository/repository'
-import { DEFAULT_SIGNATURE } from '../../runtime/signature'
-import { tf } from '../../runtime/tf'
+import type { tf } from '../../runtime/tf'
 import { jsonFeed } from '../encoded'
 import { preparedOf, rank } from '../images/classify'
 import type { Prepared, Ranked } from '../images/classify'
-import { IMAGE_TYPES } from '../images/decode'
+import { checkInputNames } from '../names'
 import { parseBody } from '../schemas'
 import { requestLimits } from '../tensors'
-import { classifyTextBody, isTextBody } from './text'
+import { classifyTextSpec, isTextBody, textElements, textRequest } from '../text/tasks'
+import type { TextRequest } from '../text/tasks'
+import { truncatedTexts } from '../text/transform'
+import { checkSignatureName } from './dataplane'
 
 /** TF Serving's classify request, with each example's features keyed by input name. */
 const ClassifyRequest = z.object({
@@ -33,16 +34,6 @@ const ClassifyRequest = z.object({
   context: z.record(z.string(), z.unknown()).optional(),
   examples: z.array(z.record(z.string(), z.unknown()), { error: "'examples' must be a list of objects keyed by input name" }).min(1, "'examples' is empty: send at least one"),
 })
-
-const IMAGE_CONTENT_TYPES: readonly string[] = Object.values(IMAGE_TYPES)
-
-/** `?top_k=N` checked: a positive integer, or `undefined` when not given. */
-function askedTopK(c: Context<AppEnv>): number | undefined {
-  const asked = c.req.query('top_k')
-  if (asked === undefined) return undefined
-  if (!/^[1-9][0-9]{0,5}$/.test(asked)) throw badRequest(`top_k ${quote(asked)} is not a positive integer`)
-  return Number(asked)
-}
 
 /** The labels and output to rank, or 400 for a model without labels. */
 function classifier(held: ModelLease): Prepared & { labels: string[]; output: string } {
@@ -70,14 +61,15 @@ function ranking(topK: number | undefined) {
 /**
  * One encoded image through the one prediction path (src/predict.ts): the model's one image input
  * gets it, the answer is the top-k list, `[{label, score}]`. What a raw image body to `:classify` and
- * the service binding's `run(model, {image})` share. `what` names the image in messages. `decodeMs`:
- * the time decoding and preprocessing took, absent when the prediction cache answered.
+ * the service binding's `run(model, {image})` share; `read` gives the bytes once traffic control has
+ * let the request in. `what` names the image in messages. `decodeMs`: the time decoding and
+ * preprocessing took, absent when the prediction cache answered.
  */
 export async function classifyImage(
   caller: Caller,
   name: string,
   selector: Selector,
-  bytes: Uint8Array,
+  read: () => Promise<Uint8Array>,
   topK?: number,
   what = 'image',
 ): Promise<Prediction<Ranked[]> & { decodeMs?: number }> {
@@ -95,7 +87,7 @@ export async function classifyImage(
     return { input: inputs[0]!.name, transform }
   }
   let decodeMs: number | undefined
-  const prediction = await predict<Ranked[]>(caller, name, selector, {
+  const prediction = await predict(caller, name, selector, read, (bytes) => ({
     outputs: ranked.outputs,
     format: ranked.format('ranked'),
     // Keyed by the encoded bytes: a hit neither decodes nor resizes the image.
@@ -106,45 +98,32 @@ export async function classifyImage(
       feeds[input] = await transform.tensor([bytes], () => 'request body', config)
       decodeMs = Date.now() - decoding
     },
-    answer: async (held, outputs) => (await ranked.rank(held, outputs))[0]!,
-  })
+    answer: async (held, outputs): Promise<Ranked[]> => (await ranked.rank(held, outputs))[0]!,
+  }))
   return { ...prediction, ...(decodeMs !== undefined ? { decodeMs } : {}) }
 }
 
-/** A raw image body: the model's one image input gets it; the answer is the top-k list. */
-async function classifyRaw(c: Context<AppEnv>, name: string, selector: Selector, type: string) {
-  const config = readConfig(c.env)
-  const topK = askedTopK(c)
-  return withTrafficSlot(c, name, selector, async (caller) => {
-    const bytes = await readBytes(c.req.raw, Math.min(config.MAX_BODY_BYTES, config.MAX_IMAGE_BYTES)).catch((error: unknown) => {
-      if (error instanceof ApiError && error.status === 413) {
-        const limit = config.MAX_IMAGE_BYTES <= config.MAX_BODY_BYTES ? `${config.MAX_IMAGE_BYTES} bytes (MAX_IMAGE_BYTES)` : `${config.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`
-        throw new ApiError(413, `the image body exceeds the limit of ${limit}`)
-      }
-      throw error
-    })
-    const prediction = await classifyImage(caller, name, selector, bytes, topK, type)
-    if (prediction.decodeMs !== undefined) c.set('decodeMs', prediction.decodeMs)
-    setPredictionHeaders(c, prediction)
-    return c.json(prediction.value)
-  })
-}
-
 /**
- * A JSON body: texts for a text model (`{"text": …}`, `{"instances": […]}`: protocols/tf-serving/text.ts),
- * else TF Serving's classify request, each example's inputs, b64 or numbers, batched in order.
+ * A JSON classify body through the one prediction path: texts for a text model (`{"text": …}` or
+ * `{"instances": […]}`: protocols/text/tasks.ts), else TF Serving's classify request, each example's
+ * inputs, b64 or numbers, batched in order. `read` gives the body's JSON once traffic control has
+ * let it in; it is checked before the model is leased. `truncated`: texts cut to `max_length`.
  */
-async function classifyExamples(c: Context<AppEnv>, name: string, selector: Selector) {
-  const config = readConfig(c.env)
-  return withTrafficSlot(c, name, selector, async (caller) => {
-    const json = await readJson(c.req.raw, config.MAX_BODY_BYTES)
-    if (isTextBody(json)) return classifyTextBody(c, caller, name, selector, json, askedTopK(c))
+export async function classifyExamples(caller: Caller, name: string, selector: Selector, read: () => Promise<unknown>, topK?: number): Promise<Prediction<unknown> & { truncated: number }> {
+  const config = readConfig(caller.env)
+  const ranked = ranking(topK)
+  const parsed = async (): Promise<{ text: TextRequest } | { examples: z.infer<typeof ClassifyRequest> }> => {
+    const json = await read()
+    if (isTextBody(json)) return { text: textRequest(json, config) }
     const body = parseBody(ClassifyRequest, json)
-    if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
-      throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
-    }
-    const ranked = ranking(askedTopK(c))
-    const prediction = await predict(caller, name, selector, {
+    checkSignatureName(body.signature_name)
+    return { examples: body }
+  }
+  let texts: Uint8Array[] = []
+  const prediction = await predict(caller, name, selector, parsed, (request): PredictionSpec<unknown> => {
+    if ('text' in request) return classifyTextSpec(request.text, (texts = textElements(request.text.texts)), config, topK)
+    const body = request.examples
+    return {
       outputs: ranked.outputs,
       format: ranked.format('results'),
       async feeds(held, feeds) {
@@ -163,18 +142,7 @@ async function classifyExamples(c: Context<AppEnv>, name: string, selector: Sele
         }
       },
       answer: async (held, outputs) => ({ results: (await ranked.rank(held, outputs)).map((row) => row.map(({ label, score }) => [label, score])) }),
-    })
-    setPredictionHeaders(c, prediction)
-    return c.json(prediction.value)
+    }
   })
-}
-
-/** POST `…:classify`: a raw image or TF Serving's classify request, told apart by the content type. */
-export function classify(c: Context<AppEnv>, name: string, selector: Selector) {
-  const type = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase()
-  if (type && IMAGE_CONTENT_TYPES.includes(type)) return classifyRaw(c, name, selector, type)
-  if (type?.startsWith('image/')) {
-    throw new ApiError(415, `content type '${type}' is not supported: send ${IMAGE_CONTENT_TYPES.join(', ')}, or TF Serving's classify request as application/json`)
-  }
-  return classifyExamples(c, name, selector)
+  return { ...prediction, truncated: truncatedTexts(texts) }
 }

@@ -1,5 +1,7 @@
 /**
- * @module protocols/v2/binary — the Open Inference Protocol's binary tensor data extension.
+ * @module protocols/v2/binary — the Open Inference Protocol's binary tensor data extension: raw
+ * tensor bytes to values, and the bytes after the header split by input (http/v2-body.ts reads and
+ * writes the HTTP bodies).
  *
  * A request with `Inference-Header-Content-Length: N` carries its JSON inference header in the
  * first N bytes and raw tensor bytes after it, in the order of the inputs that say
@@ -7,33 +9,12 @@
  * JSON number parsing entirely, which is most of the work for an image.
  * @see https://github.com/kserve/open-inference-protocol/blob/main/specification/protocol/binary_data_extension.md
  */
-import { concatBytes, parseJson, readBytes } from '../../http/body'
 import type { Datatype } from '../datatypes'
 import { badRequest } from '../../errors'
-
-export const HEADER_LENGTH = 'Inference-Header-Content-Length'
 
 /** Bytes per element of each datatype with a fixed size (BYTES has none). */
 const ELEMENT_BYTES: Partial<Record<Datatype, number>> = {
   BOOL: 1, UINT8: 1, INT8: 1, UINT16: 2, INT16: 2, FP16: 2, UINT32: 4, INT32: 4, FP32: 4, UINT64: 8, INT64: 8, FP64: 8,
-}
-
-/** A request body: its JSON inference header, and the raw bytes after it when it has any. */
-export interface InferBody {
-  header: unknown
-  binary?: Uint8Array
-}
-
-/** Reads an inference request, JSON or binary (when `Inference-Header-Content-Length` is set). */
-export async function readInferBody(request: Request, maxBytes: number, readJson: () => Promise<unknown>): Promise<InferBody> {
-  const declared = request.headers.get(HEADER_LENGTH)
-  if (declared === null) return { header: await readJson() }
-  const length = Number(declared)
-  const bytes = await readBytes(request, maxBytes, Number.isSafeInteger(length) ? length : 0)
-  if (!/^\d+$/.test(declared.trim()) || length > bytes.byteLength) {
-    throw badRequest(`${HEADER_LENGTH} is '${declared}' but the body has ${bytes.byteLength} bytes`)
-  }
-  return { header: parseJson(bytes.subarray(0, length), 'inference header'), binary: bytes.subarray(length) }
 }
 
 /** Half-precision bits to a number (IEEE 754 binary16). */
@@ -110,13 +91,4 @@ export function splitBinary(sizes: (number | undefined)[], binary: Uint8Array | 
     throw badRequest(`${binary.byteLength - offset} bytes after the inference header belong to no input (binary_data_size adds up to ${offset})`)
   }
   return parts
-}
-
-/** Builds a binary response: the JSON header (a value, or its text), then each output's raw bytes, in order. */
-export function binaryResponse(header: unknown, parts: Uint8Array[], headers: Headers): Response {
-  const json = new TextEncoder().encode(typeof header === 'string' ? header : JSON.stringify(header))
-  const body = concatBytes([json, ...parts])
-  headers.set('Content-Type', 'application/octet-stream')
-  headers.set(HEADER_LENGTH, String(json.byteLength))
-  return new Response(body, { headers })
 }

@@ -1,0 +1,18 @@
+/**
+ * @module protocols/input-transform — the interface of an input transform (transforms.ts chooses
+ * one per input; images/transform.ts is one): a leaf, so a transform need not import the seam that
+ * chooses it.
+ */
+import type { Config } from '../config'
+import type { tf } from '../runtime/tf'
+
+/** How one input is made from encoded elements. */
+export interface InputTransform {
+  /** The config key that chose it (`image` or `text`). */
+  readonly kind: string
+  /**
+   * The input's tensor, batch first, one row per element. Throws a 4xx naming `where(i)` for an
+   * element it cannot use; the tensors of earlier elements are disposed then.
+   */
+  tensor(elements: Uint8Array[], where: (index: number) => string, config: Config): Promise<tf.Tensor>
+}
