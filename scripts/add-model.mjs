@@ -52,7 +52,7 @@ export async function addModel(source, { name, version, root = resolve(process.e
     const big = readdirSync(dir).filter((f) => statSync(join(dir, f)).size > MAX_ASSET_BYTES)
     if (big.length > 0) await reshard(dir)
     const signature = await declaredSignature(json)
-    const { config, notes } = startingConfig(signature, { source })
+    const { config, notes } = startingConfig(signature, { source, json })
     if (wroteConfig) writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`)
     const { index, skipped, refused, unmeasured } = await buildIndex(root, { measure: true, only: name })
     const mine = (list) => list.filter((line) => line.startsWith(`${name}/`) || line.startsWith(`${name}:`))

@@ -11,7 +11,7 @@
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { declaredSignature } from './build-index.mjs'
-import { measureVersion, modelDigest, probe } from './memory/measure.mjs'
+import { isolateHeapBytes, measureVersion, modelDigest, probe } from './memory/measure.mjs'
 import { importModel } from './models/import-model.mjs'
 import { startingConfig } from './models/starting-config.mjs'
 
@@ -47,7 +47,7 @@ export async function addZooModel(repo, entry) {
   const dir = join(repo, entry.name, '1')
   const json = importModel(join(ROOT, entry.source), dir)
   const signature = await declaredSignature(json)
-  const { config } = startingConfig(signature, { source: entry.source.replace('node_modules/', ''), labels: entry.labels })
+  const { config } = startingConfig(signature, { source: entry.source.replace('node_modules/', ''), labels: entry.labels, json })
   if (entry.image) {
     const [input] = signature.inputs
     config.inputs = { [input.name]: { image: { size: entry.image, channels: 3, range: [0, 1] } } }
@@ -84,9 +84,12 @@ async function measureOne(dir, { verify }) {
   const { memory, baseHeapBytes } = await measureVersion(dir, { shapes })
   const { counted } = await probe(dir, { tasks: ['counted'], shapes })
   const row = { fileBytes: filesBytes(dir), memory, baseHeapBytes, counted, digest: modelDigest(dir) }
-  if (verify) {
-    const hints = { 1: memory.heapBytes1 * 1.05, 4: (memory.heapBytes4 ?? 0) * 1.05 }
-    row.bisect = (await probe(dir, { tasks: ['bisect'], shapes, hints, batchFixed: memory.heapBytes4 === undefined })).bisect
+  // A refused model is not run past its first row: nothing to check by bisection.
+  if (verify && memory.heapBytes4 !== undefined) {
+    const hints = { 1: memory.heapBytes1 * 1.05, 4: memory.heapBytes4 * 1.05 }
+    row.bisect = (await probe(dir, { tasks: ['bisect'], shapes, hints })).bisect
+  } else if (verify && memory.heapBytes1 <= isolateHeapBytes()) {
+    row.bisect = (await probe(dir, { tasks: ['bisect'], rows: [1], shapes, hints: { 1: memory.heapBytes1 * 1.05 } })).bisect
   }
   return row
 }

@@ -97,7 +97,7 @@ export async function probe(dir, { tasks = ['fill'], rows = [1, 4], shapes, hint
       try {
         answer = JSON.parse(line)
       } catch {
-        reject(new Error(`the memory probe failed on ${dir}: ${err.trim().split('\n').slice(-3).join(' ') || 'no answer'}`))
+        reject(Object.assign(new Error(`the memory probe failed on ${dir}: ${err.trim().split('\n').slice(-3).join(' ') || 'no answer'}`), { probeDied: true }))
         return
       }
       if (answer.error) reject(new Error(answer.error))
@@ -149,15 +149,25 @@ export async function measureVersion(dir, { shapes } = {}) {
   const digest = modelDigest(dir)
   const key = createHash('sha256').update(`${digest}\n${METHOD}\n${JSON.stringify(shapes ?? null)}`).digest('hex')
   const cache = readCache()
+  if (cache[key]?.error) throw new Error(cache[key].error)
   if (cache[key]) return { ...cache[key], cached: true }
-  // Past the isolate's heap at one row, the model is refused: four rows are not measured.
-  const answer = await probe(dir, { tasks: ['fill'], shapes, stopAboveBytes: isolateHeapBytes() })
-  const entry = { memory: memoryFigures(answer.fill, digest), baseHeapBytes: answer.fill[1].baseHeapBytes }
+  let entry
+  try {
+    // Past the isolate's heap at one row, the model is refused: four rows are not measured.
+    const answer = await probe(dir, { tasks: ['fill'], shapes, stopAboveBytes: isolateHeapBytes() })
+    entry = { memory: memoryFigures(answer.fill, digest), baseHeapBytes: answer.fill[1].baseHeapBytes }
+  } catch (error) {
+    // The model's own failure is kept too, so that a model only a request can size is not loaded
+    // again by every build; a probe that died (killed, out of memory) is not.
+    if (error.probeDied) throw error
+    entry = { error: error.message }
+  }
   // Re-read: builds in parallel (the tests) each add their own entries.
   const latest = readCache()
   latest[key] = entry
   mkdirSync(dirname(cacheFile()), { recursive: true })
   writeFileSync(cacheFile(), `${JSON.stringify(latest, null, 1)}\n`)
+  if (entry.error) throw new Error(entry.error)
   return { ...entry, cached: false }
 }
 

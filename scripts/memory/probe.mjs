@@ -206,7 +206,7 @@ async function fitsUnder(artifacts, rows, shapes, cap) {
 
 /** The least heap, to a page, in which a fresh instance loads the model and runs `rows` rows. */
 async function measureBisect(artifacts, rows, shapes, hint) {
-  let high = Math.ceil((hint ?? 128 * 2 ** 20) / PAGE)
+  let high = Math.max(256, Math.ceil((hint || 128 * 2 ** 20) / PAGE))
   while (!(await fitsUnder(artifacts, rows, shapes, high * PAGE))) high *= 2
   // The initial memory, 16 MiB, is a floor no cap goes under; with a hint, start the search just below it.
   let low = Math.max(256, Math.floor((high * 0.85) / 1))

@@ -17,11 +17,15 @@ export const isChannelsFirst = (shape) => Array.isArray(shape) && shape.length =
  * The config and the notes to print. `signature` is build-index's declared signature
  * (`{ inputs: [{ name, dtype, shape }] }`); `labels` an optional class list.
  */
-export function startingConfig(signature, { source, labels } = {}) {
+export function startingConfig(signature, { source, labels, json } = {}) {
   const config = {}
   const notes = []
   const inputs = {}
-  for (const input of signature?.inputs ?? []) {
+  // The Worker names the inputs of a graph model without a signature block after their tensors
+  // (`input:0`), where build-index's signature has the placeholder's name (`input`).
+  const tensorNames = json && !json.signature && Array.isArray(json.modelTopology?.node)
+  for (const declared of signature?.inputs ?? []) {
+    const input = tensorNames && !declared.name.includes(':') ? { ...declared, name: `${declared.name}:0` } : declared
     const image = input.dtype === 'float32' || input.dtype === 'DT_FLOAT' ? imageShape(input.shape) : undefined
     if (image) {
       // [0, 1] is the commonest convention of TF.js image models; a guess the user must check.

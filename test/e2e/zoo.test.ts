@@ -80,6 +80,17 @@ describe('the zoo under the default settings', () => {
     expect(failures).toEqual([])
   })
 
+  it("classifies a photograph with add-model's starting config plus nsfwjs's labels", async () => {
+    for (const name of ['nsfw-mobilenet-v2', 'nsfw-mobilenet-v2-mid']) {
+      const photo = readFileSync(join(ROOT, 'test/fixtures/models/_images/chelsea.jpg'))
+      const response = await fetch(`${server.url}/v1/models/${name}:classify`, { method: 'POST', body: photo, headers: { 'content-type': 'image/jpeg' }, signal: AbortSignal.timeout(60_000) })
+      const text = await response.text()
+      expect(response.status, `${name}: ${text}`).toBe(200)
+      // A cat photograph: whatever the ranking, the labels are nsfwjs's five classes.
+      expect((JSON.parse(text) as { label: string }[]).map((r) => r.label).sort()).toEqual(['Drawing', 'Hentai', 'Neutral', 'Porn', 'Sexy'])
+    }
+  })
+
   it("reports MobileNetV2's memory within 0.8–1.25× of the heap it needs", async () => {
     const name = 'nsfw-mobilenet-v2'
     await call(name, 1)
