@@ -3,7 +3,6 @@
 // package.json's devDependencies, assembled into a model repository and measured.
 //
 //   npm run zoo                      assemble .zoo/models (and .zoo/refused), measure, print the table
-//   npm run zoo -- --verify          also find each model's least heap by bisection (slow: minutes)
 //   npm run zoo -- --update-docs     also write the table into docs/memory.md
 //   npm run zoo -- --assemble-only   only assemble (what test/e2e/zoo.test.ts uses)
 //
@@ -11,7 +10,7 @@
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { declaredSignature } from './build-index.mjs'
-import { isolateHeapBytes, measureVersion, modelDigest, probe } from './memory/measure.mjs'
+import { measureVersion, modelDigest, probe } from './memory/measure.mjs'
 import { importModel } from './models/import-model.mjs'
 import { startingConfig } from './models/starting-config.mjs'
 
@@ -78,20 +77,12 @@ const shapesOf = (dir) => {
   return Object.keys(shapes).length > 0 ? shapes : undefined
 }
 
-/** Every figure of one model: file and weight bytes, today's count, the index's figures, and (with verify) the least heap by bisection. */
-async function measureOne(dir, { verify }) {
+/** Every figure of one model: file bytes, today's count (the Worker's load), and the index's measured figures. */
+async function measureOne(dir) {
   const shapes = shapesOf(dir)
-  const { memory, baseHeapBytes } = await measureVersion(dir, { shapes })
+  const { memory, baseHeapBytes, fillHeapBytes } = await measureVersion(dir, { shapes })
   const { counted } = await probe(dir, { tasks: ['counted'], shapes })
-  const row = { fileBytes: filesBytes(dir), memory, baseHeapBytes, counted, digest: modelDigest(dir) }
-  // A refused model is not run past its first row: nothing to check by bisection.
-  if (verify && memory.heapBytes4 !== undefined) {
-    const hints = { 1: memory.heapBytes1 * 1.05, 4: memory.heapBytes4 * 1.05 }
-    row.bisect = (await probe(dir, { tasks: ['bisect'], shapes, hints })).bisect
-  } else if (verify && memory.heapBytes1 <= isolateHeapBytes()) {
-    row.bisect = (await probe(dir, { tasks: ['bisect'], rows: [1], shapes, hints: { 1: memory.heapBytes1 * 1.05 } })).bisect
-  }
-  return row
+  return { fileBytes: filesBytes(dir), memory, baseHeapBytes, fillHeapBytes, counted, digest: modelDigest(dir) }
 }
 
 const MB = (b) => (b === undefined ? '–' : (b / 1e6).toFixed(1))
@@ -100,18 +91,18 @@ const ratio = (a, b) => (a === undefined || b === undefined || b === 0 ? '–' :
 /** The docs table: one line per model. */
 export function table(rows) {
   const head = [
-    '| model | file MB | weights MB (float32) | old count, 1 row | new count, 1 row | measured, 1 row | measured, 4 rows | least heap by bisection, 1 / 4 rows | old / measured | new / measured | new per row / measured per row |',
+    '| model | file MB | weights MB (float32) | old count, 1 row | new count, 1 row | least heap, 1 row | least heap, 4 rows | fill method, 1 / 4 rows | old / least | new / least | new per row / measured per row |',
     '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ]
-  const lines = rows.map(({ name, fileBytes, memory: m, counted, bisect, baseHeapBytes, error }) => {
+  const lines = rows.map(({ name, fileBytes, memory: m, counted, baseHeapBytes, fillHeapBytes, error }) => {
     if (error) return `| ${name} | not measured: ${error} |||||||||`
-    // Measured: heap growth over a heap with no free space (probe `fill`), the backend's own bytes aside.
-    const measured1 = m.heapBytes1 - baseHeapBytes
-    const measured4 = m.heapBytes4 === undefined ? undefined : m.heapBytes4 - baseHeapBytes
+    // The heap a model needs, its backend's own bytes aside: what the counts are compared with.
+    const least1 = m.heapBytes1 - baseHeapBytes
+    const least4 = m.heapBytes4 === undefined ? undefined : m.heapBytes4 - baseHeapBytes
     const count1 = m.restingBytes + m.activationBytes + m.rowBytes
-    const growth = measured4 === undefined ? undefined : (measured4 - measured1) / 3
-    const least = bisect ? `${MB(bisect[1])} / ${MB(bisect[4])}` : 'not run'
-    return `| ${name} | ${MB(fileBytes)} | ${MB(m.weightBytes)} | ${MB(counted.memoryBytes)} | ${MB(count1)} | ${MB(measured1)} | ${MB(measured4)} | ${least} | ${ratio(counted.memoryBytes, measured1)} | ${ratio(count1, measured1)} | ${growth === undefined ? '– (batch 1)' : ratio(m.rowBytes, growth)} |`
+    const growth = least4 === undefined ? undefined : (least4 - least1) / 3
+    const fill = `${MB(fillHeapBytes?.[1] - baseHeapBytes)} / ${MB(fillHeapBytes?.[4] === undefined ? undefined : fillHeapBytes[4] - baseHeapBytes)}`
+    return `| ${name} | ${MB(fileBytes)} | ${MB(m.weightBytes)} | ${MB(counted.memoryBytes)} | ${MB(count1)} | ${MB(least1)} | ${MB(least4)} | ${fill} | ${ratio(counted.memoryBytes, least1)} | ${ratio(count1, least1)} | ${growth === undefined ? '– (batch 1)' : ratio(m.rowBytes, growth)} |`
   })
   return [...head, ...lines].join('\n')
 }
@@ -129,7 +120,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       const dir = join(ZOO.includes(entry) ? models : refused, entry.name, '1')
       process.stdout.write(`[zoo] measuring ${entry.name}… `)
       try {
-        const row = { name: entry.name, kind: entry.kind, ...(await measureOne(dir, { verify: args.includes('--verify') })) }
+        const row = { name: entry.name, kind: entry.kind, ...(await measureOne(dir)) }
         console.log(`needs ${MB(row.memory.heapBytes1)} MB heap for 1 row`)
         rows.push(row)
       } catch (error) {

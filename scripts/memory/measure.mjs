@@ -18,7 +18,7 @@ const BUNDLE = join(CACHE_DIR, 'probe.bundle.mjs')
 
 const version = (pkg) => JSON.parse(readFileSync(join(ROOT, 'node_modules', pkg, 'package.json'), 'utf8')).version
 /** How the figures were made: part of the cache key, so a tf.js upgrade measures again. */
-export const METHOD = `node tfjs-backend-wasm@${version('@tensorflow/tfjs-backend-wasm')} simd, fresh instance, free space filled then exact growth (scripts/memory/probe.mjs)`
+export const METHOD = `node tfjs-backend-wasm@${version('@tensorflow/tfjs-backend-wasm')} simd, fresh instance per run, least heap by bisection, resting bytes by filling the free space (scripts/memory/probe.mjs)`
 
 /**
  * The largest wasm heap an isolate can give a model: the cap the Worker puts on the heap
@@ -106,26 +106,40 @@ export async function probe(dir, { tasks = ['fill'], rows = [1, 4], shapes, hint
   })
 }
 
+/** The wasm memory's initial size: no cap goes under it, so bisection cannot see below it. */
+const INITIAL_HEAP_BYTES = 16 * 2 ** 20
+
 /**
- * The contract's figures (the `memory` object) from the probe's `fill` answer. Peaks are growth over a
- * heap with no free space, so the backend's own start-up bytes are not in them.
+ * The contract's figures (the `memory` object) from the probe's answer: the heap needed at 1 and 4
+ * rows is the least heap found by bisection (below the initial 16 MiB, where bisection cannot see,
+ * the fill's peak); the resting bytes are the fill's live bytes after the run.
  */
-export function memoryFigures(fill, digest) {
+export function memoryFigures({ fill, bisect }, digest) {
   const one = fill[1]
-  const four = fill[4]
+  const base = one.baseHeapBytes
+  const least = (rows) => {
+    const filled = fill[rows].baseHeapBytes + fill[rows].peakBytes
+    const found = bisect?.[rows]
+    if (found === undefined) return filled
+    return found > INITIAL_HEAP_BYTES ? found : Math.min(filled, found)
+  }
+  const heapBytes1 = least(1)
+  const heapBytes4 = fill[4] ? least(4) : undefined
   const resting = one.restingBytes
-  const rowBytes = four ? Math.max(0, Math.round((four.peakBytes - one.peakBytes) / 3)) : Math.max(0, one.peakBytes - resting)
-  // The intercept, so that the figures give the measured peaks at 1 and at 4 rows exactly. It may be
-  // negative: a first row partly fits in blocks the load freed, so the line from 1 to 4 rows meets
-  // 0 rows below the resting bytes.
-  const activationBytes = one.peakBytes - resting - rowBytes
+  const slope = heapBytes4 !== undefined ? Math.round((heapBytes4 - heapBytes1) / 3) : heapBytes1 - base - resting
+  // A row holds at least its input: a small model's growth from 1 to 4 rows may stay within a page.
+  const rowBytes = Math.max(slope, Math.ceil(one.inputRowBytes ?? 0))
+  // The intercept, so that the figures give the heaps at 1 and at 4 rows. It may be negative: a
+  // first row partly fits in blocks the load freed, so the line from 1 to 4 rows meets 0 rows below
+  // the resting bytes.
+  const activationBytes = heapBytes1 - base - resting - rowBytes
   return {
     weightBytes: one.weightBytes,
     restingBytes: resting,
     activationBytes,
     rowBytes,
-    heapBytes1: one.baseHeapBytes + one.peakBytes,
-    ...(four ? { heapBytes4: four.baseHeapBytes + four.peakBytes } : {}),
+    heapBytes1,
+    ...(heapBytes4 !== undefined ? { heapBytes4 } : {}),
     method: METHOD,
     digest,
   }
@@ -154,8 +168,10 @@ export async function measureVersion(dir, { shapes } = {}) {
   let entry
   try {
     // Past the isolate's heap at one row, the model is refused: four rows are not measured.
-    const answer = await probe(dir, { tasks: ['fill'], shapes, stopAboveBytes: isolateHeapBytes() })
-    entry = { memory: memoryFigures(answer.fill, digest), baseHeapBytes: answer.fill[1].baseHeapBytes }
+    const answer = await probe(dir, { tasks: ['fill', 'bisect'], shapes, stopAboveBytes: isolateHeapBytes() })
+    // The fill method's own peaks too, to compare (docs/memory.md's table).
+    const fillHeapBytes = Object.fromEntries(Object.entries(answer.fill).map(([rows, f]) => [rows, f.baseHeapBytes + f.peakBytes]))
+    entry = { memory: memoryFigures(answer, digest), baseHeapBytes: answer.fill[1].baseHeapBytes, fillHeapBytes }
   } catch (error) {
     // The model's own failure is kept too, so that a model only a request can size is not loaded
     // again by every build; a probe that died (killed, out of memory) is not.

@@ -4,13 +4,15 @@
 // It prints one JSON line with the figures (see measure.mjs for what each one means).
 //
 // Two methods, each on fresh wasm instances (nothing a previous model left in the heap counts):
-// - `fill` (the figures the index stores): the heap's free space is taken first (malloc'd 64 KiB
-//   blocks, held), and the heap may then grow only to exactly what an allocation asks for (not by
-//   Emscripten's ~20 % steps), so its growth while the model loads and runs is the model's peak need,
-//   to a page (64 KiB). After the run the free space is filled again: what is left is live, the
-//   model's resting bytes (weights and kernel state).
+// - `fill`: the heap's free space is taken first (malloc'd 64 KiB blocks, held), and the heap may
+//   then grow only to exactly what an allocation asks for (not by Emscripten's ~20 % steps), so its
+//   growth while the model loads and runs is the model's peak need, to a page (64 KiB). After the
+//   run the free space is filled again: what is left is live, the model's resting bytes (weights and
+//   kernel state). Fast, but the held blocks change where the allocator puts things: measured against
+//   the next method, its peaks are up to 13 % high at one row.
 // - `bisect`: the least heap cap (runtime/wasm-guard.ts's `maxHeapBytes`) at which a fresh instance
-//   loads the model and runs it, found by bisection; an independent check of the first method.
+//   loads the model and runs it, found by bisection over pages, starting near the `fill` peak: what
+//   "fits" means. It cannot see below the initial memory (16 MiB).
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { loadGraphModel } from '@tensorflow/tfjs-converter'
@@ -140,6 +142,7 @@ async function loadAndRun(artifacts, rows, shapes, marks = () => {}) {
   const weightBytes = tf.memory().numBytes - tensorsBefore
   marks('loaded')
   const feeds = feedsFor(model, graph, rows, shapes, artifacts.signature)
+  const inputRowBytes = feeds.reduce((n, f) => n + f.tensor.size * 4, 0) / rows
   const batchFixed = graph ? model.inputs.some((i) => i.shape?.[0] === 1) : model.inputs.some((t) => t.shape[0] === 1)
   try {
     let outputs
@@ -161,7 +164,7 @@ async function loadAndRun(artifacts, rows, shapes, marks = () => {}) {
     tf.dispose(feeds.map((f) => f.tensor))
   }
   marks('ran')
-  return { model, weightBytes, batchFixed }
+  return { model, weightBytes, batchFixed, inputRowBytes }
 }
 
 /** The `fill` method for `rows` rows: peak growth over a full heap, and live bytes after the run. */
@@ -175,7 +178,7 @@ async function measureFill(artifacts, rows, shapes) {
   const filled = heap()
   growth.mode = 'exact'
   let loadPeak = 0
-  const { model, weightBytes, batchFixed } = await loadAndRun(artifacts, rows, shapes, (at) => {
+  const { model, weightBytes, batchFixed, inputRowBytes } = await loadAndRun(artifacts, rows, shapes, (at) => {
     if (at === 'loaded') loadPeak = heap() - filled
   })
   const peak = heap() - filled
@@ -185,7 +188,7 @@ async function measureFill(artifacts, rows, shapes) {
   growth.mode = 'normal'
   model.dispose()
   first.release()
-  return { baseHeapBytes, weightBytes, batchFixed, loadPeakBytes: loadPeak, peakBytes: peak, restingBytes: resting }
+  return { baseHeapBytes, weightBytes, batchFixed, inputRowBytes, loadPeakBytes: loadPeak, peakBytes: peak, restingBytes: resting }
 }
 
 /** Whether a fresh instance capped at `cap` bytes loads the model and runs `rows` rows. */
@@ -248,8 +251,12 @@ async function main() {
       }
     } else if (task === 'bisect') {
       out.bisect = {}
-      for (const rows of rowsList) {
-        out.bisect[rows] = await measureBisect(artifacts, rows, request.shapes, request.hints?.[rows])
+      for (const rows of out.fill ? Object.keys(out.fill).map(Number) : rowsList) {
+        // Starting just above the fill's figure, which is close: a few trials instead of a dozen.
+        const filled = out.fill?.[rows]
+        if (filled && filled.baseHeapBytes + filled.peakBytes > (request.stopAboveBytes ?? Infinity)) break
+        const hint = request.hints?.[rows] ?? (filled ? (filled.baseHeapBytes + filled.peakBytes) * 1.02 : undefined)
+        out.bisect[rows] = await measureBisect(artifacts, rows, request.shapes, hint)
         if (out.fill?.[1]?.batchFixed || request.batchFixed) break
       }
     } else if (task === 'counted') {
