@@ -133,6 +133,23 @@ function feedsFor(model, graph, rows, shapes, signature) {
   })
 }
 
+/** An output in two numbers, to tell a run that computed from one that failed inside C and went on. */
+function summary(values) {
+  let sum = 0
+  let squares = 0
+  for (const v of values) {
+    sum += v
+    squares += v * v
+  }
+  return { n: values.length, sum, squares }
+}
+
+/** Whether two runs gave the same outputs (XNNPACK and tf.js's own kernels may differ in rounding). */
+function sameAnswer(a, b) {
+  const close = (x, y) => Math.abs(x - y) <= 1e-3 * Math.max(1, Math.abs(x), Math.abs(y))
+  return a.length === b.length && a.every((o, i) => o.n === b[i].n && close(o.sum, b[i].sum) && close(o.squares, b[i].squares))
+}
+
 /** Loads the model on the active backend and runs it once on `rows` rows; returns heap marks. */
 async function loadAndRun(artifacts, rows, shapes, marks = () => {}) {
   const graph = isGraph(artifacts)
@@ -144,6 +161,7 @@ async function loadAndRun(artifacts, rows, shapes, marks = () => {}) {
   const feeds = feedsFor(model, graph, rows, shapes, artifacts.signature)
   const inputRowBytes = feeds.reduce((n, f) => n + f.tensor.size * 4, 0) / rows
   const batchFixed = graph ? model.inputs.some((i) => i.shape?.[0] === 1) : model.inputs.some((t) => t.shape[0] === 1)
+  let answer
   try {
     let outputs
     if (graph) {
@@ -158,13 +176,14 @@ async function loadAndRun(artifacts, rows, shapes, marks = () => {}) {
       outputs = model.predictOnBatch(feeds.length === 1 ? feeds[0].tensor : feeds.map((f) => f.tensor))
     }
     const list = Array.isArray(outputs) ? outputs : outputs instanceof tf.Tensor ? [outputs] : Object.values(outputs)
-    for (const y of list) await y.data()
+    answer = []
+    for (const y of list) answer.push(summary(await y.data()))
     tf.dispose(list)
   } finally {
     tf.dispose(feeds.map((f) => f.tensor))
   }
   marks('ran')
-  return { model, weightBytes, batchFixed, inputRowBytes }
+  return { model, weightBytes, batchFixed, inputRowBytes, answer }
 }
 
 /** The `fill` method for `rows` rows: peak growth over a full heap, and live bytes after the run. */
@@ -178,7 +197,7 @@ async function measureFill(artifacts, rows, shapes) {
   const filled = heap()
   growth.mode = 'exact'
   let loadPeak = 0
-  const { model, weightBytes, batchFixed, inputRowBytes } = await loadAndRun(artifacts, rows, shapes, (at) => {
+  const { model, weightBytes, batchFixed, inputRowBytes, answer } = await loadAndRun(artifacts, rows, shapes, (at) => {
     if (at === 'loaded') loadPeak = heap() - filled
   })
   const peak = heap() - filled
@@ -188,17 +207,22 @@ async function measureFill(artifacts, rows, shapes) {
   growth.mode = 'normal'
   model.dispose()
   first.release()
-  return { baseHeapBytes, weightBytes, batchFixed, inputRowBytes, loadPeakBytes: loadPeak, peakBytes: peak, restingBytes: resting }
+  return { baseHeapBytes, weightBytes, batchFixed, inputRowBytes, loadPeakBytes: loadPeak, peakBytes: peak, restingBytes: resting, answer }
 }
 
-/** Whether a fresh instance capped at `cap` bytes loads the model and runs `rows` rows. */
-async function fitsUnder(artifacts, rows, shapes, cap) {
+/**
+ * Whether a fresh instance capped at `cap` bytes loads the model and runs `rows` rows, with the
+ * answer of an uncapped run (`reference`): an allocation that fails inside C may be reported by a
+ * kernel only as a warning, and the run go on to answer something else.
+ */
+async function fitsUnder(artifacts, rows, shapes, cap, reference) {
   growth.mode = 'normal'
   await freshBackend(cap)
   let model
   try {
-    ;({ model } = await loadAndRun(artifacts, rows, shapes))
-    return true
+    let answer
+    ;({ model, answer } = await loadAndRun(artifacts, rows, shapes))
+    return reference === undefined || sameAnswer(answer, reference)
   } catch (error) {
     if (error instanceof WasmAllocationError || /allocation|Aborted|memory access out of bounds|wasm backend/.test(String(error))) return false
     throw error
@@ -208,16 +232,16 @@ async function fitsUnder(artifacts, rows, shapes, cap) {
 }
 
 /** The least heap, to a page, in which a fresh instance loads the model and runs `rows` rows. */
-async function measureBisect(artifacts, rows, shapes, hint) {
+async function measureBisect(artifacts, rows, shapes, hint, reference) {
   let high = Math.max(256, Math.ceil((hint || 128 * 2 ** 20) / PAGE))
-  while (!(await fitsUnder(artifacts, rows, shapes, high * PAGE))) high *= 2
+  while (!(await fitsUnder(artifacts, rows, shapes, high * PAGE, reference))) high *= 2
   // The initial memory, 16 MiB, is a floor no cap goes under; with a hint, start the search just below it.
   let low = Math.max(256, Math.floor((high * 0.85) / 1))
-  if (low >= high || (await fitsUnder(artifacts, rows, shapes, low * PAGE))) low = 256
-  if (await fitsUnder(artifacts, rows, shapes, low * PAGE)) return low * PAGE
+  if (low >= high || (await fitsUnder(artifacts, rows, shapes, low * PAGE, reference))) low = 256
+  if (await fitsUnder(artifacts, rows, shapes, low * PAGE, reference)) return low * PAGE
   while (high - low > 1) {
     const mid = (low + high) >> 1
-    if (await fitsUnder(artifacts, rows, shapes, mid * PAGE)) high = mid
+    if (await fitsUnder(artifacts, rows, shapes, mid * PAGE, reference)) high = mid
     else low = mid
   }
   return high * PAGE
@@ -256,13 +280,14 @@ async function main() {
         const filled = out.fill?.[rows]
         if (filled && filled.baseHeapBytes + filled.peakBytes > (request.stopAboveBytes ?? Infinity)) break
         const hint = request.hints?.[rows] ?? (filled ? (filled.baseHeapBytes + filled.peakBytes) * 1.02 : undefined)
-        out.bisect[rows] = await measureBisect(artifacts, rows, request.shapes, hint)
+        out.bisect[rows] = await measureBisect(artifacts, rows, request.shapes, hint, filled?.answer)
         if (out.fill?.[1]?.batchFixed || request.batchFixed) break
       }
     } else if (task === 'counted') {
       out.counted = await measureCounted(artifacts)
     }
   }
+  for (const m of Object.values(out.fill ?? {})) delete m.answer
   process.stdout.write(`${JSON.stringify(out)}\n`)
 }
 
