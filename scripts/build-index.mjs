@@ -299,7 +299,8 @@ export function writeAssetsIgnore(root, oversized) {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const root = resolve(process.env.MODEL_ASSETS_DIR ?? 'model-assets')
-  const { index, skipped, oversized, refused, unmeasured } = await buildIndex(root, { measure: true })
+  const { index, skipped, oversized, refused, unmeasured, measuredNow } = await buildIndex(root, { measure: true })
+  if (measuredNow.length > 0) console.log(`[build-index] measured the wasm heap of ${measuredNow.join(', ')} (kept, by digest, for the next builds)`)
   for (const problem of skipped) console.warn(`[build-index] skipped ${problem}`)
   for (const problem of unmeasured) console.warn(`[build-index] not measured (the Worker measures it as it loads): ${problem}`)
   if (refused.length > 0) {

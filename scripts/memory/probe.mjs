@@ -126,9 +126,10 @@ function feedsFor(model, graph, rows, shapes, signature) {
     ? model.inputs.map((info, i) => ({ name: model.inputNodes[i], shape: declared(model.inputNodes[i]) ?? info.shape, dtype: info.dtype }))
     : model.inputs.map((t) => ({ name: t.sourceLayer.name, shape: t.shape, dtype: t.dtype }))
   return specs.map((spec) => {
-    const given = shapes?.[spec.name]
+    // The config may name a signature-less graph's input as the Worker does, after its tensor.
+    const given = shapes?.[spec.name] ?? shapes?.[`${spec.name}:0`]
     const shape = (spec.shape ?? given ?? []).map((d, i) => (d === null || d < 0 ? (i === 0 ? rows : given?.[i] ?? -1) : d))
-    if (spec.shape == null || shape.some((d) => d < 0)) throw new Error(`input ${spec.name} has dimensions only a request tells ([${(spec.shape ?? []).join(', ')}]): give its shape`)
+    if (spec.shape == null || shape.some((d) => d < 0)) throw new Error(`input ${spec.name} has dimensions only a request tells ([${(spec.shape ?? []).map((d) => d ?? -1).join(', ')}]): an image block in its config.json gives them`)
     return { name: spec.name, tensor: tf.zeros(shape, spec.dtype ?? 'float32') }
   })
 }
