@@ -10,7 +10,7 @@
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { declaredSignature } from './build-index.mjs'
-import { measureVersion, modelDigest, probe } from './memory/measure.mjs'
+import { isolateHeapBytes, measureVersion, modelDigest, probe } from './memory/measure.mjs'
 import { importModel } from './models/import-model.mjs'
 import { startingConfig } from './models/starting-config.mjs'
 
@@ -102,7 +102,7 @@ export function table(rows) {
     const count1 = m.restingBytes + m.activationBytes + m.rowBytes
     const growth = least4 === undefined ? undefined : (least4 - least1) / 3
     const fill = `${MB(fillHeapBytes?.[1] - baseHeapBytes)} / ${MB(fillHeapBytes?.[4] === undefined ? undefined : fillHeapBytes[4] - baseHeapBytes)}`
-    return `| ${name} | ${MB(fileBytes)} | ${MB(m.weightBytes)} | ${MB(counted.memoryBytes)} | ${MB(count1)} | ${MB(least1)} | ${MB(least4)} | ${fill} | ${ratio(counted.memoryBytes, least1)} | ${ratio(count1, least1)} | ${growth === undefined ? '– (batch 1)' : ratio(m.rowBytes, growth)} |`
+    return `| ${name} | ${MB(fileBytes)} | ${MB(m.weightBytes)} | ${MB(counted.memoryBytes)} | ${MB(count1)} | ${MB(least1)} | ${MB(least4)} | ${fill} | ${ratio(counted.memoryBytes, least1)} | ${ratio(count1, least1)} | ${growth === undefined ? (m.heapBytes1 > isolateHeapBytes() ? '– (refused)' : '– (batch 1)') : ratio(m.rowBytes, growth)} |`
   })
   return [...head, ...lines].join('\n')
 }
