@@ -81,7 +81,7 @@ describe('the zoo under the default settings', () => {
   })
 
   it("classifies a photograph with add-model's starting config plus nsfwjs's labels", async () => {
-    for (const name of ['nsfw-mobilenet-v2', 'nsfw-mobilenet-v2-mid']) {
+    for (const name of ['nsfw-mobilenet-v2-mid', 'nsfw-mobilenet-v2']) {
       const photo = readFileSync(join(ROOT, 'test/fixtures/models/_images/chelsea.jpg'))
       const response = await fetch(`${server.url}/v1/models/${name}:classify`, { method: 'POST', body: photo, headers: { 'content-type': 'image/jpeg' }, signal: AbortSignal.timeout(60_000) })
       const text = await response.text()
