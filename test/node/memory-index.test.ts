@@ -97,6 +97,17 @@ describe('build-index and memory', () => {
   }, 300_000)
 })
 
+describe('publish-model and memory', () => {
+  it("refuses to publish nsfwjs's inception_v3 to R2, with the same figures", () => {
+    const dir = join(work, 'publish', 'inception')
+    importModel(INCEPTION, dir)
+    const run = spawnSync(process.execPath, [join(ROOT, 'scripts/publish-model.mjs'), dir, 'inception', '1', '--persist-to', join(work, 'state')], { cwd: ROOT, encoding: 'utf8' })
+    expect(run.status, run.stdout).toBe(1)
+    expect(run.stderr).toMatch(/^\[publish-model\] refused inception\/1 needs ~\d+\.\d MB of wasm heap .*, an isolate can give 100\.7 MB/)
+    expect(run.stdout).not.toMatch(/→/)
+  }, 300_000)
+})
+
 /** Runs `f` with environment variables set, restoring them after. */
 async function withEnv<T>(vars: Record<string, string>, f: () => Promise<T>): Promise<T> {
   const old = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]))
