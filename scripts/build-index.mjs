@@ -11,6 +11,10 @@
 // static-asset size limit, shard sizes against the weights manifest, and config.json against the
 // Worker's own schema (src/repository/model-config.ts, imported as is). Files over the limit are
 // listed in <assets>/.assetsignore, since wrangler refuses to start with them.
+//
+// Each version's memory is measured (scripts/memory/measure.mjs: the wasm heap it needs to load and
+// run one row and four, cached by digest under node_modules/.cache) and written as its `memory`; a
+// model that cannot fit an isolate's heap even alone fails the build, naming it with the figures.
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join, relative, resolve, sep } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
@@ -19,6 +23,7 @@ import * as tfl from '@tensorflow/tfjs-layers'
 import { checkModelConfig } from '../src/repository/model-config.ts'
 import { TextTokenizer } from '../src/protocols/text/tokenizer.ts'
 import { manifestBytes } from '../src/repository/weights.ts'
+import { isolateHeapBytes, measureVersion, refusal } from './memory/measure.mjs'
 
 export const INDEX_FILE = '_index.json'
 /** The one name the Worker reads a version's model from (src/repository/model-files.ts), as TF Serving's layout has it. */
@@ -35,7 +40,7 @@ const VERSION = /^[1-9][0-9]{0,15}$/
 const isDir = (path) => statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false
 
 /** Inputs and outputs as model.json declares them; outputs of graphs without a signature are only known once built. */
-async function declaredSignature(json) {
+export async function declaredSignature(json) {
   const topology = json.modelTopology ?? {}
   if (json.signature?.inputs) {
     const side = (group) =>
@@ -146,6 +151,52 @@ async function indexVersion(dir) {
   }
 }
 
+/** Dimensions a model leaves open, from its config's image inputs: `{ input: [-1, h, w, channels] }`. */
+function configuredShapes(config) {
+  const shapes = {}
+  for (const [name, transform] of Object.entries(config?.inputs ?? {})) {
+    const image = transform?.image
+    if (image) shapes[name] = [-1, image.size[0], image.size[1], image.channels]
+  }
+  return Object.keys(shapes).length > 0 ? shapes : undefined
+}
+
+/**
+ * Measures each indexed version's memory (`memory` on the version, `backend.baseHeapBytes` on the
+ * index). A version that cannot fit the isolate's heap even alone leaves the index and is returned
+ * in `refused`; one that cannot be measured here (inputs whose size only a request tells) keeps no
+ * figures, and the Worker measures it as it loads.
+ */
+async function measureModels(index, root, { capBytes = isolateHeapBytes(), only } = {}) {
+  const refused = []
+  const unmeasured = []
+  const measuredNow = []
+  for (const [name, model] of Object.entries(index.models)) {
+    if (only !== undefined && name !== only) continue
+    for (const [version, entry] of Object.entries(model.versions)) {
+      let measured
+      try {
+        measured = await measureVersion(join(root, name, version), { shapes: configuredShapes(model.config) })
+      } catch (error) {
+        unmeasured.push(`${name}/${version}: ${error.message}`)
+        continue
+      }
+      entry.memory = measured.memory
+      if (!measured.cached) measuredNow.push(`${name}/${version}`)
+      index.backend = { baseHeapBytes: measured.baseHeapBytes }
+      const why = refusal(`${name}/${version}`, measured.memory, capBytes)
+      if (why) {
+        refused.push(why)
+        delete model.versions[version]
+      }
+    }
+    const numbers = Object.keys(model.versions).map(Number).sort((a, b) => a - b)
+    if (numbers.length === 0) delete index.models[name]
+    else model.latest = numbers.at(-1)
+  }
+  return { refused, unmeasured, measuredNow }
+}
+
 /**
  * The most token ids each input can take, from the embedding its ids index: a layers model's
  * Embedding layers fed by the input (`input_dim`), a graph model's Gather ops whose indices are the
@@ -216,9 +267,12 @@ function textInputProblem(versionDir, config) {
 /**
  * Scans an assets folder; returns the index, the problems it skipped (one line each), and the files
  * over MAX_ASSET_BYTES. `keepInvalidConfig` names models whose config.json is indexed unchecked
- * (the tests keep deliberately broken ones to test the Worker's own check).
+ * (the tests keep deliberately broken ones to test the Worker's own check). With `measure`, each
+ * version's memory is measured too (see measureModels): `refused` lists the versions too big for an
+ * isolate, `unmeasured` those left to the Worker to measure, `measuredNow` those not found in the
+ * cache; `only` measures one model's versions.
  */
-export async function buildIndex(root, { keepInvalidConfig = [] } = {}) {
+export async function buildIndex(root, { keepInvalidConfig = [], measure = false, capBytes, only } = {}) {
   const models = {}
   const skipped = []
   const oversized = filesUnder(root)
@@ -293,7 +347,9 @@ export async function buildIndex(root, { keepInvalidConfig = [] } = {}) {
   for (const f of oversized.filter((f) => !reported.has(f.path))) {
     skipped.push(`${f.path}: ${mib(f.bytes)}, over the 25 MiB a static-asset file may be; left out of the assets`)
   }
-  return { index: { models }, skipped, oversized: oversized.map((f) => f.path) }
+  const index = { models }
+  const { refused, unmeasured, measuredNow } = measure ? await measureModels(index, root, { capBytes, only }) : { refused: [], unmeasured: [], measuredNow: [] }
+  return { index, skipped, oversized: oversized.map((f) => f.path), refused, unmeasured, measuredNow }
 }
 
 /** Writes `text` to `path` only if it differs, so a watcher on the folder is not set off for nothing. */
@@ -322,8 +378,15 @@ export function writeAssetsIgnore(root, oversized) {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const root = resolve(process.env.MODEL_ASSETS_DIR ?? 'model-assets')
-  const { index, skipped, oversized } = await buildIndex(root)
+  const { index, skipped, oversized, refused, unmeasured, measuredNow } = await buildIndex(root, { measure: true })
+  if (measuredNow.length > 0) console.log(`[build-index] measured the wasm heap of ${measuredNow.join(', ')} (kept, by digest, for the next builds)`)
   for (const problem of skipped) console.warn(`[build-index] skipped ${problem}`)
+  for (const problem of unmeasured) console.warn(`[build-index] not measured (the Worker measures it as it loads): ${problem}`)
+  if (refused.length > 0) {
+    // Refused before anyone calls it: no server starts and no deploy goes out with a model that cannot load.
+    for (const problem of refused) console.error(`[build-index] refused ${problem}: remove it from ${relative('.', root) || '.'}, or serve a smaller model`)
+    process.exit(1)
+  }
   const path = join(root, INDEX_FILE)
   // Rewrite only on change, so a watcher on the assets folder is not set off by the index itself.
   writeIfChanged(path, `${JSON.stringify(index, null, 2)}\n`)

@@ -14,12 +14,19 @@
 // --remote: uploads with `wrangler r2 object put --remote` (needs `wrangler login`).
 // --signature-change: declares that this version's inputs or outputs differ on purpose.
 // --config: uploads <name>/config.json (version_policy, version_labels, …), checked by the cron handler.
+//
+// The version's memory is measured first (scripts/memory/measure.mjs) and uploaded as
+// <name>/<version>/memory.json, the same object build-index writes into the index for bundled models;
+// a model that cannot fit an isolate's wasm heap even alone is refused here, with its figures.
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { measureVersion, refusal } from './memory/measure.mjs'
 
 export const MANIFEST_FILE = 'manifest.json'
+/** A version's measured memory, beside its files (the `memory` object of the repository index). */
+export const MEMORY_FILE = 'memory.json'
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
 const VERSION = /^[1-9][0-9]{0,15}$/
 const DEFAULT_BUCKET = 'warmserve-models'
@@ -49,12 +56,30 @@ export function manifestFor(files, { signatureChange = false } = {}) {
 }
 
 /**
- * Uploads a model folder to any R2 bucket API (a Worker binding, miniflare's getR2Bucket):
- * the files first, the manifest last. Returns the manifest.
+ * Measures a version folder's memory; throws the refusal when it cannot fit an isolate even alone.
+ * Resolves to the `memory` object, or undefined when it cannot be measured before it is served.
  */
-export async function publishVersion(bucket, { dir, name, version, signatureChange = false }) {
+export async function checkMemory(dir, name, version) {
+  let measured
+  try {
+    measured = await measureVersion(dir)
+  } catch (error) {
+    console.warn(`[publish-model] memory not measured (the Worker measures it as it loads): ${error.message}`)
+    return undefined
+  }
+  const why = refusal(`${name}/${version}`, measured.memory)
+  if (why) throw new Error(`refused ${why}`)
+  return measured.memory
+}
+
+/**
+ * Uploads a model folder to any R2 bucket API (a Worker binding, miniflare's getR2Bucket):
+ * the files first (with `memory`, memory.json too), the manifest last. Returns the manifest.
+ */
+export async function publishVersion(bucket, { dir, name, version, signatureChange = false, memory }) {
   const files = describeFolder(dir)
   for (const { path, file } of files) await bucket.put(`${name}/${version}/${path}`, readFileSync(file))
+  if (memory) await bucket.put(`${name}/${version}/${MEMORY_FILE}`, JSON.stringify(memory, null, 2))
   const manifest = manifestFor(files, { signatureChange })
   await bucket.put(`${name}/${version}/${MANIFEST_FILE}`, JSON.stringify(manifest, null, 2))
   return manifest
@@ -153,7 +178,8 @@ async function main() {
       return
     }
     const version = versionArg ? Number(versionArg) : Math.max(0, ...bundledVersions(name), ...(await known())) + 1
-    const manifest = await publishVersion(target, { dir, name, version, signatureChange: flags.signatureChange })
+    const memory = await checkMemory(dir, name, version)
+    const manifest = await publishVersion(target, { dir, name, version, signatureChange: flags.signatureChange, memory })
     const bytes = manifest.files.reduce((n, f) => n + f.bytes, 0)
     console.log(`[publish-model] ${name}/${version}: ${manifest.files.length} files, ${bytes} bytes → ${where}`)
     console.log('[publish-model] the cron handler validates it and publishes it; serving isolates switch within REFRESH_INTERVAL.')

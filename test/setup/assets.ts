@@ -23,14 +23,14 @@ const root = resolve(import.meta.dirname, '../..')
 export const FOREIGN_MODELS = { faceres: '@vladmandic/human/models/faceres.json' }
 
 /** Indexes the model repository `repo` as wrangler's [build] would; throws naming each model it skips. */
-export async function indexRepository(repo: string, options: { keepInvalidConfig?: string[] } = {}): Promise<void> {
+export async function indexRepository(repo: string, options: { keepInvalidConfig?: string[]; measure?: boolean } = {}): Promise<void> {
   const { index, skipped } = (await buildIndex(repo, options)) as { index: unknown; skipped: string[] }
   if (skipped.length > 0) throw new Error(`${repo}: ${skipped.join('; ')}`)
   writeFileSync(join(repo, INDEX_FILE), JSON.stringify(index))
 }
 
 /** What wrangler.toml's [build] command does to a repository: index its models, write the pages. */
-export async function buildRepository(repo: string, options: { keepInvalidConfig?: string[] } = {}): Promise<void> {
+export async function buildRepository(repo: string, options: { keepInvalidConfig?: string[]; measure?: boolean } = {}): Promise<void> {
   await indexRepository(repo, options)
   buildUi(repo)
 }

