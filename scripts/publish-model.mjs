@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Publishes a converted TF.js model folder as a new version of a model in the R2 bucket:
 //
-//   npm run publish-model -- <dir> <name> [version] [--remote] [--signature-change] [--persist-to <dir>]
+//   npm run publish-model -- <dir> <name> [version] [--remote] [--signature-change] [--persist-to <dir>] [--port <n>]
 //   npm run publish-model -- --config <config.json> <name> [--remote]
 //
 // Uploads model.json and the weight shards it names to <name>/<version>/, then, last,
@@ -14,10 +14,12 @@
 // --remote: uploads with `wrangler r2 object put --remote` (needs `wrangler login`).
 // --signature-change: declares that this version's inputs or outputs differ on purpose.
 // --config: uploads <name>/config.json (version_policy, version_labels, …), checked by the cron handler.
+// --port: the port the local server runs on, for the hint printed at the end (wrangler.toml's [dev] port otherwise).
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { devUrl } from './dev-address.mjs'
 
 export const MANIFEST_FILE = 'manifest.json'
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
@@ -119,7 +121,7 @@ function remoteBucket(name) {
 }
 
 function parseArgs(argv) {
-  const flags = { remote: false, signatureChange: false, persistTo: '.wrangler/state', config: undefined }
+  const flags = { remote: false, signatureChange: false, persistTo: '.wrangler/state', config: undefined, url: devUrl() }
   const positional = []
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
@@ -128,6 +130,7 @@ function parseArgs(argv) {
     else if (arg === '--signature-change') flags.signatureChange = true
     else if (arg === '--persist-to') flags.persistTo = argv[++i]
     else if (arg === '--config') flags.config = argv[++i]
+    else if (arg === '--port') flags.url = devUrl(['--port', argv[++i]])
     else if (arg.startsWith('--')) throw new Error(`unknown option ${arg}`)
     else positional.push(arg)
   }
@@ -136,7 +139,7 @@ function parseArgs(argv) {
 
 async function main() {
   const { flags, positional } = parseArgs(process.argv.slice(2))
-  const usage = 'usage: npm run publish-model -- <dir> <name> [version] [--remote] [--signature-change] [--persist-to <dir>]\n' +
+  const usage = 'usage: npm run publish-model -- <dir> <name> [version] [--remote] [--signature-change] [--persist-to <dir>] [--port <n>]\n' +
     '       npm run publish-model -- --config <config.json> <name> [--remote]'
   const [dir, name, versionArg] = flags.config ? [undefined, positional[0]] : positional
   if (!name || (!flags.config && !dir)) throw new Error(usage)
@@ -157,7 +160,7 @@ async function main() {
     const bytes = manifest.files.reduce((n, f) => n + f.bytes, 0)
     console.log(`[publish-model] ${name}/${version}: ${manifest.files.length} files, ${bytes} bytes → ${where}`)
     console.log('[publish-model] the cron handler validates it and publishes it; serving isolates switch within REFRESH_INTERVAL.')
-    if (!flags.remote) console.log('[publish-model] locally, fire the cron with: curl 127.0.0.1:8787/cdn-cgi/local/scheduled')
+    if (!flags.remote) console.log(`[publish-model] locally, fire the cron with: curl ${flags.url}/cdn-cgi/local/scheduled`)
   }
   if (flags.remote) {
     const target = remoteBucket(bucket)
