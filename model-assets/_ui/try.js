@@ -106,10 +106,18 @@ function showState(tr, entry) {
 }
 
 let refreshing
+let again = false
 let refreshes = 0
-/** Reads the index again and updates each row's state; a version added or gone redraws the table. */
+/**
+ * Reads the index again and updates each row's state; a version added or gone redraws the table.
+ * Asked while a read is in flight (begun before a prediction's load ended), it reads once more after.
+ */
 function refreshStates() {
-  refreshing ??= call('POST', INDEX)
+  if (refreshing) {
+    again = true
+    return
+  }
+  refreshing = call('POST', INDEX)
     .then(({ json: index }) => {
       const rows = [...$('models').tBodies[0].rows].filter((tr) => tr.dataset.model)
       const key = (name, version) => `${name}/${version}`
@@ -119,7 +127,13 @@ function refreshStates() {
       document.body.dataset.refreshes = String(++refreshes)
     })
     .catch(() => {}) // the next refresh tries again; the table keeps what it last knew
-    .finally(() => (refreshing = undefined))
+    .finally(() => {
+      refreshing = undefined
+      if (again) {
+        again = false
+        refreshStates()
+      }
+    })
 }
 
 async function listModels() {
