@@ -16,6 +16,11 @@ export default defineConfig({
         plugins: [
           cloudflareTest({
             wrangler: { configPath: await prepareTestAssets() },
+            // workerd's --verbose prints every exception a Worker's RPC method rejects with, as
+            // "uncaught exception … stack = …", also the errors test/rpc.test.ts provokes and asserts.
+            // The Worker logs each failure itself (a 4xx as info, a fault with its stack), and a failing
+            // test shows its log lines: WORKERD_VERBOSE=1 npm test brings workerd's own back.
+            verbose: process.env.WORKERD_VERBOSE === '1',
             miniflare: {
               // A second Worker calling warmserve's `Models` entrypoint through a service binding, as a
               // user's Worker would (test/rpc.test.ts). The Worker under test runs as the pool's runner,

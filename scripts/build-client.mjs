@@ -11,8 +11,9 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 export const CLIENT_TYPES = join(root, 'client/index.d.ts')
 
 // Types the expanded schema names, by where a client imports them from; a name not here fails the build.
+// Only hono's public value types: the schema is written out as one object type, route by route, so
+// it does not depend on how a hono version merges route schemas internally (MergeSchemaPath).
 const HONO_TYPES = {
-  'hono/types': ['MergeSchemaPath'],
   'hono/utils/http-status': ['ContentfulStatusCode', 'StatusCode'],
   'hono/utils/types': ['JSONValue'],
 }
@@ -41,7 +42,12 @@ export function clientTypes() {
   const printer = ts.createPrinter({ newLine: ts.NewLineKind.LineFeed })
   const print = (type) => printer.printNode(ts.EmitHint.Unspecified, multiline(checker.typeToTypeNode(type, undefined, flags)), source)
   const schema = source.statements.find((s) => ts.isTypeAliasDeclaration(s) && s.name.text === 'WarmserveSchema')
-  const body = print(checker.getTypeAtLocation(schema.name))
+  // The resolved routes, one property a path: what hono's helpers made of the app, with none of them left in.
+  const routes = checker.getPropertiesOfType(checker.getTypeAtLocation(schema.name)).map((route) => {
+    const node = checker.typeToTypeNode(checker.getTypeOfSymbol(route), undefined, flags)
+    return { name: route.getName(), node, text: printer.printNode(ts.EmitHint.Unspecified, multiline(node), source) }
+  })
+  const body = `{\n${routes.map((r) => `  ${JSON.stringify(r.name)}: ${r.text.replaceAll('\n', '\n  ')};`).join('\n')}\n}`
 
   const locals = LOCAL_TYPES.map((name) => {
     const symbol = program.getSourceFiles().flatMap((f) => f.statements ?? []).find((s) => ts.isTypeAliasDeclaration(s) && s.name.text === name && !s.getSourceFile().isDeclarationFile)
@@ -54,7 +60,7 @@ export function clientTypes() {
     if (ts.isTypeReferenceNode(node) && ts.isIdentifier(node.typeName)) named.add(node.typeName.text)
     ts.forEachChild(node, collect)
   }
-  collect(checker.typeToTypeNode(checker.getTypeAtLocation(schema.name), undefined, flags))
+  for (const route of routes) collect(route.node)
   const unknown = [...named].filter((n) => !known.has(n))
   if (unknown.length > 0) throw new Error(`build-client: the schema names ${unknown.join(', ')}; add each to HONO_TYPES or LOCAL_TYPES in scripts/build-client.mjs`)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Publishes a converted TF.js model folder as a new version of a model in the R2 bucket:
 //
-//   npm run publish-model -- <dir> <name> [version] [--remote] [--signature-change] [--persist-to <dir>]
+//   npm run publish-model -- <dir> <name> [version] [--remote] [--signature-change] [--persist-to <dir>] [--port <n>]
 //   npm run publish-model -- --config <config.json> <name> [--remote]
 //
 // Uploads model.json and the weight shards it names to <name>/<version>/, then, last,
@@ -18,11 +18,13 @@
 // The version's memory is measured first (scripts/memory/measure.mjs) and uploaded as
 // <name>/<version>/memory.json, the same object build-index writes into the index for bundled models;
 // a model that cannot fit an isolate's wasm heap even alone is refused here, with its figures.
+// --port: the port the local server runs on, for the hint printed at the end (wrangler.toml's [dev] port otherwise).
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { measureVersion, refusal } from './memory/measure.mjs'
+import { devUrl } from './dev-address.mjs'
 
 export const MANIFEST_FILE = 'manifest.json'
 /** A version's measured memory, beside its files (the `memory` object of the repository index). */
@@ -144,7 +146,7 @@ function remoteBucket(name) {
 }
 
 function parseArgs(argv) {
-  const flags = { remote: false, signatureChange: false, persistTo: '.wrangler/state', config: undefined }
+  const flags = { remote: false, signatureChange: false, persistTo: '.wrangler/state', config: undefined, url: devUrl() }
   const positional = []
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
@@ -153,6 +155,7 @@ function parseArgs(argv) {
     else if (arg === '--signature-change') flags.signatureChange = true
     else if (arg === '--persist-to') flags.persistTo = argv[++i]
     else if (arg === '--config') flags.config = argv[++i]
+    else if (arg === '--port') flags.url = devUrl(['--port', argv[++i]])
     else if (arg.startsWith('--')) throw new Error(`unknown option ${arg}`)
     else positional.push(arg)
   }
@@ -161,7 +164,7 @@ function parseArgs(argv) {
 
 async function main() {
   const { flags, positional } = parseArgs(process.argv.slice(2))
-  const usage = 'usage: npm run publish-model -- <dir> <name> [version] [--remote] [--signature-change] [--persist-to <dir>]\n' +
+  const usage = 'usage: npm run publish-model -- <dir> <name> [version] [--remote] [--signature-change] [--persist-to <dir>] [--port <n>]\n' +
     '       npm run publish-model -- --config <config.json> <name> [--remote]'
   const [dir, name, versionArg] = flags.config ? [undefined, positional[0]] : positional
   if (!name || (!flags.config && !dir)) throw new Error(usage)
@@ -183,7 +186,7 @@ async function main() {
     const bytes = manifest.files.reduce((n, f) => n + f.bytes, 0)
     console.log(`[publish-model] ${name}/${version}: ${manifest.files.length} files, ${bytes} bytes → ${where}`)
     console.log('[publish-model] the cron handler validates it and publishes it; serving isolates switch within REFRESH_INTERVAL.')
-    if (!flags.remote) console.log('[publish-model] locally, fire the cron with: curl 127.0.0.1:8787/cdn-cgi/local/scheduled')
+    if (!flags.remote) console.log(`[publish-model] locally, fire the cron with: curl ${flags.url}/cdn-cgi/local/scheduled`)
   }
   if (flags.remote) {
     const target = remoteBucket(bucket)

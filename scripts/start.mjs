@@ -5,10 +5,11 @@
 // proxy (about 4–5 ms a request) or file watcher. Local state (the R2 bucket) is wrangler dev's, under
 // .wrangler/state, so `npm run publish-model` writes where both read.
 //
-// Usage: npm start [-- --port 8787] [-- --var KEY:VALUE …] [-- --bundle DIR]
+// Usage: npm start [-- --port N] [-- --var KEY:VALUE …] [-- --bundle DIR]   (N: wrangler.toml's [dev] port unless given)
 // --bundle DIR serves a bundle built before (`npm run check:bundle` writes one to .wrangler/dry-run)
 // instead of building one: a restart in a second.
 import { join, resolve } from 'node:path'
+import { devAddress } from './dev-address.mjs'
 import { buildBundle, bundleAt, ROOT, startBundle } from './launch.mjs'
 
 const argv = process.argv.slice(2)
@@ -19,7 +20,7 @@ const option = (name, fallback) => {
 const vars = Object.fromEntries(
   argv.flatMap((arg, i) => (arg === '--var' && argv[i + 1]?.includes(':') ? [argv[i + 1].split(/:(.*)/s).slice(0, 2)] : [])),
 )
-const port = Number(option('port', 8787))
+const port = Number(option('port', devAddress().port))
 
 /** When `cron` (five fields: minute hour day month weekday, in UTC as Cloudflare reads them) next fires after `from`. */
 export function nextRun(cron, from = new Date()) {

@@ -229,6 +229,31 @@ describe('bad images: a clear 4xx, nothing leaked', () => {
     expect([res.status, await error(res)]).toEqual([413, expect.stringMatching(/60000×60000, 3600000000 pixels, more than the limit of 8000000 \(MAX_IMAGE_PIXELS\)/)])
   })
 
+  it('refuses a photo sent where JSON is read (no content type, JSON or a form type) with 415 naming the format and the header', async () => {
+    const cases: Array<[string, string | undefined, string, string]> = [
+      // Python's requests.post(url, data=bytes) sends no Content-Type at all.
+      ['chelsea.jpg', undefined, 'JPEG', 'image/jpeg'],
+      ['chelsea.png', 'application/json', 'PNG', 'image/png'],
+      // curl's -d without -H sends application/x-www-form-urlencoded.
+      ['chelsea-lossless.webp', 'application/x-www-form-urlencoded', 'WebP', 'image/webp'],
+    ]
+    for (const [file, type, format, header] of cases) {
+      const bytes = await photo(file)
+      for (const path of ['/v1/models/digits:classify', '/v1/models/digits:predict', '/v2/models/digits/infer']) {
+        const res = await call(path, { method: 'POST', body: bytes, headers: type ? { 'content-type': type } : {} })
+        expect(res.headers.get('content-type'), `${file} to ${path}`).toMatch(/^application\/json/)
+        expect([res.status, await error(res)], `${file} to ${path}`).toEqual([
+          415,
+          `the body is a ${format} image (it starts with ${format}'s signature), sent ${type ? `with content type '${type}'` : 'without a content type'} where JSON is read: ` +
+            `send it to …:classify with the header 'Content-Type: ${header}', or base64-encoded inside JSON ({"b64": …} for TF Serving, a BYTES input for v2)`,
+        ])
+      }
+    }
+    // The same JPEG with its type is classified.
+    const res = await postImage('/v1/models/digits:classify', await photo('chelsea.jpg'), 'image/jpeg')
+    expect(res.status).toBe(200)
+  })
+
   it("refuses a batch whose images add up past MAX_REQUEST_IMAGE_PIXELS, before decoding the one that crosses it", async () => {
     const budget = { ...env, MAX_REQUEST_IMAGE_PIXELS: String(2 * 28 * 28) }
     const b64 = { b64: base64(digitPng(0)) }

@@ -15,6 +15,7 @@ async function call(method, path, body) {
     body: body === undefined ? undefined : JSON.stringify(body),
   })
   const json = await res.json()
+  if (method === 'POST' && path !== INDEX) refreshStates()
   const roundTripMs = Math.round(performance.now() - started)
   const h = (name) => res.headers.get(name) ?? '–'
   const info = { status: res.status, cache: h('x-model-cache'), version: h('x-model-version'), timing: h('server-timing'), roundTripMs }
@@ -82,27 +83,80 @@ function showError(output, target, error) {
 // ===== Models =====
 
 const shape = (tensors) => tensors.map((t) => `${t.name} ${t.datatype} [${t.shape.join(', ')}]`).join('; ')
+const INDEX = '/v2/repository/index'
+/** How often the table's states are read again, besides after every prediction this page makes. */
+const REFRESH_MS = 5_000
+
+/** A version's state in the isolate that answered, in words: loaded, loading, not loaded, or refused with its reason. */
+function stateOf(entry) {
+  if (entry.state === 'READY') return { state: 'loaded', text: 'loaded' }
+  if (entry.state === 'LOADING') return { state: 'loading', text: 'loading…' }
+  // Not loaded is not broken: the first request loads it.
+  if (/loads on first use/.test(entry.reason ?? '')) return { state: 'not-loaded', text: 'not loaded (loads on first use)' }
+  return { state: 'refused', text: `refused: ${entry.reason ?? 'unavailable'}` }
+}
+
+/** Writes an index entry's state into its row. */
+function showState(tr, entry) {
+  const { state, text } = stateOf(entry)
+  tr.dataset.state = state
+  const td = tr.cells[2]
+  td.textContent = text
+  td.className = state === 'refused' ? 'error' : ''
+}
+
+let refreshing
+let again = false
+let refreshes = 0
+/**
+ * Reads the index again and updates each row's state; a version added or gone redraws the table.
+ * Asked while a read is in flight (begun before a prediction's load ended), it reads once more after.
+ */
+function refreshStates() {
+  if (refreshing) {
+    again = true
+    return
+  }
+  refreshing = call('POST', INDEX)
+    .then(({ json: index }) => {
+      const rows = [...$('models').tBodies[0].rows].filter((tr) => tr.dataset.model)
+      const key = (name, version) => `${name}/${version}`
+      const byKey = new Map(rows.map((tr) => [key(tr.dataset.model, tr.dataset.version), tr]))
+      if (index.length !== rows.length || index.some((e) => !byKey.has(key(e.name, e.version)))) return listModels()
+      for (const entry of index) showState(byKey.get(key(entry.name, entry.version)), entry)
+      document.body.dataset.refreshes = String(++refreshes)
+    })
+    .catch(() => {}) // the next refresh tries again; the table keeps what it last knew
+    .finally(() => {
+      refreshing = undefined
+      if (again) {
+        again = false
+        refreshStates()
+      }
+    })
+}
 
 async function listModels() {
   const tbody = $('models').tBodies[0]
   try {
-    const { json: index } = await call('POST', '/v2/repository/index')
-    const names = [...new Set(index.map((e) => e.name))]
+    const names = [...new Set((await call('POST', INDEX)).json.map((e) => e.name))]
     const metadata = new Map()
     // Metadata is answered from the repository index where it can be, so listing loads no model.
     for (const name of names) metadata.set(name, (await call('GET', `/v2/models/${encodeURIComponent(name)}`)).json)
+    // The states are read after the metadata: whatever reading it did is shown, not what was before.
+    const { json: index } = await call('POST', INDEX)
     tbody.replaceChildren(
       ...index.map((entry) => {
         const m = metadata.get(entry.name)
         const tr = document.createElement('tr')
         tr.dataset.model = entry.name
-        // A model not yet loaded in the isolate that answered is not broken: it loads on first use.
-        const state = entry.state === 'UNAVAILABLE' && /loads on first use/.test(entry.reason ?? '') ? 'loads on first use' : entry.state
-        for (const text of [entry.name, entry.version, state, m?.platform ?? '', m ? shape(m.inputs) : '', m ? shape(m.outputs) : '']) {
+        tr.dataset.version = entry.version
+        for (const text of [entry.name, entry.version, '', m?.platform ?? '', m ? shape(m.inputs) : '', m ? shape(m.outputs) : '']) {
           const td = document.createElement('td')
           td.textContent = text
           tr.append(td)
         }
+        showState(tr, entry)
         return tr
       }),
     )
@@ -253,7 +307,7 @@ clearPad()
 $('digits-predict').addEventListener('click', predictDigit)
 $('digits-clear').addEventListener('click', clearPad)
 $('iris-form').addEventListener('submit', predictIris)
-listModels()
+listModels().then(() => setInterval(refreshStates, REFRESH_MS))
 
 // ===== Image models: a panel per model with an image input =====
 
@@ -291,6 +345,7 @@ async function callRaw(path, file) {
   const started = performance.now()
   const res = await fetch(path, { method: 'POST', headers: { 'content-type': file.type || 'application/octet-stream' }, body: file })
   const json = await res.json()
+  refreshStates()
   const h = (name) => res.headers.get(name) ?? '–'
   const info = { status: res.status, cache: h('x-model-cache'), version: h('x-model-version'), timing: h('server-timing'), roundTripMs: Math.round(performance.now() - started) }
   if (!res.ok) throw Object.assign(new Error(json.error ?? `HTTP ${res.status}`), { info })

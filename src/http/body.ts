@@ -95,9 +95,34 @@ export function parseJson(bytes: Uint8Array, what = 'request body'): unknown {
   }
 }
 
+/** The image formats served, by the signature their files open with (a JPEG's SOI marker, PNG's 8 bytes, WebP's RIFF header). */
+const IMAGE_SIGNATURES: Array<{ name: string; type: string; matches: (b: Uint8Array) => boolean }> = [
+  { name: 'JPEG', type: 'image/jpeg', matches: (b) => b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff },
+  { name: 'PNG', type: 'image/png', matches: (b) => [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a].every((byte, i) => b[i] === byte) },
+  { name: 'WebP', type: 'image/webp', matches: (b) => ascii(b, 0, 4) === 'RIFF' && ascii(b, 8, 12) === 'WEBP' },
+]
+
+const ascii = (bytes: Uint8Array, start: number, end: number) => String.fromCharCode(...bytes.subarray(start, end))
+
+/**
+ * 415 for image bytes sent as JSON: a client that posts a file without a Content-Type (Python's
+ * `requests.post(url, data=open(...).read())`) or with curl's default form type would otherwise get
+ * JSON.parse's complaint about the bytes. The answer says what the body looks like and what to send.
+ */
+function refuseImageAsJson(bytes: Uint8Array, type: string | undefined): void {
+  const image = IMAGE_SIGNATURES.find((s) => s.matches(bytes))
+  if (!image) return
+  const sent = type ? `with content type '${type}'` : 'without a content type'
+  throw new ApiError(
+    415,
+    `the body is a ${image.name} image (it starts with ${image.name}'s signature), sent ${sent} where JSON is read: ` +
+      `send it to …:classify with the header 'Content-Type: ${image.type}', or base64-encoded inside JSON ({"b64": …} for TF Serving, a BYTES input for v2)`,
+  )
+}
+
 /**
  * Reads and parses a JSON body of at most `maxBytes`.
- * 415 for a content type that is not JSON, 413 past the limit, 400 for malformed JSON.
+ * 415 for a content type that is not JSON or a body that is an image, 413 past the limit, 400 for malformed JSON.
  * `fast` reads the bytes first when given (protocols/json-tensors.ts); where it answers
  * `undefined`, JSON.parse does, and says what is wrong.
  */
@@ -107,6 +132,7 @@ export async function readJson(request: Request, maxBytes: number, fast?: (bytes
     throw new ApiError(415, `content type '${type}' is not supported: send application/json`)
   }
   const bytes = await readBytes(request, maxBytes)
+  refuseImageAsJson(bytes, type)
   const read = fast?.(bytes)
   return read !== undefined ? read : parseJson(bytes)
 }

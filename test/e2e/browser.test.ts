@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ARTIFACTS, CHROMIUM, chromiumAvailable as available, openChromium } from './chromium'
-import { sharedChromium, sharedDevServer } from './servers'
+import { SHARED_ADMIN_TOKEN, sharedChromium, sharedDevServer } from './servers'
 
 if (!available) console.warn(`[browser.test] skipped: no Chromium at ${CHROMIUM} (install it: apt-get install -y chromium)`)
 
@@ -33,9 +33,9 @@ describe.skipIf(!available)('the try-it page in Chromium', () => {
     await page.goto(`${server.url}/`)
     await page.waitForSelector('body[data-models="listed"]', { timeout: 30_000 })
     const iris = await page.locator('tr[data-model="iris"]').innerText()
-    // Listing loads nothing (metadata comes from the index), so a model shows as loading on first
-    // use, or READY where an earlier request of this server's isolate loaded it.
-    expect(iris).toMatch(/loads on first use|READY/)
+    // Each version's state in words, as the index says it after the listing read the metadata: not
+    // loaded, or loaded where an earlier request of this server's isolate loaded it.
+    expect(iris).toMatch(/\t(not loaded \(loads on first use\)|loaded)\t/)
     expect(iris).toContain('features FP32 [-1, 4]')
     expect(await page.locator('tr[data-model="digits"]').innerText()).toContain('image BYTES [-1]')
     expect(failed).toEqual([])
@@ -57,6 +57,21 @@ describe.skipIf(!available)('the try-it page in Chromium', () => {
     expect(await call.locator('dd[data-field="X-Model-Cache"]').innerText()).toMatch(/^(hit|miss|joined)$/)
     expect(await call.locator('dd[data-field="Server-Timing infer"]').innerText()).toMatch(/^\d+ ms$/)
     expect(await page.locator('#digits-bars .bar').count()).toBe(10)
+  })
+
+  it("shows each model's state as the server has it, refreshed without a reload", async () => {
+    const row = page.locator('tr[data-model="iris"]')
+    // Unloaded behind the page's back: the periodic refresh shows it.
+    const unload = await fetch(`${server.url}/admin/models/iris/unload`, { method: 'POST', headers: { authorization: `Bearer ${SHARED_ADMIN_TOKEN}` } })
+    expect(unload.status).toBe(200)
+    await expect.poll(() => row.getAttribute('data-state'), { timeout: 20_000 }).toBe('not-loaded')
+    expect(await row.locator('td').nth(2).innerText()).toBe('not loaded (loads on first use)')
+    // Loaded by the page's own prediction: the refresh after it shows it at once.
+    const refreshes = Number(await page.locator('body').getAttribute('data-refreshes'))
+    await page.click('#iris-predict')
+    await expect.poll(() => row.getAttribute('data-state'), { timeout: 20_000 }).toBe('loaded')
+    expect(await row.locator('td').nth(2).innerText()).toBe('loaded')
+    expect(Number(await page.locator('body').getAttribute('data-refreshes'))).toBeGreaterThan(refreshes)
   })
 
   it('answers the iris form with setosa, and the screenshot is kept', async () => {

@@ -5,7 +5,7 @@
  */
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { addPackagedModel } from './models'
+import { addPackagedModel } from './models.ts'
 
 const ASSETS = resolve(import.meta.dirname, '../../model-assets')
 const HUMAN = resolve(import.meta.dirname, '../../node_modules/@vladmandic/human/models')

@@ -8,7 +8,7 @@
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestProject } from 'vitest/node'
@@ -16,17 +16,36 @@ import { ROOT, setGroupPriority } from '../../scripts/launch.mjs'
 import { CLIENT_MAIN, CLIENT_OPTIONS } from './client-project'
 
 /** The checks: a name, and the command that passes (exit code 0, no output) when the check does. */
-const checks = (project: string): Record<string, string[]> => ({
+const checks = (dir: string): Record<string, string[]> => ({
   fresh: [join(ROOT, 'scripts/build-client.mjs'), '--check'],
-  compile: [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(project, 'tsconfig.json')],
+  ...Object.fromEntries(
+    Object.entries(HONO_COPIES).map(([name, hono]) => [name, [TSC, '-p', join(clientProject(dir, name, hono), 'tsconfig.json')]]),
+  ),
 })
 
-/** A project that depends on warmserve (as a file: or git dependency does) and hono, with the README's calls. */
-function clientProject(dir: string): string {
-  const project = join(dir, 'project')
-  mkdirSync(join(project, 'node_modules'), { recursive: true })
-  symlinkSync(ROOT, join(project, 'node_modules/warmserve'))
-  symlinkSync(join(ROOT, 'node_modules/hono'), join(project, 'node_modules/hono'))
+const TSC = join(ROOT, 'node_modules/typescript/bin/tsc')
+
+/**
+ * The hono versions a user may have installed: the one warmserve pins, and the newest in its
+ * peerDependencies range, installed beside it under an alias (`hono-latest`, package.json). Raise
+ * the alias when hono publishes a newer 4.x: `npm install --save-exact --save-dev hono-latest@npm:hono@4.x.y`.
+ */
+const HONO_COPIES: Record<string, string> = {
+  compile: join(ROOT, 'node_modules/hono'),
+  'compile-latest': join(ROOT, 'node_modules/hono-latest'),
+}
+
+/**
+ * A project that depends on warmserve and on the given hono, with the README's calls. warmserve is
+ * there as npm installs a package (a copy, with no node_modules of its own), so its types resolve
+ * `hono` to the project's copy — the one the project's `hono/client` is — as they do for a user.
+ */
+function clientProject(dir: string, name: string, hono: string): string {
+  const project = join(dir, name)
+  mkdirSync(join(project, 'node_modules/warmserve/client'), { recursive: true })
+  copyFileSync(join(ROOT, 'package.json'), join(project, 'node_modules/warmserve/package.json'))
+  copyFileSync(join(ROOT, 'client/index.d.ts'), join(project, 'node_modules/warmserve/client/index.d.ts'))
+  symlinkSync(hono, join(project, 'node_modules/hono'))
   writeFileSync(join(project, 'package.json'), JSON.stringify({ type: 'module', private: true }))
   writeFileSync(join(project, 'main.ts'), CLIENT_MAIN)
   writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions: CLIENT_OPTIONS, include: ['main.ts'] }))
@@ -40,8 +59,7 @@ export default function setup(project: TestProject) {
   const start = () => {
     const out = join(dir, String(++round))
     mkdirSync(out)
-    const client = clientProject(out)
-    for (const [name, args] of Object.entries(checks(client))) {
+    for (const [name, args] of Object.entries(checks(out))) {
       // A session of its own, so a Linux kernel with autogroup scheduling puts it in a group of its own,
       // and that group at the lowest priority too: nice alone only ranks it within vitest's group,
       // while each `wrangler dev` (a session of its own as well) competes group against group.
@@ -54,7 +72,8 @@ export default function setup(project: TestProject) {
       child.stdout.on('data', (chunk: Buffer) => (output += chunk))
       child.stderr.on('data', (chunk: Buffer) => (output += chunk))
       const done = (code: number | null, error?: Error) => {
-        if (!running.delete(child)) return // 'error' and then 'close'
+        // 'error' and then 'close'; or a check killed at teardown, whose directory is gone.
+        if (!running.delete(child) || stopped) return
         // Written whole, then renamed: the test never reads half a result.
         writeFileSync(join(out, `${name}.tmp`), JSON.stringify({ code, output: error ? String(error) : output }))
         renameSync(join(out, `${name}.tmp`), join(out, `${name}.json`))
@@ -67,7 +86,9 @@ export default function setup(project: TestProject) {
   start()
   // In watch mode each rerun checks the files as they are now.
   project.onTestsRerun(start)
+  let stopped = false
   return () => {
+    stopped = true
     for (const child of running) child.kill()
     rmSync(dir, { recursive: true, force: true })
   }
