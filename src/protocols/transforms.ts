@@ -22,8 +22,16 @@ export interface InputTransform {
    * The input's tensor, batch first, one row per element. Throws a 4xx naming `where(i)` for an
    * element it cannot use; the tensors of earlier elements are disposed then.
    */
-  tensor(elements: Uint8Array[], where: (index: number) => string, config: Config): Promise<tf.Tensor>
+  tensor(elements: Uint8Array[], where: (index: number) => string, config: Config, request: RequestBudget): Promise<tf.Tensor>
 }
+
+/** What one request may still spend across all its inputs' transforms: image pixels (MAX_REQUEST_IMAGE_PIXELS). */
+export interface RequestBudget {
+  imagePixels: { left: number; limit: number }
+}
+
+/** A request's budget, full, for a request without RequestLimits (a raw image body): made once per request, passed to every input's transform. */
+export const requestBudget = (config: Config): RequestBudget => ({ imagePixels: { left: config.MAX_REQUEST_IMAGE_PIXELS, limit: config.MAX_REQUEST_IMAGE_PIXELS } })
 
 /**
  * The transforms of a model's inputs, by input name: none for an input config.json does not name.

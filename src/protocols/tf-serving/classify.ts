@@ -25,6 +25,7 @@ import type { Prepared, Ranked } from '../images/classify'
 import { IMAGE_TYPES } from '../images/decode'
 import { parseBody } from '../schemas'
 import { requestLimits } from '../tensors'
+import { requestBudget } from '../transforms'
 
 /** TF Serving's classify request, with each example's features keyed by input name. */
 const ClassifyRequest = z.object({
@@ -102,7 +103,7 @@ export async function classifyImage(
     async feeds(held, feeds) {
       const { input, transform } = imageInput(held)
       const decoding = Date.now()
-      feeds[input] = await transform.tensor([bytes], () => 'request body', config)
+      feeds[input] = await transform.tensor([bytes], () => 'request body', config, requestBudget(config))
       decodeMs = Date.now() - decoding
     },
     answer: async (held, outputs) => (await ranked.rank(held, outputs))[0]!,

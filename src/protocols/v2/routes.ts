@@ -110,7 +110,7 @@ async function inputTensor(
     if (raw && input.data !== undefined) throw badRequest(`${where}: send data or binary_data_size, not both`)
     checkBatch(input.shape[0] ?? 0, where, limits)
     const elements = bytesElements(input.shape, unpack(input.data), raw, where, config.MAX_IMAGE_BYTES)
-    return transform.tensor(elements, (i) => `${where}[${i}]`, config)
+    return transform.tensor(elements, (i) => `${where}[${i}]`, config, limits)
   }
   const count = input.shape.reduce((n, d) => n * d, 1)
   let values: ArrayLike<unknown>
