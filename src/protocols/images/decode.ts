@@ -190,7 +190,7 @@ export async function decodeImage(bytes: Uint8Array, limits: ImageLimits, where:
   const header = readHeader(bytes, where, limits.maxPixels)
   checkLimits(header, limits, where)
   const { type, width, height } = header
-  if (header.png) return { width, height, rgba: await decodePngPixels(header.png, width, height, where) }
+  if (header.png) return { width, height, rgba: decodePngPixels(header.png, width, height, where) }
   let decoded: Decoded
   try {
     decoded = await codecs[type as Exclude<ImageType, 'png'>].decode(bytes)

@@ -21,7 +21,7 @@ const MiB = 1024 * 1024
 export const DECODER_INITIAL_HEAP_BYTES = 16 * MiB
 /** Emscripten grows a heap in steps (at least 20% of its size), so a need of N bytes can leave a heap of 1.2 N. */
 const HEAP_GROWTH = 1.2
-/** libjpeg's and libwebp's own rows, tables and buffers beside the image (a few image rows; 1 MiB is ample up to 16384 pixels wide). */
+/** A decoder's own rows, tables and buffers beside the image (libjpeg's and libwebp's few image rows, the PNG inflater's window and pieces): 1 MiB is ample up to 16384 pixels wide. */
 const CODEC_WORKING_BYTES = 1 * MiB
 
 /** A PNG's layout, as png.ts decodes it: the header's fields, the palette, the image data's pieces. */
@@ -148,10 +148,9 @@ function readPng(bytes: Uint8Array, where: string, sized: SizeCheck): ImageHeade
       if (w > 0 && h > 0) inflated += h * pngRowBytes(w, bitsPerPixel)
     }
   }
-  const idatBytes = idat.reduce((n, c) => n + c.length, 0)
   const kind = `${depth}-bit ${PNG_COLOR[colorType]!.name}${interlaced ? ' interlaced' : ''}`
-  // In JavaScript: the image data joined, the inflated rows, the RGBA output. No wasm heap.
-  const decodeBytes = idatBytes + inflated + width * height * 4
+  // In JavaScript: the inflated rows, the RGBA output, the inflater's window and output pieces. No wasm heap.
+  const decodeBytes = inflated + width * height * 4 + CODEC_WORKING_BYTES
   return { type: 'png', width, height, passes: 1, decodeBytes, kind, png: { depth, colorType, interlaced, ...(palette ? { palette } : {}), idat, inflated } }
 }
 
