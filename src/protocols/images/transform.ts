@@ -34,6 +34,9 @@ export function imageTransform(model: string, image: ImageTransform, spec: Tenso
       try {
         // One image at a time: only one decoded image is held at once, besides the small rows.
         for (const [i, bytes] of elements.entries()) {
+          // A decode runs to its end without yielding; between two, the isolate's other requests get
+          // their turn, so none waits longer than one image's decode (bounded by MAX_DECODE_WORK).
+          if (i > 0) await new Promise((resolve) => setTimeout(resolve, 0))
           const pixels = await decodeImage(bytes, limits, where(i))
           rows.push(imageTensor(pixels, image, spec.dtype))
         }
