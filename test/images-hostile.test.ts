@@ -6,7 +6,7 @@ import fc from 'fast-check'
 import { encode as encodePng } from 'fast-png'
 import { describe, expect, it } from 'vitest'
 import { DECODER_HEAP_KEEP_BYTES, decodeImage, decoderHeapBytes, MAX_DECODE_WORK } from '../src/protocols/images/decode'
-import { call, post } from './helpers'
+import { call, post, SETOSA } from './helpers'
 // @ts-expect-error: a plain .mjs module without type declarations
 import { flatJpeg, jpegFillByteDesync, jpegScanBomb, png16, pngChunk, pngDoubleIhdr, pngIccpBomb, pngIdatBomb } from '../scripts/hostile-images.mjs'
 
@@ -171,7 +171,7 @@ describe('crafted JPEGs', () => {
   })
 })
 
-describe('decoder heaps and the request budget', () => {
+describe('decoder heaps, the request budget, the other requests', () => {
   it('replaces a decoder whose heap grew past DECODER_HEAP_KEEP_BYTES, so a large image leaves no more behind', async () => {
     const roomy = { ...env, MAX_IMAGE_PIXELS: String(16_000_000), MAX_IMAGE_DECODE_BYTES: String(256 * MiB) }
     expect(await answer(await classify(flatJpeg(3000, 3000, 3), roomy))).toEqual([200, 'ok'])
@@ -197,5 +197,19 @@ describe('decoder heaps and the request budget', () => {
       budget,
     )
     expect(await answer(v2)).toEqual([413, expect.stringMatching(/^input 'right'\[1\]: the request's images add up to more than 1200 pixels/)])
+  })
+
+  it('answers another request between two images of one request, not after all of them', async () => {
+    expect((await post('/v1/models/iris:predict', { instances: [SETOSA] })).status).toBe(200) // loaded first
+    const image = { b64: base64(flatJpeg(1000, 1000, 3)) }
+    const finished: string[] = []
+    const images = post('/v1/models/pixels:predict', { instances: new Array(12).fill(image) }).then((res) => (finished.push('images'), res))
+    // Sent at the isolate's next turn: while the images are decoded, not before.
+    const iris = new Promise((resolve) => setTimeout(resolve, 0))
+      .then(() => post('/v1/models/iris:predict', { instances: [SETOSA] }))
+      .then((res) => (finished.push('iris'), res))
+    expect((await Promise.all([images, iris])).map((res) => res.status)).toEqual([200, 200])
+    // Each decode runs to its end; between two, the iris request gets its turn.
+    expect(finished).toEqual(['iris', 'images'])
   })
 })
