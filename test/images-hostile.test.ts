@@ -160,6 +160,18 @@ describe('crafted JPEGs', () => {
     expect(await answer(await classify(flatJpeg(64, 48, 4, transform)))).toEqual([400, expect.stringMatching(new RegExp(`a ${space} JPEG \\(4 color components`))])
   })
 
+  it.each([
+    ['lossless', 0xc3],
+    ['arithmetic-coded', 0xc9],
+    ['hierarchical', 0xc5],
+  ])('refuses a %s JPEG by name (SOF marker %i)', async (what, marker) => {
+    const jpeg = flatJpeg(64, 48)
+    let sof = 2
+    while (!(jpeg[sof] === 0xff && jpeg[sof + 1] === 0xc0)) sof++
+    jpeg[sof + 1] = marker
+    expect(await answer(await classify(jpeg))).toEqual([400, expect.stringMatching(new RegExp(`a ${what} JPEG; send a baseline or progressive`))])
+  })
+
   it('refuses a JPEG the decoder would fill in with a warning (a scan cut short), and still decodes the photos', async () => {
     const jpeg = await photo('chelsea.jpg')
     // The last scan's data cut in half, EOI kept: libjpeg warns "Premature end" / "Corrupt JPEG data" and fills in.

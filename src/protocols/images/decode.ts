@@ -89,6 +89,8 @@ type Decoded = { width: number; height: number; data: Uint8ClampedArray }
 class EmscriptenCodec {
   #memory: WebAssembly.Memory | undefined
   #warning: string | undefined
+  /** The decode under way: one at a time, so a warning or a heap size is the decode's own. */
+  #turn: Promise<unknown> = Promise.resolve()
 
   constructor(
     private readonly init: (module: WebAssembly.Module, options: object) => Promise<void> | void,
@@ -132,7 +134,14 @@ class EmscriptenCodec {
     }
   }
 
-  async decode(bytes: Uint8Array): Promise<Decoded> {
+  decode(bytes: Uint8Array): Promise<Decoded> {
+    // jSquash awaits its module before decoding, so two decodes begun together would interleave.
+    const turn = this.#turn.then(() => this.#decode(bytes))
+    this.#turn = turn.catch(() => {})
+    return turn
+  }
+
+  async #decode(bytes: Uint8Array): Promise<Decoded> {
     if (!this.#memory) this.#start()
     this.#warning = undefined
     let failed = true

@@ -222,7 +222,8 @@ function readJpeg(bytes: Uint8Array, where: string, sized: SizeCheck): ImageHead
       }
       frame = { width, height, progressive: marker === 0xc2, sampling }
     } else if (UNSERVED_FRAMES[marker]) {
-      if (!frame) throw badRequest(`${where}: a ${UNSERVED_FRAMES[marker]} JPEG; send a baseline or progressive (Huffman-coded) JPEG`)
+      if (frame) throw corrupt('a second frame header (SOF marker); a JPEG has one')
+      throw badRequest(`${where}: a ${UNSERVED_FRAMES[marker]} JPEG; send a baseline or progressive (Huffman-coded) JPEG`)
     } else if (marker === 0xee && body.length >= 12 && ascii(body, 0, 5) === 'Adobe') {
       adobeTransform = body[11]
     } else if (marker === 0xda) {
