@@ -24,6 +24,8 @@
 //   pixels     layers model that returns its input flattened: image float32 [-1, 8, 8, 3] → flat
 //              [-1, 192], with an image transform (config.json `inputs`), so a test sees the exact
 //              tensor an image becomes
+//   pixels-pair two image inputs, left and right [-1, 8, 8, 3] → flat [-1, 384]: a request's
+//              images counted together across inputs (MAX_REQUEST_IMAGE_PIXELS)
 //   digits-labels-file, digits-badlabels
 //              copies of model-assets/digits/1 with labels in a file beside config.json, and with
 //              9 labels for its 10 classes (refused at load)
@@ -141,6 +143,14 @@ async function pixels() {
   return saveLayers(tfl.model({ inputs: image, outputs: flat, name: 'pixels' }))
 }
 
+/** Two image inputs, flattened side by side. */
+async function pixelsPair() {
+  const left = tfl.input({ shape: [8, 8, 3], name: 'left' })
+  const right = tfl.input({ shape: [8, 8, 3], name: 'right' })
+  const flat = tfl.layers.concatenate({ name: 'flat' }).apply([tfl.layers.flatten().apply(left), tfl.layers.flatten().apply(right)])
+  return saveLayers(tfl.model({ inputs: [left, right], outputs: flat, name: 'pixels_pair' }))
+}
+
 async function saveLayers(model) {
   let out
   await model.save(
@@ -204,6 +214,8 @@ write('pair-batched', ...pair(true), { description: 'The pair graph with adaptiv
 write('rowsum-batched', ...sum(-1, 1, false), { batching: BATCHING })
 write('colsum-batched', ...sum(3, 0, true), { batching: BATCHING })
 write('pixels', ...(await pixels()), { inputs: { image: { image: { size: [8, 8], channels: 3, range: [0, 255] } } } })
+const PIXELS_IMAGE = { image: { size: [8, 8], channels: 3, range: [0, 255] } }
+write('pixels-pair', ...(await pixelsPair()), { inputs: { left: PIXELS_IMAGE, right: PIXELS_IMAGE } })
 const DIGITS_IMAGE = { image: { image: { size: [28, 28], channels: 1, range: [0, 1] } } }
 copyBundled('model-assets/digits/1', 'digits-labels-file', { inputs: DIGITS_IMAGE, labels: 'labels.txt' })
 writeFileSync(join(ROOT, 'digits-labels-file', 'labels.txt'), 'zero\none\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\n')

@@ -51,15 +51,22 @@ export const DEFAULTS = {
    */
   MAX_IMAGE_BYTES: 8 * 1024 * 1024,
   /**
-   * Pixels of one decoded image, read from its header before decoding: 8 MP is 32 MB of RGBA in the
-   * decoder's heap plus 32 MB copied out, half of an isolate's 128 MB.
+   * Pixels of one decoded image, read from its header before decoding. MAX_IMAGE_DECODE_BYTES binds
+   * first for most images (a baseline JPEG up to about 3 MP, an RGB PNG 2 MP); this bounds the rest.
    */
-  MAX_IMAGE_PIXELS: 8_000_000,
+  MAX_IMAGE_PIXELS: 4_000_000,
   /**
-   * Pixels of all the images of one request together: decoding costs 45–115 ms a megapixel, and 64
-   * flat 8 MP PNGs of 30 KB each fit in one body. 32 MP is a few seconds of CPU at most.
+   * Bytes one image's decode may allocate beyond the idle decoders' heaps (JavaScript copies of its
+   * input and output, a wasm heap's growth, a PNG's inflated rows), worked out from its header before
+   * decoding: 16 MiB beside the runtime, the models and the idle decoders fits an isolate's 128 MB
+   * (the arithmetic is in docs/images.md).
    */
-  MAX_REQUEST_IMAGE_PIXELS: 32_000_000,
+  MAX_IMAGE_DECODE_BYTES: 16 * 1024 * 1024,
+  /**
+   * Pixels of all the images of one request together, across all its inputs: decoding costs 45–130
+   * ms a megapixel, so 16 MP is about 2 s of CPU at most.
+   */
+  MAX_REQUEST_IMAGE_PIXELS: 16_000_000,
   /**
    * One text (a `text` string, an `instances` string, a BYTES element), in UTF-8 bytes: 16 KiB is some
    * 3,000 words, past what a 512-token encoder reads; longer texts are cut to `max_length` tokens anyway.

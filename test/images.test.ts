@@ -226,7 +226,7 @@ describe('bad images: a clear 4xx, nothing leaked', () => {
     expect([res.status, await error(res)]).toEqual([413, expect.stringMatching(/MAX_IMAGE_BYTES/)])
     // 35 KB that declare 60000×60000: refused from the header, before any pixel is decoded.
     res = await postImage('/v1/models/digits:classify', declaredPng(60000, 60000, 35_000), 'image/png')
-    expect([res.status, await error(res)]).toEqual([413, expect.stringMatching(/60000×60000, 3600000000 pixels, more than the limit of 8000000 \(MAX_IMAGE_PIXELS\)/)])
+    expect([res.status, await error(res)]).toEqual([413, expect.stringMatching(/60000×60000, 3600000000 pixels, more than the limit of 4000000 \(MAX_IMAGE_PIXELS\)/)])
   })
 
   it('refuses a photo sent where JSON is read (no content type, JSON or a form type) with 415 naming the format and the header', async () => {

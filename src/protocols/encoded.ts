@@ -71,7 +71,7 @@ export async function jsonFeed(
     if (!isB64(v)) throw badRequest(`${at(i)}: expected {"b64": …} like the first row, got ${describeValue(v)}`)
     return base64Bytes(v.b64, `${at(i)}.b64`, config.MAX_IMAGE_BYTES)
   })
-  return transform.tensor(elements, at, config)
+  return transform.tensor(elements, at, config, limits)
 }
 
 /**

@@ -14,5 +14,10 @@ export interface InputTransform {
    * The input's tensor, batch first, one row per element. Throws a 4xx naming `where(i)` for an
    * element it cannot use; the tensors of earlier elements are disposed then.
    */
-  tensor(elements: Uint8Array[], where: (index: number) => string, config: Config): Promise<tf.Tensor>
+  tensor(elements: Uint8Array[], where: (index: number) => string, config: Config, request: RequestBudget): Promise<tf.Tensor>
+}
+
+/** What one request may still spend across all its inputs' transforms: image pixels (MAX_REQUEST_IMAGE_PIXELS). */
+export interface RequestBudget {
+  imagePixels: { left: number; limit: number }
 }

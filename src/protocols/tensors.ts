@@ -12,9 +12,10 @@ import { formatShape } from '../runtime/signature'
 import { tf } from '../runtime/tf'
 import { PackedTensor } from './json-tensors'
 import { MAX_RANK } from './limits'
+import type { RequestBudget } from './input-transform'
 
 /** The limits one request is held to: the Worker's vars, narrowed by the model's config.json. */
-export interface RequestLimits {
+export interface RequestLimits extends RequestBudget {
   /** Rows in one request, and the setting it comes from (for messages). */
   maxBatch: number
   batchRule: string
@@ -33,6 +34,7 @@ export function requestLimits(config: Config, model: ResolvedVersion): RequestLi
     batchRule: fromModel ? `max_batch_size in ${model.name}/config.json` : 'MAX_BATCH_SIZE',
     elements: { left: config.MAX_TENSOR_ELEMENTS, limit: config.MAX_TENSOR_ELEMENTS },
     ranges: model.config.input_limits ?? {},
+    imagePixels: { left: config.MAX_REQUEST_IMAGE_PIXELS, limit: config.MAX_REQUEST_IMAGE_PIXELS },
   }
 }
 

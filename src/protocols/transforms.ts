@@ -14,9 +14,13 @@ import type { TensorSpec } from '../runtime/signature'
 import { imageTransform } from './images/transform'
 import { textTransform } from './text/transform'
 import type { TextTokenizer } from './text/tokenizer'
-import type { InputTransform } from './input-transform'
+import type { Config } from '../config'
+import type { InputTransform, RequestBudget } from './input-transform'
 
-export type { InputTransform }
+export type { InputTransform, RequestBudget }
+
+/** A request's budget, full, for a request without RequestLimits (a raw image body): made once per request, passed to every input's transform. */
+export const requestBudget = (config: Config): RequestBudget => ({ imagePixels: { left: config.MAX_REQUEST_IMAGE_PIXELS, limit: config.MAX_REQUEST_IMAGE_PIXELS } })
 
 /**
  * The transforms of a model's inputs, by input name: none for an input config.json does not name.

@@ -1,28 +1,47 @@
 /**
  * @module protocols/images/decode — encoded JPEG, PNG and WebP images to RGBA pixels, inside the
- * Worker, within the size limits.
+ * Worker, bounded in bytes and work before decoding starts and while it runs.
  *
- * The image's dimensions are read from its header (`image-size`) before a single pixel is decoded,
- * so a small file declaring 60000×60000 is refused in microseconds, not after allocating 14 GB.
- * JPEG and WebP are decoded by jSquash's mozjpeg and libwebp builds, fed the precompiled
- * `WebAssembly.Module`s that wrangler bundles (Workers cannot compile wasm from bytes). A failed
- * decode leaves an Emscripten instance exited or its heap holding what the unwound call allocated,
- * so the instance is dropped and the next image gets a fresh one. PNG is decoded by `fast-png`, in
- * JavaScript: jSquash's PNG decoder is a wasm-bindgen singleton that cannot be re-instantiated, and
- * it leaks its output buffer on every corrupt file. docs/images.md has the measurements.
+ * The header is read the way the decoder will read it (headers.ts), and from it what the decode will
+ * allocate and how many passes it makes: an image past MAX_IMAGE_PIXELS, MAX_IMAGE_DECODE_BYTES,
+ * MAX_JPEG_SCANS or MAX_DECODE_WORK is refused in microseconds, before any pixel is decoded. JPEG and
+ * WebP are decoded by jSquash's mozjpeg and libwebp builds, fed the precompiled `WebAssembly.Module`s
+ * that wrangler bundles (Workers cannot compile wasm from bytes). An Emscripten heap never shrinks, so
+ * an instance whose heap grew past DECODER_HEAP_KEEP_BYTES, or whose decode failed (an exited
+ * instance, or a heap holding what the unwound call allocated), is replaced by a fresh one before the
+ * request ends. PNG is decoded in JavaScript (png.ts), its inflate stopped at the size its header
+ * allows. docs/images.md has the measurements and the arithmetic of the limits.
  */
 import jpegDecoder, { init as initJpeg } from '@jsquash/jpeg/decode.js'
 import webpDecoder, { init as initWebp } from '@jsquash/webp/decode.js'
 import jpegWasm from '@jsquash/jpeg/codec/dec/mozjpeg_dec.wasm'
 import webpWasm from '@jsquash/webp/codec/dec/webp_dec.wasm'
-import { convertIndexedToRgb, decode as decodePng } from 'fast-png'
 import { imageSize } from 'image-size'
 import { ApiError, badRequest } from '../../errors'
 import { withoutNodeProcess } from '../../runtime/wasm'
+import type { ImageHeader, ImageType } from './headers'
+import { DECODER_INITIAL_HEAP_BYTES, IMAGE_TYPES, NAMES, readImageHeader, sniff } from './headers'
+import { decodePngPixels } from './png'
 
-/** The formats served, by the type `image-size` reports and by content type. */
-export const IMAGE_TYPES = { jpg: 'image/jpeg', png: 'image/png', webp: 'image/webp' } as const
-export type ImageType = keyof typeof IMAGE_TYPES
+export { IMAGE_TYPES, MAX_JPEG_SCANS } from './headers'
+export type { ImageType } from './headers'
+
+const MiB = 1024 * 1024
+
+/**
+ * The heap an idle wasm decoder may keep after a request: its initial 16 MiB and 1 MiB of growth.
+ * An instance whose heap grew past it is replaced, so no request leaves more than this behind.
+ */
+export const DECODER_HEAP_KEEP_BYTES = DECODER_INITIAL_HEAP_BYTES + 1 * MiB
+/** What the idle decoders can hold between requests: the JPEG and the WebP instance, each within DECODER_HEAP_KEEP_BYTES. */
+export const DECODERS_AT_REST_BYTES = 2 * DECODER_HEAP_KEEP_BYTES
+/**
+ * The most work one image may cost, in pixels × passes (a JPEG's scans; 1 for the others): a 4 MP
+ * image of 10 scans, or 400,000 pixels of 100. Measured in docs/images.md: about 0.3 s of decoding
+ * at the bound (pixel limits do not bound a progressive JPEG's scans). A count made before decoding,
+ * since a clock read during pure computation does not advance in production.
+ */
+export const MAX_DECODE_WORK = 40_000_000
 
 /** Decoded pixels: `width × height × 4` bytes, RGBA, row-major. */
 export interface Pixels {
@@ -31,134 +50,159 @@ export interface Pixels {
   rgba: Uint8Array
 }
 
-/** The limits an image is held to: MAX_IMAGE_BYTES and MAX_IMAGE_PIXELS, and what is left of its request's MAX_REQUEST_IMAGE_PIXELS. */
+/** The limits an image is held to: MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_IMAGE_DECODE_BYTES, and what is left of its request's MAX_REQUEST_IMAGE_PIXELS. */
 export interface ImageLimits {
   maxBytes: number
   maxPixels: number
+  maxDecodeBytes: number
   requestPixels: { left: number; limit: number }
 }
-
-const NAMES: Record<ImageType, string> = { jpg: 'JPEG', png: 'PNG', webp: 'WebP' }
 
 /** 413 for an image past a limit, naming the limit. */
 export const tooLarge = (message: string) => new ApiError(413, message)
 
-/** What the bytes are and their declared size, from the header alone; 400 if they are not a JPEG, PNG or WebP image. */
-export function readHeader(bytes: Uint8Array, where: string): { type: ImageType; width: number; height: number } {
-  let size: ReturnType<typeof imageSize>
+const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`
+
+/** What the bytes are and their header as the decoder reads it: 400 if they are not a JPEG, PNG or WebP image, 413 past `maxPixels` (MAX_IMAGE_PIXELS). */
+export function readHeader(bytes: Uint8Array, where: string, maxPixels = Infinity): ImageHeader {
+  const type = sniff(bytes)
+  if (type) {
+    return readImageHeader(bytes, where, type, (type, width, height) => {
+      if (width * height > maxPixels) {
+        throw tooLarge(`${where}: the ${NAMES[type]} is ${width}×${height}, ${width * height} pixels, more than the limit of ${maxPixels} (MAX_IMAGE_PIXELS)`)
+      }
+    })
+  }
+  let other: string | undefined
   try {
-    size = imageSize(bytes)
+    other = imageSize(bytes).type
   } catch {
     // image-size's messages name its internals ("unsupported file type: undefined"): say what matters.
-    throw badRequest(`${where}: not a JPEG, PNG or WebP image, or its header is truncated or corrupt`)
   }
-  const type = size.type as string
-  if (!Object.hasOwn(IMAGE_TYPES, type)) throw badRequest(`${where}: a ${type.toUpperCase()} image; send JPEG, PNG or WebP`)
-  const { width, height } = size
-  if (!(width > 0 && height > 0)) throw badRequest(`${where}: the ${NAMES[type as ImageType]} header declares ${width}×${height} pixels`)
-  return { type: type as ImageType, width, height }
+  if (other && !Object.hasOwn(IMAGE_TYPES, other)) throw badRequest(`${where}: a ${other.toUpperCase()} image; send JPEG, PNG or WebP`)
+  throw badRequest(`${where}: not a JPEG, PNG or WebP image, or its header is truncated or corrupt`)
 }
 
-type Decoder = (bytes: Uint8Array) => Promise<{ width: number; height: number; data: ArrayLike<number> & { buffer: ArrayBufferLike; byteOffset: number } }>
+type Decoded = { width: number; height: number; data: Uint8ClampedArray }
 
-/** An Emscripten codec made afresh after any failure (see the module comment). */
-function emscriptenCodec(init: (module: WebAssembly.Module, options: object) => Promise<void> | void, module: WebAssembly.Module, decode: (buffer: ArrayBuffer) => Promise<{ width: number; height: number; data: Uint8ClampedArray }>): Decoder {
-  let fresh = false
-  const start = () => {
+/** A jSquash Emscripten decoder whose heap can be read, replaced after a failure or past DECODER_HEAP_KEEP_BYTES. */
+class EmscriptenCodec {
+  #memory: WebAssembly.Memory | undefined
+  #warning: string | undefined
+  /** The decode under way: one at a time, so a warning or a heap size is the decode's own. */
+  #turn: Promise<unknown> = Promise.resolve()
+
+  constructor(
+    private readonly init: (module: WebAssembly.Module, options: object) => Promise<void> | void,
+    private readonly module: WebAssembly.Module,
+    private readonly run: (buffer: ArrayBuffer) => Promise<Decoded>,
+  ) {}
+
+  /** The instance's heap in bytes; 0 before the first decode. */
+  get heapBytes(): number {
+    return this.#memory?.buffer.byteLength ?? 0
+  }
+
+  /** A new instance; the old one, and its heap, are left to the garbage collector. */
+  #start(): void {
+    const module = this.module
     // The glue looks for Node's `process` while its factory runs; hidden, it takes its plain path.
     // In a Worker it also sets `self.location = {href: ""}`, which misleads any library that reads
     // it later (@cfworker/json-schema builds a URL from it): put back as it was.
     const location = Object.getOwnPropertyDescriptor(globalThis, 'location')
     try {
-      withoutNodeProcess(() => init(module, { print: () => {}, printErr: () => {}, onAbort: () => {} }))
+      withoutNodeProcess(() =>
+        this.init(module, {
+          print: () => {},
+          // libjpeg reports a corrupt file it can still fill in ("Premature end of JPEG file",
+          // "Corrupt JPEG data: …") as a warning on stderr: kept, and the decode refused.
+          printErr: (message: string) => {
+            this.#warning ??= message
+          },
+          onAbort: () => {},
+          instantiateWasm: (imports: WebAssembly.Imports, done: (instance: WebAssembly.Instance) => void) => {
+            const instance = new WebAssembly.Instance(module, imports)
+            this.#memory = Object.values(instance.exports).find((e): e is WebAssembly.Memory => e instanceof WebAssembly.Memory)
+            done(instance)
+            return instance.exports
+          },
+        }),
+      )
     } finally {
       if (location) Object.defineProperty(globalThis, 'location', location)
       else delete (globalThis as { location?: unknown }).location
     }
-    fresh = true
   }
-  return async (bytes) => {
-    if (!fresh) start()
+
+  decode(bytes: Uint8Array): Promise<Decoded> {
+    // jSquash awaits its module before decoding, so two decodes begun together would interleave.
+    const turn = this.#turn.then(() => this.#decode(bytes))
+    this.#turn = turn.catch(() => {})
+    return turn
+  }
+
+  async #decode(bytes: Uint8Array): Promise<Decoded> {
+    if (!this.#memory) this.#start()
+    this.#warning = undefined
+    let failed = true
     try {
-      return await decode(bytes.slice().buffer)
-    } catch (error) {
-      fresh = false
-      throw error
+      const decoded = await this.run(bytes.slice().buffer)
+      if (this.#warning !== undefined) throw new Error('the decoder warned of corrupt data')
+      failed = false
+      return decoded
+    } finally {
+      // Replaced now rather than at the next decode, so the grown heap is not held meanwhile.
+      if (failed || this.heapBytes > DECODER_HEAP_KEEP_BYTES) {
+        this.#memory = undefined
+        this.#start()
+      }
     }
   }
 }
 
 // The codec instances are made on first use, not at import: no wasm may be instantiated in global scope.
-const decoders: Record<ImageType, Decoder> = {
-  jpg: emscriptenCodec(initJpeg, jpegWasm, jpegDecoder),
-  webp: emscriptenCodec(initWebp, webpWasm, webpDecoder),
-  png: async (bytes) => {
-    const png = decodePng(bytes)
-    const { width, height } = png
-    if (png.palette) return { width, height, data: expand(convertIndexedToRgb(png), width, height, png.palette[0]!.length, 8) }
-    return { width, height, data: expand(png.data, width, height, png.channels, png.depth) }
-  },
+const codecs = {
+  jpg: new EmscriptenCodec(initJpeg, jpegWasm, jpegDecoder),
+  webp: new EmscriptenCodec(initWebp, webpWasm, webpDecoder),
 }
 
-/** PNG samples of any channel count and depth to RGBA bytes: gray to three equal channels, 16 bits to their high byte. */
-function expand(data: ArrayLike<number>, width: number, height: number, channels: number, depth: number): Uint8Array {
-  const rgba = new Uint8Array(width * height * 4)
-  const sample = depth === 16 ? (i: number) => data[i]! >> 8 : depth === 8 ? (i: number) => data[i]! : undefined
-  // Gray of 1, 2 or 4 bits: packed from the high bit, each row padded to a whole byte, scaled to 0–255.
-  const rowBits = Math.ceil((width * depth) / 8) * 8
-  const max = (1 << depth) - 1
-  const packed = (p: number) => {
-    const bit = Math.floor(p / width) * rowBits + (p % width) * depth
-    return Math.round((((data[bit >> 3]! >> (8 - depth - (bit & 7))) & max) * 255) / max)
-  }
-  const gray = channels <= 2
-  for (let p = 0; p < width * height; p++) {
-    const s = p * channels
-    const r = sample ? sample(s) : packed(p)
-    rgba[p * 4] = r
-    rgba[p * 4 + 1] = gray ? r : sample!(s + 1)
-    rgba[p * 4 + 2] = gray ? r : sample!(s + 2)
-    rgba[p * 4 + 3] = 255
-  }
-  return rgba
-}
+/** The wasm decoders' heaps now, in bytes (0 for one not yet used): what they hold between requests. */
+export const decoderHeapBytes = (): Record<'jpg' | 'webp', number> => ({ jpg: codecs.jpg.heapBytes, webp: codecs.webp.heapBytes })
 
-/** Whether a JPEG's last start-of-scan marker is followed by an end-of-image marker. */
-function endsItsScan(bytes: Uint8Array): boolean {
-  let scan = -1
-  let end = -1
-  for (let i = 0; i + 1 < bytes.length; i++) {
-    if (bytes[i] !== 0xff) continue
-    if (bytes[i + 1] === 0xda) scan = i
-    else if (bytes[i + 1] === 0xd9) end = i
+/**
+ * Refuses, from the header alone, an image past a limit on its decode: 413 naming it. Counts the image's pixels
+ * against what is left of its request's MAX_REQUEST_IMAGE_PIXELS.
+ */
+function checkLimits(header: ImageHeader, limits: ImageLimits, where: string): void {
+  const { type, width, height, decodeBytes, passes, kind } = header
+  const pixels = width * height
+  const what = `the ${NAMES[type]} (${kind}) is ${width}×${height}`
+  if (decodeBytes > limits.maxDecodeBytes) {
+    throw tooLarge(`${where}: ${what}; decoding it takes ${megabytes(decodeBytes)}, more than the limit of ${megabytes(limits.maxDecodeBytes)} (MAX_IMAGE_DECODE_BYTES)`)
   }
-  return scan !== -1 && end > scan
+  if (pixels * passes > MAX_DECODE_WORK) {
+    throw tooLarge(`${where}: ${what}; decoding it makes ${passes} passes over ${pixels} pixels, more than the limit of ${MAX_DECODE_WORK} pixel-passes an image`)
+  }
+  if ((limits.requestPixels.left -= pixels) < 0) {
+    throw tooLarge(`${where}: the request's images add up to more than ${limits.requestPixels.limit} pixels (MAX_REQUEST_IMAGE_PIXELS)`)
+  }
 }
 
 /**
- * Decodes one encoded image to RGBA: 413 past MAX_IMAGE_BYTES or MAX_IMAGE_PIXELS (the pixel count
- * from the header, before decoding), 400 for bytes that are not an image or do not decode.
+ * Decodes one encoded image to RGBA: 413 past MAX_IMAGE_BYTES or a limit the header shows it would
+ * pass (before decoding), 400 for bytes that are not an image or do not decode.
  */
 export async function decodeImage(bytes: Uint8Array, limits: ImageLimits, where: string): Promise<Pixels> {
   if (bytes.byteLength > limits.maxBytes) {
     throw tooLarge(`${where}: the image is ${bytes.byteLength} bytes, more than the limit of ${limits.maxBytes} (MAX_IMAGE_BYTES)`)
   }
-  const { type, width, height } = readHeader(bytes, where)
-  if (width * height > limits.maxPixels) {
-    throw tooLarge(`${where}: the ${NAMES[type]} is ${width}×${height}, ${width * height} pixels, more than the limit of ${limits.maxPixels} (MAX_IMAGE_PIXELS)`)
-  }
-  if ((limits.requestPixels.left -= width * height) < 0) {
-    throw tooLarge(`${where}: the request's images add up to more than ${limits.requestPixels.limit} pixels (MAX_REQUEST_IMAGE_PIXELS)`)
-  }
-  // libjpeg decodes a JPEG cut short and fills in gray, with only a warning: a scan (SOS, FFDA) must be
-  // followed by the end-of-image marker (FFD9). Entropy-coded data stuffs every FF byte (FF00), so
-  // neither can appear inside a scan.
-  if (type === 'jpg' && !endsItsScan(bytes)) {
-    throw badRequest(`${where}: the JPEG image is truncated or corrupt; it has no end-of-image marker after its last scan`)
-  }
-  let decoded: Awaited<ReturnType<Decoder>>
+  const header = readHeader(bytes, where, limits.maxPixels)
+  checkLimits(header, limits, where)
+  const { type, width, height } = header
+  if (header.png) return { width, height, rgba: decodePngPixels(header.png, width, height, where) }
+  let decoded: Decoded
   try {
-    decoded = await decoders[type](bytes)
+    decoded = await codecs[type as Exclude<ImageType, 'png'>].decode(bytes)
   } catch {
     // The codecs' own messages name their internals, or nothing ("Decoding error"); none is the client's business.
     throw badRequest(`${where}: the ${NAMES[type]} image is truncated or corrupt; it could not be decoded`)

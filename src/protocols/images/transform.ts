@@ -27,13 +27,16 @@ export function imageTransform(model: string, image: ImageTransform, spec: Tenso
   if (problem) throw configFault(model, `inputs.${spec.name}.image does not fit: ${problem}`)
   return {
     kind: 'image',
-    async tensor(elements, where, config: Config) {
-      const requestPixels = { left: config.MAX_REQUEST_IMAGE_PIXELS, limit: config.MAX_REQUEST_IMAGE_PIXELS }
-      const limits = { maxBytes: config.MAX_IMAGE_BYTES, maxPixels: config.MAX_IMAGE_PIXELS, requestPixels }
+    async tensor(elements, where, config: Config, request) {
+      // The request's pixels are counted across all its inputs, not afresh for each.
+      const limits = { maxBytes: config.MAX_IMAGE_BYTES, maxPixels: config.MAX_IMAGE_PIXELS, maxDecodeBytes: config.MAX_IMAGE_DECODE_BYTES, requestPixels: request.imagePixels }
       const rows: tf.Tensor[] = []
       try {
         // One image at a time: only one decoded image is held at once, besides the small rows.
         for (const [i, bytes] of elements.entries()) {
+          // A decode runs to its end without yielding; between two, the isolate's other requests get
+          // their turn, so none waits longer than one image's decode (bounded by MAX_DECODE_WORK).
+          if (i > 0) await new Promise((resolve) => setTimeout(resolve, 0))
           const pixels = await decodeImage(bytes, limits, where(i))
           rows.push(imageTensor(pixels, image, spec.dtype))
         }

@@ -19,6 +19,7 @@ import type { Selector } from '../../repository/repository'
 import { tf } from '../../runtime/tf'
 import { preparedOf, rank } from '../images/classify'
 import type { Ranked } from '../images/classify'
+import { requestBudget } from '../transforms'
 import { batchOf, truncatedTexts } from './transform'
 
 /** An embedding answer, in Workers AI's text-embeddings shape. */
@@ -68,7 +69,8 @@ function textInputs(held: ModelLease) {
 /** The feeds of a text request: each input from the same elements, so they share one encoding per tokenizer. */
 async function textFeeds(held: ModelLease, elements: Uint8Array[], feeds: Record<string, tf.Tensor>, config: Config, field: string) {
   const where = (i: number) => (elements.length === 1 && field === 'text' ? "'text'" : `'${field}[${i}]'`)
-  for (const { name, transform } of textInputs(held)) feeds[name] = await transform.tensor(elements, where, config)
+  const budget = requestBudget(config)
+  for (const { name, transform } of textInputs(held)) feeds[name] = await transform.tensor(elements, where, config, budget)
 }
 
 /** The prediction cache's key of a text request: the texts themselves, before any tokenizing. */

@@ -27,6 +27,7 @@ import { classifyTextSpec, isTextBody, textElements, textRequest } from '../text
 import type { TextRequest } from '../text/tasks'
 import { truncatedTexts } from '../text/transform'
 import { checkSignatureName } from './dataplane'
+import { requestBudget } from '../transforms'
 
 /** TF Serving's classify request, with each example's features keyed by input name. */
 const ClassifyRequest = z.object({
@@ -95,7 +96,7 @@ export async function classifyImage(
     async feeds(held, feeds) {
       const { input, transform } = imageInput(held)
       const decoding = Date.now()
-      feeds[input] = await transform.tensor([bytes], () => 'request body', config)
+      feeds[input] = await transform.tensor([bytes], () => 'request body', config, requestBudget(config))
       decodeMs = Date.now() - decoding
     },
     answer: async (held, outputs): Promise<Ranked[]> => (await ranked.rank(held, outputs))[0]!,

@@ -111,7 +111,7 @@ async function inputTensor(
     if (raw && input.data !== undefined) throw badRequest(`${where}: send data or binary_data_size, not both`)
     checkBatch(input.shape[0] ?? 0, where, limits)
     const elements = bytesElements(input.shape, unpack(input.data), raw, where, config.MAX_IMAGE_BYTES)
-    return transform.tensor(elements, (i) => `${where}[${i}]`, config)
+    return transform.tensor(elements, (i) => `${where}[${i}]`, config, limits)
   }
   const count = input.shape.reduce((n, d) => n * d, 1)
   let values: ArrayLike<unknown>
@@ -184,9 +184,9 @@ export function inferV2(caller: Caller, name: string, version: number | undefine
         // Texts: one elements array for this input and the text-fed inputs it fills, so they share one encoding.
         const where = `input '${input.name}'`
         const elements = textElements(input, raws[i], where, limits, config)
-        feeds[input.name] = await transform.tensor(elements, (j) => `${where}[${j}]`, config)
+        feeds[input.name] = await transform.tensor(elements, (j) => `${where}[${j}]`, config, limits)
         for (const [sibling, from] of filled) {
-          if (from === input.name) feeds[sibling] = await transforms.get(sibling)!.tensor(elements, (j) => `${where}[${j}]`, config)
+          if (from === input.name) feeds[sibling] = await transforms.get(sibling)!.tensor(elements, (j) => `${where}[${j}]`, config, limits)
         }
       }
     },

@@ -1,0 +1,100 @@
+/**
+ * Issue 24's crafted images (scripts/hostile-images.mjs) sent to `wrangler dev`, the memory read as
+ * the workerd process's resident size: sampled while each request runs (its peak) and after it (what
+ * it left). Local workerd has no 128 MB cap, so what these figures show would kill a production isolate.
+ * Each answer and figure is printed: docs/images.md's hostile-input table quotes them.
+ */
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { beforeAll, describe, expect, it } from 'vitest'
+// @ts-expect-error: a plain .mjs module without type declarations
+import { workerdRss } from '../../bench/measure.mjs'
+// @ts-expect-error: a plain .mjs module without type declarations
+import { flatJpeg, hostileImages } from '../../scripts/hostile-images.mjs'
+import { PHOTOS } from './image-models'
+import { sharedFixtureServer } from './servers'
+import type { SharedServer } from './servers'
+
+const MiB = 1024 * 1024
+let server: SharedServer
+
+/** Resident memory of the Worker's workerd process (not wrangler's proxy), in MiB. */
+const rss = (): number => workerdRss(server).worker
+
+/** One image to the `pixels` model as a b64 instance: its status, error, time, and workerd's peak and final RSS growth in MiB. */
+async function send(bytes: Uint8Array) {
+  const before = rss()
+  let peak = before
+  let done = false
+  const sampling = (async () => {
+    while (!done) {
+      peak = Math.max(peak, rss())
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  })()
+  const started = performance.now()
+  const res = await fetch(`${server.url}/v1/models/pixels:predict`, {
+    method: 'POST',
+    body: JSON.stringify({ instances: [{ b64: Buffer.from(bytes).toString('base64') }] }),
+    headers: { 'content-type': 'application/json' },
+    signal: AbortSignal.timeout(120_000),
+  })
+  const body = (await res.json()) as { error?: string }
+  const ms = performance.now() - started
+  done = true
+  await sampling
+  const after = rss()
+  return { status: res.status, error: body.error, ms, peak: Math.max(peak, after) - before, left: after - before }
+}
+
+beforeAll(async () => {
+  server = await sharedFixtureServer()
+})
+
+describe('crafted images through wrangler dev', () => {
+  it('are refused from their headers, or decoded within the limits, and leave no decoder heap behind', async () => {
+    const photo = readFileSync(join(PHOTOS, 'chelsea.jpg'))
+    // Both wasm decoders started and the model loaded first: their resting heaps are not the attack's.
+    expect((await send(photo)).status).toBe(200)
+    expect((await send(readFileSync(join(PHOTOS, 'chelsea-lossless.webp')))).status).toBe(200)
+    const start = rss()
+    const files: Record<string, Uint8Array> = {
+      ...(await hostileImages(photo)),
+      'jpeg-black-8mp.jpg': flatJpeg(3264, 2448, 3),
+      'jpeg-flat-3mp.jpg (allowed)': flatJpeg(2000, 1500, 3),
+    }
+    const expected: Record<string, [number, RegExp]> = {
+      'png-double-ihdr.png': [400, /a second IHDR chunk/],
+      'png-idat-bomb.png': [400, /a compression bomb/],
+      'png-iccp-bomb.png': [200, /^$/],
+      'png-rgba16-2800.png': [413, /MAX_IMAGE_PIXELS/],
+      'jpeg-fill-byte-desync.jpg': [413, /8192×8192, 67108864 pixels/],
+      'jpeg-scan-bomb.jpg': [413, /more than 100 scans/],
+      'jpeg-cmyk.jpg': [400, /a CMYK JPEG/],
+      'jpeg-ycck.jpg': [400, /a YCCK JPEG/],
+      'jpeg-black-8mp.jpg': [413, /MAX_IMAGE_PIXELS/],
+      'jpeg-flat-3mp.jpg (allowed)': [200, /^$/],
+    }
+    const results: [string, Awaited<ReturnType<typeof send>>][] = []
+    for (const [name, bytes] of Object.entries(files)) {
+      const result = await send(bytes)
+      results.push([name, result])
+      console.log(
+        `[hostile] ${name} (${bytes.length} bytes): ${result.status} in ${result.ms.toFixed(0)} ms, workerd RSS peak +${result.peak.toFixed(1)} MiB, left +${result.left.toFixed(1)} MiB; ${result.error ?? 'ok'}`,
+      )
+    }
+    const growth = rss() - start
+    console.log(`[hostile] all of them: workerd RSS ${start.toFixed(1)} → ${(start + growth).toFixed(1)} MiB (+${growth.toFixed(1)} MiB)`)
+    for (const [name, result] of results) {
+      const [status, message] = expected[name]!
+      expect([name, result.status, result.error ?? '']).toEqual([name, status, expect.stringMatching(message)])
+      // The largest decode allowed by default is MAX_IMAGE_DECODE_BYTES (16 MiB) beyond the decoders' resting heaps;
+      // the rest is V8's garbage not yet collected and the request's own buffers (a 2.5 MB base64 body, parsed).
+      expect(result.peak * MiB, name).toBeLessThanOrEqual(48 * MiB)
+    }
+    // No decoder heap past DECODER_HEAP_KEEP_BYTES stays (main's kept +518 MiB after the fill-byte JPEG alone);
+    // what is left is V8's garbage from the two images decoded (3 MP: 24 MB of RGBA and its copy), which
+    // V8 returns to the system lazily.
+    expect(growth * MiB).toBeLessThanOrEqual(64 * MiB)
+  })
+})
