@@ -33,6 +33,10 @@ export interface Servable {
 export type BuildTimings = {
   buildMs: number
   warmupMs: number
+  /** Of warmupMs: the profiled batch-1 run (the first run, so it also pays the kernels' set-up). */
+  warmup1Ms?: number
+  /** Of warmupMs: the profiled batch-2 run that gives each further row's bytes (absent for a fixed batch). */
+  warmup2Ms?: number
 }
 
 /** Tells a graph model from a layers model by its artifacts, as tf.js's own loaders do. */
@@ -170,9 +174,11 @@ async function runZeros(servable: Servable, rows: number): Promise<{ outputs: Re
  * when the batch is dynamic, on batch 2 (see runtime/footprint.ts). Returns false when it had to skip
  * because an input has dimensions only a real request can tell.
  */
-async function warmup(servable: Servable, footprint: Footprint): Promise<boolean> {
+async function warmup(servable: Servable, footprint: Footprint, timings: Partial<BuildTimings>): Promise<boolean> {
+  let started = Date.now()
   const one = await runZeros(servable, 1)
   if (!one) return false
+  timings.warmup1Ms = Date.now() - started
   const batchIsDynamic = servable.signature.inputs.every((s) => s.shape?.[0] === -1)
   for (const spec of servable.signature.outputs) {
     const y = one.outputs[spec.name]
@@ -185,7 +191,9 @@ async function warmup(servable: Servable, footprint: Footprint): Promise<boolean
   tf.dispose(one.outputs)
   let peak2: number | undefined
   if (batchIsDynamic) {
+    started = Date.now()
     const two = await runZeros(servable, 2)
+    timings.warmup2Ms = Date.now() - started
     tf.dispose(two?.outputs ?? {})
     peak2 = two?.peakBytes
   }
@@ -226,9 +234,10 @@ export async function buildServable(source: tf.io.ModelArtifacts): Promise<{ ser
       : layersServable(model as LayersModel, weightBytes, footprint)
   const built = Date.now()
   try {
-    const warmedUp = await warmup(servable, footprint)
+    const stages: Partial<BuildTimings> = {}
+    const warmedUp = await warmup(servable, footprint, stages)
     footprint.heapGrowthBytes = (wasmHeapBytes() ?? 0) - (heapBefore ?? 0)
-    return { servable, warmedUp, timings: { buildMs: built - started, warmupMs: Date.now() - built } }
+    return { servable, warmedUp, timings: { buildMs: built - started, warmupMs: Date.now() - built, ...stages } }
   } catch (error) {
     servable.dispose()
     throw new Error(`warmup inference failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
