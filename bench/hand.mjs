@@ -73,7 +73,7 @@ async function coldStarts(assetsDir, bundles, models) {
             const deadline = Date.now() + 5_000
             while (!(loaded = eventsIn(instance.logs()).find((e) => e.event === 'model.loaded')) && Date.now() < deadline) await sleep(50)
           }
-          tries.push({ server, model, ms, warmMs, startupMs: instance.startupMs, timing: res.headers.get('server-timing'), loaded })
+          tries.push({ try: i, server, model, ms, warmMs, startupMs: instance.startupMs, timing: res.headers.get('server-timing'), loaded })
           log(`cold   ${server.padEnd(4)} ${model.padEnd(14)} first answer ${ms.toFixed(1)} ms, then ${warmMs.toFixed(1)} ms${loaded ? ` (load ${loaded.ms}: fetch ${loaded.fetchMs} / build ${loaded.buildMs} / warmup ${loaded.warmupMs} = batch-1 run ${loaded.warmup1Ms} + batch-2 run ${loaded.warmup2Ms} ms)` : ''}`)
         } finally {
           await instance.stop()
@@ -206,6 +206,10 @@ export function handMarkdown(hand) {
         `${f0(median(w.map((t) => t.loaded?.fetchMs)))} / ${f0(median(w.map((t) => t.loaded?.buildMs)))} / ${f0(median(w.map((t) => t.loaded?.warmupMs)))} (${f0(median(w.map((t) => t.loaded?.warmup1Ms)))} + ${f0(median(w.map((t) => t.loaded?.warmup2Ms)))}) | ${f0(load)} ms | ${f0(wm - load)} ms | ` +
         `${f2(median(h.map((t) => t.warmMs)))} / ${f2(median(w.map((t) => t.warmMs)))} ms |`,
     )
+  }
+  for (const model of models) {
+    const pairs = hand.cold.filter((t) => t.server === 'ws' && t.model === model).map((w) => w.ms / hand.cold.find((h) => h.server === 'hand' && h.model === model && h.try === w.try).ms)
+    out.push('', `${model}: median of the per-try ratios (each try's two first answers started back to back, so under the same load): ${f2(median(pairs))}×.`)
   }
   out.push('', 'Every try: ' + hand.cold.map((t) => `${t.server}/${t.model} ${f0(t.ms)}`).join(', ') + ' ms.', '')
   return out

@@ -37,7 +37,8 @@
  *        --quick: 2 s cells, 100 memory requests: a check that the bench runs, not figures to quote
  *        npm run bench -- --extras-only   (only the baselines: no floor, no per-model runs; for checking)
  *        npm run bench -- --speed-only   (only the floor and the issue 13 run against the anchor)
- *        npm run bench -- --hand-only   (only the hand-written Worker run, issue 25: its section of RESULTS.md is replaced in place)
+ *        npm run bench -- --hand-only   (only the hand-written Worker run, issue 25: its section of RESULTS.md is replaced in place;
+ *                                         with --render, from the last such run's bench/.work/hand.json)
  *        npm run bench -- --before main   (the issue 13 run also serves main's bundle)
  */
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -326,7 +327,8 @@ function render() {
  * in place, between the markers, so the rest of a report from an earlier run stays as it was.
  */
 async function handOnly(assetsDir) {
-  const hand = await handRun(assetsDir)
+  const saved = join(ROOT, 'bench', '.work', 'hand.json')
+  const hand = assetsDir === undefined ? JSON.parse(readFileSync(saved, 'utf8')) : await handRun(assetsDir)
   const file = join(ROOT, REPORT_DIR, 'RESULTS.md')
   const section = `${HAND_BEGIN}\n${handMarkdown(hand).join('\n')}\n${HAND_END}`
   const old = existsSync(file) ? readFileSync(file, 'utf8') : ''
@@ -335,12 +337,12 @@ async function handOnly(assetsDir) {
   mkdirSync(dirname(file), { recursive: true })
   writeFileSync(file, at >= 0 && end > at ? `${old.slice(0, at)}${section}${old.slice(end + HAND_END.length)}` : `${old.trimEnd()}\n\n${section}\n`)
   mkdirSync(join(ROOT, 'bench', '.work'), { recursive: true })
-  writeFileSync(join(ROOT, 'bench', '.work', 'hand.json'), `${JSON.stringify(hand, null, 1)}\n`)
+  writeFileSync(saved, `${JSON.stringify(hand, null, 1)}\n`)
   log(`wrote the hand-written Worker section of ${REPORT_DIR}/RESULTS.md`)
 }
 
 async function main() {
-  if (flag('render')) return render()
+  if (flag('render')) return flag('hand-only') ? handOnly(undefined) : render()
   const began = performance.now()
   log(`models ${MODELS.join(', ')}; backends ${BACKENDS.join(', ')}; ${DURATION} s per cell${QUICK ? ' (quick)' : ''}`)
 
