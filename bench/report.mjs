@@ -9,6 +9,7 @@ import { IMAGE_MODEL, IMAGE_SIZE } from '../scripts/build-image-model.mjs'
 import { bytes, fmt, inWorker, ratio, times } from './format.mjs'
 import { imagePathMarkdown } from './images.mjs'
 import { obstaclesMarkdown } from './workerd-floor.mjs'
+import { HAND_BEGIN, HAND_END, handMarkdown } from './hand.mjs'
 import { BACKENDS, CONCURRENCY, DURATION, ISOLATE_LIMIT_MB, MODELS } from './options.mjs'
 
 const require = createRequire(import.meta.url)
@@ -277,7 +278,7 @@ function baselinesMarkdown({ runs, cacheOff, extra, parsing }) {
   return lines
 }
 
-export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff, extra, parsing, bundle, speed }) {
+export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff, extra, parsing, bundle, speed, hand }) {
   const floorOf = (model, backend) => floors.find((f) => f.model === model && f.backend === backend)
   const runOf = (model, backend) => runs.find((r) => r.model === model && r.backend === backend)
   const lines = []
@@ -305,6 +306,7 @@ export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff
       `${fmt(imageInfo.weightMb, 2)} MiB of weights; seeded random weights, built by scripts/build-image-model.mjs).`,
     '',
     ...speedMarkdown({ speed, floors, runs, extra }),
+    ...(hand ? [HAND_BEGIN, ...handMarkdown(hand), HAND_END, ''] : []),
     ...targetsMarkdown({ floors, runs, cacheOff, extra, parsing, bundle }),
     '## Warm predict latency and throughput',
     '',

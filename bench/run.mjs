@@ -37,6 +37,8 @@
  *        --quick: 2 s cells, 100 memory requests: a check that the bench runs, not figures to quote
  *        npm run bench -- --extras-only   (only the baselines: no floor, no per-model runs; for checking)
  *        npm run bench -- --speed-only   (only the floor and the issue 13 run against the anchor)
+ *        npm run bench -- --hand-only   (only the hand-written Worker run, issue 25: its section of RESULTS.md is replaced in place;
+ *                                         with --render, from the last such run's bench/.work/hand.json)
  *        npm run bench -- --before main   (the issue 13 run also serves main's bundle)
  */
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -68,6 +70,7 @@ import {
   workerdRss,
 } from './measure.mjs'
 import { speedRun } from './speed.mjs'
+import { addHandModel, HAND_BEGIN, HAND_END, handMarkdown, handRun } from './hand.mjs'
 import { BACKENDS, BEFORE, flag, log, MEMORY_REQUESTS, MEMORY_TOPUP_CAP_S, MODELS, QUICK, REPORT_DIR, sleep, DURATION } from './options.mjs'
 import { latencySvg, machine, resultsMarkdown } from './report.mjs'
 
@@ -319,8 +322,27 @@ function render() {
   log(`rewrote ${REPORT_DIR}/RESULTS.md and ${REPORT_DIR}/latency.svg from bench/.work/results.json`)
 }
 
+/**
+ * `--hand-only`: the issue 25 run alone; its section of REPORT_DIR/RESULTS.md is replaced (or added)
+ * in place, between the markers, so the rest of a report from an earlier run stays as it was.
+ */
+async function handOnly(assetsDir) {
+  const saved = join(ROOT, 'bench', '.work', 'hand.json')
+  const hand = assetsDir === undefined ? JSON.parse(readFileSync(saved, 'utf8')) : await handRun(assetsDir)
+  const file = join(ROOT, REPORT_DIR, 'RESULTS.md')
+  const section = `${HAND_BEGIN}\n${handMarkdown(hand).join('\n')}\n${HAND_END}`
+  const old = existsSync(file) ? readFileSync(file, 'utf8') : ''
+  const at = old.indexOf(HAND_BEGIN)
+  const end = old.indexOf(HAND_END)
+  mkdirSync(dirname(file), { recursive: true })
+  writeFileSync(file, at >= 0 && end > at ? `${old.slice(0, at)}${section}${old.slice(end + HAND_END.length)}` : `${old.trimEnd()}\n\n${section}\n`)
+  mkdirSync(join(ROOT, 'bench', '.work'), { recursive: true })
+  writeFileSync(saved, `${JSON.stringify(hand, null, 1)}\n`)
+  log(`wrote the hand-written Worker section of ${REPORT_DIR}/RESULTS.md`)
+}
+
 async function main() {
-  if (flag('render')) return render()
+  if (flag('render')) return flag('hand-only') ? handOnly(undefined) : render()
   const began = performance.now()
   log(`models ${MODELS.join(', ')}; backends ${BACKENDS.join(', ')}; ${DURATION} s per cell${QUICK ? ' (quick)' : ''}`)
 
@@ -336,7 +358,9 @@ async function main() {
   cpSync(join(ROOT, 'model-assets'), assetsDir, { recursive: true, filter: (src) => !src.endsWith('_index.json') })
   cpSync(dirname(IMAGE_MODEL_DIR), join(assetsDir, IMAGE_MODEL), { recursive: true })
   for (const model of MODELS) if (!existsSync(join(assetsDir, model, '1', 'model.json'))) throw new Error(`no ${model}/1/model.json in ${assetsDir}`)
+  addHandModel(assetsDir)
   log(`assets: ${assetsDir}`)
+  if (flag('hand-only')) return handOnly(assetsDir)
   const bundle = await bundleSize(assetsDir)
 
   await waitForQuiet(QUICK ? 10 : 180)
@@ -349,6 +373,15 @@ async function main() {
       speed = await speedRun(assetsDir, { before: BEFORE })
     } catch (error) {
       log(`  ! the anchor run failed: ${error?.stack ?? error}`)
+    }
+  }
+
+  let hand
+  if (!flag('extras-only')) {
+    try {
+      hand = await handRun(assetsDir)
+    } catch (error) {
+      log(`  ! the hand-written Worker run failed: ${error?.stack ?? error}`)
     }
   }
 
@@ -385,7 +418,7 @@ async function main() {
 
   const totalS = (performance.now() - began) / 1000
   const env = { ...machine(), foreignCpuS: foreignCpuSince(foreignBefore) }
-  const data = { env, floors, runs, imageInfo, totalS, cacheOff, extra, parsing, bundle, speed }
+  const data = { env, floors, runs, imageInfo, totalS, cacheOff, extra, parsing, bundle, speed, hand }
   writeReport(data)
   mkdirSync(join(ROOT, 'bench', '.work'), { recursive: true })
   writeFileSync(join(ROOT, 'bench', '.work', 'results.json'), `${JSON.stringify(data, null, 1)}\n`)

@@ -114,7 +114,7 @@ const summary = (times) => {
 }
 
 /** Sequential requests to each target in turn, SLICE_MS each, ROUNDS times: each target's latencies. */
-async function interleaved(targets) {
+export async function interleaved(targets) {
   const times = Object.fromEntries(targets.map((t) => [t.key, []]))
   for (const t of targets) for (let i = 0; i < 5; i++) await timed(t) // connections open, code warm
   for (let round = 0; round < ROUNDS; round++) {

@@ -48,8 +48,12 @@ export interface Footprint {
    * first request (`measured` is then `'first-request'`).
    */
   perElement?: number
-  /** How activations were measured: at warmup (batch 1 and 2, or 1 when the batch is fixed), on a first request, or not yet. */
-  measured: 'warmup-1-2' | 'warmup-1' | 'first-request' | 'pending'
+  /**
+   * How activations were measured: at warmup (batch 1 and 2, or 1 when the batch is fixed), from the
+   * version's measured figures in the index (`'index'`: warmup then runs batch 1 only), on a first
+   * request, or not yet.
+   */
+  measured: 'warmup-1-2' | 'warmup-1' | 'index' | 'first-request' | 'pending'
   /** How much the wasm heap grew while the model was built and warmed up (0 when it had room); a figure to compare, not one counted. */
   heapGrowthBytes: number
   /** JavaScript heap bytes the model keeps beside its tensors (its tokenizers), set when it is prepared. */
