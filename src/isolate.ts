@@ -87,7 +87,7 @@ export class Isolate {
   readonly metrics = new Metrics()
   readonly cache: ModelCache
   /** Answers kept on the Workers Cache API for models with `response_cache` (src/predict.ts uses it). */
-  readonly predictions = new PredictionCache()
+  readonly predictions: PredictionCache
   /** Version splits, shadow runs and admission limits per model: every entry point that runs a model goes through `traffic.serve`. */
   readonly traffic = new TrafficControl(this)
   private readonly index = new BundledIndex()
@@ -109,6 +109,7 @@ export class Isolate {
   ) {
     this.cache = new ModelCache({ ...cacheLimits(readConfig({})), now, onLoad: (key, ms) => this.metrics.recordLoad(key, ms) })
     this.pointer = new PointerFollower(now)
+    this.predictions = new PredictionCache(now)
   }
 
   /** Applies `env`'s vars to the live state and returns them. Cheap: the vars are parsed once per env object. */

@@ -10,7 +10,8 @@ import { isolate } from './isolate'
 import type { ModelLease, WaitUntil } from './isolate'
 import { holding } from './lease'
 import type { CacheOutcome, KeyInput } from './prediction-cache'
-import { predictionKey, tensorInputs } from './prediction-cache'
+import { predictionKey, tensorInputs, versionDigest } from './prediction-cache'
+import { preparedOf } from './protocols/images/classify'
 import type { Selector } from './repository/repository'
 import type { TrafficSlot } from './traffic'
 import { tf } from './runtime/tf'
@@ -27,6 +28,8 @@ export interface Caller {
   header?: (name: string) => string | undefined
   /** The request's id, for the shadow run's log line. */
   requestId?: string
+  /** Aborts when the client is gone: traffic control then gives up the request's slots (src/traffic.ts). */
+  signal?: AbortSignal
   /**
    * The slots and version traffic control gave this request before its body was read (HTTP routes:
    * http/common.ts `withTrafficSlot`); without one, `predict` takes them itself (src/traffic.ts).
@@ -98,7 +101,8 @@ export async function predict<T>(caller: Caller, name: string, selector: Selecto
       if (ttl !== undefined) {
         const { target } = held
         const inputs = early ?? (await tensorInputs(feeds))
-        key = await predictionKey({ model: target.name, version: target.version, config: target.config, format: spec.format(held), outputs: names, inputs })
+        const digest = await versionDigest(target.entry.files, preparedOf(target, held.lease.model).labels)
+        key = await predictionKey({ model: target.name, version: target.version, digest, config: target.config, format: spec.format(held), outputs: names, inputs })
         if (workersDev) state.predictions.passOver('*.workers.dev routes have no Cache API; serve from a custom domain to cache predictions')
         const cached = caller.noCache || workersDev ? undefined : await state.predictions.lookup(key)
         if (cached !== undefined) {

@@ -16,10 +16,13 @@
  * - `max_concurrent`, `max_queue`: a request holds a slot from the moment it is routed until its
  *   response is ready (body read included); past the slots and the queue, 429 with `Retry-After`.
  *   The vars MAX_CONCURRENT and MAX_QUEUE do the same for all models of the isolate together.
+ *   A slot or queue place is given up whenever its request ends: its response is ready, it failed,
+ *   its body read broke or ran past BODY_READ_TIMEOUT_MS, or its client left (`RouteRequest.signal`).
  */
 import { isolateLimits } from './config'
-import { Gate } from './gate'
-import { ApiError, ModelUnavailableError } from './errors'
+import { CLAIM_TIMEOUT_MS, Gate } from './gate'
+import type { Place } from './gate'
+import { ApiError, ClientGoneError, ModelUnavailableError } from './errors'
 import type { Isolate, ModelLease, WaitUntil } from './isolate'
 import { holding } from './lease'
 import { log } from './log'
@@ -42,6 +45,12 @@ export interface RouteRequest {
   header?: (name: string) => string | undefined
   waitUntil?: WaitUntil
   requestId?: string
+  /**
+   * Aborts when the client is gone (an HTTP request's `signal`). Its slots and queue places are then
+   * given up at once, in the abort event itself: once its client leaves, the runtime may never run
+   * the request's code again, so a slot that waits for that code to free it would be lost for good.
+   */
+  signal?: AbortSignal
 }
 
 /** How a request got its version: the path named it, the model's default, a random weighted draw, or the sticky header. */
@@ -89,13 +98,54 @@ function resolveKey(repository: Repository, name: string, key: string | number, 
 
 /** The version a request goes to, and by which rule. Unknown models, versions and labels are 404 as before. */
 export function route(repository: Repository, name: string, selector: Selector, header: RouteRequest['header'], random: () => number): { target: ResolvedVersion; rule: Rule } {
-  if (selector.version !== undefined || selector.label !== undefined) return { target: repository.resolve(name, selector), rule: 'named' }
   const traffic = repository.config(name).traffic
+  if (selector.version !== undefined || selector.label !== undefined) {
+    const target = repository.resolve(name, selector)
+    if (traffic && traffic.explicit !== 'any') checkListed(repository, name, traffic.versions, target, selector)
+    return { target, rule: 'named' }
+  }
   if (!traffic) return { target: repository.resolve(name), rule: 'default' }
   const value = traffic.sticky_header === undefined ? undefined : header?.(traffic.sticky_header)
   const u = value === undefined ? random() : fnv1a(value) / 2 ** 32
   const key = pickWeighted(Object.entries(traffic.versions), u)
   return { target: resolveKey(repository, name, key, 'traffic.versions'), rule: value === undefined ? 'weighted' : 'sticky' }
+}
+
+/**
+ * Waits until `place` holds a slot, sweeping the gate meanwhile: this request's code is alive, so it
+ * takes back slots handed to waiters that never took them up (src/gate.ts CLAIM_TIMEOUT_MS).
+ */
+async function waitInLine(gate: Gate, place: Place): Promise<void> {
+  if (place.state === 'holding') return
+  const sweeping = setInterval(() => gate.sweep(), CLAIM_TIMEOUT_MS / 2)
+  try {
+    await place.ready
+  } finally {
+    clearInterval(sweeping)
+  }
+}
+
+/**
+ * Refuses a named version the split leaves out, under `traffic.explicit: "listed"` (the default once a
+ * split exists): 403, not 404 — the version exists (its status and metadata answer), but this model's
+ * config.json does not serve it by name. The message says which versions are served.
+ */
+function checkListed(repository: Repository, name: string, versions: Record<string, number>, target: ResolvedVersion, selector: Selector): void {
+  const listed = new Set<number>()
+  for (const key of Object.keys(versions)) {
+    try {
+      listed.add(repository.resolve(name, /^[0-9]+$/.test(key) ? { version: Number(key) } : { label: key }).version)
+    } catch {
+      // A key the repository does not serve routes nobody; the split itself answers 503 for it.
+    }
+  }
+  if (listed.has(target.version)) return
+  const named = selector.label !== undefined ? `label '${selector.label}' (version ${target.version})` : `version ${target.version}`
+  const served = [...listed].sort((a, b) => a - b).join(', ')
+  throw new ApiError(
+    403,
+    `model '${name}' does not serve ${named} by name: its traffic split lists version${listed.size === 1 ? '' : 's'} ${served} (config.json traffic.versions; traffic.explicit "any" serves every version by name)`,
+  )
 }
 
 /** What a shadow run found: the largest absolute difference over every output, and whether the top-1 class agreed in every row. */
@@ -142,17 +192,19 @@ export async function compareOutputs(served: Record<string, tf.Tensor>, shadow: 
   return { maxAbsDiff, rows, top1Agreement, disagreed: rows > agreeing }
 }
 
-/** Tensors a shadowed request ran on and got, kept (cloned) for the shadow run after its response. */
+/**
+ * Tensors a shadowed request ran on and got, kept (cloned) for the shadow run after its response,
+ * their bytes held in the cache's memory budget (`ticket`) until the shadow run is done.
+ */
 interface Captured {
   inputs: Record<string, tf.Tensor>
   outputs: Record<string, tf.Tensor>
+  ticket: object
 }
 
 const cloneAll = (tensors: Record<string, tf.Tensor>) => Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, tf.clone(t)]))
-const disposeCaptured = (captured: Captured) => {
-  tf.dispose(captured.inputs)
-  tf.dispose(captured.outputs)
-}
+/** Bytes of tensor data: 1 a bool, 4 every other dtype tf.js stores (strings are rare here and counted as 4). */
+const bytesOf = (tensors: Record<string, tf.Tensor>) => Object.values(tensors).reduce((n, t) => n + t.size * (t.dtype === 'bool' ? 1 : 4), 0)
 
 /** One admitted request: the version it goes to, and the slots it holds until `release`. */
 export class TrafficSlot {
@@ -177,11 +229,15 @@ export class TrafficSlot {
     return holding(held, use)
   }
 
-  /** The model as the route sees it, keeping a copy of the first run's inputs and outputs for the shadow. */
+  /** The model as the route sees it, keeping a copy of the first run's inputs and outputs for the shadow, when there is room. */
   private capturing(model: Servable): Servable {
+    let tried = false
     const run = async (inputs: Record<string, tf.Tensor>) => {
       const outputs = await model.run(inputs)
-      if (!this.captured && !this.released) this.captured = { inputs: cloneAll(inputs), outputs: cloneAll(outputs) }
+      if (!tried && !this.released) {
+        tried = true
+        this.captured = this.control.capture(this.target, this.shadow!, inputs, outputs, this.request)
+      }
       return outputs
     }
     return {
@@ -208,6 +264,7 @@ export class TrafficSlot {
     this.captured = undefined
     if (captured && this.shadow !== undefined) this.control.startShadow(this.env, this.target, this.shadow, captured, this.request)
   }
+
 }
 
 /** The isolate's traffic control: a gate per model and one for the isolate, the random source, the shadow runs in flight. */
@@ -221,6 +278,14 @@ export class TrafficControl {
   random: () => number = Math.random
 
   constructor(readonly state: Isolate) {}
+
+  /** Requests holding a slot and waiting for one, per model gate and for the isolate's: the `/metrics` gauge. */
+  occupancy(): Array<{ scope: 'model' | 'isolate'; model: string; inFlight: number; queued: number }> {
+    return [
+      ...[...this.gates].map(([model, gate]) => ({ scope: 'model' as const, model, inFlight: gate.inFlight, queued: gate.queued })),
+      { scope: 'isolate' as const, model: '', inFlight: this.isolateGate.inFlight, queued: this.isolateGate.queued },
+    ]
+  }
 
   /** The gate of one model, with the limits of its current config.json. */
   gate(name: string, config: ModelConfig = {}): Gate {
@@ -248,31 +313,49 @@ export class TrafficControl {
     }
   }
 
-  /** Routes a request and takes its slots (`serve` is the usual way in). The caller must `release()` the slot. */
+  /**
+   * Routes a request and takes its slots (`serve` is the usual way in). The caller must `release()`
+   * the slot; a client that leaves (`request.signal`) gives up its places itself, waiting or holding.
+   */
   async admit(env: Env, name: string, selector: Selector, request: RouteRequest = {}): Promise<TrafficSlot> {
     const repository = await this.state.repository(env, request.waitUntil)
     const { target, rule } = route(repository, name, selector, request.header, this.random)
     const limits = isolateLimits(env)
     this.isolateGate.configure(limits.maxConcurrent, limits.maxQueue)
     const gate = this.gate(name, target.config)
-    await this.enter(gate, name, 'model')
+    const { signal } = request
+    const places: Place[] = []
+    const leave = (reason?: unknown) => {
+      signal?.removeEventListener('abort', gone)
+      for (const place of places) place.leave(reason)
+    }
+    const gone = () => leave(new ClientGoneError('the client closed the connection while its request waited for a slot'))
+    if (signal?.aborted) throw new ClientGoneError()
+    signal?.addEventListener('abort', gone)
     try {
-      await this.enter(this.isolateGate, name, 'isolate')
+      for (const [at, reason] of [[gate, 'model'], [this.isolateGate, 'isolate']] as const) {
+        const place = this.enter(at, name, reason)
+        place.onReclaimed = () => {
+          leave()
+          // Its code will not run again to answer: counted and logged here, as its response would be.
+          this.state.metrics.recordRequest(name, undefined, 499)
+          log('info', 'request.aborted', { requestId: request.requestId, status: 499, model: name, reason: 'its turn came after its client had left' })
+        }
+        places.push(place)
+        await waitInLine(at, place)
+        // Handed a slot, but resumed too late to take it up: only an isolate blocked for CLAIM_TIMEOUT_MS does that.
+        if (!place.claim()) throw new ApiError(503, `this server was too busy to serve model '${name}' in time; retry after ${RETRY_AFTER_SECONDS} s`, { 'Retry-After': String(RETRY_AFTER_SECONDS) })
+      }
     } catch (error) {
-      gate.leave()
+      leave()
       throw error
     }
     this.state.metrics.recordRouted(name, target.version, rule)
-    const leave = () => {
-      this.isolateGate.leave()
-      gate.leave()
-    }
     return new TrafficSlot(this, env, target, rule, request, leave, this.drawShadow(repository, target, request))
   }
 
-  private async enter(gate: Gate, name: string, reason: 'model' | 'isolate'): Promise<void> {
+  private enter(gate: Gate, name: string, reason: 'model' | 'isolate'): Place {
     const entered = gate.enter()
-    if (entered === true) return
     if (entered !== false) return entered
     this.state.metrics.recordRejection(name, reason)
     const { limit, queue } = gate.limits
@@ -298,13 +381,41 @@ export class TrafficControl {
     }
   }
 
+  /**
+   * Copies a shadowed request's inputs and outputs for its shadow run, if the run can happen: fewer
+   * than MAX_SHADOWS_PENDING waiting, and the copies' bytes free in the cache's memory budget, where
+   * they are held until the run is done — as a served run's activations are, so no served request is
+   * refused for them. Otherwise nothing is copied, and the skip is counted and logged.
+   */
+  capture(served: ResolvedVersion, shadow: ResolvedVersion | string | number, inputs: Record<string, tf.Tensor>, outputs: Record<string, tf.Tensor>, request: RouteRequest): Captured | undefined {
+    const label = typeof shadow === 'object' ? shadow.version : shadow
+    const bytes = bytesOf(inputs) + bytesOf(outputs)
+    const ledger = this.state.cache.admission.ledger
+    const reason = this.shadowsPending >= MAX_SHADOWS_PENDING ? 'backlog' : !ledger.fits(bytes) ? 'memory' : undefined
+    if (reason) {
+      this.state.metrics.recordShadow(served.name, served.version, label, 'skipped', false, reason)
+      log('info', 'shadow.skipped', { requestId: request.requestId, model: served.name, version: served.version, shadowVersion: label, reason, bytes, freeBytes: ledger.limit - ledger.used() })
+      return undefined
+    }
+    const ticket = { shadow: `${served.name}/${served.version}` }
+    ledger.hold(ticket, 'run', bytes)
+    return { inputs: cloneAll(inputs), outputs: cloneAll(outputs), ticket }
+  }
+
+  /** Frees a captured copy: its tensors and its bytes in the budget. */
+  dropCaptured(captured: Captured): void {
+    tf.dispose(captured.inputs)
+    tf.dispose(captured.outputs)
+    this.state.cache.admission.ledger.release(captured.ticket)
+  }
+
   /** Runs the captured inputs on the shadow version after the response, compares, records. Never throws. */
   startShadow(env: Env, served: ResolvedVersion, shadow: ResolvedVersion | string | number, captured: Captured, request: RouteRequest): void {
     const { name, version } = served
     const label = typeof shadow === 'object' ? shadow.version : shadow
     if (this.shadowsPending >= MAX_SHADOWS_PENDING) {
-      disposeCaptured(captured)
-      this.state.metrics.recordShadow(name, version, label, 'skipped')
+      this.dropCaptured(captured)
+      this.state.metrics.recordShadow(name, version, label, 'skipped', false, 'backlog')
       return
     }
     this.shadowsPending++
@@ -340,7 +451,7 @@ export class TrafficControl {
         this.state.metrics.recordShadow(name, version, label, 'failed')
         log('warn', 'shadow.failed', { requestId: request.requestId, model: name, version, shadowVersion: label, error: (error as Error).message })
       } finally {
-        disposeCaptured(captured)
+        this.dropCaptured(captured)
         this.shadowsPending--
       }
     }

@@ -1,6 +1,6 @@
 /** @module http/common — path parameters and response headers shared by the protocol routes. */
 import type { Context } from 'hono'
-import { ApiError, badRequest, quote } from '../errors'
+import { ApiError, badRequest, ClientGoneError, quote } from '../errors'
 import { isolate } from '../isolate'
 import type { ModelLease } from '../isolate'
 import { withLease } from '../predict'
@@ -82,6 +82,7 @@ export function callerOf(c: Context<AppEnv>): Caller {
     noCache: /(^|[\s,])no-cache([\s,]|$)/i.test(c.req.header('cache-control') ?? ''),
     header: (name) => c.req.header(name),
     requestId: c.get('requestId'),
+    signal: c.req.raw.signal,
   }
 }
 
@@ -114,7 +115,7 @@ export function withModel<T>(c: Context<AppEnv>, name: string, selector: Selecto
  * the admission limits, the shadow run): routes it and takes its slots first, then `serve` reads the
  * body and predicts with a caller holding that slot — so a request reading its body is already
  * in flight — and the slots free when the response is ready. A 429 is counted under the model's name
- * (it exists: routing found it).
+ * (it exists: routing found it), and so is a 499 (its client left: src/errors.ts ClientGoneError).
  */
 export async function withTrafficSlot<T>(c: Context<AppEnv>, name: string, selector: Selector, serve: (caller: Caller) => Promise<T>): Promise<T> {
   const caller = callerOf(c)
@@ -126,7 +127,7 @@ export async function withTrafficSlot<T>(c: Context<AppEnv>, name: string, selec
       slot.release()
     }
   } catch (error) {
-    if (error instanceof ApiError && error.status === 429) c.set('model', name)
+    if (error instanceof ClientGoneError || (error instanceof ApiError && error.status === 429)) c.set('model', name)
     throw error
   }
 }

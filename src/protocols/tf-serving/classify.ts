@@ -115,7 +115,7 @@ async function classifyRaw(c: Context<AppEnv>, name: string, selector: Selector,
   const config = readConfig(c.env)
   const topK = askedTopK(c)
   return withTrafficSlot(c, name, selector, async (caller) => {
-    const bytes = await readBytes(c.req.raw, Math.min(config.MAX_BODY_BYTES, config.MAX_IMAGE_BYTES)).catch((error: unknown) => {
+    const bytes = await readBytes(c.req.raw, Math.min(config.MAX_BODY_BYTES, config.MAX_IMAGE_BYTES), 0, config.BODY_READ_TIMEOUT_MS).catch((error: unknown) => {
       if (error instanceof ApiError && error.status === 413) {
         const limit = config.MAX_IMAGE_BYTES <= config.MAX_BODY_BYTES ? `${config.MAX_IMAGE_BYTES} bytes (MAX_IMAGE_BYTES)` : `${config.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`
         throw new ApiError(413, `the image body exceeds the limit of ${limit}`)
@@ -133,7 +133,7 @@ async function classifyRaw(c: Context<AppEnv>, name: string, selector: Selector,
 async function classifyExamples(c: Context<AppEnv>, name: string, selector: Selector) {
   const config = readConfig(c.env)
   return withTrafficSlot(c, name, selector, async (caller) => {
-    const body = parseBody(ClassifyRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+    const body = parseBody(ClassifyRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES, undefined, config.BODY_READ_TIMEOUT_MS))
     if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
       throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
     }

@@ -214,7 +214,7 @@ async function predictBody(c: Ctx, name: string, pick?: VersionPath) {
   const config = readConfig(c.env)
   const selector = selectorOf(pick)
   return withTrafficSlot(c, name, selector, async (caller) => {
-    const json = await readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, TF_SERVING_TENSORS, config.MAX_TENSOR_ELEMENTS))
+    const json = await readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, TF_SERVING_TENSORS, config.MAX_TENSOR_ELEMENTS), config.BODY_READ_TIMEOUT_MS)
     // Rows read as one tensor are validated as the list of rows they are (non-empty, as the schema asks).
     const packedRows = isObject(json) && json.instances instanceof PackedTensor ? json.instances : undefined
     const body = parseBody(PredictRequest, packedRows ? { ...(json as Record<string, unknown>), instances: [packedRows] } : json)

@@ -25,11 +25,11 @@ export interface InferBody {
 }
 
 /** Reads an inference request, JSON or binary (when `Inference-Header-Content-Length` is set). */
-export async function readInferBody(request: Request, maxBytes: number, readJson: () => Promise<unknown>): Promise<InferBody> {
+export async function readInferBody(request: Request, maxBytes: number, readJson: () => Promise<unknown>, timeoutMs?: number): Promise<InferBody> {
   const declared = request.headers.get(HEADER_LENGTH)
   if (declared === null) return { header: await readJson() }
   const length = Number(declared)
-  const bytes = await readBytes(request, maxBytes, Number.isSafeInteger(length) ? length : 0)
+  const bytes = await readBytes(request, maxBytes, Number.isSafeInteger(length) ? length : 0, timeoutMs)
   if (!/^\d+$/.test(declared.trim()) || length > bytes.byteLength) {
     throw badRequest(`${HEADER_LENGTH} is '${declared}' but the body has ${bytes.byteLength} bytes`)
   }

@@ -189,8 +189,8 @@ async function infer(c: Ctx, name: string, version?: string) {
   const selector = { version: parseVersion(version) }
   return withTrafficSlot(c, name, selector, async (caller) => {
     const { header, binary } = await readInferBody(c.req.raw, config.MAX_BODY_BYTES, () =>
-      readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, V2_TENSORS, config.MAX_TENSOR_ELEMENTS)),
-    )
+      readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, V2_TENSORS, config.MAX_TENSOR_ELEMENTS), config.BODY_READ_TIMEOUT_MS),
+    config.BODY_READ_TIMEOUT_MS)
     const body = parseBody(InferRequest, header)
     const raws = splitBinary(body.inputs.map((i) => i.parameters?.binary_data_size), binary)
     const prediction = await inferV2(caller, name, selector.version, body, raws)
@@ -231,7 +231,7 @@ async function repositoryIndex(c: Ctx) {
   const config = readConfig(c.env)
   // Triton's clients may send no body at all: that is an empty request, not malformed JSON.
   const empty = c.req.raw.body === null || c.req.header('content-length') === '0'
-  const body = empty ? {} : parseBody(RepositoryIndexRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+  const body = empty ? {} : parseBody(RepositoryIndexRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES, undefined, config.BODY_READ_TIMEOUT_MS))
   return c.json(await repositoryEntries(callerOf(c), body.ready ?? false))
 }
 
