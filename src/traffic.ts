@@ -264,7 +264,6 @@ export class TrafficSlot {
     this.captured = undefined
     if (captured && this.shadow !== undefined) this.control.startShadow(this.env, this.target, this.shadow, captured, this.request)
   }
-
 }
 
 /** The isolate's traffic control: a gate per model and one for the isolate, the random source, the shadow runs in flight. */

@@ -10,7 +10,7 @@
  */
 import { connect } from 'node:net'
 import type { Socket } from 'node:net'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { get, post, SETOSA } from './http'
@@ -35,9 +35,8 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  ;(await import('node:fs')).writeFileSync(`/tmp/vanish-server-${Date.now()}.log`, server?.logs() ?? '')
   await server?.stop()
-  if (dir) (await import('node:fs')).rmSync(dir, { recursive: true, force: true })
+  if (dir) rmSync(dir, { recursive: true, force: true })
 })
 
 /** Every sample of one family on /metrics whose labels include `labels`, summed. */
