@@ -39,6 +39,11 @@ export const RETRY_AFTER_SECONDS = 1
  * ones rather than grow without bound when the shadow cannot keep up.
  */
 export const MAX_SHADOWS_PENDING = 32
+/**
+ * Share of the memory budget the copies waiting for shadow runs may hold together: the rest stays
+ * for served runs, so a backlog of copies never leaves a served request waiting for room.
+ */
+export const SHADOW_BUDGET_SHARE = 0.25
 
 /** What a request brings besides the model and selector: its headers (for the sticky header), background work, its id for logs. */
 export interface RouteRequest {
@@ -200,6 +205,7 @@ interface Captured {
   inputs: Record<string, tf.Tensor>
   outputs: Record<string, tf.Tensor>
   ticket: object
+  bytes: number
 }
 
 const cloneAll = (tensors: Record<string, tf.Tensor>) => Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, tf.clone(t)]))
@@ -273,6 +279,8 @@ export class TrafficControl {
   // Shadow runs go one after another: the tail of that chain, and how many are on it.
   private shadowTail: Promise<void> = Promise.resolve()
   private shadowsPending = 0
+  // Bytes the copies waiting for their shadow runs hold in the budget.
+  private capturedBytes = 0
   /** Draws for the weighted split and the shadow fraction; tests may replace it. */
   random: () => number = Math.random
 
@@ -390,7 +398,8 @@ export class TrafficControl {
     const label = typeof shadow === 'object' ? shadow.version : shadow
     const bytes = bytesOf(inputs) + bytesOf(outputs)
     const ledger = this.state.cache.admission.ledger
-    const reason = this.shadowsPending >= MAX_SHADOWS_PENDING ? 'backlog' : !ledger.fits(bytes) ? 'memory' : undefined
+    const room = ledger.fits(bytes) && this.capturedBytes + bytes <= ledger.limit * SHADOW_BUDGET_SHARE
+    const reason = this.shadowsPending >= MAX_SHADOWS_PENDING ? 'backlog' : !room ? 'memory' : undefined
     if (reason) {
       this.state.metrics.recordShadow(served.name, served.version, label, 'skipped', false, reason)
       log('info', 'shadow.skipped', { requestId: request.requestId, model: served.name, version: served.version, shadowVersion: label, reason, bytes, freeBytes: ledger.limit - ledger.used() })
@@ -398,14 +407,23 @@ export class TrafficControl {
     }
     const ticket = { shadow: `${served.name}/${served.version}` }
     ledger.hold(ticket, 'run', bytes)
-    return { inputs: cloneAll(inputs), outputs: cloneAll(outputs), ticket }
+    this.capturedBytes += bytes
+    return { inputs: cloneAll(inputs), outputs: cloneAll(outputs), ticket, bytes }
+  }
+
+  /** Gives a copy's bytes back to the budget (once); its tensors stay until `dropCaptured`. */
+  private unhold(captured: Captured): void {
+    if (captured.bytes === 0) return
+    this.capturedBytes -= captured.bytes
+    captured.bytes = 0
+    this.state.cache.admission.ledger.release(captured.ticket)
   }
 
   /** Frees a captured copy: its tensors and its bytes in the budget. */
   dropCaptured(captured: Captured): void {
     tf.dispose(captured.inputs)
     tf.dispose(captured.outputs)
-    this.state.cache.admission.ledger.release(captured.ticket)
+    this.unhold(captured)
   }
 
   /** Runs the captured inputs on the shadow version after the response, compares, records. Never throws. */
@@ -427,6 +445,8 @@ export class TrafficControl {
         const held = await this.state.lease(env, name, { version: target.version })
         let outputs: Record<string, tf.Tensor> = {}
         try {
+          // The run is admitted on its own: the copy it reads must not keep it waiting for room.
+          this.unhold(captured)
           outputs = await held.lease.model.run(captured.inputs)
           const result = await compareOutputs(captured.outputs, outputs)
           this.state.metrics.recordShadow(name, version, target.version, 'compared', result.disagreed)

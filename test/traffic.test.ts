@@ -367,7 +367,7 @@ describe('shadow', () => {
     expect(metric('warmserve_shadow_disagreements_total', { model: NAME, version: '1', shadow_version: '4' })).toBe(0)
   })
 
-  it('serves every one of 12 concurrent 64-row shadowed requests, and holds each copy in the memory budget until its shadow run is done', async () => {
+  it('serves every one of 12 concurrent 64-row shadowed requests, and holds each copy in the memory budget until its shadow run starts', async () => {
     await configure({ traffic: { versions: { '1': 100 } }, shadow: { version: 3, fraction: 1 } })
     const rows = Array.from({ length: 64 }, () => SETOSA)
     const metric = await scrape()
