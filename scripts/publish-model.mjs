@@ -57,6 +57,21 @@ export function manifestFor(files, { signatureChange = false } = {}) {
   }
 }
 
+/** The pointer the cron handler writes (src/repository/pointer.ts), from a bucket binding or the remote bucket; undefined when there is none. */
+async function readPointer(bucket) {
+  if (bucket.pointer) return bucket.pointer()
+  const object = await bucket.get('_pointer.json')
+  return object ? JSON.parse(await object.text()) : undefined
+}
+
+/**
+ * Versions of `name` the cron handler accepted: immutable, since isolates keep their weights loaded
+ * and the prediction cache keeps their answers. Refused as targets of a new upload.
+ */
+export async function acceptedVersions(bucket, name) {
+  return Object.keys((await readPointer(bucket))?.models?.[name]?.versions ?? {}).map(Number)
+}
+
 /**
  * Measures a version folder's memory; throws the refusal when it cannot fit an isolate even alone.
  * Resolves to the `memory` object, or undefined when it cannot be measured before it is served.
@@ -76,9 +91,16 @@ export async function checkMemory(dir, name, version) {
 
 /**
  * Uploads a model folder to any R2 bucket API (a Worker binding, miniflare's getR2Bucket):
- * the files first (with `memory`, memory.json too), the manifest last. Returns the manifest.
+ * the files first (with `memory`, memory.json too), the manifest last. Returns the manifest. Refuses,
+ * before uploading anything, a version number the cron handler has accepted already.
  */
 export async function publishVersion(bucket, { dir, name, version, signatureChange = false, memory }) {
+  const accepted = await acceptedVersions(bucket, name)
+  if (accepted.includes(version)) {
+    throw new Error(
+      `${name}/${version} is already accepted, and an accepted version never changes (serving isolates and the prediction cache keep it): publish these files as a new number, e.g. ${Math.max(...accepted) + 1}`,
+    )
+  }
   const files = describeFolder(dir)
   for (const { path, file } of files) await bucket.put(`${name}/${version}/${path}`, readFileSync(file))
   if (memory) await bucket.put(`${name}/${version}/${MEMORY_FILE}`, JSON.stringify(memory, null, 2))
@@ -136,11 +158,13 @@ function remoteBucket(name) {
       wrangler(['put', `${name}/${key}`, '--pipe'], typeof body === 'string' ? Buffer.from(body) : body)
     },
     async pointer() {
+      let text
       try {
-        return JSON.parse(wrangler(['get', `${name}/_pointer.json`, '--pipe']).toString('utf8'))
+        text = wrangler(['get', `${name}/_pointer.json`, '--pipe']).toString('utf8')
       } catch {
-        return undefined
+        return undefined // no pointer yet: nothing accepted
       }
+      return JSON.parse(text)
     },
   }
 }

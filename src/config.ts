@@ -19,6 +19,12 @@ export const MEMORY_HEADROOM = 0.25
 export const DEFAULTS = {
   /** A 224×224×3 float image as JSON is ~3.2 MB at full float precision; leave room for 2×. */
   MAX_BODY_BYTES: 8 * 1024 * 1024,
+  /**
+   * Longest wait for a request's whole body, from the moment the route starts reading it (it holds a
+   * traffic slot by then): a full MAX_BODY_BYTES over a 2 Mbit/s uplink takes ~34 s. A client that
+   * sends slower, or stops sending without closing, gets 408 and its slot goes to the next request.
+   */
+  BODY_READ_TIMEOUT_MS: 45_000,
   /** Rows per predict request, as TF Serving's `max_batch_size` bounds a batch. */
   MAX_BATCH_SIZE: 64,
   /** Elements per request across all inputs: 64 digits images are 50 176, one 224² RGB image 150 528. */

@@ -48,6 +48,18 @@ export function missingFromModel(model: string, key: string, named: string, kind
 }
 
 /**
+ * The client went away before its answer: it closed the connection (the request's signal aborted,
+ * its body stream broke) or the call that asked was cancelled. Nginx's 499 "client closed request":
+ * nobody receives it, but the logs (`request.aborted`) and `/metrics` count it apart from 5xx, so
+ * a client that leaves cannot raise the server's error rate.
+ */
+export class ClientGoneError extends ApiError {
+  constructor(message = 'the client closed the connection before its response was ready', cause?: unknown) {
+    super(499 as ContentfulStatusCode, message, {}, cause)
+  }
+}
+
+/**
  * Characters of a client's string that a message shows. A message names a client's value and
  * never serializes it whole: a body may hold 8 MB in one string or nest millions of levels, and
  * describing it must cost no more than the few characters kept.

@@ -83,7 +83,7 @@ export class Isolate {
   readonly metrics = new Metrics()
   readonly cache: ModelCache
   /** Answers kept on the Workers Cache API for models with `response_cache` (src/predict.ts uses it). */
-  readonly predictions = new PredictionCache()
+  readonly predictions: PredictionCache
   /** Version splits, shadow runs and admission limits per model: every prediction goes through `traffic.serve` (from predict.ts). */
   readonly traffic = new TrafficControl(this)
   /** The isolate's part of the fleet view (src/analytics.ts): its start, and the loads and unloads not yet written. */
@@ -117,6 +117,7 @@ export class Isolate {
       onUnload: (key, reason, memoryBytes) => analytics.unloaded(key, reason, memoryBytes),
     })
     this.pointer = new PointerFollower(now)
+    this.predictions = new PredictionCache(now)
   }
 
   /** Applies `env`'s vars to the live state and returns them. Cheap: the vars are parsed once per env object. */

@@ -68,10 +68,13 @@ export class Metrics {
     this.rejections.get({ model, reason }).value++
   }
 
-  /** Counts one shadow run: `outcome` is `compared`, `failed` (did not load or run) or `skipped` (MAX_SHADOWS_PENDING waiting already). */
-  recordShadow(model: string, version: number, shadow: number | string, outcome: 'compared' | 'failed' | 'skipped', disagreed = false): void {
+  /**
+   * Counts one shadow run: `outcome` is `compared`, `failed` (did not load or run) or `skipped`, with
+   * `reason` `backlog` (MAX_SHADOWS_PENDING waiting already) or `memory` (no room in the budget for its copy).
+   */
+  recordShadow(model: string, version: number, shadow: number | string, outcome: 'compared' | 'failed' | 'skipped', disagreed = false, reason?: 'backlog' | 'memory'): void {
     const labels = { model, version: String(version), shadow_version: String(shadow) }
-    this.shadows.get({ ...labels, outcome }).value++
+    this.shadows.get({ ...labels, outcome, ...(reason ? { reason } : {}) }).value++
     if (disagreed) this.disagreements.get(labels).value++
   }
 
@@ -115,7 +118,7 @@ export class Metrics {
       ),
       counterFamily('warmserve_traffic_total', 'Requests routed to each version of a model, by rule: named (the path names a version or label), default, weighted (random split) or sticky (split by a header).', this.routed),
       counterFamily('warmserve_rejections_total', "Requests answered 429, by model and reason: model (its max_concurrent and max_queue) or isolate (MAX_CONCURRENT and MAX_QUEUE).", this.rejections),
-      counterFamily('warmserve_shadow_requests_total', 'Requests also run on the shadow version after their response, by outcome: compared, failed (the shadow did not load or run; the client lost nothing) or skipped (32 shadow runs waiting already: the shadow cannot keep up).', this.shadows),
+      counterFamily('warmserve_shadow_requests_total', 'Requests also run on the shadow version after their response, by outcome: compared, failed (the shadow did not load or run; the client lost nothing) or skipped, by reason: backlog (32 shadow runs waiting already: the shadow cannot keep up) or memory (no room in CACHE_BUDGET_BYTES for the copy of its inputs and outputs).', this.shadows),
       counterFamily('warmserve_shadow_disagreements_total', "Compared shadow runs whose top-1 class differed from the served version's in some row, or whose outputs differed in shape.", this.disagreements),
     ]
   }

@@ -14,7 +14,8 @@ import type { Isolate } from './isolate'
 import { holding } from './lease'
 import type { ModelLease, WaitUntil } from './lease'
 import type { KeyInput, PredictionCacheOutcome } from './prediction-cache'
-import { predictionKey, tensorInputs } from './prediction-cache'
+import { predictionKey, tensorInputs, versionDigest } from './prediction-cache'
+import { preparedOf } from './protocols/images/classify'
 import type { Selector } from './repository/repository'
 import { rowsOf } from './runtime/sub-batches'
 import { tf } from './runtime/tf'
@@ -33,6 +34,8 @@ export interface Caller {
   requestId?: string
   /** The request's analytics point (src/analytics.ts), when the dataset is bound: the prediction notes what it found. */
   record?: RequestRecord
+  /** Aborts when the client is gone: traffic control then gives up the request's slots (src/traffic.ts). */
+  signal?: AbortSignal
 }
 
 /** One protocol's part of a prediction: its feeds, its answer's shape. */
@@ -99,7 +102,8 @@ async function run<T>(state: Isolate, caller: Caller, held: ModelLease, spec: Pr
     if (ttl !== undefined) {
       const { target } = held
       const inputs = early ?? (await tensorInputs(feeds))
-      key = await predictionKey({ model: target.name, version: target.version, config: target.config, format: spec.format(held), outputs: names, inputs })
+      const digest = await versionDigest(target.entry.files, preparedOf(target, held.lease.model).labels)
+      key = await predictionKey({ model: target.name, version: target.version, digest, config: target.config, format: spec.format(held), outputs: names, inputs })
       if (workersDev) state.predictions.passOver('*.workers.dev routes have no Cache API; serve from a custom domain to cache predictions')
       const cached = caller.noCache || workersDev ? undefined : await state.predictions.lookup(key)
       if (cached !== undefined) {

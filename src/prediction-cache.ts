@@ -3,14 +3,18 @@
  * whose config.json has `"response_cache": {"ttl_seconds": N}`.
  *
  * The key is a SHA-256 of what decides an answer: the model, the version that answers (so a new
- * version never serves an old entry), its config.json, the response format, the outputs asked for,
+ * version never serves an old entry) and a digest of its files and labels (so files uploaded again
+ * under an old number, or a changed labels file, never meet an old entry), its config.json, the
+ * response format, the outputs asked for,
  * and the parsed input tensors — dtype, shape and bytes — so whitespace, row vs columnar, JSON vs
  * binary of the same tensor all land on the same entry. An encoded image sent whole (`:classify`
  * with an image body, RPC `run(model, {image})`) is keyed by its bytes, so a hit skips decoding it
  * too. Errors are never stored.
  *
  * The Cache API is per data center, and absent on `*.workers.dev` routes (it needs a custom domain):
- * there, and wherever it fails, every lookup is a miss, logged once per isolate, and serving goes on.
+ * there every lookup is a miss, logged once per isolate, and serving goes on. Where a call to it
+ * fails, the cache is left alone for a while (PREDICTION_CACHE_BACKOFF_BASE_MS, doubling per failure
+ * in a row up to PREDICTION_CACHE_BACKOFF_MAX_MS), then tried again; one success clears the count.
  * @see https://developers.cloudflare.com/workers/runtime-apis/cache/
  */
 import { concatBytes } from './http/body'
@@ -30,6 +34,8 @@ export interface KeyInput {
 export interface PredictionKeyParts {
   model: string
   version: number
+  /** `versionDigest` of the version's files and the labels its answers use. */
+  digest: string
   /** The model's config.json as it applies to this version (labels, top_k, activation shape answers). */
   config: unknown
   /** The shape of the answer: `tf-serving-rows`, `v2`, `classify;top_k=5`… */
@@ -60,6 +66,7 @@ export async function predictionKey(parts: PredictionKeyParts): Promise<string> 
     JSON.stringify({
       model: parts.model,
       version: parts.version,
+      digest: parts.digest,
       config: parts.config,
       format: parts.format,
       outputs: parts.outputs,
@@ -67,9 +74,30 @@ export async function predictionKey(parts: PredictionKeyParts): Promise<string> 
     }),
   )
   const whole = concatBytes([header, ...names.map((name) => parts.inputs[name]!.bytes)])
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', whole))
-  const hash = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('')
+  const hash = hex(await crypto.subtle.digest('SHA-256', whole))
   return `${KEY_ORIGIN}/${encodeURIComponent(parts.model)}/${parts.version}/${hash}`
+}
+
+const hex = (digest: ArrayBuffer) => Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('')
+
+// Memos: a version's files and a loaded model's labels are fixed objects for as long as they are used.
+const fileDigests = new WeakMap<object, Promise<string>>()
+const labelDigests = new WeakMap<object, Promise<string>>()
+
+const digestOf = (memo: WeakMap<object, Promise<string>>, of: object) => {
+  let digest = memo.get(of)
+  if (!digest) memo.set(of, (digest = crypto.subtle.digest('SHA-256', new TextEncoder().encode(JSON.stringify(of))).then(hex)))
+  return digest
+}
+
+/**
+ * What identifies a version's content: the SHA-256 of its file list (each file's path, size and, for
+ * an R2 version, sha256) and of the labels its answers use (inline in config.json or from a labels
+ * file, as the loaded model has them). Memoized per object.
+ */
+export async function versionDigest(files: object, labels: readonly string[] | undefined): Promise<string> {
+  const [ofFiles, ofLabels] = await Promise.all([digestOf(fileDigests, files), labels ? digestOf(labelDigests, labels) : ''])
+  return `${ofFiles}:${ofLabels}`
 }
 
 // ===== The stored form: JSON, with typed arrays (v2 outputs) as bytes after it =====
@@ -107,10 +135,28 @@ export function decodeAnswer(body: Uint8Array): unknown {
   })
 }
 
-/** Where the isolate's prediction cache reads and writes; holds whether the Cache API was found missing. */
+/** First pause after a Cache API call fails; it doubles per failure in a row … */
+export const PREDICTION_CACHE_BACKOFF_BASE_MS = 1_000
+/** … up to this: a cache that keeps failing is tried again once a few minutes, never given up for good. */
+export const PREDICTION_CACHE_BACKOFF_MAX_MS = 5 * 60_000
+
+/** Where the isolate's prediction cache reads and writes; holds whether the Cache API is missing, and its back-off after failures. */
 export class PredictionCache {
   private missing: string | undefined
   private readonly logged = new Set<string>()
+  /** Failed Cache API calls in a row; every lookup and store is a miss until `retryAt`. */
+  private failures = 0
+  private retryAt = 0
+  /** Failed calls by operation (`match`, `put`), and calls skipped while backing off: `/metrics`. */
+  readonly errors = { match: 0, put: 0 }
+  skipped = 0
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** Milliseconds until the Cache API is tried again (0 when it is in use). */
+  backoffMs(): number {
+    return Math.max(0, this.retryAt - this.now())
+  }
 
   /** Logs that the cache is not used, once per reason in this isolate. */
   passOver(reason: string): void {
@@ -127,9 +173,34 @@ export class PredictionCache {
 
   private cache(): Cache | undefined {
     if (this.missing !== undefined) return undefined
+    if (this.now() < this.retryAt) {
+      this.skipped++
+      return undefined
+    }
     const cache = (globalThis as { caches?: CacheStorage & { default?: Cache } }).caches?.default
     if (!cache) this.markUnavailable('no Cache API (caches.default) in this runtime')
     return cache
+  }
+
+  /** A Cache API call failed: misses for a bounded, doubling while, then the cache is tried again. */
+  private failed(operation: 'match' | 'put', error: unknown): void {
+    this.errors[operation]++
+    this.failures++
+    const waitMs = Math.min(PREDICTION_CACHE_BACKOFF_MAX_MS, PREDICTION_CACHE_BACKOFF_BASE_MS * 2 ** (this.failures - 1))
+    this.retryAt = this.now() + waitMs
+    log('warn', 'prediction_cache.backoff', {
+      operation,
+      error: (error as Error)?.message ?? String(error),
+      failures: this.failures,
+      retryInMs: waitMs,
+      effect: 'predictions are answered as misses until then; serving goes on',
+    })
+  }
+
+  private succeeded(): void {
+    if (this.failures === 0) return
+    log('info', 'prediction_cache.recovered', { afterFailures: this.failures })
+    this.failures = 0
   }
 
   /** The stored answer for `key`, or `undefined`. A failing Cache API is a miss. */
@@ -138,9 +209,11 @@ export class PredictionCache {
     if (!cache) return undefined
     try {
       const hit = await cache.match(key)
-      return hit ? decodeAnswer(new Uint8Array(await hit.arrayBuffer())) : undefined
+      const value = hit ? decodeAnswer(new Uint8Array(await hit.arrayBuffer())) : undefined
+      this.succeeded()
+      return value
     } catch (error) {
-      this.markUnavailable(`caches.default.match failed: ${(error as Error).message}`)
+      this.failed('match', error)
       return undefined
     }
   }
@@ -152,8 +225,9 @@ export class PredictionCache {
     try {
       const headers = { 'Content-Type': 'application/octet-stream', 'Cache-Control': `max-age=${ttlSeconds}` }
       await cache.put(key, new Response(encodeAnswer(value), { headers }))
+      this.succeeded()
     } catch (error) {
-      this.markUnavailable(`caches.default.put failed: ${(error as Error).message}`)
+      this.failed('put', error)
     }
   }
 }

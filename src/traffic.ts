@@ -15,11 +15,15 @@
  * - `max_concurrent`, `max_queue`: a request holds a slot from the moment it is routed until its
  *   response is ready (body read included); past the slots and the queue, 429 with `Retry-After`.
  *   The vars MAX_CONCURRENT and MAX_QUEUE do the same for all models of the isolate together.
+ *   A slot or queue place is given up whenever its request ends: its response is ready, it failed,
+ *   its body read broke or ran past BODY_READ_TIMEOUT_MS, or its client left (`RouteRequest.signal`).
  */
 import type { RequestRecord } from './analytics'
+import type { MemoryLedger } from './memory-ledger'
 import { isolateLimits } from './config'
-import { Gate } from './gate'
-import { ApiError, configFault } from './errors'
+import { CLAIM_TIMEOUT_MS, Gate } from './gate'
+import type { Place } from './gate'
+import { ApiError, ClientGoneError, configFault } from './errors'
 import { holding } from './lease'
 import type { ModelLease, WaitUntil } from './lease'
 import { log } from './log'
@@ -38,13 +42,20 @@ export const RETRY_AFTER_SECONDS = 1
  * ones rather than grow without bound when the shadow cannot keep up.
  */
 export const MAX_SHADOWS_PENDING = 32
+/**
+ * Share of the memory budget the copies waiting for shadow runs may hold together: the rest stays
+ * for served runs, so a backlog of copies never leaves a served request waiting for room.
+ */
+export const SHADOW_BUDGET_SHARE = 0.25
 
 /**
  * What traffic control needs of the isolate (isolate.ts is the one): its repository, a lease on a
  * routed version, its metrics. A narrow interface, so this module does not import the isolate.
  */
 export interface TrafficHost {
-  readonly metrics: Pick<Metrics, 'recordRouted' | 'recordRejection' | 'recordShadow'>
+  readonly metrics: Pick<Metrics, 'recordRouted' | 'recordRejection' | 'recordShadow' | 'recordRequest'>
+  /** The memory budget's ledger, which holds a shadow run's copy of its request's tensors. */
+  readonly cache: { readonly admission: { readonly ledger: MemoryLedger } }
   repository(env: Env, waitUntil?: WaitUntil): Promise<Repository>
   leaseVersion(env: Env, target: ResolvedVersion): Promise<ModelLease>
 }
@@ -56,6 +67,12 @@ export interface RouteRequest {
   requestId?: string
   /** The request's analytics point (src/analytics.ts), when the dataset is bound: routing notes its version, rule, wait and shadow. */
   record?: RequestRecord
+  /**
+   * Aborts when the client is gone (an HTTP request's `signal`). Its slots and queue places are then
+   * given up at once, in the abort event itself: once its client leaves, the runtime may never run
+   * the request's code again, so a slot that waits for that code to free it would be lost for good.
+   */
+  signal?: AbortSignal
 }
 
 /** How a request got its version: the path named it, the model's default, a random weighted draw, or the sticky header. */
@@ -103,13 +120,54 @@ function resolveKey(repository: Repository, name: string, key: string | number, 
 
 /** The version a request goes to, and by which rule. Unknown models, versions and labels are 404 as before. */
 export function route(repository: Repository, name: string, selector: Selector, header: RouteRequest['header'], random: () => number): { target: ResolvedVersion; rule: Rule } {
-  if (selector.version !== undefined || selector.label !== undefined) return { target: repository.resolve(name, selector), rule: 'named' }
   const traffic = repository.config(name).traffic
+  if (selector.version !== undefined || selector.label !== undefined) {
+    const target = repository.resolve(name, selector)
+    if (traffic && traffic.explicit !== 'any') checkListed(repository, name, traffic.versions, target, selector)
+    return { target, rule: 'named' }
+  }
   if (!traffic) return { target: repository.resolve(name), rule: 'default' }
   const value = traffic.sticky_header === undefined ? undefined : header?.(traffic.sticky_header)
   const u = value === undefined ? random() : fnv1a(value) / 2 ** 32
   const key = pickWeighted(Object.entries(traffic.versions), u)
   return { target: resolveKey(repository, name, key, 'traffic.versions'), rule: value === undefined ? 'weighted' : 'sticky' }
+}
+
+/**
+ * Waits until `place` holds a slot, sweeping the gate meanwhile: this request's code is alive, so it
+ * takes back slots handed to waiters that never took them up (src/gate.ts CLAIM_TIMEOUT_MS).
+ */
+async function waitInLine(gate: Gate, place: Place): Promise<void> {
+  if (place.state === 'holding') return
+  const sweeping = setInterval(() => gate.sweep(), CLAIM_TIMEOUT_MS / 2)
+  try {
+    await place.ready
+  } finally {
+    clearInterval(sweeping)
+  }
+}
+
+/**
+ * Refuses a named version the split leaves out, under `traffic.explicit: "listed"` (the default once a
+ * split exists): 403, not 404 — the version exists (its status and metadata answer), but this model's
+ * config.json does not serve it by name. The message says which versions are served.
+ */
+function checkListed(repository: Repository, name: string, versions: Record<string, number>, target: ResolvedVersion, selector: Selector): void {
+  const listed = new Set<number>()
+  for (const key of Object.keys(versions)) {
+    try {
+      listed.add(repository.resolve(name, /^[0-9]+$/.test(key) ? { version: Number(key) } : { label: key }).version)
+    } catch {
+      // A key the repository does not serve routes nobody; the split itself answers 503 for it.
+    }
+  }
+  if (listed.has(target.version)) return
+  const named = selector.label !== undefined ? `label '${selector.label}' (version ${target.version})` : `version ${target.version}`
+  const served = [...listed].sort((a, b) => a - b).join(', ')
+  throw new ApiError(
+    403,
+    `model '${name}' does not serve ${named} by name: its traffic split lists version${listed.size === 1 ? '' : 's'} ${served} (config.json traffic.versions; traffic.explicit "any" serves every version by name)`,
+  )
 }
 
 /** What a shadow run found: the largest absolute difference over every output, and whether the top-1 class agreed in every row. */
@@ -156,17 +214,20 @@ export async function compareOutputs(served: Record<string, tf.Tensor>, shadow: 
   return { maxAbsDiff, rows, top1Agreement, disagreed: rows > agreeing }
 }
 
-/** Tensors a shadowed request ran on and got, kept (cloned) for the shadow run after its response. */
+/**
+ * Tensors a shadowed request ran on and got, kept (cloned) for the shadow run after its response,
+ * their bytes held in the cache's memory budget (`ticket`) until the shadow run is done.
+ */
 interface Captured {
   inputs: Record<string, tf.Tensor>
   outputs: Record<string, tf.Tensor>
+  ticket: object
+  bytes: number
 }
 
 const cloneAll = (tensors: Record<string, tf.Tensor>) => Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, tf.clone(t)]))
-const disposeCaptured = (captured: Captured) => {
-  tf.dispose(captured.inputs)
-  tf.dispose(captured.outputs)
-}
+/** Bytes of tensor data: 1 a bool, 4 every other dtype tf.js stores (strings are rare here and counted as 4). */
+const bytesOf = (tensors: Record<string, tf.Tensor>) => Object.values(tensors).reduce((n, t) => n + t.size * (t.dtype === 'bool' ? 1 : 4), 0)
 
 /** One routed request: the version it goes to, and the slots it holds until `release`. */
 export class TrafficSlot {
@@ -191,11 +252,15 @@ export class TrafficSlot {
     return holding(held, use)
   }
 
-  /** The model as the route sees it, keeping a copy of the first run's inputs and outputs for the shadow. */
+  /** The model as the route sees it, keeping a copy of the first run's inputs and outputs for the shadow, when there is room. */
   private capturing(model: Servable): Servable {
+    let tried = false
     const run = async (inputs: Record<string, tf.Tensor>) => {
       const outputs = await model.run(inputs)
-      if (!this.captured && !this.released) this.captured = { inputs: cloneAll(inputs), outputs: cloneAll(outputs) }
+      if (!tried && !this.released) {
+        tried = true
+        this.captured = this.control.capture(this.target, this.shadow!, inputs, outputs, this.request)
+      }
       return outputs
     }
     return wrapRun(model, run)
@@ -219,10 +284,20 @@ export class TrafficControl {
   // Shadow runs go one after another: the tail of that chain, and how many are on it.
   private shadowTail: Promise<void> = Promise.resolve()
   private shadowsPending = 0
+  // Bytes the copies waiting for their shadow runs hold in the budget.
+  private capturedBytes = 0
   /** Draws for the weighted split and the shadow fraction; tests may replace it. */
   random: () => number = Math.random
 
   constructor(readonly state: TrafficHost) {}
+
+  /** Requests holding a slot and waiting for one, per model gate and for the isolate's: the `/metrics` gauge. */
+  occupancy(): Array<{ scope: 'model' | 'isolate'; model: string; inFlight: number; queued: number }> {
+    return [
+      ...[...this.gates].map(([model, gate]) => ({ scope: 'model' as const, model, inFlight: gate.inFlight, queued: gate.queued })),
+      { scope: 'isolate' as const, model: '', inFlight: this.isolateGate.inFlight, queued: this.isolateGate.queued },
+    ]
+  }
 
   /** The gate of one model, with the limits of its current config.json. */
   gate(name: string, config: ModelConfig = {}): Gate {
@@ -250,7 +325,10 @@ export class TrafficControl {
     }
   }
 
-  /** Routes a request and takes its slots (for `serve`, which releases them). */
+  /**
+   * Routes a request and takes its slots (for `serve`, which releases them); a client that leaves
+   * (`request.signal`) gives up its places itself, waiting or holding.
+   */
   private async takeSlot(env: Env, name: string, selector: Selector, request: RouteRequest = {}): Promise<TrafficSlot> {
     request.record?.note({ model: name })
     const repository = await this.state.repository(env, request.waitUntil)
@@ -259,26 +337,41 @@ export class TrafficControl {
     this.isolateGate.configure(limits.maxConcurrent, limits.maxQueue)
     const gate = this.gate(name, target.config)
     const queued = Date.now()
-    await this.enter(gate, name, 'model', request)
+    const { signal } = request
+    const places: Place[] = []
+    const leave = (reason?: unknown) => {
+      signal?.removeEventListener('abort', gone)
+      for (const place of places) place.leave(reason)
+    }
+    const gone = () => leave(new ClientGoneError('the client closed the connection while its request waited for a slot'))
+    if (signal?.aborted) throw new ClientGoneError()
+    signal?.addEventListener('abort', gone)
     try {
-      await this.enter(this.isolateGate, name, 'isolate', request)
+      for (const [at, reason] of [[gate, 'model'], [this.isolateGate, 'isolate']] as const) {
+        const place = this.enter(at, name, reason, request)
+        place.onReclaimed = () => {
+          leave()
+          // Its code will not run again to answer: counted and logged here, as its response would be.
+          this.state.metrics.recordRequest(name, undefined, 499)
+          log('info', 'request.aborted', { requestId: request.requestId, status: 499, model: name, reason: 'its turn came after its client had left' })
+        }
+        places.push(place)
+        await waitInLine(at, place)
+        // Handed a slot, but resumed too late to take it up: only an isolate blocked for CLAIM_TIMEOUT_MS does that.
+        if (!place.claim()) throw new ApiError(503, `this server was too busy to serve model '${name}' in time; retry after ${RETRY_AFTER_SECONDS} s`, { 'Retry-After': String(RETRY_AFTER_SECONDS) })
+      }
     } catch (error) {
-      gate.leave()
+      leave()
       throw error
     }
     this.state.metrics.recordRouted(name, target.version, rule)
-    const leave = () => {
-      this.isolateGate.leave()
-      gate.leave()
-    }
     const shadow = this.drawShadow(repository, target, request)
     request.record?.routed(target, rule, Date.now() - queued, shadow)
     return new TrafficSlot(this, env, target, rule, request, leave, shadow)
   }
 
-  private async enter(gate: Gate, name: string, reason: 'model' | 'isolate', request: RouteRequest): Promise<void> {
+  private enter(gate: Gate, name: string, reason: 'model' | 'isolate', request: RouteRequest): Place {
     const entered = gate.enter()
-    if (entered === true) return
     if (entered !== false) return entered
     this.state.metrics.recordRejection(name, reason)
     request.record?.note({ error_code: `capacity_${reason}` })
@@ -305,13 +398,51 @@ export class TrafficControl {
     }
   }
 
+  /**
+   * Copies a shadowed request's inputs and outputs for its shadow run, if the run can happen: fewer
+   * than MAX_SHADOWS_PENDING waiting, and the copies' bytes free in the cache's memory budget, where
+   * they are held until the run is done — as a served run's activations are, so no served request is
+   * refused for them. Otherwise nothing is copied, and the skip is counted and logged.
+   */
+  capture(served: ResolvedVersion, shadow: ResolvedVersion | string | number, inputs: Record<string, tf.Tensor>, outputs: Record<string, tf.Tensor>, request: RouteRequest): Captured | undefined {
+    const label = typeof shadow === 'object' ? shadow.version : shadow
+    const bytes = bytesOf(inputs) + bytesOf(outputs)
+    const ledger = this.state.cache.admission.ledger
+    const room = ledger.fits(bytes) && this.capturedBytes + bytes <= ledger.limit * SHADOW_BUDGET_SHARE
+    const reason = this.shadowsPending >= MAX_SHADOWS_PENDING ? 'backlog' : !room ? 'memory' : undefined
+    if (reason) {
+      this.state.metrics.recordShadow(served.name, served.version, label, 'skipped', false, reason)
+      log('info', 'shadow.skipped', { requestId: request.requestId, model: served.name, version: served.version, shadowVersion: label, reason, bytes, freeBytes: ledger.limit - ledger.used() })
+      return undefined
+    }
+    const ticket = { shadow: `${served.name}/${served.version}` }
+    ledger.hold(ticket, 'run', bytes)
+    this.capturedBytes += bytes
+    return { inputs: cloneAll(inputs), outputs: cloneAll(outputs), ticket, bytes }
+  }
+
+  /** Gives a copy's bytes back to the budget (once); its tensors stay until `dropCaptured`. */
+  private unhold(captured: Captured): void {
+    if (captured.bytes === 0) return
+    this.capturedBytes -= captured.bytes
+    captured.bytes = 0
+    this.state.cache.admission.ledger.release(captured.ticket)
+  }
+
+  /** Frees a captured copy: its tensors and its bytes in the budget. */
+  dropCaptured(captured: Captured): void {
+    tf.dispose(captured.inputs)
+    tf.dispose(captured.outputs)
+    this.unhold(captured)
+  }
+
   /** Runs the captured inputs on the shadow version after the response, compares, records. Never throws. */
   startShadow(env: Env, served: ResolvedVersion, shadow: ResolvedVersion | string | number, captured: Captured, request: RouteRequest): void {
     const { name, version } = served
     const label = typeof shadow === 'object' ? shadow.version : shadow
     if (this.shadowsPending >= MAX_SHADOWS_PENDING) {
-      disposeCaptured(captured)
-      this.state.metrics.recordShadow(name, version, label, 'skipped')
+      this.dropCaptured(captured)
+      this.state.metrics.recordShadow(name, version, label, 'skipped', false, 'backlog')
       request.record?.shadow('skipped', label)
       return
     }
@@ -325,6 +456,8 @@ export class TrafficControl {
         const held = await this.state.leaseVersion(env, target)
         let outputs: Record<string, tf.Tensor> = {}
         try {
+          // The run is admitted on its own: the copy it reads must not keep it waiting for room.
+          this.unhold(captured)
           outputs = await held.lease.model.run(captured.inputs)
           const result = await compareOutputs(captured.outputs, outputs)
           this.state.metrics.recordShadow(name, version, target.version, 'compared', result.disagreed)
@@ -350,7 +483,7 @@ export class TrafficControl {
         request.record?.shadow('failed', label)
         log('warn', 'shadow.failed', { requestId: request.requestId, model: name, version, shadowVersion: label, error: (error as Error).message })
       } finally {
-        disposeCaptured(captured)
+        this.dropCaptured(captured)
         this.shadowsPending--
       }
     }

@@ -4,6 +4,7 @@
 // inference request writes the documented point; loads, unloads and shadow runs write their own;
 // failures carry their error code; a throwing dataset fails nothing; no binding, no writes. The
 // schema test keeps docs/analytics.md and the .sql files in step with the code's schema.
+import type { Place } from '../src/gate'
 import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
 import { encode as encodePng } from 'fast-png'
@@ -222,12 +223,13 @@ describe('failures', () => {
     const limited = { ...bindings, MAX_CONCURRENT: '1', MAX_QUEUE: '0' } as Env
     const gate = isolate().traffic.isolateGate
     gate.configure(1, 0)
-    expect(gate.enter()).toBe(true)
+    const held = gate.enter() as Place
+    expect(held.state).toBe('holding')
     try {
       expect((await request(limited, '/v1/models/iris:predict', json({ instances: [SETOSA] }))).response.status).toBe(429)
       await expect(new Models(createExecutionContext(), limited).run('iris', { instances: [SETOSA] })).rejects.toMatchObject({ status: 429 })
     } finally {
-      gate.leave()
+      held.leave()
     }
     expect(points.map(read).map((p) => [p.event, p.route, p.status, p.error_code])).toEqual([
       ['request', 'tf-serving:predict', 429, 'capacity_isolate'],

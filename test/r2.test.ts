@@ -195,6 +195,22 @@ describe('validation', () => {
     ])
   })
 
+  it('refuses other files uploaded under an accepted number, says to publish a new one, and keeps refusing them', async () => {
+    await publish(env.MODELS, NAME, 2, await irisWithBias([0, 0, 50]))
+    expect((await publishElsewhere()).accepted).toEqual([`${NAME}/2`])
+    // The same number again, other weights: two models under one version if it were accepted.
+    await publish(env.MODELS, NAME, 2, await irisWithBias([0, 50, 0]))
+    const reason =
+      'version 2 was accepted before with other files, and an accepted version never changes (serving isolates keep its weights, the prediction cache its answers): publish the new files as a new number, e.g. 3'
+    const report = await publishElsewhere()
+    expect(report).toMatchObject({ accepted: [], removed: [`${NAME}/2`], rejected: [{ model: `${NAME}/2`, reason }] })
+    expect((await pointer()).models[NAME]).toMatchObject({ current: 1, rejected: { '2': { reason, replaced: true } } })
+    // Uploaded over once more: still refused, never validated as a fresh candidate.
+    await publish(env.MODELS, NAME, 2, await irisWithBias([50, 0, 0]))
+    expect(await publishElsewhere()).toMatchObject({ accepted: [], rejected: [{ model: `${NAME}/2`, reason }] })
+    expect(Object.keys((await pointer()).models[NAME]!.versions)).toEqual(['1'])
+  })
+
   it('withdraws a published version that was deleted from the bucket', async () => {
     await publish(env.MODELS, NAME, 2, await irisWithBias([0, 0, 50]))
     await publishElsewhere()

@@ -11,6 +11,7 @@ import { checkModelConfig } from '../src/repository/model-config'
 import { isolate } from '../src/isolate'
 import { tf } from '../src/runtime/tf'
 import { Gate } from '../src/gate'
+import type { Place } from '../src/gate'
 import { fnv1a, pickWeighted } from '../src/traffic'
 import { call, post, runCron, SETOSA } from './helpers'
 import { irisWithBias, publish } from './r2-helpers'
@@ -80,8 +81,8 @@ describe('config.json', () => {
 })
 
 describe('weighted split', () => {
-  it('splits requests that name no version by weight, in both protocols; a named version or label is served as named', async () => {
-    await configure({ version_labels: { canary: 3 }, traffic: { versions: { '1': 50, canary: 50 } } })
+  it('splits requests that name no version by weight, in both protocols; under explicit "any" a named version or label is served as named', async () => {
+    await configure({ version_labels: { canary: 3 }, traffic: { versions: { '1': 50, canary: 50 }, explicit: 'any' } })
     isolate().traffic.random = draws(0.25, 0.75)
     expect(await answer(await post(PREDICT, { instances: [SETOSA] }))).toEqual({ version: '1', top: 0 })
     expect(await answer(await post(PREDICT, { instances: [SETOSA] }))).toEqual({ version: '3', top: 2 })
@@ -153,6 +154,11 @@ function heldRequest(path: string, bindings: Env = env) {
   const response = call(path, { method: 'POST', body: readable, headers: { 'content-type': 'application/json' }, duplex: 'half' } as RequestInit, bindings)
   return {
     response,
+    /** The client's side of the body breaks off, as when its connection is lost mid-body. */
+    breakOff: () => {
+      void writer.abort(new Error('connection lost'))
+      return response
+    },
     finish: () => {
       void writer.write(new TextEncoder().encode(JSON.stringify({ instances: [SETOSA] })))
       void writer.close()
@@ -232,22 +238,93 @@ describe('admission limits', () => {
     expect((await scrape())('warmserve_rejections_total', { model: 'iris', reason: 'isolate' })).toBe(1)
   })
 
+  it('frees the slot of a request whose body breaks off (499, counted apart from 5xx) and hands it to the next in line', async () => {
+    await configure({ max_concurrent: 1, max_queue: 1 })
+    const gate = isolate().traffic.gate(NAME)
+    const lines: Record<string, unknown>[] = []
+    vi.spyOn(console, 'log').mockImplementation((line: string) => void lines.push(JSON.parse(line)))
+    const leaving = heldRequest(PREDICT)
+    await until(() => gate.inFlight === 1, 'the leaving request to be admitted')
+    const next = heldRequest(PREDICT)
+    await until(() => gate.queued === 1, 'the next request to wait')
+    const gone = await leaving.breakOff()
+    expect(gone.status).toBe(499)
+    expect((await gone.json<{ error: string }>()).error).toMatch(/^the request body broke off while it was being read/)
+    expect(lines.find((l) => l.event === 'request.aborted')).toMatchObject({ status: 499, model: NAME })
+    expect((await next.finish()).status).toBe(200)
+    expect([gate.inFlight, gate.queued]).toEqual([0, 0])
+    const metric = await scrape()
+    expect(metric('warmserve_requests_total', { model: NAME, status: '499' })).toBe(1)
+    expect(metric('warmserve_traffic_slots', { scope: 'model', model: NAME, state: 'in_flight' })).toBe(0)
+  })
+
+  it('gives a body BODY_READ_TIMEOUT_MS to arrive: then 408, and the slot is free', async () => {
+    const bindings = { ...env, BODY_READ_TIMEOUT_MS: '300' } as Env
+    await configure({ max_concurrent: 1, max_queue: 0 }, bindings)
+    const slow = heldRequest(PREDICT, bindings)
+    const res = await slow.response
+    expect(res.status).toBe(408)
+    expect((await res.json<{ error: string }>()).error).toBe('the request body did not arrive within 300 ms (BODY_READ_TIMEOUT_MS)')
+    expect(isolate().traffic.gate(NAME).inFlight).toBe(0)
+    expect((await post(PREDICT, { instances: [SETOSA] }, {}, bindings)).status).toBe(200)
+  })
+
   it('hands a slot to the longest waiter, and admits waiters at once when the limit is raised', async () => {
     const gate = new Gate(1, 1)
-    expect(gate.enter()).toBe(true)
+    const first = gate.enter() as Place
+    expect(first.state).toBe('holding')
     const order: number[] = []
-    void (gate.enter() as Promise<void>).then(() => order.push(1))
+    void (gate.enter() as Place).ready.then(() => order.push(1))
     expect(gate.enter()).toBe(false)
     gate.configure(1, 3)
-    void (gate.enter() as Promise<void>).then(() => order.push(2))
-    void (gate.enter() as Promise<void>).then(() => order.push(3))
-    gate.leave()
+    void (gate.enter() as Place).ready.then(() => order.push(2))
+    void (gate.enter() as Place).ready.then(() => order.push(3))
+    first.leave()
     await Promise.resolve()
     expect(order).toEqual([1])
     gate.configure(3, 3)
     await Promise.resolve()
     expect(order).toEqual([1, 2, 3])
     expect([gate.inFlight, gate.queued]).toEqual([3, 0])
+  })
+
+  it('gives a slot back whatever state its place is in: a waiter that leaves is out of the line, a granted one frees its slot', async () => {
+    const gate = new Gate(1, 2)
+    const holder = gate.enter() as Place
+    const quitter = gate.enter() as Place
+    const next = gate.enter() as Place
+    const reason = new Error('client gone')
+    quitter.leave(reason)
+    await expect(quitter.ready).rejects.toBe(reason)
+    expect([gate.inFlight, gate.queued]).toEqual([1, 1])
+    holder.leave()
+    holder.leave() // idempotent: one slot freed, not two
+    expect([next.state, gate.inFlight, gate.queued]).toEqual(['holding', 1, 0])
+    // Granted, but its code never ran again (a cancelled request): leave() still frees the slot.
+    next.leave()
+    expect([gate.inFlight, gate.queued]).toEqual([0, 0])
+  })
+})
+
+describe('traffic.explicit', () => {
+  it('serves a version the split leaves out only by its name under "any"; "listed" (the default) answers 403 naming the served versions', async () => {
+    await configure({ version_labels: { canary: 3 }, traffic: { versions: { '1': 100, '2': 0 } } })
+    expect(await answer(await post(`/v1/models/${NAME}/versions/2:predict`, { instances: [SETOSA] }))).toEqual({ version: '2', top: 1 })
+    for (const path of [`/v1/models/${NAME}/versions/3:predict`, `/v1/models/${NAME}/labels/canary:predict`, `/v2/models/${NAME}/versions/3/infer`]) {
+      const res = await post(path, path.includes('/v2/') ? v2Body : { instances: [SETOSA] })
+      expect(res.status).toBe(403)
+      const named = path.includes('canary') ? "label 'canary' (version 3)" : 'version 3'
+      expect((await res.json<{ error: string }>()).error).toBe(
+        `model '${NAME}' does not serve ${named} by name: its traffic split lists versions 1, 2 (config.json traffic.versions; traffic.explicit "any" serves every version by name)`,
+      )
+    }
+    const refused = await rpcCaller.call('run', NAME, { instances: [SETOSA] }, { version: 3 })
+    expect(refused.error).toMatchObject({ status: 403 })
+    // Its status and metadata still answer: the version exists, it is only not served by name.
+    expect((await call(`/v1/models/${NAME}/versions/3`)).status).toBe(200)
+    await configure({ version_labels: { canary: 3 }, traffic: { versions: { '1': 100 }, explicit: 'any' } })
+    expect(await answer(await post(`/v1/models/${NAME}/labels/canary:predict`, { instances: [SETOSA] }))).toEqual({ version: '3', top: 2 })
+    expect(checkModelConfig({ traffic: { versions: { '1': 1 }, explicit: 'all' } })).toMatchObject({ ok: false, message: expect.stringMatching(/at traffic\.explicit/) })
   })
 })
 
@@ -288,6 +365,47 @@ describe('shadow', () => {
     const metric = await scrape()
     expect(metric('warmserve_shadow_requests_total', { model: NAME, version: '1', shadow_version: '4', outcome: 'compared' })).toBe(1)
     expect(metric('warmserve_shadow_disagreements_total', { model: NAME, version: '1', shadow_version: '4' })).toBe(0)
+  })
+
+  it('serves every one of 12 concurrent 64-row shadowed requests, and holds each copy in the memory budget until its shadow run starts', async () => {
+    await configure({ traffic: { versions: { '1': 100 } }, shadow: { version: 3, fraction: 1 } })
+    const rows = Array.from({ length: 64 }, () => SETOSA)
+    const metric = await scrape()
+    const compared = metric('warmserve_shadow_requests_total', { model: NAME, shadow_version: '3', outcome: 'compared' })
+    const served = await Promise.all(Array.from({ length: 12 }, () => post(PREDICT, { instances: rows })))
+    expect(served.map((r) => r.status)).toEqual(Array.from({ length: 12 }, () => 200))
+    expect((await scrape())('warmserve_shadow_requests_total', { model: NAME, shadow_version: '3', outcome: 'compared' })).toBe(compared + 12)
+    expect(isolate().cache.admission.ledger.transient()).toBe(0)
+  })
+
+  it('copies nothing for a shadow run the budget has no room for: skipped, counted and logged', async () => {
+    await configure({ traffic: { versions: { '1': 100 } }, shadow: { version: 3, fraction: 1 } })
+    const traffic = isolate().traffic
+    const target = (await isolate().repository(env)).resolve(NAME, { version: 1 })
+    const inputs = { features: tf.zeros([64, 4]) }
+    const outputs = { scores: tf.zeros([64, 3]) }
+    const ledger = isolate().cache.admission.ledger
+    const tensors = tf.memory().numTensors
+    const lines: Record<string, unknown>[] = []
+    vi.spyOn(console, 'log').mockImplementation((line: string) => void lines.push(JSON.parse(line)))
+    // Everything but 1 KB of the budget taken: the copy of 64 × 4 inputs and 64 × 3 outputs (float32) needs 1792 bytes.
+    const filler = {}
+    ledger.hold(filler, 'resident', ledger.limit - ledger.used() - 1024)
+    try {
+      expect(traffic.capture(target, 3, inputs, outputs, { requestId: 'r1' })).toBeUndefined()
+      expect(tf.memory().numTensors).toBe(tensors)
+    } finally {
+      ledger.release(filler)
+    }
+    expect(lines.find((l) => l.event === 'shadow.skipped')).toMatchObject({ requestId: 'r1', model: NAME, version: 1, shadowVersion: 3, reason: 'memory', bytes: 1792, freeBytes: 1024 })
+    expect((await scrape())('warmserve_shadow_requests_total', { model: NAME, version: '1', shadow_version: '3', outcome: 'skipped', reason: 'memory' })).toBe(1)
+    // With room, the copy is made and its bytes held in the budget until it is dropped.
+    const used = ledger.used()
+    const captured = traffic.capture(target, 3, inputs, outputs, {})!
+    expect(ledger.used()).toBe(used + 1792)
+    traffic.dropCaptured(captured)
+    expect([ledger.used(), tf.memory().numTensors]).toEqual([used, tensors])
+    tf.dispose([inputs.features, outputs.scores])
   })
 
   it('costs the client nothing when the shadow version fails to load', async () => {

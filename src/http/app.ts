@@ -1,7 +1,7 @@
 /** @module http/app — the Hono app: middleware, the protocol routes, and the one error handler. */
 import { Hono } from 'hono'
 import { HTTPException } from 'hono/http-exception'
-import { ApiError } from '../errors'
+import { ApiError, ClientGoneError } from '../errors'
 import { log } from '../log'
 import { accessLog } from './middleware/access-log'
 import { analytics } from './middleware/analytics'
@@ -37,6 +37,11 @@ app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${new URL(c.re
 
 app.onError((error, c) => {
   const id = c.get('requestId')
+  if (error instanceof ClientGoneError) {
+    // Nobody reads this answer; the status is for the access log and /metrics, apart from 5xx.
+    log('info', 'request.aborted', { requestId: id, status: error.status, model: c.get('model'), reason: error.message })
+    return c.json({ error: error.message }, error.status)
+  }
   if (error instanceof ApiError) {
     if (error.status >= 500) log('error', 'request.failed', { requestId: id, status: error.status, error: error.message })
     const res = error.getResponse()

@@ -1,5 +1,6 @@
 /** @module http/body — reads a request's body within the size limit, with the right 4xx for each mistake. */
-import { ApiError, badRequest } from '../errors'
+import { DEFAULTS } from '../config'
+import { ApiError, badRequest, ClientGoneError } from '../errors'
 import { MAX_JSON_DEPTH } from '../protocols/limits'
 
 /**
@@ -9,36 +10,60 @@ import { MAX_JSON_DEPTH } from '../protocols/limits'
 const JSON_TYPES = /^(application\/(json|[\w.+-]+\+json|x-www-form-urlencoded)|text\/plain)$/i
 
 /**
- * Reads the whole body, at most `maxBytes` of it: 413 past the limit, declared or streamed.
+ * Reads the whole body, at most `maxBytes` of it: 413 past the limit, declared or streamed; 408 when
+ * it has not all arrived within `timeoutMs` (BODY_READ_TIMEOUT_MS); 499 when the stream breaks (the
+ * client closed the connection mid-body). Whatever happens, the read ends: a request holding a
+ * traffic slot never waits on a body for ever.
  * A body that came in one chunk is that chunk, not a copy; one of several is copied once, placed
  * so that byte `alignAt` starts an 8-byte boundary (where the binary extension's tensors begin,
  * which typed arrays can then view without another copy).
  */
-export async function readBytes(request: Request, maxBytes: number, alignAt = 0): Promise<Uint8Array> {
+export async function readBytes(request: Request, maxBytes: number, alignAt = 0, timeoutMs: number = DEFAULTS.BODY_READ_TIMEOUT_MS): Promise<Uint8Array> {
   const declared = Number(request.headers.get('content-length') ?? NaN)
-  const tooLarge = () => new ApiError(413, `request body exceeds the limit of ${maxBytes} bytes (MAX_BODY_BYTES)`)
-  if (declared > maxBytes) throw tooLarge()
+  if (declared > maxBytes) throw tooLarge(maxBytes)
   if (!request.body) return new Uint8Array(0)
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(new ApiError(408, `the request body did not arrive within ${timeoutMs} ms (BODY_READ_TIMEOUT_MS)`))
+      // Stops the read; a body already locked by arrayBuffer() cannot be cancelled, and is dropped with the request.
+      if (!request.body!.locked) void request.body!.cancel().catch(() => {})
+    }, timeoutMs)
+  })
+  try {
+    return await Promise.race([readAll(request, maxBytes, declared, alignAt), deadline])
+  } catch (error) {
+    if (error instanceof ApiError) throw error
+    // The stream failed under us: only the connection's end does that to a request body.
+    throw new ClientGoneError(`the request body broke off while it was being read: ${(error as Error)?.message ?? String(error)}`, error)
+  } finally {
+    if (timer !== undefined) clearTimeout(timer)
+  }
+}
+
+const tooLarge = (maxBytes: number) => new ApiError(413, `request body exceeds the limit of ${maxBytes} bytes (MAX_BODY_BYTES)`)
+
+async function readAll(request: Request, maxBytes: number, declared: number, alignAt: number): Promise<Uint8Array> {
   // A declared length the runtime holds the body to: read in one native call, without a reader's
   // promise per chunk (a third of the Worker's own time on a small request, profiled in workerd).
   // Not where the binary extension's tensors must land aligned: arrayBuffer() cannot place them.
   if (Number.isSafeInteger(declared) && alignAt === 0) {
     const bytes = new Uint8Array(await request.arrayBuffer())
-    if (bytes.byteLength > maxBytes) throw tooLarge()
+    if (bytes.byteLength > maxBytes) throw tooLarge(maxBytes)
     return bytes
   }
 
   // Count while reading: a chunked body has no Content-Length to trust.
   const chunks: Uint8Array[] = []
   let size = 0
-  const reader = request.body.getReader()
+  const reader = request.body!.getReader()
   for (;;) {
     const { done, value } = await reader.read()
     if (done) break
     size += value.byteLength
     if (size > maxBytes) {
       await reader.cancel()
-      throw tooLarge()
+      throw tooLarge(maxBytes)
     }
     chunks.push(value)
   }
@@ -121,17 +146,17 @@ function refuseImageAsJson(bytes: Uint8Array, type: string | undefined): void {
 }
 
 /**
- * Reads and parses a JSON body of at most `maxBytes`.
+ * Reads and parses a JSON body of at most `maxBytes`, within `timeoutMs` (as `readBytes`).
  * 415 for a content type that is not JSON or a body that is an image, 413 past the limit, 400 for malformed JSON.
  * `fast` reads the bytes first when given (protocols/json-tensors.ts); where it answers
  * `undefined`, JSON.parse does, and says what is wrong.
  */
-export async function readJson(request: Request, maxBytes: number, fast?: (bytes: Uint8Array) => unknown): Promise<unknown> {
+export async function readJson(request: Request, maxBytes: number, fast?: (bytes: Uint8Array) => unknown, timeoutMs: number = DEFAULTS.BODY_READ_TIMEOUT_MS): Promise<unknown> {
   const type = request.headers.get('content-type')?.split(';')[0]?.trim()
   if (type && !JSON_TYPES.test(type)) {
     throw new ApiError(415, `content type '${type}' is not supported: send application/json`)
   }
-  const bytes = await readBytes(request, maxBytes)
+  const bytes = await readBytes(request, maxBytes, 0, timeoutMs)
   refuseImageAsJson(bytes, type)
   const read = fast?.(bytes)
   return read !== undefined ? read : parseJson(bytes)

@@ -1,7 +1,7 @@
 /** @module http/common — what every protocol's routes share: the request as a caller, the response's model headers. */
 import type { Context } from 'hono'
 import type { RequestRecord } from '../analytics'
-import { ApiError } from '../errors'
+import { ApiError, ClientGoneError } from '../errors'
 import type { ModelLease } from '../lease'
 import type { Caller, Prediction } from '../predict'
 
@@ -65,6 +65,7 @@ export function callerOf(c: Context<AppEnv>): Caller {
     header: (name) => c.req.header(name),
     requestId: c.get('requestId'),
     record: c.get('record'),
+    signal: c.req.raw.signal,
   }
 }
 
@@ -76,7 +77,8 @@ export async function asCaller<T>(c: Context<AppEnv>, name: string, serve: (call
   try {
     return await serve(callerOf(c))
   } catch (error) {
-    if (error instanceof ApiError && error.status === 429) c.set('model', name)
+    // Counted under the model's name (it exists: routing found it): a 429, and a 499 (its client left).
+    if (error instanceof ClientGoneError || (error instanceof ApiError && error.status === 429)) c.set('model', name)
     throw error
   }
 }

@@ -24,11 +24,11 @@ export interface InferBody {
 }
 
 /** Reads an inference request, JSON or binary (when `Inference-Header-Content-Length` is set). */
-export async function readInferBody(request: Request, maxBytes: number, readJson: () => Promise<unknown>): Promise<InferBody> {
+export async function readInferBody(request: Request, maxBytes: number, readJson: () => Promise<unknown>, timeoutMs?: number): Promise<InferBody> {
   const declared = request.headers.get(HEADER_LENGTH)
   if (declared === null) return { header: await readJson() }
   const length = Number(declared)
-  const bytes = await readBytes(request, maxBytes, Number.isSafeInteger(length) ? length : 0)
+  const bytes = await readBytes(request, maxBytes, Number.isSafeInteger(length) ? length : 0, timeoutMs)
   if (!/^\d+$/.test(declared.trim()) || length > bytes.byteLength) {
     throw badRequest(`${HEADER_LENGTH} is '${declared}' but the body has ${bytes.byteLength} bytes`)
   }
@@ -38,8 +38,11 @@ export async function readInferBody(request: Request, maxBytes: number, readJson
 /** Reads and parses an inference request from an HTTP body, JSON or binary, within MAX_BODY_BYTES. */
 export async function readInferRequest(c: Context<AppEnv>): Promise<InferInput> {
   const config = readConfig(c.env)
-  const { header, binary } = await readInferBody(c.req.raw, config.MAX_BODY_BYTES, () =>
-    readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, V2_TENSORS, config.MAX_TENSOR_ELEMENTS)),
+  const { header, binary } = await readInferBody(
+    c.req.raw,
+    config.MAX_BODY_BYTES,
+    () => readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, V2_TENSORS, config.MAX_TENSOR_ELEMENTS), config.BODY_READ_TIMEOUT_MS),
+    config.BODY_READ_TIMEOUT_MS,
   )
   const body = parseBody(InferRequest, header)
   return { body, raws: splitBinary(body.inputs.map((i) => i.parameters?.binary_data_size), binary) }

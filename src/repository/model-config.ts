@@ -115,6 +115,12 @@ export const TrafficConfig = z.strictObject({
     )
     .refine((weights) => Object.values(weights).some((w) => w > 0), 'at least one weight must be above 0'),
   sticky_header: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, 'a header name (letters, digits, -)').optional(),
+  /**
+   * Which versions a request may name (`/versions/{v}`, `/labels/{l}`, RPC `version`/`label`):
+   * `listed` (the default) only those `versions` lists, weight 0 included; `any` every version
+   * served. So a version published beside a split serves nobody until the split lists it.
+   */
+  explicit: z.enum(['any', 'listed']).optional(),
 })
 export type TrafficConfig = z.infer<typeof TrafficConfig>
 

@@ -25,7 +25,13 @@ export const PublishedVersion = z.object({
 export type PublishedVersion = z.infer<typeof PublishedVersion>
 
 /** A candidate the cron handler refused, kept so its reason shows in the model's status. */
-export const Rejection = z.object({ reason: z.string(), manifestEtag: z.string(), at: z.string() })
+export const Rejection = z.object({
+  reason: z.string(),
+  manifestEtag: z.string(),
+  at: z.string(),
+  /** The number was accepted once with other files: refused whatever is uploaded under it again, until its folder is deleted. */
+  replaced: z.boolean().optional(),
+})
 export type Rejection = z.infer<typeof Rejection>
 
 export const PointerModel = z.object({

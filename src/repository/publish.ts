@@ -216,14 +216,21 @@ async function nextPointerModel(name: string, previous: PointerModel | undefined
     const head = await r2(deps.bucket.head(`${name}/${version}/${MANIFEST_FILE}`), `checking ${name}/${version}`)
     if (head) etags.set(version, head.etag) // no manifest yet: an upload in progress, not a candidate
   }
-  // A published version whose manifest is gone or changed was deleted or replaced: withdraw it.
+  // A published version whose manifest is gone was deleted: withdraw it. One whose manifest changed
+  // was uploaded over: withdrawn too (its files are not the ones validated), and its number refused
+  // for good, since isolates keep the old weights loaded and the prediction cache keeps their answers.
   for (const key of Object.keys(model.versions)) {
-    if (etags.get(Number(key)) !== model.versions[key]!.manifestEtag) {
-      delete model.versions[key]
-      report.removed.push(`${name}/${key}`)
-    }
+    const etag = etags.get(Number(key))
+    if (etag === model.versions[key]!.manifestEtag) continue
+    delete model.versions[key]
+    report.removed.push(`${name}/${key}`)
+    if (etag !== undefined) refuseReplaced(model, name, key, etag, report)
   }
-  for (const key of Object.keys(model.rejected)) if (!etags.has(Number(key))) delete model.rejected[key]
+  for (const key of Object.keys(model.rejected)) {
+    const etag = etags.get(Number(key))
+    if (etag === undefined) delete model.rejected[key]
+    else if (model.rejected[key]!.replaced && model.rejected[key]!.manifestEtag !== etag) refuseReplaced(model, name, key, etag, report)
+  }
 
   for (const [version, etag] of etags) {
     const key = String(version)
@@ -256,6 +263,15 @@ async function nextPointerModel(name: string, previous: PointerModel | undefined
   const numbers = Object.keys(model.versions).map(Number)
   model.current = numbers.length > 0 ? Math.max(...numbers) : null
   return model
+}
+
+/** Refuses files uploaded over an accepted version number: versions are immutable once accepted. */
+function refuseReplaced(model: PointerModel, name: string, key: string, etag: string, report: PublishReport): void {
+  const next = Math.max(...Object.keys(model.versions).map(Number), ...Object.keys(model.rejected).map(Number), Number(key)) + 1
+  const reason = `version ${key} was accepted before with other files, and an accepted version never changes (serving isolates keep its weights, the prediction cache its answers): publish the new files as a new number, e.g. ${next}`
+  model.rejected[key] = { reason, manifestEtag: etag, at: new Date().toISOString(), replaced: true }
+  report.rejected.push({ model: `${name}/${key}`, reason })
+  log('warn', 'publish.rejected', { model: `${name}/${key}`, reason })
 }
 
 const comparable = (pointer: Pointer) => JSON.stringify(pointer.models, (key, value) => (key === 'at' || key === 'validatedAt' ? undefined : value))

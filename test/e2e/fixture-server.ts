@@ -8,7 +8,7 @@
  * one serves HTTP, and only it takes --assets and --var, so the caller goes first and warmserve runs
  * from a copy of wrangler.toml pointed at the repository, indexed here as its [build] command would.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startWranglerDev } from '../../scripts/launch.mjs'
@@ -19,7 +19,10 @@ import type { WranglerDev } from '../../scripts/launch.mjs'
  * `dir` holds the repository and the config copy. `nice()` is asked for the server's CPU priority
  * when it is spawned, after the repository is written (seconds later), not when this is called.
  */
-export async function startFixtureServer(build: (repo: string) => Promise<void>, options: { nice?: () => number | undefined } = {}): Promise<{ server: WranglerDev; dir: string }> {
+export async function startFixtureServer(
+  build: (repo: string) => Promise<void>,
+  options: { nice?: () => number | undefined; vars?: Record<string, string> } = {},
+): Promise<{ server: WranglerDev; dir: string }> {
   // Imported here, not at the top: they bring tf.js (build-index), which the global setup need not wait for.
   const { buildRepository, wranglerConfigFor } = await import('../setup/assets')
   const dir = mkdtempSync(join(tmpdir(), 'warmserve-e2e-fixtures-'))
@@ -27,7 +30,10 @@ export async function startFixtureServer(build: (repo: string) => Promise<void>,
     const repo = join(dir, 'models')
     await build(repo)
     await buildRepository(repo)
-    return { server: await startWranglerDev({ configs: ['test/e2e/caller/wrangler.toml', wranglerConfigFor(repo, join(dir, 'wrangler.toml'))], nice: options.nice?.() }), dir }
+    const config = wranglerConfigFor(repo, join(dir, 'wrangler.toml'))
+    // warmserve is not the primary, so `--var` would not reach it: its vars go in its config copy.
+    if (options.vars) appendFileSync(config, `\n[vars]\n${Object.entries(options.vars).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join('\n')}\n`)
+    return { server: await startWranglerDev({ configs: ['test/e2e/caller/wrangler.toml', config], nice: options.nice?.() }), dir }
   } catch (error) {
     rmSync(dir, { recursive: true, force: true })
     throw error

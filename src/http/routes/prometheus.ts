@@ -57,6 +57,18 @@ export const metrics = new Hono<AppEnv>().get('/metrics', routeDocs.metrics, (c)
           ]),
         ]
       : []),
+    family('warmserve_prediction_cache_errors_total', 'counter', 'Calls to the Cache API that failed, by operation (match, put); each pauses the prediction cache for a doubling while (1 s up to 5 min), then it is tried again.', [
+      ...(['match', 'put'] as const).map((operation) => sample('warmserve_prediction_cache_errors_total', state.predictions.errors[operation], { operation })),
+    ]),
+    family('warmserve_prediction_cache_backoff_seconds', 'gauge', 'Seconds until the prediction cache tries the Cache API again after failures (0: in use).', [
+      sample('warmserve_prediction_cache_backoff_seconds', state.predictions.backoffMs() / 1000),
+    ]),
+    family('warmserve_traffic_slots', 'gauge', 'Requests holding a traffic slot (state in_flight) or waiting for one (queued), per model (scope model: max_concurrent, max_queue) and for the isolate (scope isolate, model "": MAX_CONCURRENT, MAX_QUEUE).', [
+      ...state.traffic.occupancy().flatMap(({ scope, model, inFlight, queued }) => [
+        sample('warmserve_traffic_slots', inFlight, { scope, model, state: 'in_flight' }),
+        sample('warmserve_traffic_slots', queued, { scope, model, state: 'queued' }),
+      ]),
+    ]),
     family('warmserve_tfjs_tensors', 'gauge', 'Tensors tf.js holds in this isolate (tf.memory().numTensors).', [sample('warmserve_tfjs_tensors', numTensors)]),
     family('warmserve_tfjs_bytes', 'gauge', 'Bytes of tensor data tf.js holds in this isolate (tf.memory().numBytes).', [sample('warmserve_tfjs_bytes', numBytes)]),
   ]

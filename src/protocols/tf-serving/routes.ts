@@ -54,7 +54,7 @@ async function predictBody(c: Ctx, name: string, pick?: VersionPath) {
   const config = readConfig(c.env)
   const prediction = await asCaller(c, name, (caller) =>
     predictTFServing(caller, name, selectorOf(pick), async () => {
-      const json = await readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, TF_SERVING_TENSORS, config.MAX_TENSOR_ELEMENTS))
+      const json = await readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, TF_SERVING_TENSORS, config.MAX_TENSOR_ELEMENTS), config.BODY_READ_TIMEOUT_MS)
       return predictInput(json, (value) => parseBody(PredictRequest, value))
     }),
   )
@@ -79,7 +79,7 @@ async function classifyRaw(c: Ctx, name: string, selector: Selector, type: strin
   const config = readConfig(c.env)
   const topK = askedTopK(c)
   const read = () =>
-    readBytes(c.req.raw, Math.min(config.MAX_BODY_BYTES, config.MAX_IMAGE_BYTES)).catch((error: unknown) => {
+    readBytes(c.req.raw, Math.min(config.MAX_BODY_BYTES, config.MAX_IMAGE_BYTES), 0, config.BODY_READ_TIMEOUT_MS).catch((error: unknown) => {
       if (error instanceof ApiError && error.status === 413) {
         const limit = config.MAX_IMAGE_BYTES <= config.MAX_BODY_BYTES ? `${config.MAX_IMAGE_BYTES} bytes (MAX_IMAGE_BYTES)` : `${config.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`
         throw new ApiError(413, `the image body exceeds the limit of ${limit}`)
@@ -100,7 +100,7 @@ async function classify(c: Ctx, name: string, selector: Selector) {
     throw new ApiError(415, `content type '${type}' is not supported: send ${IMAGE_CONTENT_TYPES.join(', ')}, or TF Serving's classify request as application/json`)
   }
   const config = readConfig(c.env)
-  const prediction = await asCaller(c, name, (caller) => classifyExamples(caller, name, selector, () => readJson(c.req.raw, config.MAX_BODY_BYTES), askedTopK(c)))
+  const prediction = await asCaller(c, name, (caller) => classifyExamples(caller, name, selector, () => readJson(c.req.raw, config.MAX_BODY_BYTES, undefined, config.BODY_READ_TIMEOUT_MS), askedTopK(c)))
   setTextHeaders(c, prediction)
   return c.json(prediction.value)
 }
@@ -115,7 +115,7 @@ function setTextHeaders(c: Ctx, prediction: Prediction<unknown> & { truncated: n
 async function embed(c: Ctx, name: string, selector: Selector) {
   const config = readConfig(c.env)
   const read = async () => {
-    const body = await readJson(c.req.raw, config.MAX_BODY_BYTES)
+    const body = await readJson(c.req.raw, config.MAX_BODY_BYTES, undefined, config.BODY_READ_TIMEOUT_MS)
     if (typeof body !== 'object' || body === null || Array.isArray(body) || !('text' in body)) throw badRequest(`:embed takes {"text": "…"} or {"text": ["…", …]}`)
     return readTexts(body.text, 'text', config).texts
   }

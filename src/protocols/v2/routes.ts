@@ -48,7 +48,7 @@ async function repositoryIndex(c: Ctx) {
   const config = readConfig(c.env)
   // Triton's clients may send no body at all: that is an empty request, not malformed JSON.
   const empty = c.req.raw.body === null || c.req.header('content-length') === '0'
-  const body = empty ? {} : parseBody(RepositoryIndexRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+  const body = empty ? {} : parseBody(RepositoryIndexRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES, undefined, config.BODY_READ_TIMEOUT_MS))
   return c.json(await repositoryEntries(callerOf(c), body.ready ?? false))
 }
 

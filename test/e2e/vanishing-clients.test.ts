@@ -1,0 +1,134 @@
+/**
+ * Clients that leave mid-request, against a real `wrangler dev` (issue 24, finding 5): raw TCP
+ * clients send the headers and part of a body, wait until traffic control has given them their
+ * slots and queue places, and close. Every slot and queue place must come back (the
+ * `warmserve_traffic_slots` gauge reads 0), the next legitimate requests must get 200 through HTTP
+ * and through the `Models` service binding, and each client that left is counted as 499, not 5xx.
+ *
+ * Its own server, not the shared one: on a server with the leak, the model would answer 429 for
+ * good and every other file using it would fail.
+ */
+import { connect } from 'node:net'
+import type { Socket } from 'node:net'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { get, post, SETOSA } from './http'
+import { irisVariant } from './models'
+import { startFixtureServer } from './fixture-server'
+import type { WranglerDev } from './servers'
+
+let server: WranglerDev | undefined
+let dir: string | undefined
+
+/** `leak-limited`: iris with max_concurrent 2, max_queue 2; `leak-open`: iris under the isolate's limits only (MAX_CONCURRENT 3, MAX_QUEUE 3). */
+async function build(repo: string) {
+  for (const name of ['leak-limited', 'leak-open']) {
+    mkdirSync(join(repo, name), { recursive: true })
+    irisVariant(join(repo, name), '1', [0, 0, 0])
+  }
+  writeFileSync(join(repo, 'leak-limited', 'config.json'), JSON.stringify({ max_concurrent: 2, max_queue: 2 }))
+}
+
+beforeAll(async () => {
+  ;({ server, dir } = await startFixtureServer(build, { vars: { MAX_CONCURRENT: '3', MAX_QUEUE: '3' } }))
+})
+
+afterAll(async () => {
+  await server?.stop()
+  if (dir) rmSync(dir, { recursive: true, force: true })
+})
+
+/** Every sample of one family on /metrics whose labels include `labels`, summed. */
+async function metric(name: string, labels: Record<string, string>): Promise<number> {
+  let total = 0
+  for (const line of (await get(`${server!.url}/metrics`)).text.split('\n')) {
+    const match = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line)
+    if (!match || match[1] !== name) continue
+    const has = Object.fromEntries((match[2] ?? '').split(',').filter(Boolean).map((pair) => pair.split('=') as [string, string]))
+    if (Object.entries(labels).every(([k, v]) => has[k] === JSON.stringify(v))) total += Number(match[3])
+  }
+  return total
+}
+
+/** Polls `read` until it returns `want`, for at most `ms`; returns what it read last. */
+async function until<T>(read: () => Promise<T>, want: T, ms: number): Promise<T> {
+  const deadline = Date.now() + ms
+  let value = await read()
+  while (value !== want && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100))
+    value = await read()
+  }
+  return value
+}
+
+/** A client that sends the headers of a 4 KiB JSON body and its first bytes, then nothing. */
+function halfRequest(path: string): Promise<Socket> {
+  const { port } = server!
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => {
+      socket.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{"instances": [[5.1, `)
+      resolve(socket)
+    })
+    socket.on('error', () => {}) // the server may reset it once it is closed
+    socket.once('error', reject)
+  })
+}
+
+const slots = (scope: 'model' | 'isolate', model: string, state: 'in_flight' | 'queued') => () => metric('warmserve_traffic_slots', { scope, model, state })
+
+/**
+ * Sends `count` half requests to `model`, waits until they hold `inFlight` slots and `queued` places
+ * at `scope`, then closes them all; returns the check that every slot and place came back.
+ */
+async function vanish(model: string, count: number, scope: 'model' | 'isolate', inFlight: number, queued: number) {
+  const sockets = await Promise.all(Array.from({ length: count }, () => halfRequest(`/v1/models/${model}:predict`)))
+  const gaugeModel = scope === 'model' ? model : ''
+  expect(await until(slots(scope, gaugeModel, 'in_flight'), inFlight, 30_000)).toBe(inFlight)
+  expect(await until(slots(scope, gaugeModel, 'queued'), queued, 30_000)).toBe(queued)
+  for (const socket of sockets) socket.destroy()
+  return async () => {
+    // Every slot and queue place has come back.
+    expect(await until(slots(scope, gaugeModel, 'in_flight'), 0, 15_000)).toBe(0)
+    expect(await until(slots(scope, gaugeModel, 'queued'), 0, 15_000)).toBe(0)
+  }
+}
+
+/**
+ * Legitimate requests after the clients left. Until the server has seen every one of them go, a
+ * request may get 429 (the limits are full of requests that are ending); within a bound it gets 200,
+ * and never a 5xx. Then every slot is back, and a full house of requests is served at once, over
+ * HTTP and through the service binding.
+ */
+async function served(model: string, allBack: () => Promise<void>, width: number) {
+  const predict = () => post(`${server!.url}/v1/models/${model}:predict`, { instances: [SETOSA] })
+  const seen: number[] = []
+  const deadline = Date.now() + 20_000
+  while (seen.at(-1) !== 200 && Date.now() < deadline) {
+    seen.push((await predict()).status)
+    if (seen.at(-1) === 429) await new Promise((r) => setTimeout(r, 200))
+  }
+  expect(seen.filter((s) => s !== 429)).toEqual([200])
+  await allBack()
+  const http = await Promise.all(Array.from({ length: width }, predict))
+  expect(http.map((r) => r.status)).toEqual(Array.from({ length: width }, () => 200))
+  const rpc = (await (await fetch(`${server!.url}/call`, { method: 'POST', body: JSON.stringify({ method: 'run', args: [model, { instances: [SETOSA] }] }) })).json()) as { value?: unknown; error?: unknown }
+  expect(rpc.error).toBeUndefined()
+  expect(rpc.value).toEqual(http[0]!.json)
+}
+
+describe('clients that leave mid-body', () => {
+  it("free a model's max_concurrent slots and max_queue places; they are counted as 499, not 5xx", async () => {
+    expect((await post(`${server!.url}/v1/models/leak-limited:predict`, { instances: [SETOSA] })).status).toBe(200)
+    await served('leak-limited', await vanish('leak-limited', 4, 'model', 2, 2), 4)
+    expect(await until(() => metric('warmserve_requests_total', { model: 'leak-limited', status: '499' }), 4, 10_000)).toBe(4)
+    expect(await metric('warmserve_requests_total', { status: '500' })).toBe(0)
+  })
+
+  it("free the isolate's MAX_CONCURRENT slots and MAX_QUEUE places", async () => {
+    expect((await post(`${server!.url}/v1/models/leak-open:predict`, { instances: [SETOSA] })).status).toBe(200)
+    await served('leak-open', await vanish('leak-open', 6, 'isolate', 3, 3), 6)
+    expect(await until(() => metric('warmserve_requests_total', { model: 'leak-open', status: '499' }), 6, 10_000)).toBe(6)
+    expect(await metric('warmserve_requests_total', { status: '500' })).toBe(0)
+  })
+})
