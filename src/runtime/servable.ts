@@ -1,11 +1,13 @@
 /** @module runtime/servable — builds a tf.js layers or graph model into one interface, warmed up and ready to run. */
-import { loadGraphModel } from '@tensorflow/tfjs-converter'
+import { loadGraphModelSync } from '@tensorflow/tfjs-converter'
 import type { GraphModel } from '@tensorflow/tfjs-converter'
 import { loadLayersModel } from '@tensorflow/tfjs-layers'
 import type { LayersModel } from '@tensorflow/tfjs-layers'
 import type { BatchingStatus } from './batcher'
-import { fitRows, KERNEL_FACTOR, profiled, wasmHeapBytes } from './footprint'
-import type { Footprint } from './footprint'
+import { activationBytes, fitRows, fromIndex, KERNEL_FACTOR, profiled, wasmHeapBytes } from './footprint'
+import type { Footprint, MemoryFigures } from './footprint'
+import { guardedBackend } from './wasm-guard'
+import type { GuardedWasmBackend } from './wasm-guard'
 import { dtypeFromTensorFlow } from './signature'
 import type { DType, Signature, TensorSpec } from './signature'
 import { tf } from './tf'
@@ -92,7 +94,7 @@ function shapeFromSignature(info: SignatureTensorJSON | undefined): number[] | n
   return (shape.dim ?? []).map((d) => Number(d.size ?? -1))
 }
 
-function graphServable(model: GraphModel, artifacts: tf.io.ModelArtifacts, weightBytes: number, footprint: Footprint): Servable {
+function graphServable(model: GraphModel<tf.io.IOHandlerSync>, artifacts: tf.io.ModelArtifacts, weightBytes: number, footprint: Footprint): Servable {
   const declared = (artifacts.signature ?? {}) as {
     inputs?: Record<string, SignatureTensorJSON>
     outputs?: Record<string, SignatureTensorJSON>
@@ -141,12 +143,19 @@ function graphServable(model: GraphModel, artifacts: tf.io.ModelArtifacts, weigh
   })
 }
 
+/** Room measuring needs beyond the estimate: a kernel's own buffers are not in it. */
+const MEASURE_MARGIN = 2
+/** Activations of one row guessed per weight byte before anything has run, only to decide whether the heap has room to measure in. */
+const ESTIMATED_ACTIVATIONS_PER_WEIGHT_BYTE = 2
+
+/** Whether warmup can make zeros for this input: its dtype is numeric and every dimension but the batch is known. */
+const warmable = (spec: TensorSpec) =>
+  spec.shape !== null && spec.dtype !== 'string' && spec.dtype !== 'complex64' && spec.shape.every((d, i) => d >= 0 || (d === -1 && i === 0))
+
 /** Zeros in the input's shape with a batch of `rows`, or `undefined` when a dimension cannot be guessed. */
 function warmupInput(spec: TensorSpec, rows: number): tf.Tensor | undefined {
-  if (spec.shape === null || spec.dtype === 'string' || spec.dtype === 'complex64') return undefined
-  const shape = spec.shape.map((d, i) => (d === -1 && i === 0 ? rows : d))
-  if (shape.some((d) => d < 0)) return undefined
-  return tf.zeros(shape, spec.dtype)
+  if (!warmable(spec)) return undefined
+  return tf.zeros(spec.shape!.map((d, i) => (d === -1 && i === 0 ? rows : d)), spec.dtype)
 }
 
 /** Profiles one run on zeros of `rows` rows: its peak activation bytes and outputs (or undefined: an input has unknown dimensions). */
@@ -165,72 +174,181 @@ async function runZeros(servable: Servable, rows: number): Promise<{ outputs: Re
 }
 
 /**
- * Runs one inference on zeros so the first real request pays no kernel set-up, and fills in
- * output shapes and dtypes the artifacts did not declare. Measures the activations on batch 1 and,
- * when the batch is dynamic, on batch 2 (see runtime/footprint.ts). Returns false when it had to skip
- * because an input has dimensions only a real request can tell.
+ * How warmup measures: on the wasm backend with room in its heap, each run's need is the heap's growth
+ * with no free space left (`fillFree`) and growth exact, so allocator overhead and fragmentation are
+ * in the figure; otherwise tf.js's tensor peaks scaled by HEAP_PER_ACTIVATION_BYTE (runtime/footprint.ts).
  */
-async function warmup(servable: Servable, footprint: Footprint): Promise<boolean> {
-  const one = await runZeros(servable, 1)
-  if (!one) return false
-  const batchIsDynamic = servable.signature.inputs.every((s) => s.shape?.[0] === -1)
+interface HeapMeter {
+  backend: GuardedWasmBackend
+}
+
+/** Runs `f` on a heap with no free space, growing exactly: returns its result and the heap's growth. */
+async function onFullHeap<T>(backend: GuardedWasmBackend, f: () => Promise<T>): Promise<{ result: T; growth: number; fill: { release(): void } }> {
+  const fill = backend.fillFree()
+  try {
+    const before = backend.heap().bytes
+    const result = await backend.exactGrowth(f)
+    return { result, growth: backend.heap().bytes - before, fill }
+  } catch (error) {
+    fill.release()
+    throw error
+  }
+}
+
+/** Sets output shapes and dtypes the artifacts did not declare from a warmup run's outputs. */
+function learnOutputs(servable: Servable, outputs: Record<string, tf.Tensor>, batchIsDynamic: boolean): void {
   for (const spec of servable.signature.outputs) {
-    const y = one.outputs[spec.name]
+    const y = outputs[spec.name]
     if (!y) continue
     if (spec.shape === null || spec.shape.length !== y.shape.length) {
       spec.shape = y.shape.map((d, i) => (i === 0 && batchIsDynamic ? -1 : d))
     }
     spec.dtype = y.dtype as DType
   }
-  tf.dispose(one.outputs)
-  let peak2: number | undefined
-  if (batchIsDynamic) {
-    const two = await runZeros(servable, 2)
+}
+
+/**
+ * Runs one inference on zeros so the first real request pays no kernel set-up, and fills in
+ * output shapes and dtypes the artifacts did not declare. Measures the activations on batch 1 and,
+ * when the batch is dynamic, on batch 2 (see runtime/footprint.ts): with `meter`, on the heap itself —
+ * the 1-row run's growth is the kernels' state plus its activations, the free space it leaves is its
+ * activations, and the 2-row run (every byte taken again) grows by its whole need. Returns false when
+ * it had to skip because an input has dimensions only a real request can tell.
+ */
+async function warmup(servable: Servable, footprint: Footprint, meter?: HeapMeter): Promise<boolean> {
+  if (!servable.signature.inputs.every(warmable)) return false
+  const batchIsDynamic = servable.signature.inputs.every((s) => s.shape?.[0] === -1)
+  if (!meter) {
+    const one = (await runZeros(servable, 1))!
+    learnOutputs(servable, one.outputs, batchIsDynamic)
+    tf.dispose(one.outputs)
+    const two = batchIsDynamic ? await runZeros(servable, 2) : undefined
     tf.dispose(two?.outputs ?? {})
-    peak2 = two?.peakBytes
+    Object.assign(footprint, fitRows(one.peakBytes, two?.peakBytes), { measured: two === undefined ? 'warmup-1' : 'warmup-1-2' })
+    return true
   }
-  Object.assign(footprint, fitRows(one.peakBytes, peak2), { measured: peak2 === undefined ? 'warmup-1' : 'warmup-1-2' })
-  return true
+  const { backend } = meter
+  const fills: { release(): void }[] = []
+  try {
+    const one = await onFullHeap(backend, async () => (await runZeros(servable, 1))!)
+    fills.push(one.fill)
+    learnOutputs(servable, one.result.outputs, batchIsDynamic)
+    tf.dispose(one.result.outputs)
+    // What the run freed is its activations; what it kept is the kernels' state.
+    const freed = backend.fillFree()
+    fills.push(freed)
+    const row1 = freed.bytes
+    const two = batchIsDynamic ? await onFullHeap(backend, async () => (await runZeros(servable, 2))!) : undefined
+    if (two) {
+      fills.push(two.fill)
+      tf.dispose(two.result.outputs)
+    }
+    footprint.kernelBytes = Math.max(0, one.growth - row1)
+    if (!two) Object.assign(footprint, { activationBytes: 0, rowBytes: row1, measured: 'heap-1' })
+    else {
+      const rowBytes = Math.max(0, two.growth - row1)
+      Object.assign(footprint, rowBytes <= row1 ? { activationBytes: row1 - rowBytes, rowBytes } : { activationBytes: 0, rowBytes: Math.ceil(two.growth / 2) }, { measured: 'heap-1-2' })
+    }
+    return true
+  } finally {
+    for (const fill of fills) fill.release()
+  }
+}
+
+type EngineState = { activeScope: { track: tf.Tensor[] } | null; registeredVariables: Record<string, tf.Variable> }
+const engineState = () => tf.engine().state as unknown as EngineState
+
+/**
+ * Loads a graph model synchronously inside a scope of its own: when decoding the weights fails part
+ * way (an allocation the heap cannot make), the tensors already made are disposed with the scope;
+ * when it succeeds, the scope ends tracking nothing, so the weights stay. Synchronous, so no other
+ * request's tensors can land in the scope.
+ */
+function loadGraphScoped(artifacts: tf.io.ModelArtifacts): GraphModel<tf.io.IOHandlerSync> {
+  tf.engine().startScope()
+  let model: GraphModel<tf.io.IOHandlerSync>
+  try {
+    model = loadGraphModelSync(tf.io.fromMemorySync(artifacts))
+  } catch (error) {
+    tf.engine().endScope()
+    throw error
+  }
+  engineState().activeScope!.track = []
+  tf.engine().endScope()
+  return model
+}
+
+/**
+ * A layers model whose load failed part way leaves the variables it registered (its weights):
+ * they are disposed here, by name, against those registered before.
+ */
+async function loadLayersCleaned(handler: tf.io.IOHandler): Promise<LayersModel> {
+  const before = new Set(Object.keys(engineState().registeredVariables))
+  try {
+    return await loadLayersModel(handler)
+  } catch (error) {
+    for (const [name, variable] of Object.entries(engineState().registeredVariables)) if (!before.has(name)) variable.dispose()
+    throw error
+  }
 }
 
 /**
  * Builds artifacts into a servable model on the active backend (the caller has chosen it) and warms
  * it up. Any failure disposes what was built, so a half-built model never lingers in memory.
+ * @param known the repository index's measurement of these files, when its digest matched: counted as is
  */
-export async function buildServable(source: tf.io.ModelArtifacts): Promise<{ servable: Servable; timings: BuildTimings; warmedUp: boolean }> {
+export async function buildServable(
+  source: tf.io.ModelArtifacts,
+  known?: MemoryFigures,
+): Promise<{ servable: Servable; timings: BuildTimings; warmedUp: boolean }> {
   const started = Date.now()
   const weightBytes = weightBytesOf(source)
+  const probe = guardedBackend()
+  const usedBefore = probe?.usedBytes()
   const heapBefore = wasmHeapBytes()
   const tensorBytesBefore = tf.memory().numBytes
-  // Our own copy: a GraphModel keeps its handler, and with it these artifacts, as long as it lives.
-  const artifacts = { ...source }
-  const handler = tf.io.fromMemory(artifacts)
-  const format = detectFormat(artifacts)
-  const model = format === 'graph-model' ? await loadGraphModel(handler) : await loadLayersModel(handler)
-  // The backend holds the weights now: the fetched shards go before warmup, so a load does not hold
-  // them twice for longer than it must (a caller that keeps `source` keeps them, so the isolate does not).
-  artifacts.weightData = undefined
-  source = artifacts
-  const held = tf.memory().numBytes - tensorBytesBefore
-  const footprint: Footprint = {
-    weightBytes: held,
-    kernelBytes: tf.getBackend() === 'wasm' ? KERNEL_FACTOR * held : 0,
-    activationBytes: 0,
-    rowBytes: 0,
-    measured: 'pending',
-    heapGrowthBytes: 0,
-  }
-  const servable =
-    format === 'graph-model'
-      ? graphServable(model as GraphModel, artifacts, weightBytes, footprint)
-      : layersServable(model as LayersModel, weightBytes, footprint)
-  const built = Date.now()
+  let servable: Servable | undefined
   try {
-    const warmedUp = await warmup(servable, footprint)
+    // Our own copy: a GraphModel keeps its handler, and with it these artifacts, as long as it lives.
+    const artifacts = { ...source }
+    const format = detectFormat(artifacts)
+    const model = format === 'graph-model' ? loadGraphScoped(artifacts) : await loadLayersCleaned(tf.io.fromMemory(artifacts))
+    // The backend holds the weights now: the fetched shards go before warmup, so a load does not hold
+    // them twice for longer than it must (a caller that keeps `source` keeps them, so the isolate does not).
+    artifacts.weightData = undefined
+    source = artifacts
+    const held = tf.memory().numBytes - tensorBytesBefore
+    const footprint: Footprint = {
+      weightBytes: held,
+      // The estimate until the heap is measured (warmup), or what the index measured.
+      kernelBytes: tf.getBackend() === 'wasm' ? KERNEL_FACTOR * held : 0,
+      activationBytes: 0,
+      rowBytes: 0,
+      measured: 'pending',
+      heapGrowthBytes: 0,
+    }
+    servable =
+      format === 'graph-model'
+        ? graphServable(model as GraphModel<tf.io.IOHandlerSync>, artifacts, weightBytes, footprint)
+        : layersServable(model as LayersModel, weightBytes, footprint)
+    const built = Date.now()
+    // Measured on the heap unless the index measured these files already, and only where the heap has
+    // room to grow by the estimate's twice: measuring takes the free space, so the heap grows by the
+    // whole need (it is free again after).
+    const room = probe && !known && probe.heap().bytes + MEASURE_MARGIN * (footprint.kernelBytes + ESTIMATED_ACTIVATIONS_PER_WEIGHT_BYTE * held) <= probe.heap().maxBytes
+    const warmedUp = await warmup(servable, footprint, room ? { backend: probe } : undefined)
+    if (known) Object.assign(footprint, fromIndex(known))
+    // What the model holds at rest, as the heap says: counted when measured here, reported always.
+    if (probe && usedBefore !== undefined) {
+      const resting = Math.max(0, probe.usedBytes() - usedBefore)
+      if (footprint.measured !== 'index') footprint.kernelBytes = Math.max(0, resting - footprint.weightBytes)
+      footprint.heapBytes = resting + (footprint.measured.startsWith('heap') ? activationBytes(footprint, 1)! : 0)
+    }
     footprint.heapGrowthBytes = (wasmHeapBytes() ?? 0) - (heapBefore ?? 0)
     return { servable, warmedUp, timings: { buildMs: built - started, warmupMs: Date.now() - built } }
   } catch (error) {
-    servable.dispose()
+    servable?.dispose()
+    if (!servable) throw error
     throw new Error(`warmup inference failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
   }
 }
