@@ -97,6 +97,8 @@ export class Isolate {
   private heapHighWater = 0
   // A rebuild of a broken wasm backend in progress: every caller waits on the same one.
   private recovering: Promise<void> | undefined
+  // Why the wasm backend's heap is being replaced, while it is: readiness says so.
+  private rebuilding: string | undefined
 
   /**
    * @param backend tf.js's backend; tf.js's engine is process-wide, so a test that starts a new
@@ -107,7 +109,12 @@ export class Isolate {
     readonly backend: Backend = new Backend(),
     readonly now: () => number = Date.now,
   ) {
-    this.cache = new ModelCache({ ...cacheLimits(readConfig({})), now, onLoad: (key, ms) => this.metrics.recordLoad(key, ms) })
+    this.cache = new ModelCache({
+      ...cacheLimits(readConfig({})),
+      now,
+      onLoad: (key, ms) => this.metrics.recordLoad(key, ms),
+      rebuildHeap: (reason) => this.rebuildHeap(reason),
+    })
     this.pointer = new PointerFollower(now)
   }
 
@@ -300,11 +307,36 @@ export class Isolate {
   }
 
   /**
+   * Replaces a sound wasm backend whose heap is too fragmented to load a model it held before (the
+   * cache calls this once nothing is loaded, leased or loading: WebAssembly memory never shrinks, so
+   * only a fresh instance has the room back). False off the wasm backend.
+   */
+  private async rebuildHeap(reason: string): Promise<boolean> {
+    if (tf.getBackend() !== 'wasm' || this.rebuilding !== undefined) return false
+    this.rebuilding = reason
+    const heap = wasmHeapBytes()
+    log('warn', 'backend.rebuilding', { reason: `heap fragmented: ${reason}`, heapBytes: heap })
+    try {
+      await this.backend.wasm.rebuild()
+      log('info', 'backend.rebuilt', { heapBytesBefore: heap, heapBytes: wasmHeapBytes() })
+      return true
+    } finally {
+      this.rebuilding = undefined
+    }
+  }
+
+  /** Rebuilds the wasm backend when it broke (an `Aborted()` in a kernel), reloading what it held; a no-op while it is sound. */
+  async repairBackend(env: Env): Promise<void> {
+    if (backendBroken()) await this.recover(env)
+  }
+
+  /**
    * Readiness: the backend is up and sound, and the repository can be read. Rejects with the reason
    * otherwise; a broken wasm backend is rebuilt in the background (`waitUntil`), so readiness recovers.
    */
   async ready(env: Env, waitUntil?: WaitUntil): Promise<{ backend: BackendName; models: number }> {
     this.settings(env)
+    if (this.rebuilding !== undefined) throw new Error(`the wasm backend's heap is being rebuilt (${this.rebuilding})`)
     const broken = backendBroken()
     if (broken) {
       const rebuild = this.recover(env).catch((error: unknown) => log('error', 'backend.rebuild_failed', { error: (error as Error).message }))

@@ -14,6 +14,8 @@ import { predictionKey, tensorInputs } from './prediction-cache'
 import type { Selector } from './repository/repository'
 import type { TrafficSlot } from './traffic'
 import { tf } from './runtime/tf'
+import { backendBroken } from './runtime/wasm-guard'
+import { log } from './log'
 
 /** Who asks, and what of theirs the prediction needs: bindings, background work, cache preferences. */
 export interface Caller {
@@ -83,6 +85,19 @@ async function withRoutedLease<T>(caller: Caller, name: string, selector: Select
  * the next identical request hits); errors are thrown before anything is stored.
  */
 export async function predict<T>(caller: Caller, name: string, selector: Selector, spec: PredictionSpec<T>): Promise<Prediction<T>> {
+  try {
+    return await predictOnce(caller, name, selector, spec)
+  } catch (error) {
+    // A kernel's allocation failed inside the wasm module (an `Aborted()`): the backend is rebuilt,
+    // the model loaded again, and the request served once more, as a heap with room would have.
+    if (!backendBroken()) throw error
+    log('warn', 'request.backend_recovered', { model: name, error: (error as Error).message })
+    await isolate().repairBackend(caller.env)
+    return predictOnce(caller, name, selector, spec)
+  }
+}
+
+async function predictOnce<T>(caller: Caller, name: string, selector: Selector, spec: PredictionSpec<T>): Promise<Prediction<T>> {
   const state = isolate()
   return withRoutedLease(caller, name, selector, async (held) => {
     const feeds: Record<string, tf.Tensor> = {}

@@ -143,6 +143,9 @@ function graphServable(model: GraphModel<tf.io.IOHandlerSync>, artifacts: tf.io.
   })
 }
 
+/** Below this, heap figures (whole pages, 4 KiB probe blocks) are too coarse to count: the estimate is kept. */
+const PRECISE_BYTES = 1024 * 1024
+
 /** Room measuring needs beyond the estimate: a kernel's own buffers are not in it. */
 const MEASURE_MARGIN = 2
 /** Activations of one row guessed per weight byte before anything has run, only to decide whether the heap has room to measure in. */
@@ -243,6 +246,11 @@ async function warmup(servable: Servable, footprint: Footprint, meter?: HeapMete
       fills.push(two.fill)
       tf.dispose(two.result.outputs)
     }
+    // The heap grows by whole 64 KiB pages: a small model's need is lost in that, so it is estimated.
+    if (one.growth < PRECISE_BYTES) {
+      Object.assign(footprint, fitRows(one.result.peakBytes, two?.result.peakBytes), { measured: two === undefined ? 'warmup-1' : 'warmup-1-2' })
+      return true
+    }
     footprint.kernelBytes = Math.max(0, one.growth - row1)
     if (!two) Object.assign(footprint, { activationBytes: 0, rowBytes: row1, measured: 'heap-1' })
     else {
@@ -341,7 +349,7 @@ export async function buildServable(
     // What the model holds at rest, as the heap says: counted when measured here, reported always.
     if (probe && usedBefore !== undefined) {
       const resting = Math.max(0, probe.usedBytes() - usedBefore)
-      if (footprint.measured !== 'index') footprint.kernelBytes = Math.max(0, resting - footprint.weightBytes)
+      if (footprint.measured !== 'index' && resting >= PRECISE_BYTES) footprint.kernelBytes = Math.max(0, resting - footprint.weightBytes)
       footprint.heapBytes = resting + (footprint.measured.startsWith('heap') ? activationBytes(footprint, 1)! : 0)
     }
     footprint.heapGrowthBytes = (wasmHeapBytes() ?? 0) - (heapBefore ?? 0)

@@ -222,7 +222,7 @@ export class GuardedWasmBackend extends BackendWasm {
    * down to 4 KiB, are allocated until none fits) and holds it until `release`. What the heap then
    * needs shows as growth. Free fragments under 4 KiB are not taken, so they count as used.
    */
-  fillFree(): { bytes: number; release(): void } {
+  fillFree(): { bytes: number; release(): number } {
     const state = this.#state
     const raw = state.raw!
     const blocks: number[] = []
@@ -243,10 +243,12 @@ export class GuardedWasmBackend extends BackendWasm {
     let released = false
     return {
       bytes,
+      /** Frees the blocks; returns the bytes they held. */
       release: () => {
-        if (released || state.retired || state.broken !== undefined) return
+        if (released || state.retired || state.broken !== undefined) return bytes
         released = true
         for (const offset of blocks) raw.free(offset)
+        return bytes
       },
     }
   }
