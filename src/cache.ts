@@ -23,7 +23,7 @@
  *   retired. A request holds one lease, so it is served wholly by one model.
  */
 import { Admission, BudgetBusyError } from './admission'
-import { isAllocationFailure, isBackendFailure } from './runtime/wasm-guard'
+import { backendBroken, guardedBackend, isAllocationFailure, isBackendFailure } from './runtime/wasm-guard'
 import { ApiError, ModelUnavailableError } from './errors'
 import { log } from './log'
 import { Lease, Resident, zeroCounters } from './lease'
@@ -201,15 +201,22 @@ export class ModelCache {
       try {
         return await load()
       } catch (error) {
-        if (!isAllocationFailure(error)) throw error
-        if (this.evictIdle(key, 'heap')) continue
+        // A kernel's own allocation failing inside the module aborts it: the backend is broken.
+        const broken = backendBroken() !== undefined
+        if (!broken && !isAllocationFailure(error)) throw error
+        if (!broken && this.evictIdle(key, 'heap')) continue
         const alone = this.admission.ledger.used('resident') === 0 && this.leases() === 0 && [...this.slots.keys()].every((k) => k === key)
-        if (alone && rebuilt) throw new ModelTooLargeError(`it cannot get its wasm heap even alone on a fresh heap: ${error.message}`, { cause: error })
-        if (alone && !rebuilt && this.settings.rebuildHeap && (await this.settings.rebuildHeap(`loading ${key}: ${error.message}`))) {
-          rebuilt = true
-          continue
+        const rebuild = this.settings.rebuildHeap
+        if (!rebuild || !(alone || broken)) throw error
+        const message = error instanceof Error ? error.message : String(error)
+        if (rebuilt) {
+          // Left sound for the next model, then refused: it does not fit even alone.
+          if (broken) await rebuild(`loading ${key} broke it again: ${message}`)
+          const max = guardedBackend()?.heap().maxBytes
+          throw new ModelTooLargeError(`it cannot be loaded even alone on a fresh wasm heap${max ? ` of at most ${max} bytes` : ''}: ${message}`, { cause: error })
         }
-        throw error
+        if (!(await rebuild(`loading ${key}: ${message}`))) throw error
+        rebuilt = true
       }
     }
   }

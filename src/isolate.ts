@@ -315,8 +315,11 @@ export class Isolate {
     if (tf.getBackend() !== 'wasm' || this.rebuilding !== undefined) return false
     this.rebuilding = reason
     const heap = wasmHeapBytes()
-    log('warn', 'backend.rebuilding', { reason: `heap fragmented: ${reason}`, heapBytes: heap })
+    const broken = backendBroken()
+    log('warn', 'backend.rebuilding', { reason: broken ? `broken: ${broken}; ${reason}` : `heap fragmented: ${reason}`, heapBytes: heap })
     try {
+      // A broken backend's models cannot run any more: they go (and load again on their next request).
+      if (broken) this.cache.unload(undefined, 'the wasm backend is rebuilt')
       await this.backend.wasm.rebuild()
       log('info', 'backend.rebuilt', { heapBytesBefore: heap, heapBytes: wasmHeapBytes() })
       return true

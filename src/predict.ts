@@ -14,7 +14,8 @@ import { predictionKey, tensorInputs } from './prediction-cache'
 import type { Selector } from './repository/repository'
 import type { TrafficSlot } from './traffic'
 import { tf } from './runtime/tf'
-import { backendBroken } from './runtime/wasm-guard'
+import { backendBroken, isAllocationFailure, WasmAllocationError } from './runtime/wasm-guard'
+import { ApiError } from './errors'
 import { log } from './log'
 
 /** Who asks, and what of theirs the prediction needs: bindings, background work, cache preferences. */
@@ -64,6 +65,39 @@ export interface Prediction<T> {
   cache?: CacheOutcome
 }
 
+/**
+ * Builds the feeds; when the wasm heap cannot hold them (decoded images and their concatenation are
+ * tensors on the heap too), evicts every idle model and builds them once more. Still too large beside
+ * the model: a 413 with the figures, never a 500.
+ */
+async function buildFeeds<T>(spec: PredictionSpec<T>, held: ModelLease, feeds: Record<string, tf.Tensor>): Promise<void> {
+  for (let retried = false; ; retried = true) {
+    try {
+      return await spec.feeds(held, feeds)
+    } catch (error) {
+      if (!isAllocationFailure(error)) throw error
+      tf.dispose(feeds)
+      for (const name of Object.keys(feeds)) delete feeds[name]
+      const { cache } = isolate()
+      let evicted = false
+      while (cache.evictIdle(held.lease.key, 'heap')) evicted = true
+      if (retried || !evicted) {
+        const e = findAllocation(error)!
+        throw new ApiError(
+          413,
+          `${held.lease.key}: this request's inputs need a tensor of ${e.bytes} bytes, and the wasm heap (${e.heapBytes} of at most ${e.maxHeapBytes} bytes) ` +
+            `cannot hold it beside the model; send fewer rows or smaller images`,
+        )
+      }
+    }
+  }
+}
+
+const findAllocation = (error: unknown): WasmAllocationError | undefined => {
+  for (let e = error; e instanceof Error; e = e.cause) if (e instanceof WasmAllocationError) return e
+  return undefined
+}
+
 /** Leases a model for the length of `use`, always releasing it. */
 export async function withLease<T>(caller: Caller, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
   return holding(await isolate().lease(caller.env, name, selector, caller.waitUntil), use)
@@ -106,7 +140,7 @@ async function predictOnce<T>(caller: Caller, name: string, selector: Selector, 
       const names = spec.outputs(held)
       const ttl = held.target.config.response_cache?.ttl_seconds
       const early = ttl !== undefined ? spec.keyInputs?.(held) : undefined
-      if (!early) await spec.feeds(held, feeds)
+      if (!early) await buildFeeds(spec, held, feeds)
       let key: string | undefined
       // A workers.dev route has no Cache API (it needs a custom domain): every answer there is a miss.
       const workersDev = caller.host?.endsWith('.workers.dev') === true
@@ -121,7 +155,7 @@ async function predictOnce<T>(caller: Caller, name: string, selector: Selector, 
           return { value: cached as T, held, cache: 'hit' as const }
         }
       }
-      if (early) await spec.feeds(held, feeds)
+      if (early) await buildFeeds(spec, held, feeds)
       const started = Date.now()
       outputs = await held.lease.model.run(feeds)
       const inferMs = Date.now() - started

@@ -6,7 +6,7 @@ import type { LayersModel } from '@tensorflow/tfjs-layers'
 import type { BatchingStatus } from './batcher'
 import { activationBytes, fitRows, fromIndex, KERNEL_FACTOR, profiled, wasmHeapBytes } from './footprint'
 import type { Footprint, MemoryFigures } from './footprint'
-import { guardedBackend } from './wasm-guard'
+import { guardedBackend, isAllocationFailure } from './wasm-guard'
 import type { GuardedWasmBackend } from './wasm-guard'
 import { dtypeFromTensorFlow } from './signature'
 import type { DType, Signature, TensorSpec } from './signature'
@@ -146,10 +146,12 @@ function graphServable(model: GraphModel<tf.io.IOHandlerSync>, artifacts: tf.io.
 /** Below this, heap figures (whole pages, 4 KiB probe blocks) are too coarse to count: the estimate is kept. */
 const PRECISE_BYTES = 1024 * 1024
 
-/** Room measuring needs beyond the estimate: a kernel's own buffers are not in it. */
-const MEASURE_MARGIN = 2
-/** Activations of one row guessed per weight byte before anything has run, only to decide whether the heap has room to measure in. */
-const ESTIMATED_ACTIVATIONS_PER_WEIGHT_BYTE = 2
+/**
+ * Heap room a measured warmup must have beyond the kernels' estimate, per weight byte: two rows of
+ * activations, guessed before anything has run (MobileNets need ~1 weight's worth per row). Measuring
+ * takes the free space, so the heap grows by the whole need (free again after).
+ */
+const MEASURE_ROOM_PER_WEIGHT_BYTE = 3
 
 /** Whether warmup can make zeros for this input: its dtype is numeric and every dimension but the batch is known. */
 const warmable = (spec: TensorSpec) =>
@@ -237,14 +239,23 @@ async function warmup(servable: Servable, footprint: Footprint, meter?: HeapMete
     fills.push(one.fill)
     learnOutputs(servable, one.result.outputs, batchIsDynamic)
     tf.dispose(one.result.outputs)
-    // What the run freed is its activations; what it kept is the kernels' state.
-    const freed = backend.fillFree()
-    fills.push(freed)
-    const row1 = freed.bytes
-    const two = batchIsDynamic ? await onFullHeap(backend, async () => (await runZeros(servable, 2))!) : undefined
-    if (two) {
-      fills.push(two.fill)
-      tf.dispose(two.result.outputs)
+    // What the run freed is its activations; what it kept is the kernels' state. The 2-row run may
+    // use that freed space again (it is released), so its need is that space plus its growth: the
+    // heap ends no larger than an unmeasured warmup would leave it.
+    const row1 = backend.fillFree().release()
+    let two: { result: { peakBytes: number }; growth: number } | undefined
+    if (batchIsDynamic) {
+      const before = backend.heap().bytes
+      // Two rows may not fit where one did (a MobileNetV2 at 224×224 needs ~26 MB of heap a row):
+      // then every byte of the one row counts per row, which errs high.
+      const result = await backend.exactGrowth(() => runZeros(servable, 2)).catch((error: unknown) => {
+        if (isAllocationFailure(error)) return undefined
+        throw error
+      })
+      if (result) {
+        tf.dispose(result.outputs)
+        two = { result, growth: row1 + backend.heap().bytes - before }
+      }
     }
     // The heap grows by whole 64 KiB pages: a small model's need is lost in that, so it is estimated.
     if (one.growth < PRECISE_BYTES) {
@@ -343,8 +354,13 @@ export async function buildServable(
     // Measured on the heap unless the index measured these files already, and only where the heap has
     // room to grow by the estimate's twice: measuring takes the free space, so the heap grows by the
     // whole need (it is free again after).
-    const room = probe && !known && probe.heap().bytes + MEASURE_MARGIN * (footprint.kernelBytes + ESTIMATED_ACTIVATIONS_PER_WEIGHT_BYTE * held) <= probe.heap().maxBytes
-    const warmedUp = await warmup(servable, footprint, room ? { backend: probe } : undefined)
+    const room = probe && !known && probe.heap().bytes + footprint.kernelBytes + MEASURE_ROOM_PER_WEIGHT_BYTE * held <= probe.heap().maxBytes
+    const measuredWarmup = (meter?: HeapMeter) => warmup(servable!, footprint, meter)
+    // Measuring takes the free space: a heap that cannot grow by the whole need warms up unmeasured.
+    const warmedUp = await measuredWarmup(room ? { backend: probe } : undefined).catch((error: unknown) => {
+      if (!room || !isAllocationFailure(error)) throw error
+      return measuredWarmup()
+    })
     if (known) Object.assign(footprint, fromIndex(known))
     // What the model holds at rest, as the heap says: counted when measured here, reported always.
     if (probe && usedBefore !== undefined) {
