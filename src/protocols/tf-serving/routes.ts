@@ -9,7 +9,7 @@ import { readConfig } from '../../config'
 import { badRequest, describeValue, ModelUnavailableError, notFound, quote } from '../../errors'
 import { isolate } from '../../isolate'
 import type { Rejection } from '../../repository/pointer'
-import type { Selector } from '../../repository/repository'
+import type { ResolvedVersion, Selector } from '../../repository/repository'
 import { DEFAULT_SIGNATURE, dtypeToTensorFlow } from '../../runtime/signature'
 import type { Signature, TensorSpec } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
@@ -108,17 +108,24 @@ export function signatureDef(signature: Signature) {
 }
 
 async function metadata(c: Ctx, name: string, pick?: VersionPath) {
-  return withModel(c, name, selectorOf(pick), async ({ target, lease }) => {
-    const { transforms, labels } = preparedOf(target, lease.model)
-    // An input with a transform takes encoded strings, one per row: DT_STRING [-1], as TF Serving shows image bytes.
-    const signature = {
-      ...lease.model.signature,
-      inputs: lease.model.signature.inputs.map((s) => (transforms.has(s.name) ? { ...s, dtype: 'string' as const, shape: [-1] } : s)),
-    }
-    return c.json({
-      model_spec: { name, signature_name: '', version: String(target.version) },
-      metadata: { signature_def: { signature_def: { [DEFAULT_SIGNATURE]: signatureDef(signature) } }, ...(labels ? { labels } : {}) },
-    })
+  // From the index where the signature is known there (Isolate.knownSignature): listing loads nothing.
+  const state = isolate()
+  const target = (await state.repository(c.env, waitUntilOf(c))).resolve(name, selectorOf(pick))
+  const known = typeof target.config.labels === 'string' ? undefined : state.knownSignature(target)
+  if (known) return metadataAnswer(c, name, target, known)
+  return withModel(c, name, selectorOf(pick), async ({ target, lease }) => metadataAnswer(c, name, target, lease.model))
+}
+
+function metadataAnswer(c: Ctx, name: string, target: ResolvedVersion, model: { signature: Signature }) {
+  const { transforms, labels } = preparedOf(target, model)
+  // An input with a transform takes encoded strings, one per row: DT_STRING [-1], as TF Serving shows image bytes.
+  const signature = {
+    ...model.signature,
+    inputs: model.signature.inputs.map((s) => (transforms.has(s.name) ? { ...s, dtype: 'string' as const, shape: [-1] } : s)),
+  }
+  return c.json({
+    model_spec: { name, signature_name: '', version: String(target.version) },
+    metadata: { signature_def: { signature_def: { [DEFAULT_SIGNATURE]: signatureDef(signature) } }, ...(labels ? { labels } : {}) },
   })
 }
 
