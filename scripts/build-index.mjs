@@ -46,6 +46,8 @@ export async function declaredSignature(json) {
     const side = (group) =>
       Object.entries(group ?? {}).map(([name, info]) => ({
         name,
+        // The graph's tensor, which TF Serving metadata shows: metadata is answered from the index.
+        ...(info.name ? { tensorName: info.name } : {}),
         dtype: info.dtype,
         shape: info.tensorShape?.unknownRank ? null : (info.tensorShape?.dim ?? []).map((d) => Number(d.size ?? -1)),
       }))

@@ -11,7 +11,11 @@ import type { Holding } from './memory-ledger'
 import { activationBytes, HEAP_PER_ACTIVATION_BYTE, profiled } from './runtime/footprint'
 import type { Servable } from './runtime/servable'
 import { rowsOf, runInSubBatches } from './runtime/sub-batches'
+import { guardedBackend, isAllocationFailure } from './runtime/wasm-guard'
 import type { tf } from './runtime/tf'
+
+/** Whether the model's figures are the heap's own (measured here or by the index), so that a heap short of them is known to be short. */
+const measuredOnHeap = (f: Servable['footprint']) => f.measured === 'heap-1' || f.measured === 'heap-1-2' || f.measured === 'index'
 
 /** No room in the budget now, and nothing under way that would make some: 503, retry soon, no backoff. */
 export class BudgetBusyError extends ModelUnavailableError {
@@ -33,6 +37,8 @@ export interface AdmittedModel {
 /** What admission needs of the cache: to evict idle models, and to know how many leases are out. */
 export interface Evictor {
   makeRoom(bytes: number, key?: string): void
+  /** Evicts the least recently used idle model other than `except`; false when there is none. */
+  evictIdle(except: string): boolean
   leases(): number
 }
 
@@ -113,12 +119,24 @@ export class Admission {
       return need(r) <= free ? r : 0
     }
     const splittable = rowsOf(inputs) !== undefined
-    return runInSubBatches(resident.servable, inputs, splittable ? rows : 1, async (remaining) => {
+    // The heap, not only the budget, must have room: a kernel whose own allocation fails inside the
+    // module aborts it (the backend is then rebuilt), so a run starts only where its need fits.
+    const heapFits = (r: number) => this.heapRoom(resident.key, need(r))
+    const runner = Object.create(resident.servable, { run: { value: (feeds: Record<string, tf.Tensor>) => this.runWithRoom(resident, feeds) } }) as Servable
+    return runInSubBatches(runner, inputs, splittable ? rows : 1, async (remaining) => {
       const want = splittable ? fitting(room, remaining) : 1
       const ticket = { run: resident.key }
       for (;;) {
         this.cache.makeRoom(need(want))
-        const r = fitting(this.ledger.limit - this.ledger.used(), want)
+        let r = fitting(this.ledger.limit - this.ledger.used(), want)
+        while (r > 1 && !heapFits(r)) r = Math.max(1, Math.floor(r / 2))
+        if (r > 0 && !heapFits(r) && measuredOnHeap(f)) {
+          throw new ModelUnavailableError(
+            `${resident.key}: a run of one row needs ${need(1)} bytes of wasm heap, and the heap (at most ${guardedBackend()!.heap().maxBytes} bytes) has less free ` +
+              `with every idle model evicted; the models in use hold the rest, retry`,
+            1,
+          )
+        }
         if (r > 0) {
           this.ledger.hold(ticket, 'run', need(r))
           return { rows: splittable ? r : remaining, done: () => this.ledger.release(ticket) }
@@ -126,6 +144,39 @@ export class Admission {
         await this.roomChange('run', need(1), `a run of ${resident.key}`)
       }
     })
+  }
+
+  /**
+   * Whether the wasm heap can give `bytes` now (its free space and what it may still grow), evicting
+   * idle models other than `key` until it can or none is left. Always true off the wasm backend.
+   */
+  private heapRoom(key: string, bytes: number): boolean {
+    const backend = guardedBackend()
+    if (!backend) return true
+    for (;;) {
+      const { bytes: size, maxBytes } = backend.heap()
+      // Growth alone is enough: no need to probe the free space.
+      if (maxBytes - size >= bytes) return true
+      if (maxBytes - size + backend.fillFree().release() >= bytes) return true
+      if (!this.cache.evictIdle(key)) return false
+    }
+  }
+
+  /**
+   * Runs one (sub-)batch; when the wasm heap cannot give a tensor, evicts idle models (least recently
+   * used first) and runs it again. With none left, a 503 with the figures: the heap is held by models
+   * in use, and the request may be retried.
+   */
+  private async runWithRoom(resident: AdmittedModel, feeds: Record<string, tf.Tensor>): Promise<Record<string, tf.Tensor>> {
+    for (;;) {
+      try {
+        return await resident.servable.run(feeds)
+      } catch (error) {
+        if (!isAllocationFailure(error)) throw error
+        if (this.cache.evictIdle(resident.key)) continue
+        throw new ModelUnavailableError(`${resident.key}: the wasm heap had no room for this run (${error.message}) with every idle model evicted; retry`, 1, error)
+      }
+    }
   }
 
   /**

@@ -23,6 +23,7 @@
  *   retired. A request holds one lease, so it is served wholly by one model.
  */
 import { Admission, BudgetBusyError } from './admission'
+import { backendBroken, guardedBackend, isAllocationFailure, isBackendFailure } from './runtime/wasm-guard'
 import { ApiError, ModelUnavailableError } from './errors'
 import { log } from './log'
 import { Lease, Resident, zeroCounters } from './lease'
@@ -57,6 +58,12 @@ export interface CacheOptions extends CacheLimits {
   onLoadFailed?: (key: string, ms: number, message: string) => void
   /** Told of every model taken out of service: evicted, dropped or replaced by a reload (src/analytics.ts). */
   onUnload?: (key: string, reason: string, memoryBytes: number) => void
+  /**
+   * Called when a load cannot get wasm heap although every idle model is gone and nothing else is
+   * loaded, leased or loading: the heap is fragmented (WebAssembly memory never shrinks). Replaces the
+   * backend with a fresh instance and resolves true when it did; the load is then tried once more.
+   */
+  rebuildHeap?: (reason: string) => Promise<boolean>
 }
 
 /**
@@ -64,6 +71,11 @@ export interface CacheOptions extends CacheLimits {
  * float16 file) and the kernels' state (runtime/footprint.ts KERNEL_FACTOR), one row aside.
  */
 const LOAD_ESTIMATE_PER_STORED_BYTE = 6
+
+/** A model that cannot get its wasm heap even alone on a fresh heap: refused (503 with the figures), with a backoff. */
+export class ModelTooLargeError extends Error {
+  override name = 'ModelTooLargeError'
+}
 
 interface Slot {
   state: 'LOADING' | 'AVAILABLE'
@@ -92,7 +104,8 @@ export class ModelCache {
     this.now = options.now ?? Date.now
     this.admission = new Admission(options.budgetBytes, {
       makeRoom: (bytes, key) => this.makeRoom(bytes, key),
-      leases: () => [...this.available(), ...this.retiring].reduce((n, r) => n + r.leases, 0),
+      evictIdle: (except) => this.evictIdle(except, 'heap'),
+      leases: () => this.leases(),
     })
   }
 
@@ -152,7 +165,7 @@ export class ModelCache {
       try {
         const estimate = Math.min(bytes * LOAD_ESTIMATE_PER_STORED_BYTE, this.options.budgetBytes)
         await this.admission.reserve(ticket, 'load', estimate, `loading ${key}`, key)
-        const resident = this.admit(key, await load(), started, 'model.loaded', ticket)
+        const resident = this.admit(key, await this.loadWithRoom(key, load), started, 'model.loaded', ticket)
         slot.state = 'AVAILABLE'
         slot.resident = resident
         this.failures.delete(key)
@@ -162,6 +175,12 @@ export class ModelCache {
         if (this.slots.get(key) === slot) this.slots.delete(key)
         // No room now, with nothing under way to make some: not the model's fault, so no backoff.
         if (error instanceof BudgetBusyError) throw error
+        // The heap was short while other models were leased, or the backend broke: no backoff either.
+        if (isBackendFailure(error) && !(error instanceof ModelTooLargeError)) {
+          const message = error instanceof Error ? error.message : String(error)
+          log('warn', 'model.load_deferred', { model: key, error: message })
+          throw new BudgetBusyError(`model ${key} could not be loaded now: ${message}; models in use hold the rest of the heap`)
+        }
         const attempts = (this.failures.get(key)?.attempts ?? 0) + 1
         const delay = Math.min(this.options.backoffBaseMs * 2 ** (attempts - 1), this.options.backoffMaxMs)
         const message = error instanceof Error ? error.message : String(error)
@@ -176,6 +195,53 @@ export class ModelCache {
     })()
     this.slots.set(key, slot)
     return slot
+  }
+
+  /**
+   * Runs `load`, and when it cannot get wasm heap, evicts idle models (least recently used first) and
+   * tries again; with none left and nothing else held, the backend's heap is rebuilt once
+   * (`rebuildHeap`). A model that still cannot get its heap alone on a fresh heap is too large: refused.
+   */
+  private async loadWithRoom(key: string, load: () => Promise<LoadResult>): Promise<LoadResult> {
+    for (let rebuilt = false; ; ) {
+      try {
+        return await load()
+      } catch (error) {
+        // A kernel's own allocation failing inside the module aborts it: the backend is broken.
+        const broken = backendBroken() !== undefined
+        if (!broken && !isAllocationFailure(error)) throw error
+        if (!broken && this.evictIdle(key, 'heap')) continue
+        const alone = this.admission.ledger.used('resident') === 0 && this.leases() === 0 && [...this.slots.keys()].every((k) => k === key)
+        const rebuild = this.settings.rebuildHeap
+        if (!rebuild || !(alone || broken)) throw error
+        const message = error instanceof Error ? error.message : String(error)
+        if (rebuilt) {
+          // Left sound for the next model, then refused: it does not fit even alone.
+          if (broken) await rebuild(`loading ${key} broke it again: ${message}`)
+          const max = guardedBackend()?.heap().maxBytes
+          throw new ModelTooLargeError(`it cannot be loaded even alone on a fresh wasm heap${max ? ` of at most ${max} bytes` : ''}: ${message}`, { cause: error })
+        }
+        if (!(await rebuild(`loading ${key}: ${message}`))) throw error
+        rebuilt = true
+      }
+    }
+  }
+
+  /** Evicts the least recently used idle model other than `except`; false when there is none. */
+  evictIdle(except: string, reason: string): boolean {
+    const idle = this.available()
+      .filter((r) => r.leases === 0 && r.key !== except)
+      .sort((a, b) => a.lastUsed - b.lastUsed)[0]
+    if (!idle) return false
+    this.counters.evictions++
+    log('info', 'model.evicted', { model: idle.key, bytes: idle.bytes, reason })
+    this.retire(idle, `evicted: ${reason}`)
+    return true
+  }
+
+  /** Leases out on every model held, retiring ones included. */
+  private leases(): number {
+    return [...this.available(), ...this.retiring].reduce((n, r) => n + r.leases, 0)
   }
 
   /**

@@ -35,6 +35,7 @@ import type { Repository, ResolvedVersion, Selector } from './repository/reposit
 import { assetsStore, r2Store } from './repository/stores'
 import { wasmHeapBytes } from './runtime/footprint'
 import type { ModelFormat } from './runtime/servable'
+import { dtypeFromTensorFlow } from './runtime/signature'
 import type { Signature, TensorSpec } from './runtime/signature'
 import { Backend, tf } from './runtime/tf'
 import { backendBroken } from './runtime/wasm-guard'
@@ -95,6 +96,8 @@ export class Isolate {
   private heapHighWater = 0
   // A rebuild of a broken wasm backend in progress: every caller waits on the same one.
   private recovering: Promise<void> | undefined
+  // Why the wasm backend's heap is being replaced, while it is: readiness says so.
+  private rebuilding: string | undefined
 
   /**
    * @param backend tf.js's backend; tf.js's engine is process-wide, so a test that starts a new
@@ -115,6 +118,7 @@ export class Isolate {
       },
       onLoadFailed: (key, ms, message) => analytics.loadFailed(key, ms, message),
       onUnload: (key, reason, memoryBytes) => analytics.unloaded(key, reason, memoryBytes),
+      rebuildHeap: (reason) => this.rebuildHeap(reason),
     })
     this.pointer = new PointerFollower(now)
     this.predictions = new PredictionCache(now)
@@ -198,21 +202,30 @@ export class Isolate {
   }
 
   /**
-   * A version's signature without loading it, where that is known for certain: the model is loaded
-   * here; or its index entry holds the signature tf.js itself worked out — an R2 version's (from its
-   * validation build) or a bundled layers model's (scripts/build-index.mjs builds the topology). A
-   * bundled graph model's outputs may be refined by warmup, so for those, `undefined`: load to know.
-   * Graph tensor names are not in the index either: TF Serving metadata, which shows them, loads.
+   * A version's signature without loading it: the model is loaded here; or its index entry holds the
+   * signature tf.js itself works out — an R2 version's (from its validation build), a bundled layers
+   * model's (scripts/build-index.mjs builds the topology), or a bundled graph model's signature block
+   * from its model.json (names, TensorFlow dtypes, shapes as declared; warmup may refine an output's
+   * unknown dimensions once it loads). A graph model without a signature block declares no outputs:
+   * `undefined`, load to know.
    */
   knownSignature(target: ResolvedVersion): { format: ModelFormat; signature: Signature; memoryBytes?: number } | undefined {
     const loaded = this.cache.signatureOf(cacheKey(target.name, target.version))
     if (loaded) return loaded
-    const { format, source, signature } = target.entry
-    if (source !== 'r2' && format !== 'layers-model') return undefined
+    const { format, signature } = target.entry
     const declared = signature as { inputs?: unknown; outputs?: unknown } | null
     if (!Array.isArray(declared?.inputs) || !Array.isArray(declared.outputs)) return undefined
-    const spec = (s: Partial<TensorSpec>): TensorSpec => ({ name: s.name!, tensorName: s.tensorName ?? s.name!, dtype: s.dtype!, shape: s.shape ?? null })
-    return { format, signature: { inputs: declared.inputs.map(spec), outputs: declared.outputs.map(spec) } }
+    const spec = (s: Partial<TensorSpec>): TensorSpec | undefined => {
+      const dtype = dtypeFromTensorFlow(s.dtype) ?? s.dtype
+      if (!s.name || !dtype) return undefined
+      // A graph's tensor name: `node:0` for a node named as its signature key, as tf.js names it.
+      const tensorName = s.tensorName ?? (format === 'graph-model' ? (s.name.includes(':') ? s.name : `${s.name}:0`) : s.name)
+      return { name: s.name, tensorName, dtype: dtype as TensorSpec['dtype'], shape: s.shape ?? null }
+    }
+    const inputs = (declared.inputs as Partial<TensorSpec>[]).map(spec)
+    const outputs = (declared.outputs as Partial<TensorSpec>[]).map(spec)
+    if (inputs.includes(undefined) || outputs.includes(undefined) || outputs.length === 0) return undefined
+    return { format, signature: { inputs: inputs as TensorSpec[], outputs: outputs as TensorSpec[] } }
   }
 
   /** Re-reads the R2 pointer now and swaps to what it publishes (cron, admin reload). */
@@ -314,11 +327,39 @@ export class Isolate {
   }
 
   /**
+   * Replaces a sound wasm backend whose heap is too fragmented to load a model it held before (the
+   * cache calls this once nothing is loaded, leased or loading: WebAssembly memory never shrinks, so
+   * only a fresh instance has the room back). False off the wasm backend.
+   */
+  private async rebuildHeap(reason: string): Promise<boolean> {
+    if (tf.getBackend() !== 'wasm' || this.rebuilding !== undefined) return false
+    this.rebuilding = reason
+    const heap = wasmHeapBytes()
+    const broken = backendBroken()
+    log('warn', 'backend.rebuilding', { reason: broken ? `broken: ${broken}; ${reason}` : `heap fragmented: ${reason}`, heapBytes: heap })
+    try {
+      // A broken backend's models cannot run any more: they go (and load again on their next request).
+      if (broken) this.cache.unload(undefined, 'the wasm backend is rebuilt')
+      await this.backend.wasm.rebuild()
+      log('info', 'backend.rebuilt', { heapBytesBefore: heap, heapBytes: wasmHeapBytes() })
+      return true
+    } finally {
+      this.rebuilding = undefined
+    }
+  }
+
+  /** Rebuilds the wasm backend when it broke (an `Aborted()` in a kernel), reloading what it held; a no-op while it is sound. */
+  async repairBackend(env: Env): Promise<void> {
+    if (backendBroken()) await this.recover(env)
+  }
+
+  /**
    * Readiness: the backend is up and sound, and the repository can be read. Rejects with the reason
    * otherwise; a broken wasm backend is rebuilt in the background (`waitUntil`), so readiness recovers.
    */
   async ready(env: Env, waitUntil?: WaitUntil): Promise<{ backend: BackendName; models: number }> {
     this.settings(env)
+    if (this.rebuilding !== undefined) throw new Error(`the wasm backend's heap is being rebuilt (${this.rebuilding})`)
     const broken = backendBroken()
     if (broken) {
       const rebuild = this.recover(env).catch((error: unknown) => log('error', 'backend.rebuild_failed', { error: (error as Error).message }))

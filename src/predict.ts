@@ -19,6 +19,9 @@ import { preparedOf } from './protocols/images/classify'
 import type { Selector } from './repository/repository'
 import { rowsOf } from './runtime/sub-batches'
 import { tf } from './runtime/tf'
+import { backendBroken, isAllocationFailure, WasmAllocationError } from './runtime/wasm-guard'
+import { ApiError } from './errors'
+import { log } from './log'
 
 /** Who asks, and what of theirs the prediction needs: bindings, background work, cache preferences. */
 export interface Caller {
@@ -79,7 +82,20 @@ export async function withLease<T>(caller: Caller, name: string, selector: Selec
  */
 export async function predict<B, T>(caller: Caller, name: string, selector: Selector, read: () => Promise<B>, spec: (body: B) => PredictionSpec<T>): Promise<Prediction<T>> {
   const state = isolate()
-  return state.traffic.serve(caller.env, name, selector, caller, read, (held, body) => run(state, caller, held, spec(body)))
+  // The body is read once: a request served again after a backend rebuild reuses what was read.
+  let body: Promise<B> | undefined
+  const readOnce = () => (body ??= read())
+  const attempt = () => state.traffic.serve(caller.env, name, selector, caller, readOnce, (held, read) => run(state, caller, held, spec(read)))
+  try {
+    return await attempt()
+  } catch (error) {
+    // A kernel's allocation failed inside the wasm module (an `Aborted()`): the backend is rebuilt,
+    // the model loaded again, and the request served once more, as a heap with room would have.
+    if (!backendBroken()) throw error
+    log('warn', 'request.backend_recovered', { model: name, error: (error as Error).message })
+    await state.repairBackend(caller.env)
+    return attempt()
+  }
 }
 
 /**
@@ -95,7 +111,7 @@ async function run<T>(state: Isolate, caller: Caller, held: ModelLease, spec: Pr
     const names = spec.outputs(held)
     const ttl = held.target.config.response_cache?.ttl_seconds
     const early = ttl !== undefined ? spec.keyInputs?.(held) : undefined
-    if (!early) await spec.feeds(held, feeds)
+    if (!early) await buildFeeds(spec, held, feeds)
     let key: string | undefined
     // A workers.dev route has no Cache API (it needs a custom domain): every answer there is a miss.
     const workersDev = caller.host?.endsWith('.workers.dev') === true
@@ -112,7 +128,7 @@ async function run<T>(state: Isolate, caller: Caller, held: ModelLease, spec: Pr
         return { value: cached as T, held, cache: 'hit' as const }
       }
     }
-    if (early) await spec.feeds(held, feeds)
+    if (early) await buildFeeds(spec, held, feeds)
     const started = Date.now()
     outputs = await held.lease.model.run(feeds)
     const inferMs = Date.now() - started
@@ -126,4 +142,37 @@ async function run<T>(state: Isolate, caller: Caller, held: ModelLease, spec: Pr
     tf.dispose(feeds)
     tf.dispose(outputs)
   }
+}
+
+/**
+ * Builds the feeds; when the wasm heap cannot hold them (decoded images and their concatenation are
+ * tensors on the heap too), evicts every idle model and builds them once more. Still too large beside
+ * the model: a 413 with the figures, never a 500.
+ */
+async function buildFeeds<T>(spec: PredictionSpec<T>, held: ModelLease, feeds: Record<string, tf.Tensor>): Promise<void> {
+  for (let retried = false; ; retried = true) {
+    try {
+      return await spec.feeds(held, feeds)
+    } catch (error) {
+      if (!isAllocationFailure(error)) throw error
+      tf.dispose(feeds)
+      for (const name of Object.keys(feeds)) delete feeds[name]
+      const { cache } = isolate()
+      let evicted = false
+      while (cache.evictIdle(held.lease.key, 'heap')) evicted = true
+      if (retried || !evicted) {
+        const e = findAllocation(error)!
+        throw new ApiError(
+          413,
+          `${held.lease.key}: this request's inputs need a tensor of ${e.bytes} bytes, and the wasm heap (${e.heapBytes} of at most ${e.maxHeapBytes} bytes) ` +
+            `cannot hold it beside the model; send fewer rows or smaller images`,
+        )
+      }
+    }
+  }
+}
+
+const findAllocation = (error: unknown): WasmAllocationError | undefined => {
+  for (let e = error; e instanceof Error; e = e.cause) if (e instanceof WasmAllocationError) return e
+  return undefined
 }

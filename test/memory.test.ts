@@ -125,7 +125,7 @@ describe('faceres, a MobileNet at 224×224', () => {
 
   it('refuses at load, with a 503 naming the figures, a model that cannot run one row within the budget', async () => {
     resetIsolate()
-    const res = await call('/v2/models/faceres', undefined, withBudget(30_000_000))
+    const res = await call('/v2/models/faceres/ready', undefined, withBudget(30_000_000))
     expect(res.status).toBe(503)
     expect(res.headers.get('Retry-After')).toBeTruthy()
     const { error } = await res.json<{ error: string }>()
@@ -135,11 +135,16 @@ describe('faceres, a MobileNet at 224×224', () => {
 
   it('reports the model memory, the budget and the wasm heap in /metrics, /admin/cache and v2 metadata', async () => {
     resetIsolate()
+    // Metadata alone loads nothing (it is answered from the index): a readiness check loads.
+    expect((await call('/v2/models/faceres/ready')).status).toBe(200)
     const meta = await (await call('/v2/models/faceres')).json<{ parameters: { memory_bytes: number } }>()
     const model = isolate().status(env).models.find((m) => m.key === 'faceres/1')!
     expect(meta.parameters.memory_bytes).toBe(model.memoryBytes)
     const text = await (await call('/metrics')).text()
     expect(text).toContain(`warmserve_model_memory_bytes{model="faceres",version="1",state="AVAILABLE"} ${model.memoryBytes}`)
+    // Counted (what the budget holds) and measured (what the heap gave) side by side.
+    expect(text).toContain(`warmserve_model_memory_counted_bytes{model="faceres",version="1",state="AVAILABLE",source="${model.footprint!.measured}"} ${model.memoryBytes}`)
+    expect(text).toContain(`warmserve_model_memory_measured_bytes{model="faceres",version="1",state="AVAILABLE"} ${model.footprint!.heapBytes}`)
     expect(text).toMatch(/warmserve_cache_budget_bytes \d+/)
     expect(text).toMatch(/warmserve_wasm_heap_bytes \d+/)
     expect(text).toMatch(/warmserve_wasm_heap_high_water_bytes \d+/)

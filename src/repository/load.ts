@@ -45,12 +45,16 @@ export async function loadVersion(sources: ModelSources, target: ResolvedVersion
   await backend.ensure()
   const fetchStarted = now()
   let fetchMs = 0
+  // The index's measurement counts only for the very files it was made of.
+  const memory = target.entry.memory
+  const digest = memory ? {} as { value?: string } : undefined
   // The artifacts are not kept here: their shards are released once the backend holds the weights.
-  const { servable, timings, warmedUp } = await buildServable(
-    await storeHandler(store, dir)
-      .load()
-      .finally(() => (fetchMs = now() - fetchStarted)),
-  )
+  const artifacts = await storeHandler(store, dir, digest)
+    .load()
+    .finally(() => (fetchMs = now() - fetchStarted))
+  const known = memory && digest?.value === memory.digest ? memory : undefined
+  if (memory && !known) log('warn', 'model.memory_stale', { model: dir, reason: 'the index measured other files (digest differs); measuring here' })
+  const { servable, timings, warmedUp } = await buildServable(artifacts, known)
   // Image inputs, labels and the classify output are checked against the built model.
   const labelsStore = target.entry.source === 'r2' ? sources.r2! : sources.assets
   const checked = await check(target, servable, (file) => labelsStore.get(`${target.name}/${file}`)).catch((error: unknown) => {

@@ -38,11 +38,35 @@ async function readFile(store: ModelStore, path: string): Promise<ArrayBuffer> {
 }
 
 /**
+ * The digest the repository index's `memory` figures name (docs/memory.md): sha-256 of model.json's
+ * bytes followed by every shard's, in the manifest's order, as lowercase hex. Streamed where the
+ * runtime can (workerd's DigestStream), so the weights are not copied into one buffer.
+ */
+export async function filesDigest(parts: ArrayBuffer[]): Promise<string> {
+  const Stream = (crypto as unknown as { DigestStream?: new (algorithm: string) => WritableStream<ArrayBuffer> & { digest: Promise<ArrayBuffer> } }).DigestStream
+  let digest: ArrayBuffer
+  if (Stream) {
+    const stream = new Stream('SHA-256')
+    const writer = stream.getWriter()
+    for (const part of parts) await writer.write(part)
+    await writer.close()
+    digest = await stream.digest
+  } else {
+    const all = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
+    let at = 0
+    for (const part of parts) all.set(new Uint8Array(part), (at += part.byteLength) - part.byteLength)
+    digest = await crypto.subtle.digest('SHA-256', all)
+  }
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('')
+}
+
+/**
  * Reads `<dir>/model.json` and its shards, in the manner of tfjs-node's file-system handler.
  * The shards stay separate ArrayBuffers (WeightData allows a list), so nothing is copied.
  * A shard shorter or longer than its manifest says fails the load with that reason.
+ * With `digest`, the files' digest (`filesDigest`) is put there once they are read.
  */
-export function storeHandler(store: ModelStore, dir: string): Required<Pick<tf.io.IOHandler, 'load'>> {
+export function storeHandler(store: ModelStore, dir: string, digest?: { value?: string }): Required<Pick<tf.io.IOHandler, 'load'>> {
   return {
     async load() {
       const raw = await readFile(store, `${dir}/model.json`)
@@ -69,6 +93,7 @@ export function storeHandler(store: ModelStore, dir: string): Required<Pick<tf.i
             throw new Error(`${dir}: weight shards hold ${actual} bytes but the manifest describes ${expected}`)
           }
         }
+        if (digest) digest.value = await filesDigest([raw, ...buffers])
         return [specs, buffers]
       })
     },

@@ -2,6 +2,7 @@
 import { ModelUnavailableError, notFound } from '../errors'
 import type { ManifestFile } from './manifest'
 import type { Pointer, Rejection } from './pointer'
+import type { MemoryFigures } from '../runtime/footprint'
 import type { ModelFormat } from '../runtime/servable'
 import type { ModelStore } from './stores'
 
@@ -20,6 +21,8 @@ export interface VersionEntry {
   signature: unknown
   /** Absent in _index.json, which lists only bundled versions. */
   source?: VersionSource
+  /** What the wasm heap needs for this version, measured by the zoo's script (docs/memory.md); counted when its digest matches the files. */
+  memory?: MemoryFigures
 }
 
 // The schema lives in its own file, free of relative imports, so scripts/build-index.mjs checks

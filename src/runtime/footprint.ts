@@ -49,15 +49,49 @@ export interface Footprint {
    */
   perElement?: number
   /**
-   * How activations were measured: at warmup (batch 1 and 2, or 1 when the batch is fixed), from the
-   * version's measured figures in the index (`'index'`: warmup then runs batch 1 only), on a first
-   * request, or not yet.
+   * Where the figures come from: the wasm heap's growth on a heap with no free space, at batch 1 and 2
+   * (or 1 when the batch is fixed); the repository index's measurement (`memory`, its digest matching
+   * the files); tf.js's tensor peaks at warmup scaled by HEAP_PER_ACTIVATION_BYTE (the estimate, when
+   * the heap had no room to measure in); a first request; or not yet.
    */
-  measured: 'warmup-1-2' | 'warmup-1' | 'index' | 'first-request' | 'pending'
+  measured: 'heap-1-2' | 'heap-1' | 'index' | 'warmup-1-2' | 'warmup-1' | 'first-request' | 'pending'
+  /**
+   * What this isolate's wasm heap really gave the model, measured at load with the free-space probe
+   * (runtime/wasm-guard.ts `fillFree`): bytes it holds at rest, plus one row's growth when that was
+   * measured. Absent off the wasm backend. Reported beside the counted figure, never counted itself.
+   */
+  heapBytes?: number
   /** How much the wasm heap grew while the model was built and warmed up (0 when it had room); a figure to compare, not one counted. */
   heapGrowthBytes: number
   /** JavaScript heap bytes the model keeps beside its tensors (its tokenizers), set when it is prepared. */
   hostBytes?: number
+}
+
+/**
+ * A version's memory as the repository index records it (`memory` of a version entry, measured by the
+ * zoo's script in Node on a fresh backend; the contract is docs/memory.md's). Used only when `digest`
+ * matches the files the isolate read.
+ */
+export interface MemoryFigures {
+  weightBytes: number
+  restingBytes: number
+  activationBytes: number
+  rowBytes: number
+  heapBytes1?: number
+  heapBytes4?: number
+  method?: string
+  digest: string
+}
+
+/** The counted figures from the index's measurement. */
+export function fromIndex(m: MemoryFigures): Pick<Footprint, 'weightBytes' | 'kernelBytes' | 'activationBytes' | 'rowBytes' | 'measured'> {
+  return {
+    weightBytes: m.weightBytes,
+    kernelBytes: Math.max(0, m.restingBytes - m.weightBytes),
+    activationBytes: m.activationBytes,
+    rowBytes: m.rowBytes,
+    measured: 'index',
+  }
 }
 
 /** Bytes of the wasm heap (WebAssembly memory) when wasm is the active backend, else undefined. */

@@ -1,11 +1,13 @@
 /** @module runtime/servable — builds a tf.js layers or graph model into one interface, warmed up and ready to run. */
-import { loadGraphModel } from '@tensorflow/tfjs-converter'
+import { loadGraphModelSync } from '@tensorflow/tfjs-converter'
 import type { GraphModel } from '@tensorflow/tfjs-converter'
 import { loadLayersModel } from '@tensorflow/tfjs-layers'
 import type { LayersModel } from '@tensorflow/tfjs-layers'
 import type { BatchingStatus } from './batching-status'
-import { fitRows, KERNEL_FACTOR, profiled, wasmHeapBytes } from './footprint'
-import type { Footprint } from './footprint'
+import { activationBytes, fitRows, fromIndex, KERNEL_FACTOR, profiled, wasmHeapBytes } from './footprint'
+import type { Footprint, MemoryFigures } from './footprint'
+import { guardedBackend, isAllocationFailure } from './wasm-guard'
+import type { GuardedWasmBackend } from './wasm-guard'
 import { dtypeFromTensorFlow } from './signature'
 import type { DType, Signature, TensorSpec } from './signature'
 import { tf } from './tf'
@@ -45,9 +47,9 @@ export function wrapRun(servable: Servable, run: Servable['run'], own: Partial<P
 export type BuildTimings = {
   buildMs: number
   warmupMs: number
-  /** Of warmupMs: the profiled batch-1 run (the first run, so it also pays the kernels' set-up). */
+  /** Of warmupMs: the batch-1 run (the first run, so it also pays the kernels' set-up). */
   warmup1Ms?: number
-  /** Of warmupMs: the profiled batch-2 run that gives each further row's bytes (absent for a fixed batch). */
+  /** Of warmupMs: the batch-2 run that gives each further row's bytes (absent for a fixed batch, or when the index measured the version). */
   warmup2Ms?: number
 }
 
@@ -108,7 +110,7 @@ function shapeFromSignature(info: SignatureTensorJSON | undefined): number[] | n
   return (shape.dim ?? []).map((d) => Number(d.size ?? -1))
 }
 
-function graphServable(model: GraphModel, artifacts: tf.io.ModelArtifacts, weightBytes: number, footprint: Footprint): Servable {
+function graphServable(model: GraphModel<tf.io.IOHandlerSync>, artifacts: tf.io.ModelArtifacts, weightBytes: number, footprint: Footprint): Servable {
   const declared = (artifacts.signature ?? {}) as {
     inputs?: Record<string, SignatureTensorJSON>
     outputs?: Record<string, SignatureTensorJSON>
@@ -157,12 +159,24 @@ function graphServable(model: GraphModel, artifacts: tf.io.ModelArtifacts, weigh
   })
 }
 
+/** Below this, heap figures (whole pages, 4 KiB probe blocks) are too coarse to count: the estimate is kept. */
+const PRECISE_BYTES = 1024 * 1024
+
+/**
+ * Heap room a measured warmup must have beyond the kernels' estimate, per weight byte: two rows of
+ * activations, guessed before anything has run (MobileNets need ~1 weight's worth per row). Measuring
+ * takes the free space, so the heap grows by the whole need (free again after).
+ */
+const MEASURE_ROOM_PER_WEIGHT_BYTE = 3
+
+/** Whether warmup can make zeros for this input: its dtype is numeric and every dimension but the batch is known. */
+const warmable = (spec: TensorSpec) =>
+  spec.shape !== null && spec.dtype !== 'string' && spec.dtype !== 'complex64' && spec.shape.every((d, i) => d >= 0 || (d === -1 && i === 0))
+
 /** Zeros in the input's shape with a batch of `rows`, or `undefined` when a dimension cannot be guessed. */
 function warmupInput(spec: TensorSpec, rows: number): tf.Tensor | undefined {
-  if (spec.shape === null || spec.dtype === 'string' || spec.dtype === 'complex64') return undefined
-  const shape = spec.shape.map((d, i) => (d === -1 && i === 0 ? rows : d))
-  if (shape.some((d) => d < 0)) return undefined
-  return tf.zeros(shape, spec.dtype)
+  if (!warmable(spec)) return undefined
+  return tf.zeros(spec.shape!.map((d, i) => (d === -1 && i === 0 ? rows : d)), spec.dtype)
 }
 
 /** Profiles one run on zeros of `rows` rows: its peak activation bytes and outputs (or undefined: an input has unknown dimensions). */
@@ -181,97 +195,216 @@ async function runZeros(servable: Servable, rows: number): Promise<{ outputs: Re
 }
 
 /**
- * Runs one inference on zeros so the first real request pays no kernel set-up, and fills in
- * output shapes and dtypes the artifacts did not declare. Measures the activations on batch 1 and,
- * when the batch is dynamic, on batch 2 (see runtime/footprint.ts). Returns false when it had to skip
- * because an input has dimensions only a real request can tell.
+ * How warmup measures: on the wasm backend with room in its heap, each run's need is the heap's growth
+ * with no free space left (`fillFree`) and growth exact, so allocator overhead and fragmentation are
+ * in the figure; otherwise tf.js's tensor peaks scaled by HEAP_PER_ACTIVATION_BYTE (runtime/footprint.ts).
  */
-async function warmup(servable: Servable, footprint: Footprint, timings: Partial<BuildTimings>, measured?: MeasuredActivations): Promise<boolean> {
-  let started = Date.now()
-  const one = await runZeros(servable, 1)
-  if (!one) return false
-  timings.warmup1Ms = Date.now() - started
-  const batchIsDynamic = servable.signature.inputs.every((s) => s.shape?.[0] === -1)
+interface HeapMeter {
+  backend: GuardedWasmBackend
+}
+
+/** Runs `f` on a heap with no free space, growing exactly: returns its result and the heap's growth. */
+async function onFullHeap<T>(backend: GuardedWasmBackend, f: () => Promise<T>): Promise<{ result: T; growth: number; fill: { release(): void } }> {
+  const fill = backend.fillFree()
+  try {
+    const before = backend.heap().bytes
+    const result = await backend.exactGrowth(f)
+    return { result, growth: backend.heap().bytes - before, fill }
+  } catch (error) {
+    fill.release()
+    throw error
+  }
+}
+
+/** Sets output shapes and dtypes the artifacts did not declare from a warmup run's outputs. */
+function learnOutputs(servable: Servable, outputs: Record<string, tf.Tensor>, batchIsDynamic: boolean): void {
   for (const spec of servable.signature.outputs) {
-    const y = one.outputs[spec.name]
+    const y = outputs[spec.name]
     if (!y) continue
     if (spec.shape === null || spec.shape.length !== y.shape.length) {
       spec.shape = y.shape.map((d, i) => (i === 0 && batchIsDynamic ? -1 : d))
     }
     spec.dtype = y.dtype as DType
   }
-  tf.dispose(one.outputs)
-  if (measured) {
-    // The version's figures were measured outside the isolate: the batch-2 profiling run is not
-    // needed before the first answer. They are never allowed to count one row for less than the
-    // batch-1 run just measured here (a figure from another runtime could be low).
-    const seen = fitRows(one.peakBytes).rowBytes
-    const oneRow = measured.activationBytes + measured.rowBytes
-    Object.assign(footprint, { activationBytes: measured.activationBytes + Math.max(0, seen - oneRow), rowBytes: measured.rowBytes, measured: 'index' })
-    return true
-  }
-  let peak2: number | undefined
-  if (batchIsDynamic) {
-    started = Date.now()
-    const two = await runZeros(servable, 2)
-    timings.warmup2Ms = Date.now() - started
-    tf.dispose(two?.outputs ?? {})
-    peak2 = two?.peakBytes
-  }
-  Object.assign(footprint, fitRows(one.peakBytes, peak2), { measured: peak2 === undefined ? 'warmup-1' : 'warmup-1-2' })
-  return true
 }
 
 /**
- * A version's activation figures measured once, outside the isolate (the index's `memory` entry,
- * heap bytes; the caller has checked its digest against the files it loaded).
+ * Runs one inference on zeros so the first real request pays no kernel set-up, and fills in
+ * output shapes and dtypes the artifacts did not declare. Measures the activations on batch 1 and,
+ * when the batch is dynamic, on batch 2 (see runtime/footprint.ts): with `meter`, on the heap itself —
+ * the 1-row run's growth is the kernels' state plus its activations, the free space it leaves is its
+ * activations, and the 2-row run (every byte taken again) grows by its whole need. Returns false when
+ * it had to skip because an input has dimensions only a real request can tell.
  */
-export type MeasuredActivations = { activationBytes: number; rowBytes: number }
+async function warmup(servable: Servable, footprint: Footprint, timings: Partial<BuildTimings>, meter?: HeapMeter, batchOneOnly = false): Promise<boolean> {
+  if (!servable.signature.inputs.every(warmable)) return false
+  const batchIsDynamic = servable.signature.inputs.every((s) => s.shape?.[0] === -1)
+  if (!meter) {
+    let started = Date.now()
+    const one = (await runZeros(servable, 1))!
+    timings.warmup1Ms = Date.now() - started
+    learnOutputs(servable, one.outputs, batchIsDynamic)
+    tf.dispose(one.outputs)
+    // With the version measured outside the isolate (the index), the batch-2 run is not needed before the first answer.
+    started = Date.now()
+    const two = batchIsDynamic && !batchOneOnly ? await runZeros(servable, 2) : undefined
+    if (two) timings.warmup2Ms = Date.now() - started
+    tf.dispose(two?.outputs ?? {})
+    Object.assign(footprint, fitRows(one.peakBytes, two?.peakBytes), { measured: two === undefined ? 'warmup-1' : 'warmup-1-2' })
+    return true
+  }
+  const { backend } = meter
+  const fills: { release(): void }[] = []
+  try {
+    let started = Date.now()
+    const one = await onFullHeap(backend, async () => (await runZeros(servable, 1))!)
+    timings.warmup1Ms = Date.now() - started
+    fills.push(one.fill)
+    learnOutputs(servable, one.result.outputs, batchIsDynamic)
+    tf.dispose(one.result.outputs)
+    // What the run freed is its activations; what it kept is the kernels' state. The 2-row run may
+    // use that freed space again (it is released), so its need is that space plus its growth: the
+    // heap ends no larger than an unmeasured warmup would leave it.
+    const row1 = backend.fillFree().release()
+    let two: { result: { peakBytes: number }; growth: number } | undefined
+    if (batchIsDynamic) {
+      const before = backend.heap().bytes
+      started = Date.now()
+      // Two rows may not fit where one did (a MobileNetV2 at 224×224 needs ~26 MB of heap a row):
+      // then every byte of the one row counts per row, which errs high.
+      const result = await backend.exactGrowth(() => runZeros(servable, 2)).catch((error: unknown) => {
+        if (isAllocationFailure(error)) return undefined
+        throw error
+      })
+      timings.warmup2Ms = Date.now() - started
+      if (result) {
+        tf.dispose(result.outputs)
+        two = { result, growth: row1 + backend.heap().bytes - before }
+      }
+    }
+    // The heap grows by whole 64 KiB pages: a small model's need is lost in that, so it is estimated.
+    if (one.growth < PRECISE_BYTES) {
+      Object.assign(footprint, fitRows(one.result.peakBytes, two?.result.peakBytes), { measured: two === undefined ? 'warmup-1' : 'warmup-1-2' })
+      return true
+    }
+    footprint.kernelBytes = Math.max(0, one.growth - row1)
+    if (!two) Object.assign(footprint, { activationBytes: 0, rowBytes: row1, measured: 'heap-1' })
+    else {
+      const rowBytes = Math.max(0, two.growth - row1)
+      Object.assign(footprint, rowBytes <= row1 ? { activationBytes: row1 - rowBytes, rowBytes } : { activationBytes: 0, rowBytes: Math.ceil(two.growth / 2) }, { measured: 'heap-1-2' })
+    }
+    return true
+  } finally {
+    for (const fill of fills) fill.release()
+  }
+}
+
+type EngineState = { activeScope: { track: tf.Tensor[] } | null; registeredVariables: Record<string, tf.Variable> }
+const engineState = () => tf.engine().state as unknown as EngineState
+
+/**
+ * Loads a graph model synchronously inside a scope of its own: when decoding the weights fails part
+ * way (an allocation the heap cannot make), the tensors already made are disposed with the scope;
+ * when it succeeds, the scope ends tracking nothing, so the weights stay. Synchronous, so no other
+ * request's tensors can land in the scope.
+ */
+function loadGraphScoped(artifacts: tf.io.ModelArtifacts): GraphModel<tf.io.IOHandlerSync> {
+  tf.engine().startScope()
+  let model: GraphModel<tf.io.IOHandlerSync>
+  try {
+    model = loadGraphModelSync(tf.io.fromMemorySync(artifacts))
+  } catch (error) {
+    tf.engine().endScope()
+    throw error
+  }
+  engineState().activeScope!.track = []
+  tf.engine().endScope()
+  return model
+}
+
+/**
+ * A layers model whose load failed part way leaves the variables it registered (its weights):
+ * they are disposed here, by name, against those registered before.
+ */
+async function loadLayersCleaned(handler: tf.io.IOHandler): Promise<LayersModel> {
+  const before = new Set(Object.keys(engineState().registeredVariables))
+  try {
+    return await loadLayersModel(handler)
+  } catch (error) {
+    for (const [name, variable] of Object.entries(engineState().registeredVariables)) if (!before.has(name)) variable.dispose()
+    throw error
+  }
+}
 
 /**
  * Builds artifacts into a servable model on the active backend (the caller has chosen it) and warms
- * it up. Any failure disposes what was built, so a half-built model never lingers in memory. With
- * `measured`, the warmup runs batch 1 only (kernel set-up, output shapes, a floor for one row)
- * and takes the per-row figures from it, which takes the batch-2 profiling run off the first request.
+ * it up. Any failure disposes what was built, so a half-built model never lingers in memory.
+ * @param known the repository index's measurement of these files, when its digest matched: counted as is
  */
 export async function buildServable(
   source: tf.io.ModelArtifacts,
-  options: { measured?: MeasuredActivations } = {},
+  known?: MemoryFigures,
 ): Promise<{ servable: Servable; timings: BuildTimings; warmedUp: boolean }> {
   const started = Date.now()
   const weightBytes = weightBytesOf(source)
+  const probe = guardedBackend()
+  const usedBefore = probe?.usedBytes()
   const heapBefore = wasmHeapBytes()
   const tensorBytesBefore = tf.memory().numBytes
-  // Our own copy: a GraphModel keeps its handler, and with it these artifacts, as long as it lives.
-  const artifacts = { ...source }
-  const handler = tf.io.fromMemory(artifacts)
-  const format = detectFormat(artifacts)
-  const model = format === 'graph-model' ? await loadGraphModel(handler) : await loadLayersModel(handler)
-  // The backend holds the weights now: the fetched shards go before warmup, so a load does not hold
-  // them twice for longer than it must (a caller that keeps `source` keeps them, so the isolate does not).
-  artifacts.weightData = undefined
-  source = artifacts
-  const held = tf.memory().numBytes - tensorBytesBefore
-  const footprint: Footprint = {
-    weightBytes: held,
-    kernelBytes: tf.getBackend() === 'wasm' ? KERNEL_FACTOR * held : 0,
-    activationBytes: 0,
-    rowBytes: 0,
-    measured: 'pending',
-    heapGrowthBytes: 0,
-  }
-  const servable =
-    format === 'graph-model'
-      ? graphServable(model as GraphModel, artifacts, weightBytes, footprint)
-      : layersServable(model as LayersModel, weightBytes, footprint)
-  const built = Date.now()
+  let servable: Servable | undefined
   try {
+    // Our own copy: a GraphModel keeps its handler, and with it these artifacts, as long as it lives.
+    const artifacts = { ...source }
+    const format = detectFormat(artifacts)
+    const model = format === 'graph-model' ? loadGraphScoped(artifacts) : await loadLayersCleaned(tf.io.fromMemory(artifacts))
+    // The backend holds the weights now: the fetched shards go before warmup, so a load does not hold
+    // them twice for longer than it must (a caller that keeps `source` keeps them, so the isolate does not).
+    artifacts.weightData = undefined
+    source = artifacts
+    const held = tf.memory().numBytes - tensorBytesBefore
+    const footprint: Footprint = {
+      weightBytes: held,
+      // The estimate until the heap is measured (warmup), or what the index measured.
+      kernelBytes: tf.getBackend() === 'wasm' ? KERNEL_FACTOR * held : 0,
+      activationBytes: 0,
+      rowBytes: 0,
+      measured: 'pending',
+      heapGrowthBytes: 0,
+    }
+    servable =
+      format === 'graph-model'
+        ? graphServable(model as GraphModel<tf.io.IOHandlerSync>, artifacts, weightBytes, footprint)
+        : layersServable(model as LayersModel, weightBytes, footprint)
+    const built = Date.now()
+    // Measured on the heap unless the index measured these files already, and only where the heap has
+    // room to grow by the estimate's twice: measuring takes the free space, so the heap grows by the
+    // whole need (it is free again after).
+    const room = probe && !known && probe.heap().bytes + footprint.kernelBytes + MEASURE_ROOM_PER_WEIGHT_BYTE * held <= probe.heap().maxBytes
     const stages: Partial<BuildTimings> = {}
-    const warmedUp = await warmup(servable, footprint, stages, options.measured)
+    const measuredWarmup = (meter?: HeapMeter) => warmup(servable!, footprint, stages, meter, known !== undefined)
+    // Measuring takes the free space: a heap that cannot grow by the whole need warms up unmeasured.
+    const warmedUp = await measuredWarmup(room ? { backend: probe } : undefined).catch((error: unknown) => {
+      if (!room || !isAllocationFailure(error)) throw error
+      return measuredWarmup()
+    })
+    if (known) {
+      // The index's figures count, but never one row for less than the batch-1 run just seen here
+      // (a figure measured in another runtime, or for other files, could be low).
+      const seen = activationBytes(footprint, 1) ?? 0
+      Object.assign(footprint, fromIndex(known))
+      footprint.activationBytes += Math.max(0, seen - (footprint.activationBytes + footprint.rowBytes))
+    }
+    // What the model holds at rest, as the heap says: counted when measured here, reported always.
+    if (probe && usedBefore !== undefined) {
+      const resting = Math.max(0, probe.usedBytes() - usedBefore)
+      if (footprint.measured !== 'index' && resting >= PRECISE_BYTES) footprint.kernelBytes = Math.max(0, resting - footprint.weightBytes)
+      footprint.heapBytes = resting + (footprint.measured.startsWith('heap') ? activationBytes(footprint, 1)! : 0)
+    }
     footprint.heapGrowthBytes = (wasmHeapBytes() ?? 0) - (heapBefore ?? 0)
     return { servable, warmedUp, timings: { buildMs: built - started, warmupMs: Date.now() - built, ...stages } }
   } catch (error) {
-    servable.dispose()
+    servable?.dispose()
+    if (!servable) throw error
     throw new Error(`warmup inference failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
   }
 }

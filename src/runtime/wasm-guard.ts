@@ -29,6 +29,8 @@ import * as tf from '@tensorflow/tfjs-core'
 export const WASM_HEAP_MAX_BYTES = 96 * 1024 * 1024
 
 const PAGE_BYTES = 65_536
+/** The smallest block the free-space probe takes: smaller fragments are left (and count as used). */
+const PROBE_MIN_BLOCK = 4096
 /** C functions that release memory: they become no-ops once the backend is broken or retired, so disposing a tensor never throws. */
 const RELEASES: ReadonlySet<string> = new Set(['dispose_data', 'dispose'])
 
@@ -61,6 +63,17 @@ interface GuardState {
   broken?: string
   /** Disposed (replaced): tensors still held by old models are released without touching C. */
   retired: boolean
+  /** While the free-space probe runs: the heap may not grow at all, so `malloc` fails once the free space is taken. */
+  frozen?: boolean
+  /**
+   * While a model is measured: the heap grows by exactly the pages an allocation asks for, not the
+   * glue's 20 % more, so its growth is the run's need (heapProbe).
+   */
+  exact?: boolean
+  /** The heap size the glue last asked for (emscripten_resize_heap's argument). */
+  requested?: number
+  /** The module's own malloc and free, without the guard: the probe's blocks. */
+  raw?: { malloc(bytes: number): number; free(offset: number): void }
 }
 
 const GUARD = Symbol('wasm-guard')
@@ -99,7 +112,11 @@ function capImports(imports: WebAssembly.Imports, state: GuardState): WebAssembl
   const env = imports.env as Record<string, unknown> | undefined
   const resize = env?.emscripten_resize_heap
   if (typeof resize !== 'function') throw new Error('the tfjs-backend-wasm glue no longer imports env.emscripten_resize_heap: re-check runtime/wasm-guard.ts')
-  env!.emscripten_resize_heap = (requested: number) => ((requested >>> 0) > state.maxHeapBytes ? 0 : (resize as (n: number) => number)(requested))
+  env!.emscripten_resize_heap = (requested: number) => {
+    if (state.frozen || (requested >>> 0) > state.maxHeapBytes) return 0
+    state.requested = requested >>> 0
+    return (resize as (n: number) => number)(requested)
+  }
   return imports
 }
 
@@ -116,7 +133,11 @@ function capInstance(instance: WebAssembly.Instance, state: GuardState): WebAsse
       return memory.buffer
     },
     grow(pages: number) {
-      return memory.grow(Math.min(pages, (state.maxHeapBytes - memory.buffer.byteLength) / PAGE_BYTES))
+      const current = memory.buffer.byteLength
+      let limit = (state.maxHeapBytes - current) / PAGE_BYTES
+      // Exactly what was asked for while measuring: the glue's over-growth would hide the need.
+      if (state.exact && state.requested !== undefined) limit = Math.min(limit, Math.max(0, Math.ceil((state.requested - current) / PAGE_BYTES)))
+      return memory.grow(Math.min(pages, limit))
     },
   }
   return { exports: { ...instance.exports, memory: capped } } as unknown as WebAssembly.Instance
@@ -127,6 +148,7 @@ function guardModule<M>(emscripten: M, state: GuardState): M {
   const malloc = module._malloc.bind(module)
   const free = module._free.bind(module)
   const cwrap = module.cwrap.bind(module)
+  state.raw = { malloc, free }
   const guardedMalloc = (bytes: number) => {
     refuseIfBroken(state)
     // Sizes past the cap can never succeed, and past 4 GiB they would wrap around in the i32 argument.
@@ -195,6 +217,59 @@ export class GuardedWasmBackend extends BackendWasm {
     return { bytes: heapBytes(this.#state), maxBytes: this.#state.maxHeapBytes }
   }
 
+  /**
+   * Takes the heap's free space without growing it (the heap is frozen while blocks of halving sizes,
+   * down to 4 KiB, are allocated until none fits) and holds it until `release`. What the heap then
+   * needs shows as growth. Free fragments under 4 KiB are not taken, so they count as used.
+   */
+  fillFree(): { bytes: number; release(): number } {
+    const state = this.#state
+    const raw = state.raw!
+    const blocks: number[] = []
+    let bytes = 0
+    state.frozen = true
+    try {
+      for (let size = 2 ** Math.floor(Math.log2(Math.max(PROBE_MIN_BLOCK, heapBytes(state)))); size >= PROBE_MIN_BLOCK; ) {
+        const offset = raw.malloc(size)
+        if (offset === 0) size /= 2
+        else {
+          blocks.push(offset)
+          bytes += size
+        }
+      }
+    } finally {
+      state.frozen = false
+    }
+    let released = false
+    return {
+      bytes,
+      /** Frees the blocks; returns the bytes they held. */
+      release: () => {
+        if (released || state.retired || state.broken !== undefined) return bytes
+        released = true
+        for (const offset of blocks) raw.free(offset)
+        return bytes
+      },
+    }
+  }
+
+  /** Bytes of the heap in use (by tensors, kernels' state, the allocator): its size less the free space `fillFree` can take. */
+  usedBytes(): number {
+    const probe = this.fillFree()
+    probe.release()
+    return heapBytes(this.#state) - probe.bytes
+  }
+
+  /** Runs `f` with the heap growing by exactly what is asked (not the glue's 20 % more): growth then measures need. */
+  async exactGrowth<T>(f: () => Promise<T>): Promise<T> {
+    this.#state.exact = true
+    try {
+      return await f()
+    } finally {
+      this.#state.exact = false
+    }
+  }
+
   // tf.js disposes a backend when it is removed (setWasmModule, rebuildWasmBackend). Models built on
   // it may still hold tensors; BackendWasm would null `wasm` and make their disposal throw.
   override dispose(): void {
@@ -208,6 +283,19 @@ export class GuardedWasmBackend extends BackendWasm {
     this.dataIdMap.delete(dataId)
     return true
   }
+}
+
+/** The active backend when it is the guarded wasm one (its heap can be probed), else undefined. */
+export function guardedBackend(): GuardedWasmBackend | undefined {
+  if (tf.getBackend() !== 'wasm') return undefined
+  const backend = tf.backend()
+  return backend instanceof GuardedWasmBackend ? backend : undefined
+}
+
+/** Whether `error` (or a cause) is an allocation that failed for want of heap, one an emptier heap could satisfy. */
+export function isAllocationFailure(error: unknown): error is Error {
+  for (let e = error; e instanceof Error; e = e.cause) if (e instanceof WasmAllocationError) return e.bytes <= e.maxHeapBytes
+  return false
 }
 
 /** Why the active wasm backend broke, or `undefined` when it is sound or another backend is active. */

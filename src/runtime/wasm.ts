@@ -128,6 +128,7 @@ if (tf.findBackendFactory('wasm') != null) tf.removeBackend('wasm')
  */
 export class WasmBackend {
   private module: WebAssembly.Module = bundledWasmModule
+  private guard: GuardOptions = {}
   private instantiated: Promise<BackendWasm> | undefined
 
   constructor() {
@@ -136,7 +137,7 @@ export class WasmBackend {
 
   private instance(): Promise<BackendWasm> {
     if (!this.instantiated) {
-      const attempt = instantiateWasmBackend(this.module)
+      const attempt = instantiateWasmBackend(this.module, this.guard)
       this.instantiated = attempt
       attempt.catch(() => {
         if (this.instantiated === attempt) this.instantiated = undefined
@@ -164,11 +165,13 @@ export class WasmBackend {
 
   /**
    * Instantiates from `module` from now on (a custom tfjs-backend-wasm build; tests), or from the
-   * bundled SIMD module when none is given. A wasm backend already running is disposed — with every
+   * bundled SIMD module when none is given, with `guard`'s heap cap (tests) or the default one; a
+   * rebuild keeps both. A wasm backend already running is disposed — with every
    * tensor it holds — so switch to another backend first.
    */
-  useModule(module: WebAssembly.Module = bundledWasmModule): void {
+  useModule(module: WebAssembly.Module = bundledWasmModule, guard: GuardOptions = {}): void {
     this.module = module
+    this.guard = guard
     this.instantiated = undefined
     this.register()
   }
@@ -182,7 +185,7 @@ export class WasmBackend {
    */
   async rebuild(): Promise<void> {
     const active = tf.getBackend() === 'wasm'
-    this.useModule(this.module)
+    this.useModule(this.module, this.guard)
     if (active) await this.activate()
   }
 }

@@ -28,3 +28,25 @@ export function addPackagedModel(repo: string, name: string, modelJson: string):
 export function copyBundledModels(repo: string): void {
   cpSync(join(ROOT, 'model-assets'), repo, { recursive: true, filter: (src) => basename(src) !== '_index.json' })
 }
+
+/**
+ * Writes one of nsfwjs's Keras MobileNetV2 variants (`mobilenet_v2`, `mobilenet_v2_mid`, …) into
+ * `<repo>/<name>/1/`: the package ships each as UMD scripts holding model.json and base64 shards.
+ */
+export function addNsfwModel(repo: string, name: string, variant: string): void {
+  const dir = join(ROOT, 'node_modules/nsfwjs/dist/models', variant)
+  const target = join(repo, name, '1')
+  mkdirSync(target, { recursive: true })
+  const json = loadUmd(join(dir, 'model.min.js')) as { weightsManifest: { paths: string[] }[] }
+  writeFileSync(join(target, 'model.json'), JSON.stringify(json))
+  for (const shard of json.weightsManifest.flatMap((group) => group.paths)) {
+    writeFileSync(join(target, shard), Buffer.from(loadUmd(join(dir, `${shard}.min.js`)) as string, 'base64'))
+  }
+}
+
+/** What a UMD script exports, evaluated as CommonJS. */
+function loadUmd(path: string): unknown {
+  const module = { exports: {} as unknown }
+  new Function('module', 'exports', readFileSync(path, 'utf8'))(module, module.exports)
+  return module.exports
+}

@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path'
 import { buildIndex, INDEX_FILE } from '../../scripts/build-index.mjs'
 // @ts-expect-error: a plain .mjs script without type declarations
 import { buildUi } from '../../scripts/build-ui.mjs'
-import { addPackagedModel } from '../e2e/models.ts'
+import { addNsfwModel, addPackagedModel } from '../e2e/models.ts'
 import { addRpcModels } from '../e2e/repo-rpc.ts'
 
 const root = resolve(import.meta.dirname, '../..')
@@ -59,6 +59,11 @@ export async function prepareTestAssets(): Promise<string> {
   for (const path of BUNDLED) cpSync(join(root, 'model-assets', path), join(assets, path), { recursive: true })
   cpSync(join(root, 'test/fixtures/models'), assets, { recursive: true })
   for (const [name, json] of Object.entries(FOREIGN_MODELS)) addPackagedModel(assets, name, join(root, 'node_modules', json))
+  // nsfwjs's stock MobileNetV2 (Keras, 224×224×3, 5 classes): the image model people deploy most (test/real-heap.test.ts).
+  addNsfwModel(assets, 'nsfw-mobilenet-v2', 'mobilenet_v2')
+  // The same with an image input: encoded images in, decoded to 224×224 RGB in [0, 1].
+  addNsfwModel(assets, 'nsfw-images', 'mobilenet_v2')
+  writeFileSync(join(assets, 'nsfw-images/config.json'), JSON.stringify({ inputs: { input_1: { image: { size: [224, 224], channels: 3, range: [0, 1] } } } }))
   // Eight copies of digits, for concurrent first loads of distinct models (test/memory.test.ts).
   for (let i = 1; i <= 8; i++) cpSync(join(root, 'model-assets/digits/1'), join(assets, `digits-copy-${i}`, '1'), { recursive: true })
   // Models with a prediction cache, for test/rpc.test.ts.

@@ -40,6 +40,14 @@ export const metrics = new Hono<AppEnv>().get('/metrics', routeDocs.metrics, (c)
     family('warmserve_model_memory_bytes', 'gauge', 'Memory of each model held, as measured at load: weights, kernel state and one row of activations.', [
       ...models.filter((m) => m.memoryBytes !== undefined).map((m) => sample('warmserve_model_memory_bytes', m.memoryBytes!, { ...keyLabels(m.key), state: m.state })),
     ]),
+    family('warmserve_model_memory_counted_bytes', 'gauge', 'Bytes the budget counts for each model held with one row running: measured on the wasm heap at load, taken from the index, or estimated (see docs/memory.md).', [
+      ...models.filter((m) => m.memoryBytes !== undefined).map((m) => sample('warmserve_model_memory_counted_bytes', m.memoryBytes!, { ...keyLabels(m.key), state: m.state, source: m.footprint!.measured })),
+    ]),
+    family('warmserve_model_memory_measured_bytes', 'gauge', "Bytes this isolate's wasm heap gave each model held, measured at load: at rest (free-space probe), plus one row's growth when measured on the heap.", [
+      ...models
+        .filter((m) => m.footprint?.heapBytes !== undefined)
+        .map((m) => sample('warmserve_model_memory_measured_bytes', m.footprint!.heapBytes!, { ...keyLabels(m.key), state: m.state })),
+    ]),
     family('warmserve_cache_budget_bytes', 'gauge', 'Bytes of memory models and their runs may hold at once (CACHE_BUDGET_BYTES).', [
       sample('warmserve_cache_budget_bytes', budgetBytes),
     ]),

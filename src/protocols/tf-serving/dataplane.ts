@@ -11,7 +11,7 @@ import { isolate } from '../../isolate'
 import { predict, withLease } from '../../predict'
 import type { Caller, Prediction } from '../../predict'
 import type { Rejection } from '../../repository/pointer'
-import type { Selector } from '../../repository/repository'
+import type { ResolvedVersion, Selector } from '../../repository/repository'
 import { DEFAULT_SIGNATURE, dtypeToTensorFlow } from '../../runtime/signature'
 import type { Signature, TensorSpec } from '../../runtime/signature'
 import type { tf } from '../../runtime/tf'
@@ -96,19 +96,26 @@ export function signatureDef(signature: Signature) {
 }
 
 /** A model's metadata: its signature as TF Serving shows it, and its labels when it has them. */
-export function modelMetadataTF(caller: Caller, name: string, selector: Selector) {
-  return withLease(caller, name, selector, async ({ target, lease }) => {
-    const { transforms, labels } = preparedOf(target, lease.model)
-    // An input with a transform takes encoded strings, one per row: DT_STRING [-1], as TF Serving shows image bytes.
-    const signature = {
-      ...lease.model.signature,
-      inputs: lease.model.signature.inputs.map((s) => (transforms.has(s.name) ? { ...s, dtype: 'string' as const, shape: [-1] } : s)),
-    }
-    return {
-      model_spec: { name, signature_name: '', version: String(target.version) },
-      metadata: { signature_def: { signature_def: { [DEFAULT_SIGNATURE]: signatureDef(signature) } }, ...(labels ? { labels } : {}) },
-    }
-  })
+export async function modelMetadataTF(caller: Caller, name: string, selector: Selector) {
+  // From the index where the signature is known there (Isolate.knownSignature): listing loads nothing.
+  const state = isolate()
+  const target = (await state.repository(caller.env, caller.waitUntil)).resolve(name, selector)
+  const known = typeof target.config.labels === 'string' ? undefined : state.knownSignature(target)
+  if (known) return metadataAnswer(name, target, known)
+  return withLease(caller, name, selector, async ({ target, lease }) => metadataAnswer(name, target, lease.model))
+}
+
+function metadataAnswer(name: string, target: ResolvedVersion, model: { signature: Signature }) {
+  const { transforms, labels } = preparedOf(target, model)
+  // An input with a transform takes encoded strings, one per row: DT_STRING [-1], as TF Serving shows image bytes.
+  const signature = {
+    ...model.signature,
+    inputs: model.signature.inputs.map((s) => (transforms.has(s.name) ? { ...s, dtype: 'string' as const, shape: [-1] } : s)),
+  }
+  return {
+    model_spec: { name, signature_name: '', version: String(target.version) },
+    metadata: { signature_def: { signature_def: { [DEFAULT_SIGNATURE]: signatureDef(signature) } }, ...(labels ? { labels } : {}) },
+  }
 }
 
 // ===== Predict =====

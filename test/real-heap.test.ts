@@ -1,0 +1,198 @@
+/**
+ * Memory counted from the wasm heap itself, under the default settings, with models nobody here trained:
+ * nsfwjs's stock MobileNetV2 (Keras, 224×224×3) and @vladmandic/human's faceres (a MobileNet v1).
+ * The heap's cap, not only the budget, is what loads and runs are admitted against: a load or run
+ * that cannot get heap evicts idle models and tries again; a failed load leaves no tensor behind;
+ * a heap that can no longer load what it loaded before is rebuilt, and readiness says so meanwhile.
+ */
+import { env } from 'cloudflare:workers'
+import { encode as encodePng } from 'fast-png'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadLayersModel } from '@tensorflow/tfjs-layers'
+import { isolate, resetIsolate } from '../src/isolate'
+import { storeHandler } from '../src/repository/model-files'
+import { assetsStore } from '../src/repository/stores'
+import { tf } from '../src/runtime/tf'
+import { guardedBackend } from '../src/runtime/wasm-guard'
+import { call, post } from './helpers'
+import { restoreWasm } from './wasm-helpers'
+
+const MOBILENET = 'nsfw-mobilenet-v2'
+const ROW = 224 * 224 * 3
+
+/** Deterministic pixels in [0, 1) for `rows` rows, different per row. */
+function pixels(rows: number, seed = 1): Float32Array {
+  const data = new Float32Array(rows * ROW)
+  for (let i = 0; i < data.length; i++) data[i] = (((i + seed * 7919) * 2654435761) % 1000) / 1000
+  return data
+}
+
+/** A v2 infer request with `rows` rows as binary tensor data (a JSON body of 10 rows would pass MAX_BODY_BYTES). */
+async function infer(model: string, input: string, rows: number, seed = 1, bindings: Env = env) {
+  const data = pixels(rows, seed)
+  const header = new TextEncoder().encode(
+    JSON.stringify({ inputs: [{ name: input, shape: [rows, 224, 224, 3], datatype: 'FP32', parameters: { binary_data_size: data.byteLength } }], parameters: { binary_data_output: false } }),
+  )
+  const body = new Uint8Array(header.byteLength + data.byteLength)
+  body.set(header)
+  body.set(new Uint8Array(data.buffer), header.byteLength)
+  const res = await call(
+    `/v2/models/${model}/infer`,
+    { method: 'POST', body, headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.byteLength) } },
+    bindings,
+  )
+  const json = await res.json<{ outputs?: { name: string; shape: number[]; data: number[] }[]; error?: string }>()
+  return { status: res.status, json }
+}
+
+const heap = () => guardedBackend()!.heap()
+
+describe('under the default settings', () => {
+  beforeAll(async () => {
+    resetIsolate()
+    await restoreWasm()
+  })
+  afterAll(async () => {
+    resetIsolate()
+    await restoreWasm()
+  })
+
+  it("serves the stock MobileNetV2 a 10-row request in sub-batches, equal to tf.js's reference kernels within 1e-4", async () => {
+    const ten = await infer(MOBILENET, 'input_1', 10)
+    expect(ten.status, ten.json.error).toBe(200)
+    const status = isolate().status(env)
+    const model = status.models.find((m) => m.key === `${MOBILENET}/1`)!
+    console.log(`${MOBILENET}: counted ${model.memoryBytes} (${JSON.stringify(model.footprint)}), heap ${status.wasmHeap!.bytes}, budget ${status.budgetBytes}`)
+    expect(model.footprint!.measured).toMatch(/^heap-1/)
+    expect(status.budgetHighWaterBytes).toBeLessThanOrEqual(status.budgetBytes)
+    expect(status.wasmHeap!.highWaterBytes).toBeLessThanOrEqual(heap().maxBytes)
+    const got = ten.json.outputs![0]!
+
+    // The reference: the same files on tf.js's cpu backend (plain JavaScript kernels, the same in Node).
+    const artifacts = await storeHandler(assetsStore(env.ASSETS, 15_000), `${MOBILENET}/1`).load()
+    resetIsolate()
+    await tf.setBackend('cpu')
+    try {
+      const reference = await loadLayersModel(tf.io.fromMemory(artifacts))
+      const x = tf.tensor4d(pixels(10), [10, 224, 224, 3])
+      const y = reference.predict(x) as tf.Tensor
+      const want = await y.data()
+      tf.dispose([x, y])
+      reference.dispose()
+      expect(got.shape).toEqual([10, 5])
+      const worst = got.data.reduce((m, v, i) => Math.max(m, Math.abs(v - want[i]!)), 0)
+      console.log(`${MOBILENET}, 10 rows: largest difference from the cpu reference ${worst}`)
+      expect(worst).toBeLessThanOrEqual(1e-4)
+    } finally {
+      await restoreWasm()
+    }
+  }, 180_000)
+
+  it('switches back and forth between two MobileNet-sized models, every answer 200, the heap within its cap', async () => {
+    resetIsolate()
+    const statuses: number[] = []
+    const errors: string[] = []
+    for (let round = 0; round < 4; round++) {
+      for (const [model, input] of [
+        [MOBILENET, 'input_1'],
+        ['faceres', 'input_1'],
+      ] as const) {
+        const { status, json } = await infer(model, input, 1 + ((round * 3 + model.length) % 4), round)
+        statuses.push(status)
+        if (json.error) errors.push(json.error)
+      }
+    }
+    const status = isolate().status(env)
+    console.log(`switching: ${statuses.join(' ')}; heap high-water ${status.wasmHeap!.highWaterBytes} of ${heap().maxBytes}; evictions ${status.counters.evictions}`)
+    expect(errors).toEqual([])
+    expect(statuses.every((s) => s === 200)).toBe(true)
+    expect(status.wasmHeap!.highWaterBytes).toBeLessThanOrEqual(heap().maxBytes)
+  }, 300_000)
+
+  it('answers many tiny images in one BYTES request to a 224×224 model with 200 or 413, never 500', async () => {
+    resetIsolate()
+    const png = encodePng({ width: 2, height: 2, channels: 3, depth: 8, data: new Uint8Array(12).fill(128) })
+    const b64 = btoa(String.fromCharCode(...png))
+    for (const n of [1, 8, 32, 64]) {
+      const res = await post('/v2/models/nsfw-images/infer', { inputs: [{ name: 'input_1', datatype: 'BYTES', shape: [n], data: Array(n).fill(b64) }] })
+      const body = await res.json<{ error?: string; outputs?: { shape: number[] }[] }>()
+      console.log(`${n} tiny images: ${res.status} ${body.error ?? JSON.stringify(body.outputs![0]!.shape)}`)
+      expect([200, 413], body.error).toContain(res.status)
+    }
+  }, 300_000)
+
+  it('lists every model and reads its metadata (v2 and TF Serving) without loading any whose model.json declares its signature', async () => {
+    resetIsolate()
+    const index = await (await post('/v2/repository/index', {})).json<{ name: string }[]>()
+    expect(index.length).toBeGreaterThan(5)
+    const repository = await isolate().repository(env)
+    const declared = index.map(({ name }) => name).filter((name) => {
+      // A model whose config.json is invalid answers 503 with the reason (test/fixtures/models/pair-typo).
+      const target = (() => {
+        try {
+          return repository.resolve(name)
+        } catch {
+          return undefined
+        }
+      })()
+      return target !== undefined && typeof target.config.labels !== 'string' && isolate().knownSignature(target) !== undefined
+    })
+    for (const name of declared) {
+      for (const path of [`/v2/models/${name}`, `/v1/models/${name}/metadata`]) {
+        const res = await call(path)
+        expect([200, 503], `${path}: ${res.status}`).toContain(res.status)
+      }
+    }
+    // Graph and layers models alike, the MobileNets among them: nothing was loaded.
+    expect(declared).toEqual(expect.arrayContaining(['faceres', MOBILENET, 'pair', 'flower', 'digits']))
+    expect(isolate().status(env).models).toEqual([])
+    expect(isolate().status(env).counters.loads).toBe(0)
+  }, 120_000)
+})
+
+describe('a heap too small for the model', () => {
+  afterAll(async () => {
+    resetIsolate()
+    await restoreWasm()
+  })
+
+  it('refuses the load with the figures and leaves no tensor behind', async () => {
+    resetIsolate()
+    // The isolate's own backend with a small cap, so that its rebuilds keep the cap.
+    await tf.setBackend('cpu')
+    isolate().backend.wasm.useModule(undefined, { maxHeapBytes: 24 * 1024 * 1024 })
+    await isolate().backend.wasm.activate()
+    const tensors = tf.memory().numTensors
+    const res = await call('/v2/models/faceres/ready')
+    const body = await res.json<{ error?: string }>()
+    expect(res.status).toBe(503)
+    expect(body.error).toMatch(/^model faceres\/1 could not be loaded: it cannot be loaded even alone on a fresh wasm heap of at most 25165824 bytes: /)
+    // A sound backend is left for the next model.
+    expect((await call('/v2/health/ready')).status).toBe(200)
+    expect(tf.memory().numTensors).toBe(tensors)
+    expect(isolate().status(env).models).toEqual([])
+  }, 120_000)
+})
+
+describe('a heap rebuilt for fragmentation', () => {
+  afterAll(async () => {
+    resetIsolate()
+    await restoreWasm()
+  })
+
+  it('makes readiness 503 while it is rebuilt, and 200 after', async () => {
+    resetIsolate()
+    await restoreWasm()
+    expect((await call('/v2/health/ready')).status).toBe(200)
+    const before = guardedBackend()
+    const rebuilding = isolate().cache.options.rebuildHeap!('a test')
+    // Checked before ready() first waits, so while the rebuild has certainly not finished.
+    const during = await isolate()
+      .ready(env)
+      .then(() => undefined, (error: Error) => error.message)
+    expect(during).toMatch(/heap is being rebuilt \(a test\)/)
+    expect(await rebuilding).toBe(true)
+    expect(guardedBackend()).not.toBe(before)
+    expect((await call('/v2/health/ready')).status).toBe(200)
+  })
+})
