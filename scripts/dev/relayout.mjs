@@ -46,6 +46,9 @@ export const MOVES = {
   // src/rpc: the service-binding transport.
   'src/rpc.ts': 'src/rpc/entrypoint.ts',
   'src/rpc-types.ts': 'src/rpc/types.ts',
+  // src/analytics: the fleet's view, data points to Workers Analytics Engine.
+  'src/analytics.ts': 'src/analytics/analytics.ts',
+  'src/analytics-schema.ts': 'src/analytics/schema.ts',
   // src/http: the HTTP transport, with both protocols' routes (their cores stay in src/protocols).
   'src/client.ts': 'src/http/client.ts',
   'src/protocols/v2/routes.ts': 'src/http/routes/v2.ts',
@@ -57,6 +60,7 @@ export const MOVES = {
   'test/each-file.ts': 'test/support/each-file.ts',
   'test/provided.d.ts': 'test/support/provided.d.ts',
   'test/parse-prometheus-text-format.d.ts': 'test/support/parse-prometheus-text-format.d.ts',
+  'test/truncate.ts': 'test/support/truncate.ts',
   // test/e2e/support: the e2e project's servers, fixtures and helpers.
   'test/e2e/caller/': 'test/e2e/support/caller/',
   'test/e2e/chromium.ts': 'test/e2e/support/chromium.ts',
@@ -74,6 +78,17 @@ export const MOVES = {
   'test/node/global-setup.ts': 'test/node/support/global-setup.ts',
   // scripts/build: steps wrangler and npm run for you.
   'scripts/build-index.mjs': 'scripts/build/build-index.mjs',
+  'scripts/memory/': 'scripts/build/memory/',
+  'scripts/add-model.mjs': 'scripts/tools/add-model.mjs',
+  'scripts/models/': 'scripts/tools/models/',
+  'scripts/dev-address.mjs': 'scripts/tools/dev-address.mjs',
+  'scripts/dev-address.d.mts': 'scripts/tools/dev-address.d.mts',
+  'scripts/zoo.mjs': 'scripts/dev/zoo.mjs',
+  'scripts/wordpiece.mjs': 'scripts/dev/wordpiece.mjs',
+  'scripts/hostile-images.mjs': 'scripts/dev/hostile-images.mjs',
+  'scripts/measure-decode-work.mjs': 'scripts/dev/measure-decode-work.mjs',
+  'scripts/make-samples.mjs': 'scripts/dev/make-samples.mjs',
+  'scripts/analytics-schema.mjs': 'scripts/dev/analytics-schema.mjs',
   'scripts/build-ui.mjs': 'scripts/build/build-ui.mjs',
   // scripts/tools: what a user runs.
   'scripts/start.mjs': 'scripts/tools/start.mjs',
