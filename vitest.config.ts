@@ -30,7 +30,7 @@ export default defineConfig({
                 {
                   name: 'rpc-caller',
                   modules: true,
-                  scriptPath: 'test/e2e/caller/index.js',
+                  scriptPath: 'test/e2e/support/caller/index.js',
                   compatibilityDate: '2026-11-01',
                   serviceBindings: { MODELS: { name: 'vitest-plugin-runner-workers', entrypoint: 'Models' } },
                 },
@@ -41,10 +41,10 @@ export default defineConfig({
         test: {
           name: 'workers',
           // Files share one module graph per worker, so tf.js is transformed and imported once per
-          // worker instead of once per file (about 5× faster); test/each-file.ts starts each file
+          // worker instead of once per file (about 5× faster); test/support/each-file.ts starts each file
           // from a fresh isolate state and an empty bucket.
           isolate: false,
-          setupFiles: ['test/each-file.ts'],
+          setupFiles: ['test/support/each-file.ts'],
           include: ['test/*.test.ts'],
           // One copy of tf.js: if tfjs-layers resolved tfjs-core apart from src/, tensors of one
           // copy would fail the other's instanceof checks.
@@ -68,7 +68,7 @@ export default defineConfig({
           include: ['test/node/*.test.ts'],
           environment: 'node',
           // The typed client's checks start at once, at the lowest priority (global-setup.ts).
-          globalSetup: ['test/node/global-setup.ts'],
+          globalSetup: ['test/node/support/global-setup.ts'],
           testTimeout: 120_000,
           // After the e2e project, in one process: by then the checks have had the idle cores.
           isolate: false,
@@ -80,8 +80,8 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/*.test.ts'],
-          // One `wrangler dev` shared by the files that can share it (test/e2e/servers.ts).
-          globalSetup: ['test/e2e/global-setup.ts'],
+          // One `wrangler dev` shared by the files that can share it (test/e2e/support/servers.ts).
+          globalSetup: ['test/e2e/support/global-setup.ts'],
           environment: 'node',
           testTimeout: 120_000,
           hookTimeout: 180_000,

@@ -1,6 +1,6 @@
 /**
  * warmserve against the Worker a user would write by hand (bench/hand-worker.ts; issue 25), both deploy
- * bundles served by workerd through Miniflare (scripts/launch.mjs startBundle) with the same ASSETS
+ * bundles served by workerd through Miniflare (scripts/tools/launch.mjs startBundle) with the same ASSETS
  * binding over the same model repository:
  *   - warm latency, interleaved (bench/speed.mjs's round-robin): iris over TF Serving JSON, a real
  *     128×128 graph model (human-models antispoof) over TF Serving JSON and the v2 binary layout,
@@ -11,8 +11,8 @@
  */
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { buildBundle, ROOT, startBundle } from '../scripts/launch.mjs'
-import { IMAGE_MODEL } from '../scripts/build-image-model.mjs'
+import { buildBundle, ROOT, startBundle } from '../scripts/tools/launch.mjs'
+import { IMAGE_MODEL } from '../scripts/dev/build-image-model.mjs'
 import { eventsIn, inputFor } from './measure.mjs'
 import { log, QUICK, sleep } from './options.mjs'
 import { interleaved } from './speed.mjs'

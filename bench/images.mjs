@@ -10,8 +10,8 @@ import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
 import '@tensorflow/tfjs-backend-cpu'
 import jpeg from 'jpeg-js'
-import { ROOT } from '../scripts/launch.mjs'
-import { CLASSES, IMAGE_MODEL, IMAGE_SIZE } from '../scripts/build-image-model.mjs'
+import { ROOT } from '../scripts/tools/launch.mjs'
+import { CLASSES, IMAGE_MODEL, IMAGE_SIZE } from '../scripts/dev/build-image-model.mjs'
 import { fmt, inWorker, ratio } from './format.mjs'
 
 /** The image model's copy with `image` preprocessing, labels and `classify` in its config.json. */

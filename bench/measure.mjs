@@ -9,8 +9,8 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import autocannon from 'autocannon'
-import { buildBundle, processGroups, ROOT } from '../scripts/launch.mjs'
-import { IMAGE_MODEL, IMAGE_SIZE } from '../scripts/build-image-model.mjs'
+import { buildBundle, processGroups, ROOT } from '../scripts/tools/launch.mjs'
+import { IMAGE_MODEL, IMAGE_SIZE } from '../scripts/dev/build-image-model.mjs'
 import { CONCURRENCY, DURATION, FLOOR_SECONDS, log, QUICK, sleep } from './options.mjs'
 
 const require = createRequire(import.meta.url)

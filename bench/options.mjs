@@ -1,5 +1,5 @@
 /** `npm run bench`'s command-line options and the log line every part of the bench writes. */
-import { IMAGE_MODEL } from '../scripts/build-image-model.mjs'
+import { IMAGE_MODEL } from '../scripts/dev/build-image-model.mjs'
 
 const argv = process.argv.slice(2)
 export const flag = (name) => argv.includes(`--${name}`)

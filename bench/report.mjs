@@ -4,8 +4,8 @@ import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { cpus } from 'node:os'
 import { dirname } from 'node:path'
-import { ROOT } from '../scripts/launch.mjs'
-import { IMAGE_MODEL, IMAGE_SIZE } from '../scripts/build-image-model.mjs'
+import { ROOT } from '../scripts/tools/launch.mjs'
+import { IMAGE_MODEL, IMAGE_SIZE } from '../scripts/dev/build-image-model.mjs'
 import { bytes, fmt, inWorker, ratio, times } from './format.mjs'
 import { imagePathMarkdown } from './images.mjs'
 import { obstaclesMarkdown } from './workerd-floor.mjs'
@@ -303,7 +303,7 @@ export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff
     '',
     'Models: `iris` (dense, 4 → 3), `digits` (small CNN, 28×28×1 → 10), ' +
       `\`${IMAGE_MODEL}\` (MobileNet-v1-style, width 0.75, 128×128×3 → 10, ${imageInfo.params ? `${(imageInfo.params / 1e6).toFixed(2)} M parameters, ` : ''}` +
-      `${fmt(imageInfo.weightMb, 2)} MiB of weights; seeded random weights, built by scripts/build-image-model.mjs).`,
+      `${fmt(imageInfo.weightMb, 2)} MiB of weights; seeded random weights, built by scripts/dev/build-image-model.mjs).`,
     '',
     ...speedMarkdown({ speed, floors, runs, extra }),
     ...(hand ? [HAND_BEGIN, ...handMarkdown(hand), HAND_END, ''] : []),

@@ -4,7 +4,7 @@
  * real `wrangler dev`, next to the floor — the same tf.js predict run directly in this Node process.
  *
  * For each model (iris, digits, and the MobileNet-style image model built by
- * scripts/build-image-model.mjs) and each backend (`wasm`, `cpu`), on a fresh `wrangler dev`:
+ * scripts/dev/build-image-model.mjs) and each backend (`wasm`, `cpu`), on a fresh `wrangler dev`:
  *   - cold start: the first prediction after wrangler is up, with the Worker's own breakdown
  *     (fetch / build / warmup) from its `model.loaded` log line;
  *   - warm latency p50/p99 and throughput at 1, 8 and 32 concurrent connections (autocannon) on
@@ -28,7 +28,7 @@
  * committed report the README quotes). Binds 127.0.0.1 only; every wait is bounded;
  * wrangler's process group is killed at the end, on error and on Ctrl-C.
  *
- * This file decides what runs; scripts/launch.mjs starts the servers, bench/measure.mjs measures,
+ * This file decides what runs; scripts/tools/launch.mjs starts the servers, bench/measure.mjs measures,
  * bench/report.mjs writes the report, bench/options.mjs reads the command line.
  *
  * Usage: npm run bench [-- --quick] [-- --duration SECONDS] [-- --models iris,digits] [-- --backends wasm]
@@ -45,8 +45,8 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, write
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import autocannon from 'autocannon'
-import { ROOT, startWranglerDev } from '../scripts/launch.mjs'
-import { buildImageModel, IMAGE_MODEL, IMAGE_MODEL_DIR } from '../scripts/build-image-model.mjs'
+import { ROOT, startWranglerDev } from '../scripts/tools/launch.mjs'
+import { buildImageModel, IMAGE_MODEL, IMAGE_MODEL_DIR } from '../scripts/dev/build-image-model.mjs'
 import { addPhotoModel, imagePath } from './images.mjs'
 import {
   bundleSize,
@@ -74,7 +74,7 @@ import { addHandModel, HAND_BEGIN, HAND_END, handMarkdown, handRun } from './han
 import { BACKENDS, BEFORE, flag, log, MEMORY_REQUESTS, MEMORY_TOPUP_CAP_S, MODELS, QUICK, REPORT_DIR, sleep, DURATION } from './options.mjs'
 import { latencySvg, machine, resultsMarkdown } from './report.mjs'
 
-/** Folders of this run, removed at exit (scripts/launch.mjs removes its own, and ends the servers it started). */
+/** Folders of this run, removed at exit (scripts/tools/launch.mjs removes its own, and ends the servers it started). */
 const scratch = new Set()
 process.on('exit', () => {
   for (const dir of scratch) rmSync(dir, { recursive: true, force: true })

@@ -1,6 +1,6 @@
 /**
  * The request path against its anchors (issue 13), on the deploy bundle served by workerd through
- * Miniflare (scripts/launch.mjs startBundle: no wrangler dev proxy), in one interleaved run:
+ * Miniflare (scripts/tools/launch.mjs startBundle: no wrangler dev proxy), in one interleaved run:
  *   - warmserve: the no-op request (`GET /v2/health/live`), iris, the image model over TF Serving
  *     JSON and over the Open Inference Protocol's JSON and binary bodies;
  *   - the anchor (bench/anchor.mjs): a hand-written Node `http` + `JSON.parse` + tf.js wasm server
@@ -22,8 +22,8 @@ import http from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { ROOT, startBundle } from '../scripts/launch.mjs'
-import { IMAGE_MODEL } from '../scripts/build-image-model.mjs'
+import { ROOT, startBundle } from '../scripts/tools/launch.mjs'
+import { IMAGE_MODEL } from '../scripts/dev/build-image-model.mjs'
 import { artifactsFrom, cell, imageBodies, inputFor } from './measure.mjs'
 import { DURATION, log, QUICK } from './options.mjs'
 import { startWorkerdFloor } from './workerd-floor.mjs'
@@ -57,7 +57,7 @@ async function startBefore(ref, assetsDir) {
   const tree = mkdtempSync(join(tmpdir(), 'warmserve-before-'))
   execFileSync('sh', ['-c', `git -C "${ROOT}" archive "${ref}" | tar -x -C "${tree}"`])
   symlinkSync(join(ROOT, 'node_modules'), join(tree, 'node_modules'))
-  const launch = await import(pathToFileURL(join(tree, 'scripts', 'launch.mjs')).href)
+  const launch = await import(pathToFileURL(join(tree, 'scripts', 'tools', 'launch.mjs')).href)
   const server = await launch.startBundle({ assetsDir, vars: { TF_BACKEND: 'wasm' }, ready: 'live' })
   const stop = server.stop
   return Object.assign(server, { stop: async () => (await stop(), rmSync(tree, { recursive: true, force: true })) })

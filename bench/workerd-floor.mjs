@@ -1,14 +1,14 @@
 /**
  * The floor inside workerd: bench/floor-worker.ts (tf.js `predictOnBatch` + reading the result, on
  * warmserve's own wasm backend, with nothing around it), bundled as `wrangler deploy` would bundle it
- * and served as warmserve's bundle is (scripts/launch.mjs startBundle: workerd through Miniflare with
+ * and served as warmserve's bundle is (scripts/tools/launch.mjs startBundle: workerd through Miniflare with
  * wrangler.toml's bindings), so behind the same static-assets router (run_worker_first). Requests to it show what the platform costs with no
  * warmserve code on the path: a request that does nothing, one that moves a body, one inference per
  * request; its hot loop, timed by the isolate's clock, is tf.js alone. `obstaclesMarkdown` sets these
  * beside warmserve's figures from the same run.
  */
 import { join } from 'node:path'
-import { buildBundle, startBundle } from '../scripts/launch.mjs'
+import { buildBundle, startBundle } from '../scripts/tools/launch.mjs'
 import { fmt } from './format.mjs'
 import { artifactsFrom, inputFor } from './measure.mjs'
 

@@ -4,5 +4,5 @@ import { scheduled } from './cron'
 
 export default { fetch: app.fetch, scheduled } satisfies ExportedHandler<Env>
 
-/** The service-binding entrypoint other Workers call (src/rpc.ts). */
-export { Models } from './rpc'
+/** The service-binding entrypoint other Workers call (src/rpc/entrypoint.ts). */
+export { Models } from './rpc/entrypoint'

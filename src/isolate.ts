@@ -13,16 +13,16 @@
  * budget, model count and backoff, the backend's name, the refresh interval — from that call on,
  * without dropping what is loaded. (In production every request of an isolate sees the same vars.)
  */
-import { IsolateAnalytics } from './analytics'
-import { ModelCache } from './cache'
-import type { CacheCounters, CacheLimits, LoadResult, ResidentInfo } from './cache'
-import { r2Models, readConfig } from './config'
-import type { Config, StringVars } from './config'
-import { ModelUnavailableError } from './errors'
-import type { ModelLease, WaitUntil } from './lease'
-import { log } from './log'
-import { keyLabels, Metrics } from './metrics'
-import { PredictionCache } from './prediction-cache'
+import { IsolateAnalytics } from './analytics/analytics'
+import { ModelCache } from './cache/model-cache'
+import type { CacheCounters, CacheLimits, LoadResult, ResidentInfo } from './cache/model-cache'
+import { r2Models, readConfig } from './core/config'
+import type { Config, StringVars } from './core/config'
+import { ModelUnavailableError } from './core/errors'
+import type { ModelLease, WaitUntil } from './cache/lease'
+import { log } from './core/log'
+import { keyLabels, Metrics } from './core/metrics'
+import { PredictionCache } from './cache/prediction-cache'
 import { prepareModel } from './protocols/images/classify'
 import { PointerFollower } from './repository/follow'
 import { loadVersion } from './repository/load'
@@ -39,7 +39,7 @@ import { dtypeFromTensorFlow } from './runtime/signature'
 import type { Signature, TensorSpec } from './runtime/signature'
 import { Backend, tf } from './runtime/tf'
 import { backendBroken } from './runtime/wasm-guard'
-import { TrafficControl } from './traffic'
+import { TrafficControl } from './traffic/traffic'
 import type { BackendName } from './runtime/tf'
 
 export type { ModelLease, WaitUntil }
@@ -87,7 +87,7 @@ export class Isolate {
   readonly predictions: PredictionCache
   /** Version splits, shadow runs and admission limits per model: every prediction goes through `traffic.serve` (from predict.ts). */
   readonly traffic = new TrafficControl(this)
-  /** The isolate's part of the fleet view (src/analytics.ts): its start, and the loads and unloads not yet written. */
+  /** The isolate's part of the fleet view (src/analytics/analytics.ts): its start, and the loads and unloads not yet written. */
   readonly analytics: IsolateAnalytics
   private readonly index = new BundledIndex()
   private readonly pointer: PointerFollower
@@ -204,7 +204,7 @@ export class Isolate {
   /**
    * A version's signature without loading it: the model is loaded here; or its index entry holds the
    * signature tf.js itself works out — an R2 version's (from its validation build), a bundled layers
-   * model's (scripts/build-index.mjs builds the topology), or a bundled graph model's signature block
+   * model's (scripts/build/build-index.mjs builds the topology), or a bundled graph model's signature block
    * from its model.json (names, TensorFlow dtypes, shapes as declared; warmup may refine an output's
    * unknown dimensions once it loads). A graph model without a signature block declares no outputs:
    * `undefined`, load to know.

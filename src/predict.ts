@@ -8,20 +8,20 @@
  * the model runs, the answer is shaped and stored, the lease and the slots are released. Per-model
  * rules that apply to every prediction belong in `predict`.
  */
-import type { RequestRecord } from './analytics'
+import type { RequestRecord } from './analytics/analytics'
 import { isolate } from './isolate'
 import type { Isolate } from './isolate'
-import { holding } from './lease'
-import type { ModelLease, WaitUntil } from './lease'
-import type { KeyInput, PredictionCacheOutcome } from './prediction-cache'
-import { predictionKey, tensorInputs, versionDigest } from './prediction-cache'
+import { holding } from './cache/lease'
+import type { ModelLease, WaitUntil } from './cache/lease'
+import type { KeyInput, PredictionCacheOutcome } from './cache/prediction-cache'
+import { predictionKey, tensorInputs, versionDigest } from './cache/prediction-cache'
 import { preparedOf } from './protocols/images/classify'
 import type { Selector } from './repository/repository'
 import { rowsOf } from './runtime/sub-batches'
 import { tf } from './runtime/tf'
 import { backendBroken, isAllocationFailure, WasmAllocationError } from './runtime/wasm-guard'
-import { ApiError } from './errors'
-import { log } from './log'
+import { ApiError } from './core/errors'
+import { log } from './core/log'
 
 /** Who asks, and what of theirs the prediction needs: bindings, background work, cache preferences. */
 export interface Caller {
@@ -35,9 +35,9 @@ export interface Caller {
   header?: (name: string) => string | undefined
   /** The request's id, for the shadow run's log line. */
   requestId?: string
-  /** The request's analytics point (src/analytics.ts), when the dataset is bound: the prediction notes what it found. */
+  /** The request's analytics point (src/analytics/analytics.ts), when the dataset is bound: the prediction notes what it found. */
   record?: RequestRecord
-  /** Aborts when the client is gone: traffic control then gives up the request's slots (src/traffic.ts). */
+  /** Aborts when the client is gone: traffic control then gives up the request's slots (src/traffic/traffic.ts). */
   signal?: AbortSignal
 }
 
@@ -75,7 +75,7 @@ export async function withLease<T>(caller: Caller, name: string, selector: Selec
 }
 
 /**
- * The one place a prediction goes through. Traffic control (src/traffic.ts: the model's split, its
+ * The one place a prediction goes through. Traffic control (src/traffic/traffic.ts: the model's split, its
  * `max_concurrent`/`max_queue` and the isolate's, its shadow run) routes the request and takes its
  * slots before `read` reads the body — so a request reading its body is already in flight — and
  * frees them when the answer is ready. `spec` is the protocol's part, made from the body.

@@ -1,7 +1,7 @@
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { tf } from '../src/runtime/tf'
-import { call, post, SETOSA } from './helpers'
+import { call, post, SETOSA } from './support/helpers'
 import { isolate, resetIsolate } from '../src/isolate'
 
 const TOKEN = 's3cret-token'

@@ -1,24 +1,24 @@
 /// <reference types="vite/client" />
-// Workers Analytics Engine points (src/analytics.ts): with a capturing dataset bound as INFERENCE (the
+// Workers Analytics Engine points (src/analytics/analytics.ts): with a capturing dataset bound as INFERENCE (the
 // local binding drops writes, so the test binds an object with its `writeDataPoint`), each kind of
 // inference request writes the documented point; loads, unloads and shadow runs write their own;
 // failures carry their error code; a throwing dataset fails nothing; no binding, no writes. The
 // schema test keeps docs/analytics.md and the .sql files in step with the code's schema.
-import type { Place } from '../src/gate'
+import type { Place } from '../src/traffic/gate'
 import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
 import { encode as encodePng } from 'fast-png'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
-import { dataPoint, MAX_PENDING_EVENTS, PointWriter } from '../src/analytics'
+import { dataPoint, MAX_PENDING_EVENTS, PointWriter } from '../src/analytics/analytics'
 import { inferenceRoute } from '../src/http/middleware/analytics'
-import { COLUMNS, LIMITS, MAX_BLOB_BYTES, schemaTable, sqlName } from '../src/analytics-schema'
+import { COLUMNS, LIMITS, MAX_BLOB_BYTES, schemaTable, sqlName } from '../src/analytics/schema'
 import { isolate, resetIsolate } from '../src/isolate'
-import { Models } from '../src/rpc'
+import { Models } from '../src/rpc/entrypoint'
 import { tf } from '../src/runtime/tf'
 import digits from './fixtures/digits-holdout.json'
 import worker from '../src/index'
-import { fakeClock, runCron, SETOSA } from './helpers'
-import { irisWithBias, publish } from './r2-helpers'
+import { fakeClock, runCron, SETOSA } from './support/helpers'
+import { irisWithBias, publish } from './support/r2-helpers'
 import doc from '../docs/analytics.md?raw'
 
 const queries = import.meta.glob('../docs/analytics/*.sql', { query: '?raw', import: 'default', eager: true }) as Record<string, string>

@@ -17,7 +17,7 @@ import { tf } from '../src/runtime/tf'
 import { bundledWasmModule, instantiateWasmBackend } from '../src/runtime/wasm'
 import digitsHoldout from './fixtures/digits-holdout.json'
 import irisHoldout from './fixtures/iris-holdout.json'
-import { call } from './helpers'
+import { call } from './support/helpers'
 
 // The isolate's one backend, driven directly.
 const backend = () => isolate().backend

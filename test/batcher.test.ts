@@ -5,7 +5,7 @@ import { batchingOf, withBatching } from '../src/runtime/batcher'
 import type { Servable } from '../src/runtime/servable'
 import { buildServable } from '../src/runtime/servable'
 import { tf } from '../src/runtime/tf'
-import { tinyModelArtifacts } from './helpers'
+import { tinyModelArtifacts } from './support/helpers'
 import { isolate } from '../src/isolate'
 
 // Models here are built directly, not through the isolate: start its backend as a load would.

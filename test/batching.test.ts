@@ -6,7 +6,7 @@ import { batchingOf } from '../src/runtime/batcher'
 import type { BatchCounters } from '../src/runtime/batcher'
 import { ModelConfig } from '../src/repository/repository'
 import { tf } from '../src/runtime/tf'
-import { post } from './helpers'
+import { post } from './support/helpers'
 import { isolate, resetIsolate } from '../src/isolate'
 
 beforeEach(() => {
@@ -15,7 +15,7 @@ beforeEach(() => {
 afterEach(() => vi.restoreAllMocks())
 
 const CONCURRENT = 32
-/** max_batch_size of the *-batched fixtures (scripts/build-fixtures.mjs). */
+/** max_batch_size of the *-batched fixtures (scripts/dev/build-fixtures.mjs). */
 const MAX_BATCH = 8
 
 /** The batcher's counters of a loaded model (a cache hit, so it loads nothing). */

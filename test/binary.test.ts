@@ -1,7 +1,7 @@
 // The Open Inference Protocol's binary tensor data extension: raw little-endian bytes after a
 // JSON inference header, for inputs and, when asked, for outputs.
 import { describe, expect, it } from 'vitest'
-import { call, post } from './helpers'
+import { call, post } from './support/helpers'
 
 const HEADER = 'Inference-Header-Content-Length'
 

@@ -1,6 +1,6 @@
 import { env } from 'cloudflare:workers'
 import { describe, expect, it } from 'vitest'
-import { call, post, SETOSA } from './helpers'
+import { call, post, SETOSA } from './support/helpers'
 
 const withCors = (origins: string) => ({ ...env, CORS_ORIGINS: origins }) as Env
 

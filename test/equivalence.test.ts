@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { storeHandler } from '../src/repository/model-files'
 import { assetsStore } from '../src/repository/stores'
 import { tf } from '../src/runtime/tf'
-import { call, post } from './helpers'
+import { call, post } from './support/helpers'
 import { isolate } from '../src/isolate'
 
 // Models here are built directly, not through the isolate: start its backend as a load would.

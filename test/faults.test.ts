@@ -1,7 +1,7 @@
 import { env } from 'cloudflare:workers'
 import { describe, expect, it } from 'vitest'
 import { tf } from '../src/runtime/tf'
-import { post, SETOSA, isolateOnFakeClock } from './helpers'
+import { post, SETOSA, isolateOnFakeClock } from './support/helpers'
 
 
 /**
@@ -90,7 +90,7 @@ describe('a model that cannot be loaded', () => {
 
   it('reports the failure in the version status the way TF Serving does', async () => {
     const faulty = withFault((path) => (path.endsWith('.bin') ? new Response('x', { status: 500 }) : undefined))
-    const { call } = await import('./helpers')
+    const { call } = await import('./support/helpers')
     const res = await call('/v1/models/iris', undefined, faulty.env)
     expect(res.status).toBe(200)
     const body = await res.json<any>()

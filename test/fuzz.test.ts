@@ -5,7 +5,7 @@ import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DATATYPES } from '../src/protocols/datatypes'
 import { tf } from '../src/runtime/tf'
-import { call, SETOSA } from './helpers'
+import { call, SETOSA } from './support/helpers'
 
 const MODELS = ['iris', 'digits', 'pair', 'pair-nosig', 'flower', 'positives', 'nope']
 const RUNS = 300

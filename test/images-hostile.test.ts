@@ -1,4 +1,4 @@
-// Issue 24: images crafted against the decoders (scripts/hostile-images.mjs makes them), and the
+// Issue 24: images crafted against the decoders (scripts/dev/hostile-images.mjs makes them), and the
 // bounds that hold them: headers read as the decoder reads them, inflation capped, samples counted,
 // scans capped, CMYK named, a request's pixels counted across its inputs, decoder heaps bounded.
 import { env } from 'cloudflare:workers'
@@ -6,9 +6,9 @@ import fc from 'fast-check'
 import { encode as encodePng } from 'fast-png'
 import { describe, expect, it } from 'vitest'
 import { DECODER_HEAP_KEEP_BYTES, decodeImage, decoderHeapBytes, MAX_DECODE_WORK } from '../src/protocols/images/decode'
-import { call, post, SETOSA } from './helpers'
+import { call, post, SETOSA } from './support/helpers'
 // @ts-expect-error: a plain .mjs module without type declarations
-import { flatJpeg, jpegFillByteDesync, jpegScanBomb, png16, pngChunk, pngDoubleIhdr, pngIccpBomb, pngIdatBomb } from '../scripts/hostile-images.mjs'
+import { flatJpeg, jpegFillByteDesync, jpegScanBomb, png16, pngChunk, pngDoubleIhdr, pngIccpBomb, pngIdatBomb } from '../scripts/dev/hostile-images.mjs'
 
 const MiB = 1024 * 1024
 

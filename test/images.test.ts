@@ -9,7 +9,7 @@ import { centerCrop, imageTensor } from '../src/protocols/images/preprocess'
 import type { ImageTransform } from '../src/repository/model-config'
 import { tf } from '../src/runtime/tf'
 import digits from './fixtures/digits-holdout.json'
-import { call, post } from './helpers'
+import { call, post } from './support/helpers'
 
 /** A fixture photo's bytes, from the test assets (test/fixtures/models/_images/). */
 async function photo(name: string): Promise<Uint8Array> {

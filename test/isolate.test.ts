@@ -1,9 +1,9 @@
 /** The isolate state: one object for everything an isolate keeps, and what a changed env means for it. */
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { DEFAULTS } from '../src/config'
+import { DEFAULTS } from '../src/core/config'
 import { isolate, resetIsolate } from '../src/isolate'
-import { call, fakeClock, post, SETOSA } from './helpers'
+import { call, fakeClock, post, SETOSA } from './support/helpers'
 
 const DIGIT = { instances: [Array.from({ length: 28 }, () => Array.from({ length: 28 }, () => [0]))] }
 

@@ -1,5 +1,5 @@
 import { afterEach, expect, it, vi } from 'vitest'
-import { post } from './helpers'
+import { post } from './support/helpers'
 
 afterEach(() => vi.restoreAllMocks())
 

@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { isolate, resetIsolate } from '../src/isolate'
 import { memoryBytes } from '../src/runtime/footprint'
 import { tf } from '../src/runtime/tf'
-import { call } from './helpers'
-import { restoreWasm, useWasm } from './wasm-helpers'
+import { call } from './support/helpers'
+import { restoreWasm, useWasm } from './support/wasm-helpers'
 
 interface WasmModule {
   HEAPU8: Uint8Array

@@ -2,7 +2,7 @@ import parsePrometheusTextFormat from 'parse-prometheus-text-format'
 import type { PrometheusFamily } from 'parse-prometheus-text-format'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { tf } from '../src/runtime/tf'
-import { call, post, SETOSA } from './helpers'
+import { call, post, SETOSA } from './support/helpers'
 import { resetIsolate } from '../src/isolate'
 
 

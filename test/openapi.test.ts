@@ -2,7 +2,7 @@ import { Validator } from '@cfworker/json-schema'
 import { describe, expect, it } from 'vitest'
 import { app } from '../src/http/app'
 import { documentedPath } from '../src/http/openapi'
-import { call, SETOSA } from './helpers'
+import { call, SETOSA } from './support/helpers'
 
 type Doc = { openapi: string; paths: Record<string, Record<string, { responses: Record<string, unknown>; requestBody?: any }>> }
 

@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from 'vitest'
-import { call, post } from './helpers'
+import { call, post } from './support/helpers'
 import { resetIsolate } from '../src/isolate'
 
 beforeEach(() => {

@@ -1,12 +1,12 @@
 /**
- * The prediction cache (src/prediction-cache.ts) against the real Cache API of workerd: it backs off
+ * The prediction cache (src/cache/prediction-cache.ts) against the real Cache API of workerd: it backs off
  * after a failing call and comes back (issue 24, finding 10), and its key tells apart versions whose
  * files or labels differ under one number (finding 8).
  */
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import parsePrometheusTextFormat from 'parse-prometheus-text-format'
-import { predictionKey, versionDigest } from '../src/prediction-cache'
-import { call, isolateOnFakeClock, post, SETOSA } from './helpers'
+import { predictionKey, versionDigest } from '../src/cache/prediction-cache'
+import { call, isolateOnFakeClock, post, SETOSA } from './support/helpers'
 
 const clock = isolateOnFakeClock()
 afterEach(() => vi.restoreAllMocks())

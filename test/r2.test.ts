@@ -4,8 +4,8 @@ import { isolate, resetIsolate } from '../src/isolate'
 import { POINTER_KEY, readPointer } from '../src/repository/pointer'
 import type { Pointer } from '../src/repository/pointer'
 import { tf } from '../src/runtime/tf'
-import { call, isolateOnFakeClock, post, runCron, SETOSA } from './helpers'
-import { emptyBucket, irisFiles, irisWithBias, publish, publishElsewhere as publishFrom } from './r2-helpers'
+import { call, isolateOnFakeClock, post, runCron, SETOSA } from './support/helpers'
+import { emptyBucket, irisFiles, irisWithBias, publish, publishElsewhere as publishFrom } from './support/r2-helpers'
 
 const publishElsewhere = (bucket?: R2Bucket) => publishFrom(bindings, bucket)
 

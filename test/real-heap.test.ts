@@ -14,8 +14,8 @@ import { storeHandler } from '../src/repository/model-files'
 import { assetsStore } from '../src/repository/stores'
 import { tf } from '../src/runtime/tf'
 import { guardedBackend } from '../src/runtime/wasm-guard'
-import { call, post } from './helpers'
-import { restoreWasm } from './wasm-helpers'
+import { call, post } from './support/helpers'
+import { restoreWasm } from './support/wasm-helpers'
 
 const MOBILENET = 'nsfw-mobilenet-v2'
 const ROW = 224 * 224 * 3

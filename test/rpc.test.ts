@@ -1,4 +1,4 @@
-// The service-binding entrypoint `Models`, called from a second Worker (test/e2e/caller/index.js, an
+// The service-binding entrypoint `Models`, called from a second Worker (test/e2e/support/caller/index.js, an
 // auxiliary Worker of the pool, see vitest.config.ts), and the prediction cache, over HTTP and RPC.
 import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
@@ -7,7 +7,7 @@ import { describe, expect, it, vi } from 'vitest'
 import worker from '../src/index'
 import { isolate } from '../src/isolate'
 import digits from './fixtures/digits-holdout.json'
-import { call, post, SETOSA } from './helpers'
+import { call, post, SETOSA } from './support/helpers'
 
 type Outcome<T = any> = { value?: T; error?: { message: string; status?: number; isError: boolean } }
 const caller = (env as unknown as { RPC_CALLER: { call(method: string, ...args: unknown[]): Promise<Outcome> } }).RPC_CALLER

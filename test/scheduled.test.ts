@@ -1,7 +1,7 @@
 import { env } from 'cloudflare:workers'
 import { describe, expect, it } from 'vitest'
 import { tf } from '../src/runtime/tf'
-import { isolateOnFakeClock, post, runCron, SETOSA } from './helpers'
+import { isolateOnFakeClock, post, runCron, SETOSA } from './support/helpers'
 import { isolate, resetIsolate } from '../src/isolate'
 
 // The isolate state's clock: a model's idle time passes when a test says so.

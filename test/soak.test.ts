@@ -3,7 +3,7 @@
 import { env } from 'cloudflare:workers'
 import { beforeAll, expect, inject, it } from 'vitest'
 import { tf } from '../src/runtime/tf'
-import { call, SETOSA } from './helpers'
+import { call, SETOSA } from './support/helpers'
 import { isolate } from '../src/isolate'
 
 const zeros = (n: number) => Array(n).fill(0)

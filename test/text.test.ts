@@ -2,8 +2,8 @@
 import { env } from 'cloudflare:workers'
 import { describe, expect, inject, it } from 'vitest'
 import { TextTokenizer } from '../src/protocols/text/tokenizer'
-import { call, post } from './helpers'
-import { truncatedIds } from './truncate'
+import { call, post } from './support/helpers'
+import { truncatedIds } from './support/truncate'
 
 const expected = inject('textExpectations')
 const TEXT_SET = expected.texts

@@ -1,7 +1,7 @@
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { tf } from '../src/runtime/tf'
-import { call, post, SETOSA } from './helpers'
+import { call, post, SETOSA } from './support/helpers'
 import digits from './fixtures/digits-holdout.json'
 import { isolate, resetIsolate } from '../src/isolate'
 

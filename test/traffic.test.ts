@@ -1,5 +1,5 @@
 /**
- * Traffic control per model (src/traffic.ts): weighted and sticky splits, shadow runs, and admission
+ * Traffic control per model (src/traffic/traffic.ts): weighted and sticky splits, shadow runs, and admission
  * limits answering 429, through both protocols. The model lives in the R2 bucket: three versions of
  * iris whose output bias makes each answer its own class (v1 setosa, v2 versicolor, v3 virginica), so
  * a response shows which version made it; each test writes the config.json it needs and runs the cron.
@@ -10,14 +10,14 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { checkModelConfig } from '../src/repository/model-config'
 import { isolate } from '../src/isolate'
 import { tf } from '../src/runtime/tf'
-import { Gate } from '../src/gate'
-import type { Place } from '../src/gate'
-import { fnv1a, pickWeighted } from '../src/traffic'
-import { call, post, runCron, SETOSA } from './helpers'
-import { irisWithBias, publish } from './r2-helpers'
+import { Gate } from '../src/traffic/gate'
+import type { Place } from '../src/traffic/gate'
+import { fnv1a, pickWeighted } from '../src/traffic/traffic'
+import { call, post, runCron, SETOSA } from './support/helpers'
+import { irisWithBias, publish } from './support/r2-helpers'
 
 type Outcome<T = any> = { value?: T; error?: { message: string; status?: number } }
-// The service-binding entrypoint, called from the pool's other Worker (test/e2e/caller/index.js), as test/rpc.test.ts does.
+// The service-binding entrypoint, called from the pool's other Worker (test/e2e/support/caller/index.js), as test/rpc.test.ts does.
 const rpcCaller = (env as unknown as { RPC_CALLER: { call(method: string, ...args: unknown[]): Promise<Outcome> } }).RPC_CALLER
 
 const NAME = 'traffic-iris'

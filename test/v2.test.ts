@@ -2,7 +2,7 @@
 // data, each datatype conversion and each refusal.
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { call, post } from './helpers'
+import { call, post } from './support/helpers'
 import { isolate, resetIsolate } from '../src/isolate'
 
 beforeEach(() => {

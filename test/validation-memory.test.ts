@@ -10,9 +10,9 @@ import { resetIsolate } from '../src/isolate'
 import { readPointer } from '../src/repository/pointer'
 import { publishVersions } from '../src/repository/publish'
 import { tf } from '../src/runtime/tf'
-import { artifactsOf } from './helpers'
-import { emptyBucket, irisFiles, publish, publishElsewhere } from './r2-helpers'
-import { restoreWasm, useWasm } from './wasm-helpers'
+import { artifactsOf } from './support/helpers'
+import { emptyBucket, irisFiles, publish, publishElsewhere } from './support/r2-helpers'
+import { restoreWasm, useWasm } from './support/wasm-helpers'
 
 const MiB = 1024 * 1024
 

@@ -8,8 +8,8 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { isolate, resetIsolate } from '../src/isolate'
 import { tf } from '../src/runtime/tf'
 import { backendBroken, GuardedWasmBackend } from '../src/runtime/wasm-guard'
-import { call, post, SETOSA } from './helpers'
-import { restoreWasm, useWasm } from './wasm-helpers'
+import { call, post, SETOSA } from './support/helpers'
+import { restoreWasm, useWasm } from './support/wasm-helpers'
 
 const MiB = 1024 * 1024
 

@@ -9,8 +9,8 @@
  *   file's old place and written from its new one;
  * - other relative path literals (`new URL('..', import.meta.url)`, `join(dir, '../fixtures')`) in
  *   files that move, the same way, so a script one folder deeper still finds the repository root;
- * - repository paths in text (`scripts/build-index.mjs` in package.json, wrangler.toml's [build],
- *   vitest.config.ts, comments, docs), and src-relative ones with a folder (`protocols/v2/routes.ts`);
+ * - repository paths in text (`scripts/build/build-index.mjs` in package.json, wrangler.toml's [build],
+ *   vitest.config.ts, comments, docs), and src-relative ones with a folder (`http/routes/v2.ts`);
  * - a few symbol renames that would have conflicted with parallel work if made before the merge.
  *
  * Files the map does not name stay where they are; their imports of moved files are rewritten too.
@@ -30,80 +30,80 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 /** Old path → new path, repository-relative. A folder (trailing `/`) moves with everything in it. */
 export const MOVES = {
   // src/core: what every subsystem uses.
-  'src/config.ts': 'src/core/config.ts',
-  'src/errors.ts': 'src/core/errors.ts',
-  'src/log.ts': 'src/core/log.ts',
-  'src/metrics.ts': 'src/core/metrics.ts',
+  'src/core/config.ts': 'src/core/config.ts',
+  'src/core/errors.ts': 'src/core/errors.ts',
+  'src/core/log.ts': 'src/core/log.ts',
+  'src/core/metrics.ts': 'src/core/metrics.ts',
   // src/cache: the model cache, leases, the memory budget and its ledger, the prediction cache.
-  'src/cache.ts': 'src/cache/model-cache.ts',
-  'src/lease.ts': 'src/cache/lease.ts',
-  'src/admission.ts': 'src/cache/admission.ts',
-  'src/memory-ledger.ts': 'src/cache/memory-ledger.ts',
-  'src/prediction-cache.ts': 'src/cache/prediction-cache.ts',
+  'src/cache/model-cache.ts': 'src/cache/model-cache.ts',
+  'src/cache/lease.ts': 'src/cache/lease.ts',
+  'src/cache/admission.ts': 'src/cache/admission.ts',
+  'src/cache/memory-ledger.ts': 'src/cache/memory-ledger.ts',
+  'src/cache/prediction-cache.ts': 'src/cache/prediction-cache.ts',
   // src/traffic: routing, splits, shadow runs, gates.
-  'src/traffic.ts': 'src/traffic/traffic.ts',
-  'src/gate.ts': 'src/traffic/gate.ts',
+  'src/traffic/traffic.ts': 'src/traffic/traffic.ts',
+  'src/traffic/gate.ts': 'src/traffic/gate.ts',
   // src/rpc: the service-binding transport.
-  'src/rpc.ts': 'src/rpc/entrypoint.ts',
-  'src/rpc-types.ts': 'src/rpc/types.ts',
+  'src/rpc/entrypoint.ts': 'src/rpc/entrypoint.ts',
+  'src/rpc/types.ts': 'src/rpc/types.ts',
   // src/analytics: the fleet's view, data points to Workers Analytics Engine.
-  'src/analytics.ts': 'src/analytics/analytics.ts',
-  'src/analytics-schema.ts': 'src/analytics/schema.ts',
+  'src/analytics/analytics.ts': 'src/analytics/analytics.ts',
+  'src/analytics/schema.ts': 'src/analytics/schema.ts',
   // src/http: the HTTP transport, with both protocols' routes (their cores stay in src/protocols).
-  'src/client.ts': 'src/http/client.ts',
-  'src/protocols/v2/routes.ts': 'src/http/routes/v2.ts',
-  'src/protocols/tf-serving/routes.ts': 'src/http/routes/tf-serving.ts',
+  'src/http/client.ts': 'src/http/client.ts',
+  'src/http/routes/v2.ts': 'src/http/routes/v2.ts',
+  'src/http/routes/tf-serving.ts': 'src/http/routes/tf-serving.ts',
   // test/support: the workers project's helpers.
-  'test/helpers.ts': 'test/support/helpers.ts',
-  'test/r2-helpers.ts': 'test/support/r2-helpers.ts',
-  'test/wasm-helpers.ts': 'test/support/wasm-helpers.ts',
-  'test/each-file.ts': 'test/support/each-file.ts',
-  'test/provided.d.ts': 'test/support/provided.d.ts',
-  'test/parse-prometheus-text-format.d.ts': 'test/support/parse-prometheus-text-format.d.ts',
-  'test/truncate.ts': 'test/support/truncate.ts',
+  'test/support/helpers.ts': 'test/support/helpers.ts',
+  'test/support/r2-helpers.ts': 'test/support/r2-helpers.ts',
+  'test/support/wasm-helpers.ts': 'test/support/wasm-helpers.ts',
+  'test/support/each-file.ts': 'test/support/each-file.ts',
+  'test/support/provided.d.ts': 'test/support/provided.d.ts',
+  'test/support/parse-prometheus-text-format.d.ts': 'test/support/parse-prometheus-text-format.d.ts',
+  'test/support/truncate.ts': 'test/support/truncate.ts',
   // test/e2e/support: the e2e project's servers, fixtures and helpers.
-  'test/e2e/caller/': 'test/e2e/support/caller/',
-  'test/e2e/chromium.ts': 'test/e2e/support/chromium.ts',
-  'test/e2e/fixture-repo.ts': 'test/e2e/support/fixture-repo.ts',
-  'test/e2e/fixture-server.ts': 'test/e2e/support/fixture-server.ts',
-  'test/e2e/global-setup.ts': 'test/e2e/support/global-setup.ts',
-  'test/e2e/http.ts': 'test/e2e/support/http.ts',
-  'test/e2e/image-models.ts': 'test/e2e/support/image-models.ts',
-  'test/e2e/models.ts': 'test/e2e/support/models.ts',
-  'test/e2e/repo-rpc.ts': 'test/e2e/support/repo-rpc.ts',
-  'test/e2e/repo-traffic.ts': 'test/e2e/support/repo-traffic.ts',
-  'test/e2e/servers.ts': 'test/e2e/support/servers.ts',
+  'test/e2e/support/caller/': 'test/e2e/support/caller/',
+  'test/e2e/support/chromium.ts': 'test/e2e/support/chromium.ts',
+  'test/e2e/support/fixture-repo.ts': 'test/e2e/support/fixture-repo.ts',
+  'test/e2e/support/fixture-server.ts': 'test/e2e/support/fixture-server.ts',
+  'test/e2e/support/global-setup.ts': 'test/e2e/support/global-setup.ts',
+  'test/e2e/support/http.ts': 'test/e2e/support/http.ts',
+  'test/e2e/support/image-models.ts': 'test/e2e/support/image-models.ts',
+  'test/e2e/support/models.ts': 'test/e2e/support/models.ts',
+  'test/e2e/support/repo-rpc.ts': 'test/e2e/support/repo-rpc.ts',
+  'test/e2e/support/repo-traffic.ts': 'test/e2e/support/repo-traffic.ts',
+  'test/e2e/support/servers.ts': 'test/e2e/support/servers.ts',
   // test/node/support: the node project's setup.
-  'test/node/client-project.ts': 'test/node/support/client-project.ts',
-  'test/node/global-setup.ts': 'test/node/support/global-setup.ts',
+  'test/node/support/client-project.ts': 'test/node/support/client-project.ts',
+  'test/node/support/global-setup.ts': 'test/node/support/global-setup.ts',
   // scripts/build: steps wrangler and npm run for you.
-  'scripts/build-index.mjs': 'scripts/build/build-index.mjs',
-  'scripts/memory/': 'scripts/build/memory/',
-  'scripts/add-model.mjs': 'scripts/tools/add-model.mjs',
-  'scripts/models/': 'scripts/tools/models/',
-  'scripts/dev-address.mjs': 'scripts/tools/dev-address.mjs',
-  'scripts/dev-address.d.mts': 'scripts/tools/dev-address.d.mts',
-  'scripts/zoo.mjs': 'scripts/dev/zoo.mjs',
-  'scripts/wordpiece.mjs': 'scripts/dev/wordpiece.mjs',
-  'scripts/hostile-images.mjs': 'scripts/dev/hostile-images.mjs',
-  'scripts/measure-decode-work.mjs': 'scripts/dev/measure-decode-work.mjs',
-  'scripts/make-samples.mjs': 'scripts/dev/make-samples.mjs',
-  'scripts/analytics-schema.mjs': 'scripts/dev/analytics-schema.mjs',
-  'scripts/build-ui.mjs': 'scripts/build/build-ui.mjs',
+  'scripts/build/build-index.mjs': 'scripts/build/build-index.mjs',
+  'scripts/build/memory/': 'scripts/build/memory/',
+  'scripts/tools/add-model.mjs': 'scripts/tools/add-model.mjs',
+  'scripts/tools/models/': 'scripts/tools/models/',
+  'scripts/tools/dev-address.mjs': 'scripts/tools/dev-address.mjs',
+  'scripts/tools/dev-address.d.mts': 'scripts/tools/dev-address.d.mts',
+  'scripts/dev/zoo.mjs': 'scripts/dev/zoo.mjs',
+  'scripts/dev/wordpiece.mjs': 'scripts/dev/wordpiece.mjs',
+  'scripts/dev/hostile-images.mjs': 'scripts/dev/hostile-images.mjs',
+  'scripts/dev/measure-decode-work.mjs': 'scripts/dev/measure-decode-work.mjs',
+  'scripts/dev/make-samples.mjs': 'scripts/dev/make-samples.mjs',
+  'scripts/dev/analytics-schema.mjs': 'scripts/dev/analytics-schema.mjs',
+  'scripts/build/build-ui.mjs': 'scripts/build/build-ui.mjs',
   // scripts/tools: what a user runs.
-  'scripts/start.mjs': 'scripts/tools/start.mjs',
-  'scripts/launch.mjs': 'scripts/tools/launch.mjs',
-  'scripts/launch.d.mts': 'scripts/tools/launch.d.mts',
-  'scripts/publish-model.mjs': 'scripts/tools/publish-model.mjs',
-  'scripts/reshard.mjs': 'scripts/tools/reshard.mjs',
+  'scripts/tools/start.mjs': 'scripts/tools/start.mjs',
+  'scripts/tools/launch.mjs': 'scripts/tools/launch.mjs',
+  'scripts/tools/launch.d.mts': 'scripts/tools/launch.d.mts',
+  'scripts/tools/publish-model.mjs': 'scripts/tools/publish-model.mjs',
+  'scripts/tools/reshard.mjs': 'scripts/tools/reshard.mjs',
   // scripts/dev: developing warmserve itself.
-  'scripts/train.mjs': 'scripts/dev/train.mjs',
-  'scripts/train-report.json': 'scripts/dev/train-report.json',
-  'scripts/build-client.mjs': 'scripts/dev/build-client.mjs',
-  'scripts/build-fixtures.mjs': 'scripts/dev/build-fixtures.mjs',
-  'scripts/build-image-model.mjs': 'scripts/dev/build-image-model.mjs',
-  'scripts/make-image-fixtures.mjs': 'scripts/dev/make-image-fixtures.mjs',
-  'scripts/measure-codecs.mjs': 'scripts/dev/measure-codecs.mjs',
+  'scripts/dev/train.mjs': 'scripts/dev/train.mjs',
+  'scripts/dev/train-report.json': 'scripts/dev/train-report.json',
+  'scripts/dev/build-client.mjs': 'scripts/dev/build-client.mjs',
+  'scripts/dev/build-fixtures.mjs': 'scripts/dev/build-fixtures.mjs',
+  'scripts/dev/build-image-model.mjs': 'scripts/dev/build-image-model.mjs',
+  'scripts/dev/make-image-fixtures.mjs': 'scripts/dev/make-image-fixtures.mjs',
+  'scripts/dev/measure-codecs.mjs': 'scripts/dev/measure-codecs.mjs',
 }
 
 /** Paths built from segments, which no path rewrite can see: exact text → replacement, in the files named. */
@@ -189,16 +189,16 @@ function main() {
   const srcRelative = textual.filter(([from, to]) => from.startsWith('src/') && from.slice(4).includes('/')).map(([from, to]) => [from.slice(4), to.slice(4)])
   const boundary = (path) => new RegExp(`(?<![\\w./-])${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\w-])`, 'g')
   const textRules = [...textual, ...srcRelative].map(([from, to]) => [boundary(from), to])
-  // A module's name in its header (`@module protocols/v2/routes`) and a package path without extension ('warmserve/src/rpc-types').
+  // A module's name in its header (`@module http/routes/v2`) and a package path without extension ('warmserve/src/rpc/types').
   const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
   for (const [from, to] of textual.filter(([from]) => from.startsWith('src/') && from.endsWith('.ts'))) {
     const [oldName, newName] = [from.slice(4, -3), to.slice(4, -3)]
     textRules.push([new RegExp(`@module ${escape(oldName)}(?![\\w/-])`, 'g'), `@module ${newName}`])
     textRules.push([new RegExp(`(?<=['"/])src/${escape(oldName)}(?=['"])`, 'g'), `src/${newName}`])
   }
-  // A Markdown link into the tree from docs/ (`](../src/cache.ts)`): docs do not move, so only the target changes.
+  // A Markdown link into the tree from docs/ (`](../src/cache/model-cache.ts)`): docs do not move, so only the target changes.
   for (const [from, to] of textual) textRules.push([new RegExp(`(?<=\\]\\((?:\\.\\./)*)${escape(from)}(?![\\w-])`, 'g'), to])
-  // A folder named without its trailing slash (`test/e2e/caller/index.js` is a file path; `test/e2e/caller` alone too).
+  // A folder named without its trailing slash (`test/e2e/support/caller/index.js` is a file path; `test/e2e/support/caller` alone too).
   for (const [from, to] of Object.entries(MOVES)) if (from.endsWith('/')) textRules.push([boundary(from.slice(0, -1)), to.slice(0, -1)])
 
   const rewritten = new Map()
@@ -240,7 +240,7 @@ function main() {
     else execFileSync('mv', [join(ROOT, from), join(ROOT, to)])
   }
   for (const [file, text] of rewritten) writeFileSync(join(ROOT, moved(file)), text)
-  // A folder left empty by the moves (test/e2e/caller) goes.
+  // A folder left empty by the moves (test/e2e/support/caller) goes.
   for (const from of moves.keys()) {
     const dir = join(ROOT, dirname(from))
     if (existsSync(dir) && statSync(dir).isDirectory() && git('ls-files', '-co', '--exclude-standard', relative(ROOT, dir)).trim() === '') {

@@ -1,8 +1,8 @@
 /** @module http/app — the Hono app: middleware, the protocol routes, and the one error handler. */
 import { Hono } from 'hono'
 import { HTTPException } from 'hono/http-exception'
-import { ApiError, ClientGoneError } from '../errors'
-import { log } from '../log'
+import { ApiError, ClientGoneError } from '../core/errors'
+import { log } from '../core/log'
 import { accessLog } from './middleware/access-log'
 import { analytics } from './middleware/analytics'
 import { cors } from './middleware/cors'
@@ -14,8 +14,8 @@ import type { AppEnv } from './common'
 import { health } from './routes/health'
 import { metrics } from './routes/prometheus'
 import { pages } from './routes/pages'
-import { tfServing } from '../protocols/tf-serving/routes'
-import { v2 } from '../protocols/v2/routes'
+import { tfServing } from './routes/tf-serving'
+import { v2 } from './routes/v2'
 
 export const app = new Hono<AppEnv>()
   .use(requestId())

@@ -1,6 +1,6 @@
 /** @module http/body — reads a request's body within the size limit, with the right 4xx for each mistake. */
-import { DEFAULTS } from '../config'
-import { ApiError, badRequest, ClientGoneError } from '../errors'
+import { DEFAULTS } from '../core/config'
+import { ApiError, badRequest, ClientGoneError } from '../core/errors'
 import { MAX_JSON_DEPTH } from '../protocols/limits'
 
 /**

@@ -1,8 +1,8 @@
 /** @module http/common — what every protocol's routes share: the request as a caller, the response's model headers. */
 import type { Context } from 'hono'
-import type { RequestRecord } from '../analytics'
-import { ApiError, ClientGoneError } from '../errors'
-import type { ModelLease } from '../lease'
+import type { RequestRecord } from '../analytics/analytics'
+import { ApiError, ClientGoneError } from '../core/errors'
+import type { ModelLease } from '../cache/lease'
 import type { Caller, Prediction } from '../predict'
 
 export type AppEnv = {

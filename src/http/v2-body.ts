@@ -5,8 +5,8 @@
  * @see https://github.com/kserve/open-inference-protocol/blob/main/specification/protocol/binary_data_extension.md
  */
 import type { Context } from 'hono'
-import { readConfig } from '../config'
-import { badRequest } from '../errors'
+import { readConfig } from '../core/config'
+import { badRequest } from '../core/errors'
 import type { Prediction } from '../predict'
 import { readTensorJson, tensorText, V2_TENSORS } from '../protocols/json-tensors'
 import { InferRequest, parseBody } from '../protocols/schemas'

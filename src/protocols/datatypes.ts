@@ -3,7 +3,7 @@
  * dtype a tf.js model holds. Values of another datatype are converted only when every one of
  * them fits the model's dtype exactly; otherwise the request is refused with the first misfit.
  */
-import { badRequest, describeValue } from '../errors'
+import { badRequest, describeValue } from '../core/errors'
 import type { DType } from '../runtime/signature'
 
 /** The protocol's tensor datatypes. */

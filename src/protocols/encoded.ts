@@ -2,8 +2,8 @@
  * @module protocols/encoded — encoded elements in the protocols' JSON: TF Serving's `{"b64": …}`
  * and the Open Inference Protocol's BYTES, handed to an input's transform (protocols/transforms.ts).
  */
-import type { Config } from '../config'
-import { ApiError, badRequest, describeValue, isObject } from '../errors'
+import type { Config } from '../core/config'
+import { ApiError, badRequest, describeValue, isObject } from '../core/errors'
 import type { TensorSpec } from '../runtime/signature'
 import type { tf } from '../runtime/tf'
 import type { RequestLimits } from './tensors'

@@ -3,7 +3,7 @@
  * one per input; images/transform.ts is one): a leaf, so a transform need not import the seam that
  * chooses it.
  */
-import type { Config } from '../config'
+import type { Config } from '../core/config'
 import type { tf } from '../runtime/tf'
 
 /** How one input is made from encoded elements. */

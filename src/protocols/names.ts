@@ -2,8 +2,8 @@
  * @module protocols/names — the input and output names a request gives, checked against the model's
  * signature: the same rules for every protocol and every transport.
  */
-import { badRequest, missingFromModel, quote } from '../errors'
-import type { ModelLease } from '../lease'
+import { badRequest, missingFromModel, quote } from '../core/errors'
+import type { ModelLease } from '../cache/lease'
 import type { Signature } from '../runtime/signature'
 
 /**

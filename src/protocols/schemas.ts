@@ -1,7 +1,7 @@
 /** @module protocols/schemas — request bodies, validated with zod before anything touches a model. */
 import { z } from 'zod'
 import { DATATYPES } from './datatypes'
-import { badRequest, quote } from '../errors'
+import { badRequest, quote } from '../core/errors'
 
 /**
  * TF Serving's predict request: row format (`instances`) or columnar (`inputs`), never both.

@@ -2,7 +2,7 @@
  * @module protocols/selector — which version a request names, as both protocols spell it: a version
  * number (`versions/{v}`, `options.version`) or a label (`labels/{l}`, `options.label`).
  */
-import { badRequest } from '../errors'
+import { badRequest } from '../core/errors'
 
 /** Parses a `versions/{v}` path segment: a positive integer, as TF Serving's versions are. */
 export function parseVersion(segment: string | undefined): number | undefined {

@@ -4,8 +4,8 @@
  */
 import { converter, datatypeOf, Misfit } from './datatypes'
 import type { Converter } from './datatypes'
-import type { Config } from '../config'
-import { badRequest, describeValue } from '../errors'
+import type { Config } from '../core/config'
+import { badRequest, describeValue } from '../core/errors'
 import type { ResolvedVersion } from '../repository/repository'
 import type { TensorSpec } from '../runtime/signature'
 import { formatShape } from '../runtime/signature'

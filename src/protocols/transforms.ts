@@ -8,13 +8,13 @@
  * resized) and `text` (protocols/text/: UTF-8 texts through the model's tokenizer); the protocols do
  * not tell them apart.
  */
-import { ApiError, missingFromModel } from '../errors'
+import { ApiError, missingFromModel } from '../core/errors'
 import type { ModelConfig } from '../repository/repository'
 import type { TensorSpec } from '../runtime/signature'
 import { imageTransform } from './images/transform'
 import { textTransform } from './text/transform'
 import type { TextTokenizer } from './text/tokenizer'
-import type { Config } from '../config'
+import type { Config } from '../core/config'
 import type { InputTransform, RequestBudget } from './input-transform'
 
 export type { InputTransform, RequestBudget }

@@ -14,8 +14,8 @@
  * - R2 unreachable or slow, or a successor that fails to load: this isolate keeps serving what it
  *   has, logs why, and tries again after the next interval.
  */
-import { log } from '../log'
-import type { LoadResult, ModelCache } from '../cache'
+import { log } from '../core/log'
+import type { LoadResult, ModelCache } from '../cache/model-cache'
 import { emptyPointer, readPointer } from './pointer'
 import type { Pointer, PointerRead } from './pointer'
 import { cacheKey, overlay, Repository } from './repository'

@@ -1,10 +1,10 @@
 /**
  * @module repository/load — one model version from its store to a warm servable: read, built,
  * warmed up, checked against its config.json (image inputs, labels), wrapped for batching.
- * The cache (src/cache.ts) calls it through the isolate state on a miss, a reload or a validation.
+ * The cache (src/cache/model-cache.ts) calls it through the isolate state on a miss, a reload or a validation.
  */
-import type { LoadResult } from '../cache'
-import { log } from '../log'
+import type { LoadResult } from '../cache/model-cache'
+import { log } from '../core/log'
 import { withBatching } from '../runtime/batcher'
 import { buildServable } from '../runtime/servable'
 import type { Signature } from '../runtime/signature'

@@ -1,7 +1,7 @@
 /**
  * @module repository/model-config — the schema of a model's optional `config.json`, and its check.
  *
- * No relative imports and only erasable TypeScript: scripts/build-index.mjs imports this file
+ * No relative imports and only erasable TypeScript: scripts/build/build-index.mjs imports this file
  * directly (Node strips the types), so a bundled config.json is refused at build time by the
  * same code that checks it in the Worker (where an R2 config.json is only seen at run time).
  */
@@ -97,7 +97,7 @@ export const ClassifyConfig = z.strictObject({
 })
 export type ClassifyConfig = z.infer<typeof ClassifyConfig>
 
-// ===== Traffic control (src/traffic.ts) =====
+// ===== Traffic control (src/traffic/traffic.ts) =====
 
 // A version number as a path segment has it: a positive integer.
 const VERSION_NUMBER = /^[1-9][0-9]{0,15}$/
@@ -179,14 +179,14 @@ export const ModelConfig = z.strictObject({
   /** What `:embed` answers: the output holding the vectors, its pooling and normalization. */
   embed: EmbedConfig.optional(),
   /**
-   * The prediction cache, off when absent (src/prediction-cache.ts): answers are kept on the Workers
+   * The prediction cache, off when absent (src/cache/prediction-cache.ts): answers are kept on the Workers
    * Cache API for `ttl_seconds`, keyed by the model, the answering version, the parsed inputs, the
    * outputs asked for and the response format.
    */
   response_cache: z.strictObject({ ttl_seconds: z.int().min(1).max(MAX_RESPONSE_CACHE_TTL_SECONDS) }).optional(),
-  /** How requests that name no version or label are split between versions (src/traffic.ts). */
+  /** How requests that name no version or label are split between versions (src/traffic/traffic.ts). */
   traffic: TrafficConfig.optional(),
-  /** A version that also runs a fraction of requests after their response, compared and never answered (src/traffic.ts). */
+  /** A version that also runs a fraction of requests after their response, compared and never answered (src/traffic/traffic.ts). */
   shadow: ShadowConfig.optional(),
   /** Requests of this model in flight at once, from routing until the response is ready (body read included). */
   max_concurrent: z.int().positive().optional(),

@@ -12,8 +12,8 @@
  * and serving isolates load the version through their own caches.
  */
 import { z } from 'zod'
-import { log } from '../log'
-import type { LoadResult, ModelCache } from '../cache'
+import { log } from '../core/log'
+import type { LoadResult, ModelCache } from '../cache/model-cache'
 import { storeHandler } from './model-files'
 import { fileProblem, MANIFEST_FILE, VersionManifest } from './manifest'
 import { readPointer, writePointer } from './pointer'
@@ -38,7 +38,7 @@ const R2_CALL_TIMEOUT_MS = 10_000
 /** Files fetched at once: Workers allow six simultaneous outgoing connections. */
 const MAX_PARALLEL_FILES = 6
 
-// As scripts/build-index.mjs names them.
+// As scripts/build/build-index.mjs names them.
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
 const VERSION = /^[1-9][0-9]{0,15}$/
 

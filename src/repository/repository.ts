@@ -1,12 +1,12 @@
 /** @module repository/repository — the index of models and versions, and resolving a request to one version. */
-import { ModelUnavailableError, notFound } from '../errors'
+import { ModelUnavailableError, notFound } from '../core/errors'
 import type { ManifestFile } from './manifest'
 import type { Pointer, Rejection } from './pointer'
 import type { MemoryFigures } from '../runtime/footprint'
 import type { ModelFormat } from '../runtime/servable'
 import type { ModelStore } from './stores'
 
-/** Written by scripts/build-index.mjs at the root of the model repository. */
+/** Written by scripts/build/build-index.mjs at the root of the model repository. */
 export const INDEX_FILE = '_index.json'
 
 /** Where a version's files are: the bundled static assets, or the R2 bucket. */
@@ -25,7 +25,7 @@ export interface VersionEntry {
   memory?: MemoryFigures
 }
 
-// The schema lives in its own file, free of relative imports, so scripts/build-index.mjs checks
+// The schema lives in its own file, free of relative imports, so scripts/build/build-index.mjs checks
 // bundled config.json files with the very code the Worker uses.
 import { checkModelConfig } from './model-config'
 import type { ModelConfig } from './model-config'

@@ -1,5 +1,5 @@
 /** @module repository/stores — where model files come from: a read-only key → bytes view of a repository. */
-import { DEFAULTS } from '../config'
+import { DEFAULTS } from '../core/config'
 
 /** A model repository's files, keyed by path relative to its root (`iris/1/model.json`). */
 export interface ModelStore {

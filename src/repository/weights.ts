@@ -1,7 +1,7 @@
 /**
  * @module repository/weights — how many bytes a weights manifest describes.
  *
- * No relative imports and only erasable TypeScript: scripts/build-index.mjs imports this file
+ * No relative imports and only erasable TypeScript: scripts/build/build-index.mjs imports this file
  * directly, so shard sizes are checked at build time by the code the Worker checks them with.
  */
 import type { io } from '@tensorflow/tfjs-core'

@@ -19,7 +19,7 @@
  * - A merged run that throws is rerun request by request, so one bad request (an out-of-range
  *   index, say) fails alone instead of failing its neighbours; the cost falls only on the error path.
  */
-import { log } from '../log'
+import { log } from '../core/log'
 import type { BatchCounters, BatchingOptions, BatchingStatus } from './batching-status'
 import { wrapRun } from './servable'
 import type { Servable } from './servable'

@@ -7,7 +7,7 @@ import type { Servable } from './servable'
 import { tf } from './tf'
 
 /** Rows the next sub-batch may have, and what to call once it has run (the admission's release). */
-export interface Slot {
+export interface RowGrant {
   rows: number
   done(): void
 }
@@ -31,21 +31,21 @@ export async function runInSubBatches(
   servable: Servable,
   inputs: Record<string, tf.Tensor>,
   rows: number,
-  next: (remaining: number) => Promise<Slot>,
+  next: (remaining: number) => Promise<RowGrant>,
 ): Promise<Record<string, tf.Tensor>> {
   const parts: Record<string, tf.Tensor>[] = []
   let joined = false
   try {
     for (let start = 0; start < rows; ) {
-      const slot = await next(rows - start)
-      const take = Math.min(slot.rows, rows - start)
+      const grant = await next(rows - start)
+      const take = Math.min(grant.rows, rows - start)
       // All rows at once: the inputs as they are, without a copy.
       const feeds = take === rows ? inputs : Object.fromEntries(Object.entries(inputs).map(([name, t]) => [name, tf.slice(t, start, take)]))
       try {
         parts.push(await servable.run(feeds))
       } finally {
         if (feeds !== inputs) tf.dispose(feeds)
-        slot.done()
+        grant.done()
       }
       const unsplit = Object.entries(parts.at(-1)!).find(([, t]) => t.rank === 0 || t.shape[0] !== take)
       if (unsplit && take !== rows) {

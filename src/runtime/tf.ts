@@ -1,7 +1,7 @@
 /** @module runtime/tf — the one tf.js the Worker uses, and the choice of its backend (`wasm` or `cpu`). */
 import * as tf from '@tensorflow/tfjs-core'
 import '@tensorflow/tfjs-backend-cpu'
-import { log } from '../log'
+import { log } from '../core/log'
 import { WasmBackend } from './wasm'
 
 export { tf }

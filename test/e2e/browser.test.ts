@@ -5,8 +5,8 @@ import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ARTIFACTS, CHROMIUM, chromiumAvailable as available, openChromium } from './chromium'
-import { SHARED_ADMIN_TOKEN, sharedChromium, sharedDevServer } from './servers'
+import { ARTIFACTS, CHROMIUM, chromiumAvailable as available, openChromium } from './support/chromium'
+import { SHARED_ADMIN_TOKEN, sharedChromium, sharedDevServer } from './support/servers'
 
 if (!available) console.warn(`[browser.test] skipped: no Chromium at ${CHROMIUM} (install it: apt-get install -y chromium)`)
 

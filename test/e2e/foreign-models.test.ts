@@ -2,7 +2,7 @@
  * Acceptance: "A graph model and a layers model that no one wrote for this project, dropped into
  * model-assets/, are served with correct metadata and predictions equal to tf.js run directly."
  *
- * The shared fixture server's repository (test/e2e/fixture-repo.ts) holds a copy of model-assets/ plus
+ * The shared fixture server's repository (test/e2e/support/fixture-repo.ts) holds a copy of model-assets/ plus
  * models that npm packages ship, served as they come:
  *  - foreign-liveness: @vladmandic/human models/liveness.json, a graph model with a signature block
  *  - foreign-emotion:  @vladmandic/human models/emotion.json, a graph model without one
@@ -18,11 +18,11 @@ import '@tensorflow/tfjs-backend-cpu'
 import * as tfconv from '@tensorflow/tfjs-converter'
 import * as tfl from '@tensorflow/tfjs-layers'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { get, post, SETOSA } from './http'
-import { FOREIGN } from './fixture-repo'
-import type { Foreign } from './fixture-repo'
-import { ROOT, sharedFixtureServer } from './servers'
-import type { SharedServer } from './servers'
+import { get, post, SETOSA } from './support/http'
+import { FOREIGN } from './support/fixture-repo'
+import type { Foreign } from './support/fixture-repo'
+import { ROOT, sharedFixtureServer } from './support/servers'
+import type { SharedServer } from './support/servers'
 
 const BATCH = 2
 

@@ -1,5 +1,5 @@
 /**
- * Refresh across isolates, for real: the deploy bundle served twice (scripts/launch.mjs startBundle:
+ * Refresh across isolates, for real: the deploy bundle served twice (scripts/tools/launch.mjs startBundle:
  * two workerd processes, so two isolates that share no module state) over one persisted R2 store.
  * One only fires the cron; the other only serves. v2 is published into the bucket during the test;
  * the serving instance must switch to it on its own once REFRESH_INTERVAL has passed, while requests
@@ -12,12 +12,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
-import { publishVersion } from '../../scripts/publish-model.mjs'
-import { sharedBundle, startBundle } from './servers'
-import type { BundleServer } from './servers'
-import type { Bundle } from '../../scripts/launch.mjs'
-import { bearer, get, post, SETOSA } from './http'
-import { irisVariant } from './models'
+import { publishVersion } from '../../scripts/tools/publish-model.mjs'
+import { sharedBundle, startBundle } from './support/servers'
+import type { BundleServer } from './support/servers'
+import type { Bundle } from '../../scripts/tools/launch.mjs'
+import { bearer, get, post, SETOSA } from './support/http'
+import { irisVariant } from './support/models'
 
 const TOKEN = 'hot-swap-admin'
 const REFRESH_INTERVAL_S = 1

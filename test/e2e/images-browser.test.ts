@@ -1,15 +1,15 @@
 // The try-it page's image panels in a real browser: headless Debian Chromium driven by playwright-core,
-// against `wrangler dev` serving the image models of test/e2e/image-models.ts. Picks a real photo
+// against `wrangler dev` serving the image models of test/e2e/support/image-models.ts. Picks a real photo
 // (scikit-image's camera, CC0) in the emotion model's panel and checks what the page shows against
 // what the API answers for the same bytes; keeps a screenshot in test/artifacts/.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ARTIFACTS, CHROMIUM, chromiumAvailable as available, openChromium } from './chromium'
-import { PHOTOS } from './image-models'
-import { sharedChromium, sharedFixtureServer } from './servers'
-import type { SharedServer } from './servers'
+import { ARTIFACTS, CHROMIUM, chromiumAvailable as available, openChromium } from './support/chromium'
+import { PHOTOS } from './support/image-models'
+import { sharedChromium, sharedFixtureServer } from './support/servers'
+import type { SharedServer } from './support/servers'
 
 if (!available) console.warn(`[images-browser.test] skipped: no Chromium at ${CHROMIUM} (install it: apt-get install -y chromium)`)
 

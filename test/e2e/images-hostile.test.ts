@@ -1,5 +1,5 @@
 /**
- * Issue 24's crafted images (scripts/hostile-images.mjs) sent to `wrangler dev`, the memory read as
+ * Issue 24's crafted images (scripts/dev/hostile-images.mjs) sent to `wrangler dev`, the memory read as
  * the workerd process's resident size: sampled while each request runs (its peak) and after it (what
  * it left). Local workerd has no 128 MB cap, so what these figures show would kill a production isolate.
  * Each answer and figure is printed: docs/images.md's hostile-input table quotes them.
@@ -10,10 +10,10 @@ import { beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs module without type declarations
 import { workerdRss } from '../../bench/measure.mjs'
 // @ts-expect-error: a plain .mjs module without type declarations
-import { flatJpeg, hostileImages } from '../../scripts/hostile-images.mjs'
-import { PHOTOS } from './image-models'
-import { sharedFixtureServer } from './servers'
-import type { SharedServer } from './servers'
+import { flatJpeg, hostileImages } from '../../scripts/dev/hostile-images.mjs'
+import { PHOTOS } from './support/image-models'
+import { sharedFixtureServer } from './support/servers'
+import type { SharedServer } from './support/servers'
 
 const MiB = 1024 * 1024
 let server: SharedServer

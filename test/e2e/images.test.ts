@@ -5,7 +5,7 @@
  * its liveness model, RGB 32×32), compared with tf.js's own pipeline in this process: an independent
  * decoder (pngjs, jpeg-js), `tf.image.resizeBilinear`, the same normalization, the model, the ranking.
  * A model that returns its input (`pixels`) shows the exact tensor the Worker made. The repository:
- * test/e2e/image-models.ts.
+ * test/e2e/support/image-models.ts.
  */
 import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -15,11 +15,11 @@ import * as tfconv from '@tensorflow/tfjs-converter'
 import jpeg from 'jpeg-js'
 import { PNG } from 'pngjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { sharedFixtureServer } from './servers'
-import type { SharedServer } from './servers'
-import { post } from './http'
-import { HUMAN, LIVENESS_LABELS, MODELS, PHOTOS, PIXELS } from './image-models'
-import type { Image } from './image-models'
+import { sharedFixtureServer } from './support/servers'
+import type { SharedServer } from './support/servers'
+import { post } from './support/http'
+import { HUMAN, LIVENESS_LABELS, MODELS, PHOTOS, PIXELS } from './support/image-models'
+import type { Image } from './support/image-models'
 
 const PHOTO_FILES = ['chelsea.png', 'camera.png', 'rocket.jpg', 'chelsea.jpg'] as const
 const TYPES: Record<string, string> = { png: 'image/png', jpg: 'image/jpeg' }

@@ -1,5 +1,5 @@
 /**
- * Load: concurrency 64 against a real `wrangler dev` (the shared one, test/e2e/servers.ts) while the
+ * Load: concurrency 64 against a real `wrangler dev` (the shared one, test/e2e/support/servers.ts) while the
  * cache is dropped and refreshed underneath (admin unloads of both models and cron runs, several a
  * second). Every valid request must succeed. The load runs for LOAD_SECONDS (default 3; 30 with
  * `npm run load`) and on until the cache has been dropped more than once a second of it: how many
@@ -7,8 +7,8 @@
  */
 import autocannon from 'autocannon'
 import { beforeAll, expect, it } from 'vitest'
-import { bearer, get, post, SETOSA } from './http'
-import { SHARED_ADMIN_TOKEN, sharedDevServer } from './servers'
+import { bearer, get, post, SETOSA } from './support/http'
+import { SHARED_ADMIN_TOKEN, sharedDevServer } from './support/servers'
 
 const SECONDS = Number(process.env.LOAD_SECONDS ?? 3)
 const CONNECTIONS = 64

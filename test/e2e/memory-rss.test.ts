@@ -6,9 +6,9 @@
 import { beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs module without type declarations
 import { workerdRss } from '../../bench/measure.mjs'
-import { MEMORY_MODEL } from './fixture-repo'
-import { sharedFixtureServer } from './servers'
-import type { SharedServer } from './servers'
+import { MEMORY_MODEL } from './support/fixture-repo'
+import { sharedFixtureServer } from './support/servers'
+import type { SharedServer } from './support/servers'
 
 const MiB = 1024 * 1024
 const ROW = 224 * 224 * 3

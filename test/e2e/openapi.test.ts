@@ -2,7 +2,7 @@
 // In Node: the validator (ajv) compiles schemas with `new Function`, which workerd forbids.
 import { Validator } from '@seriousme/openapi-schema-validator'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { sharedDevServer } from './servers'
+import { sharedDevServer } from './support/servers'
 
 let server: { url: string }
 

@@ -13,11 +13,11 @@ import * as tf from '@tensorflow/tfjs-core'
 import * as tfl from '@tensorflow/tfjs-layers'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
-import { publishVersion } from '../../scripts/publish-model.mjs'
-import { sharedBundle, startBundle } from './servers'
-import type { BundleServer } from './servers'
-import { bearer, post, SETOSA } from './http'
-import { irisVariant } from './models'
+import { publishVersion } from '../../scripts/tools/publish-model.mjs'
+import { sharedBundle, startBundle } from './support/servers'
+import type { BundleServer } from './support/servers'
+import { bearer, post, SETOSA } from './support/http'
+import { irisVariant } from './support/models'
 
 const TOKEN = 'r2-bomb-admin'
 const BLANK_DIGIT = Array.from({ length: 28 }, () => Array.from({ length: 28 }, () => [0]))

@@ -11,8 +11,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { devAddress } from '../../scripts/dev-address.mjs'
-import { ROOT, sharedDevServer } from './servers'
+import { devAddress } from '../../scripts/tools/dev-address.mjs'
+import { ROOT, sharedDevServer } from './support/servers'
 
 const run = promisify(execFile)
 

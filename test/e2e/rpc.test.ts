@@ -1,11 +1,11 @@
-// End to end through `wrangler dev`: a second Worker (test/e2e/caller/) calls warmserve's `Models`
+// End to end through `wrangler dev`: a second Worker (test/e2e/support/caller/) calls warmserve's `Models`
 // entrypoint through a service binding, beside HTTP clients, with the prediction cache on. The
-// server: the shared fixture server (test/e2e/fixture-server.ts), whose front Worker is the caller.
+// server: the shared fixture server (test/e2e/support/fixture-server.ts), whose front Worker is the caller.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { ROOT, sharedFixtureServer } from './servers'
-import type { SharedServer } from './servers'
+import { ROOT, sharedFixtureServer } from './support/servers'
+import type { SharedServer } from './support/servers'
 
 const SETOSA = [5.1, 3.5, 1.4, 0.2]
 const PHOTO = readFileSync(join(ROOT, 'test/fixtures/models/_images/chelsea.jpg'))

@@ -1,12 +1,12 @@
 /**
  * End to end, the bundled models: `wrangler dev` serving model-assets/ as `npm run dev` does (the
- * shared one, test/e2e/servers.ts), spoken to over real HTTP the way the README's curl examples do.
+ * shared one, test/e2e/support/servers.ts), spoken to over real HTTP the way the README's curl examples do.
  */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { argmax, bearer, CURL_D_HEADERS, get, post, sum } from './http'
-import { ROOT, SHARED_ADMIN_TOKEN, sharedDevServer } from './servers'
+import { argmax, bearer, CURL_D_HEADERS, get, post, sum } from './support/http'
+import { ROOT, SHARED_ADMIN_TOKEN, sharedDevServer } from './support/servers'
 
 interface DigitsHoldout {
   labels: number[]

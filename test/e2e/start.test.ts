@@ -1,15 +1,15 @@
 /**
  * `npm start`: the deploy bundle served by workerd through Miniflare, as a user runs it, with the
- * cron on its schedule (scripts/start.mjs).
+ * cron on its schedule (scripts/tools/start.mjs).
  */
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
-import { nextRun } from '../../scripts/start.mjs'
-import { freePort, ROOT } from '../../scripts/launch.mjs'
-import { get, post, SETOSA } from './http'
-import { sharedBundle } from './servers'
+import { nextRun } from '../../scripts/tools/start.mjs'
+import { freePort, ROOT } from '../../scripts/tools/launch.mjs'
+import { get, post, SETOSA } from './support/http'
+import { sharedBundle } from './support/servers'
 
 const stops: (() => void)[] = []
 afterAll(() => stops.forEach((stop) => stop()))
@@ -20,7 +20,7 @@ describe('npm start', () => {
   it('serves a deploy bundle on the port asked for, and stops on SIGTERM', async () => {
     const port = await freePort()
     const { dir } = await sharedBundle()
-    const child = spawn(process.execPath, [join(ROOT, 'scripts/start.mjs'), '--port', String(port), '--bundle', dir], { cwd: ROOT, env: { ...process.env, PATH: `${join(ROOT, 'node_modules/.bin')}:${process.env.PATH}` }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [join(ROOT, 'scripts/tools/start.mjs'), '--port', String(port), '--bundle', dir], { cwd: ROOT, env: { ...process.env, PATH: `${join(ROOT, 'node_modules/.bin')}:${process.env.PATH}` }, stdio: ['ignore', 'pipe', 'pipe'] })
     let output = ''
     child.stdout.on('data', (chunk) => (output += chunk))
     child.stderr.on('data', (chunk) => (output += chunk))

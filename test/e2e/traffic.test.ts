@@ -1,15 +1,15 @@
 /**
  * Traffic control through `wrangler dev`, under concurrent load: a sticky 50/50 split over 200
  * clients, a burst of image requests against `max_concurrent: 1, max_queue: 0`, and shadow runs that
- * never change an answer, on the shared fixture server (test/e2e/fixture-repo.ts; the models:
- * test/e2e/repo-traffic.ts). Each wave of requests is bounded in count, and every request in time.
+ * never change an answer, on the shared fixture server (test/e2e/support/fixture-repo.ts; the models:
+ * test/e2e/support/repo-traffic.ts). Each wave of requests is bounded in count, and every request in time.
  */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { get, post, SETOSA } from './http'
-import { ROOT, sharedFixtureServer } from './servers'
-import type { SharedServer } from './servers'
+import { get, post, SETOSA } from './support/http'
+import { ROOT, sharedFixtureServer } from './support/servers'
+import type { SharedServer } from './support/servers'
 
 let server: SharedServer | undefined
 const url = (path: string) => `${server!.url}${path}`
@@ -112,7 +112,7 @@ describe('traffic control through wrangler dev', () => {
       await new Promise((r) => setTimeout(r, 50))
     }
     expect(done).toBe(20)
-    // Shadow runs go one at a time, at most 32 waiting (src/traffic.ts): a wave of 20 fits, none is skipped.
+    // Shadow runs go one at a time, at most 32 waiting (src/traffic/traffic.ts): a wave of 20 fits, none is skipped.
     expect((await count('warmserve_shadow_requests_total', { outcome: 'compared' })) - before.compared).toBe(20)
     // v2 answers virginica for every flower: every comparison disagrees.
     expect((await count('warmserve_shadow_disagreements_total')) - before.disagreed).toBe(20)

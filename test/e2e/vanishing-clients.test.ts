@@ -13,10 +13,10 @@ import type { Socket } from 'node:net'
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { get, post, SETOSA } from './http'
-import { irisVariant } from './models'
-import { startFixtureServer } from './fixture-server'
-import type { WranglerDev } from './servers'
+import { get, post, SETOSA } from './support/http'
+import { irisVariant } from './support/models'
+import { startFixtureServer } from './support/fixture-server'
+import type { WranglerDev } from './support/servers'
 
 let server: WranglerDev | undefined
 let dir: string | undefined

@@ -1,5 +1,5 @@
 /**
- * Acceptance of "real models fit": the zoo (scripts/zoo.mjs: 13 TF.js models from npm packages,
+ * Acceptance of "real models fit": the zoo (scripts/dev/zoo.mjs: 13 TF.js models from npm packages,
  * nobody on this project trained them) in one repository, served by one `wrangler dev` under the
  * default settings. Each model is called once, then in rounds with 4 rows where its batch is free;
  * every answer is a 200, and MobileNetV2's reported memory is within 0.8–1.25× of the heap it was
@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
-import { assembleZoo, ZOO } from '../../scripts/zoo.mjs'
+import { assembleZoo, ZOO } from '../../scripts/dev/zoo.mjs'
 import { buildRepository, wranglerConfigFor } from '../setup/assets'
-import { get, post } from './http'
-import { ROOT, startWranglerDev } from './servers'
-import type { WranglerDev } from './servers'
+import { get, post } from './support/http'
+import { ROOT, startWranglerDev } from './support/servers'
+import type { WranglerDev } from './support/servers'
 
 interface Spec {
   name: string

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
-import { buildIndex } from '../../scripts/build-index.mjs'
+import { buildIndex } from '../../scripts/build/build-index.mjs'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const NSFW = join(ROOT, 'node_modules/nsfwjs/dist/models')
@@ -18,7 +18,7 @@ let repo: string
 
 /** Runs `npm run add-model -- …args` as a user would, into the scratch repository. */
 function addModel(...args: string[]) {
-  const run = spawnSync(process.execPath, [join(ROOT, 'scripts/add-model.mjs'), ...args], { cwd: ROOT, env: { ...process.env, MODEL_ASSETS_DIR: repo }, encoding: 'utf8' })
+  const run = spawnSync(process.execPath, [join(ROOT, 'scripts/tools/add-model.mjs'), ...args], { cwd: ROOT, env: { ...process.env, MODEL_ASSETS_DIR: repo }, encoding: 'utf8' })
   return { status: run.status, out: run.stdout, err: run.stderr }
 }
 const config = (name: string) => JSON.parse(readFileSync(join(repo, name, 'config.json'), 'utf8'))

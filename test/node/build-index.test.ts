@@ -1,5 +1,5 @@
 /**
- * scripts/build-index.mjs refuses, at build time, each model the Worker could not serve — with one
+ * scripts/build/build-index.mjs refuses, at build time, each model the Worker could not serve — with one
  * line that says what to do — and indexes the others.
  */
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs'
@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
-import { buildIndex, MAX_ASSET_BYTES, writeAssetsIgnore } from '../../scripts/build-index.mjs'
+import { buildIndex, MAX_ASSET_BYTES, writeAssetsIgnore } from '../../scripts/build/build-index.mjs'
 
 interface Built {
   index: { models: Record<string, { versions: Record<string, unknown>; config?: unknown }> }

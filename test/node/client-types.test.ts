@@ -1,14 +1,14 @@
 /**
  * The typed client from another project: client/index.d.ts is up to date with the routes, and a
- * separate TypeScript project — strict, no skipLibCheck, no Cloudflare types (test/node/client-project.ts)
+ * separate TypeScript project — strict, no skipLibCheck, no Cloudflare types (test/node/support/client-project.ts)
  * — compiles against it with real types (a wrong one is an error, so the types have not decayed to
- * `any`). Both checks run as child processes started when the run starts (test/node/global-setup.ts);
+ * `any`). Both checks run as child processes started when the run starts (test/node/support/global-setup.ts);
  * each test waits for its check's result.
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, inject, it } from 'vitest'
-import { ROOT } from '../../scripts/launch.mjs'
+import { ROOT } from '../../scripts/tools/launch.mjs'
 
 /** The most a check may take, at the lowest priority on a busy machine, before the test fails. */
 const DEADLINE_MS = 100_000

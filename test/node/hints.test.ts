@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, describe, expect, it } from 'vitest'
-import { devAddress, devUrl } from '../../scripts/dev-address.mjs'
-import { ROOT } from '../../scripts/launch.mjs'
+import { devAddress, devUrl } from '../../scripts/tools/dev-address.mjs'
+import { ROOT } from '../../scripts/tools/launch.mjs'
 
 const run = promisify(execFile)
 const dirs: string[] = []
@@ -37,7 +37,7 @@ describe('npm run publish-model', () => {
   async function publish(...extra: string[]): Promise<string> {
     const persist = mkdtempSync(join(tmpdir(), 'hints-'))
     dirs.push(persist)
-    const { stdout } = await run(process.execPath, [join(ROOT, 'scripts/publish-model.mjs'), 'model-assets/iris/1', 'iris', '7', '--persist-to', persist, ...extra], { cwd: ROOT })
+    const { stdout } = await run(process.execPath, [join(ROOT, 'scripts/tools/publish-model.mjs'), 'model-assets/iris/1', 'iris', '7', '--persist-to', persist, ...extra], { cwd: ROOT })
     return stdout
   }
 

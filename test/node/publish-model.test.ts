@@ -1,13 +1,13 @@
 /**
- * scripts/publish-model.mjs refuses to upload over a version the cron handler accepted (issue 24,
+ * scripts/tools/publish-model.mjs refuses to upload over a version the cron handler accepted (issue 24,
  * finding 8): the bucket is miniflare's R2, as `wrangler dev` keeps it locally.
  */
 import { join } from 'node:path'
 import { convertV4MiniflareOptions, Miniflare } from 'miniflare'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
-import { publishVersion } from '../../scripts/publish-model.mjs'
-import { ROOT } from '../../scripts/launch.mjs'
+import { publishVersion } from '../../scripts/tools/publish-model.mjs'
+import { ROOT } from '../../scripts/tools/launch.mjs'
 
 let mf: Miniflare
 /** The part of R2's API the test reads. */

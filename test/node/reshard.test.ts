@@ -11,9 +11,9 @@ import * as tfconv from '@tensorflow/tfjs-converter'
 import * as tfl from '@tensorflow/tfjs-layers'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
-import { buildIndex } from '../../scripts/build-index.mjs'
+import { buildIndex } from '../../scripts/build/build-index.mjs'
 // @ts-expect-error: a plain .mjs script without type declarations
-import { reshard } from '../../scripts/reshard.mjs'
+import { reshard } from '../../scripts/tools/reshard.mjs'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const HUMAN = join(ROOT, 'node_modules/@vladmandic/human/models')

@@ -7,11 +7,11 @@
 import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 // @ts-expect-error: a plain .mjs script without type declarations
-import { buildIndex, INDEX_FILE } from '../../scripts/build-index.mjs'
+import { buildIndex, INDEX_FILE } from '../../scripts/build/build-index.mjs'
 // @ts-expect-error: a plain .mjs script without type declarations
-import { buildUi } from '../../scripts/build-ui.mjs'
-import { addNsfwModel, addPackagedModel } from '../e2e/models.ts'
-import { addRpcModels } from '../e2e/repo-rpc.ts'
+import { buildUi } from '../../scripts/build/build-ui.mjs'
+import { addNsfwModel, addPackagedModel } from '../e2e/support/models.ts'
+import { addRpcModels } from '../e2e/support/repo-rpc.ts'
 
 const root = resolve(import.meta.dirname, '../..')
 

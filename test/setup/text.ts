@@ -10,8 +10,8 @@ import { Tokenizer } from '@huggingface/tokenizers'
 import * as tf from '@tensorflow/tfjs-core'
 import '@tensorflow/tfjs-backend-cpu'
 import * as tfl from '@tensorflow/tfjs-layers'
-import { truncatedIds } from '../truncate.ts'
-import type { TextExpectations, TokenizerCase } from '../provided'
+import { truncatedIds } from '../support/truncate.ts'
+import type { TextExpectations, TokenizerCase } from '../support/provided'
 
 const root = resolve(import.meta.dirname, '../..')
 const require = createRequire(import.meta.url)
@@ -38,7 +38,7 @@ function tokenizerCase(path: string, around: [number, number]): TokenizerCase {
   return { json, around, ids: TEXT_SET.map((text) => tokenizer.encode(text).ids) }
 }
 
-/** Loads a layers model saved by scripts/train.mjs (one shard) on tf.js's cpu backend. */
+/** Loads a layers model saved by scripts/dev/train.mjs (one shard) on tf.js's cpu backend. */
 async function loadModel(dir: string) {
   const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'))
   const shard = readFileSync(join(dir, json.weightsManifest[0].paths[0]))

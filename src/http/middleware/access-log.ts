@@ -1,6 +1,6 @@
 /** @module http/middleware/access-log — one structured log line per request, with its id, model and timings. */
 import type { MiddlewareHandler } from 'hono'
-import { log } from '../../log'
+import { log } from '../../core/log'
 import type { AppEnv } from '../common'
 
 /**

@@ -1,11 +1,11 @@
 /**
- * @module http/middleware/analytics — an inference request's Analytics Engine point (src/analytics.ts),
+ * @module http/middleware/analytics — an inference request's Analytics Engine point (src/analytics/analytics.ts),
  * when the `INFERENCE` dataset is bound: the request's own facts (route, colo, bytes, timings,
  * status), with what the layers below noted on its `record` on the way.
  */
 import type { MiddlewareHandler } from 'hono'
-import { datasetOf, PointWriter, RequestRecord } from '../../analytics'
-import type { Fields } from '../../analytics'
+import { datasetOf, PointWriter, RequestRecord } from '../../analytics/analytics'
+import type { Fields } from '../../analytics/analytics'
 import { isolate } from '../../isolate'
 import type { AppEnv } from '../common'
 

@@ -4,7 +4,7 @@
  */
 import type { MiddlewareHandler } from 'hono'
 import { cors as honoCors } from 'hono/cors'
-import type { StringVars } from '../../config'
+import type { StringVars } from '../../core/config'
 import type { AppEnv } from '../common'
 
 /** Response headers a browser client may read: the cache outcome, the version and the timings. */

@@ -7,8 +7,8 @@
  */
 import { Hono } from 'hono'
 import type { MiddlewareHandler } from 'hono'
-import type { StringVars } from '../../config'
-import { ApiError, notFound } from '../../errors'
+import type { StringVars } from '../../core/config'
+import { ApiError, notFound } from '../../core/errors'
 import { isolate } from '../../isolate'
 import { routeDocs } from '../openapi'
 import { parseVersion } from '../../protocols/selector'

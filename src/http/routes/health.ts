@@ -1,6 +1,6 @@
 /** @module http/routes/health — liveness and readiness, at the Open Inference Protocol's paths. */
 import { Hono } from 'hono'
-import { ApiError } from '../../errors'
+import { ApiError } from '../../core/errors'
 import { isolate } from '../../isolate'
 import { routeDocs } from '../openapi'
 import { waitUntilOf } from '../common'

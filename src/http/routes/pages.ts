@@ -4,12 +4,12 @@
  * The files live in `model-assets/_ui/` and are read through the ASSETS binding, like the models:
  * with `run_worker_first` nothing in the assets folder is public, so only what these routes map
  * under `_ui/` is served, and model files stay private. A leading `_` is never a model name
- * (scripts/build-index.mjs), so the folder cannot shadow one. Keeping the pages out of the Worker
+ * (scripts/build/build-index.mjs), so the folder cannot shadow one. Keeping the pages out of the Worker
  * bundle keeps it small: Swagger UI alone is about 1.9 MB.
  */
 import { Hono } from 'hono'
 import type { Context } from 'hono'
-import { notFound } from '../../errors'
+import { notFound } from '../../core/errors'
 import { routeDocs } from '../openapi'
 import type { AppEnv } from '../common'
 
@@ -25,7 +25,7 @@ async function uiFile(c: Context<AppEnv>, file: string): Promise<Response> {
   // The client's own headers go along, so If-None-Match gets a 304 from the assets.
   const res = await c.env.ASSETS.fetch(new Request(new URL(`${UI_DIR}/${file}`, c.req.url), { headers: c.req.raw.headers }))
   if (res.status === 404) {
-    throw notFound(`${new URL(c.req.url).pathname}: the page files are missing from the assets (run the [build] command: node scripts/build-ui.mjs)`)
+    throw notFound(`${new URL(c.req.url).pathname}: the page files are missing from the assets (run the [build] command: node scripts/build/build-ui.mjs)`)
   }
   // Through the context, so the headers the middleware set (X-Request-Id) are kept.
   return c.newResponse(res.body, res.status as 200, Object.fromEntries(res.headers))

@@ -1,13 +1,13 @@
 /**
  * @module http/routes/prometheus — `GET /metrics` in Prometheus' text format (0.0.4), for the isolate that
  * answers: requests, latency histograms, the model cache's counters and what tf.js holds. One isolate's
- * view, for local runs and debugging; the fleet's is Analytics Engine (src/analytics.ts, docs/analytics.md).
+ * view, for local runs and debugging; the fleet's is Analytics Engine (src/analytics/analytics.ts, docs/analytics.md).
  * @see https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format
  */
 import { Hono } from 'hono'
 import { isolate } from '../../isolate'
-import { family, keyLabels, sample } from '../../metrics'
-import type { CacheCounters } from '../../cache'
+import { family, keyLabels, sample } from '../../core/metrics'
+import type { CacheCounters } from '../../cache/model-cache'
 import { routeDocs } from '../openapi'
 import type { AppEnv } from '../common'
 

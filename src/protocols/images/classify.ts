@@ -2,7 +2,7 @@
  * @module protocols/images/classify — labels and `:classify`: a model's class names, checked
  * against its output when it loads, and scores ranked into `[{label, score}]`.
  */
-import { ApiError, CONFIG_FAULT_RETRY_SECONDS, configFault, missingFromModel, ModelUnavailableError } from '../../errors'
+import { ApiError, CONFIG_FAULT_RETRY_SECONDS, configFault, missingFromModel, ModelUnavailableError } from '../../core/errors'
 import type { ModelConfig, ResolvedVersion } from '../../repository/repository'
 import type { Signature } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'

@@ -9,7 +9,7 @@
  * `next_marker` reads them: bytes before a marker refused, fill bytes skipped, the first SOFn is the
  * frame, and every scan counted to the end-of-image marker. WebP is read as libwebp reads it.
  */
-import { ApiError, badRequest } from '../../errors'
+import { ApiError, badRequest } from '../../core/errors'
 
 /** The formats served, by short name. */
 export const IMAGE_TYPES = { jpg: 'image/jpeg', png: 'image/png', webp: 'image/webp' } as const

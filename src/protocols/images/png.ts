@@ -10,7 +10,7 @@
  * a sample, then RGBA).
  */
 import { Unzlib } from 'fflate'
-import { ApiError, badRequest } from '../../errors'
+import { ApiError, badRequest } from '../../core/errors'
 import type { PngLayout } from './headers'
 import { ADAM7, pngRowBytes } from './headers'
 

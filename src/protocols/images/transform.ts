@@ -1,6 +1,6 @@
 /** @module protocols/images/transform — the `image` input transform: encoded images in, one row each. */
-import type { Config } from '../../config'
-import { configFault } from '../../errors'
+import type { Config } from '../../core/config'
+import { configFault } from '../../core/errors'
 import type { TensorSpec } from '../../runtime/signature'
 import { formatShape } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'

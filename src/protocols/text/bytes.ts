@@ -4,9 +4,9 @@
  * length-prefixed elements), and the text-fed inputs such an input fills.
  */
 import type { z } from 'zod'
-import type { Config } from '../../config'
-import { badRequest, describeValue } from '../../errors'
-import type { ModelLease } from '../../lease'
+import type { Config } from '../../core/config'
+import { badRequest, describeValue } from '../../core/errors'
+import type { ModelLease } from '../../cache/lease'
 import { bytesElements, checkBatch } from '../encoded'
 import { unpack } from '../json-tensors'
 import type { InferRequest, RequestInput } from '../schemas'

@@ -6,14 +6,14 @@
  * Every input of the model must be fed from text (`inputs.<name>.text` in its config.json); the texts
  * are encoded once per tokenizer and each input takes its field (ids, attention mask, token types).
  */
-import type { Config } from '../../config'
-import { readConfig } from '../../config'
-import { ApiError, badRequest } from '../../errors'
+import type { Config } from '../../core/config'
+import { readConfig } from '../../core/config'
+import { ApiError, badRequest } from '../../core/errors'
 import { isolate } from '../../isolate'
-import type { ModelLease } from '../../lease'
+import type { ModelLease } from '../../cache/lease'
 import { predict } from '../../predict'
 import type { Caller, Prediction, PredictionSpec } from '../../predict'
-import type { KeyInput } from '../../prediction-cache'
+import type { KeyInput } from '../../cache/prediction-cache'
 import type { EmbedConfig } from '../../repository/model-config'
 import type { Selector } from '../../repository/repository'
 import { tf } from '../../runtime/tf'

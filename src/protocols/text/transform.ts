@@ -6,8 +6,8 @@
  * encodes the texts, the others take their field of the same encoding (kept for the elements array
  * the protocol hands every input, and dropped with it).
  */
-import type { Config } from '../../config'
-import { ApiError, badRequest } from '../../errors'
+import type { Config } from '../../core/config'
+import { ApiError, badRequest } from '../../core/errors'
 import type { TextTransform } from '../../repository/model-config'
 import type { TensorSpec } from '../../runtime/signature'
 import { formatShape } from '../../runtime/signature'

@@ -10,9 +10,9 @@
  * @see https://www.tensorflow.org/tfx/serving/api_rest#classify_and_regress_api
  */
 import { z } from 'zod'
-import { readConfig } from '../../config'
-import { badRequest } from '../../errors'
-import type { ModelLease } from '../../lease'
+import { readConfig } from '../../core/config'
+import { badRequest } from '../../core/errors'
+import type { ModelLease } from '../../cache/lease'
 import { predict } from '../../predict'
 import type { Caller, Prediction, PredictionSpec } from '../../predict'
 import type { Selector } from '../../repository/repository'

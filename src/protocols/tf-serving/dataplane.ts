@@ -1,12 +1,12 @@
 /**
  * @module protocols/tf-serving/dataplane — TF Serving's REST API with no transport in it: model
  * status, metadata and predict (`:classify` is protocols/tf-serving/classify.ts). The HTTP routes
- * (protocols/tf-serving/routes.ts) and the service binding (rpc.ts) only translate their transport
+ * (http/routes/tf-serving.ts) and the service binding (rpc.ts) only translate their transport
  * to calls here.
  * @see https://www.tensorflow.org/tfx/serving/api_rest
  */
-import { readConfig } from '../../config'
-import { badRequest, describeValue, isObject, ModelUnavailableError, quote } from '../../errors'
+import { readConfig } from '../../core/config'
+import { badRequest, describeValue, isObject, ModelUnavailableError, quote } from '../../core/errors'
 import { isolate } from '../../isolate'
 import { predict, withLease } from '../../predict'
 import type { Caller, Prediction } from '../../predict'

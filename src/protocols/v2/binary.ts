@@ -10,7 +10,7 @@
  * @see https://github.com/kserve/open-inference-protocol/blob/main/specification/protocol/binary_data_extension.md
  */
 import type { Datatype } from '../datatypes'
-import { badRequest } from '../../errors'
+import { badRequest } from '../../core/errors'
 
 /** Bytes per element of each datatype with a fixed size (BYTES has none). */
 const ELEMENT_BYTES: Partial<Record<Datatype, number>> = {

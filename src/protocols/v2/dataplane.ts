@@ -1,16 +1,16 @@
 /**
  * @module protocols/v2/dataplane — the Open Inference Protocol (KServe v2) with no transport in it:
  * server metadata, model metadata and readiness, inference, the repository index. The HTTP routes
- * (protocols/v2/routes.ts) and the service binding (rpc.ts) only translate their transport to calls
+ * (http/routes/v2.ts) and the service binding (rpc.ts) only translate their transport to calls
  * here, as KServe's REST and gRPC servers call its `dataplane`.
  * @see https://github.com/kserve/open-inference-protocol/blob/main/specification/protocol/inference_rest.md
  */
 import type { z } from 'zod'
-import { readConfig } from '../../config'
-import type { Config } from '../../config'
-import { badRequest, ModelUnavailableError } from '../../errors'
+import { readConfig } from '../../core/config'
+import type { Config } from '../../core/config'
+import { badRequest, ModelUnavailableError } from '../../core/errors'
 import { isolate } from '../../isolate'
-import type { ModelCache } from '../../cache'
+import type { ModelCache } from '../../cache/model-cache'
 import { predict, withLease } from '../../predict'
 import type { Caller, Prediction } from '../../predict'
 import { cacheKey } from '../../repository/repository'

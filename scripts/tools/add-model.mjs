@@ -1,0 +1,98 @@
+#!/usr/bin/env node
+// Brings a TF.js model into the repository in one command:
+//
+//   npm run add-model -- <source> [--name N] [--version V]
+//
+// <source>: a folder holding a model JSON and its shards (tensorflowjs_converter's output, layers or
+// graph), a model JSON file (any name), or a package's JS-packed model (a UMD module exporting the
+// model JSON with its shards as base64 modules beside it, as nsfwjs ships them: the folder or its
+// model.min.js). Writes model-assets/<name>/<version>/ (MODEL_ASSETS_DIR to write elsewhere),
+// reshards files over 25 MiB, reads the signature, writes a starting <name>/config.json when there is
+// none, runs build-index's checks and memory measurement on it, and prints its memory and how to
+// call it. Nothing is left behind when a check fails.
+import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { basename, join, relative, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { buildIndex, declaredSignature, MAX_ASSET_BYTES } from '../build/build-index.mjs'
+import { MB } from '../build/memory/measure.mjs'
+import { importModel, locateModel } from './models/import-model.mjs'
+import { startingConfig } from './models/starting-config.mjs'
+import { reshard } from './reshard.mjs'
+
+const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
+const VERSION = /^[1-9][0-9]{0,15}$/
+
+/** A model name from the source's path: the file's name without its extensions, or the folder's name for `model.json` / `model.min.js`. */
+export function nameFrom(source) {
+  const found = locateModel(source)
+  const file = basename(found.file).replace(/(\.min)?\.(json|[cm]?js)$/, '')
+  const raw = file === 'model' ? basename(resolve(found.dir)) : file
+  return raw.replace(/[^A-Za-z0-9_.-]/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'model'
+}
+
+const versionsOf = (dir) => (existsSync(dir) ? readdirSync(dir).filter((v) => VERSION.test(v)).map(Number) : [])
+
+/**
+ * Adds the model; returns what it wrote and measured. Throws with the reason (the version folder, and
+ * a config.json it wrote, are removed first).
+ */
+export async function addModel(source, { name, version, root = resolve(process.env.MODEL_ASSETS_DIR ?? 'model-assets') } = {}) {
+  name ??= nameFrom(source)
+  if (!MODEL_NAME.test(name)) throw new Error(`'${name}' is not a valid model name (letters, digits, '_', '.', '-'; starting with a letter or digit): give one with --name`)
+  const modelDir = join(root, name)
+  version ??= String(Math.max(0, ...versionsOf(modelDir)) + 1)
+  if (!VERSION.test(String(version))) throw new Error(`version '${version}' is not a positive integer`)
+  const dir = join(modelDir, String(version))
+  if (existsSync(dir)) throw new Error(`${relative('.', dir)} exists already: give another --version`)
+  const configPath = join(modelDir, 'config.json')
+  const wroteConfig = !existsSync(configPath)
+  const hadModelDir = existsSync(modelDir)
+  try {
+    const json = importModel(source, dir)
+    const big = readdirSync(dir).filter((f) => statSync(join(dir, f)).size > MAX_ASSET_BYTES)
+    if (big.length > 0) await reshard(dir)
+    const signature = await declaredSignature(json)
+    const { config, notes } = startingConfig(signature, { source, json })
+    if (wroteConfig) writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`)
+    const { index, skipped, refused, unmeasured } = await buildIndex(root, { measure: true, only: name })
+    const mine = (list) => list.filter((line) => line.startsWith(`${name}/`) || line.startsWith(`${name}:`))
+    const problems = [...mine(skipped), ...mine(refused)]
+    if (problems.length > 0) throw new Error(problems.join('; '))
+    const entry = index.models[name]?.versions[version]
+    if (!entry) throw new Error(`${name}/${version} did not make it into the index`)
+    return { name, version: Number(version), dir, entry, config: wroteConfig ? config : undefined, notes, unmeasured: mine(unmeasured), resharded: big }
+  } catch (error) {
+    rmSync(hadModelDir ? dir : modelDir, { recursive: true, force: true })
+    if (wroteConfig && hadModelDir) rmSync(configPath, { force: true })
+    throw error
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { values, positionals } = parseArgs({ allowPositionals: true, options: { name: { type: 'string' }, version: { type: 'string' } } })
+  if (positionals.length !== 1) {
+    console.error('usage: npm run add-model -- <folder | model.json | model.min.js> [--name N] [--version V]')
+    process.exit(2)
+  }
+  let added
+  try {
+    added = await addModel(positionals[0], values)
+  } catch (error) {
+    console.error(`[add-model] ${error.message}`)
+    process.exit(1)
+  }
+  const { name, version, dir, entry, config, notes, unmeasured, resharded } = added
+  console.log(`[add-model] ${relative('.', dir)}: ${entry.format}, ${MB(entry.totalBytes)} MB of files${resharded.length ? ` (resharded ${resharded.join(', ')})` : ''}`)
+  for (const s of ['inputs', 'outputs']) for (const t of entry.signature?.[s] ?? []) console.log(`  ${s.slice(0, -1)} ${t.name}: ${t.dtype} [${(t.shape ?? ['?']).join(', ')}]`)
+  if (entry.memory) {
+    const m = entry.memory
+    console.log(`  memory: ${MB(m.weightBytes)} MB of weights; ${MB(m.restingBytes)} MB held while loaded, ${MB(m.heapBytes1)} MB of wasm heap to run 1 row${m.heapBytes4 ? `, ${MB(m.heapBytes4)} MB for 4` : ''}`)
+  } else {
+    console.log(`  memory: not measured here (${unmeasured.join('; ')}); the Worker measures it as it loads`)
+  }
+  if (config) console.log(`  wrote ${relative('.', join(dir, '../..', 'config.json'))}; check:\n    - ${notes.join('\n    - ')}`)
+  const image = Object.keys(config?.inputs ?? {}).length > 0
+  console.log('  call it (npm run dev):')
+  if (image) console.log(`    curl -s -X POST localhost:8787/v1/models/${name}:classify -H 'Content-Type: image/jpeg' --data-binary @test/fixtures/models/_images/<a photo>.jpg`)
+  console.log(`    curl -s localhost:8787/v1/models/${name}/metadata`)
+}

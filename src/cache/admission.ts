@@ -1,0 +1,209 @@
+/**
+ * @module cache/admission — the cache's memory budget at work: holds bytes for loads and runs once they fit,
+ * waits while something under way may make room, and runs inferences in sub-batches that fit.
+ * It belongs to the cache (src/cache/model-cache.ts), which creates it, evicts for it and hands it its models;
+ * nothing else calls it. The figures are runtime/footprint.ts's; the ledger is memory-ledger.ts.
+ */
+import { ApiError, ModelUnavailableError } from '../core/errors'
+import { log } from '../core/log'
+import { MemoryLedger } from './memory-ledger'
+import type { Holding } from './memory-ledger'
+import { activationBytes, HEAP_PER_ACTIVATION_BYTE, profiled } from '../runtime/footprint'
+import type { Servable } from '../runtime/servable'
+import { rowsOf, runInSubBatches } from '../runtime/sub-batches'
+import { guardedBackend, isAllocationFailure } from '../runtime/wasm-guard'
+import type { tf } from '../runtime/tf'
+
+/** Whether the model's figures are the heap's own (measured here or by the index), so that a heap short of them is known to be short. */
+const measuredOnHeap = (f: Servable['footprint']) => f.measured === 'heap-1' || f.measured === 'heap-1-2' || f.measured === 'index'
+
+/** No room in the budget now, and nothing under way that would make some: 503, retry soon, no backoff. */
+export class BudgetBusyError extends ModelUnavailableError {
+  constructor(message: string) {
+    super(message, 1)
+  }
+}
+
+/** A model as admission sees it: the cache's resident. */
+export interface AdmittedModel {
+  readonly key: string
+  readonly servable: Servable
+  /** Bytes it holds at rest (weights and kernel state). */
+  readonly bytes: number
+  /** The first request's measurement, for a model whose warmup could not run. */
+  measuring?: Promise<void>
+}
+
+/** What admission needs of the cache: to evict idle models, and to know how many leases are out. */
+export interface Evictor {
+  makeRoom(bytes: number, key?: string): void
+  /** Evicts the least recently used idle model other than `except`; false when there is none. */
+  evictIdle(except: string): boolean
+  leases(): number
+}
+
+export class Admission {
+  /** Who holds how many of the budget's bytes: models, loads in progress, runs. */
+  readonly ledger: MemoryLedger
+  /** Runs waiting for room: each holds a lease, so a lease of theirs is no reason to wait. */
+  private runWaiters = 0
+
+  constructor(
+    budgetBytes: number,
+    private readonly cache: Evictor,
+  ) {
+    this.ledger = new MemoryLedger(budgetBytes)
+  }
+
+  /**
+   * Holds `bytes` for `holder` once they fit: evicts idle models first, then waits while loads or runs
+   * under way (or leases that will end) may make room. With nothing to wait for, a 503.
+   */
+  async reserve(holder: object, kind: Holding, bytes: number, what: string, key?: string): Promise<void> {
+    for (;;) {
+      this.cache.makeRoom(bytes, key)
+      if (this.ledger.fits(bytes)) return this.ledger.hold(holder, kind, bytes)
+      await this.roomChange(kind, bytes, what)
+    }
+  }
+
+  /** Waits for the ledger to change, or throws when nothing under way can change it. */
+  private async roomChange(kind: Holding, bytes: number, what: string): Promise<void> {
+    const leases = this.cache.leases()
+    if (this.ledger.transient() === 0 && leases - this.runWaiters - (kind === 'run' ? 1 : 0) <= 0) {
+      const free = this.ledger.limit - this.ledger.used()
+      throw new BudgetBusyError(`memory budget full: ${what} needs ${bytes} bytes, ${free} of the ${this.ledger.limit} bytes are free (CACHE_BUDGET_BYTES)`)
+    }
+    if (kind === 'run') this.runWaiters++
+    try {
+      await this.ledger.next()
+    } finally {
+      if (kind === 'run') this.runWaiters--
+    }
+  }
+
+  /**
+   * Runs one inference on `resident`, admitted against the budget: its activations are reserved for the
+   * length of the run; rows beyond what fits run in sub-batches that do (runtime/sub-batches.ts).
+   * @throws ApiError 413 when one row cannot fit beside the model; BudgetBusyError (503) when nothing frees room
+   */
+  async run(resident: AdmittedModel, inputs: Record<string, tf.Tensor>): Promise<Record<string, tf.Tensor>> {
+    const f = resident.servable.footprint
+    if (f.measured === 'pending') {
+      if (!resident.measuring) {
+        const first = this.measureFirst(resident, inputs)
+        resident.measuring = first.then(
+          () => {},
+          () => void (resident.measuring = undefined),
+        )
+        return first
+      }
+      // Concurrent first requests wait for the measurement, then run admitted like any other.
+      await resident.measuring
+      return this.run(resident, inputs)
+    }
+    const elements = Object.values(inputs).reduce((n, t) => n + t.size, 0)
+    const rows = rowsOf(inputs) || 1
+    const need = (r: number) => activationBytes(f, r, (elements / rows) * r) ?? this.ledger.limit
+    const room = this.ledger.limit - resident.bytes
+    if (need(1) > room) {
+      throw new ApiError(
+        413,
+        `${resident.key}: one row needs ${need(1)} bytes of activations beside the model's ${resident.bytes} bytes, ` +
+          `more than the cache budget of ${this.ledger.limit} bytes (CACHE_BUDGET_BYTES); send smaller inputs`,
+      )
+    }
+    const fitting = (free: number, want: number) => {
+      let r = want
+      while (r > 1 && need(r) > free) r = Math.max(1, Math.min(r - 1, Math.floor((r * free) / need(r))))
+      return need(r) <= free ? r : 0
+    }
+    const splittable = rowsOf(inputs) !== undefined
+    // The heap, not only the budget, must have room: a kernel whose own allocation fails inside the
+    // module aborts it (the backend is then rebuilt), so a run starts only where its need fits.
+    const heapFits = (r: number) => this.heapRoom(resident.key, need(r))
+    const runner = Object.create(resident.servable, { run: { value: (feeds: Record<string, tf.Tensor>) => this.runWithRoom(resident, feeds) } }) as Servable
+    return runInSubBatches(runner, inputs, splittable ? rows : 1, async (remaining) => {
+      const want = splittable ? fitting(room, remaining) : 1
+      const ticket = { run: resident.key }
+      for (;;) {
+        this.cache.makeRoom(need(want))
+        let r = fitting(this.ledger.limit - this.ledger.used(), want)
+        while (r > 1 && !heapFits(r)) r = Math.max(1, Math.floor(r / 2))
+        if (r > 0 && !heapFits(r) && measuredOnHeap(f)) {
+          throw new ModelUnavailableError(
+            `${resident.key}: a run of one row needs ${need(1)} bytes of wasm heap, and the heap (at most ${guardedBackend()!.heap().maxBytes} bytes) has less free ` +
+              `with every idle model evicted; the models in use hold the rest, retry`,
+            1,
+          )
+        }
+        if (r > 0) {
+          this.ledger.hold(ticket, 'run', need(r))
+          return { rows: splittable ? r : remaining, done: () => this.ledger.release(ticket) }
+        }
+        await this.roomChange('run', need(1), `a run of ${resident.key}`)
+      }
+    })
+  }
+
+  /**
+   * Whether the wasm heap can give `bytes` now (its free space and what it may still grow), evicting
+   * idle models other than `key` until it can or none is left. Always true off the wasm backend.
+   */
+  private heapRoom(key: string, bytes: number): boolean {
+    const backend = guardedBackend()
+    if (!backend) return true
+    for (;;) {
+      const { bytes: size, maxBytes } = backend.heap()
+      // Growth alone is enough: no need to probe the free space.
+      if (maxBytes - size >= bytes) return true
+      if (maxBytes - size + backend.fillFree().release() >= bytes) return true
+      if (!this.cache.evictIdle(key)) return false
+    }
+  }
+
+  /**
+   * Runs one (sub-)batch; when the wasm heap cannot give a tensor, evicts idle models (least recently
+   * used first) and runs it again. With none left, a 503 with the figures: the heap is held by models
+   * in use, and the request may be retried.
+   */
+  private async runWithRoom(resident: AdmittedModel, feeds: Record<string, tf.Tensor>): Promise<Record<string, tf.Tensor>> {
+    for (;;) {
+      try {
+        return await resident.servable.run(feeds)
+      } catch (error) {
+        if (!isAllocationFailure(error)) throw error
+        if (this.cache.evictIdle(resident.key)) continue
+        throw new ModelUnavailableError(`${resident.key}: the wasm heap had no room for this run (${error.message}) with every idle model evicted; retry`, 1, error)
+      }
+    }
+  }
+
+  /**
+   * The first request to a model whose warmup could not run (an input with unknown non-batch
+   * dimensions): its activations are unknown, so it reserves all the room that is free and is
+   * profiled; later requests are admitted by its bytes per input element.
+   */
+  private async measureFirst(resident: AdmittedModel, inputs: Record<string, tf.Tensor>): Promise<Record<string, tf.Tensor>> {
+    const f = resident.servable.footprint
+    const ticket = { run: resident.key }
+    const free = () => this.ledger.limit - this.ledger.used()
+    // All the room that is free, evicting only when none is (evicting every idle model for one
+    // measurement would cost more than it protects).
+    for (this.cache.makeRoom(1); free() <= 0; this.cache.makeRoom(1)) {
+      await this.roomChange('run', 1, `the first run of ${resident.key}`)
+    }
+    const reserved = free()
+    this.ledger.hold(ticket, 'run', reserved)
+    try {
+      const { outputs, peakBytes: tensorPeak } = await profiled(resident.servable, inputs)
+      const peakBytes = Math.ceil(tensorPeak * HEAP_PER_ACTIVATION_BYTE)
+      const elements = Object.values(inputs).reduce((n, t) => n + t.size, 0)
+      Object.assign(f, { perElement: peakBytes / Math.max(1, elements), activationBytes: 0, rowBytes: peakBytes / (rowsOf(inputs) || 1), measured: 'first-request' })
+      log(peakBytes > reserved ? 'warn' : 'info', 'model.measured', { model: resident.key, elements, activationBytes: peakBytes, reservedBytes: reserved })
+      return outputs
+    } finally {
+      this.ledger.release(ticket)
+    }
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * Starts the two `wrangler dev` the e2e files share (test/e2e/support/servers.ts) — one serving model-assets/
+ * as `npm run dev` does, one serving the fixture repository (test/e2e/support/fixture-repo.ts) behind the
+ * service-binding tests' caller Worker (test/e2e/support/fixture-server.ts) — builds the one deploy bundle
+ * the files that serve it share, launches the one Chromium the page tests share, and stops them all
+ * after the run. At once in a run of every file; otherwise lazily, on first request, so a run of
+ * files that do not need them does not pay for them. A small HTTP endpoint on 127.0.0.1 hands them
+ * out: `/` and `/fixtures` a server's URL, port and process group, `/bundle` the bundle, `/chromium`
+ * the browser's WebSocket endpoint, as JSON.
+ */
+import { rmSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { BrowserServer } from 'playwright-core'
+import type { TestProject } from 'vitest/node'
+import { buildBundle, processGroups, setGroupPriority, startWranglerDev } from '../../../scripts/tools/launch.mjs'
+import type { Bundle, WranglerDev } from '../../../scripts/tools/launch.mjs'
+import { chromiumAvailable, launchChromium } from './chromium'
+import { writeFixtureRepository } from './fixture-repo'
+import { startFixtureServer } from './fixture-server'
+
+/** The admin token of the shared `wrangler dev`; the admin API is off without one. */
+export const SHARED_ADMIN_TOKEN = 'e2e-shared-admin-token'
+/** The shared server's configuration: wrangler.toml as is, plus the admin token. */
+const SHARED_VARS = { ADMIN_TOKEN: SHARED_ADMIN_TOKEN }
+
+/** What a test file needs of a shared server: where it listens, and its process group (for its memory). */
+const described = ({ url, port, pgid }: WranglerDev) => JSON.stringify({ url, port, pgid })
+
+/**
+ * The priority of the servers started at once in a run of every file, until the first e2e file asks
+ * for one: below the workers project, which runs meanwhile and is what the run waits for, and above
+ * the typed client's checks (test/node/support/global-setup.ts, 19).
+ */
+const BACKGROUND_NICE = 10
+
+export default async function setup(project: TestProject) {
+  // A run of every file needs them all: started now, one after another, they come up while the
+  // workers project runs instead of after it. A run of chosen files starts only what they ask for.
+  const chosen = (project.vitest as unknown as { filenamePattern?: string[] }).filenamePattern
+  const eager = !chosen?.length
+  let nice = eager ? BACKGROUND_NICE : undefined
+  const builds = new Set<number>()
+  /** Once the e2e files run, what they wait for runs at the usual priority (where this may lower it). */
+  const foreground = () => {
+    if (nice === undefined) return
+    nice = undefined
+    for (const pid of [...processGroups(), ...builds]) setGroupPriority(pid, 0)
+  }
+  let shared: Promise<WranglerDev> | undefined
+  let fixtures: Promise<{ server: WranglerDev; dir: string }> | undefined
+  let bundle: Promise<Bundle> | undefined
+  let browser: Promise<BrowserServer> | undefined
+  const resources: Record<string, () => Promise<string>> = {
+    // The fixture server also answers the service-binding tests: its caller Worker is in front (fixture-server.ts).
+    '/fixtures': () => (fixtures ??= startFixtureServer(writeFixtureRepository, { nice: () => nice })).then(({ server }) => described(server)),
+    '/bundle': () => (bundle ??= buildBundle({ nice, onSpawn: (pid) => builds.add(pid) }).finally(() => builds.clear())).then((b) => JSON.stringify(b)),
+    '/': () => (shared ??= startWranglerDev({ vars: SHARED_VARS, nice })).then(described),
+    ...(chromiumAvailable && { '/chromium': () => (browser ??= launchChromium()).then((server) => JSON.stringify(server.wsEndpoint())) }),
+  }
+  const broker = createServer((request, response) => {
+    foreground()
+    const resource = resources[request.url ?? '']
+    if (!resource) return void response.writeHead(404, { 'content-type': 'text/plain' }).end(`no ${request.url} here`)
+    resource().then(
+      (text) => response.writeHead(200, { 'content-type': 'application/json' }).end(text),
+      (error: Error) => response.writeHead(500, { 'content-type': 'text/plain' }).end(error.message),
+    )
+  })
+  if (eager) {
+    // In the order a first run's files ask for them (vitest runs the largest files first).
+    void Object.values(resources).reduce<Promise<unknown>>((previous, start) => previous.then(start, start), Promise.resolve()).catch(() => {})
+  }
+  await new Promise<void>((resolve, reject) => {
+    broker.once('error', reject)
+    broker.listen(0, '127.0.0.1', resolve)
+  })
+  project.provide('e2eServers', `http://127.0.0.1:${(broker.address() as AddressInfo).port}`)
+  return async () => {
+    broker.close()
+    const stopped = async (started: Promise<{ server: WranglerDev; dir?: string }> | undefined) => {
+      const running = await started?.catch(() => undefined)
+      await running?.server.stop()
+      if (running?.dir) rmSync(running.dir, { recursive: true, force: true })
+    }
+    await Promise.all([
+      stopped(shared?.then((server) => ({ server }))),
+      stopped(fixtures),
+      browser?.then((server) => server.close()).catch(() => {}),
+    ])
+  }
+}
