@@ -18,6 +18,12 @@ export interface RunOptions {
   label?: string
   /** Labels a classification answers; by default `classify.top_k` in config.json, else 5. */
   top_k?: number
+  /** A detector's thresholds for this call (its config.json `detect` block's otherwise): scores kept above it, 0–1. */
+  score_threshold?: number
+  /** Overlap (IoU, 0–1) from which non-max suppression drops the lower-scored of two boxes. */
+  iou_threshold?: number
+  /** Detections answered at most, 1–1000. */
+  max_detections?: number
   /** `false` skips the lookup in the prediction cache (as `Cache-Control: no-cache` does over HTTP); the answer still refreshes it. */
   cache?: boolean
   /**
@@ -40,6 +46,9 @@ export type PredictResponse = { predictions: unknown } | { outputs: unknown }
 
 /** A classification, best first, in Workers AI's shape. */
 export type ClassifyResult = Array<{ label: string; score: number }>
+
+/** A detection, best first, in Workers AI's shape: the box in pixels of the image as sent. */
+export type DetectResult = Array<{ label: string; score: number; box: { xmin: number; ymin: number; xmax: number; ymax: number } }>
 
 /** Typed arrays an inference input may carry in `data`, matching its datatype (FP32: Float32Array, INT64: BigInt64Array, BOOL: Uint8Array…). */
 export type TypedData = Float32Array | Float64Array | Int8Array | Int16Array | Int32Array | Uint8Array | Uint16Array | Uint32Array | BigInt64Array | BigUint64Array
@@ -87,9 +96,9 @@ export interface RepositoryEntry {
  * the same mistake, and whose `status` is its HTTP status (where the runtime carries it across).
  */
 export interface ModelsService {
-  /** TF Serving's predict body → its answer; `{image}` on an image model → `[{label, score}]`. */
+  /** TF Serving's predict body → its answer; `{image}` on an image model → `[{label, score}]`, on a detector (`detect` in its config.json) → `[{label, score, box}]`. */
   run(model: string, inputs: PredictInputs, options?: RunOptions): Promise<PredictResponse>
-  run(model: string, inputs: ImageInputs, options?: RunOptions): Promise<ClassifyResult>
+  run(model: string, inputs: ImageInputs, options?: RunOptions): Promise<ClassifyResult | DetectResult>
   /** An Open Inference Protocol request → its answer, with typed arrays. */
   infer(model: string, request: InferRequest, options?: Pick<RunOptions, 'version' | 'cache' | 'client_id'>): Promise<InferResponse>
   metadata(model: string, options?: Pick<RunOptions, 'version'>): Promise<ModelMetadata>

@@ -15,12 +15,14 @@ import { parseLabel } from './http/common'
 import { isolate } from './isolate'
 import { log } from './log'
 import type { Caller, Prediction } from './predict'
+import { askedDetectOptions } from './protocols/images/detect'
 import { classifyImage } from './protocols/tf-serving/classify'
+import { detectImages } from './protocols/tf-serving/detect'
 import { predictTFServing } from './protocols/tf-serving/routes'
 import { inferV2, modelMetadataV2, repositoryEntries } from './protocols/v2/routes'
 import { InferRequest, parseBody, PredictRequest } from './protocols/schemas'
 import type { Selector } from './repository/repository'
-import type { ImageInputs, InferRequest as InferRequestArg, InferResponse, ModelsService, PredictInputs, RunOptions } from './rpc-types'
+import type { ClassifyResult, DetectResult, ImageInputs, InferRequest as InferRequestArg, InferResponse, ModelsService, PredictInputs, RunOptions } from './rpc-types'
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
@@ -165,15 +167,22 @@ async function serve<T>(
 
 /** The service-binding entrypoint: `[[services]] binding = "MODELS" service = "warmserve" entrypoint = "Models"`. */
 export class Models extends WorkerEntrypoint<Env> implements ModelsService {
-  /** TF Serving's predict body → its answer; `{image}` on an image model → `[{label, score}]`. */
+  /** TF Serving's predict body → its answer; `{image}` on an image model → `[{label, score}]`, on a detector `[{label, score, box}]`. */
   run(model: string, inputs: PredictInputs, options?: RunOptions): Promise<{ predictions: unknown } | { outputs: unknown }>
-  run(model: string, inputs: ImageInputs, options?: RunOptions): Promise<Array<{ label: string; score: number }>>
+  run(model: string, inputs: ImageInputs, options?: RunOptions): Promise<ClassifyResult | DetectResult>
   run(model: string, inputs: PredictInputs | ImageInputs, options?: RunOptions): Promise<unknown> {
     return serve<unknown>({ env: this.env, ctx: this.ctx }, 'run', model, options, async (caller): Promise<Prediction<unknown>> => {
       checkModel(model)
       const selector = selectorOf(options)
       if (isObject(inputs) && 'image' in inputs) {
         const bytes = imageBytes(inputs.image, readConfig(caller.env).MAX_IMAGE_BYTES)
+        // A detector (a `detect` block in its config.json) answers boxes; any other image model, labels.
+        const repository = await isolate().repository(caller.env, caller.waitUntil)
+        if (repository.config(model).detect) {
+          const asked = askedDetectOptions((key) => (isObject(options) ? options[key] : undefined), 'options.')
+          const found = await detectImages(caller, model, selector, { bytes: [bytes], where: () => 'image' }, asked, 'an image')
+          return { ...found, value: found.value[0]! }
+        }
         return classifyImage(caller, model, selector, bytes, topKOf(options), 'image')
       }
       return predictTFServing(caller, model, selector, parseBody(PredictRequest, inputs))

@@ -43,13 +43,19 @@ export function centerCrop(width: number, height: number, [h, w]: readonly [numb
   return { x: 0, y: Math.floor((height - cropHeight) / 2), width, height: cropHeight }
 }
 
+/** The part of a `width × height` image that the transform resizes to its input: the centered crop, or the whole image. */
+export function sourceRegion(width: number, height: number, spec: Pick<ImageTransform, 'fit' | 'size'>): { x: number; y: number; width: number; height: number } {
+  return spec.fit === 'center-crop' ? centerCrop(width, height, spec.size) : { x: 0, y: 0, width, height }
+}
+
 /**
- * One image as a `[1, h, w, c]` tensor of `dtype`: cropped (`center-crop`) or not, resized to
- * `size`, RGB or luma, 0–255 mapped onto `range`, then `(v − mean) / std`. int32 gets the values rounded.
+ * One image as a `[1, h, w, c]` tensor of `dtype` (`[1, c, h, w]` for `layout: nchw`): cropped
+ * (`center-crop`) or not, resized to `size`, RGB or luma, 0–255 mapped onto `range`, then
+ * `(v − mean) / std`. int32 gets the values rounded.
  */
 export function imageTensor(pixels: Pixels, spec: ImageTransform, dtype: DType): tf.Tensor4D {
   const [outH, outW] = spec.size
-  const region = spec.fit === 'center-crop' ? centerCrop(pixels.width, pixels.height, spec.size) : { x: 0, y: 0, width: pixels.width, height: pixels.height }
+  const region = sourceRegion(pixels.width, pixels.height, spec)
   const rows = samples(region.height, outH)
   const cols = samples(region.width, outW)
   // The source pixels the output reads: rows low then high, columns low then high, RGB as floats.
@@ -87,6 +93,7 @@ export function imageTensor(pixels: Pixels, spec: ImageTransform, dtype: DType):
     if (spec.mean) image = tf.sub(image, tf.tensor1d(spec.mean))
     if (spec.std) image = tf.div(image, tf.tensor1d(spec.std))
     if (dtype === 'int32') image = tf.cast(tf.round(image), 'int32')
+    if (spec.layout === 'nchw') image = tf.transpose(image, [2, 0, 1])
     return tf.expandDims(image, 0) as tf.Tensor4D
   })
 }

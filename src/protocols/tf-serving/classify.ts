@@ -22,6 +22,7 @@ import { tf } from '../../runtime/tf'
 import { jsonFeed } from '../encoded'
 import { preparedOf, rank } from '../images/classify'
 import type { Prepared, Ranked } from '../images/classify'
+import type { InputTransform } from '../transforms'
 import { IMAGE_TYPES } from '../images/decode'
 import { parseBody } from '../schemas'
 import { requestLimits } from '../tensors'
@@ -50,6 +51,18 @@ function classifier(held: ModelLease): Prepared & { labels: string[]; output: st
     throw badRequest(`model '${held.target.name}' has no labels, so it cannot classify; add "labels" to its config.json, or call :predict`)
   }
   return prepared as Prepared & { labels: string[]; output: string }
+}
+
+/** The model's one image input and its transform, or 400 saying why `what` (a raw image body…) cannot go to it, and what to do instead. */
+export function oneImageInput(held: ModelLease, what: string, instead: string): { input: string; transform: InputTransform } {
+  const { transforms } = preparedOf(held.target, held.lease.model)
+  const inputs = held.lease.model.signature.inputs
+  const transform = inputs.length === 1 ? transforms.get(inputs[0]!.name) : undefined
+  if (!transform) {
+    const why = inputs.length === 1 ? `input '${inputs[0]!.name}' has no image preprocessing (inputs.${inputs[0]!.name}.image in its config.json)` : `it has ${inputs.length} inputs`
+    throw badRequest(`model '${held.target.name}' cannot take ${what}: ${why}; ${instead}`)
+  }
+  return { input: inputs[0]!.name, transform }
 }
 
 /**
@@ -82,16 +95,9 @@ export async function classifyImage(
 ): Promise<Prediction<Ranked[]> & { decodeMs?: number }> {
   const config = readConfig(caller.env)
   const ranked = ranking(topK)
-  /** The model's one image input, or 400 saying why it cannot take an image alone. */
   const imageInput = (held: ModelLease) => {
-    const { transforms } = classifier(held)
-    const inputs = held.lease.model.signature.inputs
-    const transform = inputs.length === 1 ? transforms.get(inputs[0]!.name) : undefined
-    if (!transform) {
-      const why = inputs.length === 1 ? `input '${inputs[0]!.name}' has no image preprocessing (inputs.${inputs[0]!.name}.image in its config.json)` : `it has ${inputs.length} inputs`
-      throw badRequest(`model '${name}' cannot take a raw ${what} body: ${why}; send TF Serving's {"examples": [...]} as JSON`)
-    }
-    return { input: inputs[0]!.name, transform }
+    classifier(held)
+    return oneImageInput(held, `a raw ${what} body`, `send TF Serving's {"examples": [...]} as JSON`)
   }
   let decodeMs: number | undefined
   const prediction = await predict<Ranked[]>(caller, name, selector, {
@@ -110,18 +116,36 @@ export async function classifyImage(
   return { ...prediction, ...(decodeMs !== undefined ? { decodeMs } : {}) }
 }
 
+/** A raw image body's bytes, within MAX_IMAGE_BYTES and MAX_BODY_BYTES: 413 naming the lower. */
+export function readImageBody(c: Context<AppEnv>): Promise<Uint8Array> {
+  const config = readConfig(c.env)
+  return readBytes(c.req.raw, Math.min(config.MAX_BODY_BYTES, config.MAX_IMAGE_BYTES)).catch((error: unknown) => {
+    if (error instanceof ApiError && error.status === 413) {
+      const limit = config.MAX_IMAGE_BYTES <= config.MAX_BODY_BYTES ? `${config.MAX_IMAGE_BYTES} bytes (MAX_IMAGE_BYTES)` : `${config.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`
+      throw new ApiError(413, `the image body exceeds the limit of ${limit}`)
+    }
+    throw error
+  })
+}
+
+/**
+ * The image content type of a request's body, or undefined for anything else (JSON); 415 for an
+ * image type not served. `json` names the JSON request the verb takes, for the message.
+ */
+export function imageBodyType(c: Context<AppEnv>, json: string): string | undefined {
+  const type = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase()
+  if (type && IMAGE_CONTENT_TYPES.includes(type)) return type
+  if (type?.startsWith('image/')) {
+    throw new ApiError(415, `content type '${type}' is not supported: send ${IMAGE_CONTENT_TYPES.join(', ')}, or ${json} as application/json`)
+  }
+  return undefined
+}
+
 /** A raw image body: the model's one image input gets it; the answer is the top-k list. */
 async function classifyRaw(c: Context<AppEnv>, name: string, selector: Selector, type: string) {
-  const config = readConfig(c.env)
   const topK = askedTopK(c)
   return withTrafficSlot(c, name, selector, async (caller) => {
-    const bytes = await readBytes(c.req.raw, Math.min(config.MAX_BODY_BYTES, config.MAX_IMAGE_BYTES)).catch((error: unknown) => {
-      if (error instanceof ApiError && error.status === 413) {
-        const limit = config.MAX_IMAGE_BYTES <= config.MAX_BODY_BYTES ? `${config.MAX_IMAGE_BYTES} bytes (MAX_IMAGE_BYTES)` : `${config.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`
-        throw new ApiError(413, `the image body exceeds the limit of ${limit}`)
-      }
-      throw error
-    })
+    const bytes = await readImageBody(c)
     const prediction = await classifyImage(caller, name, selector, bytes, topK, type)
     if (prediction.decodeMs !== undefined) c.set('decodeMs', prediction.decodeMs)
     setPredictionHeaders(c, prediction)
@@ -165,10 +189,6 @@ async function classifyExamples(c: Context<AppEnv>, name: string, selector: Sele
 
 /** POST `…:classify`: a raw image or TF Serving's classify request, told apart by the content type. */
 export function classify(c: Context<AppEnv>, name: string, selector: Selector) {
-  const type = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase()
-  if (type && IMAGE_CONTENT_TYPES.includes(type)) return classifyRaw(c, name, selector, type)
-  if (type?.startsWith('image/')) {
-    throw new ApiError(415, `content type '${type}' is not supported: send ${IMAGE_CONTENT_TYPES.join(', ')}, or TF Serving's classify request as application/json`)
-  }
-  return classifyExamples(c, name, selector)
+  const type = imageBodyType(c, "TF Serving's classify request")
+  return type ? classifyRaw(c, name, selector, type) : classifyExamples(c, name, selector)
 }

@@ -19,6 +19,7 @@ import { requestLimits, tensorToJSON } from '../tensors'
 import { isB64, jsonFeed } from '../encoded'
 import { preparedOf } from '../images/classify'
 import { classify } from './classify'
+import { detect } from './detect'
 import type { RequestLimits } from '../tensors'
 import { routeDocs } from '../../http/openapi'
 import { callerOf, checkInputNames, methodNotAllowed, outputNames, parseLabel, parseVersion, setPredictionHeaders, waitUntilOf, withTrafficSlot, withModel } from '../../http/common'
@@ -56,7 +57,7 @@ const rejectedStatus = (version: string, rejection: Rejection) => ({
 async function status(c: Ctx, name: string, pick?: VersionPath) {
   const verb = splitVerb(pick?.segment ?? name).verb
   if (verb !== undefined) {
-    if (verb === 'predict' || verb === 'classify') return methodNotAllowed('POST')(c)
+    if (verb === 'predict' || verb === 'classify' || verb === 'detect') return methodNotAllowed('POST')(c)
     throw notFound(`no route for GET ${new URL(c.req.url).pathname}`)
   }
   const selector = selectorOf(pick)
@@ -253,7 +254,8 @@ export const tfServing = new Hono<AppEnv>()
 function predictRoute(c: Ctx, model: string, pick?: VersionPath) {
   const { name: last, verb } = splitVerb(pick?.segment ?? model)
   if (verb === undefined) return methodNotAllowed('GET')(c)
-  if (verb !== 'predict' && verb !== 'classify') throw notFound(`':${verb}' is not supported; warmserve serves ':predict' and ':classify'`)
+  if (verb !== 'predict' && verb !== 'classify' && verb !== 'detect') throw notFound(`':${verb}' is not supported; warmserve serves ':predict', ':classify' and ':detect'`)
   const [name, version] = pick === undefined ? [last, undefined] : [model, { kind: pick.kind, segment: last }]
+  if (verb === 'detect') return detect(c, name, selectorOf(version))
   return verb === 'classify' ? classify(c, name, selectorOf(version)) : predictBody(c, name, version)
 }

@@ -1,0 +1,147 @@
+/**
+ * @module protocols/tf-serving/detect — `:detect`: photos in, labelled boxes out, for a model whose
+ * config.json has a `detect` block (docs/detection.md).
+ *
+ * Two bodies: a raw image (`Content-Type: image/jpeg|png|webp`), answered in Workers AI's shape
+ * `[{"label", "score", "box": {"xmin", "ymin", "xmax", "ymax"}}]`; or TF Serving's JSON with
+ * `{"b64": …}` images (`{"instances": […]}` or `{"inputs": …}`), answered `{"results": [[…], …]}`,
+ * one list per image. `?score_threshold=`, `?iou_threshold=`, `?max_detections=` override the
+ * config for one request.
+ */
+import type { Context } from 'hono'
+import { readConfig } from '../../config'
+import { badRequest, describeValue, quote } from '../../errors'
+import { readJson } from '../../http/body'
+import { setPredictionHeaders, withTrafficSlot } from '../../http/common'
+import type { AppEnv } from '../../http/common'
+import type { ModelLease } from '../../isolate'
+import { predict } from '../../predict'
+import type { Caller, Prediction } from '../../predict'
+import type { DetectConfig, ImageTransform } from '../../repository/model-config'
+import type { Selector } from '../../repository/repository'
+import { DEFAULT_SIGNATURE } from '../../runtime/signature'
+import { base64Bytes, checkBatch, isB64 } from '../encoded'
+import { preparedOf } from '../images/classify'
+import { askedDetectOptions, detections, detectOptions, detectOutputs } from '../images/detect'
+import type { Detection, DetectOptions, ImageGeometry } from '../images/detect'
+import { parseBody, PredictRequest } from '../schemas'
+import { requestLimits } from '../tensors'
+import { imageBodyType, oneImageInput, readImageBody } from './classify'
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+
+/** What `:detect` needs of a model: its detect block, labels, image input and that input's transform; 400 for a model without detect. */
+function detector(held: ModelLease, what: string) {
+  const { target } = held
+  const detect = target.config.detect
+  if (!detect) {
+    throw badRequest(
+      `model '${target.name}' has no "detect" in its config.json, so it cannot detect; add "detect": {"output": "<tensor>", "columns": "box,score,class"} ` +
+        `(or "outputs": {"boxes", "scores", "classes"}) and "labels" (docs/detection.md), or call :predict for its raw outputs`,
+    )
+  }
+  const { labels } = preparedOf(target, held.lease.model)
+  const { input, transform } = oneImageInput(held, what, 'a detector takes one image input')
+  const image = target.config.inputs![input]!.image
+  return { detect, labels: labels!, input, transform, image }
+}
+
+/** A request's images: each element's bytes, and where it was in the request for messages. */
+export interface Images {
+  bytes: Uint8Array[]
+  where: (i: number) => string
+}
+
+/**
+ * Encoded images through the one prediction path (src/predict.ts): the model's one image input gets
+ * them as one batch, the answer is each image's detections. What a raw image body, the JSON body and
+ * the service binding's `run(model, {image})` share. `decodeMs`: the decoding and preprocessing
+ * time, absent when the prediction cache answered.
+ */
+export async function detectImages(
+  caller: Caller,
+  name: string,
+  selector: Selector,
+  images: Images | ((held: ModelLease, input: string) => Images),
+  asked: Partial<DetectOptions>,
+  what = 'an image',
+): Promise<Prediction<Detection[][]> & { decodeMs?: number }> {
+  const config = readConfig(caller.env)
+  // The images are read once the model is known (a JSON body names its input), the same for the key and the feeds.
+  let read: Images | undefined
+  const plan = (held: ModelLease) => {
+    const found = detector(held, what)
+    read ??= typeof images === 'function' ? images(held, found.input) : images
+    checkBatch(read.bytes.length, read.bytes.length > 1 ? 'the images' : 'the image', requestLimits(config, held.target))
+    return { ...found, images: read, options: detectOptions(found.detect, asked) }
+  }
+  let sizes: ImageGeometry[] = []
+  let decodeMs: number | undefined
+  const prediction = await predict<Detection[][]>(caller, name, selector, {
+    outputs: (held) => detectOutputs(plan(held).detect),
+    format: (held) => {
+      const { options } = plan(held)
+      return `detect;score=${options.score_threshold};iou=${options.iou_threshold};max=${options.max_detections}`
+    },
+    // Keyed by the encoded bytes: the boxes depend on each image's size as sent, which the input tensor does not keep.
+    keyInputs: (held) => {
+      const { input, images } = plan(held)
+      return Object.fromEntries(images.bytes.map((bytes, i) => [`${input}[${i}]`, { dtype: 'encoded-image', shape: [1], bytes }]))
+    },
+    async feeds(held, feeds) {
+      const { input, transform, images } = plan(held)
+      const decoding = Date.now()
+      sizes = []
+      feeds[input] = await transform.tensor(images.bytes, images.where, config, sizes)
+      decodeMs = Date.now() - decoding
+    },
+    answer: (held, outputs) => {
+      const { detect, labels, image, options } = plan(held)
+      return detections(outputs, detect as DetectConfig, labels, image as ImageTransform, sizes, options, name)
+    },
+  })
+  return { ...prediction, ...(decodeMs !== undefined ? { decodeMs } : {}) }
+}
+
+/**
+ * The images of a TF Serving JSON body for the image input `input`: `{"instances": [{"b64": …}, …]}`
+ * (or each instance `{"<input>": {"b64": …}}`), or `{"inputs": {"b64": …} | [{"b64": …}, …] | {"<input>": …}}`.
+ */
+export function jsonImages(body: PredictRequest, input: string, maxBytes: number): Images {
+  const named = (value: unknown, where: string): [unknown, string] => (isObject(value) && !isB64(value) && Object.hasOwn(value, input) ? [value[input], `${where}['${input}']`] : [value, where])
+  let entries: [unknown, string][]
+  if (body.instances !== undefined) {
+    entries = body.instances.map((instance, i) => named(instance, `instances[${i}]`))
+  } else {
+    const [value, where] = named(body.inputs, 'inputs')
+    entries = Array.isArray(value) ? value.map((v, i) => [v, `${where}[${i}]`]) : [[value, where]]
+  }
+  const bytes = entries.map(([value, where]) => {
+    if (!isB64(value)) throw badRequest(`${where}: expected an encoded image as {"b64": "…"} (for input '${input}'), got ${describeValue(value)}`)
+    return base64Bytes(value.b64, `${where}.b64`, maxBytes)
+  })
+  return { bytes, where: (i) => entries[i]![1] }
+}
+
+/** POST `…:detect`: a raw image, or TF Serving's JSON of b64 images, told apart by the content type. */
+export async function detect(c: Context<AppEnv>, name: string, selector: Selector) {
+  const config = readConfig(c.env)
+  const raw = imageBodyType(c, 'TF Serving\'s {"instances": [{"b64": …}]}')
+  const asked = askedDetectOptions((key) => c.req.query(key), 'query parameter')
+  return withTrafficSlot(c, name, selector, async (caller) => {
+    let prediction: Prediction<Detection[][]> & { decodeMs?: number }
+    if (raw) {
+      const bytes = await readImageBody(c)
+      prediction = await detectImages(caller, name, selector, { bytes: [bytes], where: () => 'request body' }, asked, `a raw ${raw} body`)
+    } else {
+      const body = parseBody(PredictRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES))
+      if (body.signature_name !== undefined && body.signature_name !== DEFAULT_SIGNATURE) {
+        throw badRequest(`signature ${quote(body.signature_name)} not found; the model serves '${DEFAULT_SIGNATURE}'`)
+      }
+      prediction = await detectImages(caller, name, selector, (_held, input) => jsonImages(body, input, config.MAX_IMAGE_BYTES), asked, 'b64 images')
+    }
+    if (prediction.decodeMs !== undefined) c.set('decodeMs', prediction.decodeMs)
+    setPredictionHeaders(c, prediction)
+    return c.json(raw ? prediction.value[0]! : { results: prediction.value })
+  })
+}
