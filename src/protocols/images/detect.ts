@@ -39,7 +39,7 @@ export const DETECT_OPTIONS = {
   max_detections: { min: 1, max: MAX_DETECTIONS, integer: true },
 } as const
 
-/** A request's overrides, checked against their bounds: 400 naming the parameter (`what` says where it came from). */
+/** A request's overrides, checked against their bounds: 400 naming the parameter (`what` prefixes its name: `query parameter `, `options.`). */
 export function askedDetectOptions(read: (key: keyof DetectOptions) => unknown, what: string): Partial<DetectOptions> {
   const asked: Partial<DetectOptions> = {}
   for (const [key, bound] of Object.entries(DETECT_OPTIONS) as [keyof DetectOptions, (typeof DETECT_OPTIONS)[keyof DetectOptions]][]) {
@@ -48,7 +48,7 @@ export function askedDetectOptions(read: (key: keyof DetectOptions) => unknown, 
     const value = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw
     const kind = bound.integer ? 'an integer' : 'a number'
     if (typeof value !== 'number' || !Number.isFinite(value) || (bound.integer && !Number.isInteger(value)) || value < bound.min || value > bound.max) {
-      throw badRequest(`${what} ${key} ${JSON.stringify(raw)} is out of bounds: ${kind} from ${bound.min} to ${bound.max}`)
+      throw badRequest(`${what}${key} ${JSON.stringify(raw)} is out of bounds: ${kind} from ${bound.min} to ${bound.max}`)
     }
     asked[key] = value
   }

@@ -127,7 +127,7 @@ export function jsonImages(body: PredictRequest, input: string, maxBytes: number
 export async function detect(c: Context<AppEnv>, name: string, selector: Selector) {
   const config = readConfig(c.env)
   const raw = imageBodyType(c, 'TF Serving\'s {"instances": [{"b64": …}]}')
-  const asked = askedDetectOptions((key) => c.req.query(key), 'query parameter')
+  const asked = askedDetectOptions((key) => c.req.query(key), 'query parameter ')
   return withTrafficSlot(c, name, selector, async (caller) => {
     let prediction: Prediction<Detection[][]> & { decodeMs?: number }
     if (raw) {
