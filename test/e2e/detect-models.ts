@@ -17,6 +17,7 @@ import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
 import * as tfl from '@tensorflow/tfjs-layers'
 import { ROOT } from '../../scripts/launch.mjs'
+import { MODELS as IMAGE_MODELS } from './image-models'
 import { addPackagedModel } from './models'
 
 export const HUMAN_MODELS = join(ROOT, 'node_modules/@vladmandic/human/models')
@@ -112,8 +113,14 @@ async function saveLayers(model: tfl.LayersModel, folder: string): Promise<void>
   )
 }
 
-/** Writes the detectors into the repository `repo`. */
+/**
+ * Writes the detectors into the repository `repo`, and human's emotion classifier (to compare
+ * `:detect`'s refusals with `:classify`'s). The detection tests serve it alone: two detectors of
+ * 20–35 MB of weights and kernels each, and their activations, need most of the wasm heap.
+ */
 export async function addDetectModels(repo: string): Promise<void> {
+  addPackagedModel(repo, 'human-emotion', join(HUMAN_MODELS, IMAGE_MODELS['human-emotion'].source))
+  writeFileSync(join(repo, 'human-emotion', 'config.json'), JSON.stringify(IMAGE_MODELS['human-emotion'].config))
   addPackagedModel(repo, 'centernet', join(HUMAN_MODELS, 'centernet.json'))
   writeFileSync(join(repo, 'centernet', 'labels.txt'), `${cocoLabels().join('\n')}\n`)
   addPackagedModel(repo, 'handtrack', join(HUMAN_MODELS, 'handtrack.json'))
