@@ -35,11 +35,11 @@ export const HAND_LABELS = ['hand', 'fist', 'pinch', 'point', 'face', 'tip', 'pi
 const YOLO_SIDE = 64
 const YOLO_FILTERS = 7
 
-/** The detectors' config.json, by model name (labels written beside them as labels.txt where a string). */
+/** The detectors' config.json, by model name. */
 export const DETECTORS = {
   centernet: {
     inputs: { 'tower_0/images': { image: { size: [512, 512], channels: 3, range: [0, 255] } } },
-    labels: 'labels.txt',
+    labels: [] as string[], // COCO's 80, filled in by addDetectModels (inline: metadata is then answered without loading the model)
     detect: { output: 'tower_0/detections', columns: 'box,score,class', box_format: 'xyxy', box_units: 'pixels', score_threshold: 0.2, iou_threshold: 0.5, max_detections: 20 },
   },
   // The export's own post-processed outputs (detection_boxes, _scores, _classes, num_detections) come
@@ -122,12 +122,13 @@ export async function addDetectModels(repo: string): Promise<void> {
   addPackagedModel(repo, 'human-emotion', join(HUMAN_MODELS, IMAGE_MODELS['human-emotion'].source))
   writeFileSync(join(repo, 'human-emotion', 'config.json'), JSON.stringify(IMAGE_MODELS['human-emotion'].config))
   addPackagedModel(repo, 'centernet', join(HUMAN_MODELS, 'centernet.json'))
-  writeFileSync(join(repo, 'centernet', 'labels.txt'), `${cocoLabels().join('\n')}\n`)
   addPackagedModel(repo, 'handtrack', join(HUMAN_MODELS, 'handtrack.json'))
   const yolo = yoloModel()
   await saveLayers(yolo, join(repo, 'yolo-tiny', '1'))
   yolo.dispose()
   mkdirSync(join(repo, 'yolo5-tiny', '1'), { recursive: true })
   for (const file of ['model.json', 'group1-shard1of1.bin']) copyFileSync(join(repo, 'yolo-tiny', '1', file), join(repo, 'yolo5-tiny', '1', file))
-  for (const [name, config] of Object.entries(DETECTORS)) writeFileSync(join(repo, name, 'config.json'), JSON.stringify(config))
+  for (const [name, config] of Object.entries(DETECTORS)) {
+    writeFileSync(join(repo, name, 'config.json'), JSON.stringify(name === 'centernet' ? { ...config, labels: cocoLabels() } : config))
+  }
 }

@@ -8,7 +8,7 @@
  * then the rows decoded and `tf.image.nonMaxSuppression` run per class. The repository:
  * test/e2e/detect-models.ts.
  */
-import { existsSync, readFileSync, rmSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
 import '@tensorflow/tfjs-backend-cpu'
@@ -20,9 +20,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ROOT } from '../../scripts/launch.mjs'
 import { addDetectModels, cocoLabels, DETECTORS, HUMAN_MODELS, yoloModel } from './detect-models'
 import type { DetectorName } from './detect-models'
+import { ARTIFACTS, chromiumAvailable, openChromium } from './chromium'
 import { startFixtureServer } from './fixture-server'
 import { post } from './http'
 import { PHOTOS } from './image-models'
+import { sharedChromium } from './servers'
 import type { WranglerDev } from './servers'
 
 /** scikit-image's samples, where python3-skimage is installed: more photos with people, a cup, a motorcycle. */
@@ -212,7 +214,11 @@ beforeAll(async () => {
   tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false)
   setWasmPaths(join(ROOT, 'node_modules/@tensorflow/tfjs-backend-wasm/dist/'))
   await tf.setBackend('wasm')
-  ;({ server, dir } = await startFixtureServer(addDetectModels))
+  // The detectors, and the try-it page's files as the bundled repository has them.
+  ;({ server, dir } = await startFixtureServer(async (repo) => {
+    await addDetectModels(repo)
+    cpSync(join(ROOT, 'model-assets/_ui'), join(repo, '_ui'), { recursive: true })
+  }))
 })
 afterAll(async () => {
   await server?.stop()
@@ -222,6 +228,46 @@ afterAll(async () => {
   // The e2e files share one tf.js (isolate: false); the others compute their references on the cpu backend.
   tf.removeBackend('wasm')
   if (tf.findBackendFactory('cpu')) await tf.setBackend('cpu')
+})
+
+// The try-it page first, while CenterNet is the model loaded: a photo picked in its panel comes back drawn with its boxes.
+describe.skipIf(!chromiumAvailable)('the try-it page draws the boxes of a detector in Chromium', () => {
+  let browser: Awaited<ReturnType<typeof openChromium>> | undefined
+  afterAll(async () => {
+    await browser?.close()
+  })
+
+  it('draws each box :detect answers on the picked photo, in the box color, with its label listed', async () => {
+    browser = await openChromium(await sharedChromium(), ['blob:'])
+    const { page } = browser
+    const failed: string[] = []
+    page.on('pageerror', (e) => failed.push(e.message))
+    await page.goto(`${server.url}/`)
+    await page.waitForSelector('body[data-images="listed"]', { timeout: 60_000 })
+    const photo = join(PHOTOS, 'chelsea.png')
+    const api = (await detectRaw('centernet', photo)).json
+    expect(api.length).toBeGreaterThan(0)
+    const panel = page.locator('section.image-model[data-model="centernet"]')
+    expect(await panel.getAttribute('data-task')).toBe('object-detection')
+    await panel.locator('input[type="file"]').setInputFiles(photo)
+    await expect.poll(() => panel.locator('output').innerText(), { timeout: 60_000 }).toBe(`${api.length} (${api[0]!.label})`)
+    expect(await panel.locator('ol.boxes li').allInnerTexts()).toEqual(api.map((d) => expect.stringMatching(new RegExp(`^${d.label} ${d.score.toFixed(3)} at `))))
+    mkdirSync(ARTIFACTS, { recursive: true })
+    await page.screenshot({ path: join(ARTIFACTS, 'try-it-detect.png'), fullPage: true })
+    // The drawing as the page shows it: the box color along the best box's right edge, and not in the middle of the box.
+    const shot = PNG.sync.read(await panel.locator('canvas.detections').screenshot())
+    const scale = shot.width / decodePhoto(photo).width
+    const isBoxColor = (x: number, y: number) => {
+      const at = (Math.round(y) * shot.width + Math.round(x)) * 4
+      return shot.data[at]! > 200 && shot.data[at + 1]! < 90 && shot.data[at + 2]! > 200
+    }
+    const { box } = api.find((d) => d.box.xmax < decodePhoto(photo).width - 4)!
+    const midY = ((box.ymin + box.ymax) / 2) * scale
+    const edge = Array.from({ length: 9 }, (_, i) => box.xmax * scale - 4 + i).filter((x) => x >= 0 && x < shot.width)
+    expect(edge.some((x) => isBoxColor(x, midY))).toBe(true)
+    expect(isBoxColor(((box.xmin + box.xmax) / 2) * scale, midY)).toBe(false)
+    expect(failed).toEqual([])
+  })
 })
 
 // One model after another, each done before the next loads: the detectors do not fit the wasm heap together.
