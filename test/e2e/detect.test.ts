@@ -9,6 +9,7 @@
  * test/e2e/detect-models.ts.
  */
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
+import { request } from 'node:http'
 import { dirname, join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
 import '@tensorflow/tfjs-backend-cpu'
@@ -200,11 +201,26 @@ function expectSame(name: DetectorName, path: string, got: Detection[], want: De
   expect(pixelDiff).toBeLessThanOrEqual(1)
 }
 
-const detectRaw = async (name: string, path: string, query = '') => {
-  const res = await fetch(`${server.url}/v1/models/${name}:detect${query}`, { method: 'POST', body: readFileSync(path), headers: { 'content-type': 'image/png' } })
-  const text = await res.text()
-  return { status: res.status, text, json: JSON.parse(text) as Detection[] & { error?: string } }
-}
+/**
+ * POSTs a photo to `:detect` on a connection of its own. A test's reference takes seconds (CenterNet
+ * on wasm in this process), about the 5 s a keep-alive connection of wrangler dev's proxy may idle:
+ * reused then, it can be closed by the server just as the next request is sent ("other side closed").
+ */
+const detectRaw = (name: string, path: string, query = '') =>
+  new Promise<{ status: number; text: string; json: Detection[] & { error?: string } }>((resolve, reject) => {
+    const body = readFileSync(path)
+    const req = request(`${server.url}/v1/models/${name}:detect${query}`, { method: 'POST', agent: false, headers: { 'content-type': 'image/png', 'content-length': body.length } }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (chunk: Buffer) => chunks.push(chunk))
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8')
+        resolve({ status: res.statusCode!, text, json: JSON.parse(text) as Detection[] & { error?: string } })
+      })
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
 
 let server: WranglerDev
 let dir: string | undefined
