@@ -101,7 +101,7 @@ describe(':classify with a raw image body', () => {
 
 describe('preprocessing', () => {
   it('equals tf.image.resizeBilinear (and a centered crop first) for any image and size', () => {
-    const transform = (size: [number, number], fit: 'stretch' | 'center-crop'): ImageTransform => ({ size, channels: 3, range: [0, 255], fit })
+    const transform = (size: [number, number], fit: 'stretch' | 'center-crop'): ImageTransform => ({ size, channels: 3, range: [0, 255], fit, layout: 'nhwc' })
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 40 }),
@@ -189,7 +189,7 @@ describe('b64 and BYTES', () => {
 
   it('shows image inputs and labels in both protocols’ metadata', async () => {
     const v2 = (await (await call('/v2/models/digits')).json()) as { inputs: unknown[]; parameters: { labels: string[] } }
-    expect(v2.inputs).toEqual([{ name: 'image', datatype: 'BYTES', shape: [-1], parameters: { content_types: ['image/jpeg', 'image/png', 'image/webp'], image: { size: [28, 28], channels: 1, range: [0, 1], fit: 'stretch' } } }])
+    expect(v2.inputs).toEqual([{ name: 'image', datatype: 'BYTES', shape: [-1], parameters: { content_types: ['image/jpeg', 'image/png', 'image/webp'], image: { size: [28, 28], channels: 1, range: [0, 1], fit: 'stretch', layout: 'nhwc' } } }])
     expect(v2.parameters.labels).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
     const fromFile = (await (await call('/v2/models/digits-labels-file')).json()) as { parameters: { labels: string[] } }
     expect(fromFile.parameters.labels[0]).toBe('zero')

@@ -352,18 +352,59 @@ async function callRaw(path, file) {
   return { json, info }
 }
 
-function imagePanel(name, input, labels) {
+/** The color detection boxes are drawn in: one no photo is likely to be full of, so a test can find the boxes' edges. */
+const BOX_COLOR = '#ff00ff'
+
+/** Draws the photo at its own size with each detection's box and label on it, as `:detect` answered them (pixels of the photo as sent). */
+function drawDetections(canvas, img, detections) {
+  canvas.width = img.naturalWidth
+  canvas.height = img.naturalHeight
+  const context = canvas.getContext('2d')
+  context.drawImage(img, 0, 0)
+  const line = Math.max(2, Math.round(Math.min(canvas.width, canvas.height) / 150))
+  context.lineWidth = line
+  context.font = `${Math.max(12, line * 6)}px system-ui, sans-serif`
+  context.textBaseline = 'top'
+  for (const { label, score, box } of detections) {
+    context.strokeStyle = BOX_COLOR
+    context.strokeRect(box.xmin, box.ymin, box.xmax - box.xmin, box.ymax - box.ymin)
+    const text = `${label} ${score.toFixed(2)}`
+    const width = context.measureText(text).width + 2 * line
+    const height = line * 6 + 2 * line
+    const y = box.ymin >= height ? box.ymin - height : box.ymin
+    context.fillStyle = BOX_COLOR
+    context.fillRect(box.xmin, y, width, height)
+    context.fillStyle = '#ffffff'
+    context.fillText(text, box.xmin + line, y + line)
+  }
+}
+
+/** A list of the detections under the drawing: label, score, box. */
+function showDetections(target, detections) {
+  target.replaceChildren(
+    ...detections.map(({ label, score, box }) => {
+      const item = document.createElement('li')
+      item.textContent = `${label} ${score.toFixed(3)} at (${Math.round(box.xmin)}, ${Math.round(box.ymin)})–(${Math.round(box.xmax)}, ${Math.round(box.ymax)})`
+      return item
+    }),
+  )
+}
+
+function imagePanel(name, input, labels, task) {
   const section = document.createElement('section')
   section.className = 'image-model'
   section.dataset.model = name
   const image = input.parameters.image
+  // A detector (`detect` in its config.json, `task` in its metadata) gets :detect and its boxes drawn on the photo.
+  const detector = task === 'object-detection'
+  if (detector) section.dataset.task = task
   section.innerHTML = `<h3></h3><p class="hint"></p>
     <label class="drop">Drop a photo here, or pick one<input type="file" accept="image/jpeg,image/png,image/webp"></label>
     <div><img class="photo" alt="the photo sent"><canvas class="model-input" aria-label="the input the model gets"></canvas></div>
-    <p class="result">Label: <output>–</output></p><div class="bars"></div><dl class="call"></dl>`
+    ${detector ? '<canvas class="detections" aria-label="the photo with the boxes found"></canvas><p class="result">Found: <output>–</output></p><ol class="boxes"></ol>' : '<p class="result">Label: <output>–</output></p><div class="bars"></div>'}<dl class="call"></dl>`
   section.querySelector('h3').textContent = name
   section.querySelector('.hint').textContent = `input '${input.name}': ${image.size[0]}×${image.size[1]}, ${image.channels === 1 ? 'gray' : 'RGB'}, ${image.fit ?? 'stretch'}` +
-    (labels ? `; ${labels.length} labels` : '; no labels (:classify answers 400)')
+    (labels ? `; ${labels.length} labels` : '; no labels (:classify answers 400)') + (detector ? '; a detector: :detect' : '')
   const drop = section.querySelector('.drop')
   const picker = section.querySelector('input')
   const output = section.querySelector('output')
@@ -373,11 +414,17 @@ function imagePanel(name, input, labels) {
     const photo = section.querySelector('.photo')
     photo.src = URL.createObjectURL(file)
     await photo.decode().then(() => drawModelInput(section.querySelector('.model-input'), photo, image), () => {})
-    const path = `/v1/models/${encodeURIComponent(name)}:classify`
+    const path = `/v1/models/${encodeURIComponent(name)}:${detector ? 'detect' : 'classify'}`
     try {
       const { json, info } = await callRaw(path, file)
-      showBars(section.querySelector('.bars'), json.map((r) => r.label), json.map((r) => r.score))
-      output.textContent = json[0].label
+      if (detector) {
+        drawDetections(section.querySelector('canvas.detections'), photo, json)
+        showDetections(section.querySelector('.boxes'), json)
+        output.textContent = json.length === 0 ? 'nothing' : `${json.length} (${json[0].label})`
+      } else {
+        showBars(section.querySelector('.bars'), json.map((r) => r.label), json.map((r) => r.score))
+        output.textContent = json[0].label
+      }
       showCall(section.querySelector('.call'), path, info)
     } catch (error) {
       showError(output, section.querySelector('.call'), error)
@@ -401,7 +448,7 @@ function imagePanel(name, input, labels) {
 function listImageModels(metadata) {
   const panels = [...metadata].flatMap(([name, m]) => {
     const input = m?.inputs.find((i) => i.datatype === 'BYTES' && i.parameters?.image)
-    return input ? [imagePanel(name, input, m.parameters?.labels)] : []
+    return input ? [imagePanel(name, input, m.parameters?.labels, m.parameters?.task)] : []
   })
   const target = $('image-panels')
   if (panels.length > 0) target.replaceChildren(...panels)

@@ -20,7 +20,8 @@ import { join, relative, resolve, sep } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
 import '@tensorflow/tfjs-backend-cpu'
 import * as tfl from '@tensorflow/tfjs-layers'
-import { checkModelConfig } from '../../src/repository/model-config.ts'
+import { checkModelConfig, labelLines } from '../../src/repository/model-config.ts'
+import { detectProblems } from '../../src/repository/detect-layout.ts'
 import { TextTokenizer } from '../../src/protocols/text/tokenizer.ts'
 import { manifestBytes } from '../../src/repository/weights.ts'
 import { isolateHeapBytes, measureVersion, refusal } from './memory/measure.mjs'
@@ -332,6 +333,12 @@ export async function buildIndex(root, { keepInvalidConfig = [], measure = false
         delete models[name]
         continue
       }
+      const detect = checked.ok ? detectMisfit(modelDir, checked.config, versions) : undefined
+      if (detect) {
+        skipped.push(`${name}: config.json detect does not fit the model: ${detect}`)
+        delete models[name]
+        continue
+      }
       models[name].config = config
       if (checked.ok) {
         for (const version of Object.keys(models[name].versions)) {
@@ -352,6 +359,26 @@ export async function buildIndex(root, { keepInvalidConfig = [], measure = false
   const index = { models }
   const { refused, unmeasured, measuredNow } = measure ? await measureModels(index, root, { capBytes, only }) : { refused: [], unmeasured: [], measuredNow: [] }
   return { index, skipped, oversized: oversized.map((f) => f.path), refused, unmeasured, measuredNow }
+}
+
+/**
+ * Why a model's `detect` block does not fit its versions' outputs or its labels (the Worker's own
+ * check, src/repository/detect-layout.ts), or undefined when it fits or there is no block. Outputs a
+ * graph model does not declare are checked by the Worker when it loads the model.
+ */
+function detectMisfit(modelDir, config, versions) {
+  if (!config.detect) return undefined
+  let labels = config.labels
+  if (typeof labels === 'string') {
+    const path = join(modelDir, labels)
+    if (!existsSync(path)) return `labels names the file '${labels}', which is not beside config.json`
+    labels = labelLines(readFileSync(path, 'utf8'))
+  }
+  for (const [version, entry] of Object.entries(versions)) {
+    const problems = detectProblems(config.detect, entry.signature?.outputs ?? null, labels.length)
+    if (problems.length > 0) return `version ${version}: ${problems.join('; ')}`
+  }
+  return undefined
 }
 
 /** Writes `text` to `path` only if it differs, so a watcher on the folder is not set off for nothing. */

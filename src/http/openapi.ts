@@ -166,7 +166,8 @@ const tfPredict = (kind: 'plain' | 'versions' | 'labels') =>
     summary: `Predict or classify${kind === 'plain' ? '' : ` (${kind === 'versions' ? 'a version' : 'a labelled version'})`}`,
     description:
       "`:predict`: row format `{\"instances\": …}` → `{\"predictions\": …}`, or columnar `{\"inputs\": …}` → `{\"outputs\": …}`; an image input also takes `{\"b64\": …}`. " +
-      "`:classify` (a model with labels): a raw `image/jpeg`, `image/png` or `image/webp` body → `[{\"label\", \"score\"}]` (`?top_k=N`), or TF Serving's `{\"examples\": …}` → `{\"results\": …}`.",
+      "`:classify` (a model with labels): a raw `image/jpeg`, `image/png` or `image/webp` body → `[{\"label\", \"score\"}]` (`?top_k=N`), or TF Serving's `{\"examples\": …}` → `{\"results\": …}`. " +
+      "`:detect` (a model with `detect` in its config.json): a raw image → `[{\"label\", \"score\", \"box\"}]` in pixels of the image (`?score_threshold=`, `?iou_threshold=`, `?max_detections=`), or `{\"instances\": [{\"b64\": …}]}` → `{\"results\": …}` (docs/detection.md).",
     parameters: modelParams(kind),
     requestBody: jsonBody(PredictRequest, 'exactly one of instances (row format) or inputs (columnar format)'),
     responses: { 200: { ...json(PredictResponse, 'the model outputs'), headers: modelHeaders }, ...errors(400, 404, 405, 413, 415, 429, 503) },

@@ -34,6 +34,8 @@ export const ImageTransform = z
     mean: z.array(z.number()).optional(),
     std: z.array(z.number().refine((v) => v !== 0, 'std must not be 0')).optional(),
     fit: z.enum(['stretch', 'center-crop']).default('stretch'),
+    /** Where the channels go: `nhwc` (`[n, h, w, c]`, TensorFlow's) or `nchw` (`[n, c, h, w]`, as PyTorch exports have it). */
+    layout: z.enum(['nhwc', 'nchw']).default('nhwc'),
   })
   .superRefine((image, ctx) => {
     for (const key of ['mean', 'std'] as const) {
@@ -88,6 +90,13 @@ export const Labels = z.union([
   z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a labels file is a file name beside config.json, without a path'),
 ])
 
+/** A labels file's names: one per line, trailing empty lines and `\r` ignored. */
+export function labelLines(text: string): string[] {
+  const lines = text.split('\n').map((line) => line.replace(/\r$/, ''))
+  while (lines.length > 0 && lines.at(-1) === '') lines.pop()
+  return lines
+}
+
 /** Which output `:classify` ranks, how many labels it answers, and what turns the output into scores. */
 export const ClassifyConfig = z.strictObject({
   /** The output holding the class scores; may be left out when the model has one output. */
@@ -96,6 +105,46 @@ export const ClassifyConfig = z.strictObject({
   activation: z.enum(['none', 'softmax', 'sigmoid']).default('none'),
 })
 export type ClassifyConfig = z.infer<typeof ClassifyConfig>
+
+/** The most detections one image may answer: more than any detector keeps (DETR 100, YOLO's default 300). */
+export const MAX_DETECTIONS = 1000
+
+/** What the values of one row of a detector's output are (docs/detection.md). */
+export const DETECT_COLUMNS = ['box,score,class', 'box,classes', 'box,objectness,classes'] as const
+
+/**
+ * How `:detect` reads a detector's outputs into `[{label, score, box}]`: one output of rows
+ * (`output` and `columns`), or separate tensors (`outputs`, as TensorFlow Object Detection API
+ * exports have them); then the boxes' format and units, and the thresholds of non-max suppression.
+ */
+export const DetectConfig = z
+  .strictObject({
+    /** One output `[1, N, K]` or `[1, K, N]`, each row `columns`. */
+    output: z.string().min(1).optional(),
+    columns: z.enum(DETECT_COLUMNS).optional(),
+    /** Separate outputs: boxes `[1, N, 4]`, scores `[1, N]` (or `[1, N, C]`), classes `[1, N]`, count `[1]`. */
+    outputs: z
+      .strictObject({ boxes: z.string().min(1), scores: z.string().min(1), classes: z.string().min(1).optional(), count: z.string().min(1).optional() })
+      .optional(),
+    box_format: z.enum(['xyxy', 'yxyx', 'cxcywh']).default('xyxy'),
+    /** `pixels` of the model's input, or `normalized` (0–1 of its width and height). */
+    box_units: z.enum(['pixels', 'normalized']).default('pixels'),
+    /** Subtracted from each class index before it names a label; a class below 0 then is background and dropped. */
+    class_offset: z.int().min(0).default(0),
+    score_threshold: z.number().min(0).max(1).default(0.3),
+    iou_threshold: z.number().min(0).max(1).default(0.5),
+    max_detections: z.int().min(1).max(MAX_DETECTIONS).default(20),
+    /** NMS across classes: a box suppresses overlapping boxes of any label, not only of its own. */
+    class_agnostic: z.boolean().default(false),
+  })
+  .superRefine((detect, ctx) => {
+    const rows = detect.output !== undefined || detect.columns !== undefined
+    if (rows && detect.outputs) ctx.addIssue({ code: 'custom', message: 'give output and columns, or outputs, not both' })
+    else if (!rows && !detect.outputs) ctx.addIssue({ code: 'custom', message: 'name the detections: output and columns (one tensor of rows), or outputs {boxes, scores, classes, count}' })
+    else if (rows && detect.output === undefined) ctx.addIssue({ code: 'custom', path: ['output'], message: 'columns needs output: the tensor whose rows they describe' })
+    else if (rows && detect.columns === undefined) ctx.addIssue({ code: 'custom', path: ['columns'], message: `output needs columns: ${DETECT_COLUMNS.join(', ')}` })
+  })
+export type DetectConfig = z.infer<typeof DetectConfig>
 
 // ===== Traffic control (src/traffic/traffic.ts) =====
 
@@ -178,6 +227,8 @@ export const ModelConfig = z.strictObject({
   classify: ClassifyConfig.optional(),
   /** What `:embed` answers: the output holding the vectors, its pooling and normalization. */
   embed: EmbedConfig.optional(),
+  /** How `:detect` reads the model's outputs as labelled boxes (docs/detection.md); needs `labels`. */
+  detect: DetectConfig.optional(),
   /**
    * The prediction cache, off when absent (src/cache/prediction-cache.ts): answers are kept on the Workers
    * Cache API for `ttl_seconds`, keyed by the model, the answering version, the parsed inputs, the
@@ -214,6 +265,9 @@ export const ModelConfig = z.strictObject({
       const message = `inputs fed from ${text.tokenizer} share one encoding: max_length and padding must equal input '${first.input}''s (${first.max_length}, ${first.padding})`
       ctx.addIssue({ code: 'custom', path: ['inputs', input, 'text'], message })
     }
+  }
+  if (config.detect && config.labels === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['detect'], message: 'detect needs labels: the class names, in the order of the class indices' })
   }
   if (config.max_queue !== undefined && config.max_concurrent === undefined) {
     ctx.addIssue({ code: 'custom', path: ['max_queue'], message: 'max_queue bounds the requests waiting for max_concurrent, which is not set' })

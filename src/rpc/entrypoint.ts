@@ -18,11 +18,13 @@ import type { Caller, Prediction } from '../predict'
 import { InferRequest, parseBody, PredictRequest } from '../protocols/schemas'
 import { parseLabel } from '../protocols/selector'
 import { runText } from '../protocols/text/tasks'
+import { askedDetectOptions } from '../protocols/images/detect'
 import { classifyImage } from '../protocols/tf-serving/classify'
+import { detectImages } from '../protocols/tf-serving/detect'
 import { predictInput, predictTFServing } from '../protocols/tf-serving/dataplane'
 import { inferV2, modelMetadataV2, repositoryEntries } from '../protocols/v2/dataplane'
 import type { Selector } from '../repository/repository'
-import type { ImageInputs, InferRequest as InferRequestArg, InferResponse, ModelsService, PredictInputs, RunOptions, TextInputs, TextResult } from './types'
+import type { ClassifyResult, DetectResult, ImageInputs, InferRequest as InferRequestArg, InferResponse, ModelsService, PredictInputs, RunOptions, TextInputs, TextResult } from './types'
 
 /** The typed array each datatype's `data` may arrive as, element for element its binary layout. */
 const TYPED_DATA: Record<string, string> = {
@@ -175,11 +177,12 @@ async function serve<T>(
 /** The service-binding entrypoint: `[[services]] binding = "MODELS" service = "warmserve" entrypoint = "Models"`. */
 export class Models extends WorkerEntrypoint<Env> implements ModelsService {
   /**
-   * TF Serving's predict body → its answer; `{image}` on an image model → `[{label, score}]`;
-   * `{text}` on a text model → `[{label, score}]` per text, or `{shape, data, pooling}` with `embed`.
+   * TF Serving's predict body → its answer; `{image}` on an image model → `[{label, score}]`, on a
+   * detector `[{label, score, box}]`; `{text}` on a text model → `[{label, score}]` per text, or
+   * `{shape, data, pooling}` with `embed`.
    */
   run(model: string, inputs: PredictInputs, options?: RunOptions): Promise<{ predictions: unknown } | { outputs: unknown }>
-  run(model: string, inputs: ImageInputs, options?: RunOptions): Promise<Array<{ label: string; score: number }>>
+  run(model: string, inputs: ImageInputs, options?: RunOptions): Promise<ClassifyResult | DetectResult>
   run(model: string, inputs: TextInputs, options?: RunOptions): Promise<TextResult>
   run(model: string, inputs: PredictInputs | ImageInputs | TextInputs, options?: RunOptions): Promise<unknown> {
     return serve<unknown>({ env: this.env, ctx: this.ctx }, 'run', model, options, async (caller): Promise<Prediction<unknown>> => {
@@ -187,6 +190,13 @@ export class Models extends WorkerEntrypoint<Env> implements ModelsService {
       const selector = selectorOf(options)
       if (isObject(inputs) && 'image' in inputs) {
         const bytes = imageBytes(inputs.image, readConfig(caller.env).MAX_IMAGE_BYTES)
+        // A detector (a `detect` block in its config.json) answers boxes; any other image model, labels.
+        const repository = await isolate().repository(caller.env, caller.waitUntil)
+        if (repository.config(model).detect) {
+          const asked = askedDetectOptions((key) => (isObject(options) ? options[key] : undefined), 'options.')
+          const found = await detectImages(caller, model, selector, async () => ({ bytes: [bytes], where: () => 'image' }), asked, 'an image')
+          return { ...found, value: found.value[0]! }
+        }
         return classifyImage(caller, model, selector, async () => bytes, topKOf(options), 'image')
       }
       if (isObject(inputs) && 'text' in inputs) return runText(caller, model, selector, inputs.text, topKOf(options))

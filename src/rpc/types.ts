@@ -18,6 +18,12 @@ export interface RunOptions {
   label?: string
   /** Labels a classification answers; by default `classify.top_k` in config.json, else 5. */
   top_k?: number
+  /** A detector's thresholds for this call (its config.json `detect` block's otherwise): scores kept above it, 0–1. */
+  score_threshold?: number
+  /** Overlap (IoU, 0–1) from which non-max suppression drops the lower-scored of two boxes. */
+  iou_threshold?: number
+  /** Detections answered at most, 1–1000. */
+  max_detections?: number
   /** `false` skips the lookup in the prediction cache (as `Cache-Control: no-cache` does over HTTP); the answer still refreshes it. */
   cache?: boolean
   /**
@@ -55,6 +61,9 @@ export type PredictResponse = { predictions: unknown } | { outputs: unknown }
 
 /** A classification, best first, in Workers AI's shape. */
 export type ClassifyResult = Array<{ label: string; score: number }>
+
+/** A detection, best first, in Workers AI's shape: the box in pixels of the image as sent. */
+export type DetectResult = Array<{ label: string; score: number; box: { xmin: number; ymin: number; xmax: number; ymax: number } }>
 
 /** Typed arrays an inference input may carry in `data`, matching its datatype (FP32: Float32Array, INT64: BigInt64Array, BOOL: Uint8Array…). */
 export type TypedData = Float32Array | Float64Array | Int8Array | Int16Array | Int32Array | Uint8Array | Uint16Array | Uint32Array | BigInt64Array | BigUint64Array
@@ -103,11 +112,12 @@ export interface RepositoryEntry {
  */
 export interface ModelsService {
   /**
-   * TF Serving's predict body → its answer; `{image}` on an image model → `[{label, score}]`;
-   * `{text}` on a text model → `[{label, score}]` per text, or `{shape, data, pooling}` with `embed`.
+   * TF Serving's predict body → its answer; `{image}` on an image model → `[{label, score}]`, on a
+   * detector (`detect` in its config.json) → `[{label, score, box}]`; `{text}` on a text model →
+   * `[{label, score}]` per text, or `{shape, data, pooling}` with `embed`.
    */
   run(model: string, inputs: PredictInputs, options?: RunOptions): Promise<PredictResponse>
-  run(model: string, inputs: ImageInputs, options?: RunOptions): Promise<ClassifyResult>
+  run(model: string, inputs: ImageInputs, options?: RunOptions): Promise<ClassifyResult | DetectResult>
   run(model: string, inputs: TextInputs, options?: RunOptions): Promise<TextResult>
   /** An Open Inference Protocol request → its answer, with typed arrays. */
   infer(model: string, request: InferRequest, options?: Pick<RunOptions, 'version' | 'cache' | 'client_id'>): Promise<InferResponse>

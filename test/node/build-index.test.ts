@@ -106,3 +106,66 @@ describe('.assetsignore', () => {
     expect(existsSync(join(repo, '.assetsignore'))).toBe(false)
   })
 })
+
+describe('build-index checks a detect block against the model it names', () => {
+  const HUMAN = join(ROOT, 'node_modules/@vladmandic/human/models')
+  /** A copy of one of human's detectors as <repo>/<name>/1/model.json, with `config` beside it. */
+  function detector(name: string, source: 'centernet' | 'handtrack', config: object): void {
+    const dir = join(repo, name, '1')
+    mkdirSync(dir, { recursive: true })
+    copyFileSync(join(HUMAN, `${source}.json`), join(dir, 'model.json'))
+    copyFileSync(join(HUMAN, `${source}.bin`), join(dir, `${source}.bin`))
+    writeFileSync(join(repo, name, 'config.json'), JSON.stringify(config))
+  }
+  const coco = Array.from({ length: 80 }, (_, i) => `class${i}`)
+  const centernet = (detect: object, labels: unknown = coco) => ({
+    inputs: { 'tower_0/images': { image: { size: [512, 512], channels: 3, range: [0, 255] } } },
+    labels,
+    detect: { output: 'tower_0/detections', columns: 'box,score,class', ...detect },
+  })
+
+  it('indexes a detector whose detect block fits, its labels in a file', async () => {
+    detector('centernet', 'centernet', centernet({}, 'labels.txt'))
+    writeFileSync(join(repo, 'centernet', 'labels.txt'), `${coco.join('\n')}\n`)
+    const { index, skipped } = await build()
+    expect(skipped).toEqual([])
+    expect(Object.keys(index.models)).toEqual(['centernet'])
+  })
+
+  it.each([
+    ['an output the model does not have', centernet({ output: 'tower_0/boxes' }), /^bad: config\.json detect does not fit the model: version 1: detect\.output names 'tower_0\/boxes', which the model does not have; its outputs are 'tower_0\/wh', 'tower_0\/keypoints', 'tower_0\/detections'$/],
+    ['rows no columns layout fits', centernet({ columns: 'box,classes' }), /detect\.output 'tower_0\/detections' has shape \[1, 100, 6\], but rows of box,classes with 80 labels hold 84 values \(4 \+ 80\); its rows fit 2 classes or 96 classes: are the labels short, or is columns wrong\?/],
+    ['an output of the wrong rank', centernet({ output: 'tower_0/wh' }), /detect\.output 'tower_0\/wh' has shape \[1, 128, 128, 4\]; it must be \[1, N, K\] or \[1, K, N\]/],
+    ['a detect block without labels', { ...centernet({}), labels: undefined }, /^bad: config\.json is invalid: detect needs labels: the class names, in the order of the class indices at detect$/],
+    ['neither output nor outputs', { ...centernet({}), detect: { columns: 'box,score,class' } }, /columns needs output: the tensor whose rows they describe at detect\.output/],
+  ])('skips a detector with %s, naming the model and the tensor', async (_what, config, message) => {
+    detector('bad', 'centernet', config)
+    const { index, skipped } = await build()
+    expect(skipped).toEqual([expect.stringMatching(message)])
+    expect(index.models).toEqual({})
+  })
+
+  it('skips separate outputs whose per-class scores the labels do not count', async () => {
+    const hands = ['hand', 'fist', 'pinch', 'point', 'face', 'tip']
+    const config = (labels: string[]) => ({
+      inputs: { 'input_tensor:0': { image: { size: [320, 320], channels: 3, range: [0, 255] } } },
+      labels,
+      detect: { outputs: { boxes: 'Identity_6:0', scores: 'Identity_7:0' }, box_format: 'yxyx', box_units: 'normalized', class_offset: 1 },
+    })
+    detector('short', 'handtrack', config(hands))
+    detector('hands', 'handtrack', config([...hands, 'pinchtip']))
+    const { index, skipped } = await build()
+    expect(skipped).toEqual([
+      "short: config.json detect does not fit the model: version 1: detect.outputs.scores 'Identity_7:0' has shape [1, 12804, 8]: 8 class scores, but labels (6) + class_offset 1 name 7",
+    ])
+    expect(Object.keys(index.models)).toEqual(['hands'])
+  })
+
+  it('accepts an image input laid out NCHW', async () => {
+    iris('nchw')
+    writeFileSync(join(repo, 'nchw', 'config.json'), JSON.stringify({ inputs: { x: { image: { size: [416, 416], channels: 3, range: [0, 1], layout: 'nchw' } } } }))
+    const { index, skipped } = await build()
+    expect(skipped).toEqual([])
+    expect(Object.keys(index.models)).toEqual(['nchw'])
+  })
+})

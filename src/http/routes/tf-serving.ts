@@ -20,9 +20,16 @@ import { parseBody, PredictRequest } from '../../protocols/schemas'
 import { parseLabel, parseVersion } from '../../protocols/selector'
 import { embedTexts, readTexts } from '../../protocols/text/tasks'
 import { classifyExamples, classifyImage } from '../../protocols/tf-serving/classify'
-import { modelMetadataTF, modelStatusTF, predictInput, predictTFServing } from '../../protocols/tf-serving/dataplane'
+import { detectImages, jsonImages } from '../../protocols/tf-serving/detect'
+import type { Images } from '../../protocols/tf-serving/detect'
+import { askedDetectOptions } from '../../protocols/images/detect'
+import type { ModelLease } from '../../cache/lease'
+import { checkSignatureName, modelMetadataTF, modelStatusTF, predictInput, predictTFServing } from '../../protocols/tf-serving/dataplane'
 
 type Ctx = Context<AppEnv>
+
+/** The verbs a model's path takes, POST only. */
+const VERBS = ['predict', 'classify', 'detect', 'embed']
 
 /** Splits `iris:predict` into the model name and its verb. */
 function splitVerb(segment: string): { name: string; verb?: string } {
@@ -41,7 +48,7 @@ function selectorOf(pick: VersionPath): Selector {
 async function status(c: Ctx, name: string, pick?: VersionPath) {
   const verb = splitVerb(pick?.segment ?? name).verb
   if (verb !== undefined) {
-    if (verb === 'predict' || verb === 'classify' || verb === 'embed') return methodNotAllowed('POST')(c)
+    if (VERBS.includes(verb)) return methodNotAllowed('POST')(c)
     throw notFound(`no route for GET ${new URL(c.req.url).pathname}`)
   }
   const { body, headers } = await modelStatusTF(callerOf(c), name, selectorOf(pick), pick !== undefined)
@@ -75,18 +82,34 @@ function askedTopK(c: Ctx): number | undefined {
 }
 
 /** A raw image body: the model's one image input gets it; the answer is the top-k list. */
-async function classifyRaw(c: Ctx, name: string, selector: Selector, type: string) {
+/** A raw image body's bytes, within MAX_IMAGE_BYTES and MAX_BODY_BYTES (413 naming the lower) and BODY_READ_TIMEOUT_MS. */
+function readImageBody(c: Ctx): Promise<Uint8Array> {
   const config = readConfig(c.env)
+  return readBytes(c.req.raw, Math.min(config.MAX_BODY_BYTES, config.MAX_IMAGE_BYTES), 0, config.BODY_READ_TIMEOUT_MS).catch((error: unknown) => {
+    if (error instanceof ApiError && error.status === 413) {
+      const limit = config.MAX_IMAGE_BYTES <= config.MAX_BODY_BYTES ? `${config.MAX_IMAGE_BYTES} bytes (MAX_IMAGE_BYTES)` : `${config.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`
+      throw new ApiError(413, `the image body exceeds the limit of ${limit}`)
+    }
+    throw error
+  })
+}
+
+/**
+ * The image content type of a request's body, or undefined for anything else (JSON); 415 for an
+ * image type not served. `json` names the JSON request the verb takes, for the message.
+ */
+function imageBodyType(c: Ctx, json: string): string | undefined {
+  const type = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase()
+  if (type && IMAGE_CONTENT_TYPES.includes(type)) return type
+  if (type?.startsWith('image/')) {
+    throw new ApiError(415, `content type '${type}' is not supported: send ${IMAGE_CONTENT_TYPES.join(', ')}, or ${json} as application/json`)
+  }
+  return undefined
+}
+
+async function classifyRaw(c: Ctx, name: string, selector: Selector, type: string) {
   const topK = askedTopK(c)
-  const read = () =>
-    readBytes(c.req.raw, Math.min(config.MAX_BODY_BYTES, config.MAX_IMAGE_BYTES), 0, config.BODY_READ_TIMEOUT_MS).catch((error: unknown) => {
-      if (error instanceof ApiError && error.status === 413) {
-        const limit = config.MAX_IMAGE_BYTES <= config.MAX_BODY_BYTES ? `${config.MAX_IMAGE_BYTES} bytes (MAX_IMAGE_BYTES)` : `${config.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`
-        throw new ApiError(413, `the image body exceeds the limit of ${limit}`)
-      }
-      throw error
-    })
-  const prediction = await asCaller(c, name, (caller) => classifyImage(caller, name, selector, read, topK, type))
+  const prediction = await asCaller(c, name, (caller) => classifyImage(caller, name, selector, () => readImageBody(c), topK, type))
   if (prediction.decodeMs !== undefined) c.set('decodeMs', prediction.decodeMs)
   setPredictionHeaders(c, prediction)
   return c.json(prediction.value)
@@ -94,11 +117,8 @@ async function classifyRaw(c: Ctx, name: string, selector: Selector, type: strin
 
 /** POST `…:classify`: a raw image or TF Serving's classify request, told apart by the content type. */
 async function classify(c: Ctx, name: string, selector: Selector) {
-  const type = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase()
-  if (type && IMAGE_CONTENT_TYPES.includes(type)) return classifyRaw(c, name, selector, type)
-  if (type?.startsWith('image/')) {
-    throw new ApiError(415, `content type '${type}' is not supported: send ${IMAGE_CONTENT_TYPES.join(', ')}, or TF Serving's classify request as application/json`)
-  }
+  const type = imageBodyType(c, "TF Serving's classify request")
+  if (type) return classifyRaw(c, name, selector, type)
   const config = readConfig(c.env)
   const prediction = await asCaller(c, name, (caller) => classifyExamples(caller, name, selector, () => readJson(c.req.raw, config.MAX_BODY_BYTES, undefined, config.BODY_READ_TIMEOUT_MS), askedTopK(c)))
   setTextHeaders(c, prediction)
@@ -109,6 +129,23 @@ async function classify(c: Ctx, name: string, selector: Selector) {
 function setTextHeaders(c: Ctx, prediction: Prediction<unknown> & { truncated: number }) {
   setPredictionHeaders(c, prediction)
   if (prediction.truncated > 0) c.header('X-Truncated', String(prediction.truncated))
+}
+
+/** POST `…:detect`: a raw image, or TF Serving's JSON of b64 images, told apart by the content type (protocols/tf-serving/detect.ts). */
+async function detect(c: Ctx, name: string, selector: Selector) {
+  const config = readConfig(c.env)
+  const raw = imageBodyType(c, 'TF Serving\'s {"instances": [{"b64": …}]}')
+  const asked = askedDetectOptions((key) => c.req.query(key), 'query parameter ')
+  const read = async (): Promise<Images | ((held: ModelLease, input: string) => Images)> => {
+    if (raw) return { bytes: [await readImageBody(c)], where: () => 'request body' }
+    const body = parseBody(PredictRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES, undefined, config.BODY_READ_TIMEOUT_MS))
+    checkSignatureName(body.signature_name)
+    return (_held, input) => jsonImages(body, input, config.MAX_IMAGE_BYTES)
+  }
+  const prediction = await asCaller(c, name, (caller) => detectImages(caller, name, selector, read, asked, raw ? `a raw ${raw} body` : 'b64 images'))
+  if (prediction.decodeMs !== undefined) c.set('decodeMs', prediction.decodeMs)
+  setPredictionHeaders(c, prediction)
+  return c.json(raw ? prediction.value[0]! : { results: prediction.value })
 }
 
 /** POST `…:embed`: `{"text": string|string[]}` → `{"shape": [n, d], "data": […], "pooling": …}` (protocols/text/tasks.ts). */
@@ -153,8 +190,9 @@ export const tfServing = new Hono<AppEnv>()
 function predictRoute(c: Ctx, model: string, pick?: VersionPath) {
   const { name: last, verb } = splitVerb(pick?.segment ?? model)
   if (verb === undefined) return methodNotAllowed('GET')(c)
-  if (verb !== 'predict' && verb !== 'classify' && verb !== 'embed') throw notFound(`':${verb}' is not supported; warmserve serves ':predict', ':classify' and ':embed'`)
+  if (!VERBS.includes(verb)) throw notFound(`':${verb}' is not supported; warmserve serves ${VERBS.map((v) => `':${v}'`).join(', ')}`)
   const [name, version] = pick === undefined ? [last, undefined] : [model, { kind: pick.kind, segment: last }]
   if (verb === 'embed') return embed(c, name, selectorOf(version))
+  if (verb === 'detect') return detect(c, name, selectorOf(version))
   return verb === 'classify' ? classify(c, name, selectorOf(version)) : predictBody(c, name, version)
 }

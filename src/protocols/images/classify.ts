@@ -3,10 +3,12 @@
  * against its output when it loads, and scores ranked into `[{label, score}]`.
  */
 import { ApiError, CONFIG_FAULT_RETRY_SECONDS, configFault, missingFromModel, ModelUnavailableError } from '../../core/errors'
+import { labelLines } from '../../repository/model-config'
 import type { ModelConfig, ResolvedVersion } from '../../repository/repository'
 import type { Signature } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
 import { inputTransforms } from '../transforms'
+import { checkDetect } from './detect'
 import type { InputTransform } from '../transforms'
 import { TextTokenizer } from '../text/tokenizer'
 
@@ -77,9 +79,7 @@ function classifyOutput(name: string, config: ModelConfig, signature: Signature)
 
 /** Parses a labels file: one label per line, trailing empty lines and `\r` ignored. */
 export function parseLabels(bytes: ArrayBuffer): string[] {
-  const lines = new TextDecoder().decode(bytes).split('\n').map((line) => line.replace(/\r$/, ''))
-  while (lines.length > 0 && lines.at(-1) === '') lines.pop()
-  return lines
+  return labelLines(new TextDecoder().decode(bytes))
 }
 
 /**
@@ -102,7 +102,9 @@ export async function prepareModel(target: ResolvedVersion, servable: { signatur
     labels = config.labels
   }
   let output: string | undefined
-  if (labels || config.classify) {
+  if (config.detect) checkDetect(name, config.detect, servable.signature, labels!.length)
+  // A detector's labels name its boxes' classes: it has no classify output unless its config gives one.
+  if ((labels && !config.detect) || config.classify) {
     output = classifyOutput(name, config, servable.signature)
     const classes = servable.signature.outputs.find((s) => s.name === output)!.shape?.at(-1)
     if (labels && classes !== undefined && classes !== -1 && classes !== labels.length) {
@@ -123,7 +125,7 @@ export function preparedOf(target: ResolvedVersion, servable: { signature: Signa
   const known = preparedModels.get(servable.signature)
   if (known) return known
   const labels = Array.isArray(target.config.labels) ? target.config.labels : undefined
-  const output = labels || target.config.classify ? classifyOutput(target.name, target.config, servable.signature) : undefined
+  const output = (labels && !target.config.detect) || target.config.classify ? classifyOutput(target.name, target.config, servable.signature) : undefined
   return { transforms: inputTransforms(target.name, target.config, servable.signature.inputs), labels, output, hostBytes: 0 }
 }
 

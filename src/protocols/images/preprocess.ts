@@ -5,10 +5,11 @@
  * The resize is `tf.image.resizeBilinear`'s (align_corners and half_pixel_centers false, TensorFlow's
  * defaults), computed from the at most two rows and two columns each output pixel reads: a float
  * tensor of the whole image would be 12 bytes a pixel, 96 MB for an 8-megapixel photo, most of an
- * isolate's 128 MB. The few source pixels are picked out in JavaScript (no arithmetic), and the
- * interpolation runs as tf.js ops in the kernel's own order — top = TL + (TR − TL)·x, bottom likewise,
- * then top + (bottom − top)·y — so the result equals resizeBilinear of the whole image
- * (test/images.test.ts checks it against the kernel). The rest are tf.js ops too.
+ * isolate's 128 MB. The interpolation runs in JavaScript in the kernel's own order and float32
+ * rounding — top = TL + (TR − TL)·x, bottom likewise, then top + (bottom − top)·y, each step rounded
+ * to float32 — so the result equals resizeBilinear of the whole image (test/images.test.ts checks it
+ * against the kernel) with one output-sized array, where tf.js ops on the picked pixels held some
+ * 15 copies of it at once (~45 MB of wasm heap for a 512×512 input). The rest are tf.js ops.
  */
 import type { ImageTransform } from '../../repository/model-config'
 import type { Pixels } from './decode'
@@ -43,50 +44,55 @@ export function centerCrop(width: number, height: number, [h, w]: readonly [numb
   return { x: 0, y: Math.floor((height - cropHeight) / 2), width, height: cropHeight }
 }
 
+/** The part of a `width × height` image that the transform resizes to its input: the centered crop, or the whole image. */
+export function sourceRegion(width: number, height: number, spec: Pick<ImageTransform, 'fit' | 'size'>): { x: number; y: number; width: number; height: number } {
+  return spec.fit === 'center-crop' ? centerCrop(width, height, spec.size) : { x: 0, y: 0, width, height }
+}
+
 /**
- * One image as a `[1, h, w, c]` tensor of `dtype`: cropped (`center-crop`) or not, resized to
- * `size`, RGB or luma, 0–255 mapped onto `range`, then `(v − mean) / std`. int32 gets the values rounded.
+ * One image as a `[1, h, w, c]` tensor of `dtype` (`[1, c, h, w]` for `layout: nchw`): cropped
+ * (`center-crop`) or not, resized to `size`, RGB or luma, 0–255 mapped onto `range`, then
+ * `(v − mean) / std`. int32 gets the values rounded.
  */
 export function imageTensor(pixels: Pixels, spec: ImageTransform, dtype: DType): tf.Tensor4D {
   const [outH, outW] = spec.size
-  const region = spec.fit === 'center-crop' ? centerCrop(pixels.width, pixels.height, spec.size) : { x: 0, y: 0, width: pixels.width, height: pixels.height }
+  const region = sourceRegion(pixels.width, pixels.height, spec)
   const rows = samples(region.height, outH)
   const cols = samples(region.width, outW)
-  // The source pixels the output reads: rows low then high, columns low then high, RGB as floats.
-  const picked = new Float32Array(2 * outH * 2 * outW * 3)
+  // The interpolation, in float32 as the kernel computes it: each operation rounded (Math.fround),
+  // top = TL + (TR − TL)·x, bottom likewise, then top + (bottom − top)·y.
+  const resized = new Float32Array(outH * outW * 3)
   const { rgba, width } = pixels
-  let k = 0
-  for (const sourceRows of [rows.low, rows.high]) {
-    for (let r = 0; r < outH; r++) {
-      const rowStart = (region.y + sourceRows[r]!) * width + region.x
-      for (const sourceCols of [cols.low, cols.high]) {
-        for (let c = 0; c < outW; c++) {
-          const at = (rowStart + sourceCols[c]!) * 4
-          picked[k++] = rgba[at]!
-          picked[k++] = rgba[at + 1]!
-          picked[k++] = rgba[at + 2]!
-        }
+  const f = Math.fround
+  for (let r = 0; r < outH; r++) {
+    const lowRow = (region.y + rows.low[r]!) * width + region.x
+    const highRow = (region.y + rows.high[r]!) * width + region.x
+    const y = rows.frac[r]!
+    for (let c = 0; c < outW; c++) {
+      const x = cols.frac[c]!
+      const [tl, tr, bl, br] = [(lowRow + cols.low[c]!) * 4, (lowRow + cols.high[c]!) * 4, (highRow + cols.low[c]!) * 4, (highRow + cols.high[c]!) * 4]
+      for (let k = 0; k < 3; k++) {
+        const top = f(rgba[tl + k]! + f((rgba[tr + k]! - rgba[tl + k]!) * x))
+        const bottom = f(rgba[bl + k]! + f((rgba[br + k]! - rgba[bl + k]!) * x))
+        resized[(r * outW + c) * 3 + k] = f(top + f(f(bottom - top) * y))
       }
     }
   }
-  return tf.tidy(() => {
-    const source = tf.tensor4d(picked, [2, outH, 2 * outW, 3])
-    const [topRows, bottomRows] = tf.unstack(source) as [tf.Tensor3D, tf.Tensor3D]
-    const x = tf.tensor3d(cols.frac, [1, outW, 1])
-    const y = tf.tensor3d(rows.frac, [outH, 1, 1])
-    const across = (band: tf.Tensor3D) => {
-      const [left, right] = tf.split(band, 2, 1) as [tf.Tensor3D, tf.Tensor3D]
-      return tf.add(left, tf.mul(tf.sub(right, left), x))
-    }
-    const top = across(topRows)
-    const bottom = across(bottomRows)
-    let image: tf.Tensor = tf.add(top, tf.mul(tf.sub(bottom, top), y))
-    if (spec.channels === 1) image = tf.sum(tf.mul(image, tf.tensor1d(LUMA)), -1, true)
-    const [low, high] = spec.range
-    image = tf.add(tf.mul(image, (high - low) / 255), low)
-    if (spec.mean) image = tf.sub(image, tf.tensor1d(spec.mean))
-    if (spec.std) image = tf.div(image, tf.tensor1d(spec.std))
-    if (dtype === 'int32') image = tf.cast(tf.round(image), 'int32')
-    return tf.expandDims(image, 0) as tf.Tensor4D
-  })
+  // The rest as tf.js ops, each input disposed as soon as the next tensor is made: at 512×512 a
+  // copy is 3 MB, and a tidy would hold every one of them until its end.
+  let image: tf.Tensor = tf.tensor3d(resized, [outH, outW, 3])
+  const then = (op: (t: tf.Tensor) => tf.Tensor) => {
+    const next = tf.tidy(() => op(image))
+    image.dispose()
+    image = next
+  }
+  if (spec.channels === 1) then((t) => tf.sum(tf.mul(t, tf.tensor1d(LUMA)), -1, true))
+  const [low, high] = spec.range
+  then((t) => tf.add(tf.mul(t, (high - low) / 255), low))
+  if (spec.mean) then((t) => tf.sub(t, tf.tensor1d(spec.mean!)))
+  if (spec.std) then((t) => tf.div(t, tf.tensor1d(spec.std!)))
+  if (dtype === 'int32') then((t) => tf.cast(tf.round(t), 'int32'))
+  if (spec.layout === 'nchw') then((t) => tf.transpose(t, [2, 0, 1]))
+  then((t) => tf.expandDims(t, 0))
+  return image as tf.Tensor4D
 }

@@ -9,13 +9,23 @@ import type { ImageTransform } from '../../repository/model-config'
 import { decodeImage, IMAGE_TYPES } from './decode'
 import { imageTensor } from './preprocess'
 
-/** Why an image transform cannot fill `spec`, or undefined when it can: the input must be `[n, h, w, c]` of float32 or int32. */
+/**
+ * Why an image transform cannot fill `spec`, or undefined when it can: the input must be
+ * `[n, h, w, c]` (`layout: nhwc`) or `[n, c, h, w]` (`nchw`), of float32 or int32.
+ */
 export function misfit(image: ImageTransform, spec: TensorSpec): string | undefined {
   if (spec.dtype !== 'float32' && spec.dtype !== 'int32') return `input '${spec.name}' is ${spec.dtype}; an image fills float32 or int32`
   if (spec.shape === null) return undefined
-  const wanted = [-1, image.size[0], image.size[1], image.channels]
+  const [h, w] = image.size
+  const nchw = image.layout === 'nchw'
+  const wanted = nchw ? [-1, image.channels, h, w] : [-1, h, w, image.channels]
   const fits = spec.shape.length === 4 && spec.shape.every((d, i) => d === -1 || i === 0 || d === wanted[i])
-  return fits ? undefined : `input '${spec.name}' has shape ${formatShape(spec.shape)}; the image makes [n, ${image.size[0]}, ${image.size[1]}, ${image.channels}]`
+  if (fits) return undefined
+  const made = nchw ? `[n, ${image.channels}, ${h}, ${w}] (layout nchw)` : `[n, ${h}, ${w}, ${image.channels}]`
+  // A shape the other layout would fill: say which key fixes it.
+  const other = nchw ? [-1, h, w, image.channels] : [-1, image.channels, h, w]
+  const hint = spec.shape.length === 4 && spec.shape.every((d, i) => d === -1 || i === 0 || d === other[i]) ? `; set "layout": "${nchw ? 'nhwc' : 'nchw'}"` : ''
+  return `input '${spec.name}' has shape ${formatShape(spec.shape)}; the image makes ${made}${hint}`
 }
 
 /** What metadata shows for an image input: the content types it takes and its preprocessing. */
@@ -27,7 +37,7 @@ export function imageTransform(model: string, image: ImageTransform, spec: Tenso
   if (problem) throw configFault(model, `inputs.${spec.name}.image does not fit: ${problem}`)
   return {
     kind: 'image',
-    async tensor(elements, where, config: Config, request) {
+    async tensor(elements, where, config: Config, request, sizes) {
       // The request's pixels are counted across all its inputs, not afresh for each.
       const limits = { maxBytes: config.MAX_IMAGE_BYTES, maxPixels: config.MAX_IMAGE_PIXELS, maxDecodeBytes: config.MAX_IMAGE_DECODE_BYTES, requestPixels: request.imagePixels }
       const rows: tf.Tensor[] = []
@@ -38,6 +48,7 @@ export function imageTransform(model: string, image: ImageTransform, spec: Tenso
           // their turn, so none waits longer than one image's decode (bounded by MAX_DECODE_WORK).
           if (i > 0) await new Promise((resolve) => setTimeout(resolve, 0))
           const pixels = await decodeImage(bytes, limits, where(i))
+          sizes?.push({ width: pixels.width, height: pixels.height })
           rows.push(imageTensor(pixels, image, spec.dtype))
         }
         return rows.length === 1 ? rows.pop()! : tf.concat(rows, 0)

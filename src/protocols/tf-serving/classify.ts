@@ -28,6 +28,7 @@ import type { TextRequest } from '../text/tasks'
 import { truncatedTexts } from '../text/transform'
 import { checkSignatureName } from './dataplane'
 import { requestBudget } from '../transforms'
+import type { InputTransform } from '../transforms'
 
 /** TF Serving's classify request, with each example's features keyed by input name. */
 const ClassifyRequest = z.object({
@@ -66,6 +67,18 @@ function ranking(topK: number | undefined) {
  * let the request in. `what` names the image in messages. `decodeMs`: the time decoding and
  * preprocessing took, absent when the prediction cache answered.
  */
+/** The model's one image input and its transform, or 400 saying why it cannot take `what` alone, and what to send `instead`. */
+export function oneImageInput(held: ModelLease, what: string, instead: string): { input: string; transform: InputTransform } {
+  const { transforms } = preparedOf(held.target, held.lease.model)
+  const inputs = held.lease.model.signature.inputs
+  const transform = inputs.length === 1 ? transforms.get(inputs[0]!.name) : undefined
+  if (!transform) {
+    const why = inputs.length === 1 ? `input '${inputs[0]!.name}' has no image preprocessing (inputs.${inputs[0]!.name}.image in its config.json)` : `it has ${inputs.length} inputs`
+    throw badRequest(`model '${held.target.name}' cannot take ${what}: ${why}; ${instead}`)
+  }
+  return { input: inputs[0]!.name, transform }
+}
+
 export async function classifyImage(
   caller: Caller,
   name: string,
@@ -76,16 +89,9 @@ export async function classifyImage(
 ): Promise<Prediction<Ranked[]> & { decodeMs?: number }> {
   const config = readConfig(caller.env)
   const ranked = ranking(topK)
-  /** The model's one image input, or 400 saying why it cannot take an image alone. */
   const imageInput = (held: ModelLease) => {
-    const { transforms } = classifier(held)
-    const inputs = held.lease.model.signature.inputs
-    const transform = inputs.length === 1 ? transforms.get(inputs[0]!.name) : undefined
-    if (!transform) {
-      const why = inputs.length === 1 ? `input '${inputs[0]!.name}' has no image preprocessing (inputs.${inputs[0]!.name}.image in its config.json)` : `it has ${inputs.length} inputs`
-      throw badRequest(`model '${name}' cannot take a raw ${what} body: ${why}; send TF Serving's {"examples": [...]} as JSON`)
-    }
-    return { input: inputs[0]!.name, transform }
+    classifier(held)
+    return oneImageInput(held, `a raw ${what} body`, `send TF Serving's {"examples": [...]} as JSON`)
   }
   let decodeMs: number | undefined
   const prediction = await predict(caller, name, selector, read, (bytes) => ({

@@ -53,8 +53,11 @@ export async function modelMetadataV2(caller: Caller, name: string, version?: nu
     const parameters = {
       ...(config.description !== undefined && { description: config.description }),
       ...(memory !== undefined && { memory_bytes: memory }),
-      ...(labels && { labels, classify: { output: config.classify?.output, top_k: config.classify?.top_k ?? 5, activation: config.classify?.activation ?? 'none' } }),
+      ...(labels && { labels }),
+      ...(labels && (!config.detect || config.classify) && { classify: { output: config.classify?.output, top_k: config.classify?.top_k ?? 5, activation: config.classify?.activation ?? 'none' } }),
       ...(config.embed && { embed: config.embed }),
+      // A detector's infer answers its raw tensors; :detect and the Models binding's run answer the boxes.
+      ...(config.detect && { task: 'object-detection', detect: config.detect }),
     }
     return {
       name,

@@ -39,6 +39,8 @@ export async function writeFixtureRepository(repo: string): Promise<void> {
   // Imported here, not at the top: it brings tf.js, which the global setup need not wait for.
   const { addImageModels } = await import('./image-models')
   await addImageModels(repo)
+  const { addDetectModels } = await import('./detect-models')
+  await addDetectModels(repo)
   for (const model of FOREIGN) addPackagedModel(repo, model.name, join(ROOT, 'node_modules', model.source))
   addPackagedModel(repo, MEMORY_MODEL, join(ROOT, 'node_modules/@vladmandic/human/models/faceres.json'))
   await addTrafficModels(repo)
