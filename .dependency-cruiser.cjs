@@ -9,14 +9,16 @@ module.exports = {
     {
       name: 'no-circular',
       severity: 'error',
-      comment: 'A cycle ties modules that should be read (and tested) one at a time; cut it with a narrow interface or a leaf module.',
+      comment:
+        'A cycle ties modules that should be read (and tested) one at a time; cut it with a narrow interface or a leaf module.',
       from: {},
       to: { circular: true },
     },
     {
       name: 'protocols-not-http',
       severity: 'error',
-      comment: "A protocol's request → answer logic is transport-neutral: the HTTP routes and the service binding both call it.",
+      comment:
+        "A protocol's request → answer logic is transport-neutral: the HTTP routes and the service binding both call it.",
       from: { path: '^src/protocols/', pathNot: '/routes\\.ts$|^src/protocols/[^/]+/routes/' },
       to: { path: '^src/http/' },
     },

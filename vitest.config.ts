@@ -51,10 +51,26 @@ export default defineConfig({
           server: { deps: { inline: [/@tensorflow\//] } },
           // tf.js bundled into a few files by esbuild once (cached in node_modules/.vite), rather than
           // its thousands of modules transformed one by one: the pool starts seconds sooner.
-          deps: { optimizer: { ssr: { enabled: true, include: ['@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-cpu', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-layers', '@tensorflow/tfjs-converter'] } } },
+          deps: {
+            optimizer: {
+              ssr: {
+                enabled: true,
+                include: [
+                  '@tensorflow/tfjs-core',
+                  '@tensorflow/tfjs-backend-cpu',
+                  '@tensorflow/tfjs-backend-wasm',
+                  '@tensorflow/tfjs-layers',
+                  '@tensorflow/tfjs-converter',
+                ],
+              },
+            },
+          },
           // test/soak.test.ts: bounded in `npm test`, full length with `npm run soak`.
           // test/text.test.ts: tokenizations, scores and vectors computed in Node (test/setup/text.ts).
-          provide: { soakRequests: Number(process.env.SOAK_REQUESTS ?? 2_000), textExpectations: await textExpectations() },
+          provide: {
+            soakRequests: Number(process.env.SOAK_REQUESTS ?? 2_000),
+            textExpectations: await textExpectations(),
+          },
           // A bound, not a pace: the soak, the MobileNet and the image fuzzing take 2–4 s alone and
           // share 2 cores with the e2e project's workerd processes; 5 s (vitest's default) was seen
           // to trip on a loaded machine.

@@ -34,7 +34,11 @@ for (const name of modelList.split(',')) {
       return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)
     }),
   )
-  const artifacts = { modelTopology: json.modelTopology, weightSpecs: json.weightsManifest.flatMap((g) => g.weights), weightData }
+  const artifacts = {
+    modelTopology: json.modelTopology,
+    weightSpecs: json.weightsManifest.flatMap((g) => g.weights),
+    weightData,
+  }
   models.set(name, await tfl.loadLayersModel(tf.io.fromMemory(artifacts)))
 }
 

@@ -49,7 +49,13 @@ export default {
     const [, action, name = ''] = url.pathname.split('/')
     if (action === 'load' && request.method === 'POST') {
       const body = await request.json<LoadBody>()
-      const model = await tfl.loadLayersModel(tf.io.fromMemory({ modelTopology: body.modelTopology, weightSpecs: body.weightSpecs, weightData: fromBase64(body.weights) }))
+      const model = await tfl.loadLayersModel(
+        tf.io.fromMemory({
+          modelTopology: body.modelTopology,
+          weightSpecs: body.weightSpecs,
+          weightData: fromBase64(body.weights),
+        }),
+      )
       loaded.get(name)?.model.dispose()
       loaded.set(name, { model, x: tf.tensor([body.input.flat], [1, ...body.input.shape], 'float32') })
       return Response.json({ loaded: name, backend: tf.getBackend() })

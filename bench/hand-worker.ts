@@ -29,7 +29,9 @@ function assetsHandler(env: Env, dir: string, json: tf.io.ModelJSON): tf.io.IOHa
   return {
     async load() {
       const shards = await Promise.all(
-        json.weightsManifest.flatMap((group) => group.paths).map(async (path) => (await env.ASSETS.fetch(`http://assets/${dir}/${path}`)).arrayBuffer()),
+        json.weightsManifest
+          .flatMap((group) => group.paths)
+          .map(async (path) => (await env.ASSETS.fetch(`http://assets/${dir}/${path}`)).arrayBuffer()),
       )
       return {
         modelTopology: json.modelTopology,
@@ -80,7 +82,10 @@ export default {
       const y = m.predict(x) as tf.Tensor
       const data = Array.from(await y.data())
       tf.dispose([x, y])
-      return Response.json({ model_name: v2[1], outputs: [{ name: 'output_0', datatype: 'FP32', shape: y.shape, data }] })
+      return Response.json({
+        model_name: v2[1],
+        outputs: [{ name: 'output_0', datatype: 'FP32', shape: y.shape, data }],
+      })
     }
     return new Response('not found', { status: 404 })
   },

@@ -30,13 +30,16 @@ export function addHandModel(assetsDir) {
   mkdirSync(target, { recursive: true })
   copyFileSync(HAND_IMAGE_JSON, join(target, 'model.json'))
   const json = JSON.parse(readFileSync(HAND_IMAGE_JSON, 'utf8'))
-  for (const shard of json.weightsManifest.flatMap((g) => g.paths)) copyFileSync(join(dirname(HAND_IMAGE_JSON), shard), join(target, shard))
+  for (const shard of json.weightsManifest.flatMap((g) => g.paths))
+    copyFileSync(join(dirname(HAND_IMAGE_JSON), shard), join(target, shard))
 }
 
 /** A deterministic 128×128×3 image in [0, 1), as TF Serving JSON and as the v2 binary layout. */
 function handBodies(inputName) {
   let seed = 11
-  const flat = new Float32Array(SIZE * SIZE * 3).map(() => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31).toFixed(4))
+  const flat = new Float32Array(SIZE * SIZE * 3).map(() =>
+    ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31).toFixed(4),
+  )
   const rows = []
   for (let y = 0; y < SIZE; y++) {
     const row = []
@@ -44,12 +47,24 @@ function handBodies(inputName) {
     rows.push(row)
   }
   const json = Buffer.from(JSON.stringify({ instances: [rows] }))
-  const header = Buffer.from(JSON.stringify({ inputs: [{ name: inputName, shape: [1, SIZE, SIZE, 3], datatype: 'FP32', parameters: { binary_data_size: flat.byteLength } }] }))
+  const header = Buffer.from(
+    JSON.stringify({
+      inputs: [
+        {
+          name: inputName,
+          shape: [1, SIZE, SIZE, 3],
+          datatype: 'FP32',
+          parameters: { binary_data_size: flat.byteLength },
+        },
+      ],
+    }),
+  )
   const binary = Buffer.concat([header, Buffer.from(flat.buffer)])
   return { json, binary, headerLength: header.length }
 }
 
-const post = (url, body, headers = { 'content-type': 'application/json' }) => fetch(url, { method: 'POST', headers, body })
+const post = (url, body, headers = { 'content-type': 'application/json' }) =>
+  fetch(url, { method: 'POST', headers, body })
 
 /** Cold starts: per try a fresh instance of each bundle, the first request to `model` timed to its last byte. */
 async function coldStarts(assetsDir, bundles, models) {
@@ -71,10 +86,25 @@ async function coldStarts(assetsDir, bundles, models) {
           let loaded
           if (server === 'ws') {
             const deadline = Date.now() + 5_000
-            while (!(loaded = eventsIn(instance.logs()).find((e) => e.event === 'model.loaded')) && Date.now() < deadline) await sleep(50)
+            while (
+              !(loaded = eventsIn(instance.logs()).find((e) => e.event === 'model.loaded')) &&
+              Date.now() < deadline
+            )
+              await sleep(50)
           }
-          tries.push({ try: i, server, model, ms, warmMs, startupMs: instance.startupMs, timing: res.headers.get('server-timing'), loaded })
-          log(`cold   ${server.padEnd(4)} ${model.padEnd(14)} first answer ${ms.toFixed(1)} ms, then ${warmMs.toFixed(1)} ms${loaded ? ` (load ${loaded.ms}: fetch ${loaded.fetchMs} / build ${loaded.buildMs} / warmup ${loaded.warmupMs} = batch-1 run ${loaded.warmup1Ms} + batch-2 run ${loaded.warmup2Ms} ms)` : ''}`)
+          tries.push({
+            try: i,
+            server,
+            model,
+            ms,
+            warmMs,
+            startupMs: instance.startupMs,
+            timing: res.headers.get('server-timing'),
+            loaded,
+          })
+          log(
+            `cold   ${server.padEnd(4)} ${model.padEnd(14)} first answer ${ms.toFixed(1)} ms, then ${warmMs.toFixed(1)} ms${loaded ? ` (load ${loaded.ms}: fetch ${loaded.fetchMs} / build ${loaded.buildMs} / warmup ${loaded.warmupMs} = batch-1 run ${loaded.warmup1Ms} + batch-2 run ${loaded.warmup2Ms} ms)` : ''}`,
+          )
         } finally {
           await instance.stop()
         }
@@ -86,7 +116,10 @@ async function coldStarts(assetsDir, bundles, models) {
 
 /** The hand-written comparison: warm latency interleaved, warmserve's Server-Timing, then cold starts. */
 export async function handRun(assetsDir) {
-  const [wsBundle, handBundle] = [await buildBundle({ assetsDir }), await buildBundle({ config: 'bench/hand-worker.toml' })]
+  const [wsBundle, handBundle] = [
+    await buildBundle({ assetsDir }),
+    await buildBundle({ config: 'bench/hand-worker.toml' }),
+  ]
   const ws = await startBundle({ bundle: wsBundle, assetsDir, vars: { TF_BACKEND: 'wasm' }, ready: 'live' })
   const hand = await startBundle({ bundle: handBundle, assetsDir, ready: 'listening' })
   let latency
@@ -95,7 +128,10 @@ export async function handRun(assetsDir) {
   try {
     const meta = await (await fetch(`${ws.url}/v2/models/${HAND_IMAGE}`)).json()
     const bodies = handBodies(meta.inputs[0].name)
-    const binaryHeaders = { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(bodies.headerLength) }
+    const binaryHeaders = {
+      'content-type': 'application/octet-stream',
+      'inference-header-content-length': String(bodies.headerLength),
+    }
     const json = { 'content-type': 'application/json' }
     const requests = {
       iris: { path: '/v1/models/iris:predict', body: Buffer.from(inputFor('iris').body), headers: json },
@@ -104,8 +140,18 @@ export async function handRun(assetsDir) {
       noop: { path: '/v2/health/live', method: 'GET', headers: {} },
     }
     const targets = []
-    for (const [prefix, server] of [['hand', hand], ['ws', ws]]) {
-      for (const [key, r] of Object.entries(requests)) targets.push({ key: `${prefix}:${key}`, url: `${server.url}${r.path}`, method: r.method ?? 'POST', headers: r.headers, body: r.body })
+    for (const [prefix, server] of [
+      ['hand', hand],
+      ['ws', ws],
+    ]) {
+      for (const [key, r] of Object.entries(requests))
+        targets.push({
+          key: `${prefix}:${key}`,
+          url: `${server.url}${r.path}`,
+          method: r.method ?? 'POST',
+          headers: r.headers,
+          body: r.body,
+        })
     }
     // Both answer the same, and warmserve says where its time goes (after a first, loading request).
     const answers = {}
@@ -123,9 +169,12 @@ export async function handRun(assetsDir) {
     }
     const ref = answers['hand:image-json']
     agreement = Math.max(...Object.values(answers).flatMap((a) => a.map((v, i) => Math.abs(v - ref[i]))))
-    log(`hand   warmserve and the hand-written Worker agree on ${HAND_IMAGE} within ${agreement.toExponential(1)} (absolute)`)
+    log(
+      `hand   warmserve and the hand-written Worker agree on ${HAND_IMAGE} within ${agreement.toExponential(1)} (absolute)`,
+    )
     latency = await interleaved(targets)
-    for (const [key, s] of Object.entries(latency)) log(`hand   ${key.padEnd(20)} p50 ${s.p50.toFixed(2)} ms  p90 ${s.p90.toFixed(2)} ms  (${s.n} sequential)`)
+    for (const [key, s] of Object.entries(latency))
+      log(`hand   ${key.padEnd(20)} p50 ${s.p50.toFixed(2)} ms  p90 ${s.p90.toFixed(2)} ms  (${s.n} sequential)`)
   } finally {
     await hand.stop()
     await ws.stop()
@@ -158,7 +207,7 @@ export function handMarkdown(hand) {
     "tf.js on warmserve's wasm SIMD backend, `JSON.parse` + `tf.tensor` in and `JSON.stringify` out, the v2 binary body read",
     'through a `Float32Array`; no router, validation or metrics. Both deploy bundles are served by workerd through Miniflare with',
     `the same ASSETS binding, interleaved (${QUICK ? 'quick: ' : ''}round-robin slices, sequential requests, p50). The host was shared with other`,
-    'engineers\' work while this ran; the round-robin spreads that load over both servers alike.',
+    "engineers' work while this ran; the round-robin spreads that load over both servers alike.",
     '',
     '| request | hand-written Worker | warmserve | ratio | target | |',
     '|---|---:|---:|---:|---:|---|',
@@ -167,7 +216,9 @@ export function handMarkdown(hand) {
     const a = l[`hand:${key}`]?.p50
     const b = l[`ws:${key}`]?.p50
     const r = b / a
-    out.push(`| ${label} | ${f2(a)} ms | ${f2(b)} ms | ${f2(r)}× | ≤ ${target.toFixed(2)}× | ${r <= target ? 'met' : `**missed** by ${f2(b - target * a)} ms`} |`)
+    out.push(
+      `| ${label} | ${f2(a)} ms | ${f2(b)} ms | ${f2(r)}× | ≤ ${target.toFixed(2)}× | ${r <= target ? 'met' : `**missed** by ${f2(b - target * a)} ms`} |`,
+    )
   }
   out.push(
     '',
@@ -179,13 +230,16 @@ export function handMarkdown(hand) {
     '| request | warmserve − hand-written (p50) | warmserve `Server-Timing` |',
     '|---|---:|---|',
   )
-  for (const [label, key] of rows) out.push(`| ${label} | ${f2(l[`ws:${key}`]?.p50 - l[`hand:${key}`]?.p50)} ms | \`${hand.timings?.[key] ?? '(none)'}\` |`)
+  for (const [label, key] of rows)
+    out.push(
+      `| ${label} | ${f2(l[`ws:${key}`]?.p50 - l[`hand:${key}`]?.p50)} ms | \`${hand.timings?.[key] ?? '(none)'}\` |`,
+    )
 
   const extra = (key) => l[`ws:${key}`]?.p50 - l[`hand:${key}`]?.p50
   out.push(
     '',
     `Reading: iris's extra ${f2(extra('iris'))} ms is the no-op's extra ${f2(extra('noop'))} ms within ${f2(Math.abs(extra('iris') - extra('noop')))} ms, so it is the`,
-    "per-request cost of what every warmserve request passes through (router and middleware; not broken down further here), not the model path; the",
+    'per-request cost of what every warmserve request passes through (router and middleware; not broken down further here), not the model path; the',
     `image model's JSON request costs ${f2(extra('image-json'))} ms more than \`JSON.parse\` + \`tf.tensor\` where the 0.80× target needs warmserve's`,
     `own reader to save ${f2(l['hand:image-json']?.p50 * 0.2)} ms; the binary request is at the floor. Under this run's load every CPU millisecond reads`,
     'as several on the wall clock, so the absolute figures are inflated; the ratios are the comparison.',
@@ -197,7 +251,7 @@ export function handMarkdown(hand) {
     '',
     'Each try starts a new Miniflare (a new workerd, so a new isolate) and times the first request from sending to the last byte of',
     "its answer: wasm instantiation, the model's fetch from ASSETS, build, and for warmserve its warmup and memory profiling. Stages",
-    "are warmserve's `model.loaded` log line (`ms` the whole load; \"rest\" is the first answer less the load: backend instantiation, routing, the request itself).",
+    'are warmserve\'s `model.loaded` log line (`ms` the whole load; "rest" is the first answer less the load: backend instantiation, routing, the request itself).',
     '',
     '| model | hand-written first answer | warmserve first answer | ratio (target ≤ 1.20×) | warmserve load: fetch / build / warmup (batch-1 + batch-2 profiled runs), ms | load total | rest | warm answer hand / warmserve |',
     '|---|---:|---:|---:|---|---:|---:|---|',
@@ -217,8 +271,13 @@ export function handMarkdown(hand) {
     )
   }
   for (const model of models) {
-    const pairs = hand.cold.filter((t) => t.server === 'ws' && t.model === model).map((w) => w.ms / hand.cold.find((h) => h.server === 'hand' && h.model === model && h.try === w.try).ms)
-    out.push('', `${model}: median of the per-try ratios (each try's two first answers started back to back, so under the same load): ${f2(median(pairs))}×.`)
+    const pairs = hand.cold
+      .filter((t) => t.server === 'ws' && t.model === model)
+      .map((w) => w.ms / hand.cold.find((h) => h.server === 'hand' && h.model === model && h.try === w.try).ms)
+    out.push(
+      '',
+      `${model}: median of the per-try ratios (each try's two first answers started back to back, so under the same load): ${f2(median(pairs))}×.`,
+    )
   }
   const image = hand.cold.filter((t) => t.server === 'ws' && t.loaded?.warmup2Ms !== undefined && t.model !== 'iris')
   if (image.length > 0) {

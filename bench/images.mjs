@@ -37,7 +37,10 @@ export async function photoJpeg() {
   const source = jpeg.decode(readFileSync(join(ROOT, PHOTO.file)), { useTArray: true, formatAsRGBA: true })
   const resized = tf.tidy(() => {
     const rgba = tf.tensor3d(source.data, [source.height, source.width, 4], 'float32')
-    return tf.cast(tf.clipByValue(tf.round(tf.image.resizeBilinear(rgba, [PHOTO.height, PHOTO.width])), 0, 255), 'int32')
+    return tf.cast(
+      tf.clipByValue(tf.round(tf.image.resizeBilinear(rgba, [PHOTO.height, PHOTO.width])), 0, 255),
+      'int32',
+    )
   })
   const data = Buffer.from(await resized.data())
   resized.dispose()
@@ -45,7 +48,8 @@ export async function photoJpeg() {
 }
 
 /** `name;dur=X` entries of a Server-Timing header. */
-const timings = (header) => Object.fromEntries([...(header ?? '').matchAll(/(\w+);dur=([\d.]+)/g)].map(([, name, ms]) => [name, Number(ms)]))
+const timings = (header) =>
+  Object.fromEntries([...(header ?? '').matchAll(/(\w+);dur=([\d.]+)/g)].map(([, name, ms]) => [name, Number(ms)]))
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]
 
 /**
@@ -63,7 +67,8 @@ export async function imagePath(server, measure) {
   for (let i = 0; i < TIMED_REQUESTS + 1; i++) {
     const response = await fetch(url, { ...init, signal: AbortSignal.timeout(60_000) })
     const text = await response.text()
-    if (response.status !== 200) throw new Error(`:classify on ${PHOTO_MODEL} with a JPEG answered ${response.status}: ${text.slice(0, 500)}`)
+    if (response.status !== 200)
+      throw new Error(`:classify on ${PHOTO_MODEL} with a JPEG answered ${response.status}: ${text.slice(0, 500)}`)
     answer = JSON.parse(text)
     const t = timings(response.headers.get('server-timing'))
     if (i === 0) continue // the load
@@ -73,7 +78,8 @@ export async function imagePath(server, measure) {
   decode.sort((a, b) => a - b)
   infer.sort((a, b) => a - b)
   const cells = []
-  for (const c of [1, 8]) cells.push({ c, ...(await measure(server, url, c, init, `:classify ${PHOTO_MODEL} JPEG 640×480 worker/wasm`)) })
+  for (const c of [1, 8])
+    cells.push({ c, ...(await measure(server, url, c, init, `:classify ${PHOTO_MODEL} JPEG 640×480 worker/wasm`)) })
   return {
     bytes: body.length,
     width: PHOTO.width,

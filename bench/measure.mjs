@@ -63,7 +63,7 @@ export function workerdRss(server) {
       return { pid: Number(pid), ppid: Number(ppid), pgid: Number(pgid), rss: Number(rss), args }
     })
   const tree = new Set([server.pgid])
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false
     for (const row of rows) {
       if (!tree.has(row.pid) && (tree.has(row.ppid) || row.pgid === server.pgid)) {
@@ -150,7 +150,13 @@ export async function getJson(url) {
 }
 
 /** One autocannon cell: `connections` clients posting `body` (or as `init` says) for `duration` seconds. */
-export async function cell(url, body, connections, duration, init = { method: 'POST', headers: { 'content-type': 'application/json' }, body }) {
+export async function cell(
+  url,
+  body,
+  connections,
+  duration,
+  init = { method: 'POST', headers: { 'content-type': 'application/json' }, body },
+) {
   const result = await autocannon({
     url,
     ...init,
@@ -183,7 +189,11 @@ function random(seed) {
 }
 
 const nest = (flat, shape) =>
-  shape.length === 1 ? Array.from(flat) : Array.from({ length: shape[0] }, (_, i) => nest(flat.slice((i * flat.length) / shape[0], ((i + 1) * flat.length) / shape[0]), shape.slice(1)))
+  shape.length === 1
+    ? Array.from(flat)
+    : Array.from({ length: shape[0] }, (_, i) =>
+        nest(flat.slice((i * flat.length) / shape[0], ((i + 1) * flat.length) / shape[0]), shape.slice(1)),
+      )
 
 /** One example per model, as the flat values and shape the Node floor uses and the JSON body the Worker gets. */
 export function inputFor(model) {
@@ -217,7 +227,11 @@ export function artifactsFrom(dir) {
       return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)
     }),
   )
-  return { modelTopology: json.modelTopology, weightSpecs: json.weightsManifest.flatMap((g) => g.weights), weightData: buffers }
+  return {
+    modelTopology: json.modelTopology,
+    weightSpecs: json.weightsManifest.flatMap((g) => g.weights),
+    weightData: buffers,
+  }
 }
 
 /** Raw tf.js `predictOnBatch` on the same input, in Node, sequentially: what no server can beat. */
@@ -251,7 +265,9 @@ export async function nodeFloor(assetsDir, models, backends) {
       const at = (q) => times[Math.min(times.length - 1, Math.floor(q * times.length))]
       const mean = times.reduce((a, b) => a + b, 0) / times.length
       rows.push({ model: name, backend, p50: at(0.5), p99: at(0.99), rps: 1000 / mean, n: times.length })
-      log(`floor  ${name.padEnd(14)} node/${backend.padEnd(4)} p50 ${at(0.5).toFixed(2)} ms  p99 ${at(0.99).toFixed(2)} ms  (${times.length} runs)`)
+      log(
+        `floor  ${name.padEnd(14)} node/${backend.padEnd(4)} p50 ${at(0.5).toFixed(2)} ms  p99 ${at(0.99).toFixed(2)} ms  (${times.length} runs)`,
+      )
       x.dispose()
       model.dispose()
     }
@@ -377,9 +393,14 @@ export function imageBodies(inputName) {
   const { flat, shape } = inputFor(IMAGE_MODEL)
   const dims = [1, ...shape]
   const json = Buffer.from(JSON.stringify({ inputs: [{ name: inputName, shape: dims, datatype: 'FP32', data: flat }] }))
-  const header = Buffer.from(JSON.stringify({ inputs: [{ name: inputName, shape: dims, datatype: 'FP32', parameters: { binary_data_size: flat.length * 4 } }] }))
+  const header = Buffer.from(
+    JSON.stringify({
+      inputs: [{ name: inputName, shape: dims, datatype: 'FP32', parameters: { binary_data_size: flat.length * 4 } }],
+    }),
+  )
   const raw = new Float32Array(flat)
-  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error('this host is big-endian; the binary body would need byte swapping')
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1)
+    throw new Error('this host is big-endian; the binary body would need byte swapping')
   const binary = Buffer.concat([header, Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength)])
   return { json, binary, headerLength: header.length, shape: dims }
 }
@@ -435,7 +456,12 @@ export async function requestParsing({ json, binary, headerLength, shape }, inpu
     const flat = m.flatten(input.data, `${where} data`, { left: 4_000_000, limit: 4_000_000 })
     if (flat.values.length !== count) throw new Error('JSON body: wrong element count')
     const t3 = performance.now()
-    const out = m.toTypedArray(spec, { shape: input.shape, values: flat.values }, `${where} data`, m.converter(input.datatype, spec.dtype, where))
+    const out = m.toTypedArray(
+      spec,
+      { shape: input.shape, values: flat.values },
+      `${where} data`,
+      m.converter(input.datatype, spec.dtype, where),
+    )
     const t4 = performance.now()
     return { out, stages: [t1 - t0, t2 - t1, t3 - t2, t4 - t3], total: t4 - t0 }
   }
@@ -445,18 +471,27 @@ export async function requestParsing({ json, binary, headerLength, shape }, inpu
     const t1 = performance.now()
     const body = m.parseBody(m.InferRequest, header)
     const t2 = performance.now()
-    const raws = m.splitBinary(body.inputs.map((i) => i.parameters?.binary_data_size), binBytes.subarray(headerLength))
+    const raws = m.splitBinary(
+      body.inputs.map((i) => i.parameters?.binary_data_size),
+      binBytes.subarray(headerLength),
+    )
     const input = body.inputs[0]
     const values = m.decodeBinary(input.datatype, raws[0], count, `${where} binary data`)
     const t3 = performance.now()
-    const out = m.toTypedArray(spec, { shape: input.shape, values }, `${where} data`, m.converter(input.datatype, spec.dtype, where))
+    const out = m.toTypedArray(
+      spec,
+      { shape: input.shape, values },
+      `${where} data`,
+      m.converter(input.datatype, spec.dtype, where),
+    )
     const t4 = performance.now()
     return { out, stages: [t1 - t0, t2 - t1, t3 - t2, t4 - t3], total: t4 - t0 }
   }
   const a = viaJson().out
   const b = viaBinary().out
-  if (a.length !== b.length || a.some((v, i) => v !== b[i])) throw new Error('JSON and binary bodies parse to different tensors')
-  for (let i = 0; i < 20; i++) viaJson(), viaBinary()
+  if (a.length !== b.length || a.some((v, i) => v !== b[i]))
+    throw new Error('JSON and binary bodies parse to different tensors')
+  for (let i = 0; i < 20; i++) (viaJson(), viaBinary())
   const ITERATIONS = QUICK ? 50 : 200
   const runs = { json: [], binary: [] }
   for (let i = 0; i < ITERATIONS; i++) {
@@ -486,7 +521,11 @@ export async function bundleSize(assetsDir) {
     const match = /Total Upload:\s*([\d.]+)\s*KiB\s*\/\s*gzip:\s*([\d.]+)\s*KiB/.exec(bundle.output)
     if (!match) throw new Error(`no "Total Upload" line in: ${bundle.output.slice(-1000)}`)
     const files = readdirSync(outdir).filter((f) => !f.endsWith('.map') && !f.endsWith('.md'))
-    const result = { totalKiB: Number(match[1]), gzipKiB: Number(match[2]), files: files.map((f) => ({ name: f, bytes: statSync(join(outdir, f)).size })) }
+    const result = {
+      totalKiB: Number(match[1]),
+      gzipKiB: Number(match[2]),
+      files: files.map((f) => ({ name: f, bytes: statSync(join(outdir, f)).size })),
+    }
     log(`bundle: ${result.totalKiB} KiB, ${result.gzipKiB} KiB gzipped (wrangler deploy --dry-run)`)
     return result
   } catch (error) {

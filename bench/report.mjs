@@ -44,10 +44,10 @@ export function machine() {
   }
 }
 
-
 /** The speed targets against this run's figures. */
 function targetsMarkdown({ floors, runs, cacheOff, extra, parsing, bundle }) {
-  const cellOf = (model, backend, c) => runs.find((r) => r.model === model && r.actual === backend)?.cells.find((x) => x.c === c && !x.skipped)
+  const cellOf = (model, backend, c) =>
+    runs.find((r) => r.model === model && r.actual === backend)?.cells.find((x) => x.c === c && !x.skipped)
   const floorOf = (model, backend) => floors.find((f) => f.model === model && f.backend === backend)
   const plumbing = runs.find((r) => r.control)?.control.cells.find((x) => x.c === 1 && !x.skipped)
   const verdict = (ok) => (ok === undefined ? 'not measured' : ok ? '**met**' : '**missed**')
@@ -64,7 +64,9 @@ function targetsMarkdown({ floors, runs, cacheOff, extra, parsing, bundle }) {
       f && w ? `${w.p50} ms ÷ ${fmt(f.p50, 2)} ms = ${times(w.p50 / f.p50)}` : '—',
       f && w?.serverP50 !== undefined
         ? `${w.serverP50} ms ÷ ${fmt(f.p50, 2)} ms = ${times(w.serverP50 / f.p50)} (JSON, v1 predict)` +
-          (bin?.serverP50 !== undefined ? `; binary body (v2): ${bin.serverP50} ms = ${times(bin.serverP50 / f.p50)}` : '')
+          (bin?.serverP50 !== undefined
+            ? `; binary body (v2): ${bin.serverP50} ms = ${times(bin.serverP50 / f.p50)}`
+            : '')
         : '—',
       `${verdict(ok)} (in-Worker, JSON)`,
       ok === undefined
@@ -81,10 +83,18 @@ function targetsMarkdown({ floors, runs, cacheOff, extra, parsing, bundle }) {
     const ok = f && w?.serverP50 !== undefined ? w.serverP50 <= f.p50 + 1 : undefined
     rows.push([
       'Warm p50 through the Worker ≤ raw + 1 ms, `iris` (wasm, c=1)',
-      f && w ? `${w.p50} ms − ${fmt(f.p50, 2)} ms = +${fmt(w.p50 - f.p50)} ms${plumbing ? ` (the plumbing alone, \`GET /v2/health/live\`: ${plumbing.p50} ms)` : ''}` : '—',
-      f && w?.serverP50 !== undefined ? `${w.serverP50} ms − ${fmt(f.p50, 2)} ms = +${fmt(w.serverP50 - f.p50, 2)} ms (mean ${fmt(w.serverMean, 2)} ms; whole-ms clock)` : '—',
+      f && w
+        ? `${w.p50} ms − ${fmt(f.p50, 2)} ms = +${fmt(w.p50 - f.p50)} ms${plumbing ? ` (the plumbing alone, \`GET /v2/health/live\`: ${plumbing.p50} ms)` : ''}`
+        : '—',
+      f && w?.serverP50 !== undefined
+        ? `${w.serverP50} ms − ${fmt(f.p50, 2)} ms = +${fmt(w.serverP50 - f.p50, 2)} ms (mean ${fmt(w.serverMean, 2)} ms; whole-ms clock)`
+        : '—',
       `${verdict(ok)} (in-Worker)`,
-      ok === undefined ? '' : ok ? `${fmt(f.p50 + 1 - w.serverP50, 2)} ms to spare` : `${fmt(w.serverP50 - f.p50 - 1, 2)} ms over`,
+      ok === undefined
+        ? ''
+        : ok
+          ? `${fmt(f.p50 + 1 - w.serverP50, 2)} ms to spare`
+          : `${fmt(w.serverP50 - f.p50 - 1, 2)} ms over`,
     ])
   }
   // 3. cache: warm ≥ 10× lower p50 than a build per request (digits).
@@ -96,7 +106,9 @@ function targetsMarkdown({ floors, runs, cacheOff, extra, parsing, bundle }) {
     rows.push([
       'Warm cache ≥ 10× lower p50 than a build per request, `digits` (wasm, c=1)',
       warm && off ? `${off.p50} ms ÷ ${warm.p50} ms = ${times(off.p50 / warm.p50)}` : '—',
-      warm && off ? `${off.serverP50} ms ÷ ${warm.serverP50} ms = ${times(inWorker)} (means: ${fmt(off.serverMean)} ÷ ${fmt(warm.serverMean, 2)} ms = ${times(off.serverMean / warm.serverMean)})` : '—',
+      warm && off
+        ? `${off.serverP50} ms ÷ ${warm.serverP50} ms = ${times(inWorker)} (means: ${fmt(off.serverMean)} ÷ ${fmt(warm.serverMean, 2)} ms = ${times(off.serverMean / warm.serverMean)})`
+        : '—',
       `${verdict(ok)} (in-Worker p50)`,
       ok === undefined
         ? ''
@@ -116,9 +128,15 @@ function targetsMarkdown({ floors, runs, cacheOff, extra, parsing, bundle }) {
     rows.push([
       `wasm ≥ 10× faster than cpu inside workerd, \`${IMAGE_MODEL}\` (c=1)`,
       w && k ? `${k.p50} ms ÷ ${w.p50} ms = ${times(k.p50 / w.p50)}` : '—',
-      w && k ? `${k.serverP50} ms ÷ ${w.serverP50} ms = ${times(inWorker)} (in Node: ${fw && fc ? times(fc.p50 / fw.p50) : '—'})` : '—',
+      w && k
+        ? `${k.serverP50} ms ÷ ${w.serverP50} ms = ${times(inWorker)} (in Node: ${fw && fc ? times(fc.p50 / fw.p50) : '—'})`
+        : '—',
       `${verdict(ok)} (in-Worker p50)`,
-      ok === undefined ? '' : ok ? `${times(inWorker)} against 10×` : `${times(inWorker)} against 10×: short by ${times(10 / inWorker)} (${((1 - inWorker / 10) * 100).toFixed(0)}%)`,
+      ok === undefined
+        ? ''
+        : ok
+          ? `${times(inWorker)} against 10×`
+          : `${times(inWorker)} against 10×: short by ${times(10 / inWorker)} (${((1 - inWorker / 10) * 100).toFixed(0)}%)`,
     ])
   }
   // 5. batching: digits throughput at c=32 ≥ 1.5× unbatched, with p99.
@@ -137,7 +155,11 @@ function targetsMarkdown({ floors, runs, cacheOff, extra, parsing, bundle }) {
         : '—',
       base && batched ? `p50 / p99 ${inWorker(batched)} ms batched vs ${inWorker(base)} ms` : '—',
       `${verdict(ok)} (client req/s)`,
-      ok === undefined ? '' : ok ? `${times(gain)} against 1.5×` : `${times(gain)} against 1.5×: short by ${times(1.5 / gain)} (${fmt(1.5 * base.rps - batched.rps)} req/s)`,
+      ok === undefined
+        ? ''
+        : ok
+          ? `${times(gain)} against 1.5×`
+          : `${times(gain)} against 1.5×: short by ${times(1.5 / gain)} (${fmt(1.5 * base.rps - batched.rps)} req/s)`,
     ])
   }
   // 6. binary: ≥ 3× lower request-parsing time than JSON.
@@ -150,9 +172,15 @@ function targetsMarkdown({ floors, runs, cacheOff, extra, parsing, bundle }) {
       `Binary: ≥ 3× lower request-parsing time than JSON, \`${IMAGE_MODEL}\` input (${IMAGE_SIZE}×${IMAGE_SIZE}×3 FP32)`,
       j && b ? `end to end p50 ${j.p50} → ${b.p50} ms (c=1)` : '—',
       `parsing (Worker's functions, in Node): ${parsing ? `${fmt(parsing.json.median, 2)} ÷ ${fmt(parsing.binary.median, 3)} ms = ${times(gain)}` : '—'}` +
-        (j && b ? `; whole request in the Worker: p50 ${j.serverP50} → ${b.serverP50} ms, mean ${fmt(j.serverMean)} → ${fmt(b.serverMean)} ms` : ''),
+        (j && b
+          ? `; whole request in the Worker: p50 ${j.serverP50} → ${b.serverP50} ms, mean ${fmt(j.serverMean)} → ${fmt(b.serverMean)} ms`
+          : ''),
       `${verdict(ok)} (parsing time)`,
-      ok === undefined ? '' : ok ? `${times(gain)} against 3×` : `${times(gain)} against 3×: short by ${times(3 / gain)}`,
+      ok === undefined
+        ? ''
+        : ok
+          ? `${times(gain)} against 3×`
+          : `${times(gain)} against 3×: short by ${times(3 / gain)}`,
     ])
   }
   // 7. bundle size.
@@ -172,9 +200,9 @@ function targetsMarkdown({ floors, runs, cacheOff, extra, parsing, bundle }) {
     '',
     '**client** = what autocannon saw through `wrangler dev`, which adds its local plumbing (a proxy `workerd`, then the',
     `static-assets router) that production does not have${plumbing ? ` — \`GET /v2/health/live\`, no model, takes ${plumbing.p50} ms p50 at c=1 here` : ''}.`,
-    '**in-Worker** = the Worker\'s own time per request (its access-log line\'s `ms`, whole milliseconds). The',
+    "**in-Worker** = the Worker's own time per request (its access-log line's `ms`, whole milliseconds). The",
     '**verdict** column says which figure it uses: the in-Worker one for latency targets (what production would',
-    'see, less the network), autocannon\'s req/s for throughput. The floor is tf.js `predictOnBatch` in this Node process.',
+    "see, less the network), autocannon's req/s for throughput. The floor is tf.js `predictOnBatch` in this Node process.",
     '',
     '| target | client | in-Worker | verdict (on) | by how much |',
     '|---|---|---|---|---|',
@@ -187,14 +215,15 @@ function targetsMarkdown({ floors, runs, cacheOff, extra, parsing, bundle }) {
 function baselinesMarkdown({ runs, cacheOff, extra, parsing }) {
   const lines = []
   const push = (...l) => lines.push(...l)
-  const cellOf = (model, backend, c) => runs.find((r) => r.model === model && r.actual === backend)?.cells.find((x) => x.c === c && !x.skipped)
+  const cellOf = (model, backend, c) =>
+    runs.find((r) => r.model === model && r.actual === backend)?.cells.find((x) => x.c === c && !x.skipped)
   if (cacheOff) {
     push(
       '### Model cache off: a build per request',
       '',
       'A separate `wrangler dev` with `--var MODEL_CACHE:off`: every request fetches the model from the assets,',
       'builds it, warms it up and disposes it afterwards (src/isolate.ts) — the pattern the cache exists to',
-      'avoid — against the warm cache\'s cells above (wasm). **load** = the medians of the Worker\'s per-request',
+      "avoid — against the warm cache's cells above (wasm). **load** = the medians of the Worker's per-request",
       '`model.loaded` lines.',
       '',
       '| model | conc. | warm p50 / p99 ms | cache off p50 / p99 ms | warm req/s | cache off req/s | in-Worker p50 warm → off | in-Worker mean warm → off | load: fetch / build / warmup ms | off ÷ warm p50 (client) | off ÷ warm p50 (in-Worker) |',
@@ -222,7 +251,9 @@ function baselinesMarkdown({ runs, cacheOff, extra, parsing }) {
     )
     for (const r of extra.batching) {
       const base = extra.batching.find((x) => x.model === r.base && x.c === r.c)
-      const cfg = r.batchingConfig ? `${r.batchingConfig.max_batch_size}, ${r.batchingConfig.max_queue_delay_ms} ms` : 'off'
+      const cfg = r.batchingConfig
+        ? `${r.batchingConfig.max_batch_size}, ${r.batchingConfig.max_queue_delay_ms} ms`
+        : 'off'
       push(
         `| ${r.model} | ${cfg} | ${r.c} | ${fmt(r.p50, 0)} | ${fmt(r.p99, 0)} | ${fmt(r.rps)} | ${inWorker(r)} | ${r === base ? '1.0×' : ratio(r.rps, base?.rps)} | ${r === base ? '1.0×' : ratio(r.p99, base?.p99)} |` +
           (r.failed ? ` ${r.failed} failed` : ''),
@@ -261,7 +292,7 @@ function baselinesMarkdown({ runs, cacheOff, extra, parsing }) {
       push(
         '',
         `**Request parsing** alone, timed in this Node process (V8, as in workerd) on the exact bodies above, with the`,
-        'Worker\'s own functions — `parseJson` (src/http/body.ts), `parseBody(InferRequest)` (src/protocols/schemas.ts),',
+        "Worker's own functions — `parseJson` (src/http/body.ts), `parseBody(InferRequest)` (src/protocols/schemas.ts),",
         '`flatten` / `toTypedArray` (src/protocols/tensors.ts), `splitBinary` / `decodeBinary` (src/protocols/v2/binary.ts) — bundled by esbuild during',
         `the run; from the body's bytes to the Float32Array that becomes the tensor; median of ${parsing.iterations} runs each.`,
         '',
@@ -278,7 +309,19 @@ function baselinesMarkdown({ runs, cacheOff, extra, parsing }) {
   return lines
 }
 
-export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff, extra, parsing, bundle, speed, hand }) {
+export function resultsMarkdown({
+  env,
+  floors,
+  runs,
+  imageInfo,
+  totalS,
+  cacheOff,
+  extra,
+  parsing,
+  bundle,
+  speed,
+  hand,
+}) {
   const floorOf = (model, backend) => floors.find((f) => f.model === model && f.backend === backend)
   const runOf = (model, backend) => runs.find((r) => r.model === model && r.backend === backend)
   const lines = []
@@ -312,9 +355,9 @@ export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff
     '',
     '`POST /v1/models/{m}:predict`, one example per request. **floor** = tf.js `predictOnBatch` + reading the',
     'result, called directly in Node on the same backend and input, one at a time (its req/s is 1 ÷ mean).',
-    '**× floor** = the Worker\'s p50 ÷ the floor\'s p50 on the same backend. autocannon reports whole milliseconds.',
-    '**in-Worker** = the Worker\'s own time per request (its access-log line\'s `ms`: routing, JSON, validation,',
-    'inference, response), so the gap to p50 is `wrangler dev`\'s local plumbing — a proxy `workerd`, then the',
+    "**× floor** = the Worker's p50 ÷ the floor's p50 on the same backend. autocannon reports whole milliseconds.",
+    "**in-Worker** = the Worker's own time per request (its access-log line's `ms`: routing, JSON, validation,",
+    "inference, response), so the gap to p50 is `wrangler dev`'s local plumbing — a proxy `workerd`, then the",
     'static-assets router, then the Worker — which production does not have. The `(no model)` rows measure that',
     'plumbing alone.',
     '',
@@ -324,7 +367,10 @@ export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff
   for (const model of MODELS) {
     for (const backend of BACKENDS) {
       const f = floorOf(model, backend)
-      if (f) push(`| ${model} | floor (Node, in-process) | ${backend} | 1 | ${fmt(f.p50, 2)} | ${fmt(f.p99, 2)} | ${fmt(f.rps)} | | 1.0× | 1.0× |`)
+      if (f)
+        push(
+          `| ${model} | floor (Node, in-process) | ${backend} | 1 | ${fmt(f.p50, 2)} | ${fmt(f.p99, 2)} | ${fmt(f.rps)} | | 1.0× | 1.0× |`,
+        )
     }
     for (const backend of BACKENDS) {
       const run = runOf(model, backend)
@@ -334,7 +380,12 @@ export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff
       const row = (variant, backendText, c) =>
         `| ${model} | ${variant} | ${backendText} | ${c.c} | ${fmt(c.p50, 0)} | ${fmt(c.p99, 0)} | ${fmt(c.rps)} | ${inWorker(c)} | ${ratio(c.p50, f?.p50)} | ${f ? ratio(c.rps, f.rps, 2) : '—'} |` +
         (c.failed ? ` ${c.failed} failed` : '')
-      for (const c of run.cells) push(c.skipped ? `| ${model} | worker | ${run.actual}${note} | ${c.c} | skipped | | | | | |` : row('worker', `${run.actual}${note}`, c))
+      for (const c of run.cells)
+        push(
+          c.skipped
+            ? `| ${model} | worker | ${run.actual}${note} | ${c.c} | skipped | | | | | |`
+            : row('worker', `${run.actual}${note}`, c),
+        )
       for (const c of (run.actual === cacheOff?.actual ? cacheOff.cells : []).filter((x) => x.model === model)) {
         push(row('worker, cache off (build per request)', cacheOff.actual, c))
       }
@@ -343,7 +394,10 @@ export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff
   const controlRun = runs.find((r) => r.control)
   if (controlRun) {
     for (const c of controlRun.control.cells) {
-      if (!c.skipped) push(`| (no model) | worker, \`GET /v2/health/live\` | ${controlRun.actual} | ${c.c} | ${fmt(c.p50, 0)} | ${fmt(c.p99, 0)} | ${fmt(c.rps)} | ${inWorker(c)} | | |`)
+      if (!c.skipped)
+        push(
+          `| (no model) | worker, \`GET /v2/health/live\` | ${controlRun.actual} | ${c.c} | ${fmt(c.p50, 0)} | ${fmt(c.p99, 0)} | ${fmt(c.rps)} | ${inWorker(c)} | | |`,
+        )
     }
   }
   push(
@@ -366,16 +420,18 @@ export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff
     for (const c of CONCURRENCY) {
       const w = wasm.cells.find((x) => x.c === c && !x.skipped)
       const k = cpu.cells.find((x) => x.c === c && !x.skipped)
-      push(`| ${model} | ${c} | ${w && k ? ratio(k.p50, w.p50) : '—'} | ${w && k ? ratio(k.serverP50, w.serverP50) : '—'} | ${w && k ? ratio(w.rps, k.rps) : '—'} |`)
+      push(
+        `| ${model} | ${c} | ${w && k ? ratio(k.p50, w.p50) : '—'} | ${w && k ? ratio(k.serverP50, w.serverP50) : '—'} | ${w && k ? ratio(w.rps, k.rps) : '—'} |`,
+      )
     }
   }
   push(
     '',
     '## Cold start',
     '',
-    'A fresh `wrangler dev` per row; the first request is that model\'s predict (no request before it, so it',
-    'also pays for the isolate, the module\'s global scope and the backend\'s start). fetch / build / warmup are',
-    'the Worker\'s own `model.loaded` log line; **rest** = first predict − (fetch + build + warmup) − warm p50 at',
+    "A fresh `wrangler dev` per row; the first request is that model's predict (no request before it, so it",
+    "also pays for the isolate, the module's global scope and the backend's start). fetch / build / warmup are",
+    "the Worker's own `model.loaded` log line; **rest** = first predict − (fetch + build + warmup) − warm p50 at",
     'c=1: isolate start, backend initialisation, JSON and HTTP. **other CPU** = what other processes on the',
     'machine used while the row (cold start, warm cells and memory) ran, in % of one core: high means skewed.',
     '',
@@ -403,9 +459,9 @@ export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff
     'Worker — and the static-assets router in front of it — and **proxy** forwards the public port to it.',
     'RSS is the whole process (runtime, V8, every isolate in it), so the number to hold against the',
     `isolate's ${ISOLATE_LIMIT_MB} MB is the growth: **load Δ** = after the first predict − idle (before any request).`,
-    'Each row is a fresh `wrangler dev`. **counted** is what the cache\'s budget counts for the model with one row',
-    'running (weights, kernel state, activations: the `model.loaded` line\'s `memoryBytes`), next to the wasm heap',
-    'growth its load caused (`heapGrowthBytes`) and the process\'s RSS growth.',
+    "Each row is a fresh `wrangler dev`. **counted** is what the cache's budget counts for the model with one row",
+    "running (weights, kernel state, activations: the `model.loaded` line's `memoryBytes`), next to the wasm heap",
+    "growth its load caused (`heapGrowthBytes`) and the process's RSS growth.",
     '',
     `| model | backend | weights | counted | wasm heap Δ | idle MB | after load MB | load Δ MB | load Δ ÷ ${ISOLATE_LIMIT_MB} MB | after N requests MB | N | proxy after N MB |`,
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
@@ -422,7 +478,9 @@ export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff
   }
   for (const run of runs.filter((r) => r.all !== undefined)) {
     const delta = run.all.worker - run.idle.worker
-    push(`| all ${MODELS.length} models, loaded one after another | ${run.actual} | | | | ${fmt(run.idle.worker, 0)} | ${fmt(run.all.worker, 0)} | ${fmt(delta, 0)} | ${fmt((100 * delta) / ISOLATE_LIMIT_MB, 0)}% | | | |`)
+    push(
+      `| all ${MODELS.length} models, loaded one after another | ${run.actual} | | | | ${fmt(run.idle.worker, 0)} | ${fmt(run.all.worker, 0)} | ${fmt(delta, 0)} | ${fmt((100 * delta) / ISOLATE_LIMIT_MB, 0)}% | | | |`,
+    )
   }
   if (control) {
     push(
@@ -438,7 +496,9 @@ export function resultsMarkdown({ env, floors, runs, imageInfo, totalS, cacheOff
   if (fallbacks.length > 0) {
     push('', '## Notes', '')
     for (const r of fallbacks) {
-      push(`- ${r.model}: asked for \`TF_BACKEND=${r.backend}\`, the Worker ran on \`${r.actual}\`${r.fallback ? ` (fallback: ${r.fallback})` : ' — TF_BACKEND is not wired to configureBackend()'}.`)
+      push(
+        `- ${r.model}: asked for \`TF_BACKEND=${r.backend}\`, the Worker ran on \`${r.actual}\`${r.fallback ? ` (fallback: ${r.fallback})` : ' — TF_BACKEND is not wired to configureBackend()'}.`,
+      )
     }
   }
   push('', '![warm latency](latency.svg)', '')
@@ -463,23 +523,39 @@ export function latencySvg(floors, runs) {
     const plotW = panelW - margin.left - margin.right
     const plotH = panelH - margin.top - margin.bottom
     const values = []
-    for (const run of runs.filter((r) => r.model === model)) for (const c of run.cells) if (!c.skipped) values.push(Math.max(c.p50, 0.5), Math.max(c.p99, 0.5))
+    for (const run of runs.filter((r) => r.model === model))
+      for (const c of run.cells) if (!c.skipped) values.push(Math.max(c.p50, 0.5), Math.max(c.p99, 0.5))
     for (const f of floors.filter((f) => f.model === model)) values.push(Math.max(f.p50, 0.05))
     for (const c of runs.find((r) => r.control)?.control.cells ?? []) if (!c.skipped) values.push(Math.max(c.p50, 0.5))
     if (values.length === 0) return
     const lo = 10 ** Math.floor(Math.log10(Math.min(...values)))
     const hi = 10 ** Math.ceil(Math.log10(Math.max(...values)))
     const xs = CONCURRENCY.map((_, i) => x0 + margin.left + (plotW * i) / (CONCURRENCY.length - 1))
-    const y = (v) => margin.top + plotH - (plotH * (Math.log10(Math.max(v, lo)) - Math.log10(lo))) / (Math.log10(hi) - Math.log10(lo))
-    parts.push(`<text x="${x0 + margin.left + plotW / 2}" y="18" text-anchor="middle" font-size="13" font-weight="bold">${esc(model)}</text>`)
-    parts.push(`<rect x="${x0 + margin.left}" y="${margin.top}" width="${plotW}" height="${plotH}" fill="none" stroke="#999"/>`)
+    const y = (v) =>
+      margin.top + plotH - (plotH * (Math.log10(Math.max(v, lo)) - Math.log10(lo))) / (Math.log10(hi) - Math.log10(lo))
+    parts.push(
+      `<text x="${x0 + margin.left + plotW / 2}" y="18" text-anchor="middle" font-size="13" font-weight="bold">${esc(model)}</text>`,
+    )
+    parts.push(
+      `<rect x="${x0 + margin.left}" y="${margin.top}" width="${plotW}" height="${plotH}" fill="none" stroke="#999"/>`,
+    )
     for (let v = lo; v <= hi * 1.0001; v *= 10) {
-      parts.push(`<line x1="${x0 + margin.left}" x2="${x0 + margin.left + plotW}" y1="${y(v)}" y2="${y(v)}" stroke="#eee"/>`)
-      parts.push(`<text x="${x0 + margin.left - 4}" y="${y(v) + 4}" text-anchor="end">${v >= 1 ? v : v.toPrecision(1)}</text>`)
+      parts.push(
+        `<line x1="${x0 + margin.left}" x2="${x0 + margin.left + plotW}" y1="${y(v)}" y2="${y(v)}" stroke="#eee"/>`,
+      )
+      parts.push(
+        `<text x="${x0 + margin.left - 4}" y="${y(v) + 4}" text-anchor="end">${v >= 1 ? v : v.toPrecision(1)}</text>`,
+      )
     }
-    CONCURRENCY.forEach((c, i) => parts.push(`<text x="${xs[i]}" y="${margin.top + plotH + 14}" text-anchor="middle">${c}</text>`))
-    parts.push(`<text x="${x0 + margin.left + plotW / 2}" y="${margin.top + plotH + 30}" text-anchor="middle">concurrent connections</text>`)
-    parts.push(`<text transform="translate(${x0 + 14} ${margin.top + plotH / 2}) rotate(-90)" text-anchor="middle">latency ms (log)</text>`)
+    CONCURRENCY.forEach((c, i) =>
+      parts.push(`<text x="${xs[i]}" y="${margin.top + plotH + 14}" text-anchor="middle">${c}</text>`),
+    )
+    parts.push(
+      `<text x="${x0 + margin.left + plotW / 2}" y="${margin.top + plotH + 30}" text-anchor="middle">concurrent connections</text>`,
+    )
+    parts.push(
+      `<text transform="translate(${x0 + 14} ${margin.top + plotH / 2}) rotate(-90)" text-anchor="middle">latency ms (log)</text>`,
+    )
     for (const f of floors.filter((f) => f.model === model)) {
       parts.push(
         `<line x1="${x0 + margin.left}" x2="${x0 + margin.left + plotW}" y1="${y(f.p50)}" y2="${y(f.p50)}" stroke="${colors[f.backend]}" stroke-dasharray="2 3" opacity="0.8"/>`,
@@ -487,16 +563,28 @@ export function latencySvg(floors, runs) {
     }
     const control = runs.find((r) => r.control)?.control
     if (control) {
-      const points = control.cells.flatMap((c) => (c.skipped ? [] : [[xs[CONCURRENCY.indexOf(c.c)], y(Math.max(c.p50, 0.5))]]))
-      parts.push(`<polyline fill="none" stroke="#888" stroke-width="1.5" points="${points.map((p) => p.map((v) => v.toFixed(1)).join(',')).join(' ')}"/>`)
+      const points = control.cells.flatMap((c) =>
+        c.skipped ? [] : [[xs[CONCURRENCY.indexOf(c.c)], y(Math.max(c.p50, 0.5))]],
+      )
+      parts.push(
+        `<polyline fill="none" stroke="#888" stroke-width="1.5" points="${points.map((p) => p.map((v) => v.toFixed(1)).join(',')).join(' ')}"/>`,
+      )
     }
     for (const run of runs.filter((r) => r.model === model)) {
       const color = colors[run.actual] ?? '#333'
-      for (const [key, dash] of [['p50', ''], ['p99', ' stroke-dasharray="6 4"']]) {
-        const points = run.cells.flatMap((c) => (c.skipped ? [] : [[xs[CONCURRENCY.indexOf(c.c)], y(Math.max(c[key], 0.5))]]))
+      for (const [key, dash] of [
+        ['p50', ''],
+        ['p99', ' stroke-dasharray="6 4"'],
+      ]) {
+        const points = run.cells.flatMap((c) =>
+          c.skipped ? [] : [[xs[CONCURRENCY.indexOf(c.c)], y(Math.max(c[key], 0.5))]],
+        )
         if (points.length === 0) continue
-        parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2"${dash} points="${points.map((p) => p.map((v) => v.toFixed(1)).join(',')).join(' ')}"/>`)
-        for (const [px, py] of points) parts.push(`<circle cx="${px.toFixed(1)}" cy="${py.toFixed(1)}" r="2.5" fill="${color}"/>`)
+        parts.push(
+          `<polyline fill="none" stroke="${color}" stroke-width="2"${dash} points="${points.map((p) => p.map((v) => v.toFixed(1)).join(',')).join(' ')}"/>`,
+        )
+        for (const [px, py] of points)
+          parts.push(`<circle cx="${px.toFixed(1)}" cy="${py.toFixed(1)}" r="2.5" fill="${color}"/>`)
       }
     }
   })
@@ -514,7 +602,9 @@ export function latencySvg(floors, runs) {
   legend.forEach(([backend, dash, label], i) => {
     const lx = 20 + Math.floor(i / 2) * 215
     const y = ly + (i % 2) * 16
-    parts.push(`<line x1="${lx}" x2="${lx + 28}" y1="${y}" y2="${y}" stroke="${colors[backend]}" stroke-width="2"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`)
+    parts.push(
+      `<line x1="${lx}" x2="${lx + 28}" y1="${y}" y2="${y}" stroke="${colors[backend]}" stroke-width="2"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`,
+    )
     parts.push(`<text x="${lx + 34}" y="${y + 4}">${esc(label)}</text>`)
   })
   parts.push('</svg>')
@@ -540,7 +630,9 @@ export function speedMarkdown({ speed, floors, runs, extra }) {
       `Image model (\`${IMAGE_MODEL}\`, 128×128×3), TF Serving JSON (${fmt(speed.bodies.imageJsonBytes / 1024, 0)} KiB): p50 ≤ 0.80× the hand-written Node server`,
       `${ms(w.p50)} ÷ ${ms(a.p50)} = ${`${fmt(r, 2)}×`}`,
       verdict(r <= 0.8),
-      r <= 0.8 ? `${ms(0.8 * a.p50 - w.p50)} under the line (${ms(0.8 * a.p50)})` : `${ms(w.p50 - 0.8 * a.p50)} over the line (${ms(0.8 * a.p50)})`,
+      r <= 0.8
+        ? `${ms(0.8 * a.p50 - w.p50)} under the line (${ms(0.8 * a.p50)})`
+        : `${ms(w.p50 - 0.8 * a.p50)} over the line (${ms(0.8 * a.p50)})`,
     ])
   }
   {
@@ -552,7 +644,11 @@ export function speedMarkdown({ speed, floors, runs, extra }) {
       `Same model, Open Inference Protocol binary: p50 ≤ 1.25× tf.js in-process${l['floor:image'] ? ' (interleaved)' : ' (timed before the runs, not interleaved)'}`,
       f ? `${ms(w.p50)} ÷ ${ms(f.p50)} = ${`${fmt(r, 2)}×`}` : '—',
       verdict(r === undefined ? undefined : r <= 1.25),
-      r === undefined ? '' : r <= 1.25 ? `${ms(1.25 * f.p50 - w.p50)} under the line (${ms(1.25 * f.p50)})` : `${ms(w.p50 - 1.25 * f.p50)} over the line (${ms(1.25 * f.p50)})`,
+      r === undefined
+        ? ''
+        : r <= 1.25
+          ? `${ms(1.25 * f.p50 - w.p50)} under the line (${ms(1.25 * f.p50)})`
+          : `${ms(w.p50 - 1.25 * f.p50)} over the line (${ms(1.25 * f.p50)})`,
     ])
   }
   {
@@ -569,7 +665,9 @@ export function speedMarkdown({ speed, floors, runs, extra }) {
       "iris: the Worker's own time per request beyond a no-op request and the inference ≤ 0.35 ms",
       once !== undefined
         ? `${ms(iris.p50)} − ${ms(noop.p50)} (no-op) − ${ms(once)} (one inference per request in workerd) = ${ms(own)}; with the inference at the Node hot loop (${ms(f?.p50)}) instead: ${ms(iris.p50 - noop.p50 - f?.p50)}`
-        : f ? `${ms(iris.p50)} − ${ms(noop.p50)} (no-op) − ${ms(f.p50)} (inference, in-process) = ${ms(own)}` : '—',
+        : f
+          ? `${ms(iris.p50)} − ${ms(noop.p50)} (no-op) − ${ms(f.p50)} (inference, in-process) = ${ms(own)}`
+          : '—',
       verdict(own === undefined ? undefined : own <= 0.35),
       own === undefined ? '' : own <= 0.35 ? `${ms(0.35 - own)} to spare` : `${ms(own - 0.35)} over`,
     ])
@@ -586,7 +684,11 @@ export function speedMarkdown({ speed, floors, runs, extra }) {
         (dev ? `; under \`wrangler dev\`: ${fmt(dev.rps)} req/s` : ''),
       // Alternating halves on a shared machine: within 5% is the noise of one run, not a loss.
       verdict(r === undefined ? undefined : r >= 0.95),
-      r === undefined ? 'run with `--before main` to compare' : r >= 1 ? `${fmt(100 * (r - 1), 0)}% higher` : `${fmt(100 * (1 - r), 0)}% lower${r >= 0.95 ? ' (within the run-to-run noise)' : ''}`,
+      r === undefined
+        ? 'run with `--before main` to compare'
+        : r >= 1
+          ? `${fmt(100 * (r - 1), 0)}% higher`
+          : `${fmt(100 * (1 - r), 0)}% lower${r >= 0.95 ? ' (within the run-to-run noise)' : ''}`,
     ])
   }
   {

@@ -71,7 +71,19 @@ import {
 } from './measure.mjs'
 import { speedRun } from './speed.mjs'
 import { addHandModel, HAND_BEGIN, HAND_END, handMarkdown, handRun } from './hand.mjs'
-import { BACKENDS, BEFORE, flag, log, MEMORY_REQUESTS, MEMORY_TOPUP_CAP_S, MODELS, QUICK, REPORT_DIR, sleep, DURATION } from './options.mjs'
+import {
+  BACKENDS,
+  BEFORE,
+  flag,
+  log,
+  MEMORY_REQUESTS,
+  MEMORY_TOPUP_CAP_S,
+  MODELS,
+  QUICK,
+  REPORT_DIR,
+  sleep,
+  DURATION,
+} from './options.mjs'
 import { latencySvg, machine, resultsMarkdown } from './report.mjs'
 
 /** Folders of this run, removed at exit (scripts/tools/launch.mjs removes its own, and ends the servers it started). */
@@ -91,7 +103,12 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
  * and without a request sent, so the first request is a cold one; `events()` are the Worker's log lines.
  */
 async function startWrangler({ assetsDir, backend, vars = {} }) {
-  const server = await startWranglerDev({ assetsDir, vars: { TF_BACKEND: backend, ...vars }, ready: 'listening', readyTimeoutMs: 120_000 })
+  const server = await startWranglerDev({
+    assetsDir,
+    vars: { TF_BACKEND: backend, ...vars },
+    ready: 'listening',
+    readyTimeoutMs: 120_000,
+  })
   return Object.assign(server, { events: () => eventsIn(server.logs()) })
 }
 
@@ -113,9 +130,11 @@ async function workerRun(assetsDir, model, backend, { loadOthers, control }) {
     const predictUrl = `${server.url}/v1/models/${model}:predict`
 
     const cold = await post(predictUrl, body)
-    if (cold.status !== 200) throw new Error(`first predict on ${model} answered ${cold.status}: ${cold.text.slice(0, 500)}`)
+    if (cold.status !== 200)
+      throw new Error(`first predict on ${model} answered ${cold.status}: ${cold.text.slice(0, 500)}`)
     const ready = await getJson(`${server.url}/v2/health/ready`)
-    if (ready.status !== 200) throw new Error(`/v2/health/ready answered ${ready.status}: ${JSON.stringify(ready.body)}`)
+    if (ready.status !== 200)
+      throw new Error(`/v2/health/ready answered ${ready.status}: ${JSON.stringify(ready.body)}`)
     const actual = ready.body.backend
     await sleep(300) // let wrangler flush the Worker's log lines
     const loaded = server.events().find((e) => e.event === 'model.loaded' && String(e.model).startsWith(`${model}/`))
@@ -126,7 +145,9 @@ async function workerRun(assetsDir, model, backend, { loadOthers, control }) {
         `(fetch ${loaded?.fetchMs} / build ${loaded?.buildMs} / warmup ${loaded?.warmupMs} ms), worker RSS ${idle.worker?.toFixed(0)} → ${afterLoad.worker?.toFixed(0)} MB`,
     )
     if (actual !== backend) {
-      log(`  ! asked for TF_BACKEND=${backend} but the Worker runs on ${actual}${fallback ? ` (fallback: ${fallback.reason})` : ' (is TF_BACKEND wired to configureBackend?)'}`)
+      log(
+        `  ! asked for TF_BACKEND=${backend} but the Worker runs on ${actual}${fallback ? ` (fallback: ${fallback.reason})` : ' (is TF_BACKEND wired to configureBackend?)'}`,
+      )
     }
 
     // With every model loaded (the last model's run): what the isolate holds with all of them built.
@@ -138,7 +159,9 @@ async function workerRun(assetsDir, model, backend, { loadOthers, control }) {
       }
       await sleep(300)
       all = workerdRss(server)
-      log(`memory all models   worker/${backend.padEnd(4)} worker RSS with ${[model, ...loadOthers].join(', ')} loaded: ${all.worker?.toFixed(0)} MB`)
+      log(
+        `memory all models   worker/${backend.padEnd(4)} worker RSS with ${[model, ...loadOthers].join(', ')} loaded: ${all.worker?.toFixed(0)} MB`,
+      )
     }
 
     for (let i = 0; i < 3; i++) await post(predictUrl, body) // past the first-inference effects
@@ -154,24 +177,38 @@ async function workerRun(assetsDir, model, backend, { loadOthers, control }) {
       await sleep(Math.min(10_000, 500 + 4 * (r.p50 ?? 0)))
     }
     const afterRequests = workerdRss(server)
-    log(`memory ${label} worker RSS after ${served} requests: ${afterRequests.worker?.toFixed(0)} MB (proxy ${afterRequests.proxy?.toFixed(0)} MB)`)
+    log(
+      `memory ${label} worker RSS after ${served} requests: ${afterRequests.worker?.toFixed(0)} MB (proxy ${afterRequests.proxy?.toFixed(0)} MB)`,
+    )
 
     let controlResult
     if (control) {
       const liveUrl = `${server.url}/v2/health/live`
-      const live = await warmCells(server, liveUrl, undefined, `${'(no model)'.padEnd(14)} worker/${backend.padEnd(4)}`, { method: 'GET' })
+      const live = await warmCells(
+        server,
+        liveUrl,
+        undefined,
+        `${'(no model)'.padEnd(14)} worker/${backend.padEnd(4)}`,
+        { method: 'GET' },
+      )
       const before = workerdRss(server)
       const r = await autocannon({ url: liveUrl, connections: 8, amount: MEMORY_REQUESTS, timeout: 60 })
       await sleep(500)
       const after = workerdRss(server)
-      controlResult = { cells: live.cells, requests: r['2xx'], workerGrowthMb: after.worker - before.worker, proxyGrowthMb: after.proxy - before.proxy }
+      controlResult = {
+        cells: live.cells,
+        requests: r['2xx'],
+        workerGrowthMb: after.worker - before.worker,
+        proxyGrowthMb: after.proxy - before.proxy,
+      }
       log(
         `memory (no model)     worker/${backend.padEnd(4)} ${r['2xx']} × GET /v2/health/live: worker RSS +${controlResult.workerGrowthMb.toFixed(0)} MB, proxy +${controlResult.proxyGrowthMb.toFixed(0)} MB`,
       )
     }
 
     const failures = server.events().filter((e) => e.level === 'error')
-    if (failures.length > 0) log(`  ! the Worker logged ${failures.length} error line(s): ${JSON.stringify(failures[0]).slice(0, 300)}`)
+    if (failures.length > 0)
+      log(`  ! the Worker logged ${failures.length} error line(s): ${JSON.stringify(failures[0]).slice(0, 300)}`)
     return {
       model,
       backend,
@@ -195,7 +232,6 @@ async function workerRun(assetsDir, model, backend, { loadOthers, control }) {
   }
 }
 
-
 /**
  * The pattern the cache exists to avoid: `--var MODEL_CACHE:off`, so every request fetches, builds
  * and warms its model up (src/isolate.ts), against the warm cache's cells of the main runs.
@@ -209,8 +245,15 @@ async function cacheOffRun(assetsDir) {
     for (const model of models) {
       await warmUp(server, model)
       for (const c of [1, 8]) {
-        const r = await measured(server, `${server.url}/v1/models/${model}:predict`, c, jsonInit(inputFor(model).body), `cache off ${model.padEnd(14)} worker/wasm`)
-        if (r.logged > 0 && r.misses !== r.logged) log(`  ! MODEL_CACHE=off, yet ${r.logged - r.misses} of ${r.logged} requests were not cache misses`)
+        const r = await measured(
+          server,
+          `${server.url}/v1/models/${model}:predict`,
+          c,
+          jsonInit(inputFor(model).body),
+          `cache off ${model.padEnd(14)} worker/wasm`,
+        )
+        if (r.logged > 0 && r.misses !== r.logged)
+          log(`  ! MODEL_CACHE=off, yet ${r.logged - r.misses} of ${r.logged} requests were not cache misses`)
         cells.push({ model, ...r })
       }
     }
@@ -254,7 +297,13 @@ async function batchingAndBinaryRun(assetsDir) {
       }
       for (const c of BATCH_CONCURRENCY) {
         for (const model of [base, ...variants.filter((x) => x.base === base).map((x) => x.name)]) {
-          const r = await measured(server, `${server.url}/v1/models/${model}:predict`, c, jsonInit(inputFor(base).body), `batching ${model.padEnd(20)} worker/wasm`)
+          const r = await measured(
+            server,
+            `${server.url}/v1/models/${model}:predict`,
+            c,
+            jsonInit(inputFor(base).body),
+            `batching ${model.padEnd(20)} worker/wasm`,
+          )
           batching.push({ base, model, batchingConfig: variants.find((x) => x.name === model)?.batching, ...r })
         }
       }
@@ -272,24 +321,44 @@ async function batchingAndBinaryRun(assetsDir) {
         json: jsonInit(bodies.json),
         binary: {
           method: 'POST',
-          headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(bodies.headerLength) },
+          headers: {
+            'content-type': 'application/octet-stream',
+            'inference-header-content-length': String(bodies.headerLength),
+          },
           body: bodies.binary,
         },
       }
       const answers = {}
       for (const [kind, init] of Object.entries(inits)) {
         const r = await postWith(url, init)
-        if (r.status !== 200) throw new Error(`v2 infer on ${IMAGE_MODEL} with a ${kind} body answered ${r.status}: ${r.text.slice(0, 500)}`)
+        if (r.status !== 200)
+          throw new Error(
+            `v2 infer on ${IMAGE_MODEL} with a ${kind} body answered ${r.status}: ${r.text.slice(0, 500)}`,
+          )
         answers[kind] = JSON.parse(r.text).outputs[0].data
         await postWith(url, init)
       }
       const agreement = maxRelDiff(answers.binary, answers.json)
-      log(`binary ${IMAGE_MODEL}: JSON body ${bodies.json.length} B, binary body ${bodies.binary.length} B; answers agree within ${agreement.toExponential(1)} (relative)`)
+      log(
+        `binary ${IMAGE_MODEL}: JSON body ${bodies.json.length} B, binary body ${bodies.binary.length} B; answers agree within ${agreement.toExponential(1)} (relative)`,
+      )
       const cells = []
       for (const c of [1, 8]) {
-        for (const [kind, init] of Object.entries(inits)) cells.push({ kind, ...(await measured(server, url, c, init, `v2 infer ${IMAGE_MODEL} ${kind} body worker/wasm`)) })
+        for (const [kind, init] of Object.entries(inits))
+          cells.push({
+            kind,
+            ...(await measured(server, url, c, init, `v2 infer ${IMAGE_MODEL} ${kind} body worker/wasm`)),
+          })
       }
-      binary = { inputName, jsonBytes: bodies.json.length, binaryBytes: bodies.binary.length, headerLength: bodies.headerLength, agreement, cells, bodies }
+      binary = {
+        inputName,
+        jsonBytes: bodies.json.length,
+        binaryBytes: bodies.binary.length,
+        headerLength: bodies.headerLength,
+        agreement,
+        cells,
+        bodies,
+      }
     }
     const photo = MODELS.includes(IMAGE_MODEL) ? await imagePath(server, measured) : undefined
     return { actual, batching, batchingOff: off.map((e) => ({ model: e.model, reason: e.reason })), binary, photo }
@@ -303,7 +372,9 @@ async function batchingAndBinaryRun(assetsDir) {
 /** Parameters and weight MiB of the image model, from its model.json (float32 weights). */
 function imageModelInfo() {
   const json = JSON.parse(readFileSync(join(IMAGE_MODEL_DIR, 'model.json'), 'utf8'))
-  const params = json.weightsManifest.flatMap((g) => g.weights).reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1), 0)
+  const params = json.weightsManifest
+    .flatMap((g) => g.weights)
+    .reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1), 0)
   return { params, weightMb: (4 * params) / 2 ** 20 }
 }
 
@@ -317,7 +388,11 @@ function writeReport(data) {
 /** `--render`: rewrites RESULTS.md and latency.svg from the last run's bench/.work/results.json, measuring nothing. */
 function render() {
   const saved = JSON.parse(readFileSync(join(ROOT, 'bench', '.work', 'results.json'), 'utf8'))
-  const data = { imageInfo: existsSync(join(IMAGE_MODEL_DIR, 'model.json')) ? imageModelInfo() : {}, totalS: Number.NaN, ...saved }
+  const data = {
+    imageInfo: existsSync(join(IMAGE_MODEL_DIR, 'model.json')) ? imageModelInfo() : {},
+    totalS: Number.NaN,
+    ...saved,
+  }
   writeReport(data)
   log(`rewrote ${REPORT_DIR}/RESULTS.md and ${REPORT_DIR}/latency.svg from bench/.work/results.json`)
 }
@@ -335,7 +410,12 @@ async function handOnly(assetsDir) {
   const at = old.indexOf(HAND_BEGIN)
   const end = old.indexOf(HAND_END)
   mkdirSync(dirname(file), { recursive: true })
-  writeFileSync(file, at >= 0 && end > at ? `${old.slice(0, at)}${section}${old.slice(end + HAND_END.length)}` : `${old.trimEnd()}\n\n${section}\n`)
+  writeFileSync(
+    file,
+    at >= 0 && end > at
+      ? `${old.slice(0, at)}${section}${old.slice(end + HAND_END.length)}`
+      : `${old.trimEnd()}\n\n${section}\n`,
+  )
   mkdirSync(join(ROOT, 'bench', '.work'), { recursive: true })
   writeFileSync(saved, `${JSON.stringify(hand, null, 1)}\n`)
   log(`wrote the hand-written Worker section of ${REPORT_DIR}/RESULTS.md`)
@@ -347,7 +427,8 @@ async function main() {
   log(`models ${MODELS.join(', ')}; backends ${BACKENDS.join(', ')}; ${DURATION} s per cell${QUICK ? ' (quick)' : ''}`)
 
   const built = await buildImageModel({ quiet: false })
-  if (!built.built) log(`image model: using ${IMAGE_MODEL_DIR} (delete it or run \`npm run build:bench-model -- --force\` to rebuild)`)
+  if (!built.built)
+    log(`image model: using ${IMAGE_MODEL_DIR} (delete it or run \`npm run build:bench-model -- --force\` to rebuild)`)
   const imageInfo = imageModelInfo()
 
   // The repository the Worker serves: model-assets (without its index) plus the image model.
@@ -357,7 +438,9 @@ async function main() {
   mkdirSync(assetsDir)
   cpSync(join(ROOT, 'model-assets'), assetsDir, { recursive: true, filter: (src) => !src.endsWith('_index.json') })
   cpSync(dirname(IMAGE_MODEL_DIR), join(assetsDir, IMAGE_MODEL), { recursive: true })
-  for (const model of MODELS) if (!existsSync(join(assetsDir, model, '1', 'model.json'))) throw new Error(`no ${model}/1/model.json in ${assetsDir}`)
+  for (const model of MODELS)
+    if (!existsSync(join(assetsDir, model, '1', 'model.json')))
+      throw new Error(`no ${model}/1/model.json in ${assetsDir}`)
   addHandModel(assetsDir)
   log(`assets: ${assetsDir}`)
   if (flag('hand-only')) return handOnly(assetsDir)
@@ -389,32 +472,39 @@ async function main() {
   for (const backend of flag('extras-only') || flag('speed-only') ? [] : BACKENDS) {
     for (const [i, model] of MODELS.entries()) {
       const last = i === MODELS.length - 1
-      runs.push(await workerRun(assetsDir, model, backend, { loadOthers: last ? MODELS.slice(0, -1) : [], control: i === 0 && backend === BACKENDS[0] }))
+      runs.push(
+        await workerRun(assetsDir, model, backend, {
+          loadOthers: last ? MODELS.slice(0, -1) : [],
+          control: i === 0 && backend === BACKENDS[0],
+        }),
+      )
     }
   }
 
   // The baselines: the cache off, batching, binary bodies (and their parsing, timed here).
   let cacheOff
-  if (!flag('speed-only')) try {
-    cacheOff = await cacheOffRun(assetsDir)
-  } catch (error) {
-    log(`  ! the cache-off run failed: ${error?.stack ?? error}`)
-  }
+  if (!flag('speed-only'))
+    try {
+      cacheOff = await cacheOffRun(assetsDir)
+    } catch (error) {
+      log(`  ! the cache-off run failed: ${error?.stack ?? error}`)
+    }
   let extra
   let parsing
-  if (!flag('speed-only')) try {
-    extra = await batchingAndBinaryRun(assetsDir)
-    if (extra.binary) {
-      try {
-        parsing = await requestParsing(extra.binary.bodies, extra.binary.inputName)
-      } catch (error) {
-        log(`  ! timing request parsing failed: ${error?.stack ?? error}`)
+  if (!flag('speed-only'))
+    try {
+      extra = await batchingAndBinaryRun(assetsDir)
+      if (extra.binary) {
+        try {
+          parsing = await requestParsing(extra.binary.bodies, extra.binary.inputName)
+        } catch (error) {
+          log(`  ! timing request parsing failed: ${error?.stack ?? error}`)
+        }
+        delete extra.binary.bodies
       }
-      delete extra.binary.bodies
+    } catch (error) {
+      log(`  ! the batching / binary run failed: ${error?.stack ?? error}`)
     }
-  } catch (error) {
-    log(`  ! the batching / binary run failed: ${error?.stack ?? error}`)
-  }
 
   const totalS = (performance.now() - began) / 1000
   const env = { ...machine(), foreignCpuS: foreignCpuSince(foreignBefore) }

@@ -34,7 +34,9 @@ const SLICE_MS = QUICK ? 200 : 500
 
 /** Starts bench/anchor.mjs serving `models` from `assetsDir`; resolves once it listens. */
 async function startAnchor(assetsDir, models) {
-  const child = spawn(process.execPath, [join(ROOT, 'bench', 'anchor.mjs'), assetsDir, models.join(',')], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [join(ROOT, 'bench', 'anchor.mjs'), assetsDir, models.join(',')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let output = ''
   const port = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the anchor did not listen within 120 s:\n${output}`)), 120_000)
@@ -88,7 +90,10 @@ async function floorTargets(assetsDir, models) {
     }
     built.at(-1).target = { key, run }
   }
-  return { targets: built.map((b) => b.target), dispose: () => built.forEach(({ model, x }) => (x.dispose(), model.dispose())) }
+  return {
+    targets: built.map((b) => b.target),
+    dispose: () => built.forEach(({ model, x }) => (x.dispose(), model.dispose())),
+  }
 }
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
@@ -98,10 +103,14 @@ function timed({ url, method, headers, body, run }) {
   if (run) return run()
   return new Promise((resolve, reject) => {
     const started = performance.now()
-    const req = http.request(url, { method, headers: { ...headers, 'content-length': body ? body.length : 0 }, agent }, (res) => {
-      res.on('data', () => {})
-      res.on('end', () => resolve({ ms: performance.now() - started, status: res.statusCode }))
-    })
+    const req = http.request(
+      url,
+      { method, headers: { ...headers, 'content-length': body ? body.length : 0 }, agent },
+      (res) => {
+        res.on('data', () => {})
+        res.on('end', () => resolve({ ms: performance.now() - started, status: res.statusCode }))
+      },
+    )
     req.on('error', reject)
     req.end(body)
   })
@@ -110,7 +119,13 @@ function timed({ url, method, headers, body, run }) {
 const summary = (times) => {
   const sorted = [...times].sort((a, b) => a - b)
   const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]
-  return { n: sorted.length, p50: at(0.5), p90: at(0.9), p99: at(0.99), mean: sorted.reduce((a, b) => a + b, 0) / sorted.length }
+  return {
+    n: sorted.length,
+    p50: at(0.5),
+    p90: at(0.9),
+    p99: at(0.99),
+    mean: sorted.reduce((a, b) => a + b, 0) / sorted.length,
+  }
 }
 
 /** Sequential requests to each target in turn, SLICE_MS each, ROUNDS times: each target's latencies. */
@@ -144,7 +159,12 @@ async function throughput(targets) {
       s.p50s.push(r.p50)
     }
   }
-  return Object.fromEntries(Object.entries(sums).map(([k, s]) => [k, { rps: s.requests / s.seconds, failed: s.failed, p50: Math.max(...s.p50s) }]))
+  return Object.fromEntries(
+    Object.entries(sums).map(([k, s]) => [
+      k,
+      { rps: s.requests / s.seconds, failed: s.failed, p50: Math.max(...s.p50s) },
+    ]),
+  )
 }
 
 /**
@@ -169,8 +189,17 @@ export async function speedRun(assetsDir, { before } = {}) {
     const bodies = imageBodies(meta.inputs[0].name)
     const imageJson = Buffer.from(inputFor(IMAGE_MODEL).body)
     const irisJson = Buffer.from(inputFor('iris').body)
-    const binaryHeaders = { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(bodies.headerLength) }
-    const on = (server, key, path, body, headers = json) => ({ key, url: `${server.url}${path}`, method: body ? 'POST' : 'GET', headers, body })
+    const binaryHeaders = {
+      'content-type': 'application/octet-stream',
+      'inference-header-content-length': String(bodies.headerLength),
+    }
+    const on = (server, key, path, body, headers = json) => ({
+      key,
+      url: `${server.url}${path}`,
+      method: body ? 'POST' : 'GET',
+      headers,
+      body,
+    })
     const warmserveTargets = (server, prefix) => [
       on(server, `${prefix}noop`, '/v2/health/live'),
       on(server, `${prefix}iris`, '/v1/models/iris:predict', irisJson),
@@ -192,7 +221,10 @@ export async function speedRun(assetsDir, { before } = {}) {
       on(fw, 'workerd:image', `/run/${IMAGE_MODEL}?n=1`),
     ]
     // Every server answers the same predictions for the same body (the anchor through its own tf.js).
-    const first = async (t) => JSON.parse((await (await fetch(t.url, { method: t.method, headers: t.headers, body: t.body })).text()).split('\u0000')[0])
+    const first = async (t) =>
+      JSON.parse(
+        (await (await fetch(t.url, { method: t.method, headers: t.headers, body: t.body })).text()).split('\u0000')[0],
+      )
     const a = await first(targets.find((t) => t.key === 'ws:image-json'))
     const b = await first(targets.find((t) => t.key === 'anchor:image-json'))
     const flatA = a.predictions.flat(Infinity)
@@ -208,11 +240,22 @@ export async function speedRun(assetsDir, { before } = {}) {
       floor.dispose()
     }
     for (const [key, s] of Object.entries(latency)) {
-      log(`speed  ${key.padEnd(24)} p50 ${s.p50.toFixed(2)} ms  p90 ${s.p90.toFixed(2)} ms  mean ${s.mean.toFixed(2)} ms  (${s.n} sequential)`)
+      log(
+        `speed  ${key.padEnd(24)} p50 ${s.p50.toFixed(2)} ms  p90 ${s.p90.toFixed(2)} ms  mean ${s.mean.toFixed(2)} ms  (${s.n} sequential)`,
+      )
     }
     const rate = await throughput(targets.filter((t) => /^(ws|anchor|before):(image-json|iris)$/.test(t.key)))
-    for (const [key, r] of Object.entries(rate)) log(`speed  ${key.padEnd(24)} c=8 ${r.rps.toFixed(1)} req/s${r.failed ? ` (${r.failed} failed)` : ''}`)
-    return { latency, throughput: rate, before, agreement, rounds: ROUNDS, sliceMs: SLICE_MS, bodies: { imageJsonBytes: imageJson.length, v2JsonBytes: bodies.json.length, binaryBytes: bodies.binary.length } }
+    for (const [key, r] of Object.entries(rate))
+      log(`speed  ${key.padEnd(24)} c=8 ${r.rps.toFixed(1)} req/s${r.failed ? ` (${r.failed} failed)` : ''}`)
+    return {
+      latency,
+      throughput: rate,
+      before,
+      agreement,
+      rounds: ROUNDS,
+      sliceMs: SLICE_MS,
+      bodies: { imageJsonBytes: imageJson.length, v2JsonBytes: bodies.json.length, binaryBytes: bodies.binary.length },
+    }
   } finally {
     for (const s of servers.reverse()) await s.stop()
   }

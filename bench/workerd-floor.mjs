@@ -34,9 +34,13 @@ export async function startWorkerdFloor(assetsDir, models) {
   try {
     const hotTargets = []
     for (const [name, key] of Object.entries(models)) {
-      const res = await fetch(`${url}/load/${name}`, { method: 'POST', body: loadBody(join(assetsDir, name, '1'), name) })
+      const res = await fetch(`${url}/load/${name}`, {
+        method: 'POST',
+        body: loadBody(join(assetsDir, name, '1'), name),
+      })
       const loaded = await res.json()
-      if (!res.ok || loaded.backend !== 'wasm') throw new Error(`the floor Worker could not load ${name}: ${res.status} ${JSON.stringify(loaded)}`)
+      if (!res.ok || loaded.backend !== 'wasm')
+        throw new Error(`the floor Worker could not load ${name}: ${res.status} ${JSON.stringify(loaded)}`)
       hotTargets.push({
         key: `floor-workerd:${key}`,
         run: async () => {

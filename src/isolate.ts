@@ -108,7 +108,11 @@ export class Isolate {
     readonly backend: Backend = new Backend(),
     readonly now: () => number = Date.now,
   ) {
-    const analytics = (this.analytics = new IsolateAnalytics(now, () => this.cache.residentBytes(), () => tf.getBackend() ?? ''))
+    const analytics = (this.analytics = new IsolateAnalytics(
+      now,
+      () => this.cache.residentBytes(),
+      () => tf.getBackend() ?? '',
+    ))
     this.cache = new ModelCache({
       ...cacheLimits(readConfig({})),
       now,
@@ -136,7 +140,10 @@ export class Isolate {
     let sources = this.sources.get(env)
     if (!sources) {
       const timeoutMs = readConfig(env).STORE_READ_TIMEOUT_MS
-      sources = { assets: assetsStore(env.ASSETS, timeoutMs), ...(env.MODELS ? { r2: r2Store(env.MODELS, timeoutMs) } : {}) }
+      sources = {
+        assets: assetsStore(env.ASSETS, timeoutMs),
+        ...(env.MODELS ? { r2: r2Store(env.MODELS, timeoutMs) } : {}),
+      }
       this.sources.set(env, sources)
     }
     return sources
@@ -193,7 +200,12 @@ export class Isolate {
     if ((env as StringVars).MODEL_CACHE === 'off') {
       // The benchmark's baseline: fetch, build and warm up per request, the pattern the cache exists
       // to avoid. A throwaway cache builds the model; retired at once, it is disposed on release.
-      const once = new ModelCache({ ...this.cache.options, onLoad: undefined, onLoadFailed: undefined, onUnload: undefined })
+      const once = new ModelCache({
+        ...this.cache.options,
+        onLoad: undefined,
+        onLoadFailed: undefined,
+        onUnload: undefined,
+      })
       const lease = await once.acquire(key, target.entry.weightBytes, load)
       once.drop(key, 'MODEL_CACHE is off')
       return { target, lease }
@@ -209,7 +221,9 @@ export class Isolate {
    * unknown dimensions once it loads). A graph model without a signature block declares no outputs:
    * `undefined`, load to know.
    */
-  knownSignature(target: ResolvedVersion): { format: ModelFormat; signature: Signature; memoryBytes?: number } | undefined {
+  knownSignature(
+    target: ResolvedVersion,
+  ): { format: ModelFormat; signature: Signature; memoryBytes?: number } | undefined {
     const loaded = this.cache.signatureOf(cacheKey(target.name, target.version))
     if (loaded) return loaded
     const { format, signature } = target.entry
@@ -219,7 +233,8 @@ export class Isolate {
       const dtype = dtypeFromTensorFlow(s.dtype) ?? s.dtype
       if (!s.name || !dtype) return undefined
       // A graph's tensor name: `node:0` for a node named as its signature key, as tf.js names it.
-      const tensorName = s.tensorName ?? (format === 'graph-model' ? (s.name.includes(':') ? s.name : `${s.name}:0`) : s.name)
+      const tensorName =
+        s.tensorName ?? (format === 'graph-model' ? (s.name.includes(':') ? s.name : `${s.name}:0`) : s.name)
       return { name: s.name, tensorName, dtype: dtype as TensorSpec['dtype'], shape: s.shape ?? null }
     }
     const inputs = (declared.inputs as Partial<TensorSpec>[]).map(spec)
@@ -239,11 +254,16 @@ export class Isolate {
    * Follows the R2 pointer now, then builds the model's default version afresh beside the one serving
    * and switches (admin reload).
    */
-  async reload(env: Env, name: string): Promise<{ target: ResolvedVersion; resident: ResidentInfo; pointer: PointerStatus }> {
+  async reload(
+    env: Env,
+    name: string,
+  ): Promise<{ target: ResolvedVersion; resident: ResidentInfo; pointer: PointerStatus }> {
     const pointer = await this.follow(env)
     const target = (await this.repository(env)).resolve(name)
     const sources = this.sourcesOf(env)
-    const resident = await this.cache.reload(cacheKey(name, target.version), target.entry.weightBytes, () => this.load(sources, target))
+    const resident = await this.cache.reload(cacheKey(name, target.version), target.entry.weightBytes, () =>
+      this.load(sources, target),
+    )
     return { target, resident, pointer }
   }
 
@@ -273,7 +293,14 @@ export class Isolate {
     }
     const published = base ? await this.publish(env, base) : {}
     const { numTensors, numBytes } = tf.memory()
-    const report: MaintenanceReport = { dropped, models, ...published, numTensors, numBytes, ...(indexError ? { indexError } : {}) }
+    const report: MaintenanceReport = {
+      dropped,
+      models,
+      ...published,
+      numTensors,
+      numBytes,
+      ...(indexError ? { indexError } : {}),
+    }
     log(indexError || published.publishError ? 'error' : 'info', 'cron.maintenance', { ...report })
     return report
   }
@@ -286,7 +313,13 @@ export class Isolate {
       // Candidates are validated by building them, on the backend that serves them.
       await this.backend.ensure()
       const sources = this.sourcesOf(env)
-      const report = await publishVersions({ bucket: env.MODELS, base, allowed, cache: this.cache, load: (t) => this.load(sources, t) })
+      const report = await publishVersions({
+        bucket: env.MODELS,
+        base,
+        allowed,
+        cache: this.cache,
+        load: (t) => this.load(sources, t),
+      })
       await this.follow(env)
       return { publish: report }
     } catch (error) {
@@ -336,7 +369,10 @@ export class Isolate {
     this.rebuilding = reason
     const heap = wasmHeapBytes()
     const broken = backendBroken()
-    log('warn', 'backend.rebuilding', { reason: broken ? `broken: ${broken}; ${reason}` : `heap fragmented: ${reason}`, heapBytes: heap })
+    log('warn', 'backend.rebuilding', {
+      reason: broken ? `broken: ${broken}; ${reason}` : `heap fragmented: ${reason}`,
+      heapBytes: heap,
+    })
     try {
       // A broken backend's models cannot run any more: they go (and load again on their next request).
       if (broken) this.cache.unload(undefined, 'the wasm backend is rebuilt')
@@ -362,7 +398,9 @@ export class Isolate {
     if (this.rebuilding !== undefined) throw new Error(`the wasm backend's heap is being rebuilt (${this.rebuilding})`)
     const broken = backendBroken()
     if (broken) {
-      const rebuild = this.recover(env).catch((error: unknown) => log('error', 'backend.rebuild_failed', { error: (error as Error).message }))
+      const rebuild = this.recover(env).catch((error: unknown) =>
+        log('error', 'backend.rebuild_failed', { error: (error as Error).message }),
+      )
       waitUntil?.(rebuild)
       throw new Error(`the wasm backend failed: ${broken}; it is being rebuilt`)
     }

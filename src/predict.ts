@@ -70,7 +70,12 @@ export interface Prediction<T> {
 }
 
 /** Leases a model for the length of `use`, always releasing it. */
-export async function withLease<T>(caller: Caller, name: string, selector: Selector, use: (held: ModelLease) => Promise<T>): Promise<T> {
+export async function withLease<T>(
+  caller: Caller,
+  name: string,
+  selector: Selector,
+  use: (held: ModelLease) => Promise<T>,
+): Promise<T> {
   return holding(await isolate().lease(caller.env, name, selector, caller.waitUntil), use)
 }
 
@@ -80,12 +85,21 @@ export async function withLease<T>(caller: Caller, name: string, selector: Selec
  * slots before `read` reads the body — so a request reading its body is already in flight — and
  * frees them when the answer is ready. `spec` is the protocol's part, made from the body.
  */
-export async function predict<B, T>(caller: Caller, name: string, selector: Selector, read: () => Promise<B>, spec: (body: B) => PredictionSpec<T>): Promise<Prediction<T>> {
+export async function predict<B, T>(
+  caller: Caller,
+  name: string,
+  selector: Selector,
+  read: () => Promise<B>,
+  spec: (body: B) => PredictionSpec<T>,
+): Promise<Prediction<T>> {
   const state = isolate()
   // The body is read once: a request served again after a backend rebuild reuses what was read.
   let body: Promise<B> | undefined
   const readOnce = () => (body ??= read())
-  const attempt = () => state.traffic.serve(caller.env, name, selector, caller, readOnce, (held, read) => run(state, caller, held, spec(read)))
+  const attempt = () =>
+    state.traffic.serve(caller.env, name, selector, caller, readOnce, (held, read) =>
+      run(state, caller, held, spec(read)),
+    )
   try {
     return await attempt()
   } catch (error) {
@@ -103,7 +117,12 @@ export async function predict<B, T>(caller: Caller, name: string, selector: Sele
  * answer is looked up by the hash of its inputs before the model runs, and stored after (awaited, so
  * the next identical request hits); errors are thrown before anything is stored.
  */
-async function run<T>(state: Isolate, caller: Caller, held: ModelLease, spec: PredictionSpec<T>): Promise<Prediction<T>> {
+async function run<T>(
+  state: Isolate,
+  caller: Caller,
+  held: ModelLease,
+  spec: PredictionSpec<T>,
+): Promise<Prediction<T>> {
   caller.record?.leased(held, state.cache.signatureOf(held.lease.key)?.memoryBytes)
   const feeds: Record<string, tf.Tensor> = {}
   let outputs: Record<string, tf.Tensor> = {}
@@ -119,8 +138,19 @@ async function run<T>(state: Isolate, caller: Caller, held: ModelLease, spec: Pr
       const { target } = held
       const inputs = early ?? (await tensorInputs(feeds))
       const digest = await versionDigest(target.entry.files, preparedOf(target, held.lease.model).labels)
-      key = await predictionKey({ model: target.name, version: target.version, digest, config: target.config, format: spec.format(held), outputs: names, inputs })
-      if (workersDev) state.predictions.passOver('*.workers.dev routes have no Cache API; serve from a custom domain to cache predictions')
+      key = await predictionKey({
+        model: target.name,
+        version: target.version,
+        digest,
+        config: target.config,
+        format: spec.format(held),
+        outputs: names,
+        inputs,
+      })
+      if (workersDev)
+        state.predictions.passOver(
+          '*.workers.dev routes have no Cache API; serve from a custom domain to cache predictions',
+        )
       const cached = caller.noCache || workersDev ? undefined : await state.predictions.lookup(key)
       if (cached !== undefined) {
         state.metrics.recordPredictionCache(target.name, 'hit')
@@ -132,7 +162,11 @@ async function run<T>(state: Isolate, caller: Caller, held: ModelLease, spec: Pr
     const started = Date.now()
     outputs = await held.lease.model.run(feeds)
     const inferMs = Date.now() - started
-    caller.record?.note({ infer_ms: inferMs, rows: rowsOf(feeds) ?? 1, ...(key !== undefined ? { prediction_cache: 'miss' } : {}) })
+    caller.record?.note({
+      infer_ms: inferMs,
+      rows: rowsOf(feeds) ?? 1,
+      ...(key !== undefined ? { prediction_cache: 'miss' } : {}),
+    })
     const value = await spec.answer(held, outputs, names)
     if (key === undefined) return { value, held, inferMs }
     if (!workersDev) await state.predictions.store(key, value, ttl!)
@@ -149,7 +183,11 @@ async function run<T>(state: Isolate, caller: Caller, held: ModelLease, spec: Pr
  * tensors on the heap too), evicts every idle model and builds them once more. Still too large beside
  * the model: a 413 with the figures, never a 500.
  */
-async function buildFeeds<T>(spec: PredictionSpec<T>, held: ModelLease, feeds: Record<string, tf.Tensor>): Promise<void> {
+async function buildFeeds<T>(
+  spec: PredictionSpec<T>,
+  held: ModelLease,
+  feeds: Record<string, tf.Tensor>,
+): Promise<void> {
   for (let retried = false; ; retried = true) {
     try {
       return await spec.feeds(held, feeds)

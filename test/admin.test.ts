@@ -46,7 +46,9 @@ describe('admin API', () => {
   it("shows this isolate's cache: versions, leases, bytes, counters, memory", async () => {
     await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, enabled)
     const body = await (await admin('/admin/cache', { headers: auth() })).json<any>()
-    expect(body.models).toEqual([expect.objectContaining({ key: 'iris/1', state: 'AVAILABLE', leases: 0, bytes: expect.any(Number) })])
+    expect(body.models).toEqual([
+      expect.objectContaining({ key: 'iris/1', state: 'AVAILABLE', leases: 0, bytes: expect.any(Number) }),
+    ])
     expect(body.counters).toMatchObject({ misses: 1, loads: 1 })
     expect(body.residentBytes).toBe(body.models[0].bytes)
     expect(body.memory).toEqual({ numTensors: tf.memory().numTensors, numBytes: tf.memory().numBytes })
@@ -78,7 +80,12 @@ describe('admin API', () => {
     const held = await isolate().lease(enabled, 'iris')
     const res = await admin('/admin/models/iris/reload', { method: 'POST', headers: auth() })
     expect(res.status).toBe(200)
-    expect(await res.json()).toMatchObject({ model: 'iris', version: '1', source: 'assets', resident: { key: 'iris/1', state: 'AVAILABLE' } })
+    expect(await res.json()).toMatchObject({
+      model: 'iris',
+      version: '1',
+      source: 'assets',
+      resident: { key: 'iris/1', state: 'AVAILABLE' },
+    })
     expect(cache.list().map((r) => [r.key, r.state, r.leases])).toEqual([
       ['iris/1', 'AVAILABLE', 0],
       ['iris/1', 'RETIRED', 1],

@@ -21,7 +21,11 @@ import { fakeClock, runCron, SETOSA } from './support/helpers'
 import { irisWithBias, publish } from './support/r2-helpers'
 import doc from '../docs/analytics.md?raw'
 
-const queries = import.meta.glob('../docs/analytics/*.sql', { query: '?raw', import: 'default', eager: true }) as Record<string, string>
+const queries = import.meta.glob('../docs/analytics/*.sql', {
+  query: '?raw',
+  import: 'default',
+  eager: true,
+}) as Record<string, string>
 
 const VERSICOLOR = [6.4, 3.2, 4.5, 1.5]
 const COLO = 'TST'
@@ -29,7 +33,10 @@ const COLO = 'TST'
 /** A dataset that keeps what is written, as Analytics Engine would receive it. */
 function capturing() {
   const points: AnalyticsEngineDataPoint[] = []
-  const bindings = { ...env, INFERENCE: { writeDataPoint: (point?: AnalyticsEngineDataPoint) => void points.push(structuredClone(point!)) } } as Env
+  const bindings = {
+    ...env,
+    INFERENCE: { writeDataPoint: (point?: AnalyticsEngineDataPoint) => void points.push(structuredClone(point!)) },
+  } as Env
   return { points, bindings }
 }
 
@@ -61,19 +68,39 @@ async function request(bindings: Env, path: string, init: RequestInit = {}) {
   const ctx = createExecutionContext()
   const headers = new Headers(init.headers)
   const { body } = init
-  if (typeof body === 'string' || body instanceof Uint8Array) headers.set('content-length', String(typeof body === 'string' ? utf8(body) : body.byteLength))
-  const response = await worker.fetch(new Request(`http://warmserve.test${path}`, { ...init, headers, cf: { colo: COLO } } as RequestInit), bindings, ctx)
+  if (typeof body === 'string' || body instanceof Uint8Array)
+    headers.set('content-length', String(typeof body === 'string' ? utf8(body) : body.byteLength))
+  const response = await worker.fetch(
+    new Request(`http://warmserve.test${path}`, { ...init, headers, cf: { colo: COLO } } as RequestInit),
+    bindings,
+    ctx,
+  )
   const text = await response.text()
   await waitOnExecutionContext(ctx)
   return { response, text }
 }
 
-const json = (body: unknown) => ({ method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
+const json = (body: unknown) => ({
+  method: 'POST',
+  body: JSON.stringify(body),
+  headers: { 'content-type': 'application/json' },
+})
 
 /** The isolate-wide fields every point carries. */
-const isolateFields = () => ({ backend: tf.getBackend(), isolate_age_ms: expect.any(Number), resident_bytes: expect.any(Number) })
+const isolateFields = () => ({
+  backend: tf.getBackend(),
+  isolate_age_ms: expect.any(Number),
+  resident_bytes: expect.any(Number),
+})
 
-const digitPng = (i: number) => encodePng({ width: 28, height: 28, channels: 1, depth: 8, data: Uint8Array.from(digits.images[i]!, (v) => Math.round(v * 255)) })
+const digitPng = (i: number) =>
+  encodePng({
+    width: 28,
+    height: 28,
+    channels: 1,
+    depth: 8,
+    data: Uint8Array.from(digits.images[i]!, (v) => Math.round(v * 255)),
+  })
 
 beforeEach(() => {
   resetIsolate()
@@ -119,31 +146,69 @@ describe('one point per inference request', () => {
     })
     expect(point.model_memory_bytes).toBeGreaterThan(0)
     expect(point.total_ms).toBeGreaterThanOrEqual(point.load_ms as number)
-    expect(read(points[1]!)).toMatchObject({ index: 'iris', event: 'load', model: 'iris', version: '1', status_class: '2xx', reason: 'load', model_memory_bytes: point.model_memory_bytes, status: 0 })
+    expect(read(points[1]!)).toMatchObject({
+      index: 'iris',
+      event: 'load',
+      model: 'iris',
+      version: '1',
+      status_class: '2xx',
+      reason: 'load',
+      model_memory_bytes: point.model_memory_bytes,
+      status: 0,
+    })
 
     points.length = 0
     await request(bindings, '/v1/models/iris/versions/1:predict', json({ instances: [SETOSA] }))
     expect(points).toHaveLength(1)
-    expect(read(points[0]!)).toMatchObject({ event: 'request', model_cache: 'hit', load_ms: 0, rows: 1, traffic_rule: 'named', status: 200 })
+    expect(read(points[0]!)).toMatchObject({
+      event: 'request',
+      model_cache: 'hit',
+      load_ms: 0,
+      rows: 1,
+      traffic_rule: 'named',
+      status: 200,
+    })
   })
 
   it(':classify with an image body writes its route, rows and decode time', async () => {
     const { points, bindings } = capturing()
     const png = digitPng(0)
-    const { response } = await request(bindings, '/v1/models/digits:classify', { method: 'POST', body: png, headers: { 'content-type': 'image/png' } })
+    const { response } = await request(bindings, '/v1/models/digits:classify', {
+      method: 'POST',
+      body: png,
+      headers: { 'content-type': 'image/png' },
+    })
     expect(response.status).toBe(200)
     const point = read(points.find((p) => read(p).event === 'request')!)
-    expect(point).toMatchObject({ model: 'digits', version: '1', route: 'tf-serving:classify', status: 200, rows: 1, bytes_in: png.byteLength, model_cache: 'miss' })
+    expect(point).toMatchObject({
+      model: 'digits',
+      version: '1',
+      route: 'tf-serving:classify',
+      status: 200,
+      rows: 1,
+      bytes_in: png.byteLength,
+      model_cache: 'miss',
+    })
     const timing = response.headers.get('server-timing')!
     expect(point.decode_ms).toBe(Number(/decode;dur=(\d+)/.exec(timing)![1]))
   })
 
   it('v2 infer writes its route', async () => {
     const { points, bindings } = capturing()
-    const body = { inputs: [{ name: 'features', shape: [3, 4], datatype: 'FP32', data: [...SETOSA, ...VERSICOLOR, ...SETOSA] }] }
+    const body = {
+      inputs: [{ name: 'features', shape: [3, 4], datatype: 'FP32', data: [...SETOSA, ...VERSICOLOR, ...SETOSA] }],
+    }
     const { text } = await request(bindings, '/v2/models/iris/infer', json(body))
     expect(points.map((p) => read(p).event)).toEqual(['request', 'load'])
-    expect(read(points[0]!)).toMatchObject({ model: 'iris', route: 'v2:infer', status: 200, status_class: '2xx', rows: 3, bytes_out: utf8(text), colo: COLO })
+    expect(read(points[0]!)).toMatchObject({
+      model: 'iris',
+      route: 'v2:infer',
+      status: 200,
+      status_class: '2xx',
+      rows: 3,
+      bytes_out: utf8(text),
+      colo: COLO,
+    })
   })
 
   it('a model with a prediction cache writes the cache outcome: a miss runs the model, a hit does not', async () => {
@@ -168,7 +233,9 @@ describe('one point per inference request', () => {
     const models = new Models(ctx, bindings)
     await models.run('iris', { instances: [SETOSA] })
     await models.run('digits', { image: digitPng(1) }, { top_k: 1 })
-    await models.infer('iris', { inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 4], data: Float32Array.from(SETOSA) }] })
+    await models.infer('iris', {
+      inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 4], data: Float32Array.from(SETOSA) }],
+    })
     await models.metadata('iris')
     await waitOnExecutionContext(ctx)
     const requests = points.map(read).filter((p) => p.event === 'request')
@@ -177,18 +244,44 @@ describe('one point per inference request', () => {
       ['rpc:run', 'digits', 'miss'],
       ['rpc:infer', 'iris', 'hit'],
     ])
-    for (const p of requests) expect(p).toMatchObject({ status: 200, status_class: '2xx', colo: '', bytes_in: 0, bytes_out: 0, request_id: '', rows: 1 })
+    for (const p of requests)
+      expect(p).toMatchObject({
+        status: 200,
+        status_class: '2xx',
+        colo: '',
+        bytes_in: 0,
+        bytes_out: 0,
+        request_id: '',
+        rows: 1,
+      })
     expect(requests[1]!.decode_ms).toEqual(expect.any(Number))
-    expect(points.map(read).filter((p) => p.event === 'load').map((p) => p.model)).toEqual(['iris', 'digits'])
+    expect(
+      points
+        .map(read)
+        .filter((p) => p.event === 'load')
+        .map((p) => p.model),
+    ).toEqual(['iris', 'digits'])
   })
 })
 
 describe('failures', () => {
   it('a failing request writes its status and error code', async () => {
     const { points, bindings } = capturing()
-    expect((await request(bindings, '/v1/models/iris:predict', json({ instances: [[1, 2, 3]] }))).response.status).toBe(400)
-    expect((await request(bindings, '/v1/models/nope:predict', json({ instances: [SETOSA] }))).response.status).toBe(404)
-    expect((await request(bindings, '/v2/models/iris/infer', { method: 'POST', body: '{', headers: { 'content-type': 'application/json' } })).response.status).toBe(400)
+    expect((await request(bindings, '/v1/models/iris:predict', json({ instances: [[1, 2, 3]] }))).response.status).toBe(
+      400,
+    )
+    expect((await request(bindings, '/v1/models/nope:predict', json({ instances: [SETOSA] }))).response.status).toBe(
+      404,
+    )
+    expect(
+      (
+        await request(bindings, '/v2/models/iris/infer', {
+          method: 'POST',
+          body: '{',
+          headers: { 'content-type': 'application/json' },
+        })
+      ).response.status,
+    ).toBe(400)
     const requests = points.map(read).filter((p) => p.event === 'request')
     expect(requests.map((p) => [p.model, p.status, p.status_class, p.error_code])).toEqual([
       ['iris', 400, '4xx', 'bad_request'],
@@ -205,11 +298,16 @@ describe('failures', () => {
     // The real ASSETS binding, with the weight shard's fetch failing.
     const assets = {
       fetch: (input: RequestInfo | URL, init?: RequestInit) => {
-        if (new URL(input instanceof Request ? input.url : String(input)).pathname.endsWith('.bin')) throw new Error('connection reset')
+        if (new URL(input instanceof Request ? input.url : String(input)).pathname.endsWith('.bin'))
+          throw new Error('connection reset')
         return env.ASSETS.fetch(input, init)
       },
     } as unknown as Fetcher
-    const { response } = await request({ ...bindings, ASSETS: assets } as Env, '/v1/models/iris:predict', json({ instances: [SETOSA] }))
+    const { response } = await request(
+      { ...bindings, ASSETS: assets } as Env,
+      '/v1/models/iris:predict',
+      json({ instances: [SETOSA] }),
+    )
     expect(response.status).toBe(503)
     expect(points.map(read).map((p) => [p.event, p.status_class, p.error_code, p.model, p.version])).toEqual([
       ['request', '5xx', 'model_unavailable', 'iris', '1'],
@@ -226,8 +324,12 @@ describe('failures', () => {
     const held = gate.enter() as Place
     expect(held.state).toBe('holding')
     try {
-      expect((await request(limited, '/v1/models/iris:predict', json({ instances: [SETOSA] }))).response.status).toBe(429)
-      await expect(new Models(createExecutionContext(), limited).run('iris', { instances: [SETOSA] })).rejects.toMatchObject({ status: 429 })
+      expect((await request(limited, '/v1/models/iris:predict', json({ instances: [SETOSA] }))).response.status).toBe(
+        429,
+      )
+      await expect(
+        new Models(createExecutionContext(), limited).run('iris', { instances: [SETOSA] }),
+      ).rejects.toMatchObject({ status: 429 })
     } finally {
       held.leave()
     }
@@ -239,18 +341,29 @@ describe('failures', () => {
 
   it('a throwing writeDataPoint fails no request: the answer is the same, and a warning is logged', async () => {
     const { text: expected } = await request(env, '/v1/models/iris:predict', json({ instances: [SETOSA] }))
-    const throwing = { ...env, INFERENCE: { writeDataPoint: () => { throw new Error('dataset down') } } } as Env
+    const throwing = {
+      ...env,
+      INFERENCE: {
+        writeDataPoint: () => {
+          throw new Error('dataset down')
+        },
+      },
+    } as Env
     const warnings: string[] = []
     vi.spyOn(console, 'warn').mockImplementation((line: string) => void warnings.push(line))
     try {
       const { response, text } = await request(throwing, '/v1/models/iris:predict', json({ instances: [SETOSA] }))
       expect(response.status).toBe(200)
       expect(text).toBe(expected)
-      await expect(new Models(createExecutionContext(), throwing).run('iris', { instances: [SETOSA] })).resolves.toEqual(JSON.parse(expected))
+      await expect(
+        new Models(createExecutionContext(), throwing).run('iris', { instances: [SETOSA] }),
+      ).resolves.toEqual(JSON.parse(expected))
     } finally {
       vi.restoreAllMocks()
     }
-    expect(warnings.map((w) => JSON.parse(w))).toContainEqual(expect.objectContaining({ event: 'analytics.write_failed', error: 'dataset down' }))
+    expect(warnings.map((w) => JSON.parse(w))).toContainEqual(
+      expect.objectContaining({ event: 'analytics.write_failed', error: 'dataset down' }),
+    )
   })
 
   it('without the binding nothing is written and nothing fails', async () => {
@@ -305,7 +418,9 @@ describe('loads, unloads and the per-invocation limit', () => {
     clock.advance(2_000)
     await runCron({ ...bindings, MODEL_IDLE_TTL_SECONDS: '1' } as Env)
     const unloads = points.map(read).filter((p) => p.event === 'unload')
-    expect(unloads.map((p) => [p.model, p.version, p.reason])).toEqual([['iris', '1', 'dropped: idle for more than 1000 ms']])
+    expect(unloads.map((p) => [p.model, p.version, p.reason])).toEqual([
+      ['iris', '1', 'dropped: idle for more than 1000 ms'],
+    ])
     // On the isolate's clock: two seconds after its start.
     expect(unloads[0]!.isolate_age_ms).toBe(2_000)
   })
@@ -316,14 +431,23 @@ describe('shadow runs', () => {
     const NAME = 'analytics-iris'
     await publish(env.MODELS, NAME, 1, await irisWithBias([50, 0, 0]))
     await publish(env.MODELS, NAME, 2, await irisWithBias([0, 0, 50]))
-    await env.MODELS.put(`${NAME}/config.json`, JSON.stringify({ traffic: { versions: { '1': 100 } }, shadow: { version: 2, fraction: 1 } }))
+    await env.MODELS.put(
+      `${NAME}/config.json`,
+      JSON.stringify({ traffic: { versions: { '1': 100 } }, shadow: { version: 2, fraction: 1 } }),
+    )
     const { points, bindings } = capturing()
     await runCron(bindings)
     points.length = 0
     const { response } = await request(bindings, `/v1/models/${NAME}:predict`, json({ instances: [SETOSA] }))
     expect(response.headers.get('x-model-version')).toBe('1')
     const written = points.map(read)
-    expect(written.find((p) => p.event === 'request')).toMatchObject({ model: NAME, version: '1', traffic_rule: 'weighted', shadow_version: '2', source: 'r2' })
+    expect(written.find((p) => p.event === 'request')).toMatchObject({
+      model: NAME,
+      version: '1',
+      traffic_rule: 'weighted',
+      shadow_version: '2',
+      source: 'r2',
+    })
     expect(written.find((p) => p.event === 'shadow')).toMatchObject({
       model: NAME,
       version: '1',
@@ -343,12 +467,24 @@ describe('shadow runs', () => {
 describe('which HTTP requests are inference requests', () => {
   it('POSTs to the predict, classify (detect, embed) and infer paths, with the model they name', () => {
     expect(inferenceRoute('POST', '/v1/models/iris:predict')).toEqual({ route: 'tf-serving:predict', model: 'iris' })
-    expect(inferenceRoute('POST', '/v1/models/iris/versions/2:classify')).toEqual({ route: 'tf-serving:classify', model: 'iris' })
-    expect(inferenceRoute('POST', '/v1/models/my.model/labels/stable:embed')).toEqual({ route: 'tf-serving:embed', model: 'my.model' })
+    expect(inferenceRoute('POST', '/v1/models/iris/versions/2:classify')).toEqual({
+      route: 'tf-serving:classify',
+      model: 'iris',
+    })
+    expect(inferenceRoute('POST', '/v1/models/my.model/labels/stable:embed')).toEqual({
+      route: 'tf-serving:embed',
+      model: 'my.model',
+    })
     expect(inferenceRoute('POST', '/v1/models/coco:detect')).toEqual({ route: 'tf-serving:detect', model: 'coco' })
     expect(inferenceRoute('POST', '/v2/models/iris/versions/1/infer')).toEqual({ route: 'v2:infer', model: 'iris' })
     expect(inferenceRoute('POST', '/v2/models/a%20b/infer')).toEqual({ route: 'v2:infer', model: 'a b' })
-    for (const [method, path] of [['GET', '/v1/models/iris:predict'], ['POST', '/v1/models/iris:regress'], ['POST', '/v1/models/iris'], ['POST', '/v2/repository/index'], ['GET', '/v2/models/iris']]) {
+    for (const [method, path] of [
+      ['GET', '/v1/models/iris:predict'],
+      ['POST', '/v1/models/iris:regress'],
+      ['POST', '/v1/models/iris'],
+      ['POST', '/v2/repository/index'],
+      ['GET', '/v2/models/iris'],
+    ]) {
       expect(inferenceRoute(method!, path!), `${method} ${path}`).toBeUndefined()
     }
   })
@@ -368,7 +504,13 @@ describe('the schema', () => {
   })
 
   it('cuts long values at a character boundary, within the limits', () => {
-    const point = dataPoint({ model: 'm'.repeat(60) + 'é'.repeat(40), reason: '€'.repeat(2_000), version: '1', load_ms: Number.NaN, rows: Infinity })
+    const point = dataPoint({
+      model: 'm'.repeat(60) + 'é'.repeat(40),
+      reason: '€'.repeat(2_000),
+      version: '1',
+      load_ms: Number.NaN,
+      rows: Infinity,
+    })
     const fields = read(point)
     expect(fields.index).toBe('m'.repeat(60) + 'é'.repeat(18)) // 60 + 36 = 96 bytes
     expect(fields.reason).toBe('€'.repeat(341)) // 1,023 bytes: a 342nd would pass 1,024
@@ -377,7 +519,10 @@ describe('the schema', () => {
 
   it('is the table docs/analytics.md shows', () => {
     const table = /<!-- schema:start -->\n([\s\S]*?)\n<!-- schema:end -->/.exec(doc)
-    expect(table, 'docs/analytics.md has the schema between <!-- schema:start --> and <!-- schema:end -->').not.toBeNull()
+    expect(
+      table,
+      'docs/analytics.md has the schema between <!-- schema:start --> and <!-- schema:end -->',
+    ).not.toBeNull()
     expect(table![1]).toBe(schemaTable())
   })
 
@@ -392,7 +537,8 @@ describe('the schema', () => {
       for (const [, column, alias] of sql.matchAll(/\b((?:blob|double|index)\d+)\s+AS\s+(\w+)/gi)) {
         expect(byColumn.get(column!), `${file}: ${column}`).toBe(alias)
       }
-      for (const [column] of sql.matchAll(/\b(?:blob|double|index)\d+\b/g)) expect(byColumn.has(column), `${file}: ${column} is not a column`).toBe(true)
+      for (const [column] of sql.matchAll(/\b(?:blob|double|index)\d+\b/g))
+        expect(byColumn.has(column), `${file}: ${column} is not a column`).toBe(true)
     }
   })
 })

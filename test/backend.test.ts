@@ -105,8 +105,15 @@ describe('wasm backend in workerd', () => {
   it('computes matMul correctly', async () => {
     await ensureBackend()
     const before = tf.memory().numTensors
-    const a = tf.tensor2d([[1, 2, 3], [4, 5, 6]])
-    const b = tf.tensor2d([[7, 8], [9, 10], [11, 12]])
+    const a = tf.tensor2d([
+      [1, 2, 3],
+      [4, 5, 6],
+    ])
+    const b = tf.tensor2d([
+      [7, 8],
+      [9, 10],
+      [11, 12],
+    ])
     const c = tf.matMul(a, b)
     expect(tf.getBackend()).toBe('wasm')
     expect(Array.from(await c.data())).toEqual([58, 64, 139, 154])
@@ -132,7 +139,11 @@ describe('wasm backend in workerd', () => {
     const w = tf.randomUniform([3, 3, 3, 8], -1, 1, 'float32', 2) as tf.Tensor4D
     const dw = tf.randomUniform([3, 3, 3, 2], -1, 1, 'float32', 3) as tf.Tensor4D
     const run = () =>
-      tf.tidy(() => [tf.conv2d(x, w, 2, 'same'), tf.depthwiseConv2d(x, dw, 1, 'valid'), tf.relu6(tf.conv2d(x, w, 1, 'valid'))])
+      tf.tidy(() => [
+        tf.conv2d(x, w, 2, 'same'),
+        tf.depthwiseConv2d(x, dw, 1, 'valid'),
+        tf.relu6(tf.conv2d(x, w, 1, 'valid')),
+      ])
     const wasm = run()
     const cpu = await on('cpu', async () => run())
     for (const [i, t] of wasm.entries()) {
@@ -152,7 +163,10 @@ describe('wasm backend in workerd', () => {
 const bundled: { name: string; inputs: () => tf.Tensor }[] = [
   {
     name: 'iris',
-    inputs: () => tf.tidy(() => tf.concat([tf.tensor2d(irisHoldout.features as number[][]), tf.randomUniform([16, 4], 0, 8, 'float32', 11)])),
+    inputs: () =>
+      tf.tidy(() =>
+        tf.concat([tf.tensor2d(irisHoldout.features as number[][]), tf.randomUniform([16, 4], 0, 8, 'float32', 11)]),
+      ),
   },
   {
     name: 'digits',
@@ -266,7 +280,11 @@ describe('configuration and fallback', () => {
       const warn = vi.spyOn(console, 'warn')
       await expect(ensureBackend('wasm')).resolves.toBe('cpu')
       expect(warn).toHaveBeenCalledTimes(1)
-      expect(JSON.parse(String(warn.mock.calls[0]![0]))).toMatchObject({ event: 'backend.fallback', wanted: 'wasm', reason: expect.stringMatching(/SIMD/) })
+      expect(JSON.parse(String(warn.mock.calls[0]![0]))).toMatchObject({
+        event: 'backend.fallback',
+        wanted: 'wasm',
+        reason: expect.stringMatching(/SIMD/),
+      })
     } finally {
       tf.env().set('WASM_HAS_SIMD_SUPPORT', detected)
     }
@@ -278,7 +296,13 @@ describe('configuration and fallback', () => {
     await expect(ensureBackend()).resolves.toBe('cpu')
     await forgetWasm()
     await expect(ensureBackend()).resolves.toBe('wasm')
-    const y = tf.matMul(tf.eye(2), tf.tensor2d([[1, 2], [3, 4]]))
+    const y = tf.matMul(
+      tf.eye(2),
+      tf.tensor2d([
+        [1, 2],
+        [3, 4],
+      ]),
+    )
     expect(Array.from(await y.data())).toEqual([1, 2, 3, 4])
     tf.dispose(y)
   })

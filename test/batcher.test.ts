@@ -14,7 +14,9 @@ beforeAll(() => isolate().backend.ensure())
 const artifacts = await tinyModelArtifacts()
 
 /** The tiny model ([-1, 4] → [-1, 3]), recording the rows of every run it is given. */
-async function recorded(override?: (inputs: Record<string, tf.Tensor>, inner: Servable) => Promise<Record<string, tf.Tensor>>) {
+async function recorded(
+  override?: (inputs: Record<string, tf.Tensor>, inner: Servable) => Promise<Record<string, tf.Tensor>>,
+) {
   const { servable } = await buildServable(artifacts)
   const runs: number[] = []
   let disposed = 0
@@ -30,7 +32,8 @@ async function recorded(override?: (inputs: Record<string, tf.Tensor>, inner: Se
 }
 
 /** `rows` rows of 4 features, distinct for each `seed`. */
-const rowsOf = (seed: number, rows: number) => Array.from({ length: rows }, (_, r) => [seed, r, seed * 0.5 - r, 1 / (seed + r + 1)])
+const rowsOf = (seed: number, rows: number) =>
+  Array.from({ length: rows }, (_, r) => [seed, r, seed * 0.5 - r, 1 / (seed + r + 1)])
 
 /** Runs `servable` on `rows` and returns its output as arrays, disposing every tensor it made. */
 async function predict(servable: Servable, rows: number[][]): Promise<number[][]> {
@@ -74,7 +77,14 @@ describe('withBatching', () => {
     const together = await Promise.all(requests.map((rows) => predict(batched, rows)))
     expect(together).toEqual(alone)
     expect(runs).toEqual([7])
-    expect(batchingOf(batched)!.counters).toEqual({ requests: 4, batches: 1, merged: 4, alone: 0, rerun: 0, maxRows: 7 })
+    expect(batchingOf(batched)!.counters).toEqual({
+      requests: 4,
+      batches: 1,
+      merged: 4,
+      alone: 0,
+      rerun: 0,
+      maxRows: 7,
+    })
     expect(tf.memory().numTensors).toBe(before)
   })
 
@@ -106,11 +116,16 @@ describe('withBatching', () => {
 
   it('reruns a failed batch request by request, so only the bad request fails', async () => {
     const { inner, batched, runs } = await setup(undefined, async (inputs, model) => {
-      if ((Object.values(inputs)[0]!.dataSync() as Float32Array).some((v) => v > 100)) throw new Error('value out of range')
+      if ((Object.values(inputs)[0]!.dataSync() as Float32Array).some((v) => v > 100))
+        throw new Error('value out of range')
       return model.run(inputs)
     })
     const good = [rowsOf(1, 2), rowsOf(2, 1)]
-    const results = await Promise.allSettled([predict(batched, good[0]!), predict(batched, [[999, 0, 0, 0]]), predict(batched, good[1]!)])
+    const results = await Promise.allSettled([
+      predict(batched, good[0]!),
+      predict(batched, [[999, 0, 0, 0]]),
+      predict(batched, good[1]!),
+    ])
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
     expect((results[1] as PromiseRejectedResult).reason.message).toBe('value out of range')
     expect(results[0]).toEqual({ status: 'fulfilled', value: await predict(inner, good[0]!) })
@@ -140,21 +155,35 @@ describe('withBatching', () => {
     expect(await Promise.all(requests.map((rows) => predict(batched, rows)))).toEqual(alone)
     expect(runs).toEqual([2, 3, 1])
     expect(batchingOf(batched)!.counters).toMatchObject({ batches: 0, rerun: 3, alone: 3 })
-    const lines = warn.mock.calls.map(([line]) => JSON.parse(line as string)).filter((l) => l.event === 'model.batching_off')
-    expect(lines).toEqual([expect.objectContaining({ level: 'warn', model: 'tiny/1', reason: expect.stringMatching(/output '.*' has shape \[1, 3\] for a merged batch of 6 rows/) })])
+    const lines = warn.mock.calls
+      .map(([line]) => JSON.parse(line as string))
+      .filter((l) => l.event === 'model.batching_off')
+    expect(lines).toEqual([
+      expect.objectContaining({
+        level: 'warn',
+        model: 'tiny/1',
+        reason: expect.stringMatching(/output '.*' has shape \[1, 3\] for a merged batch of 6 rows/),
+      }),
+    ])
     expect(tf.memory().numTensors).toBe(before)
   })
 
   it('does not batch a model whose signature has a fixed batch dimension', async () => {
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => {})
     const { model, runs } = await recorded()
-    const fixed: Servable = { ...model, signature: { ...model.signature, inputs: [{ ...model.signature.inputs[0]!, shape: [1, 4] }] } }
+    const fixed: Servable = {
+      ...model,
+      signature: { ...model.signature, inputs: [{ ...model.signature.inputs[0]!, shape: [1, 4] }] },
+    }
     const batched = withBatching(fixed, { maxBatchSize: 8, maxQueueDelayMs: 5, model: 'fixed/1' })
     disposeAll.push(() => batched.dispose())
     await Promise.all([predict(batched, rowsOf(1, 1)), predict(batched, rowsOf(2, 1))])
     expect(runs).toEqual([1, 1])
     expect(batchingOf(batched)!.active).toBe(false)
-    expect(JSON.parse(warn.mock.calls[0]![0] as string)).toMatchObject({ event: 'model.batching_off', reason: expect.stringMatching(/no dynamic batch dimension/) })
+    expect(JSON.parse(warn.mock.calls[0]![0] as string)).toMatchObject({
+      event: 'model.batching_off',
+      reason: expect.stringMatching(/no dynamic batch dimension/),
+    })
   })
 
   it('dispose() disposes the model, and rejects requests still queued with a clear error', async () => {

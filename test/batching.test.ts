@@ -32,7 +32,10 @@ async function countersOf(model: string): Promise<BatchCounters & { active: bool
 
 /** Request `i` of the pair graph: 1–3 rows of features and multipliers, distinct per request. */
 function pairRows(i: number, rows = (i % 3) + 1) {
-  return Array.from({ length: rows }, (_, r) => ({ features: [i, r - 1.5, i * 0.25 + r], multiplier: [(i + r) % 5 - 2] }))
+  return Array.from({ length: rows }, (_, r) => ({
+    features: [i, r - 1.5, i * 0.25 + r],
+    multiplier: [((i + r) % 5) - 2],
+  }))
 }
 
 async function json(res: Response) {
@@ -50,7 +53,9 @@ describe('pair-batched (TF Serving REST)', () => {
     const expected = []
     for (const instances of requests) expected.push(await json(await post('/v1/models/pair:predict', { instances })))
 
-    const answers = await Promise.all(requests.map(async (instances) => json(await post('/v1/models/pair-batched:predict', { instances }))))
+    const answers = await Promise.all(
+      requests.map(async (instances) => json(await post('/v1/models/pair-batched:predict', { instances }))),
+    )
     expect(answers).toEqual(expected)
     const counters = await countersOf('pair-batched')
     expect(counters.requests).toBe(CONCURRENT + 1) // and the first request, which loaded it
@@ -63,8 +68,12 @@ describe('pair-batched (TF Serving REST)', () => {
   it('runs a request with more rows than max_batch_size alone, beside merged ones', async () => {
     const big = pairRows(100, MAX_BATCH + 4)
     const small = [pairRows(1), pairRows(2)]
-    const expected = await Promise.all([big, ...small].map(async (instances) => json(await post('/v1/models/pair:predict', { instances }))))
-    const answers = await Promise.all([big, ...small].map(async (instances) => json(await post('/v1/models/pair-batched:predict', { instances }))))
+    const expected = await Promise.all(
+      [big, ...small].map(async (instances) => json(await post('/v1/models/pair:predict', { instances }))),
+    )
+    const answers = await Promise.all(
+      [big, ...small].map(async (instances) => json(await post('/v1/models/pair-batched:predict', { instances }))),
+    )
     expect(answers).toEqual(expected)
     expect(answers[0].predictions).toHaveLength(MAX_BATCH + 4)
     expect(await countersOf('pair-batched')).toMatchObject({ batches: 1, merged: 2, alone: 1 })
@@ -76,7 +85,9 @@ describe('pair-batched (TF Serving REST)', () => {
       return { inputs: { features: rows.map((r) => r.features), multiplier: rows.map((r) => r.multiplier) } }
     })
     const expected = await Promise.all(requests.map(async (body) => json(await post('/v1/models/pair:predict', body))))
-    const answers = await Promise.all(requests.map(async (body) => json(await post('/v1/models/pair-batched:predict', body))))
+    const answers = await Promise.all(
+      requests.map(async (body) => json(await post('/v1/models/pair-batched:predict', body))),
+    )
     expect(answers).toEqual(expected)
     expect((await countersOf('pair-batched')).merged).toBeGreaterThan(0)
   })
@@ -95,7 +106,9 @@ describe('pair-batched (Open Inference Protocol)', () => {
       }
     })
     const expected = await Promise.all(requests.map(async (body) => json(await post('/v2/models/pair/infer', body))))
-    const answers = await Promise.all(requests.map(async (body) => json(await post('/v2/models/pair-batched/infer', body))))
+    const answers = await Promise.all(
+      requests.map(async (body) => json(await post('/v2/models/pair-batched/infer', body))),
+    )
     expect(answers.map(({ model_name, ...rest }) => (expect(model_name).toBe('pair-batched'), rest))).toEqual(
       expected.map(({ model_name, ...rest }) => rest),
     )
@@ -112,8 +125,12 @@ describe('a dynamic non-batch dimension (rowsum-batched: x [-1, -1] → each row
       const width = widths[i % widths.length]!
       return Array.from({ length: (i % 3) + 1 }, (_, r) => Array.from({ length: width }, (_, c) => i * 10 + r * 3 + c))
     })
-    const answers = await Promise.all(requests.map(async (instances) => json(await post('/v1/models/rowsum-batched:predict', { instances }))))
-    answers.forEach((answer, i) => expect(answer.predictions).toEqual(requests[i]!.map((row) => row.reduce((a, b) => a + b, 0))))
+    const answers = await Promise.all(
+      requests.map(async (instances) => json(await post('/v1/models/rowsum-batched:predict', { instances }))),
+    )
+    answers.forEach((answer, i) =>
+      expect(answer.predictions).toEqual(requests[i]!.map((row) => row.reduce((a, b) => a + b, 0))),
+    )
     const counters = await countersOf('rowsum-batched')
     expect(counters.batches).toBeGreaterThan(0)
     expect(counters.batches + counters.alone).toBeLessThan(requests.length)
@@ -126,17 +143,26 @@ describe('an output that is not per row (colsum-batched: x [-1, 3] → the sum o
     const warn = vi.spyOn(console, 'warn')
     const requests = Array.from({ length: 8 }, (_, i) => Array.from({ length: (i % 3) + 1 }, (_, r) => [i, r, i + r]))
     const columnSums = (rows: number[][]) => [rows.reduce((sum, row) => sum.map((s, c) => s + row[c]!), [0, 0, 0])]
-    const answers = await Promise.all(requests.map(async (instances) => json(await post('/v1/models/colsum-batched:predict', { instances }))))
+    const answers = await Promise.all(
+      requests.map(async (instances) => json(await post('/v1/models/colsum-batched:predict', { instances }))),
+    )
     answers.forEach((answer, i) => expect(answer.predictions).toEqual(columnSums(requests[i]!)))
     const counters = await countersOf('colsum-batched')
     expect(counters).toMatchObject({ active: false, batches: 0 })
     expect(counters.rerun).toBeGreaterThan(0)
-    const off = warn.mock.calls.map(([line]) => String(line)).filter((line) => line.includes('"event":"model.batching_off"'))
+    const off = warn.mock.calls
+      .map(([line]) => String(line))
+      .filter((line) => line.includes('"event":"model.batching_off"'))
     expect(off).toHaveLength(1)
-    expect(JSON.parse(off[0]!)).toMatchObject({ model: 'colsum-batched/1', reason: expect.stringMatching(/cannot be split/) })
+    expect(JSON.parse(off[0]!)).toMatchObject({
+      model: 'colsum-batched/1',
+      reason: expect.stringMatching(/cannot be split/),
+    })
 
     // From now on each request runs alone, and still gets its own answer.
-    const again = await Promise.all(requests.map(async (instances) => json(await post('/v1/models/colsum-batched:predict', { instances }))))
+    const again = await Promise.all(
+      requests.map(async (instances) => json(await post('/v1/models/colsum-batched:predict', { instances }))),
+    )
     expect(again).toEqual(answers)
   })
 })
@@ -144,10 +170,18 @@ describe('an output that is not per row (colsum-batched: x [-1, 3] → the sum o
 describe('digits-batched (a copy of the bundled digits, batched)', () => {
   it('answers concurrent requests as the unbatched digits does, within 1e-6', async () => {
     const image = (seed: number) =>
-      Array.from({ length: 28 }, (_, y) => Array.from({ length: 28 }, (_, x) => [((seed * 31 + y * 7 + x * 13) % 17) / 16]))
-    const requests = Array.from({ length: 16 }, (_, i) => Array.from({ length: (i % 3) + 1 }, (_, r) => image(i * 3 + r)))
-    const expected = await Promise.all(requests.map(async (instances) => json(await post('/v1/models/digits:predict', { instances }))))
-    const answers = await Promise.all(requests.map(async (instances) => json(await post('/v1/models/digits-batched:predict', { instances }))))
+      Array.from({ length: 28 }, (_, y) =>
+        Array.from({ length: 28 }, (_, x) => [((seed * 31 + y * 7 + x * 13) % 17) / 16]),
+      )
+    const requests = Array.from({ length: 16 }, (_, i) =>
+      Array.from({ length: (i % 3) + 1 }, (_, r) => image(i * 3 + r)),
+    )
+    const expected = await Promise.all(
+      requests.map(async (instances) => json(await post('/v1/models/digits:predict', { instances }))),
+    )
+    const answers = await Promise.all(
+      requests.map(async (instances) => json(await post('/v1/models/digits-batched:predict', { instances }))),
+    )
     answers.forEach((answer, i) => {
       const want = (expected[i].predictions as number[][]).flat()
       const got = (answer.predictions as number[][]).flat()

@@ -69,7 +69,10 @@ describe('binary tensor data', () => {
   })
 
   it('returns binary outputs when asked, with the model headers', async () => {
-    const res = await send('/v2/models/pair/infer', pairHeader({ parameters: { binary_data_output: true } }), [features, multiplier])
+    const res = await send('/v2/models/pair/infer', pairHeader({ parameters: { binary_data_output: true } }), [
+      features,
+      multiplier,
+    ])
     expect(res.status).toBe(200)
     expect(res.headers.get('content-type')).toBe('application/octet-stream')
     expect(res.headers.get('x-model-version')).toBe('1')
@@ -104,7 +107,10 @@ describe('binary tensor data', () => {
       ],
     }
     // 1.0, 2.0, 3.0 in half precision
-    const res = await send('/v2/models/pair/infer', header, [new Uint16Array([0x3c00, 0x4000, 0x4200]), new Int8Array([2])])
+    const res = await send('/v2/models/pair/infer', header, [
+      new Uint16Array([0x3c00, 0x4000, 0x4200]),
+      new Int8Array([2]),
+    ])
     expect(res.status).toBe(200)
     const body = await res.json<any>()
     expect(body.outputs[0].data[0]).toBeCloseTo(4.7, 5)
@@ -112,26 +118,92 @@ describe('binary tensor data', () => {
   })
 
   it.each([
-    ['a length past the body', { [HEADER]: '99999' }, pairHeader(), [features, multiplier], /Inference-Header-Content-Length is '99999' but the body has/],
-    ['a length that is not a number', { [HEADER]: 'abc' }, pairHeader(), [features, multiplier], /Inference-Header-Content-Length is 'abc'/],
+    [
+      'a length past the body',
+      { [HEADER]: '99999' },
+      pairHeader(),
+      [features, multiplier],
+      /Inference-Header-Content-Length is '99999' but the body has/,
+    ],
+    [
+      'a length that is not a number',
+      { [HEADER]: 'abc' },
+      pairHeader(),
+      [features, multiplier],
+      /Inference-Header-Content-Length is 'abc'/,
+    ],
     ['too few bytes', {}, pairHeader(), [features], /binary_data_size 4 runs past/],
-    ['bytes left over', {}, pairHeader(), [features, multiplier, new Uint8Array(3)], /3 bytes after the inference header belong to no input/],
-    ['a size that does not match the shape', {}, { inputs: [{ name: 'features', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 12 } }] }, [features], /shape holds 4 elements of 4 bytes \(16\) but binary_data_size is 12/],
-    ['NaN in FP32 bytes', {}, { inputs: [{ name: 'features', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 16 } }] }, [new Float32Array([1, NaN, 2, 3])], /binary data\[1\]: NaN is not a finite number/],
-    ['data and bytes both', {}, { inputs: [{ name: 'features', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4], parameters: { binary_data_size: 16 } }] }, [new Float32Array(4)], /send data or binary_data_size, not both/],
-    ['no rows', {}, { inputs: [{ name: 'features', shape: [0, 4], datatype: 'FP32', parameters: { binary_data_size: 0 } }] }, [], /input 'features' data: shape \[0, 4\] has no rows; a request needs at least one row/],
-    ['BYTES datatype', {}, { inputs: [{ name: 'features', shape: [1, 4], datatype: 'BYTES', parameters: { binary_data_size: 4 } }] }, [new Uint8Array(4)], /has no image preprocessing \(inputs\.features\.image in its config\.json\), so it takes float32 numbers, not BYTES/],
+    [
+      'bytes left over',
+      {},
+      pairHeader(),
+      [features, multiplier, new Uint8Array(3)],
+      /3 bytes after the inference header belong to no input/,
+    ],
+    [
+      'a size that does not match the shape',
+      {},
+      { inputs: [{ name: 'features', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 12 } }] },
+      [features],
+      /shape holds 4 elements of 4 bytes \(16\) but binary_data_size is 12/,
+    ],
+    [
+      'NaN in FP32 bytes',
+      {},
+      { inputs: [{ name: 'features', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 16 } }] },
+      [new Float32Array([1, NaN, 2, 3])],
+      /binary data\[1\]: NaN is not a finite number/,
+    ],
+    [
+      'data and bytes both',
+      {},
+      {
+        inputs: [
+          {
+            name: 'features',
+            shape: [1, 4],
+            datatype: 'FP32',
+            data: [1, 2, 3, 4],
+            parameters: { binary_data_size: 16 },
+          },
+        ],
+      },
+      [new Float32Array(4)],
+      /send data or binary_data_size, not both/,
+    ],
+    [
+      'no rows',
+      {},
+      { inputs: [{ name: 'features', shape: [0, 4], datatype: 'FP32', parameters: { binary_data_size: 0 } }] },
+      [],
+      /input 'features' data: shape \[0, 4\] has no rows; a request needs at least one row/,
+    ],
+    [
+      'BYTES datatype',
+      {},
+      { inputs: [{ name: 'features', shape: [1, 4], datatype: 'BYTES', parameters: { binary_data_size: 4 } }] },
+      [new Uint8Array(4)],
+      /has no image preprocessing \(inputs\.features\.image in its config\.json\), so it takes float32 numbers, not BYTES/,
+    ],
     [
       'a UINT64 too large for the INT32 input',
       {},
-      { inputs: [pairHeader().inputs[0], { name: 'multiplier', shape: [1, 1], datatype: 'UINT64', parameters: { binary_data_size: 8 } }] },
+      {
+        inputs: [
+          pairHeader().inputs[0],
+          { name: 'multiplier', shape: [1, 1], datatype: 'UINT64', parameters: { binary_data_size: 8 } },
+        ],
+      },
       [features, new BigUint64Array([2n ** 40n])],
       /input 'multiplier' data\[0\]\[0\]: 1099511627776 does not fit the model's INT32/,
     ],
-  ] as [string, Record<string, string>, unknown, ArrayBufferView[], RegExp][])('refuses %s with a 400', async (_name, extra, header, parts, message) => {
-    const model = (header as any).inputs.length === 1 ? 'iris' : 'pair'
-    const res = await send(`/v2/models/${model}/infer`, header, parts, extra)
-    expect(res.status).toBe(400)
-    expect((await res.json<any>()).error).toMatch(message)
-  })
+  ] as [string, Record<string, string>, unknown, ArrayBufferView[], RegExp][])(
+    'refuses %s with a 400',
+    async (_name, extra, header, parts, message) => {
+      const model = (header as any).inputs.length === 1 ? 'iris' : 'pair'
+      const res = await send(`/v2/models/${model}/infer`, header, parts, extra)
+      expect(res.status).toBe(400)
+      expect((await res.json<any>()).error).toMatch(message)
+    },
+  )
 })

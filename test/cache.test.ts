@@ -72,7 +72,10 @@ describe('ModelCache', () => {
   it('does not cache a failure: 503 with Retry-After, no reload during backoff, recovery after it', async () => {
     const { state, load } = loader()
     state.failuresLeft = 1
-    const first = await Promise.allSettled([cache.acquire('m/1', WEIGHT_BYTES, load), cache.acquire('m/1', WEIGHT_BYTES, load)])
+    const first = await Promise.allSettled([
+      cache.acquire('m/1', WEIGHT_BYTES, load),
+      cache.acquire('m/1', WEIGHT_BYTES, load),
+    ])
     expect(state.builds).toBe(1)
     for (const result of first) {
       expect(result.status).toBe('rejected')
@@ -154,20 +157,36 @@ describe('ModelCache', () => {
     await use('b/1')
     await use('a/1') // a is now more recently used than b
     expect(await use('c/1')).toBe('miss')
-    expect(cache.list().map((r) => r.key).sort()).toEqual(['a/1', 'c/1'])
+    expect(
+      cache
+        .list()
+        .map((r) => r.key)
+        .sort(),
+    ).toEqual(['a/1', 'c/1'])
     expect(cache.counters.evictions).toBe(1)
     expect(cache.residentBytes()).toBeLessThanOrEqual(2.5 * MODEL_BYTES)
   })
 
   it('holds at most maxModels models, evicting the least recently used idle one', async () => {
-    cache = new ModelCache({ budgetBytes: 100 * MODEL_BYTES, maxModels: 2, backoffBaseMs: 1000, backoffMaxMs: 4000, now: clock.now })
+    cache = new ModelCache({
+      budgetBytes: 100 * MODEL_BYTES,
+      maxModels: 2,
+      backoffBaseMs: 1000,
+      backoffMaxMs: 4000,
+      now: clock.now,
+    })
     const { load } = loader()
     for (const key of ['a/1', 'b/1', 'a/1', 'c/1']) {
       const lease = await cache.acquire(key, WEIGHT_BYTES, load)
       clock.advance(1)
       lease.release()
     }
-    expect(cache.list().map((r) => r.key).sort()).toEqual(['a/1', 'c/1'])
+    expect(
+      cache
+        .list()
+        .map((r) => r.key)
+        .sort(),
+    ).toEqual(['a/1', 'c/1'])
     expect(cache.counters.evictions).toBe(1)
   })
 
@@ -177,7 +196,12 @@ describe('ModelCache', () => {
     const held = await cache.acquire('a/1', WEIGHT_BYTES, load)
     const other = cache.acquire('b/1', WEIGHT_BYTES, load)
     await new Promise((r) => setTimeout(r, 0))
-    expect(cache.list().map((r) => `${r.key} ${r.state}`).sort()).toEqual(['a/1 AVAILABLE', 'b/1 LOADING'])
+    expect(
+      cache
+        .list()
+        .map((r) => `${r.key} ${r.state}`)
+        .sort(),
+    ).toEqual(['a/1 AVAILABLE', 'b/1 LOADING'])
     expect(cache.counters.evictions).toBe(0)
     held.release()
     ;(await other).release()
@@ -190,7 +214,11 @@ describe('ModelCache', () => {
     const { state, load } = loader()
     const error = await cache.acquire('big/1', WEIGHT_BYTES, load).catch((e) => e)
     expect(error).toBeInstanceOf(ModelUnavailableError)
-    expect(error.message).toMatch(new RegExp(`needs ${MODEL_BYTES} bytes with one row running \\(weights \\d+ \\+ kernels \\d+ \\+ one row \\d+\\), more than the cache budget of ${MODEL_BYTES - 1} bytes`))
+    expect(error.message).toMatch(
+      new RegExp(
+        `needs ${MODEL_BYTES} bytes with one row running \\(weights \\d+ \\+ kernels \\d+ \\+ one row \\d+\\), more than the cache budget of ${MODEL_BYTES - 1} bytes`,
+      ),
+    )
     expect(state.builds).toBe(1)
     expect(state.disposed).toBe(1)
     expect(cache.residentBytes()).toBe(0)
@@ -204,7 +232,12 @@ describe('ModelCache', () => {
     const held = await cache.acquire('held/1', WEIGHT_BYTES, load)
     clock.advance(60_000)
     expect(cache.dropIdle(90_000)).toEqual(['old/1'])
-    expect(cache.list().map((r) => r.key).sort()).toEqual(['held/1', 'new/1'])
+    expect(
+      cache
+        .list()
+        .map((r) => r.key)
+        .sort(),
+    ).toEqual(['held/1', 'new/1'])
     held.release()
   })
 

@@ -43,16 +43,23 @@ function makeInputs(c: Case, seed: number) {
   return Object.fromEntries(
     Object.entries(c.inputs).map(([name, [shape, dtype]]) => {
       const n = shape.reduce((a, b) => a * b, 1)
-      const flat = Array.from({ length: n }, () => (dtype === 'int32' ? Math.floor(next() * 10) - 3 : Math.fround(next() * 2 - 0.5)))
+      const flat = Array.from({ length: n }, () =>
+        dtype === 'int32' ? Math.floor(next() * 10) - 3 : Math.fround(next() * 2 - 0.5),
+      )
       return [name, { shape, dtype, flat }]
     }),
   )
 }
 
 /** Runs the model with tf.js directly, outside the Worker. */
-async function direct(model: string, inputs: ReturnType<typeof makeInputs>): Promise<Record<string, { shape: number[]; data: number[] }>> {
+async function direct(
+  model: string,
+  inputs: ReturnType<typeof makeInputs>,
+): Promise<Record<string, { shape: number[]; data: number[] }>> {
   const artifacts = await storeHandler(assetsStore(env.ASSETS), `${model}/1`).load()
-  const feeds = Object.fromEntries(Object.entries(inputs).map(([name, i]) => [name, tf.tensor(i.flat, i.shape, i.dtype)]))
+  const feeds = Object.fromEntries(
+    Object.entries(inputs).map(([name, i]) => [name, tf.tensor(i.flat, i.shape, i.dtype)]),
+  )
   let named: Record<string, tf.Tensor>
   let dispose: () => void
   if (artifacts.format === 'graph-model') {
@@ -68,14 +75,22 @@ async function direct(model: string, inputs: ReturnType<typeof makeInputs>): Pro
     named = Object.fromEntries(layers.outputs.map((t, i) => [t.sourceLayer.name, list[i]!]))
     dispose = () => layers.dispose()
   }
-  const result = Object.fromEntries(await Promise.all(Object.entries(named).map(async ([n, t]) => [n, { shape: t.shape, data: Array.from(await t.data()) }])))
+  const result = Object.fromEntries(
+    await Promise.all(
+      Object.entries(named).map(async ([n, t]) => [n, { shape: t.shape, data: Array.from(await t.data()) }]),
+    ),
+  )
   tf.dispose([feeds, named])
   dispose()
   return result
 }
 
 const nest = (flat: number[], shape: number[]): unknown =>
-  shape.length <= 1 ? flat : Array.from({ length: shape[0]! }, (_, i) => nest(flat.slice((i * flat.length) / shape[0]!, ((i + 1) * flat.length) / shape[0]!), shape.slice(1)))
+  shape.length <= 1
+    ? flat
+    : Array.from({ length: shape[0]! }, (_, i) =>
+        nest(flat.slice((i * flat.length) / shape[0]!, ((i + 1) * flat.length) / shape[0]!), shape.slice(1)),
+      )
 
 const flatOf = (v: unknown): number[] => (Array.isArray(v) ? v.flatMap(flatOf) : [Number(v)])
 
@@ -94,7 +109,12 @@ describe.each(CASES)('$model', (c) => {
   it('Open Inference Protocol /infer equals tf.js run directly', async () => {
     const res = await post(`/v2/models/${c.model}/infer`, {
       id: 'eq-1',
-      inputs: Object.entries(inputs).map(([name, i]) => ({ name, shape: i.shape, datatype: i.dtype === 'int32' ? 'INT32' : 'FP32', data: i.flat })),
+      inputs: Object.entries(inputs).map(([name, i]) => ({
+        name,
+        shape: i.shape,
+        datatype: i.dtype === 'int32' ? 'INT32' : 'FP32',
+        data: i.flat,
+      })),
     })
     expect(res.status).toBe(200)
     const body = await res.json<{ id: string; outputs: { name: string; shape: number[]; data: number[] }[] }>()
@@ -122,8 +142,17 @@ describe.each(CASES)('$model', (c) => {
     const v1 = await (await call(`/v1/models/${c.model}/metadata`)).json<any>()
     const def = v1.metadata.signature_def.signature_def.serving_default
     const fromV1 = (side: Record<string, any>) =>
-      Object.entries(side).map(([name, t]) => ({ name, dtype: t.dtype, shape: t.tensor_shape.unknown_rank ? null : t.tensor_shape.dim.map((d: any) => Number(d.size)) }))
-    const fromV2 = (side: any[]) => side.map((t) => ({ name: t.name, dtype: { FP32: 'DT_FLOAT', INT32: 'DT_INT32', BOOL: 'DT_BOOL', BYTES: 'DT_STRING' }[t.datatype as string], shape: t.shape }))
+      Object.entries(side).map(([name, t]) => ({
+        name,
+        dtype: t.dtype,
+        shape: t.tensor_shape.unknown_rank ? null : t.tensor_shape.dim.map((d: any) => Number(d.size)),
+      }))
+    const fromV2 = (side: any[]) =>
+      side.map((t) => ({
+        name: t.name,
+        dtype: { FP32: 'DT_FLOAT', INT32: 'DT_INT32', BOOL: 'DT_BOOL', BYTES: 'DT_STRING' }[t.datatype as string],
+        shape: t.shape,
+      }))
     expect(fromV2(v2.inputs)).toEqual(fromV1(def.inputs).map((t) => ({ ...t, shape: t.shape ?? [-1] })))
     expect(fromV2(v2.outputs)).toEqual(fromV1(def.outputs).map((t) => ({ ...t, shape: t.shape ?? [-1] })))
     expect(v2.inputs.map((t: any) => t.name).sort()).toEqual(Object.keys(c.inputs).sort())

@@ -3,12 +3,14 @@ import { describe, expect, it } from 'vitest'
 import { tf } from '../src/runtime/tf'
 import { post, SETOSA, isolateOnFakeClock } from './support/helpers'
 
-
 /**
  * The real ASSETS binding with a fault injected for some paths: the model-source seam.
  * `fault` returns a Response to send instead, throws to fail the fetch, or returns undefined to pass through.
  */
-function withFault(fault: (path: string) => Response | undefined | void | Promise<Response | undefined>, vars: Record<string, string> = {}) {
+function withFault(
+  fault: (path: string) => Response | undefined | void | Promise<Response | undefined>,
+  vars: Record<string, string> = {},
+) {
   const log: string[] = []
   const assets = {
     async fetch(input: RequestInfo | URL, init?: RequestInit) {
@@ -51,33 +53,55 @@ describe('a model that cannot be loaded', () => {
   })
 
   it.each([
-    ['a truncated weight shard', (res: Response) => res.arrayBuffer().then((b) => new Response(b.slice(0, 100))), /weight shards hold 100 bytes but the manifest describes \d+/],
+    [
+      'a truncated weight shard',
+      (res: Response) => res.arrayBuffer().then((b) => new Response(b.slice(0, 100))),
+      /weight shards hold 100 bytes but the manifest describes \d+/,
+    ],
     ['a missing weight shard', () => new Response('not found', { status: 404 }), /\.bin is missing from static assets/],
     ['an invalid model.json', () => new Response('{"modelTopology": '), /model\.json is not valid JSON/, 'model.json'],
     ['a model.json that is no model', () => new Response('{"hello": 1}'), /not a TF\.js model/, 'model.json'],
     ['a storage error', () => new Response('oops', { status: 500 }), /static assets answered 500/],
-  ] as [string, (res: Response) => Response | Promise<Response>, RegExp, string?][])('fails cleanly on %s, and keeps serving other models', async (_name, damage, message, file = '.bin') => {
-    const before = tf.memory().numTensors
-    const faulty = withFault(async (path) => {
-      if (path.startsWith('/iris/') && path.endsWith(file)) return damage(await env.ASSETS.fetch(`https://a${path}`))
-    })
-    const res = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, faulty.env)
-    expect(res.status).toBe(503)
-    expect((await res.json<any>()).error).toMatch(message)
-    expect(tf.memory().numTensors).toBe(before) // nothing half-loaded stays in memory
+  ] as [string, (res: Response) => Response | Promise<Response>, RegExp, string?][])(
+    'fails cleanly on %s, and keeps serving other models',
+    async (_name, damage, message, file = '.bin') => {
+      const before = tf.memory().numTensors
+      const faulty = withFault(async (path) => {
+        if (path.startsWith('/iris/') && path.endsWith(file)) return damage(await env.ASSETS.fetch(`https://a${path}`))
+      })
+      const res = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, faulty.env)
+      expect(res.status).toBe(503)
+      expect((await res.json<any>()).error).toMatch(message)
+      expect(tf.memory().numTensors).toBe(before) // nothing half-loaded stays in memory
 
-    const other = await post('/v1/models/digits:predict', { instances: [Array(28).fill(Array(28).fill([0]))] }, {}, faulty.env)
-    expect(other.status).toBe(200)
-  })
+      const other = await post(
+        '/v1/models/digits:predict',
+        { instances: [Array(28).fill(Array(28).fill([0]))] },
+        {},
+        faulty.env,
+      )
+      expect(other.status).toBe(200)
+    },
+  )
 
   it('answers 503 when the store hangs past STORE_READ_TIMEOUT_MS, and keeps serving other models', async () => {
-    const faulty = withFault((path) => (path.startsWith('/iris/') && path.endsWith('.bin') ? new Promise<never>(() => {}) : undefined), {
-      STORE_READ_TIMEOUT_MS: '200',
-    })
+    const faulty = withFault(
+      (path) => (path.startsWith('/iris/') && path.endsWith('.bin') ? new Promise<never>(() => {}) : undefined),
+      {
+        STORE_READ_TIMEOUT_MS: '200',
+      },
+    )
     const res = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, faulty.env)
     expect(res.status).toBe(503)
-    expect((await res.json<any>()).error).toMatch(/static assets \(reading iris\/1\/group1-shard1of1\.bin\) did not answer within 200 ms/)
-    const other = await post('/v1/models/digits:predict', { instances: [Array(28).fill(Array(28).fill([0]))] }, {}, faulty.env)
+    expect((await res.json<any>()).error).toMatch(
+      /static assets \(reading iris\/1\/group1-shard1of1\.bin\) did not answer within 200 ms/,
+    )
+    const other = await post(
+      '/v1/models/digits:predict',
+      { instances: [Array(28).fill(Array(28).fill([0]))] },
+      {},
+      faulty.env,
+    )
     expect(other.status).toBe(200)
   })
 
@@ -94,7 +118,11 @@ describe('a model that cannot be loaded', () => {
     const res = await call('/v1/models/iris', undefined, faulty.env)
     expect(res.status).toBe(200)
     const body = await res.json<any>()
-    expect(body.model_version_status[0]).toMatchObject({ version: '1', state: 'END', status: { error_code: 'UNAVAILABLE' } })
+    expect(body.model_version_status[0]).toMatchObject({
+      version: '1',
+      state: 'END',
+      status: { error_code: 'UNAVAILABLE' },
+    })
     expect(body.model_version_status[0].status.error_message).toMatch(/static assets answered 500/)
   })
 })
@@ -109,7 +137,10 @@ describe('a model.json whose weight paths leave the model folder', () => {
     ['encoded slashes', '..%2f..%2fdigits%2f1%2fgroup1-shard1of1.bin'],
   ])('is refused before any shard is read: %s', async (_name, shard) => {
     const original = await (await env.ASSETS.fetch('https://assets.invalid/iris/1/model.json')).json<any>()
-    const hostile = JSON.stringify({ ...original, weightsManifest: [{ ...original.weightsManifest[0], paths: [shard] }] })
+    const hostile = JSON.stringify({
+      ...original,
+      weightsManifest: [{ ...original.weightsManifest[0], paths: [shard] }],
+    })
     const faulty = withFault((path) => (path === '/iris/1/model.json' ? new Response(hostile) : undefined))
     const res = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, faulty.env)
     expect(res.status).toBe(503)

@@ -16,19 +16,31 @@ const edgeNumber = fc.oneof(
   fc.integer(),
   fc.constantFrom(0, -0, 1e308, -1e308, 5e-324, 2 ** 31, -(2 ** 31) - 1, 2 ** 53 + 1, 16777217, 65505, 0.5),
 )
-const leaf = fc.oneof(edgeNumber, fc.boolean(), fc.constant(null), fc.string({ maxLength: 8 }), fc.constantFrom('NaN', 'Infinity', '1e400'))
+const leaf = fc.oneof(
+  edgeNumber,
+  fc.boolean(),
+  fc.constant(null),
+  fc.string({ maxLength: 8 }),
+  fc.constantFrom('NaN', 'Infinity', '1e400'),
+)
 /** Nested arrays, mostly rectangular-ish, sometimes ragged. */
 const tensorish = fc.letrec((tie) => ({
   value: fc.oneof({ depthSize: 'small', withCrossShrink: true }, leaf, fc.array(tie('value'), { maxLength: 5 })),
 })).value
-const name = fc.oneof(fc.constantFrom('features', 'image', 'x', 'k', 'multiplier', 'sepal', 'petal', ''), fc.string({ maxLength: 6 }))
+const name = fc.oneof(
+  fc.constantFrom('features', 'image', 'x', 'k', 'multiplier', 'sepal', 'petal', ''),
+  fc.string({ maxLength: 6 }),
+)
 
 const tfServingBody = fc.oneof(
   fc.jsonValue({ maxDepth: 4 }),
   fc.record({ instances: fc.array(tensorish, { maxLength: 6 }) }),
   fc.record({ instances: fc.array(fc.dictionary(name, tensorish, { maxKeys: 3 }), { maxLength: 4 }) }),
   fc.record({ inputs: fc.oneof(tensorish, fc.dictionary(name, tensorish, { maxKeys: 3 })) }),
-  fc.record({ signature_name: fc.oneof(fc.string(), fc.integer()), instances: fc.array(tensorish, { maxLength: 3 }) }, { requiredKeys: [] }),
+  fc.record(
+    { signature_name: fc.oneof(fc.string(), fc.integer()), instances: fc.array(tensorish, { maxLength: 3 }) },
+    { requiredKeys: [] },
+  ),
   fc.record({ instances: fc.constant([SETOSA]), inputs: tensorish }),
 )
 const v2Body = fc.oneof(
@@ -55,14 +67,41 @@ const v2Body = fc.oneof(
     { requiredKeys: ['inputs'] },
   ),
 )
-const contentType = fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/plain', undefined, 'application/xml', 'multipart/form-data', 'application/octet-stream', '')
+const contentType = fc.constantFrom(
+  'application/json',
+  'application/json; charset=utf-8',
+  'text/plain',
+  undefined,
+  'application/xml',
+  'multipart/form-data',
+  'application/octet-stream',
+  '',
+)
 /** Path segments with traversal, encodings, unicode and separators. */
 const segment = fc.oneof(
   fc.constantFrom(...MODELS),
-  fc.constantFrom('..', '../iris', '%2e%2e', '%2F', '_index.json', 'iris%00', 'ïris', '🙂', ' ', 'iris/../digits', 'iris:predict:predict', 'constructor', '__proto__', 'hasOwnProperty'),
+  fc.constantFrom(
+    '..',
+    '../iris',
+    '%2e%2e',
+    '%2F',
+    '_index.json',
+    'iris%00',
+    'ïris',
+    '🙂',
+    ' ',
+    'iris/../digits',
+    'iris:predict:predict',
+    'constructor',
+    '__proto__',
+    'hasOwnProperty',
+  ),
   fc.string({ maxLength: 10 }),
 )
-const version = fc.oneof(fc.constantFrom('1', '2', '0', '-1', '01', '1.0', '9999999999999999999', 'latest'), fc.string({ maxLength: 4 }))
+const version = fc.oneof(
+  fc.constantFrom('1', '2', '0', '-1', '01', '1.0', '9999999999999999999', 'latest'),
+  fc.string({ maxLength: 4 }),
+)
 
 /** Statuses seen, reported once at the end: what the fuzzing actually exercised. */
 const seen: Record<number, number> = {}
@@ -89,7 +128,9 @@ async function stillRight() {
 const encode = (s: string) => encodeURIComponent(s).replace(/%25/g, '%')
 
 describe('fuzzing', () => {
-  afterAll(() => console.log(`fuzz: ${Object.values(seen).reduce((a, b) => a + b, 0)} requests, statuses ${JSON.stringify(seen)}`))
+  afterAll(() =>
+    console.log(`fuzz: ${Object.values(seen).reduce((a, b) => a + b, 0)} requests, statuses ${JSON.stringify(seen)}`),
+  )
   beforeAll(async () => {
     // Warm the models once, so the properties exercise validation rather than loads.
     for (const m of MODELS.slice(0, -1)) await call(`/v2/models/${m}/ready`)
@@ -113,7 +154,11 @@ describe('fuzzing', () => {
     const before = tf.memory().numTensors
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...MODELS), v2Body, async (model, body) => {
-        const res = await call(`/v2/models/${model}/infer`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
+        const res = await call(`/v2/models/${model}/infer`, {
+          method: 'POST',
+          body: JSON.stringify(body),
+          headers: { 'content-type': 'application/json' },
+        })
         await expectWellFormed(res, `POST ${model}/infer ${JSON.stringify(body).slice(0, 200)}`)
       }),
       { numRuns: RUNS },
@@ -136,13 +181,22 @@ describe('fuzzing', () => {
       `/v2/models/${m}/versions/${v}/infer`,
     ]
     await fc.assert(
-      fc.asyncProperty(segment, version, fc.nat(9), fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH'), async (m, v, i, method) => {
-        const path = paths(encode(m), encode(v))[i]!
-        const init: RequestInit = method === 'GET' || method === 'DELETE' ? { method } : { method, body: JSON.stringify({ instances: [SETOSA] }) }
-        const res = await call(path, init)
-        await expectWellFormed(res, `${method} ${path}`)
-        if (m !== 'iris' && !MODELS.includes(m)) expect(res.status, `${method} ${path}`).not.toBe(200)
-      }),
+      fc.asyncProperty(
+        segment,
+        version,
+        fc.nat(9),
+        fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH'),
+        async (m, v, i, method) => {
+          const path = paths(encode(m), encode(v))[i]!
+          const init: RequestInit =
+            method === 'GET' || method === 'DELETE'
+              ? { method }
+              : { method, body: JSON.stringify({ instances: [SETOSA] }) }
+          const res = await call(path, init)
+          await expectWellFormed(res, `${method} ${path}`)
+          if (m !== 'iris' && !MODELS.includes(m)) expect(res.status, `${method} ${path}`).not.toBe(200)
+        },
+      ),
       { numRuns: RUNS },
     )
     await stillRight()

@@ -7,6 +7,7 @@ import { encode as encodePng } from 'fast-png'
 import { describe, expect, it } from 'vitest'
 import { DECODER_HEAP_KEEP_BYTES, decodeImage, decoderHeapBytes, MAX_DECODE_WORK } from '../src/protocols/images/decode'
 import { call, post, SETOSA } from './support/helpers'
+// prettier-ignore
 // @ts-expect-error: a plain .mjs module without type declarations
 import { flatJpeg, jpegFillByteDesync, jpegScanBomb, png16, pngChunk, pngDoubleIhdr, pngIccpBomb, pngIdatBomb } from '../scripts/dev/hostile-images.mjs'
 
@@ -20,7 +21,15 @@ async function photo(name: string): Promise<Uint8Array> {
 
 /** The `pixels` fixture model's answer for one image (its output is the 8×8 tensor the image became). */
 const classify = (bytes: Uint8Array, bindings?: Env) =>
-  call('/v1/models/pixels:predict', { method: 'POST', body: JSON.stringify({ instances: [{ b64: base64(bytes) }] }), headers: { 'content-type': 'application/json' } }, bindings)
+  call(
+    '/v1/models/pixels:predict',
+    {
+      method: 'POST',
+      body: JSON.stringify({ instances: [{ b64: base64(bytes) }] }),
+      headers: { 'content-type': 'application/json' },
+    },
+    bindings,
+  )
 
 function base64(bytes: Uint8Array): string {
   let text = ''
@@ -33,7 +42,9 @@ async function answer(res: Response): Promise<[number, string]> {
   return [res.status, body.error ?? 'ok']
 }
 
-const limits = (overrides: Partial<{ maxBytes: number; maxPixels: number; maxDecodeBytes: number; request: number }> = {}) => ({
+const limits = (
+  overrides: Partial<{ maxBytes: number; maxPixels: number; maxDecodeBytes: number; request: number }> = {},
+) => ({
   maxBytes: overrides.maxBytes ?? 8 * MiB,
   maxPixels: overrides.maxPixels ?? 4_000_000,
   maxDecodeBytes: overrides.maxDecodeBytes ?? 16 * MiB,
@@ -44,13 +55,21 @@ describe('crafted PNGs', () => {
   it('refuses a second IHDR before anything is allocated (93 bytes declaring 1×1, then 8192×8192)', async () => {
     const bytes = await pngDoubleIhdr()
     expect(bytes.length).toBeLessThan(100)
-    expect(await answer(await classify(bytes))).toEqual([400, expect.stringMatching(/a second IHDR chunk \(byte 33\); a PNG has exactly one, first/)])
+    expect(await answer(await classify(bytes))).toEqual([
+      400,
+      expect.stringMatching(/a second IHDR chunk \(byte 33\); a PNG has exactly one, first/),
+    ])
   })
 
   it('stops an IDAT zlib bomb at the size its header allows (261 KB inflating to 256 MiB, 1000×1000 gray)', async () => {
     const bytes = await pngIdatBomb()
     expect(bytes.length).toBeLessThan(300_000)
-    expect(await answer(await classify(bytes))).toEqual([400, expect.stringMatching(/inflates to more than the 1001000 bytes its 1000×1000 header allows \(a compression bomb\)/)])
+    expect(await answer(await classify(bytes))).toEqual([
+      400,
+      expect.stringMatching(
+        /inflates to more than the 1001000 bytes its 1000×1000 header allows \(a compression bomb\)/,
+      ),
+    ])
   })
 
   it('never inflates an ancillary chunk: the same bomb in iCCP beside a valid image is decoded, the profile unread', async () => {
@@ -60,14 +79,25 @@ describe('crafted PNGs', () => {
   })
 
   it('counts 16-bit samples at twice 8-bit: 1200×1200 RGBA is decoded at 8 bits and refused at 16, naming MAX_IMAGE_DECODE_BYTES', async () => {
-    const rgba8 = encodePng({ width: 1200, height: 1200, channels: 4, depth: 8, data: new Uint8Array(1200 * 1200 * 4).fill(90) })
+    const rgba8 = encodePng({
+      width: 1200,
+      height: 1200,
+      channels: 4,
+      depth: 8,
+      data: new Uint8Array(1200 * 1200 * 4).fill(90),
+    })
     expect(await answer(await classify(rgba8))).toEqual([200, 'ok'])
     expect(await answer(await classify(await png16(1200, 1200)))).toEqual([
       413,
-      expect.stringMatching(/the PNG \(16-bit RGBA\) is 1200×1200; decoding it takes 18\.3 MB, more than the limit of 16\.8 MB \(MAX_IMAGE_DECODE_BYTES\)/),
+      expect.stringMatching(
+        /the PNG \(16-bit RGBA\) is 1200×1200; decoding it takes 18\.3 MB, more than the limit of 16\.8 MB \(MAX_IMAGE_DECODE_BYTES\)/,
+      ),
     ])
     // The 62 KB one of the issue, 2800×2800, is past MAX_IMAGE_PIXELS now.
-    expect(await answer(await classify(await png16(2800, 2800)))).toEqual([413, expect.stringMatching(/MAX_IMAGE_PIXELS/)])
+    expect(await answer(await classify(await png16(2800, 2800)))).toEqual([
+      413,
+      expect.stringMatching(/MAX_IMAGE_PIXELS/),
+    ])
   })
 
   it('decodes every color type and bit depth, interlaced or not, to the pixels fast-png and the source have', async () => {
@@ -80,11 +110,37 @@ describe('crafted PNGs', () => {
       })
       return out
     }
-    const PASSES = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]]
+    const PASSES = [
+      [0, 0, 8, 8],
+      [4, 0, 8, 8],
+      [0, 4, 4, 8],
+      [2, 0, 4, 4],
+      [0, 2, 2, 4],
+      [1, 0, 2, 2],
+      [0, 1, 1, 2],
+    ]
     const cases = fc.record({
       width: fc.integer({ min: 1, max: 19 }),
       height: fc.integer({ min: 1, max: 19 }),
-      format: fc.constantFrom(...([[0, 1], [0, 2], [0, 4], [0, 8], [0, 16], [2, 8], [2, 16], [3, 1], [3, 2], [3, 4], [3, 8], [4, 8], [4, 16], [6, 8], [6, 16]] as [number, number][])),
+      format: fc.constantFrom(
+        ...([
+          [0, 1],
+          [0, 2],
+          [0, 4],
+          [0, 8],
+          [0, 16],
+          [2, 8],
+          [2, 16],
+          [3, 1],
+          [3, 2],
+          [3, 4],
+          [3, 8],
+          [4, 8],
+          [4, 16],
+          [6, 8],
+          [6, 16],
+        ] as [number, number][]),
+      ),
       interlaced: fc.boolean(),
       seed: fc.integer({ min: 1, max: 1e6 }),
     })
@@ -102,7 +158,9 @@ describe('crafted PNGs', () => {
             if (line.length) rows.push(0, ...pack(line, depth))
           }
         }
-        const stream = new Response(new Blob([Uint8Array.from(rows)]).stream().pipeThrough(new CompressionStream('deflate')))
+        const stream = new Response(
+          new Blob([Uint8Array.from(rows)]).stream().pipeThrough(new CompressionStream('deflate')),
+        )
         const ihdr = Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, depth, colorType, 0, 0, interlaced ? 1 : 0])
         new DataView(ihdr.buffer).setUint32(0, width)
         new DataView(ihdr.buffer).setUint32(4, height)
@@ -120,7 +178,10 @@ describe('crafted PNGs', () => {
                 : channels >= 3
                   ? [0, 1, 2].map((c) => scale(sample(x, y, c)))
                   : [0, 0, 0].map(() => scale(sample(x, y, 0)))
-            expect([...rgba.subarray((y * width + x) * 4, (y * width + x) * 4 + 4)], `${x},${y}`).toEqual([...want, 255])
+            expect([...rgba.subarray((y * width + x) * 4, (y * width + x) * 4 + 4)], `${x},${y}`).toEqual([
+              ...want,
+              255,
+            ])
           }
         }
       }),
@@ -133,23 +194,39 @@ describe('crafted JPEGs', () => {
   it('reads the frame as libjpeg does, fill bytes included: FF D8 FF FF FF E1 hides a fake 1×1 SOF; the 8192×8192 frame is refused from its header', async () => {
     const before = decoderHeapBytes().jpg
     const res = await classify(jpegFillByteDesync())
-    expect(await answer(res)).toEqual([413, expect.stringMatching(/the JPEG is 8192×8192, 67108864 pixels, more than the limit of 4000000 \(MAX_IMAGE_PIXELS\)/)])
+    expect(await answer(res)).toEqual([
+      413,
+      expect.stringMatching(
+        /the JPEG is 8192×8192, 67108864 pixels, more than the limit of 4000000 \(MAX_IMAGE_PIXELS\)/,
+      ),
+    ])
     expect(decoderHeapBytes().jpg).toBe(before)
   })
 
   it('caps progressive scans: a real photo with one scan repeated 1000 times is refused before decoding', async () => {
     const bomb = jpegScanBomb(await photo('chelsea.jpg'))
-    expect(await answer(await classify(bomb))).toEqual([413, expect.stringMatching(/the JPEG has more than 100 scans, the limit/)])
+    expect(await answer(await classify(bomb))).toEqual([
+      413,
+      expect.stringMatching(/the JPEG has more than 100 scans, the limit/),
+    ])
     // Under the scan cap, pixels × scans is bounded: 60 more copies of the scan of a 2000×1500 frame.
     const wide = flatJpeg(2000, 1500)
     let sos = 2
     while (!(wide[sos] === 0xff && wide[sos + 1] === 0xda)) sos++
     const scan = wide.subarray(sos, wide.length - 2)
-    const many = new Uint8Array(await new Blob([wide.subarray(0, wide.length - 2), ...new Array(60).fill(scan), Uint8Array.of(0xff, 0xd9)]).arrayBuffer())
+    const many = new Uint8Array(
+      await new Blob([
+        wide.subarray(0, wide.length - 2),
+        ...new Array(60).fill(scan),
+        Uint8Array.of(0xff, 0xd9),
+      ]).arrayBuffer(),
+    )
     const roomy = { ...env, MAX_IMAGE_DECODE_BYTES: String(64 * MiB) }
     expect(await answer(await classify(many, roomy))).toEqual([
       413,
-      expect.stringMatching(new RegExp(`61 passes over 3000000 pixels, more than the limit of ${MAX_DECODE_WORK} pixel-passes`)),
+      expect.stringMatching(
+        new RegExp(`61 passes over 3000000 pixels, more than the limit of ${MAX_DECODE_WORK} pixel-passes`),
+      ),
     ])
   })
 
@@ -157,7 +234,10 @@ describe('crafted JPEGs', () => {
     ['CMYK', 0],
     ['YCCK', 2],
   ])('names a %s JPEG as such, not as corrupt', async (space, transform) => {
-    expect(await answer(await classify(flatJpeg(64, 48, 4, transform)))).toEqual([400, expect.stringMatching(new RegExp(`a ${space} JPEG \\(4 color components`))])
+    expect(await answer(await classify(flatJpeg(64, 48, 4, transform)))).toEqual([
+      400,
+      expect.stringMatching(new RegExp(`a ${space} JPEG \\(4 color components`)),
+    ])
   })
 
   it.each([
@@ -169,7 +249,10 @@ describe('crafted JPEGs', () => {
     let sof = 2
     while (!(jpeg[sof] === 0xff && jpeg[sof + 1] === 0xc0)) sof++
     jpeg[sof + 1] = marker
-    expect(await answer(await classify(jpeg))).toEqual([400, expect.stringMatching(new RegExp(`a ${what} JPEG; send a baseline or progressive`))])
+    expect(await answer(await classify(jpeg))).toEqual([
+      400,
+      expect.stringMatching(new RegExp(`a ${what} JPEG; send a baseline or progressive`)),
+    ])
   })
 
   it('refuses a JPEG the decoder would fill in with a warning (a scan cut short), and still decodes the photos', async () => {
@@ -177,9 +260,15 @@ describe('crafted JPEGs', () => {
     // The last scan's data cut in half, EOI kept: libjpeg warns "Premature end" / "Corrupt JPEG data" and fills in.
     let last = 0
     for (let i = 0; i + 1 < jpeg.length; i++) if (jpeg[i] === 0xff && jpeg[i + 1] === 0xda) last = i
-    const cut = new Uint8Array(await new Blob([jpeg.subarray(0, last + (jpeg.length - last) / 2), Uint8Array.of(0xff, 0xd9)]).arrayBuffer())
-    expect(await answer(await classify(cut))).toEqual([400, expect.stringMatching(/JPEG image is truncated or corrupt/)])
-    for (const name of ['chelsea.jpg', 'rocket.jpg', 'chelsea-small.jpg']) expect(await answer(await classify(await photo(name))), name).toEqual([200, 'ok'])
+    const cut = new Uint8Array(
+      await new Blob([jpeg.subarray(0, last + (jpeg.length - last) / 2), Uint8Array.of(0xff, 0xd9)]).arrayBuffer(),
+    )
+    expect(await answer(await classify(cut))).toEqual([
+      400,
+      expect.stringMatching(/JPEG image is truncated or corrupt/),
+    ])
+    for (const name of ['chelsea.jpg', 'rocket.jpg', 'chelsea-small.jpg'])
+      expect(await answer(await classify(await photo(name))), name).toEqual([200, 'ok'])
   })
 })
 
@@ -195,27 +284,56 @@ describe('decoder heaps, the request budget, the other requests', () => {
   })
 
   it('counts MAX_REQUEST_IMAGE_PIXELS across all the inputs of a request, not per input', async () => {
-    const image = { b64: base64(encodePng({ width: 20, height: 20, channels: 3, depth: 8, data: new Uint8Array(1200).fill(7) })) }
+    const image = {
+      b64: base64(encodePng({ width: 20, height: 20, channels: 3, depth: 8, data: new Uint8Array(1200).fill(7) })),
+    }
     const budget = { ...env, MAX_REQUEST_IMAGE_PIXELS: String(3 * 400) }
     const two = await post('/v1/models/pixels-pair:predict', { instances: [{ left: image, right: image }] }, {}, budget)
     expect(await answer(two)).toEqual([200, 'ok'])
     // Two rows, two inputs: four images of 400 pixels, left's two first; the fourth passes 1200.
-    const four = await post('/v1/models/pixels-pair:predict', { instances: [{ left: image, right: image }, { left: image, right: image }] }, {}, budget)
-    expect(await answer(four)).toEqual([413, expect.stringMatching(/^instances\[1\]\['right'\]: the request's images add up to more than 1200 pixels \(MAX_REQUEST_IMAGE_PIXELS\)/)])
-    const v2 = await post(
-      '/v2/models/pixels-pair/infer',
-      { inputs: ['left', 'right'].map((name) => ({ name, datatype: 'BYTES', shape: [2], data: [image.b64, image.b64] })) },
+    const four = await post(
+      '/v1/models/pixels-pair:predict',
+      {
+        instances: [
+          { left: image, right: image },
+          { left: image, right: image },
+        ],
+      },
       {},
       budget,
     )
-    expect(await answer(v2)).toEqual([413, expect.stringMatching(/^input 'right'\[1\]: the request's images add up to more than 1200 pixels/)])
+    expect(await answer(four)).toEqual([
+      413,
+      expect.stringMatching(
+        /^instances\[1\]\['right'\]: the request's images add up to more than 1200 pixels \(MAX_REQUEST_IMAGE_PIXELS\)/,
+      ),
+    ])
+    const v2 = await post(
+      '/v2/models/pixels-pair/infer',
+      {
+        inputs: ['left', 'right'].map((name) => ({
+          name,
+          datatype: 'BYTES',
+          shape: [2],
+          data: [image.b64, image.b64],
+        })),
+      },
+      {},
+      budget,
+    )
+    expect(await answer(v2)).toEqual([
+      413,
+      expect.stringMatching(/^input 'right'\[1\]: the request's images add up to more than 1200 pixels/),
+    ])
   })
 
   it('answers another request between two images of one request, not after all of them', async () => {
     expect((await post('/v1/models/iris:predict', { instances: [SETOSA] })).status).toBe(200) // loaded first
     const image = { b64: base64(flatJpeg(1000, 1000, 3)) }
     const finished: string[] = []
-    const images = post('/v1/models/pixels:predict', { instances: new Array(12).fill(image) }).then((res) => (finished.push('images'), res))
+    const images = post('/v1/models/pixels:predict', { instances: new Array(12).fill(image) }).then(
+      (res) => (finished.push('images'), res),
+    )
     // Sent at the isolate's next turn: while the images are decoded, not before.
     const iris = new Promise((resolve) => setTimeout(resolve, 0))
       .then(() => post('/v1/models/iris:predict', { instances: [SETOSA] }))

@@ -25,7 +25,14 @@ function base64(bytes: Uint8Array): string {
 }
 
 /** Held-out digit `i` as a grayscale PNG, its [0, 1] values rounded to bytes. */
-const digitPng = (i: number) => encodePng({ width: 28, height: 28, channels: 1, depth: 8, data: Uint8Array.from(digits.images[i]!, (v) => Math.round(v * 255)) })
+const digitPng = (i: number) =>
+  encodePng({
+    width: 28,
+    height: 28,
+    channels: 1,
+    depth: 8,
+    data: Uint8Array.from(digits.images[i]!, (v) => Math.round(v * 255)),
+  })
 
 const postImage = (path: string, bytes: Uint8Array, type: string, bindings?: Env) =>
   call(path, { method: 'POST', body: bytes, headers: { 'content-type': type } }, bindings)
@@ -45,15 +52,26 @@ async function pixelsOf(bytes: Uint8Array): Promise<number[]> {
 }
 
 /** tf.image.resizeBilinear of RGBA pixels' RGB, as a flat list (the reference the transform must equal). */
-function resizedByTf(rgba: Uint8Array, width: number, height: number, size: [number, number], crop?: ReturnType<typeof centerCrop>): number[] {
+function resizedByTf(
+  rgba: Uint8Array,
+  width: number,
+  height: number,
+  size: [number, number],
+  crop?: ReturnType<typeof centerCrop>,
+): number[] {
   return tf.tidy(() => {
-    let image: tf.Tensor3D = tf.slice(tf.tensor3d(Float32Array.from(rgba), [height, width, 4]), [0, 0, 0], [height, width, 3])
+    let image: tf.Tensor3D = tf.slice(
+      tf.tensor3d(Float32Array.from(rgba), [height, width, 4]),
+      [0, 0, 0],
+      [height, width, 3],
+    )
     if (crop) image = tf.slice(image, [crop.y, crop.x, 0], [crop.height, crop.width, 3])
     return Array.from(tf.image.resizeBilinear(image, size).dataSync())
   })
 }
 
-const maxDiff = (a: readonly number[], b: readonly number[]) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0)
+const maxDiff = (a: readonly number[], b: readonly number[]) =>
+  a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0)
 
 describe(':classify with a raw image body', () => {
   it('classifies the held-out digits sent as PNG files at the accuracy the training recorded', async () => {
@@ -73,7 +91,9 @@ describe(':classify with a raw image body', () => {
     const png = digitPng(0)
     const three = (await (await postImage('/v1/models/digits:classify', png, 'image/png')).json()) as Ranked[]
     expect(three).toHaveLength(3)
-    const all = (await (await postImage('/v1/models/digits/versions/1:classify?top_k=50', png, 'image/png')).json()) as Ranked[]
+    const all = (await (
+      await postImage('/v1/models/digits/versions/1:classify?top_k=50', png, 'image/png')
+    ).json()) as Ranked[]
     expect(all.map((r) => r.label).sort()).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
     expect(all.map((r) => r.score)).toEqual([...all.map((r) => r.score)].sort((a, b) => b - a))
     expect(all.slice(0, 3)).toEqual(three)
@@ -101,7 +121,13 @@ describe(':classify with a raw image body', () => {
 
 describe('preprocessing', () => {
   it('equals tf.image.resizeBilinear (and a centered crop first) for any image and size', () => {
-    const transform = (size: [number, number], fit: 'stretch' | 'center-crop'): ImageTransform => ({ size, channels: 3, range: [0, 255], fit, layout: 'nhwc' })
+    const transform = (size: [number, number], fit: 'stretch' | 'center-crop'): ImageTransform => ({
+      size,
+      channels: 3,
+      range: [0, 255],
+      fit,
+      layout: 'nhwc',
+    })
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 40 }),
@@ -111,7 +137,9 @@ describe('preprocessing', () => {
         fc.integer(),
         (width, height, size, fit, seed) => {
           const rgba = Uint8Array.from({ length: width * height * 4 }, (_, i) => (seed + i * 7919) % 256)
-          const got = tf.tidy(() => Array.from(imageTensor({ width, height, rgba }, transform(size, fit), 'float32').dataSync()))
+          const got = tf.tidy(() =>
+            Array.from(imageTensor({ width, height, rgba }, transform(size, fit), 'float32').dataSync()),
+          )
           const crop = fit === 'center-crop' ? centerCrop(width, height, size) : undefined
           expect(maxDiff(got, resizedByTf(rgba, width, height, size, crop))).toBeLessThan(1e-3)
         },
@@ -124,7 +152,8 @@ describe('preprocessing', () => {
     const bytes = await photo('chelsea.png')
     const png = decodePng(bytes)
     const rgba = new Uint8Array(png.width * png.height * 4)
-    for (let p = 0; p < png.width * png.height; p++) rgba.set([png.data[p * 3]!, png.data[p * 3 + 1]!, png.data[p * 3 + 2]!, 255], p * 4)
+    for (let p = 0; p < png.width * png.height; p++)
+      rgba.set([png.data[p * 3]!, png.data[p * 3 + 1]!, png.data[p * 3 + 2]!, 255], p * 4)
     expect(maxDiff(await pixelsOf(bytes), resizedByTf(rgba, png.width, png.height, [8, 8]))).toBeLessThan(1e-3)
   })
 
@@ -144,10 +173,14 @@ describe('preprocessing', () => {
 
 describe('b64 and BYTES', () => {
   const png = digitPng(3)
-  const numbers = Array.from({ length: 28 }, (_, r) => Array.from({ length: 28 }, (_, c) => [(Math.round(digits.images[3]![r * 28 + c]! * 255) / 255) * 0.9999]))
+  const numbers = Array.from({ length: 28 }, (_, r) =>
+    Array.from({ length: 28 }, (_, c) => [(Math.round(digits.images[3]![r * 28 + c]! * 255) / 255) * 0.9999]),
+  )
 
   it('predicts from {"b64": …} rows, bare or keyed by input name, as from the numbers', async () => {
-    const want = ((await (await post('/v1/models/digits:predict', { instances: [numbers] })).json()) as { predictions: number[][] }).predictions[0]!
+    const want = (
+      (await (await post('/v1/models/digits:predict', { instances: [numbers] })).json()) as { predictions: number[][] }
+    ).predictions[0]!
     for (const instances of [[{ b64: base64(png) }], [{ image: { b64: base64(png) } }]]) {
       const res = await post('/v1/models/digits:predict', { instances })
       expect(res.status, await res.clone().text()).toBe(200)
@@ -158,7 +191,9 @@ describe('b64 and BYTES', () => {
   })
 
   it("answers TF Serving's classify request in its shape", async () => {
-    const res = await post('/v1/models/digits:classify', { examples: [{ image: { b64: base64(png) } }, { image: { b64: base64(digitPng(0)) } }] })
+    const res = await post('/v1/models/digits:classify', {
+      examples: [{ image: { b64: base64(png) } }, { image: { b64: base64(digitPng(0)) } }],
+    })
     expect(res.status, await res.clone().text()).toBe(200)
     const { results } = (await res.json()) as { results: [string, number][][] }
     expect(results).toHaveLength(2)
@@ -167,19 +202,31 @@ describe('b64 and BYTES', () => {
   })
 
   it('takes Open Inference Protocol BYTES, as base64 in JSON and length-prefixed in binary', async () => {
-    const json = await post('/v2/models/digits/infer', { inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [base64(png)] }] })
+    const json = await post('/v2/models/digits/infer', {
+      inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [base64(png)] }],
+    })
     expect(json.status, await json.clone().text()).toBe(200)
     const fromJson = ((await json.json()) as { outputs: { data: number[] }[] }).outputs[0]!.data
     expect(argmax(fromJson)).toBe(digits.labels[3])
 
-    const header = new TextEncoder().encode(JSON.stringify({ inputs: [{ name: 'image', datatype: 'BYTES', shape: [2], parameters: { binary_data_size: 2 * 4 + 2 * png.length } }] }))
+    const header = new TextEncoder().encode(
+      JSON.stringify({
+        inputs: [
+          { name: 'image', datatype: 'BYTES', shape: [2], parameters: { binary_data_size: 2 * 4 + 2 * png.length } },
+        ],
+      }),
+    )
     const body = new Uint8Array(header.length + 2 * (4 + png.length))
     body.set(header)
     for (const at of [header.length, header.length + 4 + png.length]) {
       new DataView(body.buffer).setUint32(at, png.length, true)
       body.set(png, at + 4)
     }
-    const binary = await call('/v2/models/digits/infer', { method: 'POST', body, headers: { 'Inference-Header-Content-Length': String(header.length) } })
+    const binary = await call('/v2/models/digits/infer', {
+      method: 'POST',
+      body,
+      headers: { 'Inference-Header-Content-Length': String(header.length) },
+    })
     expect(binary.status, await binary.clone().text()).toBe(200)
     const out = ((await binary.json()) as { outputs: { data: number[]; shape: number[] }[] }).outputs[0]!
     expect(out.shape).toEqual([2, 10])
@@ -188,13 +235,36 @@ describe('b64 and BYTES', () => {
   })
 
   it('shows image inputs and labels in both protocols’ metadata', async () => {
-    const v2 = (await (await call('/v2/models/digits')).json()) as { inputs: unknown[]; parameters: { labels: string[] } }
-    expect(v2.inputs).toEqual([{ name: 'image', datatype: 'BYTES', shape: [-1], parameters: { content_types: ['image/jpeg', 'image/png', 'image/webp'], image: { size: [28, 28], channels: 1, range: [0, 1], fit: 'stretch', layout: 'nhwc' } } }])
+    const v2 = (await (await call('/v2/models/digits')).json()) as {
+      inputs: unknown[]
+      parameters: { labels: string[] }
+    }
+    expect(v2.inputs).toEqual([
+      {
+        name: 'image',
+        datatype: 'BYTES',
+        shape: [-1],
+        parameters: {
+          content_types: ['image/jpeg', 'image/png', 'image/webp'],
+          image: { size: [28, 28], channels: 1, range: [0, 1], fit: 'stretch', layout: 'nhwc' },
+        },
+      },
+    ])
     expect(v2.parameters.labels).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
-    const fromFile = (await (await call('/v2/models/digits-labels-file')).json()) as { parameters: { labels: string[] } }
+    const fromFile = (await (await call('/v2/models/digits-labels-file')).json()) as {
+      parameters: { labels: string[] }
+    }
     expect(fromFile.parameters.labels[0]).toBe('zero')
-    const tfs = (await (await call('/v1/models/digits/metadata')).json()) as { metadata: { labels: string[]; signature_def: { signature_def: { serving_default: { inputs: Record<string, unknown> } } } } }
-    expect(tfs.metadata.signature_def.signature_def.serving_default.inputs.image).toMatchObject({ dtype: 'DT_STRING', tensor_shape: { dim: [{ size: '-1' }] } })
+    const tfs = (await (await call('/v1/models/digits/metadata')).json()) as {
+      metadata: {
+        labels: string[]
+        signature_def: { signature_def: { serving_default: { inputs: Record<string, unknown> } } }
+      }
+    }
+    expect(tfs.metadata.signature_def.signature_def.serving_default.inputs.image).toMatchObject({
+      dtype: 'DT_STRING',
+      tensor_shape: { dim: [{ size: '-1' }] },
+    })
     expect(tfs.metadata.labels).toHaveLength(10)
   })
 })
@@ -226,7 +296,10 @@ describe('bad images: a clear 4xx, nothing leaked', () => {
     expect([res.status, await error(res)]).toEqual([413, expect.stringMatching(/MAX_IMAGE_BYTES/)])
     // 35 KB that declare 60000×60000: refused from the header, before any pixel is decoded.
     res = await postImage('/v1/models/digits:classify', declaredPng(60000, 60000, 35_000), 'image/png')
-    expect([res.status, await error(res)]).toEqual([413, expect.stringMatching(/60000×60000, 3600000000 pixels, more than the limit of 4000000 \(MAX_IMAGE_PIXELS\)/)])
+    expect([res.status, await error(res)]).toEqual([
+      413,
+      expect.stringMatching(/60000×60000, 3600000000 pixels, more than the limit of 4000000 \(MAX_IMAGE_PIXELS\)/),
+    ])
   })
 
   it('refuses a photo sent where JSON is read (no content type, JSON or a form type) with 415 naming the format and the header', async () => {
@@ -254,49 +327,119 @@ describe('bad images: a clear 4xx, nothing leaked', () => {
     expect(res.status).toBe(200)
   })
 
-  it("refuses a batch whose images add up past MAX_REQUEST_IMAGE_PIXELS, before decoding the one that crosses it", async () => {
+  it('refuses a batch whose images add up past MAX_REQUEST_IMAGE_PIXELS, before decoding the one that crosses it', async () => {
     const budget = { ...env, MAX_REQUEST_IMAGE_PIXELS: String(2 * 28 * 28) }
     const b64 = { b64: base64(digitPng(0)) }
     expect((await post('/v1/models/digits:predict', { instances: [b64, b64] }, {}, budget)).status).toBe(200)
     const res = await post('/v1/models/digits:predict', { instances: [b64, b64, b64] }, {}, budget)
-    expect([res.status, await error(res)]).toEqual([413, expect.stringMatching(/^instances\[2\]: the request's images add up to more than 1568 pixels \(MAX_REQUEST_IMAGE_PIXELS\)/)])
+    expect([res.status, await error(res)]).toEqual([
+      413,
+      expect.stringMatching(
+        /^instances\[2\]: the request's images add up to more than 1568 pixels \(MAX_REQUEST_IMAGE_PIXELS\)/,
+      ),
+    ])
   })
 
   it.each([
-    ['a truncated PNG', async () => (await photo('chelsea.png')).subarray(0, 20_000), 'image/png', 400, /PNG image is truncated or corrupt/],
-    ['a truncated JPEG', async () => (await photo('chelsea.jpg')).subarray(0, 5_000), 'image/jpeg', 400, /JPEG image is truncated or corrupt/],
-    ['text sent as image/jpeg', async () => new TextEncoder().encode('hello, I am not a photo'), 'image/jpeg', 400, /not a JPEG, PNG or WebP image/],
-    ['a GIF sent as image/png', async () => Uint8Array.from(atob('R0lGODlhAQABAAAAACw='), (c) => c.charCodeAt(0)), 'image/png', 400, /a GIF image; send JPEG, PNG or WebP/],
-    ['an unsupported content type', async () => digitPng(0), 'image/gif', 415, /content type 'image\/gif' is not supported/],
+    [
+      'a truncated PNG',
+      async () => (await photo('chelsea.png')).subarray(0, 20_000),
+      'image/png',
+      400,
+      /PNG image is truncated or corrupt/,
+    ],
+    [
+      'a truncated JPEG',
+      async () => (await photo('chelsea.jpg')).subarray(0, 5_000),
+      'image/jpeg',
+      400,
+      /JPEG image is truncated or corrupt/,
+    ],
+    [
+      'text sent as image/jpeg',
+      async () => new TextEncoder().encode('hello, I am not a photo'),
+      'image/jpeg',
+      400,
+      /not a JPEG, PNG or WebP image/,
+    ],
+    [
+      'a GIF sent as image/png',
+      async () => Uint8Array.from(atob('R0lGODlhAQABAAAAACw='), (c) => c.charCodeAt(0)),
+      'image/png',
+      400,
+      /a GIF image; send JPEG, PNG or WebP/,
+    ],
+    [
+      'an unsupported content type',
+      async () => digitPng(0),
+      'image/gif',
+      415,
+      /content type 'image\/gif' is not supported/,
+    ],
   ])('answers %s', async (_, bytes, type, status, message) => {
     const res = await postImage('/v1/models/digits:classify', await bytes(), type)
     expect([res.status, await error(res)]).toEqual([status, expect.stringMatching(message)])
   })
 
   it.each([
-    ['invalid base64', '/v1/models/digits:predict', { instances: [{ b64: 'not base64!' }] }, /instances\[0\]\.b64: invalid base64/],
-    ['a b64 to a model without image preprocessing', '/v1/models/iris:predict', { instances: [{ b64: 'AAAA' }] }, /input '.+' of model 'iris' has no image preprocessing/],
-    [':classify on a model without labels', '/v1/models/iris:classify', { examples: [{ x: 1 }] }, /model 'iris' has no labels/],
-    ['BYTES to an input that takes numbers', '/v2/models/iris/infer', { inputs: [{ name: 'features', datatype: 'BYTES', shape: [1], data: ['AAAA'] }] }, /has no image preprocessing/],
+    [
+      'invalid base64',
+      '/v1/models/digits:predict',
+      { instances: [{ b64: 'not base64!' }] },
+      /instances\[0\]\.b64: invalid base64/,
+    ],
+    [
+      'a b64 to a model without image preprocessing',
+      '/v1/models/iris:predict',
+      { instances: [{ b64: 'AAAA' }] },
+      /input '.+' of model 'iris' has no image preprocessing/,
+    ],
+    [
+      ':classify on a model without labels',
+      '/v1/models/iris:classify',
+      { examples: [{ x: 1 }] },
+      /model 'iris' has no labels/,
+    ],
+    [
+      'BYTES to an input that takes numbers',
+      '/v2/models/iris/infer',
+      { inputs: [{ name: 'features', datatype: 'BYTES', shape: [1], data: ['AAAA'] }] },
+      /has no image preprocessing/,
+    ],
   ])('answers %s with 400', async (_, path, body, message) => {
     const res = await post(path, body)
     expect([res.status, await error(res)]).toEqual([400, expect.stringMatching(message)])
   })
 
   it('answers 1,000 hostile images with 4xx, leaving tf.memory() and the cache as they were', async () => {
-    const sources = [digitPng(5), await photo('chelsea-small.jpg'), encodePng({ width: 3, height: 2, channels: 4, depth: 8, data: new Uint8Array(24).fill(200) })]
+    const sources = [
+      digitPng(5),
+      await photo('chelsea-small.jpg'),
+      encodePng({ width: 3, height: 2, channels: 4, depth: 8, data: new Uint8Array(24).fill(200) }),
+    ]
     await postImage('/v1/models/digits:classify', sources[0]!, 'image/png') // loaded before counting
     const tensors = tf.memory().numTensors
-    const cached = JSON.stringify(isolate().cache.list().map((m) => m.key))
+    const cached = JSON.stringify(
+      isolate()
+        .cache.list()
+        .map((m) => m.key),
+    )
     const hostile = fc.oneof(
       // Truncations, flipped bytes, rewritten header bytes, random bytes behind a real signature, random bytes.
       fc.tuple(fc.constantFrom(...sources), fc.nat()).map(([s, n]) => s.subarray(0, n % s.length)),
-      fc.tuple(fc.constantFrom(...sources), fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 })), { minLength: 1, maxLength: 8 })).map(([s, edits]) => {
-        const copy = s.slice()
-        for (const [at, byte] of edits) copy[at % Math.min(copy.length, 64)] = byte
-        return copy
-      }),
-      fc.tuple(fc.constantFrom(...sources), fc.uint8Array({ minLength: 1, maxLength: 2000 })).map(([s, tail]) => Uint8Array.from([...s.subarray(0, 16), ...tail])),
+      fc
+        .tuple(
+          fc.constantFrom(...sources),
+          fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 })), { minLength: 1, maxLength: 8 }),
+        )
+        .map(([s, edits]) => {
+          const copy = s.slice()
+          for (const [at, byte] of edits) copy[at % Math.min(copy.length, 64)] = byte
+          return copy
+        }),
+      fc
+        .tuple(fc.constantFrom(...sources), fc.uint8Array({ minLength: 1, maxLength: 2000 }))
+        .map(([s, tail]) => Uint8Array.from([...s.subarray(0, 16), ...tail])),
       fc.uint8Array({ maxLength: 3000 }),
     )
     let refused = 0
@@ -304,7 +447,10 @@ describe('bad images: a clear 4xx, nothing leaked', () => {
       fc.asyncProperty(hostile, fc.constantFrom('image/png', 'image/jpeg', 'image/webp'), async (bytes, type) => {
         const res = await postImage('/v1/models/digits:classify', bytes, type)
         // A few edits leave an image that still decodes: 200 is a right answer for those.
-        expect(res.status === 200 || res.status === 400 || res.status === 413, `${res.status} ${await res.clone().text()}`).toBe(true)
+        expect(
+          res.status === 200 || res.status === 400 || res.status === 413,
+          `${res.status} ${await res.clone().text()}`,
+        ).toBe(true)
         if (res.status !== 200) refused++
         const body = await res.text()
         expect(body).not.toMatch(/at |wasm|\.js|\.rs|Error:/)
@@ -314,7 +460,13 @@ describe('bad images: a clear 4xx, nothing leaked', () => {
     // Most are refused; a few edits leave an image that decodes.
     expect(refused).toBeGreaterThan(800)
     expect(tf.memory().numTensors).toBe(tensors)
-    expect(JSON.stringify(isolate().cache.list().map((m) => m.key))).toBe(cached)
+    expect(
+      JSON.stringify(
+        isolate()
+          .cache.list()
+          .map((m) => m.key),
+      ),
+    ).toBe(cached)
     const next = (await (await postImage('/v1/models/digits:classify', digitPng(5), 'image/png')).json()) as Ranked[]
     expect(next[0]!.label).toBe(String(digits.labels[5]))
   })

@@ -16,7 +16,11 @@ describe('the isolate state', () => {
     expect(isolate()).toBe(isolate())
     expect((await post('/v1/models/iris:predict', { instances: [SETOSA] })).status).toBe(200)
     // The route's load shows in the same object the admin API and /metrics read.
-    expect(isolate().status(env).models.map((m) => m.key)).toEqual(['iris/1'])
+    expect(
+      isolate()
+        .status(env)
+        .models.map((m) => m.key),
+    ).toEqual(['iris/1'])
     expect(await (await call('/metrics')).text()).toMatch(/warmserve_cache_loads_total 1\n/)
   })
 
@@ -44,7 +48,9 @@ describe('a changed env', () => {
     expect(status.budgetBytes).toBe(digitsBytes)
     expect(status.models.map((m) => m.key)).toEqual(['iris/1'])
     expect(status.counters.evictions).toBe(1)
-    expect(await (await call('/metrics', undefined, tight)).text()).toMatch(new RegExp(`warmserve_cache_budget_bytes ${digitsBytes}\\n`))
+    expect(await (await call('/metrics', undefined, tight)).text()).toMatch(
+      new RegExp(`warmserve_cache_budget_bytes ${digitsBytes}\\n`),
+    )
   })
 
   it('applies MAX_MODELS_LOADED and the backoff to what comes after', async () => {
@@ -53,11 +59,21 @@ describe('a changed env', () => {
     const one = { ...env, MAX_MODELS_LOADED: '1' } as Env
     expect((await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, one)).status).toBe(200)
     expect((await post('/v1/models/digits:predict', DIGIT, {}, one)).status).toBe(200)
-    expect(isolate().status(one).models.map((m) => m.key)).toEqual(['digits/1'])
+    expect(
+      isolate()
+        .status(one)
+        .models.map((m) => m.key),
+    ).toEqual(['digits/1'])
 
     // A failure under LOAD_BACKOFF_BASE_MS=5000 waits 5 s, not the default 1 s.
     const slow = { ...env, LOAD_BACKOFF_BASE_MS: '5000', STORE_READ_TIMEOUT_MS: '1' } as Env
-    const broken = { ...slow, ASSETS: { fetch: (input: RequestInfo) => (String(input).endsWith('.bin') ? Promise.reject(new Error('down')) : env.ASSETS.fetch(input)) } } as unknown as Env
+    const broken = {
+      ...slow,
+      ASSETS: {
+        fetch: (input: RequestInfo) =>
+          String(input).endsWith('.bin') ? Promise.reject(new Error('down')) : env.ASSETS.fetch(input),
+      },
+    } as unknown as Env
     const failed = await post('/v1/models/iris/versions/1:predict', { instances: [SETOSA] }, {}, broken)
     expect(failed.status).toBe(503)
     expect(failed.headers.get('retry-after')).toBe('5')

@@ -2,7 +2,14 @@
 // JSON.stringify's text. Property tests over random and edge numbers, shapes and bodies.
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { PackedTensor, readTensorJson, tensorText, TF_SERVING_TENSORS, unpack, V2_TENSORS } from '../src/protocols/json-tensors'
+import {
+  PackedTensor,
+  readTensorJson,
+  tensorText,
+  TF_SERVING_TENSORS,
+  unpack,
+  V2_TENSORS,
+} from '../src/protocols/json-tensors'
 import { flatten } from '../src/protocols/tensors'
 
 const RUNS = 200
@@ -10,16 +17,49 @@ const encode = (text: string) => new TextEncoder().encode(text)
 const budget = () => ({ left: 1e9, limit: 1e9 })
 
 /** Number texts JSON allows, at the edges of double parsing: exponents, long mantissas, subnormals, -0, past 2^53. */
-const digits = (min: number, max: number) => fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: min, maxLength: max })
+const digits = (min: number, max: number) =>
+  fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: min, maxLength: max })
 const numberText = fc.oneof(
   fc.double({ noNaN: true, noDefaultInfinity: true }).map((v) => JSON.stringify(v)),
   fc.integer().map(String),
   fc.bigInt({ min: -(2n ** 70n), max: 2n ** 70n }).map(String),
   fc.float({ noNaN: true, noDefaultInfinity: true }).map((v) => String(v)),
   fc
-    .tuple(fc.boolean(), fc.oneof(fc.constant('0'), digits(1, 1).filter((d) => d !== '0').chain((d) => digits(0, 25).map((r) => d + r))), fc.option(digits(1, 30)), fc.option(fc.tuple(fc.constantFrom('e', 'E'), fc.constantFrom('', '+', '-'), digits(1, 4))))
-    .map(([neg, int, frac, exp]) => `${neg ? '-' : ''}${int}${frac === null ? '' : `.${frac}`}${exp === null ? '' : exp.join('')}`),
-  fc.constantFrom('-0', '-0.0', '0e5', '5e-324', '4.9e-324', '2.4703282292062327e-324', '2.2250738585072011e-308', '1.7976931348623157e308', '1e309', '-1e400', '9007199254740993', '9007199254740992', '-9223372036854775809', '0.1000000000000000055511151231257827', '123456789012345678901234567890', '1e-400', '0.30000000000000004', '3.4028235677973366e38'),
+    .tuple(
+      fc.boolean(),
+      fc.oneof(
+        fc.constant('0'),
+        digits(1, 1)
+          .filter((d) => d !== '0')
+          .chain((d) => digits(0, 25).map((r) => d + r)),
+      ),
+      fc.option(digits(1, 30)),
+      fc.option(fc.tuple(fc.constantFrom('e', 'E'), fc.constantFrom('', '+', '-'), digits(1, 4))),
+    )
+    .map(
+      ([neg, int, frac, exp]) =>
+        `${neg ? '-' : ''}${int}${frac === null ? '' : `.${frac}`}${exp === null ? '' : exp.join('')}`,
+    ),
+  fc.constantFrom(
+    '-0',
+    '-0.0',
+    '0e5',
+    '5e-324',
+    '4.9e-324',
+    '2.4703282292062327e-324',
+    '2.2250738585072011e-308',
+    '1.7976931348623157e308',
+    '1e309',
+    '-1e400',
+    '9007199254740993',
+    '9007199254740992',
+    '-9223372036854775809',
+    '0.1000000000000000055511151231257827',
+    '123456789012345678901234567890',
+    '1e-400',
+    '0.30000000000000004',
+    '3.4028235677973366e38',
+  ),
 )
 
 describe('the JSON tensor reader', () => {
@@ -39,15 +79,22 @@ describe('the JSON tensor reader', () => {
   })
 
   it('packs rectangular nested arrays into the shape and row-major values flatten gives', () => {
-    const shaped = fc
-      .array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 4 })
-      .chain((shape) => fc.array(fc.double({ noNaN: true, noDefaultInfinity: true }), { minLength: shape.reduce((a, b) => a * b, 1), maxLength: shape.reduce((a, b) => a * b, 1) }).map((values) => ({ shape, values })))
+    const shaped = fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 4 }).chain((shape) =>
+      fc
+        .array(fc.double({ noNaN: true, noDefaultInfinity: true }), {
+          minLength: shape.reduce((a, b) => a * b, 1),
+          maxLength: shape.reduce((a, b) => a * b, 1),
+        })
+        .map((values) => ({ shape, values })),
+    )
     fc.assert(
       fc.property(shaped, fc.constantFrom('', ' ', '\n\t'), ({ shape, values }, ws) => {
         const packed = new PackedTensor(shape, Float64Array.from(values))
         const nested = unpack(packed)
         const text = `${ws}{${ws}"inputs"${ws}:${ws}[{"name":"x","shape":${JSON.stringify(shape)},"data":${JSON.stringify(nested, null, ws.length > 0 ? 1 : 0)}}]${ws}}${ws}`
-        const read = readTensorJson(encode(text), V2_TENSORS, 1e6) as { inputs: { shape: number[]; data: PackedTensor }[] }
+        const read = readTensorJson(encode(text), V2_TENSORS, 1e6) as {
+          inputs: { shape: number[]; data: PackedTensor }[]
+        }
         const flat = flatten((JSON.parse(text) as { inputs: { data: unknown }[] }).inputs[0]!.data, 'x', budget())
         expect(read.inputs[0]!.shape).toEqual(shape) // a shape is a list, never a tensor
         expect(read.inputs[0]!.data.shape).toEqual(flat.shape)
@@ -60,17 +107,27 @@ describe('the JSON tensor reader', () => {
 
   it('gives up on, or reads exactly as JSON.parse, any body: ragged, mixed, malformed, escaped', () => {
     const leaf = fc.oneof(fc.double(), fc.integer(), fc.boolean(), fc.constant(null), fc.string({ maxLength: 4 }))
-    const tensorish = fc.letrec((tie) => ({ v: fc.oneof({ depthSize: 'small' }, leaf, fc.array(tie('v'), { maxLength: 4 })) })).v
+    const tensorish = fc.letrec((tie) => ({
+      v: fc.oneof({ depthSize: 'small' }, leaf, fc.array(tie('v'), { maxLength: 4 })),
+    })).v
     const body = fc.oneof(
       fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v)),
       fc.record({ instances: tensorish, signature_name: fc.string() }).map((v) => JSON.stringify(v)),
-      fc.record({ inputs: fc.dictionary(fc.string({ maxLength: 6 }), tensorish, { maxKeys: 3 }) }).map((v) => JSON.stringify(v)),
+      fc
+        .record({ inputs: fc.dictionary(fc.string({ maxLength: 6 }), tensorish, { maxKeys: 3 }) })
+        .map((v) => JSON.stringify(v)),
       // Cut short or with a byte changed: mostly malformed.
-      fc.tuple(fc.record({ instances: tensorish }), fc.nat(), fc.constantFrom(',', ']', '[', '"', '}', '-', '.', 'e', '0', '\\', ' ')).map(([v, at, c]) => {
-        const text = JSON.stringify(v)
-        const i = at % (text.length + 1)
-        return at % 2 === 0 ? text.slice(0, i) : text.slice(0, i) + c + text.slice(i + 1)
-      }),
+      fc
+        .tuple(
+          fc.record({ instances: tensorish }),
+          fc.nat(),
+          fc.constantFrom(',', ']', '[', '"', '}', '-', '.', 'e', '0', '\\', ' '),
+        )
+        .map(([v, at, c]) => {
+          const text = JSON.stringify(v)
+          const i = at % (text.length + 1)
+          return at % 2 === 0 ? text.slice(0, i) : text.slice(0, i) + c + text.slice(i + 1)
+        }),
     )
     fc.assert(
       fc.property(body, (text) => {
@@ -84,7 +141,13 @@ describe('the JSON tensor reader', () => {
         const read = readTensorJson(encode(text), TF_SERVING_TENSORS, 1e6)
         if (read === undefined) return
         const plain = (v: unknown): unknown =>
-          v instanceof PackedTensor ? unpack(v) : Array.isArray(v) ? v.map(plain) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)])) : v
+          v instanceof PackedTensor
+            ? unpack(v)
+            : Array.isArray(v)
+              ? v.map(plain)
+              : v && typeof v === 'object'
+                ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]))
+                : v
         expect(plain(read)).toStrictEqual(expected)
       }),
       { numRuns: RUNS * 2 },
@@ -92,7 +155,8 @@ describe('the JSON tensor reader', () => {
   })
 
   it('leaves to the general path what it does not pack: ragged, non-numeric, empty, too many, __proto__, a byte order mark', () => {
-    const tensorOf = (text: string, max = 1e6) => (readTensorJson(encode(text), TF_SERVING_TENSORS, max) as { instances?: unknown; inputs?: unknown } | undefined)
+    const tensorOf = (text: string, max = 1e6) =>
+      readTensorJson(encode(text), TF_SERVING_TENSORS, max) as { instances?: unknown; inputs?: unknown } | undefined
     expect(tensorOf('{"instances":[[1,2],[3]]}')?.instances).toEqual([[1, 2], [3]])
     expect(tensorOf('{"instances":[[1,2],3]}')?.instances).toEqual([[1, 2], 3])
     expect(tensorOf('{"instances":[1,[2]]}')?.instances).toEqual([1, [2]])
@@ -120,7 +184,10 @@ describe('the JSON tensor writer', () => {
   const nest = (values: unknown[], shape: number[]): unknown => {
     if (shape.length === 0) return values[0]
     let at = 0
-    const build = (d: number): unknown[] => (d === shape.length - 1 ? values.slice(at, (at += shape[d]!)) : Array.from({ length: shape[d]! }, () => build(d + 1)))
+    const build = (d: number): unknown[] =>
+      d === shape.length - 1
+        ? values.slice(at, (at += shape[d]!))
+        : Array.from({ length: shape[d]! }, () => build(d + 1))
     return build(0)
   }
   const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1)
@@ -133,9 +200,18 @@ describe('the JSON tensor writer', () => {
           fc.tuple(
             fc.constant(shape),
             fc.oneof(
-              fc.array(float, { minLength: size(shape), maxLength: size(shape) }).map((v) => ({ data: Float32Array.from(v) as Float32Array | Int32Array | Uint8Array, bool: false })),
-              fc.array(fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), { minLength: size(shape), maxLength: size(shape) }).map((v) => ({ data: Int32Array.from(v), bool: false })),
-              fc.array(fc.integer({ min: 0, max: 1 }), { minLength: size(shape), maxLength: size(shape) }).map((v) => ({ data: Uint8Array.from(v), bool: true })),
+              fc
+                .array(float, { minLength: size(shape), maxLength: size(shape) })
+                .map((v) => ({ data: Float32Array.from(v) as Float32Array | Int32Array | Uint8Array, bool: false })),
+              fc
+                .array(fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), {
+                  minLength: size(shape),
+                  maxLength: size(shape),
+                })
+                .map((v) => ({ data: Int32Array.from(v), bool: false })),
+              fc
+                .array(fc.integer({ min: 0, max: 1 }), { minLength: size(shape), maxLength: size(shape) })
+                .map((v) => ({ data: Uint8Array.from(v), bool: true })),
             ),
           ),
         ),
@@ -152,6 +228,8 @@ describe('the JSON tensor writer', () => {
     const data = new Float32Array([NaN, Infinity, -Infinity, -0, 1e-45, 3.4028234663852886e38, 0.1])
     expect(tensorText(data, [7], false)).toBe(JSON.stringify(Array.from(data)))
     expect(tensorText(data, [], false, 3)).toBe('0')
-    expect(tensorText(data, [2, 3], false, 1)).toBe(JSON.stringify([Array.from(data.subarray(1, 4)), Array.from(data.subarray(4, 7))]))
+    expect(tensorText(data, [2, 3], false, 1)).toBe(
+      JSON.stringify([Array.from(data.subarray(1, 4)), Array.from(data.subarray(4, 7))]),
+    )
   })
 })

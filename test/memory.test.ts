@@ -84,7 +84,9 @@ describe('faceres, a MobileNet at 224×224', () => {
     // Ten rows at once would not fit: they ran in sub-batches.
     expect(f.weightBytes + f.kernelBytes + f.activationBytes + 10 * f.rowBytes).toBeGreaterThan(budget)
     expect(status.budgetHighWaterBytes).toBeLessThanOrEqual(budget)
-    console.log(`10 rows: wasm heap ${heapAtStart} → high-water ${status.wasmHeap!.highWaterBytes}, growth ${status.wasmHeap!.highWaterBytes - heapAtStart}, budget ${budget}`)
+    console.log(
+      `10 rows: wasm heap ${heapAtStart} → high-water ${status.wasmHeap!.highWaterBytes}, growth ${status.wasmHeap!.highWaterBytes - heapAtStart}, budget ${budget}`,
+    )
     expect(status.wasmHeap!.highWaterBytes - heapAtStart).toBeLessThanOrEqual(budget)
   }, 120_000)
 
@@ -101,22 +103,32 @@ describe('faceres, a MobileNet at 224×224', () => {
       release()
     }
     const growth = heapBytes() - filled
-    const model = isolate().status(env).models.find((m) => m.key === 'faceres/1')!
-    console.log(`faceres: reported ${reported} bytes, heap growth ${growth} (ratio ${(reported / growth).toFixed(2)}); ${JSON.stringify(model.footprint)}`)
+    const model = isolate()
+      .status(env)
+      .models.find((m) => m.key === 'faceres/1')!
+    console.log(
+      `faceres: reported ${reported} bytes, heap growth ${growth} (ratio ${(reported / growth).toFixed(2)}); ${JSON.stringify(model.footprint)}`,
+    )
     expect(model.memoryBytes).toBe(reported)
     expect(reported / growth).toBeGreaterThan(0.6)
     expect(reported / growth).toBeLessThan(1.4)
   }, 120_000)
 
   it('answers 413 with the figures when one row cannot fit beside the model', async () => {
-    const model = isolate().status(env).models.find((m) => m.key === 'faceres/1')!
+    const model = isolate()
+      .status(env)
+      .models.find((m) => m.key === 'faceres/1')!
     const tight = withBudget(model.memoryBytes! - 1)
     const { lease } = await isolate().lease(tight, 'faceres')
     const x = rows(1)
     try {
       const error = await lease.model.run({ input_1: x }).catch((e) => e)
       expect(error.status).toBe(413)
-      expect(error.message).toMatch(new RegExp(`faceres/1: one row needs \\d+ bytes of activations beside the model's ${model.bytes} bytes, more than the cache budget of ${model.memoryBytes! - 1} bytes`))
+      expect(error.message).toMatch(
+        new RegExp(
+          `faceres/1: one row needs \\d+ bytes of activations beside the model's ${model.bytes} bytes, more than the cache budget of ${model.memoryBytes! - 1} bytes`,
+        ),
+      )
     } finally {
       lease.release()
       x.dispose()
@@ -129,7 +141,9 @@ describe('faceres, a MobileNet at 224×224', () => {
     expect(res.status).toBe(503)
     expect(res.headers.get('Retry-After')).toBeTruthy()
     const { error } = await res.json<{ error: string }>()
-    expect(error).toMatch(/model faceres\/1 could not be loaded: it needs \d+ bytes with one row running \(weights \d+ \+ kernels \d+ \+ one row \d+\), more than the cache budget of 30000000 bytes/)
+    expect(error).toMatch(
+      /model faceres\/1 could not be loaded: it needs \d+ bytes with one row running \(weights \d+ \+ kernels \d+ \+ one row \d+\), more than the cache budget of 30000000 bytes/,
+    )
     expect(isolate().status(env).residentBytes).toBe(0)
   })
 
@@ -138,17 +152,27 @@ describe('faceres, a MobileNet at 224×224', () => {
     // Metadata alone loads nothing (it is answered from the index): a readiness check loads.
     expect((await call('/v2/models/faceres/ready')).status).toBe(200)
     const meta = await (await call('/v2/models/faceres')).json<{ parameters: { memory_bytes: number } }>()
-    const model = isolate().status(env).models.find((m) => m.key === 'faceres/1')!
+    const model = isolate()
+      .status(env)
+      .models.find((m) => m.key === 'faceres/1')!
     expect(meta.parameters.memory_bytes).toBe(model.memoryBytes)
     const text = await (await call('/metrics')).text()
-    expect(text).toContain(`warmserve_model_memory_bytes{model="faceres",version="1",state="AVAILABLE"} ${model.memoryBytes}`)
+    expect(text).toContain(
+      `warmserve_model_memory_bytes{model="faceres",version="1",state="AVAILABLE"} ${model.memoryBytes}`,
+    )
     // Counted (what the budget holds) and measured (what the heap gave) side by side.
-    expect(text).toContain(`warmserve_model_memory_counted_bytes{model="faceres",version="1",state="AVAILABLE",source="${model.footprint!.measured}"} ${model.memoryBytes}`)
-    expect(text).toContain(`warmserve_model_memory_measured_bytes{model="faceres",version="1",state="AVAILABLE"} ${model.footprint!.heapBytes}`)
+    expect(text).toContain(
+      `warmserve_model_memory_counted_bytes{model="faceres",version="1",state="AVAILABLE",source="${model.footprint!.measured}"} ${model.memoryBytes}`,
+    )
+    expect(text).toContain(
+      `warmserve_model_memory_measured_bytes{model="faceres",version="1",state="AVAILABLE"} ${model.footprint!.heapBytes}`,
+    )
     expect(text).toMatch(/warmserve_cache_budget_bytes \d+/)
     expect(text).toMatch(/warmserve_wasm_heap_bytes \d+/)
     expect(text).toMatch(/warmserve_wasm_heap_high_water_bytes \d+/)
-    const admin = await (await call('/admin/cache', { headers: { Authorization: 'Bearer t' } }, { ...env, ADMIN_TOKEN: 't' } as Env)).json<any>()
+    const admin = await (
+      await call('/admin/cache', { headers: { Authorization: 'Bearer t' } }, { ...env, ADMIN_TOKEN: 't' } as Env)
+    ).json<any>()
     expect(admin.models.find((m: any) => m.key === 'faceres/1').memoryBytes).toBe(model.memoryBytes)
   })
 })
@@ -161,7 +185,11 @@ describe('loads reserve their bytes before they start', () => {
     const instance = { instances: [Array.from({ length: 28 }, () => Array.from({ length: 28 }, () => [0.5]))] }
     const answers = await Promise.all(
       Array.from({ length: 8 }, (_, i) =>
-        call(`/v1/models/digits-copy-${i + 1}:predict`, { method: 'POST', body: JSON.stringify(instance), headers: { 'content-type': 'application/json' } }, tight),
+        call(
+          `/v1/models/digits-copy-${i + 1}:predict`,
+          { method: 'POST', body: JSON.stringify(instance), headers: { 'content-type': 'application/json' } },
+          tight,
+        ),
       ),
     )
     const statuses = answers.map((r) => r.status)

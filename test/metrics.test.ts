@@ -5,7 +5,6 @@ import { tf } from '../src/runtime/tf'
 import { call, post, SETOSA } from './support/helpers'
 import { resetIsolate } from '../src/isolate'
 
-
 beforeEach(() => {
   resetIsolate()
 })
@@ -26,7 +25,8 @@ describe('GET /metrics', () => {
     expect(families.get('warmserve_requests_total')?.type).toBe('COUNTER')
     expect(families.get('warmserve_inference_duration_seconds')?.type).toBe('HISTOGRAM')
     expect(families.get('warmserve_model_load_duration_seconds')?.type).toBe('HISTOGRAM')
-    for (const name of ['hits', 'misses', 'joins', 'loads', 'evictions']) expect(families.get(`warmserve_cache_${name}_total`)?.type).toBe('COUNTER')
+    for (const name of ['hits', 'misses', 'joins', 'loads', 'evictions'])
+      expect(families.get(`warmserve_cache_${name}_total`)?.type).toBe('COUNTER')
     expect(families.get('warmserve_tfjs_tensors')?.type).toBe('GAUGE')
     expect(families.get('warmserve_tfjs_bytes')?.type).toBe('GAUGE')
   })
@@ -34,7 +34,9 @@ describe('GET /metrics', () => {
   it('counts requests by model, version and status, and the cache outcomes', async () => {
     await post('/v1/models/iris:predict', { instances: [SETOSA] })
     await post('/v1/models/iris:predict', { instances: [SETOSA] })
-    await post('/v2/models/iris/infer', { inputs: [{ name: 'features', shape: [1, 4], datatype: 'FP32', data: SETOSA }] })
+    await post('/v2/models/iris/infer', {
+      inputs: [{ name: 'features', shape: [1, 4], datatype: 'FP32', data: SETOSA }],
+    })
     await post('/v1/models/iris:predict', { instances: [[1, 2, 3]] }) // 400: a client mistake, never reaches a model
     await call('/v1/models/nope') // 404
     const families = await scrape()
@@ -45,7 +47,9 @@ describe('GET /metrics', () => {
     expect(value(families, 'warmserve_cache_loads_total')).toBe(1)
     expect(value(families, 'warmserve_cache_hits_total')).toBeGreaterThanOrEqual(2)
     expect(value(families, 'warmserve_models_loaded')).toBe(1)
-    expect(value(families, 'warmserve_model_weight_bytes', { model: 'iris', version: '1', state: 'AVAILABLE' })).toBe(524)
+    expect(value(families, 'warmserve_model_weight_bytes', { model: 'iris', version: '1', state: 'AVAILABLE' })).toBe(
+      524,
+    )
   })
 
   it('has an inference histogram per model and a load histogram per loaded version', async () => {

@@ -4,7 +4,10 @@ import { app } from '../src/http/app'
 import { documentedPath } from '../src/http/openapi'
 import { call, SETOSA } from './support/helpers'
 
-type Doc = { openapi: string; paths: Record<string, Record<string, { responses: Record<string, unknown>; requestBody?: any }>> }
+type Doc = {
+  openapi: string
+  paths: Record<string, Record<string, { responses: Record<string, unknown>; requestBody?: any }>>
+}
 
 const documentOf = async () => (await call('/openapi.json')).json<Doc>()
 
@@ -31,14 +34,24 @@ describe('GET /openapi.json', () => {
 
   it('lists nothing the app does not serve', async () => {
     const { paths } = await documentOf()
-    const served = new Set(app.routes.filter((r) => !internal(r)).map((r) => `${r.method.toLowerCase()} ${documentedPath(r.method, r.path)}`))
-    const documented = Object.entries(paths).flatMap(([path, item]) => Object.keys(item).map((method) => `${method} ${path}`))
+    const served = new Set(
+      app.routes
+        .filter((r) => !internal(r))
+        .map((r) => `${r.method.toLowerCase()} ${documentedPath(r.method, r.path)}`),
+    )
+    const documented = Object.entries(paths).flatMap(([path, item]) =>
+      Object.keys(item).map((method) => `${method} ${path}`),
+    )
     expect(documented.filter((op) => !served.has(op))).toEqual([])
   })
 
   it('shows TF Serving predict at the paths clients call, with the body the route validates', async () => {
     const { paths } = await documentOf()
-    for (const path of ['/v1/models/{name}:predict', '/v1/models/{name}/versions/{version}:predict', '/v1/models/{name}/labels/{label}:predict']) {
+    for (const path of [
+      '/v1/models/{name}:predict',
+      '/v1/models/{name}/versions/{version}:predict',
+      '/v1/models/{name}/labels/{label}:predict',
+    ]) {
       const op = paths[path]!.post!
       expect(Object.keys(op.responses).sort()).toEqual(['200', '400', '404', '405', '413', '415', '429', '503'])
       const schema = op.requestBody.content['application/json'].schema
@@ -69,7 +82,10 @@ describe('the documented response schemas', () => {
     if (Array.isArray(value)) return value.map((v) => inline(doc, v, seen))
     if (value === null || typeof value !== 'object') return value
     if (typeof value.$ref === 'string' && value.$ref.startsWith('#/') && !seen.has(value.$ref)) {
-      const target = value.$ref.slice(2).split('/').reduce((node: any, key: string) => node?.[key], doc)
+      const target = value.$ref
+        .slice(2)
+        .split('/')
+        .reduce((node: any, key: string) => node?.[key], doc)
       return inline(doc, target, new Set([...seen, value.$ref]))
     }
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, inline(doc, v, seen)]))
@@ -82,7 +98,13 @@ describe('the documented response schemas', () => {
     ['get', '/v1/models/iris', '/v1/models/{name}', undefined, 200],
     ['get', '/v1/models/iris/metadata', '/v1/models/{name}/metadata', undefined, 200],
     ['post', '/v1/models/iris:predict', '/v1/models/{name}:predict', IRIS, 200],
-    ['post', '/v1/models/iris/versions/1:predict', '/v1/models/{name}/versions/{version}:predict', { inputs: [SETOSA] }, 200],
+    [
+      'post',
+      '/v1/models/iris/versions/1:predict',
+      '/v1/models/{name}/versions/{version}:predict',
+      { inputs: [SETOSA] },
+      200,
+    ],
     ['post', '/v1/models/iris:predict', '/v1/models/{name}:predict', { instances: [[1, 2]] }, 400],
     ['post', '/v1/models/nope:predict', '/v1/models/{name}:predict', IRIS, 404],
     ['get', '/v2', '/v2', undefined, 200],
@@ -99,7 +121,12 @@ describe('the documented response schemas', () => {
 
   it.each(calls)('%s %s answers what the document says it answers', async (method, path, documented, body, status) => {
     const doc = await documentOf()
-    const res = await call(path, method === 'get' ? undefined : { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
+    const res = await call(
+      path,
+      method === 'get'
+        ? undefined
+        : { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } },
+    )
     expect(res.status).toBe(status)
     const response = inline(doc, (doc.paths[documented] as Json)?.[method]?.responses?.[String(status)])
     const schema = response?.content?.['application/json']?.schema

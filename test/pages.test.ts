@@ -26,7 +26,14 @@ describe('the pages', () => {
   })
 
   it('keeps model files private: /ui/ reaches only the page folder', async () => {
-    for (const path of ['/ui/../iris/1/model.json', '/ui/%2e%2e/iris/1/model.json', '/ui/.hidden', '/iris/1/model.json', '/_ui/index.html', '/_index.json']) {
+    for (const path of [
+      '/ui/../iris/1/model.json',
+      '/ui/%2e%2e/iris/1/model.json',
+      '/ui/.hidden',
+      '/iris/1/model.json',
+      '/_ui/index.html',
+      '/_index.json',
+    ]) {
       const res = await call(path)
       expect(res.status, path).toBe(404)
       expect(await res.json(), path).toHaveProperty('error')
@@ -37,18 +44,27 @@ describe('the pages', () => {
 describe('POST /v2/repository/index', () => {
   it('lists every served version, READY once loaded in this isolate', async () => {
     const before = await (await post('/v2/repository/index', {})).json<Array<Record<string, string>>>()
-    expect(before).toContainEqual({ name: 'iris', version: '1', state: 'UNAVAILABLE', reason: expect.stringContaining('not loaded') })
+    expect(before).toContainEqual({
+      name: 'iris',
+      version: '1',
+      state: 'UNAVAILABLE',
+      reason: expect.stringContaining('not loaded'),
+    })
     expect(before.map((e) => e.name)).toContain('digits')
     await call('/v2/models/iris/ready')
     // No body at all, and an empty one with Content-Length: 0 (what a browser's fetch sends), are both an empty request.
-    expect((await call('/v2/repository/index', { method: 'POST', body: '', headers: { 'content-length': '0' } })).status).toBe(200)
+    expect(
+      (await call('/v2/repository/index', { method: 'POST', body: '', headers: { 'content-length': '0' } })).status,
+    ).toBe(200)
     const after = await (await call('/v2/repository/index', { method: 'POST' })).json<Array<Record<string, string>>>()
     expect(after).toContainEqual({ name: 'iris', version: '1', state: 'READY' })
   })
 
   it('lists only loaded versions with ready: true', async () => {
     await call('/v2/models/iris/ready')
-    expect(await (await post('/v2/repository/index', { ready: true })).json()).toEqual([{ name: 'iris', version: '1', state: 'READY' }])
+    expect(await (await post('/v2/repository/index', { ready: true })).json()).toEqual([
+      { name: 'iris', version: '1', state: 'READY' },
+    ])
   })
 
   it('answers client mistakes as the other routes do', async () => {

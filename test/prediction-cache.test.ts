@@ -16,10 +16,14 @@ const PATH = '/v1/models/cache-iris/versions/1:predict'
 async function scrape() {
   const families = new Map(parsePrometheusTextFormat(await (await call('/metrics')).text()).map((f) => [f.name, f]))
   return (name: string, labels: Record<string, string> = {}) =>
-    Number(families.get(name)?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))?.value ?? 0)
+    Number(
+      families.get(name)?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))?.value ??
+        0,
+    )
 }
 
-const outcome = async (flower: number[]) => (await post(PATH, { instances: [flower] })).headers.get('X-Prediction-Cache')
+const outcome = async (flower: number[]) =>
+  (await post(PATH, { instances: [flower] })).headers.get('X-Prediction-Cache')
 
 describe('a failing Cache API', () => {
   it('pauses the prediction cache for a doubling while after each failure in a row, then uses it again', async () => {
@@ -30,7 +34,13 @@ describe('a failing Cache API', () => {
     const put = vi.spyOn(caches.default, 'put').mockRejectedValueOnce(new Error('cache unavailable'))
     const flower = [5.0, 3.3, 1.4, 0.21]
     expect(await outcome(flower)).toBe('miss') // answered; its put failed
-    expect(warnings.at(-1)).toMatchObject({ event: 'prediction_cache.backoff', operation: 'put', error: 'cache unavailable', failures: 1, retryInMs: 1000 })
+    expect(warnings.at(-1)).toMatchObject({
+      event: 'prediction_cache.backoff',
+      operation: 'put',
+      error: 'cache unavailable',
+      failures: 1,
+      retryInMs: 1000,
+    })
     let metric = await scrape()
     expect(metric('warmserve_prediction_cache_errors_total', { operation: 'put' })).toBe(1)
     expect(metric('warmserve_prediction_cache_backoff_seconds')).toBe(1)
@@ -43,7 +53,12 @@ describe('a failing Cache API', () => {
     clock.advance(1000)
     const match = vi.spyOn(caches.default, 'match').mockRejectedValueOnce(new Error('cache unavailable'))
     expect(await outcome(flower)).toBe('miss')
-    expect(warnings.at(-1)).toMatchObject({ event: 'prediction_cache.backoff', operation: 'match', failures: 2, retryInMs: 2000 })
+    expect(warnings.at(-1)).toMatchObject({
+      event: 'prediction_cache.backoff',
+      operation: 'match',
+      failures: 2,
+      retryInMs: 2000,
+    })
     expect([match, put].map((spy) => spy.mock.calls.length)).toEqual([1, 1])
     clock.advance(2000)
     expect(await outcome(flower)).toBe('miss') // stored this time
@@ -62,7 +77,15 @@ describe('the key', () => {
     { path: 'group1-shard1of1.bin', bytes: 524, sha256 },
   ]
   const key = async (digest: string) =>
-    predictionKey({ model: 'm', version: 2, digest, config: {}, format: 'tf-serving-rows', outputs: ['y'], inputs: { x: { dtype: 'float32', shape: [1], bytes: new Uint8Array(4) } } })
+    predictionKey({
+      model: 'm',
+      version: 2,
+      digest,
+      config: {},
+      format: 'tf-serving-rows',
+      outputs: ['y'],
+      inputs: { x: { dtype: 'float32', shape: [1], bytes: new Uint8Array(4) } },
+    })
 
   it('differs for other files or other labels under the same version number, and is stable otherwise', async () => {
     const labels = ['cat', 'dog']

@@ -34,7 +34,11 @@ async function pointer(): Promise<Pointer> {
 async function answer(res: Response) {
   expect(res.status).toBe(200)
   const body = await res.json<{ predictions: number[][] }>()
-  return { version: res.headers.get('x-model-version'), cache: res.headers.get('x-model-cache'), top: body.predictions[0]!.indexOf(Math.max(...body.predictions[0]!)) }
+  return {
+    version: res.headers.get('x-model-version'),
+    cache: res.headers.get('x-model-cache'),
+    top: body.predictions[0]!.indexOf(Math.max(...body.predictions[0]!)),
+  }
 }
 
 // The clock of this isolate's state: REFRESH_INTERVAL passes when a test says so.
@@ -63,12 +67,17 @@ describe('publishing to R2', () => {
     await runCron(bindings)
     const published = await pointer()
     expect(published.models[NAME]).toMatchObject({ current: 1, rejected: {} })
-    expect(published.models[NAME]!.versions['1']!.files.map((f) => f.path)).toEqual(['model.json', 'group1-shard1of1.bin'])
+    expect(published.models[NAME]!.versions['1']!.files.map((f) => f.path)).toEqual([
+      'model.json',
+      'group1-shard1of1.bin',
+    ])
 
     const res = await predict()
     expect(await answer(res)).toMatchObject({ version: '1', top: 0 })
     const status = await (await call(`/v1/models/${NAME}`, undefined, bindings)).json<any>()
-    expect(status.model_version_status).toEqual([{ version: '1', state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } }])
+    expect(status.model_version_status).toEqual([
+      { version: '1', state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } },
+    ])
   })
 
   it('ignores a version whose manifest is not there yet (an upload in progress)', async () => {
@@ -143,9 +152,15 @@ describe('a serving isolate following the pointer', () => {
     await env.MODELS.delete(`${NAME}/2/group1-shard1of1.bin`) // gone after validation, before the swap
     intervalPasses()
     expect(await answer(await predict())).toMatchObject({ version: '1' })
-    expect(pointerStatus().lastError).toMatch(/kept the current version, the new one failed to load: .*r2iris\/2\/group1-shard1of1\.bin is missing/)
+    expect(pointerStatus().lastError).toMatch(
+      /kept the current version, the new one failed to load: .*r2iris\/2\/group1-shard1of1\.bin is missing/,
+    )
     expect(await answer(await predict())).toMatchObject({ version: '1', cache: 'hit' })
-    expect(isolate().cache.list().map((r) => r.key)).toEqual([`${NAME}/1`]) // nothing half-loaded
+    expect(
+      isolate()
+        .cache.list()
+        .map((r) => r.key),
+    ).toEqual([`${NAME}/1`]) // nothing half-loaded
   })
 })
 
@@ -156,29 +171,52 @@ describe('validation', () => {
   })
 
   it.each([
-    ['a corrupted shard', { damage: (p: string, b: ArrayBuffer) => (p.endsWith('.bin') ? (new Uint8Array(b)[7]! ^= 0xff, b) : b) }, /r2iris\/3\/group1-shard1of1\.bin is corrupted: sha256 [0-9a-f]{12}…, the manifest records [0-9a-f]{12}…/],
-    ['a truncated shard', { damage: (p: string, b: ArrayBuffer) => (p.endsWith('.bin') ? b.slice(0, 100) : b) }, /r2iris\/3\/group1-shard1of1\.bin is truncated: 100 bytes, the manifest records 524/],
-    ['a changed signature', {}, /its signature differs from version 1: input 'features' shape \[-1, 4\] → \[-1, 5\].*--signature-change/, 5],
-  ] as [string, { damage?: (p: string, b: ArrayBuffer) => ArrayBuffer }, RegExp, number?][])('rejects %s with the reason in the status, and keeps serving', async (_what, options, reason, inputs) => {
-    let files = await irisFiles()
-    if (inputs) files = await widenedIris(inputs)
-    await publish(env.MODELS, NAME, 3, files, options)
-    const report = await publishElsewhere()
-    expect(report.rejected).toEqual([{ model: `${NAME}/3`, reason: expect.stringMatching(reason) }])
-    expect((await pointer()).models[NAME]).toMatchObject({ current: 1, rejected: { '3': { reason: expect.stringMatching(reason) } } })
-    expect(Object.keys((await pointer()).models[NAME]!.versions)).toEqual(['1'])
+    [
+      'a corrupted shard',
+      { damage: (p: string, b: ArrayBuffer) => (p.endsWith('.bin') ? ((new Uint8Array(b)[7]! ^= 0xff), b) : b) },
+      /r2iris\/3\/group1-shard1of1\.bin is corrupted: sha256 [0-9a-f]{12}…, the manifest records [0-9a-f]{12}…/,
+    ],
+    [
+      'a truncated shard',
+      { damage: (p: string, b: ArrayBuffer) => (p.endsWith('.bin') ? b.slice(0, 100) : b) },
+      /r2iris\/3\/group1-shard1of1\.bin is truncated: 100 bytes, the manifest records 524/,
+    ],
+    [
+      'a changed signature',
+      {},
+      /its signature differs from version 1: input 'features' shape \[-1, 4\] → \[-1, 5\].*--signature-change/,
+      5,
+    ],
+  ] as [string, { damage?: (p: string, b: ArrayBuffer) => ArrayBuffer }, RegExp, number?][])(
+    'rejects %s with the reason in the status, and keeps serving',
+    async (_what, options, reason, inputs) => {
+      let files = await irisFiles()
+      if (inputs) files = await widenedIris(inputs)
+      await publish(env.MODELS, NAME, 3, files, options)
+      const report = await publishElsewhere()
+      expect(report.rejected).toEqual([{ model: `${NAME}/3`, reason: expect.stringMatching(reason) }])
+      expect((await pointer()).models[NAME]).toMatchObject({
+        current: 1,
+        rejected: { '3': { reason: expect.stringMatching(reason) } },
+      })
+      expect(Object.keys((await pointer()).models[NAME]!.versions)).toEqual(['1'])
 
-    expect(await answer(await predict())).toMatchObject({ version: '1' })
-    const status = await (await call(`/v1/models/${NAME}`, undefined, bindings)).json<any>()
-    expect(status.model_version_status[1]).toMatchObject({ version: '3', state: 'END', status: { error_code: 'FAILED_PRECONDITION', error_message: expect.stringMatching(reason) } })
-    const v3 = await (await call(`/v1/models/${NAME}/versions/3`, undefined, bindings)).json<any>()
-    expect(v3.model_version_status[0].status.error_message).toMatch(reason)
-    const res = await predict(`/v1/models/${NAME}/versions/3:predict`)
-    expect(res.status).toBe(404)
-    expect((await res.json<any>()).error).toMatch(/version 3 of model 'r2iris' was rejected/)
-    // Not retried until it is published again.
-    expect((await publishElsewhere()).rejected).toEqual([])
-  })
+      expect(await answer(await predict())).toMatchObject({ version: '1' })
+      const status = await (await call(`/v1/models/${NAME}`, undefined, bindings)).json<any>()
+      expect(status.model_version_status[1]).toMatchObject({
+        version: '3',
+        state: 'END',
+        status: { error_code: 'FAILED_PRECONDITION', error_message: expect.stringMatching(reason) },
+      })
+      const v3 = await (await call(`/v1/models/${NAME}/versions/3`, undefined, bindings)).json<any>()
+      expect(v3.model_version_status[0].status.error_message).toMatch(reason)
+      const res = await predict(`/v1/models/${NAME}/versions/3:predict`)
+      expect(res.status).toBe(404)
+      expect((await res.json<any>()).error).toMatch(/version 3 of model 'r2iris' was rejected/)
+      // Not retried until it is published again.
+      expect((await publishElsewhere()).rejected).toEqual([])
+    },
+  )
 
   it('accepts a changed signature that the manifest declares', async () => {
     await publish(env.MODELS, NAME, 3, await widenedIris(5), { signatureChange: true })
@@ -224,7 +262,9 @@ describe('validation', () => {
 async function widenedIris(inputs: number): Promise<Record<string, ArrayBuffer>> {
   const files = await irisFiles()
   const json = JSON.parse(new TextDecoder().decode(files['model.json']))
-  const text = JSON.stringify(json).replace(/"batch_input_shape":\[null,4\]/, `"batch_input_shape":[null,${inputs}]`).replace(/"shape":\[4,16\]/, `"shape":[${inputs},16]`)
+  const text = JSON.stringify(json)
+    .replace(/"batch_input_shape":\[null,4\]/, `"batch_input_shape":[null,${inputs}]`)
+    .replace(/"shape":\[4,16\]/, `"shape":[${inputs},16]`)
   const shard = files['group1-shard1of1.bin']!
   const bigger = new Uint8Array(shard.byteLength + (inputs - 4) * 16 * 4)
   bigger.set(new Uint8Array(shard), (inputs - 4) * 16 * 4)
@@ -245,8 +285,14 @@ describe('version policy and labels', () => {
   it('serves the latest by default, and each label at /labels/{l}', async () => {
     await config({ version_labels: { stable: 1, canary: 2 } })
     expect(await answer(await predict())).toMatchObject({ version: '2' })
-    expect(await answer(await predict(`/v1/models/${NAME}/labels/stable:predict`))).toMatchObject({ version: '1', top: 0 })
-    expect(await answer(await predict(`/v1/models/${NAME}/labels/canary:predict`))).toMatchObject({ version: '2', top: 2 })
+    expect(await answer(await predict(`/v1/models/${NAME}/labels/stable:predict`))).toMatchObject({
+      version: '1',
+      top: 0,
+    })
+    expect(await answer(await predict(`/v1/models/${NAME}/labels/canary:predict`))).toMatchObject({
+      version: '2',
+      top: 2,
+    })
     const status = await (await call(`/v1/models/${NAME}/labels/stable`, undefined, bindings)).json<any>()
     expect(status.model_version_status[0]).toMatchObject({ version: '1', state: 'AVAILABLE' })
     const metadata = await (await call(`/v1/models/${NAME}/labels/canary/metadata`, undefined, bindings)).json<any>()

@@ -31,14 +31,31 @@ function pixels(rows: number, seed = 1): Float32Array {
 async function infer(model: string, input: string, rows: number, seed = 1, bindings: Env = env) {
   const data = pixels(rows, seed)
   const header = new TextEncoder().encode(
-    JSON.stringify({ inputs: [{ name: input, shape: [rows, 224, 224, 3], datatype: 'FP32', parameters: { binary_data_size: data.byteLength } }], parameters: { binary_data_output: false } }),
+    JSON.stringify({
+      inputs: [
+        {
+          name: input,
+          shape: [rows, 224, 224, 3],
+          datatype: 'FP32',
+          parameters: { binary_data_size: data.byteLength },
+        },
+      ],
+      parameters: { binary_data_output: false },
+    }),
   )
   const body = new Uint8Array(header.byteLength + data.byteLength)
   body.set(header)
   body.set(new Uint8Array(data.buffer), header.byteLength)
   const res = await call(
     `/v2/models/${model}/infer`,
-    { method: 'POST', body, headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.byteLength) } },
+    {
+      method: 'POST',
+      body,
+      headers: {
+        'content-type': 'application/octet-stream',
+        'inference-header-content-length': String(header.byteLength),
+      },
+    },
     bindings,
   )
   const json = await res.json<{ outputs?: { name: string; shape: number[]; data: number[] }[]; error?: string }>()
@@ -62,7 +79,9 @@ describe('under the default settings', () => {
     expect(ten.status, ten.json.error).toBe(200)
     const status = isolate().status(env)
     const model = status.models.find((m) => m.key === `${MOBILENET}/1`)!
-    console.log(`${MOBILENET}: counted ${model.memoryBytes} (${JSON.stringify(model.footprint)}), heap ${status.wasmHeap!.bytes}, budget ${status.budgetBytes}`)
+    console.log(
+      `${MOBILENET}: counted ${model.memoryBytes} (${JSON.stringify(model.footprint)}), heap ${status.wasmHeap!.bytes}, budget ${status.budgetBytes}`,
+    )
     expect(model.footprint!.measured).toMatch(/^heap-1/)
     expect(status.budgetHighWaterBytes).toBeLessThanOrEqual(status.budgetBytes)
     expect(status.wasmHeap!.highWaterBytes).toBeLessThanOrEqual(heap().maxBytes)
@@ -103,7 +122,9 @@ describe('under the default settings', () => {
       }
     }
     const status = isolate().status(env)
-    console.log(`switching: ${statuses.join(' ')}; heap high-water ${status.wasmHeap!.highWaterBytes} of ${heap().maxBytes}; evictions ${status.counters.evictions}`)
+    console.log(
+      `switching: ${statuses.join(' ')}; heap high-water ${status.wasmHeap!.highWaterBytes} of ${heap().maxBytes}; evictions ${status.counters.evictions}`,
+    )
     expect(errors).toEqual([])
     expect(statuses.every((s) => s === 200)).toBe(true)
     expect(status.wasmHeap!.highWaterBytes).toBeLessThanOrEqual(heap().maxBytes)
@@ -114,7 +135,9 @@ describe('under the default settings', () => {
     const png = encodePng({ width: 2, height: 2, channels: 3, depth: 8, data: new Uint8Array(12).fill(128) })
     const b64 = btoa(String.fromCharCode(...png))
     for (const n of [1, 8, 32, 64]) {
-      const res = await post('/v2/models/nsfw-images/infer', { inputs: [{ name: 'input_1', datatype: 'BYTES', shape: [n], data: Array(n).fill(b64) }] })
+      const res = await post('/v2/models/nsfw-images/infer', {
+        inputs: [{ name: 'input_1', datatype: 'BYTES', shape: [n], data: Array(n).fill(b64) }],
+      })
       const body = await res.json<{ error?: string; outputs?: { shape: number[] }[] }>()
       console.log(`${n} tiny images: ${res.status} ${body.error ?? JSON.stringify(body.outputs![0]!.shape)}`)
       expect([200, 413], body.error).toContain(res.status)
@@ -126,17 +149,23 @@ describe('under the default settings', () => {
     const index = await (await post('/v2/repository/index', {})).json<{ name: string }[]>()
     expect(index.length).toBeGreaterThan(5)
     const repository = await isolate().repository(env)
-    const declared = index.map(({ name }) => name).filter((name) => {
-      // A model whose config.json is invalid answers 503 with the reason (test/fixtures/models/pair-typo).
-      const target = (() => {
-        try {
-          return repository.resolve(name)
-        } catch {
-          return undefined
-        }
-      })()
-      return target !== undefined && typeof target.config.labels !== 'string' && isolate().knownSignature(target) !== undefined
-    })
+    const declared = index
+      .map(({ name }) => name)
+      .filter((name) => {
+        // A model whose config.json is invalid answers 503 with the reason (test/fixtures/models/pair-typo).
+        const target = (() => {
+          try {
+            return repository.resolve(name)
+          } catch {
+            return undefined
+          }
+        })()
+        return (
+          target !== undefined &&
+          typeof target.config.labels !== 'string' &&
+          isolate().knownSignature(target) !== undefined
+        )
+      })
     for (const name of declared) {
       for (const path of [`/v2/models/${name}`, `/v1/models/${name}/metadata`]) {
         const res = await call(path)
@@ -166,7 +195,9 @@ describe('a heap too small for the model', () => {
     const res = await call('/v2/models/faceres/ready')
     const body = await res.json<{ error?: string }>()
     expect(res.status).toBe(503)
-    expect(body.error).toMatch(/^model faceres\/1 could not be loaded: it cannot be loaded even alone on a fresh wasm heap of at most 25165824 bytes: /)
+    expect(body.error).toMatch(
+      /^model faceres\/1 could not be loaded: it cannot be loaded even alone on a fresh wasm heap of at most 25165824 bytes: /,
+    )
     // A sound backend is left for the next model.
     expect((await call('/v2/health/ready')).status).toBe(200)
     expect(tf.memory().numTensors).toBe(tensors)
@@ -189,7 +220,10 @@ describe('a heap rebuilt for fragmentation', () => {
     // Checked before ready() first waits, so while the rebuild has certainly not finished.
     const during = await isolate()
       .ready(env)
-      .then(() => undefined, (error: Error) => error.message)
+      .then(
+        () => undefined,
+        (error: Error) => error.message,
+      )
     expect(during).toMatch(/heap is being rebuilt \(a test\)/)
     expect(await rebuilding).toBe(true)
     expect(guardedBackend()).not.toBe(before)

@@ -36,7 +36,12 @@ describe('scheduled handler', () => {
     let reads = 0
     const counting = {
       ...env,
-      ASSETS: { fetch: (input: RequestInfo | URL, init?: RequestInit) => (String(input).endsWith('/_index.json') && reads++, env.ASSETS.fetch(input, init)) },
+      ASSETS: {
+        fetch: (input: RequestInfo | URL, init?: RequestInit) => (
+          String(input).endsWith('/_index.json') && reads++,
+          env.ASSETS.fetch(input, init)
+        ),
+      },
     } as unknown as Env
     await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, counting)
     expect(reads).toBe(1)

@@ -13,13 +13,35 @@ const digit = () => Array.from({ length: 28 }, () => Array.from({ length: 28 }, 
 const MIX: [string, unknown, number][] = [
   ['/v1/models/iris:predict', { instances: [SETOSA, SETOSA] }, 200],
   ['/v1/models/digits:predict', { instances: [digit()] }, 200],
-  ['/v2/models/pair/infer', { inputs: [{ name: 'features', shape: [1, 3], datatype: 'FP32', data: [1, 2, 3] }, { name: 'multiplier', shape: [1, 1], datatype: 'INT32', data: [2] }] }, 200],
-  ['/v2/models/positives/infer', { inputs: [{ name: 'x', shape: [2, 2], datatype: 'FP32', data: [1, -1, 2, 0] }] }, 200],
+  [
+    '/v2/models/pair/infer',
+    {
+      inputs: [
+        { name: 'features', shape: [1, 3], datatype: 'FP32', data: [1, 2, 3] },
+        { name: 'multiplier', shape: [1, 1], datatype: 'INT32', data: [2] },
+      ],
+    },
+    200,
+  ],
+  [
+    '/v2/models/positives/infer',
+    { inputs: [{ name: 'x', shape: [2, 2], datatype: 'FP32', data: [1, -1, 2, 0] }] },
+    200,
+  ],
   ['/v1/models/flower:predict', { inputs: { sepal: [[1, 2]], petal: [[3, 4]] } }, 200],
   ['/v1/models/iris:predict', { instances: [[1, 2, 3]] }, 400],
   ['/v1/models/iris:predict', { instances: [[1, 2, 'x', 4]] }, 400],
   ['/v1/models/digits:predict', { instances: [zeros(784)] }, 400],
-  ['/v2/models/pair/infer', { inputs: [{ name: 'features', shape: [1, 3], datatype: 'INT8', data: [1, 2, 300] }, { name: 'multiplier', shape: [1, 1], datatype: 'INT32', data: [2] }] }, 400],
+  [
+    '/v2/models/pair/infer',
+    {
+      inputs: [
+        { name: 'features', shape: [1, 3], datatype: 'INT8', data: [1, 2, 300] },
+        { name: 'multiplier', shape: [1, 1], datatype: 'INT32', data: [2] },
+      ],
+    },
+    400,
+  ],
   ['/v1/models/nope:predict', { instances: [SETOSA] }, 404],
   ['/v1/models/iris:predict', '{"instances": [', 400],
 ]

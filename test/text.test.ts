@@ -11,7 +11,9 @@ const TEXT_SET = expected.texts
 const error = async (res: Response) => ((await res.json()) as { error: string }).error
 const close = (actual: number[], wanted: number[], tolerance: number) => {
   expect(actual).toHaveLength(wanted.length)
-  actual.forEach((v, i) => expect(Math.abs(v - wanted[i]!), `element ${i}: ${v} vs ${wanted[i]}`).toBeLessThanOrEqual(tolerance))
+  actual.forEach((v, i) =>
+    expect(Math.abs(v - wanted[i]!), `element ${i}: ${v} vs ${wanted[i]}`).toBeLessThanOrEqual(tolerance),
+  )
 }
 
 describe('tokenizers in the Worker', () => {
@@ -72,7 +74,10 @@ describe(':classify on the spam model', () => {
   })
 
   it("answers TF Serving's instances, as strings or keyed by input, with results", async () => {
-    for (const instances of [expected.spam.texts.slice(0, 2), expected.spam.texts.slice(0, 2).map((text) => ({ input_ids: text }))]) {
+    for (const instances of [
+      expected.spam.texts.slice(0, 2),
+      expected.spam.texts.slice(0, 2).map((text) => ({ input_ids: text })),
+    ]) {
       const res = await post('/v1/models/spam:classify', { instances })
       expect(res.status).toBe(200)
       const { results } = (await res.json()) as { results: Array<Array<[string, number]>> }
@@ -98,20 +103,29 @@ describe(':classify on the spam model', () => {
       [{ text: 42 }, 400, /'text' must be a string or a list of strings, got number/],
       [{ text: ['ok', { a: 1 }] }, 400, /'text\[1\]' must be a string, got object/],
       [{ text: new Array(101).fill('x') }, 400, /101 texts, more than the limit of 100 \(MAX_TEXTS\)/],
-      [{ text: 'x'.repeat(16 * 1024 + 1) }, 413, /'text': the text is 16385 bytes, more than the limit of 16384 \(MAX_TEXT_BYTES\)/],
+      [
+        { text: 'x'.repeat(16 * 1024 + 1) },
+        413,
+        /'text': the text is 16385 bytes, more than the limit of 16384 \(MAX_TEXT_BYTES\)/,
+      ],
       [{ instances: ['ok', 7] }, 400, /'instances\[1\]' must be a string, got number/],
       [{ instances: [{ input_ids: 'a', other: 'b' }] }, 400, /'instances\[0\]': a text model takes one text per row/],
     ]
     for (const [body, status, message] of cases) {
       const res = await post('/v1/models/spam:classify', body)
-      expect([res.status, await error(res)], JSON.stringify(body).slice(0, 80)).toEqual([status, expect.stringMatching(message)])
+      expect([res.status, await error(res)], JSON.stringify(body).slice(0, 80)).toEqual([
+        status,
+        expect.stringMatching(message),
+      ])
     }
   })
 
   it('refuses text for a model that is not fed from text, saying what to add', async () => {
     const res = await post('/v1/models/digits:classify', { text: 'seven' })
     expect(res.status).toBe(400)
-    expect(await error(res)).toMatch(/model 'digits' cannot take text: input 'image' has no tokenizer \(inputs\.image\.text in its config\.json\)/)
+    expect(await error(res)).toMatch(
+      /model 'digits' cannot take text: input 'image' has no tokenizer \(inputs\.image\.text in its config\.json\)/,
+    )
   })
 })
 
@@ -141,7 +155,9 @@ describe(':embed', () => {
 
 describe('Open Inference Protocol BYTES', () => {
   it('feeds the text-fed inputs from one BYTES input of strings', async () => {
-    const res = await post('/v2/models/spam-embed/infer', { inputs: [{ name: 'input_ids', datatype: 'BYTES', shape: [1], data: [expected.embed.texts[1]] }] })
+    const res = await post('/v2/models/spam-embed/infer', {
+      inputs: [{ name: 'input_ids', datatype: 'BYTES', shape: [1], data: [expected.embed.texts[1]] }],
+    })
     expect(res.status).toBe(200)
     const body = (await res.json()) as { outputs: Array<{ name: string; shape: number[] }> }
     expect(body.outputs[0]!.name).toBe('last_hidden_state')
@@ -157,11 +173,24 @@ describe('Open Inference Protocol BYTES', () => {
       return out
     }
     const send = (payload: Uint8Array) => {
-      const header = new TextEncoder().encode(JSON.stringify({ inputs: [{ name: 'input_ids', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: payload.length } }] }))
+      const header = new TextEncoder().encode(
+        JSON.stringify({
+          inputs: [
+            { name: 'input_ids', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: payload.length } },
+          ],
+        }),
+      )
       const body = new Uint8Array(header.length + payload.length)
       body.set(header)
       body.set(payload, header.length)
-      return call('/v2/models/spam/infer', { method: 'POST', body, headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) } })
+      return call('/v2/models/spam/infer', {
+        method: 'POST',
+        body,
+        headers: {
+          'content-type': 'application/octet-stream',
+          'inference-header-content-length': String(header.length),
+        },
+      })
     }
     const good = await send(element(new TextEncoder().encode(expected.spam.texts[0]!)))
     expect(good.status).toBe(200)
@@ -173,18 +202,44 @@ describe('Open Inference Protocol BYTES', () => {
 
   it('shows text inputs as BYTES in metadata, with their tokenization', async () => {
     const res = await call('/v2/models/spam')
-    const { inputs } = (await res.json()) as { inputs: Array<{ name: string; datatype: string; parameters?: { text?: unknown } }> }
-    expect(inputs).toEqual([{ name: 'input_ids', datatype: 'BYTES', shape: [-1], parameters: { content_types: ['text/plain; charset=utf-8'], text: { tokenizer: 'tokenizer.json', max_length: 128, field: 'ids', padding: 'max_length' } } }])
+    const { inputs } = (await res.json()) as {
+      inputs: Array<{ name: string; datatype: string; parameters?: { text?: unknown } }>
+    }
+    expect(inputs).toEqual([
+      {
+        name: 'input_ids',
+        datatype: 'BYTES',
+        shape: [-1],
+        parameters: {
+          content_types: ['text/plain; charset=utf-8'],
+          text: { tokenizer: 'tokenizer.json', max_length: 128, field: 'ids', padding: 'max_length' },
+        },
+      },
+    ])
   })
 })
 
 describe('the Models entrypoint', () => {
   it('run(name, {text}) answers as :classify and :embed do', async () => {
-    const caller = (env as unknown as { RPC_CALLER: { call(method: string, ...args: unknown[]): Promise<{ value?: unknown; error?: { message: string; status: number } }> } }).RPC_CALLER
-    const ranked = (await caller.call('run', 'spam', { text: expected.spam.texts[0] })).value as Array<{ label: string; score: number }>
+    const caller = (
+      env as unknown as {
+        RPC_CALLER: {
+          call(
+            method: string,
+            ...args: unknown[]
+          ): Promise<{ value?: unknown; error?: { message: string; status: number } }>
+        }
+      }
+    ).RPC_CALLER
+    const ranked = (await caller.call('run', 'spam', { text: expected.spam.texts[0] })).value as Array<{
+      label: string
+      score: number
+    }>
     expect(ranked.map((r) => r.label)).toEqual(['spam', 'ham'])
     close([ranked[1]!.score, ranked[0]!.score], expected.spam.scores[0]!, 1e-4)
-    const embedded = (await caller.call('run', 'spam-embed', { text: expected.embed.texts })).value as { data: number[][] }
+    const embedded = (await caller.call('run', 'spam-embed', { text: expected.embed.texts })).value as {
+      data: number[][]
+    }
     embedded.data.forEach((vector, i) => close(vector, expected.embed.vectors[i]!, 1e-5))
     const refused = await caller.call('run', 'spam', { text: [] })
     expect(refused.error).toMatchObject({ status: 400, message: expect.stringMatching(/'text' is an empty list/) })

@@ -6,7 +6,8 @@ import digits from './fixtures/digits-holdout.json'
 import { isolate, resetIsolate } from '../src/isolate'
 
 const VIRGINICA = [6.7, 3.0, 5.2, 2.3]
-const image = (i: number) => Array.from({ length: 28 }, (_, r) => Array.from({ length: 28 }, (_, c) => [digits.images[i]![r * 28 + c]!]))
+const image = (i: number) =>
+  Array.from({ length: 28 }, (_, r) => Array.from({ length: 28 }, (_, c) => [digits.images[i]![r * 28 + c]!]))
 const argmax = (row: number[]) => row.indexOf(Math.max(...row))
 
 beforeEach(() => {
@@ -37,7 +38,9 @@ describe('POST /v1/models/{m}:predict', () => {
   })
 
   it('builds once for 50 concurrent first requests through the Worker', async () => {
-    const responses = await Promise.all(Array.from({ length: 50 }, () => post('/v1/models/iris:predict', { instances: [SETOSA] })))
+    const responses = await Promise.all(
+      Array.from({ length: 50 }, () => post('/v1/models/iris:predict', { instances: [SETOSA] })),
+    )
     expect(responses.map((r) => r.status)).toEqual(Array(50).fill(200))
     const outcomes = responses.map((r) => r.headers.get('x-model-cache'))
     expect(outcomes.filter((o) => o === 'miss')).toHaveLength(1)
@@ -46,7 +49,9 @@ describe('POST /v1/models/{m}:predict', () => {
   })
 
   it('answers columnar format with outputs, equal to the row format', async () => {
-    const rows = await (await post('/v1/models/iris:predict', { instances: [SETOSA, VIRGINICA] })).json<{ predictions: unknown }>()
+    const rows = await (
+      await post('/v1/models/iris:predict', { instances: [SETOSA, VIRGINICA] })
+    ).json<{ predictions: unknown }>()
     const cols = await post('/v1/models/iris:predict', { inputs: [SETOSA, VIRGINICA] })
     expect(cols.status).toBe(200)
     expect(await cols.json()).toEqual({ outputs: rows.predictions })
@@ -62,7 +67,10 @@ describe('POST /v1/models/{m}:predict', () => {
   })
 
   it('serves a pinned version and accepts signature_name serving_default', async () => {
-    const res = await post('/v1/models/digits/versions/1:predict', { signature_name: 'serving_default', instances: [image(0)] })
+    const res = await post('/v1/models/digits/versions/1:predict', {
+      signature_name: 'serving_default',
+      instances: [image(0)],
+    })
     expect(res.status).toBe(200)
     const body = await res.json<{ predictions: number[][] }>()
     expect(argmax(body.predictions[0]!)).toBe(digits.labels[0])
@@ -119,29 +127,137 @@ describe('GET /v1/models/{m}', () => {
 describe('client mistakes get a 4xx that says what was wrong and where', () => {
   const cases: [string, string, RequestInit | unknown, number, RegExp][] = [
     ['unknown model', '/v1/models/nope:predict', { instances: [SETOSA] }, 404, /model 'nope' not found/],
-    ['unknown version', '/v1/models/iris/versions/7:predict', { instances: [SETOSA] }, 404, /no version 7; versions: 1/],
-    ['a version that is not a number', '/v1/models/iris/versions/latest:predict', { instances: [SETOSA] }, 400, /version 'latest' is not a positive integer/],
+    [
+      'unknown version',
+      '/v1/models/iris/versions/7:predict',
+      { instances: [SETOSA] },
+      404,
+      /no version 7; versions: 1/,
+    ],
+    [
+      'a version that is not a number',
+      '/v1/models/iris/versions/latest:predict',
+      { instances: [SETOSA] },
+      400,
+      /version 'latest' is not a positive integer/,
+    ],
     ['an unsupported verb', '/v1/models/iris:regress', { instances: [SETOSA] }, 404, /':regress' is not supported/],
     ['malformed JSON', '/v1/models/iris:predict', '{"instances": [[1,2', 400, /malformed JSON/],
     ['an empty body', '/v1/models/iris:predict', '', 400, /body is empty/],
     ['a body that is not an object', '/v1/models/iris:predict', '[1,2]', 400, /must be a JSON object, got an array/],
-    ['neither instances nor inputs', '/v1/models/iris:predict', { examples: [] }, 400, /exactly one of 'instances'.*or 'inputs'/],
-    ['both instances and inputs', '/v1/models/iris:predict', { instances: [SETOSA], inputs: [SETOSA] }, 400, /exactly one of/],
-    ['instances that is not a list', '/v1/models/iris:predict', { instances: 3 }, 400, /'instances': 'instances' must be a list/],
+    [
+      'neither instances nor inputs',
+      '/v1/models/iris:predict',
+      { examples: [] },
+      400,
+      /exactly one of 'instances'.*or 'inputs'/,
+    ],
+    [
+      'both instances and inputs',
+      '/v1/models/iris:predict',
+      { instances: [SETOSA], inputs: [SETOSA] },
+      400,
+      /exactly one of/,
+    ],
+    [
+      'instances that is not a list',
+      '/v1/models/iris:predict',
+      { instances: 3 },
+      400,
+      /'instances': 'instances' must be a list/,
+    ],
     ['no rows', '/v1/models/iris:predict', { instances: [] }, 400, /'instances' is empty/],
-    ['an unknown signature', '/v1/models/iris:predict', { signature_name: 'classify', instances: [SETOSA] }, 400, /signature 'classify' not found/],
-    ['brackets in a string, which do not nest', '/v1/models/iris:predict', { signature_name: '[{'.repeat(100), instances: [SETOSA] }, 400, /signature '(\[\{){20}…' \(200 characters\) not found/],
-    ['the wrong row length', '/v1/models/iris:predict', { instances: [SETOSA, [1, 2, 3]] }, 400, /instances\[1\]: expected 4 values like its siblings, got 3/],
-    ['the wrong width in every row', '/v1/models/iris:predict', { instances: [[1, 2, 3]] }, 400, /dimension 1 must be 4 \(shape \[-1, 4\]\), got 3/],
-    ['the wrong rank', '/v1/models/iris:predict', { instances: [1, 2, 3, 4] }, 400, /expected rank 2 with shape \[-1, 4\], got rank 1/],
-    ['a string for a number', '/v1/models/iris:predict', { instances: [[1, 2, 'NaN', 4]] }, 400, /instances\[0\]\[2\]: expected a number \(FP32\), got the string "NaN"/],
-    ['null for a number', '/v1/models/iris:predict', { instances: [[1, null, 3, 4]] }, 400, /instances\[0\]\[1\]: expected a number \(FP32\), got null/],
-    ['a number out of float32 range', '/v1/models/iris:predict', { instances: [[1, 2, 3, 1e300]] }, 400, /instances\[0\]\[3\]: 1e\+300 is out of FP32 range/],
-    ['ragged nesting', '/v1/models/iris:predict', { instances: [[1, 2, 3, [4]]] }, 400, /instances\[0\]\[3\]: expected a scalar .* got an array/],
-    ['an unknown input name', '/v1/models/iris:predict', { inputs: { petals: [SETOSA] } }, 400, /inputs: unknown input 'petals'; the model's inputs are '/],
-    ['an instance that is not an object like the first', '/v1/models/iris:predict', { instances: [{ x: SETOSA }, SETOSA] }, 400, /unknown input 'x'/],
-    ['an empty row to a model of any width', '/v1/models/positives:predict', { instances: [[]] }, 400, /^instances: dimension 1 of shape \[1, 0\] is 0; an input needs at least one element$/],
-    ['a digit image of the wrong size', '/v1/models/digits:predict', { instances: [[[[0]]]] }, 400, /dimension 1 must be 28 \(shape \[-1, 28, 28, 1\]\), got 1/],
+    [
+      'an unknown signature',
+      '/v1/models/iris:predict',
+      { signature_name: 'classify', instances: [SETOSA] },
+      400,
+      /signature 'classify' not found/,
+    ],
+    [
+      'brackets in a string, which do not nest',
+      '/v1/models/iris:predict',
+      { signature_name: '[{'.repeat(100), instances: [SETOSA] },
+      400,
+      /signature '(\[\{){20}…' \(200 characters\) not found/,
+    ],
+    [
+      'the wrong row length',
+      '/v1/models/iris:predict',
+      { instances: [SETOSA, [1, 2, 3]] },
+      400,
+      /instances\[1\]: expected 4 values like its siblings, got 3/,
+    ],
+    [
+      'the wrong width in every row',
+      '/v1/models/iris:predict',
+      { instances: [[1, 2, 3]] },
+      400,
+      /dimension 1 must be 4 \(shape \[-1, 4\]\), got 3/,
+    ],
+    [
+      'the wrong rank',
+      '/v1/models/iris:predict',
+      { instances: [1, 2, 3, 4] },
+      400,
+      /expected rank 2 with shape \[-1, 4\], got rank 1/,
+    ],
+    [
+      'a string for a number',
+      '/v1/models/iris:predict',
+      { instances: [[1, 2, 'NaN', 4]] },
+      400,
+      /instances\[0\]\[2\]: expected a number \(FP32\), got the string "NaN"/,
+    ],
+    [
+      'null for a number',
+      '/v1/models/iris:predict',
+      { instances: [[1, null, 3, 4]] },
+      400,
+      /instances\[0\]\[1\]: expected a number \(FP32\), got null/,
+    ],
+    [
+      'a number out of float32 range',
+      '/v1/models/iris:predict',
+      { instances: [[1, 2, 3, 1e300]] },
+      400,
+      /instances\[0\]\[3\]: 1e\+300 is out of FP32 range/,
+    ],
+    [
+      'ragged nesting',
+      '/v1/models/iris:predict',
+      { instances: [[1, 2, 3, [4]]] },
+      400,
+      /instances\[0\]\[3\]: expected a scalar .* got an array/,
+    ],
+    [
+      'an unknown input name',
+      '/v1/models/iris:predict',
+      { inputs: { petals: [SETOSA] } },
+      400,
+      /inputs: unknown input 'petals'; the model's inputs are '/,
+    ],
+    [
+      'an instance that is not an object like the first',
+      '/v1/models/iris:predict',
+      { instances: [{ x: SETOSA }, SETOSA] },
+      400,
+      /unknown input 'x'/,
+    ],
+    [
+      'an empty row to a model of any width',
+      '/v1/models/positives:predict',
+      { instances: [[]] },
+      400,
+      /^instances: dimension 1 of shape \[1, 0\] is 0; an input needs at least one element$/,
+    ],
+    [
+      'a digit image of the wrong size',
+      '/v1/models/digits:predict',
+      { instances: [[[[0]]]] },
+      400,
+      /dimension 1 must be 28 \(shape \[-1, 28, 28, 1\]\), got 1/,
+    ],
   ]
   it.each(cases)('%s', async (_name, path, body, status, message) => {
     const res = await post(path, body)
@@ -157,7 +273,10 @@ describe('client mistakes get a 4xx that says what was wrong and where', () => {
   })
 
   it('refuses more tensor elements than MAX_TENSOR_ELEMENTS', async () => {
-    const res = await post('/v1/models/iris:predict', { instances: Array(20).fill(SETOSA) }, {}, { ...env, MAX_TENSOR_ELEMENTS: '40' } as Env)
+    const res = await post('/v1/models/iris:predict', { instances: Array(20).fill(SETOSA) }, {}, {
+      ...env,
+      MAX_TENSOR_ELEMENTS: '40',
+    } as Env)
     expect(res.status).toBe(400)
     expect((await res.json<any>()).error).toMatch(/more than 40 tensor elements in one request \(MAX_TENSOR_ELEMENTS\)/)
   })
@@ -168,9 +287,13 @@ describe('client mistakes get a 4xx that says what was wrong and where', () => {
     const stringify = vi.spyOn(JSON, 'stringify')
     try {
       const unlike = await post('/v1/models/iris:predict', wide)
-      expect((await unlike.json<any>()).error).toBe('instances[1]: expected an object keyed by input name like instances[0], got an array')
+      expect((await unlike.json<any>()).error).toBe(
+        'instances[1]: expected an object keyed by input name like instances[0], got an array',
+      )
       const named = await post('/v1/models/iris:predict', longName)
-      expect((await named.json<any>()).error).toMatch(/^inputs: unknown input 'x{40}…' \(1000000 characters\); the model's inputs are 'features'$/)
+      expect((await named.json<any>()).error).toMatch(
+        /^inputs: unknown input 'x{40}…' \(1000000 characters\); the model's inputs are 'features'$/,
+      )
       // The work is bounded: nothing serialized on the way (messages, log lines) comes near the value's size.
       const lengths = stringify.mock.results.map((r) => (typeof r.value === 'string' ? r.value.length : 0))
       expect(Math.max(...lengths)).toBeLessThan(1_000)
@@ -187,7 +310,9 @@ describe('client mistakes get a 4xx that says what was wrong and where', () => {
       const res = await post('/v1/models/iris:predict', deep)
       expect(res.status).toBe(400)
       // The 65th level opens at byte 76: '{', then '"instances":' and 63 more brackets before it.
-      expect((await res.json<any>()).error).toBe('request body nests deeper than 64 levels (at byte 76); no request needs that many')
+      expect((await res.json<any>()).error).toBe(
+        'request body nests deeper than 64 levels (at byte 76); no request needs that many',
+      )
       expect(parse.mock.calls.filter(([text]) => typeof text === 'string' && text.length >= levels)).toHaveLength(0)
     } finally {
       parse.mockRestore()
@@ -201,12 +326,18 @@ describe('client mistakes get a 4xx that says what was wrong and where', () => {
     expect(declared.status).toBe(413)
     expect((await declared.json<any>()).error).toMatch(/exceeds the limit of 100 bytes \(MAX_BODY_BYTES\)/)
     const stream = new Blob([body]).stream() // no Content-Length: counted while reading
-    const chunked = await call('/v1/models/iris:predict', { method: 'POST', body: stream, headers: { 'content-type': 'application/json' } }, small)
+    const chunked = await call(
+      '/v1/models/iris:predict',
+      { method: 'POST', body: stream, headers: { 'content-type': 'application/json' } },
+      small,
+    )
     expect(chunked.status).toBe(413)
   })
 
   it('admits a 224×224×3 float image as JSON under the default body limit', async () => {
-    const img = Array.from({ length: 224 }, () => Array.from({ length: 224 }, () => [Math.random(), Math.random(), Math.random()]))
+    const img = Array.from({ length: 224 }, () =>
+      Array.from({ length: 224 }, () => [Math.random(), Math.random(), Math.random()]),
+    )
     const body = JSON.stringify({ instances: [img] })
     expect(body.length).toBeGreaterThan(3_000_000)
     const res = await post('/v1/models/digits:predict', body)
@@ -218,7 +349,11 @@ describe('client mistakes get a 4xx that says what was wrong and where', () => {
     const xml = await post('/v1/models/iris:predict', '<instances/>', { 'content-type': 'application/xml' })
     expect(xml.status).toBe(415)
     expect((await xml.json<any>()).error).toMatch(/content type 'application\/xml' is not supported/)
-    const curl = await post('/v1/models/iris:predict', { instances: [SETOSA] }, { 'content-type': 'application/x-www-form-urlencoded' })
+    const curl = await post(
+      '/v1/models/iris:predict',
+      { instances: [SETOSA] },
+      { 'content-type': 'application/x-www-form-urlencoded' },
+    )
     expect(curl.status).toBe(200)
   })
 

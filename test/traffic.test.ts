@@ -18,7 +18,8 @@ import { irisWithBias, publish } from './support/r2-helpers'
 
 type Outcome<T = any> = { value?: T; error?: { message: string; status?: number } }
 // The service-binding entrypoint, called from the pool's other Worker (test/e2e/support/caller/index.js), as test/rpc.test.ts does.
-const rpcCaller = (env as unknown as { RPC_CALLER: { call(method: string, ...args: unknown[]): Promise<Outcome> } }).RPC_CALLER
+const rpcCaller = (env as unknown as { RPC_CALLER: { call(method: string, ...args: unknown[]): Promise<Outcome> } })
+  .RPC_CALLER
 
 const NAME = 'traffic-iris'
 const PREDICT = `/v1/models/${NAME}:predict`
@@ -53,7 +54,10 @@ async function answer(res: Response) {
 async function scrape() {
   const families = new Map(parsePrometheusTextFormat(await (await call('/metrics')).text()).map((f) => [f.name, f]))
   return (name: string, labels: Record<string, string>) =>
-    Number(families.get(name)?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))?.value ?? 0)
+    Number(
+      families.get(name)?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))?.value ??
+        0,
+    )
 }
 
 /** Draws that return `values` in turn: the weighted split and the shadow fraction without chance. */
@@ -64,18 +68,39 @@ const draws = (...values: number[]) => {
 
 describe('config.json', () => {
   it('takes the keys as the issue writes them, and refuses what could never route', () => {
-    expect(checkModelConfig({ traffic: { versions: { '1': 90, '2': 10 }, sticky_header: 'x-client-id' }, shadow: { version: 3, fraction: 0.1 }, max_concurrent: 4, max_queue: 0 }).ok).toBe(true)
-    expect(checkModelConfig({ version_labels: { stable: 1, canary: 2 }, traffic: { versions: { stable: 9, canary: 1 } }, shadow: { version: 'canary', fraction: 1 } }).ok).toBe(true)
+    expect(
+      checkModelConfig({
+        traffic: { versions: { '1': 90, '2': 10 }, sticky_header: 'x-client-id' },
+        shadow: { version: 3, fraction: 0.1 },
+        max_concurrent: 4,
+        max_queue: 0,
+      }).ok,
+    ).toBe(true)
+    expect(
+      checkModelConfig({
+        version_labels: { stable: 1, canary: 2 },
+        traffic: { versions: { stable: 9, canary: 1 } },
+        shadow: { version: 'canary', fraction: 1 },
+      }).ok,
+    ).toBe(true)
     const refused = (config: unknown) => {
       const checked = checkModelConfig(config)
       if (checked.ok) throw new Error(`accepted ${JSON.stringify(config)}`)
       return checked.message
     }
-    expect(refused({ traffic: { versions: { beta: 1 } } })).toBe("'beta' is neither a version number nor one of version_labels at traffic.versions.beta")
-    expect(refused({ traffic: { versions: { '1': 0 } } })).toBe('at least one weight must be above 0 at traffic.versions')
+    expect(refused({ traffic: { versions: { beta: 1 } } })).toBe(
+      "'beta' is neither a version number nor one of version_labels at traffic.versions.beta",
+    )
+    expect(refused({ traffic: { versions: { '1': 0 } } })).toBe(
+      'at least one weight must be above 0 at traffic.versions',
+    )
     expect(refused({ shadow: { version: 2, fraction: 1.5 } })).toMatch(/at shadow\.fraction/)
-    expect(refused({ max_queue: 3 })).toBe('max_queue bounds the requests waiting for max_concurrent, which is not set at max_queue')
-    expect(refused({ traffic: { version: { '1': 1 } } })).toMatch(/unknown key "version" at traffic \(did you mean "versions"\?\)/)
+    expect(refused({ max_queue: 3 })).toBe(
+      'max_queue bounds the requests waiting for max_concurrent, which is not set at max_queue',
+    )
+    expect(refused({ traffic: { version: { '1': 1 } } })).toMatch(
+      /unknown key "version" at traffic \(did you mean "versions"\?\)/,
+    )
     expect(refused({ max_concurent: 1 })).toMatch(/did you mean "max_concurrent"/)
   })
 })
@@ -88,9 +113,15 @@ describe('weighted split', () => {
     expect(await answer(await post(PREDICT, { instances: [SETOSA] }))).toEqual({ version: '3', top: 2 })
     expect(await answer(await post(INFER, v2Body))).toEqual({ version: '1', top: 0 })
     expect(await answer(await post(INFER, v2Body))).toEqual({ version: '3', top: 2 })
-    expect(await answer(await post(`/v1/models/${NAME}/versions/2:predict`, { instances: [SETOSA] }))).toEqual({ version: '2', top: 1 })
+    expect(await answer(await post(`/v1/models/${NAME}/versions/2:predict`, { instances: [SETOSA] }))).toEqual({
+      version: '2',
+      top: 1,
+    })
     expect(await answer(await post(`/v2/models/${NAME}/versions/2/infer`, v2Body))).toEqual({ version: '2', top: 1 })
-    expect(await answer(await post(`/v1/models/${NAME}/labels/canary:predict`, { instances: [SETOSA] }))).toEqual({ version: '3', top: 2 })
+    expect(await answer(await post(`/v1/models/${NAME}/labels/canary:predict`, { instances: [SETOSA] }))).toEqual({
+      version: '3',
+      top: 2,
+    })
     const metric = await scrape()
     expect(metric('warmserve_traffic_total', { model: NAME, version: '1', rule: 'weighted' })).toBe(2)
     expect(metric('warmserve_traffic_total', { model: NAME, version: '3', rule: 'weighted' })).toBe(2)
@@ -100,7 +131,8 @@ describe('weighted split', () => {
   it('draws at random without the sticky header: both versions of a 50/50 split serve', async () => {
     await configure({ traffic: { versions: { '1': 1, '2': 1 }, sticky_header: 'x-client-id' } })
     const seen = new Set<string | null>()
-    for (let i = 0; i < 40 && seen.size < 2; i++) seen.add((await answer(await post(PREDICT, { instances: [SETOSA] }))).version)
+    for (let i = 0; i < 40 && seen.size < 2; i++)
+      seen.add((await answer(await post(PREDICT, { instances: [SETOSA] }))).version)
     expect([...seen].sort()).toEqual(['1', '2'])
   })
 
@@ -116,7 +148,11 @@ describe('weighted split', () => {
   })
 
   it('picks by cumulative weight, skipping zero weights; FNV-1a is the published function', () => {
-    const weights = [['1', 90], ['2', 0], ['3', 10]] as const
+    const weights = [
+      ['1', 90],
+      ['2', 0],
+      ['3', 10],
+    ] as const
     expect([0, 0.5, 0.8999, 0.9, 0.99999].map((u) => pickWeighted(weights, u))).toEqual(['1', '1', '1', '3', '3'])
     // Test vectors of 32-bit FNV-1a (http://www.isthe.com/chongo/tech/comp/fnv/).
     expect([fnv1a(''), fnv1a('a'), fnv1a('foobar')]).toEqual([0x811c9dc5, 0xe40c292c, 0xbf9cf968])
@@ -143,7 +179,9 @@ describe('sticky split', () => {
     // The ids are fixed, so this split is too: FNV-1a puts 100 ids within these bounds (±4 standard deviations of chance).
     expect(counts['1']).toBeGreaterThanOrEqual(30)
     expect(counts['1']).toBeLessThanOrEqual(70)
-    expect((await scrape())('warmserve_traffic_total', { model: NAME, version: '2', rule: 'sticky' })).toBeGreaterThan(0)
+    expect((await scrape())('warmserve_traffic_total', { model: NAME, version: '2', rule: 'sticky' })).toBeGreaterThan(
+      0,
+    )
   })
 })
 
@@ -151,7 +189,11 @@ describe('sticky split', () => {
 function heldRequest(path: string, bindings: Env = env) {
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>()
   const writer = writable.getWriter()
-  const response = call(path, { method: 'POST', body: readable, headers: { 'content-type': 'application/json' }, duplex: 'half' } as RequestInit, bindings)
+  const response = call(
+    path,
+    { method: 'POST', body: readable, headers: { 'content-type': 'application/json' }, duplex: 'half' } as RequestInit,
+    bindings,
+  )
   return {
     response,
     /** The client's side of the body breaks off, as when its connection is lost mid-body. */
@@ -182,12 +224,16 @@ describe('admission limits', () => {
     const gate = isolate().traffic.gate(NAME)
     const held = heldRequest(PREDICT)
     await until(() => gate.inFlight === 1, 'the held request to be admitted')
-    expect((await rpcCaller.call('run', NAME, { instances: [SETOSA] })).error).toMatchObject({ status: 429, message: expect.stringMatching(/^model 'traffic-iris' is at capacity/) })
+    expect((await rpcCaller.call('run', NAME, { instances: [SETOSA] })).error).toMatchObject({
+      status: 429,
+      message: expect.stringMatching(/^model 'traffic-iris' is at capacity/),
+    })
     for (const refused of [await post(PREDICT, { instances: [SETOSA] }), await post(INFER, v2Body)]) {
       expect(refused.status).toBe(429)
       expect(refused.headers.get('retry-after')).toBe('1')
       expect(await refused.json()).toEqual({
-        error: "model 'traffic-iris' is at capacity: 1 requests in flight and 0 waiting (max_concurrent and max_queue in its config.json); retry after 1 s",
+        error:
+          "model 'traffic-iris' is at capacity: 1 requests in flight and 0 waiting (max_concurrent and max_queue in its config.json); retry after 1 s",
       })
     }
     // Another model is not limited by this one's config, nor is this model's metadata (not an inference).
@@ -229,12 +275,28 @@ describe('admission limits', () => {
     await configure({}, bindings)
     const held = heldRequest(PREDICT, bindings)
     await until(() => isolate().traffic.isolateGate.inFlight === 1, 'the held request to be admitted')
-    const refused = await post('/v2/models/iris/infer', { inputs: [{ name: 'features', shape: [1, 4], datatype: 'FP32', data: SETOSA }] }, {}, bindings)
+    const refused = await post(
+      '/v2/models/iris/infer',
+      { inputs: [{ name: 'features', shape: [1, 4], datatype: 'FP32', data: SETOSA }] },
+      {},
+      bindings,
+    )
     expect(refused.status).toBe(429)
     expect(refused.headers.get('retry-after')).toBe('1')
-    expect((await refused.json<{ error: string }>()).error).toBe('this server is at capacity: 1 requests in flight and 0 waiting (MAX_CONCURRENT and MAX_QUEUE); retry after 1 s')
+    expect((await refused.json<{ error: string }>()).error).toBe(
+      'this server is at capacity: 1 requests in flight and 0 waiting (MAX_CONCURRENT and MAX_QUEUE); retry after 1 s',
+    )
     expect((await held.finish()).status).toBe(200)
-    expect((await post('/v2/models/iris/infer', { inputs: [{ name: 'features', shape: [1, 4], datatype: 'FP32', data: SETOSA }] }, {}, bindings)).status).toBe(200)
+    expect(
+      (
+        await post(
+          '/v2/models/iris/infer',
+          { inputs: [{ name: 'features', shape: [1, 4], datatype: 'FP32', data: SETOSA }] },
+          {},
+          bindings,
+        )
+      ).status,
+    ).toBe(200)
     expect((await scrape())('warmserve_rejections_total', { model: 'iris', reason: 'isolate' })).toBe(1)
   })
 
@@ -264,7 +326,9 @@ describe('admission limits', () => {
     const slow = heldRequest(PREDICT, bindings)
     const res = await slow.response
     expect(res.status).toBe(408)
-    expect((await res.json<{ error: string }>()).error).toBe('the request body did not arrive within 300 ms (BODY_READ_TIMEOUT_MS)')
+    expect((await res.json<{ error: string }>()).error).toBe(
+      'the request body did not arrive within 300 ms (BODY_READ_TIMEOUT_MS)',
+    )
     expect(isolate().traffic.gate(NAME).inFlight).toBe(0)
     expect((await post(PREDICT, { instances: [SETOSA] }, {}, bindings)).status).toBe(200)
   })
@@ -309,8 +373,15 @@ describe('admission limits', () => {
 describe('traffic.explicit', () => {
   it('serves a version the split leaves out only by its name under "any"; "listed" (the default) answers 403 naming the served versions', async () => {
     await configure({ version_labels: { canary: 3 }, traffic: { versions: { '1': 100, '2': 0 } } })
-    expect(await answer(await post(`/v1/models/${NAME}/versions/2:predict`, { instances: [SETOSA] }))).toEqual({ version: '2', top: 1 })
-    for (const path of [`/v1/models/${NAME}/versions/3:predict`, `/v1/models/${NAME}/labels/canary:predict`, `/v2/models/${NAME}/versions/3/infer`]) {
+    expect(await answer(await post(`/v1/models/${NAME}/versions/2:predict`, { instances: [SETOSA] }))).toEqual({
+      version: '2',
+      top: 1,
+    })
+    for (const path of [
+      `/v1/models/${NAME}/versions/3:predict`,
+      `/v1/models/${NAME}/labels/canary:predict`,
+      `/v2/models/${NAME}/versions/3/infer`,
+    ]) {
       const res = await post(path, path.includes('/v2/') ? v2Body : { instances: [SETOSA] })
       expect(res.status).toBe(403)
       const named = path.includes('canary') ? "label 'canary' (version 3)" : 'version 3'
@@ -323,8 +394,14 @@ describe('traffic.explicit', () => {
     // Its status and metadata still answer: the version exists, it is only not served by name.
     expect((await call(`/v1/models/${NAME}/versions/3`)).status).toBe(200)
     await configure({ version_labels: { canary: 3 }, traffic: { versions: { '1': 100 }, explicit: 'any' } })
-    expect(await answer(await post(`/v1/models/${NAME}/labels/canary:predict`, { instances: [SETOSA] }))).toEqual({ version: '3', top: 2 })
-    expect(checkModelConfig({ traffic: { versions: { '1': 1 }, explicit: 'all' } })).toMatchObject({ ok: false, message: expect.stringMatching(/at traffic\.explicit/) })
+    expect(await answer(await post(`/v1/models/${NAME}/labels/canary:predict`, { instances: [SETOSA] }))).toEqual({
+      version: '3',
+      top: 2,
+    })
+    expect(checkModelConfig({ traffic: { versions: { '1': 1 }, explicit: 'all' } })).toMatchObject({
+      ok: false,
+      message: expect.stringMatching(/at traffic\.explicit/),
+    })
   })
 })
 
@@ -344,7 +421,15 @@ describe('shadow', () => {
     expect(await shadowed.text()).toBe(aloneBody)
     expect(tf.memory().numTensors).toBe(tensors)
     const compared = lines.filter((l) => l.event === 'shadow.compared')
-    expect(compared.at(-1)).toMatchObject({ model: NAME, version: 1, shadowVersion: 3, rows: 2, top1Agreement: 0, disagreed: true, requestId: shadowed.headers.get('x-request-id') })
+    expect(compared.at(-1)).toMatchObject({
+      model: NAME,
+      version: 1,
+      shadowVersion: 3,
+      rows: 2,
+      top1Agreement: 0,
+      disagreed: true,
+      requestId: shadowed.headers.get('x-request-id'),
+    })
     expect(compared.at(-1)!.maxAbsDiff).toBeGreaterThan(0.9)
     expect(await answer(await post(INFER, v2Body))).toEqual({ version: '1', top: 0 })
     const metric = await scrape()
@@ -359,11 +444,23 @@ describe('shadow', () => {
     const lines: Record<string, unknown>[] = []
     vi.spyOn(console, 'log').mockImplementation((line: string) => void lines.push(JSON.parse(line)))
     expect(await answer(await post(PREDICT, { instances: [SETOSA] }))).toEqual({ version: '1', top: 0 })
-    expect(lines.find((l) => l.event === 'shadow.compared')).toMatchObject({ shadowVersion: 4, maxAbsDiff: 0, top1Agreement: 1, disagreed: false })
+    expect(lines.find((l) => l.event === 'shadow.compared')).toMatchObject({
+      shadowVersion: 4,
+      maxAbsDiff: 0,
+      top1Agreement: 1,
+      disagreed: false,
+    })
     await configure({ traffic: { versions: { '1': 100 } }, shadow: { version: 4, fraction: 0 } })
     await post(PREDICT, { instances: [SETOSA] })
     const metric = await scrape()
-    expect(metric('warmserve_shadow_requests_total', { model: NAME, version: '1', shadow_version: '4', outcome: 'compared' })).toBe(1)
+    expect(
+      metric('warmserve_shadow_requests_total', {
+        model: NAME,
+        version: '1',
+        shadow_version: '4',
+        outcome: 'compared',
+      }),
+    ).toBe(1)
     expect(metric('warmserve_shadow_disagreements_total', { model: NAME, version: '1', shadow_version: '4' })).toBe(0)
   })
 
@@ -371,10 +468,16 @@ describe('shadow', () => {
     await configure({ traffic: { versions: { '1': 100 } }, shadow: { version: 3, fraction: 1 } })
     const rows = Array.from({ length: 64 }, () => SETOSA)
     const metric = await scrape()
-    const compared = metric('warmserve_shadow_requests_total', { model: NAME, shadow_version: '3', outcome: 'compared' })
+    const compared = metric('warmserve_shadow_requests_total', {
+      model: NAME,
+      shadow_version: '3',
+      outcome: 'compared',
+    })
     const served = await Promise.all(Array.from({ length: 12 }, () => post(PREDICT, { instances: rows })))
     expect(served.map((r) => r.status)).toEqual(Array.from({ length: 12 }, () => 200))
-    expect((await scrape())('warmserve_shadow_requests_total', { model: NAME, shadow_version: '3', outcome: 'compared' })).toBe(compared + 12)
+    expect(
+      (await scrape())('warmserve_shadow_requests_total', { model: NAME, shadow_version: '3', outcome: 'compared' }),
+    ).toBe(compared + 12)
     expect(isolate().cache.admission.ledger.transient()).toBe(0)
   })
 
@@ -397,8 +500,24 @@ describe('shadow', () => {
     } finally {
       ledger.release(filler)
     }
-    expect(lines.find((l) => l.event === 'shadow.skipped')).toMatchObject({ requestId: 'r1', model: NAME, version: 1, shadowVersion: 3, reason: 'memory', bytes: 1792, freeBytes: 1024 })
-    expect((await scrape())('warmserve_shadow_requests_total', { model: NAME, version: '1', shadow_version: '3', outcome: 'skipped', reason: 'memory' })).toBe(1)
+    expect(lines.find((l) => l.event === 'shadow.skipped')).toMatchObject({
+      requestId: 'r1',
+      model: NAME,
+      version: 1,
+      shadowVersion: 3,
+      reason: 'memory',
+      bytes: 1792,
+      freeBytes: 1024,
+    })
+    expect(
+      (await scrape())('warmserve_shadow_requests_total', {
+        model: NAME,
+        version: '1',
+        shadow_version: '3',
+        outcome: 'skipped',
+        reason: 'memory',
+      }),
+    ).toBe(1)
     // With room, the copy is made and its bytes held in the budget until it is dropped.
     const used = ledger.used()
     const captured = traffic.capture(target, 3, inputs, outputs, {})!
@@ -418,8 +537,19 @@ describe('shadow', () => {
     const tensors = tf.memory().numTensors
     expect(await answer(await post(PREDICT, { instances: [SETOSA] }))).toEqual({ version: '1', top: 0 })
     expect(tf.memory().numTensors).toBe(tensors)
-    expect(warnings.find((l) => l.event === 'shadow.failed')).toMatchObject({ model: NAME, version: 1, shadowVersion: 4 })
-    expect((await scrape())('warmserve_shadow_requests_total', { model: NAME, version: '1', shadow_version: '4', outcome: 'failed' })).toBe(1)
+    expect(warnings.find((l) => l.event === 'shadow.failed')).toMatchObject({
+      model: NAME,
+      version: 1,
+      shadowVersion: 4,
+    })
+    expect(
+      (await scrape())('warmserve_shadow_requests_total', {
+        model: NAME,
+        version: '1',
+        shadow_version: '4',
+        outcome: 'failed',
+      }),
+    ).toBe(1)
   })
 })
 
@@ -434,7 +564,10 @@ describe('one pass per request', () => {
     const requests: [string, () => Promise<unknown>][] = [
       ['v2 infer over HTTP', async () => answer(await post(INFER, v2Body))],
       ['TF Serving predict over HTTP', async () => answer(await post(PREDICT, { instances: [SETOSA] }))],
-      ['v2 infer over RPC', async () => expect((await rpcCaller.call('infer', NAME, v2Body)).value).toMatchObject({ model_name: NAME })],
+      [
+        'v2 infer over RPC',
+        async () => expect((await rpcCaller.call('infer', NAME, v2Body)).value).toMatchObject({ model_name: NAME }),
+      ],
     ]
     for (const [what, request] of requests) {
       for (const spy of [serve, byName, byVersion]) spy.mockClear()

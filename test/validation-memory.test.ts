@@ -20,8 +20,15 @@ const MiB = 1024 * 1024
 async function filesOf(model: tfl.LayersModel): Promise<Record<string, ArrayBuffer>> {
   const { modelTopology, weightSpecs, weightData } = await artifactsOf(model)
   model.dispose()
-  const json = { modelTopology, format: 'layers-model', weightsManifest: [{ paths: ['group1-shard1of1.bin'], weights: weightSpecs }] }
-  return { 'model.json': new TextEncoder().encode(JSON.stringify(json)).buffer as ArrayBuffer, 'group1-shard1of1.bin': weightData as ArrayBuffer }
+  const json = {
+    modelTopology,
+    format: 'layers-model',
+    weightsManifest: [{ paths: ['group1-shard1of1.bin'], weights: weightSpecs }],
+  }
+  return {
+    'model.json': new TextEncoder().encode(JSON.stringify(json)).buffer as ArrayBuffer,
+    'group1-shard1of1.bin': weightData as ArrayBuffer,
+  }
 }
 
 /** A 28×28 image upsampled by `size` in both directions, pooled, then classified: tiny weights, huge warmup. */
@@ -39,8 +46,16 @@ const upsampler = (size: number) =>
 /** Iris with `units` hidden units instead of 16: the same signature, 32 bytes of float32 weights per unit. */
 async function wideIris(units: number): Promise<Record<string, ArrayBuffer>> {
   const files = await irisFiles()
-  const text = new TextDecoder().decode(files['model.json']).replace('"units":16', `"units":${units}`).replace('"shape":[4,16]', `"shape":[4,${units}]`).replace('"shape":[16]', `"shape":[${units}]`).replace('"shape":[16,3]', `"shape":[${units},3]`)
-  return { 'model.json': new TextEncoder().encode(text).buffer as ArrayBuffer, 'group1-shard1of1.bin': new ArrayBuffer((8 * units + 3) * 4) }
+  const text = new TextDecoder()
+    .decode(files['model.json'])
+    .replace('"units":16', `"units":${units}`)
+    .replace('"shape":[4,16]', `"shape":[4,${units}]`)
+    .replace('"shape":[16]', `"shape":[${units}]`)
+    .replace('"shape":[16,3]', `"shape":[${units},3]`)
+  return {
+    'model.json': new TextEncoder().encode(text).buffer as ArrayBuffer,
+    'group1-shard1of1.bin': new ArrayBuffer((8 * units + 3) * 4),
+  }
 }
 
 /** The bucket, recording every key read and failing reads of `failing` keys. */
@@ -83,9 +98,17 @@ describe('a candidate over the memory budget', () => {
     expect(profile.kernels).toEqual([])
     expect(profile.newTensors).toBe(0)
     expect(reads.filter((key) => key.endsWith('.bin'))).toEqual([])
-    expect(await rejections('bomb')).toEqual({ 1: expect.objectContaining({ reason: 'needs ~6.4 GB at warmup (weights 24 B + kernels 48 B + activations 6.4 GB), the budget is 71 MB' }) })
+    expect(await rejections('bomb')).toEqual({
+      1: expect.objectContaining({
+        reason: 'needs ~6.4 GB at warmup (weights 24 B + kernels 48 B + activations 6.4 GB), the budget is 71 MB',
+      }),
+    })
     // Finding 3: 51 MB of weights, over the budget the cache holds them to, so no isolate could load it.
-    expect(await rejections('wideiris')).toEqual({ 1: expect.objectContaining({ reason: 'needs ~163 MB at warmup (weights 51 MB + kernels 102 MB + activations 9.6 MB), the budget is 71 MB' }) })
+    expect(await rejections('wideiris')).toEqual({
+      1: expect.objectContaining({
+        reason: 'needs ~163 MB at warmup (weights 51 MB + kernels 102 MB + activations 9.6 MB), the budget is 71 MB',
+      }),
+    })
   })
 })
 
@@ -110,7 +133,11 @@ describe('a validation that fails because of the environment', () => {
     try {
       const first = await validate()
       expect(first.rejected).toEqual([])
-      expect(first.errors).toEqual([expect.stringMatching(/^upsampler\/1 not validated: warmup inference failed: wasm backend: allocation of \d+ bytes failed \(heap \d+ bytes, at most 67108864\)$/)])
+      expect(first.errors).toEqual([
+        expect.stringMatching(
+          /^upsampler\/1 not validated: warmup inference failed: wasm backend: allocation of \d+ bytes failed \(heap \d+ bytes, at most 67108864\)$/,
+        ),
+      ])
       expect(await rejections('upsampler')).toEqual({})
     } finally {
       others.dispose()
@@ -123,7 +150,12 @@ describe('a validation that fails because of the environment', () => {
     await publish(env.MODELS, 'upsampler', 1, await upsampler(100))
     await useWasm({ maxHeapBytes: 20 * MiB })
     const report = await validate()
-    expect(report.rejected).toEqual([{ model: 'upsampler/1', reason: expect.stringMatching(/^warmup inference failed: wasm backend: allocation of 31360000 bytes failed/) }])
+    expect(report.rejected).toEqual([
+      {
+        model: 'upsampler/1',
+        reason: expect.stringMatching(/^warmup inference failed: wasm backend: allocation of 31360000 bytes failed/),
+      },
+    ])
     expect(Object.keys(await rejections('upsampler'))).toEqual(['1'])
   })
 })

@@ -28,7 +28,13 @@ describe('warmup with measured figures (issue 25: the batch-2 profiling run off 
     const { weightBytes, kernelBytes, activationBytes, rowBytes } = reference.servable.footprint
     const oneRow = activationBytes + rowBytes
     reference.servable.dispose()
-    const known = { weightBytes, restingBytes: weightBytes + kernelBytes, activationBytes: oneRow * 2, rowBytes: 12_345, digest: 'the files loaded' }
+    const known = {
+      weightBytes,
+      restingBytes: weightBytes + kernelBytes,
+      activationBytes: oneRow * 2,
+      rowBytes: 12_345,
+      digest: 'the files loaded',
+    }
     const { servable, timings, warmedUp } = await buildServable(await digits(), known)
     try {
       expect(warmedUp).toBe(true)
@@ -50,7 +56,13 @@ describe('warmup with measured figures (issue 25: the batch-2 profiling run off 
     // A figure far too low (from another runtime, say): one row still counts at least what was seen here.
     const { weightBytes, kernelBytes } = reference.servable.footprint
     reference.servable.dispose()
-    const { servable } = await buildServable(await digits(), { weightBytes, restingBytes: weightBytes + kernelBytes, activationBytes: 1, rowBytes: 1, digest: 'the files loaded' })
+    const { servable } = await buildServable(await digits(), {
+      weightBytes,
+      restingBytes: weightBytes + kernelBytes,
+      activationBytes: 1,
+      rowBytes: 1,
+      digest: 'the files loaded',
+    })
     try {
       expect(servable.footprint.rowBytes).toBe(1)
       expect(servable.footprint.activationBytes + servable.footprint.rowBytes).toBeGreaterThanOrEqual(seen)

@@ -19,7 +19,11 @@ async function iris() {
 }
 
 async function digits() {
-  return (await post('/v1/models/digits:predict', { instances: [Array.from({ length: 28 }, () => Array.from({ length: 28 }, () => [0]))] })).status
+  return (
+    await post('/v1/models/digits:predict', {
+      instances: [Array.from({ length: 28 }, () => Array.from({ length: 28 }, () => [0]))],
+    })
+  ).status
 }
 
 const activeWasm = () => tf.backend() as GuardedWasmBackend
@@ -38,7 +42,9 @@ describe('a failed allocation', () => {
 
     // UpSampling2D by 1170 of a 28×28 image, as the bomb asks at warmup: 32 760² floats, 4.3 GB.
     const x = tf.zeros([1, 28, 28, 1]) as tf.Tensor4D
-    expect(() => tf.image.resizeNearestNeighbor(x, [32_760, 32_760])).toThrow(/^wasm backend: allocation of 4292870400 bytes failed \(heap \d+ bytes, at most \d+\)$/)
+    expect(() => tf.image.resizeNearestNeighbor(x, [32_760, 32_760])).toThrow(
+      /^wasm backend: allocation of 4292870400 bytes failed \(heap \d+ bytes, at most \d+\)$/,
+    )
     x.dispose()
 
     expect(tf.memory().numTensors).toBe(tensors)
@@ -65,7 +71,9 @@ describe('a failed allocation', () => {
           error = e
         }
       }
-      expect(String(error)).toMatch(/^WasmAllocationError: wasm backend: allocation of 1048576 bytes failed \(heap 33554432 bytes, at most 33554432\)$/)
+      expect(String(error)).toMatch(
+        /^WasmAllocationError: wasm backend: allocation of 1048576 bytes failed \(heap 33554432 bytes, at most 33554432\)$/,
+      )
       expect(backend.heap().bytes).toBe(cap)
       expect(held.length).toBeGreaterThan(14) // the 16 MiB of growth was used, less allocator overhead
     } finally {
@@ -89,7 +97,9 @@ describe('a trap that escapes from a kernel', () => {
     expect(() => tf.relu(bad)).toThrow(/^the wasm backend failed: memory access out of bounds \(in \w+\)$/)
     expect(backendBroken()).toMatch(/memory access out of bounds/)
     // Nothing more runs on that heap, not even a small op.
-    expect(() => tf.add(tf.scalar(1), tf.scalar(2))).toThrow(/the wasm backend failed earlier: memory access out of bounds/)
+    expect(() => tf.add(tf.scalar(1), tf.scalar(2))).toThrow(
+      /the wasm backend failed earlier: memory access out of bounds/,
+    )
     return bad
   }
 
@@ -103,13 +113,19 @@ describe('a trap that escapes from a kernel', () => {
     const ready = await call('/v2/health/ready')
     expect(ready.status).toBe(503)
     expect(ready.headers.get('retry-after')).toBe('5')
-    expect((await ready.json<{ error: string }>()).error).toMatch(/^not ready: the wasm backend failed: memory access out of bounds.*; it is being rebuilt$/)
+    expect((await ready.json<{ error: string }>()).error).toMatch(
+      /^not ready: the wasm backend failed: memory access out of bounds.*; it is being rebuilt$/,
+    )
 
     // The readiness probe started the rebuild (call() waits for its waitUntil): a fresh heap, iris
     // loaded again on it, ready, and the same answers as before.
     expect(tf.getBackend()).toBe('wasm')
     expect(backendBroken()).toBeUndefined()
-    expect(isolate().status(env).models.map((m) => [m.key, m.state])).toEqual([['iris/1', 'AVAILABLE']])
+    expect(
+      isolate()
+        .status(env)
+        .models.map((m) => [m.key, m.state]),
+    ).toEqual([['iris/1', 'AVAILABLE']])
     expect((await call('/v2/health/ready')).status).toBe(200)
     expect(await iris()).toEqual(before)
     expect(isolate().cache.counters.hits).toBeGreaterThan(0)

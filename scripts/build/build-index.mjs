@@ -32,7 +32,8 @@ export const MODEL_FILE = 'model.json'
 /** Wrangler refuses to serve or upload a static-asset file larger than this (it says "Asset too large"). */
 export const MAX_ASSET_BYTES = 25 * 1024 * 1024
 const ASSETS_IGNORE = '.assetsignore'
-const IGNORE_BEGIN = '# build-index: files over 25 MiB, left out of the assets (npm run reshard -- <version folder> splits them)'
+const IGNORE_BEGIN =
+  '# build-index: files over 25 MiB, left out of the assets (npm run reshard -- <version folder> splits them)'
 const IGNORE_END = '# end build-index'
 // Names become URL path segments; a leading letter or digit also keeps them clear of _index.json.
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
@@ -60,7 +61,9 @@ export async function declaredSignature(json) {
       .map((node) => ({
         name: node.name,
         dtype: node.attr?.dtype?.type,
-        shape: node.attr?.shape?.shape?.unknownRank ? null : (node.attr?.shape?.shape?.dim ?? []).map((d) => Number(d.size ?? -1)),
+        shape: node.attr?.shape?.shape?.unknownRank
+          ? null
+          : (node.attr?.shape?.shape?.dim ?? []).map((d) => Number(d.size ?? -1)),
       }))
     return { inputs, outputs: null }
   }
@@ -111,7 +114,8 @@ const readJson = (path) => {
 const isModelJson = (json) => json?.modelTopology != null && Array.isArray(json.weightsManifest)
 
 /** The *.json files in a folder that are TF.js models (packages often name them after the model). */
-export const modelJsonFiles = (dir) => readdirSync(dir).filter((f) => f.endsWith('.json') && isModelJson(readJson(join(dir, f))))
+export const modelJsonFiles = (dir) =>
+  readdirSync(dir).filter((f) => f.endsWith('.json') && isModelJson(readJson(join(dir, f))))
 
 /** Why a version folder has no model.json, and what to do. */
 function missingModelFile(dir) {
@@ -120,7 +124,8 @@ function missingModelFile(dir) {
     const from = join(dir, candidates[0])
     return `no ${MODEL_FILE}; the model file is ${candidates[0]}: rename it (mv ${relative('.', from)} ${relative('.', join(dir, MODEL_FILE))}); its weight paths stay valid`
   }
-  if (candidates.length > 1) return `no ${MODEL_FILE}, and several model files (${candidates.join(', ')}): put each model in its own <name>/<version>/ folder as ${MODEL_FILE}`
+  if (candidates.length > 1)
+    return `no ${MODEL_FILE}, and several model files (${candidates.join(', ')}): put each model in its own <name>/<version>/ folder as ${MODEL_FILE}`
   return `no ${MODEL_FILE} (the model file of a TF.js layers or graph model, with its weight shards beside it)`
 }
 
@@ -128,7 +133,8 @@ async function indexVersion(dir) {
   if (!existsSync(join(dir, MODEL_FILE))) throw new Error(missingModelFile(dir))
   const json = readJson(join(dir, MODEL_FILE))
   if (json === undefined) throw new Error(`${MODEL_FILE} is not valid JSON`)
-  if (!isModelJson(json)) throw new Error(`${MODEL_FILE} has no modelTopology or weightsManifest: it is not a TF.js model`)
+  if (!isModelJson(json))
+    throw new Error(`${MODEL_FILE} has no modelTopology or weightsManifest: it is not a TF.js model`)
   const files = [{ path: MODEL_FILE, bytes: statSync(join(dir, MODEL_FILE)).size }]
   for (const [i, group] of json.weightsManifest.entries()) {
     const shards = group.paths.map((path) => {
@@ -140,11 +146,14 @@ async function indexVersion(dir) {
     const expected = manifestBytes(group.weights)
     const actual = shards.reduce((n, f) => n + f.bytes, 0)
     if (expected !== undefined && actual !== expected) {
-      throw new Error(`weight group ${i + 1} (${group.paths.join(', ')}) holds ${actual} bytes but ${MODEL_FILE} describes ${expected}: a shard is truncated or from another model`)
+      throw new Error(
+        `weight group ${i + 1} (${group.paths.join(', ')}) holds ${actual} bytes but ${MODEL_FILE} describes ${expected}: a shard is truncated or from another model`,
+      )
     }
     files.push(...shards)
   }
-  const format = json.format === 'graph-model' || Array.isArray(json.modelTopology.node) ? 'graph-model' : 'layers-model'
+  const format =
+    json.format === 'graph-model' || Array.isArray(json.modelTopology.node) ? 'graph-model' : 'layers-model'
   return {
     format,
     files,
@@ -193,7 +202,9 @@ async function measureModels(index, root, { capBytes = isolateHeapBytes(), only 
         delete model.versions[version]
       }
     }
-    const numbers = Object.keys(model.versions).map(Number).sort((a, b) => a - b)
+    const numbers = Object.keys(model.versions)
+      .map(Number)
+      .sort((a, b) => a - b)
     if (numbers.length === 0) delete index.models[name]
     else model.latest = numbers.at(-1)
   }
@@ -234,7 +245,14 @@ function embeddingSizes(json) {
     const inbound = layer.inbound_nodes?.flat(3).find((x) => typeof x === 'string')
     const from = layers.find((l) => l.name === inbound || l.config?.name === inbound)
     // Sequential models have no inbound nodes: their first layer's input is the model's.
-    const input = from?.class_name === 'InputLayer' ? (from.config?.name ?? from.name) : layers.indexOf(layer) <= 1 ? (layers[0]?.class_name === 'InputLayer' ? layers[0].config?.name : undefined) : undefined
+    const input =
+      from?.class_name === 'InputLayer'
+        ? (from.config?.name ?? from.name)
+        : layers.indexOf(layer) <= 1
+          ? layers[0]?.class_name === 'InputLayer'
+            ? layers[0].config?.name
+            : undefined
+          : undefined
     if (input && typeof layer.config?.input_dim === 'number') keep(input, layer.config.input_dim)
   }
   return sizes
@@ -304,7 +322,9 @@ export async function buildIndex(root, { keepInvalidConfig = [], measure = false
       if (big.length > 0) {
         for (const f of big) reported.add(f.path)
         const list = big.map((f) => `${f.path.slice(name.length + version.length + 2)} is ${mib(f.bytes)}`).join(', ')
-        skipped.push(`${name}/${version}: ${list}, over the 25 MiB a static-asset file may be: npm run reshard -- ${relative('.', versionDir)}`)
+        skipped.push(
+          `${name}/${version}: ${list}, over the 25 MiB a static-asset file may be: npm run reshard -- ${relative('.', versionDir)}`,
+        )
         continue
       }
       try {
@@ -313,7 +333,9 @@ export async function buildIndex(root, { keepInvalidConfig = [], measure = false
         skipped.push(`${name}/${version}: ${error.message}`)
       }
     }
-    const numbers = Object.keys(versions).map(Number).sort((a, b) => a - b)
+    const numbers = Object.keys(versions)
+      .map(Number)
+      .sort((a, b) => a - b)
     if (numbers.length === 0) continue
     models[name] = { latest: numbers.at(-1), versions }
     // An optional config.json beside the versions, checked by the Worker's own schema.
@@ -347,7 +369,9 @@ export async function buildIndex(root, { keepInvalidConfig = [], measure = false
           skipped.push(`${name}/${version}: ${problem}`)
           delete models[name].versions[version]
         }
-        const left = Object.keys(models[name].versions).map(Number).sort((a, b) => a - b)
+        const left = Object.keys(models[name].versions)
+          .map(Number)
+          .sort((a, b) => a - b)
         if (left.length === 0) delete models[name]
         else models[name].latest = left.at(-1)
       }
@@ -357,7 +381,9 @@ export async function buildIndex(root, { keepInvalidConfig = [], measure = false
     skipped.push(`${f.path}: ${mib(f.bytes)}, over the 25 MiB a static-asset file may be; left out of the assets`)
   }
   const index = { models }
-  const { refused, unmeasured, measuredNow } = measure ? await measureModels(index, root, { capBytes, only }) : { refused: [], unmeasured: [], measuredNow: [] }
+  const { refused, unmeasured, measuredNow } = measure
+    ? await measureModels(index, root, { capBytes, only })
+    : { refused: [], unmeasured: [], measuredNow: [] }
   return { index, skipped, oversized: oversized.map((f) => f.path), refused, unmeasured, measuredNow }
 }
 
@@ -396,7 +422,8 @@ export function writeAssetsIgnore(root, oversized) {
   const begin = old.indexOf(IGNORE_BEGIN)
   const end = old.indexOf(`${IGNORE_END}\n`, begin)
   const own = begin >= 0 && end >= 0 ? old.slice(0, begin) + old.slice(end + IGNORE_END.length + 1) : old
-  const block = oversized.length > 0 ? `${IGNORE_BEGIN}\n${oversized.map((p) => `/${p}`).join('\n')}\n${IGNORE_END}\n` : ''
+  const block =
+    oversized.length > 0 ? `${IGNORE_BEGIN}\n${oversized.map((p) => `/${p}`).join('\n')}\n${IGNORE_END}\n` : ''
   const text = own + block
   if (text === '') {
     if (existsSync(path)) rmSync(path)
@@ -408,12 +435,19 @@ export function writeAssetsIgnore(root, oversized) {
 if (import.meta.url === `file://${process.argv[1]}`) {
   const root = resolve(process.env.MODEL_ASSETS_DIR ?? 'model-assets')
   const { index, skipped, oversized, refused, unmeasured, measuredNow } = await buildIndex(root, { measure: true })
-  if (measuredNow.length > 0) console.log(`[build-index] measured the wasm heap of ${measuredNow.join(', ')} (kept, by digest, for the next builds)`)
+  if (measuredNow.length > 0)
+    console.log(
+      `[build-index] measured the wasm heap of ${measuredNow.join(', ')} (kept, by digest, for the next builds)`,
+    )
   for (const problem of skipped) console.warn(`[build-index] skipped ${problem}`)
-  for (const problem of unmeasured) console.warn(`[build-index] not measured (the Worker measures it as it loads): ${problem}`)
+  for (const problem of unmeasured)
+    console.warn(`[build-index] not measured (the Worker measures it as it loads): ${problem}`)
   if (refused.length > 0) {
     // Refused before anyone calls it: no server starts and no deploy goes out with a model that cannot load.
-    for (const problem of refused) console.error(`[build-index] refused ${problem}: remove it from ${relative('.', root) || '.'}, or serve a smaller model`)
+    for (const problem of refused)
+      console.error(
+        `[build-index] refused ${problem}: remove it from ${relative('.', root) || '.'}, or serve a smaller model`,
+      )
     process.exit(1)
   }
   const path = join(root, INDEX_FILE)

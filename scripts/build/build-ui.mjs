@@ -19,7 +19,11 @@ export function buildUi(assets = join(root, 'model-assets')) {
   return FILES.map((file) => {
     const [from, to] = [join(dist, file), join(out, file)]
     // Unchanged files are left alone: wrangler dev watches model-assets/ and would rebuild on every write.
-    if (statSync(to, { throwIfNoEntry: false })?.size !== statSync(from).size || !readFileSync(to).equals(readFileSync(from))) copyFileSync(from, to)
+    if (
+      statSync(to, { throwIfNoEntry: false })?.size !== statSync(from).size ||
+      !readFileSync(to).equals(readFileSync(from))
+    )
+      copyFileSync(from, to)
     return to
   })
 }

@@ -16,7 +16,9 @@ if (!markers.test(doc)) throw new Error(`${path}: no <!-- schema:start --> … <
 const updated = doc.replace(markers, (_, start, end) => `${start}${schemaTable()}${end}`)
 if (process.argv.includes('--check')) {
   if (updated !== doc) {
-    console.error('docs/analytics.md: the schema table differs from src/analytics/schema.ts; run npx node scripts/dev/analytics-schema.mjs')
+    console.error(
+      'docs/analytics.md: the schema table differs from src/analytics/schema.ts; run npx node scripts/dev/analytics-schema.mjs',
+    )
     process.exit(1)
   }
 } else if (updated !== doc) {

@@ -54,8 +54,16 @@ function write(name, modelJSON, weightData, config) {
 }
 
 const shape = (dims) => ({ dim: dims.map((size) => ({ size: String(size) })) })
-const placeholder = (name, type, dims) => ({ name, op: 'Placeholder', attr: { dtype: { type }, shape: { shape: shape(dims) } } })
-const constant = (name, type, dims) => ({ name, op: 'Const', attr: { dtype: { type }, value: { tensor: { dtype: type, tensorShape: shape(dims) } } } })
+const placeholder = (name, type, dims) => ({
+  name,
+  op: 'Placeholder',
+  attr: { dtype: { type }, shape: { shape: shape(dims) } },
+})
+const constant = (name, type, dims) => ({
+  name,
+  op: 'Const',
+  attr: { dtype: { type }, value: { tensor: { dtype: type, tensorShape: shape(dims) } } },
+})
 const op = (name, kind, input, attr = {}) => ({ name, op: kind, input, attr })
 const T = (type) => ({ T: { type } })
 
@@ -90,7 +98,10 @@ function pair(withSignature) {
   const tensor = (name, dtype, dims) => ({ name, dtype, tensorShape: shape(dims) })
   const signature = {
     inputs: { features: tensor('x:0', 'DT_FLOAT', [-1, 3]), multiplier: tensor('k:0', 'DT_INT32', [-1, 1]) },
-    outputs: { scores: tensor('Identity:0', 'DT_FLOAT', [-1, 2]), shifted: tensor('Identity_1:0', 'DT_INT32', [-1, 1]) },
+    outputs: {
+      scores: tensor('Identity:0', 'DT_FLOAT', [-1, 2]),
+      shifted: tensor('Identity_1:0', 'DT_INT32', [-1, 1]),
+    },
   }
   const weights = [
     { name: 'w', shape: [3, 2], dtype: 'float32' },
@@ -147,7 +158,9 @@ async function pixels() {
 async function pixelsPair() {
   const left = tfl.input({ shape: [8, 8, 3], name: 'left' })
   const right = tfl.input({ shape: [8, 8, 3], name: 'right' })
-  const flat = tfl.layers.concatenate({ name: 'flat' }).apply([tfl.layers.flatten().apply(left), tfl.layers.flatten().apply(right)])
+  const flat = tfl.layers
+    .concatenate({ name: 'flat' })
+    .apply([tfl.layers.flatten().apply(left), tfl.layers.flatten().apply(right)])
   return saveLayers(tfl.model({ inputs: [left, right], outputs: flat, name: 'pixels_pair' }))
 }
 
@@ -156,7 +169,13 @@ async function saveLayers(model) {
   await model.save(
     tf.io.withSaveHandler(async (a) => {
       out = [
-        { modelTopology: a.modelTopology, format: 'layers-model', generatedBy: a.generatedBy, convertedBy: null, weightsManifest: [{ paths: [SHARD], weights: a.weightSpecs }] },
+        {
+          modelTopology: a.modelTopology,
+          format: 'layers-model',
+          generatedBy: a.generatedBy,
+          convertedBy: null,
+          weightsManifest: [{ paths: [SHARD], weights: a.weightSpecs }],
+        },
         a.weightData ?? new ArrayBuffer(0),
       ]
       return { modelArtifactsInfo: { dateSaved: new Date(0), modelTopologyType: 'JSON' } }
@@ -171,8 +190,12 @@ async function flower() {
   const sepal = tfl.input({ shape: [2], name: 'sepal' })
   const petal = tfl.input({ shape: [2], name: 'petal' })
   const joined = tfl.layers.concatenate({ name: 'joined' }).apply([sepal, petal])
-  const hidden = tfl.layers.dense({ units: 8, activation: 'tanh', kernelInitializer: seeded(7), name: 'hidden' }).apply(joined)
-  const species = tfl.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: seeded(8), name: 'species' }).apply(hidden)
+  const hidden = tfl.layers
+    .dense({ units: 8, activation: 'tanh', kernelInitializer: seeded(7), name: 'hidden' })
+    .apply(joined)
+  const species = tfl.layers
+    .dense({ units: 3, activation: 'softmax', kernelInitializer: seeded(8), name: 'species' })
+    .apply(hidden)
   const size = tfl.layers.dense({ units: 1, kernelInitializer: seeded(9), name: 'size' }).apply(hidden)
   const model = tfl.model({ inputs: [sepal, petal], outputs: [species, size], name: 'flower' })
   let out
@@ -218,6 +241,12 @@ const PIXELS_IMAGE = { image: { size: [8, 8], channels: 3, range: [0, 255] } }
 write('pixels-pair', ...(await pixelsPair()), { inputs: { left: PIXELS_IMAGE, right: PIXELS_IMAGE } })
 const DIGITS_IMAGE = { image: { image: { size: [28, 28], channels: 1, range: [0, 1] } } }
 copyBundled('model-assets/digits/1', 'digits-labels-file', { inputs: DIGITS_IMAGE, labels: 'labels.txt' })
-writeFileSync(join(ROOT, 'digits-labels-file', 'labels.txt'), 'zero\none\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\n')
-copyBundled('model-assets/digits/1', 'digits-badlabels', { inputs: DIGITS_IMAGE, labels: ['0', '1', '2', '3', '4', '5', '6', '7', '8'] })
+writeFileSync(
+  join(ROOT, 'digits-labels-file', 'labels.txt'),
+  'zero\none\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\n',
+)
+copyBundled('model-assets/digits/1', 'digits-badlabels', {
+  inputs: DIGITS_IMAGE,
+  labels: ['0', '1', '2', '3', '4', '5', '6', '7', '8'],
+})
 copyBundled('model-assets/digits/1', 'digits-batched', { batching: { max_batch_size: 32, max_queue_delay_ms: 5 } })

@@ -32,8 +32,19 @@ const SEED = 20240601
 
 /** MobileNet v1's (pointwise filters, stride) after the stem, scaled by ALPHA. */
 const BLOCKS = [
-  [64, 1], [128, 2], [128, 1], [256, 2], [256, 1], [512, 2],
-  [512, 1], [512, 1], [512, 1], [512, 1], [512, 1], [1024, 2], [1024, 1],
+  [64, 1],
+  [128, 2],
+  [128, 1],
+  [256, 2],
+  [256, 1],
+  [512, 2],
+  [512, 1],
+  [512, 1],
+  [512, 1],
+  [512, 1],
+  [512, 1],
+  [1024, 2],
+  [1024, 1],
 ]
 
 function buildModel() {
@@ -44,23 +55,50 @@ function buildModel() {
 
   const input = tfl.input({ name: 'image', shape: [IMAGE_SIZE, IMAGE_SIZE, 3] })
   let x = tfl.layers
-    .conv2d({ name: 'stem_conv', filters: Math.round(32 * ALPHA), kernelSize: 3, strides: 2, padding: 'same', useBias: false, kernelInitializer: init() })
+    .conv2d({
+      name: 'stem_conv',
+      filters: Math.round(32 * ALPHA),
+      kernelSize: 3,
+      strides: 2,
+      padding: 'same',
+      useBias: false,
+      kernelInitializer: init(),
+    })
     .apply(input)
   x = relu6('stem_relu').apply(batchNorm('stem_bn').apply(x))
   BLOCKS.forEach(([filters, strides], i) => {
     const b = `block${i + 1}`
     x = tfl.layers
-      .depthwiseConv2d({ name: `${b}_dw`, kernelSize: 3, strides, padding: 'same', useBias: false, depthwiseInitializer: init() })
+      .depthwiseConv2d({
+        name: `${b}_dw`,
+        kernelSize: 3,
+        strides,
+        padding: 'same',
+        useBias: false,
+        depthwiseInitializer: init(),
+      })
       .apply(x)
     x = relu6(`${b}_dw_relu`).apply(batchNorm(`${b}_dw_bn`).apply(x))
     x = tfl.layers
-      .conv2d({ name: `${b}_pw`, filters: Math.round(filters * ALPHA), kernelSize: 1, padding: 'same', useBias: false, kernelInitializer: init() })
+      .conv2d({
+        name: `${b}_pw`,
+        filters: Math.round(filters * ALPHA),
+        kernelSize: 1,
+        padding: 'same',
+        useBias: false,
+        kernelInitializer: init(),
+      })
       .apply(x)
     x = relu6(`${b}_pw_relu`).apply(batchNorm(`${b}_pw_bn`).apply(x))
   })
   x = tfl.layers.globalAveragePooling2d({ name: 'pool' }).apply(x)
   const output = tfl.layers
-    .dense({ name: 'probabilities', units: CLASSES, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: seed++ }) })
+    .dense({
+      name: 'probabilities',
+      units: CLASSES,
+      activation: 'softmax',
+      kernelInitializer: tfl.initializers.glorotUniform({ seed: seed++ }),
+    })
     .apply(x)
   return tfl.model({ name: IMAGE_MODEL, inputs: input, outputs: output })
 }
@@ -87,7 +125,9 @@ async function save(model, dir) {
       }
       await writeFile(join(dir, 'model.json'), JSON.stringify(modelJSON))
       written = { shards: paths, weightBytes: weights.byteLength }
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: weights.byteLength } }
+      return {
+        modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: weights.byteLength },
+      }
     }),
   )
   return written
@@ -107,14 +147,18 @@ export async function buildImageModel({ dir = IMAGE_MODEL_DIR, force = false, qu
   say(`${IMAGE_MODEL}: ${model.layers.length} layers, ${params.toLocaleString('en-US')} parameters`)
   const { shards, weightBytes } = await save(model, dir)
   model.dispose()
-  say(`wrote ${dir}: model.json + ${shards.length} shard(s), ${(weightBytes / 2 ** 20).toFixed(2)} MiB of weights, in ${Date.now() - started} ms`)
+  say(
+    `wrote ${dir}: model.json + ${shards.length} shard(s), ${(weightBytes / 2 ** 20).toFixed(2)} MiB of weights, in ${Date.now() - started} ms`,
+  )
   return { dir, built: true, params, weightBytes, shards }
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const args = process.argv.slice(2)
   const out = args.indexOf('--out')
-  await buildImageModel({ force: args.includes('--force'), dir: out >= 0 ? args[out + 1] : IMAGE_MODEL_DIR }).then((r) => {
-    if (!r.built) console.log(`[build-image-model] ${r.dir}/model.json exists; --force rebuilds it`)
-  })
+  await buildImageModel({ force: args.includes('--force'), dir: out >= 0 ? args[out + 1] : IMAGE_MODEL_DIR }).then(
+    (r) => {
+      if (!r.built) console.log(`[build-image-model] ${r.dir}/model.json exists; --force rebuilds it`)
+    },
+  )
 }

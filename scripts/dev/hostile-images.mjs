@@ -25,7 +25,8 @@ export function pngChunk(type, data) {
 }
 const SIGNATURE = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])
 /** IHDR data: colorType 0 gray, 2 RGB, 6 RGBA. */
-const ihdr = (width, height, depth, colorType) => Uint8Array.from([...u32(width), ...u32(height), depth, colorType, 0, 0, 0])
+const ihdr = (width, height, depth, colorType) =>
+  Uint8Array.from([...u32(width), ...u32(height), depth, colorType, 0, 0, 0])
 const png = (...chunks) => concat(SIGNATURE, ...chunks, pngChunk('IEND', new Uint8Array(0)))
 
 /** zlib (RFC 1950) of `total` zero bytes, fed in 1 MiB pieces, by the platform's CompressionStream. */
@@ -34,7 +35,8 @@ export async function deflateZeros(total, { rowBytes } = {}) {
   const writer = stream.writable.getWriter()
   const piece = new Uint8Array(rowBytes ?? 1 << 20)
   void (async () => {
-    for (let left = total; left > 0; left -= piece.length) await writer.write(left >= piece.length ? piece : piece.subarray(0, left))
+    for (let left = total; left > 0; left -= piece.length)
+      await writer.write(left >= piece.length ? piece : piece.subarray(0, left))
     await writer.close()
   })()
   return new Uint8Array(await new Response(stream.readable).arrayBuffer())
@@ -42,7 +44,11 @@ export async function deflateZeros(total, { rowBytes } = {}) {
 
 /** 93 bytes: IHDR 1×1 gray, then IHDR 8192×8192 RGBA; a reader of the first IHDR sees one pixel. */
 export async function pngDoubleIhdr() {
-  return png(pngChunk('IHDR', ihdr(1, 1, 8, 0)), pngChunk('IHDR', ihdr(8192, 8192, 8, 6)), pngChunk('IDAT', await deflateZeros(2)))
+  return png(
+    pngChunk('IHDR', ihdr(1, 1, 8, 0)),
+    pngChunk('IHDR', ihdr(8192, 8192, 8, 6)),
+    pngChunk('IDAT', await deflateZeros(2)),
+  )
 }
 
 /** A 1000×1000 gray PNG (1,001,000 bytes of rows) whose IDAT inflates to 256 MiB: ~261 KB. */
@@ -53,12 +59,19 @@ export async function pngIdatBomb() {
 /** The same 256 MiB in an iCCP profile, beside a valid 1000×1000 image. */
 export async function pngIccpBomb() {
   const profile = concat(new TextEncoder().encode('icc\0'), Uint8Array.of(0), await deflateZeros(256 << 20))
-  return png(pngChunk('IHDR', ihdr(1000, 1000, 8, 0)), pngChunk('iCCP', profile), pngChunk('IDAT', await deflateZeros(1000 * 1001)))
+  return png(
+    pngChunk('IHDR', ihdr(1000, 1000, 8, 0)),
+    pngChunk('iCCP', profile),
+    pngChunk('IDAT', await deflateZeros(1000 * 1001)),
+  )
 }
 
 /** A flat `width`×`height` PNG of 16-bit RGBA (8 bytes a pixel): tiny on the wire, 2× an 8-bit image decoded. */
 export async function png16(width, height) {
-  return png(pngChunk('IHDR', ihdr(width, height, 16, 6)), pngChunk('IDAT', await deflateZeros(height * (1 + width * 8))))
+  return png(
+    pngChunk('IHDR', ihdr(width, height, 16, 6)),
+    pngChunk('IDAT', await deflateZeros(height * (1 + width * 8))),
+  )
 }
 
 /**
@@ -72,7 +85,9 @@ export function flatJpeg(width, height, components = 1, adobeTransform) {
   const blocks = Math.ceil(width / 8) * Math.ceil(height / 8) * components
   return concat(
     Uint8Array.of(0xff, 0xd8),
-    adobeTransform === undefined ? new Uint8Array(0) : segment(0xee, ...new TextEncoder().encode('Adobe'), 0, 100, 0, 0, 0, 0, adobeTransform),
+    adobeTransform === undefined
+      ? new Uint8Array(0)
+      : segment(0xee, ...new TextEncoder().encode('Adobe'), 0, 100, 0, 0, 0, 0, adobeTransform),
     segment(0xdb, 0, ...new Array(64).fill(1)),
     segment(0xc0, 8, ...u16(height), ...u16(width), components, ...ids.flatMap((id) => [id, 0x11, 0])),
     segment(0xc4, 0x00, 1, ...new Array(15).fill(0), 0), // DC: one code, "0", for difference category 0
@@ -102,11 +117,13 @@ export function jpegFillByteDesync(size = 8192) {
  */
 export function jpegScanBomb(progressive, times = 1000) {
   const starts = []
-  for (let i = 2; i + 1 < progressive.length; i++) if (progressive[i] === 0xff && progressive[i + 1] === 0xda) starts.push(i)
+  for (let i = 2; i + 1 < progressive.length; i++)
+    if (progressive[i] === 0xff && progressive[i + 1] === 0xda) starts.push(i)
   const end = progressive.length - 2 // FF D9
   // A scan runs to the next marker that is not a restart marker (FF D0–D7) nor a stuffed FF 00.
   const scanEnd = (from) => {
-    for (let i = from + 2; i + 1 < end; i++) if (progressive[i] === 0xff && progressive[i + 1] !== 0 && (progressive[i + 1] & 0xf8) !== 0xd0) return i
+    for (let i = from + 2; i + 1 < end; i++)
+      if (progressive[i] === 0xff && progressive[i + 1] !== 0 && (progressive[i + 1] & 0xf8) !== 0xd0) return i
     return end
   }
   // Each scan with the tables defined since the one before it (its Huffman tables), so every copy decodes alike.

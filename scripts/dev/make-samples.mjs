@@ -20,7 +20,10 @@ export function heldOutDigit(label) {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   mkdirSync(SAMPLES, { recursive: true })
-  writeFileSync(join(SAMPLES, 'digit.png'), encode({ width: 28, height: 28, channels: 1, depth: 8, data: heldOutDigit(7) }))
+  writeFileSync(
+    join(SAMPLES, 'digit.png'),
+    encode({ width: 28, height: 28, channels: 1, depth: 8, data: heldOutDigit(7) }),
+  )
   copyFileSync(join(ROOT, 'test/fixtures/models/_images/chelsea.jpg'), join(SAMPLES, 'cat.jpg'))
   console.log(`[make-samples] wrote ${join(SAMPLES, 'digit.png')} and ${join(SAMPLES, 'cat.jpg')}`)
 }

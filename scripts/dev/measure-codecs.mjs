@@ -31,7 +31,10 @@ async function tiled(width, height, channels) {
 }
 
 /** The tiled photo as a JPEG at quality 85. */
-const jpegOf = async (width, height) => new Uint8Array(await encodeJpeg({ data: await tiled(width, height, 4), width, height, colorSpace: 'srgb' }, { quality: 85 }))
+const jpegOf = async (width, height) =>
+  new Uint8Array(
+    await encodeJpeg({ data: await tiled(width, height, 4), width, height, colorSpace: 'srgb' }, { quality: 85 }),
+  )
 
 function median(values) {
   const sorted = [...values].sort((a, b) => a - b)
@@ -52,7 +55,8 @@ async function time(decode, bytes, runs) {
 const fastPng = await import('fast-png')
 
 /** The tiled photo as an RGB PNG (fast-png's encoder, default compression). */
-const pngOf = async (width, height) => fastPng.encode({ width, height, data: new Uint8Array((await tiled(width, height, 3)).buffer), channels: 3, depth: 8 })
+const pngOf = async (width, height) =>
+  fastPng.encode({ width, height, data: new Uint8Array((await tiled(width, height, 3)).buffer), channels: 3, depth: 8 })
 
 const pngDecoders = {
   '@jsquash/png (Rust png, wasm)': async (bytes) => (await decodePng(bytes)).data.length,
@@ -75,7 +79,10 @@ const only = process.argv[2]
 async function measure(format, group, make) {
   const large = await make(4000, 3000)
   const small = await make(640, 480)
-  if (!only) console.log(`12 MP ${format}: ${large.byteLength} bytes; 640×480 ${format}: ${small.byteLength} bytes; node ${process.version}`)
+  if (!only)
+    console.log(
+      `12 MP ${format}: ${large.byteLength} bytes; 640×480 ${format}: ${small.byteLength} bytes; node ${process.version}`,
+    )
   for (const [name, decode] of Object.entries(group)) {
     if (only && !name.includes(only)) continue
     const before = process.memoryUsage().rss

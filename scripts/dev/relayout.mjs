@@ -107,9 +107,7 @@ export const MOVES = {
 }
 
 /** Paths built from segments, which no path rewrite can see: exact text → replacement, in the files named. */
-const SEGMENTS = [
-  { files: /^bench\//, from: "'scripts', 'launch.mjs'", to: "'scripts', 'tools', 'launch.mjs'" },
-]
+const SEGMENTS = [{ files: /^bench\//, from: "'scripts', 'launch.mjs'", to: "'scripts', 'tools', 'launch.mjs'" }]
 
 /**
  * Symbol renames for one word per concept (docs/architecture.md's glossary), whole words in the
@@ -124,7 +122,17 @@ const RENAMES = [
 
 /** Where text is rewritten: code and config under these, and the root files below. */
 const CODE_DIRS = ['src/', 'test/', 'scripts/', 'bench/', 'client/', 'docs/', '.ci/']
-const ROOT_FILES = ['.gitignore', 'package.json', 'wrangler.toml', 'vitest.config.ts', 'tsconfig.json', 'tsconfig.node.json', '.dependency-cruiser.cjs', 'README.md', '.prettierignore']
+const ROOT_FILES = [
+  '.gitignore',
+  'package.json',
+  'wrangler.toml',
+  'vitest.config.ts',
+  'tsconfig.json',
+  'tsconfig.node.json',
+  '.dependency-cruiser.cjs',
+  'README.md',
+  '.prettierignore',
+]
 const TEXT = /\.(ts|mts|cts|mjs|cjs|js|json|toml|md|d\.ts)$|^\.ci\/run$|^\.gitignore$/
 // Generated or data files: their paths inside are rewritten by regenerating them, not here.
 const SKIP = /^test\/fixtures\/|^model-assets\/|package-lock\.json$/
@@ -135,9 +143,19 @@ const git = (...args) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8'
 
 function main() {
   const dryRun = process.argv.includes('--dry-run')
-  const files = git('ls-files', '-co', '--exclude-standard').split('\n').filter(Boolean).filter((f) => existsSync(join(ROOT, f)))
+  const files = git('ls-files', '-co', '--exclude-standard')
+    .split('\n')
+    .filter(Boolean)
+    .filter((f) => existsSync(join(ROOT, f)))
   const present = new Set(files)
-  const dirs = new Set(files.flatMap((f) => f.split('/').slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join('/'))))
+  const dirs = new Set(
+    files.flatMap((f) =>
+      f
+        .split('/')
+        .slice(0, -1)
+        .map((_, i, parts) => parts.slice(0, i + 1).join('/')),
+    ),
+  )
 
   // Every file that moves, the folder entries expanded.
   const moves = new Map()
@@ -149,12 +167,14 @@ function main() {
     } else if (present.has(from)) moves.set(from, to)
     else console.log(`[relayout] skipped ${from}: not in the tree`)
   }
-  for (const to of moves.values()) if (present.has(to)) throw new Error(`relayout: ${to} exists already; has the relayout run?`)
+  for (const to of moves.values())
+    if (present.has(to)) throw new Error(`relayout: ${to} exists already; has the relayout run?`)
 
   /** The new place of an old path (file or folder); unchanged when it does not move. */
   const moved = (path) => {
     if (moves.has(path)) return moves.get(path)
-    for (const [from, to] of Object.entries(MOVES)) if (from.endsWith('/') && (path + '/').startsWith(from)) return to + path.slice(from.length)
+    for (const [from, to] of Object.entries(MOVES))
+      if (from.endsWith('/') && (path + '/').startsWith(from)) return to + path.slice(from.length)
     return path
   }
 
@@ -186,7 +206,9 @@ function main() {
 
   // Repository paths in text: the longest first, so a folder entry never eats a longer file path.
   const textual = [...moves].sort((a, b) => b[0].length - a[0].length)
-  const srcRelative = textual.filter(([from, to]) => from.startsWith('src/') && from.slice(4).includes('/')).map(([from, to]) => [from.slice(4), to.slice(4)])
+  const srcRelative = textual
+    .filter(([from, to]) => from.startsWith('src/') && from.slice(4).includes('/'))
+    .map(([from, to]) => [from.slice(4), to.slice(4)])
   const boundary = (path) => new RegExp(`(?<![\\w./-])${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\w-])`, 'g')
   const textRules = [...textual, ...srcRelative].map(([from, to]) => [boundary(from), to])
   // A module's name in its header (`@module http/routes/v2`) and a package path without extension ('warmserve/src/rpc/types').
@@ -197,9 +219,11 @@ function main() {
     textRules.push([new RegExp(`(?<=['"/])src/${escape(oldName)}(?=['"])`, 'g'), `src/${newName}`])
   }
   // A Markdown link into the tree from docs/ (`](../src/cache/model-cache.ts)`): docs do not move, so only the target changes.
-  for (const [from, to] of textual) textRules.push([new RegExp(`(?<=\\]\\((?:\\.\\./)*)${escape(from)}(?![\\w-])`, 'g'), to])
+  for (const [from, to] of textual)
+    textRules.push([new RegExp(`(?<=\\]\\((?:\\.\\./)*)${escape(from)}(?![\\w-])`, 'g'), to])
   // A folder named without its trailing slash (`test/e2e/support/caller/index.js` is a file path; `test/e2e/support/caller` alone too).
-  for (const [from, to] of Object.entries(MOVES)) if (from.endsWith('/')) textRules.push([boundary(from.slice(0, -1)), to.slice(0, -1)])
+  for (const [from, to] of Object.entries(MOVES))
+    if (from.endsWith('/')) textRules.push([boundary(from.slice(0, -1)), to.slice(0, -1)])
 
   const rewritten = new Map()
   for (const file of files) {
@@ -213,10 +237,16 @@ function main() {
     if (CODE.test(file)) {
       if (newFile === file) {
         // A file that stays: its import specifiers follow the files they name.
-        text = text.replace(/(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+|\brequire\s*\(\s*|\bvi\.mock\s*\(\s*|reference path=)(['"])(\.{1,2}\/[^'"\n]*)\2/g, (all, lead, quote, spec) => `${lead}${quote}${respecify(spec, oldDir, newDir)}${quote}`)
+        text = text.replace(
+          /(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+|\brequire\s*\(\s*|\bvi\.mock\s*\(\s*|reference path=)(['"])(\.{1,2}\/[^'"\n]*)\2/g,
+          (all, lead, quote, spec) => `${lead}${quote}${respecify(spec, oldDir, newDir)}${quote}`,
+        )
       } else {
         // A file that moves: every relative literal (imports, `new URL('..', import.meta.url)`) keeps pointing where it did.
-        text = text.replace(/(?<![\w.$])(['"`])(\.\.(?:\/[^'"`\s$]*)?|\.\/[^'"`\s$]+)\1/g, (all, quote, spec) => `${quote}${respecify(spec, oldDir, newDir)}${quote}`)
+        text = text.replace(
+          /(?<![\w.$])(['"`])(\.\.(?:\/[^'"`\s$]*)?|\.\/[^'"`\s$]+)\1/g,
+          (all, quote, spec) => `${quote}${respecify(spec, oldDir, newDir)}${quote}`,
+        )
       }
     }
     for (const [pattern, to] of textRules) text = text.replace(pattern, to)
@@ -243,7 +273,11 @@ function main() {
   // A folder left empty by the moves (test/e2e/support/caller) goes.
   for (const from of moves.keys()) {
     const dir = join(ROOT, dirname(from))
-    if (existsSync(dir) && statSync(dir).isDirectory() && git('ls-files', '-co', '--exclude-standard', relative(ROOT, dir)).trim() === '') {
+    if (
+      existsSync(dir) &&
+      statSync(dir).isDirectory() &&
+      git('ls-files', '-co', '--exclude-standard', relative(ROOT, dir)).trim() === ''
+    ) {
       try {
         execFileSync('rmdir', [dir])
       } catch {

@@ -23,30 +23,60 @@ const NSFW_LABELS = ['Drawing', 'Hentai', 'Neutral', 'Porn', 'Sexy']
 
 /** The models that fit an isolate: name, where the package ships it, and what it is. */
 export const ZOO = [
-  { name: 'nsfw-mobilenet-v2', source: `${NSFW}/mobilenet_v2`, kind: 'MobileNetV2 classifier, Keras layers model, JS-packed (nsfwjs)', labels: NSFW_LABELS },
-  { name: 'nsfw-mobilenet-v2-mid', source: `${NSFW}/mobilenet_v2_mid`, kind: 'MobileNetV2 classifier, graph model, JS-packed (nsfwjs)', labels: NSFW_LABELS },
+  {
+    name: 'nsfw-mobilenet-v2',
+    source: `${NSFW}/mobilenet_v2`,
+    kind: 'MobileNetV2 classifier, Keras layers model, JS-packed (nsfwjs)',
+    labels: NSFW_LABELS,
+  },
+  {
+    name: 'nsfw-mobilenet-v2-mid',
+    source: `${NSFW}/mobilenet_v2_mid`,
+    kind: 'MobileNetV2 classifier, graph model, JS-packed (nsfwjs)',
+    labels: NSFW_LABELS,
+  },
   { name: 'faceres', source: `${HUMAN}/faceres.json`, kind: 'MobileNet v1 face description, 224×224' },
   { name: 'antispoof', source: `${HUMAN}/antispoof.json`, kind: 'small CNN classifier, 128×128' },
   { name: 'emotion', source: `${HUMAN}/emotion.json`, kind: 'CNN on 64×64 grayscale' },
   { name: 'gear', source: `${HUMAN}/gear.json`, kind: 'age/gender/race regressor, 198×198' },
   { name: 'centernet', source: `${HUMAN}/centernet.json`, kind: 'CenterNet object detector, 512×512, batch 1' },
-  { name: 'handtrack', source: `${HUMAN}/handtrack.json`, kind: 'SSD hand detector with NMS (control flow), 320×320, batch 1' },
+  {
+    name: 'handtrack',
+    source: `${HUMAN}/handtrack.json`,
+    kind: 'SSD hand detector with NMS (control flow), 320×320, batch 1',
+  },
   { name: 'movenet-lightning', source: `${HUMAN}/movenet-lightning.json`, kind: 'MoveNet pose, 192×192, batch 1' },
   { name: 'blazeface', source: `${HUMAN}/blazeface.json`, kind: 'BlazeFace face detector, 256×256, batch 1' },
   { name: 'selfie', source: `${HUMAN}/selfie.json`, kind: 'selfie segmentation, 256×256, batch 1' },
   { name: 'nanodet', source: `${HUMAN}/nanodet.json`, kind: 'NanoDet detector, channels-first 416×416, batch 1' },
-  { name: 'upscaler', source: 'node_modules/@upscalerjs/default-model/models', kind: 'ESRGAN super-resolution, any size (64×64 configured)', image: [64, 64] },
+  {
+    name: 'upscaler',
+    source: 'node_modules/@upscalerjs/default-model/models',
+    kind: 'ESRGAN super-resolution, any size (64×64 configured)',
+    image: [64, 64],
+  },
 ]
 
 /** Too big for an isolate even alone: build-index must refuse it. */
-export const REFUSED = [{ name: 'nsfw-inception-v3', source: `${NSFW}/inception_v3`, kind: 'Inception v3 classifier, 299×299 (nsfwjs)', labels: NSFW_LABELS }]
+export const REFUSED = [
+  {
+    name: 'nsfw-inception-v3',
+    source: `${NSFW}/inception_v3`,
+    kind: 'Inception v3 classifier, 299×299 (nsfwjs)',
+    labels: NSFW_LABELS,
+  },
+]
 
 /** Writes one zoo model as `<repo>/<name>/1/` with a starting config.json. */
 export async function addZooModel(repo, entry) {
   const dir = join(repo, entry.name, '1')
   const json = importModel(join(ROOT, entry.source), dir)
   const signature = await declaredSignature(json)
-  const { config } = startingConfig(signature, { source: entry.source.replace('node_modules/', ''), labels: entry.labels, json })
+  const { config } = startingConfig(signature, {
+    source: entry.source.replace('node_modules/', ''),
+    labels: entry.labels,
+    json,
+  })
   if (entry.image) {
     const [input] = signature.inputs
     config.inputs = { [input.name]: { image: { size: entry.image, channels: 3, range: [0, 1] } } }
@@ -67,13 +97,17 @@ export async function assembleZoo(dir = ZOO_DIR, { refused = true } = {}) {
 
 const filesBytes = (dir) => {
   const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'))
-  return ['model.json', ...json.weightsManifest.flatMap((g) => g.paths)].reduce((n, p) => n + statSync(join(dir, p)).size, 0)
+  return ['model.json', ...json.weightsManifest.flatMap((g) => g.paths)].reduce(
+    (n, p) => n + statSync(join(dir, p)).size,
+    0,
+  )
 }
 
 const shapesOf = (dir) => {
   const config = JSON.parse(readFileSync(join(dir, '../..', 'config.json'), 'utf8'))
   const shapes = {}
-  for (const [name, t] of Object.entries(config.inputs ?? {})) shapes[name] = [-1, t.image.size[0], t.image.size[1], t.image.channels]
+  for (const [name, t] of Object.entries(config.inputs ?? {}))
+    shapes[name] = [-1, t.image.size[0], t.image.size[1], t.image.channels]
   return Object.keys(shapes).length > 0 ? shapes : undefined
 }
 

@@ -30,15 +30,26 @@ export function nameFrom(source) {
   return raw.replace(/[^A-Za-z0-9_.-]/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'model'
 }
 
-const versionsOf = (dir) => (existsSync(dir) ? readdirSync(dir).filter((v) => VERSION.test(v)).map(Number) : [])
+const versionsOf = (dir) =>
+  existsSync(dir)
+    ? readdirSync(dir)
+        .filter((v) => VERSION.test(v))
+        .map(Number)
+    : []
 
 /**
  * Adds the model; returns what it wrote and measured. Throws with the reason (the version folder, and
  * a config.json it wrote, are removed first).
  */
-export async function addModel(source, { name, version, root = resolve(process.env.MODEL_ASSETS_DIR ?? 'model-assets') } = {}) {
+export async function addModel(
+  source,
+  { name, version, root = resolve(process.env.MODEL_ASSETS_DIR ?? 'model-assets') } = {},
+) {
   name ??= nameFrom(source)
-  if (!MODEL_NAME.test(name)) throw new Error(`'${name}' is not a valid model name (letters, digits, '_', '.', '-'; starting with a letter or digit): give one with --name`)
+  if (!MODEL_NAME.test(name))
+    throw new Error(
+      `'${name}' is not a valid model name (letters, digits, '_', '.', '-'; starting with a letter or digit): give one with --name`,
+    )
   const modelDir = join(root, name)
   version ??= String(Math.max(0, ...versionsOf(modelDir)) + 1)
   if (!VERSION.test(String(version))) throw new Error(`version '${version}' is not a positive integer`)
@@ -60,7 +71,16 @@ export async function addModel(source, { name, version, root = resolve(process.e
     if (problems.length > 0) throw new Error(problems.join('; '))
     const entry = index.models[name]?.versions[version]
     if (!entry) throw new Error(`${name}/${version} did not make it into the index`)
-    return { name, version: Number(version), dir, entry, config: wroteConfig ? config : undefined, notes, unmeasured: mine(unmeasured), resharded: big }
+    return {
+      name,
+      version: Number(version),
+      dir,
+      entry,
+      config: wroteConfig ? config : undefined,
+      notes,
+      unmeasured: mine(unmeasured),
+      resharded: big,
+    }
   } catch (error) {
     rmSync(hadModelDir ? dir : modelDir, { recursive: true, force: true })
     if (wroteConfig && hadModelDir) rmSync(configPath, { force: true })
@@ -69,7 +89,10 @@ export async function addModel(source, { name, version, root = resolve(process.e
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values, positionals } = parseArgs({ allowPositionals: true, options: { name: { type: 'string' }, version: { type: 'string' } } })
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: { name: { type: 'string' }, version: { type: 'string' } },
+  })
   if (positionals.length !== 1) {
     console.error('usage: npm run add-model -- <folder | model.json | model.min.js> [--name N] [--version V]')
     process.exit(2)
@@ -82,17 +105,27 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     process.exit(1)
   }
   const { name, version, dir, entry, config, notes, unmeasured, resharded } = added
-  console.log(`[add-model] ${relative('.', dir)}: ${entry.format}, ${MB(entry.totalBytes)} MB of files${resharded.length ? ` (resharded ${resharded.join(', ')})` : ''}`)
-  for (const s of ['inputs', 'outputs']) for (const t of entry.signature?.[s] ?? []) console.log(`  ${s.slice(0, -1)} ${t.name}: ${t.dtype} [${(t.shape ?? ['?']).join(', ')}]`)
+  console.log(
+    `[add-model] ${relative('.', dir)}: ${entry.format}, ${MB(entry.totalBytes)} MB of files${resharded.length ? ` (resharded ${resharded.join(', ')})` : ''}`,
+  )
+  for (const s of ['inputs', 'outputs'])
+    for (const t of entry.signature?.[s] ?? [])
+      console.log(`  ${s.slice(0, -1)} ${t.name}: ${t.dtype} [${(t.shape ?? ['?']).join(', ')}]`)
   if (entry.memory) {
     const m = entry.memory
-    console.log(`  memory: ${MB(m.weightBytes)} MB of weights; ${MB(m.restingBytes)} MB held while loaded, ${MB(m.heapBytes1)} MB of wasm heap to run 1 row${m.heapBytes4 ? `, ${MB(m.heapBytes4)} MB for 4` : ''}`)
+    console.log(
+      `  memory: ${MB(m.weightBytes)} MB of weights; ${MB(m.restingBytes)} MB held while loaded, ${MB(m.heapBytes1)} MB of wasm heap to run 1 row${m.heapBytes4 ? `, ${MB(m.heapBytes4)} MB for 4` : ''}`,
+    )
   } else {
     console.log(`  memory: not measured here (${unmeasured.join('; ')}); the Worker measures it as it loads`)
   }
-  if (config) console.log(`  wrote ${relative('.', join(dir, '../..', 'config.json'))}; check:\n    - ${notes.join('\n    - ')}`)
+  if (config)
+    console.log(`  wrote ${relative('.', join(dir, '../..', 'config.json'))}; check:\n    - ${notes.join('\n    - ')}`)
   const image = Object.keys(config?.inputs ?? {}).length > 0
   console.log('  call it (npm run dev):')
-  if (image) console.log(`    curl -s -X POST localhost:8787/v1/models/${name}:classify -H 'Content-Type: image/jpeg' --data-binary @test/fixtures/models/_images/<a photo>.jpg`)
+  if (image)
+    console.log(
+      `    curl -s -X POST localhost:8787/v1/models/${name}:classify -H 'Content-Type: image/jpeg' --data-binary @test/fixtures/models/_images/<a photo>.jpg`,
+    )
   console.log(`    curl -s localhost:8787/v1/models/${name}/metadata`)
 }

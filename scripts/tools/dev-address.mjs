@@ -9,7 +9,9 @@ import { ROOT } from './launch.mjs'
 const WRANGLER_DEFAULTS = { ip: 'localhost', port: 8787 }
 
 /** `[dev]` ip and port from the text of a wrangler.toml (keys of that table only, until the next table). */
-export function devAddress(toml = existsSync(join(ROOT, 'wrangler.toml')) ? readFileSync(join(ROOT, 'wrangler.toml'), 'utf8') : '') {
+export function devAddress(
+  toml = existsSync(join(ROOT, 'wrangler.toml')) ? readFileSync(join(ROOT, 'wrangler.toml'), 'utf8') : '',
+) {
   const table = /^\[dev\][ \t]*$([\s\S]*?)(?=^\[|(?![\s\S]))/m.exec(toml)?.[1] ?? ''
   const ip = /^[ \t]*ip[ \t]*=[ \t]*"([^"]+)"/m.exec(table)?.[1] ?? WRANGLER_DEFAULTS.ip
   const port = Number(/^[ \t]*port[ \t]*=[ \t]*(\d+)/m.exec(table)?.[1] ?? WRANGLER_DEFAULTS.port)
@@ -24,6 +26,7 @@ export function devUrl(argv = [], toml) {
   const { ip, port } = devAddress(toml)
   const i = argv.indexOf('--port')
   const chosen = i >= 0 ? Number(argv[i + 1]) : port
-  if (!Number.isInteger(chosen) || chosen < 1 || chosen > 65535) throw new Error(`--port ${argv[i + 1]} is not a port number`)
+  if (!Number.isInteger(chosen) || chosen < 1 || chosen > 65535)
+    throw new Error(`--port ${argv[i + 1]} is not a port number`)
   return `http://${ip}:${chosen}`
 }

@@ -113,7 +113,8 @@ export async function freePorts(count) {
     }
     return servers.map((server) => {
       const address = server.address()
-      if (typeof address !== 'object' || address === null || address.port <= 0) throw new Error('could not find a free port')
+      if (typeof address !== 'object' || address === null || address.port <= 0)
+        throw new Error('could not find a free port')
       return address.port
     })
   } finally {
@@ -144,7 +145,8 @@ function portOpen(port) {
 function wranglerEnv(assetsDir) {
   const env = { ...process.env }
   for (const key of Object.keys(env)) {
-    if (key.startsWith('npm_') || key.startsWith('VITEST') || ['TEST', 'NODE_ENV', 'MODEL_ASSETS_DIR'].includes(key)) delete env[key]
+    if (key.startsWith('npm_') || key.startsWith('VITEST') || ['TEST', 'NODE_ENV', 'MODEL_ASSETS_DIR'].includes(key))
+      delete env[key]
   }
   return {
     ...env,
@@ -234,17 +236,29 @@ export async function startWranglerDev(options = {}) {
 const PORT_ATTEMPTS = 3
 
 async function startWranglerDevOnce(options) {
-  const { assetsDir, vars = {}, readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS, ready = 'live', configs = [], nice } = options
+  const {
+    assetsDir,
+    vars = {},
+    readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS,
+    ready = 'live',
+    configs = [],
+    nice,
+  } = options
   const [port, inspectorPort] = await freePorts(2)
   const persistDir = scratchDir('warmserve-dev-state-')
   const args = [
     'dev',
-    '--ip', '127.0.0.1',
-    '--port', String(port),
-    '--inspector-ip', '127.0.0.1',
-    '--inspector-port', String(inspectorPort),
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--inspector-ip',
+    '127.0.0.1',
+    '--inspector-port',
+    String(inspectorPort),
     '--show-interactive-dev-session=false',
-    '--persist-to', persistDir,
+    '--persist-to',
+    persistDir,
     // Several Workers in one process: the first config is the primary, which serves HTTP and takes
     // --assets and --var; the others are reached only through service bindings.
     ...configs.flatMap((config) => ['-c', resolve(ROOT, config)]),
@@ -307,7 +321,9 @@ async function startWranglerDevOnce(options) {
     }
   } catch (error) {
     await stop()
-    throw new Error(`wrangler dev: ${error.message} (waited at most ${readyTimeoutMs} ms).\n--- wrangler output ---\n${logs.read().slice(-20_000)}`)
+    throw new Error(
+      `wrangler dev: ${error.message} (waited at most ${readyTimeoutMs} ms).\n--- wrangler output ---\n${logs.read().slice(-20_000)}`,
+    )
   }
   return { url, port, pgid, startupMs: performance.now() - started, logs: logs.read, stop }
 }
@@ -321,10 +337,22 @@ async function startWranglerDevOnce(options) {
  */
 export async function buildBundle(options = {}) {
   const { assetsDir, outDir = scratchDir('warmserve-bundle-'), nice, onSpawn, config } = options
-  const args = ['deploy', '--dry-run', '--outdir', outDir, ...(assetsDir !== undefined ? ['--assets', assetsDir] : []), ...(config !== undefined ? ['-c', resolve(ROOT, config)] : [])]
+  const args = [
+    'deploy',
+    '--dry-run',
+    '--outdir',
+    outDir,
+    ...(assetsDir !== undefined ? ['--assets', assetsDir] : []),
+    ...(config !== undefined ? ['-c', resolve(ROOT, config)] : []),
+  ]
   // Asynchronous, so a caller that serves others meanwhile (the e2e global setup) is not blocked.
   // A session of its own, so that its priority can be set (setGroupPriority).
-  const child = spawn(join(BIN, 'wrangler'), args, { cwd: ROOT, env: wranglerEnv(assetsDir), stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  const child = spawn(join(BIN, 'wrangler'), args, {
+    cwd: ROOT,
+    env: wranglerEnv(assetsDir),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  })
   if (child.pid !== undefined && nice !== undefined) setGroupPriority(child.pid, nice)
   if (child.pid !== undefined) onSpawn?.(child.pid)
   let output = ''
@@ -345,9 +373,13 @@ export function bundleAt(dir) {
   const files = existsSync(dir) ? readdirSync(dir) : []
   const scripts = files.filter((f) => f.endsWith('.js'))
   const main = scripts.includes('index.js') ? 'index.js' : scripts.length === 1 ? scripts[0] : undefined
-  if (main === undefined) throw new Error(`no deploy bundle in ${dir} (no index.js): build one with npm run check:bundle`)
+  if (main === undefined)
+    throw new Error(`no deploy bundle in ${dir} (no index.js): build one with npm run check:bundle`)
   const wasm = files.filter((f) => f.endsWith('.wasm'))
-  const modules = [{ type: 'ESModule', path: join(dir, main) }, ...wasm.map((f) => ({ type: 'CompiledWasm', path: join(dir, f) }))]
+  const modules = [
+    { type: 'ESModule', path: join(dir, main) },
+    ...wasm.map((f) => ({ type: 'CompiledWasm', path: join(dir, f) })),
+  ]
   return { dir, modules, output: '' }
 }
 
@@ -369,10 +401,8 @@ export async function startBundle(options = {}) {
   const port = options.port ?? (await freePort())
   const logs = logBook()
 
-  const [{ Miniflare, Log, LogLevel, convertV4MiniflareOptions }, { unstable_getMiniflareWorkerOptions }] = await Promise.all([
-    import('miniflare'),
-    import('wrangler'),
-  ])
+  const [{ Miniflare, Log, LogLevel, convertV4MiniflareOptions }, { unstable_getMiniflareWorkerOptions }] =
+    await Promise.all([import('miniflare'), import('wrangler')])
   // wrangler.toml as wrangler dev reads it: the same bindings, assets router and cron triggers.
   const { workerOptions } = unstable_getMiniflareWorkerOptions(WRANGLER_TOML)
   const miniflare = new Miniflare(
@@ -404,7 +434,9 @@ export async function startBundle(options = {}) {
     if (ready === 'live') await waitLive(url, deadline, () => undefined)
   } catch (error) {
     await stop()
-    throw new Error(`the deploy bundle: ${error.message} (waited at most ${readyTimeoutMs} ms).\n--- Worker output ---\n${logs.read().slice(-20_000)}`)
+    throw new Error(
+      `the deploy bundle: ${error.message} (waited at most ${readyTimeoutMs} ms).\n--- Worker output ---\n${logs.read().slice(-20_000)}`,
+    )
   }
 
   /** Runs the Worker's scheduled handler once, as the cron would (wrangler.toml's first cron unless given). */
@@ -413,5 +445,14 @@ export async function startBundle(options = {}) {
     const result = await worker.scheduled({ cron, scheduledTime: new Date() })
     return result.outcome
   }
-  return { url, port, startupMs: performance.now() - started, logs: logs.read, stop, scheduled, miniflare, crons: workerOptions.cronTriggers ?? [] }
+  return {
+    url,
+    port,
+    startupMs: performance.now() - started,
+    logs: logs.read,
+    stop,
+    scheduled,
+    miniflare,
+    crons: workerOptions.cronTriggers ?? [],
+  }
 }

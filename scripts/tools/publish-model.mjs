@@ -112,13 +112,18 @@ export async function publishVersion(bucket, { dir, name, version, signatureChan
 /** Version folders of a model already in the bucket. */
 export async function bucketVersions(bucket, name) {
   const listing = await bucket.list({ prefix: `${name}/`, delimiter: '/' })
-  return listing.delimitedPrefixes.map((p) => p.slice(name.length + 1, -1)).filter((v) => VERSION.test(v)).map(Number)
+  return listing.delimitedPrefixes
+    .map((p) => p.slice(name.length + 1, -1))
+    .filter((v) => VERSION.test(v))
+    .map(Number)
 }
 
 function bundledVersions(name) {
   const dir = resolve('model-assets', name)
   if (!existsSync(dir)) return []
-  return readdirSync(dir).filter((v) => VERSION.test(v) && statSync(join(dir, v)).isDirectory()).map(Number)
+  return readdirSync(dir)
+    .filter((v) => VERSION.test(v) && statSync(join(dir, v)).isDirectory())
+    .map(Number)
 }
 
 /** The bucket_name of the MODELS binding in wrangler.toml. */
@@ -149,7 +154,11 @@ async function withLocalBucket(persistTo, name, fn) {
 /** The remote bucket, through `wrangler r2 object put/get --remote`. */
 function remoteBucket(name) {
   const wrangler = (args, input) => {
-    const result = spawnSync('wrangler', ['r2', 'object', ...args, '--remote'], { input, encoding: 'buffer', stdio: ['pipe', 'pipe', 'inherit'] })
+    const result = spawnSync('wrangler', ['r2', 'object', ...args, '--remote'], {
+      input,
+      encoding: 'buffer',
+      stdio: ['pipe', 'pipe', 'inherit'],
+    })
     if (result.status !== 0) throw new Error(`wrangler r2 object ${args[0]} ${args[1]} failed`)
     return result.stdout
   }
@@ -170,7 +179,13 @@ function remoteBucket(name) {
 }
 
 function parseArgs(argv) {
-  const flags = { remote: false, signatureChange: false, persistTo: '.wrangler/state', config: undefined, url: devUrl() }
+  const flags = {
+    remote: false,
+    signatureChange: false,
+    persistTo: '.wrangler/state',
+    config: undefined,
+    url: devUrl(),
+  }
   const positional = []
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
@@ -188,12 +203,17 @@ function parseArgs(argv) {
 
 async function main() {
   const { flags, positional } = parseArgs(process.argv.slice(2))
-  const usage = 'usage: npm run publish-model -- <dir> <name> [version] [--remote] [--signature-change] [--persist-to <dir>] [--port <n>]\n' +
+  const usage =
+    'usage: npm run publish-model -- <dir> <name> [version] [--remote] [--signature-change] [--persist-to <dir>] [--port <n>]\n' +
     '       npm run publish-model -- --config <config.json> <name> [--remote]'
   const [dir, name, versionArg] = flags.config ? [undefined, positional[0]] : positional
   if (!name || (!flags.config && !dir)) throw new Error(usage)
-  if (!MODEL_NAME.test(name)) throw new Error(`'${name}' is not a valid model name (letters, digits, '_', '.', '-'; starting with a letter or digit)`)
-  if (versionArg !== undefined && !VERSION.test(versionArg)) throw new Error(`version '${versionArg}' is not a positive integer`)
+  if (!MODEL_NAME.test(name))
+    throw new Error(
+      `'${name}' is not a valid model name (letters, digits, '_', '.', '-'; starting with a letter or digit)`,
+    )
+  if (versionArg !== undefined && !VERSION.test(versionArg))
+    throw new Error(`version '${versionArg}' is not a positive integer`)
   const bucket = bucketName()
   const where = flags.remote ? `remote bucket ${bucket}` : `local bucket ${bucket} (${flags.persistTo})`
 
@@ -206,11 +226,20 @@ async function main() {
     }
     const version = versionArg ? Number(versionArg) : Math.max(0, ...bundledVersions(name), ...(await known())) + 1
     const memory = await checkMemory(dir, name, version)
-    const manifest = await publishVersion(target, { dir, name, version, signatureChange: flags.signatureChange, memory })
+    const manifest = await publishVersion(target, {
+      dir,
+      name,
+      version,
+      signatureChange: flags.signatureChange,
+      memory,
+    })
     const bytes = manifest.files.reduce((n, f) => n + f.bytes, 0)
     console.log(`[publish-model] ${name}/${version}: ${manifest.files.length} files, ${bytes} bytes → ${where}`)
-    console.log('[publish-model] the cron handler validates it and publishes it; serving isolates switch within REFRESH_INTERVAL.')
-    if (!flags.remote) console.log(`[publish-model] locally, fire the cron with: curl ${flags.url}/cdn-cgi/local/scheduled`)
+    console.log(
+      '[publish-model] the cron handler validates it and publishes it; serving isolates switch within REFRESH_INTERVAL.',
+    )
+    if (!flags.remote)
+      console.log(`[publish-model] locally, fire the cron with: curl ${flags.url}/cdn-cgi/local/scheduled`)
   }
   if (flags.remote) {
     const target = remoteBucket(bucket)

@@ -18,7 +18,10 @@ const MIB = 2 ** 20
 export function modelFile(dir) {
   if (existsSync(join(dir, MODEL_FILE))) return MODEL_FILE
   const found = modelJsonFiles(dir)
-  if (found.length !== 1) throw new Error(`${dir}: expected ${MODEL_FILE} or one TF.js model file, found ${found.length === 0 ? 'none' : found.join(', ')}`)
+  if (found.length !== 1)
+    throw new Error(
+      `${dir}: expected ${MODEL_FILE} or one TF.js model file, found ${found.length === 0 ? 'none' : found.join(', ')}`,
+    )
   return found[0]
 }
 
@@ -27,17 +30,20 @@ export function modelFile(dir) {
  * Returns the model file's name and the new shard paths.
  */
 export async function reshard(dir, { maxShardBytes = 4 * MIB } = {}) {
-  if (!(maxShardBytes >= 1 && maxShardBytes <= MAX_ASSET_BYTES)) throw new Error(`the shard size must be between 1 byte and 25 MiB, got ${maxShardBytes}`)
+  if (!(maxShardBytes >= 1 && maxShardBytes <= MAX_ASSET_BYTES))
+    throw new Error(`the shard size must be between 1 byte and 25 MiB, got ${maxShardBytes}`)
   const file = modelFile(dir)
   const json = JSON.parse(readFileSync(join(dir, file), 'utf8'))
   const oldShards = json.weightsManifest.flatMap((group) => group.paths)
   // tf.js reads the weights as it would to build the model: specs in manifest order, shards joined.
   const artifacts = await tf.io.getModelArtifactsForJSON(json, async (manifest) => [
     tf.io.getWeightSpecs(manifest),
-    manifest.flatMap((group) => group.paths.map((path) => {
-      const bytes = readFileSync(join(dir, path))
-      return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)
-    })),
+    manifest.flatMap((group) =>
+      group.paths.map((path) => {
+        const bytes = readFileSync(join(dir, path))
+        return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)
+      }),
+    ),
   ])
   const weights = new tf.io.CompositeArrayBuffer(artifacts.weightData)
   const count = Math.max(1, Math.ceil(weights.byteLength / maxShardBytes))
@@ -54,13 +60,23 @@ export async function reshard(dir, { maxShardBytes = 4 * MIB } = {}) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values, positionals } = parseArgs({ allowPositionals: true, options: { 'max-shard-mb': { type: 'string', default: '4' } } })
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: { 'max-shard-mb': { type: 'string', default: '4' } },
+  })
   if (positionals.length !== 1) {
     console.error('usage: npm run reshard -- <model version folder> [--max-shard-mb 4]')
     process.exit(2)
   }
   const dir = positionals[0]
-  const { file, shards, bytes } = await reshard(dir, { maxShardBytes: Math.floor(Number(values['max-shard-mb']) * MIB) })
-  console.log(`[reshard] ${relative('.', join(dir, file))}: ${bytes} bytes of weights in ${shards.length} shard${shards.length === 1 ? '' : 's'} of at most ${values['max-shard-mb']} MiB`)
-  if (file !== MODEL_FILE) console.log(`[reshard] the Worker reads ${MODEL_FILE}: mv ${relative('.', join(dir, file))} ${relative('.', join(dir, MODEL_FILE))}`)
+  const { file, shards, bytes } = await reshard(dir, {
+    maxShardBytes: Math.floor(Number(values['max-shard-mb']) * MIB),
+  })
+  console.log(
+    `[reshard] ${relative('.', join(dir, file))}: ${bytes} bytes of weights in ${shards.length} shard${shards.length === 1 ? '' : 's'} of at most ${values['max-shard-mb']} MiB`,
+  )
+  if (file !== MODEL_FILE)
+    console.log(
+      `[reshard] the Worker reads ${MODEL_FILE}: mv ${relative('.', join(dir, file))} ${relative('.', join(dir, MODEL_FILE))}`,
+    )
 }

@@ -18,7 +18,9 @@ const option = (name, fallback) => {
   return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1] : fallback
 }
 const vars = Object.fromEntries(
-  argv.flatMap((arg, i) => (arg === '--var' && argv[i + 1]?.includes(':') ? [argv[i + 1].split(/:(.*)/s).slice(0, 2)] : [])),
+  argv.flatMap((arg, i) =>
+    arg === '--var' && argv[i + 1]?.includes(':') ? [argv[i + 1].split(/:(.*)/s).slice(0, 2)] : [],
+  ),
 )
 const port = Number(option('port', devAddress().port))
 
@@ -26,14 +28,25 @@ const port = Number(option('port', devAddress().port))
 export function nextRun(cron, from = new Date()) {
   const fields = cron.trim().split(/\s+/)
   if (fields.length !== 5) throw new Error(`cron '${cron}' must have five fields`)
-  const ranges = [[0, 59], [0, 23], [1, 31], [1, 12], [0, 6]]
+  const ranges = [
+    [0, 59],
+    [0, 23],
+    [1, 31],
+    [1, 12],
+    [0, 6],
+  ]
   const sets = fields.map((field, f) => {
     const [lo, hi] = ranges[f]
     const values = new Set()
     for (const part of field.split(',')) {
       const [range, stepText] = part.split('/')
       const step = stepText === undefined ? 1 : Number(stepText)
-      const [a, b] = range === '*' ? [lo, hi] : range.includes('-') ? range.split('-').map(Number) : [Number(range), stepText ? hi : Number(range)]
+      const [a, b] =
+        range === '*'
+          ? [lo, hi]
+          : range.includes('-')
+            ? range.split('-').map(Number)
+            : [Number(range), stepText ? hi : Number(range)]
       if (![a, b, step].every(Number.isInteger) || step < 1) throw new Error(`cron '${cron}': cannot read '${part}'`)
       for (let v = a; v <= b; v += step) values.add(v)
     }
@@ -52,8 +65,17 @@ export function nextRun(cron, from = new Date()) {
 async function main() {
   const prebuilt = option('bundle', undefined)
   if (prebuilt === undefined) console.log('[start] building the deploy bundle (wrangler deploy --dry-run) …')
-  const bundle = prebuilt !== undefined ? bundleAt(resolve(prebuilt)) : await buildBundle({ outDir: join(ROOT, '.wrangler', 'start') })
-  const server = await startBundle({ bundle, port, persistDir: join(ROOT, '.wrangler', 'state', 'v3'), vars, ready: 'listening' })
+  const bundle =
+    prebuilt !== undefined
+      ? bundleAt(resolve(prebuilt))
+      : await buildBundle({ outDir: join(ROOT, '.wrangler', 'start') })
+  const server = await startBundle({
+    bundle,
+    port,
+    persistDir: join(ROOT, '.wrangler', 'state', 'v3'),
+    vars,
+    ready: 'listening',
+  })
   const shutdown = async () => {
     clearInterval(follow)
     for (const timer of timers) clearTimeout(timer)
@@ -77,7 +99,9 @@ async function main() {
       const at = nextRun(cron)
       timers.push(
         setTimeout(async () => {
-          console.log(`[start] cron ${cron}: ${await server.scheduled(cron).catch((error) => `failed: ${error.message}`)}`)
+          console.log(
+            `[start] cron ${cron}: ${await server.scheduled(cron).catch((error) => `failed: ${error.message}`)}`,
+          )
           arm()
         }, at.getTime() - Date.now()),
       )

@@ -84,7 +84,11 @@ export class PointWriter {
       this.dataset.writeDataPoint(dataPoint(fields))
     } catch (error) {
       // The point is lost; the request is not.
-      log('warn', 'analytics.write_failed', { point: fields.event, model: fields.model, error: (error as Error)?.message })
+      log('warn', 'analytics.write_failed', {
+        point: fields.event,
+        model: fields.model,
+        error: (error as Error)?.message,
+      })
     }
     return true
   }
@@ -116,20 +120,44 @@ export class IsolateAnalytics {
 
   /** The fields every point carries about the isolate. */
   context(): Fields {
-    return { isolate_age_ms: this.now() - this.startedAt, backend: this.backend(), resident_bytes: this.residentBytes() }
+    return {
+      isolate_age_ms: this.now() - this.startedAt,
+      backend: this.backend(),
+      resident_bytes: this.residentBytes(),
+    }
   }
 
   /** The cache's hooks (src/cache/model-cache.ts `onLoad`, `onLoadFailed`, `onUnload`), each queueing a point. */
   loaded(key: string, ms: number, built: { memoryBytes: number; reload: boolean }): void {
-    this.queue({ ...keyLabels(key), event: 'load', status_class: '2xx', reason: built.reload ? 'reload' : 'load', load_ms: ms, model_memory_bytes: built.memoryBytes })
+    this.queue({
+      ...keyLabels(key),
+      event: 'load',
+      status_class: '2xx',
+      reason: built.reload ? 'reload' : 'load',
+      load_ms: ms,
+      model_memory_bytes: built.memoryBytes,
+    })
   }
 
   loadFailed(key: string, ms: number, message: string): void {
-    this.queue({ ...keyLabels(key), event: 'load', status_class: '5xx', error_code: 'load_failed', reason: cut(message, 256), load_ms: ms })
+    this.queue({
+      ...keyLabels(key),
+      event: 'load',
+      status_class: '5xx',
+      error_code: 'load_failed',
+      reason: cut(message, 256),
+      load_ms: ms,
+    })
   }
 
   unloaded(key: string, reason: string, memoryBytes: number): void {
-    this.queue({ ...keyLabels(key), event: 'unload', status_class: '2xx', reason: cut(reason, 256), model_memory_bytes: memoryBytes })
+    this.queue({
+      ...keyLabels(key),
+      event: 'unload',
+      status_class: '2xx',
+      reason: cut(reason, 256),
+      model_memory_bytes: memoryBytes,
+    })
   }
 
   /** Points waiting to be written. */
@@ -159,7 +187,16 @@ export function errorCode(status: number, error: unknown): string {
   if (status < 400) return ''
   if (error instanceof BudgetBusyError) return 'memory_busy'
   if (error instanceof ModelUnavailableError) return 'model_unavailable'
-  const codes: Record<number, string> = { 400: 'bad_request', 404: 'not_found', 405: 'method_not_allowed', 413: 'too_large', 415: 'unsupported_media_type', 429: 'too_many_requests', 500: 'internal', 503: 'unavailable' }
+  const codes: Record<number, string> = {
+    400: 'bad_request',
+    404: 'not_found',
+    405: 'method_not_allowed',
+    413: 'too_large',
+    415: 'unsupported_media_type',
+    429: 'too_many_requests',
+    500: 'internal',
+    503: 'unavailable',
+  }
   return codes[status] ?? `http_${status}`
 }
 
@@ -185,14 +222,33 @@ export class RequestRecord {
   }
 
   /** The request has a slot: the version it goes to, by which rule, after how long a wait, and its shadow draw. */
-  routed(target: ResolvedVersion, rule: string, queueMs: number, shadow: ResolvedVersion | string | number | undefined): void {
+  routed(
+    target: ResolvedVersion,
+    rule: string,
+    queueMs: number,
+    shadow: ResolvedVersion | string | number | undefined,
+  ): void {
     const shadowVersion = shadow === undefined ? '' : String(typeof shadow === 'object' ? shadow.version : shadow)
-    this.note({ model: target.name, version: String(target.version), traffic_rule: rule, queue_ms: queueMs, shadow_version: shadowVersion, source: target.entry.source ?? 'assets' })
+    this.note({
+      model: target.name,
+      version: String(target.version),
+      traffic_rule: rule,
+      queue_ms: queueMs,
+      shadow_version: shadowVersion,
+      source: target.entry.source ?? 'assets',
+    })
   }
 
   /** The request holds a model: hit, miss or joined, how long it waited for the load, the model's memory. */
   leased({ target, lease }: ModelLease, memoryBytes: number | undefined): void {
-    this.note({ model: target.name, version: String(target.version), model_cache: lease.outcome, load_ms: lease.waitedMs, model_memory_bytes: memoryBytes ?? 0, source: target.entry.source ?? 'assets' })
+    this.note({
+      model: target.name,
+      version: String(target.version),
+      model_cache: lease.outcome,
+      load_ms: lease.waitedMs,
+      model_memory_bytes: memoryBytes ?? 0,
+      source: target.entry.source ?? 'assets',
+    })
   }
 
   /** Writes the request's point (once), then the load and unload points waiting, as far as the invocation has room. */
@@ -200,12 +256,24 @@ export class RequestRecord {
     if (this.finished) return
     this.finished = true
     const code = status >= 400 ? (this.facts.error_code ?? errorCode(status, error)) : ''
-    this.writer.write({ ...this.isolate.context(), ...this.facts, ...facts, event: 'request', status, status_class: `${Math.floor(status / 100)}xx`, error_code: code })
+    this.writer.write({
+      ...this.isolate.context(),
+      ...this.facts,
+      ...facts,
+      event: 'request',
+      status,
+      status_class: `${Math.floor(status / 100)}xx`,
+      error_code: code,
+    })
     this.isolate.drainInto(this.writer)
   }
 
   /** Writes a shadow run's point (src/traffic/traffic.ts), after the request's response, in the same invocation. */
-  shadow(outcome: 'compared' | 'failed' | 'skipped', shadowVersion: number | string, comparison?: { disagreed: boolean; maxAbsDiff: number | null }): void {
+  shadow(
+    outcome: 'compared' | 'failed' | 'skipped',
+    shadowVersion: number | string,
+    comparison?: { disagreed: boolean; maxAbsDiff: number | null },
+  ): void {
     const { model, version, route, colo, request_id, source } = this.facts
     this.writer.write({
       ...this.isolate.context(),

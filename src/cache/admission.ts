@@ -15,7 +15,8 @@ import { guardedBackend, isAllocationFailure } from '../runtime/wasm-guard'
 import type { tf } from '../runtime/tf'
 
 /** Whether the model's figures are the heap's own (measured here or by the index), so that a heap short of them is known to be short. */
-const measuredOnHeap = (f: Servable['footprint']) => f.measured === 'heap-1' || f.measured === 'heap-1-2' || f.measured === 'index'
+const measuredOnHeap = (f: Servable['footprint']) =>
+  f.measured === 'heap-1' || f.measured === 'heap-1-2' || f.measured === 'index'
 
 /** No room in the budget now, and nothing under way that would make some: 503, retry soon, no backoff. */
 export class BudgetBusyError extends ModelUnavailableError {
@@ -72,7 +73,9 @@ export class Admission {
     const leases = this.cache.leases()
     if (this.ledger.transient() === 0 && leases - this.runWaiters - (kind === 'run' ? 1 : 0) <= 0) {
       const free = this.ledger.limit - this.ledger.used()
-      throw new BudgetBusyError(`memory budget full: ${what} needs ${bytes} bytes, ${free} of the ${this.ledger.limit} bytes are free (CACHE_BUDGET_BYTES)`)
+      throw new BudgetBusyError(
+        `memory budget full: ${what} needs ${bytes} bytes, ${free} of the ${this.ledger.limit} bytes are free (CACHE_BUDGET_BYTES)`,
+      )
     }
     if (kind === 'run') this.runWaiters++
     try {
@@ -122,7 +125,9 @@ export class Admission {
     // The heap, not only the budget, must have room: a kernel whose own allocation fails inside the
     // module aborts it (the backend is then rebuilt), so a run starts only where its need fits.
     const heapFits = (r: number) => this.heapRoom(resident.key, need(r))
-    const runner = Object.create(resident.servable, { run: { value: (feeds: Record<string, tf.Tensor>) => this.runWithRoom(resident, feeds) } }) as Servable
+    const runner = Object.create(resident.servable, {
+      run: { value: (feeds: Record<string, tf.Tensor>) => this.runWithRoom(resident, feeds) },
+    }) as Servable
     return runInSubBatches(runner, inputs, splittable ? rows : 1, async (remaining) => {
       const want = splittable ? fitting(room, remaining) : 1
       const ticket = { run: resident.key }
@@ -167,14 +172,21 @@ export class Admission {
    * used first) and runs it again. With none left, a 503 with the figures: the heap is held by models
    * in use, and the request may be retried.
    */
-  private async runWithRoom(resident: AdmittedModel, feeds: Record<string, tf.Tensor>): Promise<Record<string, tf.Tensor>> {
+  private async runWithRoom(
+    resident: AdmittedModel,
+    feeds: Record<string, tf.Tensor>,
+  ): Promise<Record<string, tf.Tensor>> {
     for (;;) {
       try {
         return await resident.servable.run(feeds)
       } catch (error) {
         if (!isAllocationFailure(error)) throw error
         if (this.cache.evictIdle(resident.key)) continue
-        throw new ModelUnavailableError(`${resident.key}: the wasm heap had no room for this run (${error.message}) with every idle model evicted; retry`, 1, error)
+        throw new ModelUnavailableError(
+          `${resident.key}: the wasm heap had no room for this run (${error.message}) with every idle model evicted; retry`,
+          1,
+          error,
+        )
       }
     }
   }
@@ -184,7 +196,10 @@ export class Admission {
    * dimensions): its activations are unknown, so it reserves all the room that is free and is
    * profiled; later requests are admitted by its bytes per input element.
    */
-  private async measureFirst(resident: AdmittedModel, inputs: Record<string, tf.Tensor>): Promise<Record<string, tf.Tensor>> {
+  private async measureFirst(
+    resident: AdmittedModel,
+    inputs: Record<string, tf.Tensor>,
+  ): Promise<Record<string, tf.Tensor>> {
     const f = resident.servable.footprint
     const ticket = { run: resident.key }
     const free = () => this.ledger.limit - this.ledger.used()
@@ -199,8 +214,18 @@ export class Admission {
       const { outputs, peakBytes: tensorPeak } = await profiled(resident.servable, inputs)
       const peakBytes = Math.ceil(tensorPeak * HEAP_PER_ACTIVATION_BYTE)
       const elements = Object.values(inputs).reduce((n, t) => n + t.size, 0)
-      Object.assign(f, { perElement: peakBytes / Math.max(1, elements), activationBytes: 0, rowBytes: peakBytes / (rowsOf(inputs) || 1), measured: 'first-request' })
-      log(peakBytes > reserved ? 'warn' : 'info', 'model.measured', { model: resident.key, elements, activationBytes: peakBytes, reservedBytes: reserved })
+      Object.assign(f, {
+        perElement: peakBytes / Math.max(1, elements),
+        activationBytes: 0,
+        rowBytes: peakBytes / (rowsOf(inputs) || 1),
+        measured: 'first-request',
+      })
+      log(peakBytes > reserved ? 'warn' : 'info', 'model.measured', {
+        model: resident.key,
+        elements,
+        activationBytes: peakBytes,
+        reservedBytes: reserved,
+      })
       return outputs
     } finally {
       this.ledger.release(ticket)

@@ -119,7 +119,13 @@ export class ModelCache {
    */
   configure(limits: CacheLimits): void {
     const { budgetBytes, maxModels, backoffBaseMs, backoffMaxMs } = this.settings
-    if (limits.budgetBytes === budgetBytes && limits.maxModels === maxModels && limits.backoffBaseMs === backoffBaseMs && limits.backoffMaxMs === backoffMaxMs) return
+    if (
+      limits.budgetBytes === budgetBytes &&
+      limits.maxModels === maxModels &&
+      limits.backoffBaseMs === backoffBaseMs &&
+      limits.backoffMaxMs === backoffMaxMs
+    )
+      return
     this.settings = { ...this.settings, ...limits }
     this.admission.ledger.limit = limits.budgetBytes
   }
@@ -179,7 +185,9 @@ export class ModelCache {
         if (isBackendFailure(error) && !(error instanceof ModelTooLargeError)) {
           const message = error instanceof Error ? error.message : String(error)
           log('warn', 'model.load_deferred', { model: key, error: message })
-          throw new BudgetBusyError(`model ${key} could not be loaded now: ${message}; models in use hold the rest of the heap`)
+          throw new BudgetBusyError(
+            `model ${key} could not be loaded now: ${message}; models in use hold the rest of the heap`,
+          )
         }
         const attempts = (this.failures.get(key)?.attempts ?? 0) + 1
         const delay = Math.min(this.options.backoffBaseMs * 2 ** (attempts - 1), this.options.backoffMaxMs)
@@ -203,7 +211,7 @@ export class ModelCache {
    * (`rebuildHeap`). A model that still cannot get its heap alone on a fresh heap is too large: refused.
    */
   private async loadWithRoom(key: string, load: () => Promise<LoadResult>): Promise<LoadResult> {
-    for (let rebuilt = false; ; ) {
+    for (let rebuilt = false; ;) {
       try {
         return await load()
       } catch (error) {
@@ -211,7 +219,10 @@ export class ModelCache {
         const broken = backendBroken() !== undefined
         if (!broken && !isAllocationFailure(error)) throw error
         if (!broken && this.evictIdle(key, 'heap')) continue
-        const alone = this.admission.ledger.used('resident') === 0 && this.leases() === 0 && [...this.entries.keys()].every((k) => k === key)
+        const alone =
+          this.admission.ledger.used('resident') === 0 &&
+          this.leases() === 0 &&
+          [...this.entries.keys()].every((k) => k === key)
         const rebuild = this.settings.rebuildHeap
         if (!rebuild || !(alone || broken)) throw error
         const message = error instanceof Error ? error.message : String(error)
@@ -219,7 +230,10 @@ export class ModelCache {
           // Left sound for the next model, then refused: it does not fit even alone.
           if (broken) await rebuild(`loading ${key} broke it again: ${message}`)
           const max = guardedBackend()?.heap().maxBytes
-          throw new ModelTooLargeError(`it cannot be loaded even alone on a fresh wasm heap${max ? ` of at most ${max} bytes` : ''}: ${message}`, { cause: error })
+          throw new ModelTooLargeError(
+            `it cannot be loaded even alone on a fresh wasm heap${max ? ` of at most ${max} bytes` : ''}: ${message}`,
+            { cause: error },
+          )
         }
         if (!(await rebuild(`loading ${key}: ${message}`))) throw error
         rebuilt = true
@@ -248,7 +262,13 @@ export class ModelCache {
    * Makes a built model resident: the bookkeeping a load and a reload share (its measured bytes, time,
    * log line, observer). A model that cannot run one row within the budget is disposed and refused.
    */
-  private settle(key: string, { servable, timings }: LoadResult, started: number, event: string, ticket?: object): Resident {
+  private settle(
+    key: string,
+    { servable, timings }: LoadResult,
+    started: number,
+    event: string,
+    ticket?: object,
+  ): Resident {
     const f = servable.footprint
     const need = memoryBytes(f)
     if (need > this.options.budgetBytes) {
@@ -371,7 +391,13 @@ export class ModelCache {
     const ticket = { reload: key }
     let resident: Resident
     try {
-      await this.admission.reserve(ticket, 'load', Math.min(bytes * LOAD_ESTIMATE_PER_STORED_BYTE, this.options.budgetBytes), `reloading ${key}`, key)
+      await this.admission.reserve(
+        ticket,
+        'load',
+        Math.min(bytes * LOAD_ESTIMATE_PER_STORED_BYTE, this.options.budgetBytes),
+        `reloading ${key}`,
+        key,
+      )
       const { servable, timings } = await load()
       const entry = this.entries.get(key)
       if (entry !== undefined && entry.resident !== old) {
@@ -382,7 +408,11 @@ export class ModelCache {
       resident = this.settle(key, { servable, timings }, started, 'model.reloaded', ticket)
     } catch (error) {
       if (error instanceof ApiError) throw error
-      throw new ModelUnavailableError(`model ${key} could not be reloaded: ${error instanceof Error ? error.message : String(error)}`, 1, error)
+      throw new ModelUnavailableError(
+        `model ${key} could not be reloaded: ${error instanceof Error ? error.message : String(error)}`,
+        1,
+        error,
+      )
     } finally {
       this.admission.ledger.release(ticket)
     }
@@ -400,7 +430,13 @@ export class ModelCache {
   /** The signature and measured memory of `key` if it is loaded here, without leasing it (metadata needs no inference). */
   signatureOf(key: string): { format: ModelFormat; signature: Signature; memoryBytes: number } | undefined {
     const servable = this.entries.get(key)?.resident?.servable
-    return servable && { format: servable.format, signature: servable.signature, memoryBytes: memoryBytes(servable.footprint) }
+    return (
+      servable && {
+        format: servable.format,
+        signature: servable.signature,
+        memoryBytes: memoryBytes(servable.footprint),
+      }
+    )
   }
 
   /** Drops every loaded version of model `name` (keys `name/<version>`), or of every model; returns their keys. */
@@ -421,7 +457,9 @@ export class ModelCache {
   }
 
   /** The state of one key: loaded, loading, or its last failure. */
-  status(key: string): { state: 'AVAILABLE' | 'LOADING' } | { state: 'FAILED'; message: string; retryAt: number } | undefined {
+  status(
+    key: string,
+  ): { state: 'AVAILABLE' | 'LOADING' } | { state: 'FAILED'; message: string; retryAt: number } | undefined {
     const entry = this.entries.get(key)
     if (entry) return { state: entry.state }
     const failure = this.failures.get(key)

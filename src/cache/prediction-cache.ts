@@ -49,7 +49,14 @@ export async function tensorInputs(feeds: Record<string, tf.Tensor>): Promise<Re
   const entries = await Promise.all(
     Object.entries(feeds).map(async ([name, tensor]): Promise<[string, KeyInput]> => {
       const data = await tensor.data()
-      return [name, { dtype: tensor.dtype, shape: tensor.shape, bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) }]
+      return [
+        name,
+        {
+          dtype: tensor.dtype,
+          shape: tensor.shape,
+          bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+        },
+      ]
     }),
   )
   return Object.fromEntries(entries)
@@ -70,7 +77,12 @@ export async function predictionKey(parts: PredictionKeyParts): Promise<string> 
       config: parts.config,
       format: parts.format,
       outputs: parts.outputs,
-      inputs: names.map((name) => [name, parts.inputs[name]!.dtype, parts.inputs[name]!.shape, parts.inputs[name]!.bytes.byteLength]),
+      inputs: names.map((name) => [
+        name,
+        parts.inputs[name]!.dtype,
+        parts.inputs[name]!.shape,
+        parts.inputs[name]!.bytes.byteLength,
+      ]),
     }),
   )
   const whole = concatBytes([header, ...names.map((name) => parts.inputs[name]!.bytes)])
@@ -86,7 +98,8 @@ const labelDigests = new WeakMap<object, Promise<string>>()
 
 const digestOf = (memo: WeakMap<object, Promise<string>>, of: object) => {
   let digest = memo.get(of)
-  if (!digest) memo.set(of, (digest = crypto.subtle.digest('SHA-256', new TextEncoder().encode(JSON.stringify(of))).then(hex)))
+  if (!digest)
+    memo.set(of, (digest = crypto.subtle.digest('SHA-256', new TextEncoder().encode(JSON.stringify(of))).then(hex)))
   return digest
 }
 
@@ -96,13 +109,27 @@ const digestOf = (memo: WeakMap<object, Promise<string>>, of: object) => {
  * file, as the loaded model has them). Memoized per object.
  */
 export async function versionDigest(files: object, labels: readonly string[] | undefined): Promise<string> {
-  const [ofFiles, ofLabels] = await Promise.all([digestOf(fileDigests, files), labels ? digestOf(labelDigests, labels) : ''])
+  const [ofFiles, ofLabels] = await Promise.all([
+    digestOf(fileDigests, files),
+    labels ? digestOf(labelDigests, labels) : '',
+  ])
   return `${ofFiles}:${ofLabels}`
 }
 
 // ===== The stored form: JSON, with typed arrays (v2 outputs) as bytes after it =====
 
-const TYPED = { Float32Array, Float64Array, Int8Array, Int16Array, Int32Array, Uint8Array, Uint16Array, Uint32Array, BigInt64Array, BigUint64Array }
+const TYPED = {
+  Float32Array,
+  Float64Array,
+  Int8Array,
+  Int16Array,
+  Int32Array,
+  Uint8Array,
+  Uint16Array,
+  Uint32Array,
+  BigInt64Array,
+  BigUint64Array,
+}
 type TypedName = keyof typeof TYPED
 
 /** An answer as a cacheable body: a 4-byte JSON length, the JSON, then each typed array's bytes. */
@@ -162,7 +189,10 @@ export class PredictionCache {
   passOver(reason: string): void {
     if (this.logged.has(reason)) return
     this.logged.add(reason)
-    log('warn', 'prediction_cache.unavailable', { reason, effect: 'predictions are answered as misses; serving goes on' })
+    log('warn', 'prediction_cache.unavailable', {
+      reason,
+      effect: 'predictions are answered as misses; serving goes on',
+    })
   }
 
   /** Records that the Cache API cannot be used in this isolate: from now on every lookup is a miss. */
@@ -186,7 +216,10 @@ export class PredictionCache {
   private failed(operation: 'match' | 'put', error: unknown): void {
     this.errors[operation]++
     this.failures++
-    const waitMs = Math.min(PREDICTION_CACHE_BACKOFF_MAX_MS, PREDICTION_CACHE_BACKOFF_BASE_MS * 2 ** (this.failures - 1))
+    const waitMs = Math.min(
+      PREDICTION_CACHE_BACKOFF_MAX_MS,
+      PREDICTION_CACHE_BACKOFF_BASE_MS * 2 ** (this.failures - 1),
+    )
     this.retryAt = this.now() + waitMs
     log('warn', 'prediction_cache.backoff', {
       operation,

@@ -87,9 +87,9 @@ export type Config = { -readonly [K in keyof typeof DEFAULTS]: number }
 const positiveInt = z.coerce.number().int().positive()
 
 const schema = z.object(
-  Object.fromEntries(
-    Object.entries(DEFAULTS).map(([key, value]) => [key, positiveInt.default(value)]),
-  ) as { [K in keyof Config]: z.ZodDefault<typeof positiveInt> },
+  Object.fromEntries(Object.entries(DEFAULTS).map(([key, value]) => [key, positiveInt.default(value)])) as {
+    [K in keyof Config]: z.ZodDefault<typeof positiveInt>
+  },
 )
 
 // A memo, not state: each env object's vars parse to the same immutable Config and IsolateLimits,
@@ -130,7 +130,10 @@ export interface IsolateLimits {
 
 const limitsSchema = z
   .object({ MAX_CONCURRENT: positiveInt.optional(), MAX_QUEUE: z.coerce.number().int().min(0).optional() })
-  .refine((v) => v.MAX_QUEUE === undefined || v.MAX_CONCURRENT !== undefined, { message: 'MAX_QUEUE needs MAX_CONCURRENT', path: ['MAX_QUEUE'] })
+  .refine((v) => v.MAX_QUEUE === undefined || v.MAX_CONCURRENT !== undefined, {
+    message: 'MAX_QUEUE needs MAX_CONCURRENT',
+    path: ['MAX_QUEUE'],
+  })
 
 /** Reads `MAX_CONCURRENT` and `MAX_QUEUE` from the vars, once per env object; malformed values throw (a 500), as readConfig. */
 export function isolateLimits(env: object): IsolateLimits {
@@ -141,7 +144,10 @@ export function isolateLimits(env: object): IsolateLimits {
     const given = (key: string) => (vars[key] === undefined || vars[key] === '' ? undefined : vars[key])
     const result = limitsSchema.safeParse({ MAX_CONCURRENT: given('MAX_CONCURRENT'), MAX_QUEUE: given('MAX_QUEUE') })
     if (!result.success) throw new Error(`invalid configuration in vars: ${z.prettifyError(result.error)}`)
-    limits = memo.limits = { maxConcurrent: result.data.MAX_CONCURRENT ?? Infinity, maxQueue: result.data.MAX_QUEUE ?? Infinity }
+    limits = memo.limits = {
+      maxConcurrent: result.data.MAX_CONCURRENT ?? Infinity,
+      maxQueue: result.data.MAX_QUEUE ?? Infinity,
+    }
   }
   return limits
 }
@@ -150,9 +156,13 @@ export function isolateLimits(env: object): IsolateLimits {
 export function r2Models(env: object): '*' | Set<string> {
   const value = (env as StringVars).R2_MODELS
   if (value === undefined || value.trim() === '*') return '*'
-  return new Set(value.split(',').map((s) => s.trim()).filter(Boolean))
+  return new Set(
+    value
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  )
 }
-
 
 /**
  * Reads the configuration from the Worker's `vars`, once per env object.

@@ -43,8 +43,17 @@ export function configFault(model: string, problem: string): ModelUnavailableErr
 }
 
 /** The config.json fault of naming an input or output the model does not have (`key`: where it is named). */
-export function missingFromModel(model: string, key: string, named: string, kind: 'input' | 'output', known: readonly string[]): ModelUnavailableError {
-  return configFault(model, `${key} names '${named}', which the model does not have; its ${kind}s are ${known.map((n) => `'${n}'`).join(', ')}`)
+export function missingFromModel(
+  model: string,
+  key: string,
+  named: string,
+  kind: 'input' | 'output',
+  known: readonly string[],
+): ModelUnavailableError {
+  return configFault(
+    model,
+    `${key} names '${named}', which the model does not have; its ${kind}s are ${known.map((n) => `'${n}'`).join(', ')}`,
+  )
 }
 
 /**
@@ -72,7 +81,8 @@ export function quote(text: string): string {
 }
 
 /** A JSON object (not an array, not null): what a client's value must be to be read by key. */
-export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+export const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v)
 
 /** Names a client's JSON value for a message in bounded work: `null`, `an array`, `the string "NaN"`, `number 3`. */
 export function describeValue(value: unknown): string {
@@ -81,7 +91,9 @@ export function describeValue(value: unknown): string {
   if (typeof value === 'object') return 'an object'
   if (typeof value === 'string') {
     // Cut before serializing: JSON.stringify of the whole string would cost its full length.
-    return value.length <= SHOWN_CHARS ? `the string ${JSON.stringify(value)}` : `the string ${JSON.stringify(value.slice(0, SHOWN_CHARS))}… (${value.length} characters)`
+    return value.length <= SHOWN_CHARS
+      ? `the string ${JSON.stringify(value)}`
+      : `the string ${JSON.stringify(value.slice(0, SHOWN_CHARS))}… (${value.length} characters)`
   }
   return `${typeof value} ${String(value)}`
 }

@@ -72,7 +72,14 @@ export class Metrics {
    * Counts one shadow run: `outcome` is `compared`, `failed` (did not load or run) or `skipped`, with
    * `reason` `backlog` (MAX_SHADOWS_PENDING waiting already) or `memory` (no room in the budget for its copy).
    */
-  recordShadow(model: string, version: number, shadow: number | string, outcome: 'compared' | 'failed' | 'skipped', disagreed = false, reason?: 'backlog' | 'memory'): void {
+  recordShadow(
+    model: string,
+    version: number,
+    shadow: number | string,
+    outcome: 'compared' | 'failed' | 'skipped',
+    disagreed = false,
+    reason?: 'backlog' | 'memory',
+  ): void {
     const labels = { model, version: String(version), shadow_version: String(shadow) }
     this.shadows.get({ ...labels, outcome, ...(reason ? { reason } : {}) }).value++
     if (disagreed) this.disagreements.get(labels).value++
@@ -81,7 +88,8 @@ export class Metrics {
   /** Counts one answered request and, if it ran a model, how long the inference took. */
   recordRequest(model: string | undefined, version: string | undefined, status: number, inferMs?: number): void {
     this.requests.get({ model: model ?? '', version: version ?? '', status: String(status) }).value++
-    if (model !== undefined && inferMs !== undefined) this.inference.get({ model, version: version ?? '' }).observe(inferMs / 1000)
+    if (model !== undefined && inferMs !== undefined)
+      this.inference.get({ model, version: version ?? '' }).observe(inferMs / 1000)
   }
 
   /** Observes one finished model build (fetch, build and warmup): the cache's `onLoad` hook. */
@@ -97,7 +105,11 @@ export class Metrics {
   /** The request counter, the two histograms and the prediction cache's counters, as text-format families. */
   families(): string[] {
     return [
-      counterFamily('warmserve_requests_total', 'Requests answered by this isolate, by the model and version that served them (empty when none did) and status.', this.requests),
+      counterFamily(
+        'warmserve_requests_total',
+        'Requests answered by this isolate, by the model and version that served them (empty when none did) and status.',
+        this.requests,
+      ),
       family(
         'warmserve_inference_duration_seconds',
         'histogram',
@@ -110,22 +122,47 @@ export class Metrics {
         'Model loads (fetch, build, warmup) and reloads in this isolate.',
         histogramSamples('warmserve_model_load_duration_seconds', this.loads),
       ),
-      counterFamily('warmserve_prediction_cache_hits_total', 'Predictions answered from the prediction cache (response_cache in config.json), by model.', this.predictionCache.hit),
+      counterFamily(
+        'warmserve_prediction_cache_hits_total',
+        'Predictions answered from the prediction cache (response_cache in config.json), by model.',
+        this.predictionCache.hit,
+      ),
       counterFamily(
         'warmserve_prediction_cache_misses_total',
         'Predictions of models with a prediction cache that ran the model: not cached, expired, bypassed (Cache-Control: no-cache) or no Cache API.',
         this.predictionCache.miss,
       ),
-      counterFamily('warmserve_traffic_total', 'Requests routed to each version of a model, by rule: named (the path names a version or label), default, weighted (random split) or sticky (split by a header).', this.routed),
-      counterFamily('warmserve_rejections_total', "Requests answered 429, by model and reason: model (its max_concurrent and max_queue) or isolate (MAX_CONCURRENT and MAX_QUEUE).", this.rejections),
-      counterFamily('warmserve_shadow_requests_total', 'Requests also run on the shadow version after their response, by outcome: compared, failed (the shadow did not load or run; the client lost nothing) or skipped, by reason: backlog (32 shadow runs waiting already: the shadow cannot keep up) or memory (no room in CACHE_BUDGET_BYTES for the copy of its inputs and outputs).', this.shadows),
-      counterFamily('warmserve_shadow_disagreements_total', "Compared shadow runs whose top-1 class differed from the served version's in some row, or whose outputs differed in shape.", this.disagreements),
+      counterFamily(
+        'warmserve_traffic_total',
+        'Requests routed to each version of a model, by rule: named (the path names a version or label), default, weighted (random split) or sticky (split by a header).',
+        this.routed,
+      ),
+      counterFamily(
+        'warmserve_rejections_total',
+        'Requests answered 429, by model and reason: model (its max_concurrent and max_queue) or isolate (MAX_CONCURRENT and MAX_QUEUE).',
+        this.rejections,
+      ),
+      counterFamily(
+        'warmserve_shadow_requests_total',
+        'Requests also run on the shadow version after their response, by outcome: compared, failed (the shadow did not load or run; the client lost nothing) or skipped, by reason: backlog (32 shadow runs waiting already: the shadow cannot keep up) or memory (no room in CACHE_BUDGET_BYTES for the copy of its inputs and outputs).',
+        this.shadows,
+      ),
+      counterFamily(
+        'warmserve_shadow_disagreements_total',
+        "Compared shadow runs whose top-1 class differed from the served version's in some row, or whose outputs differed in shape.",
+        this.disagreements,
+      ),
     ]
   }
 }
 
 function counterFamily(name: string, help: string, fam: Family<{ value: number }>): string {
-  return family(name, 'counter', help, [...fam.series.values()].map(({ labels, value }) => sample(name, value.value, labels)))
+  return family(
+    name,
+    'counter',
+    help,
+    [...fam.series.values()].map(({ labels, value }) => sample(name, value.value, labels)),
+  )
 }
 
 // Label values escape backslash, double quote and newline, as the text format requires.
@@ -137,11 +174,16 @@ const labelText = (labels: Labels) => {
 }
 
 /** A number as the text format writes it (`+Inf`, `NaN`). */
-const num = (value: number) => (Number.isNaN(value) ? 'NaN' : value === Infinity ? '+Inf' : value === -Infinity ? '-Inf' : String(value))
+const num = (value: number) =>
+  Number.isNaN(value) ? 'NaN' : value === Infinity ? '+Inf' : value === -Infinity ? '-Inf' : String(value)
 
 /** One metric family in the text format: HELP, TYPE, then its samples. */
 export function family(name: string, type: 'counter' | 'gauge' | 'histogram', help: string, samples: string[]): string {
-  return [`# HELP ${name} ${help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`, `# TYPE ${name} ${type}`, ...samples].join('\n')
+  return [
+    `# HELP ${name} ${help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`,
+    `# TYPE ${name} ${type}`,
+    ...samples,
+  ].join('\n')
 }
 
 /** A sample line. */

@@ -39,11 +39,17 @@ app.onError((error, c) => {
   const id = c.get('requestId')
   if (error instanceof ClientGoneError) {
     // Nobody reads this answer; the status is for the access log and /metrics, apart from 5xx.
-    log('info', 'request.aborted', { requestId: id, status: error.status, model: c.get('model'), reason: error.message })
+    log('info', 'request.aborted', {
+      requestId: id,
+      status: error.status,
+      model: c.get('model'),
+      reason: error.message,
+    })
     return c.json({ error: error.message }, error.status)
   }
   if (error instanceof ApiError) {
-    if (error.status >= 500) log('error', 'request.failed', { requestId: id, status: error.status, error: error.message })
+    if (error.status >= 500)
+      log('error', 'request.failed', { requestId: id, status: error.status, error: error.message })
     const res = error.getResponse()
     res.headers.set('X-Request-Id', id)
     return res

@@ -18,7 +18,12 @@ const JSON_TYPES = /^(application\/(json|[\w.+-]+\+json|x-www-form-urlencoded)|t
  * so that byte `alignAt` starts an 8-byte boundary (where the binary extension's tensors begin,
  * which typed arrays can then view without another copy).
  */
-export async function readBytes(request: Request, maxBytes: number, alignAt = 0, timeoutMs: number = DEFAULTS.BODY_READ_TIMEOUT_MS): Promise<Uint8Array> {
+export async function readBytes(
+  request: Request,
+  maxBytes: number,
+  alignAt = 0,
+  timeoutMs: number = DEFAULTS.BODY_READ_TIMEOUT_MS,
+): Promise<Uint8Array> {
   const declared = Number(request.headers.get('content-length') ?? NaN)
   if (declared > maxBytes) throw tooLarge(maxBytes)
   if (!request.body) return new Uint8Array(0)
@@ -35,13 +40,17 @@ export async function readBytes(request: Request, maxBytes: number, alignAt = 0,
   } catch (error) {
     if (error instanceof ApiError) throw error
     // The stream failed under us: only the connection's end does that to a request body.
-    throw new ClientGoneError(`the request body broke off while it was being read: ${(error as Error)?.message ?? String(error)}`, error)
+    throw new ClientGoneError(
+      `the request body broke off while it was being read: ${(error as Error)?.message ?? String(error)}`,
+      error,
+    )
   } finally {
     if (timer !== undefined) clearTimeout(timer)
   }
 }
 
-const tooLarge = (maxBytes: number) => new ApiError(413, `request body exceeds the limit of ${maxBytes} bytes (MAX_BODY_BYTES)`)
+const tooLarge = (maxBytes: number) =>
+  new ApiError(413, `request body exceeds the limit of ${maxBytes} bytes (MAX_BODY_BYTES)`)
 
 async function readAll(request: Request, maxBytes: number, declared: number, alignAt: number): Promise<Uint8Array> {
   // A declared length the runtime holds the body to: read in one native call, without a reader's
@@ -97,7 +106,8 @@ function tooDeepAt(bytes: Uint8Array, limit: number): number {
   for (let i = 0; i < bytes.length; i++) {
     const byte = bytes[i]!
     if (inString) {
-      if (byte === 0x5c) i++ // a backslash: the next byte is escaped, even a quote
+      if (byte === 0x5c)
+        i++ // a backslash: the next byte is escaped, even a quote
       else if (byte === 0x22) inString = false
     } else if (byte === 0x5b || byte === 0x7b) {
       if (++depth > limit) return i
@@ -110,7 +120,8 @@ function tooDeepAt(bytes: Uint8Array, limit: number): number {
 /** Parses JSON bytes: 400 for an empty, malformed or too deeply nested body. */
 export function parseJson(bytes: Uint8Array, what = 'request body'): unknown {
   const deep = tooDeepAt(bytes, MAX_JSON_DEPTH)
-  if (deep !== -1) throw badRequest(`${what} nests deeper than ${MAX_JSON_DEPTH} levels (at byte ${deep}); no request needs that many`)
+  if (deep !== -1)
+    throw badRequest(`${what} nests deeper than ${MAX_JSON_DEPTH} levels (at byte ${deep}); no request needs that many`)
   const text = new TextDecoder().decode(bytes)
   if (text.trim() === '') throw badRequest(`${what} is empty: expected a JSON object`)
   try {
@@ -123,7 +134,11 @@ export function parseJson(bytes: Uint8Array, what = 'request body'): unknown {
 /** The image formats served, by the signature their files open with (a JPEG's SOI marker, PNG's 8 bytes, WebP's RIFF header). */
 const IMAGE_SIGNATURES: Array<{ name: string; type: string; matches: (b: Uint8Array) => boolean }> = [
   { name: 'JPEG', type: 'image/jpeg', matches: (b) => b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff },
-  { name: 'PNG', type: 'image/png', matches: (b) => [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a].every((byte, i) => b[i] === byte) },
+  {
+    name: 'PNG',
+    type: 'image/png',
+    matches: (b) => [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a].every((byte, i) => b[i] === byte),
+  },
   { name: 'WebP', type: 'image/webp', matches: (b) => ascii(b, 0, 4) === 'RIFF' && ascii(b, 8, 12) === 'WEBP' },
 ]
 
@@ -151,7 +166,12 @@ function refuseImageAsJson(bytes: Uint8Array, type: string | undefined): void {
  * `fast` reads the bytes first when given (protocols/json-tensors.ts); where it answers
  * `undefined`, JSON.parse does, and says what is wrong.
  */
-export async function readJson(request: Request, maxBytes: number, fast?: (bytes: Uint8Array) => unknown, timeoutMs: number = DEFAULTS.BODY_READ_TIMEOUT_MS): Promise<unknown> {
+export async function readJson(
+  request: Request,
+  maxBytes: number,
+  fast?: (bytes: Uint8Array) => unknown,
+  timeoutMs: number = DEFAULTS.BODY_READ_TIMEOUT_MS,
+): Promise<unknown> {
   const type = request.headers.get('content-type')?.split(';')[0]?.trim()
   if (type && !JSON_TYPES.test(type)) {
     throw new ApiError(415, `content type '${type}' is not supported: send application/json`)

@@ -30,7 +30,9 @@ export function waitUntilOf(c: Context): ((promise: Promise<unknown>) => void) |
 
 /** A handler for a path that exists but not for this method: 405 with the methods it allows. */
 export const methodNotAllowed = (allow: string) => (c: Context) => {
-  throw new ApiError(405, `${c.req.method} is not allowed on ${new URL(c.req.url).pathname}; use ${allow}`, { Allow: allow })
+  throw new ApiError(405, `${c.req.method} is not allowed on ${new URL(c.req.url).pathname}; use ${allow}`, {
+    Allow: allow,
+  })
 }
 
 /**

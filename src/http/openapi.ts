@@ -38,7 +38,11 @@ const TfMetadata = z.object({
     signature_def: z.object({
       signature_def: z.record(
         z.string(),
-        z.object({ inputs: z.record(z.string(), TfTensorInfo), outputs: z.record(z.string(), TfTensorInfo), method_name: z.string() }),
+        z.object({
+          inputs: z.record(z.string(), TfTensorInfo),
+          outputs: z.record(z.string(), TfTensorInfo),
+          method_name: z.string(),
+        }),
       ),
     }),
   }),
@@ -60,7 +64,10 @@ const ModelMetadata = z.object({
   parameters: z
     .object({
       description: z.string().optional(),
-      memory_bytes: z.int().optional().describe('what the model costs in this isolate with one row running; present once it is loaded here'),
+      memory_bytes: z
+        .int()
+        .optional()
+        .describe('what the model costs in this isolate with one row running; present once it is loaded here'),
     })
     .optional(),
 })
@@ -71,7 +78,10 @@ const InferResponse = z.object({
   id: z.string().optional(),
   outputs: z.array(
     TensorMetadata.extend({
-      data: z.array(z.union([z.number(), z.boolean()])).optional().describe('flat, row-major'),
+      data: z
+        .array(z.union([z.number(), z.boolean()]))
+        .optional()
+        .describe('flat, row-major'),
       parameters: z.object({ binary_data_size: z.int() }).optional(),
     }),
   ),
@@ -98,26 +108,63 @@ const ref = (name: string) => ({ $ref: `#/components/responses/${name}` })
 
 /** The error responses each status means, shared by every route (`{"error": string}`). */
 const errorResponses = {
-  BadRequest: json(ErrorResponse, 'A client mistake: malformed JSON, wrong shape or dtype, a bad version or label; the message says where'),
+  BadRequest: json(
+    ErrorResponse,
+    'A client mistake: malformed JSON, wrong shape or dtype, a bad version or label; the message says where',
+  ),
   Unauthorized: json(ErrorResponse, 'The admin API needs Authorization: Bearer <ADMIN_TOKEN>'),
   NotFound: json(ErrorResponse, 'Unknown model, version, label or route'),
-  MethodNotAllowed: json(ErrorResponse, 'A known path with the wrong method (or a TF Serving path without its :predict verb); Allow says which'),
+  MethodNotAllowed: json(
+    ErrorResponse,
+    'A known path with the wrong method (or a TF Serving path without its :predict verb); Allow says which',
+  ),
   PayloadTooLarge: json(ErrorResponse, 'The body is larger than MAX_BODY_BYTES'),
-  UnsupportedMediaType: json(ErrorResponse, 'The body is not JSON (application/x-www-form-urlencoded is taken as JSON, as TF Serving does)'),
-  TooManyRequests: json(ErrorResponse, "The model's max_concurrent and max_queue (its config.json), or the isolate's MAX_CONCURRENT and MAX_QUEUE, are all taken; Retry-After says when to retry"),
-  Unavailable: json(ErrorResponse, 'The model could not be loaded, or the repository index cannot be read; Retry-After says when to retry'),
+  UnsupportedMediaType: json(
+    ErrorResponse,
+    'The body is not JSON (application/x-www-form-urlencoded is taken as JSON, as TF Serving does)',
+  ),
+  TooManyRequests: json(
+    ErrorResponse,
+    "The model's max_concurrent and max_queue (its config.json), or the isolate's MAX_CONCURRENT and MAX_QUEUE, are all taken; Retry-After says when to retry",
+  ),
+  Unavailable: json(
+    ErrorResponse,
+    'The model could not be loaded, or the repository index cannot be read; Retry-After says when to retry',
+  ),
 }
 
 const errors = (...statuses: Array<400 | 401 | 404 | 405 | 413 | 415 | 429 | 503>) => {
-  const names = { 400: 'BadRequest', 401: 'Unauthorized', 404: 'NotFound', 405: 'MethodNotAllowed', 413: 'PayloadTooLarge', 415: 'UnsupportedMediaType', 429: 'TooManyRequests', 503: 'Unavailable' }
+  const names = {
+    400: 'BadRequest',
+    401: 'Unauthorized',
+    404: 'NotFound',
+    405: 'MethodNotAllowed',
+    413: 'PayloadTooLarge',
+    415: 'UnsupportedMediaType',
+    429: 'TooManyRequests',
+    503: 'Unavailable',
+  }
   return Object.fromEntries(statuses.map((s) => [String(s), ref(names[s])]))
 }
 
 const modelHeaders = {
-  'X-Model-Cache': { description: 'hit, miss (this request loaded the model) or joined (waited on a load)', schema: { type: 'string' as const } },
-  'X-Model-Version': { description: "the version that answered (the model's traffic split picks it when the path names none)", schema: { type: 'string' as const } },
-  'Server-Timing': { description: 'load;dur=… (on miss and joined), decode;dur=… (a raw image body: decode and preprocess) and infer;dur=…, in ms; cache;desc="hit" when the prediction cache answered', schema: { type: 'string' as const } },
-  'X-Prediction-Cache': { description: 'hit or miss, on models with response_cache in their config.json', schema: { type: 'string' as const, enum: ['hit', 'miss'] } },
+  'X-Model-Cache': {
+    description: 'hit, miss (this request loaded the model) or joined (waited on a load)',
+    schema: { type: 'string' as const },
+  },
+  'X-Model-Version': {
+    description: "the version that answered (the model's traffic split picks it when the path names none)",
+    schema: { type: 'string' as const },
+  },
+  'Server-Timing': {
+    description:
+      'load;dur=… (on miss and joined), decode;dur=… (a raw image body: decode and preprocess) and infer;dur=…, in ms; cache;desc="hit" when the prediction cache answered',
+    schema: { type: 'string' as const },
+  },
+  'X-Prediction-Cache': {
+    description: 'hit or miss, on models with response_cache in their config.json',
+    schema: { type: 'string' as const, enum: ['hit', 'miss'] },
+  },
 }
 
 const jsonBody = (schema: z.ZodType, description: string) => ({
@@ -126,14 +173,37 @@ const jsonBody = (schema: z.ZodType, description: string) => ({
   content: { 'application/json': { schema: resolver(schema) } },
 })
 
-const modelParams = (kind: 'plain' | 'versions' | 'labels'): OpenAPIV3_1.ParameterObject[] => [
-  { name: 'name', in: 'path', required: true, schema: { type: 'string' }, description: 'the model, as in the repository' },
-  ...(kind === 'versions'
-    ? [{ name: 'version', in: 'path', required: true, schema: { type: 'string', pattern: '^[1-9][0-9]*$' }, description: 'a positive integer' }]
-    : kind === 'labels'
-      ? [{ name: 'label', in: 'path', required: true, schema: { type: 'string' }, description: 'a label from version_labels, e.g. stable' }]
-      : []),
-] as OpenAPIV3_1.ParameterObject[]
+const modelParams = (kind: 'plain' | 'versions' | 'labels'): OpenAPIV3_1.ParameterObject[] =>
+  [
+    {
+      name: 'name',
+      in: 'path',
+      required: true,
+      schema: { type: 'string' },
+      description: 'the model, as in the repository',
+    },
+    ...(kind === 'versions'
+      ? [
+          {
+            name: 'version',
+            in: 'path',
+            required: true,
+            schema: { type: 'string', pattern: '^[1-9][0-9]*$' },
+            description: 'a positive integer',
+          },
+        ]
+      : kind === 'labels'
+        ? [
+            {
+              name: 'label',
+              in: 'path',
+              required: true,
+              schema: { type: 'string' },
+              description: 'a label from version_labels, e.g. stable',
+            },
+          ]
+        : []),
+  ] as OpenAPIV3_1.ParameterObject[]
 
 const tfServing = ['TF Serving REST']
 const oip = ['Open Inference Protocol (v2)']
@@ -147,7 +217,8 @@ const tfStatus = (kind: 'plain' | 'versions' | 'labels') =>
   describeRoute({
     tags: tfServing,
     summary: `Model version status${kind === 'plain' ? '' : ` (${kind === 'versions' ? 'a version' : 'a labelled version'})`}`,
-    description: 'Loads the version if this isolate has not yet; a version that fails to load is reported as END with its error.',
+    description:
+      'Loads the version if this isolate has not yet; a version that fails to load is reported as END with its error.',
     parameters: modelParams(kind),
     responses: { 200: json(TfStatus, 'model_version_status'), ...errors(400, 404, 405, 503) },
   })
@@ -165,12 +236,15 @@ const tfPredict = (kind: 'plain' | 'versions' | 'labels') =>
     tags: tfServing,
     summary: `Predict or classify${kind === 'plain' ? '' : ` (${kind === 'versions' ? 'a version' : 'a labelled version'})`}`,
     description:
-      "`:predict`: row format `{\"instances\": …}` → `{\"predictions\": …}`, or columnar `{\"inputs\": …}` → `{\"outputs\": …}`; an image input also takes `{\"b64\": …}`. " +
-      "`:classify` (a model with labels): a raw `image/jpeg`, `image/png` or `image/webp` body → `[{\"label\", \"score\"}]` (`?top_k=N`), or TF Serving's `{\"examples\": …}` → `{\"results\": …}`. " +
-      "`:detect` (a model with `detect` in its config.json): a raw image → `[{\"label\", \"score\", \"box\"}]` in pixels of the image (`?score_threshold=`, `?iou_threshold=`, `?max_detections=`), or `{\"instances\": [{\"b64\": …}]}` → `{\"results\": …}` (docs/detection.md).",
+      '`:predict`: row format `{"instances": …}` → `{"predictions": …}`, or columnar `{"inputs": …}` → `{"outputs": …}`; an image input also takes `{"b64": …}`. ' +
+      '`:classify` (a model with labels): a raw `image/jpeg`, `image/png` or `image/webp` body → `[{"label", "score"}]` (`?top_k=N`), or TF Serving\'s `{"examples": …}` → `{"results": …}`. ' +
+      '`:detect` (a model with `detect` in its config.json): a raw image → `[{"label", "score", "box"}]` in pixels of the image (`?score_threshold=`, `?iou_threshold=`, `?max_detections=`), or `{"instances": [{"b64": …}]}` → `{"results": …}` (docs/detection.md).',
     parameters: modelParams(kind),
     requestBody: jsonBody(PredictRequest, 'exactly one of instances (row format) or inputs (columnar format)'),
-    responses: { 200: { ...json(PredictResponse, 'the model outputs'), headers: modelHeaders }, ...errors(400, 404, 405, 413, 415, 429, 503) },
+    responses: {
+      200: { ...json(PredictResponse, 'the model outputs'), headers: modelHeaders },
+      ...errors(400, 404, 405, 413, 415, 429, 503),
+    },
   })
 
 const v2Metadata = (versioned: boolean) =>
@@ -190,7 +264,10 @@ const v2Ready = (versioned: boolean) =>
     responses: {
       200: json(z.object({ name: z.string(), ready: z.literal(true) }), 'ready'),
       ...errors(400, 404),
-      503: json(z.object({ name: z.string(), ready: z.literal(false), error: z.string() }), 'the model cannot be loaded now; Retry-After says when to retry'),
+      503: json(
+        z.object({ name: z.string(), ready: z.literal(false), error: z.string() }),
+        'the model cannot be loaded now; Retry-After says when to retry',
+      ),
     },
   })
 
@@ -198,10 +275,14 @@ const v2Infer = (versioned: boolean) =>
   describeRoute({
     tags: oip,
     summary: `Inference${versioned ? ' (a version)' : ''}`,
-    description: 'JSON tensors, or a JSON header followed by raw little-endian tensor bytes (binary tensor data extension).',
+    description:
+      'JSON tensors, or a JSON header followed by raw little-endian tensor bytes (binary tensor data extension).',
     parameters: modelParams(versioned ? 'versions' : 'plain'),
     requestBody: jsonBody(InferRequest, 'inputs[{name, shape, datatype, data}]'),
-    responses: { 200: { ...json(InferResponse, 'model_name, model_version, id, outputs'), headers: modelHeaders }, ...errors(400, 404, 413, 415, 429, 503) },
+    responses: {
+      200: { ...json(InferResponse, 'model_name, model_version, id, outputs'), headers: modelHeaders },
+      ...errors(400, 404, 413, 415, 429, 503),
+    },
   })
 
 /** The describeRoute middleware of every documented route, by route. */
@@ -218,7 +299,12 @@ export const routeDocs = {
   v2Server: describeRoute({
     tags: oip,
     summary: 'Server metadata',
-    responses: { 200: json(z.object({ name: z.string(), version: z.string(), extensions: z.array(z.string()) }), 'name, version, extensions') },
+    responses: {
+      200: json(
+        z.object({ name: z.string(), version: z.string(), extensions: z.array(z.string()) }),
+        'name, version, extensions',
+      ),
+    },
   }),
   v2Metadata: v2Metadata(false),
   v2MetadataVersion: v2Metadata(true),
@@ -229,7 +315,8 @@ export const routeDocs = {
   repositoryIndex: describeRoute({
     tags: oip,
     summary: 'Repository index (Triton model repository extension)',
-    description: 'Every served version of every model, with its state in the isolate that answered. `{"ready": true}` lists only loaded ones.',
+    description:
+      'Every served version of every model, with its state in the isolate that answered. `{"ready": true}` lists only loaded ones.',
     requestBody: { required: false, content: { 'application/json': { schema: resolver(RepositoryIndexRequest) } } },
     responses: { 200: json(RepositoryIndexResponse, '[{name, version, state}]'), ...errors(400, 413, 415, 503) },
   }),
@@ -241,12 +328,17 @@ export const routeDocs = {
   ready: describeRoute({
     tags: health,
     summary: 'Readiness: the tf.js backend is up and the model repository can be read',
-    responses: { 200: json(z.object({ ready: z.literal(true), backend: z.string(), models: z.int() }), 'ready'), ...errors(503) },
+    responses: {
+      200: json(z.object({ ready: z.literal(true), backend: z.string(), models: z.int() }), 'ready'),
+      ...errors(503),
+    },
   }),
   metrics: describeRoute({
     tags: ops,
-    summary: "Prometheus metrics of the isolate that answers",
-    responses: { 200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } } },
+    summary: 'Prometheus metrics of the isolate that answers',
+    responses: {
+      200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } },
+    },
   }),
   adminCache: describeRoute({
     tags: ops,
@@ -270,7 +362,10 @@ export const routeDocs = {
       ...modelParams('plain'),
       { name: 'version', in: 'query', required: false, schema: { type: 'string', pattern: '^[1-9][0-9]*$' } },
     ],
-    responses: { 200: json(z.object({ model: z.string(), unloaded: z.array(z.string()) }), 'the keys dropped'), ...errors(400, 401, 404) },
+    responses: {
+      200: json(z.object({ model: z.string(), unloaded: z.array(z.string()) }), 'the keys dropped'),
+      ...errors(400, 401, 404),
+    },
   }),
   tryIt: describeRoute({
     tags: pages,

@@ -24,7 +24,12 @@ export interface InferBody {
 }
 
 /** Reads an inference request, JSON or binary (when `Inference-Header-Content-Length` is set). */
-export async function readInferBody(request: Request, maxBytes: number, readJson: () => Promise<unknown>, timeoutMs?: number): Promise<InferBody> {
+export async function readInferBody(
+  request: Request,
+  maxBytes: number,
+  readJson: () => Promise<unknown>,
+  timeoutMs?: number,
+): Promise<InferBody> {
   const declared = request.headers.get(HEADER_LENGTH)
   if (declared === null) return { header: await readJson() }
   const length = Number(declared)
@@ -41,11 +46,23 @@ export async function readInferRequest(c: Context<AppEnv>): Promise<InferInput> 
   const { header, binary } = await readInferBody(
     c.req.raw,
     config.MAX_BODY_BYTES,
-    () => readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, V2_TENSORS, config.MAX_TENSOR_ELEMENTS), config.BODY_READ_TIMEOUT_MS),
+    () =>
+      readJson(
+        c.req.raw,
+        config.MAX_BODY_BYTES,
+        (bytes) => readTensorJson(bytes, V2_TENSORS, config.MAX_TENSOR_ELEMENTS),
+        config.BODY_READ_TIMEOUT_MS,
+      ),
     config.BODY_READ_TIMEOUT_MS,
   )
   const body = parseBody(InferRequest, header)
-  return { body, raws: splitBinary(body.inputs.map((i) => i.parameters?.binary_data_size), binary) }
+  return {
+    body,
+    raws: splitBinary(
+      body.inputs.map((i) => i.parameters?.binary_data_size),
+      binary,
+    ),
+  }
 }
 
 /** Builds a binary response: the JSON header (a value, or its text), then each output's raw bytes, in order. */
@@ -59,7 +76,10 @@ export function binaryResponse(header: unknown, parts: Uint8Array[], headers: He
 
 /** Writes an inference answer: JSON, or the binary extension's layout when the request asks for any output as binary. */
 export function inferResponse(c: Context<AppEnv>, body: InferRequest, prediction: Prediction<InferAnswer>): Response {
-  const binaryOut = (output: string) => body.outputs?.find((r) => r.name === output)?.parameters?.binary_data ?? body.parameters?.binary_data_output ?? false
+  const binaryOut = (output: string) =>
+    body.outputs?.find((r) => r.name === output)?.parameters?.binary_data ??
+    body.parameters?.binary_data_output ??
+    false
   const parts: Uint8Array[] = []
   // The response as JSON text, each output's data written from its typed array (json-tensors.ts):
   // byte for byte what JSON.stringify writes for {...answer, id?, outputs} with the data as arrays.
@@ -75,5 +95,7 @@ export function inferResponse(c: Context<AppEnv>, body: InferRequest, prediction
   const { model_name, model_version } = prediction.value
   const id = body.id !== undefined ? `,"id":${JSON.stringify(body.id)}` : ''
   const response = `{"model_name":${JSON.stringify(model_name)},"model_version":${JSON.stringify(model_version)},"outputs":[${outputs.join(',')}]${id}}`
-  return parts.length > 0 ? binaryResponse(response, parts, new Headers(c.res.headers)) : c.body(response, 200, { 'Content-Type': 'application/json' })
+  return parts.length > 0
+    ? binaryResponse(response, parts, new Headers(c.res.headers))
+    : c.body(response, 200, { 'Content-Type': 'application/json' })
 }

@@ -7,7 +7,21 @@ import { badRequest, describeValue } from '../core/errors'
 import type { DType } from '../runtime/signature'
 
 /** The protocol's tensor datatypes. */
-export const DATATYPES = ['BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'FP32', 'FP64', 'BYTES'] as const
+export const DATATYPES = [
+  'BOOL',
+  'UINT8',
+  'UINT16',
+  'UINT32',
+  'UINT64',
+  'INT8',
+  'INT16',
+  'INT32',
+  'INT64',
+  'FP16',
+  'FP32',
+  'FP64',
+  'BYTES',
+] as const
 export type Datatype = (typeof DATATYPES)[number]
 
 /** The datatype a model's dtype is served as. */
@@ -34,7 +48,11 @@ const INTEGER_RANGES: Partial<Record<Datatype, [number, number]>> = {
   INT32: [-(2 ** 31), 2 ** 31 - 1],
   INT64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
 }
-const FLOAT_MAX: Partial<Record<Datatype, number>> = { FP16: 65_504, FP32: 3.4028234663852886e38, FP64: Number.MAX_VALUE }
+const FLOAT_MAX: Partial<Record<Datatype, number>> = {
+  FP16: 65_504,
+  FP32: 3.4028234663852886e38,
+  FP64: Number.MAX_VALUE,
+}
 /** Integers a float32 holds exactly. */
 const FLOAT32_EXACT_INT = 2 ** 24
 
@@ -52,8 +70,10 @@ export class Misfit extends Error {}
 
 /** Builds the converter from a request datatype to a model dtype, or refuses the pair outright. */
 export function converter(datatype: Datatype, dtype: DType, where: string): Converter {
-  const refuse = (why: string) => badRequest(`${where}: datatype ${datatype} cannot be fed to an input of ${datatypeOf(dtype)}: ${why}`)
-  if (dtype !== 'float32' && dtype !== 'int32' && dtype !== 'bool') throw badRequest(`${where}: inputs of dtype ${dtype} are not supported`)
+  const refuse = (why: string) =>
+    badRequest(`${where}: datatype ${datatype} cannot be fed to an input of ${datatypeOf(dtype)}: ${why}`)
+  if (dtype !== 'float32' && dtype !== 'int32' && dtype !== 'bool')
+    throw badRequest(`${where}: inputs of dtype ${dtype} are not supported`)
   if (datatype === 'BYTES') throw refuse('BYTES carry no numbers')
 
   if (datatype === 'BOOL') {
@@ -69,9 +89,11 @@ export function converter(datatype: Datatype, dtype: DType, where: string): Conv
   if (range) {
     const [min, max] = range
     return (v) => {
-      if (typeof v !== 'number' || !Number.isInteger(v)) throw new Misfit(`expected an integer (${datatype}), got ${describeValue(v)}`)
+      if (typeof v !== 'number' || !Number.isInteger(v))
+        throw new Misfit(`expected an integer (${datatype}), got ${describeValue(v)}`)
       if (v < min || v > max) throw new Misfit(`${v} is out of ${datatype} range [${min}, ${max}]`)
-      if (dtype === 'int32' && (v < -(2 ** 31) || v > 2 ** 31 - 1)) throw new Misfit(`${v} does not fit the model's INT32`)
+      if (dtype === 'int32' && (v < -(2 ** 31) || v > 2 ** 31 - 1))
+        throw new Misfit(`${v} does not fit the model's INT32`)
       if (dtype === 'float32' && Math.abs(v) > FLOAT32_EXACT_INT) {
         throw new Misfit(`${v} cannot be held exactly in the model's FP32 (integers up to 2^24 can)`)
       }

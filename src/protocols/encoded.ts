@@ -10,9 +10,9 @@ import type { RequestLimits } from './tensors'
 import { tensorFromJSON } from './tensors'
 import type { InputTransform } from './transforms'
 
-
 /** TF Serving's binary value: an object whose only key is `b64`, holding base64. */
-export const isB64 = (value: unknown): value is { b64: unknown } => isObject(value) && Object.keys(value).length === 1 && Object.hasOwn(value, 'b64')
+export const isB64 = (value: unknown): value is { b64: unknown } =>
+  isObject(value) && Object.keys(value).length === 1 && Object.hasOwn(value, 'b64')
 
 // Standard base64 (RFC 4648 §4), padded or not, as TF Serving and Triton's clients send it.
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
@@ -40,12 +40,15 @@ const holdsB64 = (value: unknown) => isB64(value) || (Array.isArray(value) && is
 
 /** The 400 for encoded data sent to an input that takes numbers. */
 export const noTransform = (spec: TensorSpec, model: string, what: string) =>
-  badRequest(`input '${spec.name}' of model '${model}' has no image preprocessing (inputs.${spec.name}.image in its config.json), so it takes ${spec.dtype} numbers, not ${what}`)
+  badRequest(
+    `input '${spec.name}' of model '${model}' has no image preprocessing (inputs.${spec.name}.image in its config.json), so it takes ${spec.dtype} numbers, not ${what}`,
+  )
 
 /** Refuses a batch of encoded elements past the row limit, before any is decoded. */
 export function checkBatch(count: number, where: string, limits: RequestLimits): void {
   if (count === 0) throw badRequest(`${where}: no elements; a request needs at least one row`)
-  if (count > limits.maxBatch) throw badRequest(`${where}: ${count} elements, more than the limit of ${limits.maxBatch} (${limits.batchRule})`)
+  if (count > limits.maxBatch)
+    throw badRequest(`${where}: ${count} elements, more than the limit of ${limits.maxBatch} (${limits.batchRule})`)
 }
 
 /**
@@ -66,7 +69,8 @@ export async function jsonFeed(
   const values = Array.isArray(value) ? value : [value]
   checkBatch(values.length, where, limits)
   // Row i's place: `instances[*]['image']` → `instances[2]['image']`, `instances` → `instances[2]`.
-  const at = (i: number) => (!Array.isArray(value) ? where : where.includes('[*]') ? where.replace('[*]', `[${i}]`) : `${where}[${i}]`)
+  const at = (i: number) =>
+    !Array.isArray(value) ? where : where.includes('[*]') ? where.replace('[*]', `[${i}]`) : `${where}[${i}]`
   const elements = values.map((v, i) => {
     if (!isB64(v)) throw badRequest(`${at(i)}: expected {"b64": …} like the first row, got ${describeValue(v)}`)
     return base64Bytes(v.b64, `${at(i)}.b64`, config.MAX_IMAGE_BYTES)
@@ -78,24 +82,43 @@ export async function jsonFeed(
  * The elements of an Open Inference Protocol BYTES input, shape `[n]`: in JSON, n base64 strings;
  * in the binary extension, Triton's layout, each element preceded by its 4-byte little-endian length.
  */
-export function bytesElements(shape: number[], data: unknown, raw: Uint8Array | undefined, where: string, maxBytes: number): Uint8Array[] {
-  if (shape.length !== 1) throw badRequest(`${where}: BYTES of encoded images take shape [n], one element per image; got [${shape.join(', ')}]`)
+export function bytesElements(
+  shape: number[],
+  data: unknown,
+  raw: Uint8Array | undefined,
+  where: string,
+  maxBytes: number,
+): Uint8Array[] {
+  if (shape.length !== 1)
+    throw badRequest(
+      `${where}: BYTES of encoded images take shape [n], one element per image; got [${shape.join(', ')}]`,
+    )
   const count = shape[0]!
   if (raw) {
     const elements: Uint8Array[] = []
     const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength)
     let offset = 0
     while (offset < raw.byteLength) {
-      if (offset + 4 > raw.byteLength) throw badRequest(`${where} binary data: element ${elements.length} has a length prefix cut short at byte ${offset}`)
+      if (offset + 4 > raw.byteLength)
+        throw badRequest(
+          `${where} binary data: element ${elements.length} has a length prefix cut short at byte ${offset}`,
+        )
       const length = view.getUint32(offset, true)
-      if (length > maxBytes) throw new ApiError(413, `${where}[${elements.length}]: the image is ${length} bytes, more than the limit of ${maxBytes} (MAX_IMAGE_BYTES)`)
+      if (length > maxBytes)
+        throw new ApiError(
+          413,
+          `${where}[${elements.length}]: the image is ${length} bytes, more than the limit of ${maxBytes} (MAX_IMAGE_BYTES)`,
+        )
       if (offset + 4 + length > raw.byteLength) {
-        throw badRequest(`${where} binary data: element ${elements.length} says ${length} bytes but ${raw.byteLength - offset - 4} remain`)
+        throw badRequest(
+          `${where} binary data: element ${elements.length} says ${length} bytes but ${raw.byteLength - offset - 4} remain`,
+        )
       }
       elements.push(raw.subarray(offset + 4, offset + 4 + length))
       offset += 4 + length
     }
-    if (elements.length !== count) throw badRequest(`${where}: shape [${count}] but the binary data holds ${elements.length} elements`)
+    if (elements.length !== count)
+      throw badRequest(`${where}: shape [${count}] but the binary data holds ${elements.length} elements`)
     return elements
   }
   if (!Array.isArray(data)) throw badRequest(`${where}: data must be a list of ${count} base64 strings`)

@@ -15,7 +15,13 @@ export interface InputTransform {
    * element it cannot use; the tensors of earlier elements are disposed then. An image transform
    * appends each decoded image's size to `sizes` when given (`:detect` maps boxes back onto it).
    */
-  tensor(elements: Uint8Array[], where: (index: number) => string, config: Config, request: RequestBudget, sizes?: { width: number; height: number }[]): Promise<tf.Tensor>
+  tensor(
+    elements: Uint8Array[],
+    where: (index: number) => string,
+    config: Config,
+    request: RequestBudget,
+    sizes?: { width: number; height: number }[],
+  ): Promise<tf.Tensor>
 }
 
 /** What one request may still spend across all its inputs' transforms: image pixels (MAX_REQUEST_IMAGE_PIXELS). */

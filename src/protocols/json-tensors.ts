@@ -32,7 +32,10 @@ export const TF_SERVING_TENSORS: TensorPaths = [['instances'], ['inputs'], ['inp
 export const V2_TENSORS: TensorPaths = [['inputs', '*', 'data']]
 
 // Exact powers of ten as doubles: 10^22 is the largest a double holds exactly.
-const POW10 = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22]
+const POW10 = [
+  1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+  1e21, 1e22,
+]
 const TWO_53 = 2 ** 53
 
 /** Thrown inside the reader to give up; never leaves this module. */
@@ -194,7 +197,10 @@ class Reader {
       this.at++
     }
     const end = this.at++
-    if (plain) return end - start < 64 ? String.fromCharCode.apply(null, b.subarray(start, end) as unknown as number[]) : decoder.decode(b.subarray(start, end))
+    if (plain)
+      return end - start < 64
+        ? String.fromCharCode.apply(null, b.subarray(start, end) as unknown as number[])
+        : decoder.decode(b.subarray(start, end))
     try {
       return JSON.parse(decoder.decode(b.subarray(start - 1, end + 1))) as string
     } catch {
@@ -253,7 +259,10 @@ class Reader {
     if (exact && mantissa === 0) value = 0
     else if (exact && scale >= 0 && scale <= 22) value = mantissa * POW10[scale]!
     else if (exact && scale < 0 && scale >= -22) value = mantissa / POW10[-scale]!
-    else value = Number(String.fromCharCode.apply(null, b.subarray(negative ? start + 1 : start, this.at) as unknown as number[]))
+    else
+      value = Number(
+        String.fromCharCode.apply(null, b.subarray(negative ? start + 1 : start, this.at) as unknown as number[]),
+      )
     return negative ? -value : value
   }
 
@@ -332,7 +341,9 @@ export function unpack(value: unknown): unknown {
   const { shape, values } = value
   let at = 0
   const build = (depth: number): unknown[] =>
-    depth === shape.length - 1 ? Array.from(values.subarray(at, (at += shape[depth]!))) : Array.from({ length: shape[depth]! }, () => build(depth + 1))
+    depth === shape.length - 1
+      ? Array.from(values.subarray(at, (at += shape[depth]!)))
+      : Array.from({ length: shape[depth]! }, () => build(depth + 1))
   return build(0)
 }
 
@@ -373,6 +384,7 @@ export function tensorText(data: TensorData, shape: readonly number[], bool: boo
 
 /** JSON.stringify of nested arrays with a 0 somewhere above the innermost level. */
 function nestEmpty(shape: readonly number[]): string {
-  const build = (d: number): unknown[] => (shape[d] === 0 ? [] : Array.from({ length: shape[d]! }, () => (d === shape.length - 1 ? 0 : build(d + 1))))
+  const build = (d: number): unknown[] =>
+    shape[d] === 0 ? [] : Array.from({ length: shape[d]! }, () => (d === shape.length - 1 ? 0 : build(d + 1)))
   return JSON.stringify(build(0))
 }

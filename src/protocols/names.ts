@@ -14,7 +14,10 @@ import type { Signature } from '../runtime/signature'
 export function outputNames({ target, lease }: ModelLease, requested?: string[]): string[] {
   const known = lease.model.signature.outputs.map((s) => s.name)
   for (const name of requested ?? []) {
-    if (!known.includes(name)) throw badRequest(`unknown output ${quote(name)}; the model's outputs are ${known.map((n) => `'${n}'`).join(', ')}`)
+    if (!known.includes(name))
+      throw badRequest(
+        `unknown output ${quote(name)}; the model's outputs are ${known.map((n) => `'${n}'`).join(', ')}`,
+      )
   }
   const defaults = target.config.default_outputs
   for (const name of defaults ?? []) {

@@ -10,7 +10,10 @@ import { badRequest, quote } from '../core/errors'
 export const PredictRequest = z
   .object({
     signature_name: z.string().optional(),
-    instances: z.array(z.unknown(), { error: "'instances' must be a list with one entry per row" }).min(1, "'instances' is empty: send at least one row").optional(),
+    instances: z
+      .array(z.unknown(), { error: "'instances' must be a list with one entry per row" })
+      .min(1, "'instances' is empty: send at least one row")
+      .optional(),
     inputs: z.unknown().optional(),
   })
   .refine((body) => (body.instances === undefined) !== (body.inputs === undefined), {
@@ -37,13 +40,23 @@ export const InferRequest = z.object({
   parameters: z.looseObject({ binary_data_output: z.boolean().optional() }).optional(),
   inputs: z.array(RequestInput).min(1, 'inputs is empty: send one entry per model input'),
   outputs: z
-    .array(z.object({ name: z.string().min(1), parameters: z.looseObject({ binary_data: z.boolean().optional() }).optional() }))
+    .array(
+      z.object({
+        name: z.string().min(1),
+        parameters: z.looseObject({ binary_data: z.boolean().optional() }).optional(),
+      }),
+    )
     // Each entry is answered with the whole output: a name repeated would multiply the response
     // without bound (5,000 copies of a 64-row output made 64 MB), so it is refused, not merged.
     .superRefine((outputs, ctx) => {
       const seen = new Set<string>()
       outputs.forEach(({ name }, i) => {
-        if (seen.has(name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `output ${quote(name)} is asked for twice; name each output once` })
+        if (seen.has(name))
+          ctx.addIssue({
+            code: 'custom',
+            path: [i, 'name'],
+            message: `output ${quote(name)} is asked for twice; name each output once`,
+          })
         seen.add(name)
       })
     })
@@ -58,7 +71,9 @@ export const RepositoryIndexRequest = z.object({ ready: z.boolean().optional() }
 /** Parses `value` with `schema`, turning the first problem into a 400 that names its place in the body. */
 export function parseBody<T>(schema: z.ZodType<T>, value: unknown): T {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw badRequest(`request body must be a JSON object, got ${Array.isArray(value) ? 'an array' : value === null ? 'null' : typeof value}`)
+    throw badRequest(
+      `request body must be a JSON object, got ${Array.isArray(value) ? 'an array' : value === null ? 'null' : typeof value}`,
+    )
   }
   const result = schema.safeParse(value)
   if (result.success) return result.data

@@ -16,6 +16,7 @@ const LABEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
 
 /** Parses a `labels/{l}` path segment or an `options.label`. */
 export function parseLabel(segment: string): string {
-  if (!LABEL.test(segment)) throw badRequest(`label '${segment}' is not a valid label (a letter, then letters, digits, '_' or '-')`)
+  if (!LABEL.test(segment))
+    throw badRequest(`label '${segment}' is not a valid label (a letter, then letters, digits, '_' or '-')`)
   return segment
 }

@@ -64,7 +64,8 @@ export function flatten(value: unknown, where: string, budget: RequestLimits['el
   const shape: number[] = []
   for (let v = value; Array.isArray(v); v = v[0]) {
     shape.push(v.length)
-    if (shape.length > MAX_RANK) throw badRequest(`${where}: nested deeper than ${MAX_RANK} levels; no tensor has that many dimensions`)
+    if (shape.length > MAX_RANK)
+      throw badRequest(`${where}: nested deeper than ${MAX_RANK} levels; no tensor has that many dimensions`)
   }
   // Rectangular or not, the first-element chain gives the size: refuse past the budget before walking.
   const total = shape.reduce((n, d) => n * d, 1)
@@ -77,7 +78,8 @@ export function flatten(value: unknown, where: string, budget: RequestLimits['el
   const at = () => `${where}${index.map((i) => `[${i}]`).join('')}`
   const innermost = shape.length - 1
   const walk = (v: unknown, depth: number) => {
-    if (!Array.isArray(v)) throw badRequest(`${at()}: expected an array of ${shape[depth]}, got ${describeValue(v)} (ragged nesting)`)
+    if (!Array.isArray(v))
+      throw badRequest(`${at()}: expected an array of ${shape[depth]}, got ${describeValue(v)} (ragged nesting)`)
     if (v.length !== shape[depth]) {
       throw badRequest(`${at()}: expected ${shape[depth]} values like its siblings, got ${v.length} (ragged array)`)
     }
@@ -114,7 +116,9 @@ export function checkShape(spec: TensorSpec, shape: readonly number[], where: st
   }
   spec.shape.forEach((dim, i) => {
     if (dim !== -1 && dim !== shape[i]) {
-      throw badRequest(`${where}: dimension ${i} must be ${dim} (shape ${formatShape(spec.shape)}), got ${shape[i]} (shape ${formatShape(shape)})`)
+      throw badRequest(
+        `${where}: dimension ${i} must be ${dim} (shape ${formatShape(spec.shape)}), got ${shape[i]} (shape ${formatShape(shape)})`,
+      )
     }
   })
 }
@@ -123,7 +127,12 @@ export function checkShape(spec: TensorSpec, shape: readonly number[], where: st
  * Converts the leaves to the input's dtype through `convert`, which refuses any value that does
  * not fit exactly; the message names the element by its multi-index.
  */
-export function toTypedArray(spec: TensorSpec, flat: Flat, where: string, convert: Converter): Float32Array | Int32Array | Uint8Array {
+export function toTypedArray(
+  spec: TensorSpec,
+  flat: Flat,
+  where: string,
+  convert: Converter,
+): Float32Array | Int32Array | Uint8Array {
   const { values, shape } = flat
   const at = (i: number) => {
     const index: number[] = []
@@ -133,7 +142,12 @@ export function toTypedArray(spec: TensorSpec, flat: Flat, where: string, conver
     }
     return `${where}${index.map((n) => `[${n}]`).join('')}`
   }
-  const out = spec.dtype === 'float32' ? new Float32Array(values.length) : spec.dtype === 'int32' ? new Int32Array(values.length) : new Uint8Array(values.length)
+  const out =
+    spec.dtype === 'float32'
+      ? new Float32Array(values.length)
+      : spec.dtype === 'int32'
+        ? new Int32Array(values.length)
+        : new Uint8Array(values.length)
   let i = 0
   // Numbers read from the body (json-tensors.ts) into a float32 input: only the range can fail,
   // checked inline; the first value out of range goes to `convert` below, which says why.
@@ -171,7 +185,15 @@ function withinRange(convert: Converter, { min, max }: { min?: number; max?: num
  * already a typed array of the input's dtype that `convert` accepts whole (binary FP32 for a float32
  * input, its non-finite values refused), used as they are unless a range applies.
  */
-export function makeTensor(spec: TensorSpec, flat: Flat, where: string, convert: Converter, limits: RequestLimits, model: string, exact = false): tf.Tensor {
+export function makeTensor(
+  spec: TensorSpec,
+  flat: Flat,
+  where: string,
+  convert: Converter,
+  limits: RequestLimits,
+  model: string,
+  exact = false,
+): tf.Tensor {
   const batch = flat.shape[0]
   if (spec.shape?.[0] === -1 && batch !== undefined && batch > limits.maxBatch) {
     throw badRequest(`${where}: batch of ${batch} exceeds the limit of ${limits.maxBatch} (${limits.batchRule})`)
@@ -180,8 +202,12 @@ export function makeTensor(spec: TensorSpec, flat: Flat, where: string, convert:
   // A tensor with no elements has nothing to infer, and tf.js fails on it in ways that look like
   // ours (a layers model: 'Pass at least one tensor to concat'): refused here, for every path in.
   const empty = flat.shape.indexOf(0)
-  if (empty === 0) throw badRequest(`${where}: shape ${formatShape(flat.shape)} has no rows; a request needs at least one row`)
-  if (empty > 0) throw badRequest(`${where}: dimension ${empty} of shape ${formatShape(flat.shape)} is 0; an input needs at least one element`)
+  if (empty === 0)
+    throw badRequest(`${where}: shape ${formatShape(flat.shape)} has no rows; a request needs at least one row`)
+  if (empty > 0)
+    throw badRequest(
+      `${where}: dimension ${empty} of shape ${formatShape(flat.shape)} is 0; an input needs at least one element`,
+    )
   const range = Object.hasOwn(limits.ranges, spec.name) ? limits.ranges[spec.name] : undefined
   const checked = range ? withinRange(convert, range, `input_limits in ${model}/config.json`) : convert
   const typed = exact && !range ? (flat.values as Float32Array | Int32Array) : toTypedArray(spec, flat, where, checked)
@@ -189,7 +215,13 @@ export function makeTensor(spec: TensorSpec, flat: Flat, where: string, convert:
 }
 
 /** Builds one input's tensor from its nested JSON value, batch dimension included, in the model's own dtype. */
-export function tensorFromJSON(spec: TensorSpec, value: unknown, where: string, limits: RequestLimits, model: string): tf.Tensor {
+export function tensorFromJSON(
+  spec: TensorSpec,
+  value: unknown,
+  where: string,
+  limits: RequestLimits,
+  model: string,
+): tf.Tensor {
   const flat = flatten(value, where, limits.elements)
   return makeTensor(spec, flat, where, converter(datatypeOf(spec.dtype), spec.dtype, where), limits, model)
 }

@@ -20,7 +20,9 @@ import type { InputTransform, RequestBudget } from './input-transform'
 export type { InputTransform, RequestBudget }
 
 /** A request's budget, full, for a request without RequestLimits (a raw image body): made once per request, passed to every input's transform. */
-export const requestBudget = (config: Config): RequestBudget => ({ imagePixels: { left: config.MAX_REQUEST_IMAGE_PIXELS, limit: config.MAX_REQUEST_IMAGE_PIXELS } })
+export const requestBudget = (config: Config): RequestBudget => ({
+  imagePixels: { left: config.MAX_REQUEST_IMAGE_PIXELS, limit: config.MAX_REQUEST_IMAGE_PIXELS },
+})
 
 /**
  * The transforms of a model's inputs, by input name: none for an input config.json does not name.
@@ -28,16 +30,29 @@ export const requestBudget = (config: Config): RequestBudget => ({ imagePixels: 
  * fault, so a 503 naming both (errors.ts `configFault`) — the load-time checks (images/classify.ts
  * `prepareModel`) find it first.
  */
-export function inputTransforms(model: string, config: ModelConfig, inputs: TensorSpec[], tokenizers: ReadonlyMap<string, TextTokenizer> = new Map()): Map<string, InputTransform> {
+export function inputTransforms(
+  model: string,
+  config: ModelConfig,
+  inputs: TensorSpec[],
+  tokenizers: ReadonlyMap<string, TextTokenizer> = new Map(),
+): Map<string, InputTransform> {
   const transforms = new Map<string, InputTransform>()
   for (const [name, declared] of Object.entries(config.inputs ?? {})) {
     const spec = inputs.find((s) => s.name === name)
-    if (!spec) throw missingFromModel(model, 'inputs', name, 'input', inputs.map((s) => s.name))
+    if (!spec)
+      throw missingFromModel(
+        model,
+        'inputs',
+        name,
+        'input',
+        inputs.map((s) => s.name),
+      )
     if (declared.image) {
       transforms.set(name, imageTransform(model, declared.image, spec))
     } else if (declared.text) {
       const tokenizer = tokenizers.get(declared.text.tokenizer)
-      if (!tokenizer) throw new ApiError(503, `${model}: the tokenizer ${declared.text.tokenizer} of input '${name}' is not loaded`)
+      if (!tokenizer)
+        throw new ApiError(503, `${model}: the tokenizer ${declared.text.tokenizer} of input '${name}' is not loaded`)
       transforms.set(name, textTransform(model, declared.text, spec, tokenizer))
     }
   }

@@ -64,19 +64,25 @@ export function detectProblems(detect: DetectConfig, outputs: OutputShape[] | nu
     const shape = find('detect.output', detect.output)
     if (!shape) return problems
     if (shape.length !== 3) {
-      problems.push(`detect.output '${detect.output}' has shape ${formatShape(shape)}; it must be [1, N, K] or [1, K, N], K values a row`)
+      problems.push(
+        `detect.output '${detect.output}' has shape ${formatShape(shape)}; it must be [1, N, K] or [1, K, N], K values a row`,
+      )
       return problems
     }
     const width = rowWidth(detect.columns, classes)
     if (rowAxis(shape, width) !== undefined) return problems
     if (detect.columns === 'box,score,class') {
-      problems.push(`detect.output '${detect.output}' has shape ${formatShape(shape)}, but rows of ${detect.columns} hold 6 values (x4 box, score, class); neither ${shape[1]} nor ${shape[2]} is 6`)
+      problems.push(
+        `detect.output '${detect.output}' has shape ${formatShape(shape)}, but rows of ${detect.columns} hold 6 values (x4 box, score, class); neither ${shape[1]} nor ${shape[2]} is 6`,
+      )
     } else {
       const head = ROW_HEAD[detect.columns]
       const fits = [shape[2]!, shape[1]!].filter((d) => d > head).map((d) => `${d - head} classes`)
       problems.push(
         `detect.output '${detect.output}' has shape ${formatShape(shape)}, but rows of ${detect.columns} with ${labels} labels${offset} hold ${width} values (${head} + ${classes}); ` +
-          (fits.length > 0 ? `its rows fit ${fits.join(' or ')}: are the labels short, or is columns wrong?` : 'no dimension is that wide: is columns wrong?'),
+          (fits.length > 0
+            ? `its rows fit ${fits.join(' or ')}: are the labels short, or is columns wrong?`
+            : 'no dimension is that wide: is columns wrong?'),
       )
     }
     return problems
@@ -84,13 +90,19 @@ export function detectProblems(detect: DetectConfig, outputs: OutputShape[] | nu
   if (!detect.outputs) return problems
   const boxes = find('detect.outputs.boxes', detect.outputs.boxes)
   if (boxes && !(boxes.length >= 3 && [4, -1].includes(boxes.at(-1)!))) {
-    problems.push(`detect.outputs.boxes '${detect.outputs.boxes}' has shape ${formatShape(boxes)}; boxes are [1, N, 4] (or [1, N, 1, 4])`)
+    problems.push(
+      `detect.outputs.boxes '${detect.outputs.boxes}' has shape ${formatShape(boxes)}; boxes are [1, N, 4] (or [1, N, 1, 4])`,
+    )
   }
   const scores = find('detect.outputs.scores', detect.outputs.scores)
   if (scores && scores.length !== 2 && scores.length !== 3) {
-    problems.push(`detect.outputs.scores '${detect.outputs.scores}' has shape ${formatShape(scores)}; scores are [1, N], or [1, N, C] with a score per class`)
+    problems.push(
+      `detect.outputs.scores '${detect.outputs.scores}' has shape ${formatShape(scores)}; scores are [1, N], or [1, N, C] with a score per class`,
+    )
   } else if (scores?.length === 3 && scores[2] !== -1 && scores[2] !== classes) {
-    problems.push(`detect.outputs.scores '${detect.outputs.scores}' has shape ${formatShape(scores)}: ${scores[2]} class scores, but labels (${labels})${offset} name ${classes}`)
+    problems.push(
+      `detect.outputs.scores '${detect.outputs.scores}' has shape ${formatShape(scores)}: ${scores[2]} class scores, but labels (${labels})${offset} name ${classes}`,
+    )
   }
   if (detect.outputs.classes !== undefined) find('detect.outputs.classes', detect.outputs.classes)
   if (detect.outputs.count !== undefined) find('detect.outputs.count', detect.outputs.count)

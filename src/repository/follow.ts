@@ -138,7 +138,9 @@ export class PointerFollower {
         const was = addressed(before, name)
         const will = addressed(after, name)
         // Warm what takes over an alias whose version is warm here, before anyone is switched to it.
-        const incoming = [...will].filter(([alias, v]) => was.has(alias) && was.get(alias) !== v && cache.isAvailable(cacheKey(name, was.get(alias)!)))
+        const incoming = [...will].filter(
+          ([alias, v]) => was.has(alias) && was.get(alias) !== v && cache.isAvailable(cacheKey(name, was.get(alias)!)),
+        )
         for (const version of new Set(incoming.map(([, v]) => v))) {
           const target = after.resolve(name, { version })
           const started = this.now()

@@ -27,7 +27,11 @@ export interface ModelSources {
  * classify output: protocols/images/classify.ts `prepareModel`), given by the caller so the
  * repository knows no protocol. A rejection fails the load. `readFile` reads a file beside config.json.
  */
-export type LoadCheck = (target: ResolvedVersion, servable: { signature: Signature }, readFile: (file: string) => Promise<ArrayBuffer | null>) => Promise<{ hostBytes?: number }>
+export type LoadCheck = (
+  target: ResolvedVersion,
+  servable: { signature: Signature },
+  readFile: (file: string) => Promise<ArrayBuffer | null>,
+) => Promise<{ hostBytes?: number }>
 
 /**
  * Reads, builds and warms up one model version on `backend`, then runs `check` on it. R2 files are checked against the size
@@ -35,41 +39,64 @@ export type LoadCheck = (target: ResolvedVersion, servable: { signature: Signatu
  * served. With `batching` in the model's config.json, the servable merges concurrent requests
  * (runtime/batcher.ts).
  */
-export async function loadVersion(sources: ModelSources, target: ResolvedVersion, backend: Backend, now: () => number, check: LoadCheck): Promise<LoadResult> {
+export async function loadVersion(
+  sources: ModelSources,
+  target: ResolvedVersion,
+  backend: Backend,
+  now: () => number,
+  check: LoadCheck,
+): Promise<LoadResult> {
   const dir = cacheKey(target.name, target.version)
   let store = sources.assets
   if (target.entry.source === 'r2') {
     if (!sources.r2) throw new Error(`${dir} is in the R2 bucket, but no bucket is bound (MODELS)`)
-    store = verifiedStore(sources.r2, dir, target.entry.files.filter((f): f is ManifestFile => 'sha256' in f))
+    store = verifiedStore(
+      sources.r2,
+      dir,
+      target.entry.files.filter((f): f is ManifestFile => 'sha256' in f),
+    )
   }
   await backend.ensure()
   const fetchStarted = now()
   let fetchMs = 0
   // The index's measurement counts only for the very files it was made of.
   const memory = target.entry.memory
-  const digest = memory ? {} as { value?: string } : undefined
+  const digest = memory ? ({} as { value?: string }) : undefined
   // The artifacts are not kept here: their shards are released once the backend holds the weights.
   const artifacts = await storeHandler(store, dir, digest)
     .load()
     .finally(() => (fetchMs = now() - fetchStarted))
   const known = memory && digest?.value === memory.digest ? memory : undefined
-  if (memory && !known) log('warn', 'model.memory_stale', { model: dir, reason: 'the index measured other files (digest differs); measuring here' })
+  if (memory && !known)
+    log('warn', 'model.memory_stale', {
+      model: dir,
+      reason: 'the index measured other files (digest differs); measuring here',
+    })
   const { servable, timings, warmedUp } = await buildServable(artifacts, known)
   // Image inputs, labels and the classify output are checked against the built model.
   const labelsStore = target.entry.source === 'r2' ? sources.r2! : sources.assets
-  const checked = await check(target, servable, (file) => labelsStore.get(`${target.name}/${file}`)).catch((error: unknown) => {
-    servable.dispose()
-    throw error
-  })
+  const checked = await check(target, servable, (file) => labelsStore.get(`${target.name}/${file}`)).catch(
+    (error: unknown) => {
+      servable.dispose()
+      throw error
+    },
+  )
   // What the model keeps in JavaScript beside its tensors (a text input's tokenizer) counts with it.
   servable.footprint.hostBytes = checked.hostBytes ?? 0
   if (!warmedUp) {
-    log('warn', 'model.warmup_skipped', { model: dir, reason: 'an input has unknown dimensions; its activations are measured on its first request' })
+    log('warn', 'model.warmup_skipped', {
+      model: dir,
+      reason: 'an input has unknown dimensions; its activations are measured on its first request',
+    })
   }
   // Wrapped after warmup, so warmup runs the model alone and fills in output shapes the batcher checks.
   const batching = target.config.batching
   const served = batching
-    ? withBatching(servable, { maxBatchSize: batching.max_batch_size, maxQueueDelayMs: batching.max_queue_delay_ms, model: dir })
+    ? withBatching(servable, {
+        maxBatchSize: batching.max_batch_size,
+        maxQueueDelayMs: batching.max_queue_delay_ms,
+        model: dir,
+      })
     : servable
   return { servable: served, timings: { fetchMs, ...timings } }
 }

@@ -32,14 +32,19 @@ export async function sha256Hex(bytes: ArrayBuffer): Promise<string> {
 }
 
 /** Why `bytes` is not the file the manifest records, or `undefined` when it is. */
-export async function fileProblem(dir: string, file: ManifestFile, bytes: ArrayBuffer | null): Promise<string | undefined> {
+export async function fileProblem(
+  dir: string,
+  file: ManifestFile,
+  bytes: ArrayBuffer | null,
+): Promise<string | undefined> {
   if (bytes === null) return `${dir}/${file.path} is missing`
   if (bytes.byteLength !== file.bytes) {
     const how = bytes.byteLength < file.bytes ? 'truncated: ' : ''
     return `${dir}/${file.path} is ${how}${bytes.byteLength} bytes, the manifest records ${file.bytes}`
   }
   const hash = await sha256Hex(bytes)
-  if (hash !== file.sha256) return `${dir}/${file.path} is corrupted: sha256 ${hash.slice(0, 12)}…, the manifest records ${file.sha256.slice(0, 12)}…`
+  if (hash !== file.sha256)
+    return `${dir}/${file.path} is corrupted: sha256 ${hash.slice(0, 12)}…, the manifest records ${file.sha256.slice(0, 12)}…`
   return undefined
 }
 

@@ -30,7 +30,9 @@ export const ImageTransform = z
   .strictObject({
     size: z.tuple([z.int().min(1).max(MAX_IMAGE_SIDE), z.int().min(1).max(MAX_IMAGE_SIDE)]),
     channels: z.union([z.literal(1), z.literal(3)]),
-    range: z.tuple([z.number(), z.number()]).refine(([low, high]) => low !== high, 'range must map 0 and 255 onto two different values'),
+    range: z
+      .tuple([z.number(), z.number()])
+      .refine(([low, high]) => low !== high, 'range must map 0 and 255 onto two different values'),
     mean: z.array(z.number()).optional(),
     std: z.array(z.number().refine((v) => v !== 0, 'std must not be 0')).optional(),
     fit: z.enum(['stretch', 'center-crop']).default('stretch'),
@@ -41,7 +43,11 @@ export const ImageTransform = z
     for (const key of ['mean', 'std'] as const) {
       const values = image[key]
       if (values && values.length !== image.channels) {
-        ctx.addIssue({ code: 'custom', path: [key], message: `${key} has ${values.length} values; channels is ${image.channels}` })
+        ctx.addIssue({
+          code: 'custom',
+          path: [key],
+          message: `${key} has ${values.length} values; channels is ${image.channels}`,
+        })
       }
     }
   })
@@ -58,7 +64,9 @@ export const MAX_TEXT_TOKENS = 8192
  * `padding: "longest"`, to the longest text of the request), and `field` of the encoding fed.
  */
 export const TextTransform = z.strictObject({
-  tokenizer: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*\.json$/, 'a tokenizer is a .json file name beside model.json, without a path'),
+  tokenizer: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*\.json$/, 'a tokenizer is a .json file name beside model.json, without a path'),
   max_length: z.int().min(1).max(MAX_TEXT_TOKENS),
   field: z.enum(['ids', 'attention_mask', 'token_type_ids']),
   padding: z.enum(['max_length', 'longest']).default('max_length'),
@@ -124,7 +132,12 @@ export const DetectConfig = z
     columns: z.enum(DETECT_COLUMNS).optional(),
     /** Separate outputs: boxes `[1, N, 4]`, scores `[1, N]` (or `[1, N, C]`), classes `[1, N]`, count `[1]`. */
     outputs: z
-      .strictObject({ boxes: z.string().min(1), scores: z.string().min(1), classes: z.string().min(1).optional(), count: z.string().min(1).optional() })
+      .strictObject({
+        boxes: z.string().min(1),
+        scores: z.string().min(1),
+        classes: z.string().min(1).optional(),
+        count: z.string().min(1).optional(),
+      })
       .optional(),
     box_format: z.enum(['xyxy', 'yxyx', 'cxcywh']).default('xyxy'),
     /** `pixels` of the model's input, or `normalized` (0–1 of its width and height). */
@@ -139,10 +152,22 @@ export const DetectConfig = z
   })
   .superRefine((detect, ctx) => {
     const rows = detect.output !== undefined || detect.columns !== undefined
-    if (rows && detect.outputs) ctx.addIssue({ code: 'custom', message: 'give output and columns, or outputs, not both' })
-    else if (!rows && !detect.outputs) ctx.addIssue({ code: 'custom', message: 'name the detections: output and columns (one tensor of rows), or outputs {boxes, scores, classes, count}' })
-    else if (rows && detect.output === undefined) ctx.addIssue({ code: 'custom', path: ['output'], message: 'columns needs output: the tensor whose rows they describe' })
-    else if (rows && detect.columns === undefined) ctx.addIssue({ code: 'custom', path: ['columns'], message: `output needs columns: ${DETECT_COLUMNS.join(', ')}` })
+    if (rows && detect.outputs)
+      ctx.addIssue({ code: 'custom', message: 'give output and columns, or outputs, not both' })
+    else if (!rows && !detect.outputs)
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          'name the detections: output and columns (one tensor of rows), or outputs {boxes, scores, classes, count}',
+      })
+    else if (rows && detect.output === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['output'],
+        message: 'columns needs output: the tensor whose rows they describe',
+      })
+    else if (rows && detect.columns === undefined)
+      ctx.addIssue({ code: 'custom', path: ['columns'], message: `output needs columns: ${DETECT_COLUMNS.join(', ')}` })
   })
 export type DetectConfig = z.infer<typeof DetectConfig>
 
@@ -163,7 +188,10 @@ export const TrafficConfig = z.strictObject({
       z.number().min(0).refine(Number.isFinite, 'a weight is a finite number'),
     )
     .refine((weights) => Object.values(weights).some((w) => w > 0), 'at least one weight must be above 0'),
-  sticky_header: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, 'a header name (letters, digits, -)').optional(),
+  sticky_header: z
+    .string()
+    .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, 'a header name (letters, digits, -)')
+    .optional(),
   /**
    * Which versions a request may name (`/versions/{v}`, `/labels/{l}`, RPC `version`/`label`):
    * `listed` (the default) only those `versions` lists, weight 0 included; `any` every version
@@ -184,95 +212,114 @@ export type ShadowConfig = z.infer<typeof ShadowConfig>
  * A model's optional `config.json`, beside its version folders. Every field is optional.
  * Unknown fields are refused, so a typo cannot silently switch a limit off.
  */
-export const ModelConfig = z.strictObject({
-  /** A human description, shown in the model's metadata. */
-  description: z.string().optional(),
-  /** Rows per request for this model; the Worker's MAX_BATCH_SIZE still applies if lower. */
-  max_batch_size: z.int().positive().optional(),
-  /** Outputs returned when a request names none. */
-  default_outputs: z.array(z.string()).min(1).optional(),
-  /** Allowed value range per input name. */
-  input_limits: z.record(z.string(), z.strictObject({ min: z.number().optional(), max: z.number().optional() })).optional(),
-  /**
-   * Which versions are served, as TF Serving's model_version_policy: `{"latest": {}}` (the default)
-   * serves every version and the highest when a request names none; `{"specific": {"versions": [n, …]}}`
-   * serves only those, the highest of them by default — one listed version pins the model.
-   */
-  version_policy: z
-    .union([
-      z.strictObject({ latest: z.strictObject({}) }),
-      z.strictObject({ specific: z.strictObject({ versions: z.array(z.int().positive()).min(1) }) }),
-    ])
-    .optional(),
-  /** Names for versions, as TF Serving's version_labels: `{"stable": 1, "canary": 2}`, served at `/labels/{l}`. */
-  version_labels: z.record(z.string().regex(LABEL, 'a label is a letter then letters, digits, _ or -'), z.int().positive()).optional(),
-  /**
-   * Adaptive batching, off when absent (see runtime/batcher.ts and docs/batching.md): concurrent
-   * requests are merged into one run of at most `max_batch_size` rows, the first waiting at most
-   * `max_queue_delay_ms` for company. TF Serving calls these max_batch_size and batch_timeout_micros,
-   * Triton max_batch_size and max_queue_delay_microseconds; milliseconds here, as Workers' timers count.
-   * Not the same as the top-level `max_batch_size`, which limits the rows of one request.
-   */
-  batching: z
-    .strictObject({
-      max_batch_size: z.int().min(1),
-      max_queue_delay_ms: z.number().min(0).max(MAX_QUEUE_DELAY_MS),
-    })
-    .optional(),
-  /** Per-input transforms, by input name: what a client's bytes become before the model sees them. */
-  inputs: z.record(z.string(), InputTransformConfig).optional(),
-  /** Class names for `:classify`, in the order of the output's last dimension. */
-  labels: Labels.optional(),
-  /** Which output `:classify` ranks, how many labels it answers, and the activation first. */
-  classify: ClassifyConfig.optional(),
-  /** What `:embed` answers: the output holding the vectors, its pooling and normalization. */
-  embed: EmbedConfig.optional(),
-  /** How `:detect` reads the model's outputs as labelled boxes (docs/detection.md); needs `labels`. */
-  detect: DetectConfig.optional(),
-  /**
-   * The prediction cache, off when absent (src/cache/prediction-cache.ts): answers are kept on the Workers
-   * Cache API for `ttl_seconds`, keyed by the model, the answering version, the parsed inputs, the
-   * outputs asked for and the response format.
-   */
-  response_cache: z.strictObject({ ttl_seconds: z.int().min(1).max(MAX_RESPONSE_CACHE_TTL_SECONDS) }).optional(),
-  /** How requests that name no version or label are split between versions (src/traffic/traffic.ts). */
-  traffic: TrafficConfig.optional(),
-  /** A version that also runs a fraction of requests after their response, compared and never answered (src/traffic/traffic.ts). */
-  shadow: ShadowConfig.optional(),
-  /** Requests of this model in flight at once, from routing until the response is ready (body read included). */
-  max_concurrent: z.int().positive().optional(),
-  /** Requests that may wait for one of the `max_concurrent` slots, first come first served; beyond, 429. Unbounded when absent. */
-  max_queue: z.int().min(0).optional(),
-}).superRefine((config, ctx) => {
-  // A label used by traffic or shadow must be one the model defines, else the split could never resolve it.
-  const labels = config.version_labels ?? {}
-  const undefinedLabel = (key: string) => !VERSION_NUMBER.test(key) && !Object.hasOwn(labels, key)
-  for (const key of Object.keys(config.traffic?.versions ?? {})) {
-    if (undefinedLabel(key)) ctx.addIssue({ code: 'custom', path: ['traffic', 'versions', key], message: `'${key}' is neither a version number nor one of version_labels` })
-  }
-  const shadow = config.shadow?.version
-  if (typeof shadow === 'string' && undefinedLabel(shadow)) {
-    ctx.addIssue({ code: 'custom', path: ['shadow', 'version'], message: `'${shadow}' is not one of version_labels` })
-  }
-  // Inputs fed from one tokenizer share one encoding per request, so they must agree on its length.
-  const encodings = new Map<string, { input: string; max_length: number; padding: string }>()
-  for (const [input, transform] of Object.entries(config.inputs ?? {})) {
-    const text = transform.text
-    if (!text) continue
-    const first = encodings.get(text.tokenizer)
-    if (!first) encodings.set(text.tokenizer, { input, max_length: text.max_length, padding: text.padding })
-    else if (first.max_length !== text.max_length || first.padding !== text.padding) {
-      const message = `inputs fed from ${text.tokenizer} share one encoding: max_length and padding must equal input '${first.input}''s (${first.max_length}, ${first.padding})`
-      ctx.addIssue({ code: 'custom', path: ['inputs', input, 'text'], message })
+export const ModelConfig = z
+  .strictObject({
+    /** A human description, shown in the model's metadata. */
+    description: z.string().optional(),
+    /** Rows per request for this model; the Worker's MAX_BATCH_SIZE still applies if lower. */
+    max_batch_size: z.int().positive().optional(),
+    /** Outputs returned when a request names none. */
+    default_outputs: z.array(z.string()).min(1).optional(),
+    /** Allowed value range per input name. */
+    input_limits: z
+      .record(z.string(), z.strictObject({ min: z.number().optional(), max: z.number().optional() }))
+      .optional(),
+    /**
+     * Which versions are served, as TF Serving's model_version_policy: `{"latest": {}}` (the default)
+     * serves every version and the highest when a request names none; `{"specific": {"versions": [n, …]}}`
+     * serves only those, the highest of them by default — one listed version pins the model.
+     */
+    version_policy: z
+      .union([
+        z.strictObject({ latest: z.strictObject({}) }),
+        z.strictObject({ specific: z.strictObject({ versions: z.array(z.int().positive()).min(1) }) }),
+      ])
+      .optional(),
+    /** Names for versions, as TF Serving's version_labels: `{"stable": 1, "canary": 2}`, served at `/labels/{l}`. */
+    version_labels: z
+      .record(z.string().regex(LABEL, 'a label is a letter then letters, digits, _ or -'), z.int().positive())
+      .optional(),
+    /**
+     * Adaptive batching, off when absent (see runtime/batcher.ts and docs/batching.md): concurrent
+     * requests are merged into one run of at most `max_batch_size` rows, the first waiting at most
+     * `max_queue_delay_ms` for company. TF Serving calls these max_batch_size and batch_timeout_micros,
+     * Triton max_batch_size and max_queue_delay_microseconds; milliseconds here, as Workers' timers count.
+     * Not the same as the top-level `max_batch_size`, which limits the rows of one request.
+     */
+    batching: z
+      .strictObject({
+        max_batch_size: z.int().min(1),
+        max_queue_delay_ms: z.number().min(0).max(MAX_QUEUE_DELAY_MS),
+      })
+      .optional(),
+    /** Per-input transforms, by input name: what a client's bytes become before the model sees them. */
+    inputs: z.record(z.string(), InputTransformConfig).optional(),
+    /** Class names for `:classify`, in the order of the output's last dimension. */
+    labels: Labels.optional(),
+    /** Which output `:classify` ranks, how many labels it answers, and the activation first. */
+    classify: ClassifyConfig.optional(),
+    /** What `:embed` answers: the output holding the vectors, its pooling and normalization. */
+    embed: EmbedConfig.optional(),
+    /** How `:detect` reads the model's outputs as labelled boxes (docs/detection.md); needs `labels`. */
+    detect: DetectConfig.optional(),
+    /**
+     * The prediction cache, off when absent (src/cache/prediction-cache.ts): answers are kept on the Workers
+     * Cache API for `ttl_seconds`, keyed by the model, the answering version, the parsed inputs, the
+     * outputs asked for and the response format.
+     */
+    response_cache: z.strictObject({ ttl_seconds: z.int().min(1).max(MAX_RESPONSE_CACHE_TTL_SECONDS) }).optional(),
+    /** How requests that name no version or label are split between versions (src/traffic/traffic.ts). */
+    traffic: TrafficConfig.optional(),
+    /** A version that also runs a fraction of requests after their response, compared and never answered (src/traffic/traffic.ts). */
+    shadow: ShadowConfig.optional(),
+    /** Requests of this model in flight at once, from routing until the response is ready (body read included). */
+    max_concurrent: z.int().positive().optional(),
+    /** Requests that may wait for one of the `max_concurrent` slots, first come first served; beyond, 429. Unbounded when absent. */
+    max_queue: z.int().min(0).optional(),
+  })
+  .superRefine((config, ctx) => {
+    // A label used by traffic or shadow must be one the model defines, else the split could never resolve it.
+    const labels = config.version_labels ?? {}
+    const undefinedLabel = (key: string) => !VERSION_NUMBER.test(key) && !Object.hasOwn(labels, key)
+    for (const key of Object.keys(config.traffic?.versions ?? {})) {
+      if (undefinedLabel(key))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['traffic', 'versions', key],
+          message: `'${key}' is neither a version number nor one of version_labels`,
+        })
     }
-  }
-  if (config.detect && config.labels === undefined) {
-    ctx.addIssue({ code: 'custom', path: ['detect'], message: 'detect needs labels: the class names, in the order of the class indices' })
-  }
-  if (config.max_queue !== undefined && config.max_concurrent === undefined) {
-    ctx.addIssue({ code: 'custom', path: ['max_queue'], message: 'max_queue bounds the requests waiting for max_concurrent, which is not set' })
-  }
-})
+    const shadow = config.shadow?.version
+    if (typeof shadow === 'string' && undefinedLabel(shadow)) {
+      ctx.addIssue({ code: 'custom', path: ['shadow', 'version'], message: `'${shadow}' is not one of version_labels` })
+    }
+    // Inputs fed from one tokenizer share one encoding per request, so they must agree on its length.
+    const encodings = new Map<string, { input: string; max_length: number; padding: string }>()
+    for (const [input, transform] of Object.entries(config.inputs ?? {})) {
+      const text = transform.text
+      if (!text) continue
+      const first = encodings.get(text.tokenizer)
+      if (!first) encodings.set(text.tokenizer, { input, max_length: text.max_length, padding: text.padding })
+      else if (first.max_length !== text.max_length || first.padding !== text.padding) {
+        const message = `inputs fed from ${text.tokenizer} share one encoding: max_length and padding must equal input '${first.input}''s (${first.max_length}, ${first.padding})`
+        ctx.addIssue({ code: 'custom', path: ['inputs', input, 'text'], message })
+      }
+    }
+    if (config.detect && config.labels === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['detect'],
+        message: 'detect needs labels: the class names, in the order of the class indices',
+      })
+    }
+    if (config.max_queue !== undefined && config.max_concurrent === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['max_queue'],
+        message: 'max_queue bounds the requests waiting for max_concurrent, which is not set',
+      })
+    }
+  })
 export type ModelConfig = z.infer<typeof ModelConfig>
 
 /** The keys an object in the schema allows at `path`, for "did you mean" hints; empty where there is no object. */

@@ -26,7 +26,9 @@ function shardPath(dir: string, path: string): string {
   const plain = !path.startsWith('/') && !path.split('/').some((part) => part === '..' || part === '.' || part === '')
   if (!plain || asUrl !== `/${key}`) {
     const resolved = asUrl !== undefined && asUrl !== `/${key}` ? ` (read as a URL: '${asUrl.slice(1)}')` : ''
-    throw new Error(`weight shard path '${path}' leaves the model folder ${dir}/ or is not a plain relative path${resolved}`)
+    throw new Error(
+      `weight shard path '${path}' leaves the model folder ${dir}/ or is not a plain relative path${resolved}`,
+    )
   }
   return key
 }
@@ -43,7 +45,11 @@ async function readFile(store: ModelStore, path: string): Promise<ArrayBuffer> {
  * runtime can (workerd's DigestStream), so the weights are not copied into one buffer.
  */
 export async function filesDigest(parts: ArrayBuffer[]): Promise<string> {
-  const Stream = (crypto as unknown as { DigestStream?: new (algorithm: string) => WritableStream<ArrayBuffer> & { digest: Promise<ArrayBuffer> } }).DigestStream
+  const Stream = (
+    crypto as unknown as {
+      DigestStream?: new (algorithm: string) => WritableStream<ArrayBuffer> & { digest: Promise<ArrayBuffer> }
+    }
+  ).DigestStream
   let digest: ArrayBuffer
   if (Stream) {
     const stream = new Stream('SHA-256')
@@ -66,7 +72,11 @@ export async function filesDigest(parts: ArrayBuffer[]): Promise<string> {
  * A shard shorter or longer than its manifest says fails the load with that reason.
  * With `digest`, the files' digest (`filesDigest`) is put there once they are read.
  */
-export function storeHandler(store: ModelStore, dir: string, digest?: { value?: string }): Required<Pick<tf.io.IOHandler, 'load'>> {
+export function storeHandler(
+  store: ModelStore,
+  dir: string,
+  digest?: { value?: string },
+): Required<Pick<tf.io.IOHandler, 'load'>> {
   return {
     async load() {
       const raw = await readFile(store, `${dir}/model.json`)
@@ -76,7 +86,12 @@ export function storeHandler(store: ModelStore, dir: string, digest?: { value?: 
       } catch (error) {
         throw new Error(`${dir}/model.json is not valid JSON: ${(error as Error).message}`)
       }
-      if (typeof json !== 'object' || json === null || json.modelTopology == null || !Array.isArray(json.weightsManifest)) {
+      if (
+        typeof json !== 'object' ||
+        json === null ||
+        json.modelTopology == null ||
+        !Array.isArray(json.weightsManifest)
+      ) {
         throw new Error(`${dir}/model.json has no modelTopology or weightsManifest: it is not a TF.js model`)
       }
       return tf.io.getModelArtifactsForJSON(json, async (manifest) => {

@@ -92,7 +92,10 @@ function checkMemory(modelJson: ArrayBuffer, budgetBytes: number) {
   } catch {
     return
   }
-  const { weightBytes, activationBytes, complete } = estimateMemory({ ...json, weightSpecs: tf.io.getWeightSpecs(json.weightsManifest) })
+  const { weightBytes, activationBytes, complete } = estimateMemory({
+    ...json,
+    weightSpecs: tf.io.getWeightSpecs(json.weightsManifest),
+  })
   const kernelBytes = weightBytes * KERNEL_FACTOR
   const heapBytes = Math.ceil(activationBytes * HEAP_PER_ACTIVATION_BYTE)
   const needs = weightBytes + kernelBytes + heapBytes
@@ -108,7 +111,10 @@ async function listDir(bucket: R2Bucket, prefix: string): Promise<{ dirs: string
   const files: string[] = []
   let cursor: string | undefined
   for (let page = 0; page < MAX_LIST_PAGES; page++) {
-    const listing = await r2(bucket.list({ prefix, delimiter: '/', ...(cursor ? { cursor } : {}) }), `listing ${prefix || '/'}`)
+    const listing = await r2(
+      bucket.list({ prefix, delimiter: '/', ...(cursor ? { cursor } : {}) }),
+      `listing ${prefix || '/'}`,
+    )
     dirs.push(...listing.delimitedPrefixes.map((p) => p.slice(prefix.length, -1)))
     files.push(...listing.objects.map((o) => o.key.slice(prefix.length)))
     if (!listing.truncated) break
@@ -118,7 +124,13 @@ async function listDir(bucket: R2Bucket, prefix: string): Promise<{ dirs: string
 }
 
 /** Validates one candidate; throws an Error whose message is the reason it is rejected. */
-async function validate(bucket: R2Bucket, name: string, version: number, budgetBytes: number, current?: { version: number; signature: Signature }): Promise<PublishedVersion> {
+async function validate(
+  bucket: R2Bucket,
+  name: string,
+  version: number,
+  budgetBytes: number,
+  current?: { version: number; signature: Signature },
+): Promise<PublishedVersion> {
   const dir = `${name}/${version}`
   const object = await environmental(r2(bucket.get(`${dir}/${MANIFEST_FILE}`), `reading ${dir}/${MANIFEST_FILE}`))
   if (object === null) throw new Error(`${dir}/${MANIFEST_FILE} disappeared during validation`)
@@ -131,7 +143,8 @@ async function validate(bucket: R2Bucket, name: string, version: number, budgetB
   const parsed = VersionManifest.safeParse(raw)
   if (!parsed.success) throw new Error(`${dir}/${MANIFEST_FILE} is invalid: ${z.prettifyError(parsed.error)}`)
   const manifest = parsed.data
-  if (!manifest.files.some((f) => f.path === 'model.json')) throw new Error(`${dir}/${MANIFEST_FILE} lists no model.json`)
+  if (!manifest.files.some((f) => f.path === 'model.json'))
+    throw new Error(`${dir}/${MANIFEST_FILE} lists no model.json`)
 
   // Every file present, with the recorded size and hash, before anything is built from them.
   const files = new Map<string, ArrayBuffer>()
@@ -143,7 +156,9 @@ async function validate(bucket: R2Bucket, name: string, version: number, budgetB
     files.set(`${dir}/${file.path}`, bytes!)
   }
   // model.json first: what the model would cost is known from it, before its weights are fetched.
-  const [modelFile, ...weightFiles] = [...manifest.files].sort((a, b) => Number(b.path === 'model.json') - Number(a.path === 'model.json'))
+  const [modelFile, ...weightFiles] = [...manifest.files].sort(
+    (a, b) => Number(b.path === 'model.json') - Number(a.path === 'model.json'),
+  )
   await fetchChecked(modelFile!)
   checkMemory(files.get(`${dir}/model.json`)!, budgetBytes)
   for (let i = 0; i < weightFiles.length; i += MAX_PARALLEL_FILES) {
@@ -176,12 +191,18 @@ async function validate(bucket: R2Bucket, name: string, version: number, budgetB
 }
 
 /** The signature of the version a request without a version gets now, or `undefined` if there is none or it cannot load. */
-async function currentSignature(repo: Repository, name: string, deps: PublishDeps): Promise<{ version: number; signature: Signature } | undefined> {
+async function currentSignature(
+  repo: Repository,
+  name: string,
+  deps: PublishDeps,
+): Promise<{ version: number; signature: Signature } | undefined> {
   if (!repo.names().includes(name)) return undefined
   const target = repo.resolve(name)
   if (target.entry.source === 'r2') return { version: target.version, signature: target.entry.signature as Signature }
   try {
-    const lease = await deps.cache.acquire(`${name}/${target.version}`, target.entry.weightBytes, () => deps.load(target))
+    const lease = await deps.cache.acquire(`${name}/${target.version}`, target.entry.weightBytes, () =>
+      deps.load(target),
+    )
     try {
       return { version: target.version, signature: lease.model.signature }
     } finally {
@@ -194,7 +215,14 @@ async function currentSignature(repo: Repository, name: string, deps: PublishDep
 }
 
 /** One model's part of the pointer, brought up to date with its folder in the bucket. */
-async function nextPointerModel(name: string, previous: PointerModel | undefined, pointer: Pointer, deps: PublishDeps, report: PublishReport, budget: { left: number }) {
+async function nextPointerModel(
+  name: string,
+  previous: PointerModel | undefined,
+  pointer: Pointer,
+  deps: PublishDeps,
+  report: PublishReport,
+  budget: { left: number },
+) {
   const model: PointerModel = {
     current: previous?.current ?? null,
     versions: { ...previous?.versions },
@@ -206,11 +234,17 @@ async function nextPointerModel(name: string, previous: PointerModel | undefined
     const object = await r2(deps.bucket.get(`${name}/config.json`), `reading ${name}/config.json`)
     const checked = object && checkModelConfig(await object.json().catch(() => undefined))
     if (checked?.ok) model.config = checked.config
-    else report.errors.push(`${name}/config.json is invalid, kept the previous one${checked ? `: ${checked.message}` : ''}`)
+    else
+      report.errors.push(
+        `${name}/config.json is invalid, kept the previous one${checked ? `: ${checked.message}` : ''}`,
+      )
   } else {
     delete model.config
   }
-  const versions = dirs.filter((d) => VERSION.test(d)).map(Number).sort((a, b) => a - b)
+  const versions = dirs
+    .filter((d) => VERSION.test(d))
+    .map(Number)
+    .sort((a, b) => a - b)
   const etags = new Map<number, string>()
   for (const version of versions) {
     const head = await r2(deps.bucket.head(`${name}/${version}/${MANIFEST_FILE}`), `checking ${name}/${version}`)
@@ -229,7 +263,8 @@ async function nextPointerModel(name: string, previous: PointerModel | undefined
   for (const key of Object.keys(model.rejected)) {
     const etag = etags.get(Number(key))
     if (etag === undefined) delete model.rejected[key]
-    else if (model.rejected[key]!.replaced && model.rejected[key]!.manifestEtag !== etag) refuseReplaced(model, name, key, etag, report)
+    else if (model.rejected[key]!.replaced && model.rejected[key]!.manifestEtag !== etag)
+      refuseReplaced(model, name, key, etag, report)
   }
 
   for (const [version, etag] of etags) {
@@ -241,7 +276,9 @@ async function nextPointerModel(name: string, previous: PointerModel | undefined
       if (deps.base.names().includes(name) && deps.base.versions(name).includes(version)) {
         throw new Error(`version ${version} is bundled in the static assets; publish under another number`)
       }
-      const repo = new Repository(overlay(deps.base.index, { ...pointer, models: { ...pointer.models, [name]: model } }, deps.allowed))
+      const repo = new Repository(
+        overlay(deps.base.index, { ...pointer, models: { ...pointer.models, [name]: model } }, deps.allowed),
+      )
       const current = await currentSignature(repo, name, deps)
       model.versions[key] = await validate(deps.bucket, name, version, deps.cache.options.budgetBytes, current)
       delete model.rejected[key]
@@ -267,14 +304,16 @@ async function nextPointerModel(name: string, previous: PointerModel | undefined
 
 /** Refuses files uploaded over an accepted version number: versions are immutable once accepted. */
 function refuseReplaced(model: PointerModel, name: string, key: string, etag: string, report: PublishReport): void {
-  const next = Math.max(...Object.keys(model.versions).map(Number), ...Object.keys(model.rejected).map(Number), Number(key)) + 1
+  const next =
+    Math.max(...Object.keys(model.versions).map(Number), ...Object.keys(model.rejected).map(Number), Number(key)) + 1
   const reason = `version ${key} was accepted before with other files, and an accepted version never changes (serving isolates keep its weights, the prediction cache its answers): publish the new files as a new number, e.g. ${next}`
   model.rejected[key] = { reason, manifestEtag: etag, at: new Date().toISOString(), replaced: true }
   report.rejected.push({ model: `${name}/${key}`, reason })
   log('warn', 'publish.rejected', { model: `${name}/${key}`, reason })
 }
 
-const comparable = (pointer: Pointer) => JSON.stringify(pointer.models, (key, value) => (key === 'at' || key === 'validatedAt' ? undefined : value))
+const comparable = (pointer: Pointer) =>
+  JSON.stringify(pointer.models, (key, value) => (key === 'at' || key === 'validatedAt' ? undefined : value))
 
 /**
  * One pass: validate what is new in the bucket and write the pointer if anything changed.
@@ -290,11 +329,14 @@ export async function publishVersions(deps: PublishDeps): Promise<PublishReport>
   })
   const previous = read === undefined || read === 'unchanged' ? undefined : read.pointer
   const next: Pointer = { schema: 1, publishedAt: new Date().toISOString(), models: {} }
-  const names = (await listDir(deps.bucket, '')).dirs.filter((n) => MODEL_NAME.test(n) && (deps.allowed === '*' || deps.allowed.has(n)))
+  const names = (await listDir(deps.bucket, '')).dirs.filter(
+    (n) => MODEL_NAME.test(n) && (deps.allowed === '*' || deps.allowed.has(n)),
+  )
   const budget = { left: MAX_CANDIDATES_PER_RUN }
   for (const name of names.sort()) {
     const model = await nextPointerModel(name, previous?.models[name], next, deps, report, budget)
-    if (Object.keys(model.versions).length + Object.keys(model.rejected).length > 0 || model.config !== undefined) next.models[name] = model
+    if (Object.keys(model.versions).length + Object.keys(model.rejected).length > 0 || model.config !== undefined)
+      next.models[name] = model
   }
   if (previous === undefined || comparable(previous) !== comparable(next)) {
     await r2(writePointer(deps.bucket, next), 'writing the pointer')

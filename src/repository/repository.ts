@@ -74,7 +74,9 @@ export class Repository {
 
   /** Version numbers of a model, ascending; throws 404 for an unknown model. */
   versions(name: string): number[] {
-    return Object.keys(this.model(name).versions).map(Number).sort((a, b) => a - b)
+    return Object.keys(this.model(name).versions)
+      .map(Number)
+      .sort((a, b) => a - b)
   }
 
   /**
@@ -92,7 +94,9 @@ export class Repository {
       const labelled = Object.hasOwn(labels, label) ? labels[label] : undefined
       if (labelled === undefined) {
         const known = Object.keys(labels)
-        throw notFound(`model '${name}' has no label '${label}'; ${known.length ? `labels: ${known.join(', ')}` : 'it has no labels'}`)
+        throw notFound(
+          `model '${name}' has no label '${label}'; ${known.length ? `labels: ${known.join(', ')}` : 'it has no labels'}`,
+        )
       }
       chosen = labelled
     }
@@ -113,7 +117,10 @@ export class Repository {
     if (!policy || 'latest' in policy) return all
     const served = all.filter((v) => policy.specific.versions.includes(v))
     if (served.length === 0) {
-      throw new ModelUnavailableError(`${name}: version_policy serves versions ${policy.specific.versions.join(', ')}, none of which exists (versions: ${all.join(', ')})`, 60)
+      throw new ModelUnavailableError(
+        `${name}: version_policy serves versions ${policy.specific.versions.join(', ')}, none of which exists (versions: ${all.join(', ')})`,
+        60,
+      )
     }
     return served
   }
@@ -150,11 +157,23 @@ export function overlay(index: RepositoryIndex, pointer: Pointer, allowed: '*' |
     const base = Object.hasOwn(models, name) ? models[name] : undefined
     const versions: Record<string, VersionEntry> = { ...base?.versions }
     for (const [version, entry] of Object.entries(published.versions)) {
-      versions[version] = { format: entry.format, files: entry.files, weightBytes: entry.weightBytes, totalBytes: entry.totalBytes, signature: entry.signature, source: 'r2' }
+      versions[version] = {
+        format: entry.format,
+        files: entry.files,
+        weightBytes: entry.weightBytes,
+        totalBytes: entry.totalBytes,
+        signature: entry.signature,
+        source: 'r2',
+      }
     }
     const numbers = Object.keys(versions).map(Number)
     if (numbers.length === 0) continue
-    models[name] = { latest: Math.max(...numbers), versions, config: published.config ?? base?.config, rejected: published.rejected }
+    models[name] = {
+      latest: Math.max(...numbers),
+      versions,
+      config: published.config ?? base?.config,
+      rejected: published.rejected,
+    }
   }
   return { models }
 }
@@ -162,7 +181,9 @@ export function overlay(index: RepositoryIndex, pointer: Pointer, allowed: '*' |
 async function readIndex(store: ModelStore): Promise<Repository> {
   const bytes = await store.get(INDEX_FILE)
   if (bytes === null) {
-    throw new Error(`${INDEX_FILE} is missing from ${store.description}: run 'npm run build:index' (wrangler's [build] does)`)
+    throw new Error(
+      `${INDEX_FILE} is missing from ${store.description}: run 'npm run build:index' (wrangler's [build] does)`,
+    )
   }
   const index = JSON.parse(new TextDecoder().decode(bytes)) as RepositoryIndex
   if (typeof index?.models !== 'object' || index.models === null) throw new Error(`${INDEX_FILE} has no 'models'`)

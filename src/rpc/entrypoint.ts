@@ -24,16 +24,38 @@ import { detectImages } from '../protocols/tf-serving/detect'
 import { predictInput, predictTFServing } from '../protocols/tf-serving/dataplane'
 import { inferV2, modelMetadataV2, repositoryEntries } from '../protocols/v2/dataplane'
 import type { Selector } from '../repository/repository'
-import type { ClassifyResult, DetectResult, ImageInputs, InferRequest as InferRequestArg, InferResponse, ModelsService, PredictInputs, RunOptions, TextInputs, TextResult } from './types'
+import type {
+  ClassifyResult,
+  DetectResult,
+  ImageInputs,
+  InferRequest as InferRequestArg,
+  InferResponse,
+  ModelsService,
+  PredictInputs,
+  RunOptions,
+  TextInputs,
+  TextResult,
+} from './types'
 
 /** The typed array each datatype's `data` may arrive as, element for element its binary layout. */
 const TYPED_DATA: Record<string, string> = {
-  BOOL: 'Uint8Array', UINT8: 'Uint8Array', INT8: 'Int8Array', UINT16: 'Uint16Array', INT16: 'Int16Array', FP16: 'Uint16Array',
-  UINT32: 'Uint32Array', INT32: 'Int32Array', FP32: 'Float32Array', FP64: 'Float64Array', UINT64: 'BigUint64Array', INT64: 'BigInt64Array',
+  BOOL: 'Uint8Array',
+  UINT8: 'Uint8Array',
+  INT8: 'Int8Array',
+  UINT16: 'Uint16Array',
+  INT16: 'Int16Array',
+  FP16: 'Uint16Array',
+  UINT32: 'Uint32Array',
+  INT32: 'Int32Array',
+  FP32: 'Float32Array',
+  FP64: 'Float64Array',
+  UINT64: 'BigUint64Array',
+  INT64: 'BigInt64Array',
 }
 
 function checkModel(model: unknown): asserts model is string {
-  if (typeof model !== 'string' || model === '') throw badRequest(`model must be a model's name, got ${describeValue(model)}`)
+  if (typeof model !== 'string' || model === '')
+    throw badRequest(`model must be a model's name, got ${describeValue(model)}`)
 }
 
 /** `options.version` / `options.label` as the routes' path segments would give them. */
@@ -43,7 +65,8 @@ function selectorOf(options: unknown): Selector {
   const { version, label } = options
   if (version !== undefined && label !== undefined) throw badRequest('options: give version or label, not both')
   if (version !== undefined) {
-    if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1) throw badRequest(`version ${describeValue(version)} is not a positive integer`)
+    if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1)
+      throw badRequest(`version ${describeValue(version)} is not a positive integer`)
     return { version }
   }
   if (label !== undefined) {
@@ -56,22 +79,32 @@ function selectorOf(options: unknown): Selector {
 function topKOf(options: RunOptions | undefined): number | undefined {
   const k = options?.top_k
   if (k === undefined) return undefined
-  if (typeof k !== 'number' || !Number.isSafeInteger(k) || k < 1) throw badRequest(`top_k ${describeValue(k)} is not a positive integer`)
+  if (typeof k !== 'number' || !Number.isSafeInteger(k) || k < 1)
+    throw badRequest(`top_k ${describeValue(k)} is not a positive integer`)
   return k
 }
 
 /** An image's bytes, from a Uint8Array, an ArrayBuffer or a list of byte values, within MAX_IMAGE_BYTES. */
 function imageBytes(image: unknown, maxBytes: number): Uint8Array {
-  const size = image instanceof ArrayBuffer || ArrayBuffer.isView(image) ? image.byteLength : Array.isArray(image) ? image.length : undefined
+  const size =
+    image instanceof ArrayBuffer || ArrayBuffer.isView(image)
+      ? image.byteLength
+      : Array.isArray(image)
+        ? image.length
+        : undefined
   if (size === undefined || (ArrayBuffer.isView(image) && !(image instanceof Uint8Array))) {
-    throw badRequest(`image must be a Uint8Array, an ArrayBuffer or a list of byte values, got ${ArrayBuffer.isView(image) ? `a ${image.constructor.name}` : describeValue(image)}`)
+    throw badRequest(
+      `image must be a Uint8Array, an ArrayBuffer or a list of byte values, got ${ArrayBuffer.isView(image) ? `a ${image.constructor.name}` : describeValue(image)}`,
+    )
   }
-  if (size > maxBytes) throw new ApiError(413, `the image is ${size} bytes, more than the limit of ${maxBytes} (MAX_IMAGE_BYTES)`)
+  if (size > maxBytes)
+    throw new ApiError(413, `the image is ${size} bytes, more than the limit of ${maxBytes} (MAX_IMAGE_BYTES)`)
   if (image instanceof Uint8Array) return image
   if (image instanceof ArrayBuffer) return new Uint8Array(image)
   const values = image as unknown[]
   const bad = values.findIndex((v) => typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 255)
-  if (bad !== -1) throw badRequest(`image[${bad}]: expected a byte (an integer 0–255), got ${describeValue(values[bad])}`)
+  if (bad !== -1)
+    throw badRequest(`image[${bad}]: expected a byte (an integer 0–255), got ${describeValue(values[bad])}`)
   return Uint8Array.from(values as number[])
 }
 
@@ -89,14 +122,23 @@ function typedToBinary(request: unknown): { body: unknown; raws: (Uint8Array | u
     if (ArrayBuffer.isView(data) && !(data instanceof DataView)) {
       const expected = TYPED_DATA[String(input.datatype)]
       if (expected !== data.constructor.name) {
-        throw badRequest(`${where}: data is a ${data.constructor.name}, but datatype ${String(input.datatype)} ${expected ? `takes a ${expected}` : 'takes no typed array'}`)
+        throw badRequest(
+          `${where}: data is a ${data.constructor.name}, but datatype ${String(input.datatype)} ${expected ? `takes a ${expected}` : 'takes no typed array'}`,
+        )
       }
       raws[i] = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
       return { ...input, data: undefined }
     }
-    if (input.datatype === 'BYTES' && Array.isArray(data) && data.length > 0 && data.every((e) => e instanceof Uint8Array || e instanceof ArrayBuffer)) {
+    if (
+      input.datatype === 'BYTES' &&
+      Array.isArray(data) &&
+      data.length > 0 &&
+      data.every((e) => e instanceof Uint8Array || e instanceof ArrayBuffer)
+    ) {
       // Triton's BYTES layout: each element after its 4-byte little-endian length.
-      const elements = (data as (Uint8Array | ArrayBuffer)[]).map((e) => (e instanceof Uint8Array ? e : new Uint8Array(e)))
+      const elements = (data as (Uint8Array | ArrayBuffer)[]).map((e) =>
+        e instanceof Uint8Array ? e : new Uint8Array(e),
+      )
       const raw = new Uint8Array(elements.reduce((n, e) => n + 4 + e.byteLength, 0))
       const view = new DataView(raw.buffer)
       let offset = 0
@@ -123,7 +165,13 @@ function rejection(error: unknown, method: string, model: unknown): Error & { st
   }
   // Anything else is a fault of ours: logged whole, the caller told only that it happened.
   const id = crypto.randomUUID()
-  log('error', 'rpc.crashed', { requestId: id, method, model, error: (error as Error)?.message, stack: (error as Error)?.stack })
+  log('error', 'rpc.crashed', {
+    requestId: id,
+    method,
+    model,
+    error: (error as Error)?.message,
+    stack: (error as Error)?.stack,
+  })
   return Object.assign(new Error(`internal error (request ${id})`), { status: 500 })
 }
 
@@ -144,7 +192,13 @@ async function serve<T>(
   // The Analytics Engine point of an inference call (src/analytics/analytics.ts), when the dataset is bound.
   const dataset = datasetOf(entry.env)
   const writer = dataset && new PointWriter(dataset)
-  const record = writer && (method === 'run' || method === 'infer') ? new RequestRecord(writer, state.analytics, { route: `rpc:${method}`, model: typeof model === 'string' ? model : '' }) : undefined
+  const record =
+    writer && (method === 'run' || method === 'infer')
+      ? new RequestRecord(writer, state.analytics, {
+          route: `rpc:${method}`,
+          model: typeof model === 'string' ? model : '',
+        })
+      : undefined
   // options.client_id stands for the model's sticky header: the one header traffic control asks for.
   const clientId = isObject(options) ? options.client_id : undefined
   const caller: Caller = {
@@ -155,18 +209,37 @@ async function serve<T>(
     record,
   }
   try {
-    if (clientId !== undefined && typeof clientId !== 'string') throw badRequest(`client_id must be a string, got ${describeValue(clientId)}`)
+    if (clientId !== undefined && typeof clientId !== 'string')
+      throw badRequest(`client_id must be a string, got ${describeValue(clientId)}`)
     const result = await work(caller)
-    const { held, inferMs, cache } = 'held' in result ? result : { held: undefined, inferMs: undefined, cache: undefined }
+    const { held, inferMs, cache } =
+      'held' in result ? result : { held: undefined, inferMs: undefined, cache: undefined }
     const version = held ? String(held.target.version) : undefined
     state.metrics.recordRequest(held?.target.name, version, 200, inferMs)
-    log('info', 'rpc', { method, model, status: 200, ms: Date.now() - started, version, cache: held?.lease.outcome, predictionCache: cache })
-    record?.finish(200, undefined, { total_ms: Date.now() - started, decode_ms: (result as { decodeMs?: number }).decodeMs ?? 0 })
+    log('info', 'rpc', {
+      method,
+      model,
+      status: 200,
+      ms: Date.now() - started,
+      version,
+      cache: held?.lease.outcome,
+      predictionCache: cache,
+    })
+    record?.finish(200, undefined, {
+      total_ms: Date.now() - started,
+      decode_ms: (result as { decodeMs?: number }).decodeMs ?? 0,
+    })
     return result.value
   } catch (error) {
     const rejected = rejection(error, method, model)
     state.metrics.recordRequest(typeof model === 'string' ? model : undefined, undefined, rejected.status)
-    log(rejected.status >= 500 ? 'error' : 'info', 'rpc', { method, model, status: rejected.status, ms: Date.now() - started, error: rejected.message })
+    log(rejected.status >= 500 ? 'error' : 'info', 'rpc', {
+      method,
+      model,
+      status: rejected.status,
+      ms: Date.now() - started,
+      error: rejected.message,
+    })
     record?.finish(rejected.status, error, { total_ms: Date.now() - started })
     throw rejected
   } finally {
@@ -181,32 +254,53 @@ export class Models extends WorkerEntrypoint<Env> implements ModelsService {
    * detector `[{label, score, box}]`; `{text}` on a text model → `[{label, score}]` per text, or
    * `{shape, data, pooling}` with `embed`.
    */
-  run(model: string, inputs: PredictInputs, options?: RunOptions): Promise<{ predictions: unknown } | { outputs: unknown }>
+  run(
+    model: string,
+    inputs: PredictInputs,
+    options?: RunOptions,
+  ): Promise<{ predictions: unknown } | { outputs: unknown }>
   run(model: string, inputs: ImageInputs, options?: RunOptions): Promise<ClassifyResult | DetectResult>
   run(model: string, inputs: TextInputs, options?: RunOptions): Promise<TextResult>
   run(model: string, inputs: PredictInputs | ImageInputs | TextInputs, options?: RunOptions): Promise<unknown> {
-    return serve<unknown>({ env: this.env, ctx: this.ctx }, 'run', model, options, async (caller): Promise<Prediction<unknown>> => {
-      checkModel(model)
-      const selector = selectorOf(options)
-      if (isObject(inputs) && 'image' in inputs) {
-        const bytes = imageBytes(inputs.image, readConfig(caller.env).MAX_IMAGE_BYTES)
-        // A detector (a `detect` block in its config.json) answers boxes; any other image model, labels.
-        const repository = await isolate().repository(caller.env, caller.waitUntil)
-        if (repository.config(model).detect) {
-          const asked = askedDetectOptions((key) => (isObject(options) ? options[key] : undefined), 'options.')
-          const found = await detectImages(caller, model, selector, async () => ({ bytes: [bytes], where: () => 'image' }), asked, 'an image')
-          return { ...found, value: found.value[0]! }
+    return serve<unknown>(
+      { env: this.env, ctx: this.ctx },
+      'run',
+      model,
+      options,
+      async (caller): Promise<Prediction<unknown>> => {
+        checkModel(model)
+        const selector = selectorOf(options)
+        if (isObject(inputs) && 'image' in inputs) {
+          const bytes = imageBytes(inputs.image, readConfig(caller.env).MAX_IMAGE_BYTES)
+          // A detector (a `detect` block in its config.json) answers boxes; any other image model, labels.
+          const repository = await isolate().repository(caller.env, caller.waitUntil)
+          if (repository.config(model).detect) {
+            const asked = askedDetectOptions((key) => (isObject(options) ? options[key] : undefined), 'options.')
+            const found = await detectImages(
+              caller,
+              model,
+              selector,
+              async () => ({ bytes: [bytes], where: () => 'image' }),
+              asked,
+              'an image',
+            )
+            return { ...found, value: found.value[0]! }
+          }
+          return classifyImage(caller, model, selector, async () => bytes, topKOf(options), 'image')
         }
-        return classifyImage(caller, model, selector, async () => bytes, topKOf(options), 'image')
-      }
-      if (isObject(inputs) && 'text' in inputs) return runText(caller, model, selector, inputs.text, topKOf(options))
-      const input = predictInput(inputs, (value) => parseBody(PredictRequest, value))
-      return predictTFServing(caller, model, selector, async () => input)
-    })
+        if (isObject(inputs) && 'text' in inputs) return runText(caller, model, selector, inputs.text, topKOf(options))
+        const input = predictInput(inputs, (value) => parseBody(PredictRequest, value))
+        return predictTFServing(caller, model, selector, async () => input)
+      },
+    )
   }
 
   /** An Open Inference Protocol request → its answer, each output's data a typed array. */
-  infer(model: string, request: InferRequestArg, options?: Pick<RunOptions, 'version' | 'cache' | 'client_id'>): Promise<InferResponse> {
+  infer(
+    model: string,
+    request: InferRequestArg,
+    options?: Pick<RunOptions, 'version' | 'cache' | 'client_id'>,
+  ): Promise<InferResponse> {
     return serve({ env: this.env, ctx: this.ctx }, 'infer', model, options, async (caller) => {
       checkModel(model)
       const { version } = selectorOf(options === undefined ? undefined : { version: (options as RunOptions).version })
@@ -228,6 +322,8 @@ export class Models extends WorkerEntrypoint<Env> implements ModelsService {
 
   /** Every served version of every model and its state in this isolate, as `POST /v2/repository/index` lists them. */
   list() {
-    return serve({ env: this.env, ctx: this.ctx }, 'list', undefined, undefined, async (caller) => ({ value: await repositoryEntries(caller, false) }))
+    return serve({ env: this.env, ctx: this.ctx }, 'list', undefined, undefined, async (caller) => ({
+      value: await repositoryEntries(caller, false),
+    }))
   }
 }

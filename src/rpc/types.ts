@@ -34,7 +34,8 @@ export interface RunOptions {
 }
 
 /** TF Serving's predict body: the row format or the columnar one. */
-export type PredictInputs = { instances: unknown[]; signature_name?: string } | { inputs: unknown; signature_name?: string }
+export type PredictInputs =
+  { instances: unknown[]; signature_name?: string } | { inputs: unknown; signature_name?: string }
 
 /** An encoded image (JPEG, PNG, WebP) for an image model: its bytes. */
 export interface ImageInputs {
@@ -63,10 +64,24 @@ export type PredictResponse = { predictions: unknown } | { outputs: unknown }
 export type ClassifyResult = Array<{ label: string; score: number }>
 
 /** A detection, best first, in Workers AI's shape: the box in pixels of the image as sent. */
-export type DetectResult = Array<{ label: string; score: number; box: { xmin: number; ymin: number; xmax: number; ymax: number } }>
+export type DetectResult = Array<{
+  label: string
+  score: number
+  box: { xmin: number; ymin: number; xmax: number; ymax: number }
+}>
 
 /** Typed arrays an inference input may carry in `data`, matching its datatype (FP32: Float32Array, INT64: BigInt64Array, BOOL: Uint8Array…). */
-export type TypedData = Float32Array | Float64Array | Int8Array | Int16Array | Int32Array | Uint8Array | Uint16Array | Uint32Array | BigInt64Array | BigUint64Array
+export type TypedData =
+  | Float32Array
+  | Float64Array
+  | Int8Array
+  | Int16Array
+  | Int32Array
+  | Uint8Array
+  | Uint16Array
+  | Uint32Array
+  | BigInt64Array
+  | BigUint64Array
 
 /** An Open Inference Protocol inference request; `data` may be a typed array, and BYTES elements byte arrays. */
 export interface InferRequest {
@@ -74,7 +89,20 @@ export interface InferRequest {
   inputs: Array<{
     name: string
     shape: number[]
-    datatype: 'BOOL' | 'UINT8' | 'UINT16' | 'UINT32' | 'UINT64' | 'INT8' | 'INT16' | 'INT32' | 'INT64' | 'FP16' | 'FP32' | 'FP64' | 'BYTES'
+    datatype:
+      | 'BOOL'
+      | 'UINT8'
+      | 'UINT16'
+      | 'UINT32'
+      | 'UINT64'
+      | 'INT8'
+      | 'INT16'
+      | 'INT32'
+      | 'INT64'
+      | 'FP16'
+      | 'FP32'
+      | 'FP64'
+      | 'BYTES'
     data: unknown[] | TypedData | Array<Uint8Array | ArrayBuffer>
   }>
   outputs?: Array<{ name: string }>
@@ -120,7 +148,11 @@ export interface ModelsService {
   run(model: string, inputs: ImageInputs, options?: RunOptions): Promise<ClassifyResult | DetectResult>
   run(model: string, inputs: TextInputs, options?: RunOptions): Promise<TextResult>
   /** An Open Inference Protocol request → its answer, with typed arrays. */
-  infer(model: string, request: InferRequest, options?: Pick<RunOptions, 'version' | 'cache' | 'client_id'>): Promise<InferResponse>
+  infer(
+    model: string,
+    request: InferRequest,
+    options?: Pick<RunOptions, 'version' | 'cache' | 'client_id'>,
+  ): Promise<InferResponse>
   metadata(model: string, options?: Pick<RunOptions, 'version'>): Promise<ModelMetadata>
   list(): Promise<RepositoryEntry[]>
 }

@@ -125,7 +125,15 @@ export function withBatching(servable: Servable, options: BatchingOptions): Serv
     const total = waiters.reduce((n, w) => n + w.rows, 0)
     let outputs: Record<string, tf.Tensor>
     const names = Object.keys(waiters[0]!.inputs)
-    const merged = Object.fromEntries(names.map((name) => [name, tf.concat(waiters.map((w) => w.inputs[name]!), 0)]))
+    const merged = Object.fromEntries(
+      names.map((name) => [
+        name,
+        tf.concat(
+          waiters.map((w) => w.inputs[name]!),
+          0,
+        ),
+      ]),
+    )
     try {
       outputs = await servable.run(merged)
     } catch {
@@ -138,7 +146,9 @@ export function withBatching(servable: Servable, options: BatchingOptions): Serv
     if (unsplit) {
       tf.dispose(outputs)
       const [name, t] = unsplit
-      stopBatching(`output '${name}' has shape [${t.shape.join(', ')}] for a merged batch of ${total} rows, so it cannot be split by request`)
+      stopBatching(
+        `output '${name}' has shape [${t.shape.join(', ')}] for a merged batch of ${total} rows, so it cannot be split by request`,
+      )
       return rerun(waiters)
     }
     const sizes = waiters.map((w) => w.rows)
@@ -154,7 +164,9 @@ export function withBatching(servable: Servable, options: BatchingOptions): Serv
     counters.batches++
     counters.merged += waiters.length
     counters.maxRows = Math.max(counters.maxRows, total)
-    waiters.forEach((w, i) => w.resolve(Object.fromEntries(Object.entries(parts).map(([name, list]) => [name, list[i]!]))))
+    waiters.forEach((w, i) =>
+      w.resolve(Object.fromEntries(Object.entries(parts).map(([name, list]) => [name, list[i]!]))),
+    )
   }
 
   const flush = (queue: Queue) => {
@@ -196,7 +208,9 @@ export function withBatching(servable: Servable, options: BatchingOptions): Serv
       queues.set(shape.key, queue)
     }
     const joined = queue
-    const answer = new Promise<Record<string, tf.Tensor>>((resolve, reject) => joined.waiters.push({ inputs, rows: shape.rows, resolve, reject }))
+    const answer = new Promise<Record<string, tf.Tensor>>((resolve, reject) =>
+      joined.waiters.push({ inputs, rows: shape.rows, resolve, reject }),
+    )
     joined.rows += shape.rows
     // The timer lives in this request's context (see KEEP_WAITING_MS): the first to fire runs the batch.
     let settled = false
@@ -215,8 +229,8 @@ export function withBatching(servable: Servable, options: BatchingOptions): Serv
       settled = true
       if (timer !== undefined) clearTimeout(timer)
     }
-}
-const dispose = () => {
+  }
+  const dispose = () => {
     disposed = true
     const stranded = [...queues.values()].flatMap((q) => q.waiters)
     queues.clear()

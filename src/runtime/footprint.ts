@@ -84,7 +84,9 @@ export interface MemoryFigures {
 }
 
 /** The counted figures from the index's measurement. */
-export function fromIndex(m: MemoryFigures): Pick<Footprint, 'weightBytes' | 'kernelBytes' | 'activationBytes' | 'rowBytes' | 'measured'> {
+export function fromIndex(
+  m: MemoryFigures,
+): Pick<Footprint, 'weightBytes' | 'kernelBytes' | 'activationBytes' | 'rowBytes' | 'measured'> {
   return {
     weightBytes: m.weightBytes,
     kernelBytes: Math.max(0, m.restingBytes - m.weightBytes),
@@ -123,7 +125,10 @@ export interface Runnable {
 }
 
 /** Peak tensor bytes of `run()` beyond those alive before it (its activations and outputs), with the outputs. Not scaled to heap bytes. */
-export async function profiled(servable: Runnable, feeds: Record<string, tf.Tensor>): Promise<{ outputs: Record<string, tf.Tensor>; peakBytes: number }> {
+export async function profiled(
+  servable: Runnable,
+  feeds: Record<string, tf.Tensor>,
+): Promise<{ outputs: Record<string, tf.Tensor>; peakBytes: number }> {
   let outputs: Record<string, tf.Tensor> = {}
   const before = tf.memory().numBytes
   // tf.profile times each kernel with the backend's `time`, which on wasm is async: a kernel that

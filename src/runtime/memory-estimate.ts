@@ -42,7 +42,8 @@ interface LayerJSON {
 
 const MODEL_CLASSES: ReadonlySet<string> = new Set(['Sequential', 'Model', 'Functional'])
 
-const bytesPer = (dtype: string | undefined) => (dtype === 'bool' ? 1 : dtype === 'complex64' ? 8 : dtype === 'string' ? 0 : 4)
+const bytesPer = (dtype: string | undefined) =>
+  dtype === 'bool' ? 1 : dtype === 'complex64' ? 8 : dtype === 'string' ? 0 : 4
 
 /** Elements of a shape at batch 1; `undefined` when another dimension is unknown (warmup is then skipped). */
 function elements(shape: Shape): number | undefined {
@@ -95,7 +96,9 @@ class Walk {
 
 /** Output shapes of one layer applied to `inputs`, from its config alone. */
 function layerOutputs(layer: LayerJSON, inputs: Shape[]): Shape[] {
-  const instance = deserialize(convertPythonicToTs(layer as unknown as Parameters<typeof convertPythonicToTs>[0]) as tf.serialization.ConfigDict) as unknown as {
+  const instance = deserialize(
+    convertPythonicToTs(layer as unknown as Parameters<typeof convertPythonicToTs>[0]) as tf.serialization.ConfigDict,
+  ) as unknown as {
     computeOutputShape(shape: Shape | Shape[]): Shape | Shape[]
   }
   const out = instance.computeOutputShape(inputs.length === 1 ? inputs[0]! : inputs)
@@ -114,7 +117,8 @@ function walkSequential(config: LayerJSON['config'] | LayerJSON[], given?: Shape
   const walk = new Walk()
   let current = 'input'
   const first = layers[0]?.config
-  const declared = given?.[0] ?? first?.batch_input_shape ?? (first as { batchInputShape?: Shape } | undefined)?.batchInputShape
+  const declared =
+    given?.[0] ?? first?.batch_input_shape ?? (first as { batchInputShape?: Shape } | undefined)?.batchInputShape
   if (!declared) return { outputs: [], peak: 0, gaps: ['the first layer declares no input shape'] }
   walk.put(current, declared)
   for (const [i, layer] of layers.entries()) {
@@ -144,9 +148,11 @@ function walkFunctional(config: LayerJSON['config'], given?: Shape[]): SubModel 
   // Calls in an order where every input is known: Keras writes layers in that order, but nothing
   // obliges a file to, so sweep until no call can be made.
   const pending = layers.flatMap((layer) =>
-    layer.class_name === 'InputLayer' ? [] : ((layer.inbound_nodes ?? []) as unknown[]).map((node, n) => ({ layer, node: refs(node), n })),
+    layer.class_name === 'InputLayer'
+      ? []
+      : ((layer.inbound_nodes ?? []) as unknown[]).map((node, n) => ({ layer, node: refs(node), n })),
   )
-  for (let progress = true; progress && pending.length > 0; ) {
+  for (let progress = true; progress && pending.length > 0;) {
     progress = false
     for (let p = 0; p < pending.length; p++) {
       const { layer, node, n } = pending[p]!
@@ -154,7 +160,8 @@ function walkFunctional(config: LayerJSON['config'], given?: Shape[]): SubModel 
       if (!reads.every((r) => walk.shapes.has(r))) continue
       pending.splice(p--, 1)
       const name = layer.name ?? layer.config.name!
-      if (!callLayer(walk, layer, reads, (count) => Array.from({ length: count }, (_, k) => `${name}:${n}:${k}`))) return result()
+      if (!callLayer(walk, layer, reads, (count) => Array.from({ length: count }, (_, k) => `${name}:${n}:${k}`)))
+        return result()
       progress = true
     }
   }
@@ -162,12 +169,24 @@ function walkFunctional(config: LayerJSON['config'], given?: Shape[]): SubModel 
   return result()
 
   function result(): SubModel {
-    return { outputs: outputs.flatMap((o) => (walk.shapes.has(o) ? [walk.shapes.get(o)!] : [])), peak: walk.peak(inputs, outputs.filter((o) => walk.shapes.has(o))), gaps: walk.gaps }
+    return {
+      outputs: outputs.flatMap((o) => (walk.shapes.has(o) ? [walk.shapes.get(o)!] : [])),
+      peak: walk.peak(
+        inputs,
+        outputs.filter((o) => walk.shapes.has(o)),
+      ),
+      gaps: walk.gaps,
+    }
   }
 }
 
 /** Records one call of `layer`; false (with the reason in the gaps) when its output shape cannot be worked out. */
-function callLayer(walk: Walk, layer: LayerJSON, reads: string[], makes: string[] | ((count: number) => string[])): boolean {
+function callLayer(
+  walk: Walk,
+  layer: LayerJSON,
+  reads: string[],
+  makes: string[] | ((count: number) => string[]),
+): boolean {
   const inputs = reads.map((r) => walk.shapes.get(r)!)
   let outputs: Shape[]
   let inner = 0
@@ -197,23 +216,36 @@ function walkModel(model: LayerJSON, given?: Shape[]): SubModel {
 
 function graphActivations(artifacts: tf.io.ModelArtifacts): SubModel {
   // Only what the signature declares: a graph's nodes carry no shapes.
-  const signature = (artifacts.signature ?? {}) as Record<string, Record<string, { tensorShape?: { dim?: { size?: string | number }[] } }> | undefined>
+  const signature = (artifacts.signature ?? {}) as Record<
+    string,
+    Record<string, { tensorShape?: { dim?: { size?: string | number }[] } }> | undefined
+  >
   const walk = new Walk()
   const keys: string[] = []
   for (const side of ['inputs', 'outputs']) {
     for (const [name, info] of Object.entries(signature[side] ?? {})) {
       const dims = info.tensorShape?.dim
       if (!dims) continue
-      walk.put(`${side}/${name}`, dims.map((d) => Number(d.size ?? -1)))
+      walk.put(
+        `${side}/${name}`,
+        dims.map((d) => Number(d.size ?? -1)),
+      )
       keys.push(`${side}/${name}`)
     }
   }
-  return { outputs: [], peak: walk.peak(keys, []), gaps: ['a graph model: only its declared inputs and outputs are counted', ...walk.gaps] }
+  return {
+    outputs: [],
+    peak: walk.peak(keys, []),
+    gaps: ['a graph model: only its declared inputs and outputs are counted', ...walk.gaps],
+  }
 }
 
 /** Estimates the memory one model needs to be held and warmed up, from its artifacts alone. */
 export function estimateMemory(artifacts: tf.io.ModelArtifacts): MemoryEstimate {
-  const weightBytes = (artifacts.weightSpecs ?? []).reduce((n, spec) => n + spec.shape.reduce((a, b) => a * b, 1) * bytesPer(spec.dtype), 0)
+  const weightBytes = (artifacts.weightSpecs ?? []).reduce(
+    (n, spec) => n + spec.shape.reduce((a, b) => a * b, 1) * bytesPer(spec.dtype),
+    0,
+  )
   let activations: SubModel
   if (detectFormat(artifacts) === 'graph-model') {
     activations = graphActivations(artifacts)
@@ -222,7 +254,12 @@ export function estimateMemory(artifacts: tf.io.ModelArtifacts): MemoryEstimate 
     const model = topology.model_config ?? topology
     activations = model?.class_name ? walkModel(model) : { outputs: [], peak: 0, gaps: ['no model topology'] }
   }
-  return { weightBytes, activationBytes: activations.peak, complete: activations.gaps.length === 0, gaps: activations.gaps }
+  return {
+    weightBytes,
+    activationBytes: activations.peak,
+    complete: activations.gaps.length === 0,
+    gaps: activations.gaps,
+  }
 }
 
 /** Bytes for people: `524 B`, `215 kB`, `51 MB`, `4.3 GB` (two significant digits at least). */

@@ -38,7 +38,11 @@ export interface Servable {
  * so a wrapper never holds a stale copy. The batcher, the cache's memory admission and the shadow
  * run's capture each wrap this way, and wrap one another.
  */
-export function wrapRun(servable: Servable, run: Servable['run'], own: Partial<Pick<Servable, 'dispose' | 'batching'>> = {}): Servable {
+export function wrapRun(
+  servable: Servable,
+  run: Servable['run'],
+  own: Partial<Pick<Servable, 'dispose' | 'batching'>> = {},
+): Servable {
   const props: PropertyDescriptorMap = { run: { value: run, enumerable: true } }
   for (const [key, value] of Object.entries(own)) props[key] = { value, enumerable: true }
   return Object.create(servable, props) as Servable
@@ -68,7 +72,14 @@ function weightBytesOf(artifacts: tf.io.ModelArtifacts): number {
 }
 
 /** A servable of either format: its signature, its bytes, and the format's own way to run. */
-function servableOf(format: ModelFormat, model: { dispose(): void }, signature: Signature, weightBytes: number, footprint: Footprint, run: Servable['run']): Servable {
+function servableOf(
+  format: ModelFormat,
+  model: { dispose(): void },
+  signature: Signature,
+  weightBytes: number,
+  footprint: Footprint,
+  run: Servable['run'],
+): Servable {
   return { format, signature, weightBytes, footprint, run, dispose: () => model.dispose() }
 }
 
@@ -110,7 +121,12 @@ function shapeFromSignature(info: SignatureTensorJSON | undefined): number[] | n
   return (shape.dim ?? []).map((d) => Number(d.size ?? -1))
 }
 
-function graphServable(model: GraphModel<tf.io.IOHandlerSync>, artifacts: tf.io.ModelArtifacts, weightBytes: number, footprint: Footprint): Servable {
+function graphServable(
+  model: GraphModel<tf.io.IOHandlerSync>,
+  artifacts: tf.io.ModelArtifacts,
+  weightBytes: number,
+  footprint: Footprint,
+): Servable {
   const declared = (artifacts.signature ?? {}) as {
     inputs?: Record<string, SignatureTensorJSON>
     outputs?: Record<string, SignatureTensorJSON>
@@ -171,16 +187,25 @@ const MEASURE_ROOM_PER_WEIGHT_BYTE = 3
 
 /** Whether warmup can make zeros for this input: its dtype is numeric and every dimension but the batch is known. */
 const warmable = (spec: TensorSpec) =>
-  spec.shape !== null && spec.dtype !== 'string' && spec.dtype !== 'complex64' && spec.shape.every((d, i) => d >= 0 || (d === -1 && i === 0))
+  spec.shape !== null &&
+  spec.dtype !== 'string' &&
+  spec.dtype !== 'complex64' &&
+  spec.shape.every((d, i) => d >= 0 || (d === -1 && i === 0))
 
 /** Zeros in the input's shape with a batch of `rows`, or `undefined` when a dimension cannot be guessed. */
 function warmupInput(spec: TensorSpec, rows: number): tf.Tensor | undefined {
   if (!warmable(spec)) return undefined
-  return tf.zeros(spec.shape!.map((d, i) => (d === -1 && i === 0 ? rows : d)), spec.dtype)
+  return tf.zeros(
+    spec.shape!.map((d, i) => (d === -1 && i === 0 ? rows : d)),
+    spec.dtype,
+  )
 }
 
 /** Profiles one run on zeros of `rows` rows: its peak activation bytes and outputs (or undefined: an input has unknown dimensions). */
-async function runZeros(servable: Servable, rows: number): Promise<{ outputs: Record<string, tf.Tensor>; peakBytes: number } | undefined> {
+async function runZeros(
+  servable: Servable,
+  rows: number,
+): Promise<{ outputs: Record<string, tf.Tensor>; peakBytes: number } | undefined> {
   const feeds: Record<string, tf.Tensor> = {}
   try {
     for (const spec of servable.signature.inputs) {
@@ -204,7 +229,10 @@ interface HeapMeter {
 }
 
 /** Runs `f` on a heap with no free space, growing exactly: returns its result and the heap's growth. */
-async function onFullHeap<T>(backend: GuardedWasmBackend, f: () => Promise<T>): Promise<{ result: T; growth: number; fill: { release(): void } }> {
+async function onFullHeap<T>(
+  backend: GuardedWasmBackend,
+  f: () => Promise<T>,
+): Promise<{ result: T; growth: number; fill: { release(): void } }> {
   const fill = backend.fillFree()
   try {
     const before = backend.heap().bytes
@@ -236,7 +264,13 @@ function learnOutputs(servable: Servable, outputs: Record<string, tf.Tensor>, ba
  * activations, and the 2-row run (every byte taken again) grows by its whole need. Returns false when
  * it had to skip because an input has dimensions only a real request can tell.
  */
-async function warmup(servable: Servable, footprint: Footprint, timings: Partial<BuildTimings>, meter?: HeapMeter, batchOneOnly = false): Promise<boolean> {
+async function warmup(
+  servable: Servable,
+  footprint: Footprint,
+  timings: Partial<BuildTimings>,
+  meter?: HeapMeter,
+  batchOneOnly = false,
+): Promise<boolean> {
   if (!servable.signature.inputs.every(warmable)) return false
   const batchIsDynamic = servable.signature.inputs.every((s) => s.shape?.[0] === -1)
   if (!meter) {
@@ -250,7 +284,9 @@ async function warmup(servable: Servable, footprint: Footprint, timings: Partial
     const two = batchIsDynamic && !batchOneOnly ? await runZeros(servable, 2) : undefined
     if (two) timings.warmup2Ms = Date.now() - started
     tf.dispose(two?.outputs ?? {})
-    Object.assign(footprint, fitRows(one.peakBytes, two?.peakBytes), { measured: two === undefined ? 'warmup-1' : 'warmup-1-2' })
+    Object.assign(footprint, fitRows(one.peakBytes, two?.peakBytes), {
+      measured: two === undefined ? 'warmup-1' : 'warmup-1-2',
+    })
     return true
   }
   const { backend } = meter
@@ -272,10 +308,12 @@ async function warmup(servable: Servable, footprint: Footprint, timings: Partial
       started = Date.now()
       // Two rows may not fit where one did (a MobileNetV2 at 224×224 needs ~26 MB of heap a row):
       // then every byte of the one row counts per row, which errs high.
-      const result = await backend.exactGrowth(() => runZeros(servable, 2)).catch((error: unknown) => {
-        if (isAllocationFailure(error)) return undefined
-        throw error
-      })
+      const result = await backend
+        .exactGrowth(() => runZeros(servable, 2))
+        .catch((error: unknown) => {
+          if (isAllocationFailure(error)) return undefined
+          throw error
+        })
       timings.warmup2Ms = Date.now() - started
       if (result) {
         tf.dispose(result.outputs)
@@ -284,14 +322,22 @@ async function warmup(servable: Servable, footprint: Footprint, timings: Partial
     }
     // The heap grows by whole 64 KiB pages: a small model's need is lost in that, so it is estimated.
     if (one.growth < PRECISE_BYTES) {
-      Object.assign(footprint, fitRows(one.result.peakBytes, two?.result.peakBytes), { measured: two === undefined ? 'warmup-1' : 'warmup-1-2' })
+      Object.assign(footprint, fitRows(one.result.peakBytes, two?.result.peakBytes), {
+        measured: two === undefined ? 'warmup-1' : 'warmup-1-2',
+      })
       return true
     }
     footprint.kernelBytes = Math.max(0, one.growth - row1)
     if (!two) Object.assign(footprint, { activationBytes: 0, rowBytes: row1, measured: 'heap-1' })
     else {
       const rowBytes = Math.max(0, two.growth - row1)
-      Object.assign(footprint, rowBytes <= row1 ? { activationBytes: row1 - rowBytes, rowBytes } : { activationBytes: 0, rowBytes: Math.ceil(two.growth / 2) }, { measured: 'heap-1-2' })
+      Object.assign(
+        footprint,
+        rowBytes <= row1
+          ? { activationBytes: row1 - rowBytes, rowBytes }
+          : { activationBytes: 0, rowBytes: Math.ceil(two.growth / 2) },
+        { measured: 'heap-1-2' },
+      )
     }
     return true
   } finally {
@@ -331,7 +377,8 @@ async function loadLayersCleaned(handler: tf.io.IOHandler): Promise<LayersModel>
   try {
     return await loadLayersModel(handler)
   } catch (error) {
-    for (const [name, variable] of Object.entries(engineState().registeredVariables)) if (!before.has(name)) variable.dispose()
+    for (const [name, variable] of Object.entries(engineState().registeredVariables))
+      if (!before.has(name)) variable.dispose()
     throw error
   }
 }
@@ -356,7 +403,8 @@ export async function buildServable(
     // Our own copy: a GraphModel keeps its handler, and with it these artifacts, as long as it lives.
     const artifacts = { ...source }
     const format = detectFormat(artifacts)
-    const model = format === 'graph-model' ? loadGraphScoped(artifacts) : await loadLayersCleaned(tf.io.fromMemory(artifacts))
+    const model =
+      format === 'graph-model' ? loadGraphScoped(artifacts) : await loadLayersCleaned(tf.io.fromMemory(artifacts))
     // The backend holds the weights now: the fetched shards go before warmup, so a load does not hold
     // them twice for longer than it must (a caller that keeps `source` keeps them, so the isolate does not).
     artifacts.weightData = undefined
@@ -379,7 +427,10 @@ export async function buildServable(
     // Measured on the heap unless the index measured these files already, and only where the heap has
     // room to grow by the estimate's twice: measuring takes the free space, so the heap grows by the
     // whole need (it is free again after).
-    const room = probe && !known && probe.heap().bytes + footprint.kernelBytes + MEASURE_ROOM_PER_WEIGHT_BYTE * held <= probe.heap().maxBytes
+    const room =
+      probe &&
+      !known &&
+      probe.heap().bytes + footprint.kernelBytes + MEASURE_ROOM_PER_WEIGHT_BYTE * held <= probe.heap().maxBytes
     const stages: Partial<BuildTimings> = {}
     const measuredWarmup = (meter?: HeapMeter) => warmup(servable!, footprint, stages, meter, known !== undefined)
     // Measuring takes the free space: a heap that cannot grow by the whole need warms up unmeasured.
@@ -397,7 +448,8 @@ export async function buildServable(
     // What the model holds at rest, as the heap says: counted when measured here, reported always.
     if (probe && usedBefore !== undefined) {
       const resting = Math.max(0, probe.usedBytes() - usedBefore)
-      if (footprint.measured !== 'index' && resting >= PRECISE_BYTES) footprint.kernelBytes = Math.max(0, resting - footprint.weightBytes)
+      if (footprint.measured !== 'index' && resting >= PRECISE_BYTES)
+        footprint.kernelBytes = Math.max(0, resting - footprint.weightBytes)
       footprint.heapBytes = resting + (footprint.measured.startsWith('heap') ? activationBytes(footprint, 1)! : 0)
     }
     footprint.heapGrowthBytes = (wasmHeapBytes() ?? 0) - (heapBefore ?? 0)
@@ -405,6 +457,8 @@ export async function buildServable(
   } catch (error) {
     servable?.dispose()
     if (!servable) throw error
-    throw new Error(`warmup inference failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
+    throw new Error(`warmup inference failed: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+    })
   }
 }

@@ -74,7 +74,8 @@ export function signatureChanges(current: Signature, next: Signature): string[] 
       const spec = now.get(old.name)
       if (!spec) changes.push(`${side} '${old.name}' is gone`)
       else if (spec.dtype !== old.dtype) changes.push(`${side} '${old.name}' dtype ${old.dtype} → ${spec.dtype}`)
-      else if (shapeText(spec.shape) !== shapeText(old.shape)) changes.push(`${side} '${old.name}' shape ${shapeText(old.shape)} → ${shapeText(spec.shape)}`)
+      else if (shapeText(spec.shape) !== shapeText(old.shape))
+        changes.push(`${side} '${old.name}' shape ${shapeText(old.shape)} → ${shapeText(spec.shape)}`)
     }
     const names = new Set(before.map((s) => s.name))
     for (const spec of after) if (!names.has(spec.name)) changes.push(`${side} '${spec.name}' is new`)

@@ -36,11 +36,14 @@ export async function runInSubBatches(
   const parts: Record<string, tf.Tensor>[] = []
   let joined = false
   try {
-    for (let start = 0; start < rows; ) {
+    for (let start = 0; start < rows;) {
       const grant = await next(rows - start)
       const take = Math.min(grant.rows, rows - start)
       // All rows at once: the inputs as they are, without a copy.
-      const feeds = take === rows ? inputs : Object.fromEntries(Object.entries(inputs).map(([name, t]) => [name, tf.slice(t, start, take)]))
+      const feeds =
+        take === rows
+          ? inputs
+          : Object.fromEntries(Object.entries(inputs).map(([name, t]) => [name, tf.slice(t, start, take)]))
       try {
         parts.push(await servable.run(feeds))
       } finally {
@@ -49,11 +52,24 @@ export async function runInSubBatches(
       }
       const unsplit = Object.entries(parts.at(-1)!).find(([, t]) => t.rank === 0 || t.shape[0] !== take)
       if (unsplit && take !== rows) {
-        throw new Error(`output '${unsplit[0]}' has shape [${unsplit[1].shape.join(', ')}] for ${take} rows, so sub-batches cannot be joined`)
+        throw new Error(
+          `output '${unsplit[0]}' has shape [${unsplit[1].shape.join(', ')}] for ${take} rows, so sub-batches cannot be joined`,
+        )
       }
       start += take
     }
-    const outputs = parts.length === 1 ? parts[0]! : Object.fromEntries(Object.keys(parts[0]!).map((name) => [name, tf.concat(parts.map((p) => p[name]!), 0)]))
+    const outputs =
+      parts.length === 1
+        ? parts[0]!
+        : Object.fromEntries(
+            Object.keys(parts[0]!).map((name) => [
+              name,
+              tf.concat(
+                parts.map((p) => p[name]!),
+                0,
+              ),
+            ]),
+          )
     joined = true
     return outputs
   } finally {

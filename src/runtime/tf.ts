@@ -45,7 +45,10 @@ export class Backend {
         await this.wasm.activate()
         return 'wasm'
       } catch (error) {
-        log('warn', 'backend.fallback', { wanted: 'wasm', reason: error instanceof Error ? error.message : String(error) })
+        log('warn', 'backend.fallback', {
+          wanted: 'wasm',
+          reason: error instanceof Error ? error.message : String(error),
+        })
       }
     }
     if (!(await tf.setBackend('cpu'))) throw new Error('tf.js cpu backend failed to initialise')

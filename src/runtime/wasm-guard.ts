@@ -87,7 +87,10 @@ interface Guardable {
 }
 
 interface InstantiateHook {
-  instantiateWasm(imports: WebAssembly.Imports, receiveInstance: (instance: WebAssembly.Instance, module: WebAssembly.Module) => void): object
+  instantiateWasm(
+    imports: WebAssembly.Imports,
+    receiveInstance: (instance: WebAssembly.Instance, module: WebAssembly.Module) => void,
+  ): object
 }
 
 const heapBytes = (state: GuardState) => state.memory?.buffer.byteLength ?? 0
@@ -111,9 +114,12 @@ function trapping<T>(state: GuardState, what: string, call: () => T): T {
 function capImports(imports: WebAssembly.Imports, state: GuardState): WebAssembly.Imports {
   const env = imports.env as Record<string, unknown> | undefined
   const resize = env?.emscripten_resize_heap
-  if (typeof resize !== 'function') throw new Error('the tfjs-backend-wasm glue no longer imports env.emscripten_resize_heap: re-check runtime/wasm-guard.ts')
+  if (typeof resize !== 'function')
+    throw new Error(
+      'the tfjs-backend-wasm glue no longer imports env.emscripten_resize_heap: re-check runtime/wasm-guard.ts',
+    )
   env!.emscripten_resize_heap = (requested: number) => {
-    if (state.frozen || (requested >>> 0) > state.maxHeapBytes) return 0
+    if (state.frozen || requested >>> 0 > state.maxHeapBytes) return 0
     state.requested = requested >>> 0
     return (resize as (n: number) => number)(requested)
   }
@@ -126,7 +132,8 @@ function capImports(imports: WebAssembly.Imports, state: GuardState): WebAssembl
  */
 function capInstance(instance: WebAssembly.Instance, state: GuardState): WebAssembly.Instance {
   const memory = instance.exports.memory
-  if (!(memory instanceof WebAssembly.Memory)) throw new Error('the tfjs-backend-wasm module exports no memory: re-check runtime/wasm-guard.ts')
+  if (!(memory instanceof WebAssembly.Memory))
+    throw new Error('the tfjs-backend-wasm module exports no memory: re-check runtime/wasm-guard.ts')
   state.memory = memory
   const capped = {
     get buffer() {
@@ -136,7 +143,8 @@ function capInstance(instance: WebAssembly.Instance, state: GuardState): WebAsse
       const current = memory.buffer.byteLength
       let limit = (state.maxHeapBytes - current) / PAGE_BYTES
       // Exactly what was asked for while measuring: the glue's over-growth would hide the need.
-      if (state.exact && state.requested !== undefined) limit = Math.min(limit, Math.max(0, Math.ceil((state.requested - current) / PAGE_BYTES)))
+      if (state.exact && state.requested !== undefined)
+        limit = Math.min(limit, Math.max(0, Math.ceil((state.requested - current) / PAGE_BYTES)))
       return memory.grow(Math.min(pages, limit))
     },
   }
@@ -162,13 +170,17 @@ function guardModule<M>(emscripten: M, state: GuardState): M {
   }
   // The glue's `_malloc` is a thunk that, on its first call, assigns the raw export to
   // `Module._malloc`: a plain assignment of the wrapper would be undone by it. Writes are ignored.
-  for (const [key, value] of [['_malloc', guardedMalloc], ['_free', guardedFree]] as const) {
+  for (const [key, value] of [
+    ['_malloc', guardedMalloc],
+    ['_free', guardedFree],
+  ] as const) {
     Object.defineProperty(module, key, { get: () => value, set: () => {}, configurable: true, enumerable: true })
   }
   module.cwrap = (name, returnType, argTypes) => {
     const f = cwrap(name, returnType, argTypes)
     if (RELEASES.has(name)) {
-      return (...args: number[]) => (state.broken === undefined && !state.retired ? trapping(state, name, () => f(...args)) : undefined)
+      return (...args: number[]) =>
+        state.broken === undefined && !state.retired ? trapping(state, name, () => f(...args)) : undefined
     }
     return (...args: number[]) => {
       refuseIfBroken(state)
@@ -184,14 +196,19 @@ function guardModule<M>(emscripten: M, state: GuardState): M {
  * resolves to checks every allocation and records the first trap. Build the backend from that module
  * with `GuardedWasmBackend`.
  */
-export function guardedFactory<C extends InstantiateHook, M>(factory: (config: C) => Promise<M>, options: GuardOptions = {}): (config: C) => Promise<M> {
+export function guardedFactory<C extends InstantiateHook, M>(
+  factory: (config: C) => Promise<M>,
+  options: GuardOptions = {},
+): (config: C) => Promise<M> {
   return (config) => {
     const max = Math.floor((options.maxHeapBytes ?? WASM_HEAP_MAX_BYTES) / PAGE_BYTES) * PAGE_BYTES
     const state: GuardState = { maxHeapBytes: max, retired: false }
     return factory({
       ...config,
       instantiateWasm: (imports, receiveInstance) =>
-        config.instantiateWasm(capImports(imports, state), (instance, module) => receiveInstance(capInstance(instance, state), module)),
+        config.instantiateWasm(capImports(imports, state), (instance, module) =>
+          receiveInstance(capInstance(instance, state), module),
+        ),
     }).then((emscripten) => guardModule(emscripten, state))
   }
 }
@@ -229,7 +246,10 @@ export class GuardedWasmBackend extends BackendWasm {
     let bytes = 0
     state.frozen = true
     try {
-      for (let size = 2 ** Math.floor(Math.log2(Math.max(PROBE_MIN_BLOCK, heapBytes(state)))); size >= PROBE_MIN_BLOCK; ) {
+      for (
+        let size = 2 ** Math.floor(Math.log2(Math.max(PROBE_MIN_BLOCK, heapBytes(state))));
+        size >= PROBE_MIN_BLOCK;
+      ) {
         const offset = raw.malloc(size)
         if (offset === 0) size /= 2
         else {
@@ -294,7 +314,8 @@ export function guardedBackend(): GuardedWasmBackend | undefined {
 
 /** Whether `error` (or a cause) is an allocation that failed for want of heap, one an emptier heap could satisfy. */
 export function isAllocationFailure(error: unknown): error is Error {
-  for (let e = error; e instanceof Error; e = e.cause) if (e instanceof WasmAllocationError) return e.bytes <= e.maxHeapBytes
+  for (let e = error; e instanceof Error; e = e.cause)
+    if (e instanceof WasmAllocationError) return e.bytes <= e.maxHeapBytes
   return false
 }
 

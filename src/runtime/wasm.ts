@@ -33,7 +33,10 @@ interface EmscriptenModule {
 }
 
 interface FactoryConfig {
-  instantiateWasm(imports: WebAssembly.Imports, receiveInstance: (instance: WebAssembly.Instance, module: WebAssembly.Module) => void): object
+  instantiateWasm(
+    imports: WebAssembly.Imports,
+    receiveInstance: (instance: WebAssembly.Instance, module: WebAssembly.Module) => void,
+  ): object
   locateFile(path: string): string
   onAbort(reason: unknown): void
   print(text: string): void
@@ -84,7 +87,10 @@ export function instantiateWasmBackend(module: WebAssembly.Module, guard: GuardO
     try {
       ready = withoutNodeProcess(() =>
         // Capped heap, checked allocations, traps recorded: runtime/wasm-guard.ts.
-        guardedFactory(wasmFactory, guard)({
+        guardedFactory(
+          wasmFactory,
+          guard,
+        )({
           instantiateWasm(imports, receiveInstance) {
             WebAssembly.instantiate(module, imports).then((instance) => receiveInstance(instance, module), fail)
             return {} // asynchronous: the exports arrive through receiveInstance

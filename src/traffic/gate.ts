@@ -60,8 +60,7 @@ export class Place {
     if (was === 'holding') {
       this.gate.claimed(this)
       this.gate.release()
-    }
-    else if (was === 'waiting') {
+    } else if (was === 'waiting') {
       this.gate.dequeue(this)
       this.settle.reject(reason)
     }

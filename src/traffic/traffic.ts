@@ -119,7 +119,13 @@ function resolveKey(repository: Repository, name: string, key: string | number, 
 }
 
 /** The version a request goes to, and by which rule. Unknown models, versions and labels are 404 as before. */
-export function route(repository: Repository, name: string, selector: Selector, header: RouteRequest['header'], random: () => number): { target: ResolvedVersion; rule: Rule } {
+export function route(
+  repository: Repository,
+  name: string,
+  selector: Selector,
+  header: RouteRequest['header'],
+  random: () => number,
+): { target: ResolvedVersion; rule: Rule } {
   const traffic = repository.config(name).traffic
   if (selector.version !== undefined || selector.label !== undefined) {
     const target = repository.resolve(name, selector)
@@ -130,7 +136,10 @@ export function route(repository: Repository, name: string, selector: Selector, 
   const value = traffic.sticky_header === undefined ? undefined : header?.(traffic.sticky_header)
   const u = value === undefined ? random() : fnv1a(value) / 2 ** 32
   const key = pickWeighted(Object.entries(traffic.versions), u)
-  return { target: resolveKey(repository, name, key, 'traffic.versions'), rule: value === undefined ? 'weighted' : 'sticky' }
+  return {
+    target: resolveKey(repository, name, key, 'traffic.versions'),
+    rule: value === undefined ? 'weighted' : 'sticky',
+  }
 }
 
 /**
@@ -152,7 +161,13 @@ async function waitInLine(gate: Gate, place: Place): Promise<void> {
  * split exists): 403, not 404 — the version exists (its status and metadata answer), but this model's
  * config.json does not serve it by name. The message says which versions are served.
  */
-function checkListed(repository: Repository, name: string, versions: Record<string, number>, target: ResolvedVersion, selector: Selector): void {
+function checkListed(
+  repository: Repository,
+  name: string,
+  versions: Record<string, number>,
+  target: ResolvedVersion,
+  selector: Selector,
+): void {
   const listed = new Set<number>()
   for (const key of Object.keys(versions)) {
     try {
@@ -162,7 +177,8 @@ function checkListed(repository: Repository, name: string, versions: Record<stri
     }
   }
   if (listed.has(target.version)) return
-  const named = selector.label !== undefined ? `label '${selector.label}' (version ${target.version})` : `version ${target.version}`
+  const named =
+    selector.label !== undefined ? `label '${selector.label}' (version ${target.version})` : `version ${target.version}`
   const served = [...listed].sort((a, b) => a - b).join(', ')
   throw new ApiError(
     403,
@@ -191,21 +207,40 @@ function argmaxRows(values: ArrayLike<number>, classes: number): number[] {
 }
 
 /** Compares the served version's outputs with the shadow's, output by output (the served version's names). */
-export async function compareOutputs(served: Record<string, tf.Tensor>, shadow: Record<string, tf.Tensor>): Promise<Comparison> {
+export async function compareOutputs(
+  served: Record<string, tf.Tensor>,
+  shadow: Record<string, tf.Tensor>,
+): Promise<Comparison> {
   let maxAbsDiff = 0
   let rows = 0
   let agreeing = 0
   for (const [name, tensor] of Object.entries(served)) {
     const other = shadow[name]
-    if (!other) return { maxAbsDiff: null, rows: 0, top1Agreement: null, disagreed: true, mismatch: `the shadow has no output '${name}'` }
+    if (!other)
+      return {
+        maxAbsDiff: null,
+        rows: 0,
+        top1Agreement: null,
+        disagreed: true,
+        mismatch: `the shadow has no output '${name}'`,
+      }
     if (other.shape.join() !== tensor.shape.join()) {
-      return { maxAbsDiff: null, rows: 0, top1Agreement: null, disagreed: true, mismatch: `output '${name}' is [${tensor.shape}] served, [${other.shape}] in the shadow` }
+      return {
+        maxAbsDiff: null,
+        rows: 0,
+        top1Agreement: null,
+        disagreed: true,
+        mismatch: `output '${name}' is [${tensor.shape}] served, [${other.shape}] in the shadow`,
+      }
     }
     const [a, b] = await Promise.all([tensor.data(), other.data()])
     for (let i = 0; i < a.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(Number(a[i]) - Number(b[i])))
     const classes = tensor.shape.at(-1) ?? 1
     if (tensor.rank >= 2 && classes > 1) {
-      const [top, shadowTop] = [argmaxRows(a as ArrayLike<number>, classes), argmaxRows(b as ArrayLike<number>, classes)]
+      const [top, shadowTop] = [
+        argmaxRows(a as ArrayLike<number>, classes),
+        argmaxRows(b as ArrayLike<number>, classes),
+      ]
       rows += top.length
       agreeing += top.filter((c, i) => c === shadowTop[i]).length
     }
@@ -225,9 +260,11 @@ interface Captured {
   bytes: number
 }
 
-const cloneAll = (tensors: Record<string, tf.Tensor>) => Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, tf.clone(t)]))
+const cloneAll = (tensors: Record<string, tf.Tensor>) =>
+  Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, tf.clone(t)]))
 /** Bytes of tensor data: 1 a bool, 4 every other dtype tf.js stores (strings are rare here and counted as 4). */
-const bytesOf = (tensors: Record<string, tf.Tensor>) => Object.values(tensors).reduce((n, t) => n + t.size * (t.dtype === 'bool' ? 1 : 4), 0)
+const bytesOf = (tensors: Record<string, tf.Tensor>) =>
+  Object.values(tensors).reduce((n, t) => n + t.size * (t.dtype === 'bool' ? 1 : 4), 0)
 
 /** One routed request: the version it goes to, and the slots it holds until `release`. */
 export class TrafficSlot {
@@ -273,7 +310,8 @@ export class TrafficSlot {
     this.leave()
     const captured = this.captured
     this.captured = undefined
-    if (captured && this.shadow !== undefined) this.control.startShadow(this.env, this.target, this.shadow, captured, this.request)
+    if (captured && this.shadow !== undefined)
+      this.control.startShadow(this.env, this.target, this.shadow, captured, this.request)
   }
 }
 
@@ -294,7 +332,12 @@ export class TrafficControl {
   /** Requests holding a slot and waiting for one, per model gate and for the isolate's: the `/metrics` gauge. */
   occupancy(): Array<{ scope: 'model' | 'isolate'; model: string; inFlight: number; queued: number }> {
     return [
-      ...[...this.gates].map(([model, gate]) => ({ scope: 'model' as const, model, inFlight: gate.inFlight, queued: gate.queued })),
+      ...[...this.gates].map(([model, gate]) => ({
+        scope: 'model' as const,
+        model,
+        inFlight: gate.inFlight,
+        queued: gate.queued,
+      })),
       { scope: 'isolate' as const, model: '', inFlight: this.isolateGate.inFlight, queued: this.isolateGate.queued },
     ]
   }
@@ -315,7 +358,14 @@ export class TrafficControl {
    * when `use` resolves, which must be when the response is ready. A shadowed request's run is
    * repeated on the shadow version after that, in `request.waitUntil`.
    */
-  async serve<B, T>(env: Env, name: string, selector: Selector, request: RouteRequest, read: () => Promise<B>, use: (held: ModelLease, body: B) => Promise<T>): Promise<T> {
+  async serve<B, T>(
+    env: Env,
+    name: string,
+    selector: Selector,
+    request: RouteRequest,
+    read: () => Promise<B>,
+    use: (held: ModelLease, body: B) => Promise<T>,
+  ): Promise<T> {
     const slot = await this.takeSlot(env, name, selector, request)
     try {
       const body = await read()
@@ -343,22 +393,36 @@ export class TrafficControl {
       signal?.removeEventListener('abort', gone)
       for (const place of places) place.leave(reason)
     }
-    const gone = () => leave(new ClientGoneError('the client closed the connection while its request waited for a slot'))
+    const gone = () =>
+      leave(new ClientGoneError('the client closed the connection while its request waited for a slot'))
     if (signal?.aborted) throw new ClientGoneError()
     signal?.addEventListener('abort', gone)
     try {
-      for (const [at, reason] of [[gate, 'model'], [this.isolateGate, 'isolate']] as const) {
+      for (const [at, reason] of [
+        [gate, 'model'],
+        [this.isolateGate, 'isolate'],
+      ] as const) {
         const place = this.enter(at, name, reason, request)
         place.onReclaimed = () => {
           leave()
           // Its code will not run again to answer: counted and logged here, as its response would be.
           this.state.metrics.recordRequest(name, undefined, 499)
-          log('info', 'request.aborted', { requestId: request.requestId, status: 499, model: name, reason: 'its turn came after its client had left' })
+          log('info', 'request.aborted', {
+            requestId: request.requestId,
+            status: 499,
+            model: name,
+            reason: 'its turn came after its client had left',
+          })
         }
         places.push(place)
         await waitInLine(at, place)
         // Handed a slot, but resumed too late to take it up: only an isolate blocked for CLAIM_TIMEOUT_MS does that.
-        if (!place.claim()) throw new ApiError(503, `this server was too busy to serve model '${name}' in time; retry after ${RETRY_AFTER_SECONDS} s`, { 'Retry-After': String(RETRY_AFTER_SECONDS) })
+        if (!place.claim())
+          throw new ApiError(
+            503,
+            `this server was too busy to serve model '${name}' in time; retry after ${RETRY_AFTER_SECONDS} s`,
+            { 'Retry-After': String(RETRY_AFTER_SECONDS) },
+          )
       }
     } catch (error) {
       leave()
@@ -386,7 +450,11 @@ export class TrafficControl {
   }
 
   /** Whether this request also runs on the shadow version: drawn by `shadow.fraction`; never a run against the version that answers. */
-  private drawShadow(repository: Repository, target: ResolvedVersion, request: RouteRequest): ResolvedVersion | string | number | undefined {
+  private drawShadow(
+    repository: Repository,
+    target: ResolvedVersion,
+    request: RouteRequest,
+  ): ResolvedVersion | string | number | undefined {
     const shadow = target.config.shadow
     if (!shadow || !request.waitUntil || !(this.random() < shadow.fraction)) return undefined
     try {
@@ -404,7 +472,13 @@ export class TrafficControl {
    * they are held until the run is done — as a served run's activations are, so no served request is
    * refused for them. Otherwise nothing is copied, and the skip is counted and logged.
    */
-  capture(served: ResolvedVersion, shadow: ResolvedVersion | string | number, inputs: Record<string, tf.Tensor>, outputs: Record<string, tf.Tensor>, request: RouteRequest): Captured | undefined {
+  capture(
+    served: ResolvedVersion,
+    shadow: ResolvedVersion | string | number,
+    inputs: Record<string, tf.Tensor>,
+    outputs: Record<string, tf.Tensor>,
+    request: RouteRequest,
+  ): Captured | undefined {
     const label = typeof shadow === 'object' ? shadow.version : shadow
     const bytes = bytesOf(inputs) + bytesOf(outputs)
     const ledger = this.state.cache.admission.ledger
@@ -412,7 +486,15 @@ export class TrafficControl {
     const reason = this.shadowsPending >= MAX_SHADOWS_PENDING ? 'backlog' : !room ? 'memory' : undefined
     if (reason) {
       this.state.metrics.recordShadow(served.name, served.version, label, 'skipped', false, reason)
-      log('info', 'shadow.skipped', { requestId: request.requestId, model: served.name, version: served.version, shadowVersion: label, reason, bytes, freeBytes: ledger.limit - ledger.used() })
+      log('info', 'shadow.skipped', {
+        requestId: request.requestId,
+        model: served.name,
+        version: served.version,
+        shadowVersion: label,
+        reason,
+        bytes,
+        freeBytes: ledger.limit - ledger.used(),
+      })
       return undefined
     }
     const ticket = { shadow: `${served.name}/${served.version}` }
@@ -437,7 +519,13 @@ export class TrafficControl {
   }
 
   /** Runs the captured inputs on the shadow version after the response, compares, records. Never throws. */
-  startShadow(env: Env, served: ResolvedVersion, shadow: ResolvedVersion | string | number, captured: Captured, request: RouteRequest): void {
+  startShadow(
+    env: Env,
+    served: ResolvedVersion,
+    shadow: ResolvedVersion | string | number,
+    captured: Captured,
+    request: RouteRequest,
+  ): void {
     const { name, version } = served
     const label = typeof shadow === 'object' ? shadow.version : shadow
     if (this.shadowsPending >= MAX_SHADOWS_PENDING) {
@@ -452,7 +540,10 @@ export class TrafficControl {
       await new Promise((resolve) => setTimeout(resolve, 0))
       const started = Date.now()
       try {
-        const target = typeof shadow === 'object' ? shadow : resolveKey(await this.state.repository(env), name, shadow, 'shadow.version')
+        const target =
+          typeof shadow === 'object'
+            ? shadow
+            : resolveKey(await this.state.repository(env), name, shadow, 'shadow.version')
         const held = await this.state.leaseVersion(env, target)
         let outputs: Record<string, tf.Tensor> = {}
         try {
@@ -481,7 +572,13 @@ export class TrafficControl {
       } catch (error) {
         this.state.metrics.recordShadow(name, version, label, 'failed')
         request.record?.shadow('failed', label)
-        log('warn', 'shadow.failed', { requestId: request.requestId, model: name, version, shadowVersion: label, error: (error as Error).message })
+        log('warn', 'shadow.failed', {
+          requestId: request.requestId,
+          model: name,
+          version,
+          shadowVersion: label,
+          error: (error as Error).message,
+        })
       } finally {
         this.dropCaptured(captured)
         this.shadowsPending--

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ARTIFACTS, CHROMIUM, chromiumAvailable as available, openChromium } from './support/chromium'
 import { SHARED_ADMIN_TOKEN, sharedChromium, sharedDevServer } from './support/servers'
 
-if (!available) console.warn(`[browser.test] skipped: no Chromium at ${CHROMIUM} (install it: apt-get install -y chromium)`)
+if (!available)
+  console.warn(`[browser.test] skipped: no Chromium at ${CHROMIUM} (install it: apt-get install -y chromium)`)
 
 let server: { url: string }
 let browser: Awaited<ReturnType<typeof openChromium>> | undefined
@@ -46,7 +47,8 @@ describe.skipIf(!available)('the try-it page in Chromium', () => {
     // A slightly slanted vertical stroke down the middle, as a hand draws a one.
     await page.mouse.move(box.x + box.width * 0.54, box.y + box.height * 0.18)
     await page.mouse.down()
-    for (let i = 1; i <= 20; i++) await page.mouse.move(box.x + box.width * (0.54 - 0.06 * (i / 20)), box.y + box.height * (0.18 + 0.64 * (i / 20)))
+    for (let i = 1; i <= 20; i++)
+      await page.mouse.move(box.x + box.width * (0.54 - 0.06 * (i / 20)), box.y + box.height * (0.18 + 0.64 * (i / 20)))
     await page.mouse.up()
     await page.click('#digits-predict')
     await expect.poll(() => page.locator('#digits-label').innerText(), { timeout: 20_000 }).toBe('1')
@@ -62,7 +64,10 @@ describe.skipIf(!available)('the try-it page in Chromium', () => {
   it("shows each model's state as the server has it, refreshed without a reload", async () => {
     const row = page.locator('tr[data-model="iris"]')
     // Unloaded behind the page's back: the periodic refresh shows it.
-    const unload = await fetch(`${server.url}/admin/models/iris/unload`, { method: 'POST', headers: { authorization: `Bearer ${SHARED_ADMIN_TOKEN}` } })
+    const unload = await fetch(`${server.url}/admin/models/iris/unload`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${SHARED_ADMIN_TOKEN}` },
+    })
     expect(unload.status).toBe(200)
     await expect.poll(() => row.getAttribute('data-state'), { timeout: 20_000 }).toBe('not-loaded')
     expect(await row.locator('td').nth(2).innerText()).toBe('not loaded (loads on first use)')
@@ -95,7 +100,13 @@ describe.skipIf(!available)('the try-it page in Chromium', () => {
     const text = 'Congratulations! You have WON a FREE cruise. Reply now to claim your prize'
     await panel.locator('textarea').fill(text)
     await panel.locator('button').click()
-    const api = (await (await fetch(`${server.url}/v1/models/spam:classify`, { method: 'POST', body: JSON.stringify({ text }), headers: { 'content-type': 'application/json' } })).json()) as { label: string }[]
+    const api = (await (
+      await fetch(`${server.url}/v1/models/spam:classify`, {
+        method: 'POST',
+        body: JSON.stringify({ text }),
+        headers: { 'content-type': 'application/json' },
+      })
+    ).json()) as { label: string }[]
     await expect.poll(() => panel.locator('output').innerText(), { timeout: 30_000 }).toBe(api[0]!.label)
     expect(await panel.locator('.bars > span:nth-child(3n+1)').allInnerTexts()).toEqual(api.map((r) => r.label))
     expect(await panel.locator('dl.call dd[data-field="status"]').innerText()).toBe('200')

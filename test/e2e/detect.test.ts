@@ -33,7 +33,9 @@ const SKIMAGE = '/usr/lib/python3/dist-packages/skimage/data'
 const PHOTO_FILES = [
   join(PHOTOS, 'chelsea.png'),
   join(PHOTOS, 'camera.png'),
-  ...['astronaut.png', 'coffee.png', 'motorcycle_left.png'].map((f) => join(SKIMAGE, f)).filter((path) => existsSync(path)),
+  ...['astronaut.png', 'coffee.png', 'motorcycle_left.png']
+    .map((f) => join(SKIMAGE, f))
+    .filter((path) => existsSync(path)),
 ]
 
 type Box = { xmin: number; ymin: number; xmax: number; ymax: number }
@@ -42,7 +44,8 @@ type Config = (typeof DETECTORS)[DetectorName]
 type ImageConfig = { size: readonly [number, number]; range: readonly [number, number]; fit?: string; layout?: string }
 
 const imageOf = (config: Config) => Object.values(config.inputs)[0]!.image as ImageConfig
-const labelsOf = (name: DetectorName): readonly string[] => (name === 'centernet' ? cocoLabels() : (DETECTORS[name].labels as readonly string[]))
+const labelsOf = (name: DetectorName): readonly string[] =>
+  name === 'centernet' ? cocoLabels() : (DETECTORS[name].labels as readonly string[])
 
 const decodedPhotos = new Map<string, { width: number; height: number; rgba: Uint8Array }>()
 function decodePhoto(path: string) {
@@ -58,7 +61,8 @@ function decodePhoto(path: string) {
 function windowOf(width: number, height: number, image: ImageConfig) {
   if (image.fit !== 'center-crop') return { top: 0, left: 0, rows: height, cols: width }
   const [h, w] = image.size
-  const [rows, cols] = width * h > height * w ? [height, Math.round((height * w) / h)] : [Math.round((width * h) / w), width]
+  const [rows, cols] =
+    width * h > height * w ? [height, Math.round((height * w) / h)] : [Math.round((width * h) / w), width]
   return { top: Math.floor((height - rows) / 2), left: Math.floor((width - cols) / 2), rows, cols }
 }
 
@@ -94,7 +98,9 @@ async function referenceInput(path: string, image: ImageConfig, dtype: 'float32'
 
 function readArtifacts(path: string): tf.io.ModelArtifacts {
   const json = JSON.parse(readFileSync(path, 'utf8')) as tf.io.ModelJSON
-  const data = Buffer.concat(json.weightsManifest.flatMap((g) => g.paths).map((p) => readFileSync(join(dirname(path), p))))
+  const data = Buffer.concat(
+    json.weightsManifest.flatMap((g) => g.paths).map((p) => readFileSync(join(dirname(path), p))),
+  )
   return {
     modelTopology: json.modelTopology,
     format: json.format,
@@ -142,19 +148,38 @@ async function referenceRows(name: DetectorName, x: tf.Tensor4D): Promise<Row[]>
 }
 
 /** The reference answer: rows above the score threshold, tf.image.nonMaxSuppression per class (or once), best first, mapped onto the photo. */
-async function referenceDetections(name: DetectorName, path: string, options: { score_threshold?: number; max_detections?: number } = {}): Promise<Detection[]> {
+async function referenceDetections(
+  name: DetectorName,
+  path: string,
+  options: { score_threshold?: number; max_detections?: number } = {},
+): Promise<Detection[]> {
   const config = DETECTORS[name]
-  const detect = config.detect as { score_threshold: number; iou_threshold: number; max_detections: number; class_agnostic?: boolean }
+  const detect = config.detect as {
+    score_threshold: number
+    iou_threshold: number
+    max_detections: number
+    class_agnostic?: boolean
+  }
   const threshold = options.score_threshold ?? detect.score_threshold
   const max = options.max_detections ?? detect.max_detections
   const image = imageOf(config)
   const x = await referenceInput(path, image, name === 'handtrack' ? 'int32' : 'float32')
   const rows = (await referenceRows(name, x)).filter((r) => r.score > threshold)
   x.dispose()
-  const groups = detect.class_agnostic ? [rows] : [...new Set(rows.map((r) => r.cls))].map((cls) => rows.filter((r) => r.cls === cls))
+  const groups = detect.class_agnostic
+    ? [rows]
+    : [...new Set(rows.map((r) => r.cls))].map((cls) => rows.filter((r) => r.cls === cls))
   const kept: Row[] = []
   for (const group of groups) {
-    const selected = tf.tidy(() => tf.image.nonMaxSuppression(tf.tensor2d(group.map((r) => r.yxyx)), tf.tensor1d(group.map((r) => r.score)), max, detect.iou_threshold, threshold))
+    const selected = tf.tidy(() =>
+      tf.image.nonMaxSuppression(
+        tf.tensor2d(group.map((r) => r.yxyx)),
+        tf.tensor1d(group.map((r) => r.score)),
+        max,
+        detect.iou_threshold,
+        threshold,
+      ),
+    )
     for (const i of await selected.array()) kept.push(group[i]!)
     selected.dispose()
   }
@@ -169,7 +194,12 @@ async function referenceDetections(name: DetectorName, path: string, options: { 
     return {
       label: labels[r.cls]!,
       score: r.score,
-      box: { xmin: clamp(left + Math.min(x1, x2) * sx, width), ymin: clamp(top + Math.min(y1, y2) * sy, height), xmax: clamp(left + Math.max(x1, x2) * sx, width), ymax: clamp(top + Math.max(y1, y2) * sy, height) },
+      box: {
+        xmin: clamp(left + Math.min(x1, x2) * sx, width),
+        ymin: clamp(top + Math.min(y1, y2) * sy, height),
+        xmax: clamp(left + Math.max(x1, x2) * sx, width),
+        ymax: clamp(top + Math.max(y1, y2) * sy, height),
+      },
     }
   })
 }
@@ -177,7 +207,11 @@ async function referenceDetections(name: DetectorName, path: string, options: { 
 const graphs = new Map<string, Promise<tfconv.GraphModel>>()
 const graph = (name: 'centernet' | 'handtrack') => {
   let model = graphs.get(name)
-  if (!model) graphs.set(name, (model = tfconv.loadGraphModel(tf.io.fromMemory(readArtifacts(join(HUMAN_MODELS, `${name}.json`))))))
+  if (!model)
+    graphs.set(
+      name,
+      (model = tfconv.loadGraphModel(tf.io.fromMemory(readArtifacts(join(HUMAN_MODELS, `${name}.json`))))),
+    )
   return model
 }
 let yolo: tfl.LayersModel | undefined
@@ -193,10 +227,18 @@ function expectSame(name: DetectorName, path: string, got: Detection[], want: De
   got.forEach((d, i) => {
     const w = want[i]!
     scoreDiff = Math.max(scoreDiff, Math.abs(d.score - w.score))
-    pixelDiff = Math.max(pixelDiff, Math.abs(d.box.xmin - w.box.xmin) / sx, Math.abs(d.box.xmax - w.box.xmax) / sx, Math.abs(d.box.ymin - w.box.ymin) / sy, Math.abs(d.box.ymax - w.box.ymax) / sy)
+    pixelDiff = Math.max(
+      pixelDiff,
+      Math.abs(d.box.xmin - w.box.xmin) / sx,
+      Math.abs(d.box.xmax - w.box.xmax) / sx,
+      Math.abs(d.box.ymin - w.box.ymin) / sy,
+      Math.abs(d.box.ymax - w.box.ymax) / sy,
+    )
   })
   const top = got[0] ? `${got[0].label} ${got[0].score.toFixed(3)}` : 'none'
-  console.log(`[detect] ${name} ${path.split('/').pop()}: ${got.length} boxes (top ${top}); max score difference ${scoreDiff.toExponential(2)}, max box difference ${pixelDiff.toFixed(3)} input px`)
+  console.log(
+    `[detect] ${name} ${path.split('/').pop()}: ${got.length} boxes (top ${top}); max score difference ${scoreDiff.toExponential(2)}, max box difference ${pixelDiff.toFixed(3)} input px`,
+  )
   expect(scoreDiff).toBeLessThanOrEqual(1e-4)
   expect(pixelDiff).toBeLessThanOrEqual(1)
 }
@@ -209,15 +251,19 @@ function expectSame(name: DetectorName, path: string, got: Detection[], want: De
 const detectRaw = (name: string, path: string, query = '') =>
   new Promise<{ status: number; text: string; json: Detection[] & { error?: string } }>((resolve, reject) => {
     const body = readFileSync(path)
-    const req = request(`${server.url}/v1/models/${name}:detect${query}`, { method: 'POST', agent: false, headers: { 'content-type': 'image/png', 'content-length': body.length } }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (chunk: Buffer) => chunks.push(chunk))
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8')
-        resolve({ status: res.statusCode!, text, json: JSON.parse(text) as Detection[] & { error?: string } })
-      })
-      res.on('error', reject)
-    })
+    const req = request(
+      `${server.url}/v1/models/${name}:detect${query}`,
+      { method: 'POST', agent: false, headers: { 'content-type': 'image/png', 'content-length': body.length } },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (chunk: Buffer) => chunks.push(chunk))
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8')
+          resolve({ status: res.statusCode!, text, json: JSON.parse(text) as Detection[] & { error?: string } })
+        })
+        res.on('error', reject)
+      },
+    )
     req.on('error', reject)
     req.end(body)
   })
@@ -266,8 +312,12 @@ describe.skipIf(!chromiumAvailable)('the try-it page draws the boxes of a detect
     const panel = page.locator('section.image-model[data-model="centernet"]')
     expect(await panel.getAttribute('data-task')).toBe('object-detection')
     await panel.locator('input[type="file"]').setInputFiles(photo)
-    await expect.poll(() => panel.locator('output').innerText(), { timeout: 60_000 }).toBe(`${api.length} (${api[0]!.label})`)
-    expect(await panel.locator('ol.boxes li').allInnerTexts()).toEqual(api.map((d) => expect.stringMatching(new RegExp(`^${d.label} ${d.score.toFixed(3)} at `))))
+    await expect
+      .poll(() => panel.locator('output').innerText(), { timeout: 60_000 })
+      .toBe(`${api.length} (${api[0]!.label})`)
+    expect(await panel.locator('ol.boxes li').allInnerTexts()).toEqual(
+      api.map((d) => expect.stringMatching(new RegExp(`^${d.label} ${d.score.toFixed(3)} at `))),
+    )
     mkdirSync(ARTIFACTS, { recursive: true })
     await page.screenshot({ path: join(ARTIFACTS, 'try-it-detect.png'), fullPage: true })
     // The drawing as the page shows it: the box color along the best box's right edge, and not in the middle of the box.
@@ -297,7 +347,8 @@ describe(':detect on real photographs equals tf.js in Node', () => {
     const { box } = res.json[0]!
     expect([box.xmin, box.ymin]).toEqual([expect.any(Number), expect.any(Number)])
     expect(box.xmax - box.xmin).toBeGreaterThan(451 / 2)
-    for (const d of res.json) expect(d.box.xmin >= 0 && d.box.ymin >= 0 && d.box.xmax <= 451 && d.box.ymax <= 300).toBe(true)
+    for (const d of res.json)
+      expect(d.box.xmin >= 0 && d.box.ymin >= 0 && d.box.xmax <= 451 && d.box.ymax <= 300).toBe(true)
   })
 
   for (const name of Object.keys(DETECTORS) as DetectorName[]) {
@@ -309,7 +360,6 @@ describe(':detect on real photographs equals tf.js in Node', () => {
       })
     }
   }
-
 })
 
 describe(':detect requests', () => {
@@ -318,17 +368,29 @@ describe(':detect requests', () => {
 
   it('answers TF Serving JSON of b64 images with one list per image, equal to each raw answer', async () => {
     const b64 = (path: string) => ({ b64: readFileSync(path).toString('base64') })
-    const rows = await post<{ results: Detection[][] }>(`${server.url}/v1/models/yolo-tiny:detect`, { instances: [b64(chelsea), b64(camera)] })
+    const rows = await post<{ results: Detection[][] }>(`${server.url}/v1/models/yolo-tiny:detect`, {
+      instances: [b64(chelsea), b64(camera)],
+    })
     expect(rows.status, rows.text).toBe(200)
-    expect(rows.json.results).toEqual([(await detectRaw('yolo-tiny', chelsea)).json, (await detectRaw('yolo-tiny', camera)).json])
-    const columns = await post<{ results: Detection[][] }>(`${server.url}/v1/models/yolo-tiny/versions/1:detect`, { inputs: { images: [b64(camera)] } })
+    expect(rows.json.results).toEqual([
+      (await detectRaw('yolo-tiny', chelsea)).json,
+      (await detectRaw('yolo-tiny', camera)).json,
+    ])
+    const columns = await post<{ results: Detection[][] }>(`${server.url}/v1/models/yolo-tiny/versions/1:detect`, {
+      inputs: { images: [b64(camera)] },
+    })
     expect(columns.json.results).toEqual([rows.json.results[1]])
   })
 
   it('takes score_threshold and max_detections from the query, as the reference does with them', async () => {
     const strict = await detectRaw('yolo-tiny', chelsea, '?score_threshold=0.7&max_detections=3')
     expect(strict.status, strict.text).toBe(200)
-    expectSame('yolo-tiny', chelsea, strict.json, await referenceDetections('yolo-tiny', chelsea, { score_threshold: 0.7, max_detections: 3 }))
+    expectSame(
+      'yolo-tiny',
+      chelsea,
+      strict.json,
+      await referenceDetections('yolo-tiny', chelsea, { score_threshold: 0.7, max_detections: 3 }),
+    )
     expect(strict.json.length).toBeLessThanOrEqual(3)
     const one = await detectRaw('yolo-tiny', chelsea, '?iou_threshold=0&max_detections=1')
     expect(one.json.length).toBe(1)
@@ -354,20 +416,36 @@ describe(':detect requests', () => {
 
   it('answers a bad image as :classify does', async () => {
     const garbage = new Uint8Array(300).fill(7)
-    const send = (path: string) => fetch(`${server.url}${path}`, { method: 'POST', body: garbage, headers: { 'content-type': 'image/png' } })
-    const [detected, classified] = await Promise.all([send('/v1/models/yolo-tiny:detect'), send('/v1/models/human-emotion:classify')])
+    const send = (path: string) =>
+      fetch(`${server.url}${path}`, { method: 'POST', body: garbage, headers: { 'content-type': 'image/png' } })
+    const [detected, classified] = await Promise.all([
+      send('/v1/models/yolo-tiny:detect'),
+      send('/v1/models/human-emotion:classify'),
+    ])
     expect(detected.status).toBe(400)
     expect([detected.status, await detected.json()]).toEqual([classified.status, await classified.json()])
-    const gif = await fetch(`${server.url}/v1/models/yolo-tiny:detect`, { method: 'POST', body: garbage, headers: { 'content-type': 'image/gif' } })
+    const gif = await fetch(`${server.url}/v1/models/yolo-tiny:detect`, {
+      method: 'POST',
+      body: garbage,
+      headers: { 'content-type': 'image/gif' },
+    })
     expect(gif.status).toBe(415)
   })
 
   it('keeps v2 infer raw tensors, and says object-detection in v2 metadata', async () => {
-    const meta = (await (await fetch(`${server.url}/v2/models/yolo-tiny`)).json()) as { parameters: { task: string; detect: { output: string } } }
-    expect(meta.parameters).toMatchObject({ task: 'object-detection', detect: { output: 'rows', columns: 'box,classes' } })
-    const infer = await post<{ outputs: { name: string; shape: number[] }[] }>(`${server.url}/v2/models/yolo-tiny/infer`, {
-      inputs: [{ name: 'images', datatype: 'BYTES', shape: [1], data: [readFileSync(chelsea).toString('base64')] }],
+    const meta = (await (await fetch(`${server.url}/v2/models/yolo-tiny`)).json()) as {
+      parameters: { task: string; detect: { output: string } }
+    }
+    expect(meta.parameters).toMatchObject({
+      task: 'object-detection',
+      detect: { output: 'rows', columns: 'box,classes' },
     })
+    const infer = await post<{ outputs: { name: string; shape: number[] }[] }>(
+      `${server.url}/v2/models/yolo-tiny/infer`,
+      {
+        inputs: [{ name: 'images', datatype: 'BYTES', shape: [1], data: [readFileSync(chelsea).toString('base64')] }],
+      },
+    )
     expect(infer.status, infer.text).toBe(200)
     expect(infer.json.outputs.map((o) => [o.name, o.shape])).toEqual([['rows', [1, 7, 64]]])
   })
@@ -375,15 +453,28 @@ describe(':detect requests', () => {
   it('answers Models.run(name, {image}) with the same list, the image as bytes or a number[]', async () => {
     const http = (await detectRaw('yolo5-tiny', camera)).json
     const bytes = readFileSync(camera)
-    const asBody = (await (await fetch(`${server.url}/classify/yolo5-tiny`, { method: 'POST', body: bytes })).json()) as { value: Detection[] }
+    const asBody = (await (
+      await fetch(`${server.url}/classify/yolo5-tiny`, { method: 'POST', body: bytes })
+    ).json()) as { value: Detection[] }
     expect(asBody.value).toEqual(http)
     const call = async (options?: object) =>
-      (await (await fetch(`${server.url}/call`, { method: 'POST', body: JSON.stringify({ method: 'run', args: ['yolo5-tiny', { image: Array.from(bytes) }, ...(options ? [options] : [])] }) })).json()) as {
+      (await (
+        await fetch(`${server.url}/call`, {
+          method: 'POST',
+          body: JSON.stringify({
+            method: 'run',
+            args: ['yolo5-tiny', { image: Array.from(bytes) }, ...(options ? [options] : [])],
+          }),
+        })
+      ).json()) as {
         value?: Detection[]
         error?: { message: string; status: number }
       }
     expect((await call()).value).toEqual(http)
     expect((await call({ max_detections: 1 })).value).toEqual(http.slice(0, 1))
-    expect((await call({ score_threshold: 5 })).error).toMatchObject({ status: 400, message: expect.stringMatching(/score_threshold 5 is out of bounds/) })
+    expect((await call({ score_threshold: 5 })).error).toMatchObject({
+      status: 400,
+      message: expect.stringMatching(/score_threshold 5 is out of bounds/),
+    })
   })
 })

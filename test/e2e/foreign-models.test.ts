@@ -53,13 +53,20 @@ interface Expected {
   dims: string[]
 }
 
-const TF_DTYPE: Record<string, string> = { float32: 'DT_FLOAT', int32: 'DT_INT32', bool: 'DT_BOOL', string: 'DT_STRING' }
+const TF_DTYPE: Record<string, string> = {
+  float32: 'DT_FLOAT',
+  int32: 'DT_INT32',
+  bool: 'DT_BOOL',
+  string: 'DT_STRING',
+}
 const dims = (shape: readonly (number | null)[]) => shape.map((d) => String(d ?? -1))
 
 /** Reads model.json and its shards as tf.io.ModelArtifacts, as a browser or tfjs-node would. */
 function readArtifacts(modelJsonPath: string): { json: tf.io.ModelJSON; artifacts: tf.io.ModelArtifacts } {
   const json = JSON.parse(readFileSync(modelJsonPath, 'utf8')) as tf.io.ModelJSON
-  const shards = json.weightsManifest.flatMap((group) => group.paths).map((p) => readFileSync(join(dirname(modelJsonPath), p)))
+  const shards = json.weightsManifest
+    .flatMap((group) => group.paths)
+    .map((p) => readFileSync(join(dirname(modelJsonPath), p)))
   const data = Buffer.concat(shards)
   const artifacts: tf.io.ModelArtifacts = {
     modelTopology: json.modelTopology,
@@ -146,12 +153,19 @@ async function reference(model: Foreign, modelJsonPath: string, seed: number): P
         const outputDtype = y.dtype
         const outputShape = [-1, ...y.shape.slice(1)]
         y.dispose()
-        const signature = json.signature as { inputs?: Record<string, SignatureBlockEntry>; outputs?: Record<string, SignatureBlockEntry> } | undefined
+        const signature = json.signature as
+          { inputs?: Record<string, SignatureBlockEntry>; outputs?: Record<string, SignatureBlockEntry> } | undefined
         const tensorNames = Object.fromEntries(
-          [...Object.entries(signature?.inputs ?? {}), ...Object.entries(signature?.outputs ?? {})].map(([key, info]) => [key, info.name]),
+          [...Object.entries(signature?.inputs ?? {}), ...Object.entries(signature?.outputs ?? {})].map(
+            ([key, info]) => [key, info.name],
+          ),
         )
         return {
-          inputs: graph.inputs.map((info, i) => ({ name: graph.inputNodes[i]!, dtype: TF_DTYPE[info.dtype!]!, dims: dims(info.shape!) })),
+          inputs: graph.inputs.map((info, i) => ({
+            name: graph.inputNodes[i]!,
+            dtype: TF_DTYPE[info.dtype!]!,
+            dims: dims(info.shape!),
+          })),
           // tf.js knows a graph's output shapes only by running it (or from a signature block).
           outputs: graph.outputNodes.map((name) => ({ name, dtype: TF_DTYPE[outputDtype]!, dims: dims(outputShape) })),
           tensorNames,
@@ -167,7 +181,11 @@ async function reference(model: Foreign, modelJsonPath: string, seed: number): P
       const y = layers.predict(x) as tf.Tensor
       const output = await y.array()
       y.dispose()
-      const spec = (t: tfl.SymbolicTensor): Expected => ({ name: t.sourceLayer.name, dtype: TF_DTYPE[t.dtype]!, dims: dims(t.shape) })
+      const spec = (t: tfl.SymbolicTensor): Expected => ({
+        name: t.sourceLayer.name,
+        dtype: TF_DTYPE[t.dtype]!,
+        dims: dims(t.shape),
+      })
       return { inputs: layers.inputs.map(spec), outputs: layers.outputs.map(spec), tensorNames: {}, input, output }
     } finally {
       layers.dispose()
@@ -178,7 +196,11 @@ async function reference(model: Foreign, modelJsonPath: string, seed: number): P
 }
 
 const describeSpecs = (group: Record<string, TensorInfo>): Expected[] =>
-  Object.entries(group).map(([name, info]) => ({ name, dtype: info.dtype, dims: info.tensor_shape.dim.map((d) => d.size) }))
+  Object.entries(group).map(([name, info]) => ({
+    name,
+    dtype: info.dtype,
+    dims: info.tensor_shape.dim.map((d) => d.size),
+  }))
 
 let server: SharedServer | undefined
 const references = new Map<string, Reference>()
@@ -187,7 +209,8 @@ const url = (path: string) => `${server!.url}${path}`
 beforeAll(async () => {
   await tf.setBackend('cpu')
   await tf.ready()
-  for (const [i, model] of FOREIGN.entries()) references.set(model.name, await reference(model, join(ROOT, 'node_modules', model.source), 1000 + i))
+  for (const [i, model] of FOREIGN.entries())
+    references.set(model.name, await reference(model, join(ROOT, 'node_modules', model.source), 1000 + i))
 })
 
 // A hook of its own, so the broker's deadline (and its report of wrangler's output) comes within the hook's.
@@ -214,7 +237,8 @@ describe.each(FOREIGN)('$name ($format from $source)', (model) => {
     expect(def!.method_name).toBe('tensorflow/serving/predict')
     expect(describeSpecs(def!.inputs)).toEqual(ref.inputs)
     expect(describeSpecs(def!.outputs)).toEqual(ref.outputs)
-    for (const info of [...Object.values(def!.inputs), ...Object.values(def!.outputs)]) expect(info.tensor_shape.unknown_rank).toBe(false)
+    for (const info of [...Object.values(def!.inputs), ...Object.values(def!.outputs)])
+      expect(info.tensor_shape.unknown_rank).toBe(false)
     // Where model.json has a signature block, the graph tensors behind its keys are the block's.
     for (const [key, tensorName] of Object.entries(ref.tensorNames)) {
       expect((def!.inputs[key] ?? def!.outputs[key])?.name, `tensor behind '${key}'`).toBe(tensorName)
@@ -232,7 +256,9 @@ describe.each(FOREIGN)('$name ($format from $source)', (model) => {
 
   it('predict (columnar format, input named as the metadata names it) equals tf.js run directly', async () => {
     const ref = references.get(model.name)!
-    const res = await post<{ outputs: unknown }>(url(`/v1/models/${model.name}:predict`), { inputs: { [ref.inputs[0]!.name]: ref.input } })
+    const res = await post<{ outputs: unknown }>(url(`/v1/models/${model.name}:predict`), {
+      inputs: { [ref.inputs[0]!.name]: ref.input },
+    })
     expect(res.status, res.text.slice(0, 500)).toBe(200)
     expect(compareNested(res.json.outputs, ref.output).slice(0, 10)).toEqual([])
   })
@@ -241,7 +267,11 @@ describe.each(FOREIGN)('$name ($format from $source)', (model) => {
     const ref = references.get(model.name)!
     const res = await get<{ name: string; inputs: unknown[]; outputs: unknown[] }>(url(`/v2/models/${model.name}`))
     expect(res.status, res.text).toBe(200)
-    const v2 = (t: Expected) => ({ name: t.name, datatype: { DT_FLOAT: 'FP32', DT_INT32: 'INT32', DT_BOOL: 'BOOL' }[t.dtype], shape: t.dims.map(Number) })
+    const v2 = (t: Expected) => ({
+      name: t.name,
+      datatype: { DT_FLOAT: 'FP32', DT_INT32: 'INT32', DT_BOOL: 'BOOL' }[t.dtype],
+      shape: t.dims.map(Number),
+    })
     expect(res.json.inputs).toEqual(ref.inputs.map(v2))
     expect(res.json.outputs).toEqual(ref.outputs.map(v2))
   })
@@ -249,9 +279,12 @@ describe.each(FOREIGN)('$name ($format from $source)', (model) => {
   it('Open Inference Protocol: POST …/infer with flat data equals tf.js run directly', async () => {
     const ref = references.get(model.name)!
     const shape = [BATCH, ...model.rowShape]
-    const res = await post<{ outputs: { name: string; shape: number[]; data: number[] }[] }>(url(`/v2/models/${model.name}/infer`), {
-      inputs: [{ name: ref.inputs[0]!.name, shape, datatype: 'FP32', data: (ref.input as unknown[]).flat(Infinity) }],
-    })
+    const res = await post<{ outputs: { name: string; shape: number[]; data: number[] }[] }>(
+      url(`/v2/models/${model.name}/infer`),
+      {
+        inputs: [{ name: ref.inputs[0]!.name, shape, datatype: 'FP32', data: (ref.input as unknown[]).flat(Infinity) }],
+      },
+    )
     expect(res.status, res.text.slice(0, 500)).toBe(200)
     const [out] = res.json.outputs
     expect(out!.name).toBe(ref.outputs[0]!.name)

@@ -45,9 +45,17 @@ let serving: BundleServer
 async function predict(server: BundleServer) {
   const started = performance.now()
   try {
-    const res = await post<{ predictions?: number[][] }>(`${server.url}/v1/models/iris:predict`, { instances: [SETOSA] })
+    const res = await post<{ predictions?: number[][] }>(`${server.url}/v1/models/iris:predict`, {
+      instances: [SETOSA],
+    })
     const row = res.json?.predictions?.[0] ?? []
-    return { status: res.status, version: res.headers.get('x-model-version'), top: row.indexOf(Math.max(...row)), started, ended: performance.now() }
+    return {
+      status: res.status,
+      version: res.headers.get('x-model-version'),
+      top: row.indexOf(Math.max(...row)),
+      started,
+      ended: performance.now(),
+    }
   } catch (error) {
     return { status: 0, version: null, top: -1, started, ended: performance.now(), error: String(error) }
   }
@@ -77,7 +85,11 @@ beforeAll(async () => {
   const state = join(dir, 'state') // the one store both instances share
   // One at a time: two workerd processes opening the shared store at the same moment can find it locked.
   cron = await startBundle({ bundle, persistDir: state })
-  serving = await startBundle({ bundle, persistDir: state, vars: { REFRESH_INTERVAL: String(REFRESH_INTERVAL_S), ADMIN_TOKEN: TOKEN } })
+  serving = await startBundle({
+    bundle,
+    persistDir: state,
+    vars: { REFRESH_INTERVAL: String(REFRESH_INTERVAL_S), ADMIN_TOKEN: TOKEN },
+  })
 })
 
 afterAll(async () => {
@@ -125,7 +137,9 @@ describe('hot model updates across isolates', () => {
       const cache = await adminCache(serving)
       return { models: cache.models.map((m) => [m.key, m.state, m.leases]), disposals: cache.counters.disposals }
     }
-    await expect.poll(settled, { timeout: SETTLE_MS, interval: 50 }).toEqual({ models: [['iris/2', 'AVAILABLE', 0]], disposals: before.counters.disposals! + 1 })
+    await expect
+      .poll(settled, { timeout: SETTLE_MS, interval: 50 })
+      .toEqual({ models: [['iris/2', 'AVAILABLE', 0]], disposals: before.counters.disposals! + 1 })
     const after = await adminCache(serving)
     expect(after.models.map((m) => [m.key, m.state, m.leases])).toEqual([['iris/2', 'AVAILABLE', 0]])
     expect(after.memory).toEqual(before.memory)
@@ -135,7 +149,9 @@ describe('hot model updates across isolates', () => {
     const figures = {
       swapMs: loaded - after.pointer.readAt, // pointer re-read → v2 loaded and warm, in the serving isolate
       requests: results.length,
-      servedDuringSwap: results.filter((r) => r.ended >= firstV2 - (loaded - after.pointer.readAt) && r.ended <= firstV2).length,
+      servedDuringSwap: results.filter(
+        (r) => r.ended >= firstV2 - (loaded - after.pointer.readAt) && r.ended <= firstV2,
+      ).length,
       v1: results.filter((r) => r.version === '1').length,
       v2: results.filter((r) => r.version === '2').length,
       failures: failures.length,
@@ -153,7 +169,9 @@ describe('hot model updates across isolates', () => {
     await bucket.put('iris/3/group1-shard1of1.bin', shard)
     const published = await fireCron()
     expect(published.pointer.models.iris.current).toBe(2)
-    expect(published.pointer.models.iris.rejected['3'].reason).toMatch(/iris\/3\/group1-shard1of1\.bin is corrupted: sha256/)
+    expect(published.pointer.models.iris.rejected['3'].reason).toMatch(
+      /iris\/3\/group1-shard1of1\.bin is corrupted: sha256/,
+    )
 
     // Predict until the serving isolate has applied that pointer (a request past the interval starts
     // the re-read in the background); every answer meanwhile, and five after, is v2's.
@@ -169,7 +187,14 @@ describe('hot model updates across isolates', () => {
     expect(status.status, status.text).toBe(200)
     expect(status.json.model_version_status).toEqual([
       { version: '2', state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } },
-      { version: '3', state: 'END', status: { error_code: 'FAILED_PRECONDITION', error_message: expect.stringMatching(/rejected by validation: .*corrupted/) } },
+      {
+        version: '3',
+        state: 'END',
+        status: {
+          error_code: 'FAILED_PRECONDITION',
+          error_message: expect.stringMatching(/rejected by validation: .*corrupted/),
+        },
+      },
     ])
     expect((await adminCache(serving)).models.map((m) => m.key)).toEqual(['iris/2'])
   })

@@ -11,7 +11,8 @@ import { PHOTOS } from './support/image-models'
 import { sharedChromium, sharedFixtureServer } from './support/servers'
 import type { SharedServer } from './support/servers'
 
-if (!available) console.warn(`[images-browser.test] skipped: no Chromium at ${CHROMIUM} (install it: apt-get install -y chromium)`)
+if (!available)
+  console.warn(`[images-browser.test] skipped: no Chromium at ${CHROMIUM} (install it: apt-get install -y chromium)`)
 
 let server: SharedServer
 let browser: Awaited<ReturnType<typeof openChromium>> | undefined
@@ -34,9 +35,19 @@ describe.skipIf(!available)('the image panels of the try-it page in Chromium', (
     page.on('pageerror', (e) => failed.push(e.message))
     await page.goto(`${server.url}/`)
     await page.waitForSelector('body[data-images="listed"]', { timeout: 60_000 })
-    const panels = await page.locator('section.image-model').evaluateAll((sections) => sections.map((s) => s.getAttribute('data-model')))
+    const panels = await page
+      .locator('section.image-model')
+      .evaluateAll((sections) => sections.map((s) => s.getAttribute('data-model')))
     // The fixture repository's image models (an image input in their config.json), its other models not.
-    expect(panels.sort()).toEqual(['cache-digits', 'cache-emotion', 'digits', 'human-emotion', 'human-liveness', 'pixels', 'traffic-digits'])
+    expect(panels.sort()).toEqual([
+      'cache-digits',
+      'cache-emotion',
+      'digits',
+      'human-emotion',
+      'human-liveness',
+      'pixels',
+      'traffic-digits',
+    ])
     expect(await page.locator('tr[data-model="digits"]').innerText()).toContain('image BYTES [-1]')
     expect(failed).toEqual([])
   })
@@ -46,13 +57,19 @@ describe.skipIf(!available)('the image panels of the try-it page in Chromium', (
     const panel = page.locator('section.image-model[data-model="human-emotion"]')
     await panel.locator('input[type="file"]').setInputFiles(photo)
     const api = (await (
-      await fetch(`${server.url}/v1/models/human-emotion:classify`, { method: 'POST', body: readFileSync(photo), headers: { 'content-type': 'image/png' } })
+      await fetch(`${server.url}/v1/models/human-emotion:classify`, {
+        method: 'POST',
+        body: readFileSync(photo),
+        headers: { 'content-type': 'image/png' },
+      })
     ).json()) as { label: string; score: number }[]
     await expect.poll(() => panel.locator('output').innerText(), { timeout: 30_000 }).toBe(api[0]!.label)
     // classify.top_k is 7: one bar per label returned, best first.
     expect(await panel.locator('.bars .bar').count()).toBe(api.length)
     expect(await panel.locator('.bars > span:nth-child(3n+1)').allInnerTexts()).toEqual(api.map((r) => r.label))
-    const size = await panel.locator('canvas.model-input').evaluate((c) => [Number(c.getAttribute('width')), Number(c.getAttribute('height'))])
+    const size = await panel
+      .locator('canvas.model-input')
+      .evaluate((c) => [Number(c.getAttribute('width')), Number(c.getAttribute('height'))])
     expect(size).toEqual([64, 64])
     const call = panel.locator('dl.call')
     expect(await call.locator('dd[data-field="status"]').innerText()).toBe('200')
@@ -66,7 +83,9 @@ describe.skipIf(!available)('the image panels of the try-it page in Chromium', (
 
   it("shows the Worker's refusal of a file that is not an image", async () => {
     const panel = page.locator('section.image-model[data-model="human-liveness"]')
-    await panel.locator('input[type="file"]').setInputFiles({ name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('not a picture') })
+    await panel
+      .locator('input[type="file"]')
+      .setInputFiles({ name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('not a picture') })
     await expect.poll(() => panel.locator('output').innerText(), { timeout: 30_000 }).toBe('error')
     expect(await panel.locator('dl.call p.error').innerText()).toMatch(/not a JPEG, PNG or WebP image/)
     expect(await panel.locator('dl.call dd[data-field="status"]').innerText()).toBe('400')

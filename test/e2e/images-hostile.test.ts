@@ -84,7 +84,9 @@ describe('crafted images through wrangler dev', () => {
       )
     }
     const growth = rss() - start
-    console.log(`[hostile] all of them: workerd RSS ${start.toFixed(1)} → ${(start + growth).toFixed(1)} MiB (+${growth.toFixed(1)} MiB)`)
+    console.log(
+      `[hostile] all of them: workerd RSS ${start.toFixed(1)} → ${(start + growth).toFixed(1)} MiB (+${growth.toFixed(1)} MiB)`,
+    )
     for (const [name, result] of results) {
       const [status, message] = expected[name]!
       expect([name, result.status, result.error ?? '']).toEqual([name, status, expect.stringMatching(message)])

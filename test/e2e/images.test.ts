@@ -49,7 +49,8 @@ function referenceTensor(file: string, image: Image): tf.Tensor4D {
   let [top, left, rows, cols] = [0, 0, height, width]
   if (image.fit === 'center-crop') {
     const [h, w] = image.size
-    ;[rows, cols] = width * h > height * w ? [height, Math.round((height * w) / h)] : [Math.round((width * h) / w), width]
+    ;[rows, cols] =
+      width * h > height * w ? [height, Math.round((height * w) / h)] : [Math.round((width * h) / w), width]
     ;[top, left] = [Math.floor((height - rows) / 2), Math.floor((width - cols) / 2)]
   }
   // RGB of the window, copied in a plain loop: the cpu backend's tf.slice takes ~0.4 s on a photo.
@@ -76,7 +77,9 @@ function referenceTensor(file: string, image: Image): tf.Tensor4D {
 
 function readArtifacts(path: string): tf.io.ModelArtifacts {
   const json = JSON.parse(readFileSync(path, 'utf8')) as tf.io.ModelJSON
-  const data = Buffer.concat(json.weightsManifest.flatMap((g) => g.paths).map((p) => readFileSync(join(dirname(path), p))))
+  const data = Buffer.concat(
+    json.weightsManifest.flatMap((g) => g.paths).map((p) => readFileSync(join(dirname(path), p))),
+  )
   return {
     modelTopology: json.modelTopology,
     format: json.format,
@@ -90,7 +93,8 @@ const graphs = new Map<keyof typeof MODELS, Promise<tfconv.GraphModel>>()
 /** Each model loaded once, for the file's tests. */
 function graphOf(name: keyof typeof MODELS): Promise<tfconv.GraphModel> {
   let graph = graphs.get(name)
-  if (!graph) graphs.set(name, (graph = tfconv.loadGraphModel(tf.io.fromMemory(readArtifacts(join(HUMAN, MODELS[name].source))))))
+  if (!graph)
+    graphs.set(name, (graph = tfconv.loadGraphModel(tf.io.fromMemory(readArtifacts(join(HUMAN, MODELS[name].source))))))
   return graph
 }
 
@@ -124,14 +128,20 @@ describe('real photographs to real image classifiers, equal to tf.js in Node', (
   for (const name of Object.keys(MODELS) as (keyof typeof MODELS)[]) {
     for (const file of PHOTO_FILES) {
       it(`${name} classifies ${file} as tf.js does: same top-1, scores within 0.02`, async () => {
-        const res = await fetch(`${server!.url}/v1/models/${name}:classify?top_k=10`, { method: 'POST', body: bytesOf(file), headers: { 'content-type': typeOf(file) } })
+        const res = await fetch(`${server!.url}/v1/models/${name}:classify?top_k=10`, {
+          method: 'POST',
+          body: bytesOf(file),
+          headers: { 'content-type': typeOf(file) },
+        })
         const text = await res.text()
         expect(res.status, text).toBe(200)
         const got = JSON.parse(text) as { label: string; score: number }[]
         const want = await referenceRanking(name, file)
         expect(got[0]!.label).toBe(want[0]![0])
         const diffs = want.map(([label, score]) => Math.abs(got.find((g) => g.label === label)!.score - score))
-        console.log(`[images] ${name} ${file}: top-1 ${got[0]!.label} ${got[0]!.score.toFixed(4)} (tf.js ${want[0]![1].toFixed(4)}), max score difference ${Math.max(...diffs).toExponential(2)}`)
+        console.log(
+          `[images] ${name} ${file}: top-1 ${got[0]!.label} ${got[0]!.score.toFixed(4)} (tf.js ${want[0]![1].toFixed(4)}), max score difference ${Math.max(...diffs).toExponential(2)}`,
+        )
         expect(Math.max(...diffs)).toBeLessThanOrEqual(0.02)
       })
     }
@@ -140,7 +150,9 @@ describe('real photographs to real image classifiers, equal to tf.js in Node', (
 
 describe('the input tensor equals tf.js preprocessing', () => {
   const pixels = async (file: string) => {
-    const res = await post<{ predictions: number[][] }>(`${server!.url}/v1/models/pixels:predict`, { instances: [{ b64: bytesOf(file).toString('base64') }] })
+    const res = await post<{ predictions: number[][] }>(`${server!.url}/v1/models/pixels:predict`, {
+      instances: [{ b64: bytesOf(file).toString('base64') }],
+    })
     expect(res.status, res.text).toBe(200)
     return res.json.predictions[0]!
   }

@@ -20,7 +20,16 @@ async function infer(rows: number) {
   const data = new Float32Array(rows * ROW)
   for (let i = 0; i < data.length; i++) data[i] = ((i * 2654435761) % 1000) / 1000
   const header = new TextEncoder().encode(
-    JSON.stringify({ inputs: [{ name: 'input_1', shape: [rows, 224, 224, 3], datatype: 'FP32', parameters: { binary_data_size: data.byteLength } }] }),
+    JSON.stringify({
+      inputs: [
+        {
+          name: 'input_1',
+          shape: [rows, 224, 224, 3],
+          datatype: 'FP32',
+          parameters: { binary_data_size: data.byteLength },
+        },
+      ],
+    }),
   )
   const body = new Uint8Array(header.byteLength + data.byteLength)
   body.set(header)
@@ -28,10 +37,16 @@ async function infer(rows: number) {
   const res = await fetch(`${server.url}/v2/models/${MEMORY_MODEL}/infer`, {
     method: 'POST',
     body,
-    headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.byteLength) },
+    headers: {
+      'content-type': 'application/octet-stream',
+      'inference-header-content-length': String(header.byteLength),
+    },
     signal: AbortSignal.timeout(120_000),
   })
-  return { status: res.status, json: (await res.json()) as { outputs?: { name: string; shape: number[] }[]; error?: string } }
+  return {
+    status: res.status,
+    json: (await res.json()) as { outputs?: { name: string; shape: number[] }[]; error?: string },
+  }
 }
 
 /** Resident memory of the Worker's workerd process (not wrangler's proxy), in MiB. */
@@ -52,7 +67,9 @@ describe('a 10-row request to a MobileNet through wrangler dev', () => {
     expect(ten.status, ten.json.error).toBe(200)
     expect(ten.json.outputs!.every((o) => o.shape[0] === 10)).toBe(true)
     const growth = rss() - before
-    console.log(`faceres, 10 rows through wrangler dev: workerd RSS ${before.toFixed(1)} → ${(before + growth).toFixed(1)} MiB (+${growth.toFixed(1)} MiB)`)
+    console.log(
+      `faceres, 10 rows through wrangler dev: workerd RSS ${before.toFixed(1)} → ${(before + growth).toFixed(1)} MiB (+${growth.toFixed(1)} MiB)`,
+    )
     expect(growth * MiB).toBeLessThanOrEqual(64 * MiB)
   })
 })

@@ -43,7 +43,10 @@ async function bomb(): Promise<string> {
   await model.save(
     tf.io.withSaveHandler(async ({ modelTopology, weightSpecs, weightData }) => {
       const weightsManifest = [{ paths: ['group1-shard1of1.bin'], weights: weightSpecs }]
-      writeFileSync(join(folder, 'model.json'), JSON.stringify({ modelTopology, format: 'layers-model', weightsManifest }))
+      writeFileSync(
+        join(folder, 'model.json'),
+        JSON.stringify({ modelTopology, format: 'layers-model', weightsManifest }),
+      )
       writeFileSync(join(folder, 'group1-shard1of1.bin'), new Uint8Array(weightData as ArrayBuffer))
       return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }
     }),
@@ -53,12 +56,20 @@ async function bomb(): Promise<string> {
 }
 
 async function predict(model: 'iris' | 'digits') {
-  const res = await post<{ predictions?: number[][]; error?: string }>(`${server.url}/v1/models/${model}:predict`, { instances: [model === 'iris' ? SETOSA : BLANK_DIGIT] })
+  const res = await post<{ predictions?: number[][]; error?: string }>(`${server.url}/v1/models/${model}:predict`, {
+    instances: [model === 'iris' ? SETOSA : BLANK_DIGIT],
+  })
   const row = res.json?.predictions?.[0] ?? []
-  return { status: res.status, version: res.headers.get('x-model-version'), top: row.indexOf(Math.max(...row)), error: res.json?.error }
+  return {
+    status: res.status,
+    version: res.headers.get('x-model-version'),
+    top: row.indexOf(Math.max(...row)),
+    error: res.json?.error,
+  }
 }
 
-const status = async (path: string, init?: RequestInit) => (await fetch(`${server.url}${path}`, { ...init, signal: AbortSignal.timeout(60_000) })).status
+const status = async (path: string, init?: RequestInit) =>
+  (await fetch(`${server.url}${path}`, { ...init, signal: AbortSignal.timeout(60_000) })).status
 
 async function fireCron() {
   expect(await server.scheduled()).toBe('ok')
@@ -66,12 +77,18 @@ async function fireCron() {
 
 async function pointer() {
   const bucket = (await server.miniflare.getR2Bucket('MODELS')) as unknown as Bucket
-  return JSON.parse(await (await bucket.get('_pointer.json'))!.text()) as { models: Record<string, { current: number | null; rejected: Record<string, { reason: string }> }> }
+  return JSON.parse(await (await bucket.get('_pointer.json'))!.text()) as {
+    models: Record<string, { current: number | null; rejected: Record<string, { reason: string }> }>
+  }
 }
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'warmserve-r2-bomb-'))
-  server = await startBundle({ bundle: await sharedBundle(), persistDir: join(dir, 'state'), vars: { ADMIN_TOKEN: TOKEN } })
+  server = await startBundle({
+    bundle: await sharedBundle(),
+    persistDir: join(dir, 'state'),
+    vars: { ADMIN_TOKEN: TOKEN },
+  })
 })
 
 afterAll(async () => {
@@ -89,7 +106,13 @@ describe('a bomb published to R2', () => {
     await fireCron()
     expect((await pointer()).models.digits).toMatchObject({
       current: null,
-      rejected: { 2: { reason: expect.stringMatching(/^needs ~6\.4 GB at warmup \(weights \d+ B \+ kernels \d+ B \+ activations 6\.4 GB\), the budget is 71 MB$/) } },
+      rejected: {
+        2: {
+          reason: expect.stringMatching(
+            /^needs ~6\.4 GB at warmup \(weights \d+ B \+ kernels \d+ B \+ activations 6\.4 GB\), the budget is 71 MB$/,
+          ),
+        },
+      },
     })
 
     // The same isolate, after the cron: every model still answers, readiness holds, a reload works.

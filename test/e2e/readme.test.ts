@@ -24,7 +24,12 @@ interface Example {
 }
 
 /** The pages whose examples are read. */
-const PAGES = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)]
+const PAGES = [
+  'README.md',
+  ...readdirSync(join(ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+]
 
 /** Whether a shell command goes on to the next line: a quote left open, or a backslash at the end. */
 function continues(command: string): boolean {
@@ -67,14 +72,16 @@ const { port: DEV_PORT } = devAddress()
 /** The local server as the README addresses it (wrangler.toml's [dev] port). */
 const LOCAL = new RegExp(`\\b(localhost|127\\.0\\.0\\.1):${DEV_PORT}\\b`, 'g')
 /** A call to a model of the local server: what a newcomer tries first. */
-const isModelCall = (command: string) => new RegExp(`(localhost|127\\.0\\.0\\.1):${DEV_PORT}/v[12]/models/`).test(command)
+const isModelCall = (command: string) =>
+  new RegExp(`(localhost|127\\.0\\.0\\.1):${DEV_PORT}/v[12]/models/`).test(command)
 /**
  * A template (a `<placeholder>`), or a call by version label: the bundled models have no labels, so
  * those examples (docs/hot-updates.md) need a published version first.
  */
 const isTemplate = (command: string) => /<[\w-]+>/.test(command) || /\/models\/[^/\s]+\/labels\//.test(command)
 /** The files a command reads: curl's `@file` and `base64 file`. */
-const filesOf = (command: string) => [...command.matchAll(/(?:^|\s)['"]?@([\w./-]+)|\bbase64(?:\s+-\w+)*\s+([\w./-]+)/g)].map((m) => (m[1] ?? m[2])!)
+const filesOf = (command: string) =>
+  [...command.matchAll(/(?:^|\s)['"]?@([\w./-]+)|\bbase64(?:\s+-\w+)*\s+([\w./-]+)/g)].map((m) => (m[1] ?? m[2])!)
 
 describe("the README's examples", () => {
   let base = ''
@@ -100,7 +107,14 @@ describe("the README's examples", () => {
       // The status goes to stderr, so a pipe after curl (| grep …) sees the output as written.
       const text = command.replace(LOCAL, base).replace(/^curl /, `curl -w '%{stderr}%{http_code}\\n' `)
       const { stdout, stderr } = await run('bash', ['-o', 'pipefail', '-c', text], { cwd: ROOT })
-      expect(stderr.trim().split('\n').map(Number).filter((status) => !(status >= 200 && status < 300)), `${command}\n${stdout}`).toEqual([])
+      expect(
+        stderr
+          .trim()
+          .split('\n')
+          .map(Number)
+          .filter((status) => !(status >= 200 && status < 300)),
+        `${command}\n${stdout}`,
+      ).toEqual([])
       expect(stdout.trim()).not.toBe('')
       if (command.includes('examples/digit.png') && /digits:classify'?\s*$/m.test(command.split('\n')[0]!)) {
         // The sample is a held-out 7, and the README's comments say the model reads it so.

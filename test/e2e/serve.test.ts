@@ -69,7 +69,14 @@ describe('status and metadata', () => {
     }
     const res = await get<{
       model_spec: { name: string; signature_name: string; version: string }
-      metadata: { signature_def: { signature_def: Record<string, { inputs: Record<string, TensorInfo>; outputs: Record<string, TensorInfo>; method_name: string }> } }
+      metadata: {
+        signature_def: {
+          signature_def: Record<
+            string,
+            { inputs: Record<string, TensorInfo>; outputs: Record<string, TensorInfo>; method_name: string }
+          >
+        }
+      }
     }>(url('/v1/models/iris/metadata'))
     expect(res.status, res.text).toBe(200)
     expect(res.json.model_spec).toEqual({ name: 'iris', signature_name: '', version: '1' })
@@ -104,7 +111,8 @@ describe('digits on the held-out sample', () => {
     Array.from({ length: 28 }, (_, y) => Array.from({ length: 28 }, (_, x) => [flat[y * 28 + x]!]))
 
   const batches: number[][][][][] = []
-  for (let i = 0; i < holdout.images.length; i += BATCH) batches.push(holdout.images.slice(i, i + BATCH).map(toInstance))
+  for (let i = 0; i < holdout.images.length; i += BATCH)
+    batches.push(holdout.images.slice(i, i + BATCH).map(toInstance))
 
   it('classifies every held-out image with the accuracy training recorded', async () => {
     expect(holdout.images.length).toBeGreaterThanOrEqual(100)
@@ -126,7 +134,10 @@ describe('digits on the held-out sample', () => {
     const correct = predicted.filter((p, i) => p === holdout.labels[i]).length
     const accuracy = correct / n
     // Same model, same inputs: the same answers as training's own evaluation, within one image.
-    expect(Math.abs(correct - Math.round(holdout.accuracy * n)), `served accuracy ${accuracy}, recorded ${holdout.accuracy}`).toBeLessThanOrEqual(1)
+    expect(
+      Math.abs(correct - Math.round(holdout.accuracy * n)),
+      `served accuracy ${accuracy}, recorded ${holdout.accuracy}`,
+    ).toBeLessThanOrEqual(1)
     expect(accuracy).toBeGreaterThanOrEqual(0.97)
   })
 
@@ -151,7 +162,11 @@ describe('errors over real HTTP', () => {
   })
 
   it('malformed JSON is 400 with an error message', async () => {
-    const res = await post<{ error: string }>(url('/v1/models/iris:predict'), '{"instances": [[5.1, 3.5,', CURL_D_HEADERS)
+    const res = await post<{ error: string }>(
+      url('/v1/models/iris:predict'),
+      '{"instances": [[5.1, 3.5,',
+      CURL_D_HEADERS,
+    )
     expect(res.status, res.text).toBe(400)
     expect(res.json).toEqual({ error: expect.stringMatching(/JSON/) })
   })

@@ -20,7 +20,15 @@ describe('npm start', () => {
   it('serves a deploy bundle on the port asked for, and stops on SIGTERM', async () => {
     const port = await freePort()
     const { dir } = await sharedBundle()
-    const child = spawn(process.execPath, [join(ROOT, 'scripts/tools/start.mjs'), '--port', String(port), '--bundle', dir], { cwd: ROOT, env: { ...process.env, PATH: `${join(ROOT, 'node_modules/.bin')}:${process.env.PATH}` }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(
+      process.execPath,
+      [join(ROOT, 'scripts/tools/start.mjs'), '--port', String(port), '--bundle', dir],
+      {
+        cwd: ROOT,
+        env: { ...process.env, PATH: `${join(ROOT, 'node_modules/.bin')}:${process.env.PATH}` },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
     let output = ''
     child.stdout.on('data', (chunk) => (output += chunk))
     child.stderr.on('data', (chunk) => (output += chunk))

@@ -22,7 +22,9 @@ beforeAll(async () => {
 async function waves<T>(count: number, width: number, task: (i: number) => Promise<T>): Promise<T[]> {
   const results: T[] = []
   for (let start = 0; start < count; start += width) {
-    results.push(...(await Promise.all(Array.from({ length: Math.min(width, count - start) }, (_, j) => task(start + j)))))
+    results.push(
+      ...(await Promise.all(Array.from({ length: Math.min(width, count - start) }, (_, j) => task(start + j)))),
+    )
   }
   return results
 }
@@ -33,7 +35,12 @@ async function metric(name: string, labels: Record<string, string>): Promise<num
   for (const line of (await get(url('/metrics'))).text.split('\n')) {
     const match = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line)
     if (!match || match[1] !== name) continue
-    const has = Object.fromEntries((match[2] ?? '').split(',').filter(Boolean).map((pair) => pair.split('=') as [string, string]))
+    const has = Object.fromEntries(
+      (match[2] ?? '')
+        .split(',')
+        .filter(Boolean)
+        .map((pair) => pair.split('=') as [string, string]),
+    )
     if (Object.entries(labels).every(([k, v]) => has[k] === JSON.stringify(v))) total += Number(match[3])
   }
   return total
@@ -41,7 +48,12 @@ async function metric(name: string, labels: Record<string, string>): Promise<num
 
 /** POSTs an image as a raw `image/jpeg` body to `:classify`, bounded in time. */
 async function classify(image: Uint8Array) {
-  const res = await fetch(url('/v1/models/traffic-digits:classify'), { method: 'POST', body: image, headers: { 'content-type': 'image/jpeg' }, signal: AbortSignal.timeout(60_000) })
+  const res = await fetch(url('/v1/models/traffic-digits:classify'), {
+    method: 'POST',
+    body: image,
+    headers: { 'content-type': 'image/jpeg' },
+    signal: AbortSignal.timeout(60_000),
+  })
   const text = await res.text()
   return { status: res.status, headers: res.headers, json: JSON.parse(text) as unknown }
 }
@@ -51,7 +63,11 @@ const top = (row: number[]) => row.indexOf(Math.max(...row))
 describe('traffic control through wrangler dev', () => {
   it('splits 200 distinct clients 50/50 within 35–65% per version, and one client id always gets one version', async () => {
     const first = await waves(200, 50, async (i) => {
-      const res = await post<{ predictions: number[][] }>(url('/v1/models/traffic-split:predict'), { instances: [SETOSA] }, { 'x-client-id': `user-${i}` })
+      const res = await post<{ predictions: number[][] }>(
+        url('/v1/models/traffic-split:predict'),
+        { instances: [SETOSA] },
+        { 'x-client-id': `user-${i}` },
+      )
       expect(res.status).toBe(200)
       const version = res.headers.get('x-model-version')!
       // Each version answers its own class: the header names the version that really ran.
@@ -63,7 +79,11 @@ describe('traffic control through wrangler dev', () => {
     expect(share).toBeLessThanOrEqual(0.65)
     // Again for 25 of them, concurrently, through the other protocol: every one gets its version.
     const again = await waves(25, 25, async (i) => {
-      const res = await post(url('/v2/models/traffic-split/infer'), { inputs: [{ name: 'features', shape: [1, 4], datatype: 'FP32', data: SETOSA }] }, { 'x-client-id': `user-${i * 8}` })
+      const res = await post(
+        url('/v2/models/traffic-split/infer'),
+        { inputs: [{ name: 'features', shape: [1, 4], datatype: 'FP32', data: SETOSA }] },
+        { 'x-client-id': `user-${i * 8}` },
+      )
       expect(res.status).toBe(200)
       return res.headers.get('x-model-version')
     })
@@ -82,18 +102,24 @@ describe('traffic control through wrangler dev', () => {
     expect(statuses).toContain(429)
     for (const refused of answers.filter((a) => a.status === 429)) {
       expect(refused.headers.get('retry-after')).toBe('1')
-      expect((refused.json as { error: string }).error).toMatch(/^model 'traffic-digits' is at capacity: 1 requests in flight and 0 waiting/)
+      expect((refused.json as { error: string }).error).toMatch(
+        /^model 'traffic-digits' is at capacity: 1 requests in flight and 0 waiting/,
+      )
     }
-    for (const served of answers.filter((a) => a.status === 200)) expect((served.json as { label: string }[]).length).toBe(3)
+    for (const served of answers.filter((a) => a.status === 200))
+      expect((served.json as { label: string }[]).length).toBe(3)
     const rejected = statuses.filter((s) => s === 429).length
-    expect(await metric('warmserve_rejections_total', { model: 'traffic-digits', reason: 'model' })).toBe(rejectedBefore + rejected)
+    expect(await metric('warmserve_rejections_total', { model: 'traffic-digits', reason: 'model' })).toBe(
+      rejectedBefore + rejected,
+    )
   })
 
   it('never changes a response with shadow traffic, and records every comparison', async () => {
     const flowers = [SETOSA, [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
     const baseline = await post(url('/v1/models/traffic-baseline:predict'), { instances: flowers })
     expect(baseline.status).toBe(200)
-    const count = (name: string, labels: Record<string, string> = {}) => metric(name, { model: 'traffic-shadow', ...labels })
+    const count = (name: string, labels: Record<string, string> = {}) =>
+      metric(name, { model: 'traffic-shadow', ...labels })
     const before = {
       shadowed: await count('warmserve_shadow_requests_total'),
       compared: await count('warmserve_shadow_requests_total', { outcome: 'compared' }),

@@ -45,7 +45,12 @@ async function metric(name: string, labels: Record<string, string>): Promise<num
   for (const line of (await get(`${server!.url}/metrics`)).text.split('\n')) {
     const match = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line)
     if (!match || match[1] !== name) continue
-    const has = Object.fromEntries((match[2] ?? '').split(',').filter(Boolean).map((pair) => pair.split('=') as [string, string]))
+    const has = Object.fromEntries(
+      (match[2] ?? '')
+        .split(',')
+        .filter(Boolean)
+        .map((pair) => pair.split('=') as [string, string]),
+    )
     if (Object.entries(labels).every(([k, v]) => has[k] === JSON.stringify(v))) total += Number(match[3])
   }
   return total
@@ -67,7 +72,9 @@ function halfRequest(path: string): Promise<Socket> {
   const { port } = server!
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1', () => {
-      socket.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{"instances": [[5.1, `)
+      socket.write(
+        `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{"instances": [[5.1, `,
+      )
       resolve(socket)
     })
     socket.on('error', () => {}) // the server may reset it once it is closed
@@ -75,7 +82,8 @@ function halfRequest(path: string): Promise<Socket> {
   })
 }
 
-const slots = (scope: 'model' | 'isolate', model: string, state: 'in_flight' | 'queued') => () => metric('warmserve_traffic_slots', { scope, model, state })
+const slots = (scope: 'model' | 'isolate', model: string, state: 'in_flight' | 'queued') => () =>
+  metric('warmserve_traffic_slots', { scope, model, state })
 
 /**
  * Sends `count` half requests to `model`, waits until they hold `inFlight` slots and `queued` places
@@ -112,7 +120,12 @@ async function served(model: string, allBack: () => Promise<void>, width: number
   await allBack()
   const http = await Promise.all(Array.from({ length: width }, predict))
   expect(http.map((r) => r.status)).toEqual(Array.from({ length: width }, () => 200))
-  const rpc = (await (await fetch(`${server!.url}/call`, { method: 'POST', body: JSON.stringify({ method: 'run', args: [model, { instances: [SETOSA] }] }) })).json()) as { value?: unknown; error?: unknown }
+  const rpc = (await (
+    await fetch(`${server!.url}/call`, {
+      method: 'POST',
+      body: JSON.stringify({ method: 'run', args: [model, { instances: [SETOSA] }] }),
+    })
+  ).json()) as { value?: unknown; error?: unknown }
   expect(rpc.error).toBeUndefined()
   expect(rpc.value).toEqual(http[0]!.json)
 }
@@ -121,14 +134,18 @@ describe('clients that leave mid-body', () => {
   it("free a model's max_concurrent slots and max_queue places; they are counted as 499, not 5xx", async () => {
     expect((await post(`${server!.url}/v1/models/leak-limited:predict`, { instances: [SETOSA] })).status).toBe(200)
     await served('leak-limited', await vanish('leak-limited', 4, 'model', 2, 2), 4)
-    expect(await until(() => metric('warmserve_requests_total', { model: 'leak-limited', status: '499' }), 4, 10_000)).toBe(4)
+    expect(
+      await until(() => metric('warmserve_requests_total', { model: 'leak-limited', status: '499' }), 4, 10_000),
+    ).toBe(4)
     expect(await metric('warmserve_requests_total', { status: '500' })).toBe(0)
   })
 
   it("free the isolate's MAX_CONCURRENT slots and MAX_QUEUE places", async () => {
     expect((await post(`${server!.url}/v1/models/leak-open:predict`, { instances: [SETOSA] })).status).toBe(200)
     await served('leak-open', await vanish('leak-open', 6, 'isolate', 3, 3), 6)
-    expect(await until(() => metric('warmserve_requests_total', { model: 'leak-open', status: '499' }), 6, 10_000)).toBe(6)
+    expect(
+      await until(() => metric('warmserve_requests_total', { model: 'leak-open', status: '499' }), 6, 10_000),
+    ).toBe(6)
     expect(await metric('warmserve_requests_total', { status: '500' })).toBe(0)
   })
 })

@@ -57,12 +57,14 @@ function body(name: string, rows: number): unknown {
   const model = index.models[name]!
   const [input] = model.versions['1']!.signature.inputs
   const image = model.config?.inputs?.[input!.name] !== undefined
-  const zeros = (shape: number[]): unknown => (shape.length === 0 ? 0 : Array.from({ length: shape[0]! }, () => zeros(shape.slice(1))))
+  const zeros = (shape: number[]): unknown =>
+    shape.length === 0 ? 0 : Array.from({ length: shape[0]! }, () => zeros(shape.slice(1)))
   const row = image ? { b64: PHOTO } : zeros(input!.shape!.slice(1))
   return { instances: Array.from({ length: rows }, () => row) }
 }
 
-const batchIsFree = (name: string) => index.models[name]!.versions['1']!.signature.inputs.every((s) => s.shape?.[0] === -1)
+const batchIsFree = (name: string) =>
+  index.models[name]!.versions['1']!.signature.inputs.every((s) => s.shape?.[0] === -1)
 
 describe('the zoo under the default settings', () => {
   const failures: string[] = []
@@ -83,11 +85,22 @@ describe('the zoo under the default settings', () => {
   it("classifies a photograph with add-model's starting config plus nsfwjs's labels", async () => {
     for (const name of ['nsfw-mobilenet-v2-mid', 'nsfw-mobilenet-v2']) {
       const photo = readFileSync(join(ROOT, 'test/fixtures/models/_images/chelsea.jpg'))
-      const response = await fetch(`${server.url}/v1/models/${name}:classify`, { method: 'POST', body: photo, headers: { 'content-type': 'image/jpeg' }, signal: AbortSignal.timeout(60_000) })
+      const response = await fetch(`${server.url}/v1/models/${name}:classify`, {
+        method: 'POST',
+        body: photo,
+        headers: { 'content-type': 'image/jpeg' },
+        signal: AbortSignal.timeout(60_000),
+      })
       const text = await response.text()
       expect(response.status, `${name}: ${text}`).toBe(200)
       // A cat photograph: whatever the ranking, the labels are nsfwjs's five classes.
-      expect((JSON.parse(text) as { label: string }[]).map((r) => r.label).sort()).toEqual(['Drawing', 'Hentai', 'Neutral', 'Porn', 'Sexy'])
+      expect((JSON.parse(text) as { label: string }[]).map((r) => r.label).sort()).toEqual([
+        'Drawing',
+        'Hentai',
+        'Neutral',
+        'Porn',
+        'Sexy',
+      ])
     }
   })
 
@@ -95,7 +108,9 @@ describe('the zoo under the default settings', () => {
     const name = 'nsfw-mobilenet-v2'
     await call(name, 1)
     const metrics = (await get(`${server.url}/metrics`)).text
-    const line = metrics.split('\n').find((l) => l.startsWith('warmserve_model_memory_bytes{') && l.includes(`model="${name}"`))
+    const line = metrics
+      .split('\n')
+      .find((l) => l.startsWith('warmserve_model_memory_bytes{') && l.includes(`model="${name}"`))
     expect(line, `no warmserve_model_memory_bytes for ${name}; failures: ${failures.join('; ')}`).toBeDefined()
     const reported = Number(line!.split(' ').at(-1))
     const m = index.models[name]!.versions['1']!.memory!

@@ -18,7 +18,11 @@ let repo: string
 
 /** Runs `npm run add-model -- …args` as a user would, into the scratch repository. */
 function addModel(...args: string[]) {
-  const run = spawnSync(process.execPath, [join(ROOT, 'scripts/tools/add-model.mjs'), ...args], { cwd: ROOT, env: { ...process.env, MODEL_ASSETS_DIR: repo }, encoding: 'utf8' })
+  const run = spawnSync(process.execPath, [join(ROOT, 'scripts/tools/add-model.mjs'), ...args], {
+    cwd: ROOT,
+    env: { ...process.env, MODEL_ASSETS_DIR: repo },
+    encoding: 'utf8',
+  })
   return { status: run.status, out: run.stdout, err: run.stderr }
 }
 const config = (name: string) => JSON.parse(readFileSync(join(repo, name, 'config.json'), 'utf8'))
@@ -36,7 +40,9 @@ describe('add-model', () => {
     expect(config('nsfw').inputs).toEqual({ input_1: { image: { size: [224, 224], channels: 3, range: [0, 1] } } })
     expect(config('nsfw').description).toMatch(/check the range/)
     expect(run.out).toMatch(/input input_1: float32 \[-1, 224, 224, 3\]/)
-    expect(run.out).toMatch(/memory: 10\.5 MB of weights; \d+\.\d MB held while loaded, \d+\.\d MB of wasm heap to run 1 row, \d+\.\d MB for 4/)
+    expect(run.out).toMatch(
+      /memory: 10\.5 MB of weights; \d+\.\d MB held while loaded, \d+\.\d MB of wasm heap to run 1 row, \d+\.\d MB for 4/,
+    )
     expect(run.out).toMatch(/nsfw:classify -H 'Content-Type: image\/jpeg'/)
     // Measuring a MobileNet by bisection loads it about ten times, at 1 and at 4 rows: a minute or
     // two on a busy machine the first time (then cached by digest).
@@ -55,18 +61,25 @@ describe('add-model', () => {
     const run = addModel(join(ROOT, 'node_modules/@upscalerjs/default-model/models'), '--name', 'upscaler')
     expect(run.status, run.err).toBe(0)
     expect(config('upscaler').inputs).toBeUndefined()
-    expect(run.out).toMatch(/memory: not measured here \(upscaler\/1: input LR has dimensions only a request tells \(\[-1, -1, -1, 3\]\)/)
+    expect(run.out).toMatch(
+      /memory: not measured here \(upscaler\/1: input LR has dimensions only a request tells \(\[-1, -1, -1, 3\]\)/,
+    )
   })
 
   it("refuses nsfwjs's inception_v3 with its figures, and leaves nothing behind", () => {
     const run = addModel(join(NSFW, 'inception_v3'), '--name', 'inception')
     expect(run.status).toBe(1)
-    expect(run.err).toMatch(/^\[add-model\] inception\/1 needs ~\d+\.\d MB of wasm heap .*, an isolate can give 100\.7 MB/)
+    expect(run.err).toMatch(
+      /^\[add-model\] inception\/1 needs ~\d+\.\d MB of wasm heap .*, an isolate can give 100\.7 MB/,
+    )
     expect(existsSync(join(repo, 'inception'))).toBe(false)
   })
 
   it('leaves a repository build-index accepts', async () => {
-    const { index, skipped } = (await buildIndex(repo)) as { index: { models: Record<string, unknown> }; skipped: string[] }
+    const { index, skipped } = (await buildIndex(repo)) as {
+      index: { models: Record<string, unknown> }
+      skipped: string[]
+    }
     expect(skipped).toEqual([])
     expect(Object.keys(index.models).sort()).toEqual(['antispoof', 'nsfw', 'upscaler'])
   })

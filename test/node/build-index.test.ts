@@ -2,7 +2,20 @@
  * scripts/build/build-index.mjs refuses, at build time, each model the Worker could not serve — with one
  * line that says what to do — and indexes the others.
  */
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs'
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -46,7 +59,11 @@ describe('build-index', () => {
     renameSync(join(dir, 'model.json'), join(dir, 'movenet.json'))
     iris('iris')
     const { index, skipped } = await build()
-    expect(skipped).toEqual([expect.stringMatching(/^movenet\/1: no model\.json; the model file is movenet\.json: rename it \(mv \S+movenet\/1\/movenet\.json \S+movenet\/1\/model\.json\)/)])
+    expect(skipped).toEqual([
+      expect.stringMatching(
+        /^movenet\/1: no model\.json; the model file is movenet\.json: rename it \(mv \S+movenet\/1\/movenet\.json \S+movenet\/1\/model\.json\)/,
+      ),
+    ])
     expect(Object.keys(index.models)).toEqual(['iris'])
   })
 
@@ -55,7 +72,9 @@ describe('build-index', () => {
     const shard = join(dir, 'group1-shard1of1.bin')
     truncateSync(shard, statSync(shard).size - 4)
     const { index, skipped } = await build()
-    expect(skipped).toEqual([`cut/1: weight group 1 (group1-shard1of1.bin) holds 520 bytes but model.json describes 524: a shard is truncated or from another model`])
+    expect(skipped).toEqual([
+      `cut/1: weight group 1 (group1-shard1of1.bin) holds 520 bytes but model.json describes 524: a shard is truncated or from another model`,
+    ])
     expect(index.models).toEqual({})
   })
 
@@ -65,14 +84,21 @@ describe('build-index', () => {
     truncateSync(join(dir, 'group1-shard1of1.bin'), MAX_ASSET_BYTES + 1)
     iris('iris')
     const { index, skipped, oversized } = await build()
-    expect(skipped).toEqual([expect.stringMatching(/^big\/1: group1-shard1of1\.bin is 25\.0 MiB, over the 25 MiB a static-asset file may be: npm run reshard -- \S*big\/1$/)])
+    expect(skipped).toEqual([
+      expect.stringMatching(
+        /^big\/1: group1-shard1of1\.bin is 25\.0 MiB, over the 25 MiB a static-asset file may be: npm run reshard -- \S*big\/1$/,
+      ),
+    ])
     expect(oversized).toEqual(['big/1/group1-shard1of1.bin'])
     expect(Object.keys(index.models)).toEqual(['iris'])
   })
 
   it('refuses a config.json the Worker would refuse, suggesting the key that was meant', async () => {
     iris('typo')
-    writeFileSync(join(repo, 'typo/config.json'), JSON.stringify({ max_batch: 2, batching: { max_batch_size: 4, max_queue_delay: 1 } }))
+    writeFileSync(
+      join(repo, 'typo/config.json'),
+      JSON.stringify({ max_batch: 2, batching: { max_batch_size: 4, max_queue_delay: 1 } }),
+    )
     iris('iris')
     const { index, skipped } = await build()
     expect(skipped).toEqual([
@@ -133,11 +159,31 @@ describe('build-index checks a detect block against the model it names', () => {
   })
 
   it.each([
-    ['an output the model does not have', centernet({ output: 'tower_0/boxes' }), /^bad: config\.json detect does not fit the model: version 1: detect\.output names 'tower_0\/boxes', which the model does not have; its outputs are 'tower_0\/wh', 'tower_0\/keypoints', 'tower_0\/detections'$/],
-    ['rows no columns layout fits', centernet({ columns: 'box,classes' }), /detect\.output 'tower_0\/detections' has shape \[1, 100, 6\], but rows of box,classes with 80 labels hold 84 values \(4 \+ 80\); its rows fit 2 classes or 96 classes: are the labels short, or is columns wrong\?/],
-    ['an output of the wrong rank', centernet({ output: 'tower_0/wh' }), /detect\.output 'tower_0\/wh' has shape \[1, 128, 128, 4\]; it must be \[1, N, K\] or \[1, K, N\]/],
-    ['a detect block without labels', { ...centernet({}), labels: undefined }, /^bad: config\.json is invalid: detect needs labels: the class names, in the order of the class indices at detect$/],
-    ['neither output nor outputs', { ...centernet({}), detect: { columns: 'box,score,class' } }, /columns needs output: the tensor whose rows they describe at detect\.output/],
+    [
+      'an output the model does not have',
+      centernet({ output: 'tower_0/boxes' }),
+      /^bad: config\.json detect does not fit the model: version 1: detect\.output names 'tower_0\/boxes', which the model does not have; its outputs are 'tower_0\/wh', 'tower_0\/keypoints', 'tower_0\/detections'$/,
+    ],
+    [
+      'rows no columns layout fits',
+      centernet({ columns: 'box,classes' }),
+      /detect\.output 'tower_0\/detections' has shape \[1, 100, 6\], but rows of box,classes with 80 labels hold 84 values \(4 \+ 80\); its rows fit 2 classes or 96 classes: are the labels short, or is columns wrong\?/,
+    ],
+    [
+      'an output of the wrong rank',
+      centernet({ output: 'tower_0/wh' }),
+      /detect\.output 'tower_0\/wh' has shape \[1, 128, 128, 4\]; it must be \[1, N, K\] or \[1, K, N\]/,
+    ],
+    [
+      'a detect block without labels',
+      { ...centernet({}), labels: undefined },
+      /^bad: config\.json is invalid: detect needs labels: the class names, in the order of the class indices at detect$/,
+    ],
+    [
+      'neither output nor outputs',
+      { ...centernet({}), detect: { columns: 'box,score,class' } },
+      /columns needs output: the tensor whose rows they describe at detect\.output/,
+    ],
   ])('skips a detector with %s, naming the model and the tensor', async (_what, config, message) => {
     detector('bad', 'centernet', config)
     const { index, skipped } = await build()
@@ -150,7 +196,12 @@ describe('build-index checks a detect block against the model it names', () => {
     const config = (labels: string[]) => ({
       inputs: { 'input_tensor:0': { image: { size: [320, 320], channels: 3, range: [0, 255] } } },
       labels,
-      detect: { outputs: { boxes: 'Identity_6:0', scores: 'Identity_7:0' }, box_format: 'yxyx', box_units: 'normalized', class_offset: 1 },
+      detect: {
+        outputs: { boxes: 'Identity_6:0', scores: 'Identity_7:0' },
+        box_format: 'yxyx',
+        box_units: 'normalized',
+        class_offset: 1,
+      },
     })
     detector('short', 'handtrack', config(hands))
     detector('hands', 'handtrack', config([...hands, 'pinchtip']))
@@ -163,7 +214,10 @@ describe('build-index checks a detect block against the model it names', () => {
 
   it('accepts an image input laid out NCHW', async () => {
     iris('nchw')
-    writeFileSync(join(repo, 'nchw', 'config.json'), JSON.stringify({ inputs: { x: { image: { size: [416, 416], channels: 3, range: [0, 1], layout: 'nchw' } } } }))
+    writeFileSync(
+      join(repo, 'nchw', 'config.json'),
+      JSON.stringify({ inputs: { x: { image: { size: [416, 416], channels: 3, range: [0, 1], layout: 'nchw' } } } }),
+    )
     const { index, skipped } = await build()
     expect(skipped).toEqual([])
     expect(Object.keys(index.models)).toEqual(['nchw'])

@@ -37,13 +37,27 @@ describe('npm run publish-model', () => {
   async function publish(...extra: string[]): Promise<string> {
     const persist = mkdtempSync(join(tmpdir(), 'hints-'))
     dirs.push(persist)
-    const { stdout } = await run(process.execPath, [join(ROOT, 'scripts/tools/publish-model.mjs'), 'model-assets/iris/1', 'iris', '7', '--persist-to', persist, ...extra], { cwd: ROOT })
+    const { stdout } = await run(
+      process.execPath,
+      [
+        join(ROOT, 'scripts/tools/publish-model.mjs'),
+        'model-assets/iris/1',
+        'iris',
+        '7',
+        '--persist-to',
+        persist,
+        ...extra,
+      ],
+      { cwd: ROOT },
+    )
     return stdout
   }
 
   it("prints the cron's URL on wrangler.toml's [dev] port, or on the one given with --port", async () => {
     const { ip, port } = devAddress()
     expect(await publish()).toContain(`fire the cron with: curl http://${ip}:${port}/cdn-cgi/local/scheduled\n`)
-    expect(await publish('--port', '4321')).toContain(`fire the cron with: curl http://${ip}:4321/cdn-cgi/local/scheduled\n`)
+    expect(await publish('--port', '4321')).toContain(
+      `fire the cron with: curl http://${ip}:4321/cdn-cgi/local/scheduled\n`,
+    )
   })
 })

@@ -7,9 +7,12 @@ import { dirname, join, relative, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 
 const ROOT = resolve(import.meta.dirname, '../..')
-const PAGES = ['README.md', ...readdirSync(join(ROOT, 'docs'))
-  .filter((f) => f.endsWith('.md'))
-  .map((f) => `docs/${f}`)]
+const PAGES = [
+  'README.md',
+  ...readdirSync(join(ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+]
 
 /** The lines of a Markdown file outside fenced code blocks (a `#` in a shell block is no heading). */
 function prose(text: string): string[] {
@@ -65,8 +68,12 @@ describe('documentation links', () => {
   it('finds the pages and their links (the check below is not vacuous)', () => {
     expect(PAGES).toContain('docs/architecture.md')
     expect(PAGES.flatMap((page) => links(join(ROOT, page))).length).toBeGreaterThan(50)
-    expect(slug('Traffic control: splits, shadow traffic, overload')).toBe('traffic-control-splits-shadow-traffic-overload')
-    expect(slug('Calling from another Worker: the `Models` service binding')).toBe('calling-from-another-worker-the-models-service-binding')
+    expect(slug('Traffic control: splits, shadow traffic, overload')).toBe(
+      'traffic-control-splits-shadow-traffic-overload',
+    )
+    expect(slug('Calling from another Worker: the `Models` service binding')).toBe(
+      'calling-from-another-worker-the-models-service-binding',
+    )
   })
 
   it.each(PAGES)('every relative link and anchor in %s resolves', (page) => {

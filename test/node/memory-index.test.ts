@@ -27,7 +27,10 @@ interface Memory {
   digest: string
 }
 interface Built {
-  index: { models: Record<string, { versions: Record<string, { memory?: Memory }> }>; backend?: { baseHeapBytes: number } }
+  index: {
+    models: Record<string, { versions: Record<string, { memory?: Memory }> }>
+    backend?: { baseHeapBytes: number }
+  }
   refused: string[]
   measuredNow: string[]
 }
@@ -66,7 +69,9 @@ describe('build-index and memory', () => {
     expect(memory.digest).toMatch(/^[0-9a-f]{64}$/)
     // The contract's invariants: the figures give back the measured heaps at 1 and 4 rows.
     expect(memory.restingBytes + memory.activationBytes + memory.rowBytes).toBe(memory.heapBytes1 - base)
-    expect(Math.abs(memory.restingBytes + memory.activationBytes + 4 * memory.rowBytes - (memory.heapBytes4! - base))).toBeLessThanOrEqual(2 + 3 * 64 * 64 * 4)
+    expect(
+      Math.abs(memory.restingBytes + memory.activationBytes + 4 * memory.rowBytes - (memory.heapBytes4! - base)),
+    ).toBeLessThanOrEqual(2 + 3 * 64 * 64 * 4)
 
     const second = await build()
     expect(second.measuredNow).toEqual([])
@@ -83,11 +88,19 @@ describe('build-index and memory', () => {
     const repo = join(work, 'big')
     importModel(ANTISPOOF, join(repo, 'antispoof', '1'))
     importModel(INCEPTION, join(repo, 'nsfw-inception-v3', '1'))
-    const run = spawnSync(process.execPath, [join(ROOT, 'scripts/build/build-index.mjs')], { cwd: ROOT, env: { ...process.env, MODEL_ASSETS_DIR: repo }, encoding: 'utf8' })
+    const run = spawnSync(process.execPath, [join(ROOT, 'scripts/build/build-index.mjs')], {
+      cwd: ROOT,
+      env: { ...process.env, MODEL_ASSETS_DIR: repo },
+      encoding: 'utf8',
+    })
     expect(run.status, run.stderr).toBe(1)
     const cap = (isolateHeapBytes() / 1e6).toFixed(1)
     const line = run.stderr.split('\n').find((l) => l.includes('nsfw-inception-v3'))
-    expect(line).toMatch(new RegExp(`^\\[build-index\\] refused nsfw-inception-v3/1 needs ~(\\d+\\.\\d) MB of wasm heap .*, an isolate can give ${cap.replace('.', '\\.')} MB`))
+    expect(line).toMatch(
+      new RegExp(
+        `^\\[build-index\\] refused nsfw-inception-v3/1 needs ~(\\d+\\.\\d) MB of wasm heap .*, an isolate can give ${cap.replace('.', '\\.')} MB`,
+      ),
+    )
     // 22 M parameters: about 89 MB of float32 weights alone.
     const needs = Number(/needs ~(\d+\.\d) MB/.exec(line!)![1])
     expect(needs).toBeGreaterThan(Number(cap))
@@ -101,9 +114,15 @@ describe('publish-model and memory', () => {
   it("refuses to publish nsfwjs's inception_v3 to R2, with the same figures", () => {
     const dir = join(work, 'publish', 'inception')
     importModel(INCEPTION, dir)
-    const run = spawnSync(process.execPath, [join(ROOT, 'scripts/tools/publish-model.mjs'), dir, 'inception', '1', '--persist-to', join(work, 'state')], { cwd: ROOT, encoding: 'utf8' })
+    const run = spawnSync(
+      process.execPath,
+      [join(ROOT, 'scripts/tools/publish-model.mjs'), dir, 'inception', '1', '--persist-to', join(work, 'state')],
+      { cwd: ROOT, encoding: 'utf8' },
+    )
     expect(run.status, run.stdout).toBe(1)
-    expect(run.stderr).toMatch(/^\[publish-model\] refused inception\/1 needs ~\d+\.\d MB of wasm heap .*, an isolate can give 100\.7 MB/)
+    expect(run.stderr).toMatch(
+      /^\[publish-model\] refused inception\/1 needs ~\d+\.\d MB of wasm heap .*, an isolate can give 100\.7 MB/,
+    )
     expect(run.stdout).not.toMatch(/→/)
   }, 300_000)
 })

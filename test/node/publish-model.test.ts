@@ -21,7 +21,13 @@ const IRIS = join(ROOT, 'model-assets/iris/1')
 
 beforeAll(async () => {
   // As publish-model opens the local bucket itself (withLocalBucket), without a folder to persist to.
-  mf = new Miniflare(convertV4MiniflareOptions({ modules: true, script: 'export default { fetch: () => new Response(null, { status: 404 }) }', r2Buckets: { BUCKET: 'bucket' } }))
+  mf = new Miniflare(
+    convertV4MiniflareOptions({
+      modules: true,
+      script: 'export default { fetch: () => new Response(null, { status: 404 }) }',
+      r2Buckets: { BUCKET: 'bucket' },
+    }),
+  )
   bucket = (await mf.getR2Bucket('BUCKET')) as unknown as Bucket
 })
 
@@ -30,7 +36,14 @@ afterAll(() => mf?.dispose())
 describe('publish-model', () => {
   it('refuses an accepted version number before uploading anything, and names the next free number', async () => {
     // The pointer as the cron handler writes it once it accepted iris/2 (only the fields read here).
-    await bucket.put('_pointer.json', JSON.stringify({ schema: 1, publishedAt: '', models: { iris: { current: 2, versions: { '2': {} }, rejected: {} } } }))
+    await bucket.put(
+      '_pointer.json',
+      JSON.stringify({
+        schema: 1,
+        publishedAt: '',
+        models: { iris: { current: 2, versions: { '2': {} }, rejected: {} } },
+      }),
+    )
     await expect(publishVersion(bucket, { dir: IRIS, name: 'iris', version: 2 })).rejects.toThrow(
       'iris/2 is already accepted, and an accepted version never changes (serving isolates and the prediction cache keep it): publish these files as a new number, e.g. 3',
     )

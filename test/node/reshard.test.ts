@@ -33,7 +33,10 @@ function folder(dir: string, file = 'model.json'): tf.io.IOHandler {
 /** Deterministic inputs in [0, 1). */
 function input(shape: number[]): tf.Tensor {
   const size = shape.reduce((a, b) => a * b, 1)
-  return tf.tensor(Float32Array.from({ length: size }, (_, i) => ((i * 7919) % 1000) / 1000), shape)
+  return tf.tensor(
+    Float32Array.from({ length: size }, (_, i) => ((i * 7919) % 1000) / 1000),
+    shape,
+  )
 }
 
 async function layersPrediction(dir: string): Promise<Float32Array> {
@@ -56,7 +59,10 @@ async function graphPrediction(dir: string, file: string): Promise<Float32Array[
   return data
 }
 
-const shardSizes = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.bin')).map((f) => statSync(join(dir, f)).size)
+const shardSizes = (dir: string) =>
+  readdirSync(dir)
+    .filter((f) => f.endsWith('.bin'))
+    .map((f) => statSync(join(dir, f)).size)
 
 beforeAll(async () => {
   tf.env().set('IS_NODE', false)
@@ -75,7 +81,14 @@ describe('reshard', () => {
     const { shards } = await reshard(dir, { maxShardBytes })
 
     expect(shards).toHaveLength(5) // 215 464 bytes of weights
-    expect(readdirSync(dir).sort()).toEqual(['group1-shard1of5.bin', 'group1-shard2of5.bin', 'group1-shard3of5.bin', 'group1-shard4of5.bin', 'group1-shard5of5.bin', 'model.json'])
+    expect(readdirSync(dir).sort()).toEqual([
+      'group1-shard1of5.bin',
+      'group1-shard2of5.bin',
+      'group1-shard3of5.bin',
+      'group1-shard4of5.bin',
+      'group1-shard5of5.bin',
+      'model.json',
+    ])
     expect(Math.max(...shardSizes(dir))).toBeLessThanOrEqual(maxShardBytes)
     expect(await layersPrediction(dir)).toEqual(before)
     const { index, skipped } = await buildIndex(join(work, 'repo'))
@@ -98,6 +111,8 @@ describe('reshard', () => {
   })
 
   it('refuses a shard size over the 25 MiB asset limit', async () => {
-    await expect(reshard(join(work, 'repo/digits/1'), { maxShardBytes: 26 * 2 ** 20 })).rejects.toThrow(/between 1 byte and 25 MiB/)
+    await expect(reshard(join(work, 'repo/digits/1'), { maxShardBytes: 26 * 2 ** 20 })).rejects.toThrow(
+      /between 1 byte and 25 MiB/,
+    )
   })
 })

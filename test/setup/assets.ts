@@ -23,14 +23,20 @@ const root = resolve(import.meta.dirname, '../..')
 export const FOREIGN_MODELS = { faceres: '@vladmandic/human/models/faceres.json' }
 
 /** Indexes the model repository `repo` as wrangler's [build] would; throws naming each model it skips. */
-export async function indexRepository(repo: string, options: { keepInvalidConfig?: string[]; measure?: boolean } = {}): Promise<void> {
+export async function indexRepository(
+  repo: string,
+  options: { keepInvalidConfig?: string[]; measure?: boolean } = {},
+): Promise<void> {
   const { index, skipped } = (await buildIndex(repo, options)) as { index: unknown; skipped: string[] }
   if (skipped.length > 0) throw new Error(`${repo}: ${skipped.join('; ')}`)
   writeFileSync(join(repo, INDEX_FILE), JSON.stringify(index))
 }
 
 /** What wrangler.toml's [build] command does to a repository: index its models, write the pages. */
-export async function buildRepository(repo: string, options: { keepInvalidConfig?: string[]; measure?: boolean } = {}): Promise<void> {
+export async function buildRepository(
+  repo: string,
+  options: { keepInvalidConfig?: string[]; measure?: boolean } = {},
+): Promise<void> {
   await indexRepository(repo, options)
   buildUi(repo)
 }
@@ -58,14 +64,19 @@ export async function prepareTestAssets(): Promise<string> {
   mkdirSync(assets, { recursive: true })
   for (const path of BUNDLED) cpSync(join(root, 'model-assets', path), join(assets, path), { recursive: true })
   cpSync(join(root, 'test/fixtures/models'), assets, { recursive: true })
-  for (const [name, json] of Object.entries(FOREIGN_MODELS)) addPackagedModel(assets, name, join(root, 'node_modules', json))
+  for (const [name, json] of Object.entries(FOREIGN_MODELS))
+    addPackagedModel(assets, name, join(root, 'node_modules', json))
   // nsfwjs's stock MobileNetV2 (Keras, 224×224×3, 5 classes): the image model people deploy most (test/real-heap.test.ts).
   addNsfwModel(assets, 'nsfw-mobilenet-v2', 'mobilenet_v2')
   // The same with an image input: encoded images in, decoded to 224×224 RGB in [0, 1].
   addNsfwModel(assets, 'nsfw-images', 'mobilenet_v2')
-  writeFileSync(join(assets, 'nsfw-images/config.json'), JSON.stringify({ inputs: { input_1: { image: { size: [224, 224], channels: 3, range: [0, 1] } } } }))
+  writeFileSync(
+    join(assets, 'nsfw-images/config.json'),
+    JSON.stringify({ inputs: { input_1: { image: { size: [224, 224], channels: 3, range: [0, 1] } } } }),
+  )
   // Eight copies of digits, for concurrent first loads of distinct models (test/memory.test.ts).
-  for (let i = 1; i <= 8; i++) cpSync(join(root, 'model-assets/digits/1'), join(assets, `digits-copy-${i}`, '1'), { recursive: true })
+  for (let i = 1; i <= 8; i++)
+    cpSync(join(root, 'model-assets/digits/1'), join(assets, `digits-copy-${i}`, '1'), { recursive: true })
   // Models with a prediction cache, for test/rpc.test.ts.
   await addRpcModels(assets)
   await buildRepository(assets, { keepInvalidConfig: INVALID_CONFIG })

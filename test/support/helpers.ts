@@ -14,8 +14,17 @@ export const SETOSA = [5.1, 3.5, 1.4, 0.2]
 export async function tinyModelArtifacts(units = 8): Promise<tf.io.ModelArtifacts> {
   const model = tfl.sequential({
     layers: [
-      tfl.layers.dense({ inputShape: [4], units, activation: 'relu', kernelInitializer: tfl.initializers.glorotUniform({ seed: 1 }) }),
-      tfl.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: 2 }) }),
+      tfl.layers.dense({
+        inputShape: [4],
+        units,
+        activation: 'relu',
+        kernelInitializer: tfl.initializers.glorotUniform({ seed: 1 }),
+      }),
+      tfl.layers.dense({
+        units: 3,
+        activation: 'softmax',
+        kernelInitializer: tfl.initializers.glorotUniform({ seed: 2 }),
+      }),
     ],
   })
   const saved = await artifactsOf(model)
@@ -45,7 +54,15 @@ export async function call(path: string, init?: RequestInit, bindings: Env = env
 
 /** POSTs a JSON body. */
 export const post = (path: string, body: unknown, headers: Record<string, string> = {}, bindings?: Env) =>
-  call(path, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': 'application/json', ...headers } }, bindings)
+  call(
+    path,
+    {
+      method: 'POST',
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+      headers: { 'content-type': 'application/json', ...headers },
+    },
+    bindings,
+  )
 
 /** A manually advanced clock for backoff and idle-TTL tests. */
 export function fakeClock(start = 1_000_000) {

@@ -24,8 +24,17 @@ export interface PublishOptions {
 }
 
 /** Uploads `files` as `<name>/<version>/…` and, last, the manifest with each file's size and sha256. */
-export async function publish(bucket: R2Bucket, name: string, version: number, files: Record<string, ArrayBuffer>, options: PublishOptions = {}) {
-  const manifest = { files: [] as { path: string; bytes: number; sha256: string }[], signature_change: options.signatureChange ?? false }
+export async function publish(
+  bucket: R2Bucket,
+  name: string,
+  version: number,
+  files: Record<string, ArrayBuffer>,
+  options: PublishOptions = {},
+) {
+  const manifest = {
+    files: [] as { path: string; bytes: number; sha256: string }[],
+    signature_change: options.signatureChange ?? false,
+  }
   for (const [path, bytes] of Object.entries(files)) {
     manifest.files.push({ path, bytes: bytes.byteLength, sha256: await sha256Hex(bytes) })
     await bucket.put(`${name}/${version}/${path}`, options.damage ? options.damage(path, bytes) : bytes)

@@ -27,7 +27,10 @@ export const METHOD = `node tfjs-backend-wasm@${version('@tensorflow/tfjs-backen
 export function isolateHeapBytes() {
   const source = readFileSync(join(ROOT, 'src/runtime/wasm-guard.ts'), 'utf8')
   const match = /export const WASM_HEAP_MAX_BYTES = ([0-9_ *]+)\n/.exec(source)
-  if (!match) throw new Error('src/runtime/wasm-guard.ts no longer exports WASM_HEAP_MAX_BYTES as a number: re-check scripts/build/memory/measure.mjs')
+  if (!match)
+    throw new Error(
+      'src/runtime/wasm-guard.ts no longer exports WASM_HEAP_MAX_BYTES as a number: re-check scripts/build/memory/measure.mjs',
+    )
   return Function(`return ${match[1].replaceAll('_', '')}`)()
 }
 
@@ -62,7 +65,10 @@ async function probeBundle() {
           // The Worker imports the .wasm file as a compiled module (wrangler's rule); so does Node here.
           name: 'wasm-module',
           setup(build) {
-            build.onResolve({ filter: /\.wasm$/ }, (args) => ({ path: createRequire(args.resolveDir).resolve(args.path), namespace: 'wasm-module' }))
+            build.onResolve({ filter: /\.wasm$/ }, (args) => ({
+              path: createRequire(args.resolveDir).resolve(args.path),
+              namespace: 'wasm-module',
+            }))
             build.onLoad({ filter: /.*/, namespace: 'wasm-module' }, (args) => ({
               contents: `import { readFileSync } from 'node:fs'\nexport default new WebAssembly.Module(readFileSync(${JSON.stringify(args.path)}))`,
               loader: 'js',
@@ -77,7 +83,13 @@ async function probeBundle() {
 }
 
 function createRequire(dir) {
-  return { resolve: (path) => execFileSync(process.execPath, ['-p', `require.resolve(${JSON.stringify(path)})`], { cwd: dir, encoding: 'utf8' }).trim() }
+  return {
+    resolve: (path) =>
+      execFileSync(process.execPath, ['-p', `require.resolve(${JSON.stringify(path)})`], {
+        cwd: dir,
+        encoding: 'utf8',
+      }).trim(),
+  }
 }
 
 /** Runs the probe on a version folder in a child process; resolves to its JSON answer. */
@@ -85,7 +97,9 @@ export async function probe(dir, { tasks = ['fill'], rows = [1, 4], shapes, hint
   const bundle = await probeBundle()
   const request = JSON.stringify({ dir: resolve(dir), tasks, rows, shapes, hints, batchFixed, stopAboveBytes })
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, ['--max-old-space-size=4096', bundle, request], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, ['--max-old-space-size=4096', bundle, request], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let out = ''
     let err = ''
     child.stdout.on('data', (d) => (out += d))
@@ -97,7 +111,14 @@ export async function probe(dir, { tasks = ['fill'], rows = [1, 4], shapes, hint
       try {
         answer = JSON.parse(line)
       } catch {
-        reject(Object.assign(new Error(`the memory probe failed on ${dir}: ${err.trim().split('\n').slice(-3).join(' ') || 'no answer'}`), { probeDied: true }))
+        reject(
+          Object.assign(
+            new Error(
+              `the memory probe failed on ${dir}: ${err.trim().split('\n').slice(-3).join(' ') || 'no answer'}`,
+            ),
+            { probeDied: true },
+          ),
+        )
         return
       }
       if (answer.error) reject(new Error(answer.error))
@@ -161,7 +182,9 @@ function readCache() {
  */
 export async function measureVersion(dir, { shapes } = {}) {
   const digest = modelDigest(dir)
-  const key = createHash('sha256').update(`${digest}\n${METHOD}\n${JSON.stringify(shapes ?? null)}`).digest('hex')
+  const key = createHash('sha256')
+    .update(`${digest}\n${METHOD}\n${JSON.stringify(shapes ?? null)}`)
+    .digest('hex')
   const cache = readCache()
   if (cache[key]?.error) throw new Error(cache[key].error)
   if (cache[key]) return { ...cache[key], cached: true }
@@ -170,7 +193,9 @@ export async function measureVersion(dir, { shapes } = {}) {
     // Past the isolate's heap at one row, the model is refused: four rows are not measured.
     const answer = await probe(dir, { tasks: ['fill', 'bisect'], shapes, stopAboveBytes: isolateHeapBytes() })
     // The fill method's own peaks too, to compare (docs/memory.md's table).
-    const fillHeapBytes = Object.fromEntries(Object.entries(answer.fill).map(([rows, f]) => [rows, f.baseHeapBytes + f.peakBytes]))
+    const fillHeapBytes = Object.fromEntries(
+      Object.entries(answer.fill).map(([rows, f]) => [rows, f.baseHeapBytes + f.peakBytes]),
+    )
     entry = { memory: memoryFigures(answer, digest), baseHeapBytes: answer.fill[1].baseHeapBytes, fillHeapBytes }
   } catch (error) {
     // The model's own failure is kept too, so that a model only a request can size is not loaded

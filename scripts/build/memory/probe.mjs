@@ -123,13 +123,22 @@ function feedsFor(model, graph, rows, shapes, signature) {
     return dims ? dims.map((d) => Number(d.size ?? -1)) : undefined
   }
   const specs = graph
-    ? model.inputs.map((info, i) => ({ name: model.inputNodes[i], shape: declared(model.inputNodes[i]) ?? info.shape, dtype: info.dtype }))
+    ? model.inputs.map((info, i) => ({
+        name: model.inputNodes[i],
+        shape: declared(model.inputNodes[i]) ?? info.shape,
+        dtype: info.dtype,
+      }))
     : model.inputs.map((t) => ({ name: t.sourceLayer.name, shape: t.shape, dtype: t.dtype }))
   return specs.map((spec) => {
     // The config may name a signature-less graph's input as the Worker does, after its tensor.
     const given = shapes?.[spec.name] ?? shapes?.[`${spec.name}:0`]
-    const shape = (spec.shape ?? given ?? []).map((d, i) => (d === null || d < 0 ? (i === 0 ? rows : given?.[i] ?? -1) : d))
-    if (spec.shape == null || shape.some((d) => d < 0)) throw new Error(`input ${spec.name} has dimensions only a request tells ([${(spec.shape ?? []).map((d) => d ?? -1).join(', ')}]): an image block in its config.json gives them`)
+    const shape = (spec.shape ?? given ?? []).map((d, i) =>
+      d === null || d < 0 ? (i === 0 ? rows : (given?.[i] ?? -1)) : d,
+    )
+    if (spec.shape == null || shape.some((d) => d < 0))
+      throw new Error(
+        `input ${spec.name} has dimensions only a request tells ([${(spec.shape ?? []).map((d) => d ?? -1).join(', ')}]): an image block in its config.json gives them`,
+      )
     return { name: spec.name, tensor: tf.zeros(shape, spec.dtype ?? 'float32') }
   })
 }
@@ -148,7 +157,10 @@ function summary(values) {
 /** Whether two runs gave the same outputs (XNNPACK and tf.js's own kernels may differ in rounding). */
 function sameAnswer(a, b) {
   const close = (x, y) => Math.abs(x - y) <= 1e-3 * Math.max(1, Math.abs(x), Math.abs(y))
-  return a.length === b.length && a.every((o, i) => o.n === b[i].n && close(o.sum, b[i].sum) && close(o.squares, b[i].squares))
+  return (
+    a.length === b.length &&
+    a.every((o, i) => o.n === b[i].n && close(o.sum, b[i].sum) && close(o.squares, b[i].squares))
+  )
 }
 
 /** Loads the model on the active backend and runs it once on `rows` rows; returns heap marks. */
@@ -208,7 +220,16 @@ async function measureFill(artifacts, rows, shapes) {
   growth.mode = 'normal'
   model.dispose()
   first.release()
-  return { baseHeapBytes, weightBytes, batchFixed, inputRowBytes, loadPeakBytes: loadPeak, peakBytes: peak, restingBytes: resting, answer }
+  return {
+    baseHeapBytes,
+    weightBytes,
+    batchFixed,
+    inputRowBytes,
+    loadPeakBytes: loadPeak,
+    peakBytes: peak,
+    restingBytes: resting,
+    answer,
+  }
 }
 
 /**
@@ -225,7 +246,11 @@ async function fitsUnder(artifacts, rows, shapes, cap, reference) {
     ;({ model, answer } = await loadAndRun(artifacts, rows, shapes))
     return reference === undefined || sameAnswer(answer, reference)
   } catch (error) {
-    if (error instanceof WasmAllocationError || /allocation|Aborted|memory access out of bounds|wasm backend/.test(String(error))) return false
+    if (
+      error instanceof WasmAllocationError ||
+      /allocation|Aborted|memory access out of bounds|wasm backend/.test(String(error))
+    )
+      return false
     throw error
   } finally {
     model?.dispose()

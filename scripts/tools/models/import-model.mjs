@@ -10,7 +10,8 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSyn
 import { basename, dirname, join } from 'node:path'
 import { runInNewContext } from 'node:vm'
 
-const isModelJson = (json) => json != null && typeof json === 'object' && json.modelTopology != null && Array.isArray(json.weightsManifest)
+const isModelJson = (json) =>
+  json != null && typeof json === 'object' && json.modelTopology != null && Array.isArray(json.weightsManifest)
 
 /** What a UMD/CommonJS module exports, evaluated with no globals but `module` and `exports`. */
 export function umdExport(path) {
@@ -35,7 +36,8 @@ export function locateModel(source) {
   if (!existsSync(source)) throw new Error(`${source} does not exist`)
   if (statSync(source).isFile()) {
     if (/\.[cm]?js$/.test(source)) return { kind: 'js', file: source, dir: dirname(source) }
-    if (!isModelJson(readJson(source))) throw new Error(`${source} is not a TF.js model JSON (no modelTopology or weightsManifest)`)
+    if (!isModelJson(readJson(source)))
+      throw new Error(`${source} is not a TF.js model JSON (no modelTopology or weightsManifest)`)
     return { kind: 'json', file: source, dir: dirname(source) }
   }
   const names = readdirSync(source)
@@ -44,7 +46,9 @@ export function locateModel(source) {
   if (jsons.length > 1) throw new Error(`${source} holds several models (${jsons.join(', ')}): name one file`)
   const packed = names.filter((f) => /^model.*\.[cm]?js$/.test(f))
   if (packed.length === 1) return { kind: 'js', file: join(source, packed[0]), dir: source }
-  throw new Error(`${source} holds no TF.js model: no model JSON (modelTopology and weightsManifest) and no JS-packed model*.js`)
+  throw new Error(
+    `${source} holds no TF.js model: no model JSON (modelTopology and weightsManifest) and no JS-packed model*.js`,
+  )
 }
 
 /** The shard file of a JS-packed model: `<path>.min.js` or `<path>.js` beside the model module. */
@@ -67,7 +71,8 @@ export function importModel(source, target) {
     const json = JSON.parse(readFileSync(found.file, 'utf8'))
     for (const path of json.weightsManifest.flatMap((g) => g.paths)) {
       const from = join(found.dir, path)
-      if (!existsSync(from)) throw new Error(`weight shard ${path} named by ${basename(found.file)} is missing from ${found.dir}`)
+      if (!existsSync(from))
+        throw new Error(`weight shard ${path} named by ${basename(found.file)} is missing from ${found.dir}`)
       mkdirSync(dirname(join(target, path)), { recursive: true })
       copyFileSync(from, join(target, path))
     }
@@ -75,11 +80,13 @@ export function importModel(source, target) {
     return json
   }
   const json = structuredClone(umdExport(found.file))
-  if (!isModelJson(json)) throw new Error(`${found.file} does not export a TF.js model JSON (no modelTopology or weightsManifest)`)
+  if (!isModelJson(json))
+    throw new Error(`${found.file} does not export a TF.js model JSON (no modelTopology or weightsManifest)`)
   for (const group of json.weightsManifest) {
     group.paths = group.paths.map((path) => {
       const base64 = umdExport(packedShard(found.dir, path))
-      if (typeof base64 !== 'string') throw new Error(`shard ${path} of the JS-packed model does not export a base64 string`)
+      if (typeof base64 !== 'string')
+        throw new Error(`shard ${path} of the JS-packed model does not export a base64 string`)
       const name = /\.[A-Za-z0-9]+$/.test(path) ? path : `${path}.bin`
       writeFileSync(join(target, name), Buffer.from(base64, 'base64'))
       return name

@@ -11,7 +11,14 @@ export function imageShape(shape) {
 }
 
 /** Whether an input is shaped like an NCHW image (`[-1|1, 1|3, h, w]`): the image transform makes NHWC rows only. */
-export const isChannelsFirst = (shape) => Array.isArray(shape) && shape.length === 4 && (shape[0] === -1 || shape[0] === 1) && (shape[1] === 1 || shape[1] === 3) && shape[2] > 3 && shape[3] > 3 && shape[3] !== 3
+export const isChannelsFirst = (shape) =>
+  Array.isArray(shape) &&
+  shape.length === 4 &&
+  (shape[0] === -1 || shape[0] === 1) &&
+  (shape[1] === 1 || shape[1] === 3) &&
+  shape[2] > 3 &&
+  shape[3] > 3 &&
+  shape[3] !== 3
 
 /**
  * The config and the notes to print. `signature` is build-index's declared signature
@@ -30,11 +37,17 @@ export function startingConfig(signature, { source, labels, json } = {}) {
     if (image) {
       // [0, 1] is the commonest convention of TF.js image models; a guess the user must check.
       inputs[input.name] = { image: { size: image.size, channels: image.channels, range: [0, 1] } }
-      notes.push(`input ${input.name} takes images: ${image.size[0]}×${image.size[1]}, ${image.channels} channel(s), pixels mapped to [0, 1]: check the range (e.g. [-1, 1]), mean and std the model was trained with`)
+      notes.push(
+        `input ${input.name} takes images: ${image.size[0]}×${image.size[1]}, ${image.channels} channel(s), pixels mapped to [0, 1]: check the range (e.g. [-1, 1]), mean and std the model was trained with`,
+      )
     } else if (isChannelsFirst(input.shape)) {
-      notes.push(`input ${input.name} is channels-first [${input.shape.join(', ')}]: the image transform makes channels-last rows, so send it tensors`)
+      notes.push(
+        `input ${input.name} is channels-first [${input.shape.join(', ')}]: the image transform makes channels-last rows, so send it tensors`,
+      )
     } else {
-      notes.push(`input ${input.name}: ${input.dtype ?? 'float32'} [${(input.shape ?? ['?']).join(', ')}], sent as tensors`)
+      notes.push(
+        `input ${input.name}: ${input.dtype ?? 'float32'} [${(input.shape ?? ['?']).join(', ')}], sent as tensors`,
+      )
     }
   }
   if (Object.keys(inputs).length > 0) config.inputs = inputs

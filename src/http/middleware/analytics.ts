@@ -14,7 +14,10 @@ import type { AppEnv } from '../common'
  * include the task verbs (`:detect`, `:embed`) so that they count from the day they are served.
  */
 const ROUTES: ReadonlyArray<readonly [RegExp, string | ((verb: string) => string)]> = [
-  [/^\/v1\/models\/([^/:]+)(?:\/(?:versions|labels)\/[^/:]+)?:(predict|classify|detect|embed)$/, (verb) => `tf-serving:${verb}`],
+  [
+    /^\/v1\/models\/([^/:]+)(?:\/(?:versions|labels)\/[^/:]+)?:(predict|classify|detect|embed)$/,
+    (verb) => `tf-serving:${verb}`,
+  ],
   [/^\/v2\/models\/([^/]+)(?:\/versions\/[^/]+)?\/infer$/, 'v2:infer'],
 ]
 

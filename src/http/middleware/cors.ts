@@ -8,10 +8,20 @@ import type { StringVars } from '../../core/config'
 import type { AppEnv } from '../common'
 
 /** Response headers a browser client may read: the cache outcome, the version and the timings. */
-const EXPOSED = ['X-Model-Cache', 'X-Model-Version', 'X-Prediction-Cache', 'Server-Timing', 'X-Request-Id', 'Retry-After']
+const EXPOSED = [
+  'X-Model-Cache',
+  'X-Model-Version',
+  'X-Prediction-Cache',
+  'Server-Timing',
+  'X-Request-Id',
+  'Retry-After',
+]
 
 function forOrigins(value: string): MiddlewareHandler {
-  const list = value.split(',').map((s) => s.trim()).filter(Boolean)
+  const list = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
   return honoCors({
     origin: list.includes('*') ? '*' : list,
     // Authorization is left out on purpose: the admin API is not for browsers on other origins.

@@ -11,6 +11,11 @@ import type { AppEnv } from '../common'
 export function metrics(): MiddlewareHandler<AppEnv> {
   return async function metrics(c, next) {
     await next()
-    isolate().metrics.recordRequest(c.get('model'), c.res.headers.get('x-model-version') ?? undefined, c.res.status, c.get('inferMs'))
+    isolate().metrics.recordRequest(
+      c.get('model'),
+      c.res.headers.get('x-model-version') ?? undefined,
+      c.res.status,
+      c.get('inferMs'),
+    )
   }
 }

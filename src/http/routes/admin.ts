@@ -33,7 +33,9 @@ function adminAuth(): MiddlewareHandler<AppEnv> {
     if (!token) throw notFound(`no route for ${c.req.method} ${new URL(c.req.url).pathname}`)
     const match = /^Bearer (.+)$/i.exec(c.req.header('Authorization') ?? '')
     if (!match || !(await sameSecret(match[1]!.trim(), token))) {
-      throw new ApiError(401, 'the admin API needs Authorization: Bearer <ADMIN_TOKEN>', { 'WWW-Authenticate': 'Bearer realm="warmserve admin"' })
+      throw new ApiError(401, 'the admin API needs Authorization: Bearer <ADMIN_TOKEN>', {
+        'WWW-Authenticate': 'Bearer realm="warmserve admin"',
+      })
     }
     await next()
   }
@@ -47,7 +49,13 @@ export const admin = new Hono<AppEnv>()
   .post('/admin/models/:name/reload', routeDocs.adminReload, async (c) => {
     const name = c.req.param('name')
     const { target, resident, pointer } = await isolate().reload(c.env, name)
-    return c.json({ model: name, version: String(target.version), source: target.entry.source ?? 'assets', resident, pointer })
+    return c.json({
+      model: name,
+      version: String(target.version),
+      source: target.entry.source ?? 'assets',
+      resident,
+      pointer,
+    })
   })
   // Drops every loaded version of the model (or one, with ?version=); in-flight requests finish first.
   .post('/admin/models/:name/unload', routeDocs.adminUnload, async (c) => {
@@ -55,4 +63,3 @@ export const admin = new Hono<AppEnv>()
     const unloaded = await isolate().unload(c.env, name, parseVersion(c.req.query('version')), waitUntilOf(c))
     return c.json({ model: name, unloaded })
   })
-

@@ -23,9 +23,13 @@ const UI_FILE = /^[A-Za-z0-9_-][A-Za-z0-9._-]*(?:\/[A-Za-z0-9_-][A-Za-z0-9._-]*)
 async function uiFile(c: Context<AppEnv>, file: string): Promise<Response> {
   if (!UI_FILE.test(file)) throw notFound(`no route for ${c.req.method} ${new URL(c.req.url).pathname}`)
   // The client's own headers go along, so If-None-Match gets a 304 from the assets.
-  const res = await c.env.ASSETS.fetch(new Request(new URL(`${UI_DIR}/${file}`, c.req.url), { headers: c.req.raw.headers }))
+  const res = await c.env.ASSETS.fetch(
+    new Request(new URL(`${UI_DIR}/${file}`, c.req.url), { headers: c.req.raw.headers }),
+  )
   if (res.status === 404) {
-    throw notFound(`${new URL(c.req.url).pathname}: the page files are missing from the assets (run the [build] command: node scripts/build/build-ui.mjs)`)
+    throw notFound(
+      `${new URL(c.req.url).pathname}: the page files are missing from the assets (run the [build] command: node scripts/build/build-ui.mjs)`,
+    )
   }
   // Through the context, so the headers the middleware set (X-Request-Id) are kept.
   return c.newResponse(res.body, res.status as 200, Object.fromEntries(res.headers))

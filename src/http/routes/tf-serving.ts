@@ -24,7 +24,13 @@ import { detectImages, jsonImages } from '../../protocols/tf-serving/detect'
 import type { Images } from '../../protocols/tf-serving/detect'
 import { askedDetectOptions } from '../../protocols/images/detect'
 import type { ModelLease } from '../../cache/lease'
-import { checkSignatureName, modelMetadataTF, modelStatusTF, predictInput, predictTFServing } from '../../protocols/tf-serving/dataplane'
+import {
+  checkSignatureName,
+  modelMetadataTF,
+  modelStatusTF,
+  predictInput,
+  predictTFServing,
+} from '../../protocols/tf-serving/dataplane'
 
 type Ctx = Context<AppEnv>
 
@@ -55,13 +61,19 @@ async function status(c: Ctx, name: string, pick?: VersionPath) {
   return c.json(body, 200, headers)
 }
 
-const metadata = async (c: Ctx, name: string, pick?: VersionPath) => c.json(await modelMetadataTF(callerOf(c), name, selectorOf(pick)))
+const metadata = async (c: Ctx, name: string, pick?: VersionPath) =>
+  c.json(await modelMetadataTF(callerOf(c), name, selectorOf(pick)))
 
 async function predictBody(c: Ctx, name: string, pick?: VersionPath) {
   const config = readConfig(c.env)
   const prediction = await asCaller(c, name, (caller) =>
     predictTFServing(caller, name, selectorOf(pick), async () => {
-      const json = await readJson(c.req.raw, config.MAX_BODY_BYTES, (bytes) => readTensorJson(bytes, TF_SERVING_TENSORS, config.MAX_TENSOR_ELEMENTS), config.BODY_READ_TIMEOUT_MS)
+      const json = await readJson(
+        c.req.raw,
+        config.MAX_BODY_BYTES,
+        (bytes) => readTensorJson(bytes, TF_SERVING_TENSORS, config.MAX_TENSOR_ELEMENTS),
+        config.BODY_READ_TIMEOUT_MS,
+      )
       return predictInput(json, (value) => parseBody(PredictRequest, value))
     }),
   )
@@ -85,9 +97,17 @@ function askedTopK(c: Ctx): number | undefined {
 /** A raw image body's bytes, within MAX_IMAGE_BYTES and MAX_BODY_BYTES (413 naming the lower) and BODY_READ_TIMEOUT_MS. */
 function readImageBody(c: Ctx): Promise<Uint8Array> {
   const config = readConfig(c.env)
-  return readBytes(c.req.raw, Math.min(config.MAX_BODY_BYTES, config.MAX_IMAGE_BYTES), 0, config.BODY_READ_TIMEOUT_MS).catch((error: unknown) => {
+  return readBytes(
+    c.req.raw,
+    Math.min(config.MAX_BODY_BYTES, config.MAX_IMAGE_BYTES),
+    0,
+    config.BODY_READ_TIMEOUT_MS,
+  ).catch((error: unknown) => {
     if (error instanceof ApiError && error.status === 413) {
-      const limit = config.MAX_IMAGE_BYTES <= config.MAX_BODY_BYTES ? `${config.MAX_IMAGE_BYTES} bytes (MAX_IMAGE_BYTES)` : `${config.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`
+      const limit =
+        config.MAX_IMAGE_BYTES <= config.MAX_BODY_BYTES
+          ? `${config.MAX_IMAGE_BYTES} bytes (MAX_IMAGE_BYTES)`
+          : `${config.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`
       throw new ApiError(413, `the image body exceeds the limit of ${limit}`)
     }
     throw error
@@ -102,14 +122,19 @@ function imageBodyType(c: Ctx, json: string): string | undefined {
   const type = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase()
   if (type && IMAGE_CONTENT_TYPES.includes(type)) return type
   if (type?.startsWith('image/')) {
-    throw new ApiError(415, `content type '${type}' is not supported: send ${IMAGE_CONTENT_TYPES.join(', ')}, or ${json} as application/json`)
+    throw new ApiError(
+      415,
+      `content type '${type}' is not supported: send ${IMAGE_CONTENT_TYPES.join(', ')}, or ${json} as application/json`,
+    )
   }
   return undefined
 }
 
 async function classifyRaw(c: Ctx, name: string, selector: Selector, type: string) {
   const topK = askedTopK(c)
-  const prediction = await asCaller(c, name, (caller) => classifyImage(caller, name, selector, () => readImageBody(c), topK, type))
+  const prediction = await asCaller(c, name, (caller) =>
+    classifyImage(caller, name, selector, () => readImageBody(c), topK, type),
+  )
   if (prediction.decodeMs !== undefined) c.set('decodeMs', prediction.decodeMs)
   setPredictionHeaders(c, prediction)
   return c.json(prediction.value)
@@ -120,7 +145,15 @@ async function classify(c: Ctx, name: string, selector: Selector) {
   const type = imageBodyType(c, "TF Serving's classify request")
   if (type) return classifyRaw(c, name, selector, type)
   const config = readConfig(c.env)
-  const prediction = await asCaller(c, name, (caller) => classifyExamples(caller, name, selector, () => readJson(c.req.raw, config.MAX_BODY_BYTES, undefined, config.BODY_READ_TIMEOUT_MS), askedTopK(c)))
+  const prediction = await asCaller(c, name, (caller) =>
+    classifyExamples(
+      caller,
+      name,
+      selector,
+      () => readJson(c.req.raw, config.MAX_BODY_BYTES, undefined, config.BODY_READ_TIMEOUT_MS),
+      askedTopK(c),
+    ),
+  )
   setTextHeaders(c, prediction)
   return c.json(prediction.value)
 }
@@ -138,11 +171,16 @@ async function detect(c: Ctx, name: string, selector: Selector) {
   const asked = askedDetectOptions((key) => c.req.query(key), 'query parameter ')
   const read = async (): Promise<Images | ((held: ModelLease, input: string) => Images)> => {
     if (raw) return { bytes: [await readImageBody(c)], where: () => 'request body' }
-    const body = parseBody(PredictRequest, await readJson(c.req.raw, config.MAX_BODY_BYTES, undefined, config.BODY_READ_TIMEOUT_MS))
+    const body = parseBody(
+      PredictRequest,
+      await readJson(c.req.raw, config.MAX_BODY_BYTES, undefined, config.BODY_READ_TIMEOUT_MS),
+    )
     checkSignatureName(body.signature_name)
     return (_held, input) => jsonImages(body, input, config.MAX_IMAGE_BYTES)
   }
-  const prediction = await asCaller(c, name, (caller) => detectImages(caller, name, selector, read, asked, raw ? `a raw ${raw} body` : 'b64 images'))
+  const prediction = await asCaller(c, name, (caller) =>
+    detectImages(caller, name, selector, read, asked, raw ? `a raw ${raw} body` : 'b64 images'),
+  )
   if (prediction.decodeMs !== undefined) c.set('decodeMs', prediction.decodeMs)
   setPredictionHeaders(c, prediction)
   return c.json(raw ? prediction.value[0]! : { results: prediction.value })
@@ -153,7 +191,8 @@ async function embed(c: Ctx, name: string, selector: Selector) {
   const config = readConfig(c.env)
   const read = async () => {
     const body = await readJson(c.req.raw, config.MAX_BODY_BYTES, undefined, config.BODY_READ_TIMEOUT_MS)
-    if (typeof body !== 'object' || body === null || Array.isArray(body) || !('text' in body)) throw badRequest(`:embed takes {"text": "…"} or {"text": ["…", …]}`)
+    if (typeof body !== 'object' || body === null || Array.isArray(body) || !('text' in body))
+      throw badRequest(`:embed takes {"text": "…"} or {"text": ["…", …]}`)
     return readTexts(body.text, 'text', config).texts
   }
   const prediction = await asCaller(c, name, (caller) => embedTexts(caller, name, selector, read))
@@ -168,14 +207,24 @@ const labels = (c: Ctx): VersionPath => ({ kind: 'labels', segment: c.req.param(
 
 export const tfServing = new Hono<AppEnv>()
   .get('/v1/models/:name', routeDocs.tfStatus, (c) => status(c, c.req.param('name')))
-  .get('/v1/models/:name/versions/:version', routeDocs.tfStatusVersion, (c) => status(c, c.req.param('name'), versions(c)))
+  .get('/v1/models/:name/versions/:version', routeDocs.tfStatusVersion, (c) =>
+    status(c, c.req.param('name'), versions(c)),
+  )
   .get('/v1/models/:name/labels/:label', routeDocs.tfStatusLabel, (c) => status(c, c.req.param('name'), labels(c)))
   .get('/v1/models/:name/metadata', routeDocs.tfMetadata, (c) => metadata(c, c.req.param('name')))
-  .get('/v1/models/:name/versions/:version/metadata', routeDocs.tfMetadataVersion, (c) => metadata(c, c.req.param('name'), versions(c)))
-  .get('/v1/models/:name/labels/:label/metadata', routeDocs.tfMetadataLabel, (c) => metadata(c, c.req.param('name'), labels(c)))
+  .get('/v1/models/:name/versions/:version/metadata', routeDocs.tfMetadataVersion, (c) =>
+    metadata(c, c.req.param('name'), versions(c)),
+  )
+  .get('/v1/models/:name/labels/:label/metadata', routeDocs.tfMetadataLabel, (c) =>
+    metadata(c, c.req.param('name'), labels(c)),
+  )
   .post('/v1/models/:target', routeDocs.tfPredict, (c) => predictRoute(c, c.req.param('target')))
-  .post('/v1/models/:name/versions/:version', routeDocs.tfPredictVersion, (c) => predictRoute(c, c.req.param('name'), versions(c)))
-  .post('/v1/models/:name/labels/:label', routeDocs.tfPredictLabel, (c) => predictRoute(c, c.req.param('name'), labels(c)))
+  .post('/v1/models/:name/versions/:version', routeDocs.tfPredictVersion, (c) =>
+    predictRoute(c, c.req.param('name'), versions(c)),
+  )
+  .post('/v1/models/:name/labels/:label', routeDocs.tfPredictLabel, (c) =>
+    predictRoute(c, c.req.param('name'), labels(c)),
+  )
   .all('/v1/models/:name/metadata', methodNotAllowed('GET'))
   .all('/v1/models/:name/versions/:version/metadata', methodNotAllowed('GET'))
   .all('/v1/models/:name/labels/:label/metadata', methodNotAllowed('GET'))
@@ -190,7 +239,8 @@ export const tfServing = new Hono<AppEnv>()
 function predictRoute(c: Ctx, model: string, pick?: VersionPath) {
   const { name: last, verb } = splitVerb(pick?.segment ?? model)
   if (verb === undefined) return methodNotAllowed('GET')(c)
-  if (!VERBS.includes(verb)) throw notFound(`':${verb}' is not supported; warmserve serves ${VERBS.map((v) => `':${v}'`).join(', ')}`)
+  if (!VERBS.includes(verb))
+    throw notFound(`':${verb}' is not supported; warmserve serves ${VERBS.map((v) => `':${v}'`).join(', ')}`)
   const [name, version] = pick === undefined ? [last, undefined] : [model, { kind: pick.kind, segment: last }]
   if (verb === 'embed') return embed(c, name, selectorOf(version))
   if (verb === 'detect') return detect(c, name, selectorOf(version))

@@ -2,7 +2,13 @@
  * @module protocols/images/classify — labels and `:classify`: a model's class names, checked
  * against its output when it loads, and scores ranked into `[{label, score}]`.
  */
-import { ApiError, CONFIG_FAULT_RETRY_SECONDS, configFault, missingFromModel, ModelUnavailableError } from '../../core/errors'
+import {
+  ApiError,
+  CONFIG_FAULT_RETRY_SECONDS,
+  configFault,
+  missingFromModel,
+  ModelUnavailableError,
+} from '../../core/errors'
 import { labelLines } from '../../repository/model-config'
 import type { ModelConfig, ResolvedVersion } from '../../repository/repository'
 import type { Signature } from '../../runtime/signature'
@@ -40,7 +46,10 @@ const TOKENIZER_HEAP_PER_FILE_BYTE = 3
  * The tokenizers the model's text inputs name, each read from the version's folder once and parsed;
  * 503 naming the file when one is missing or not a tokenizer.
  */
-async function loadTokenizers(target: ResolvedVersion, readFile: (file: string) => Promise<ArrayBuffer | null>): Promise<{ tokenizers: Map<string, TextTokenizer>; bytes: number }> {
+async function loadTokenizers(
+  target: ResolvedVersion,
+  readFile: (file: string) => Promise<ArrayBuffer | null>,
+): Promise<{ tokenizers: Map<string, TextTokenizer>; bytes: number }> {
   const tokenizers = new Map<string, TextTokenizer>()
   let bytes = 0
   for (const declared of Object.values(target.config.inputs ?? {})) {
@@ -48,12 +57,20 @@ async function loadTokenizers(target: ResolvedVersion, readFile: (file: string) 
     if (file === undefined || tokenizers.has(file)) continue
     const where = `${target.name}/${target.version}/${file}`
     const data = await readFile(`${target.version}/${file}`)
-    if (data === null) throw new ApiError(503, `${target.name}/config.json: a text input names the tokenizer '${file}', which is not in the version's folder (${where})`)
-    if (data.byteLength > MAX_TOKENIZER_BYTES) throw new ApiError(503, `${where} is ${data.byteLength} bytes, more than ${MAX_TOKENIZER_BYTES}`)
+    if (data === null)
+      throw new ApiError(
+        503,
+        `${target.name}/config.json: a text input names the tokenizer '${file}', which is not in the version's folder (${where})`,
+      )
+    if (data.byteLength > MAX_TOKENIZER_BYTES)
+      throw new ApiError(503, `${where} is ${data.byteLength} bytes, more than ${MAX_TOKENIZER_BYTES}`)
     try {
       tokenizers.set(file, new TextTokenizer(JSON.parse(new TextDecoder().decode(data))))
     } catch (error) {
-      throw new ApiError(503, `${where} is not a tokenizer this server can run: ${error instanceof Error ? error.message : String(error)}`)
+      throw new ApiError(
+        503,
+        `${where} is not a tokenizer this server can run: ${error instanceof Error ? error.message : String(error)}`,
+      )
     }
     bytes += data.byteLength * TOKENIZER_HEAP_PER_FILE_BYTE
   }
@@ -72,7 +89,8 @@ function classifyOutput(name: string, config: ModelConfig, signature: Signature)
   const outputs = signature.outputs.map((s) => s.name)
   const chosen = config.classify?.output ?? (outputs.length === 1 ? outputs[0] : undefined)
   const list = outputs.map((o) => `'${o}'`).join(', ')
-  if (chosen === undefined) throw configFault(name, `the model has outputs ${list}; classify.output must say which holds the scores`)
+  if (chosen === undefined)
+    throw configFault(name, `the model has outputs ${list}; classify.output must say which holds the scores`)
   if (!outputs.includes(chosen)) throw missingFromModel(name, 'classify.output', chosen, 'output', outputs)
   return chosen
 }
@@ -88,7 +106,11 @@ export function parseLabels(bytes: ArrayBuffer): string[] {
  * what disagrees (the load fails: 503). `readFile` reads a file of the model's folder (beside its
  * config.json; a version's files as `<version>/<file>`). Text inputs' tokenizers are loaded here.
  */
-export async function prepareModel(target: ResolvedVersion, servable: { signature: Signature }, readFile: (file: string) => Promise<ArrayBuffer | null>): Promise<Prepared> {
+export async function prepareModel(
+  target: ResolvedVersion,
+  servable: { signature: Signature },
+  readFile: (file: string) => Promise<ArrayBuffer | null>,
+): Promise<Prepared> {
   const { name, config } = target
   const text = await loadTokenizers(target, readFile)
   const transforms = inputTransforms(name, config, servable.signature.inputs, text.tokenizers)
@@ -96,7 +118,11 @@ export async function prepareModel(target: ResolvedVersion, servable: { signatur
   if (typeof config.labels === 'string') {
     const bytes = await readFile(config.labels)
     if (bytes === null) throw configFault(name, `labels names the file '${config.labels}', which is not beside it`)
-    if (bytes.byteLength > MAX_LABELS_BYTES) throw new ModelUnavailableError(`${name}/${config.labels} is ${bytes.byteLength} bytes, more than ${MAX_LABELS_BYTES}`, CONFIG_FAULT_RETRY_SECONDS)
+    if (bytes.byteLength > MAX_LABELS_BYTES)
+      throw new ModelUnavailableError(
+        `${name}/${config.labels} is ${bytes.byteLength} bytes, more than ${MAX_LABELS_BYTES}`,
+        CONFIG_FAULT_RETRY_SECONDS,
+      )
     labels = parseLabels(bytes)
   } else {
     labels = config.labels
@@ -125,17 +151,32 @@ export function preparedOf(target: ResolvedVersion, servable: { signature: Signa
   const known = preparedModels.get(servable.signature)
   if (known) return known
   const labels = Array.isArray(target.config.labels) ? target.config.labels : undefined
-  const output = (labels && !target.config.detect) || target.config.classify ? classifyOutput(target.name, target.config, servable.signature) : undefined
-  return { transforms: inputTransforms(target.name, target.config, servable.signature.inputs), labels, output, hostBytes: 0 }
+  const output =
+    (labels && !target.config.detect) || target.config.classify
+      ? classifyOutput(target.name, target.config, servable.signature)
+      : undefined
+  return {
+    transforms: inputTransforms(target.name, target.config, servable.signature.inputs),
+    labels,
+    output,
+    hostBytes: 0,
+  }
 }
 
 /**
  * Ranks each row of `scores` (`[n, …, classes]`, the last dimension the classes) after `activation`:
  * the `k` best labels per row, best first.
  */
-export async function rank(scores: tf.Tensor, labels: string[], k: number, activation: 'none' | 'softmax' | 'sigmoid', model: string): Promise<Ranked[][]> {
+export async function rank(
+  scores: tf.Tensor,
+  labels: string[],
+  k: number,
+  activation: 'none' | 'softmax' | 'sigmoid',
+  model: string,
+): Promise<Ranked[][]> {
   const classes = scores.shape.at(-1)
-  if (classes !== labels.length) throw new ApiError(503, `${model}: the model answered ${classes} classes, but it has ${labels.length} labels`)
+  if (classes !== labels.length)
+    throw new ApiError(503, `${model}: the model answered ${classes} classes, but it has ${labels.length} labels`)
   const { values, indices } = tf.tidy(() => {
     let rows = tf.reshape(tf.cast(scores, 'float32'), [-1, classes]) as tf.Tensor2D
     if (activation === 'softmax') rows = tf.softmax(rows)

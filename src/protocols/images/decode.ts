@@ -69,7 +69,9 @@ export function readHeader(bytes: Uint8Array, where: string, maxPixels = Infinit
   if (type) {
     return readImageHeader(bytes, where, type, (type, width, height) => {
       if (width * height > maxPixels) {
-        throw tooLarge(`${where}: the ${NAMES[type]} is ${width}×${height}, ${width * height} pixels, more than the limit of ${maxPixels} (MAX_IMAGE_PIXELS)`)
+        throw tooLarge(
+          `${where}: the ${NAMES[type]} is ${width}×${height}, ${width * height} pixels, more than the limit of ${maxPixels} (MAX_IMAGE_PIXELS)`,
+        )
       }
     })
   }
@@ -79,7 +81,8 @@ export function readHeader(bytes: Uint8Array, where: string, maxPixels = Infinit
   } catch {
     // image-size's messages name its internals ("unsupported file type: undefined"): say what matters.
   }
-  if (other && !Object.hasOwn(IMAGE_TYPES, other)) throw badRequest(`${where}: a ${other.toUpperCase()} image; send JPEG, PNG or WebP`)
+  if (other && !Object.hasOwn(IMAGE_TYPES, other))
+    throw badRequest(`${where}: a ${other.toUpperCase()} image; send JPEG, PNG or WebP`)
   throw badRequest(`${where}: not a JPEG, PNG or WebP image, or its header is truncated or corrupt`)
 }
 
@@ -122,7 +125,9 @@ class EmscriptenCodec {
           onAbort: () => {},
           instantiateWasm: (imports: WebAssembly.Imports, done: (instance: WebAssembly.Instance) => void) => {
             const instance = new WebAssembly.Instance(module, imports)
-            this.#memory = Object.values(instance.exports).find((e): e is WebAssembly.Memory => e instanceof WebAssembly.Memory)
+            this.#memory = Object.values(instance.exports).find(
+              (e): e is WebAssembly.Memory => e instanceof WebAssembly.Memory,
+            )
             done(instance)
             return instance.exports
           },
@@ -167,7 +172,10 @@ const codecs = {
 }
 
 /** The wasm decoders' heaps now, in bytes (0 for one not yet used): what they hold between requests. */
-export const decoderHeapBytes = (): Record<'jpg' | 'webp', number> => ({ jpg: codecs.jpg.heapBytes, webp: codecs.webp.heapBytes })
+export const decoderHeapBytes = (): Record<'jpg' | 'webp', number> => ({
+  jpg: codecs.jpg.heapBytes,
+  webp: codecs.webp.heapBytes,
+})
 
 /**
  * Refuses, from the header alone, an image past a limit on its decode: 413 naming it. Counts the image's pixels
@@ -178,13 +186,19 @@ function checkLimits(header: ImageHeader, limits: ImageLimits, where: string): v
   const pixels = width * height
   const what = `the ${NAMES[type]} (${kind}) is ${width}×${height}`
   if (decodeBytes > limits.maxDecodeBytes) {
-    throw tooLarge(`${where}: ${what}; decoding it takes ${megabytes(decodeBytes)}, more than the limit of ${megabytes(limits.maxDecodeBytes)} (MAX_IMAGE_DECODE_BYTES)`)
+    throw tooLarge(
+      `${where}: ${what}; decoding it takes ${megabytes(decodeBytes)}, more than the limit of ${megabytes(limits.maxDecodeBytes)} (MAX_IMAGE_DECODE_BYTES)`,
+    )
   }
   if (pixels * passes > MAX_DECODE_WORK) {
-    throw tooLarge(`${where}: ${what}; decoding it makes ${passes} passes over ${pixels} pixels, more than the limit of ${MAX_DECODE_WORK} pixel-passes an image`)
+    throw tooLarge(
+      `${where}: ${what}; decoding it makes ${passes} passes over ${pixels} pixels, more than the limit of ${MAX_DECODE_WORK} pixel-passes an image`,
+    )
   }
   if ((limits.requestPixels.left -= pixels) < 0) {
-    throw tooLarge(`${where}: the request's images add up to more than ${limits.requestPixels.limit} pixels (MAX_REQUEST_IMAGE_PIXELS)`)
+    throw tooLarge(
+      `${where}: the request's images add up to more than ${limits.requestPixels.limit} pixels (MAX_REQUEST_IMAGE_PIXELS)`,
+    )
   }
 }
 
@@ -194,7 +208,9 @@ function checkLimits(header: ImageHeader, limits: ImageLimits, where: string): v
  */
 export async function decodeImage(bytes: Uint8Array, limits: ImageLimits, where: string): Promise<Pixels> {
   if (bytes.byteLength > limits.maxBytes) {
-    throw tooLarge(`${where}: the image is ${bytes.byteLength} bytes, more than the limit of ${limits.maxBytes} (MAX_IMAGE_BYTES)`)
+    throw tooLarge(
+      `${where}: the image is ${bytes.byteLength} bytes, more than the limit of ${limits.maxBytes} (MAX_IMAGE_BYTES)`,
+    )
   }
   const header = readHeader(bytes, where, limits.maxPixels)
   checkLimits(header, limits, where)
@@ -208,7 +224,9 @@ export async function decodeImage(bytes: Uint8Array, limits: ImageLimits, where:
     throw badRequest(`${where}: the ${NAMES[type]} image is truncated or corrupt; it could not be decoded`)
   }
   if (decoded.width !== width || decoded.height !== height || decoded.data.length !== width * height * 4) {
-    throw badRequest(`${where}: the ${NAMES[type]} header says ${width}×${height} but its data decodes to ${decoded.width}×${decoded.height}`)
+    throw badRequest(
+      `${where}: the ${NAMES[type]} header says ${width}×${height} but its data decodes to ${decoded.width}×${decoded.height}`,
+    )
   }
   return { width, height, rgba: new Uint8Array(decoded.data.buffer, decoded.data.byteOffset, width * height * 4) }
 }

@@ -42,13 +42,24 @@ export const DETECT_OPTIONS = {
 /** A request's overrides, checked against their bounds: 400 naming the parameter (`what` prefixes its name: `query parameter `, `options.`). */
 export function askedDetectOptions(read: (key: keyof DetectOptions) => unknown, what: string): Partial<DetectOptions> {
   const asked: Partial<DetectOptions> = {}
-  for (const [key, bound] of Object.entries(DETECT_OPTIONS) as [keyof DetectOptions, (typeof DETECT_OPTIONS)[keyof DetectOptions]][]) {
+  for (const [key, bound] of Object.entries(DETECT_OPTIONS) as [
+    keyof DetectOptions,
+    (typeof DETECT_OPTIONS)[keyof DetectOptions],
+  ][]) {
     const raw = read(key)
     if (raw === undefined) continue
     const value = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw
     const kind = bound.integer ? 'an integer' : 'a number'
-    if (typeof value !== 'number' || !Number.isFinite(value) || (bound.integer && !Number.isInteger(value)) || value < bound.min || value > bound.max) {
-      throw badRequest(`${what}${key} ${JSON.stringify(raw)} is out of bounds: ${kind} from ${bound.min} to ${bound.max}`)
+    if (
+      typeof value !== 'number' ||
+      !Number.isFinite(value) ||
+      (bound.integer && !Number.isInteger(value)) ||
+      value < bound.min ||
+      value > bound.max
+    ) {
+      throw badRequest(
+        `${what}${key} ${JSON.stringify(raw)} is out of bounds: ${kind} from ${bound.min} to ${bound.max}`,
+      )
     }
     asked[key] = value
   }
@@ -116,10 +127,15 @@ export function suppress(candidates: Candidate[], threshold: number, max: number
 }
 
 /** Reads the 4 box values in `format` and `units` as corners in input pixels. */
-function corners(v: (k: number) => number, detect: DetectConfig, [inH, inW]: readonly [number, number]): [number, number, number, number] {
+function corners(
+  v: (k: number) => number,
+  detect: DetectConfig,
+  [inH, inW]: readonly [number, number],
+): [number, number, number, number] {
   let [x1, y1, x2, y2] = [v(0), v(1), v(2), v(3)]
   if (detect.box_format === 'yxyx') [x1, y1, x2, y2] = [v(1), v(0), v(3), v(2)]
-  else if (detect.box_format === 'cxcywh') [x1, y1, x2, y2] = [v(0) - v(2) / 2, v(1) - v(3) / 2, v(0) + v(2) / 2, v(1) + v(3) / 2]
+  else if (detect.box_format === 'cxcywh')
+    [x1, y1, x2, y2] = [v(0) - v(2) / 2, v(1) - v(3) / 2, v(0) + v(2) / 2, v(1) + v(3) / 2]
   if (detect.box_units === 'normalized') [x1, y1, x2, y2] = [x1 * inW, y1 * inH, x2 * inW, y2 * inH]
   return [Math.min(x1, x2), Math.min(y1, y2), Math.max(x1, x2), Math.max(y1, y2)]
 }
@@ -139,12 +155,21 @@ interface Rows {
 }
 
 /** The rows of `[n, N, K]` or `[n, K, N]`, each as `columns` says. */
-function tensorRows(detect: DetectConfig, output: tf.Tensor, data: ArrayLike<number>, labels: number, model: string): Rows {
+function tensorRows(
+  detect: DetectConfig,
+  output: tf.Tensor,
+  data: ArrayLike<number>,
+  labels: number,
+  model: string,
+): Rows {
   const columns = detect.columns!
   const width = rowWidth(columns, classCount(detect, labels))
   const axis = output.rank === 3 ? rowAxis(output.shape, width) : undefined
   if (axis !== 1 && axis !== 2) {
-    throw new ApiError(503, `${model}: output '${detect.output}' answered shape [${output.shape.join(', ')}], which has no dimension of ${width} (rows of ${columns}, detect in config.json)`)
+    throw new ApiError(
+      503,
+      `${model}: output '${detect.output}' answered shape [${output.shape.join(', ')}], which has no dimension of ${width} (rows of ${columns}, detect in config.json)`,
+    )
   }
   const [, a, b] = output.shape as [number, number, number]
   const count = axis === 2 ? a : b
@@ -167,9 +192,18 @@ function tensorRows(detect: DetectConfig, output: tf.Tensor, data: ArrayLike<num
 }
 
 /** The rows of separate outputs: boxes `[n, N, 4]` (or `[n, N, 1, 4]`), scores `[n, N]` or `[n, N, C]`, classes and count optional. */
-async function separateRows(detect: DetectConfig, outputs: Record<string, tf.Tensor>, images: number, labels: number): Promise<Rows> {
+async function separateRows(
+  detect: DetectConfig,
+  outputs: Record<string, tf.Tensor>,
+  images: number,
+  labels: number,
+): Promise<Rows> {
   const names = detect.outputs!
-  const [boxes, scores, classes, count] = await Promise.all([names.boxes, names.scores, names.classes, names.count].map((n) => (n === undefined ? undefined : outputs[n]!.data())))
+  const [boxes, scores, classes, count] = await Promise.all(
+    [names.boxes, names.scores, names.classes, names.count].map((n) =>
+      n === undefined ? undefined : outputs[n]!.data(),
+    ),
+  )
   const rows = boxes!.length / images / 4
   const perClass = outputs[names.scores]!.rank === 3 ? scores!.length / images / rows : 0
   const offset = detect.class_offset
@@ -217,7 +251,10 @@ export async function detections(
       const row = rows.read(i, r)
       if (!row || !(row.score > options.score_threshold)) continue
       if (row.cls >= labels.length) {
-        throw new ApiError(503, `${model}: the model answered class ${row.cls + detect.class_offset}, but labels name ${labels.length} classes${detect.class_offset ? ` after class_offset ${detect.class_offset}` : ''}`)
+        throw new ApiError(
+          503,
+          `${model}: the model answered class ${row.cls + detect.class_offset}, but labels name ${labels.length} classes${detect.class_offset ? ` after class_offset ${detect.class_offset}` : ''}`,
+        )
       }
       const [x1, y1, x2, y2] = corners(row.v, detect, image.size)
       candidates.push({ x1, y1, x2, y2, score: row.score, cls: row.cls, index: r })

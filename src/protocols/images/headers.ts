@@ -60,7 +60,8 @@ const le32 = (b: Uint8Array, i: number) => (le24(b, i) | (b[i + 3]! << 24)) >>> 
 const ascii = (b: Uint8Array, i: number, n: number) => String.fromCharCode(...b.subarray(i, i + n))
 
 /** What the heap of a wasm decoder needing `need` bytes grows by past its initial size. */
-const heapGrowth = (need: number) => Math.max(0, Math.ceil((need + CODEC_WORKING_BYTES) * HEAP_GROWTH) - DECODER_INITIAL_HEAP_BYTES)
+const heapGrowth = (need: number) =>
+  Math.max(0, Math.ceil((need + CODEC_WORKING_BYTES) * HEAP_GROWTH) - DECODER_INITIAL_HEAP_BYTES)
 
 /** Which served format the bytes are, by signature; undefined for anything else. */
 export function sniff(bytes: Uint8Array): ImageType | undefined {
@@ -103,12 +104,15 @@ function readPng(bytes: Uint8Array, where: string, sized: SizeCheck): ImageHeade
   let header: { width: number; height: number; depth: number; colorType: number; interlaced: boolean } | undefined
   let palette: Uint8Array | undefined
   const idat: Uint8Array[] = []
-  for (let at = 8; ; ) {
+  for (let at = 8; ;) {
     if (at + 12 > bytes.length) throw corrupt(`its ${bytes.length} bytes end before an IEND chunk`)
     const length = u32(bytes, at)
     const type = ascii(bytes, at + 4, 4)
     const data = at + 8
-    if (length > 0x7fffffff || data + length + 4 > bytes.length) throw corrupt(`chunk '${type}' (byte ${at}) says ${length} bytes but ${Math.max(0, bytes.length - data - 4)} remain`)
+    if (length > 0x7fffffff || data + length + 4 > bytes.length)
+      throw corrupt(
+        `chunk '${type}' (byte ${at}) says ${length} bytes but ${Math.max(0, bytes.length - data - 4)} remain`,
+      )
     const body = bytes.subarray(data, data + length)
     if (!header && type !== 'IHDR') throw corrupt(`its first chunk is '${type}', not IHDR`)
     if (type === 'IHDR') {
@@ -117,13 +121,17 @@ function readPng(bytes: Uint8Array, where: string, sized: SizeCheck): ImageHeade
       if (length !== 13) throw corrupt(`its IHDR chunk is ${length} bytes, not 13`)
       const [width, height, depth, colorType] = [u32(body, 0), u32(body, 4), body[8]!, body[9]!]
       const color = PNG_COLOR[colorType]
-      if (!color || !color.depths.includes(depth)) throw corrupt(`IHDR declares color type ${colorType} with bit depth ${depth}, which PNG does not allow`)
-      if (body[10] !== 0 || body[11] !== 0 || body[12]! > 1) throw corrupt('IHDR declares a compression, filter or interlace method PNG does not define')
-      if (width === 0 || height === 0 || width > 0x7fffffff || height > 0x7fffffff) throw corrupt(`the PNG header declares ${width}×${height} pixels`)
+      if (!color || !color.depths.includes(depth))
+        throw corrupt(`IHDR declares color type ${colorType} with bit depth ${depth}, which PNG does not allow`)
+      if (body[10] !== 0 || body[11] !== 0 || body[12]! > 1)
+        throw corrupt('IHDR declares a compression, filter or interlace method PNG does not define')
+      if (width === 0 || height === 0 || width > 0x7fffffff || height > 0x7fffffff)
+        throw corrupt(`the PNG header declares ${width}×${height} pixels`)
       sized('png', width, height)
       header = { width, height, depth, colorType, interlaced: body[12] === 1 }
     } else if (type === 'PLTE') {
-      if (length % 3 !== 0 || length === 0 || length > 768) throw corrupt(`its PLTE chunk is ${length} bytes, not 3 to 768 in threes`)
+      if (length % 3 !== 0 || length === 0 || length > 768)
+        throw corrupt(`its PLTE chunk is ${length} bytes, not 3 to 768 in threes`)
       palette = body
     } else if (type === 'IDAT') {
       idat.push(body)
@@ -151,7 +159,15 @@ function readPng(bytes: Uint8Array, where: string, sized: SizeCheck): ImageHeade
   const kind = `${depth}-bit ${PNG_COLOR[colorType]!.name}${interlaced ? ' interlaced' : ''}`
   // In JavaScript: the inflated rows, the RGBA output, the inflater's window and output pieces. No wasm heap.
   const decodeBytes = inflated + width * height * 4 + CODEC_WORKING_BYTES
-  return { type: 'png', width, height, passes: 1, decodeBytes, kind, png: { depth, colorType, interlaced, ...(palette ? { palette } : {}), idat, inflated } }
+  return {
+    type: 'png',
+    width,
+    height,
+    passes: 1,
+    decodeBytes,
+    kind,
+    png: { depth, colorType, interlaced, ...(palette ? { palette } : {}), idat, inflated },
+  }
 }
 
 /** The most scans a JPEG may have: libjpeg decodes each over the whole image (TurboJPEG's scan limit guards the same); real progressive files have about 10. */
@@ -183,7 +199,12 @@ function readJpeg(bytes: Uint8Array, where: string, sized: SizeCheck): ImageHead
   let scans = 0
   let at = 2
   for (;;) {
-    if (at >= bytes.length) throw corrupt(scans ? 'it has no end-of-image marker after its last scan' : `its ${bytes.length} bytes end before its first scan`)
+    if (at >= bytes.length)
+      throw corrupt(
+        scans
+          ? 'it has no end-of-image marker after its last scan'
+          : `its ${bytes.length} bytes end before its first scan`,
+      )
     if (bytes[at] !== 0xff) throw corrupt(`byte ${at} is 0x${bytes[at]!.toString(16)} where a marker belongs`)
     // Any number of FF fill bytes may precede a marker (ITU T.81 B.1.1.2).
     while (bytes[at] === 0xff) at++
@@ -193,11 +214,15 @@ function readJpeg(bytes: Uint8Array, where: string, sized: SizeCheck): ImageHead
       if (!scans) throw corrupt('it ends before its first scan')
       break
     }
-    if (marker === 0xd8 || marker === 0x00) throw corrupt(`an unexpected marker 0xFF${marker.toString(16).toUpperCase()} (byte ${at - 2})`)
+    if (marker === 0xd8 || marker === 0x00)
+      throw corrupt(`an unexpected marker 0xFF${marker.toString(16).toUpperCase()} (byte ${at - 2})`)
     if ((marker & 0xf8) === 0xd0 || marker === 0x01) continue // RSTn and TEM stand alone
     if (at + 2 > bytes.length) throw corrupt('it ends inside a marker segment')
     const length = u16(bytes, at)
-    if (length < 2 || at + length > bytes.length) throw corrupt(`the segment of marker 0xFF${marker.toString(16).toUpperCase()} (byte ${at - 2}) says ${length} bytes but ${bytes.length - at} remain`)
+    if (length < 2 || at + length > bytes.length)
+      throw corrupt(
+        `the segment of marker 0xFF${marker.toString(16).toUpperCase()} (byte ${at - 2}) says ${length} bytes but ${bytes.length - at} remain`,
+      )
     const body = bytes.subarray(at + 2, at + length)
     at += length
     if (marker === 0xc0 || marker === 0xc1 || marker === 0xc2) {
@@ -211,28 +236,37 @@ function readJpeg(bytes: Uint8Array, where: string, sized: SizeCheck): ImageHead
       if (count === 4) {
         // libjpeg cannot turn CMYK into RGB; these come from print workflows.
         const space = adobeTransform === 2 ? 'YCCK' : 'CMYK'
-        throw badRequest(`${where}: a ${space} JPEG (4 color components, as print software writes them); send an RGB or grayscale JPEG`)
+        throw badRequest(
+          `${where}: a ${space} JPEG (4 color components, as print software writes them); send an RGB or grayscale JPEG`,
+        )
       }
       if (count !== 1 && count !== 3) throw corrupt(`its frame has ${count} color components; a JPEG photo has 1 or 3`)
       const sampling: [number, number][] = []
       for (let c = 0; c < count; c++) {
         const hv = body[6 + 3 * c + 1]!
-        if (hv >> 4 < 1 || hv >> 4 > 4 || (hv & 15) < 1 || (hv & 15) > 4) throw corrupt('a component has sampling factors outside 1–4')
+        if (hv >> 4 < 1 || hv >> 4 > 4 || (hv & 15) < 1 || (hv & 15) > 4)
+          throw corrupt('a component has sampling factors outside 1–4')
         sampling.push([hv >> 4, hv & 15])
       }
       frame = { width, height, progressive: marker === 0xc2, sampling }
     } else if (UNSERVED_FRAMES[marker]) {
       if (frame) throw corrupt('a second frame header (SOF marker); a JPEG has one')
-      throw badRequest(`${where}: a ${UNSERVED_FRAMES[marker]} JPEG; send a baseline or progressive (Huffman-coded) JPEG`)
+      throw badRequest(
+        `${where}: a ${UNSERVED_FRAMES[marker]} JPEG; send a baseline or progressive (Huffman-coded) JPEG`,
+      )
     } else if (marker === 0xee && body.length >= 12 && ascii(body, 0, 5) === 'Adobe') {
       adobeTransform = body[11]
     } else if (marker === 0xda) {
       if (!frame) throw corrupt('a scan before its frame header')
       if (++scans > MAX_JPEG_SCANS) {
-        throw new ApiError(413, `${where}: the JPEG has more than ${MAX_JPEG_SCANS} scans, the limit; each is decoded over the whole image (a progressive JPEG has about 10)`)
+        throw new ApiError(
+          413,
+          `${where}: the JPEG has more than ${MAX_JPEG_SCANS} scans, the limit; each is decoded over the whole image (a progressive JPEG has about 10)`,
+        )
       }
       // Entropy-coded data runs to the next marker: FF followed by neither a stuffed 00 nor RSTn.
-      while (at + 1 < bytes.length && !(bytes[at] === 0xff && bytes[at + 1] !== 0 && (bytes[at + 1]! & 0xf8) !== 0xd0)) at++
+      while (at + 1 < bytes.length && !(bytes[at] === 0xff && bytes[at + 1] !== 0 && (bytes[at + 1]! & 0xf8) !== 0xd0))
+        at++
       if (at + 1 >= bytes.length) at = bytes.length
     }
   }
@@ -256,13 +290,15 @@ function readWebp(bytes: Uint8Array, where: string, sized: SizeCheck): ImageHead
   const chunk = (at: number) => {
     if (at + 8 > bytes.length) throw corrupt(`its ${bytes.length} bytes end before its image data`)
     const size = le32(bytes, at + 4)
-    if (at + 8 + size > bytes.length) throw corrupt(`chunk '${ascii(bytes, at, 4)}' says ${size} bytes but ${bytes.length - at - 8} remain`)
+    if (at + 8 + size > bytes.length)
+      throw corrupt(`chunk '${ascii(bytes, at, 4)}' says ${size} bytes but ${bytes.length - at - 8} remain`)
     return { type: ascii(bytes, at, 4), body: bytes.subarray(at + 8, at + 8 + size), next: at + 8 + size + (size & 1) }
   }
   const frameOf = (c: { type: string; body: Uint8Array }) => {
     const b = c.body
     if (c.type === 'VP8 ') {
-      if (b.length < 10 || b[3] !== 0x9d || b[4] !== 0x01 || b[5] !== 0x2a) throw corrupt('its VP8 frame header is missing')
+      if (b.length < 10 || b[3] !== 0x9d || b[4] !== 0x01 || b[5] !== 0x2a)
+        throw corrupt('its VP8 frame header is missing')
       return { width: le16(b, 6) & 0x3fff, height: le16(b, 8) & 0x3fff, lossless: false }
     }
     if (c.type === 'VP8L') {
@@ -276,7 +312,8 @@ function readWebp(bytes: Uint8Array, where: string, sized: SizeCheck): ImageHead
   let frame = frameOf(first)
   let alpha = false
   if (!frame) {
-    if (first.type !== 'VP8X' || first.body.length < 10) throw corrupt(`its first chunk is '${first.type}', not VP8, VP8L or VP8X`)
+    if (first.type !== 'VP8X' || first.body.length < 10)
+      throw corrupt(`its first chunk is '${first.type}', not VP8, VP8L or VP8X`)
     const flags = first.body[0]!
     if (flags & 0x02) throw badRequest(`${where}: an animated WebP; send a still image`)
     alpha = (flags & 0x10) !== 0

@@ -30,19 +30,25 @@ function inflateExactly(idat: Uint8Array[], size: number, where: string, what: s
   let filled = 0
   const inflater = new Unzlib((chunk) => {
     if (filled + chunk.length > size) {
-      throw badRequest(`${where}: the PNG's image data inflates to more than the ${size} bytes its ${what} header allows (a compression bomb)`)
+      throw badRequest(
+        `${where}: the PNG's image data inflates to more than the ${size} bytes its ${what} header allows (a compression bomb)`,
+      )
     }
     out.set(chunk, filled)
     filled += chunk.length
   })
   try {
-    for (const piece of idat) for (let i = 0; i < piece.length; i += INFLATE_PIECE) inflater.push(piece.subarray(i, i + INFLATE_PIECE))
+    for (const piece of idat)
+      for (let i = 0; i < piece.length; i += INFLATE_PIECE) inflater.push(piece.subarray(i, i + INFLATE_PIECE))
     inflater.push(new Uint8Array(0), true)
   } catch (error) {
     if (error instanceof ApiError) throw error
     throw badRequest(`${where}: the PNG image is truncated or corrupt; its image data is not a valid zlib stream`)
   }
-  if (filled < size) throw badRequest(`${where}: the PNG image is truncated or corrupt; its image data inflates to ${filled} bytes, its header needs ${size}`)
+  if (filled < size)
+    throw badRequest(
+      `${where}: the PNG image is truncated or corrupt; its image data inflates to ${filled} bytes, its header needs ${size}`,
+    )
   return out
 }
 
@@ -83,7 +89,9 @@ function unfilter(data: Uint8Array, start: number, rows: number, rowBytes: numbe
         }
         break
       default:
-        throw badRequest(`${where}: the PNG image is truncated or corrupt; row ${r} has filter type ${filter}, which PNG does not define`)
+        throw badRequest(
+          `${where}: the PNG image is truncated or corrupt; row ${r} has filter type ${filter}, which PNG does not define`,
+        )
     }
   }
 }
@@ -126,12 +134,14 @@ export function decodePngPixels(layout: PngLayout, width: number, height: number
           const value = (data[row + (bit >> 3)]! >> (8 - depth - (bit & 7))) & max
           if (palette) {
             red = green = blue = 0
-            if (value * 3 < palette.length) [red, green, blue] = [palette[value * 3]!, palette[value * 3 + 1]!, palette[value * 3 + 2]!]
+            if (value * 3 < palette.length)
+              [red, green, blue] = [palette[value * 3]!, palette[value * 3 + 1]!, palette[value * 3 + 2]!]
           } else red = green = blue = Math.round((value * 255) / max)
         }
         if (palette && step) {
           const index = red * 3
-          ;[red, green, blue] = index < palette.length ? [palette[index]!, palette[index + 1]!, palette[index + 2]!] : [0, 0, 0]
+          ;[red, green, blue] =
+            index < palette.length ? [palette[index]!, palette[index + 1]!, palette[index + 2]!] : [0, 0, 0]
         }
         rgba[out] = red
         rgba[out + 1] = green

@@ -35,7 +35,11 @@ function samples(source: number, target: number): { low: Int32Array; high: Int32
 }
 
 /** The centered region of `width × height` with the aspect ratio of `size` ([height, width]), whole pixels. */
-export function centerCrop(width: number, height: number, [h, w]: readonly [number, number]): { x: number; y: number; width: number; height: number } {
+export function centerCrop(
+  width: number,
+  height: number,
+  [h, w]: readonly [number, number],
+): { x: number; y: number; width: number; height: number } {
   if (width * h > height * w) {
     const cropWidth = Math.max(1, Math.round((height * w) / h))
     return { x: Math.floor((width - cropWidth) / 2), y: 0, width: cropWidth, height }
@@ -45,7 +49,11 @@ export function centerCrop(width: number, height: number, [h, w]: readonly [numb
 }
 
 /** The part of a `width × height` image that the transform resizes to its input: the centered crop, or the whole image. */
-export function sourceRegion(width: number, height: number, spec: Pick<ImageTransform, 'fit' | 'size'>): { x: number; y: number; width: number; height: number } {
+export function sourceRegion(
+  width: number,
+  height: number,
+  spec: Pick<ImageTransform, 'fit' | 'size'>,
+): { x: number; y: number; width: number; height: number } {
   return spec.fit === 'center-crop' ? centerCrop(width, height, spec.size) : { x: 0, y: 0, width, height }
 }
 
@@ -70,7 +78,12 @@ export function imageTensor(pixels: Pixels, spec: ImageTransform, dtype: DType):
     const y = rows.frac[r]!
     for (let c = 0; c < outW; c++) {
       const x = cols.frac[c]!
-      const [tl, tr, bl, br] = [(lowRow + cols.low[c]!) * 4, (lowRow + cols.high[c]!) * 4, (highRow + cols.low[c]!) * 4, (highRow + cols.high[c]!) * 4]
+      const [tl, tr, bl, br] = [
+        (lowRow + cols.low[c]!) * 4,
+        (lowRow + cols.high[c]!) * 4,
+        (highRow + cols.low[c]!) * 4,
+        (highRow + cols.high[c]!) * 4,
+      ]
       for (let k = 0; k < 3; k++) {
         const top = f(rgba[tl + k]! + f((rgba[tr + k]! - rgba[tl + k]!) * x))
         const bottom = f(rgba[bl + k]! + f((rgba[br + k]! - rgba[bl + k]!) * x))

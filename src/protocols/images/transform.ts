@@ -14,7 +14,8 @@ import { imageTensor } from './preprocess'
  * `[n, h, w, c]` (`layout: nhwc`) or `[n, c, h, w]` (`nchw`), of float32 or int32.
  */
 export function misfit(image: ImageTransform, spec: TensorSpec): string | undefined {
-  if (spec.dtype !== 'float32' && spec.dtype !== 'int32') return `input '${spec.name}' is ${spec.dtype}; an image fills float32 or int32`
+  if (spec.dtype !== 'float32' && spec.dtype !== 'int32')
+    return `input '${spec.name}' is ${spec.dtype}; an image fills float32 or int32`
   if (spec.shape === null) return undefined
   const [h, w] = image.size
   const nchw = image.layout === 'nchw'
@@ -24,7 +25,10 @@ export function misfit(image: ImageTransform, spec: TensorSpec): string | undefi
   const made = nchw ? `[n, ${image.channels}, ${h}, ${w}] (layout nchw)` : `[n, ${h}, ${w}, ${image.channels}]`
   // A shape the other layout would fill: say which key fixes it.
   const other = nchw ? [-1, h, w, image.channels] : [-1, image.channels, h, w]
-  const hint = spec.shape.length === 4 && spec.shape.every((d, i) => d === -1 || i === 0 || d === other[i]) ? `; set "layout": "${nchw ? 'nhwc' : 'nchw'}"` : ''
+  const hint =
+    spec.shape.length === 4 && spec.shape.every((d, i) => d === -1 || i === 0 || d === other[i])
+      ? `; set "layout": "${nchw ? 'nhwc' : 'nchw'}"`
+      : ''
   return `input '${spec.name}' has shape ${formatShape(spec.shape)}; the image makes ${made}${hint}`
 }
 
@@ -39,7 +43,12 @@ export function imageTransform(model: string, image: ImageTransform, spec: Tenso
     kind: 'image',
     async tensor(elements, where, config: Config, request, sizes) {
       // The request's pixels are counted across all its inputs, not afresh for each.
-      const limits = { maxBytes: config.MAX_IMAGE_BYTES, maxPixels: config.MAX_IMAGE_PIXELS, maxDecodeBytes: config.MAX_IMAGE_DECODE_BYTES, requestPixels: request.imagePixels }
+      const limits = {
+        maxBytes: config.MAX_IMAGE_BYTES,
+        maxPixels: config.MAX_IMAGE_PIXELS,
+        maxDecodeBytes: config.MAX_IMAGE_DECODE_BYTES,
+        requestPixels: request.imagePixels,
+      }
       const rows: tf.Tensor[] = []
       try {
         // One image at a time: only one decoded image is held at once, besides the small rows.

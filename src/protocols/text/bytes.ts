@@ -30,19 +30,28 @@ export function textSiblings(held: ModelLease, body: InferRequest): Map<string, 
 }
 
 /** A BYTES input's texts: in JSON, strings (UTF-8 text, as Triton and KServe take BYTES); in binary, length-prefixed elements. */
-export function textElements(input: z.infer<typeof RequestInput>, raw: Uint8Array | undefined, where: string, limits: RequestLimits, config: Config): Uint8Array[] {
+export function textElements(
+  input: z.infer<typeof RequestInput>,
+  raw: Uint8Array | undefined,
+  where: string,
+  limits: RequestLimits,
+  config: Config,
+): Uint8Array[] {
   if (raw && input.data !== undefined) throw badRequest(`${where}: send data or binary_data_size, not both`)
-  if (input.shape.length !== 1) throw badRequest(`${where}: BYTES of texts take shape [n], one element per text; got [${input.shape.join(', ')}]`)
+  if (input.shape.length !== 1)
+    throw badRequest(`${where}: BYTES of texts take shape [n], one element per text; got [${input.shape.join(', ')}]`)
   checkBatch(input.shape[0] ?? 0, where, limits)
   // Each text is held to MAX_TEXT_BYTES by the transform, which says so in a text's words.
   if (raw) return bytesElements(input.shape, undefined, raw, where, config.MAX_BODY_BYTES)
   const data = unpack(input.data)
   const flat = Array.isArray(data) && data.length === 1 && Array.isArray(data[0]) ? (data[0] as unknown[]) : data
   if (!Array.isArray(flat)) throw badRequest(`${where}: data must be a list of ${input.shape[0]} texts`)
-  if (flat.length !== input.shape[0]) throw badRequest(`${where}: shape [${input.shape[0]}] but data has ${flat.length} elements`)
+  if (flat.length !== input.shape[0])
+    throw badRequest(`${where}: shape [${input.shape[0]}] but data has ${flat.length} elements`)
   const utf8 = new TextEncoder()
   return flat.map((text, i) => {
-    if (typeof text !== 'string') throw badRequest(`${where} data[${i}]: a text is a string, got ${describeValue(text)}`)
+    if (typeof text !== 'string')
+      throw badRequest(`${where} data[${i}]: a text is a string, got ${describeValue(text)}`)
     return utf8.encode(text)
   })
 }

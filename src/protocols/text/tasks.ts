@@ -40,9 +40,11 @@ const describe = (value: unknown) => (value === null ? 'null' : Array.isArray(va
  */
 export function readTexts(value: unknown, field: string, config: Config): { texts: string[]; single: boolean } {
   if (typeof value === 'string') return { texts: [value], single: true }
-  if (!Array.isArray(value)) throw badRequest(`'${field}' must be a string or a list of strings, got ${describe(value)}`)
+  if (!Array.isArray(value))
+    throw badRequest(`'${field}' must be a string or a list of strings, got ${describe(value)}`)
   if (value.length === 0) throw badRequest(`'${field}' is an empty list: send at least one text`)
-  if (value.length > config.MAX_TEXTS) throw badRequest(`'${field}' has ${value.length} texts, more than the limit of ${config.MAX_TEXTS} (MAX_TEXTS)`)
+  if (value.length > config.MAX_TEXTS)
+    throw badRequest(`'${field}' has ${value.length} texts, more than the limit of ${config.MAX_TEXTS} (MAX_TEXTS)`)
   value.forEach((text, i) => {
     if (typeof text !== 'string') throw badRequest(`'${field}[${i}]' must be a string, got ${describe(text)}`)
   })
@@ -60,17 +62,26 @@ function textInputs(held: ModelLease) {
   const inputs = held.lease.model.signature.inputs
   for (const spec of inputs) {
     if (transforms.get(spec.name)?.kind !== 'text') {
-      throw badRequest(`model '${held.target.name}' cannot take text: input '${spec.name}' has no tokenizer (inputs.${spec.name}.text in its config.json)`)
+      throw badRequest(
+        `model '${held.target.name}' cannot take text: input '${spec.name}' has no tokenizer (inputs.${spec.name}.text in its config.json)`,
+      )
     }
   }
   return inputs.map((spec) => ({ name: spec.name, transform: transforms.get(spec.name)! }))
 }
 
 /** The feeds of a text request: each input from the same elements, so they share one encoding per tokenizer. */
-async function textFeeds(held: ModelLease, elements: Uint8Array[], feeds: Record<string, tf.Tensor>, config: Config, field: string) {
+async function textFeeds(
+  held: ModelLease,
+  elements: Uint8Array[],
+  feeds: Record<string, tf.Tensor>,
+  config: Config,
+  field: string,
+) {
   const where = (i: number) => (elements.length === 1 && field === 'text' ? "'text'" : `'${field}[${i}]'`)
   const budget = requestBudget(config)
-  for (const { name, transform } of textInputs(held)) feeds[name] = await transform.tensor(elements, where, config, budget)
+  for (const { name, transform } of textInputs(held))
+    feeds[name] = await transform.tensor(elements, where, config, budget)
 }
 
 /** The prediction cache's key of a text request: the texts themselves, before any tokenizing. */
@@ -90,7 +101,10 @@ function textKey(held: ModelLease, elements: Uint8Array[]): Record<string, KeyIn
 /** The labels and output `:classify` ranks, or 400 for a model without labels. */
 function classifier(held: ModelLease) {
   const { labels, output } = preparedOf(held.target, held.lease.model)
-  if (!labels || !output) throw badRequest(`model '${held.target.name}' has no labels, so it cannot classify; add "labels" to its config.json, or call :predict`)
+  if (!labels || !output)
+    throw badRequest(
+      `model '${held.target.name}' has no labels, so it cannot classify; add "labels" to its config.json, or call :predict`,
+    )
   return { labels, output }
 }
 
@@ -105,7 +119,8 @@ type Body = Record<string, unknown>
 const isBody = (value: unknown): value is Body => typeof value === 'object' && value !== null && !Array.isArray(value)
 
 /** Whether a parsed `:classify` body is a text request: `text`, or `instances` (TF Serving's classify body has `examples`). */
-export const isTextBody = (body: unknown): body is Body => isBody(body) && !('examples' in body) && ('text' in body || 'instances' in body)
+export const isTextBody = (body: unknown): body is Body =>
+  isBody(body) && !('examples' in body) && ('text' in body || 'instances' in body)
 
 /**
  * TF Serving's row form for a text model: each instance a string, or an object of the model's
@@ -119,7 +134,8 @@ function instanceTexts(instances: unknown): unknown {
     if (values.length === 0) throw badRequest(`'instances[${i}]' is an empty object: send the row's text`)
     const [[first, text]] = values as [[string, unknown]]
     for (const [input, other] of values) {
-      if (other !== text) throw badRequest(`'instances[${i}]': a text model takes one text per row, but '${first}' and '${input}' differ`)
+      if (other !== text)
+        throw badRequest(`'instances[${i}]': a text model takes one text per row, but '${first}' and '${input}' differ`)
     }
     return text
   })
@@ -137,7 +153,12 @@ export function textRequest(body: Body, config: Config): TextRequest {
  * one `text` string, a list per text for a `text` list, TF Serving's `{"results": …}` for `instances`.
  * `elements` are the texts as the transforms take them (after the run, `truncatedTexts` counts the cut ones).
  */
-export function classifyTextSpec(request: TextRequest, elements: Uint8Array[], config: Config, topK?: number): PredictionSpec<unknown> {
+export function classifyTextSpec(
+  request: TextRequest,
+  elements: Uint8Array[],
+  config: Config,
+  topK?: number,
+): PredictionSpec<unknown> {
   const k = (held: ModelLease) => topK ?? held.target.config.classify?.top_k ?? 5
   const shape = request.field === 'instances' ? 'results' : request.single ? 'one' : 'list'
   return {
@@ -147,7 +168,13 @@ export function classifyTextSpec(request: TextRequest, elements: Uint8Array[], c
     feeds: (held, feeds) => textFeeds(held, elements, feeds, config, request.field),
     async answer(held, outputs) {
       const { labels, output } = classifier(held)
-      const ranked = await rank(outputs[output]!, labels, k(held), held.target.config.classify?.activation ?? 'none', held.target.name)
+      const ranked = await rank(
+        outputs[output]!,
+        labels,
+        k(held),
+        held.target.config.classify?.activation ?? 'none',
+        held.target.name,
+      )
       if (shape === 'results') return { results: ranked.map((row) => row.map(({ label, score }) => [label, score])) }
       return shape === 'one' ? ranked[0] : ranked
     },
@@ -155,22 +182,41 @@ export function classifyTextSpec(request: TextRequest, elements: Uint8Array[], c
 }
 
 /** Texts through a text classifier; `read` gives the request once traffic control has let it in. */
-export async function classifyTexts(caller: Caller, name: string, selector: Selector, read: () => Promise<TextRequest>, topK?: number): Promise<TextPrediction<unknown>> {
+export async function classifyTexts(
+  caller: Caller,
+  name: string,
+  selector: Selector,
+  read: () => Promise<TextRequest>,
+  topK?: number,
+): Promise<TextPrediction<unknown>> {
   const config = readConfig(caller.env)
   let elements: Uint8Array[] = []
-  const prediction = await predict(caller, name, selector, read, (request) => classifyTextSpec(request, (elements = textElements(request.texts)), config, topK))
+  const prediction = await predict(caller, name, selector, read, (request) =>
+    classifyTextSpec(request, (elements = textElements(request.texts)), config, topK),
+  )
   return { ...prediction, truncated: truncatedTexts(elements) }
 }
 
 /** The output `:embed` reads, or 400 for a model without `embed`; 503 when config.json names an output the model lacks. */
 function embedder(held: ModelLease): { output: string; pooling: EmbedConfig['pooling']; normalize: boolean } {
   const { name, config } = held.target
-  if (!config.embed) throw badRequest(`model '${name}' has no "embed" in its config.json, so it cannot embed; add "embed": {"output": …, "pooling": "mean"}, or call :predict`)
+  if (!config.embed)
+    throw badRequest(
+      `model '${name}' has no "embed" in its config.json, so it cannot embed; add "embed": {"output": …, "pooling": "mean"}, or call :predict`,
+    )
   const outputs = held.lease.model.signature.outputs.map((s) => s.name)
   const output = config.embed.output ?? (outputs.length === 1 ? outputs[0] : undefined)
   const list = outputs.map((o) => `'${o}'`).join(', ')
-  if (output === undefined) throw new ApiError(503, `${name}/config.json: the model has outputs ${list}; embed.output must say which holds the vectors`)
-  if (!outputs.includes(output)) throw new ApiError(503, `${name}/config.json: embed.output names '${output}', which the model does not have; its outputs are ${list}`)
+  if (output === undefined)
+    throw new ApiError(
+      503,
+      `${name}/config.json: the model has outputs ${list}; embed.output must say which holds the vectors`,
+    )
+  if (!outputs.includes(output))
+    throw new ApiError(
+      503,
+      `${name}/config.json: embed.output names '${output}', which the model does not have; its outputs are ${list}`,
+    )
   return { output, pooling: config.embed.pooling, normalize: config.embed.normalize }
 }
 
@@ -178,18 +224,32 @@ function embedder(held: ModelLease): { output: string; pooling: EmbedConfig['poo
  * One vector per text from `hidden`: `[n, tokens, d]` pooled over the attention mask (`mean`) or at
  * the first token (`cls`), or `[n, d]` as it is (`none`); scaled to length 1 with `normalize`.
  */
-function pool(hidden: tf.Tensor, mask: Int32Array | undefined, length: number, how: ReturnType<typeof embedder>, model: string): tf.Tensor2D {
+function pool(
+  hidden: tf.Tensor,
+  mask: Int32Array | undefined,
+  length: number,
+  how: ReturnType<typeof embedder>,
+  model: string,
+): tf.Tensor2D {
   const want = how.pooling === 'none' ? 2 : 3
   if (hidden.rank !== want) {
-    throw new ApiError(503, `${model}: embed.pooling "${how.pooling}" needs a rank-${want} output, but '${how.output}' has shape [${hidden.shape.join(', ')}]`)
+    throw new ApiError(
+      503,
+      `${model}: embed.pooling "${how.pooling}" needs a rank-${want} output, but '${how.output}' has shape [${hidden.shape.join(', ')}]`,
+    )
   }
   return tf.tidy(() => {
     let vectors: tf.Tensor2D
     if (how.pooling === 'none') vectors = tf.cast(hidden, 'float32') as tf.Tensor2D
-    else if (how.pooling === 'cls') vectors = tf.squeeze(tf.slice(tf.cast(hidden, 'float32'), [0, 0, 0], [-1, 1, -1]), [1]) as tf.Tensor2D
+    else if (how.pooling === 'cls')
+      vectors = tf.squeeze(tf.slice(tf.cast(hidden, 'float32'), [0, 0, 0], [-1, 1, -1]), [1]) as tf.Tensor2D
     else {
       const [n, tokens] = hidden.shape as [number, number, number]
-      if (!mask || tokens !== length) throw new ApiError(503, `${model}: output '${how.output}' has ${tokens} tokens per text, the encoding ${length}: mean pooling cannot match them`)
+      if (!mask || tokens !== length)
+        throw new ApiError(
+          503,
+          `${model}: output '${how.output}' has ${tokens} tokens per text, the encoding ${length}: mean pooling cannot match them`,
+        )
       const weights = tf.tensor3d(Float32Array.from(mask), [n, tokens, 1])
       const summed = tf.sum(tf.mul(tf.cast(hidden, 'float32'), weights), 1)
       vectors = tf.div(summed, tf.maximum(tf.sum(weights, 1), 1e-9)) as tf.Tensor2D
@@ -200,7 +260,12 @@ function pool(hidden: tf.Tensor, mask: Int32Array | undefined, length: number, h
 }
 
 /** Texts through an embedding model: one vector each, Workers AI's `{shape, data, pooling}`; `read` gives the texts once traffic control has let the request in. */
-export async function embedTexts(caller: Caller, name: string, selector: Selector, read: () => Promise<string[]>): Promise<TextPrediction<Embeddings>> {
+export async function embedTexts(
+  caller: Caller,
+  name: string,
+  selector: Selector,
+  read: () => Promise<string[]>,
+): Promise<TextPrediction<Embeddings>> {
   const config = readConfig(caller.env)
   let elements: Uint8Array[] = []
   const prediction = await predict(caller, name, selector, read, (texts): PredictionSpec<Embeddings> => {
@@ -213,7 +278,13 @@ export async function embedTexts(caller: Caller, name: string, selector: Selecto
       async answer(held, outputs) {
         const how = embedder(held)
         const batch = batchOf(elements)
-        const vectors = pool(outputs[how.output]!, batch?.fields.attention_mask, batch?.length ?? 0, how, held.target.name)
+        const vectors = pool(
+          outputs[how.output]!,
+          batch?.fields.attention_mask,
+          batch?.length ?? 0,
+          how,
+          held.target.name,
+        )
         try {
           const data = (await vectors.array()) as number[][]
           return { shape: vectors.shape as [number, number], data, pooling: how.pooling }
@@ -230,7 +301,13 @@ export async function embedTexts(caller: Caller, name: string, selector: Selecto
  * `{text}` as the `Models` entrypoint takes it: embeddings for a model whose config.json has `embed`,
  * else a classification per text (one list for one string), as `:embed` and `:classify` answer.
  */
-export async function runText(caller: Caller, name: string, selector: Selector, text: unknown, topK?: number): Promise<TextPrediction<unknown>> {
+export async function runText(
+  caller: Caller,
+  name: string,
+  selector: Selector,
+  text: unknown,
+  topK?: number,
+): Promise<TextPrediction<unknown>> {
   const config = readConfig(caller.env)
   const { texts, single } = readTexts(text, 'text', config)
   const repository = await isolate().repository(caller.env, caller.waitUntil)

@@ -35,7 +35,8 @@ export class TextTokenizer {
 
   /** Throws an Error saying what is wrong when `json` is not a tokenizer this library can run. */
   constructor(json: unknown) {
-    if (typeof json !== 'object' || json === null || !('model' in json)) throw new Error('not a tokenizer.json: it has no "model"')
+    if (typeof json !== 'object' || json === null || !('model' in json))
+      throw new Error('not a tokenizer.json: it has no "model"')
     this.tokenizer = new Tokenizer(json, {})
     const padding = (json as { padding?: { pad_id?: unknown } | null }).padding
     const named = PAD_TOKENS.map((t) => this.tokenizer.token_to_id(t)).find((id) => id !== undefined)

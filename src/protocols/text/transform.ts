@@ -17,12 +17,16 @@ import type { TextBatch, TextTokenizer } from './tokenizer'
 
 /** Why a text transform cannot fill `spec`, or undefined when it can: an int32 (or float32) `[n, tokens]` input. */
 export function textMisfit(text: TextTransform, spec: TensorSpec): string | undefined {
-  if (spec.dtype !== 'int32' && spec.dtype !== 'float32') return `input '${spec.name}' is ${spec.dtype}; token ids fill int32 or float32`
+  if (spec.dtype !== 'int32' && spec.dtype !== 'float32')
+    return `input '${spec.name}' is ${spec.dtype}; token ids fill int32 or float32`
   if (spec.shape === null) return undefined
-  if (spec.shape.length !== 2) return `input '${spec.name}' has shape ${formatShape(spec.shape)}; a text makes [n, tokens]`
+  if (spec.shape.length !== 2)
+    return `input '${spec.name}' has shape ${formatShape(spec.shape)}; a text makes [n, tokens]`
   const tokens = spec.shape[1]!
-  if (tokens !== -1 && text.padding === 'longest') return `input '${spec.name}' takes exactly ${tokens} tokens; padding "longest" needs [n, -1]`
-  if (tokens !== -1 && tokens !== text.max_length) return `input '${spec.name}' takes ${tokens} tokens; max_length is ${text.max_length}`
+  if (tokens !== -1 && text.padding === 'longest')
+    return `input '${spec.name}' takes exactly ${tokens} tokens; padding "longest" needs [n, -1]`
+  if (tokens !== -1 && tokens !== text.max_length)
+    return `input '${spec.name}' takes ${tokens} tokens; max_length is ${text.max_length}`
   return undefined
 }
 
@@ -50,7 +54,10 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false })
 function decodeTexts(elements: readonly Uint8Array[], where: (index: number) => string, config: Config): string[] {
   return elements.map((bytes, i) => {
     if (bytes.byteLength > config.MAX_TEXT_BYTES) {
-      throw new ApiError(413, `${where(i)}: the text is ${bytes.byteLength} bytes, more than the limit of ${config.MAX_TEXT_BYTES} (MAX_TEXT_BYTES)`)
+      throw new ApiError(
+        413,
+        `${where(i)}: the text is ${bytes.byteLength} bytes, more than the limit of ${config.MAX_TEXT_BYTES} (MAX_TEXT_BYTES)`,
+      )
     }
     try {
       return utf8.decode(bytes)
@@ -61,7 +68,12 @@ function decodeTexts(elements: readonly Uint8Array[], where: (index: number) => 
 }
 
 /** The transform that tokenizes each element into one row of `spec`'s `text.field`. */
-export function textTransform(model: string, text: TextTransform, spec: TensorSpec, tokenizer: TextTokenizer): InputTransform {
+export function textTransform(
+  model: string,
+  text: TextTransform,
+  spec: TensorSpec,
+  tokenizer: TextTokenizer,
+): InputTransform {
   const problem = textMisfit(text, spec)
   if (problem) throw new ApiError(503, `${model}/config.json: inputs.${spec.name}.text does not fit: ${problem}`)
   return {
@@ -74,7 +86,11 @@ export function textTransform(model: string, text: TextTransform, spec: TensorSp
         batch = tokenizer.encode(decodeTexts(elements, where, config), text.max_length, text.padding)
         shared.set(tokenizer, batch)
       }
-      return tf.tensor2d(batch.fields[text.field], [batch.rows, batch.length], spec.dtype === 'float32' ? 'float32' : 'int32')
+      return tf.tensor2d(
+        batch.fields[text.field],
+        [batch.rows, batch.length],
+        spec.dtype === 'float32' ? 'float32' : 'int32',
+      )
     },
   }
 }

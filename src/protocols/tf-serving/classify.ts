@@ -34,14 +34,18 @@ import type { InputTransform } from '../transforms'
 const ClassifyRequest = z.object({
   signature_name: z.string().optional(),
   context: z.record(z.string(), z.unknown()).optional(),
-  examples: z.array(z.record(z.string(), z.unknown()), { error: "'examples' must be a list of objects keyed by input name" }).min(1, "'examples' is empty: send at least one"),
+  examples: z
+    .array(z.record(z.string(), z.unknown()), { error: "'examples' must be a list of objects keyed by input name" })
+    .min(1, "'examples' is empty: send at least one"),
 })
 
 /** The labels and output to rank, or 400 for a model without labels. */
 function classifier(held: ModelLease): Prepared & { labels: string[]; output: string } {
   const prepared = preparedOf(held.target, held.lease.model)
   if (!prepared.labels || !prepared.output) {
-    throw badRequest(`model '${held.target.name}' has no labels, so it cannot classify; add "labels" to its config.json, or call :predict`)
+    throw badRequest(
+      `model '${held.target.name}' has no labels, so it cannot classify; add "labels" to its config.json, or call :predict`,
+    )
   }
   return prepared as Prepared & { labels: string[]; output: string }
 }
@@ -55,7 +59,13 @@ function ranking(topK: number | undefined) {
   return {
     outputs: (held: ModelLease) => [classifier(held).output],
     rank: (held: ModelLease, outputs: Record<string, tf.Tensor>) =>
-      rank(outputs[classifier(held).output]!, classifier(held).labels, k(held), held.target.config.classify?.activation ?? 'none', held.target.name),
+      rank(
+        outputs[classifier(held).output]!,
+        classifier(held).labels,
+        k(held),
+        held.target.config.classify?.activation ?? 'none',
+        held.target.name,
+      ),
     format: (shape: string) => (held: ModelLease) => `classify-${shape};top_k=${k(held)}`,
   }
 }
@@ -68,12 +78,19 @@ function ranking(topK: number | undefined) {
  * preprocessing took, absent when the prediction cache answered.
  */
 /** The model's one image input and its transform, or 400 saying why it cannot take `what` alone, and what to send `instead`. */
-export function oneImageInput(held: ModelLease, what: string, instead: string): { input: string; transform: InputTransform } {
+export function oneImageInput(
+  held: ModelLease,
+  what: string,
+  instead: string,
+): { input: string; transform: InputTransform } {
   const { transforms } = preparedOf(held.target, held.lease.model)
   const inputs = held.lease.model.signature.inputs
   const transform = inputs.length === 1 ? transforms.get(inputs[0]!.name) : undefined
   if (!transform) {
-    const why = inputs.length === 1 ? `input '${inputs[0]!.name}' has no image preprocessing (inputs.${inputs[0]!.name}.image in its config.json)` : `it has ${inputs.length} inputs`
+    const why =
+      inputs.length === 1
+        ? `input '${inputs[0]!.name}' has no image preprocessing (inputs.${inputs[0]!.name}.image in its config.json)`
+        : `it has ${inputs.length} inputs`
     throw badRequest(`model '${held.target.name}' cannot take ${what}: ${why}; ${instead}`)
   }
   return { input: inputs[0]!.name, transform }
@@ -116,7 +133,13 @@ export async function classifyImage(
  * inputs, b64 or numbers, batched in order. `read` gives the body's JSON once traffic control has
  * let it in; it is checked before the model is leased. `truncated`: texts cut to `max_length`.
  */
-export async function classifyExamples(caller: Caller, name: string, selector: Selector, read: () => Promise<unknown>, topK?: number): Promise<Prediction<unknown> & { truncated: number }> {
+export async function classifyExamples(
+  caller: Caller,
+  name: string,
+  selector: Selector,
+  read: () => Promise<unknown>,
+  topK?: number,
+): Promise<Prediction<unknown> & { truncated: number }> {
   const config = readConfig(caller.env)
   const ranked = ranking(topK)
   const parsed = async (): Promise<{ text: TextRequest } | { examples: z.infer<typeof ClassifyRequest> }> => {
@@ -128,7 +151,8 @@ export async function classifyExamples(caller: Caller, name: string, selector: S
   }
   let texts: Uint8Array[] = []
   const prediction = await predict(caller, name, selector, parsed, (request): PredictionSpec<unknown> => {
-    if ('text' in request) return classifyTextSpec(request.text, (texts = textElements(request.text.texts)), config, topK)
+    if ('text' in request)
+      return classifyTextSpec(request.text, (texts = textElements(request.text.texts)), config, topK)
     const body = request.examples
     return {
       outputs: ranked.outputs,
@@ -138,17 +162,29 @@ export async function classifyExamples(caller: Caller, name: string, selector: S
         const { signature } = held.lease.model
         const limits = requestLimits(config, held.target)
         if (body.examples.length > limits.maxBatch) {
-          throw badRequest(`'examples' has ${body.examples.length} entries, more than the limit of ${limits.maxBatch} (${limits.batchRule})`)
+          throw badRequest(
+            `'examples' has ${body.examples.length} entries, more than the limit of ${limits.maxBatch} (${limits.batchRule})`,
+          )
         }
         // context holds features shared by every example, as in TF Serving.
         const examples = body.examples.map((example) => ({ ...body.context, ...example }))
         examples.forEach((example, i) => checkInputNames(signature, Object.keys(example), `examples[${i}]`))
         for (const spec of signature.inputs) {
           const column = examples.map((example) => example[spec.name])
-          feeds[spec.name] = await jsonFeed(spec, transforms.get(spec.name), column, `examples[*]['${spec.name}']`, limits, config, name)
+          feeds[spec.name] = await jsonFeed(
+            spec,
+            transforms.get(spec.name),
+            column,
+            `examples[*]['${spec.name}']`,
+            limits,
+            config,
+            name,
+          )
         }
       },
-      answer: async (held, outputs) => ({ results: (await ranked.rank(held, outputs)).map((row) => row.map(({ label, score }) => [label, score])) }),
+      answer: async (held, outputs) => ({
+        results: (await ranked.rank(held, outputs)).map((row) => row.map(({ label, score }) => [label, score])),
+      }),
     }
   })
   return { ...prediction, truncated: truncatedTexts(texts) }

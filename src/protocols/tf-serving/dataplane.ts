@@ -49,7 +49,12 @@ const rejectedStatus = (version: string, rejection: Rejection) => ({
  * were refused are not listed beside it). TF Serving reports a version that failed to load as END
  * with its error, not as an error of the request: `headers` then carries the load's `Retry-After`.
  */
-export async function modelStatusTF(caller: Caller, name: string, selector: Selector, named: boolean): Promise<{ body: ModelStatus; headers?: Record<string, string> }> {
+export async function modelStatusTF(
+  caller: Caller,
+  name: string,
+  selector: Selector,
+  named: boolean,
+): Promise<{ body: ModelStatus; headers?: Record<string, string> }> {
   const repository = await isolate().repository(caller.env, caller.waitUntil)
   const rejected = repository.rejected(name)
   if (selector.version !== undefined && !repository.versions(name).includes(selector.version)) {
@@ -62,12 +67,22 @@ export async function modelStatusTF(caller: Caller, name: string, selector: Sele
   const refused = named ? [] : Object.entries(rejected).map(([v, r]) => rejectedStatus(v, r))
   try {
     return await withLease(caller, name, { version: target.version }, async () => ({
-      body: { model_version_status: [{ version, state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } }, ...refused] },
+      body: {
+        model_version_status: [
+          { version, state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } },
+          ...refused,
+        ],
+      },
     }))
   } catch (error) {
     if (!(error instanceof ModelUnavailableError)) throw error
     return {
-      body: { model_version_status: [{ version, state: 'END', status: { error_code: 'UNAVAILABLE', error_message: error.message } }, ...refused] },
+      body: {
+        model_version_status: [
+          { version, state: 'END', status: { error_code: 'UNAVAILABLE', error_message: error.message } },
+          ...refused,
+        ],
+      },
       headers: error.headers,
     }
   }
@@ -110,11 +125,16 @@ function metadataAnswer(name: string, target: ResolvedVersion, model: { signatur
   // An input with a transform takes encoded strings, one per row: DT_STRING [-1], as TF Serving shows image bytes.
   const signature = {
     ...model.signature,
-    inputs: model.signature.inputs.map((s) => (transforms.has(s.name) ? { ...s, dtype: 'string' as const, shape: [-1] } : s)),
+    inputs: model.signature.inputs.map((s) =>
+      transforms.has(s.name) ? { ...s, dtype: 'string' as const, shape: [-1] } : s,
+    ),
   }
   return {
     model_spec: { name, signature_name: '', version: String(target.version) },
-    metadata: { signature_def: { signature_def: { [DEFAULT_SIGNATURE]: signatureDef(signature) } }, ...(labels ? { labels } : {}) },
+    metadata: {
+      signature_def: { signature_def: { [DEFAULT_SIGNATURE]: signatureDef(signature) } },
+      ...(labels ? { labels } : {}),
+    },
   }
 }
 
@@ -126,7 +146,11 @@ function namedValues(signature: Signature, value: Record<string, unknown>, where
 }
 
 /** Row format: one entry per batch row, a bare value or an object keyed by input name. */
-function rowFeeds(signature: Signature, instances: unknown[] | PackedTensor, limits: RequestLimits): Map<TensorSpec, [unknown, string]> {
+function rowFeeds(
+  signature: Signature,
+  instances: unknown[] | PackedTensor,
+  limits: RequestLimits,
+): Map<TensorSpec, [unknown, string]> {
   const rows = instances instanceof PackedTensor ? instances.shape[0]! : instances.length
   if (rows > limits.maxBatch) {
     throw badRequest(`'instances' has ${rows} rows, more than the limit of ${limits.maxBatch} (${limits.batchRule})`)
@@ -134,13 +158,18 @@ function rowFeeds(signature: Signature, instances: unknown[] | PackedTensor, lim
   if (instances instanceof PackedTensor || !(isObject(instances[0]) && !isB64(instances[0]))) {
     // Bare values, one per row; {"b64": …} is one binary value (TF Serving's convention), not an object keyed by input name.
     if (signature.inputs.length !== 1) {
-      throw badRequest(`the model has ${signature.inputs.length} inputs, so each of 'instances' must be an object keyed by input name`)
+      throw badRequest(
+        `the model has ${signature.inputs.length} inputs, so each of 'instances' must be an object keyed by input name`,
+      )
     }
     return new Map([[signature.inputs[0]!, [instances, 'instances']]])
   }
   const columns = new Map(signature.inputs.map((s): [TensorSpec, unknown[]] => [s, []]))
   instances.forEach((instance, i) => {
-    if (!isObject(instance)) throw badRequest(`instances[${i}]: expected an object keyed by input name like instances[0], got ${describeValue(instance)}`)
+    if (!isObject(instance))
+      throw badRequest(
+        `instances[${i}]: expected an object keyed by input name like instances[0], got ${describeValue(instance)}`,
+      )
     for (const [spec, value] of namedValues(signature, instance, `instances[${i}]`)) columns.get(spec)!.push(value)
   })
   return new Map([...columns].map(([spec, values]) => [spec, [values, `instances[*]['${spec.name}']`]]))
@@ -150,11 +179,15 @@ function rowFeeds(signature: Signature, instances: unknown[] | PackedTensor, lim
 function columnarFeeds(signature: Signature, inputs: unknown): Map<TensorSpec, [unknown, string]> {
   if (!isObject(inputs) || inputs instanceof PackedTensor) {
     if (signature.inputs.length !== 1) {
-      throw badRequest(`the model has ${signature.inputs.length} inputs, so 'inputs' must be an object keyed by input name`)
+      throw badRequest(
+        `the model has ${signature.inputs.length} inputs, so 'inputs' must be an object keyed by input name`,
+      )
     }
     return new Map([[signature.inputs[0]!, [inputs, 'inputs']]])
   }
-  return new Map([...namedValues(signature, inputs, 'inputs')].map(([spec, value]) => [spec, [value, `inputs['${spec.name}']`]]))
+  return new Map(
+    [...namedValues(signature, inputs, 'inputs')].map(([spec, value]) => [spec, [value, `inputs['${spec.name}']`]]),
+  )
 }
 
 async function predictionsJSON(names: string[], outputs: Record<string, tf.Tensor>, rows: boolean) {
@@ -166,7 +199,9 @@ async function predictionsJSON(names: string[], outputs: Record<string, tf.Tenso
   if (!values.every((v) => Array.isArray(v) && v.length === batch)) {
     throw badRequest("the model's outputs differ in batch size; use the columnar format ('inputs')")
   }
-  return Array.from({ length: batch }, (_, row) => Object.fromEntries(names.map((name, i) => [name, (values[i] as unknown[])[row]])))
+  return Array.from({ length: batch }, (_, row) =>
+    Object.fromEntries(names.map((name, i) => [name, (values[i] as unknown[])[row]])),
+  )
 }
 
 /** A TF Serving predict answer: `{predictions}` for the row format, `{outputs}` for the columnar one. */
@@ -184,14 +219,22 @@ export interface PredictInput {
 /** A parsed JSON body as a predict request: rows read as one tensor are validated as the list of rows they are. */
 export function predictInput(json: unknown, parse: (value: unknown) => PredictRequest): PredictInput {
   const packedRows = isObject(json) && json.instances instanceof PackedTensor ? json.instances : undefined
-  return { body: parse(packedRows ? { ...(json as Record<string, unknown>), instances: [packedRows] } : json), packedRows }
+  return {
+    body: parse(packedRows ? { ...(json as Record<string, unknown>), instances: [packedRows] } : json),
+    packedRows,
+  }
 }
 
 /**
  * One predict request through the one prediction path (src/predict.ts), whatever the transport:
  * `read` gives the parsed request once traffic control has let it in.
  */
-export function predictTFServing(caller: Caller, name: string, selector: Selector, read: () => Promise<PredictInput>): Promise<Prediction<PredictResponse>> {
+export function predictTFServing(
+  caller: Caller,
+  name: string,
+  selector: Selector,
+  read: () => Promise<PredictInput>,
+): Promise<Prediction<PredictResponse>> {
   const config = readConfig(caller.env)
   const checked = async () => {
     const input = await read()
@@ -206,9 +249,12 @@ export function predictTFServing(caller: Caller, name: string, selector: Selecto
       async feeds(held, feeds) {
         const signature = held.lease.model.signature
         const limits = requestLimits(config, held.target)
-        const plan = rows ? rowFeeds(signature, packedRows ?? body.instances!, limits) : columnarFeeds(signature, body.inputs)
+        const plan = rows
+          ? rowFeeds(signature, packedRows ?? body.instances!, limits)
+          : columnarFeeds(signature, body.inputs)
         const { transforms } = preparedOf(held.target, held.lease.model)
-        for (const [spec, [value, where]] of plan) feeds[spec.name] = await jsonFeed(spec, transforms.get(spec.name), value, where, limits, config, name)
+        for (const [spec, [value, where]] of plan)
+          feeds[spec.name] = await jsonFeed(spec, transforms.get(spec.name), value, where, limits, config, name)
       },
       async answer(_held, outputs, names) {
         const result = await predictionsJSON(names, outputs, rows)

@@ -69,7 +69,11 @@ export async function detectImages(
     const plan = (held: ModelLease) => {
       const found = detector(held, what)
       images ??= typeof given === 'function' ? given(held, found.input) : given
-      checkBatch(images.bytes.length, images.bytes.length > 1 ? 'the images' : 'the image', requestLimits(config, held.target))
+      checkBatch(
+        images.bytes.length,
+        images.bytes.length > 1 ? 'the images' : 'the image',
+        requestLimits(config, held.target),
+      )
       return { ...found, images, options: detectOptions(found.detect, asked) }
     }
     return {
@@ -81,7 +85,9 @@ export async function detectImages(
       // Keyed by the encoded bytes: the boxes depend on each image's size as sent, which the input tensor does not keep.
       keyInputs: (held) => {
         const { input, images } = plan(held)
-        return Object.fromEntries(images.bytes.map((bytes, i) => [`${input}[${i}]`, { dtype: 'encoded-image', shape: [1], bytes }]))
+        return Object.fromEntries(
+          images.bytes.map((bytes, i) => [`${input}[${i}]`, { dtype: 'encoded-image', shape: [1], bytes }]),
+        )
       },
       async feeds(held, feeds) {
         const { input, transform, images } = plan(held)
@@ -104,7 +110,10 @@ export async function detectImages(
  * (or each instance `{"<input>": {"b64": …}}`), or `{"inputs": {"b64": …} | [{"b64": …}, …] | {"<input>": …}}`.
  */
 export function jsonImages(body: PredictRequest, input: string, maxBytes: number): Images {
-  const named = (value: unknown, where: string): [unknown, string] => (isObject(value) && !isB64(value) && Object.hasOwn(value, input) ? [value[input], `${where}['${input}']`] : [value, where])
+  const named = (value: unknown, where: string): [unknown, string] =>
+    isObject(value) && !isB64(value) && Object.hasOwn(value, input)
+      ? [value[input], `${where}['${input}']`]
+      : [value, where]
   let entries: [unknown, string][]
   if (body.instances !== undefined) {
     entries = body.instances.map((instance, i) => named(instance, `instances[${i}]`))
@@ -113,7 +122,10 @@ export function jsonImages(body: PredictRequest, input: string, maxBytes: number
     entries = Array.isArray(value) ? value.map((v, i) => [v, `${where}[${i}]`]) : [[value, where]]
   }
   const bytes = entries.map(([value, where]) => {
-    if (!isB64(value)) throw badRequest(`${where}: expected an encoded image as {"b64": "…"} (for input '${input}'), got ${describeValue(value)}`)
+    if (!isB64(value))
+      throw badRequest(
+        `${where}: expected an encoded image as {"b64": "…"} (for input '${input}'), got ${describeValue(value)}`,
+      )
     return base64Bytes(value.b64, `${where}.b64`, maxBytes)
   })
   return { bytes, where: (i) => entries[i]![1] }

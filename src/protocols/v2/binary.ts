@@ -14,7 +14,18 @@ import { badRequest } from '../../core/errors'
 
 /** Bytes per element of each datatype with a fixed size (BYTES has none). */
 const ELEMENT_BYTES: Partial<Record<Datatype, number>> = {
-  BOOL: 1, UINT8: 1, INT8: 1, UINT16: 2, INT16: 2, FP16: 2, UINT32: 4, INT32: 4, FP32: 4, UINT64: 8, INT64: 8, FP64: 8,
+  BOOL: 1,
+  UINT8: 1,
+  INT8: 1,
+  UINT16: 2,
+  INT16: 2,
+  FP16: 2,
+  UINT32: 4,
+  INT32: 4,
+  FP32: 4,
+  UINT64: 8,
+  INT64: 8,
+  FP64: 8,
 }
 
 /** Half-precision bits to a number (IEEE 754 binary16). */
@@ -32,18 +43,26 @@ function fromHalf(bits: number): number {
  * which is also every Workers host's, so typed arrays read them as they are).
  * Non-finite floats and booleans other than 0 and 1 are refused here, as JSON cannot carry them.
  */
-export function decodeBinary(datatype: Datatype, bytes: Uint8Array, count: number, where: string): ArrayLike<number | boolean> {
+export function decodeBinary(
+  datatype: Datatype,
+  bytes: Uint8Array,
+  count: number,
+  where: string,
+): ArrayLike<number | boolean> {
   const size = ELEMENT_BYTES[datatype]
   if (size === undefined) throw badRequest(`${where}: binary data of datatype ${datatype} is not supported`)
   if (bytes.byteLength !== count * size) {
-    throw badRequest(`${where}: shape holds ${count} elements of ${size} bytes (${count * size}) but binary_data_size is ${bytes.byteLength}`)
+    throw badRequest(
+      `${where}: shape holds ${count} elements of ${size} bytes (${count * size}) but binary_data_size is ${bytes.byteLength}`,
+    )
   }
   // A view where the tensor is aligned for its element size (readBytes places it so when it copies),
   // else a copy that is.
   const aligned = bytes.byteOffset % 8 === 0
   const buffer = aligned ? bytes.buffer : bytes.slice().buffer
   const start = aligned ? bytes.byteOffset : 0
-  const view = <T>(Type: new (buffer: ArrayBufferLike, offset: number, length: number) => T) => new Type(buffer, start, count)
+  const view = <T>(Type: new (buffer: ArrayBufferLike, offset: number, length: number) => T) =>
+    new Type(buffer, start, count)
   let values: ArrayLike<number | boolean>
   switch (datatype) {
     case 'BOOL': {
@@ -53,19 +72,42 @@ export function decodeBinary(datatype: Datatype, bytes: Uint8Array, count: numbe
       values = Array.from(raw, (b) => b === 1)
       break
     }
-    case 'UINT8': values = view(Uint8Array); break
-    case 'INT8': values = view(Int8Array); break
-    case 'UINT16': values = view(Uint16Array); break
-    case 'INT16': values = view(Int16Array); break
-    case 'FP16': values = Array.from(view(Uint16Array), fromHalf); break
-    case 'UINT32': values = view(Uint32Array); break
-    case 'INT32': values = view(Int32Array); break
-    case 'FP32': values = view(Float32Array); break
-    case 'FP64': values = view(Float64Array); break
+    case 'UINT8':
+      values = view(Uint8Array)
+      break
+    case 'INT8':
+      values = view(Int8Array)
+      break
+    case 'UINT16':
+      values = view(Uint16Array)
+      break
+    case 'INT16':
+      values = view(Int16Array)
+      break
+    case 'FP16':
+      values = Array.from(view(Uint16Array), fromHalf)
+      break
+    case 'UINT32':
+      values = view(Uint32Array)
+      break
+    case 'INT32':
+      values = view(Int32Array)
+      break
+    case 'FP32':
+      values = view(Float32Array)
+      break
+    case 'FP64':
+      values = view(Float64Array)
+      break
     // Beyond 2^53 a Number is not exact; the datatype check then refuses it as out of range.
-    case 'UINT64': values = Array.from(view(BigUint64Array), Number); break
-    case 'INT64': values = Array.from(view(BigInt64Array), Number); break
-    default: throw badRequest(`${where}: binary data of datatype ${datatype} is not supported`)
+    case 'UINT64':
+      values = Array.from(view(BigUint64Array), Number)
+      break
+    case 'INT64':
+      values = Array.from(view(BigInt64Array), Number)
+      break
+    default:
+      throw badRequest(`${where}: binary data of datatype ${datatype} is not supported`)
   }
   if (datatype.startsWith('FP')) {
     for (let i = 0; i < values.length; i++) {
@@ -81,14 +123,18 @@ export function splitBinary(sizes: (number | undefined)[], binary: Uint8Array | 
   const parts = sizes.map((size, i) => {
     if (size === undefined) return undefined
     if (!binary || offset + size > binary.byteLength) {
-      throw badRequest(`inputs[${i}]: binary_data_size ${size} runs past the ${binary?.byteLength ?? 0} bytes after the inference header`)
+      throw badRequest(
+        `inputs[${i}]: binary_data_size ${size} runs past the ${binary?.byteLength ?? 0} bytes after the inference header`,
+      )
     }
     const part = binary.subarray(offset, offset + size)
     offset += size
     return part
   })
   if (binary && offset !== binary.byteLength) {
-    throw badRequest(`${binary.byteLength - offset} bytes after the inference header belong to no input (binary_data_size adds up to ${offset})`)
+    throw badRequest(
+      `${binary.byteLength - offset} bytes after the inference header belong to no input (binary_data_size adds up to ${offset})`,
+    )
   }
   return parts
 }

@@ -37,7 +37,11 @@ export const SERVER_METADATA = { name: 'warmserve', version: '0.1.0', extensions
 
 const platformOf = (format: ModelFormat) => `tensorflowjs_${format.replace('-', '_')}`
 
-const tensorMetadata = (spec: TensorSpec) => ({ name: spec.name, datatype: datatypeOf(spec.dtype), shape: spec.shape ?? [-1] })
+const tensorMetadata = (spec: TensorSpec) => ({
+  name: spec.name,
+  datatype: datatypeOf(spec.dtype),
+  shape: spec.shape ?? [-1],
+})
 
 /**
  * Model metadata. Answered without loading the model where its signature is known for certain
@@ -49,12 +53,23 @@ export async function modelMetadataV2(caller: Caller, name: string, version?: nu
   const versions = repository.served(name).map(String)
   const target = repository.resolve(name, { version })
   const { config } = target
-  const answer = ({ format, signature }: { format: ModelFormat; signature: Signature }, memory: number | undefined, labels = config.labels as string[] | undefined) => {
+  const answer = (
+    { format, signature }: { format: ModelFormat; signature: Signature },
+    memory: number | undefined,
+    labels = config.labels as string[] | undefined,
+  ) => {
     const parameters = {
       ...(config.description !== undefined && { description: config.description }),
       ...(memory !== undefined && { memory_bytes: memory }),
       ...(labels && { labels }),
-      ...(labels && (!config.detect || config.classify) && { classify: { output: config.classify?.output, top_k: config.classify?.top_k ?? 5, activation: config.classify?.activation ?? 'none' } }),
+      ...(labels &&
+        (!config.detect || config.classify) && {
+          classify: {
+            output: config.classify?.output,
+            top_k: config.classify?.top_k ?? 5,
+            activation: config.classify?.activation ?? 'none',
+          },
+        }),
       ...(config.embed && { embed: config.embed }),
       // A detector's infer answers its raw tensors; :detect and the Models binding's run answer the boxes.
       ...(config.detect && { task: 'object-detection', detect: config.detect }),
@@ -85,7 +100,11 @@ export async function modelMetadataV2(caller: Caller, name: string, version?: nu
 }
 
 /** Model readiness: the version loads (or is loaded); when it cannot, why, with the 503 that says when to retry. */
-export async function modelReadyV2(caller: Caller, name: string, version?: number): Promise<{ name: string; ready: true } | { name: string; ready: false; error: ModelUnavailableError }> {
+export async function modelReadyV2(
+  caller: Caller,
+  name: string,
+  version?: number,
+): Promise<{ name: string; ready: true } | { name: string; ready: false; error: ModelUnavailableError }> {
   try {
     return await withLease(caller, name, { version }, async () => ({ name, ready: true as const }))
   } catch (error) {
@@ -123,19 +142,28 @@ async function inputTensor(
     spendElements(limits.elements, count, where)
     values = decodeBinary(input.datatype, raw, count, `${where} binary data`)
   } else {
-    if (input.data === undefined) throw badRequest(`${where}: data is required (or parameters.binary_data_size with the bytes after the inference header)`)
+    if (input.data === undefined)
+      throw badRequest(
+        `${where}: data is required (or parameters.binary_data_size with the bytes after the inference header)`,
+      )
     const flat = flatten(input.data, `${where} data`, limits.elements)
     if (flat.values.length !== count) {
-      throw badRequest(`${where}: shape [${input.shape.join(', ')}] holds ${count} elements but data has ${flat.values.length}`)
+      throw badRequest(
+        `${where}: shape [${input.shape.join(', ')}] holds ${count} elements but data has ${flat.values.length}`,
+      )
     }
     if (flat.shape.length > 1 && flat.shape.join() !== input.shape.join()) {
-      throw badRequest(`${where}: nested data has shape [${flat.shape.join(', ')}] but shape says [${input.shape.join(', ')}]`)
+      throw badRequest(
+        `${where}: nested data has shape [${flat.shape.join(', ')}] but shape says [${input.shape.join(', ')}]`,
+      )
     }
     values = flat.values
   }
   const convert = converter(input.datatype, spec.dtype, where)
   // Raw FP32 for a float32 input (finite, checked by decodeBinary) or INT32 for an int32 one: the view is the tensor's data.
-  const exact = (values instanceof Float32Array && spec.dtype === 'float32') || (values instanceof Int32Array && spec.dtype === 'int32')
+  const exact =
+    (values instanceof Float32Array && spec.dtype === 'float32') ||
+    (values instanceof Int32Array && spec.dtype === 'int32')
   return makeTensor(spec, { shape: input.shape, values }, `${where} data`, convert, limits, model, exact)
 }
 
@@ -164,13 +192,21 @@ export interface InferInput {
  * One inference through the one prediction path (src/predict.ts), whatever the transport: `read`
  * gives the parsed request once traffic control has let it in.
  */
-export function inferV2(caller: Caller, name: string, version: number | undefined, read: () => Promise<InferInput>): Promise<Prediction<InferAnswer>> {
+export function inferV2(
+  caller: Caller,
+  name: string,
+  version: number | undefined,
+  read: () => Promise<InferInput>,
+): Promise<Prediction<InferAnswer>> {
   const config = readConfig(caller.env)
   return predict(caller, name, { version }, read, ({ body, raws }) => ({
     outputs: (held) => {
       const filled = textSiblings(held, body)
       checkInputNames(held.lease.model.signature, [...body.inputs.map((i) => i.name), ...filled.keys()])
-      return outputNames(held, body.outputs?.map((o) => o.name))
+      return outputNames(
+        held,
+        body.outputs?.map((o) => o.name),
+      )
     },
     format: () => 'v2',
     async feeds(held, feeds) {
@@ -189,7 +225,8 @@ export function inferV2(caller: Caller, name: string, version: number | undefine
         const elements = textElements(input, raws[i], where, limits, config)
         feeds[input.name] = await transform.tensor(elements, (j) => `${where}[${j}]`, config, limits)
         for (const [sibling, from] of filled) {
-          if (from === input.name) feeds[sibling] = await transforms.get(sibling)!.tensor(elements, (j) => `${where}[${j}]`, config, limits)
+          if (from === input.name)
+            feeds[sibling] = await transforms.get(sibling)!.tensor(elements, (j) => `${where}[${j}]`, config, limits)
         }
       }
     },
@@ -207,7 +244,10 @@ export function inferV2(caller: Caller, name: string, version: number | undefine
 }
 
 /** A served version's state in this isolate, as Triton's repository index reports it. */
-function versionState(status: ReturnType<ModelCache['status']>): { state: 'READY' | 'LOADING' | 'UNAVAILABLE'; reason?: string } {
+function versionState(status: ReturnType<ModelCache['status']>): {
+  state: 'READY' | 'LOADING' | 'UNAVAILABLE'
+  reason?: string
+} {
   if (status?.state === 'AVAILABLE') return { state: 'READY' }
   if (status?.state === 'LOADING') return { state: 'LOADING' }
   if (status?.state === 'FAILED') return { state: 'UNAVAILABLE', reason: status.message }
@@ -223,7 +263,9 @@ export async function repositoryEntries(caller: Caller, ready: boolean) {
   const repository = await state.repository(caller.env, caller.waitUntil)
   const entries = repository.names().flatMap((name) => {
     try {
-      return repository.served(name).map((v) => ({ name, version: String(v), ...versionState(state.cache.status(cacheKey(name, v))) }))
+      return repository
+        .served(name)
+        .map((v) => ({ name, version: String(v), ...versionState(state.cache.status(cacheKey(name, v))) }))
     } catch (error) {
       // A model whose config.json or version policy is broken is listed, with the reason it cannot serve.
       return [{ name, version: '', state: 'UNAVAILABLE' as const, reason: (error as Error).message }]

@@ -15,7 +15,15 @@ export function launchChromium(): Promise<BrowserServer> {
   return chromium.launchServer({
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   })
 }
 
@@ -24,12 +32,18 @@ export function launchChromium(): Promise<BrowserServer> {
  * Chromium at `wsEndpoint`. The page may load nothing from anywhere but the Worker (127.0.0.1) and
  * the URL schemes in `alsoAllowed` (`blob:` for a picked file's preview).
  */
-export async function openChromium(wsEndpoint: string, alsoAllowed: string[] = []): Promise<{ page: Page; close(): Promise<void> }> {
+export async function openChromium(
+  wsEndpoint: string,
+  alsoAllowed: string[] = [],
+): Promise<{ page: Page; close(): Promise<void> }> {
   const browser = await chromium.connect(wsEndpoint)
   const context = await browser.newContext({ viewport: { width: 1200, height: 1000 } })
   const page = await context.newPage()
   const allowed = ['http://127.0.0.1:', ...alsoAllowed]
-  await page.route((url) => !allowed.some((prefix) => url.href.startsWith(prefix)), (route) => route.abort())
+  await page.route(
+    (url) => !allowed.some((prefix) => url.href.startsWith(prefix)),
+    (route) => route.abort(),
+  )
   return {
     page,
     async close() {

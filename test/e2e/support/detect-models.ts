@@ -40,7 +40,15 @@ export const DETECTORS = {
   centernet: {
     inputs: { 'tower_0/images': { image: { size: [512, 512], channels: 3, range: [0, 255] } } },
     labels: [] as string[], // COCO's 80, filled in by addDetectModels (inline: metadata is then answered without loading the model)
-    detect: { output: 'tower_0/detections', columns: 'box,score,class', box_format: 'xyxy', box_units: 'pixels', score_threshold: 0.2, iou_threshold: 0.5, max_detections: 20 },
+    detect: {
+      output: 'tower_0/detections',
+      columns: 'box,score,class',
+      box_format: 'xyxy',
+      box_units: 'pixels',
+      score_threshold: 0.2,
+      iou_threshold: 0.5,
+      max_detections: 20,
+    },
   },
   // The export's own post-processed outputs (detection_boxes, _scores, _classes, num_detections) come
   // out of tf.js's wasm backend with scores near 0.006 where its cpu backend gives 0.2, so it is read
@@ -62,12 +70,33 @@ export const DETECTORS = {
   'yolo-tiny': {
     inputs: { images: { image: { size: [YOLO_SIDE, YOLO_SIDE], channels: 3, range: [0, 1], layout: 'nchw' } } },
     labels: ['red', 'green', 'blue'],
-    detect: { output: 'rows', columns: 'box,classes', box_format: 'cxcywh', box_units: 'normalized', score_threshold: 0.5, iou_threshold: 0.3, max_detections: 15 },
+    detect: {
+      output: 'rows',
+      columns: 'box,classes',
+      box_format: 'cxcywh',
+      box_units: 'normalized',
+      score_threshold: 0.5,
+      iou_threshold: 0.3,
+      max_detections: 15,
+    },
   },
   'yolo5-tiny': {
-    inputs: { images: { image: { size: [YOLO_SIDE, YOLO_SIDE], channels: 3, range: [0, 1], layout: 'nchw', fit: 'center-crop' } } },
+    inputs: {
+      images: {
+        image: { size: [YOLO_SIDE, YOLO_SIDE], channels: 3, range: [0, 1], layout: 'nchw', fit: 'center-crop' },
+      },
+    },
     labels: ['light', 'dark'],
-    detect: { output: 'rows', columns: 'box,objectness,classes', box_format: 'cxcywh', box_units: 'normalized', score_threshold: 0.3, iou_threshold: 0.4, max_detections: 10, class_agnostic: true },
+    detect: {
+      output: 'rows',
+      columns: 'box,objectness,classes',
+      box_format: 'cxcywh',
+      box_units: 'normalized',
+      score_threshold: 0.3,
+      iou_threshold: 0.4,
+      max_detections: 10,
+      class_agnostic: true,
+    },
   },
 } as const
 
@@ -91,8 +120,12 @@ function seeded(count: number, seed: number, scale: number): Float32Array {
 export function yoloModel(): tfl.LayersModel {
   const input = tfl.input({ shape: [3, YOLO_SIDE, YOLO_SIDE], name: 'images' })
   let x = tfl.layers.permute({ dims: [2, 3, 1] }).apply(input) as tfl.SymbolicTensor
-  x = tfl.layers.conv2d({ filters: 8, kernelSize: 4, strides: 4, activation: 'relu', name: 'stem' }).apply(x) as tfl.SymbolicTensor
-  x = tfl.layers.conv2d({ filters: YOLO_FILTERS, kernelSize: 2, strides: 2, activation: 'sigmoid', name: 'head' }).apply(x) as tfl.SymbolicTensor
+  x = tfl.layers
+    .conv2d({ filters: 8, kernelSize: 4, strides: 4, activation: 'relu', name: 'stem' })
+    .apply(x) as tfl.SymbolicTensor
+  x = tfl.layers
+    .conv2d({ filters: YOLO_FILTERS, kernelSize: 2, strides: 2, activation: 'sigmoid', name: 'head' })
+    .apply(x) as tfl.SymbolicTensor
   x = tfl.layers.reshape({ targetShape: [(YOLO_SIDE / 8) ** 2, YOLO_FILTERS] }).apply(x) as tfl.SymbolicTensor
   const rows = tfl.layers.permute({ dims: [2, 1], name: 'rows' }).apply(x) as tfl.SymbolicTensor
   const model = tfl.model({ inputs: input, outputs: rows })
@@ -106,7 +139,11 @@ async function saveLayers(model: tfl.LayersModel, folder: string): Promise<void>
   await model.save(
     tf.io.withSaveHandler(async (artifacts) => {
       writeFileSync(join(folder, 'group1-shard1of1.bin'), new Uint8Array(artifacts.weightData as ArrayBuffer))
-      const json = { modelTopology: artifacts.modelTopology, format: 'layers-model', weightsManifest: [{ paths: ['group1-shard1of1.bin'], weights: artifacts.weightSpecs }] }
+      const json = {
+        modelTopology: artifacts.modelTopology,
+        format: 'layers-model',
+        weightsManifest: [{ paths: ['group1-shard1of1.bin'], weights: artifacts.weightSpecs }],
+      }
       writeFileSync(join(folder, 'model.json'), JSON.stringify(json))
       return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }
     }),
@@ -127,8 +164,12 @@ export async function addDetectModels(repo: string): Promise<void> {
   await saveLayers(yolo, join(repo, 'yolo-tiny', '1'))
   yolo.dispose()
   mkdirSync(join(repo, 'yolo5-tiny', '1'), { recursive: true })
-  for (const file of ['model.json', 'group1-shard1of1.bin']) copyFileSync(join(repo, 'yolo-tiny', '1', file), join(repo, 'yolo5-tiny', '1', file))
+  for (const file of ['model.json', 'group1-shard1of1.bin'])
+    copyFileSync(join(repo, 'yolo-tiny', '1', file), join(repo, 'yolo5-tiny', '1', file))
   for (const [name, config] of Object.entries(DETECTORS)) {
-    writeFileSync(join(repo, name, 'config.json'), JSON.stringify(name === 'centernet' ? { ...config, labels: cocoLabels() } : config))
+    writeFileSync(
+      join(repo, name, 'config.json'),
+      JSON.stringify(name === 'centernet' ? { ...config, labels: cocoLabels() } : config),
+    )
   }
 }

@@ -13,9 +13,27 @@ import { addTrafficModels } from './repo-traffic'
 
 /** Models that npm packages ship, served as they come (no config.json): test/e2e/foreign-models.test.ts. */
 export const FOREIGN = [
-  { name: 'foreign-liveness', source: '@vladmandic/human/models/liveness.json', format: 'graph-model', rowShape: [32, 32, 3], range: [0, 1] },
-  { name: 'foreign-emotion', source: '@vladmandic/human/models/emotion.json', format: 'graph-model', rowShape: [64, 64, 1], range: [0, 1] },
-  { name: 'upscaler-2x', source: '@upscalerjs/default-model/models/model.json', format: 'layers-model', rowShape: [8, 8, 3], range: [0, 255] },
+  {
+    name: 'foreign-liveness',
+    source: '@vladmandic/human/models/liveness.json',
+    format: 'graph-model',
+    rowShape: [32, 32, 3],
+    range: [0, 1],
+  },
+  {
+    name: 'foreign-emotion',
+    source: '@vladmandic/human/models/emotion.json',
+    format: 'graph-model',
+    rowShape: [64, 64, 1],
+    range: [0, 1],
+  },
+  {
+    name: 'upscaler-2x',
+    source: '@upscalerjs/default-model/models/model.json',
+    format: 'layers-model',
+    rowShape: [8, 8, 3],
+    range: [0, 255],
+  },
 ] as const satisfies readonly Foreign[]
 
 export interface Foreign {

@@ -32,8 +32,20 @@ export async function startFixtureServer(
     await buildRepository(repo)
     const config = wranglerConfigFor(repo, join(dir, 'wrangler.toml'))
     // warmserve is not the primary, so `--var` would not reach it: its vars go in its config copy.
-    if (options.vars) appendFileSync(config, `\n[vars]\n${Object.entries(options.vars).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join('\n')}\n`)
-    return { server: await startWranglerDev({ configs: ['test/e2e/support/caller/wrangler.toml', config], nice: options.nice?.() }), dir }
+    if (options.vars)
+      appendFileSync(
+        config,
+        `\n[vars]\n${Object.entries(options.vars)
+          .map(([k, v]) => `${k} = ${JSON.stringify(v)}`)
+          .join('\n')}\n`,
+      )
+    return {
+      server: await startWranglerDev({
+        configs: ['test/e2e/support/caller/wrangler.toml', config],
+        nice: options.nice?.(),
+      }),
+      dir,
+    }
   } catch (error) {
     rmSync(dir, { recursive: true, force: true })
     throw error

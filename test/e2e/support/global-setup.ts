@@ -53,10 +53,18 @@ export default async function setup(project: TestProject) {
   let browser: Promise<BrowserServer> | undefined
   const resources: Record<string, () => Promise<string>> = {
     // The fixture server also answers the service-binding tests: its caller Worker is in front (fixture-server.ts).
-    '/fixtures': () => (fixtures ??= startFixtureServer(writeFixtureRepository, { nice: () => nice })).then(({ server }) => described(server)),
-    '/bundle': () => (bundle ??= buildBundle({ nice, onSpawn: (pid) => builds.add(pid) }).finally(() => builds.clear())).then((b) => JSON.stringify(b)),
+    '/fixtures': () =>
+      (fixtures ??= startFixtureServer(writeFixtureRepository, { nice: () => nice })).then(({ server }) =>
+        described(server),
+      ),
+    '/bundle': () =>
+      (bundle ??= buildBundle({ nice, onSpawn: (pid) => builds.add(pid) }).finally(() => builds.clear())).then((b) =>
+        JSON.stringify(b),
+      ),
     '/': () => (shared ??= startWranglerDev({ vars: SHARED_VARS, nice })).then(described),
-    ...(chromiumAvailable && { '/chromium': () => (browser ??= launchChromium()).then((server) => JSON.stringify(server.wsEndpoint())) }),
+    ...(chromiumAvailable && {
+      '/chromium': () => (browser ??= launchChromium()).then((server) => JSON.stringify(server.wsEndpoint())),
+    }),
   }
   const broker = createServer((request, response) => {
     foreground()
@@ -69,7 +77,9 @@ export default async function setup(project: TestProject) {
   })
   if (eager) {
     // In the order a first run's files ask for them (vitest runs the largest files first).
-    void Object.values(resources).reduce<Promise<unknown>>((previous, start) => previous.then(start, start), Promise.resolve()).catch(() => {})
+    void Object.values(resources)
+      .reduce<Promise<unknown>>((previous, start) => previous.then(start, start), Promise.resolve())
+      .catch(() => {})
   }
   await new Promise<void>((resolve, reject) => {
     broker.once('error', reject)

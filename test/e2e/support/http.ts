@@ -26,7 +26,11 @@ export async function get<T = unknown>(url: string, headers: Record<string, stri
 }
 
 /** POSTs a body (objects as JSON) with `content-type: application/json` unless `headers` says otherwise. */
-export async function post<T = unknown>(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Answer<T>> {
+export async function post<T = unknown>(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<Answer<T>> {
   return answer<T>(
     await fetch(url, {
       method: 'POST',
@@ -38,7 +42,11 @@ export async function post<T = unknown>(url: string, body: unknown, headers: Rec
 }
 
 /** What `curl -d '<body>'` sends: a form content type (the body itself is JSON). */
-export const CURL_D_HEADERS = { 'content-type': 'application/x-www-form-urlencoded', accept: '*/*', 'user-agent': 'curl/8' }
+export const CURL_D_HEADERS = {
+  'content-type': 'application/x-www-form-urlencoded',
+  accept: '*/*',
+  'user-agent': 'curl/8',
+}
 
 export const argmax = (row: readonly number[]): number => row.reduce((best, v, i) => (v > row[best]! ? i : best), 0)
 

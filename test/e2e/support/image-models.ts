@@ -50,7 +50,13 @@ export const MODELS = {
 } as const
 
 /** The tensor comparison: RGB 64×64 in [0, 1], normalized with ImageNet's mean and std. */
-export const PIXELS: Image = { size: [64, 64], channels: 3, range: [0, 1], mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
+export const PIXELS: Image = {
+  size: [64, 64],
+  channels: 3,
+  range: [0, 1],
+  mean: [0.485, 0.456, 0.406],
+  std: [0.229, 0.224, 0.225],
+}
 
 /** Writes the image models into the repository `repo`: the two human models, the labels file, and `pixels`. */
 export async function addImageModels(repo: string): Promise<void> {
@@ -60,11 +66,21 @@ export async function addImageModels(repo: string): Promise<void> {
   }
   writeFileSync(join(repo, 'human-liveness', 'labels.txt'), LIVENESS_LABELS)
   const input = tfl.input({ shape: [...PIXELS.size, PIXELS.channels], name: 'image' })
-  const identity = tfl.model({ inputs: input, outputs: tfl.layers.flatten({ name: 'flat' }).apply(input) as tfl.SymbolicTensor })
+  const identity = tfl.model({
+    inputs: input,
+    outputs: tfl.layers.flatten({ name: 'flat' }).apply(input) as tfl.SymbolicTensor,
+  })
   await identity.save(
     tf.io.withSaveHandler(async (a) => {
       mkdirSync(join(repo, 'pixels', '1'), { recursive: true })
-      writeFileSync(join(repo, 'pixels', '1', 'model.json'), JSON.stringify({ modelTopology: a.modelTopology, format: 'layers-model', weightsManifest: [{ paths: [], weights: [] }] }))
+      writeFileSync(
+        join(repo, 'pixels', '1', 'model.json'),
+        JSON.stringify({
+          modelTopology: a.modelTopology,
+          format: 'layers-model',
+          weightsManifest: [{ paths: [], weights: [] }],
+        }),
+      )
       return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }
     }),
   )

@@ -21,7 +21,8 @@ export function addPackagedModel(repo: string, name: string, modelJson: string):
   mkdirSync(target, { recursive: true })
   copyFileSync(modelJson, join(target, 'model.json'))
   const json = JSON.parse(readFileSync(modelJson, 'utf8')) as { weightsManifest: { paths: string[] }[] }
-  for (const shard of json.weightsManifest.flatMap((group) => group.paths)) copyFileSync(join(dirname(modelJson), shard), join(target, shard))
+  for (const shard of json.weightsManifest.flatMap((group) => group.paths))
+    copyFileSync(join(dirname(modelJson), shard), join(target, shard))
 }
 
 /** Copies model-assets/ into the repository folder `repo`, without its index (the repository's own is built for it). */

@@ -22,10 +22,17 @@ export const CACHE_TTL_SECONDS = 300
 export async function addRpcModels(repo: string): Promise<void> {
   const digits = JSON.parse(readFileSync(join(ASSETS, 'digits/config.json'), 'utf8')) as Record<string, unknown>
   cpSync(join(ASSETS, 'digits/1'), join(repo, 'cache-digits/1'), { recursive: true })
-  writeFileSync(join(repo, 'cache-digits/config.json'), JSON.stringify({ ...digits, response_cache: { ttl_seconds: CACHE_TTL_SECONDS } }, null, 2))
-  for (const version of ['1', '2']) cpSync(join(ASSETS, 'iris/1'), join(repo, 'cache-iris', version), { recursive: true })
+  writeFileSync(
+    join(repo, 'cache-digits/config.json'),
+    JSON.stringify({ ...digits, response_cache: { ttl_seconds: CACHE_TTL_SECONDS } }, null, 2),
+  )
+  for (const version of ['1', '2'])
+    cpSync(join(ASSETS, 'iris/1'), join(repo, 'cache-iris', version), { recursive: true })
   mkdirSync(join(repo, 'cache-iris'), { recursive: true })
-  writeFileSync(join(repo, 'cache-iris/config.json'), JSON.stringify({ response_cache: { ttl_seconds: CACHE_TTL_SECONDS } }, null, 2))
+  writeFileSync(
+    join(repo, 'cache-iris/config.json'),
+    JSON.stringify({ response_cache: { ttl_seconds: CACHE_TTL_SECONDS } }, null, 2),
+  )
   addPackagedModel(repo, 'cache-emotion', join(HUMAN, 'emotion.json'))
   const emotion = {
     inputs: { 'input_1:0': { image: { size: [64, 64], channels: 1, range: [-1, 1] } } },

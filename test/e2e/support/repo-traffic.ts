@@ -24,10 +24,26 @@ function irisModel(repo: string, name: string, versions: Record<string, [number,
 
 /** Writes the traffic models into `repo` (a model repository folder). */
 export async function addTrafficModels(repo: string): Promise<void> {
-  irisModel(repo, 'traffic-split', { '1': SETOSA_BIAS, '2': VERSICOLOR_BIAS }, { traffic: { versions: { '1': 50, '2': 50 }, sticky_header: 'x-client-id' } })
-  irisModel(repo, 'traffic-shadow', { '1': SETOSA_BIAS, '2': VIRGINICA_BIAS }, { traffic: { versions: { '1': 100 } }, shadow: { version: 2, fraction: 1 } })
+  irisModel(
+    repo,
+    'traffic-split',
+    { '1': SETOSA_BIAS, '2': VERSICOLOR_BIAS },
+    { traffic: { versions: { '1': 50, '2': 50 }, sticky_header: 'x-client-id' } },
+  )
+  irisModel(
+    repo,
+    'traffic-shadow',
+    { '1': SETOSA_BIAS, '2': VIRGINICA_BIAS },
+    { traffic: { versions: { '1': 100 } }, shadow: { version: 2, fraction: 1 } },
+  )
   irisModel(repo, 'traffic-baseline', { '1': SETOSA_BIAS })
   cpSync(join(ROOT, 'model-assets/digits/1'), join(repo, 'traffic-digits', '1'), { recursive: true })
-  const digits = JSON.parse(readFileSync(join(ROOT, 'model-assets/digits/config.json'), 'utf8')) as Record<string, unknown>
-  writeFileSync(join(repo, 'traffic-digits', 'config.json'), JSON.stringify({ ...digits, max_concurrent: 1, max_queue: 0 }, null, 2))
+  const digits = JSON.parse(readFileSync(join(ROOT, 'model-assets/digits/config.json'), 'utf8')) as Record<
+    string,
+    unknown
+  >
+  writeFileSync(
+    join(repo, 'traffic-digits', 'config.json'),
+    JSON.stringify({ ...digits, max_concurrent: 1, max_queue: 0 }, null, 2),
+  )
 }

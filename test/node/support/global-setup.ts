@@ -19,7 +19,10 @@ import { CLIENT_MAIN, CLIENT_OPTIONS } from './client-project'
 const checks = (dir: string): Record<string, string[]> => ({
   fresh: [join(ROOT, 'scripts/dev/build-client.mjs'), '--check'],
   ...Object.fromEntries(
-    Object.entries(HONO_COPIES).map(([name, hono]) => [name, [TSC, '-p', join(clientProject(dir, name, hono), 'tsconfig.json')]]),
+    Object.entries(HONO_COPIES).map(([name, hono]) => [
+      name,
+      [TSC, '-p', join(clientProject(dir, name, hono), 'tsconfig.json')],
+    ]),
   ),
 })
 
@@ -48,7 +51,10 @@ function clientProject(dir: string, name: string, hono: string): string {
   symlinkSync(hono, join(project, 'node_modules/hono'))
   writeFileSync(join(project, 'package.json'), JSON.stringify({ type: 'module', private: true }))
   writeFileSync(join(project, 'main.ts'), CLIENT_MAIN)
-  writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions: CLIENT_OPTIONS, include: ['main.ts'] }))
+  writeFileSync(
+    join(project, 'tsconfig.json'),
+    JSON.stringify({ compilerOptions: CLIENT_OPTIONS, include: ['main.ts'] }),
+  )
   return project
 }
 
@@ -64,8 +70,13 @@ export default function setup(project: TestProject) {
       // and that group at the lowest priority too: nice alone only ranks it within vitest's group,
       // while each `wrangler dev` (a session of its own as well) competes group against group.
       // (Windows has no nice: there the checks run at the usual priority.)
-      const command = process.platform === 'win32' ? [process.execPath, ...args] : ['nice', '-n', '19', process.execPath, ...args]
-      const child = spawn(command[0]!, command.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+      const command =
+        process.platform === 'win32' ? [process.execPath, ...args] : ['nice', '-n', '19', process.execPath, ...args]
+      const child = spawn(command[0]!, command.slice(1), {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      })
       if (child.pid !== undefined) setGroupPriority(child.pid, 19)
       running.add(child)
       let output = ''

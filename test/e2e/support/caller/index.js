@@ -19,11 +19,21 @@ const METHODS = ['run', 'infer', 'metadata', 'list']
 
 /** @param {unknown} value */
 const plain = (value) =>
-  JSON.parse(JSON.stringify(value, (_key, v) => (ArrayBuffer.isView(v) ? { typed: v.constructor.name, values: Array.from(v, (x) => (typeof x === 'bigint' ? Number(x) : x)) } : v)))
+  JSON.parse(
+    JSON.stringify(value, (_key, v) =>
+      ArrayBuffer.isView(v)
+        ? { typed: v.constructor.name, values: Array.from(v, (x) => (typeof x === 'bigint' ? Number(x) : x)) }
+        : v,
+    ),
+  )
 
 /** @param {unknown} value */
 const typed = (value) =>
-  JSON.parse(JSON.stringify(value), (_key, v) => (v && typeof v === 'object' && typeof v.typed === 'string' && Array.isArray(v.values) ? new globalThis[v.typed](v.values) : v))
+  JSON.parse(JSON.stringify(value), (_key, v) =>
+    v && typeof v === 'object' && typeof v.typed === 'string' && Array.isArray(v.values)
+      ? new globalThis[v.typed](v.values)
+      : v,
+  )
 
 export default class Caller extends WorkerEntrypoint {
   /**
