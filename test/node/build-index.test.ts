@@ -222,4 +222,55 @@ describe('build-index checks a detect block against the model it names', () => {
     expect(skipped).toEqual([])
     expect(Object.keys(index.models)).toEqual(['nchw'])
   })
+
+  describe('text inputs', () => {
+    const SPAM = join(ROOT, 'model-assets/spam')
+    /** A copy of the bundled spam model (its tokenizer.json beside model.json) as <repo>/<name>/, returned its version folder. */
+    function spam(name: string): string {
+      cpSync(SPAM, join(repo, name), { recursive: true })
+      return join(repo, name, '1')
+    }
+
+    it('indexes a text model whose tokenizer runs and fits its embedding', async () => {
+      spam('spam')
+      const { index, skipped } = await build()
+      expect(skipped).toEqual([])
+      expect(Object.keys(index.models)).toEqual(['spam'])
+    })
+
+    it('skips a version whose tokenizer file is missing or is not a tokenizer, naming it', async () => {
+      rmSync(join(spam('gone'), 'tokenizer.json'))
+      writeFileSync(join(spam('broken'), 'tokenizer.json'), JSON.stringify({ version: '1.0' }))
+      const { index, skipped } = await build()
+      expect(index.models).toEqual({})
+      expect(skipped).toEqual([
+        'broken/1: tokenizer.json is not a tokenizer.json this server can run: not a tokenizer.json: it has no "model"',
+        "gone/1: input 'input_ids' is fed from tokenizer.json, which is not in the version's folder",
+      ])
+    })
+
+    it('skips a version whose tokenizer has more token ids than the embedding its input indexes', async () => {
+      const dir = spam('wide')
+      const tokenizer = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8'))
+      // The model's Embedding takes 4 000 ids: a vocabulary of 4 001 would index past it.
+      tokenizer.model.vocab['zzzz-one-too-many'] = 4000
+      writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizer))
+      const { skipped } = await build()
+      expect(skipped).toEqual([
+        "wide/1: tokenizer.json has 4001 token ids, but input 'input_ids' indexes an embedding of 4000: ids past 3999 would fail",
+      ])
+    })
+
+    it('refuses inputs fed from one tokenizer with different lengths', async () => {
+      spam('uneven')
+      const path = join(repo, 'uneven/config.json')
+      const config = JSON.parse(readFileSync(path, 'utf8'))
+      config.inputs.attention_mask = { text: { tokenizer: 'tokenizer.json', max_length: 64, field: 'attention_mask' } }
+      writeFileSync(path, JSON.stringify(config))
+      const { skipped } = await build()
+      expect(skipped).toEqual([
+        "uneven: config.json is invalid: inputs fed from tokenizer.json share one encoding: max_length and padding must equal input 'input_ids''s (128, max_length) at inputs.attention_mask.text",
+      ])
+    })
+  })
 })
