@@ -7,7 +7,6 @@
 import type { Place } from '../src/traffic/gate'
 import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
-import { encode as encodePng } from 'fast-png'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { dataPoint, MAX_PENDING_EVENTS, PointWriter } from '../src/analytics/analytics'
 import { inferenceRoute } from '../src/http/middleware/analytics'
@@ -15,9 +14,9 @@ import { COLUMNS, LIMITS, MAX_BLOB_BYTES, schemaTable, sqlName } from '../src/an
 import { isolate, resetIsolate } from '../src/isolate'
 import { Models } from '../src/rpc/entrypoint'
 import { tf } from '../src/runtime/tf'
-import digits from './fixtures/digits-holdout.json'
 import worker from '../src/index'
 import { fakeClock, runCron, SETOSA } from './support/helpers'
+import { digitPng } from './support/digits'
 import { irisWithBias, publish } from './support/r2-helpers'
 import doc from '../docs/analytics.md?raw'
 
@@ -92,15 +91,6 @@ const isolateFields = () => ({
   isolate_age_ms: expect.any(Number),
   resident_bytes: expect.any(Number),
 })
-
-const digitPng = (i: number) =>
-  encodePng({
-    width: 28,
-    height: 28,
-    channels: 1,
-    depth: 8,
-    data: Uint8Array.from(digits.images[i]!, (v) => Math.round(v * 255)),
-  })
 
 beforeEach(() => {
   resetIsolate()

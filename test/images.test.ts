@@ -10,6 +10,7 @@ import type { ImageTransform } from '../src/repository/model-config'
 import { tf } from '../src/runtime/tf'
 import digits from './fixtures/digits-holdout.json'
 import { call, post } from './support/helpers'
+import { digitPng } from './support/digits'
 
 /** A fixture photo's bytes, from the test assets (test/fixtures/models/_images/). */
 async function photo(name: string): Promise<Uint8Array> {
@@ -25,14 +26,6 @@ function base64(bytes: Uint8Array): string {
 }
 
 /** Held-out digit `i` as a grayscale PNG, its [0, 1] values rounded to bytes. */
-const digitPng = (i: number) =>
-  encodePng({
-    width: 28,
-    height: 28,
-    channels: 1,
-    depth: 8,
-    data: Uint8Array.from(digits.images[i]!, (v) => Math.round(v * 255)),
-  })
 
 const postImage = (path: string, bytes: Uint8Array, type: string, bindings?: Env) =>
   call(path, { method: 'POST', body: bytes, headers: { 'content-type': type } }, bindings)

@@ -2,12 +2,12 @@
 // auxiliary Worker of the pool, see vitest.config.ts), and the prediction cache, over HTTP and RPC.
 import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
-import { encode as encodePng } from 'fast-png'
 import { describe, expect, it, vi } from 'vitest'
 import worker from '../src/index'
 import { isolate } from '../src/isolate'
 import digits from './fixtures/digits-holdout.json'
 import { call, post, SETOSA } from './support/helpers'
+import { digitPng } from './support/digits'
 
 type Outcome<T = any> = { value?: T; error?: { message: string; status?: number; isError: boolean } }
 const caller = (env as unknown as { RPC_CALLER: { call(method: string, ...args: unknown[]): Promise<Outcome> } })
@@ -17,14 +17,6 @@ const caller = (env as unknown as { RPC_CALLER: { call(method: string, ...args: 
 const rpc = <T = any>(method: 'run' | 'infer' | 'metadata' | 'list', ...args: unknown[]) =>
   caller.call(method, ...args) as Promise<Outcome<T>>
 
-const digitPng = (i: number) =>
-  encodePng({
-    width: 28,
-    height: 28,
-    channels: 1,
-    depth: 8,
-    data: Uint8Array.from(digits.images[i]!, (v) => Math.round(v * 255)),
-  })
 const postImage = (path: string, bytes: Uint8Array, headers: Record<string, string> = {}) =>
   call(path, { method: 'POST', body: bytes, headers: { 'content-type': 'image/png', ...headers } })
 const VERSICOLOR = [6.4, 3.2, 4.5, 1.5]

@@ -25,6 +25,7 @@ import { ARTIFACTS, chromiumAvailable, openChromium } from './support/chromium'
 import { startFixtureServer } from './support/fixture-server'
 import { post } from './support/http'
 import { PHOTOS } from './support/image-models'
+import { readArtifacts } from './support/models'
 import { sharedChromium } from './support/servers'
 import type { WranglerDev } from './support/servers'
 
@@ -94,20 +95,6 @@ async function referenceInput(path: string, image: ImageConfig, dtype: 'float32'
   made.dispose()
   await tf.setBackend('wasm')
   return tf.tensor4d(values, shape as [number, number, number, number], dtype)
-}
-
-function readArtifacts(path: string): tf.io.ModelArtifacts {
-  const json = JSON.parse(readFileSync(path, 'utf8')) as tf.io.ModelJSON
-  const data = Buffer.concat(
-    json.weightsManifest.flatMap((g) => g.paths).map((p) => readFileSync(join(dirname(path), p))),
-  )
-  return {
-    modelTopology: json.modelTopology,
-    format: json.format,
-    signature: json.signature,
-    weightSpecs: json.weightsManifest.flatMap((g) => g.weights),
-    weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength),
-  }
 }
 
 /** A candidate row: corners in input pixels, y1 x1 y2 x2 as tf.image.nonMaxSuppression takes them. */

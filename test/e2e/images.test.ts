@@ -8,7 +8,7 @@
  * test/e2e/support/image-models.ts.
  */
 import { readFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
 import '@tensorflow/tfjs-backend-cpu'
 import * as tfconv from '@tensorflow/tfjs-converter'
@@ -20,6 +20,7 @@ import type { SharedServer } from './support/servers'
 import { post } from './support/http'
 import { HUMAN, LIVENESS_LABELS, MODELS, PHOTOS, PIXELS } from './support/image-models'
 import type { Image } from './support/image-models'
+import { readArtifacts } from './support/models'
 
 const PHOTO_FILES = ['chelsea.png', 'camera.png', 'rocket.jpg', 'chelsea.jpg'] as const
 const TYPES: Record<string, string> = { png: 'image/png', jpg: 'image/jpeg' }
@@ -73,20 +74,6 @@ function referenceTensor(file: string, image: Image): tf.Tensor4D {
     if (image.std) y = tf.div(y, image.std)
     return tf.expandDims(y, 0) as tf.Tensor4D
   })
-}
-
-function readArtifacts(path: string): tf.io.ModelArtifacts {
-  const json = JSON.parse(readFileSync(path, 'utf8')) as tf.io.ModelJSON
-  const data = Buffer.concat(
-    json.weightsManifest.flatMap((g) => g.paths).map((p) => readFileSync(join(dirname(path), p))),
-  )
-  return {
-    modelTopology: json.modelTopology,
-    format: json.format,
-    signature: json.signature,
-    weightSpecs: json.weightsManifest.flatMap((g) => g.weights),
-    weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength),
-  }
 }
 
 const graphs = new Map<keyof typeof MODELS, Promise<tfconv.GraphModel>>()

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { get, post, SETOSA } from './support/http'
+import { get, metricSum, post, SETOSA } from './support/http'
 import { ROOT, sharedFixtureServer } from './support/servers'
 import type { SharedServer } from './support/servers'
 
@@ -29,22 +29,8 @@ async function waves<T>(count: number, width: number, task: (i: number) => Promi
   return results
 }
 
-/** One metric's value summed over the series whose labels include `labels` (label values here hold no quotes or commas). */
-async function metric(name: string, labels: Record<string, string>): Promise<number> {
-  let total = 0
-  for (const line of (await get(url('/metrics'))).text.split('\n')) {
-    const match = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line)
-    if (!match || match[1] !== name) continue
-    const has = Object.fromEntries(
-      (match[2] ?? '')
-        .split(',')
-        .filter(Boolean)
-        .map((pair) => pair.split('=') as [string, string]),
-    )
-    if (Object.entries(labels).every(([k, v]) => has[k] === JSON.stringify(v))) total += Number(match[3])
-  }
-  return total
-}
+/** One metric's value summed over the series whose labels include `labels`. */
+const metric = (name: string, labels: Record<string, string>) => metricSum(url(''), name, labels)
 
 /** POSTs an image as a raw `image/jpeg` body to `:classify`, bounded in time. */
 async function classify(image: Uint8Array) {

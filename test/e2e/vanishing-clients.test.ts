@@ -13,7 +13,7 @@ import type { Socket } from 'node:net'
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { get, post, SETOSA } from './support/http'
+import { get, metricSum, post, SETOSA } from './support/http'
 import { irisVariant } from './support/models'
 import { startFixtureServer } from './support/fixture-server'
 import type { WranglerDev } from './support/servers'
@@ -39,22 +39,8 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true })
 })
 
-/** Every sample of one family on /metrics whose labels include `labels`, summed. */
-async function metric(name: string, labels: Record<string, string>): Promise<number> {
-  let total = 0
-  for (const line of (await get(`${server!.url}/metrics`)).text.split('\n')) {
-    const match = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line)
-    if (!match || match[1] !== name) continue
-    const has = Object.fromEntries(
-      (match[2] ?? '')
-        .split(',')
-        .filter(Boolean)
-        .map((pair) => pair.split('=') as [string, string]),
-    )
-    if (Object.entries(labels).every(([k, v]) => has[k] === JSON.stringify(v))) total += Number(match[3])
-  }
-  return total
-}
+/** One metric's value summed over the series whose labels include `labels`. */
+const metric = (name: string, labels: Record<string, string>) => metricSum(server!.url, name, labels)
 
 /** Polls `read` until it returns `want`, for at most `ms`; returns what it read last. */
 async function until<T>(read: () => Promise<T>, want: T, ms: number): Promise<T> {

