@@ -38,15 +38,20 @@ describe.skipIf(!available)('the image panels of the try-it page in Chromium', (
     const panels = await page
       .locator('section.image-model')
       .evaluateAll((sections) => sections.map((s) => s.getAttribute('data-model')))
-    // The fixture repository's image models (an image input in their config.json), its other models not.
+    // The fixture repository's image models (an image input in their config.json), detectors
+    // included (their panels draw boxes: test/e2e/detect.test.ts), its other models not.
     expect(panels.sort()).toEqual([
       'cache-digits',
       'cache-emotion',
+      'centernet',
       'digits',
+      'handtrack',
       'human-emotion',
       'human-liveness',
       'pixels',
       'traffic-digits',
+      'yolo-tiny',
+      'yolo5-tiny',
     ])
     expect(await page.locator('tr[data-model="digits"]').innerText()).toContain('image BYTES [-1]')
     expect(failed).toEqual([])
