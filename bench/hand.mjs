@@ -238,10 +238,11 @@ export function handMarkdown(hand) {
   const extra = (key) => l[`ws:${key}`]?.p50 - l[`hand:${key}`]?.p50
   out.push(
     '',
-    `Reading: iris's extra ${f2(extra('iris'))} ms is the no-op's extra ${f2(extra('noop'))} ms within ${f2(Math.abs(extra('iris') - extra('noop')))} ms, so it is the`,
-    'per-request cost of what every warmserve request passes through (router and middleware; not broken down further here), not the model path; the',
+    `Reading: of iris's extra ${f2(extra('iris'))} ms, ${f2(extra('noop'))} ms is the no-op's extra (what every warmserve request passes`,
+    'through: router, middleware, the access-log line) and the rest is the predict route (body reading with its deadline, validation,',
+    'traffic control, the answer); docs/hand-written-floor.md#the-request-path breaks both down, measured inside workerd. The',
     `image model's JSON request costs ${f2(extra('image-json'))} ms more than \`JSON.parse\` + \`tf.tensor\` where the 0.80× target needs warmserve's`,
-    `own reader to save ${f2(l['hand:image-json']?.p50 * 0.2)} ms; the binary request is at the floor. Under this run's load every CPU millisecond reads`,
+    `own reader to save ${f2(l['hand:image-json']?.p50 * 0.2)} ms; the binary request is ${f2(l['ws:image-binary']?.p50 / l['hand:image-binary']?.p50)}× the hand-written one. Under this run's load every CPU millisecond reads`,
     'as several on the wall clock, so the absolute figures are inflated; the ratios are the comparison.',
   )
   const models = [...new Set(hand.cold.map((t) => t.model))]

@@ -1,4 +1,5 @@
 import { afterEach, expect, it, vi } from 'vitest'
+import { pathOf } from '../src/http/common'
 import { post } from './support/helpers'
 
 afterEach(() => vi.restoreAllMocks())
@@ -56,4 +57,18 @@ it('logs refused requests too, without model fields', async () => {
   const [line] = lines.filter((l) => l.event === 'request')
   expect(line).toMatchObject({ status: 400, requestId: res.headers.get('x-request-id') })
   expect(line).not.toHaveProperty('model')
+})
+
+it('logs the path as the URL parser reads it: escapes kept, no query or fragment', () => {
+  for (const url of [
+    'http://x/v2/health/live',
+    'http://x/',
+    'http://x?q=1',
+    'http://x:8787/v1/models/a%20b:predict?x=/y#z',
+    'https://u:p@x.example/a//b/#f?g',
+    'http://x/%zz/%C3%A9',
+  ]) {
+    const serialized = new Request(url).url
+    expect(pathOf(serialized)).toBe(new URL(serialized).pathname)
+  }
 })

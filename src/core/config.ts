@@ -94,10 +94,16 @@ const schema = z.object(
 
 // A memo, not state: each env object's vars parse to the same immutable Config and IsolateLimits,
 // so they are parsed once.
-const parsed = new WeakMap<object, { config?: Config; limits?: IsolateLimits }>()
+interface Parsed {
+  config?: Config
+  limits?: IsolateLimits
+  r2?: { value: string | undefined; allowed: '*' | Set<string> }
+}
+
+const parsed = new WeakMap<object, Parsed>()
 
 /** The memo entry of `env`. */
-function parsedOf(env: object): { config?: Config; limits?: IsolateLimits } {
+function parsedOf(env: object): Parsed {
   let entry = parsed.get(env)
   if (!entry) parsed.set(env, (entry = {}))
   return entry
@@ -155,13 +161,21 @@ export function isolateLimits(env: object): IsolateLimits {
 /** Which models the R2 bucket may serve: `'*'` for every one, else a set of names (empty: R2 is off). */
 export function r2Models(env: object): '*' | Set<string> {
   const value = (env as StringVars).R2_MODELS
-  if (value === undefined || value.trim() === '*') return '*'
-  return new Set(
-    value
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean),
-  )
+  // Once per env object and value: every request asks, and the pointer's merged repository is kept
+  // only while this is the same object (repository/follow.ts), so a fresh Set would rebuild it each time.
+  const memo = parsedOf(env)
+  if (memo.r2 && memo.r2.value === value) return memo.r2.allowed
+  const allowed: '*' | Set<string> =
+    value === undefined || value.trim() === '*'
+      ? '*'
+      : new Set(
+          value
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+        )
+  memo.r2 = { value, allowed }
+  return allowed
 }
 
 /**

@@ -28,6 +28,22 @@ export function waitUntilOf(c: Context): ((promise: Promise<unknown>) => void) |
   }
 }
 
+/**
+ * The path of `url`, as `new URL(url).pathname` gives it, without parsing the whole URL: a Request's
+ * `url` is already serialized by the URL parser, so its path runs from the first `/` after the host
+ * to the query or fragment. (Hono's `c.req.path` would decode percent-escapes; the logs keep them.)
+ */
+export function pathOf(url: string): string {
+  const start = url.indexOf('/', url.indexOf('//') + 2)
+  if (start < 0) return '/'
+  let end = url.length
+  for (const mark of ['?', '#']) {
+    const at = url.indexOf(mark, start)
+    if (at >= 0 && at < end) end = at
+  }
+  return url.slice(start, end)
+}
+
 /** A handler for a path that exists but not for this method: 405 with the methods it allows. */
 export const methodNotAllowed = (allow: string) => (c: Context) => {
   throw new ApiError(405, `${c.req.method} is not allowed on ${new URL(c.req.url).pathname}; use ${allow}`, {

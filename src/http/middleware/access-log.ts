@@ -1,6 +1,7 @@
 /** @module http/middleware/access-log — one structured log line per request, with its id, model and timings. */
 import type { MiddlewareHandler } from 'hono'
 import { log } from '../../core/log'
+import { pathOf } from '../common'
 import type { AppEnv } from '../common'
 
 /**
@@ -17,7 +18,7 @@ export function accessLog(): MiddlewareHandler<AppEnv> {
       requestId: c.get('requestId'),
       clientRequestId: c.get('clientRequestId'),
       method: c.req.method,
-      path: new URL(c.req.url).pathname,
+      path: pathOf(c.req.url),
       status: c.res.status,
       ms: Date.now() - started,
       model: c.get('model'),
