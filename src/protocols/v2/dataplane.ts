@@ -54,7 +54,7 @@ export async function modelMetadataV2(caller: Caller, name: string, version?: nu
   // R2 candidates refused or not validated yet, with why: otherwise only the cron's log would say.
   const unserved = Object.entries(repository.rejected(name)).map(([v, r]) => ({
     version: v,
-    state: r.deferred ? 'deferred' : 'rejected',
+    state: r.deferred ? ('deferred' as const) : ('rejected' as const),
     reason: r.reason,
   }))
   const target = repository.resolve(name, { version })
