@@ -65,10 +65,11 @@ export default defineConfig({
               },
             },
           },
-          // test/soak.test.ts: bounded in `npm test`, full length with `npm run soak`.
+          // test/soak.test.ts and test/soak-models.test.ts: bounded in `npm test`, full length with `npm run soak`.
           // test/text.test.ts: tokenizations, scores and vectors computed in Node (test/setup/text.ts).
           provide: {
             soakRequests: Number(process.env.SOAK_REQUESTS ?? 2_000),
+            soakRounds: Number(process.env.SOAK_ROUNDS ?? 2),
             textExpectations: await textExpectations(),
           },
           // A bound, not a pace: the soak, the MobileNet and the image fuzzing take 2–4 s alone and

@@ -334,9 +334,9 @@ export class Isolate {
    * dropped (in-flight requests on them fail; their disposal touches nothing), a fresh instance
    * replaces the backend, and each model is loaded again. Concurrent callers share one rebuild.
    */
-  private recover(env: Env): Promise<void> {
+  private recover(env: Env, fragmented?: string): Promise<void> {
     this.recovering ??= (async () => {
-      const reason = backendBroken()
+      const reason = backendBroken() ?? `heap fragmented: ${fragmented}`
       const keys = this.cache.unload(undefined, 'the wasm backend is rebuilt')
       log('error', 'backend.rebuilding', { reason, models: keys })
       await this.backend.wasm.rebuild()
@@ -384,9 +384,12 @@ export class Isolate {
     }
   }
 
-  /** Rebuilds the wasm backend when it broke (an `Aborted()` in a kernel), reloading what it held; a no-op while it is sound. */
-  async repairBackend(env: Env): Promise<void> {
-    if (backendBroken()) await this.recover(env)
+  /**
+   * Rebuilds the wasm backend when it broke (an `Aborted()` in a kernel) or, `fragmented` saying why,
+   * when its heap had no block for one row of the only model it held; reloads what it held. A no-op otherwise.
+   */
+  async repairBackend(env: Env, fragmented?: string): Promise<void> {
+    if (backendBroken() || fragmented !== undefined) await this.recover(env, fragmented)
   }
 
   /**

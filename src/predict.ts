@@ -11,6 +11,7 @@
 import type { RequestRecord } from './analytics/analytics'
 import { isolate } from './isolate'
 import type { Isolate } from './isolate'
+import { HeapFragmentedError } from './cache/admission'
 import { holding } from './cache/lease'
 import type { ModelLease, WaitUntil } from './cache/lease'
 import type { KeyInput, PredictionCacheOutcome } from './cache/prediction-cache'
@@ -105,9 +106,11 @@ export async function predict<B, T>(
   } catch (error) {
     // A kernel's allocation failed inside the wasm module (an `Aborted()`): the backend is rebuilt,
     // the model loaded again, and the request served once more, as a heap with room would have.
-    if (!backendBroken()) throw error
+    // Or the heap, held by this model alone, was too fragmented for one row: rebuilt the same way.
+    const fragmented = error instanceof HeapFragmentedError
+    if (!backendBroken() && !fragmented) throw error
     log('warn', 'request.backend_recovered', { model: name, error: (error as Error).message })
-    await state.repairBackend(caller.env)
+    await state.repairBackend(caller.env, fragmented ? (error as Error).message : undefined)
     return attempt()
   }
 }

@@ -18,6 +18,17 @@ import type { tf } from '../runtime/tf'
 const measuredOnHeap = (f: Servable['footprint']) =>
   f.measured === 'heap-1' || f.measured === 'heap-1-2' || f.measured === 'index'
 
+/**
+ * One row of a model that is the only one this isolate holds could not get wasm heap, though the
+ * heap is the model's alone: its free space is in pieces too small (WebAssembly memory never
+ * shrinks). Only a fresh heap has the room back; the request path rebuilds it and serves again.
+ */
+export class HeapFragmentedError extends ModelUnavailableError {
+  constructor(message: string, cause: unknown) {
+    super(message, 1, cause)
+  }
+}
+
 /** No room in the budget now, and nothing under way that would make some: 503, retry soon, no backoff. */
 export class BudgetBusyError extends ModelUnavailableError {
   constructor(message: string) {
@@ -169,8 +180,8 @@ export class Admission {
 
   /**
    * Runs one (sub-)batch; when the wasm heap cannot give a tensor, evicts idle models (least recently
-   * used first) and runs it again. With none left, a 503 with the figures: the heap is held by models
-   * in use, and the request may be retried.
+   * used first) and runs it again; with none left, runs its rows in halves. A single row that still
+   * cannot get heap is a 503 with the figures: the heap is held by models in use, and it may be retried.
    */
   private async runWithRoom(
     resident: AdmittedModel,
@@ -182,6 +193,23 @@ export class Admission {
       } catch (error) {
         if (!isAllocationFailure(error)) throw error
         if (this.cache.evictIdle(resident.key)) continue
+        // The heap's free space is there but in pieces (WebAssembly memory never shrinks, and what
+        // loads and evictions left behind is scattered): half the rows need blocks half the size.
+        const rows = rowsOf(feeds)
+        if (rows !== undefined && rows > 1) {
+          const half = Math.ceil(rows / 2)
+          const runner = Object.create(resident.servable, {
+            run: { value: (part: Record<string, tf.Tensor>) => this.runWithRoom(resident, part) },
+          }) as Servable
+          return runInSubBatches(runner, feeds, rows, async () => ({ rows: half, done: () => {} }))
+        }
+        // No other model left to evict, and no lease but this run's: the heap is this model's alone.
+        if (this.cache.leases() <= 1) {
+          throw new HeapFragmentedError(
+            `${resident.key}: the wasm heap, held by this model alone, had no block for one row (${error.message}): it is fragmented`,
+            error,
+          )
+        }
         throw new ModelUnavailableError(
           `${resident.key}: the wasm heap had no room for this run (${error.message}) with every idle model evicted; retry`,
           1,

@@ -20,7 +20,7 @@ const TfStatus = z.object({
   model_version_status: z.array(
     z.object({
       version: z.string(),
-      state: z.enum(['AVAILABLE', 'END']),
+      state: z.enum(['AVAILABLE', 'START', 'END']).describe('START: an R2 version whose validation was deferred'),
       status: z.object({ error_code: z.string(), error_message: z.string() }),
     }),
   ),
@@ -68,6 +68,10 @@ const ModelMetadata = z.object({
         .int()
         .optional()
         .describe('what the model costs in this isolate with one row running; present once it is loaded here'),
+      unserved_versions: z
+        .array(z.object({ version: z.string(), state: z.enum(['rejected', 'deferred']), reason: z.string() }))
+        .optional()
+        .describe('R2 versions the cron refused (rejected) or could not validate yet (deferred), with why'),
     })
     .optional(),
 })

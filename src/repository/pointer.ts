@@ -31,6 +31,8 @@ export const Rejection = z.object({
   at: z.string(),
   /** The number was accepted once with other files: refused whatever is uploaded under it again, until its folder is deleted. */
   replaced: z.boolean().optional(),
+  /** Set on the entries of `PointerModel.deferred`: not a verdict. */
+  deferred: z.boolean().optional(),
 })
 export type Rejection = z.infer<typeof Rejection>
 
@@ -39,6 +41,11 @@ export const PointerModel = z.object({
   current: z.int().positive().nullable(),
   versions: z.record(z.string(), PublishedVersion),
   rejected: z.record(z.string(), Rejection),
+  /**
+   * Candidates the cron handler could not validate yet for a reason not theirs (R2, the wasm
+   * backend): no verdict, validated again on the next run, kept so the model's status says why.
+   */
+  deferred: z.record(z.string(), Rejection).optional(),
   /** `<name>/config.json` from the bucket, already checked; it replaces a bundled config.json. */
   config: z.unknown().optional(),
 })

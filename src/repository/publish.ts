@@ -17,14 +17,14 @@ import type { LoadResult, ModelCache } from '../cache/model-cache'
 import { storeHandler } from './model-files'
 import { fileProblem, MANIFEST_FILE, VersionManifest } from './manifest'
 import { readPointer, writePointer } from './pointer'
-import type { Pointer, PointerModel, PublishedVersion } from './pointer'
+import type { Pointer, PointerModel, PublishedVersion, Rejection } from './pointer'
 import { checkModelConfig, overlay, Repository } from './repository'
 import type { ResolvedVersion } from './repository'
 import { HEAP_PER_ACTIVATION_BYTE, KERNEL_FACTOR } from '../runtime/footprint'
 import { estimateMemory, formatBytes } from '../runtime/memory-estimate'
 import { buildServable } from '../runtime/servable'
 import { tf } from '../runtime/tf'
-import { isBackendFailure } from '../runtime/wasm-guard'
+import { backendBroken, isAllocationFailure, isBackendFailure } from '../runtime/wasm-guard'
 import { signatureChanges } from '../runtime/signature'
 import type { Signature } from '../runtime/signature'
 import { memoryStore, r2Store, withTimeout } from './stores'
@@ -84,13 +84,13 @@ const formatBudget = (bytes: number) => (bytes % MiB === 0 ? `${bytes / MiB} MiB
  * the cache counts a loaded model with one row running (runtime/footprint.ts): its float32 weights,
  * the kernels' state beside them, and the heap its warmup activations take.
  */
-function checkMemory(modelJson: ArrayBuffer, budgetBytes: number) {
+function checkMemory(modelJson: ArrayBuffer, budgetBytes: number): number {
   let json: tf.io.ModelJSON
   try {
     json = JSON.parse(new TextDecoder().decode(modelJson)) as tf.io.ModelJSON
-    if (json.modelTopology == null || !Array.isArray(json.weightsManifest)) return // the load says what is wrong with it
+    if (json.modelTopology == null || !Array.isArray(json.weightsManifest)) return 0 // the load says what is wrong with it
   } catch {
-    return
+    return 0
   }
   const { weightBytes, activationBytes, complete } = estimateMemory({
     ...json,
@@ -99,7 +99,7 @@ function checkMemory(modelJson: ArrayBuffer, budgetBytes: number) {
   const kernelBytes = weightBytes * KERNEL_FACTOR
   const heapBytes = Math.ceil(activationBytes * HEAP_PER_ACTIVATION_BYTE)
   const needs = weightBytes + kernelBytes + heapBytes
-  if (needs <= budgetBytes) return
+  if (needs <= budgetBytes) return needs
   throw new Error(
     `needs ${complete ? '~' : 'at least '}${formatBytes(needs)} at warmup (weights ${formatBytes(weightBytes)} + kernels ${formatBytes(kernelBytes)} + activations ${formatBytes(heapBytes)}), the budget is ${formatBudget(budgetBytes)}`,
   )
@@ -128,9 +128,10 @@ async function validate(
   bucket: R2Bucket,
   name: string,
   version: number,
-  budgetBytes: number,
+  cache: ModelCache,
   current?: { version: number; signature: Signature },
 ): Promise<PublishedVersion> {
+  const budgetBytes = cache.options.budgetBytes
   const dir = `${name}/${version}`
   const object = await environmental(r2(bucket.get(`${dir}/${MANIFEST_FILE}`), `reading ${dir}/${MANIFEST_FILE}`))
   if (object === null) throw new Error(`${dir}/${MANIFEST_FILE} disappeared during validation`)
@@ -160,12 +161,12 @@ async function validate(
     (a, b) => Number(b.path === 'model.json') - Number(a.path === 'model.json'),
   )
   await fetchChecked(modelFile!)
-  checkMemory(files.get(`${dir}/model.json`)!, budgetBytes)
+  const needs = checkMemory(files.get(`${dir}/model.json`)!, budgetBytes)
   for (let i = 0; i < weightFiles.length; i += MAX_PARALLEL_FILES) {
     await Promise.all(weightFiles.slice(i, i + MAX_PARALLEL_FILES).map(fetchChecked))
   }
   const artifacts = await storeHandler(memoryStore(files, 'the candidate'), dir).load()
-  const { servable, warmedUp } = await buildServable(artifacts)
+  const { servable, warmedUp } = await buildWithRoom(cache, dir, needs, () => buildServable(artifacts))
   try {
     if (!warmedUp) log('warn', 'publish.warmup_skipped', { model: dir, reason: 'an input has unknown dimensions' })
     if (current && !manifest.signature_change) {
@@ -187,6 +188,25 @@ async function validate(
     }
   } finally {
     servable.dispose()
+  }
+}
+
+/**
+ * Builds a candidate beside the models this isolate holds when it fits, and otherwise instead of the
+ * idle ones (the serving version's copy among them: it reloads on its next request), so validation
+ * never needs two copies where the heap has room for one. Idle models are evicted, least recently
+ * used first, while the cache's count plus the candidate's estimate exceeds the budget, and again
+ * each time the build cannot get wasm heap; what still fails is the caller's to judge.
+ */
+async function buildWithRoom<T>(cache: ModelCache, dir: string, needs: number, build: () => Promise<T>): Promise<T> {
+  const reason = `validating the candidate ${dir}`
+  while (cache.residentBytes() + needs > cache.options.budgetBytes && cache.evictIdle('', reason));
+  for (;;) {
+    try {
+      return await build()
+    } catch (error) {
+      if (backendBroken() !== undefined || !isAllocationFailure(error) || !cache.evictIdle('', reason)) throw error
+    }
   }
 }
 
@@ -267,6 +287,10 @@ async function nextPointerModel(
       refuseReplaced(model, name, key, etag, report)
   }
 
+  // Deferrals are this run's: a version deleted, validated or refused since is no longer deferred.
+  const deferred: Record<string, Rejection> = {}
+  for (const [key, entry] of Object.entries(previous?.deferred ?? {}))
+    if (etags.get(Number(key)) === entry.manifestEtag) deferred[key] = entry
   for (const [version, etag] of etags) {
     const key = String(version)
     if (model.versions[key] || model.rejected[key]?.manifestEtag === etag) continue
@@ -280,23 +304,28 @@ async function nextPointerModel(
         overlay(deps.base.index, { ...pointer, models: { ...pointer.models, [name]: model } }, deps.allowed),
       )
       const current = await currentSignature(repo, name, deps)
-      model.versions[key] = await validate(deps.bucket, name, version, deps.cache.options.budgetBytes, current)
+      model.versions[key] = await validate(deps.bucket, name, version, deps.cache, current)
       delete model.rejected[key]
+      delete deferred[key]
       report.accepted.push(`${name}/${key}`)
       log('info', 'publish.accepted', { model: `${name}/${key}` })
     } catch (error) {
       const reason = (error as Error).message
       if (error instanceof EnvironmentError || isBackendFailure(error)) {
         // Not the candidate's fault: no verdict is stored, and the next run validates it again.
+        // Kept as deferred, so the model's status says why the version is not served yet.
         report.errors.push(`${name}/${key} not validated: ${reason}`)
+        deferred[key] = { reason, manifestEtag: etag, at: new Date().toISOString(), deferred: true }
         log('warn', 'publish.deferred', { model: `${name}/${key}`, reason })
         continue
       }
       model.rejected[key] = { reason, manifestEtag: etag, at: new Date().toISOString() }
+      delete deferred[key]
       report.rejected.push({ model: `${name}/${key}`, reason })
       log('warn', 'publish.rejected', { model: `${name}/${key}`, reason })
     }
   }
+  if (Object.keys(deferred).length > 0) model.deferred = deferred
   const numbers = Object.keys(model.versions).map(Number)
   model.current = numbers.length > 0 ? Math.max(...numbers) : null
   return model
@@ -335,8 +364,8 @@ export async function publishVersions(deps: PublishDeps): Promise<PublishReport>
   const budget = { left: MAX_CANDIDATES_PER_RUN }
   for (const name of names.sort()) {
     const model = await nextPointerModel(name, previous?.models[name], next, deps, report, budget)
-    if (Object.keys(model.versions).length + Object.keys(model.rejected).length > 0 || model.config !== undefined)
-      next.models[name] = model
+    const kept = Object.keys(model.versions).length + Object.keys(model.rejected).length
+    if (kept + Object.keys(model.deferred ?? {}).length > 0 || model.config !== undefined) next.models[name] = model
   }
   if (previous === undefined || comparable(previous) !== comparable(next)) {
     await r2(writePointer(deps.bucket, next), 'writing the pointer')

@@ -37,6 +37,8 @@ export interface ModelEntry {
   config?: unknown
   /** R2 candidates the cron handler refused, by version. */
   rejected?: Record<string, Rejection>
+  /** R2 candidates the cron handler could not validate yet, by version (`deferred: true` on each). */
+  deferred?: Record<string, Rejection>
 }
 
 export interface RepositoryIndex {
@@ -103,7 +105,9 @@ export class Repository {
     const entry = served.includes(chosen) ? model.versions[String(chosen)] : undefined
     if (!entry) {
       const via = label === undefined ? '' : `label '${label}' names version ${chosen}, but `
-      const rejected = model.rejected?.[String(chosen)]
+      const rejected = model.rejected?.[String(chosen)] ?? model.deferred?.[String(chosen)]
+      if (rejected?.deferred)
+        throw notFound(`${via}version ${chosen} of model '${name}' is not validated yet: ${rejected.reason}`)
       if (rejected) throw notFound(`${via}version ${chosen} of model '${name}' was rejected: ${rejected.reason}`)
       throw notFound(`${via}model '${name}' has no version ${chosen}; versions: ${served.join(', ')}`)
     }
@@ -125,9 +129,11 @@ export class Repository {
     return served
   }
 
-  /** R2 candidates of a model that the cron handler refused, by version. */
+  /** R2 candidates of a model that the cron handler refused or deferred (`deferred`), by version. */
   rejected(name: string): Record<string, Rejection> {
-    return this.model(name).rejected ?? {}
+    const model = this.model(name)
+    const deferred = Object.entries(model.deferred ?? {}).map(([v, r]) => [v, { ...r, deferred: true }] as const)
+    return { ...model.rejected, ...Object.fromEntries(deferred) }
   }
 
   /** The model's config.json, checked; a broken one makes the model unavailable, with the reason. */
@@ -173,6 +179,7 @@ export function overlay(index: RepositoryIndex, pointer: Pointer, allowed: '*' |
       versions,
       config: published.config ?? base?.config,
       rejected: published.rejected,
+      ...(published.deferred && { deferred: published.deferred }),
     }
   }
   return { models }

@@ -7,6 +7,8 @@ declare module 'vitest' {
     textExpectations: TextExpectations
     /** How many requests test/soak.test.ts sends. */
     soakRequests: number
+    /** How many rounds over the real models test/soak-models.test.ts runs. */
+    soakRounds: number
     /** Where test/e2e/support/global-setup.ts hands out the shared `wrangler dev` (test/e2e/support/servers.ts). */
     e2eServers: string
     /** Where test/node/support/global-setup.ts writes the typed client's check results. */

@@ -37,12 +37,22 @@ export interface ModelStatus {
   model_version_status: { version: string; state: string; status: { error_code: string; error_message: string } }[]
 }
 
-/** A rejected R2 candidate, as TF Serving reports a version that will not load. */
-const rejectedStatus = (version: string, rejection: Rejection) => ({
-  version,
-  state: 'END',
-  status: { error_code: 'FAILED_PRECONDITION', error_message: `rejected by validation: ${rejection.reason}` },
-})
+/**
+ * A rejected R2 candidate, as TF Serving reports a version that will not load; a deferred one as a
+ * version still on its way (START), with why it is not validated yet.
+ */
+const rejectedStatus = (version: string, rejection: Rejection) =>
+  rejection.deferred
+    ? {
+        version,
+        state: 'START',
+        status: { error_code: 'UNAVAILABLE', error_message: `validation deferred: ${rejection.reason}` },
+      }
+    : {
+        version,
+        state: 'END',
+        status: { error_code: 'FAILED_PRECONDITION', error_message: `rejected by validation: ${rejection.reason}` },
+      }
 
 /**
  * A model's version status. `named`: the request named a version or label (then R2 candidates that

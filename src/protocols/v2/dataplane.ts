@@ -51,6 +51,12 @@ export async function modelMetadataV2(caller: Caller, name: string, version?: nu
   const state = isolate()
   const repository = await state.repository(caller.env, caller.waitUntil)
   const versions = repository.served(name).map(String)
+  // R2 candidates refused or not validated yet, with why: otherwise only the cron's log would say.
+  const unserved = Object.entries(repository.rejected(name)).map(([v, r]) => ({
+    version: v,
+    state: r.deferred ? ('deferred' as const) : ('rejected' as const),
+    reason: r.reason,
+  }))
   const target = repository.resolve(name, { version })
   const { config } = target
   const answer = (
@@ -60,6 +66,7 @@ export async function modelMetadataV2(caller: Caller, name: string, version?: nu
   ) => {
     const parameters = {
       ...(config.description !== undefined && { description: config.description }),
+      ...(unserved.length > 0 && { unserved_versions: unserved }),
       ...(memory !== undefined && { memory_bytes: memory }),
       ...(labels && { labels }),
       ...(labels &&
