@@ -17,7 +17,6 @@ import type { KeyInput, PredictionCacheOutcome } from './cache/prediction-cache'
 import { predictionKey, tensorInputs, versionDigest } from './cache/prediction-cache'
 import { preparedOf } from './protocols/images/classify'
 import type { Selector } from './repository/repository'
-import { restingBytes } from './runtime/footprint'
 import { rowsOf } from './runtime/sub-batches'
 import { tf } from './runtime/tf'
 import { backendBroken, isAllocationFailure, WasmAllocationError } from './runtime/wasm-guard'
@@ -126,7 +125,6 @@ async function run<T>(
 ): Promise<Prediction<T>> {
   caller.record?.leased(held, state.cache.signatureOf(held.lease.key)?.memoryBytes)
   const feeds: Record<string, tf.Tensor> = {}
-  const inputsTicket = { inputs: held.lease.key }
   let outputs: Record<string, tf.Tensor> = {}
   try {
     const names = spec.outputs(held)
@@ -161,14 +159,6 @@ async function run<T>(
       }
     }
     if (early) await buildFeeds(spec, held, feeds)
-    // The inputs stay on the heap for the run: held in the budget beside the model, so that the run's
-    // activations are admitted beside them (cache/admission.ts), or a 413 with the figures.
-    await state.cache.admission.holdInputs(
-      inputsTicket,
-      Object.values(feeds).reduce((n, t) => n + t.size * 4, 0),
-      restingBytes(held.lease.model.footprint),
-      `${held.lease.key}: this request's inputs`,
-    )
     const started = Date.now()
     outputs = await held.lease.model.run(feeds)
     const inferMs = Date.now() - started
@@ -183,7 +173,6 @@ async function run<T>(
     state.metrics.recordPredictionCache(held.target.name, 'miss')
     return { value, held, inferMs, cache: 'miss' as const }
   } finally {
-    state.cache.admission.ledger.release(inputsTicket)
     tf.dispose(feeds)
     tf.dispose(outputs)
   }

@@ -75,16 +75,6 @@ export class Admission {
     },
   }
 
-  /**
-   * Holds a request's built inputs (`bytes`, beside the leased model's `modelBytes`) under `ticket`
-   * until it is released, for the length of the run: the run's activations are admitted beside them.
-   * @throws ApiError 413 when they cannot fit beside the model and the decoders' heaps even alone
-   */
-  async holdInputs(ticket: object, bytes: number, modelBytes: number, what: string): Promise<void> {
-    this.refuseBeyond(bytes, modelBytes, what)
-    await this.reserve(ticket, 'input', bytes, what)
-  }
-
   /** 413 for `bytes` that cannot fit the budget beside `modelBytes` and the decoders' heaps, with every other model evicted. */
   private refuseBeyond(bytes: number, modelBytes: number, what: string): void {
     const decoders = this.ledger.used('decoder')
@@ -161,16 +151,12 @@ export class Admission {
     const elements = Object.values(inputs).reduce((n, t) => n + t.size, 0)
     const rows = rowsOf(inputs) || 1
     const need = (r: number) => activationBytes(f, r, (elements / rows) * r) ?? this.ledger.limit
-    // Besides the model, the request's own inputs (held for the run, predict.ts) and the image decoders' heaps stay.
-    const inputBytes = Object.values(inputs).reduce((n, t) => n + t.size * 4, 0)
-    const beside = this.ledger.used('decoder') + inputBytes
-    const room = this.ledger.limit - resident.bytes - beside
+    const room = this.ledger.limit - resident.bytes
     if (need(1) > room) {
       throw new ApiError(
         413,
-        `${resident.key}: one row needs ${need(1)} bytes of activations beside the model's ${resident.bytes} bytes` +
-          (beside ? ` and ${beside} bytes of inputs and image decoders' heaps` : '') +
-          `, more than the cache budget of ${this.ledger.limit} bytes (CACHE_BUDGET_BYTES); send smaller inputs`,
+        `${resident.key}: one row needs ${need(1)} bytes of activations beside the model's ${resident.bytes} bytes, ` +
+          `more than the cache budget of ${this.ledger.limit} bytes (CACHE_BUDGET_BYTES); send smaller inputs`,
       )
     }
     const fitting = (free: number, want: number) => {

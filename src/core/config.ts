@@ -1,6 +1,5 @@
 /** @module core/config — limits and cache settings: named defaults, each overridable by a `[vars]` entry. */
 import { z } from 'zod'
-import { DECODER_INITIAL_HEAP_BYTES } from '../protocols/images/headers'
 
 /** An isolate's memory on Cloudflare, JavaScript and WebAssembly heaps together; passing it kills the isolate. */
 export const ISOLATE_MEMORY_BYTES = 128_000_000
@@ -15,12 +14,6 @@ export const RUNTIME_BASELINE_BYTES = 32 * 1024 * 1024
  * over-growth) and allocations fragment it, so it passes what is counted.
  */
 export const MEMORY_HEADROOM = 0.25
-
-/**
- * The two wasm image decoders' heaps once started (JPEG and WebP, each kept within its initial 16 MiB
- * and 1 MiB of growth: protocols/images/decode.ts DECODERS_AT_REST_BYTES), counted in the budget.
- */
-const DECODERS_AT_REST = 2 * (DECODER_INITIAL_HEAP_BYTES + 1024 * 1024)
 
 /** Defaults, with the reason for each. */
 export const DEFAULTS = {
@@ -38,14 +31,10 @@ export const DEFAULTS = {
   MAX_TENSOR_ELEMENTS: 4_000_000,
   /**
    * Bytes of memory models (weights, kernel state), their runs (activations), requests' inputs and the
-   * image decoders (their resting heaps, a decode under way) may hold at once, as runtime/footprint.ts
-   * and protocols/images/ count them: the isolate's 128 MB less the runtime's baseline, less headroom
-   * on what tf.js's heap holds. The decoders' heaps take no headroom: they are the exact figure an
-   * instance keeps (docs/memory.md, "The worst case").
+   * image decodes under way may hold at once, as runtime/footprint.ts and protocols/images/ count
+   * them: the isolate's 128 MB less the runtime's baseline, less headroom (docs/memory.md).
    */
-  CACHE_BUDGET_BYTES:
-    Math.floor((ISOLATE_MEMORY_BYTES - RUNTIME_BASELINE_BYTES - DECODERS_AT_REST) * (1 - MEMORY_HEADROOM)) +
-    DECODERS_AT_REST,
+  CACHE_BUDGET_BYTES: Math.floor((ISOLATE_MEMORY_BYTES - RUNTIME_BASELINE_BYTES) * (1 - MEMORY_HEADROOM)),
   /** Models held at once per isolate: each costs memory beyond its weights (graph, kernels, warmup buffers). */
   MAX_MODELS_LOADED: 16,
   /** A model unused this long is dropped by the cron handler. */

@@ -216,12 +216,13 @@ export async function decodeImage(bytes: Uint8Array, limits: ImageLimits, where:
   const header = readHeader(bytes, where, limits.maxPixels)
   checkLimits(header, limits, where)
   const { type, width, height } = header
-  // The memory budget counts what decoding allocates (memory-gate.ts): a started decoder's heap for
-  // good, and this decode's bytes (its RGBA, the heap's growth, the copies) while it runs.
-  const gate = memoryGate()
+  // The memory budget counts this decode's bytes (its RGBA, the heap's growth, the copies) while it
+  // runs (memory-gate.ts). The decoders' resting heaps are not held yet: docs/memory.md says why.
   const codec = header.png ? undefined : codecs[type as Exclude<ImageType, 'png'>]
-  if (codec) await gate.hold(codec, DECODER_HEAP_KEEP_BYTES, `${where}: the ${NAMES[type]} decoder's heap`)
-  const release = await gate.reserve(header.decodeBytes, `${where}: decoding the ${NAMES[type]} (${width}×${height})`)
+  const release = await memoryGate().reserve(
+    header.decodeBytes,
+    `${where}: decoding the ${NAMES[type]} (${width}×${height})`,
+  )
   let decoded: Decoded
   try {
     if (!codec) return { width, height, rgba: decodePngPixels(header.png!, width, height, where) }
