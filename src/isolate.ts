@@ -13,6 +13,7 @@
  * budget, model count and backoff, the backend's name, the refresh interval — from that call on,
  * without dropping what is loaded. (In production every request of an isolate sees the same vars.)
  */
+import { setMemoryGate } from './cache/memory-gate'
 import { IsolateAnalytics } from './analytics/analytics'
 import { ModelCache } from './cache/model-cache'
 import type { CacheCounters, CacheLimits, LoadResult, ResidentInfo } from './cache/model-cache'
@@ -124,6 +125,8 @@ export class Isolate {
       onUnload: (key, reason, memoryBytes) => analytics.unloaded(key, reason, memoryBytes),
       rebuildHeap: (reason) => this.rebuildHeap(reason),
     })
+    // Image decodes and input rows reserve their bytes in this cache's budget (cache/memory-gate.ts).
+    setMemoryGate(this.cache.admission.gate)
     this.pointer = new PointerFollower(now)
     this.predictions = new PredictionCache(now)
   }

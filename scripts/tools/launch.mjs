@@ -325,7 +325,7 @@ async function startWranglerDevOnce(options) {
       `wrangler dev: ${error.message} (waited at most ${readyTimeoutMs} ms).\n--- wrangler output ---\n${logs.read().slice(-20_000)}`,
     )
   }
-  return { url, port, pgid, startupMs: performance.now() - started, logs: logs.read, stop }
+  return { url, port, inspectorPort, pgid, startupMs: performance.now() - started, logs: logs.read, stop }
 }
 
 // ------------------------------------------------------------------ the deploy bundle

@@ -8,6 +8,7 @@ import { ApiError, ModelUnavailableError } from '../core/errors'
 import { log } from '../core/log'
 import { MemoryLedger } from './memory-ledger'
 import type { Holding } from './memory-ledger'
+import type { MemoryGate } from './memory-gate'
 import { activationBytes, HEAP_PER_ACTIVATION_BYTE, profiled } from '../runtime/footprint'
 import type { Servable } from '../runtime/servable'
 import { rowsOf, runInSubBatches } from '../runtime/sub-batches'
@@ -57,7 +58,7 @@ export interface Evictor {
 export class Admission {
   /** Who holds how many of the budget's bytes: models, loads in progress, runs. */
   readonly ledger: MemoryLedger
-  /** Runs waiting for room: each holds a lease, so a lease of theirs is no reason to wait. */
+  /** Runs, decoder starts and inputs waiting for room: each holds a lease, so a lease of theirs is no reason to wait. */
   private runWaiters = 0
 
   constructor(
@@ -65,6 +66,36 @@ export class Admission {
     private readonly cache: Evictor,
   ) {
     this.ledger = new MemoryLedger(budgetBytes)
+  }
+
+  /**
+   * The budget as the builders of inputs see it (memory-gate.ts): an image decoder's resting heap held
+   * for good once it starts, a decode or an input's rows reserved while they are made.
+   */
+  readonly gate: MemoryGate = {
+    reserve: async (bytes, what) => {
+      const ticket = { input: what }
+      this.refuseBeyond(bytes, 0, what)
+      await this.reserve(ticket, 'input', bytes, what)
+      return () => this.ledger.release(ticket)
+    },
+    hold: async (holder, bytes, what) => {
+      if (this.ledger.bytesOf(holder) >= bytes) return
+      this.refuseBeyond(bytes, 0, what)
+      await this.reserve(holder, 'decoder', bytes, what)
+    },
+  }
+
+  /** 413 for `bytes` that cannot fit the budget beside `modelBytes` and the decoders' heaps, with every other model evicted. */
+  private refuseBeyond(bytes: number, modelBytes: number, what: string): void {
+    const decoders = this.ledger.used('decoder')
+    const room = this.ledger.limit - decoders - modelBytes
+    if (bytes <= room) return
+    throw new ApiError(
+      413,
+      `${what} needs ${bytes} bytes; the cache budget of ${this.ledger.limit} bytes (CACHE_BUDGET_BYTES) has ${Math.max(0, room)} ` +
+        `beside ${modelBytes ? `the model's ${modelBytes} bytes and ` : ''}the image decoders' heaps (${decoders} bytes); send fewer rows or smaller images`,
+    )
   }
 
   /**
@@ -82,17 +113,29 @@ export class Admission {
   /** Waits for the ledger to change, or throws when nothing under way can change it. */
   private async roomChange(kind: Holding, bytes: number, what: string): Promise<void> {
     const leases = this.cache.leases()
-    if (this.ledger.transient() === 0 && leases - this.runWaiters - (kind === 'run' ? 1 : 0) <= 0) {
+    // A run, a decoder's start or an input is asked for by a request that holds a lease: its own lease is no reason to wait.
+    const leased = kind === 'run' || kind === 'decoder' || kind === 'input'
+    if (this.ledger.transient() === 0 && leases - this.runWaiters - (leased ? 1 : 0) <= 0) {
       const free = this.ledger.limit - this.ledger.used()
+      if (kind === 'input' || kind === 'decoder') {
+        // Every idle model is evicted and no one else holds a lease: what is held is this request's
+        // model, its own inputs and the decoders' heaps, so these bytes cannot fit this request at all.
+        throw new ApiError(
+          413,
+          `${what} needs ${bytes} bytes; ${free} of the cache budget's ${this.ledger.limit} bytes (CACHE_BUDGET_BYTES) are free ` +
+            `beside the model in use (${this.ledger.used('resident')} bytes), this request's inputs (${this.ledger.used('input')} bytes) ` +
+            `and the image decoders' heaps (${this.ledger.used('decoder')} bytes); send fewer rows or smaller images`,
+        )
+      }
       throw new BudgetBusyError(
         `memory budget full: ${what} needs ${bytes} bytes, ${free} of the ${this.ledger.limit} bytes are free (CACHE_BUDGET_BYTES)`,
       )
     }
-    if (kind === 'run') this.runWaiters++
+    if (leased) this.runWaiters++
     try {
       await this.ledger.next()
     } finally {
-      if (kind === 'run') this.runWaiters--
+      if (leased) this.runWaiters--
     }
   }
 

@@ -2,14 +2,17 @@
  * @module cache/memory-ledger — the cache's byte budget as a ledger: who holds how many bytes, and waiting
  * for room. Only src/cache/model-cache.ts uses it; the cache decides what to evict and what to refuse.
  *
- * Three kinds of holdings, all in bytes the isolate spends (runtime/footprint.ts):
+ * Five kinds of holdings, all in bytes the isolate spends (runtime/footprint.ts):
  * - `resident`: a loaded model's weights and kernel state, for as long as it is held;
  * - `load`: a load in progress, its estimate reserved before it starts (so concurrent loads cannot
  *   together pass the budget), replaced by the measured figure when it is admitted;
- * - `run`: one inference's activations, for the length of the run.
+ * - `run`: one inference's activations, for the length of the run;
+ * - `decoder`: an image decoder's wasm heap once it has started, for good (memory-gate.ts);
+ * - `input`: a request's inputs while they are built (decodes, rows, their concatenation), held by a
+ *   request that holds a lease (memory-gate.ts).
  */
 
-export type Holding = 'resident' | 'load' | 'run'
+export type Holding = 'resident' | 'load' | 'run' | 'decoder' | 'input'
 
 export class MemoryLedger {
   private readonly held = new Map<object, { kind: Holding; bytes: number }>()
@@ -26,10 +29,13 @@ export class MemoryLedger {
     return n
   }
 
-  /** Loads and runs in progress: holdings that end without anyone's help. */
+  /**
+   * Loads and runs in progress: holdings that end without anyone's help. Inputs are not among them: a
+   * request building its inputs holds a lease, which is counted as such.
+   */
   transient(): number {
     let n = 0
-    for (const h of this.held.values()) if (h.kind !== 'resident') n++
+    for (const h of this.held.values()) if (h.kind === 'load' || h.kind === 'run') n++
     return n
   }
 

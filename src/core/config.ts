@@ -30,8 +30,9 @@ export const DEFAULTS = {
   /** Elements per request across all inputs: 64 digits images are 50 176, one 224² RGB image 150 528. */
   MAX_TENSOR_ELEMENTS: 4_000_000,
   /**
-   * Bytes of memory models (weights, kernel state) and their runs (activations) may hold at once, as
-   * runtime/footprint.ts measures them: the isolate's 128 MB less the runtime's baseline, less headroom.
+   * Bytes of memory models (weights, kernel state), their runs (activations), requests' inputs and the
+   * image decodes under way may hold at once, as runtime/footprint.ts and protocols/images/ count
+   * them: the isolate's 128 MB less the runtime's baseline, less headroom (docs/memory.md).
    */
   CACHE_BUDGET_BYTES: Math.floor((ISOLATE_MEMORY_BYTES - RUNTIME_BASELINE_BYTES) * (1 - MEMORY_HEADROOM)),
   /** Models held at once per isolate: each costs memory beyond its weights (graph, kernels, warmup buffers). */

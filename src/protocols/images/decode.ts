@@ -17,6 +17,7 @@ import webpDecoder, { init as initWebp } from '@jsquash/webp/decode.js'
 import jpegWasm from '@jsquash/jpeg/codec/dec/mozjpeg_dec.wasm'
 import webpWasm from '@jsquash/webp/codec/dec/webp_dec.wasm'
 import { imageSize } from 'image-size'
+import { memoryGate } from '../../cache/memory-gate'
 import { ApiError, badRequest } from '../../core/errors'
 import { withoutNodeProcess } from '../../runtime/wasm'
 import type { ImageHeader, ImageType } from './headers'
@@ -215,13 +216,23 @@ export async function decodeImage(bytes: Uint8Array, limits: ImageLimits, where:
   const header = readHeader(bytes, where, limits.maxPixels)
   checkLimits(header, limits, where)
   const { type, width, height } = header
-  if (header.png) return { width, height, rgba: decodePngPixels(header.png, width, height, where) }
+  // The memory budget counts this decode's bytes (its RGBA, the heap's growth, the copies) while it
+  // runs (memory-gate.ts). The decoders' resting heaps are not held yet: docs/memory.md says why.
+  const codec = header.png ? undefined : codecs[type as Exclude<ImageType, 'png'>]
+  const release = await memoryGate().reserve(
+    header.decodeBytes,
+    `${where}: decoding the ${NAMES[type]} (${width}×${height})`,
+  )
   let decoded: Decoded
   try {
-    decoded = await codecs[type as Exclude<ImageType, 'png'>].decode(bytes)
-  } catch {
+    if (!codec) return { width, height, rgba: decodePngPixels(header.png!, width, height, where) }
+    decoded = await codec.decode(bytes)
+  } catch (error) {
+    if (!codec) throw error
     // The codecs' own messages name their internals, or nothing ("Decoding error"); none is the client's business.
     throw badRequest(`${where}: the ${NAMES[type]} image is truncated or corrupt; it could not be decoded`)
+  } finally {
+    release()
   }
   if (decoded.width !== width || decoded.height !== height || decoded.data.length !== width * height * 4) {
     throw badRequest(

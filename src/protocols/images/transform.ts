@@ -6,6 +6,7 @@ import { formatShape } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
 import type { InputTransform } from '../input-transform'
 import type { ImageTransform } from '../../repository/model-config'
+import { memoryGate } from '../../cache/memory-gate'
 import { decodeImage, IMAGE_TYPES } from './decode'
 import { imageTensor } from './preprocess'
 
@@ -50,6 +51,15 @@ export function imageTransform(model: string, image: ImageTransform, spec: Tenso
         requestPixels: request.imagePixels,
       }
       const rows: tf.Tensor[] = []
+      // The rows and their concatenation are reserved in the memory budget before the first is made:
+      // 4 bytes an element (float32 or int32), twice while the rows and the batch are both held.
+      const [h, w] = image.size
+      const rowBytes = h * w * image.channels * 4
+      const n = elements.length
+      const release = await memoryGate().reserve(
+        rowBytes * n * (n > 1 ? 2 : 1),
+        `input '${spec.name}': ${n} image row${n > 1 ? 's' : ''} of ${rowBytes} bytes${n > 1 ? ' and their concatenation' : ''}`,
+      )
       try {
         // One image at a time: only one decoded image is held at once, besides the small rows.
         for (const [i, bytes] of elements.entries()) {
@@ -63,6 +73,7 @@ export function imageTransform(model: string, image: ImageTransform, spec: Tenso
         return rows.length === 1 ? rows.pop()! : tf.concat(rows, 0)
       } finally {
         tf.dispose(rows)
+        release()
       }
     },
   }

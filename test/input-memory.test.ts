@@ -1,0 +1,90 @@
+/**
+ * More of the isolate's memory in the budget (issue 22, items 6 and 7): a decode while it runs, and a
+ * request's input rows and their concatenation, reserved before they are made; the decoders keep no
+ * more than DECODER_HEAP_KEEP_BYTES each between requests. Real photographs (test/fixtures/models/_images/) into nsfwjs's stock MobileNetV2
+ * with an image input (`nsfw-images`, test/setup/assets.ts), under the default settings.
+ */
+import { env } from 'cloudflare:workers'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { isolate, resetIsolate } from '../src/isolate'
+import { DECODER_HEAP_KEEP_BYTES, decoderHeapBytes } from '../src/protocols/images/decode'
+import { tf } from '../src/runtime/tf'
+import { post } from './support/helpers'
+import { restoreWasm } from './support/wasm-helpers'
+
+/** A fixture photo's bytes as base64, from the test assets. */
+async function photo(name: string): Promise<string> {
+  const response = await env.ASSETS.fetch(`https://assets.invalid/_images/${name}`)
+  expect(response.status, name).toBe(200)
+  const bytes = new Uint8Array(await response.arrayBuffer())
+  let text = ''
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000))
+  return btoa(text)
+}
+
+async function infer(images: string[]) {
+  const res = await post('/v2/models/nsfw-images/infer', {
+    inputs: [{ name: 'input_1', datatype: 'BYTES', shape: [images.length], data: images }],
+  })
+  const body = await res.json<{ error?: string; outputs?: { shape: number[] }[] }>()
+  return { status: res.status, body }
+}
+
+const ledger = () => isolate().cache.admission.ledger
+/** 224×224 RGB as float32: one row of the model's input. */
+const ROW_BYTES = 224 * 224 * 3 * 4
+
+describe('the budget counts what images take', () => {
+  beforeAll(async () => {
+    resetIsolate()
+    await restoreWasm()
+  })
+  afterAll(async () => {
+    resetIsolate()
+    await restoreWasm()
+  })
+
+  it("answers photos under the defaults and releases every decode's and row's reservation after the request", async () => {
+    expect(ledger().used('decoder')).toBe(0)
+    const res = await infer([await photo('chelsea.jpg'), await photo('chelsea.png')])
+    expect(res.status, res.body.error).toBe(200)
+    expect(res.body.outputs![0]!.shape).toEqual([2, 5])
+    // The JPEG decoder started (a PNG is decoded in JavaScript), its heap within what an idle one keeps.
+    expect(decoderHeapBytes().jpg).toBeGreaterThan(0)
+    expect(decoderHeapBytes().jpg).toBeLessThanOrEqual(DECODER_HEAP_KEEP_BYTES)
+    // Nothing transient is left: the model alone.
+    expect(ledger().used()).toBe(ledger().used('resident'))
+    expect(ledger().highWater).toBeLessThanOrEqual(ledger().limit)
+  }, 300_000)
+
+  it('refuses rows that cannot fit beside the model with a 413 naming the figures, before decoding, leaving nothing behind', async () => {
+    const small = await photo('chelsea-small.jpg')
+    // The model is resident now: count its tensors before.
+    const tensors = tf.memory().numTensors
+    const rows = 48
+    const { status, body } = await infer(Array(rows).fill(small))
+    console.log(`${rows} photos: ${status} ${body.error}`)
+    expect(status, body.error).toBe(413)
+    expect(body.error).toContain(`${rows * ROW_BYTES * 2} bytes`)
+    expect(body.error).toContain('CACHE_BUDGET_BYTES')
+    expect(tf.memory().numTensors).toBe(tensors)
+    expect(ledger().used()).toBe(ledger().used('resident'))
+    // The model still answers a batch that fits.
+    const four = await infer(Array(4).fill(small))
+    expect(four.status, four.body.error).toBe(200)
+    expect(four.body.outputs![0]!.shape).toEqual([4, 5])
+    expect(tf.memory().numTensors).toBe(tensors)
+  }, 300_000)
+
+  it('keeps the WebP decoder within what an idle decoder may keep, and nothing of the decode in the budget', async () => {
+    const res = await post('/v2/models/digits/infer', {
+      inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [await photo('chelsea-lossless.webp')] }],
+    })
+    expect(res.status, await res.clone().text()).toBe(200)
+    const heaps = decoderHeapBytes()
+    expect(heaps.webp).toBeGreaterThan(0)
+    expect(heaps.webp).toBeLessThanOrEqual(DECODER_HEAP_KEEP_BYTES)
+    expect(ledger().used()).toBe(ledger().used('resident'))
+    expect(ledger().highWater).toBeLessThanOrEqual(ledger().limit)
+  }, 300_000)
+})
