@@ -37,7 +37,13 @@ export const ZOO = [
   },
   { name: 'faceres', source: `${HUMAN}/faceres.json`, kind: 'MobileNet v1 face description, 224×224' },
   { name: 'antispoof', source: `${HUMAN}/antispoof.json`, kind: 'small CNN classifier, 128×128' },
-  { name: 'emotion', source: `${HUMAN}/emotion.json`, kind: 'CNN on 64×64 grayscale' },
+  {
+    name: 'emotion',
+    source: `${HUMAN}/emotion.json`,
+    kind: 'CNN on 64×64 grayscale',
+    // @vladmandic/human's emotion classes, in the order of its output (src/gear/emotion.ts there).
+    labels: ['angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral'],
+  },
   { name: 'gear', source: `${HUMAN}/gear.json`, kind: 'age/gender/race regressor, 198×198' },
   { name: 'centernet', source: `${HUMAN}/centernet.json`, kind: 'CenterNet object detector, 512×512, batch 1' },
   {
