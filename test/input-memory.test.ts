@@ -5,12 +5,12 @@
  * with an image input (`nsfw-images`, test/setup/assets.ts), under the default settings.
  */
 import { env } from 'cloudflare:workers'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { isolate, resetIsolate } from '../src/isolate'
+import { describe, expect, it } from 'vitest'
+import { isolate } from '../src/isolate'
 import { DECODER_HEAP_KEEP_BYTES, decoderHeapBytes } from '../src/protocols/images/decode'
 import { tf } from '../src/runtime/tf'
 import { post } from './support/helpers'
-import { restoreWasm } from './support/wasm-helpers'
+import { freshWasmIsolate } from './support/wasm-helpers'
 
 /** A fixture photo's bytes as base64, from the test assets. */
 async function photo(name: string): Promise<string> {
@@ -35,14 +35,7 @@ const ledger = () => isolate().cache.admission.ledger
 const ROW_BYTES = 224 * 224 * 3 * 4
 
 describe('the budget counts what images take', () => {
-  beforeAll(async () => {
-    resetIsolate()
-    await restoreWasm()
-  })
-  afterAll(async () => {
-    resetIsolate()
-    await restoreWasm()
-  })
+  freshWasmIsolate()
 
   it("answers photos under the defaults and releases every decode's and row's reservation after the request", async () => {
     expect(ledger().used('decoder')).toBe(0)

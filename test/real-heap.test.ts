@@ -7,7 +7,7 @@
  */
 import { env } from 'cloudflare:workers'
 import { encode as encodePng } from 'fast-png'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { loadLayersModel } from '@tensorflow/tfjs-layers'
 import { isolate, resetIsolate } from '../src/isolate'
 import { storeHandler } from '../src/repository/model-files'
@@ -15,7 +15,7 @@ import { assetsStore } from '../src/repository/stores'
 import { tf } from '../src/runtime/tf'
 import { guardedBackend } from '../src/runtime/wasm-guard'
 import { call, post } from './support/helpers'
-import { restoreWasm } from './support/wasm-helpers'
+import { freshWasmIsolate, restoreWasm } from './support/wasm-helpers'
 
 const MOBILENET = 'nsfw-mobilenet-v2'
 const ROW = 224 * 224 * 3
@@ -65,14 +65,7 @@ async function infer(model: string, input: string, rows: number, seed = 1, bindi
 const heap = () => guardedBackend()!.heap()
 
 describe('under the default settings', () => {
-  beforeAll(async () => {
-    resetIsolate()
-    await restoreWasm()
-  })
-  afterAll(async () => {
-    resetIsolate()
-    await restoreWasm()
-  })
+  freshWasmIsolate()
 
   it("serves the stock MobileNetV2 a 10-row request in sub-batches, equal to tf.js's reference kernels within 1e-4", async () => {
     const ten = await infer(MOBILENET, 'input_1', 10)

@@ -1,6 +1,6 @@
 /** Helpers for tests that swap the wasm backend's instance. */
-import { expect } from 'vitest'
-import { isolate } from '../../src/isolate'
+import { afterAll, beforeAll, expect } from 'vitest'
+import { isolate, resetIsolate } from '../../src/isolate'
 import { tf } from '../../src/runtime/tf'
 import { bundledWasmModule, instantiateWasmBackend } from '../../src/runtime/wasm'
 import type { GuardOptions } from '../../src/runtime/wasm-guard'
@@ -20,4 +20,17 @@ export async function restoreWasm() {
   backend.wasm.useModule()
   backend.forget()
   await backend.ensure()
+}
+
+/**
+ * The calling suite starts and ends on a fresh isolate state with the bundled module's own wasm
+ * instance under the default settings (a suite whose tests load real models and fill the heap).
+ */
+export function freshWasmIsolate(): void {
+  const fresh = async () => {
+    resetIsolate()
+    await restoreWasm()
+  }
+  beforeAll(fresh)
+  afterAll(fresh)
 }
