@@ -23,6 +23,12 @@ async function call(method, path, body) {
   return { json, info }
 }
 
+/** A ranked answer (`[{label, score}]`) in a panel: a bar per label, the best one in its output. */
+function showRanked(section, output, ranked) {
+  showBars(section.querySelector('.bars'), ranked.map((r) => r.label), ranked.map((r) => r.score))
+  output.textContent = ranked[0].label
+}
+
 /** Shows one call's status, cache outcome, version and Server-Timing entries. */
 function showCall(target, path, info) {
   const timings = info.timing === '–' ? [] : info.timing.split(',').map((t) => t.trim())
@@ -422,8 +428,7 @@ function imagePanel(name, input, labels, task) {
         showDetections(section.querySelector('.boxes'), json)
         output.textContent = json.length === 0 ? 'nothing' : `${json.length} (${json[0].label})`
       } else {
-        showBars(section.querySelector('.bars'), json.map((r) => r.label), json.map((r) => r.score))
-        output.textContent = json[0].label
+        showRanked(section, output, json)
       }
       showCall(section.querySelector('.call'), path, info)
     } catch (error) {
@@ -485,8 +490,7 @@ function textPanel(name, input, m) {
         output.textContent = `${json.shape[1]} values: ${json.data[0].slice(0, 4).map((v) => v.toFixed(3)).join(', ')}, …`
         section.querySelector('.bars').replaceChildren()
       } else {
-        showBars(section.querySelector('.bars'), json.map((r) => r.label), json.map((r) => r.score))
-        output.textContent = json[0].label
+        showRanked(section, output, json)
       }
       showCall(section.querySelector('.call'), path, info)
     } catch (error) {

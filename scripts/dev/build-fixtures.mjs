@@ -197,25 +197,7 @@ async function flower() {
     .dense({ units: 3, activation: 'softmax', kernelInitializer: seeded(8), name: 'species' })
     .apply(hidden)
   const size = tfl.layers.dense({ units: 1, kernelInitializer: seeded(9), name: 'size' }).apply(hidden)
-  const model = tfl.model({ inputs: [sepal, petal], outputs: [species, size], name: 'flower' })
-  let out
-  await model.save(
-    tf.io.withSaveHandler(async (a) => {
-      out = [
-        {
-          modelTopology: a.modelTopology,
-          format: 'layers-model',
-          generatedBy: a.generatedBy,
-          convertedBy: null,
-          weightsManifest: [{ paths: [SHARD], weights: a.weightSpecs }],
-        },
-        a.weightData,
-      ]
-      return { modelArtifactsInfo: { dateSaved: new Date(0), modelTopologyType: 'JSON' } }
-    }),
-  )
-  model.dispose()
-  return out
+  return saveLayers(tfl.model({ inputs: [sepal, petal], outputs: [species, size], name: 'flower' }))
 }
 
 await tf.setBackend('cpu')
