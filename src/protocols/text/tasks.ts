@@ -312,6 +312,6 @@ export async function runText(
   const { texts, single } = readTexts(text, 'text', config)
   const repository = await isolate().repository(caller.env, caller.waitUntil)
   // config.json is the model's, shared by its versions: whichever version traffic picks embeds or classifies alike.
-  if (repository.resolve(name, selector).config.embed) return embedTexts(caller, name, selector, async () => texts)
+  if (repository.config(name).embed) return embedTexts(caller, name, selector, async () => texts)
   return classifyTexts(caller, name, selector, async () => ({ texts, field: 'text', single }), topK)
 }
