@@ -73,6 +73,55 @@ describe('the JSON tensor reader', () => {
         expect(read.instances.shape).toEqual([texts.length])
         parsed.instances.forEach((v, i) => expect(Object.is(read.instances.values[i], v)).toBe(true))
         expect(Float32Array.from(read.instances.values)).toEqual(Float32Array.from(parsed.instances))
+        // The float32 values read with the body: each Math.fround(parseFloat(text)), or none when one is past float32's range.
+        const inRange = parsed.instances.every((v) => Math.abs(v) <= 3.4028234663852886e38)
+        if (!inRange) expect(read.instances.float32).toBeUndefined()
+        else
+          texts.forEach((t, i) => expect(Object.is(read.instances.float32![i], Math.fround(parseFloat(t)))).toBe(true))
+      }),
+      { numRuns: RUNS },
+    )
+  })
+
+  it('rounds to the same float32 as Math.fround(parseFloat) where the double sits at a float32 rounding boundary', () => {
+    // Halfway between two neighbouring float32s (exact as a double), written with 17 to 25 digits and
+    // nudged by a few units in the last: the decimal falls either side of the boundary, or on it.
+    const near = fc
+      .tuple(
+        fc.float({ noNaN: true, noDefaultInfinity: true, min: Math.fround(-3e38), max: Math.fround(3e38) }),
+        fc.integer({ min: 17, max: 25 }),
+        fc.integer({ min: -3, max: 3 }),
+        fc.boolean(),
+      )
+      .map(([f, digits, nudge, up]) => {
+        const next = new Float32Array([f])
+        const bits = new Int32Array(next.buffer)
+        bits[0]! += up ? 1 : -1
+        const middle = (f + next[0]!) / 2
+        if (!Number.isFinite(middle)) return String(f)
+        const text = middle.toPrecision(Math.min(digits, 100))
+        const [mantissa, exponent = ''] = text.split('e')
+        const last = Number(mantissa!.at(-1)) + nudge
+        return last < 0 || last > 9 ? text : `${mantissa!.slice(0, -1)}${last}${exponent ? `e${exponent}` : ''}`
+      })
+    fc.assert(
+      fc.property(fc.array(near, { minLength: 1, maxLength: 20 }), (texts) => {
+        const text = `{"instances":[${texts.join(',')}]}`
+        const read = readTensorJson(encode(text), TF_SERVING_TENSORS, 1e6) as { instances: PackedTensor }
+        expect(read.instances.float32).toBeDefined()
+        texts.forEach((t, i) => expect(Object.is(read.instances.float32![i], Math.fround(parseFloat(t)))).toBe(true))
+      }),
+      { numRuns: RUNS },
+    )
+  })
+
+  it("reads float32s printed as doubles (JSON.stringify of a Float32Array's values) to those float32s", () => {
+    fc.assert(
+      fc.property(fc.float32Array({ noNaN: true, noDefaultInfinity: true, minLength: 1, maxLength: 64 }), (floats) => {
+        const text = JSON.stringify({ instances: Array.from(floats) })
+        const read = readTensorJson(encode(text), TF_SERVING_TENSORS, 1e6) as { instances: PackedTensor }
+        // -0 is written as 0 by JSON.stringify.
+        expect(read.instances.float32).toEqual(floats.map((v) => (Object.is(v, -0) ? 0 : v)))
       }),
       { numRuns: RUNS },
     )

@@ -48,9 +48,11 @@ const INTEGER_RANGES: Partial<Record<Datatype, [number, number]>> = {
   INT32: [-(2 ** 31), 2 ** 31 - 1],
   INT64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
 }
+/** The largest float32. */
+export const FLOAT32_MAX = 3.4028234663852886e38
 const FLOAT_MAX: Partial<Record<Datatype, number>> = {
   FP16: 65_504,
-  FP32: 3.4028234663852886e38,
+  FP32: FLOAT32_MAX,
   FP64: Number.MAX_VALUE,
 }
 /** Integers a float32 holds exactly. */

@@ -1,22 +1,54 @@
 /**
  * @module protocols/json-tensors — JSON request bodies read straight from their bytes, with each
- * tensor's numbers parsed into a Float64Array instead of nested JavaScript arrays; and tensors
- * written straight into response text.
+ * tensor's numbers parsed into a Float32Array (and JSON.parse's doubles on demand) instead of nested
+ * JavaScript arrays; and tensors written straight into response text.
  *
  * The reader handles the well-formed request and nothing else: any deviation — malformed JSON, a
  * ragged or non-numeric tensor, an empty one, more elements than the limit, a `__proto__` key — makes it answer
  * `undefined`, and the caller takes the general path (JSON.parse, then tensors.ts), whose 400s say
  * what is wrong. A value it does read is exactly what JSON.parse gives: the same doubles (`-0`,
- * subnormals, integers past 2^53 rounded as JSON.parse rounds them), the same last-key-wins objects.
+ * subnormals, integers past 2^53 rounded as JSON.parse rounds them), the same last-key-wins objects;
+ * a tensor's float32 values are exactly those doubles rounded to float32.
  */
+import { FLOAT32_MAX } from './datatypes'
 import { MAX_JSON_DEPTH, MAX_RANK } from './limits'
 
-/** A rectangular array of numbers from a request body: its shape and its values in row-major order. */
+/**
+ * A rectangular array of numbers from a request body: its shape, and its values in row-major order
+ * twice over — `float32`, each value as a float32 input holds it (`Math.fround` of JSON.parse's
+ * double), read with the body; and `values`, JSON.parse's doubles themselves, read again from the
+ * body's bytes only when asked for (an int32 input, a range check): most inputs are float32, and a
+ * double is dearer to get exactly than the float32 it rounds to.
+ */
 export class PackedTensor {
+  private exact: Float64Array | (() => Float64Array)
+  /**
+   * Each value as a float32, when every value's double is within float32's range (a float32 input
+   * takes them all as they are); `undefined` otherwise, and the doubles say which one is out of range.
+   */
+  readonly float32?: Float32Array
+  /** How many values. */
+  readonly size: number
   constructor(
     readonly shape: number[],
-    readonly values: Float64Array,
-  ) {}
+    values: Float64Array | (() => Float64Array),
+    float32?: Float32Array,
+  ) {
+    this.exact = values
+    this.float32 = float32
+    this.size = typeof values === 'function' ? shape.reduce((n, d) => n * d, 1) : values.length
+  }
+
+  /** JSON.parse's doubles, row-major. */
+  get values(): Float64Array {
+    if (typeof this.exact === 'function') this.exact = this.exact()
+    return this.exact
+  }
+
+  /** The same values under another shape of the same size (a flat `data` under its declared `shape`). */
+  reshaped(shape: number[]): PackedTensor {
+    return new PackedTensor(shape, typeof this.exact === 'function' ? () => this.values : this.exact, this.float32)
+  }
 }
 
 /**
@@ -37,6 +69,8 @@ const POW10 = [
   1e21, 1e22,
 ]
 const TWO_53 = 2 ** 53
+/** The bounds float32() puts either side of a double it computed with rounded digits: far wider than its error (below 2^-45). */
+const SLACK = 2 ** -40
 
 /** Thrown inside the reader to give up; never leaves this module. */
 class GiveUp {}
@@ -208,62 +242,120 @@ class Reader {
     }
   }
 
+  // The last number scanned: its digits as a double (exact below 2^53), its power of ten, how many
+  // of its digits were added past 2^53 (each rounding once), its sign and where its text starts.
+  private mantissa = 0
+  private scale = 0
+  private rounded = 0
+  private negative = false
+  private start = 0
+
+  /** Scans one number's text (JSON's grammar, or give up), leaving its parts in the fields above. */
+  private scan(): void {
+    // A local index, stored back once: the loops below run per digit of every number in a tensor.
+    const b = this.bytes
+    let at = this.at
+    this.start = at
+    let c = b[at]
+    const negative = c === 0x2d
+    if (negative) c = b[++at]
+    let mantissa = 0
+    let rounded = 0
+    let scale = 0
+    if (c === 0x30) c = b[++at]
+    else if (c !== undefined && c >= 0x31 && c <= 0x39) {
+      do {
+        if (mantissa >= TWO_53) rounded++
+        mantissa = mantissa * 10 + (c - 0x30)
+        c = b[++at]
+      } while (c !== undefined && c >= 0x30 && c <= 0x39)
+    } else throw GIVE_UP
+    if (c === 0x2e) {
+      c = b[++at]
+      if (c === undefined || c < 0x30 || c > 0x39) throw GIVE_UP
+      do {
+        if (mantissa >= TWO_53) rounded++
+        mantissa = mantissa * 10 + (c - 0x30)
+        scale--
+        c = b[++at]
+      } while (c !== undefined && c >= 0x30 && c <= 0x39)
+    }
+    if (mantissa >= TWO_53) rounded++
+    if (c === 0x65 || c === 0x45) {
+      c = b[++at]
+      let sign = 1
+      if (c === 0x2b || c === 0x2d) {
+        if (c === 0x2d) sign = -1
+        c = b[++at]
+      }
+      if (c === undefined || c < 0x30 || c > 0x39) throw GIVE_UP
+      let exponent = 0
+      do {
+        if (exponent < 100_000) exponent = exponent * 10 + (c - 0x30)
+        c = b[++at]
+      } while (c !== undefined && c >= 0x30 && c <= 0x39)
+      scale += sign * exponent
+    }
+    this.at = at
+    this.mantissa = mantissa
+    this.scale = scale
+    this.rounded = rounded
+    this.negative = negative
+  }
+
+  /** The last scanned number's text, to the engine's own conversion (correctly rounded, as JSON.parse). */
+  private engine(): number {
+    const b = this.bytes
+    const value = Number(
+      String.fromCharCode.apply(
+        null,
+        b.subarray(this.negative ? this.start + 1 : this.start, this.at) as unknown as number[],
+      ),
+    )
+    return this.negative ? -value : value
+  }
+
   /**
    * A number, to the double JSON.parse gives. Up to 2^53 of mantissa and 10^±22 of scale, one
    * multiplication or division by an exact power of ten is correctly rounded (Clinger's fast path);
    * beyond, the number's text goes to the engine's own conversion.
    */
   private number(): number {
-    const b = this.bytes
-    const start = this.at
-    let c = b[this.at]
-    const negative = c === 0x2d
-    if (negative) c = b[++this.at]
-    let mantissa = 0
-    let exact = true
-    let scale = 0
-    if (c === 0x30) c = b[++this.at]
-    else if (c !== undefined && c >= 0x31 && c <= 0x39) {
-      do {
-        mantissa = mantissa * 10 + (c - 0x30)
-        c = b[++this.at]
-      } while (c !== undefined && c >= 0x30 && c <= 0x39)
-      if (mantissa >= TWO_53) exact = false
-    } else throw GIVE_UP
-    if (c === 0x2e) {
-      c = b[++this.at]
-      if (c === undefined || c < 0x30 || c > 0x39) throw GIVE_UP
-      do {
-        mantissa = mantissa * 10 + (c - 0x30)
-        scale--
-        c = b[++this.at]
-      } while (c !== undefined && c >= 0x30 && c <= 0x39)
-      if (mantissa >= TWO_53) exact = false
-    }
-    if (c === 0x65 || c === 0x45) {
-      c = b[++this.at]
-      let sign = 1
-      if (c === 0x2b || c === 0x2d) {
-        if (c === 0x2d) sign = -1
-        c = b[++this.at]
-      }
-      if (c === undefined || c < 0x30 || c > 0x39) throw GIVE_UP
-      let exponent = 0
-      do {
-        if (exponent < 100_000) exponent = exponent * 10 + (c - 0x30)
-        c = b[++this.at]
-      } while (c !== undefined && c >= 0x30 && c <= 0x39)
-      scale += sign * exponent
-    }
+    this.scan()
+    const { mantissa, scale } = this
     let value: number
-    if (exact && mantissa === 0) value = 0
-    else if (exact && scale >= 0 && scale <= 22) value = mantissa * POW10[scale]!
-    else if (exact && scale < 0 && scale >= -22) value = mantissa / POW10[-scale]!
-    else
-      value = Number(
-        String.fromCharCode.apply(null, b.subarray(negative ? start + 1 : start, this.at) as unknown as number[]),
-      )
-    return negative ? -value : value
+    if (this.rounded === 0 && mantissa === 0) value = 0
+    else if (this.rounded === 0 && scale >= 0 && scale <= 22) value = mantissa * POW10[scale]!
+    else if (this.rounded === 0 && scale < 0 && scale >= -22) value = mantissa / POW10[-scale]!
+    else return this.engine()
+    return this.negative ? -value : value
+  }
+
+  /**
+   * A number as a float32 input holds it: `Math.fround` of the double JSON.parse gives, or NaN when
+   * that double is outside float32's range (which only the doubles can report). Where the double is
+   * exact (Clinger's fast path), its fround. Where digits past 2^53 were rounded (a float32 printed as
+   * a double has 17 digits), the double computed is within 2^-45 of the number (two roundings per such
+   * digit, one for the power of ten); the bounds 2^-40 either side of it hold the number, and so its
+   * correctly rounded double, and when both bounds round to one float32, so does that double (fround
+   * is monotonic). Otherwise — a float32 rounding boundary within 2^-40, or an extreme scale — the
+   * engine converts the text.
+   */
+  private float32(): number {
+    this.scan()
+    const { mantissa, scale, rounded, negative } = this
+    if (mantissa === 0) return negative ? -0 : 0
+    if (scale >= -22 && scale <= 22 && rounded <= 64) {
+      const value = scale >= 0 ? mantissa * POW10[scale]! : mantissa / POW10[-scale]!
+      // Exact, and below 2^53 · 10^22: within float32's range.
+      if (rounded === 0) return Math.fround(negative ? -value : value)
+      if (value <= 1e38) {
+        const low = Math.fround(value * (1 - SLACK))
+        if (low === Math.fround(value * (1 + SLACK))) return negative ? -low : low
+      }
+    }
+    const value = this.engine()
+    return value > FLOAT32_MAX || value < -FLOAT32_MAX ? NaN : Math.fround(value)
   }
 
   /**
@@ -276,8 +368,10 @@ class Reader {
     const counts: number[] = []
     let rank = -1
     let depth = 0
-    let values = new Float64Array(Math.max(0, Math.min(1024, this.maxElements - this.elements)))
+    let values = new Float32Array(Math.max(0, Math.min(1024, this.maxElements - this.elements)))
     let filled = 0
+    let inRange = true
+    const start = this.at
     // Opening the outermost bracket.
     this.at++
     counts.push(0)
@@ -299,12 +393,15 @@ class Reader {
       else if (depth !== rank - 1) return undefined
       if (filled === values.length) {
         if (this.elements + filled >= this.maxElements) return undefined
-        const grown = new Float64Array(Math.min(Math.max(1024, values.length * 2), this.maxElements - this.elements))
+        const grown = new Float32Array(Math.min(Math.max(1024, values.length * 2), this.maxElements - this.elements))
         grown.set(values)
         values = grown
       }
       if (c !== 0x2d && (c === undefined || c < 0x30 || c > 0x39)) return undefined
-      values[filled++] = this.number()
+      const value = this.float32()
+      // NaN: the double is past float32's range; only the doubles, read if asked for, can say which.
+      if (value !== value) inRange = false
+      values[filled++] = value
       counts[depth]!++
       // After a value: commas and closings, each closing checked against its level's length.
       for (;;) {
@@ -321,7 +418,12 @@ class Reader {
         else if (shape[depth] !== count) return undefined
         if (depth === 0) {
           this.elements += filled
-          return new PackedTensor(shape, filled === values.length ? values : values.slice(0, filled))
+          const end = this.at
+          return new PackedTensor(
+            shape,
+            () => this.doubles(start, end, filled),
+            inRange ? (filled === values.length ? values : values.slice(0, filled)) : undefined,
+          )
         }
         depth--
         counts[depth]!++
@@ -332,6 +434,20 @@ class Reader {
         if (b[this.at] !== 0x5b) return undefined
       }
     }
+  }
+
+  /** The `count` numbers of the tensor `tensor()` read between `start` and `end`, as JSON.parse's doubles. */
+  private doubles(start: number, end: number, count: number): Float64Array {
+    const b = this.bytes
+    const out = new Float64Array(count)
+    this.at = start
+    for (let i = 0; i < count && this.at < end;) {
+      const c = b[this.at]!
+      // Between numbers, only brackets, commas and white space: the tensor was read whole.
+      if (c === 0x2d || (c >= 0x30 && c <= 0x39)) out[i++] = this.number()
+      else this.at++
+    }
+    return out
   }
 }
 

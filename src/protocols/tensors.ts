@@ -2,7 +2,7 @@
  * @module protocols/tensors — JSON values to tensors and back, checked against a model's signature.
  * Every refusal is a 400 that names the input, the index and what was expected.
  */
-import { converter, datatypeOf, Misfit } from './datatypes'
+import { converter, datatypeOf, FLOAT32_MAX, Misfit } from './datatypes'
 import type { Converter } from './datatypes'
 import type { Config } from '../core/config'
 import { badRequest, describeValue } from '../core/errors'
@@ -58,7 +58,7 @@ export function spendElements(budget: RequestLimits['elements'], count: number, 
 export function flatten(value: unknown, where: string, budget: RequestLimits['elements']): Flat {
   // Read from the body's bytes already (json-tensors.ts): rectangular, numbers only, row-major.
   if (value instanceof PackedTensor) {
-    spendElements(budget, value.values.length, where)
+    spendElements(budget, value.size, where)
     return value
   }
   const shape: number[] = []
@@ -133,6 +133,15 @@ export function toTypedArray(
   where: string,
   convert: Converter,
 ): Float32Array | Int32Array | Uint8Array {
+  // Numbers read from the body (json-tensors.ts) into a float32 input that takes any number within
+  // float32's range (FP32 or FP64 data, no `input_limits`): read as float32 already, all in range.
+  if (
+    flat instanceof PackedTensor &&
+    flat.float32 !== undefined &&
+    spec.dtype === 'float32' &&
+    convert.floatLimit === FLOAT32_MAX
+  )
+    return flat.float32
   const { values, shape } = flat
   const at = (i: number) => {
     const index: number[] = []

@@ -25,7 +25,7 @@ import { imageParameters } from '../images/transform'
 import { textElements, textSiblings } from '../text/bytes'
 import { textParameters } from '../text/transform'
 import type { InputTransform } from '../input-transform'
-import { unpack } from '../json-tensors'
+import { PackedTensor, unpack } from '../json-tensors'
 import { checkInputNames, outputNames } from '../names'
 import type { InferRequest, RequestInput } from '../schemas'
 import { flatten, makeTensor, requestLimits, spendElements } from '../tensors'
@@ -154,15 +154,19 @@ async function inputTensor(
         `${where}: data is required (or parameters.binary_data_size with the bytes after the inference header)`,
       )
     const flat = flatten(input.data, `${where} data`, limits.elements)
-    if (flat.values.length !== count) {
-      throw badRequest(
-        `${where}: shape [${input.shape.join(', ')}] holds ${count} elements but data has ${flat.values.length}`,
-      )
+    const size = flat instanceof PackedTensor ? flat.size : flat.values.length
+    if (size !== count) {
+      throw badRequest(`${where}: shape [${input.shape.join(', ')}] holds ${count} elements but data has ${size}`)
     }
     if (flat.shape.length > 1 && flat.shape.join() !== input.shape.join()) {
       throw badRequest(
         `${where}: nested data has shape [${flat.shape.join(', ')}] but shape says [${input.shape.join(', ')}]`,
       )
+    }
+    // Read from the body's bytes (json-tensors.ts): its float32 values serve a float32 input as they are.
+    if (flat instanceof PackedTensor) {
+      const convert = converter(input.datatype, spec.dtype, where)
+      return makeTensor(spec, flat.reshaped(input.shape), `${where} data`, convert, limits, model)
     }
     values = flat.values
   }
