@@ -105,7 +105,8 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 async function startWrangler({ assetsDir, backend, vars = {} }) {
   const server = await startWranglerDev({
     assetsDir,
-    vars: { TF_BACKEND: backend, ...vars },
+    // Every request's access-log line: the in-Worker times are read from them (measure.mjs).
+    vars: { TF_BACKEND: backend, ACCESS_LOG: 'all', ...vars },
     ready: 'listening',
     readyTimeoutMs: 120_000,
   })

@@ -122,6 +122,8 @@ export interface StringVars {
   TF_BACKEND?: string
   /** Origins browsers may call the API from: `*`, or a comma list of origins. Unset: no CORS headers at all. */
   CORS_ORIGINS?: string
+  /** Which requests get an access-log line: `all`, `errors` (the default: answered 4xx or 5xx), or `off` (http/middleware/access-log.ts). */
+  ACCESS_LOG?: string
 }
 
 /**
