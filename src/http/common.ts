@@ -1,5 +1,5 @@
 /** @module http/common — what every protocol's routes share: the request as a caller, the response's model headers. */
-import type { Context } from 'hono'
+import type { Context, Hono, Schema } from 'hono'
 import type { RequestRecord } from '../analytics/analytics'
 import { ApiError, ClientGoneError } from '../core/errors'
 import type { ModelLease } from '../cache/lease'
@@ -49,6 +49,18 @@ export const methodNotAllowed = (allow: string) => (c: Context) => {
   throw new ApiError(405, `${c.req.method} is not allowed on ${new URL(c.req.url).pathname}; use ${allow}`, {
     Allow: allow,
   })
+}
+
+/**
+ * Answers every other method on each path with 405 and its `Allow` (`{ '/v2': 'GET' }`): added after
+ * a router's own routes, so they match first.
+ */
+export function refuseOtherMethods<S extends Schema, B extends string>(
+  routes: Hono<AppEnv, S, B>,
+  allowed: Record<string, string>,
+): Hono<AppEnv, S, B> {
+  for (const [path, allow] of Object.entries(allowed)) routes.all(path, methodNotAllowed(allow))
+  return routes
 }
 
 /**

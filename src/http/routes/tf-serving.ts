@@ -9,7 +9,7 @@ import type { Context } from 'hono'
 import { readConfig } from '../../core/config'
 import { ApiError, badRequest, notFound, quote } from '../../core/errors'
 import { readBytes, readJson } from '../body'
-import { asCaller, callerOf, methodNotAllowed, setPredictionHeaders } from '../common'
+import { asCaller, callerOf, methodNotAllowed, refuseOtherMethods, setPredictionHeaders } from '../common'
 import type { AppEnv } from '../common'
 import { routeDocs } from '../openapi'
 import type { Prediction } from '../../predict'
@@ -205,32 +205,36 @@ async function embed(c: Ctx, name: string, selector: Selector) {
 const versions = (c: Ctx): VersionPath => ({ kind: 'versions', segment: c.req.param('version')! })
 const labels = (c: Ctx): VersionPath => ({ kind: 'labels', segment: c.req.param('label')! })
 
-export const tfServing = new Hono<AppEnv>()
-  .get('/v1/models/:name', routeDocs.tfStatus, (c) => status(c, c.req.param('name')))
-  .get('/v1/models/:name/versions/:version', routeDocs.tfStatusVersion, (c) =>
-    status(c, c.req.param('name'), versions(c)),
-  )
-  .get('/v1/models/:name/labels/:label', routeDocs.tfStatusLabel, (c) => status(c, c.req.param('name'), labels(c)))
-  .get('/v1/models/:name/metadata', routeDocs.tfMetadata, (c) => metadata(c, c.req.param('name')))
-  .get('/v1/models/:name/versions/:version/metadata', routeDocs.tfMetadataVersion, (c) =>
-    metadata(c, c.req.param('name'), versions(c)),
-  )
-  .get('/v1/models/:name/labels/:label/metadata', routeDocs.tfMetadataLabel, (c) =>
-    metadata(c, c.req.param('name'), labels(c)),
-  )
-  .post('/v1/models/:target', routeDocs.tfPredict, (c) => predictRoute(c, c.req.param('target')))
-  .post('/v1/models/:name/versions/:version', routeDocs.tfPredictVersion, (c) =>
-    predictRoute(c, c.req.param('name'), versions(c)),
-  )
-  .post('/v1/models/:name/labels/:label', routeDocs.tfPredictLabel, (c) =>
-    predictRoute(c, c.req.param('name'), labels(c)),
-  )
-  .all('/v1/models/:name/metadata', methodNotAllowed('GET'))
-  .all('/v1/models/:name/versions/:version/metadata', methodNotAllowed('GET'))
-  .all('/v1/models/:name/labels/:label/metadata', methodNotAllowed('GET'))
-  .all('/v1/models/:target', methodNotAllowed('GET, POST'))
-  .all('/v1/models/:name/versions/:version', methodNotAllowed('GET, POST'))
-  .all('/v1/models/:name/labels/:label', methodNotAllowed('GET, POST'))
+export const tfServing = refuseOtherMethods(
+  new Hono<AppEnv>()
+    .get('/v1/models/:name', routeDocs.tfStatus, (c) => status(c, c.req.param('name')))
+    .get('/v1/models/:name/versions/:version', routeDocs.tfStatusVersion, (c) =>
+      status(c, c.req.param('name'), versions(c)),
+    )
+    .get('/v1/models/:name/labels/:label', routeDocs.tfStatusLabel, (c) => status(c, c.req.param('name'), labels(c)))
+    .get('/v1/models/:name/metadata', routeDocs.tfMetadata, (c) => metadata(c, c.req.param('name')))
+    .get('/v1/models/:name/versions/:version/metadata', routeDocs.tfMetadataVersion, (c) =>
+      metadata(c, c.req.param('name'), versions(c)),
+    )
+    .get('/v1/models/:name/labels/:label/metadata', routeDocs.tfMetadataLabel, (c) =>
+      metadata(c, c.req.param('name'), labels(c)),
+    )
+    .post('/v1/models/:target', routeDocs.tfPredict, (c) => predictRoute(c, c.req.param('target')))
+    .post('/v1/models/:name/versions/:version', routeDocs.tfPredictVersion, (c) =>
+      predictRoute(c, c.req.param('name'), versions(c)),
+    )
+    .post('/v1/models/:name/labels/:label', routeDocs.tfPredictLabel, (c) =>
+      predictRoute(c, c.req.param('name'), labels(c)),
+    ),
+  {
+    '/v1/models/:name/metadata': 'GET',
+    '/v1/models/:name/versions/:version/metadata': 'GET',
+    '/v1/models/:name/labels/:label/metadata': 'GET',
+    '/v1/models/:target': 'GET, POST',
+    '/v1/models/:name/versions/:version': 'GET, POST',
+    '/v1/models/:name/labels/:label': 'GET, POST',
+  },
+)
 
 /**
  * POST on `{name}:predict`, or on `versions/{v}:predict` / `labels/{l}:predict`: the verb ends the

@@ -8,7 +8,7 @@ import { Hono } from 'hono'
 import type { Context } from 'hono'
 import { readConfig } from '../../core/config'
 import { readJson } from '../body'
-import { asCaller, callerOf, methodNotAllowed, setPredictionHeaders } from '../common'
+import { asCaller, callerOf, refuseOtherMethods, setPredictionHeaders } from '../common'
 import type { AppEnv } from '../common'
 import { routeDocs } from '../openapi'
 import { inferResponse, readInferRequest } from '../v2-body'
@@ -66,26 +66,30 @@ async function repositoryIndex(c: Ctx) {
   return c.json(await repositoryEntries(callerOf(c), body.ready ?? false))
 }
 
-export const v2 = new Hono<AppEnv>()
-  .get('/v2', routeDocs.v2Server, (c) => c.json(SERVER_METADATA))
-  .get('/v2/models/:name', routeDocs.v2Metadata, (c) => modelMetadata(c, c.req.param('name')))
-  .get('/v2/models/:name/versions/:version', routeDocs.v2MetadataVersion, (c) =>
-    modelMetadata(c, c.req.param('name'), c.req.param('version')),
-  )
-  .get('/v2/models/:name/ready', routeDocs.v2Ready, (c) => modelReady(c, c.req.param('name')))
-  .get('/v2/models/:name/versions/:version/ready', routeDocs.v2ReadyVersion, (c) =>
-    modelReady(c, c.req.param('name'), c.req.param('version')),
-  )
-  .post('/v2/models/:name/infer', routeDocs.v2Infer, (c) => infer(c, c.req.param('name')))
-  .post('/v2/models/:name/versions/:version/infer', routeDocs.v2InferVersion, (c) =>
-    infer(c, c.req.param('name'), c.req.param('version')),
-  )
-  .post('/v2/repository/index', routeDocs.repositoryIndex, (c) => repositoryIndex(c))
-  .all('/v2', methodNotAllowed('GET'))
-  .all('/v2/repository/index', methodNotAllowed('POST'))
-  .all('/v2/models/:name', methodNotAllowed('GET'))
-  .all('/v2/models/:name/versions/:version', methodNotAllowed('GET'))
-  .all('/v2/models/:name/ready', methodNotAllowed('GET'))
-  .all('/v2/models/:name/versions/:version/ready', methodNotAllowed('GET'))
-  .all('/v2/models/:name/infer', methodNotAllowed('POST'))
-  .all('/v2/models/:name/versions/:version/infer', methodNotAllowed('POST'))
+export const v2 = refuseOtherMethods(
+  new Hono<AppEnv>()
+    .get('/v2', routeDocs.v2Server, (c) => c.json(SERVER_METADATA))
+    .get('/v2/models/:name', routeDocs.v2Metadata, (c) => modelMetadata(c, c.req.param('name')))
+    .get('/v2/models/:name/versions/:version', routeDocs.v2MetadataVersion, (c) =>
+      modelMetadata(c, c.req.param('name'), c.req.param('version')),
+    )
+    .get('/v2/models/:name/ready', routeDocs.v2Ready, (c) => modelReady(c, c.req.param('name')))
+    .get('/v2/models/:name/versions/:version/ready', routeDocs.v2ReadyVersion, (c) =>
+      modelReady(c, c.req.param('name'), c.req.param('version')),
+    )
+    .post('/v2/models/:name/infer', routeDocs.v2Infer, (c) => infer(c, c.req.param('name')))
+    .post('/v2/models/:name/versions/:version/infer', routeDocs.v2InferVersion, (c) =>
+      infer(c, c.req.param('name'), c.req.param('version')),
+    )
+    .post('/v2/repository/index', routeDocs.repositoryIndex, (c) => repositoryIndex(c)),
+  {
+    '/v2': 'GET',
+    '/v2/repository/index': 'POST',
+    '/v2/models/:name': 'GET',
+    '/v2/models/:name/versions/:version': 'GET',
+    '/v2/models/:name/ready': 'GET',
+    '/v2/models/:name/versions/:version/ready': 'GET',
+    '/v2/models/:name/infer': 'POST',
+    '/v2/models/:name/versions/:version/infer': 'POST',
+  },
+)

@@ -28,6 +28,20 @@ const ELEMENT_BYTES: Partial<Record<Datatype, number>> = {
   FP64: 8,
 }
 
+/** The datatypes whose little-endian bytes a typed array views as they are. */
+const VIEWS: Partial<
+  Record<Datatype, new (buffer: ArrayBufferLike, offset: number, length: number) => ArrayLike<number>>
+> = {
+  UINT8: Uint8Array,
+  INT8: Int8Array,
+  UINT16: Uint16Array,
+  INT16: Int16Array,
+  UINT32: Uint32Array,
+  INT32: Int32Array,
+  FP32: Float32Array,
+  FP64: Float64Array,
+}
+
 /** Half-precision bits to a number (IEEE 754 binary16). */
 function fromHalf(bits: number): number {
   const sign = bits & 0x8000 ? -1 : 1
@@ -64,51 +78,30 @@ export function decodeBinary(
   const view = <T>(Type: new (buffer: ArrayBufferLike, offset: number, length: number) => T) =>
     new Type(buffer, start, count)
   let values: ArrayLike<number | boolean>
-  switch (datatype) {
-    case 'BOOL': {
-      const raw = view(Uint8Array)
-      const bad = raw.findIndex((b) => b > 1)
-      if (bad !== -1) throw badRequest(`${where}[${bad}]: BOOL bytes must be 0 or 1, got ${raw[bad]}`)
-      values = Array.from(raw, (b) => b === 1)
-      break
+  const Type = VIEWS[datatype]
+  if (Type) values = view(Type)
+  else
+    switch (datatype) {
+      case 'BOOL': {
+        const raw = view(Uint8Array)
+        const bad = raw.findIndex((b) => b > 1)
+        if (bad !== -1) throw badRequest(`${where}[${bad}]: BOOL bytes must be 0 or 1, got ${raw[bad]}`)
+        values = Array.from(raw, (b) => b === 1)
+        break
+      }
+      case 'FP16':
+        values = Array.from(view(Uint16Array), fromHalf)
+        break
+      // Beyond 2^53 a Number is not exact; the datatype check then refuses it as out of range.
+      case 'UINT64':
+        values = Array.from(view(BigUint64Array), Number)
+        break
+      case 'INT64':
+        values = Array.from(view(BigInt64Array), Number)
+        break
+      default:
+        throw badRequest(`${where}: binary data of datatype ${datatype} is not supported`)
     }
-    case 'UINT8':
-      values = view(Uint8Array)
-      break
-    case 'INT8':
-      values = view(Int8Array)
-      break
-    case 'UINT16':
-      values = view(Uint16Array)
-      break
-    case 'INT16':
-      values = view(Int16Array)
-      break
-    case 'FP16':
-      values = Array.from(view(Uint16Array), fromHalf)
-      break
-    case 'UINT32':
-      values = view(Uint32Array)
-      break
-    case 'INT32':
-      values = view(Int32Array)
-      break
-    case 'FP32':
-      values = view(Float32Array)
-      break
-    case 'FP64':
-      values = view(Float64Array)
-      break
-    // Beyond 2^53 a Number is not exact; the datatype check then refuses it as out of range.
-    case 'UINT64':
-      values = Array.from(view(BigUint64Array), Number)
-      break
-    case 'INT64':
-      values = Array.from(view(BigInt64Array), Number)
-      break
-    default:
-      throw badRequest(`${where}: binary data of datatype ${datatype} is not supported`)
-  }
   if (datatype.startsWith('FP')) {
     for (let i = 0; i < values.length; i++) {
       if (!Number.isFinite(values[i])) throw badRequest(`${where}[${i}]: ${values[i]} is not a finite number`)
