@@ -170,19 +170,34 @@ export class Isolate {
   }
 
   /**
+   * Starts the backend on an isolate's first prediction, so that it comes up while the index and
+   * the pointer are read; the load that needs it awaits the same start (runtime/tf.ts `ensure`).
+   */
+  startBackend(env: Env): void {
+    if (this.backendStarted) return
+    this.backendStarted = true
+    this.settings(env)
+    this.backend.ensure().catch(() => {})
+  }
+  private backendStarted = false
+
+  /**
    * The repository as this isolate serves it: the bundled index with the published R2 versions over
    * it. A failure to read the bundled index is the server's, so it answers 503; an unreadable R2
    * pointer is not a failure (bundled and already-applied versions keep serving).
    */
   async repository(env: Env, waitUntil?: WaitUntil): Promise<Repository> {
     const config = this.settings(env)
+    const follow = this.followDeps(env, config)
+    // An isolate's first request reads the R2 pointer while it reads the index.
+    this.pointer.prefetch(follow)
     let base: Repository
     try {
       base = await this.index.read(this.sourcesOf(env).assets)
     } catch (error) {
       throw new ModelUnavailableError(`model repository unavailable: ${(error as Error).message}`, 5, error)
     }
-    return this.pointer.serving(base, this.followDeps(env, config), waitUntil)
+    return this.pointer.serving(base, follow, waitUntil)
   }
 
   /**

@@ -94,6 +94,7 @@ export async function predict<B, T>(
   spec: (body: B) => PredictionSpec<T>,
 ): Promise<Prediction<T>> {
   const state = isolate()
+  state.startBackend(caller.env)
   // The body is read once: a request served again after a backend rebuild reuses what was read.
   let body: Promise<B> | undefined
   const readOnce = () => (body ??= read())

@@ -75,6 +75,8 @@ export class PointerFollower {
   private lastError: string | undefined
   private swaps = 0
   private running: Promise<void> | undefined
+  /** An isolate's first pointer read, started before the index it applies over was read (`prefetch`). */
+  private early: Promise<PointerRead | 'unchanged'> | undefined
   private memo: { base: Repository; applied: Pointer; allowed: '*' | Set<string>; repo: Repository } | undefined
 
   constructor(private readonly now: () => number = Date.now) {}
@@ -98,6 +100,21 @@ export class PointerFollower {
     return this.merged(base, this.applied, deps.allowed)
   }
 
+  /**
+   * Starts an isolate's first pointer read at once, so that it runs while the bundled index is read
+   * (neither needs the other): `serving` then applies it. Nothing once the pointer has been read.
+   */
+  prefetch(deps: FollowDeps): void {
+    if (this.readAt !== 0 || this.running || this.early || !enabled(deps)) return
+    this.early = this.read(deps)
+    // Its failure is reported where `start` awaits it.
+    this.early.catch(() => {})
+  }
+
+  private read(deps: FollowDeps): Promise<PointerRead | 'unchanged'> {
+    return withTimeout(readPointer(deps.bucket!, this.etag), deps.readTimeoutMs, 'R2 (reading the pointer)')
+  }
+
   /** Re-reads the pointer now, whatever the interval, and applies it (cron, admin reload). */
   async followNow(base: Repository, deps: FollowDeps): Promise<PointerStatus> {
     if (this.running) await this.running
@@ -110,7 +127,9 @@ export class PointerFollower {
     const running = (async () => {
       let read: PointerRead | 'unchanged'
       try {
-        read = await withTimeout(readPointer(deps.bucket!, this.etag), deps.readTimeoutMs, 'R2 (reading the pointer)')
+        const early = this.early
+        this.early = undefined
+        read = await (early ?? this.read(deps))
       } catch (error) {
         this.lastError = `pointer not read, serving what this isolate has: ${(error as Error).message}`
         log('warn', 'refresh.pointer_unreadable', { error: (error as Error).message })

@@ -56,7 +56,9 @@ export async function loadVersion(
       target.entry.files.filter((f): f is ManifestFile => 'sha256' in f),
     )
   }
-  await backend.ensure()
+  // The backend starts (or is found started) while the files are read: neither waits for the other.
+  const ready = backend.ensure()
+  ready.catch(() => {})
   const fetchStarted = now()
   let fetchMs = 0
   // The index's measurement counts only for the very files it was made of.
@@ -66,6 +68,7 @@ export async function loadVersion(
   const artifacts = await storeHandler(store, dir, digest)
     .load()
     .finally(() => (fetchMs = now() - fetchStarted))
+  await ready
   const known = memory && digest?.value === memory.digest ? memory : undefined
   if (memory && !known)
     log('warn', 'model.memory_stale', {
