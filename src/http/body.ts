@@ -14,9 +14,9 @@ const JSON_TYPES = /^(application\/(json|[\w.+-]+\+json|x-www-form-urlencoded)|t
  * it has not all arrived within `timeoutMs` (BODY_READ_TIMEOUT_MS); 499 when the stream breaks (the
  * client closed the connection mid-body). Whatever happens, the read ends: a request holding a
  * traffic slot never waits on a body for ever.
- * A body that came in one chunk is that chunk, not a copy; one of several is copied once, placed
- * so that byte `alignAt` starts an 8-byte boundary (where the binary extension's tensors begin,
- * which typed arrays can then view without another copy).
+ * A body with a Content-Length is read in one call; one without (chunked) is that chunk when it came
+ * in one, else copied once, placed so that byte `alignAt` starts an 8-byte boundary (where the binary
+ * extension's tensors begin, which typed arrays can then view without another copy).
  */
 export async function readBytes(
   request: Request,
@@ -55,8 +55,9 @@ const tooLarge = (maxBytes: number) =>
 async function readAll(request: Request, maxBytes: number, declared: number, alignAt: number): Promise<Uint8Array> {
   // A declared length the runtime holds the body to: read in one native call, without a reader's
   // promise per chunk (a third of the Worker's own time on a small request, profiled in workerd).
-  // Not where the binary extension's tensors must land aligned: arrayBuffer() cannot place them.
-  if (Number.isSafeInteger(declared) && alignAt === 0) {
+  // The binary extension's tensors then land where they land: one that is not aligned is copied
+  // once where it is read (protocols/v2/binary.ts), no more than the chunks' concatenation below copies.
+  if (Number.isSafeInteger(declared)) {
     const bytes = new Uint8Array(await request.arrayBuffer())
     if (bytes.byteLength > maxBytes) throw tooLarge(maxBytes)
     return bytes
