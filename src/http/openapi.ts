@@ -401,20 +401,25 @@ const PREDICT_PATHS: Record<string, string> = {
 /** The OpenAPI path under which the document lists a Hono route (`:param` → `{param}`, `:predict` paths). */
 export function documentedPath(method: string, honoPath: string): string {
   const path = honoPath.replace(/:([A-Za-z0-9_]+)/g, '{$1}')
-  return method === 'POST' ? (PREDICT_PATHS[path] ?? path) : path
+  if (method === 'POST') return PREDICT_PATHS[path] ?? path
+  // A model's status shares the predict route's path, so its parameter's name (http/routes/tf-serving.ts).
+  return path === TARGET ? '/v1/models/{name}' : path
 }
+
+const TARGET = '/v1/models/{target}'
 
 function movePredictPaths(paths: OpenAPIV3_1.PathsObject): OpenAPIV3_1.PathsObject {
   const moved: OpenAPIV3_1.PathsObject = {}
-  for (const [path, item] of Object.entries(paths)) {
+  const add = (path: string, item: OpenAPIV3_1.PathItemObject) => (moved[path] = { ...moved[path], ...item })
+  for (const [path, all] of Object.entries(paths)) {
+    if (!all) continue
+    // The model's status (GET) under its documented path, as documentedPath says.
+    const { get, ...item } = all
+    if (get) add(path === TARGET ? '/v1/models/{name}' : path, { get })
     const target = PREDICT_PATHS[path]
-    if (!target || !item?.post) {
-      moved[path] = { ...moved[path], ...item }
-      continue
-    }
     const { post, ...rest } = item
-    if (Object.keys(rest).length > 0) moved[path] = { ...moved[path], ...rest }
-    moved[target] = { ...moved[target], post }
+    if (Object.keys(rest).length > 0) add(path, rest)
+    if (post) add(target ?? path, { post })
   }
   return moved
 }

@@ -207,7 +207,9 @@ const labels = (c: Ctx): VersionPath => ({ kind: 'labels', segment: c.req.param(
 
 export const tfServing = refuseOtherMethods(
   new Hono<AppEnv>()
-    .get('/v1/models/:name', routeDocs.tfStatus, (c) => status(c, c.req.param('name')))
+    // `:target`, as the predict route's: one path with two names would make Hono route with its trie
+    // router, which searches every route on each request, instead of its one regular expression.
+    .get('/v1/models/:target', routeDocs.tfStatus, (c) => status(c, c.req.param('target')))
     .get('/v1/models/:name/versions/:version', routeDocs.tfStatusVersion, (c) =>
       status(c, c.req.param('name'), versions(c)),
     )
