@@ -10,6 +10,7 @@
  *     `model.loaded` log line.
  */
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs'
+import { loadavg } from 'node:os'
 import { dirname, join } from 'node:path'
 import { buildBundle, ROOT, startBundle } from '../scripts/tools/launch.mjs'
 import { IMAGE_MODEL } from '../scripts/dev/build-image-model.mjs'
@@ -116,6 +117,7 @@ async function coldStarts(assetsDir, bundles, models) {
 
 /** The hand-written comparison: warm latency interleaved, warmserve's Server-Timing, then cold starts. */
 export async function handRun(assetsDir) {
+  const load = [loadavg()[0]]
   const [wsBundle, handBundle] = [
     await buildBundle({ assetsDir }),
     await buildBundle({ config: 'bench/hand-worker.toml' }),
@@ -180,7 +182,8 @@ export async function handRun(assetsDir) {
     await ws.stop()
   }
   const cold = await coldStarts(assetsDir, { hand: handBundle, ws: wsBundle }, ['iris', IMAGE_MODEL])
-  return { latency, timings, agreement, cold, coldTries: COLD_TRIES, image: HAND_IMAGE }
+  load.push(loadavg()[0])
+  return { latency, timings, agreement, cold, coldTries: COLD_TRIES, image: HAND_IMAGE, load }
 }
 
 const median = (values) => {
@@ -207,7 +210,10 @@ export function handMarkdown(hand) {
     "tf.js on warmserve's wasm SIMD backend, `JSON.parse` + `tf.tensor` in and `JSON.stringify` out, the v2 binary body read",
     'through a `Float32Array`; no router, validation or metrics. Both deploy bundles are served by workerd through Miniflare with',
     `the same ASSETS binding, interleaved (${QUICK ? 'quick: ' : ''}round-robin slices, sequential requests, p50). The host was shared with other`,
-    "engineers' work while this ran; the round-robin spreads that load over both servers alike.",
+    "engineers' work while this ran; the round-robin spreads that load over both servers alike." +
+      (hand.load
+        ? ` Load average (1 min) at the start and the end of the run: ${hand.load.map((v) => v.toFixed(1)).join(' and ')}.`
+        : ''),
     '',
     '| request | hand-written Worker | warmserve | ratio | target | |',
     '|---|---:|---:|---:|---:|---|',
@@ -239,7 +245,7 @@ export function handMarkdown(hand) {
   out.push(
     '',
     `Reading: of iris's extra ${f2(extra('iris'))} ms, ${f2(extra('noop'))} ms is the no-op's extra (what every warmserve request passes`,
-    'through: router, middleware, the access-log line) and the rest is the predict route (body reading with its deadline, validation,',
+    'through: router and middleware; the access-log line only with `ACCESS_LOG = "all"`, and by default only for 4xx/5xx) and the rest is the predict route (body reading with its deadline, validation,',
     'traffic control, the answer); docs/hand-written-floor.md#the-request-path breaks both down, measured inside workerd. The',
     `image model's JSON request costs ${f2(extra('image-json'))} ms more than \`JSON.parse\` + \`tf.tensor\` where the 0.80× target needs warmserve's`,
     `own reader to save ${f2(l['hand:image-json']?.p50 * 0.2)} ms; the binary request is ${f2(l['ws:image-binary']?.p50 / l['hand:image-binary']?.p50)}× the hand-written one. Under this run's load every CPU millisecond reads`,
@@ -285,8 +291,8 @@ export function handMarkdown(hand) {
     const share = median(image.map((t) => t.loaded.warmup2Ms / t.ms))
     out.push(
       '',
-      `The batch-2 profiling run is ${f0(100 * share)}% of the image model's first answer (median over tries). It leaves the first request once the`,
-      "index carries the version's measured memory figures (`buildServable(…, { measured })`, docs/hand-written-floor.md); not wired yet.",
+      `The batch-2 profiling run is ${f0(100 * share)}% of the image model's first answer (median over tries): the index's measured memory did not`,
+      'match the files fetched (its digest), so the version was profiled in the isolate (docs/hand-written-floor.md).',
     )
   }
   out.push('', 'Every try: ' + hand.cold.map((t) => `${t.server}/${t.model} ${f0(t.ms)}`).join(', ') + ' ms.', '')
