@@ -2,7 +2,7 @@
  * warmserve against the Worker a user would write by hand (bench/hand-worker.ts; issue 25), both deploy
  * bundles served by workerd through Miniflare (scripts/tools/launch.mjs startBundle) with the same ASSETS
  * binding over the same model repository:
- *   - warm latency, interleaved (bench/speed.mjs's round-robin): iris over TF Serving JSON, a real
+ *   - warm latency, paired request by request (bench/speed.mjs `paired`): iris over TF Serving JSON, a real
  *     128×128 graph model (human-models antispoof) over TF Serving JSON and the v2 binary layout,
  *     and the no-op; with the `Server-Timing` warmserve answered one request of each with;
  *   - cold starts: a new Miniflare (a fresh isolate) per try, the time from the first request to its
@@ -16,7 +16,7 @@ import { buildBundle, ROOT, startBundle } from '../scripts/tools/launch.mjs'
 import { IMAGE_MODEL } from '../scripts/dev/build-image-model.mjs'
 import { eventsIn, inputFor } from './measure.mjs'
 import { log, QUICK, sleep } from './options.mjs'
-import { interleaved } from './speed.mjs'
+import { paired } from './speed.mjs'
 
 /** The real image model of the comparison: human-models' anti-spoofing classifier, 128×128×3 in. */
 export const HAND_IMAGE = 'antispoof'
@@ -115,7 +115,7 @@ async function coldStarts(assetsDir, bundles, models) {
   return tries
 }
 
-/** The hand-written comparison: warm latency interleaved, warmserve's Server-Timing, then cold starts. */
+/** The hand-written comparison: warm latency paired, warmserve's Server-Timing, then cold starts. */
 export async function handRun(assetsDir) {
   const load = [loadavg()[0]]
   const [wsBundle, handBundle] = [
@@ -174,7 +174,7 @@ export async function handRun(assetsDir) {
     log(
       `hand   warmserve and the hand-written Worker agree on ${HAND_IMAGE} within ${agreement.toExponential(1)} (absolute)`,
     )
-    latency = await interleaved(targets)
+    latency = await paired(Object.keys(requests).map((key) => targets.filter((t) => t.key.endsWith(`:${key}`))))
     for (const [key, s] of Object.entries(latency))
       log(`hand   ${key.padEnd(20)} p50 ${s.p50.toFixed(2)} ms  p90 ${s.p90.toFixed(2)} ms  (${s.n} sequential)`)
   } finally {
@@ -209,8 +209,8 @@ export function handMarkdown(hand) {
     'bench/hand-worker.ts is that Worker: each model loaded from the ASSETS binding on first use and kept at module scope,',
     "tf.js on warmserve's wasm SIMD backend, `JSON.parse` + `tf.tensor` in and `JSON.stringify` out, the v2 binary body read",
     'through a `Float32Array`; no router, validation or metrics. Both deploy bundles are served by workerd through Miniflare with',
-    `the same ASSETS binding, interleaved (${QUICK ? 'quick: ' : ''}round-robin slices, sequential requests, p50). The host was shared with other`,
-    "engineers' work while this ran; the round-robin spreads that load over both servers alike." +
+    `the same ASSETS binding, paired (${QUICK ? 'quick: ' : ''}sequential requests, each to both servers in random order, p50). The host was shared with other`,
+    "engineers' work while this ran; pairing request by request puts that load on both servers alike." +
       (hand.load
         ? ` Load average (1 min) at the start and the end of the run: ${hand.load.map((v) => v.toFixed(1)).join(' and ')}.`
         : ''),

@@ -145,6 +145,29 @@ export async function interleaved(targets) {
   return Object.fromEntries(targets.map((t) => [t.key, summary(times[t.key])]))
 }
 
+/**
+ * The same request to two servers, request by request: each time one to each of a pair, in random
+ * order, so that both meet the same moment's load (the shared host's load moves faster than a
+ * slice); the pairs take turns in slices of twice SLICE_MS, ROUNDS times. Each target's latencies.
+ */
+export async function paired(pairs) {
+  const times = Object.fromEntries(pairs.flat().map((t) => [t.key, []]))
+  for (const t of pairs.flat()) for (let i = 0; i < 5; i++) await timed(t) // connections open, code warm
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const pair of pairs) {
+      const until = performance.now() + 2 * SLICE_MS
+      do {
+        for (const t of Math.random() < 0.5 ? pair : [pair[1], pair[0]]) {
+          const r = await timed(t)
+          if (r.status !== 200) throw new Error(`${t.key} answered ${r.status}`)
+          times[t.key].push(r.ms)
+        }
+      } while (performance.now() < until)
+    }
+  }
+  return Object.fromEntries(pairs.flat().map((t) => [t.key, summary(times[t.key])]))
+}
+
 /** autocannon at 8 connections on each target, in two alternating halves of DURATION: req/s and p50. */
 async function throughput(targets) {
   const sums = Object.fromEntries(targets.map((t) => [t.key, { requests: 0, seconds: 0, failed: 0, p50s: [] }]))
