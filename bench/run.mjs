@@ -39,6 +39,8 @@
  *        npm run bench -- --speed-only   (only the floor and the issue 13 run against the anchor)
  *        npm run bench -- --hand-only   (only the hand-written Worker run, issue 25: its section of RESULTS.md is replaced in place;
  *                                         with --render, from the last such run's bench/.work/hand.json)
+ *        npm run bench -- --phone-only   (only the phone-photo run, bench/phone.mjs: its section of RESULTS.md is replaced in place;
+ *                                          with --render, from the last such run's bench/.work/phone.json)
  *        npm run bench -- --before main   (the issue 13 run also serves main's bundle)
  */
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -48,6 +50,7 @@ import autocannon from 'autocannon'
 import { ROOT, startWranglerDev } from '../scripts/tools/launch.mjs'
 import { buildImageModel, IMAGE_MODEL, IMAGE_MODEL_DIR } from '../scripts/dev/build-image-model.mjs'
 import { addPhotoModel, imagePath } from './images.mjs'
+import { addPhoneAssets, phoneRun, writePhoneSection } from './phone.mjs'
 import {
   bundleSize,
   cell,
@@ -422,8 +425,23 @@ async function handOnly(assetsDir) {
   log(`wrote the hand-written Worker section of ${REPORT_DIR}/RESULTS.md`)
 }
 
+/** `--phone-only`: the phone-photo run alone (or, with --render, the last one's); its section of REPORT_DIR/RESULTS.md replaced in place. */
+async function phoneOnly(assetsDir) {
+  const saved = join(ROOT, 'bench', '.work', 'phone.json')
+  const phone =
+    assetsDir === undefined
+      ? JSON.parse(readFileSync(saved, 'utf8'))
+      : await phoneRun(assetsDir, await addPhoneAssets(assetsDir))
+  mkdirSync(join(ROOT, REPORT_DIR), { recursive: true })
+  writePhoneSection(join(ROOT, REPORT_DIR, 'RESULTS.md'), phone)
+  mkdirSync(join(ROOT, 'bench', '.work'), { recursive: true })
+  writeFileSync(saved, `${JSON.stringify(phone, null, 1)}\n`)
+  log(`wrote the phone-photo section of ${REPORT_DIR}/RESULTS.md`)
+}
+
 async function main() {
-  if (flag('render')) return flag('hand-only') ? handOnly(undefined) : render()
+  if (flag('render'))
+    return flag('hand-only') ? handOnly(undefined) : flag('phone-only') ? phoneOnly(undefined) : render()
   const began = performance.now()
   log(`models ${MODELS.join(', ')}; backends ${BACKENDS.join(', ')}; ${DURATION} s per cell${QUICK ? ' (quick)' : ''}`)
 
@@ -445,6 +463,7 @@ async function main() {
   addHandModel(assetsDir)
   log(`assets: ${assetsDir}`)
   if (flag('hand-only')) return handOnly(assetsDir)
+  if (flag('phone-only')) return phoneOnly(assetsDir)
   const bundle = await bundleSize(assetsDir)
 
   await waitForQuiet(QUICK ? 10 : 180)
@@ -507,10 +526,20 @@ async function main() {
       log(`  ! the batching / binary run failed: ${error?.stack ?? error}`)
     }
 
+  // Last, as its models join the repository only now.
+  let phone
+  if (!flag('speed-only'))
+    try {
+      phone = await phoneRun(assetsDir, await addPhoneAssets(assetsDir))
+    } catch (error) {
+      log(`  ! the phone-photo run failed: ${error?.stack ?? error}`)
+    }
+
   const totalS = (performance.now() - began) / 1000
   const env = { ...machine(), foreignCpuS: foreignCpuSince(foreignBefore) }
-  const data = { env, floors, runs, imageInfo, totalS, cacheOff, extra, parsing, bundle, speed, hand }
+  const data = { env, floors, runs, imageInfo, totalS, cacheOff, extra, parsing, bundle, speed, hand, phone }
   writeReport(data)
+  if (phone) writePhoneSection(join(ROOT, REPORT_DIR, 'RESULTS.md'), phone)
   mkdirSync(join(ROOT, 'bench', '.work'), { recursive: true })
   writeFileSync(join(ROOT, 'bench', '.work', 'results.json'), `${JSON.stringify(data, null, 1)}\n`)
   log(`wrote ${REPORT_DIR}/RESULTS.md and ${REPORT_DIR}/latency.svg in ${totalS.toFixed(0)} s`)

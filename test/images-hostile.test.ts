@@ -191,13 +191,14 @@ describe('crafted PNGs', () => {
 })
 
 describe('crafted JPEGs', () => {
-  it('reads the frame as libjpeg does, fill bytes included: FF D8 FF FF FF E1 hides a fake 1×1 SOF; the 8192×8192 frame is refused from its header', async () => {
+  it('reads the frame as libjpeg does, fill bytes included: FF D8 FF FF FF E1 hides a fake 1×1 SOF; the 8192×8192 frame is the one held to the limits', async () => {
     const before = decoderHeapBytes().jpg
-    const res = await classify(jpegFillByteDesync())
+    // The `pixels` model's 8×8 input takes the JPEG at 1/8: 1024×1024 decoded, past a limit of 500,000 pixels.
+    const res = await classify(jpegFillByteDesync(), { ...env, MAX_IMAGE_PIXELS: String(500_000) } as Env)
     expect(await answer(res)).toEqual([
       413,
       expect.stringMatching(
-        /the JPEG is 8192×8192, 67108864 pixels, more than the limit of 4000000 \(MAX_IMAGE_PIXELS\)/,
+        /the JPEG is 8192×8192; decoded at 1\/8 scale it is 1024×1024, 1048576 pixels, more than the limit of 500000 \(MAX_IMAGE_PIXELS\)/,
       ),
     ])
     expect(decoderHeapBytes().jpg).toBe(before)
@@ -222,12 +223,19 @@ describe('crafted JPEGs', () => {
       ]).arrayBuffer(),
     )
     const roomy = { ...env, MAX_IMAGE_DECODE_BYTES: String(64 * MiB) }
+    // Decoded at 1/8 for the 8×8 model, each of the 61 scans still reads all 47,000 blocks of the frame.
     expect(await answer(await classify(many, roomy))).toEqual([
       413,
       expect.stringMatching(
-        new RegExp(`61 passes over 3000000 pixels, more than the limit of ${MAX_DECODE_WORK} pixel-passes`),
+        new RegExp(
+          `61 scans\\) is 2000×1500 \\(250×188 decoded at 1/8 scale, reading its 47000 blocks\\); decoding it costs 48739000 pixel-passes, more than the limit of ${MAX_DECODE_WORK} pixel-passes`,
+        ),
       ),
     ])
+    // Decoded whole (no model input to cover), it is pixels × scans that is bounded.
+    await expect(decodeImage(many, limits({ maxDecodeBytes: 64 * MiB }), 'many')).rejects.toThrow(
+      new RegExp(`61 passes over 3000000 pixels, more than the limit of ${MAX_DECODE_WORK} pixel-passes`),
+    )
   })
 
   it.each([
@@ -274,8 +282,13 @@ describe('crafted JPEGs', () => {
 
 describe('decoder heaps, the request budget, the other requests', () => {
   it('replaces a decoder whose heap grew past DECODER_HEAP_KEEP_BYTES, so a large image leaves no more behind', async () => {
-    const roomy = { ...env, MAX_IMAGE_PIXELS: String(16_000_000), MAX_IMAGE_DECODE_BYTES: String(256 * MiB) }
-    expect(await answer(await classify(flatJpeg(3000, 3000, 3), roomy))).toEqual([200, 'ok'])
+    // Decoded whole by mozjpeg (no model input to cover, so no scaled decode).
+    const big = await decodeImage(
+      flatJpeg(3000, 3000, 3),
+      limits({ maxPixels: 16_000_000, maxDecodeBytes: 256 * MiB }),
+      'big',
+    )
+    expect([big.width, big.height]).toEqual([3000, 3000])
     expect(decoderHeapBytes().jpg).toBeGreaterThan(0)
     expect(decoderHeapBytes().jpg).toBeLessThanOrEqual(DECODER_HEAP_KEEP_BYTES)
     // A small image after it keeps the same (fresh) instance.

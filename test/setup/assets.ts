@@ -12,6 +12,7 @@ import { buildIndex, INDEX_FILE } from '../../scripts/build/build-index.mjs'
 import { buildUi } from '../../scripts/build/build-ui.mjs'
 import { addNsfwModel, addPackagedModel } from '../e2e/support/models.ts'
 import { addRpcModels } from '../e2e/support/repo-rpc.ts'
+import { writePhonePhotos } from './phone-photos.ts'
 
 const root = resolve(import.meta.dirname, '../..')
 
@@ -64,6 +65,8 @@ export async function prepareTestAssets(): Promise<string> {
   mkdirSync(assets, { recursive: true })
   for (const path of BUNDLED) cpSync(join(root, 'model-assets', path), join(assets, path), { recursive: true })
   cpSync(join(root, 'test/fixtures/models'), assets, { recursive: true })
+  // 12 MP phone photos made from the fixture photos (test/images-scaled.test.ts, bench/images.mjs).
+  await writePhonePhotos(join(assets, '_images'))
   for (const [name, json] of Object.entries(FOREIGN_MODELS))
     addPackagedModel(assets, name, join(root, 'node_modules', json))
   // nsfwjs's stock MobileNetV2 (Keras, 224×224×3, 5 classes): the image model people deploy most (test/real-heap.test.ts).

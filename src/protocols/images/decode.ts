@@ -22,6 +22,8 @@ import { ApiError, badRequest } from '../../core/errors'
 import { withoutNodeProcess } from '../../runtime/wasm'
 import type { ImageHeader, ImageType } from './headers'
 import { DECODER_INITIAL_HEAP_BYTES, IMAGE_TYPES, NAMES, readImageHeader, sniff } from './headers'
+import type { Scale } from './jpeg-scaled'
+import { decodeScaledJpeg, scaledCost, scaledSize } from './jpeg-scaled'
 import { decodePngPixels } from './png'
 
 export { IMAGE_TYPES, MAX_JPEG_SCANS } from './headers'
@@ -49,6 +51,31 @@ export interface Pixels {
   width: number
   height: number
   rgba: Uint8Array
+  /** The image's own size, and the denominator of the scale, when it was decoded at a reduced scale (a JPEG at 1/2, 1/4 or 1/8). */
+  source?: { width: number; height: number; scale: Scale }
+}
+
+/**
+ * Whether an image decoded to `width × height` still gives the model's input all its pixels (after
+ * its crop): a baseline JPEG is then decoded at the smallest DCT scale that does (jpeg-scaled.ts).
+ */
+export type Covers = (width: number, height: number) => boolean
+
+/**
+ * Work counted for each 8×8 block a scaled JPEG decode entropy-decodes, in MAX_DECODE_WORK's
+ * pixel-passes: every block of the full image is read whatever the scale. Measured: at 1/8 a 12 MP
+ * photo costs about 1/6 of mozjpeg's full decode, so a block counts as a quarter of its 64 pixels.
+ */
+const SCALED_BLOCK_WORK = 16
+
+/** The smallest DCT scale (1/8, then 1/4, 1/2) at which a JPEG of `width × height` still covers, or 1: full size. */
+export function jpegScale(width: number, height: number, covers: Covers | undefined): 1 | Scale {
+  if (!covers) return 1
+  for (const scale of [8, 4, 2] as const) {
+    const size = scaledSize(width, height, scale)
+    if (covers(size.width, size.height)) return scale
+  }
+  return 1
 }
 
 /** The limits an image is held to: MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_IMAGE_DECODE_BYTES, and what is left of its request's MAX_REQUEST_IMAGE_PIXELS. */
@@ -64,17 +91,37 @@ export const tooLarge = (message: string) => new ApiError(413, message)
 
 const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`
 
-/** What the bytes are and their header as the decoder reads it: 400 if they are not a JPEG, PNG or WebP image, 413 past `maxPixels` (MAX_IMAGE_PIXELS). */
-export function readHeader(bytes: Uint8Array, where: string, maxPixels = Infinity): ImageHeader {
+/**
+ * What the bytes are and their header as the decoder reads it, and the scale it will be decoded at
+ * (`covers`: see jpegScale): 400 if they are not a JPEG, PNG or WebP image, 413 when the decoded
+ * size is past `maxPixels` (MAX_IMAGE_PIXELS).
+ */
+export function readHeader(
+  bytes: Uint8Array,
+  where: string,
+  maxPixels = Infinity,
+  covers?: Covers,
+): ImageHeader & { scale: 1 | Scale } {
   const type = sniff(bytes)
   if (type) {
-    return readImageHeader(bytes, where, type, (type, width, height) => {
-      if (width * height > maxPixels) {
+    let scale: 1 | Scale = 1
+    const header = readImageHeader(bytes, where, type, (type, width, height, sequential) => {
+      scale = type === 'jpg' && sequential ? jpegScale(width, height, covers) : 1
+      const decoded = scaledSize(width, height, scale)
+      const pixels = decoded.width * decoded.height
+      if (pixels <= maxPixels) return
+      const limit = `more than the limit of ${maxPixels} (MAX_IMAGE_PIXELS)`
+      if (scale > 1)
         throw tooLarge(
-          `${where}: the ${NAMES[type]} is ${width}×${height}, ${width * height} pixels, more than the limit of ${maxPixels} (MAX_IMAGE_PIXELS)`,
+          `${where}: the JPEG is ${width}×${height}; decoded at 1/${scale} scale it is ${decoded.width}×${decoded.height}, ${pixels} pixels, ${limit}`,
         )
-      }
+      if (type === 'jpg' && covers && !sequential)
+        throw tooLarge(
+          `${where}: the JPEG is ${width}×${height}, ${pixels} pixels decoded at full size (a progressive JPEG is decoded whole; only a baseline one is decoded at a reduced scale), ${limit}`,
+        )
+      throw tooLarge(`${where}: the ${NAMES[type]} is ${width}×${height}, ${pixels} pixels, ${limit}`)
     })
+    return { ...header, scale }
   }
   let other: string | undefined
   try {
@@ -182,18 +229,32 @@ export const decoderHeapBytes = (): Record<'jpg' | 'webp', number> => ({
  * Refuses, from the header alone, an image past a limit on its decode: 413 naming it. Counts the image's pixels
  * against what is left of its request's MAX_REQUEST_IMAGE_PIXELS.
  */
-function checkLimits(header: ImageHeader, limits: ImageLimits, where: string): void {
-  const { type, width, height, decodeBytes, passes, kind } = header
-  const pixels = width * height
-  const what = `the ${NAMES[type]} (${kind}) is ${width}×${height}`
+function checkLimits(header: ImageHeader & { scale: 1 | Scale }, limits: ImageLimits, where: string): number {
+  const { type, width, height, passes, kind, scale } = header
+  let { decodeBytes } = header
+  let pixels = width * height
+  let what = `the ${NAMES[type]} (${kind}) is ${width}×${height}`
+  let work = pixels * passes
+  if (scale !== 1) {
+    // Decoded scaled: the limits hold the decoded size, and the work counts every block read.
+    const decoded = scaledSize(width, height, scale)
+    const cost = scaledCost(width, height, header.jpeg!.sampling, scale)
+    pixels = decoded.width * decoded.height
+    decodeBytes = cost.bytes
+    // Each scan reads the blocks of its components again: counted as if each read them all.
+    work = passes * (pixels + cost.blocks * SCALED_BLOCK_WORK)
+    what += ` (${decoded.width}×${decoded.height} decoded at 1/${scale} scale, reading its ${cost.blocks} blocks)`
+  }
   if (decodeBytes > limits.maxDecodeBytes) {
     throw tooLarge(
       `${where}: ${what}; decoding it takes ${megabytes(decodeBytes)}, more than the limit of ${megabytes(limits.maxDecodeBytes)} (MAX_IMAGE_DECODE_BYTES)`,
     )
   }
-  if (pixels * passes > MAX_DECODE_WORK) {
+  if (work > MAX_DECODE_WORK) {
     throw tooLarge(
-      `${where}: ${what}; decoding it makes ${passes} passes over ${pixels} pixels, more than the limit of ${MAX_DECODE_WORK} pixel-passes an image`,
+      scale > 1
+        ? `${where}: ${what}; decoding it costs ${work} pixel-passes, more than the limit of ${MAX_DECODE_WORK} pixel-passes an image`
+        : `${where}: ${what}; decoding it makes ${passes} passes over ${pixels} pixels, more than the limit of ${MAX_DECODE_WORK} pixel-passes an image`,
     )
   }
   if ((limits.requestPixels.left -= pixels) < 0) {
@@ -201,28 +262,46 @@ function checkLimits(header: ImageHeader, limits: ImageLimits, where: string): v
       `${where}: the request's images add up to more than ${limits.requestPixels.limit} pixels (MAX_REQUEST_IMAGE_PIXELS)`,
     )
   }
+  return decodeBytes
 }
 
 /**
  * Decodes one encoded image to RGBA: 413 past MAX_IMAGE_BYTES or a limit the header shows it would
- * pass (before decoding), 400 for bytes that are not an image or do not decode.
+ * pass (before decoding), 400 for bytes that are not an image or do not decode. With `covers`, a
+ * baseline JPEG is decoded at the smallest scale that still covers (and the limits hold that size).
  */
-export async function decodeImage(bytes: Uint8Array, limits: ImageLimits, where: string): Promise<Pixels> {
+export async function decodeImage(
+  bytes: Uint8Array,
+  limits: ImageLimits,
+  where: string,
+  covers?: Covers,
+): Promise<Pixels> {
   if (bytes.byteLength > limits.maxBytes) {
     throw tooLarge(
       `${where}: the image is ${bytes.byteLength} bytes, more than the limit of ${limits.maxBytes} (MAX_IMAGE_BYTES)`,
     )
   }
-  const header = readHeader(bytes, where, limits.maxPixels)
-  checkLimits(header, limits, where)
-  const { type, width, height } = header
+  const header = readHeader(bytes, where, limits.maxPixels, covers)
+  const decodeBytes = checkLimits(header, limits, where)
+  const { type, width, height, scale } = header
   // The memory budget counts this decode's bytes (its RGBA, the heap's growth, the copies) while it
   // runs (memory-gate.ts). The decoders' resting heaps are not held yet: docs/memory.md says why.
   const codec = header.png ? undefined : codecs[type as Exclude<ImageType, 'png'>]
   const release = await memoryGate().reserve(
-    header.decodeBytes,
-    `${where}: decoding the ${NAMES[type]} (${width}×${height})`,
+    decodeBytes,
+    `${where}: decoding the ${NAMES[type]} (${width}×${height}${scale > 1 ? ` at 1/${scale} scale` : ''})`,
   )
+  if (scale !== 1) {
+    try {
+      return { ...decodeScaledJpeg(bytes, scale, where), source: { width, height, scale } }
+    } catch (error) {
+      if (error instanceof ApiError) throw error
+      // Data no check foresaw (an index past a table, say): still the image's fault, never a 500.
+      throw badRequest(`${where}: the JPEG image is truncated or corrupt; it could not be decoded`)
+    } finally {
+      release()
+    }
+  }
   let decoded: Decoded
   try {
     if (!codec) return { width, height, rgba: decodePngPixels(header.png!, width, height, where) }

@@ -50,6 +50,8 @@ export interface ImageHeader {
   /** How the image was coded, for messages ("progressive", "16-bit RGBA"). */
   kind: string
   png?: PngLayout
+  /** A JPEG's frame: Huffman-coded sequential (SOF0/SOF1, which jpeg-scaled.ts decodes at a reduced scale) or not, and each component's sampling factors. */
+  jpeg?: { baseline: boolean; sampling: [number, number][] }
 }
 
 const u16 = (b: Uint8Array, i: number) => (b[i]! << 8) | b[i + 1]!
@@ -231,7 +233,7 @@ function readJpeg(bytes: Uint8Array, where: string, sized: SizeCheck): ImageHead
       const [precision, height, width, count] = [body[0]!, u16(body, 1), u16(body, 3), body[5]!]
       if (precision !== 8) throw badRequest(`${where}: a ${precision}-bit JPEG; send an 8-bit JPEG`)
       if (height === 0 || width === 0) throw corrupt(`the JPEG frame declares ${width}×${height} pixels`)
-      sized('jpg', width, height)
+      sized('jpg', width, height, marker !== 0xc2)
       if (body.length !== 6 + 3 * count) throw corrupt('its frame header does not list its components')
       if (count === 4) {
         // libjpeg cannot turn CMYK into RGB; these come from print workflows.
@@ -281,7 +283,7 @@ function readJpeg(bytes: Uint8Array, where: string, sized: SizeCheck): ImageHead
   // jSquash copies the input into the heap and the RGBA output out of it, to JavaScript.
   const decodeBytes = 2 * bytes.length + 4 * pixels + heapGrowth(bytes.length + 4 * pixels + coefficients)
   const kind = `${progressive ? 'progressive' : 'baseline'}${sampling.length === 1 ? ' grayscale' : ''}, ${scans} scan${scans === 1 ? '' : 's'}`
-  return { type: 'jpg', width, height, passes: scans, decodeBytes, kind }
+  return { type: 'jpg', width, height, passes: scans, decodeBytes, kind, jpeg: { baseline: !progressive, sampling } }
 }
 
 /** Reads a WebP's RIFF chunks as libwebp does: VP8 (lossy), VP8L (lossless), or VP8X then one of them; animations refused. */
@@ -340,8 +342,9 @@ function readWebp(bytes: Uint8Array, where: string, sized: SizeCheck): ImageHead
 /**
  * Called with the dimensions as soon as they are read, to refuse an image too large before the rest
  * of its header is walked (a truncated 60000×60000 PNG is too large before it is truncated).
+ * `sequential` is true for a Huffman-coded sequential JPEG frame, which can be decoded scaled.
  */
-export type SizeCheck = (type: ImageType, width: number, height: number) => void
+export type SizeCheck = (type: ImageType, width: number, height: number, sequential?: boolean) => void
 
 /** An image's header as its decoder reads it; 400 if the bytes are not a JPEG, PNG or WebP, or their header is not one. */
 export function readImageHeader(bytes: Uint8Array, where: string, type: ImageType, sized: SizeCheck): ImageHeader {

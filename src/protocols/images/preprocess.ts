@@ -34,6 +34,31 @@ function samples(source: number, target: number): { low: Int32Array; high: Int32
   return { low, high, frac }
 }
 
+/**
+ * Where each output index samples an image decoded at `1/scale` (`length` pixels): the point a full
+ * decode's resize samples, `start + step·i` in the image as sent, in the decoded pixels, whose pixel
+ * k covers sent pixels scale·k to scale·k + scale − 1 (center scale·k + (scale − 1)/2). Indices are
+ * absolute (the crop's offset is in `start`).
+ */
+function scaledSamples(
+  start: number,
+  step: number,
+  target: number,
+  scale: number,
+  length: number,
+): { low: Int32Array; high: Int32Array; frac: Float32Array } {
+  const low = new Int32Array(target)
+  const high = new Int32Array(target)
+  const frac = new Float32Array(target)
+  for (let i = 0; i < target; i++) {
+    const at = Math.min(length - 1, Math.max(0, (start + step * i - (scale - 1) / 2) / scale))
+    low[i] = Math.floor(at)
+    high[i] = Math.min(length - 1, Math.ceil(at))
+    frac[i] = at - low[i]!
+  }
+  return { low, high, frac }
+}
+
 /** The centered region of `width × height` with the aspect ratio of `size` ([height, width]), whole pixels. */
 export function centerCrop(
   width: number,
@@ -64,9 +89,17 @@ export function sourceRegion(
  */
 export function imageTensor(pixels: Pixels, spec: ImageTransform, dtype: DType): tf.Tensor4D {
   const [outH, outW] = spec.size
-  const region = sourceRegion(pixels.width, pixels.height, spec)
-  const rows = samples(region.height, outH)
-  const cols = samples(region.width, outW)
+  let region = sourceRegion(pixels.width, pixels.height, spec)
+  let rows = samples(region.height, outH)
+  let cols = samples(region.width, outW)
+  if (pixels.source) {
+    // Decoded at a reduced scale (a JPEG, decode.ts): the same points of the photo as a full decode's resize.
+    const { width, height, scale } = pixels.source
+    const sent = sourceRegion(width, height, spec)
+    rows = scaledSamples(sent.y, sent.height / outH, outH, scale, pixels.height)
+    cols = scaledSamples(sent.x, sent.width / outW, outW, scale, pixels.width)
+    region = { x: 0, y: 0, width: pixels.width, height: pixels.height }
+  }
   // The interpolation, in float32 as the kernel computes it: each operation rounded (Math.fround),
   // top = TL + (TR − TL)·x, bottom likewise, then top + (bottom − top)·y.
   const resized = new Float32Array(outH * outW * 3)

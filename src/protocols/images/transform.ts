@@ -8,7 +8,7 @@ import type { InputTransform } from '../input-transform'
 import type { ImageTransform } from '../../repository/model-config'
 import { memoryGate } from '../../cache/memory-gate'
 import { decodeImage, IMAGE_TYPES } from './decode'
-import { imageTensor } from './preprocess'
+import { imageTensor, sourceRegion } from './preprocess'
 
 /**
  * Why an image transform cannot fill `spec`, or undefined when it can: the input must be
@@ -54,6 +54,11 @@ export function imageTransform(model: string, image: ImageTransform, spec: Tenso
       // The rows and their concatenation are reserved in the memory budget before the first is made:
       // 4 bytes an element (float32 or int32), twice while the rows and the batch are both held.
       const [h, w] = image.size
+      // A JPEG is decoded at the smallest scale whose crop (or whole image) still has the input's pixels.
+      const covers = (width: number, height: number) => {
+        const region = sourceRegion(width, height, image)
+        return region.width >= w && region.height >= h
+      }
       const rowBytes = h * w * image.channels * 4
       const n = elements.length
       const release = await memoryGate().reserve(
@@ -66,8 +71,10 @@ export function imageTransform(model: string, image: ImageTransform, spec: Tenso
           // A decode runs to its end without yielding; between two, the isolate's other requests get
           // their turn, so none waits longer than one image's decode (bounded by MAX_DECODE_WORK).
           if (i > 0) await new Promise((resolve) => setTimeout(resolve, 0))
-          const pixels = await decodeImage(bytes, limits, where(i))
-          sizes?.push({ width: pixels.width, height: pixels.height })
+          const pixels = await decodeImage(bytes, limits, where(i), covers)
+          // The size as sent, which :detect maps boxes onto (a scaled decode is resized from the same crop of it).
+          const { width, height } = pixels.source ?? pixels
+          sizes?.push({ width, height })
           rows.push(imageTensor(pixels, image, spec.dtype))
         }
         return rows.length === 1 ? rows.pop()! : tf.concat(rows, 0)

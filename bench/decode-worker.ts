@@ -1,0 +1,55 @@
+/**
+ * The phone-photo decode inside workerd (bench only; bench/phone.mjs serves it): warmserve's own
+ * decodeImage and imageTensor on a JPEG body, for a 224×224 model, either as the image transform
+ * does it now (the smallest DCT scale that covers the input) or as before (mozjpeg's full decode,
+ * which warmserve no longer takes for a baseline JPEG, so it cannot be timed through its routes).
+ *
+ * - `POST /decode?mode=scaled|full&n=N`: decodes and preprocesses the body N times and answers
+ *   `{ ms, width, height }`: the mean time of one, by the isolate's clock (whole milliseconds; the
+ *   mean of N is finer), and the decoded size. With `&row=1`, also the preprocessed row, flat.
+ */
+import { decodeImage } from '../src/protocols/images/decode'
+import { imageTensor } from '../src/protocols/images/preprocess'
+import type { ImageTransform } from '../src/repository/model-config'
+import { WasmBackend } from '../src/runtime/wasm'
+
+const MiB = 1024 * 1024
+/** nsfwjs's MobileNetV2 input, as bench/phone.mjs configures it. */
+const SPEC: ImageTransform = { size: [224, 224], channels: 3, range: [0, 1], fit: 'stretch', layout: 'nhwc' }
+/** Room for mozjpeg to decode 12 MP whole (the defaults refuse it: that is the point of the scaled path). */
+const limits = () => ({
+  maxBytes: 8 * MiB,
+  maxPixels: 16_000_000,
+  maxDecodeBytes: 256 * MiB,
+  requestPixels: { left: Infinity, limit: Infinity },
+})
+const covers = (width: number, height: number) => width >= 224 && height >= 224
+
+let backend: Promise<void> | undefined
+
+export default {
+  async fetch(request: Request): Promise<Response> {
+    const url = new URL(request.url)
+    backend ??= new WasmBackend().activate()
+    await backend
+    const bytes = new Uint8Array(await request.arrayBuffer())
+    const scaled = url.searchParams.get('mode') !== 'full'
+    const n = Number(url.searchParams.get('n') ?? 1)
+    let size = { width: 0, height: 0 }
+    const started = Date.now()
+    for (let i = 0; i < n; i++) {
+      const pixels = await decodeImage(bytes, limits(), 'body', scaled ? covers : undefined)
+      size = { width: pixels.width, height: pixels.height }
+      imageTensor(pixels, SPEC, 'float32').dispose()
+    }
+    const ms = (Date.now() - started) / n
+    let row: number[] | undefined
+    if (url.searchParams.get('row')) {
+      const pixels = await decodeImage(bytes, limits(), 'body', scaled ? covers : undefined)
+      const tensor = imageTensor(pixels, SPEC, 'float32')
+      row = Array.from(await tensor.data())
+      tensor.dispose()
+    }
+    return Response.json({ ms, ...size, row })
+  },
+}

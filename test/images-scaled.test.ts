@@ -1,0 +1,303 @@
+// Issue 25, item 3: phone photos. A baseline JPEG is decoded at the smallest DCT scale that still
+// covers the model's input (src/protocols/images/jpeg-scaled.ts), checked against mozjpeg's full
+// decode box-downscaled, on real photographs (test/fixtures/models/_images/) and on 12 MP phone
+// photos made from them (test/setup/phone-photos.ts); the limits then hold the decoded size.
+import { env } from 'cloudflare:workers'
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { memoryGate, setMemoryGate } from '../src/cache/memory-gate'
+import { ApiError } from '../src/core/errors'
+import type { Covers, ImageLimits, Pixels } from '../src/protocols/images/decode'
+import { decodeImage, decoderHeapBytes, MAX_DECODE_WORK } from '../src/protocols/images/decode'
+import type { Scale } from '../src/protocols/images/jpeg-scaled'
+import { decodeScaledJpeg } from '../src/protocols/images/jpeg-scaled'
+import { imageTensor } from '../src/protocols/images/preprocess'
+import { post } from './support/helpers'
+import { encodeJpeg } from './support/jpeg-encoder'
+import { freshWasmIsolate } from './support/wasm-helpers'
+// @ts-expect-error: a plain .mjs module without type declarations
+import { flatJpeg } from '../scripts/dev/hostile-images.mjs'
+
+const MiB = 1024 * 1024
+
+async function photo(name: string): Promise<Uint8Array> {
+  const response = await env.ASSETS.fetch(`https://assets.invalid/_images/${name}`)
+  expect(response.status, name).toBe(200)
+  return new Uint8Array(await response.arrayBuffer())
+}
+
+function base64(bytes: Uint8Array): string {
+  let text = ''
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000))
+  return btoa(text)
+}
+
+/** Limits that let mozjpeg decode a 12 MP photo whole, for the reference. */
+const roomy = (): ImageLimits => ({
+  maxBytes: 8 * MiB,
+  maxPixels: 16_000_000,
+  maxDecodeBytes: 256 * MiB,
+  requestPixels: { left: 16_000_000, limit: 16_000_000 },
+})
+const defaults = (): ImageLimits => ({ ...roomy(), maxPixels: 4_000_000, maxDecodeBytes: 16 * MiB })
+
+/**
+ * mozjpeg's full-size decode (no `covers`: the path every JPEG took before). The test's own, so kept
+ * out of the memory budget the Worker's requests share (12 MP whole is past it, as intended).
+ */
+async function fullDecode(bytes: Uint8Array): Promise<Pixels> {
+  const gate = memoryGate()
+  setMemoryGate({ reserve: async () => () => {}, hold: async () => {} })
+  try {
+    return await decodeImage(bytes, roomy(), 'reference')
+  } finally {
+    setMemoryGate(gate)
+  }
+}
+
+/** Mean and largest absolute difference, over RGB, between `scaled` and `full` averaged over `scale × scale` boxes (clipped at the edges). */
+function difference(full: Pixels, scaled: Pixels, scale: number): { mean: number; max: number } {
+  expect([scaled.width, scaled.height]).toEqual([Math.ceil(full.width / scale), Math.ceil(full.height / scale)])
+  let sum = 0
+  let max = 0
+  for (let y = 0; y < scaled.height; y++) {
+    for (let x = 0; x < scaled.width; x++) {
+      for (let k = 0; k < 3; k++) {
+        let total = 0
+        let count = 0
+        for (let yy = y * scale; yy < Math.min(full.height, (y + 1) * scale); yy++)
+          for (let xx = x * scale; xx < Math.min(full.width, (x + 1) * scale); xx++, count++)
+            total += full.rgba[(yy * full.width + xx) * 4 + k]!
+        const d = Math.abs(total / count - scaled.rgba[(y * scaled.width + x) * 4 + k]!)
+        sum += d
+        if (d > max) max = d
+      }
+      expect(scaled.rgba[(y * scaled.width + x) * 4 + 3]).toBe(255)
+    }
+  }
+  return { mean: sum / (scaled.width * scaled.height * 3), max }
+}
+
+/** `covers` for a model input of `size` ([height, width]), stretched. */
+const covering =
+  ([h, w]: [number, number]): Covers =>
+  (width, height) =>
+    width >= w && height >= h
+
+describe('a baseline JPEG decoded at 1/2, 1/4 and 1/8 is the full decode box-downscaled', () => {
+  it.each([
+    // A 12 MP phone photo (4:2:0, mozjpeg quality 90), and a real photograph as its camera wrote it (4:4:4, 640×427).
+    ['phone-chelsea.jpg', 1, 8],
+    ['rocket.jpg', 1.5, 64],
+  ])(
+    '%s: mean difference ≤ %d levels, largest ≤ %d (sharp edges: a reduced IDCT is not a box filter)',
+    async (name, mean, max) => {
+      const bytes = await photo(name)
+      const full = await fullDecode(bytes)
+      for (const scale of [2, 4, 8] as Scale[]) {
+        const found = difference(full, decodeScaledJpeg(bytes, scale, name), scale)
+        console.log(`${name} at 1/${scale}: mean ${found.mean.toFixed(2)}, max ${found.max.toFixed(1)}`)
+        expect(found.mean, `1/${scale}`).toBeLessThanOrEqual(mean)
+        expect(found.max, `1/${scale}`).toBeLessThanOrEqual(max)
+      }
+    },
+    120_000,
+  )
+
+  it('decodes every sampling, grayscale, restart intervals and partial MCUs as mozjpeg does', async () => {
+    // rocket.jpg's pixels, cropped to a size that leaves partial MCUs, written again by test/support/jpeg-encoder.ts.
+    const source = await fullDecode(await photo('rocket.jpg'))
+    const [width, height] = [637, 421]
+    const rgba = new Uint8Array(width * height * 4)
+    for (let y = 0; y < height; y++)
+      rgba.set(source.rgba.subarray(y * source.width * 4, (y * source.width + width) * 4), y * width * 4)
+    const cases = {
+      '4:2:0': { sampling: [2, 2] },
+      '4:2:2': { sampling: [2, 1] },
+      '4:4:4': { sampling: [1, 1] },
+      '4:1:1': { sampling: [4, 1] },
+      '4:4:0': { sampling: [1, 2] },
+      grayscale: { grayscale: true },
+      '4:2:0, restart every 7 MCUs': { sampling: [2, 2], restartInterval: 7 },
+      '4:4:4, restart every MCU': { sampling: [1, 1], restartInterval: 1 },
+    } as const
+    for (const [name, options] of Object.entries(cases)) {
+      const bytes = encodeJpeg(rgba, width, height, { ...options, quality: 90 } as Parameters<typeof encodeJpeg>[3])
+      const full = await fullDecode(bytes)
+      for (const scale of [2, 4, 8] as Scale[]) {
+        const found = difference(full, decodeScaledJpeg(bytes, scale, name), scale)
+        // Chroma subsampled one way only is replicated, not interpolated as libjpeg's fancy upsampling does.
+        expect(found.mean, `${name} at 1/${scale}`).toBeLessThanOrEqual(3)
+        expect(found.max, `${name} at 1/${scale}`).toBeLessThanOrEqual(100)
+      }
+    }
+  }, 120_000)
+
+  it('chooses the smallest scale that still covers the input, crop included, and counts the decoded size', async () => {
+    const bytes = await photo('phone-chelsea.jpg')
+    const at = async (covers?: Covers) => {
+      const pixels = await decodeImage(bytes, roomy(), 'phone', covers)
+      return [pixels.width, pixels.height]
+    }
+    expect(await at(covering([224, 224]))).toEqual([504, 378])
+    expect(await at(covering([512, 512]))).toEqual([1008, 756])
+    // A center crop of 4:3 to a wide input keeps the full width but a strip of the height.
+    expect(await at((w, h) => w >= 640 && (w * 9) / 16 >= 360 && h >= 360)).toEqual([1008, 756])
+    expect(await at(covering([1000, 1000]))).toEqual([2016, 1512])
+    // Past 1/2, the whole image, by mozjpeg (and past MAX_IMAGE_PIXELS under the defaults).
+    await expect(decodeImage(bytes, defaults(), 'phone', covering([2000, 2000]))).rejects.toThrow(
+      /the JPEG is 4032×3024, 12192768 pixels, more than the limit of 4000000 \(MAX_IMAGE_PIXELS\)/,
+    )
+    // The request's pixels count the decoded size: three 1/8 decodes of 190,512 pixels fit 600,000.
+    const limits = { ...defaults(), requestPixels: { left: 600_000, limit: 600_000 } }
+    for (let i = 0; i < 3; i++) await decodeImage(bytes, limits, 'phone', covering([224, 224]))
+    await expect(decodeImage(bytes, limits, 'phone', covering([224, 224]))).rejects.toThrow(/MAX_REQUEST_IMAGE_PIXELS/)
+  }, 120_000)
+})
+
+describe('phone photos under the default limits', () => {
+  freshWasmIsolate()
+
+  /** nsfwjs's MobileNetV2 scores for a row: the image model through its image input, or the same model fed a tensor. */
+  async function scores(path: string, instance: unknown): Promise<number[]> {
+    const res = await post(path, { instances: [instance] })
+    const body = (await res.json()) as { predictions?: number[][]; error?: string }
+    expect(res.status, body.error).toBe(200)
+    return body.predictions![0]!
+  }
+
+  const SPEC = { size: [224, 224], channels: 3, range: [0, 1], fit: 'stretch', layout: 'nhwc' } as const
+
+  /** The model's scores for decoded pixels: preprocessed as nsfw-images does, fed to the same model as a tensor. */
+  async function scoresOf(pixels: Pixels): Promise<number[]> {
+    const row = imageTensor(pixels, { ...SPEC, size: [224, 224], range: [0, 1] }, 'float32')
+    const tensor = (await row.array()) as number[][][][]
+    row.dispose()
+    return scores('/v1/models/nsfw-mobilenet-v2:predict', tensor[0])
+  }
+  const gapOf = (a: number[], b: number[]) => Math.max(...a.map((v, i) => Math.abs(v - b[i]!)))
+  const top = (row: number[]) => row.indexOf(Math.max(...row))
+
+  // nsfwjs's scores for the rocket and the cameraman move by about 0.1 between the full decode and the 1/8 one, whose
+  // 224×224 input differs from the full decode's by 1.3–1.5 levels on average (0.5 at 1/4): a 1/8 pixel is the mean
+  // of 8×8, where the full decode's resize reads 2×2 of every 18×18. The cat's scores move by less than 0.02.
+  it.each([
+    ['phone-chelsea.jpg', 0.02],
+    ['phone-rocket.jpg', 0.12],
+    ['phone-camera.jpg', 0.12],
+  ])(
+    'classifies a 12 MP JPEG (%s) decoded at 1/8 as the full-size decode does, scores within %d',
+    async (name, within) => {
+      const bytes = await photo(name)
+      expect(bytes.length).toBeGreaterThan(500_000)
+      const scaled = await scores('/v1/models/nsfw-images:predict', { b64: base64(bytes) })
+      // The full decode's answer: mozjpeg at 4032×3024, the same preprocessing, the same model.
+      const reference = await scoresOf(await fullDecode(bytes))
+      const quarter = await scoresOf(await decodeImage(bytes, roomy(), name, covering([400, 400])))
+      console.log(
+        `${name}: full ${reference.map((v) => v.toFixed(4))}; at 1/8 ${scaled.map((v) => v.toFixed(4))}, gap ${gapOf(scaled, reference).toFixed(4)}; at 1/4 gap ${gapOf(quarter, reference).toFixed(4)}`,
+      )
+      expect(gapOf(scaled, reference)).toBeLessThanOrEqual(within)
+      expect(top(scaled)).toBe(top(reference))
+    },
+    300_000,
+  )
+
+  it('still refuses a 60000×60000 header before decoding, naming the decoded size', async () => {
+    const jpeg = flatJpeg(64, 48, 3) as Uint8Array
+    let sof = 2
+    while (!(jpeg[sof] === 0xff && jpeg[sof + 1] === 0xc0)) sof++
+    jpeg.set([0xea, 0x60, 0xea, 0x60], sof + 5)
+    const before = decoderHeapBytes().jpg
+    const res = await post('/v1/models/nsfw-images:predict', { instances: [{ b64: base64(jpeg) }] })
+    expect(res.status).toBe(413)
+    expect(((await res.json()) as { error: string }).error).toMatch(
+      /the JPEG is 60000×60000; decoded at 1\/8 scale it is 7500×7500, 56250000 pixels, more than the limit of 4000000 \(MAX_IMAGE_PIXELS\)/,
+    )
+    expect(decoderHeapBytes().jpg).toBe(before)
+  })
+
+  it('refuses a 12 MP progressive JPEG (decoded whole) by MAX_IMAGE_PIXELS, saying why', async () => {
+    const jpeg = (await photo('chelsea.jpg')).slice()
+    let sof = 2
+    while (!(jpeg[sof] === 0xff && jpeg[sof + 1] === 0xc2)) sof++
+    jpeg.set([0x0b, 0xd0, 0x0f, 0xc0], sof + 5) // 3024 rows of 4032
+    const res = await post('/v1/models/nsfw-images:predict', { instances: [{ b64: base64(jpeg) }] })
+    expect(res.status).toBe(413)
+    expect(((await res.json()) as { error: string }).error).toMatch(
+      /the JPEG is 4032×3024, 12192768 pixels decoded at full size \(a progressive JPEG is decoded whole; only a baseline one is decoded at a reduced scale\), more than the limit of 4000000 \(MAX_IMAGE_PIXELS\)/,
+    )
+  })
+
+  it('bounds the blocks a scaled decode reads: a small file of empty blocks declaring 15000×15000 is refused before decoding', async () => {
+    // 1875×1875 at 1/8 is within MAX_IMAGE_PIXELS, but its 10.5 million blocks are each entropy-decoded.
+    const jpeg = flatJpeg(15000, 15000, 3) as Uint8Array
+    expect(jpeg.length).toBeLessThan(3 * MiB)
+    // Its planes and RGBA (24.6 MB) are past MAX_IMAGE_DECODE_BYTES too; with room for them, the blocks are what refuses it.
+    await expect(decodeImage(jpeg, defaults(), 'bomb', covering([224, 224]))).rejects.toThrow(/MAX_IMAGE_DECODE_BYTES/)
+    const room = { ...defaults(), maxDecodeBytes: 256 * MiB }
+    await expect(decodeImage(jpeg, room, 'bomb', covering([224, 224]))).rejects.toThrow(
+      new RegExp(
+        `15000×15000 \\(1875×1875 decoded at 1/8 scale, reading its 10546875 blocks\\); decoding it costs \\d+ pixel-passes, more than the limit of ${MAX_DECODE_WORK}`,
+      ),
+    )
+  })
+})
+
+describe('corrupt scaled JPEGs', () => {
+  /** The outcome of decoding `bytes` at the scale `covers` picks: 'ok', or the ApiError's status (anything else fails). */
+  async function outcome(bytes: Uint8Array, covers: Covers): Promise<string | number> {
+    try {
+      await decodeImage(bytes, defaults(), 'fuzz', covers)
+      return 'ok'
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error
+      return error.status
+    }
+  }
+
+  it('gives 400 for scan data cut short at any point, and for a missing restart marker', async () => {
+    const bytes = await photo('phone-chelsea.jpg')
+    for (const keep of [0.1, 0.5, 0.9, 0.999]) {
+      const cut = new Uint8Array(Math.floor(bytes.length * keep) + 2)
+      cut.set(bytes.subarray(0, cut.length - 2))
+      cut.set([0xff, 0xd9], cut.length - 2)
+      await expect(decodeImage(cut, defaults(), 'cut', covering([224, 224])), `${keep}`).rejects.toThrow(
+        /cut: the JPEG image is truncated or corrupt; its entropy-coded data ends before its last block/,
+      )
+    }
+    const rgba = new Uint8Array(64 * 48 * 4).map((_, i) => (i * 37) & 255)
+    const restarts = encodeJpeg(rgba, 64, 48, { restartInterval: 2 })
+    const rst = restarts.findIndex((b, i) => b === 0xff && restarts[i + 1] === 0xd1)
+    restarts[rst + 1] = 0xd5
+    await expect(decodeImage(restarts, defaults(), 'rst', covering([4, 4]))).rejects.toThrow(
+      /rst: the JPEG image is truncated or corrupt; restart marker 1 is missing after 4 units of its scan/,
+    )
+  })
+
+  it('never fails but with a 400 or 413 on rewritten, cut or random bytes, at every scale (fuzzed)', async () => {
+    const rgba = new Uint8Array(96 * 64 * 4).map((_, i) => (i * 131 + (i >> 7)) & 255)
+    const seeds = [
+      encodeJpeg(rgba, 96, 64, { sampling: [2, 2], restartInterval: 3 }),
+      encodeJpeg(rgba, 96, 64, { sampling: [2, 1] }),
+      encodeJpeg(rgba, 96, 64, { grayscale: true }),
+    ]
+    const scales: Covers[] = [covering([8, 8]), covering([16, 16]), covering([32, 32])]
+    for (const seed of seeds) for (const covers of scales) expect(await outcome(seed, covers)).toBe('ok')
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: seeds.length - 1 }),
+        fc.integer({ min: 0, max: scales.length - 1 }),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }),
+        fc.option(fc.nat(), { nil: undefined }),
+        async (which, scale, edits, cut) => {
+          let bytes = seeds[which]!.slice()
+          for (const [at, value] of edits) bytes[2 + (at % (bytes.length - 2))] = value
+          if (cut !== undefined) bytes = bytes.subarray(0, 3 + (cut % (bytes.length - 3)))
+          expect([400, 413, 'ok']).toContain(await outcome(bytes, scales[scale]!))
+        },
+      ),
+      { numRuns: 600 },
+    )
+  }, 120_000)
+})
