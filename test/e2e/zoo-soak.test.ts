@@ -33,7 +33,7 @@ const HEAP_CAP_BYTES = 96 * MiB
  * How far the floor of workerd's RSS (its lowest after any request of a round, when V8 has let go of
  * what it collected) may rise, in any round from the second on, above the second round's floor.
  * Measured (docs/memory.md, "The zoo soak in wrangler dev"): from round 2 to round 3 the floor moved by
- * −9 to +34 MiB in four runs (the wasm heap reaches its cap in round 3); within a round, RSS
+ * −21 to +34 MiB in seven runs (the wasm heap reaches its cap in round 3); within a round, RSS
  * swings by up to ~150 MiB (likely a rebuilt heap's old instance until V8 collects it). 64 MiB is
  * about twice the largest early rise. What it catches in three rounds: a wasm instance kept after
  * each rebuild (96 MiB; the zoo rebuilds the heap about once a round), or a model's weights kept per
