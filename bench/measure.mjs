@@ -50,11 +50,11 @@ export function eventsIn(text) {
 }
 
 /**
- * Resident memory, in MB, of the two `workerd` processes under wrangler's process tree: `worker`,
- * the one running the Worker (and the assets router in front of it), and `proxy`, the one wrangler
- * puts on the public port to forward requests to it.
+ * The `workerd` processes under wrangler's process tree: `worker`, the one running the Worker (and
+ * the assets router in front of it), and `proxy`, the one wrangler puts on the public port to forward
+ * requests to it; each with its pid and resident memory in KiB.
  */
-export function workerdRss(server) {
+export function workerdProcesses(server) {
   const rows = execFileSync('ps', ['-e', '-o', 'pid=,ppid=,pgid=,rss=,args='], { encoding: 'utf8' })
     .trim()
     .split('\n')
@@ -74,8 +74,14 @@ export function workerdRss(server) {
   }
   const workerd = rows.filter((row) => tree.has(row.pid) && /(^|\/)workerd$/.test(row.args[0] ?? ''))
   const isProxy = (row) => row.args.some((a) => a === `--socket-addr=entry=127.0.0.1:${server.port}`)
+  return { worker: workerd.filter((row) => !isProxy(row)), proxy: workerd.filter(isProxy) }
+}
+
+/** Resident memory, in MB, of the two kinds of `workerd` process `workerdProcesses` finds. */
+export function workerdRss(server) {
+  const { worker, proxy } = workerdProcesses(server)
   const mb = (list) => (list.length === 0 ? undefined : list.reduce((sum, row) => sum + row.rss, 0) / 1024)
-  return { worker: mb(workerd.filter((row) => !isProxy(row))), proxy: mb(workerd.filter(isProxy)) }
+  return { worker: mb(worker), proxy: mb(proxy) }
 }
 
 // ------------------------------------------------------------------ other load on the machine

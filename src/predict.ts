@@ -20,7 +20,7 @@ import { preparedOf } from './protocols/images/classify'
 import type { Selector } from './repository/repository'
 import { rowsOf } from './runtime/sub-batches'
 import { tf } from './runtime/tf'
-import { backendBroken, isAllocationFailure, WasmAllocationError } from './runtime/wasm-guard'
+import { backendBroken, findAllocation, isAllocationFailure } from './runtime/wasm-guard'
 import { ApiError } from './core/errors'
 import { log } from './core/log'
 
@@ -212,9 +212,4 @@ async function buildFeeds<T>(
       }
     }
   }
-}
-
-const findAllocation = (error: unknown): WasmAllocationError | undefined => {
-  for (let e = error; e instanceof Error; e = e.cause) if (e instanceof WasmAllocationError) return e
-  return undefined
 }

@@ -8,8 +8,11 @@ import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { isolate, resetIsolate } from '../src/isolate'
 import { readPointer } from '../src/repository/pointer'
+import { tf } from '../src/runtime/tf'
+import { guardedBackend, isAllocationFailure } from '../src/runtime/wasm-guard'
 import { call } from './support/helpers'
 import { emptyBucket, irisFiles, publish } from './support/r2-helpers'
+import { freshWasmIsolate } from './support/wasm-helpers'
 
 const MOBILENET = 'nsfw-mobilenet-v2'
 
@@ -33,6 +36,45 @@ async function pointerModel(name: string) {
   return read.pointer.models[name]
 }
 
+const MiB = 1024 * 1024
+
+/**
+ * Fragments the wasm heap as loads and evictions leave it: fills it up to its cap with 4 MiB blocks,
+ * each followed by a 64 KiB one, then frees the 4 MiB blocks. Most of the heap is then free, in
+ * pieces no larger than 4 MiB, held apart by the small blocks, which are returned (they live on the
+ * old instance once the backend is rebuilt, and disposing them there is a no-op).
+ */
+function fragmentHeap(): { pins: tf.Tensor[]; freeBytes: number; largestFreeBytes: number } {
+  const holes: tf.Tensor[] = []
+  const pins: tf.Tensor[] = []
+  for (;;) {
+    try {
+      holes.push(tf.zeros([MiB])) // 4 MiB of float32
+      pins.push(tf.zeros([16 * 1024]))
+    } catch (error) {
+      if (!isAllocationFailure(error)) throw error
+      break
+    }
+  }
+  tf.dispose(holes)
+  const backend = guardedBackend()!
+  const { bytes, maxBytes } = backend.heap()
+  expect(bytes).toBe(maxBytes)
+  const probe = backend.fillFree()
+  probe.release()
+  // The largest block the heap can give now, in powers of two.
+  let largestFreeBytes = 0
+  for (let size = 64 * MiB; size >= 4096 && largestFreeBytes === 0; size /= 2) {
+    try {
+      tf.zeros([size / 4]).dispose()
+      largestFreeBytes = size
+    } catch (error) {
+      if (!isAllocationFailure(error)) throw error
+    }
+  }
+  return { pins, freeBytes: probe.bytes, largestFreeBytes }
+}
+
 const status = async (name: string) =>
   (await call(`/v1/models/${name}`)).json<{
     model_version_status: { version: string; state: string; status: { error_code: string; error_message: string } }[]
@@ -44,6 +86,9 @@ beforeEach(async () => {
 })
 
 describe('a MobileNet-sized candidate', () => {
+  // On a known heap: a fresh wasm instance, whatever files ran before in this worker.
+  freshWasmIsolate()
+
   it('is validated in the isolate serving version 1, in the room of its idle copy, and published', async () => {
     // Version 1 serves here first: loaded, idle, holding its weights and kernel state.
     const v1 = await call(`/v1/models/${MOBILENET}:predict`, {
@@ -68,7 +113,41 @@ describe('a MobileNet-sized candidate', () => {
   })
 })
 
+describe('a MobileNet-sized candidate on a fragmented heap', () => {
+  freshWasmIsolate()
+
+  it('is validated on a rebuilt heap and published, not deferred until the isolate dies', async () => {
+    const name = 'fragmented-mobilenet'
+    await publish(env.MODELS, name, 1, await bundledFiles(MOBILENET, 1))
+    const { pins, freeBytes, largestFreeBytes } = fragmentHeap()
+    const before = guardedBackend()
+    try {
+      // Room for the candidate in all, in pieces smaller than the blocks its warmup needs (4.6 and 9.4 MiB).
+      expect(freeBytes).toBeGreaterThan(60 * MiB)
+      expect(largestFreeBytes).toBeLessThanOrEqual(4 * MiB)
+      const report = (await isolate().maintain(env)).publish!
+      expect(report.errors).toEqual([])
+      expect(report.rejected).toEqual([])
+      expect(report.accepted).toEqual([`${name}/1`])
+    } finally {
+      tf.dispose(pins)
+    }
+    // The heap was rebuilt: a new instance, and readiness is back.
+    expect(guardedBackend()).toBeDefined()
+    expect(guardedBackend()).not.toBe(before)
+    expect((await call('/v2/health/ready')).status).toBe(200)
+    expect((await pointerModel(name))?.current).toBe(1)
+    const served = await call(`/v1/models/${name}:predict`, {
+      method: 'POST',
+      body: JSON.stringify({ instances: [Array.from({ length: 224 }, () => Array(224).fill([0.5, 0.5, 0.5]))] }),
+    })
+    expect(served.status, await served.clone().text()).toBe(200)
+  })
+})
+
 describe('versions that are not served', () => {
+  freshWasmIsolate()
+
   it("show a refused version's reason in GET /v1/models/<name> and in the v2 metadata", async () => {
     // Iris's files under the MobileNet's name: a signature change the manifest does not declare.
     await publish(env.MODELS, MOBILENET, 3, await irisFiles())

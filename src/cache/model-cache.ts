@@ -219,12 +219,8 @@ export class ModelCache {
         const broken = backendBroken() !== undefined
         if (!broken && !isAllocationFailure(error)) throw error
         if (!broken && this.evictIdle(key, 'heap')) continue
-        const alone =
-          this.admission.ledger.used('resident') === 0 &&
-          this.leases() === 0 &&
-          [...this.entries.keys()].every((k) => k === key)
         const rebuild = this.settings.rebuildHeap
-        if (!rebuild || !(alone || broken)) throw error
+        if (!rebuild || !(this.holdsNothing(key) || broken)) throw error
         const message = error instanceof Error ? error.message : String(error)
         if (rebuilt) {
           // Left sound for the next model, then refused: it does not fit even alone.
@@ -239,6 +235,24 @@ export class ModelCache {
         rebuilt = true
       }
     }
+  }
+
+  /** Whether no model is resident, leased or loading here, but for the load of `key`. */
+  holdsNothing(key = ''): boolean {
+    return (
+      this.admission.ledger.used('resident') === 0 &&
+      this.leases() === 0 &&
+      [...this.entries.keys()].every((k) => k === key)
+    )
+  }
+
+  /**
+   * Replaces the wasm backend's heap with a fresh one (`rebuildHeap`) when this isolate holds no
+   * model, lease or load, so nothing is lost: for a build outside the cache (a candidate's
+   * validation) that could not get heap with every idle model evicted. Resolves whether it did.
+   */
+  async rebuildEmptyHeap(reason: string): Promise<boolean> {
+    return this.holdsNothing() && (await this.settings.rebuildHeap?.(reason)) === true
   }
 
   /** Evicts the least recently used idle model other than `except`; false when there is none. */

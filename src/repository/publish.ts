@@ -24,7 +24,13 @@ import { HEAP_PER_ACTIVATION_BYTE, KERNEL_FACTOR } from '../runtime/footprint'
 import { estimateMemory, formatBytes } from '../runtime/memory-estimate'
 import { buildServable } from '../runtime/servable'
 import { tf } from '../runtime/tf'
-import { backendBroken, isAllocationFailure, isBackendFailure } from '../runtime/wasm-guard'
+import {
+  backendBroken,
+  findAllocation,
+  guardedBackend,
+  isAllocationFailure,
+  isBackendFailure,
+} from '../runtime/wasm-guard'
 import { signatureChanges } from '../runtime/signature'
 import type { Signature } from '../runtime/signature'
 import { memoryStore, r2Store, withTimeout } from './stores'
@@ -196,18 +202,40 @@ async function validate(
  * idle ones (the serving version's copy among them: it reloads on its next request), so validation
  * never needs two copies where the heap has room for one. Idle models are evicted, least recently
  * used first, while the cache's count plus the candidate's estimate exceeds the budget, and again
- * each time the build cannot get wasm heap; what still fails is the caller's to judge.
+ * each time the build cannot get wasm heap.
+ *
+ * With every model gone and the build still short of heap although the heap has room for the
+ * candidate in pieces, the heap is fragmented (WebAssembly memory never shrinks, and what earlier
+ * loads left is scattered): it is rebuilt, as a load on the serving path rebuilds it, and the build
+ * tried once more, rather than deferred until the isolate dies. A candidate that cannot be built
+ * alone on a fresh heap is refused. What else fails (a heap held by others) is the caller's to judge.
  */
 async function buildWithRoom<T>(cache: ModelCache, dir: string, needs: number, build: () => Promise<T>): Promise<T> {
   const reason = `validating the candidate ${dir}`
   while (cache.residentBytes() + needs > cache.options.budgetBytes && cache.evictIdle('', reason));
-  for (;;) {
+  for (let rebuilt = false; ;) {
     try {
       return await build()
     } catch (error) {
-      if (backendBroken() !== undefined || !isAllocationFailure(error) || !cache.evictIdle('', reason)) throw error
+      if (backendBroken() !== undefined || !isAllocationFailure(error)) throw error
+      if (cache.evictIdle('', reason)) continue
+      if (rebuilt && cache.holdsNothing()) {
+        const max = guardedBackend()?.heap().maxBytes
+        throw new Error(
+          `it cannot be built even alone on a fresh wasm heap${max ? ` of at most ${max} bytes` : ''}: ${error.message}`,
+        )
+      }
+      if (rebuilt || !heapHolds(Math.max(needs, findAllocation(error)!.bytes))) throw error
+      if (!(await cache.rebuildEmptyHeap(`${reason}: ${error.message}`))) throw error
+      rebuilt = true
     }
   }
+}
+
+/** Whether the wasm heap's free space, pieces included, and what it may still grow come to `bytes`. */
+function heapHolds(bytes: number): boolean {
+  const backend = guardedBackend()
+  return backend !== undefined && backend.heap().maxBytes - backend.usedBytes() >= bytes
 }
 
 /** The signature of the version a request without a version gets now, or `undefined` if there is none or it cannot load. */

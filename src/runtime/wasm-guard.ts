@@ -312,6 +312,12 @@ export function guardedBackend(): GuardedWasmBackend | undefined {
   return backend instanceof GuardedWasmBackend ? backend : undefined
 }
 
+/** The failed allocation `error` is or was caused by, if any. */
+export function findAllocation(error: unknown): WasmAllocationError | undefined {
+  for (let e = error; e instanceof Error; e = e.cause) if (e instanceof WasmAllocationError) return e
+  return undefined
+}
+
 /** Whether `error` (or a cause) is an allocation that failed for want of heap, one an emptier heap could satisfy. */
 export function isAllocationFailure(error: unknown): error is Error {
   for (let e = error; e instanceof Error; e = e.cause)

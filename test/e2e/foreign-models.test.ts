@@ -18,6 +18,7 @@ import '@tensorflow/tfjs-backend-cpu'
 import * as tfconv from '@tensorflow/tfjs-converter'
 import * as tfl from '@tensorflow/tfjs-layers'
 import { beforeAll, describe, expect, it } from 'vitest'
+import { mulberry32 as prng } from '../support/random'
 import { get, post, SETOSA } from './support/http'
 import { FOREIGN } from './support/fixture-repo'
 import type { Foreign } from './support/fixture-repo'
@@ -80,18 +81,6 @@ function readArtifacts(modelJsonPath: string): { json: tf.io.ModelJSON; artifact
     weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength),
   }
   return { json, artifacts }
-}
-
-/** mulberry32: a small seeded PRNG, so every run sends the same input. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 /** Nested arrays of the given shape, values in [low, high) on a 1/256 grid (exact in float32 and in JSON). */

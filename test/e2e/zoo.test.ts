@@ -5,16 +5,16 @@
  * every answer is a 200, and MobileNetV2's reported memory is within 0.8–1.25× of the heap it was
  * measured to need (the index's `memory`, measured by build-index in Node on the same wasm backend).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
-import { assembleZoo, ZOO } from '../../scripts/dev/zoo.mjs'
-import { buildRepository, wranglerConfigFor } from '../setup/assets'
+import { ZOO } from '../../scripts/dev/zoo.mjs'
 import { get, post } from './support/http'
-import { ROOT, startWranglerDev } from './support/servers'
+import { ROOT } from './support/servers'
 import type { WranglerDev } from './support/servers'
+import { startZoo } from './support/zoo-server'
+import type { ZooServer } from './support/zoo-server'
 
 interface Spec {
   name: string
@@ -34,23 +34,16 @@ interface Index {
 const ROUNDS = 2
 const PHOTO = readFileSync(join(ROOT, 'test/fixtures/models/_images/chelsea-small.jpg')).toString('base64')
 
-let work: string
+let zoo: ZooServer<Index>
 let server: WranglerDev
 let index: Index
 
 beforeAll(async () => {
-  work = mkdtempSync(join(tmpdir(), 'zoo-'))
-  const { models } = await assembleZoo(work, { refused: false })
-  // As `npm run dev` builds it: indexed, each model's memory measured (cached by digest).
-  await buildRepository(models, { measure: true })
-  index = JSON.parse(readFileSync(join(models, '_index.json'), 'utf8')) as Index
-  server = await startWranglerDev({ configs: [wranglerConfigFor(models, join(work, 'wrangler.toml'))] })
+  zoo = await startZoo<Index>()
+  ;({ server, index } = zoo)
 }, 600_000)
 
-afterAll(async () => {
-  await server?.stop()
-  rmSync(work, { recursive: true, force: true })
-})
+afterAll(() => zoo?.stop())
 
 /** A request body of `rows` rows: the photo for an image input, zeros for a tensor input. */
 function body(name: string, rows: number): unknown {
