@@ -91,14 +91,13 @@ export async function inspectWorker(inspectorPort, workerUrl, { timeoutMs = 30_0
 
 /**
  * Samples `Runtime.getHeapUsage` every `everyMs` while `work` runs, and once after it: the highest
- * `usedSize` and `totalSize` seen (a lower bound of the true peak: V8 answers between the isolate's turns).
+ * `usedSize`, `totalSize` and `backingStorageSize` seen (a lower bound of the true peak: V8 answers between the isolate's turns).
  */
 export async function peakWhile(session, work, everyMs = 20) {
   let running = true
-  const peak = { usedSize: 0, totalSize: 0 }
+  const peak = { usedSize: 0, totalSize: 0, backingStorageSize: 0 }
   const note = (u) => {
-    peak.usedSize = Math.max(peak.usedSize, u.usedSize)
-    peak.totalSize = Math.max(peak.totalSize, u.totalSize)
+    for (const key of Object.keys(peak)) peak[key] = Math.max(peak[key], u[key] ?? 0)
   }
   const sampler = (async () => {
     while (running) {

@@ -27,13 +27,16 @@ export async function measure(server, { log = () => {} } = {}) {
   const session = await inspectWorker(server.inspectorPort, server.url)
   const steps = []
   const record = async (step, peak) => {
-    const { usedSize, totalSize } = await session.afterGc()
+    // usedSize and totalSize are V8's heap; backingStorageSize the ArrayBuffers' bytes outside it (wasm memories apart).
+    const { usedSize, totalSize, backingStorageSize = 0 } = await session.afterGc()
     const wasm = await wasmHeaps(server.url)
-    steps.push({ step, usedSize, totalSize, ...(peak && { peak }), wasm })
+    steps.push({ step, usedSize, totalSize, backingStorageSize, ...(peak && { peak }), wasm })
     log(
-      `${step}: V8 heap used ${mb(usedSize)}, total ${mb(totalSize)}` +
-        (peak ? `; while it ran at least ${mb(peak.usedSize)} used, ${mb(peak.totalSize)} total` : '') +
-        `; wasm: tf.js ${mb(wasm.tf)}, JPEG decoder ${mb(wasm.jpg)}, WebP decoder ${mb(wasm.webp)}`,
+      `${step}: V8 heap used ${mb(usedSize)}, total ${mb(totalSize)}, ArrayBuffers ${mb(backingStorageSize)}` +
+        (peak
+          ? `; while it ran at least ${mb(peak.usedSize)} used, ${mb(peak.totalSize)} total, ${mb(peak.backingStorageSize)} ArrayBuffers`
+          : '') +
+        `; wasm: tf.js ${mb(wasm.tf)}, decoders ${mb(wasm.jpg + wasm.webp)} now, ${mb(wasm.decoderHighWater)} at most`,
     )
   }
   const expect200 = async (what, response) => {
@@ -88,6 +91,24 @@ export async function measure(server, { log = () => {} } = {}) {
         peak,
       )
     }
+    // The worst the defaults let concurrent requests do at once: both largest images and two largest
+    // JSON bodies (one the packed reader gives up on) to MobileNetV2, all in flight together.
+    const { peak } = await peakWhile(session, async () => {
+      const json = (broken) =>
+        fetch(`${server.url}/v1/models/mobilenet-tensor:predict`, {
+          method: 'POST',
+          body: largestJsonBody({ broken }).body,
+        }).then((r) => r.text().then(() => r.status))
+      const photo = (type) =>
+        fetch(`${server.url}/v1/models/mobilenet:classify`, {
+          method: 'POST',
+          headers: { 'content-type': `image/${type}` },
+          body: images[type].bytes,
+        }).then((r) => r.text().then(() => r.status))
+      const statuses = await Promise.all([photo('jpeg'), photo('webp'), json(false), json(true)])
+      if (statuses.join() !== '200,200,200,400') throw new Error(`concurrent requests answered ${statuses.join()}`)
+    })
+    await record('after the four together (the largest JPEG, WebP and two JSON bodies)', peak)
     return steps
   } finally {
     session.close()
