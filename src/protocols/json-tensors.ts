@@ -9,6 +9,7 @@
  * what is wrong. A value it does read is exactly what JSON.parse gives: the same doubles (`-0`,
  * subnormals, integers past 2^53 rounded as JSON.parse rounds them), the same last-key-wins objects.
  */
+import { checkJsonCost, jsonHeapCost } from './json-cost'
 import { MAX_JSON_DEPTH, MAX_RANK } from './limits'
 
 /** A rectangular array of numbers from a request body: its shape and its values in row-major order. */
@@ -105,7 +106,9 @@ class Reader {
         const start = this.at
         const packed = this.tensor()
         if (packed) return packed
-        // Read as plain arrays, so the general path sees the whole value and says what is wrong with it.
+        // Read as plain arrays, so the general path sees the whole value and says what is wrong with it:
+        // if that costs no more than a request may take (json-cost.ts).
+        checkJsonCost(jsonHeapCost(this.bytes, start, MAX_JSON_DEPTH), `'${this.path.join('.')}'`)
         this.at = start
         this.unpacked++
         const plain = this.array(depth)

@@ -151,7 +151,11 @@ class EmscriptenCodec {
 
   decode(bytes: Uint8Array): Promise<Decoded> {
     const decoding = turn.then(() => this.#decode(bytes))
-    turn = decoding.catch(() => {})
+    // Settled without its value: a resolved turn must not keep the decoded RGBA alive.
+    turn = decoding.then(
+      () => {},
+      () => {},
+    )
     return decoding
   }
 
