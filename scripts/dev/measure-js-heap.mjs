@@ -1,86 +1,136 @@
 #!/usr/bin/env node
 /**
- * Measures the Worker bundle's JavaScript (V8) heap in a real workerd: starts `wrangler dev` with an
- * inspector (scripts/tools/launch.mjs), connects to it over the Chrome DevTools Protocol and reads
- * `Runtime.getHeapUsage` after a full garbage collection (`HeapProfiler.collectGarbage`): once after
- * start, once after a first request (the first request loads tf.js's backend and a model), once after
- * a request with a photo (the JPEG decoder's glue and heap).
- * Prints one line per step; docs/memory.md ("The JavaScript side") has the figures and what the
- * budget makes of them. Usage: node scripts/dev/measure-js-heap.mjs
+ * Measures the Worker bundle's JavaScript (V8) heap in a real workerd (`wrangler dev`), over the
+ * Chrome DevTools Protocol (scripts/dev/js-heap.mjs): after a forced full collection, after start,
+ * after a first predict (iris), after the largest JPEG and WebP the limits allow classified by nsfwjs's
+ * MobileNetV2, and after the largest JSON body MAX_BODY_BYTES allows (well-formed, then one the packed
+ * reader gives up on); for the bodies also the highest heap sampled while they ran. Beside each: the
+ * wasm heaps (tf.js's and the image decoders', from /metrics).
+ * Prints one line per step and a JSON summary; docs/memory.md ("Measuring the JavaScript side") has
+ * the figures and what the defaults make of them.
+ *
+ * Usage: node scripts/dev/measure-js-heap.mjs   (takes a minute or two: it builds a repository, measures
+ * MobileNetV2 in Node, starts wrangler dev)
  */
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import WebSocket from 'ws'
-import { ROOT, startWranglerDev } from '../tools/launch.mjs'
+import { startWranglerDev } from '../tools/launch.mjs'
+import { heapRepository, inspectWorker, largestImages, largestJsonBody, peakWhile, wasmHeaps } from './js-heap.mjs'
+import { wranglerConfigFor } from '../../test/setup/assets.ts'
 
-/** The inspector's first target: the Worker's isolate. */
-async function connect(inspectorPort) {
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    try {
-      const targets = await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json()
-      const url = targets.find((t) => t.webSocketDebuggerUrl)?.webSocketDebuggerUrl
-      if (url) {
-        const ws = new WebSocket(url)
-        await new Promise((resolve, reject) => (ws.once('open', resolve), ws.once('error', reject)))
-        return ws
-      }
-    } catch (error) {
-      if (Date.now() > deadline) throw error
-    }
-    if (Date.now() > deadline) throw new Error('the inspector lists no target')
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
-}
-
-let nextId = 1
-function send(ws, method, params = {}) {
-  const id = nextId++
-  return new Promise((resolve, reject) => {
-    const onMessage = (data) => {
-      const message = JSON.parse(String(data))
-      if (message.id !== id) return
-      ws.off('message', onMessage)
-      message.error ? reject(new Error(`${method}: ${message.error.message}`)) : resolve(message.result)
-    }
-    ws.on('message', onMessage)
-    ws.send(JSON.stringify({ id, method, params }))
-  })
-}
-
-/** Used and total V8 heap after a full collection. */
-async function heapAfterGc(ws) {
-  await send(ws, 'HeapProfiler.collectGarbage').catch(() => {})
-  return send(ws, 'Runtime.getHeapUsage')
-}
-
-const server = await startWranglerDev({ nice: 10 })
 const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`
-try {
-  const ws = await connect(server.inspectorPort)
+
+/** Runs every step against a started server and returns the readings. */
+export async function measure(server, { log = () => {} } = {}) {
+  const images = await largestImages()
+  const session = await inspectWorker(server.inspectorPort, server.url)
   const steps = []
-  const record = async (step) => {
-    const { usedSize, totalSize } = await heapAfterGc(ws)
-    steps.push({ step, usedSize, totalSize })
-    console.log(`${step}: V8 heap used ${usedSize} bytes (${mb(usedSize)}), total ${totalSize} (${mb(totalSize)})`)
+  const record = async (step, peak) => {
+    // usedSize and totalSize are V8's heap; backingStorageSize the ArrayBuffers' bytes outside it (wasm memories apart).
+    const { usedSize, totalSize, backingStorageSize = 0 } = await session.afterGc()
+    const wasm = await wasmHeaps(server.url)
+    steps.push({ step, usedSize, totalSize, backingStorageSize, ...(peak && { peak }), wasm })
+    log(
+      `${step}: V8 heap used ${mb(usedSize)}, total ${mb(totalSize)}, ArrayBuffers ${mb(backingStorageSize)}` +
+        (peak
+          ? `; while it ran at least ${mb(peak.usedSize)} used, ${mb(peak.totalSize)} total, ${mb(peak.backingStorageSize)} ArrayBuffers`
+          : '') +
+        `; wasm: tf.js ${mb(wasm.tf)}, decoders ${mb(wasm.jpg + wasm.webp)} now, ${mb(wasm.decoderHighWater)} at most`,
+    )
   }
-  await record('after start')
-  const iris = await fetch(`${server.url}/v1/models/iris:predict`, {
-    method: 'POST',
-    body: JSON.stringify({ instances: [[5.1, 3.5, 1.4, 0.2]] }),
-  })
-  if (iris.status !== 200) throw new Error(`iris: ${iris.status} ${await iris.text()}`)
-  await record('after a first request (iris)')
-  const png = readFileSync(join(ROOT, 'test/fixtures/models/_images/chelsea.jpg'))
-  const digits = await fetch(`${server.url}/v1/models/digits:classify`, {
-    method: 'POST',
-    headers: { 'content-type': 'image/jpeg' },
-    body: png,
-  })
-  if (digits.status !== 200) throw new Error(`digits: ${digits.status} ${await digits.text()}`)
-  await record('after a photo (digits, the JPEG decoder)')
-  ws.close()
-  console.log(JSON.stringify({ jsHeap: steps }))
-} finally {
-  await server.stop()
+  const expect200 = async (what, response) => {
+    const text = await response.text()
+    if (response.status !== 200) throw new Error(`${what}: ${response.status} ${text.slice(0, 500)}`)
+  }
+  try {
+    await record('after start')
+    await expect200(
+      'iris',
+      await fetch(`${server.url}/v1/models/iris:predict`, {
+        method: 'POST',
+        body: JSON.stringify({ instances: [[5.1, 3.5, 1.4, 0.2]] }),
+      }),
+    )
+    await record('after a first predict (iris)')
+    for (const [type, image] of Object.entries(images)) {
+      const { peak } = await peakWhile(session, async () =>
+        expect200(
+          `${type} ${image.width}×${image.height}`,
+          await fetch(`${server.url}/v1/models/mobilenet:classify`, {
+            method: 'POST',
+            headers: { 'content-type': `image/${type}` },
+            body: image.bytes,
+          }),
+        ),
+      )
+      await record(
+        `after the largest ${type.toUpperCase()} (${image.width}×${image.height}, ${image.bytes.byteLength} bytes, decode ${image.decodeBytes} bytes) to MobileNetV2`,
+        peak,
+      )
+    }
+    // The tensor model loaded and run once first, so the readings below are the bodies'.
+    await expect200(
+      'mobilenet-tensor, 1 row',
+      await fetch(`${server.url}/v1/models/mobilenet-tensor:predict`, {
+        method: 'POST',
+        body: largestJsonBody({ maxBodyBytes: 1024 * 1024 }).body,
+      }),
+    )
+    await record('after a first predict (MobileNetV2, one row as JSON)')
+    for (const broken of [false, true]) {
+      const { body, rows } = largestJsonBody({ broken })
+      const { peak } = await peakWhile(session, async () => {
+        const response = await fetch(`${server.url}/v1/models/mobilenet-tensor:predict`, { method: 'POST', body })
+        const text = await response.text()
+        if (response.status !== (broken ? 413 : 200))
+          throw new Error(`JSON body: ${response.status} ${text.slice(0, 500)}`)
+      })
+      await record(
+        `after the largest JSON body (${body.length} bytes, ${rows} rows${broken ? ', not packable: a 413' : ''}) to MobileNetV2`,
+        peak,
+      )
+    }
+    // The worst the defaults let concurrent requests do at once: both largest images and two largest
+    // JSON bodies (one the packed reader gives up on) to MobileNetV2, all in flight together.
+    const { peak } = await peakWhile(session, async () => {
+      const json = (broken) =>
+        fetch(`${server.url}/v1/models/mobilenet-tensor:predict`, {
+          method: 'POST',
+          body: largestJsonBody({ broken }).body,
+        }).then((r) => r.text().then(() => r.status))
+      const photo = (type) =>
+        fetch(`${server.url}/v1/models/mobilenet:classify`, {
+          method: 'POST',
+          headers: { 'content-type': `image/${type}` },
+          body: images[type].bytes,
+        }).then((r) => r.text().then(() => r.status))
+      const statuses = await Promise.all([photo('jpeg'), photo('webp'), json(false), json(true)])
+      if (statuses.join() !== '200,200,200,413') throw new Error(`concurrent requests answered ${statuses.join()}`)
+    })
+    await record('after the four together (the largest JPEG, WebP and two JSON bodies)', peak)
+    return steps
+  } finally {
+    session.close()
+  }
+}
+
+if (import.meta.main) {
+  const work = mkdtempSync(join(tmpdir(), 'js-heap-'))
+  try {
+    const repo = await heapRepository(join(work, 'models'))
+    const server = await startWranglerDev({
+      nice: 10,
+      readyTimeoutMs: 300_000,
+      configs: [wranglerConfigFor(repo, join(work, 'wrangler.toml'))],
+    })
+    try {
+      const steps = await measure(server, { log: console.log })
+      console.log(JSON.stringify({ jsHeap: steps }))
+    } finally {
+      await server.stop()
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true })
+  }
 }

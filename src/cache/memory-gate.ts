@@ -5,9 +5,8 @@
  * the isolate (src/isolate.ts) points it at its cache's admission (admission.ts `gate`).
  *
  * Two kinds of bytes:
- * - held for good: an image decoder's heap once the decoder has started (an Emscripten heap never
- *   shrinks; decode.ts replaces an instance that grew past DECODER_HEAP_KEEP_BYTES, so it keeps at most
- *   that), recorded once per decoder;
+ * - held for good: bytes a holder keeps between requests (decode.ts keeps no decoder heap between
+ *   decodes, so it holds nothing);
  * - reserved for a while: one decode under way (its RGBA and the decoder's growth), one input's rows and
  *   their concatenation, released when they are disposed.
  */

@@ -2,6 +2,7 @@
 import { DEFAULTS } from '../core/config'
 import { ApiError, badRequest, ClientGoneError } from '../core/errors'
 import { MAX_JSON_DEPTH } from '../protocols/limits'
+import { checkJsonCost, jsonHeapCost } from '../protocols/json-cost'
 
 /**
  * Content types taken as JSON. TF Serving parses the body whatever its type, and the curl
@@ -123,6 +124,7 @@ export function parseJson(bytes: Uint8Array, what = 'request body'): unknown {
   const deep = tooDeepAt(bytes, MAX_JSON_DEPTH)
   if (deep !== -1)
     throw badRequest(`${what} nests deeper than ${MAX_JSON_DEPTH} levels (at byte ${deep}); no request needs that many`)
+  checkJsonCost(jsonHeapCost(bytes), what)
   const text = new TextDecoder().decode(bytes)
   if (text.trim() === '') throw badRequest(`${what} is empty: expected a JSON object`)
   try {

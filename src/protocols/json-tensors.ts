@@ -11,6 +11,7 @@
  * a tensor's float32 values are exactly those doubles rounded to float32.
  */
 import { FLOAT32_MAX } from './datatypes'
+import { checkJsonCost, jsonHeapCost } from './json-cost'
 import { MAX_JSON_DEPTH, MAX_RANK } from './limits'
 
 /**
@@ -139,7 +140,9 @@ class Reader {
         const start = this.at
         const packed = this.tensor()
         if (packed) return packed
-        // Read as plain arrays, so the general path sees the whole value and says what is wrong with it.
+        // Read as plain arrays, so the general path sees the whole value and says what is wrong with it:
+        // if that costs no more than a request may take (json-cost.ts).
+        checkJsonCost(jsonHeapCost(this.bytes, start, MAX_JSON_DEPTH), `'${this.path.join('.')}'`)
         this.at = start
         this.unpacked++
         const plain = this.array(depth)

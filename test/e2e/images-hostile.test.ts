@@ -90,11 +90,11 @@ describe('crafted images through wrangler dev', () => {
     for (const [name, result] of results) {
       const [status, message] = expected[name]!
       expect([name, result.status, result.error ?? '']).toEqual([name, status, expect.stringMatching(message)])
-      // The largest decode allowed by default is MAX_IMAGE_DECODE_BYTES (16 MiB) beyond the decoders' resting heaps;
+      // The largest decode allowed by default is MAX_IMAGE_DECODE_BYTES (16 MiB) beyond its decoder's initial heap;
       // the rest is V8's garbage not yet collected and the request's own buffers (a 2.5 MB base64 body, parsed).
       expect(result.peak * MiB, name).toBeLessThanOrEqual(48 * MiB)
     }
-    // No decoder heap past DECODER_HEAP_KEEP_BYTES stays (main's kept +518 MiB after the fill-byte JPEG alone);
+    // No decoder heap stays after its decode (main's kept +518 MiB after the fill-byte JPEG alone);
     // what is left is V8's garbage from the two images decoded (3 MP: 24 MB of RGBA and its copy), which
     // V8 returns to the system lazily.
     expect(growth * MiB).toBeLessThanOrEqual(64 * MiB)

@@ -6,6 +6,7 @@
  */
 import { Hono } from 'hono'
 import { isolate } from '../../isolate'
+import { decoderHeapBytes, decoderHeapHighWaterBytes } from '../../protocols/images/decode'
 import { family, keyLabels, sample } from '../../core/metrics'
 import type { CacheCounters } from '../../cache/model-cache'
 import { routeDocs } from '../openapi'
@@ -123,6 +124,20 @@ export const metrics = new Hono<AppEnv>().get('/metrics', routeDocs.metrics, (c)
           ),
         ]
       : []),
+    family(
+      'warmserve_image_decoder_heap_bytes',
+      'gauge',
+      "Size of each image decoder's wasm heap: non-zero only while a decode runs (none is kept after).",
+      Object.entries(decoderHeapBytes()).map(([codec, bytes]) =>
+        sample('warmserve_image_decoder_heap_bytes', bytes, { codec }),
+      ),
+    ),
+    family(
+      'warmserve_image_decoder_heap_high_water_bytes',
+      'gauge',
+      'The largest heap an image decode has had in this isolate.',
+      [sample('warmserve_image_decoder_heap_high_water_bytes', decoderHeapHighWaterBytes())],
+    ),
     family(
       'warmserve_prediction_cache_errors_total',
       'counter',

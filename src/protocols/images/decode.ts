@@ -7,17 +7,19 @@
  * MAX_JPEG_SCANS or MAX_DECODE_WORK is refused in microseconds, before any pixel is decoded. JPEG and
  * WebP are decoded by jSquash's mozjpeg and libwebp builds, fed the precompiled `WebAssembly.Module`s
  * that wrangler bundles (Workers cannot compile wasm from bytes). An Emscripten heap never shrinks, so
- * an instance whose heap grew past DECODER_HEAP_KEEP_BYTES, or whose decode failed (an exited
- * instance, or a heap holding what the unwound call allocated), is replaced by a fresh one before the
- * request ends. PNG is decoded in JavaScript (png.ts), its inflate stopped at the size its header
- * allows. docs/images.md has the measurements and the arithmetic of the limits.
+ * each decode gets an instance of its own, dropped when it ends: no decoder heap is kept between
+ * decodes, and one decode runs at a time across the codecs, so at most one decoder heap exists
+ * (DECODE_IN_FLIGHT_MAX_BYTES). PNG is decoded in JavaScript (png.ts), its inflate stopped at the size
+ * its header allows. docs/images.md has the measurements and the arithmetic of the limits,
+ * docs/memory.md the isolate's.
  */
-import jpegDecoder, { init as initJpeg } from '@jsquash/jpeg/decode.js'
-import webpDecoder, { init as initWebp } from '@jsquash/webp/decode.js'
+import jpegFactory from '@jsquash/jpeg/codec/dec/mozjpeg_dec.js'
+import webpFactory from '@jsquash/webp/codec/dec/webp_dec.js'
 import jpegWasm from '@jsquash/jpeg/codec/dec/mozjpeg_dec.wasm'
 import webpWasm from '@jsquash/webp/codec/dec/webp_dec.wasm'
 import { imageSize } from 'image-size'
 import { memoryGate } from '../../cache/memory-gate'
+import { DEFAULTS } from '../../core/config'
 import { ApiError, badRequest } from '../../core/errors'
 import { withoutNodeProcess } from '../../runtime/wasm'
 import type { ImageHeader, ImageType } from './headers'
@@ -32,12 +34,12 @@ export type { ImageType } from './headers'
 const MiB = 1024 * 1024
 
 /**
- * The heap an idle wasm decoder may keep after a request: its initial 16 MiB and 1 MiB of growth.
- * An instance whose heap grew past it is replaced, so no request leaves more than this behind.
+ * The most memory one decode holds while it runs, at the default MAX_IMAGE_DECODE_BYTES: its
+ * decoder's initial heap and what the header says the decode allocates beyond it (the heap's growth,
+ * the JavaScript copies of its input and output). Decodes run one at a time and keep no heap after,
+ * so this is all the image decoders take of an isolate (docs/memory.md).
  */
-export const DECODER_HEAP_KEEP_BYTES = DECODER_INITIAL_HEAP_BYTES + 1 * MiB
-/** What the idle decoders can hold between requests: the JPEG and the WebP instance, each within DECODER_HEAP_KEEP_BYTES. */
-export const DECODERS_AT_REST_BYTES = 2 * DECODER_HEAP_KEEP_BYTES
+export const DECODE_IN_FLIGHT_MAX_BYTES = DECODER_INITIAL_HEAP_BYTES + DEFAULTS.MAX_IMAGE_DECODE_BYTES
 /**
  * The most work one image may cost, in pixels × passes (a JPEG's scans; 1 for the others): a 4 MP
  * image of 10 scans, or 400,000 pixels of 100. Measured in docs/images.md: about 0.3 s of decoding
@@ -136,34 +138,41 @@ export function readHeader(
 
 type Decoded = { width: number; height: number; data: Uint8ClampedArray }
 
-/** A jSquash Emscripten decoder whose heap can be read, replaced after a failure or past DECODER_HEAP_KEEP_BYTES. */
+/** An Emscripten module factory of jSquash's decoders (codec/dec/*.js), and the decode it exports. */
+type Factory = (options: object) => Promise<{ decode(data: BufferSource, ...flags: boolean[]): Decoded | null }>
+
+/** The decode under way, across the codecs: one at a time, so one decoder heap at most, and a warning or a heap size is the decode's own. */
+let turn: Promise<unknown> = Promise.resolve()
+/** The largest decoder heap seen in this isolate. */
+let heapHighWater = 0
+
+/** A jSquash Emscripten decoder: a fresh instance for each decode, dropped (with its heap) when the decode ends. */
 class EmscriptenCodec {
   #memory: WebAssembly.Memory | undefined
   #warning: string | undefined
-  /** The decode under way: one at a time, so a warning or a heap size is the decode's own. */
-  #turn: Promise<unknown> = Promise.resolve()
 
   constructor(
-    private readonly init: (module: WebAssembly.Module, options: object) => Promise<void> | void,
+    private readonly factory: Factory,
     private readonly module: WebAssembly.Module,
-    private readonly run: (buffer: ArrayBuffer) => Promise<Decoded>,
+    private readonly flags: boolean[],
   ) {}
 
-  /** The instance's heap in bytes; 0 before the first decode. */
+  /** The heap of the decode under way, in bytes; 0 between decodes. */
   get heapBytes(): number {
     return this.#memory?.buffer.byteLength ?? 0
   }
 
-  /** A new instance; the old one, and its heap, are left to the garbage collector. */
-  #start(): void {
+  /** A new instance. */
+  #start(): ReturnType<Factory> {
     const module = this.module
     // The glue looks for Node's `process` while its factory runs; hidden, it takes its plain path.
     // In a Worker it also sets `self.location = {href: ""}`, which misleads any library that reads
     // it later (@cfworker/json-schema builds a URL from it): put back as it was.
     const location = Object.getOwnPropertyDescriptor(globalThis, 'location')
     try {
-      withoutNodeProcess(() =>
-        this.init(module, {
+      return withoutNodeProcess(() =>
+        this.factory({
+          noInitialRun: true,
           print: () => {},
           // libjpeg reports a corrupt file it can still fill in ("Premature end of JPEG file",
           // "Corrupt JPEG data: …") as a warning on stderr: kept, and the decode refused.
@@ -188,42 +197,47 @@ class EmscriptenCodec {
   }
 
   decode(bytes: Uint8Array): Promise<Decoded> {
-    // jSquash awaits its module before decoding, so two decodes begun together would interleave.
-    const turn = this.#turn.then(() => this.#decode(bytes))
-    this.#turn = turn.catch(() => {})
-    return turn
+    const decoding = turn.then(() => this.#decode(bytes))
+    // Settled without its value: a resolved turn must not keep the decoded RGBA alive.
+    turn = decoding.then(
+      () => {},
+      () => {},
+    )
+    return decoding
   }
 
   async #decode(bytes: Uint8Array): Promise<Decoded> {
-    if (!this.#memory) this.#start()
     this.#warning = undefined
-    let failed = true
     try {
-      const decoded = await this.run(bytes.slice().buffer)
+      const instance = await this.#start()
+      const decoded = instance.decode(bytes.slice().buffer, ...this.flags)
+      heapHighWater = Math.max(heapHighWater, this.heapBytes)
+      if (!decoded) throw new Error('Decoding error')
       if (this.#warning !== undefined) throw new Error('the decoder warned of corrupt data')
-      failed = false
       return decoded
     } finally {
-      // Replaced now rather than at the next decode, so the grown heap is not held meanwhile.
-      if (failed || this.heapBytes > DECODER_HEAP_KEEP_BYTES) {
-        this.#memory = undefined
-        this.#start()
-      }
+      // Nothing of the instance is kept: its heap goes with the next collection (V8 counts a wasm
+      // memory as external memory, so a dropped heap hastens one). A failed decode's heap goes too.
+      this.#memory = undefined
     }
   }
 }
 
-// The codec instances are made on first use, not at import: no wasm may be instantiated in global scope.
+// The codec instances are made for each decode, not at import: no wasm may be instantiated in global scope.
 const codecs = {
-  jpg: new EmscriptenCodec(initJpeg, jpegWasm, jpegDecoder),
-  webp: new EmscriptenCodec(initWebp, webpWasm, webpDecoder),
+  // mozjpeg's decode(data, preserveOrientation): jSquash's default, the pixels as stored.
+  jpg: new EmscriptenCodec(jpegFactory as unknown as Factory, jpegWasm, [false]),
+  webp: new EmscriptenCodec(webpFactory as unknown as Factory, webpWasm, []),
 }
 
-/** The wasm decoders' heaps now, in bytes (0 for one not yet used): what they hold between requests. */
+/** The wasm decoders' heaps now, in bytes: non-zero only while a decode runs, since none is kept after. */
 export const decoderHeapBytes = (): Record<'jpg' | 'webp', number> => ({
   jpg: codecs.jpg.heapBytes,
   webp: codecs.webp.heapBytes,
 })
+
+/** The largest decoder heap any decode in this isolate has had, in bytes. */
+export const decoderHeapHighWaterBytes = (): number => heapHighWater
 
 /**
  * Refuses, from the header alone, an image past a limit on its decode: 413 naming it. Counts the image's pixels
@@ -285,7 +299,7 @@ export async function decodeImage(
   const decodeBytes = checkLimits(header, limits, where)
   const { type, width, height, scale } = header
   // The memory budget counts this decode's bytes (its RGBA, the heap's growth, the copies) while it
-  // runs (memory-gate.ts). The decoders' resting heaps are not held yet: docs/memory.md says why.
+  // runs (memory-gate.ts); the decoder's initial heap is DECODE_IN_FLIGHT_MAX_BYTES's, outside it.
   const codec = header.png ? undefined : codecs[type as Exclude<ImageType, 'png'>]
   const release = await memoryGate().reserve(
     decodeBytes,

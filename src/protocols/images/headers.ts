@@ -43,7 +43,7 @@ export interface ImageHeader {
   /** Passes over the image's pixels: a JPEG's scans (a progressive JPEG has about 10), 1 for the others. */
   passes: number
   /**
-   * Bytes the decode allocates at its peak beyond what an idle decoder holds: the JavaScript copies
+   * Bytes the decode allocates at its peak beyond its decoder's initial heap: the JavaScript copies
    * (input, output) and the growth of a decoder's heap past its initial size.
    */
   decodeBytes: number
