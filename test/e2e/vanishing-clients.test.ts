@@ -117,21 +117,21 @@ async function served(model: string, allBack: () => Promise<void>, width: number
 }
 
 describe('clients that leave mid-body', () => {
-  it("free a model's max_concurrent slots and max_queue places; they are counted as 499, not 5xx", async () => {
-    expect((await post(`${server!.url}/v1/models/leak-limited:predict`, { instances: [SETOSA] })).status).toBe(200)
-    await served('leak-limited', await vanish('leak-limited', 4, 'model', 2, 2), 4)
-    expect(
-      await until(() => metric('warmserve_requests_total', { model: 'leak-limited', status: '499' }), 4, 10_000),
-    ).toBe(4)
-    expect(await metric('warmserve_requests_total', { status: '500' })).toBe(0)
-  })
-
-  it("free the isolate's MAX_CONCURRENT slots and MAX_QUEUE places", async () => {
-    expect((await post(`${server!.url}/v1/models/leak-open:predict`, { instances: [SETOSA] })).status).toBe(200)
-    await served('leak-open', await vanish('leak-open', 6, 'isolate', 3, 3), 6)
-    expect(
-      await until(() => metric('warmserve_requests_total', { model: 'leak-open', status: '499' }), 6, 10_000),
-    ).toBe(6)
+  // The model, how many clients leave, where the limits are, and the slots and queue places they fill there.
+  it.each([
+    [
+      "free a model's max_concurrent slots and max_queue places; they are counted as 499, not 5xx",
+      'leak-limited',
+      4,
+      'model',
+      2,
+      2,
+    ],
+    ["free the isolate's MAX_CONCURRENT slots and MAX_QUEUE places", 'leak-open', 6, 'isolate', 3, 3],
+  ] as const)('%s', async (_title, model, count, scope, inFlight, queued) => {
+    expect((await post(`${server!.url}/v1/models/${model}:predict`, { instances: [SETOSA] })).status).toBe(200)
+    await served(model, await vanish(model, count, scope, inFlight, queued), count)
+    expect(await until(() => metric('warmserve_requests_total', { model, status: '499' }), count, 10_000)).toBe(count)
     expect(await metric('warmserve_requests_total', { status: '500' })).toBe(0)
   })
 })
