@@ -2,15 +2,18 @@
  * Starts the two `wrangler dev` the e2e files share (test/e2e/support/servers.ts) — one serving model-assets/
  * as `npm run dev` does, one serving the fixture repository (test/e2e/support/fixture-repo.ts) behind the
  * service-binding tests' caller Worker (test/e2e/support/fixture-server.ts) — builds the one deploy bundle
- * the files that serve it share, launches the one Chromium the page tests share, and stops them all
- * after the run. At once in a run of every file; otherwise lazily, on first request, so a run of
- * files that do not need them does not pay for them. A small HTTP endpoint on 127.0.0.1 hands them
+ * the files that serve it share, launches the one Chromium the page tests share, assembles the zoo's
+ * repository (test/e2e/support/zoo-repo.ts), and stops and removes them all after the run. At once in
+ * a run of every file; otherwise lazily, on first request, so a run of files that do not need them
+ * does not pay for them. A small HTTP endpoint on 127.0.0.1 hands them
  * out: `/` and `/fixtures` a server's URL, port and process group, `/bundle` the bundle, `/chromium`
- * the browser's WebSocket endpoint, as JSON.
+ * the browser's WebSocket endpoint, `/zoo` the zoo repository's folder, as JSON.
  */
-import { rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { BrowserServer } from 'playwright-core'
 import type { TestProject } from 'vitest/node'
 import { buildBundle, processGroups, setGroupPriority, startWranglerDev } from '../../../scripts/tools/launch.mjs'
@@ -18,6 +21,7 @@ import type { Bundle, WranglerDev } from '../../../scripts/tools/launch.mjs'
 import { chromiumAvailable, launchChromium } from './chromium'
 import { writeFixtureRepository } from './fixture-repo'
 import { startFixtureServer } from './fixture-server'
+import { writeZooRepository } from './zoo-repo'
 
 /** The admin token of the shared `wrangler dev`; the admin API is off without one. */
 export const SHARED_ADMIN_TOKEN = 'e2e-shared-admin-token'
@@ -51,6 +55,8 @@ export default async function setup(project: TestProject) {
   let fixtures: Promise<{ server: WranglerDev; dir: string }> | undefined
   let bundle: Promise<Bundle> | undefined
   let browser: Promise<BrowserServer> | undefined
+  let zoo: Promise<string> | undefined
+  const zooDir = mkdtempSync(join(tmpdir(), 'warmserve-e2e-zoo-'))
   const resources: Record<string, () => Promise<string>> = {
     // The fixture server also answers the service-binding tests: its caller Worker is in front (fixture-server.ts).
     '/fixtures': () =>
@@ -65,6 +71,7 @@ export default async function setup(project: TestProject) {
     ...(chromiumAvailable && {
       '/chromium': () => (browser ??= launchChromium()).then((server) => JSON.stringify(server.wsEndpoint())),
     }),
+    '/zoo': () => (zoo ??= writeZooRepository(zooDir)).then((models) => JSON.stringify(models)),
   }
   const broker = createServer((request, response) => {
     foreground()
@@ -77,9 +84,12 @@ export default async function setup(project: TestProject) {
   })
   if (eager) {
     // In the order a first run's files ask for them (vitest runs the largest files first).
-    void Object.values(resources)
+    const { '/zoo': zooRepository, ...servers } = resources
+    void Object.values(servers)
       .reduce<Promise<unknown>>((previous, start) => previous.then(start, start), Promise.resolve())
       .catch(() => {})
+    // Beside them, not after: its measuring runs in child processes of its own, one model at a time.
+    void zooRepository!().catch(() => {})
   }
   await new Promise<void>((resolve, reject) => {
     broker.once('error', reject)
@@ -97,6 +107,8 @@ export default async function setup(project: TestProject) {
       stopped(shared?.then((server) => ({ server }))),
       stopped(fixtures),
       browser?.then((server) => server.close()).catch(() => {}),
+      zoo?.catch(() => {}),
     ])
+    rmSync(zooDir, { recursive: true, force: true })
   }
 }
