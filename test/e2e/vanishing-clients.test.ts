@@ -5,38 +5,21 @@
  * `warmserve_traffic_slots` gauge reads 0), the next legitimate requests must get 200 through HTTP
  * and through the `Models` service binding, and each client that left is counted as 499, not 5xx.
  *
- * Its own server, not the shared one: on a server with the leak, the model would answer 429 for
- * good and every other file using it would fail.
+ * Its own server, not the shared one (started by the global setup, OWN_SERVERS): on a server with
+ * the leak, the model would answer 429 for good and every other file using it would fail.
  */
 import { connect } from 'node:net'
 import type { Socket } from 'node:net'
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { get, metricSum, post, SETOSA } from './support/http'
-import { irisVariant } from './support/models'
-import { startFixtureServer } from './support/fixture-server'
-import type { WranglerDev } from './support/servers'
+import { ownServer } from './support/servers'
+import type { SharedServer } from './support/servers'
 
-let server: WranglerDev | undefined
-let dir: string | undefined
-
-/** `leak-limited`: iris with max_concurrent 2, max_queue 2; `leak-open`: iris under the isolate's limits only (MAX_CONCURRENT 3, MAX_QUEUE 3). */
-async function build(repo: string) {
-  for (const name of ['leak-limited', 'leak-open']) {
-    mkdirSync(join(repo, name), { recursive: true })
-    irisVariant(join(repo, name), '1', [0, 0, 0])
-  }
-  writeFileSync(join(repo, 'leak-limited', 'config.json'), JSON.stringify({ max_concurrent: 2, max_queue: 2 }))
-}
+let server: SharedServer | undefined
 
 beforeAll(async () => {
-  ;({ server, dir } = await startFixtureServer(build, { vars: { MAX_CONCURRENT: '3', MAX_QUEUE: '3' } }))
-})
-
-afterAll(async () => {
-  await server?.stop()
-  if (dir) rmSync(dir, { recursive: true, force: true })
+  // Its repository: test/e2e/support/models.ts writeLeakRepository.
+  server = await ownServer('vanishing-clients')
 })
 
 /** One metric's value summed over the series whose labels include `labels`. */

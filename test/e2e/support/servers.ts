@@ -64,3 +64,8 @@ export async function sharedBundle(): Promise<Bundle> {
 export async function sharedZoo(waitMs: number): Promise<string> {
   return JSON.parse(await shared('/zoo', 'the zoo repository was not built', waitMs)) as string
 }
+
+/** The server of one file alone (test/e2e/support/global-setup.ts OWN_SERVERS), named after the file. */
+export async function ownServer(file: 'detect' | 'vanishing-clients'): Promise<SharedServer> {
+  return JSON.parse(await shared(`/own/${file}`, `the ${file} server did not start`)) as SharedServer
+}
