@@ -183,7 +183,7 @@ export async function cell(
 
 // ------------------------------------------------------------------ inputs
 
-/** mulberry32: seeded floats in [0, 1). */
+/** random: seeded floats in [0, 1). */
 function random(seed) {
   let a = seed >>> 0
   return () => {

@@ -52,6 +52,19 @@ describe('ModelCache', () => {
     before = tf.memory().numTensors
   })
   afterEach(() => cache.reset())
+  /** The keys of the models the cache holds, sorted. */
+  const keys = () =>
+    cache
+      .list()
+      .map((r) => r.key)
+      .sort()
+  /** One request for `key` that holds its lease for 1 ms, with `load` on a miss; returns whether it hit. */
+  const use = async (key: string, load: ReturnType<typeof loader>['load']) => {
+    const lease = await cache.acquire(key, WEIGHT_BYTES, load)
+    clock.advance(1)
+    lease.release()
+    return lease.outcome
+  }
 
   it('builds once for 50 concurrent first requests; the rest join the load', async () => {
     const { state, load } = loader()
@@ -147,22 +160,11 @@ describe('ModelCache', () => {
   it('evicts idle models least-recently-used first to stay within the byte budget', async () => {
     cache = new ModelCache({ budgetBytes: 2.5 * MODEL_BYTES, backoffBaseMs: 1000, backoffMaxMs: 4000, now: clock.now })
     const { load } = loader()
-    const use = async (key: string) => {
-      const lease = await cache.acquire(key, WEIGHT_BYTES, load)
-      clock.advance(1)
-      lease.release()
-      return lease.outcome
-    }
-    await use('a/1')
-    await use('b/1')
-    await use('a/1') // a is now more recently used than b
-    expect(await use('c/1')).toBe('miss')
-    expect(
-      cache
-        .list()
-        .map((r) => r.key)
-        .sort(),
-    ).toEqual(['a/1', 'c/1'])
+    await use('a/1', load)
+    await use('b/1', load)
+    await use('a/1', load) // a is now more recently used than b
+    expect(await use('c/1', load)).toBe('miss')
+    expect(keys()).toEqual(['a/1', 'c/1'])
     expect(cache.counters.evictions).toBe(1)
     expect(cache.residentBytes()).toBeLessThanOrEqual(2.5 * MODEL_BYTES)
   })
@@ -176,17 +178,8 @@ describe('ModelCache', () => {
       now: clock.now,
     })
     const { load } = loader()
-    for (const key of ['a/1', 'b/1', 'a/1', 'c/1']) {
-      const lease = await cache.acquire(key, WEIGHT_BYTES, load)
-      clock.advance(1)
-      lease.release()
-    }
-    expect(
-      cache
-        .list()
-        .map((r) => r.key)
-        .sort(),
-    ).toEqual(['a/1', 'c/1'])
+    for (const key of ['a/1', 'b/1', 'a/1', 'c/1']) await use(key, load)
+    expect(keys()).toEqual(['a/1', 'c/1'])
     expect(cache.counters.evictions).toBe(1)
   })
 
@@ -232,12 +225,7 @@ describe('ModelCache', () => {
     const held = await cache.acquire('held/1', WEIGHT_BYTES, load)
     clock.advance(60_000)
     expect(cache.dropIdle(90_000)).toEqual(['old/1'])
-    expect(
-      cache
-        .list()
-        .map((r) => r.key)
-        .sort(),
-    ).toEqual(['held/1', 'new/1'])
+    expect(keys()).toEqual(['held/1', 'new/1'])
     held.release()
   })
 

@@ -8,20 +8,11 @@ import { storeHandler } from '../src/repository/model-files'
 import { assetsStore } from '../src/repository/stores'
 import { tf } from '../src/runtime/tf'
 import { call, post } from './support/helpers'
+import { random } from './support/random'
 import { isolate } from '../src/isolate'
 
 // Models here are built directly, not through the isolate: start its backend as a load would.
 beforeAll(() => isolate().backend.ensure())
-
-/** A deterministic pseudo-random stream (mulberry32). */
-function random(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface Case {
   model: string

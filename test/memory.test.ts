@@ -10,7 +10,7 @@ import { isolate, resetIsolate } from '../src/isolate'
 import { memoryBytes } from '../src/runtime/footprint'
 import { tf } from '../src/runtime/tf'
 import { call } from './support/helpers'
-import { restoreWasm, useWasm } from './support/wasm-helpers'
+import { resetWasmIsolate, useWasm } from './support/wasm-helpers'
 
 interface WasmModule {
   HEAPU8: Uint8Array
@@ -52,10 +52,7 @@ describe('faceres, a MobileNet at 224×224', () => {
     await useWasm({ maxHeapBytes: 1024 * 1024 * 1024 })
     heapAtStart = heapBytes()
   })
-  afterAll(async () => {
-    resetIsolate()
-    await restoreWasm()
-  })
+  afterAll(resetWasmIsolate)
 
   it('answers a 10-row request as ten single-row ones, in sub-batches, the heap within the budget', async () => {
     const x = rows(10)

@@ -14,8 +14,8 @@ import { storeHandler } from '../src/repository/model-files'
 import { assetsStore } from '../src/repository/stores'
 import { tf } from '../src/runtime/tf'
 import { guardedBackend } from '../src/runtime/wasm-guard'
-import { call, post } from './support/helpers'
-import { freshWasmIsolate, restoreWasm } from './support/wasm-helpers'
+import { binaryInfer, call, post } from './support/helpers'
+import { freshWasmIsolate, resetWasmIsolate, restoreWasm } from './support/wasm-helpers'
 
 const MOBILENET = 'nsfw-mobilenet-v2'
 const ROW = 224 * 224 * 3
@@ -30,32 +30,11 @@ function pixels(rows: number, seed = 1): Float32Array {
 /** A v2 infer request with `rows` rows as binary tensor data (a JSON body of 10 rows would pass MAX_BODY_BYTES). */
 async function infer(model: string, input: string, rows: number, seed = 1, bindings: Env = env) {
   const data = pixels(rows, seed)
-  const header = new TextEncoder().encode(
-    JSON.stringify({
-      inputs: [
-        {
-          name: input,
-          shape: [rows, 224, 224, 3],
-          datatype: 'FP32',
-          parameters: { binary_data_size: data.byteLength },
-        },
-      ],
-      parameters: { binary_data_output: false },
-    }),
-  )
-  const body = new Uint8Array(header.byteLength + data.byteLength)
-  body.set(header)
-  body.set(new Uint8Array(data.buffer), header.byteLength)
   const res = await call(
     `/v2/models/${model}/infer`,
-    {
-      method: 'POST',
-      body,
-      headers: {
-        'content-type': 'application/octet-stream',
-        'inference-header-content-length': String(header.byteLength),
-      },
-    },
+    binaryInfer([{ name: input, datatype: 'FP32', shape: [rows, 224, 224, 3], data: new Uint8Array(data.buffer) }], {
+      binary_data_output: false,
+    }),
     bindings,
   )
   const json = await res.json<{ outputs?: { name: string; shape: number[]; data: number[] }[]; error?: string }>()
@@ -173,10 +152,7 @@ describe('under the default settings', () => {
 })
 
 describe('a heap too small for the model', () => {
-  afterAll(async () => {
-    resetIsolate()
-    await restoreWasm()
-  })
+  afterAll(resetWasmIsolate)
 
   it('refuses the load with the figures and leaves no tensor behind', async () => {
     resetIsolate()
@@ -199,14 +175,10 @@ describe('a heap too small for the model', () => {
 })
 
 describe('a heap rebuilt for fragmentation', () => {
-  afterAll(async () => {
-    resetIsolate()
-    await restoreWasm()
-  })
+  afterAll(resetWasmIsolate)
 
   it('makes readiness 503 while it is rebuilt, and 200 after', async () => {
-    resetIsolate()
-    await restoreWasm()
+    await resetWasmIsolate()
     expect((await call('/v2/health/ready')).status).toBe(200)
     const before = guardedBackend()
     const rebuilding = isolate().cache.options.rebuildHeap!('a test')

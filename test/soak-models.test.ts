@@ -8,7 +8,8 @@
 import { afterAll, beforeAll, expect, inject, it } from 'vitest'
 import { isolate, resetIsolate } from '../src/isolate'
 import { guardedBackend } from '../src/runtime/wasm-guard'
-import { call } from './support/helpers'
+import { binaryInfer, call } from './support/helpers'
+import { random } from './support/random'
 import { restoreWasm } from './support/wasm-helpers'
 
 interface Metadata {
@@ -20,16 +21,6 @@ const MODELS = ['nsfw-mobilenet-v2', 'faceres', 'nsfw-images', 'digits']
 
 let photo: string
 const metadata = new Map<string, Metadata>()
-
-/** A seeded generator (mulberry32): a failing sequence can be replayed. */
-function random(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** A v2 binary infer request of `rows` rows of pixels for a tensor input, or `rows` JPEGs for an image input. */
 function request(name: string, rows: number, next: () => number): RequestInit & { path: string } {
@@ -44,30 +35,19 @@ function request(name: string, rows: number, next: () => number): RequestInit & 
   const row = input!.shape.slice(1).reduce((a, b) => a * b, 1)
   const data = new Float32Array(rows * row)
   for (let i = 0; i < data.length; i++) data[i] = next()
-  const header = new TextEncoder().encode(
-    JSON.stringify({
-      inputs: [
-        {
-          name: input!.name,
-          shape: [rows, ...input!.shape.slice(1)],
-          datatype: 'FP32',
-          parameters: { binary_data_size: data.byteLength },
-        },
-      ],
-      parameters: { binary_data_output: true },
-    }),
-  )
-  const body = new Uint8Array(header.byteLength + data.byteLength)
-  body.set(header)
-  body.set(new Uint8Array(data.buffer), header.byteLength)
   return {
     path: `/v2/models/${name}/infer`,
-    method: 'POST',
-    body,
-    headers: {
-      'content-type': 'application/octet-stream',
-      'inference-header-content-length': String(header.byteLength),
-    },
+    ...binaryInfer(
+      [
+        {
+          name: input!.name,
+          datatype: 'FP32',
+          shape: [rows, ...input!.shape.slice(1)],
+          data: new Uint8Array(data.buffer),
+        },
+      ],
+      { binary_data_output: true },
+    ),
   }
 }
 

@@ -2,7 +2,7 @@
 import { env } from 'cloudflare:workers'
 import { describe, expect, inject, it } from 'vitest'
 import { TextTokenizer } from '../src/protocols/text/tokenizer'
-import { call, post } from './support/helpers'
+import { binaryInfer, call, post } from './support/helpers'
 import { truncatedIds } from './support/truncate'
 
 const expected = inject('textExpectations')
@@ -172,26 +172,8 @@ describe('Open Inference Protocol BYTES', () => {
       out.set(bytes, 4)
       return out
     }
-    const send = (payload: Uint8Array) => {
-      const header = new TextEncoder().encode(
-        JSON.stringify({
-          inputs: [
-            { name: 'input_ids', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: payload.length } },
-          ],
-        }),
-      )
-      const body = new Uint8Array(header.length + payload.length)
-      body.set(header)
-      body.set(payload, header.length)
-      return call('/v2/models/spam/infer', {
-        method: 'POST',
-        body,
-        headers: {
-          'content-type': 'application/octet-stream',
-          'inference-header-content-length': String(header.length),
-        },
-      })
-    }
+    const send = (payload: Uint8Array) =>
+      call('/v2/models/spam/infer', binaryInfer([{ name: 'input_ids', datatype: 'BYTES', shape: [1], data: payload }]))
     const good = await send(element(new TextEncoder().encode(expected.spam.texts[0]!)))
     expect(good.status).toBe(200)
     const { outputs } = (await good.json()) as { outputs: Array<{ data: number[] }> }

@@ -33,8 +33,8 @@ const SHARD = 'group1-shard1of1.bin'
 
 // ---------------------------------------------------------------- randomness
 
-/** mulberry32: a tiny seeded PRNG returning floats in [0, 1). */
-function mulberry32(seed) {
+/** random: a tiny seeded PRNG returning floats in [0, 1). */
+function random(seed) {
   let a = seed >>> 0
   return () => {
     a = (a + 0x6d2b79f5) >>> 0
@@ -259,7 +259,7 @@ async function trainIris() {
   const classes = irisData.getDistinctClasses() // ['setosa', 'versicolor', 'virginica']
   const features = irisData.getNumbers()
   const labels = irisData.getClasses().map((name) => classes.indexOf(name))
-  const rand = mulberry32(SEED)
+  const rand = random(SEED)
   const split = stratifiedSplit(labels, classes.length, () => 10, rand)
   const rows = (indices) => ({ x: tf.tensor2d(indices.map((i) => features[i])), labels: indices.map((i) => labels[i]) })
   const trainSet = rows(split.train)
@@ -337,7 +337,7 @@ function shiftInto(pixels, src, out, dst, dx, dy) {
 
 async function trainDigits() {
   const { pixels, labels } = loadDigits()
-  const rand = mulberry32(SEED)
+  const rand = random(SEED)
   const split = stratifiedSplit(labels, 10, (n) => Math.round(n * 0.15), rand)
   const images = (indices) => {
     const out = new Float32Array(indices.length * PIXELS)
@@ -472,7 +472,7 @@ function encodeTexts(tokenizer, texts) {
 async function trainSpam() {
   const corpus = spamCorpus()
   const labels = corpus.map((m) => m.label)
-  const rand = mulberry32(SEED)
+  const rand = random(SEED)
   const split = stratifiedSplit(labels, 2, (n) => Math.round(n * 0.2), rand)
   // The tokenizer learns its vocabulary from the training messages only.
   const tokenizerFile = buildWordPiece(

@@ -8,7 +8,7 @@
  * then the rows decoded and `tf.image.nonMaxSuppression` run per class. The repository:
  * test/e2e/detect-models.ts.
  */
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { dirname, join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
@@ -19,15 +19,14 @@ import type * as tfl from '@tensorflow/tfjs-layers'
 import { PNG } from 'pngjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ROOT } from '../../scripts/tools/launch.mjs'
-import { addDetectModels, cocoLabels, DETECTORS, HUMAN_MODELS, yoloModel } from './support/detect-models'
+import { cocoLabels, DETECTORS, HUMAN_MODELS, yoloModel } from './support/detect-models'
 import type { DetectorName } from './support/detect-models'
 import { ARTIFACTS, chromiumAvailable, openChromium } from './support/chromium'
-import { startFixtureServer } from './support/fixture-server'
 import { post } from './support/http'
 import { PHOTOS } from './support/image-models'
 import { readArtifacts } from './support/models'
-import { sharedChromium } from './support/servers'
-import type { WranglerDev } from './support/servers'
+import { ownServer, sharedChromium } from './support/servers'
+import type { SharedServer } from './support/servers'
 
 /** scikit-image's samples, where python3-skimage is installed: more photos with people, a cup, a motorcycle. */
 const SKIMAGE = '/usr/lib/python3/dist-packages/skimage/data'
@@ -255,23 +254,17 @@ const detectRaw = (name: string, path: string, query = '') =>
     req.end(body)
   })
 
-let server: WranglerDev
-let dir: string | undefined
+let server: SharedServer
 
 beforeAll(async () => {
   // The Worker's backend, here in Node: the same kernels, so the scores agree to float rounding.
   tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false)
   setWasmPaths(join(ROOT, 'node_modules/@tensorflow/tfjs-backend-wasm/dist/'))
   await tf.setBackend('wasm')
-  // The detectors, and the try-it page's files as the bundled repository has them.
-  ;({ server, dir } = await startFixtureServer(async (repo) => {
-    await addDetectModels(repo)
-    cpSync(join(ROOT, 'model-assets/_ui'), join(repo, '_ui'), { recursive: true })
-  }))
+  // The detectors, and the try-it page's files as the bundled repository has them (writeDetectRepository).
+  server = await ownServer('detect')
 })
 afterAll(async () => {
-  await server?.stop()
-  if (dir) rmSync(dir, { recursive: true, force: true })
   for (const model of graphs.values()) (await model).dispose()
   yolo?.dispose()
   // The e2e files share one tf.js (isolate: false); the others compute their references on the cpu backend.

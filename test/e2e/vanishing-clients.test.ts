@@ -5,38 +5,21 @@
  * `warmserve_traffic_slots` gauge reads 0), the next legitimate requests must get 200 through HTTP
  * and through the `Models` service binding, and each client that left is counted as 499, not 5xx.
  *
- * Its own server, not the shared one: on a server with the leak, the model would answer 429 for
- * good and every other file using it would fail.
+ * Its own server, not the shared one (started by the global setup, OWN_SERVERS): on a server with
+ * the leak, the model would answer 429 for good and every other file using it would fail.
  */
 import { connect } from 'node:net'
 import type { Socket } from 'node:net'
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { get, metricSum, post, SETOSA } from './support/http'
-import { irisVariant } from './support/models'
-import { startFixtureServer } from './support/fixture-server'
-import type { WranglerDev } from './support/servers'
+import { ownServer } from './support/servers'
+import type { SharedServer } from './support/servers'
 
-let server: WranglerDev | undefined
-let dir: string | undefined
-
-/** `leak-limited`: iris with max_concurrent 2, max_queue 2; `leak-open`: iris under the isolate's limits only (MAX_CONCURRENT 3, MAX_QUEUE 3). */
-async function build(repo: string) {
-  for (const name of ['leak-limited', 'leak-open']) {
-    mkdirSync(join(repo, name), { recursive: true })
-    irisVariant(join(repo, name), '1', [0, 0, 0])
-  }
-  writeFileSync(join(repo, 'leak-limited', 'config.json'), JSON.stringify({ max_concurrent: 2, max_queue: 2 }))
-}
+let server: SharedServer | undefined
 
 beforeAll(async () => {
-  ;({ server, dir } = await startFixtureServer(build, { vars: { MAX_CONCURRENT: '3', MAX_QUEUE: '3' } }))
-})
-
-afterAll(async () => {
-  await server?.stop()
-  if (dir) rmSync(dir, { recursive: true, force: true })
+  // Its repository: test/e2e/support/models.ts writeLeakRepository.
+  server = await ownServer('vanishing-clients')
 })
 
 /** One metric's value summed over the series whose labels include `labels`. */
@@ -117,21 +100,21 @@ async function served(model: string, allBack: () => Promise<void>, width: number
 }
 
 describe('clients that leave mid-body', () => {
-  it("free a model's max_concurrent slots and max_queue places; they are counted as 499, not 5xx", async () => {
-    expect((await post(`${server!.url}/v1/models/leak-limited:predict`, { instances: [SETOSA] })).status).toBe(200)
-    await served('leak-limited', await vanish('leak-limited', 4, 'model', 2, 2), 4)
-    expect(
-      await until(() => metric('warmserve_requests_total', { model: 'leak-limited', status: '499' }), 4, 10_000),
-    ).toBe(4)
-    expect(await metric('warmserve_requests_total', { status: '500' })).toBe(0)
-  })
-
-  it("free the isolate's MAX_CONCURRENT slots and MAX_QUEUE places", async () => {
-    expect((await post(`${server!.url}/v1/models/leak-open:predict`, { instances: [SETOSA] })).status).toBe(200)
-    await served('leak-open', await vanish('leak-open', 6, 'isolate', 3, 3), 6)
-    expect(
-      await until(() => metric('warmserve_requests_total', { model: 'leak-open', status: '499' }), 6, 10_000),
-    ).toBe(6)
+  // The model, how many clients leave, where the limits are, and the slots and queue places they fill there.
+  it.each([
+    [
+      "free a model's max_concurrent slots and max_queue places; they are counted as 499, not 5xx",
+      'leak-limited',
+      4,
+      'model',
+      2,
+      2,
+    ],
+    ["free the isolate's MAX_CONCURRENT slots and MAX_QUEUE places", 'leak-open', 6, 'isolate', 3, 3],
+  ] as const)('%s', async (_title, model, count, scope, inFlight, queued) => {
+    expect((await post(`${server!.url}/v1/models/${model}:predict`, { instances: [SETOSA] })).status).toBe(200)
+    await served(model, await vanish(model, count, scope, inFlight, queued), count)
+    expect(await until(() => metric('warmserve_requests_total', { model, status: '499' }), count, 10_000)).toBe(count)
     expect(await metric('warmserve_requests_total', { status: '500' })).toBe(0)
   })
 })

@@ -1,7 +1,8 @@
 /**
  * Acceptance of "real models fit": the zoo (scripts/dev/zoo.mjs: 13 TF.js models from npm packages,
- * nobody on this project trained them) in one repository, served by one `wrangler dev` under the
- * default settings. Each model is called once, then in rounds with 4 rows where its batch is free;
+ * nobody on this project trained them) in one repository (test/e2e/support/zoo-repo.ts), served under
+ * the default settings by the deploy bundle the e2e files share, as production runs it (workerd
+ * through Miniflare; wrangler dev's own path is the shared dev server's files'). Each model is called once, then in rounds with 4 rows where its batch is free;
  * every answer is a 200, and MobileNetV2's reported memory is within 0.8–1.25× of the heap it was
  * measured to need (the index's `memory`, measured by build-index in Node on the same wasm backend).
  */
@@ -11,10 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
 import { ZOO } from '../../scripts/dev/zoo.mjs'
 import { get, post } from './support/http'
-import { ROOT } from './support/servers'
-import type { WranglerDev } from './support/servers'
-import { startZoo } from './support/zoo-server'
-import type { ZooServer } from './support/zoo-server'
+import { ROOT, sharedBundle, sharedZoo, startBundle } from './support/servers'
+import type { BundleServer } from './support/servers'
 
 interface Spec {
   name: string
@@ -34,16 +33,19 @@ interface Index {
 const ROUNDS = 2
 const PHOTO = readFileSync(join(ROOT, 'test/fixtures/models/_images/chelsea-small.jpg')).toString('base64')
 
-let zoo: ZooServer<Index>
-let server: WranglerDev
+let server: BundleServer
 let index: Index
 
 beforeAll(async () => {
-  zoo = await startZoo<Index>()
-  ;({ server, index } = zoo)
+  // As `npm run dev` builds it: indexed, each model's memory measured (cached by digest).
+  const models = await sharedZoo(540_000)
+  index = JSON.parse(readFileSync(join(models, '_index.json'), 'utf8')) as Index
+  server = await startBundle({ bundle: await sharedBundle(), assetsDir: models })
 }, 600_000)
 
-afterAll(() => zoo?.stop())
+afterAll(async () => {
+  await server?.stop()
+})
 
 /** A request body of `rows` rows: the photo for an image input, zeros for a tensor input. */
 function body(name: string, rows: number): unknown {

@@ -41,6 +41,13 @@ function iris(name: string): string {
 
 const build = (options?: object) => buildIndex(repo, options) as Promise<Built>
 
+/** Builds the index: `name` is the one model in it, and nothing is skipped. */
+async function expectIndexedAlone(name: string) {
+  const { index, skipped } = await build()
+  expect(skipped).toEqual([])
+  expect(Object.keys(index.models)).toEqual([name])
+}
+
 beforeEach(() => {
   repo = mkdtempSync(join(tmpdir(), 'build-index-'))
 })
@@ -49,9 +56,7 @@ afterEach(() => rmSync(repo, { recursive: true, force: true }))
 describe('build-index', () => {
   it('indexes a sound model and says nothing', async () => {
     iris('iris')
-    const { index, skipped } = await build()
-    expect(skipped).toEqual([])
-    expect(Object.keys(index.models)).toEqual(['iris'])
+    await expectIndexedAlone('iris')
   })
 
   it("names the file to rename when a package's model file is not called model.json", async () => {
@@ -153,9 +158,7 @@ describe('build-index checks a detect block against the model it names', () => {
   it('indexes a detector whose detect block fits, its labels in a file', async () => {
     detector('centernet', 'centernet', centernet({}, 'labels.txt'))
     writeFileSync(join(repo, 'centernet', 'labels.txt'), `${coco.join('\n')}\n`)
-    const { index, skipped } = await build()
-    expect(skipped).toEqual([])
-    expect(Object.keys(index.models)).toEqual(['centernet'])
+    await expectIndexedAlone('centernet')
   })
 
   it.each([
@@ -218,9 +221,7 @@ describe('build-index checks a detect block against the model it names', () => {
       join(repo, 'nchw', 'config.json'),
       JSON.stringify({ inputs: { x: { image: { size: [416, 416], channels: 3, range: [0, 1], layout: 'nchw' } } } }),
     )
-    const { index, skipped } = await build()
-    expect(skipped).toEqual([])
-    expect(Object.keys(index.models)).toEqual(['nchw'])
+    await expectIndexedAlone('nchw')
   })
 
   describe('text inputs', () => {
@@ -233,9 +234,7 @@ describe('build-index checks a detect block against the model it names', () => {
 
     it('indexes a text model whose tokenizer runs and fits its embedding', async () => {
       spam('spam')
-      const { index, skipped } = await build()
-      expect(skipped).toEqual([])
-      expect(Object.keys(index.models)).toEqual(['spam'])
+      await expectIndexedAlone('spam')
     })
 
     it('skips a version whose tokenizer file is missing or is not a tokenizer, naming it', async () => {

@@ -2,7 +2,7 @@
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
 import * as tfl from '@tensorflow/tfjs-layers'
-import { beforeEach } from 'vitest'
+import { beforeEach, expect } from 'vitest'
 import worker from '../../src/index'
 import { resetIsolate } from '../../src/isolate'
 import { tf } from '../../src/runtime/tf'
@@ -63,6 +63,53 @@ export const post = (path: string, body: unknown, headers: Record<string, string
     },
     bindings,
   )
+
+/**
+ * A POST to a v2 `/infer` in the binary tensor extension: a JSON header giving each input's
+ * `binary_data_size`, then the inputs' bytes in the same order, the header's length in
+ * `inference-header-content-length`. `parameters` are the request's own (e.g. `binary_data_output`).
+ */
+export function binaryInfer(
+  inputs: { name: string; datatype: string; shape: number[]; data: Uint8Array }[],
+  parameters?: Record<string, unknown>,
+): RequestInit {
+  const header = new TextEncoder().encode(
+    JSON.stringify({
+      inputs: inputs.map(({ name, datatype, shape, data }) => ({
+        name,
+        datatype,
+        shape,
+        parameters: { binary_data_size: data.byteLength },
+      })),
+      ...(parameters && { parameters }),
+    }),
+  )
+  const body = new Uint8Array(header.byteLength + inputs.reduce((n, { data }) => n + data.byteLength, 0))
+  body.set(header)
+  let at = header.byteLength
+  for (const { data } of inputs) {
+    body.set(data, at)
+    at += data.byteLength
+  }
+  return {
+    method: 'POST',
+    body,
+    headers: {
+      'content-type': 'application/octet-stream',
+      'inference-header-content-length': String(header.byteLength),
+    },
+  }
+}
+
+/** Asserts that `method path` is answered 405, with the methods it takes in `Allow` and in the error. */
+export async function expectNotAllowed(method: string, path: string, allow: string): Promise<void> {
+  const res = await call(path, { method })
+  expect(res.status).toBe(405)
+  expect(res.headers.get('allow')).toBe(allow)
+  expect((await res.json<{ error: string }>()).error).toBe(
+    `${method} is not allowed on ${new URL(path, 'http://warmserve.test').pathname}; use ${allow}`,
+  )
+}
 
 /** A manually advanced clock for backoff and idle-TTL tests. */
 export function fakeClock(start = 1_000_000) {

@@ -1,11 +1,9 @@
-/** mulberry32: a small seeded generator of floats in [0, 1), so a test's random sequence can be replayed. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
+/** A deterministic pseudo-random stream in [0, 1) (random): a failing sequence can be replayed from its seed. */
+export function random(seed: number): () => number {
   return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    seed = (seed + 0x6d2b79f5) | 0
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }
 }

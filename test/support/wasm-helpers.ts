@@ -27,10 +27,12 @@ export async function restoreWasm() {
  * instance under the default settings (a suite whose tests load real models and fill the heap).
  */
 export function freshWasmIsolate(): void {
-  const fresh = async () => {
-    resetIsolate()
-    await restoreWasm()
-  }
-  beforeAll(fresh)
-  afterAll(fresh)
+  beforeAll(resetWasmIsolate)
+  afterAll(resetWasmIsolate)
+}
+
+/** A fresh isolate state on the bundled module's own wasm instance (an afterAll of a suite that changed either). */
+export async function resetWasmIsolate(): Promise<void> {
+  resetIsolate()
+  await restoreWasm()
 }

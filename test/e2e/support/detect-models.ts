@@ -12,7 +12,7 @@
  *   YOLOv8 export (cx, cy, w, h normalized, then 3 class scores); the same model read as YOLOv5's
  *   `box,objectness,classes` (objectness, then 2 class scores).
  */
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
 import * as tfl from '@tensorflow/tfjs-layers'
@@ -172,4 +172,10 @@ export async function addDetectModels(repo: string): Promise<void> {
       JSON.stringify(name === 'centernet' ? { ...config, labels: cocoLabels() } : config),
     )
   }
+}
+
+/** The repository of test/e2e/detect.test.ts's own server: the detectors, and the try-it page's files as the bundled repository has them. */
+export async function writeDetectRepository(repo: string): Promise<void> {
+  await addDetectModels(repo)
+  cpSync(join(ROOT, 'model-assets/_ui'), join(repo, '_ui'), { recursive: true })
 }

@@ -2,15 +2,18 @@
  * Starts the two `wrangler dev` the e2e files share (test/e2e/support/servers.ts) — one serving model-assets/
  * as `npm run dev` does, one serving the fixture repository (test/e2e/support/fixture-repo.ts) behind the
  * service-binding tests' caller Worker (test/e2e/support/fixture-server.ts) — builds the one deploy bundle
- * the files that serve it share, launches the one Chromium the page tests share, and stops them all
- * after the run. At once in a run of every file; otherwise lazily, on first request, so a run of
- * files that do not need them does not pay for them. A small HTTP endpoint on 127.0.0.1 hands them
- * out: `/` and `/fixtures` a server's URL, port and process group, `/bundle` the bundle, `/chromium`
- * the browser's WebSocket endpoint, as JSON.
+ * the files that serve it share, launches the one Chromium the page tests share, assembles the zoo's
+ * repository (test/e2e/support/zoo-repo.ts), and stops and removes them all after the run. At once in
+ * a run of every file; otherwise lazily, on first request, so a run of files that do not need them
+ * does not pay for them. A small HTTP endpoint on 127.0.0.1 hands them
+ * out: `/`, `/fixtures` and `/own/<file>` (a file's own server, OWN_SERVERS) a server's URL, port and process group, `/bundle` the bundle, `/chromium`
+ * the browser's WebSocket endpoint, `/zoo` the zoo repository's folder, as JSON.
  */
-import { rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { BrowserServer } from 'playwright-core'
 import type { TestProject } from 'vitest/node'
 import { buildBundle, processGroups, setGroupPriority, startWranglerDev } from '../../../scripts/tools/launch.mjs'
@@ -18,6 +21,8 @@ import type { Bundle, WranglerDev } from '../../../scripts/tools/launch.mjs'
 import { chromiumAvailable, launchChromium } from './chromium'
 import { writeFixtureRepository } from './fixture-repo'
 import { startFixtureServer } from './fixture-server'
+import { writeLeakRepository } from './models'
+import { writeZooRepository } from './zoo-repo'
 
 /** The admin token of the shared `wrangler dev`; the admin API is off without one. */
 export const SHARED_ADMIN_TOKEN = 'e2e-shared-admin-token'
@@ -26,6 +31,23 @@ const SHARED_VARS = { ADMIN_TOKEN: SHARED_ADMIN_TOKEN }
 
 /** What a test file needs of a shared server: where it listens, and its process group (for its memory). */
 const described = ({ url, port, pgid }: WranglerDev) => JSON.stringify({ url, port, pgid })
+
+/**
+ * The servers of one file each, a configuration no other file shares (`/own/<file>`): started here
+ * like the shared ones, so that in a run of every file their start overlaps the workers project
+ * instead of opening their file. Each file still has its server to itself.
+ */
+const OWN_SERVERS: Record<string, (nice: () => number | undefined) => Promise<{ server: WranglerDev; dir: string }>> = {
+  // The two detectors need most of the wasm heap: they are served apart from the shared fixture server.
+  detect: (nice) =>
+    startFixtureServer(async (repo) => (await import('./detect-models')).writeDetectRepository(repo), { nice }),
+  // On a server with a slot leak the models would answer 429 for good: apart, and with limits of its own.
+  'vanishing-clients': (nice) =>
+    startFixtureServer(async (repo) => writeLeakRepository(repo), {
+      nice,
+      vars: { MAX_CONCURRENT: '3', MAX_QUEUE: '3' },
+    }),
+}
 
 /**
  * The priority of the servers started at once in a run of every file, until the first e2e file asks
@@ -51,7 +73,22 @@ export default async function setup(project: TestProject) {
   let fixtures: Promise<{ server: WranglerDev; dir: string }> | undefined
   let bundle: Promise<Bundle> | undefined
   let browser: Promise<BrowserServer> | undefined
+  let zoo: Promise<string> | undefined
+  const own = new Map<string, Promise<{ server: WranglerDev; dir: string }>>()
+  const ownServer = (name: string) => () => {
+    if (!own.has(name)) {
+      const started = OWN_SERVERS[name]!(() => nice)
+      own.set(name, started)
+      // Started in the background (at BACKGROUND_NICE) on a busy machine, it can pass the launcher's
+      // deadline: then its file, when it asks, starts it itself at the usual priority, as it used to.
+      if (nice !== undefined) started.catch(() => own.get(name) === started && own.delete(name))
+    }
+    return own.get(name)!.then(({ server }) => described(server))
+  }
+  const zooDir = mkdtempSync(join(tmpdir(), 'warmserve-e2e-zoo-'))
   const resources: Record<string, () => Promise<string>> = {
+    // detect.test.ts is the longest file, so the first.
+    '/own/detect': ownServer('detect'),
     // The fixture server also answers the service-binding tests: its caller Worker is in front (fixture-server.ts).
     '/fixtures': () =>
       (fixtures ??= startFixtureServer(writeFixtureRepository, { nice: () => nice })).then(({ server }) =>
@@ -65,6 +102,8 @@ export default async function setup(project: TestProject) {
     ...(chromiumAvailable && {
       '/chromium': () => (browser ??= launchChromium()).then((server) => JSON.stringify(server.wsEndpoint())),
     }),
+    '/own/vanishing-clients': ownServer('vanishing-clients'),
+    '/zoo': () => (zoo ??= writeZooRepository(zooDir)).then((models) => JSON.stringify(models)),
   }
   const broker = createServer((request, response) => {
     foreground()
@@ -77,9 +116,12 @@ export default async function setup(project: TestProject) {
   })
   if (eager) {
     // In the order a first run's files ask for them (vitest runs the largest files first).
-    void Object.values(resources)
+    const { '/zoo': zooRepository, ...servers } = resources
+    void Object.values(servers)
       .reduce<Promise<unknown>>((previous, start) => previous.then(start, start), Promise.resolve())
       .catch(() => {})
+    // Beside them, not after: its measuring runs in child processes of its own, one model at a time.
+    void zooRepository!().catch(() => {})
   }
   await new Promise<void>((resolve, reject) => {
     broker.once('error', reject)
@@ -96,7 +138,10 @@ export default async function setup(project: TestProject) {
     await Promise.all([
       stopped(shared?.then((server) => ({ server }))),
       stopped(fixtures),
+      ...[...own.values()].map(stopped),
       browser?.then((server) => server.close()).catch(() => {}),
+      zoo?.catch(() => {}),
     ])
+    rmSync(zooDir, { recursive: true, force: true })
   }
 }

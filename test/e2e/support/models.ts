@@ -16,6 +16,18 @@ export function irisVariant(parent: string, name: string, bias: [number, number,
   return folder
 }
 
+/**
+ * The repository of test/e2e/vanishing-clients.test.ts's own server: `leak-limited`, iris with
+ * max_concurrent 2 and max_queue 2; `leak-open`, iris under the isolate's limits only.
+ */
+export function writeLeakRepository(repo: string): void {
+  for (const name of ['leak-limited', 'leak-open']) {
+    mkdirSync(join(repo, name), { recursive: true })
+    irisVariant(join(repo, name), '1', [0, 0, 0])
+  }
+  writeFileSync(join(repo, 'leak-limited', 'config.json'), JSON.stringify({ max_concurrent: 2, max_queue: 2 }))
+}
+
 /** Copies a model.json and the shards it names into `<repo>/<name>/1/`. */
 export function addPackagedModel(repo: string, name: string, modelJson: string): void {
   const target = join(repo, name, '1')

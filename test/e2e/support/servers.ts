@@ -21,8 +21,8 @@ export { SHARED_ADMIN_TOKEN } from './global-setup'
 const SHARED_WAIT_MS = 170_000
 
 /** Asks the global setup's broker for a shared server or bundle, waiting while it starts or builds. */
-async function shared(path: string, what: string): Promise<string> {
-  const response = await fetch(`${inject('e2eServers')}${path}`, { signal: AbortSignal.timeout(SHARED_WAIT_MS) })
+async function shared(path: string, what: string, waitMs = SHARED_WAIT_MS): Promise<string> {
+  const response = await fetch(`${inject('e2eServers')}${path}`, { signal: AbortSignal.timeout(waitMs) })
   const text = await response.text()
   if (response.status !== 200) throw new Error(`${what}:\n${text}`)
   return text
@@ -54,4 +54,18 @@ export async function sharedChromium(): Promise<string> {
 /** The deploy bundle (`wrangler deploy --dry-run`), built once per run for every file that serves it. */
 export async function sharedBundle(): Promise<Bundle> {
   return JSON.parse(await shared('/bundle', 'the deploy bundle was not built')) as Bundle
+}
+
+/**
+ * The zoo's repository, indexed with each model's memory measured (test/e2e/support/zoo-repo.ts),
+ * built once per run. Measuring 13 models with an empty cache takes minutes on a busy machine: the
+ * wait is bounded by `waitMs`, within the calling hook's own timeout.
+ */
+export async function sharedZoo(waitMs: number): Promise<string> {
+  return JSON.parse(await shared('/zoo', 'the zoo repository was not built', waitMs)) as string
+}
+
+/** The server of one file alone (test/e2e/support/global-setup.ts OWN_SERVERS), named after the file. */
+export async function ownServer(file: 'detect' | 'vanishing-clients'): Promise<SharedServer> {
+  return JSON.parse(await shared(`/own/${file}`, `the ${file} server did not start`)) as SharedServer
 }

@@ -1,27 +1,24 @@
-/** The zoo (scripts/dev/zoo.mjs) assembled in a scratch folder, indexed as `npm run dev` indexes it, and served by one `wrangler dev`. */
+/** The zoo's repository (built once per run by the global setup, test/e2e/support/zoo-repo.ts), served by one `wrangler dev` as `npm run dev` serves it. */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-// @ts-expect-error: a plain .mjs script without type declarations
-import { assembleZoo } from '../../../scripts/dev/zoo.mjs'
-import { buildRepository, wranglerConfigFor } from '../../setup/assets'
-import { startWranglerDev } from './servers'
+import { wranglerConfigFor } from '../../setup/assets'
+import { sharedZoo, startWranglerDev } from './servers'
 import type { WranglerDev } from './servers'
 
 export interface ZooServer<Index> {
   server: WranglerDev
   /** The repository's `_index.json`. */
   index: Index
-  /** Stops the server and removes the scratch folder. */
+  /** Stops the server and removes its scratch folder. */
   stop(): Promise<void>
 }
 
 /** Every zoo model that fits an isolate, each one's memory measured (cached by digest), served under the default settings. */
-export async function startZoo<Index>(): Promise<ZooServer<Index>> {
+export async function startZoo<Index>(waitMs: number): Promise<ZooServer<Index>> {
+  const models = await sharedZoo(waitMs)
   const work = mkdtempSync(join(tmpdir(), 'zoo-'))
   try {
-    const { models } = await assembleZoo(work, { refused: false })
-    await buildRepository(models, { measure: true })
     const index = JSON.parse(readFileSync(join(models, '_index.json'), 'utf8')) as Index
     const server = await startWranglerDev({ configs: [wranglerConfigFor(models, join(work, 'wrangler.toml'))] })
     return {
