@@ -15,14 +15,9 @@ import { call, post, SETOSA } from './support/helpers'
 // prettier-ignore
 // @ts-expect-error: a plain .mjs module without type declarations
 import { flatJpeg, jpegFillByteDesync, jpegScanBomb, png16, pngChunk, pngDoubleIhdr, pngIccpBomb, pngIdatBomb } from '../scripts/dev/hostile-images.mjs'
+import { base64, photo } from './support/photos'
 
 const MiB = 1024 * 1024
-
-async function photo(name: string): Promise<Uint8Array> {
-  const response = await env.ASSETS.fetch(`https://assets.invalid/_images/${name}`)
-  expect(response.status, name).toBe(200)
-  return new Uint8Array(await response.arrayBuffer())
-}
 
 /** The `pixels` fixture model's answer for one image (its output is the 8×8 tensor the image became). */
 const classify = (bytes: Uint8Array, bindings?: Env) =>
@@ -35,12 +30,6 @@ const classify = (bytes: Uint8Array, bindings?: Env) =>
     },
     bindings,
   )
-
-function base64(bytes: Uint8Array): string {
-  let text = ''
-  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000))
-  return btoa(text)
-}
 
 async function answer(res: Response): Promise<[number, string]> {
   const body = (await res.json()) as { error?: string }

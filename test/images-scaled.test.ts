@@ -17,20 +17,9 @@ import { encodeJpeg } from './support/jpeg-encoder'
 import { freshWasmIsolate } from './support/wasm-helpers'
 // @ts-expect-error: a plain .mjs module without type declarations
 import { flatJpeg } from '../scripts/dev/hostile-images.mjs'
+import { base64, photo } from './support/photos'
 
 const MiB = 1024 * 1024
-
-async function photo(name: string): Promise<Uint8Array> {
-  const response = await env.ASSETS.fetch(`https://assets.invalid/_images/${name}`)
-  expect(response.status, name).toBe(200)
-  return new Uint8Array(await response.arrayBuffer())
-}
-
-function base64(bytes: Uint8Array): string {
-  let text = ''
-  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000))
-  return btoa(text)
-}
 
 /** Limits that let mozjpeg decode a 12 MP photo whole, for the reference. */
 const roomy = (): ImageLimits => ({

@@ -11,19 +11,7 @@ import { tf } from '../src/runtime/tf'
 import digits from './fixtures/digits-holdout.json'
 import { call, post } from './support/helpers'
 import { digitPng } from './support/digits'
-
-/** A fixture photo's bytes, from the test assets (test/fixtures/models/_images/). */
-async function photo(name: string): Promise<Uint8Array> {
-  const response = await env.ASSETS.fetch(`https://assets.invalid/_images/${name}`)
-  expect(response.status, name).toBe(200)
-  return new Uint8Array(await response.arrayBuffer())
-}
-
-function base64(bytes: Uint8Array): string {
-  let text = ''
-  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000))
-  return btoa(text)
-}
+import { base64, photo } from './support/photos'
 
 /** Held-out digit `i` as a grayscale PNG, its [0, 1] values rounded to bytes. */
 

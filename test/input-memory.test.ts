@@ -11,15 +11,11 @@ import { decoderHeapBytes, decoderHeapHighWaterBytes } from '../src/protocols/im
 import { tf } from '../src/runtime/tf'
 import { post } from './support/helpers'
 import { freshWasmIsolate } from './support/wasm-helpers'
+import { base64, photo as photoBytes } from './support/photos'
 
 /** A fixture photo's bytes as base64, from the test assets. */
 async function photo(name: string): Promise<string> {
-  const response = await env.ASSETS.fetch(`https://assets.invalid/_images/${name}`)
-  expect(response.status, name).toBe(200)
-  const bytes = new Uint8Array(await response.arrayBuffer())
-  let text = ''
-  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000))
-  return btoa(text)
+  return base64(await photoBytes(name))
 }
 
 async function infer(images: string[]) {

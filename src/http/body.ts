@@ -2,7 +2,7 @@
 import { DEFAULTS } from '../core/config'
 import { ApiError, badRequest, ClientGoneError } from '../core/errors'
 import { MAX_JSON_DEPTH } from '../protocols/limits'
-import { checkJsonCost, jsonHeapCost } from '../protocols/json-cost'
+import { checkJsonCost, scanJson } from '../protocols/json-cost'
 
 /**
  * Content types taken as JSON. TF Serving parses the body whatever its type, and the curl
@@ -97,34 +97,14 @@ export function concatBytes(parts: Uint8Array[], pad = 0): Uint8Array {
   return bytes
 }
 
-/**
- * The offset of the first byte of `bytes` that opens a level deeper than `limit`, or -1.
- * Brackets inside strings do not count. Bytes, not text: UTF-8 never puts an ASCII byte inside a
- * multi-byte character, so no decoding is needed, and a malformed body is JSON.parse's to report.
- */
-function tooDeepAt(bytes: Uint8Array, limit: number): number {
-  let depth = 0
-  let inString = false
-  for (let i = 0; i < bytes.length; i++) {
-    const byte = bytes[i]!
-    if (inString) {
-      if (byte === 0x5c)
-        i++ // a backslash: the next byte is escaped, even a quote
-      else if (byte === 0x22) inString = false
-    } else if (byte === 0x5b || byte === 0x7b) {
-      if (++depth > limit) return i
-    } else if (byte === 0x5d || byte === 0x7d) depth--
-    else if (byte === 0x22) inString = true
-  }
-  return -1
-}
-
 /** Parses JSON bytes: 400 for an empty, malformed or too deeply nested body. */
 export function parseJson(bytes: Uint8Array, what = 'request body'): unknown {
-  const deep = tooDeepAt(bytes, MAX_JSON_DEPTH)
-  if (deep !== -1)
-    throw badRequest(`${what} nests deeper than ${MAX_JSON_DEPTH} levels (at byte ${deep}); no request needs that many`)
-  checkJsonCost(jsonHeapCost(bytes), what)
+  const { cost, tooDeepAt } = scanJson(bytes, 0, MAX_JSON_DEPTH)
+  if (tooDeepAt !== -1)
+    throw badRequest(
+      `${what} nests deeper than ${MAX_JSON_DEPTH} levels (at byte ${tooDeepAt}); no request needs that many`,
+    )
+  checkJsonCost(cost, what)
   const text = new TextDecoder().decode(bytes)
   if (text.trim() === '') throw badRequest(`${what} is empty: expected a JSON object`)
   try {

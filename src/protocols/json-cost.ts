@@ -24,15 +24,18 @@ export const JSON_VALUE_HEAP_BYTES = 16
 export const JSON_GENERAL_MAX_HEAP_BYTES = 16 * 1024 * 1024
 
 /**
- * What reading the JSON value at `start` of `bytes` value by value costs, in bytes of V8 heap (the
- * whole text from 0; from a later offset it stops where that value closes). `undefined` when the value
- * nests deeper than `maxDepth`: a depth check refuses it first, without this cost.
+ * One pass over the JSON value at `start` of `bytes` (the whole text from 0; from a later offset it
+ * stops where that value closes): what reading it value by value costs, in bytes of V8 heap, and the
+ * offset of the first byte that opens a level deeper than `maxDepth` (-1 if none; the scan stops
+ * there). Brackets inside strings do not count. Bytes, not text: UTF-8 never puts an ASCII byte
+ * inside a multi-byte character, so no decoding is needed, and a malformed body is JSON.parse's to report.
  */
-export function jsonHeapCost(bytes: Uint8Array, start = 0, maxDepth = Infinity): number | undefined {
+export function scanJson(bytes: Uint8Array, start = 0, maxDepth = Infinity): { cost: number; tooDeepAt: number } {
   let containers = 0
   let values = 1 // the scalars: one plus the commas
   let depth = 0
   let inString = false
+  let tooDeepAt = -1
   for (let i = start; i < bytes.length; i++) {
     const byte = bytes[i]!
     if (inString) {
@@ -41,14 +44,26 @@ export function jsonHeapCost(bytes: Uint8Array, start = 0, maxDepth = Infinity):
       else if (byte === 0x22) inString = false
     } else if (byte === 0x5b || byte === 0x7b) {
       containers++
-      if (++depth > maxDepth) return undefined
+      if (++depth > maxDepth) {
+        tooDeepAt = i
+        break
+      }
     } else if (byte === 0x5d || byte === 0x7d) {
       if (--depth === 0 && start > 0) break
     } else if (byte === 0x2c) values++
     else if (byte === 0x22) inString = true
   }
   // A container's first element follows no comma: one plus the commas is the count of the other values.
-  return containers * JSON_CONTAINER_HEAP_BYTES + values * JSON_VALUE_HEAP_BYTES
+  return { cost: containers * JSON_CONTAINER_HEAP_BYTES + values * JSON_VALUE_HEAP_BYTES, tooDeepAt }
+}
+
+/**
+ * What reading the JSON value at `start` of `bytes` value by value costs (scanJson); `undefined` when
+ * the value nests deeper than `maxDepth`: a depth check refuses it first, without this cost.
+ */
+export function jsonHeapCost(bytes: Uint8Array, start = 0, maxDepth = Infinity): number | undefined {
+  const { cost, tooDeepAt } = scanJson(bytes, start, maxDepth)
+  return tooDeepAt === -1 ? cost : undefined
 }
 
 /** 413 when reading `what` value by value would take more than JSON_GENERAL_MAX_HEAP_BYTES of heap (`cost`, from jsonHeapCost). */

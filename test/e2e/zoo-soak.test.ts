@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { eventsIn, workerdProcesses } from '../../bench/measure.mjs'
 // @ts-expect-error: a plain .mjs script without type declarations
 import { ZOO } from '../../scripts/dev/zoo.mjs'
+import { binaryInfer } from '../support/binary-infer'
 import { random } from '../support/random'
 import { get } from './support/http'
 import { ROOT } from './support/servers'
@@ -139,31 +140,19 @@ describe(`the zoo in one wrangler dev, ${ROUNDS} rounds of random 1–4-row requ
           for (let i = 0; i < data.length; i++) data[i] = int ? Math.floor(rng() * 256) : rng()
           return { spec, datatype: spec.datatype, data: new Uint8Array(data.buffer) }
         })
-        const header = new TextEncoder().encode(
-          JSON.stringify({
-            inputs: tensors.map(({ spec, datatype, data }) => ({
-              name: spec.name,
-              shape: [rows, ...spec.shape.slice(1)],
-              datatype,
-              parameters: { binary_data_size: data.byteLength },
-            })),
-          }),
+        const { body, headers } = binaryInfer(
+          tensors.map(({ spec, datatype, data }) => ({
+            name: spec.name,
+            shape: [rows, ...spec.shape.slice(1)],
+            datatype,
+            data,
+          })),
         )
-        const body = new Uint8Array(header.byteLength + tensors.reduce((n, t) => n + t.data.byteLength, 0))
-        body.set(header)
-        let at = header.byteLength
-        for (const { data } of tensors) {
-          body.set(data, at)
-          at += data.byteLength
-        }
         return {
           rows,
           path: `/v2/models/${name}/infer`,
-          body,
-          headers: {
-            'content-type': 'application/octet-stream',
-            'inference-header-content-length': String(header.byteLength),
-          },
+          body: body as Uint8Array,
+          headers: headers as Record<string, string>,
         }
       }
 

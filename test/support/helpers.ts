@@ -7,6 +7,8 @@ import worker from '../../src/index'
 import { resetIsolate } from '../../src/isolate'
 import { tf } from '../../src/runtime/tf'
 
+export { binaryInfer } from './binary-infer'
+
 /** An iris setosa flower's measurements (cm): the bundled iris model answers class 0. */
 export const SETOSA = [5.1, 3.5, 1.4, 0.2]
 
@@ -63,43 +65,6 @@ export const post = (path: string, body: unknown, headers: Record<string, string
     },
     bindings,
   )
-
-/**
- * A POST to a v2 `/infer` in the binary tensor extension: a JSON header giving each input's
- * `binary_data_size`, then the inputs' bytes in the same order, the header's length in
- * `inference-header-content-length`. `parameters` are the request's own (e.g. `binary_data_output`).
- */
-export function binaryInfer(
-  inputs: { name: string; datatype: string; shape: number[]; data: Uint8Array }[],
-  parameters?: Record<string, unknown>,
-): RequestInit {
-  const header = new TextEncoder().encode(
-    JSON.stringify({
-      inputs: inputs.map(({ name, datatype, shape, data }) => ({
-        name,
-        datatype,
-        shape,
-        parameters: { binary_data_size: data.byteLength },
-      })),
-      ...(parameters && { parameters }),
-    }),
-  )
-  const body = new Uint8Array(header.byteLength + inputs.reduce((n, { data }) => n + data.byteLength, 0))
-  body.set(header)
-  let at = header.byteLength
-  for (const { data } of inputs) {
-    body.set(data, at)
-    at += data.byteLength
-  }
-  return {
-    method: 'POST',
-    body,
-    headers: {
-      'content-type': 'application/octet-stream',
-      'inference-header-content-length': String(header.byteLength),
-    },
-  }
-}
 
 /** Asserts that `method path` is answered 405, with the methods it takes in `Allow` and in the error. */
 export async function expectNotAllowed(method: string, path: string, allow: string): Promise<void> {
