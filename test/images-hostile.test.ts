@@ -216,8 +216,9 @@ describe('crafted JPEGs', () => {
         Uint8Array.of(0xff, 0xd9),
       ]).arrayBuffer(),
     )
-    const roomy = { ...env, MAX_IMAGE_DECODE_BYTES: String(64 * MiB) }
-    // Decoded at 1/8 for the 8×8 model, each of the 61 scans still reads all 47,000 blocks of the frame.
+    // Past MAX_IMAGE_PIXELS (1 MP here), so decoded at 1/8 for the 8×8 model: each of the 61 scans still reads
+    // all 47,000 blocks of the frame.
+    const roomy = { ...env, MAX_IMAGE_DECODE_BYTES: String(64 * MiB), MAX_IMAGE_PIXELS: String(1_000_000) }
     expect(await answer(await classify(many, roomy))).toEqual([
       413,
       expect.stringMatching(

@@ -27,6 +27,8 @@ const roomy = (): ImageLimits => ({
   maxPixels: 16_000_000,
   maxDecodeBytes: 256 * MiB,
   requestPixels: { left: 16_000_000, limit: 16_000_000 },
+  // Every baseline JPEG through the scaled decoder where a scale covers (the Worker decodes whole up to MAX_IMAGE_PIXELS).
+  wholePixels: 0,
 })
 const defaults = (): ImageLimits => ({ ...roomy(), maxPixels: 4_000_000, maxDecodeBytes: 16 * MiB })
 

@@ -86,6 +86,13 @@ export interface ImageLimits {
   maxPixels: number
   maxDecodeBytes: number
   requestPixels: { left: number; limit: number }
+  /**
+   * An image of at most this many pixels is decoded whole, as tf.js decodes it, even where a reduced
+   * scale would cover the input: its answer is the one a user's own tf.js pipeline gives (a DCT-scaled
+   * decode moves a photo's scores by up to ~0.1 on some models, docs/images.md). Past it, a baseline
+   * JPEG is decoded at the smallest covering scale. The Worker passes MAX_IMAGE_PIXELS (the default).
+   */
+  wholePixels?: number
 }
 
 /** 413 for an image past a limit, naming the limit. */
@@ -103,12 +110,13 @@ export function readHeader(
   where: string,
   maxPixels = Infinity,
   covers?: Covers,
+  wholePixels = maxPixels,
 ): ImageHeader & { scale: 1 | Scale } {
   const type = sniff(bytes)
   if (type) {
     let scale: 1 | Scale = 1
     const header = readImageHeader(bytes, where, type, (type, width, height, sequential) => {
-      scale = type === 'jpg' && sequential ? jpegScale(width, height, covers) : 1
+      scale = type === 'jpg' && sequential && width * height > wholePixels ? jpegScale(width, height, covers) : 1
       const decoded = scaledSize(width, height, scale)
       const pixels = decoded.width * decoded.height
       if (pixels <= maxPixels) return
@@ -295,7 +303,7 @@ export async function decodeImage(
       `${where}: the image is ${bytes.byteLength} bytes, more than the limit of ${limits.maxBytes} (MAX_IMAGE_BYTES)`,
     )
   }
-  const header = readHeader(bytes, where, limits.maxPixels, covers)
+  const header = readHeader(bytes, where, limits.maxPixels, covers, limits.wholePixels)
   const decodeBytes = checkLimits(header, limits, where)
   const { type, width, height, scale } = header
   // The memory budget counts this decode's bytes (its RGBA, the heap's growth, the copies) while it
