@@ -22,6 +22,8 @@ const limits = () => ({
   maxPixels: 16_000_000,
   maxDecodeBytes: 256 * MiB,
   requestPixels: { left: Infinity, limit: Infinity },
+  // The Worker decodes whole up to MAX_IMAGE_PIXELS (4 MP by default), so a 12 MP photo takes the scaled path there.
+  wholePixels: 4_000_000,
 })
 const covers = (width: number, height: number) => width >= 224 && height >= 224
 
