@@ -209,8 +209,8 @@ export function handMarkdown(hand) {
     'bench/hand-worker.ts is that Worker: each model loaded from the ASSETS binding on first use and kept at module scope,',
     "tf.js on warmserve's wasm SIMD backend, `JSON.parse` + `tf.tensor` in and `JSON.stringify` out, the v2 binary body read",
     'through a `Float32Array`; no router, validation or metrics. Both deploy bundles are served by workerd through Miniflare with',
-    `the same ASSETS binding, paired (${QUICK ? 'quick: ' : ''}sequential requests, each to both servers in random order, p50). The host was shared with other`,
-    "engineers' work while this ran; pairing request by request puts that load on both servers alike." +
+    `the same ASSETS binding, paired (${QUICK ? 'quick: ' : ''}sequential requests, each to both servers in random order, p50). Pairing request by request puts`,
+    'whatever else runs on the host on both servers alike.' +
       (hand.load
         ? ` Load average (1 min) at the start and the end of the run: ${hand.load.map((v) => v.toFixed(1)).join(' and ')}.`
         : ''),
