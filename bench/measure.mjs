@@ -12,6 +12,7 @@ import autocannon from 'autocannon'
 import { buildBundle, processGroups, ROOT } from '../scripts/tools/launch.mjs'
 import { IMAGE_MODEL, IMAGE_SIZE } from '../scripts/dev/build-image-model.mjs'
 import { CONCURRENCY, DURATION, FLOOR_SECONDS, log, QUICK, sleep } from './options.mjs'
+import { random } from '../scripts/dev/random.mjs'
 
 const require = createRequire(import.meta.url)
 
@@ -182,17 +183,6 @@ export async function cell(
 }
 
 // ------------------------------------------------------------------ inputs
-
-/** random: seeded floats in [0, 1). */
-function random(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = Math.imul(a ^ (a >>> 15), a | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const nest = (flat, shape) =>
   shape.length === 1

