@@ -11,13 +11,14 @@
  * `wrangler dev` serves it; each model's metadata and predictions are compared with what tf.js
  * reports and computes in this process from the same files.
  */
-import { readFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
 import '@tensorflow/tfjs-backend-cpu'
 import * as tfconv from '@tensorflow/tfjs-converter'
 import * as tfl from '@tensorflow/tfjs-layers'
 import { beforeAll, describe, expect, it } from 'vitest'
+// @ts-expect-error: a plain .mjs module without type declarations
+import { artifactsOf } from '../../scripts/build/memory/artifacts.mjs'
 import { random as prng } from '../support/random'
 import { get, post, SETOSA } from './support/http'
 import { FOREIGN } from './support/fixture-repo'
@@ -61,27 +62,6 @@ const TF_DTYPE: Record<string, string> = {
   string: 'DT_STRING',
 }
 const dims = (shape: readonly (number | null)[]) => shape.map((d) => String(d ?? -1))
-
-/** Reads model.json and its shards as tf.io.ModelArtifacts, as a browser or tfjs-node would. */
-function readArtifacts(modelJsonPath: string): { json: tf.io.ModelJSON; artifacts: tf.io.ModelArtifacts } {
-  const json = JSON.parse(readFileSync(modelJsonPath, 'utf8')) as tf.io.ModelJSON
-  const shards = json.weightsManifest
-    .flatMap((group) => group.paths)
-    .map((p) => readFileSync(join(dirname(modelJsonPath), p)))
-  const data = Buffer.concat(shards)
-  const artifacts: tf.io.ModelArtifacts = {
-    modelTopology: json.modelTopology,
-    format: json.format,
-    generatedBy: json.generatedBy,
-    convertedBy: json.convertedBy,
-    signature: json.signature,
-    userDefinedMetadata: json.userDefinedMetadata,
-    modelInitializer: json.modelInitializer,
-    weightSpecs: json.weightsManifest.flatMap((group) => group.weights),
-    weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength),
-  }
-  return { json, artifacts }
-}
 
 /** Nested arrays of the given shape, values in [low, high) on a 1/256 grid (exact in float32 and in JSON). */
 function randomNested(shape: readonly number[], [low, high]: readonly [number, number], next: () => number): unknown {
@@ -130,7 +110,7 @@ interface Reference {
 
 /** Loads the model with tf.js in this process and asks it what a metadata request ought to say and what predict ought to return. */
 async function reference(model: Foreign, modelJsonPath: string, seed: number): Promise<Reference> {
-  const { json, artifacts } = readArtifacts(modelJsonPath)
+  const artifacts = artifactsOf(dirname(modelJsonPath), basename(modelJsonPath)) as tf.io.ModelArtifacts
   const input = randomNested([BATCH, ...model.rowShape], model.range, prng(seed))
   const x = tf.tensor(input as number[], [BATCH, ...model.rowShape], 'float32')
   try {
@@ -142,7 +122,7 @@ async function reference(model: Foreign, modelJsonPath: string, seed: number): P
         const outputDtype = y.dtype
         const outputShape = [-1, ...y.shape.slice(1)]
         y.dispose()
-        const signature = json.signature as
+        const signature = artifacts.signature as
           { inputs?: Record<string, SignatureBlockEntry>; outputs?: Record<string, SignatureBlockEntry> } | undefined
         const tensorNames = Object.fromEntries(
           [...Object.entries(signature?.inputs ?? {}), ...Object.entries(signature?.outputs ?? {})].map(

@@ -13,8 +13,6 @@
 // - `bisect`: the least heap cap (runtime/wasm-guard.ts's `maxHeapBytes`) at which a fresh instance
 //   loads the model and runs it, found by bisection over pages, starting near the `fill` peak: what
 //   "fits" means. It cannot see below the initial memory (16 MiB).
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { loadGraphModel } from '@tensorflow/tfjs-converter'
 import * as tf from '@tensorflow/tfjs-core'
 import { loadLayersModel } from '@tensorflow/tfjs-layers'
@@ -22,6 +20,7 @@ import { memoryBytes } from '../../../src/runtime/footprint.ts'
 import { buildServable } from '../../../src/runtime/servable.ts'
 import { bundledWasmModule, instantiateWasmBackend } from '../../../src/runtime/wasm.ts'
 import { WasmAllocationError } from '../../../src/runtime/wasm-guard.ts'
+import { artifactsOf } from './artifacts.mjs'
 
 const PAGE = 65_536
 /** Far above any model an isolate could hold, so that the cap never decides a `fill` measurement. */
@@ -89,28 +88,6 @@ function fill(backend) {
     growth.mode = before
   }
   return { bytes, release: () => blocks.forEach((p) => wasm._free(p)) }
-}
-
-function artifactsOf(dir) {
-  const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'))
-  const specs = []
-  const buffers = []
-  for (const group of json.weightsManifest) {
-    specs.push(...group.weights)
-    for (const path of group.paths) buffers.push(readFileSync(join(dir, path)))
-  }
-  const data = Buffer.concat(buffers)
-  return {
-    modelTopology: json.modelTopology,
-    format: json.format,
-    generatedBy: json.generatedBy,
-    convertedBy: json.convertedBy,
-    signature: json.signature,
-    userDefinedMetadata: json.userDefinedMetadata,
-    modelInitializer: json.modelInitializer,
-    weightSpecs: specs,
-    weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength),
-  }
 }
 
 const isGraph = (artifacts) => artifacts.format === 'graph-model' || Array.isArray(artifacts.modelTopology?.node)
