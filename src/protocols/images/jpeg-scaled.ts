@@ -462,21 +462,15 @@ class BitReader {
    * in one lookup (at most 9 + 15 bits, and at least 25 are held).
    */
   dcOnly(dcTable: Huffman, acTable: Huffman): number {
-    const bytes = this.bytes
     const skips = acTable.skips
     let buffer = this.buffer
     let count = this.count
     if (count < 25) {
-      while (count <= 24) {
-        let byte = 0
-        const pos = this.pos
-        if (pos < bytes.length && (bytes[pos] !== 0xff || bytes[pos + 1] === 0)) {
-          byte = bytes[pos]!
-          this.pos = pos + (byte === 0xff ? 2 : 1)
-        } else this.past++
-        buffer = (buffer << 8) | byte
-        count += 8
-      }
+      this.count = count
+      this.buffer = buffer
+      this.fill()
+      buffer = this.buffer
+      count = this.count
     }
     let difference = 0
     const entry = dcTable.lookup[(buffer >>> (count - LOOKUP_BITS)) & ((1 << LOOKUP_BITS) - 1)]!
@@ -498,16 +492,11 @@ class BitReader {
     }
     for (let k = 1; k < 64;) {
       if (count < 25) {
-        while (count <= 24) {
-          let byte = 0
-          const pos = this.pos
-          if (pos < bytes.length && (bytes[pos] !== 0xff || bytes[pos + 1] === 0)) {
-            byte = bytes[pos]!
-            this.pos = pos + (byte === 0xff ? 2 : 1)
-          } else this.past++
-          buffer = (buffer << 8) | byte
-          count += 8
-        }
+        this.count = count
+        this.buffer = buffer
+        this.fill()
+        buffer = this.buffer
+        count = this.count
       }
       const entry = skips[(buffer >>> (count - LOOKUP_BITS)) & ((1 << LOOKUP_BITS) - 1)]!
       if (entry) {
