@@ -24,8 +24,8 @@ import { ApiError, badRequest } from '../../core/errors'
 import { withoutNodeProcess } from '../../runtime/wasm'
 import type { ImageHeader, ImageType } from './headers'
 import { DECODER_INITIAL_HEAP_BYTES, IMAGE_TYPES, NAMES, readImageHeader, sniff } from './headers'
-import type { Scale } from './jpeg-scaled'
-import { decodeScaledJpeg, scaledCost, scaledSize } from './jpeg-scaled'
+import type { SamplePoints, Scale } from './jpeg-scaled'
+import { decodeSampledJpeg, decodeScaledJpeg, samplable, scaledCost, scaledSize } from './jpeg-scaled'
 import { decodePngPixels } from './png'
 
 export { IMAGE_TYPES, MAX_JPEG_SCANS } from './headers'
@@ -53,9 +53,14 @@ export interface Pixels {
   width: number
   height: number
   rgba: Uint8Array
-  /** The image's own size, and the denominator of the scale, when it was decoded at a reduced scale (a JPEG at 1/2, 1/4 or 1/8). */
+  /** The image's own size, and the denominator of the scale, when it was decoded at a reduced scale (a JPEG at 1/2, 1/4 or 1/8) or at points. */
   source?: { width: number; height: number; scale: Scale }
+  /** A JPEG decoded at points only (decodeSampledJpeg): pixel (i, j) is the image's at row `rows[i]`, column `cols[j]`. */
+  points?: SamplePoints
 }
+
+/** The full-size rows and columns a model's resize reads of a `width × height` image (preprocess.ts, samplePoints). */
+export type PointsOf = (width: number, height: number) => SamplePoints
 
 /**
  * Whether an image decoded to `width × height` still gives the model's input all its pixels (after
@@ -297,6 +302,7 @@ export async function decodeImage(
   limits: ImageLimits,
   where: string,
   covers?: Covers,
+  pointsOf?: PointsOf,
 ): Promise<Pixels> {
   if (bytes.byteLength > limits.maxBytes) {
     throw tooLarge(
@@ -315,6 +321,11 @@ export async function decodeImage(
   )
   if (scale !== 1) {
     try {
+      // At the resize's points where the sampling allows (the full decode's pixels there), else at 1/scale.
+      if (pointsOf && samplable(header.jpeg!.sampling)) {
+        const points = pointsOf(width, height)
+        return { ...decodeSampledJpeg(bytes, points, where), source: { width, height, scale }, points }
+      }
       return { ...decodeScaledJpeg(bytes, scale, where), source: { width, height, scale } }
     } catch (error) {
       if (error instanceof ApiError) throw error

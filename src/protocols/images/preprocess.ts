@@ -13,6 +13,7 @@
  */
 import type { ImageTransform } from '../../repository/model-config'
 import type { Pixels } from './decode'
+import type { SamplePoints } from './jpeg-scaled'
 import type { DType } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
 
@@ -59,6 +60,48 @@ function scaledSamples(
   return { low, high, frac }
 }
 
+/** The sorted, distinct `offset + index` of every index `picked` reads. */
+function readAt({ low, high }: { low: Int32Array; high: Int32Array }, offset: number): Int32Array {
+  const at = new Set<number>()
+  for (let i = 0; i < low.length; i++) at.add(low[i]! + offset).add(high[i]! + offset)
+  return Int32Array.from(at).sort()
+}
+
+/**
+ * The rows and columns of a `width × height` image that the resize to `spec.size` reads (two of
+ * each for each output row and column, after the crop): a baseline JPEG is decoded at these
+ * points only (jpeg-scaled.ts, decodeSampledJpeg), and imageTensor reads them as it would read the
+ * full decode.
+ */
+export function samplePoints(width: number, height: number, spec: Pick<ImageTransform, 'fit' | 'size'>): SamplePoints {
+  const region = sourceRegion(width, height, spec)
+  const [outH, outW] = spec.size
+  return { rows: readAt(samples(region.height, outH), region.y), cols: readAt(samples(region.width, outW), region.x) }
+}
+
+/** `picked`'s indices (absolute: `offset` added) as places in `at`, the points a sampled decode kept. */
+function placesIn(
+  picked: { low: Int32Array; high: Int32Array; frac: Float32Array },
+  offset: number,
+  at: Int32Array,
+): { low: Int32Array; high: Int32Array; frac: Float32Array } {
+  const place = (index: number) => {
+    let [lo, hi] = [0, at.length - 1]
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if (at[mid]! < index) lo = mid + 1
+      else hi = mid
+    }
+    if (at[lo] !== index) throw new Error(`the sampled decode lacks pixel ${index} the resize reads`)
+    return lo
+  }
+  return {
+    low: picked.low.map((i) => place(i + offset)),
+    high: picked.high.map((i) => place(i + offset)),
+    frac: picked.frac,
+  }
+}
+
 /** The centered region of `width × height` with the aspect ratio of `size` ([height, width]), whole pixels. */
 export function centerCrop(
   width: number,
@@ -92,7 +135,13 @@ export function imageTensor(pixels: Pixels, spec: ImageTransform, dtype: DType):
   let region = sourceRegion(pixels.width, pixels.height, spec)
   let rows = samples(region.height, outH)
   let cols = samples(region.width, outW)
-  if (pixels.source) {
+  if (pixels.points) {
+    // Decoded at the resize's points only (a JPEG, decode.ts): the same pixels, kept closer together.
+    const sent = sourceRegion(pixels.source!.width, pixels.source!.height, spec)
+    rows = placesIn(samples(sent.height, outH), sent.y, pixels.points.rows)
+    cols = placesIn(samples(sent.width, outW), sent.x, pixels.points.cols)
+    region = { x: 0, y: 0, width: pixels.width, height: pixels.height }
+  } else if (pixels.source) {
     // Decoded at a reduced scale (a JPEG, decode.ts): the same points of the photo as a full decode's resize.
     const { width, height, scale } = pixels.source
     const sent = sourceRegion(width, height, spec)

@@ -8,7 +8,7 @@ import type { InputTransform } from '../input-transform'
 import type { ImageTransform } from '../../repository/model-config'
 import { memoryGate } from '../../cache/memory-gate'
 import { decodeImage, IMAGE_TYPES } from './decode'
-import { imageTensor, sourceRegion } from './preprocess'
+import { imageTensor, samplePoints, sourceRegion } from './preprocess'
 
 /**
  * Why an image transform cannot fill `spec`, or undefined when it can: the input must be
@@ -71,7 +71,9 @@ export function imageTransform(model: string, image: ImageTransform, spec: Tenso
           // A decode runs to its end without yielding; between two, the isolate's other requests get
           // their turn, so none waits longer than one image's decode (bounded by MAX_DECODE_WORK).
           if (i > 0) await new Promise((resolve) => setTimeout(resolve, 0))
-          const pixels = await decodeImage(bytes, limits, where(i), covers)
+          const pixels = await decodeImage(bytes, limits, where(i), covers, (width, height) =>
+            samplePoints(width, height, image),
+          )
           // The size as sent, which :detect maps boxes onto (a scaled decode is resized from the same crop of it).
           const { width, height } = pixels.source ?? pixels
           sizes?.push({ width, height })
