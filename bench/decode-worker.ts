@@ -1,15 +1,16 @@
 /**
  * The phone-photo decode inside workerd (bench only; bench/phone.mjs serves it): warmserve's own
- * decodeImage and imageTensor on a JPEG body, for a 224×224 model, either as the image transform
- * does it now (the smallest DCT scale that covers the input) or as before (mozjpeg's full decode,
- * which warmserve no longer takes for a baseline JPEG, so it cannot be timed through its routes).
+ * decodeImage and imageTensor on a JPEG body, for a 224×224 model: as the image transform does it
+ * now (`sampled`: at the points its resize reads), at the smallest DCT scale that covers the input
+ * (`scaled`: 1/8, the path before), or whole by mozjpeg (`full`, which warmserve no longer takes for
+ * a baseline JPEG past MAX_IMAGE_PIXELS, so it cannot be timed through its routes).
  *
- * - `POST /decode?mode=scaled|full&n=N`: decodes and preprocesses the body N times and answers
+ * - `POST /decode?mode=sampled|scaled|full&n=N`: decodes and preprocesses the body N times and answers
  *   `{ ms, width, height }`: the mean time of one, by the isolate's clock (whole milliseconds; the
  *   mean of N is finer), and the decoded size. With `&row=1`, also the preprocessed row, flat.
  */
 import { decodeImage } from '../src/protocols/images/decode'
-import { imageTensor } from '../src/protocols/images/preprocess'
+import { imageTensor, samplePoints } from '../src/protocols/images/preprocess'
 import type { ImageTransform } from '../src/repository/model-config'
 import { WasmBackend } from '../src/runtime/wasm'
 
@@ -26,6 +27,7 @@ const limits = () => ({
   wholePixels: 4_000_000,
 })
 const covers = (width: number, height: number) => width >= 224 && height >= 224
+const pointsOf = (width: number, height: number) => samplePoints(width, height, SPEC)
 
 let backend: Promise<void> | undefined
 
@@ -35,19 +37,23 @@ export default {
     backend ??= new WasmBackend().activate()
     await backend
     const bytes = new Uint8Array(await request.arrayBuffer())
-    const scaled = url.searchParams.get('mode') !== 'full'
+    const mode = url.searchParams.get('mode') ?? 'sampled'
+    const decode = () =>
+      mode === 'full'
+        ? decodeImage(bytes, limits(), 'body')
+        : decodeImage(bytes, limits(), 'body', covers, mode === 'sampled' ? pointsOf : undefined)
     const n = Number(url.searchParams.get('n') ?? 1)
     let size = { width: 0, height: 0 }
     const started = Date.now()
     for (let i = 0; i < n; i++) {
-      const pixels = await decodeImage(bytes, limits(), 'body', scaled ? covers : undefined)
+      const pixels = await decode()
       size = { width: pixels.width, height: pixels.height }
       imageTensor(pixels, SPEC, 'float32').dispose()
     }
     const ms = (Date.now() - started) / n
     let row: number[] | undefined
     if (url.searchParams.get('row')) {
-      const pixels = await decodeImage(bytes, limits(), 'body', scaled ? covers : undefined)
+      const pixels = await decode()
       const tensor = imageTensor(pixels, SPEC, 'float32')
       row = Array.from(await tensor.data())
       tensor.dispose()
