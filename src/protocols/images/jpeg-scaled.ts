@@ -762,9 +762,9 @@ function decodeBlock(
 /**
  * The 8×8 inverse DCT of a block's coefficients at the points of it `store` holds, +128, rounded,
  * clamped, as the full transform gives them: for each row read, the row as a cosine series across
- * (`across[u] = Σ_v C(v)/2·cos((2y+1)vπ/16)·F(v, u)`), then that series at each column read. Only
- * the rows and columns of frequencies holding a coefficient (bit masks) are summed; a block of its
- * DC alone is one value.
+ * (`across[u] = Σ_v C(v)/2·cos((2y+1)vπ/16)·F(v, u)`), then that series at each column read. The
+ * sums stop at the highest row and column of frequencies holding a coefficient (bit masks); a block of
+ * its DC alone is one value.
  */
 function sampleBlock(
   coefficients: Float64Array,
@@ -778,6 +778,9 @@ function sampleBlock(
   const b = BASES[8]!
   const { rowSlot, colSlot, cols: stride, values } = store
   const flat = rows === 1 && cols === 1 ? clampPixel(Math.round(coefficients[0]! * 0.125) + 128) : -1
+  // Frequencies past the highest row and column holding a coefficient add nothing: the sums stop there.
+  const vTop = 32 - Math.clz32(rows)
+  const uTop = 32 - Math.clz32(cols)
   for (let y = 0; y < 8; y++) {
     const slot = rowSlot[row * 8 + y]!
     if (slot < 0) continue
@@ -789,17 +792,16 @@ function sampleBlock(
       }
       continue
     }
-    for (let u = 0; u < 8; u++) {
-      if (!(cols & (1 << u))) continue
+    for (let u = 0; u < uTop; u++) {
       let sum = 0
-      for (let v = 0; v < 8; v++) if (rows & (1 << v)) sum += b[y * 8 + v]! * coefficients[v * 8 + u]!
+      for (let v = 0; v < vTop; v++) sum += b[y * 8 + v]! * coefficients[v * 8 + u]!
       across[u] = sum
     }
     for (let x = 0; x < 8; x++) {
       const at = colSlot[col * 8 + x]!
       if (at < 0) continue
       let sum = 0
-      for (let u = 0; u < 8; u++) if (cols & (1 << u)) sum += b[x * 8 + u]! * across[u]!
+      for (let u = 0; u < uTop; u++) sum += b[x * 8 + u]! * across[u]!
       values[line + at] = clampPixel(Math.round(sum) + 128)
     }
   }
