@@ -48,6 +48,14 @@ export const DEFAULTS = {
    * them: the isolate's 128 MB less the runtime's baseline, less headroom (docs/memory.md).
    */
   CACHE_BUDGET_BYTES: Math.floor((ISOLATE_MEMORY_BYTES - RUNTIME_BASELINE_BYTES) * (1 - MEMORY_HEADROOM)),
+  /**
+   * Bytes of JavaScript memory the inference requests in flight may hold together: each reserves what
+   * its body may cost before reading it (7× a JSON body's bytes, 2× a binary one's, an image body's
+   * twice plus MAX_IMAGE_DECODE_BYTES; traffic/request-memory.ts) and waits, first come first served,
+   * while the rest hold it. 32 MiB: one largest JSON body (8 MiB, measured at 24 MB while it ran) or
+   * two photos at a time, and thousands of small requests (docs/memory.md).
+   */
+  REQUEST_MEMORY_BYTES: 32 * 1024 * 1024,
   /** Models held at once per isolate: each costs memory beyond its weights (graph, kernels, warmup buffers). */
   MAX_MODELS_LOADED: 16,
   /** A model unused this long is dropped by the cron handler. */

@@ -20,8 +20,9 @@
  */
 import type { RequestRecord } from '../analytics/analytics'
 import type { MemoryLedger } from '../cache/memory-ledger'
-import { isolateLimits } from '../core/config'
+import { DEFAULTS, isolateLimits, readConfig } from '../core/config'
 import { CLAIM_TIMEOUT_MS, Gate } from './gate'
+import { RequestMemory, requestMemoryBytes } from './request-memory'
 import type { Place } from './gate'
 import { ApiError, ClientGoneError, configFault } from '../core/errors'
 import { holding } from '../cache/lease'
@@ -319,6 +320,8 @@ export class TrafficSlot {
 export class TrafficControl {
   private readonly gates = new Map<string, Gate>()
   readonly isolateGate = new Gate()
+  /** The JavaScript memory the requests in flight may hold together (REQUEST_MEMORY_BYTES). */
+  readonly memory = new RequestMemory(DEFAULTS.REQUEST_MEMORY_BYTES)
   // Shadow runs go one after another: the tail of that chain, and how many are on it.
   private shadowTail: Promise<void> = Promise.resolve()
   private shadowsPending = 0
@@ -367,11 +370,39 @@ export class TrafficControl {
     use: (held: ModelLease, body: B) => Promise<T>,
   ): Promise<T> {
     const slot = await this.takeSlot(env, name, selector, request)
+    let releaseMemory: (() => void) | undefined
     try {
+      releaseMemory = await this.reserveMemory(env, request)
       const body = await read()
       return await slot.use((held) => use(held, body))
     } finally {
+      releaseMemory?.()
       slot.release()
+    }
+  }
+
+  /**
+   * Reserves the JavaScript memory the request's body may cost (request-memory.ts) before it is read,
+   * waiting while requests in flight hold REQUEST_MEMORY_BYTES. A caller without headers (the
+   * service binding) hands over a body already in memory: nothing to reserve.
+   */
+  private async reserveMemory(env: Env, request: RouteRequest): Promise<() => void> {
+    const config = readConfig(env)
+    this.memory.configure(config.REQUEST_MEMORY_BYTES)
+    if (!request.header) return () => {}
+    const length = request.header('content-length')
+    const bytes = requestMemoryBytes({
+      declared: length === undefined ? undefined : Number(length),
+      contentType: request.header('content-type'),
+      maxBodyBytes: config.MAX_BODY_BYTES,
+      maxImageDecodeBytes: config.MAX_IMAGE_DECODE_BYTES,
+    })
+    try {
+      return await this.memory.reserve(bytes, request.signal)
+    } catch (error) {
+      if (request.signal?.aborted)
+        throw new ClientGoneError('the client closed the connection while its request waited for memory')
+      throw error
     }
   }
 
