@@ -7,17 +7,17 @@ import { describe, expect, it } from 'vitest'
 import { RequestMemory, requestMemoryBytes } from '../src/traffic/request-memory'
 
 const MiB = 1024 * 1024
-const limits = { maxBodyBytes: 8 * MiB, maxImageDecodeBytes: 16 * MiB }
+const limits = { maxBodyBytes: 8 * MiB }
 
 describe('requestMemoryBytes', () => {
-  it('counts a JSON body 7×, a binary one 2×, an image twice plus one decode, a chunked one as MAX_BODY_BYTES', () => {
+  it('counts a JSON body 7×, a binary or image one 2×, a chunked one as MAX_BODY_BYTES', () => {
     expect(requestMemoryBytes({ ...limits, declared: 1000, contentType: 'application/json' })).toBe(7000)
     expect(requestMemoryBytes({ ...limits, declared: 1000, contentType: undefined })).toBe(7000)
     expect(requestMemoryBytes({ ...limits, declared: 1000, contentType: 'application/octet-stream' })).toBe(2000)
     expect(
       requestMemoryBytes({ ...limits, declared: 1000, contentType: 'application/vnd.sagemaker-triton.binary+json' }),
     ).toBe(2000)
-    expect(requestMemoryBytes({ ...limits, declared: 1000, contentType: 'image/jpeg; q=1' })).toBe(2000 + 16 * MiB)
+    expect(requestMemoryBytes({ ...limits, declared: 1000, contentType: 'image/jpeg; q=1' })).toBe(2000)
     expect(requestMemoryBytes({ ...limits, declared: undefined, contentType: 'application/json' })).toBe(8 * MiB)
     expect(requestMemoryBytes({ ...limits, declared: NaN, contentType: 'application/json' })).toBe(8 * MiB)
     // A declared length past MAX_BODY_BYTES is a 413 when read; until then it counts as the limit.

@@ -50,10 +50,9 @@ export const DEFAULTS = {
   CACHE_BUDGET_BYTES: Math.floor((ISOLATE_MEMORY_BYTES - RUNTIME_BASELINE_BYTES) * (1 - MEMORY_HEADROOM)),
   /**
    * Bytes of JavaScript memory the inference requests in flight may hold together: each reserves what
-   * its body may cost before reading it (7× a JSON body's bytes, 2× a binary one's, an image body's
-   * twice plus MAX_IMAGE_DECODE_BYTES; traffic/request-memory.ts) and waits, first come first served,
-   * while the rest hold it. 32 MiB: one largest JSON body (8 MiB, measured at 24 MB while it ran) or
-   * two photos at a time, and thousands of small requests (docs/memory.md).
+   * its body may cost before reading it (7× a JSON body's bytes, 2× a binary or image one's;
+   * traffic/request-memory.ts) and waits, first come first served, while the rest hold it. 32 MiB: the
+   * largest JSON bodies run one at a time, small requests (iris) pass at once (docs/memory.md).
    */
   REQUEST_MEMORY_BYTES: 32 * 1024 * 1024,
   /** Models held at once per isolate: each costs memory beyond its weights (graph, kernels, warmup buffers). */

@@ -1,7 +1,6 @@
 /**
  * @module traffic/request-memory — the JavaScript memory the requests in flight may hold together
- * (REQUEST_MEMORY_BYTES): their bodies, the numbers parsed from them, their float32 copies, a raw
- * image body's decoded pixels. Each request reserves what its body can cost before the body is read,
+ * (REQUEST_MEMORY_BYTES): their bodies, the numbers parsed from them, their float32 copies. Each request reserves what its body can cost before the body is read,
  * from its Content-Length and type, and gives it back when its answer is ready; a request that does
  * not fit waits, first come first served. Small requests (iris: a few hundred bytes) pass at once; the
  * largest bodies run one or two at a time. Without it, each request's transients were bounded but
@@ -15,7 +14,12 @@
  * pixels took 3.2× its size while it ran; 7 is the bound for a body of one-digit numbers.
  */
 export const JSON_BYTES_FACTOR = 7
-/** A binary body (the v2 binary extension, a raw tensor): the bytes and one float32 copy of them. */
+/**
+ * A binary body (the v2 binary extension, a raw tensor): the bytes and one float32 copy of them. A raw
+ * image body: the bytes and the copy handed to its decoder. Its decoded pixels are the decode's, which
+ * runs one at a time and is bounded apart (DECODE_IN_FLIGHT_MAX_BYTES): reserving them here, before the
+ * body is read, would make every image request wait behind a slow upload of another.
+ */
 export const BINARY_BYTES_FACTOR = 2
 
 /** What a request may cost, from its headers, before its body is read. */
@@ -24,20 +28,18 @@ export interface BodyCost {
   declared: number | undefined
   contentType: string | undefined
   maxBodyBytes: number
-  /** What one image decode may allocate (MAX_IMAGE_DECODE_BYTES): a raw image body's pixels outlive its decode while they are resized. */
-  maxImageDecodeBytes: number
 }
 
 /** The JavaScript bytes a request with this body may hold while it is served. */
-export function requestMemoryBytes({ declared, contentType, maxBodyBytes, maxImageDecodeBytes }: BodyCost): number {
+export function requestMemoryBytes({ declared, contentType, maxBodyBytes }: BodyCost): number {
   // A chunked body's size is known only once it has arrived, and reserving its worst case (the whole
   // pool) would queue every other request behind it while it arrives: it reserves its own bytes at
   // most, not what it parses to (docs/memory.md says what that leaves).
   if (declared === undefined || !Number.isSafeInteger(declared) || declared < 0) return maxBodyBytes
   const bytes = Math.min(declared, maxBodyBytes)
   const type = contentType?.split(';')[0]?.trim().toLowerCase() ?? ''
-  if (type.startsWith('image/')) return 2 * bytes + maxImageDecodeBytes
-  if (type === 'application/octet-stream' || type.startsWith('application/vnd.')) return BINARY_BYTES_FACTOR * bytes
+  if (type.startsWith('image/') || type === 'application/octet-stream' || type.startsWith('application/vnd.'))
+    return BINARY_BYTES_FACTOR * bytes
   return JSON_BYTES_FACTOR * bytes
 }
 

@@ -395,7 +395,6 @@ export class TrafficControl {
       declared: length === undefined ? undefined : Number(length),
       contentType: request.header('content-type'),
       maxBodyBytes: config.MAX_BODY_BYTES,
-      maxImageDecodeBytes: config.MAX_IMAGE_DECODE_BYTES,
     })
     try {
       return await this.memory.reserve(bytes, request.signal)
