@@ -396,12 +396,17 @@ export class TrafficControl {
       contentType: request.header('content-type'),
       maxBodyBytes: config.MAX_BODY_BYTES,
     })
+    // A timer while it waits: workerd cancels a request that waits only on other requests' code as
+    // hung ("would never generate a response"), as it would one waiting in a gate's line (waitInLine).
+    const alive = setInterval(() => {}, CLAIM_TIMEOUT_MS / 2)
     try {
       return await this.memory.reserve(bytes, request.signal)
     } catch (error) {
       if (request.signal?.aborted)
         throw new ClientGoneError('the client closed the connection while its request waited for memory')
       throw error
+    } finally {
+      clearInterval(alive)
     }
   }
 
