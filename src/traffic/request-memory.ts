@@ -1,17 +1,18 @@
 /**
  * @module traffic/request-memory — the JavaScript memory the requests in flight may hold together
- * (REQUEST_MEMORY_BYTES): their bodies, the numbers parsed from them, their float32 copies. Each request reserves what its body can cost before the body is read,
- * from its Content-Length and type, and gives it back when its answer is ready; a request that does
- * not fit waits, first come first served. Small requests (iris: a few hundred bytes) pass at once; the
- * largest bodies run one or two at a time. Without it, each request's transients were bounded but
- * their sum was not (docs/memory.md, "The worst case the defaults allow").
+ * (REQUEST_MEMORY_BYTES): their bodies, the numbers parsed from them, their float32 copies. Each
+ * request reserves what its body can cost before the body is read, from its Content-Length and type,
+ * and gives it back when its answer is ready; a request that does not fit waits, first come first
+ * served. Small requests (iris: a few hundred bytes) pass at once; the largest JSON bodies run one at a
+ * time. Without it, each request's transients were bounded but their sum was not (docs/memory.md,
+ * "Requests' JavaScript, in total").
  */
 
 /**
  * Bytes of JavaScript memory per byte of a JSON body, at most: the body itself (1), the packed
  * reader's numbers at 8 bytes each (a number takes at least 2 bytes of JSON, `0,`: 4), and their
- * float32 copy (2). Measured in workerd (docs/memory.md): a 7.7 MB body of 11 rows of `[0.1,0.5,0.9]`
- * pixels took 3.2× its size while it ran; 7 is the bound for a body of one-digit numbers.
+ * float32 copy (2). Measured in workerd (docs/memory.md): an 8.0 MB body of `[0,0,0]` pixels (3.0 M
+ * numbers, the most a body of nested rows holds) took 3–4.6× its size while it ran.
  */
 export const JSON_BYTES_FACTOR = 7
 /**

@@ -74,6 +74,12 @@ export interface RouteRequest {
    * the request's code again, so a slot that waits for that code to free it would be lost for good.
    */
   signal?: AbortSignal
+  /**
+   * An HTTP body still to be read: its Content-Length and Content-Type, from which it reserves
+   * REQUEST_MEMORY_BYTES (request-memory.ts). Absent for a caller whose body is already in memory (the
+   * service binding's).
+   */
+  body?: { length: string | undefined; type: string | undefined }
 }
 
 /** How a request got its version: the path named it, the model's default, a random weighted draw, or the sticky header. */
@@ -383,17 +389,17 @@ export class TrafficControl {
 
   /**
    * Reserves the JavaScript memory the request's body may cost (request-memory.ts) before it is read,
-   * waiting while requests in flight hold REQUEST_MEMORY_BYTES. A caller without headers (the
-   * service binding) hands over a body already in memory: nothing to reserve.
+   * waiting while requests in flight hold REQUEST_MEMORY_BYTES. A caller with no body to read (the
+   * service binding hands over one already in memory) reserves nothing.
    */
   private async reserveMemory(env: Env, request: RouteRequest): Promise<() => void> {
     const config = readConfig(env)
     this.memory.configure(config.REQUEST_MEMORY_BYTES)
-    if (!request.header) return () => {}
-    const length = request.header('content-length')
+    if (!request.body) return () => {}
+    const { length, type } = request.body
     const bytes = requestMemoryBytes({
       declared: length === undefined ? undefined : Number(length),
-      contentType: request.header('content-type'),
+      contentType: type,
       maxBodyBytes: config.MAX_BODY_BYTES,
     })
     // A timer while it waits: workerd cancels a request that waits only on other requests' code as
