@@ -395,6 +395,24 @@ describe('REQUEST_MEMORY_BYTES', () => {
     expect(memory.size).toBe(32 * 1024 * 1024)
   })
 
+  it('reserves for an HTTP body still to be read, from its Content-Length and type; nothing for a body already in memory (the service binding)', async () => {
+    await configure({})
+    const traffic = isolate().traffic
+    const usedWhileServing = (request: Parameters<typeof traffic.serve>[3]) =>
+      traffic.serve(
+        env,
+        NAME,
+        {},
+        request,
+        async () => undefined,
+        async () => traffic.memory.used,
+      )
+    expect(await usedWhileServing({ body: { length: '1000', type: 'application/json' } })).toBe(7000)
+    expect(await usedWhileServing({ body: { length: '1000', type: 'image/jpeg' } })).toBe(2000)
+    expect(await usedWhileServing({ header: () => 'client-7' })).toBe(0)
+    expect(traffic.memory.used).toBe(0)
+  })
+
   it('gives the room back when a waiting client leaves', async () => {
     const bindings = { ...env, REQUEST_MEMORY_BYTES: '1000' } as Env
     await configure({}, bindings)
