@@ -40,6 +40,8 @@ export interface Caller {
   record?: RequestRecord
   /** Aborts when the client is gone: traffic control then gives up the request's slots (src/traffic/traffic.ts). */
   signal?: AbortSignal
+  /** An HTTP body still to be read (its Content-Length and Content-Type): what it reserves of REQUEST_MEMORY_BYTES. */
+  body?: { length: string | undefined; type: string | undefined }
 }
 
 /** One protocol's part of a prediction: its feeds, its answer's shape. */

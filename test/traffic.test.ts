@@ -370,6 +370,74 @@ describe('admission limits', () => {
   })
 })
 
+describe('REQUEST_MEMORY_BYTES', () => {
+  it('makes a request wait, not fail, while the bodies in flight hold the pool, and lets it in when they end', async () => {
+    // A 1000-byte pool: the held chunked body reserves all of it (MAX_BODY_BYTES, capped at the pool).
+    const bindings = { ...env, REQUEST_MEMORY_BYTES: '1000' } as Env
+    await configure({}, bindings)
+    const memory = isolate().traffic.memory
+    const held = heldRequest(PREDICT, bindings)
+    await until(() => memory.used === 1000, 'the held request to reserve the pool')
+    // 7 × its 40-odd bytes of JSON: waits behind the held body, where it would have run at once.
+    const small = post(PREDICT, { instances: [SETOSA] }, {}, bindings)
+    await until(() => memory.queued === 1, 'the small request to wait for room')
+    const metric = await scrape()
+    expect(metric('warmserve_request_memory_waiting', {})).toBe(1)
+    expect(metric('warmserve_request_memory_bytes', { state: 'reserved' })).toBe(1000)
+    expect(metric('warmserve_request_memory_bytes', { state: 'limit' })).toBe(1000)
+    expect((await held.finish()).status).toBe(200)
+    expect((await small).status).toBe(200)
+    expect([memory.used, memory.queued]).toEqual([0, 0])
+    // Back to the default pool: small requests do not wait for each other.
+    await configure({})
+    const answers = await Promise.all(Array.from({ length: 50 }, () => post(PREDICT, { instances: [SETOSA] })))
+    expect(answers.map((r) => r.status)).toEqual(Array(50).fill(200))
+    expect(memory.size).toBe(32 * 1024 * 1024)
+  })
+
+  it('reserves for an HTTP body still to be read, from its Content-Length and type; nothing for a body already in memory (the service binding)', async () => {
+    await configure({})
+    const traffic = isolate().traffic
+    const usedWhileServing = (request: Parameters<typeof traffic.serve>[3]) =>
+      traffic.serve(
+        env,
+        NAME,
+        {},
+        request,
+        async () => undefined,
+        async () => traffic.memory.used,
+      )
+    expect(await usedWhileServing({ body: { length: '1000', type: 'application/json' } })).toBe(7000)
+    expect(await usedWhileServing({ body: { length: '1000', type: 'image/jpeg' } })).toBe(2000)
+    expect(await usedWhileServing({ header: () => 'client-7' })).toBe(0)
+    expect(traffic.memory.used).toBe(0)
+  })
+
+  it('gives the room back when a waiting client leaves', async () => {
+    const bindings = { ...env, REQUEST_MEMORY_BYTES: '1000' } as Env
+    await configure({}, bindings)
+    const memory = isolate().traffic.memory
+    const held = heldRequest(PREDICT, bindings)
+    await until(() => memory.used === 1000, 'the held request to reserve the pool')
+    const client = new AbortController()
+    const gone = call(
+      PREDICT,
+      { method: 'POST', body: JSON.stringify({ instances: [SETOSA] }), signal: client.signal },
+      bindings,
+    ).then(
+      (r) => r.status,
+      () => 'aborted',
+    )
+    await until(() => memory.queued === 1, 'the second request to wait for room')
+    client.abort()
+    await until(() => memory.queued === 0, 'the second request to leave the line')
+    expect(memory.used).toBe(1000)
+    expect((await held.finish()).status).toBe(200)
+    expect([memory.used, memory.queued]).toEqual([0, 0])
+    expect([499, 'aborted']).toContain(await gone)
+  })
+})
+
 describe('traffic.explicit', () => {
   it('serves a version the split leaves out only by its name under "any"; "listed" (the default) answers 403 naming the served versions', async () => {
     await configure({ version_labels: { canary: 3 }, traffic: { versions: { '1': 100, '2': 0 } } })

@@ -43,8 +43,10 @@ export async function inspectWorker(inspectorPort, workerUrl, { timeoutMs = 30_0
   })
   let nextId = 1
   const pending = new Map()
+  let snapshotChunks
   ws.on('message', (data) => {
     const message = JSON.parse(String(data))
+    if (message.method === 'HeapProfiler.addHeapSnapshotChunk') snapshotChunks?.push(message.params.chunk)
     const waiter = pending.get(message.id)
     if (!waiter) return
     pending.delete(message.id)
@@ -84,6 +86,28 @@ export async function inspectWorker(inspectorPort, workerUrl, { timeoutMs = 30_0
     async afterGc() {
       await whilePoking(send('HeapProfiler.collectGarbage'), timeoutMs, 'HeapProfiler.collectGarbage')
       return whilePoking(send('Runtime.getHeapUsage'), timeoutMs, 'Runtime.getHeapUsage')
+    },
+    /**
+     * Every ArrayBuffer's backing store the isolate holds after a full collection, WebAssembly memories
+     * included (which `backingStorageSize` leaves out), from a heap snapshot: `{ bytes, largest }`.
+     * Each store is a `system / JSArrayBufferData` node whose self size is its length.
+     */
+    async buffers() {
+      await whilePoking(send('HeapProfiler.enable'), timeoutMs, 'HeapProfiler.enable')
+      await whilePoking(send('HeapProfiler.collectGarbage'), timeoutMs, 'HeapProfiler.collectGarbage')
+      snapshotChunks = []
+      await whilePoking(send('HeapProfiler.takeHeapSnapshot', { reportProgress: false }), 120_000, 'a heap snapshot')
+      const snapshot = JSON.parse(snapshotChunks.join(''))
+      snapshotChunks = undefined
+      await whilePoking(send('HeapProfiler.disable'), timeoutMs, 'HeapProfiler.disable')
+      const fields = snapshot.snapshot.meta.node_fields
+      const [name, size] = [fields.indexOf('name'), fields.indexOf('self_size')]
+      const sizes = []
+      for (let i = 0; i < snapshot.nodes.length; i += fields.length)
+        if (snapshot.strings[snapshot.nodes[i + name]] === 'system / JSArrayBufferData')
+          sizes.push(snapshot.nodes[i + size])
+      sizes.sort((a, b) => b - a)
+      return { bytes: sizes.reduce((a, b) => a + b, 0), largest: sizes.slice(0, 4) }
     },
     close: () => ws.close(),
   }
@@ -213,10 +237,14 @@ export async function heapRepository(dir) {
  * The largest JSON body MAX_BODY_BYTES (8 MiB) allows to `mobilenet-tensor`: as many 224×224×3 rows
  * of short numbers (`[0.1,0.5,0.9]` a pixel: the most numbers, and nested arrays, a body can hold) as
  * fit. `broken`: the same with its last number a string, which the packed reader (json-tensors.ts)
- * cannot pack: read as plain arrays it would cost more than a request may take (a 413).
+ * cannot pack: read as plain arrays it would cost more than a request may take (a 413). `zeros`: pixels
+ * of `[0,0,0]`, the most numbers a body of nested rows can hold (2.7 bytes a number), so the most the
+ * packed reader's 8 bytes a number and their float32 copy cost.
  */
-export function largestJsonBody({ maxBodyBytes = 8 * MiB, broken = false } = {}) {
-  const pixels = Array.from({ length: 224 * 224 }, (_, i) => `[0.${i % 10},0.${(i >> 3) % 10},0.${(i >> 6) % 10}]`)
+export function largestJsonBody({ maxBodyBytes = 8 * MiB, broken = false, zeros = false } = {}) {
+  const pixels = Array.from({ length: 224 * 224 }, (_, i) =>
+    zeros ? '[0,0,0]' : `[0.${i % 10},0.${(i >> 3) % 10},0.${(i >> 6) % 10}]`,
+  )
   const row = `[${Array.from({ length: 224 }, (_, y) => `[${pixels.slice(y * 224, y * 224 + 224).join(',')}]`).join(',')}]`
   const rows = Math.floor((maxBodyBytes - 32) / (row.length + 1))
   const rowsText = Array(rows).fill(row)

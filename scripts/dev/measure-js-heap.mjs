@@ -26,17 +26,30 @@ export async function measure(server, { log = () => {} } = {}) {
   const images = await largestImages()
   const session = await inspectWorker(server.inspectorPort, server.url)
   const steps = []
-  const record = async (step, peak) => {
+  const record = async (step, peak, { snapshot = false } = {}) => {
     // usedSize and totalSize are V8's heap; backingStorageSize the ArrayBuffers' bytes outside it (wasm memories apart).
     const { usedSize, totalSize, backingStorageSize = 0 } = await session.afterGc()
     const wasm = await wasmHeaps(server.url)
-    steps.push({ step, usedSize, totalSize, backingStorageSize, ...(peak && { peak }), wasm })
+    // Every buffer still held, wasm memories included: what a dropped decoder or its output would show in.
+    const buffers = snapshot ? await session.buffers() : undefined
+    steps.push({
+      step,
+      usedSize,
+      totalSize,
+      backingStorageSize,
+      ...(peak && { peak }),
+      wasm,
+      ...(buffers && { buffers }),
+    })
     log(
       `${step}: V8 heap used ${mb(usedSize)}, total ${mb(totalSize)}, ArrayBuffers ${mb(backingStorageSize)}` +
         (peak
           ? `; while it ran at least ${mb(peak.usedSize)} used, ${mb(peak.totalSize)} total, ${mb(peak.backingStorageSize)} ArrayBuffers`
           : '') +
-        `; wasm: tf.js ${mb(wasm.tf)}, decoders ${mb(wasm.jpg + wasm.webp)} now, ${mb(wasm.decoderHighWater)} at most`,
+        `; wasm: tf.js ${mb(wasm.tf)}, decoders ${mb(wasm.jpg + wasm.webp)} now, ${mb(wasm.decoderHighWater)} at most` +
+        (buffers
+          ? `; all buffers held (heap snapshot) ${mb(buffers.bytes)}, largest ${buffers.largest.map(mb).join(', ')}`
+          : ''),
     )
   }
   const expect200 = async (what, response) => {
@@ -67,6 +80,7 @@ export async function measure(server, { log = () => {} } = {}) {
       await record(
         `after the largest ${type.toUpperCase()} (${image.width}×${image.height}, ${image.bytes.byteLength} bytes, decode ${image.decodeBytes} bytes) to MobileNetV2`,
         peak,
+        { snapshot: true },
       )
     }
     // The tensor model loaded and run once first, so the readings below are the bodies'.
@@ -78,8 +92,12 @@ export async function measure(server, { log = () => {} } = {}) {
       }),
     )
     await record('after a first predict (MobileNetV2, one row as JSON)')
-    for (const broken of [false, true]) {
-      const { body, rows } = largestJsonBody({ broken })
+    for (const [broken, zeros] of [
+      [false, false],
+      [false, true],
+      [true, false],
+    ]) {
+      const { body, rows } = largestJsonBody({ broken, zeros })
       const { peak } = await peakWhile(session, async () => {
         const response = await fetch(`${server.url}/v1/models/mobilenet-tensor:predict`, { method: 'POST', body })
         const text = await response.text()
@@ -87,7 +105,7 @@ export async function measure(server, { log = () => {} } = {}) {
           throw new Error(`JSON body: ${response.status} ${text.slice(0, 500)}`)
       })
       await record(
-        `after the largest JSON body (${body.length} bytes, ${rows} rows${broken ? ', not packable: a 413' : ''}) to MobileNetV2`,
+        `after the largest JSON body (${body.length} bytes, ${rows} rows${zeros ? ' of zeros: the most numbers' : ''}${broken ? ', not packable: a 413' : ''}) to MobileNetV2`,
         peak,
       )
     }

@@ -12,10 +12,10 @@ export const TF_INITIAL_HEAP_BYTES = 16 * MiB
 /**
  * The Worker's JavaScript heap between requests, measured in workerd (`node
  * scripts/dev/measure-js-heap.mjs`, docs/memory.md "Measuring the JavaScript side"): V8's heap as
- * committed (`totalSize`) after a forced collection, after start, a predict, the largest JPEG and WebP
- * the limits allow through MobileNetV2, the largest JSON bodies and all four at once: at most 19.2 MB,
- * rounded up.
- * test/e2e/js-heap.test.ts fails if it grows past this.
+ * committed (`totalSize`) and the ArrayBuffers it keeps (`backingStorageSize`) after a forced
+ * collection, after start, a predict, the largest JPEG and WebP the limits allow through MobileNetV2,
+ * the largest JSON bodies and four at once: at most 18.2 + 1.1 = 19.3 MB, rounded up.
+ * test/e2e/js-heap.test.ts fails if the two together grow past this.
  */
 export const JS_HEAP_BYTES = 20 * MiB
 /** What the runtime spends before any model: tf.js's initial heap and the JavaScript heap, both measured. */
@@ -48,6 +48,13 @@ export const DEFAULTS = {
    * them: the isolate's 128 MB less the runtime's baseline, less headroom (docs/memory.md).
    */
   CACHE_BUDGET_BYTES: Math.floor((ISOLATE_MEMORY_BYTES - RUNTIME_BASELINE_BYTES) * (1 - MEMORY_HEADROOM)),
+  /**
+   * Bytes of JavaScript memory the inference requests in flight may hold together: each reserves what
+   * its body may cost before reading it (7× a JSON body's bytes, 2× a binary or image one's;
+   * traffic/request-memory.ts) and waits, first come first served, while the rest hold it. 32 MiB: the
+   * largest JSON bodies run one at a time, small requests (iris) pass at once (docs/memory.md).
+   */
+  REQUEST_MEMORY_BYTES: 32 * 1024 * 1024,
   /** Models held at once per isolate: each costs memory beyond its weights (graph, kernels, warmup buffers). */
   MAX_MODELS_LOADED: 16,
   /** A model unused this long is dropped by the cron handler. */

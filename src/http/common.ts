@@ -96,6 +96,7 @@ export function callerOf(c: Context<AppEnv>): Caller {
     requestId: c.get('requestId'),
     record: c.get('record'),
     signal: c.req.raw.signal,
+    body: { length: c.req.header('content-length'), type: c.req.header('content-type') },
   }
 }
 

@@ -20,8 +20,9 @@
  */
 import type { RequestRecord } from '../analytics/analytics'
 import type { MemoryLedger } from '../cache/memory-ledger'
-import { isolateLimits } from '../core/config'
+import { DEFAULTS, isolateLimits, readConfig } from '../core/config'
 import { CLAIM_TIMEOUT_MS, Gate } from './gate'
+import { RequestMemory, requestMemoryBytes } from './request-memory'
 import type { Place } from './gate'
 import { ApiError, ClientGoneError, configFault } from '../core/errors'
 import { holding } from '../cache/lease'
@@ -73,6 +74,12 @@ export interface RouteRequest {
    * the request's code again, so a slot that waits for that code to free it would be lost for good.
    */
   signal?: AbortSignal
+  /**
+   * An HTTP body still to be read: its Content-Length and Content-Type, from which it reserves
+   * REQUEST_MEMORY_BYTES (request-memory.ts). Absent for a caller whose body is already in memory (the
+   * service binding's).
+   */
+  body?: { length: string | undefined; type: string | undefined }
 }
 
 /** How a request got its version: the path named it, the model's default, a random weighted draw, or the sticky header. */
@@ -319,6 +326,8 @@ export class TrafficSlot {
 export class TrafficControl {
   private readonly gates = new Map<string, Gate>()
   readonly isolateGate = new Gate()
+  /** The JavaScript memory the requests in flight may hold together (REQUEST_MEMORY_BYTES). */
+  readonly memory = new RequestMemory(DEFAULTS.REQUEST_MEMORY_BYTES)
   // Shadow runs go one after another: the tail of that chain, and how many are on it.
   private shadowTail: Promise<void> = Promise.resolve()
   private shadowsPending = 0
@@ -367,11 +376,43 @@ export class TrafficControl {
     use: (held: ModelLease, body: B) => Promise<T>,
   ): Promise<T> {
     const slot = await this.takeSlot(env, name, selector, request)
+    let releaseMemory: (() => void) | undefined
     try {
+      releaseMemory = await this.reserveMemory(env, request)
       const body = await read()
       return await slot.use((held) => use(held, body))
     } finally {
+      releaseMemory?.()
       slot.release()
+    }
+  }
+
+  /**
+   * Reserves the JavaScript memory the request's body may cost (request-memory.ts) before it is read,
+   * waiting while requests in flight hold REQUEST_MEMORY_BYTES. A caller with no body to read (the
+   * service binding hands over one already in memory) reserves nothing.
+   */
+  private async reserveMemory(env: Env, request: RouteRequest): Promise<() => void> {
+    const config = readConfig(env)
+    this.memory.configure(config.REQUEST_MEMORY_BYTES)
+    if (!request.body) return () => {}
+    const { length, type } = request.body
+    const bytes = requestMemoryBytes({
+      declared: length === undefined ? undefined : Number(length),
+      contentType: type,
+      maxBodyBytes: config.MAX_BODY_BYTES,
+    })
+    // A timer while it waits: workerd cancels a request that waits only on other requests' code as
+    // hung ("would never generate a response"), as it would one waiting in a gate's line (waitInLine).
+    const alive = setInterval(() => {}, CLAIM_TIMEOUT_MS / 2)
+    try {
+      return await this.memory.reserve(bytes, request.signal)
+    } catch (error) {
+      if (request.signal?.aborted)
+        throw new ClientGoneError('the client closed the connection while its request waited for memory')
+      throw error
+    } finally {
+      clearInterval(alive)
     }
   }
 

@@ -167,6 +167,21 @@ export const metrics = new Hono<AppEnv>().get('/metrics', routeDocs.metrics, (c)
           ]),
       ],
     ),
+    family(
+      'warmserve_request_memory_bytes',
+      'gauge',
+      'JavaScript memory the inference requests in flight have reserved for their bodies (state reserved), and the pool they share (state limit: REQUEST_MEMORY_BYTES).',
+      [
+        sample('warmserve_request_memory_bytes', state.traffic.memory.used, { state: 'reserved' }),
+        sample('warmserve_request_memory_bytes', state.traffic.memory.size, { state: 'limit' }),
+      ],
+    ),
+    family(
+      'warmserve_request_memory_waiting',
+      'gauge',
+      'Inference requests waiting for room in REQUEST_MEMORY_BYTES before their bodies are read.',
+      [sample('warmserve_request_memory_waiting', state.traffic.memory.queued)],
+    ),
     family('warmserve_tfjs_tensors', 'gauge', 'Tensors tf.js holds in this isolate (tf.memory().numTensors).', [
       sample('warmserve_tfjs_tensors', numTensors),
     ]),

@@ -154,6 +154,33 @@ type Decoded = { width: number; height: number; data: Uint8ClampedArray }
 /** An Emscripten module factory of jSquash's decoders (codec/dec/*.js), and the decode it exports. */
 type Factory = (options: object) => Promise<{ decode(data: BufferSource, ...flags: boolean[]): Decoded | null }>
 
+/**
+ * What jSquash's decoders build their output with (`new ImageData(data, width, height)` through
+ * embind's global lookup). Workers have no ImageData, and the glue polyfills one when it finds none:
+ * a class declared inside its factory, so `globalThis.ImageData` then held the first decoder
+ * instance's whole scope — its 16.9 MB heap and, through embind's cached call arguments, its last
+ * decoded RGBA (14.2 MB for the largest JPEG) — for the isolate's life (found in a heap snapshot,
+ * docs/memory.md). This one holds nothing; it is in place only while a decode runs.
+ */
+class DecodedImage {
+  constructor(
+    readonly data: Uint8ClampedArray,
+    readonly width: number,
+    readonly height: number,
+  ) {}
+}
+
+/** Runs `work` with `globalThis.ImageData` set to DecodedImage (unless the runtime has its own), then puts it back as it was. */
+async function withImageData<T>(work: () => Promise<T>): Promise<T> {
+  const own = Object.getOwnPropertyDescriptor(globalThis, 'ImageData')
+  if (!own) Object.defineProperty(globalThis, 'ImageData', { value: DecodedImage, configurable: true, writable: true })
+  try {
+    return await work()
+  } finally {
+    if (!own) delete (globalThis as { ImageData?: unknown }).ImageData
+  }
+}
+
 /** The decode under way, across the codecs: one at a time, so one decoder heap at most, and a warning or a heap size is the decode's own. */
 let turn: Promise<unknown> = Promise.resolve()
 /** The largest decoder heap seen in this isolate. */
@@ -210,7 +237,7 @@ class EmscriptenCodec {
   }
 
   decode(bytes: Uint8Array): Promise<Decoded> {
-    const decoding = turn.then(() => this.#decode(bytes))
+    const decoding = turn.then(() => withImageData(() => this.#decode(bytes)))
     // Settled without its value: a resolved turn must not keep the decoded RGBA alive.
     turn = decoding.then(
       () => {},
