@@ -378,7 +378,8 @@ export class TrafficControl {
     const slot = await this.takeSlot(env, name, selector, request)
     let releaseMemory: (() => void) | undefined
     try {
-      releaseMemory = await this.reserveMemory(env, request)
+      const reserved = this.reserveMemory(env, request)
+      releaseMemory = typeof reserved === 'function' ? reserved : await reserved
       const body = await read()
       return await slot.use((held) => use(held, body))
     } finally {
@@ -392,7 +393,7 @@ export class TrafficControl {
    * waiting while requests in flight hold REQUEST_MEMORY_BYTES. A caller with no body to read (the
    * service binding hands over one already in memory) reserves nothing.
    */
-  private async reserveMemory(env: Env, request: RouteRequest): Promise<() => void> {
+  private reserveMemory(env: Env, request: RouteRequest): (() => void) | Promise<() => void> {
     const config = readConfig(env)
     this.memory.configure(config.REQUEST_MEMORY_BYTES)
     if (!request.body) return () => {}
@@ -402,13 +403,18 @@ export class TrafficControl {
       contentType: type,
       maxBodyBytes: config.MAX_BODY_BYTES,
     })
+    // Room at once (a small request, nobody waiting): no promise, no timer.
+    return this.memory.tryReserve(bytes, request.signal) ?? this.waitForMemory(bytes, request.signal)
+  }
+
+  private async waitForMemory(bytes: number, signal: AbortSignal | undefined): Promise<() => void> {
     // A timer while it waits: workerd cancels a request that waits only on other requests' code as
     // hung ("would never generate a response"), as it would one waiting in a gate's line (waitInLine).
     const alive = setInterval(() => {}, CLAIM_TIMEOUT_MS / 2)
     try {
-      return await this.memory.reserve(bytes, request.signal)
+      return await this.memory.reserve(bytes, signal)
     } catch (error) {
-      if (request.signal?.aborted)
+      if (signal?.aborted)
         throw new ClientGoneError('the client closed the connection while its request waited for memory')
       throw error
     } finally {
