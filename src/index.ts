@@ -1,6 +1,15 @@
 /** warmserve: TF.js models served from a Worker, built once per warm isolate. */
 import { app } from './http/app'
 import { scheduled } from './cron'
+import { isolate } from './isolate'
+
+// What every isolate does before its first answer, done while the module is evaluated rather than
+// on the first request: Hono compiles its routes into one regular expression on the first match,
+// and the isolate's state (cache, metrics, traffic control) is made. Neither is I/O, which global
+// scope forbids. Cloudflare evaluates a Worker's global scope as it starts the isolate, which it
+// begins while the TLS handshake of the connection that needs it is still under way.
+app.router.match('GET', '/')
+isolate()
 
 export default { fetch: app.fetch, scheduled } satisfies ExportedHandler<Env>
 

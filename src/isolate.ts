@@ -28,7 +28,7 @@ import { prepareModel } from './protocols/images/classify'
 import { PointerFollower } from './repository/follow'
 import { loadVersion } from './repository/load'
 import type { ModelSources } from './repository/load'
-import type { FollowDeps, PointerStatus } from './repository/follow'
+import type { FollowDeps, PointerStatus, Wanted } from './repository/follow'
 import { publishVersions } from './repository/publish'
 import type { PublishReport } from './repository/publish'
 import { BundledIndex, cacheKey } from './repository/repository'
@@ -184,9 +184,11 @@ export class Isolate {
   /**
    * The repository as this isolate serves it: the bundled index with the published R2 versions over
    * it. A failure to read the bundled index is the server's, so it answers 503; an unreadable R2
-   * pointer is not a failure (bundled and already-applied versions keep serving).
+   * pointer is not a failure (bundled and already-applied versions keep serving). `wanted`, the
+   * model a request asks for, is loaded while an isolate's first pointer read is under way, when the
+   * bundled index has it (repository/follow.ts `serving`).
    */
-  async repository(env: Env, waitUntil?: WaitUntil): Promise<Repository> {
+  async repository(env: Env, waitUntil?: WaitUntil, wanted?: Wanted): Promise<Repository> {
     const config = this.settings(env)
     const follow = this.followDeps(env, config)
     // An isolate's first request reads the R2 pointer while it reads the index.
@@ -197,7 +199,9 @@ export class Isolate {
     } catch (error) {
       throw new ModelUnavailableError(`model repository unavailable: ${(error as Error).message}`, 5, error)
     }
-    return this.pointer.serving(base, follow, waitUntil)
+    // With the cache off (the benchmark's baseline) nothing is kept, so there is nothing to load early.
+    const early = (env as StringVars).MODEL_CACHE === 'off' ? undefined : wanted
+    return this.pointer.serving(base, follow, waitUntil, early)
   }
 
   /**

@@ -309,6 +309,9 @@ describe('failures', () => {
   it('a 429 says which limit refused it, over HTTP and RPC', async () => {
     const { points, bindings } = capturing()
     const limited = { ...bindings, MAX_CONCURRENT: '1', MAX_QUEUE: '0' } as Env
+    // The isolate reads the R2 pointer first (readiness does), as a busy one has: during its first
+    // read it would load the model the request asks for (repository/follow.ts), a point of its own.
+    expect((await request(env, '/v2/health/ready')).response.status).toBe(200)
     const gate = isolate().traffic.isolateGate
     gate.configure(1, 0)
     const held = gate.enter() as Place
