@@ -459,8 +459,8 @@ export class Isolate {
   }
 }
 
-// The one mutable binding of module scope: the isolate's state, made on first use (no I/O may run
-// in global scope, and the first request's env is not known before it arrives).
+// The one mutable binding of module scope: the isolate's state, made on first use — which the
+// Worker's module evaluation is (src/index.ts); making it does no I/O, which global scope forbids.
 let current: Isolate | undefined
 
 /** The isolate's state, created on first use. */
