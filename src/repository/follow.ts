@@ -144,6 +144,7 @@ export class PointerFollower {
         if (![...addressed(serving, target.name).values()].includes(target.version))
           deps.cache.drop(key, 'loaded while the R2 pointer was read, which serves another version')
       })
+      .catch((error: unknown) => log('warn', 'model.early_load_failed', { model: key, error: String(error) }))
     waitUntil?.(loading)
   }
 
