@@ -170,8 +170,9 @@ export class Isolate {
   }
 
   /**
-   * Starts the backend on an isolate's first prediction, so that it comes up while the index and
-   * the pointer are read; the load that needs it awaits the same start (runtime/tf.ts `ensure`).
+   * Starts the backend once: the Worker's module evaluation does (src/index.ts, with the `env` of
+   * `cloudflare:workers`), else an isolate's first prediction, so that it comes up while the index
+   * and the pointer are read; the load that needs it awaits the same start (runtime/tf.ts `ensure`).
    */
   startBackend(env: Env): void {
     if (this.backendStarted) return
