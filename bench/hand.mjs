@@ -9,8 +9,9 @@
  *     answer for iris and the MobileNet-sized image model, with warmserve's stages from its
  *     `model.loaded` log line.
  */
-import { copyFileSync, mkdirSync, readFileSync } from 'node:fs'
-import { loadavg } from 'node:os'
+import { execFileSync } from 'node:child_process'
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { loadavg, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { buildBundle, ROOT, startBundle } from '../scripts/tools/launch.mjs'
 import { IMAGE_MODEL } from '../scripts/dev/build-image-model.mjs'
@@ -67,18 +68,81 @@ function handBodies(inputName) {
 const post = (url, body, headers = { 'content-type': 'application/json' }) =>
   fetch(url, { method: 'POST', headers, body })
 
-/** Cold starts: per try a fresh instance of each bundle, the first request to `model` timed to its last byte. */
+/**
+ * CPU time (ms) every thread of this process's child processes has run so far, from Linux's
+ * /proc/<pid>/task/<tid>/schedstat (nanoseconds on the CPU): during a cold start the one child is the
+ * workerd serving the bundle, with Miniflare's own Workers (ASSETS, R2) beside the bundle's. A shared
+ * host's load stretches the wall time of a first answer several times over, but hardly its CPU time.
+ * `undefined` where /proc or `ps` is not there.
+ */
+function workerdCpuMs() {
+  let pids
+  try {
+    pids = execFileSync('ps', ['-o', 'pid=', '--ppid', String(process.pid)], { encoding: 'utf8' })
+      .trim()
+      .split(/\s+/)
+  } catch {
+    return undefined
+  }
+  let ns = 0
+  for (const pid of pids.filter(Boolean)) {
+    try {
+      for (const task of readdirSync(`/proc/${pid}/task`))
+        ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0])
+    } catch {
+      // `ps` itself, gone by now.
+    }
+  }
+  return ns / 1e6
+}
+
+/**
+ * Cold starts: per try a fresh instance of each bundle, the first request to `model` timed to its last byte.
+ * Each server keeps one folder of local state (Miniflare's R2 bucket and Cache API) across its tries: a new
+ * workerd per try is a fresh isolate, and the bucket exists before it starts, as a deployed one does. (In a new
+ * folder, Miniflare would create the bucket's database during the first read of it, ~10 ms of CPU on the
+ * first answer that a deployed Worker never pays.) The folder is made, and the bucket created, before the tries.
+ */
 async function coldStarts(assetsDir, bundles, models) {
   const tries = []
+  const state = {}
+  for (const [server, bundle] of Object.entries(bundles)) {
+    state[server] = mkdtempSync(join(tmpdir(), `warmserve-cold-${server}-`))
+    const instance = await startBundle({ bundle, assetsDir, persistDir: state[server], ready: 'live' })
+    try {
+      // warmserve's readiness reads the R2 pointer: Miniflare creates the (empty) bucket's storage.
+      await (await fetch(`${instance.url}/v2/health/ready`)).arrayBuffer()
+    } finally {
+      await instance.stop()
+    }
+  }
+  try {
+    await coldTries(assetsDir, bundles, models, state, tries)
+  } finally {
+    for (const dir of Object.values(state)) rmSync(dir, { recursive: true, force: true })
+  }
+  return tries
+}
+
+async function coldTries(assetsDir, bundles, models, state, tries) {
   for (let i = 0; i < COLD_TRIES; i++) {
     for (const model of models) {
       for (const [server, bundle] of Object.entries(bundles)) {
-        const instance = await startBundle({ bundle, assetsDir, vars: { TF_BACKEND: 'wasm' }, ready: 'listening' })
+        const instance = await startBundle({
+          bundle,
+          assetsDir,
+          vars: { TF_BACKEND: 'wasm' },
+          ready: 'listening',
+          persistDir: state[server],
+        })
         try {
+          const cpuBefore = workerdCpuMs()
           const started = performance.now()
           const res = await post(`${instance.url}/v1/models/${model}:predict`, inputFor(model).body)
           await res.arrayBuffer()
           const ms = performance.now() - started
+          const cpuAfter = workerdCpuMs()
+          const cpuMs = cpuBefore === undefined || cpuAfter === undefined ? undefined : cpuAfter - cpuBefore
           if (res.status !== 200) throw new Error(`${server} answered its first ${model} predict with ${res.status}`)
           // A second request: the warm answer on the same isolate.
           const again = performance.now()
@@ -98,13 +162,14 @@ async function coldStarts(assetsDir, bundles, models) {
             server,
             model,
             ms,
+            cpuMs,
             warmMs,
             startupMs: instance.startupMs,
             timing: res.headers.get('server-timing'),
             loaded,
           })
           log(
-            `cold   ${server.padEnd(4)} ${model.padEnd(14)} first answer ${ms.toFixed(1)} ms, then ${warmMs.toFixed(1)} ms${loaded ? ` (load ${loaded.ms}: fetch ${loaded.fetchMs} / build ${loaded.buildMs} / warmup ${loaded.warmupMs} = batch-1 run ${loaded.warmup1Ms} + batch-2 run ${loaded.warmup2Ms} ms)` : ''}`,
+            `cold   ${server.padEnd(4)} ${model.padEnd(14)} first answer ${ms.toFixed(1)} ms (${cpuMs?.toFixed(1)} ms of workerd's CPU), then ${warmMs.toFixed(1)} ms${loaded ? ` (load ${loaded.ms}: fetch ${loaded.fetchMs} / build ${loaded.buildMs} / warmup ${loaded.warmupMs} = batch-1 run ${loaded.warmup1Ms} + batch-2 run ${loaded.warmup2Ms} ms)` : ''}`,
           )
         } finally {
           await instance.stop()
@@ -112,7 +177,6 @@ async function coldStarts(assetsDir, bundles, models) {
       }
     }
   }
-  return tries
 }
 
 /** The hand-written comparison: warm latency paired, warmserve's Server-Timing, then cold starts. */
@@ -257,10 +321,11 @@ export function handMarkdown(hand) {
     `### Cold starts (${hand.coldTries} fresh isolates per server and model, medians)`,
     '',
     'Each try starts a new Miniflare (a new workerd, so a new isolate) and times the first request from sending to the last byte of',
-    "its answer: wasm instantiation, the model's fetch from ASSETS, build, and for warmserve its warmup and memory profiling. Stages",
+    "its answer: wasm instantiation, the model's fetch from ASSETS, build, and for warmserve its warmup and memory profiling (and the R2",
+    "pointer's first read; the bucket's local storage exists before the tries, as a deployed bucket does). Stages",
     'are warmserve\'s `model.loaded` log line (`ms` the whole load; "rest" is the first answer less the load: backend instantiation, routing, the request itself).',
     '',
-    '| model | hand-written first answer | warmserve first answer | ratio (target ≤ 1.20×) | warmserve load: fetch / build / warmup (batch-1 + batch-2 profiled runs), ms | load total | rest | warm answer hand / warmserve |',
+    '| model | hand-written first answer | warmserve first answer | ratio (per try) (target ≤ 1.20× both) | warmserve load: fetch / build / warmup (batch-1 + batch-2 profiled runs), ms | load total | rest | warm answer hand / warmserve |',
     '|---|---:|---:|---:|---|---:|---:|---|',
   )
   for (const model of models) {
@@ -271,8 +336,10 @@ export function handMarkdown(hand) {
     const wm = median(w.map((t) => t.ms))
     const load = median(w.map((t) => t.loaded?.ms))
     const r = wm / hm
+    // Met only when the per-try ratio agrees: on a loaded host one slow try can move either median alone.
+    const perTry = median(w.map((t) => t.ms / h.find((x) => x.try === t.try)?.ms))
     out.push(
-      `| ${model} | ${f0(hm)} ms | ${f0(wm)} ms | ${f2(r)}× ${r <= 1.2 ? 'met' : '**missed**'} | ` +
+      `| ${model} | ${f0(hm)} ms | ${f0(wm)} ms | ${f2(r)}× (${f2(perTry)}×) ${Math.max(r, perTry) <= 1.2 ? 'met' : '**missed**'} | ` +
         `${f0(median(w.map((t) => t.loaded?.fetchMs)))} / ${f0(median(w.map((t) => t.loaded?.buildMs)))} / ${f0(median(w.map((t) => t.loaded?.warmupMs)))} (${f0(median(w.map((t) => t.loaded?.warmup1Ms)))} + ${f0(median(w.map((t) => t.loaded?.warmup2Ms)))}) | ${f0(load)} ms | ${f0(wm - load)} ms | ` +
         `${f2(median(h.map((t) => t.warmMs)))} / ${f2(median(w.map((t) => t.warmMs)))} ms |`,
     )
@@ -285,6 +352,24 @@ export function handMarkdown(hand) {
       '',
       `${model}: median of the per-try ratios (each try's two first answers started back to back, so under the same load): ${f2(median(pairs))}×.`,
     )
+  }
+  if (hand.cold.some((t) => t.cpuMs !== undefined)) {
+    out.push(
+      '',
+      "The same first answers in CPU time: what every thread of the instance's workerd ran from the request to its answer (the",
+      "bundle's Worker and Miniflare's own ASSETS and R2 Workers; Linux's per-thread `schedstat`), which the host's load stretches",
+      'far less than wall time:',
+      '',
+      '| model | hand-written, CPU ms | warmserve, CPU ms | ratio | median of the per-try ratios |',
+      '|---|---:|---:|---:|---:|',
+    )
+    for (const model of models) {
+      const cpu = (server) => hand.cold.filter((t) => t.server === server && t.model === model)
+      const h = median(cpu('hand').map((t) => t.cpuMs))
+      const w = median(cpu('ws').map((t) => t.cpuMs))
+      const perTry = cpu('ws').map((t) => t.cpuMs / cpu('hand').find((x) => x.try === t.try)?.cpuMs)
+      out.push(`| ${model} | ${f0(h)} | ${f0(w)} | ${f2(w / h)}× | ${f2(median(perTry))}× |`)
+    }
   }
   const image = hand.cold.filter((t) => t.server === 'ws' && t.loaded?.warmup2Ms !== undefined && t.model !== 'iris')
   if (image.length > 0) {

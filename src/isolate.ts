@@ -28,7 +28,7 @@ import { prepareModel } from './protocols/images/classify'
 import { PointerFollower } from './repository/follow'
 import { loadVersion } from './repository/load'
 import type { ModelSources } from './repository/load'
-import type { FollowDeps, PointerStatus } from './repository/follow'
+import type { FollowDeps, PointerStatus, Wanted } from './repository/follow'
 import { publishVersions } from './repository/publish'
 import type { PublishReport } from './repository/publish'
 import { BundledIndex, cacheKey } from './repository/repository'
@@ -170,8 +170,9 @@ export class Isolate {
   }
 
   /**
-   * Starts the backend on an isolate's first prediction, so that it comes up while the index and
-   * the pointer are read; the load that needs it awaits the same start (runtime/tf.ts `ensure`).
+   * Starts the backend once: the Worker's module evaluation does (src/index.ts, with the `env` of
+   * `cloudflare:workers`), else an isolate's first prediction, so that it comes up while the index
+   * and the pointer are read; the load that needs it awaits the same start (runtime/tf.ts `ensure`).
    */
   startBackend(env: Env): void {
     if (this.backendStarted) return
@@ -184,9 +185,11 @@ export class Isolate {
   /**
    * The repository as this isolate serves it: the bundled index with the published R2 versions over
    * it. A failure to read the bundled index is the server's, so it answers 503; an unreadable R2
-   * pointer is not a failure (bundled and already-applied versions keep serving).
+   * pointer is not a failure (bundled and already-applied versions keep serving). `wanted`, the
+   * model a request asks for, is loaded while an isolate's first pointer read is under way, when the
+   * bundled index has it (repository/follow.ts `serving`).
    */
-  async repository(env: Env, waitUntil?: WaitUntil): Promise<Repository> {
+  async repository(env: Env, waitUntil?: WaitUntil, wanted?: Wanted): Promise<Repository> {
     const config = this.settings(env)
     const follow = this.followDeps(env, config)
     // An isolate's first request reads the R2 pointer while it reads the index.
@@ -197,7 +200,9 @@ export class Isolate {
     } catch (error) {
       throw new ModelUnavailableError(`model repository unavailable: ${(error as Error).message}`, 5, error)
     }
-    return this.pointer.serving(base, follow, waitUntil)
+    // With the cache off (the benchmark's baseline) nothing is kept, so there is nothing to load early.
+    const early = (env as StringVars).MODEL_CACHE === 'off' ? undefined : wanted
+    return this.pointer.serving(base, follow, waitUntil, early)
   }
 
   /**
@@ -455,8 +460,8 @@ export class Isolate {
   }
 }
 
-// The one mutable binding of module scope: the isolate's state, made on first use (no I/O may run
-// in global scope, and the first request's env is not known before it arrives).
+// The one mutable binding of module scope: the isolate's state, made on first use — which the
+// Worker's module evaluation is (src/index.ts); making it does no I/O, which global scope forbids.
 let current: Isolate | undefined
 
 /** The isolate's state, created on first use. */

@@ -309,6 +309,9 @@ describe('failures', () => {
   it('a 429 says which limit refused it, over HTTP and RPC', async () => {
     const { points, bindings } = capturing()
     const limited = { ...bindings, MAX_CONCURRENT: '1', MAX_QUEUE: '0' } as Env
+    // The isolate reads the R2 pointer first (readiness does), as a busy one has: during its first
+    // read it would load the model the request asks for (repository/follow.ts), a point of its own.
+    expect((await request(env, '/v2/health/ready')).response.status).toBe(200)
     const gate = isolate().traffic.isolateGate
     gate.configure(1, 0)
     const held = gate.enter() as Place
@@ -413,6 +416,23 @@ describe('loads, unloads and the per-invocation limit', () => {
     ])
     // On the isolate's clock: two seconds after its start.
     expect(unloads[0]!.isolate_age_ms).toBe(2_000)
+  })
+
+  it('an isolate state made during module evaluation, where the clock reads 0, is as old as its first request', async () => {
+    // workerd's clock reads 0 outside a request, so src/index.ts's isolate() starts the clock there.
+    let t = 0
+    resetIsolate({ now: () => t })
+    t = 1_700_000_000_000
+    const { points, bindings } = capturing()
+    await request(bindings, '/v1/models/iris:predict', json({ instances: [SETOSA] }))
+    t += 1_500
+    isolate().analytics.unloaded('iris/1', 'test', 0)
+    await request(bindings, '/v2/health/live')
+    expect(points.map(read).map((p) => [p.event, p.isolate_age_ms])).toEqual([
+      ['request', 0],
+      ['load', 0],
+      ['unload', 1_500],
+    ])
   })
 })
 

@@ -82,6 +82,38 @@ describe('ModelCache', () => {
     again.release()
   })
 
+  it('preloads without a lease: the first acquire takes the load as its miss, the rest join, one build', async () => {
+    const { state, load } = loader()
+    const preloaded = cache.preload('m/1', WEIGHT_BYTES, load)
+    expect(cache.status('m/1')).toEqual({ state: 'LOADING' })
+    const leases = await Promise.all([1, 2, 3].map(() => cache.acquire('m/1', WEIGHT_BYTES, load)))
+    await preloaded
+    expect(leases.map((l) => l.outcome).sort()).toEqual(['joined', 'joined', 'miss'])
+    expect(cache.counters).toMatchObject({ misses: 1, joins: 2, hits: 0, loads: 1 })
+    leases.forEach((l) => l.release())
+    // Loaded already: a preload does nothing, and the next acquire is a hit.
+    await cache.preload('m/1', WEIGHT_BYTES, load)
+    const again = await cache.acquire('m/1', WEIGHT_BYTES, load)
+    expect(again.outcome).toBe('hit')
+    expect(state.builds).toBe(1)
+    again.release()
+
+    // A preloaded model nobody asked for is resident and idle: counted, and evictable like any other.
+    await cache.preload('m/2', WEIGHT_BYTES, load)
+    expect(cache.list().find((r) => r.key === 'm/2')).toMatchObject({ state: 'AVAILABLE', leases: 0 })
+    expect(cache.counters).toMatchObject({ misses: 1, loads: 2 })
+  })
+
+  it('a failed preload never rejects; it backs off, and the request that asks meets the failure', async () => {
+    const { state, load } = loader()
+    state.failuresLeft = 1
+    await cache.preload('m/1', WEIGHT_BYTES, load)
+    expect(cache.status('m/1')).toMatchObject({ state: 'FAILED', message: expect.stringContaining('shard fetch') })
+    await cache.preload('m/1', WEIGHT_BYTES, load)
+    await expect(cache.acquire('m/1', WEIGHT_BYTES, load)).rejects.toBeInstanceOf(ModelUnavailableError)
+    expect(state.builds).toBe(1) // backing off: neither the second preload nor the acquire loaded again
+  })
+
   it('does not cache a failure: 503 with Retry-After, no reload during backoff, recovery after it', async () => {
     const { state, load } = loader()
     state.failuresLeft = 1

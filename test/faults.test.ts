@@ -133,7 +133,7 @@ describe('a model.json whose weight paths leave the model folder', () => {
     ['percent-encoded dots, which URL parsing resolves', '%2e%2e/%2e%2e/digits/1/group1-shard1of1.bin'],
     ['backslashes, which URL parsing reads as slashes', 'a\\..\\..\\..\\digits\\1\\group1-shard1of1.bin'],
     ['encoded slashes', '..%2f..%2fdigits%2f1%2fgroup1-shard1of1.bin'],
-  ])('is refused before any shard is read: %s', async (_name, shard) => {
+  ])('is refused before any shard it names is read: %s', async (_name, shard) => {
     const original = await (await env.ASSETS.fetch('https://assets.invalid/iris/1/model.json')).json<any>()
     const hostile = JSON.stringify({
       ...original,
@@ -143,6 +143,27 @@ describe('a model.json whose weight paths leave the model folder', () => {
     const res = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, faulty.env)
     expect(res.status).toBe(503)
     expect((await res.json<any>()).error).toContain(`weight shard path '${shard}' leaves the model folder iris/1/`)
-    expect(faulty.log.filter((path) => path.endsWith('.bin'))).toEqual([])
+    // Nothing outside iris/1/ was read: the only shard read is the one the repository index lists
+    // there, which a load reads beside model.json (repository/model-files.ts).
+    expect(faulty.log.filter((path) => path.endsWith('.bin'))).toEqual(['/iris/1/group1-shard1of1.bin'])
+  })
+})
+
+describe('a load', () => {
+  it('reads the shards the repository index lists beside model.json, not after it, and each once', async () => {
+    // model.json answers only once its shard has been asked for (or after 3 s, when it never is).
+    let shardAsked = false
+    const shard = '/iris/1/group1-shard1of1.bin'
+    const slow = withFault(async (path) => {
+      if (path !== '/iris/1/model.json') return undefined
+      const deadline = Date.now() + 3_000
+      while (!(shardAsked = slow.log.includes(shard)) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 5))
+      return undefined
+    })
+    const res = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, slow.env)
+    expect(res.status).toBe(200)
+    expect(shardAsked).toBe(true)
+    expect(slow.log.filter((path) => path.endsWith('.bin'))).toEqual([shard])
   })
 })

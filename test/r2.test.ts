@@ -116,6 +116,38 @@ describe('a serving isolate following the pointer', () => {
     expect(pointerStatus()).toMatchObject({ swaps: 1 })
   })
 
+  it("loads what an isolate's first request asks for while it reads the pointer, and counts it as that request's miss", async () => {
+    // A bucket whose pointer read answers only once the bundled iris is loading (or after 5 s, when it
+    // never starts): the load runs beside the read, not after it.
+    let loadingDuringRead = false
+    const bucket = {
+      get: async (key: string, options?: R2GetOptions) => {
+        if (key === POINTER_KEY) {
+          const deadline = Date.now() + 5_000
+          while (!(loadingDuringRead = isolate().cache.status('iris/1') !== undefined) && Date.now() < deadline)
+            await new Promise((r) => setTimeout(r, 5))
+        }
+        return env.MODELS.get(key, options)
+      },
+    } as unknown as R2Bucket
+    const res = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, { ...bindings, MODELS: bucket })
+    expect(await answer(res)).toMatchObject({ version: '1', cache: 'miss', top: 0 })
+    expect(loadingDuringRead).toBe(true)
+    expect(isolate().cache.counters).toMatchObject({ loads: 1, misses: 1, joins: 0 })
+  })
+
+  it('serves the version the pointer publishes when the first request loaded the bundled one meanwhile, which goes', async () => {
+    // Only in this file's bucket, emptied before each test: other files' bundled iris stays at version 1.
+    await publish(env.MODELS, 'iris', 2, await irisWithBias([0, 0, 50]))
+    expect((await publishElsewhere()).accepted).toEqual(['iris/2'])
+    const res = await post('/v1/models/iris:predict', { instances: [SETOSA] }, {}, bindings)
+    expect(await answer(res)).toMatchObject({ version: '2', top: 2 })
+    const cache = isolate().cache
+    // iris/1 was loaded while the pointer was read, then dropped: nothing addresses it any more.
+    expect(cache.counters).toMatchObject({ loads: 2, drops: 1 })
+    expect(cache.list().map((r) => [r.key, r.state])).toEqual([['iris/2', 'AVAILABLE']])
+  })
+
   it('keeps requests in flight on the old version, disposes it after its last lease, and frees its memory', async () => {
     await publish(env.MODELS, NAME, 1, await irisFiles())
     await publishElsewhere()

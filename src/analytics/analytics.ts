@@ -102,7 +102,7 @@ export const MAX_PENDING_EVENTS = 100
  * and unloads the cache reported, until an invocation writes them. Owned by the isolate state.
  */
 export class IsolateAnalytics {
-  readonly startedAt: number
+  private started: number
   private pending: Fields[] = []
 
   /**
@@ -115,7 +115,22 @@ export class IsolateAnalytics {
     private readonly residentBytes: () => number,
     private readonly backend: () => string,
   ) {
-    this.startedAt = now()
+    this.started = now()
+  }
+
+  /**
+   * When the isolate's state was made. The Worker makes it as its module is evaluated (src/index.ts),
+   * where workerd's clock reads 0 (it gives the time to requests only): such a state started at its
+   * isolate's first request (`requestStarted`).
+   */
+  get startedAt(): number {
+    this.requestStarted()
+    return this.started
+  }
+
+  /** Called as each request starts: the first one of an isolate whose state was made before any clock, dates it. */
+  requestStarted(): void {
+    if (this.started === 0) this.started = this.now()
   }
 
   /** The fields every point carries about the isolate. */

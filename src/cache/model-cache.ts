@@ -81,6 +81,8 @@ interface CacheEntry {
   state: 'LOADING' | 'AVAILABLE'
   promise: Promise<Resident>
   resident?: Resident
+  /** Started by `preload`, and no acquire has claimed it yet: the first one counts its load as its own miss. */
+  early?: boolean
 }
 
 interface Failure {
@@ -139,6 +141,14 @@ export class ModelCache {
     const started = this.now()
     for (;;) {
       const entry = this.entries.get(key)
+      if (entry?.early) {
+        // Loaded ahead of this request, for it (`preload`): the load is its miss, as if it had started it.
+        entry.early = false
+        this.counters.misses++
+        const resident = await entry.promise
+        if (!resident.retired) return this.lease(resident, 'miss', this.now() - started)
+        continue
+      }
       if (entry?.resident) {
         this.counters.hits++
         return this.lease(entry.resident, 'hit', 0)
@@ -161,6 +171,24 @@ export class ModelCache {
       const resident = await this.startLoad(key, bytes, load).promise
       if (!resident.retired) return this.lease(resident, 'miss', this.now() - started)
     }
+  }
+
+  /**
+   * Starts loading `key` without a lease, for a request that is about to ask for it (repository/follow.ts
+   * loads what an isolate's first request wants while the R2 pointer is read): admitted, built, measured
+   * and counted like any load, then resident and idle. The first `acquire` of it counts the load as its
+   * miss. Nothing when the key is loaded, loading, or backing off after a failure. Never rejects: a
+   * failed load is recorded (its backoff) and met by the request that asks.
+   */
+  preload(key: string, bytes: number, load: () => Promise<LoadResult>): Promise<void> {
+    const failure = this.failures.get(key)
+    if (this.entries.has(key) || (failure && this.now() < failure.retryAt)) return Promise.resolve()
+    const entry = this.startLoad(key, bytes, load)
+    entry.early = true
+    return entry.promise.then(
+      () => {},
+      () => {},
+    )
   }
 
   private startLoad(key: string, bytes: number, load: () => Promise<LoadResult>): CacheEntry {

@@ -19,7 +19,7 @@ import type { LoadResult, ModelCache } from '../cache/model-cache'
 import { emptyPointer, readPointer } from './pointer'
 import type { Pointer, PointerRead } from './pointer'
 import { cacheKey, overlay, Repository } from './repository'
-import type { ResolvedVersion } from './repository'
+import type { ResolvedVersion, Selector } from './repository'
 import { withTimeout } from './stores'
 
 /** What following the pointer needs from the rest of the Worker; passed in, so no module reads a global env. */
@@ -32,6 +32,12 @@ export interface FollowDeps {
   readTimeoutMs: number
   cache: ModelCache
   load: (target: ResolvedVersion) => Promise<LoadResult>
+}
+
+/** The model (and version or label) a request asks for: `serving` may load it while the first pointer read is under way. */
+export interface Wanted {
+  name: string
+  selector: Selector
 }
 
 /** This isolate's view of the pointer, for the admin API. */
@@ -93,11 +99,53 @@ export class PointerFollower {
    * The repository as this isolate serves it now: the bundled index `base` with the applied pointer
    * over it. Starts a re-read in `waitUntil` when the pointer is due; waits only on an isolate's first read.
    */
-  async serving(base: Repository, deps: FollowDeps, waitUntil?: (p: Promise<unknown>) => void): Promise<Repository> {
+  async serving(
+    base: Repository,
+    deps: FollowDeps,
+    waitUntil?: (p: Promise<unknown>) => void,
+    wanted?: Wanted,
+  ): Promise<Repository> {
     if (!enabled(deps)) return base
-    if (this.readAt === 0) await (this.running ?? this.start(base, deps))
-    else if (this.now() - this.readAt >= deps.intervalMs && !this.running) waitUntil?.(this.start(base, deps))
+    if (this.readAt === 0) {
+      const first = this.running ?? this.start(base, deps)
+      if (wanted) this.loadEarly(base, deps, wanted, waitUntil)
+      await first
+    } else if (this.now() - this.readAt >= deps.intervalMs && !this.running) waitUntil?.(this.start(base, deps))
     return this.merged(base, this.applied, deps.allowed)
+  }
+
+  /**
+   * While an isolate's first pointer read is still under way, loads the version `wanted` resolves to
+   * in the bundled index, through the cache like any load (`preload`: admitted against the budget,
+   * then resident and idle): the request that asked then finds it loaded, or waits on its load, once
+   * the pointer is read. The pointer decides what is served, never this: when it publishes another
+   * version, the request resolves to that one, and this one is an idle model like any other (and is
+   * dropped, when it was the default the pointer replaced; `apply`). Not for a model whose
+   * config.json splits its traffic, whose version is drawn per request.
+   */
+  private loadEarly(base: Repository, deps: FollowDeps, wanted: Wanted, waitUntil?: (p: Promise<unknown>) => void) {
+    const byDefault = wanted.selector.version === undefined && wanted.selector.label === undefined
+    let target: ResolvedVersion
+    try {
+      if (byDefault && base.config(wanted.name).traffic) return
+      target = base.resolve(wanted.name, wanted.selector)
+    } catch {
+      return // the request's own resolution says what is wrong, once the pointer is read
+    }
+    const key = cacheKey(target.name, target.version)
+    const loading = deps.cache
+      .preload(key, target.entry.weightBytes, () => deps.load(target))
+      .then(async () => {
+        // Asked for by default, but the pointer now addresses another version: it goes, as `apply`
+        // drops the versions it replaces (a version or label the request named stays its answer).
+        if (!byDefault) return
+        await this.running
+        const serving = this.merged(base, this.applied, deps.allowed)
+        if (![...addressed(serving, target.name).values()].includes(target.version))
+          deps.cache.drop(key, 'loaded while the R2 pointer was read, which serves another version')
+      })
+      .catch((error: unknown) => log('warn', 'model.early_load_failed', { model: key, error: String(error) }))
+    waitUntil?.(loading)
   }
 
   /**

@@ -65,7 +65,8 @@ export async function loadVersion(
   const memory = target.entry.memory
   const digest = memory ? ({} as { value?: string }) : undefined
   // The artifacts are not kept here: their shards are released once the backend holds the weights.
-  const artifacts = await storeHandler(store, dir, digest)
+  const listed = target.entry.files.map((f) => f.path)
+  const artifacts = await storeHandler(store, dir, digest, listed)
     .load()
     .finally(() => (fetchMs = now() - fetchStarted))
   await ready

@@ -71,14 +71,32 @@ export async function filesDigest(parts: ArrayBuffer[]): Promise<string> {
  * The shards stay separate ArrayBuffers (WeightData allows a list), so nothing is copied.
  * A shard shorter or longer than its manifest says fails the load with that reason.
  * With `digest`, the files' digest (`filesDigest`) is put there once they are read.
+ * `listed`: the version's files as the repository index lists them (paths in `dir`), whose shards
+ * are read at once, beside model.json, instead of after it; model.json's manifest still says which
+ * shards the weights are, and a shard it names that the index did not list is read then.
  */
 export function storeHandler(
   store: ModelStore,
   dir: string,
   digest?: { value?: string },
+  listed: readonly string[] = [],
 ): Required<Pick<tf.io.IOHandler, 'load'>> {
   return {
     async load() {
+      const early = new Map<string, Promise<ArrayBuffer>>()
+      // model.json and these fill the simultaneous reads a Worker may make.
+      for (const path of listed.filter((p) => p !== 'model.json').slice(0, MAX_PARALLEL_SHARDS - 1)) {
+        let key: string
+        try {
+          key = shardPath(dir, path)
+        } catch {
+          continue // not a shard this handler would read; the manifest's paths are checked below
+        }
+        const read = readFile(store, key)
+        // Its failure is reported where the manifest's shard is read, if the manifest names it.
+        read.catch(() => {})
+        early.set(key, read)
+      }
       const raw = await readFile(store, `${dir}/model.json`)
       let json: tf.io.ModelJSON
       try {
@@ -99,7 +117,11 @@ export function storeHandler(
         const paths = manifest.flatMap((group) => group.paths.map((p) => shardPath(dir, p)))
         const buffers: ArrayBuffer[] = []
         for (let i = 0; i < paths.length; i += MAX_PARALLEL_SHARDS) {
-          buffers.push(...(await Promise.all(paths.slice(i, i + MAX_PARALLEL_SHARDS).map((p) => readFile(store, p)))))
+          buffers.push(
+            ...(await Promise.all(
+              paths.slice(i, i + MAX_PARALLEL_SHARDS).map((p) => early.get(p) ?? readFile(store, p)),
+            )),
+          )
         }
         const expected = manifestBytes(specs)
         if (expected !== undefined) {

@@ -56,8 +56,8 @@ export class Backend {
   }
 
   /**
-   * Initialises the tf.js backend once per isolate (lazily: no work may run in global scope) and
-   * resolves to the one in use. It is `preferred`, else the configured one, else `wasm`. When `wasm`
+   * Initialises the tf.js backend once per isolate (the Worker's module scope starts it, src/index.ts;
+   * else its first use) and resolves to the one in use. It is `preferred`, else the configured one, else `wasm`. When `wasm`
    * cannot start it falls back to `cpu` — logging `backend.fallback` with the reason, once — and stays
    * on `cpu` for the isolate's life. A failure of `cpu` rejects, and the next call tries again.
    */

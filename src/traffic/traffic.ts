@@ -57,7 +57,8 @@ export interface TrafficHost {
   readonly metrics: Pick<Metrics, 'recordRouted' | 'recordRejection' | 'recordShadow' | 'recordRequest'>
   /** The memory budget's ledger, which holds a shadow run's copy of its request's tensors. */
   readonly cache: { readonly admission: { readonly ledger: MemoryLedger } }
-  repository(env: Env, waitUntil?: WaitUntil): Promise<Repository>
+  /** `wanted`: the model the request asks for, which the isolate may start loading while it reads the repository. */
+  repository(env: Env, waitUntil?: WaitUntil, wanted?: { name: string; selector: Selector }): Promise<Repository>
   leaseVersion(env: Env, target: ResolvedVersion): Promise<ModelLease>
 }
 
@@ -428,7 +429,7 @@ export class TrafficControl {
    */
   private async takeSlot(env: Env, name: string, selector: Selector, request: RouteRequest = {}): Promise<TrafficSlot> {
     request.record?.note({ model: name })
-    const repository = await this.state.repository(env, request.waitUntil)
+    const repository = await this.state.repository(env, request.waitUntil, { name, selector })
     const { target, rule } = route(repository, name, selector, request.header, this.random)
     const limits = isolateLimits(env)
     this.isolateGate.configure(limits.maxConcurrent, limits.maxQueue)

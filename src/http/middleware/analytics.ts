@@ -49,6 +49,7 @@ export function analytics(): MiddlewareHandler<AppEnv> {
     if (!dataset) return next()
     const writer = new PointWriter(dataset)
     const state = isolate()
+    state.analytics.requestStarted()
     const url = new URL(c.req.url)
     const inference = inferenceRoute(c.req.method, url.pathname)
     if (!inference) {
