@@ -16,6 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs module without type declarations
 import { eventsIn, workerdProcesses } from '../../bench/measure.mjs'
 // @ts-expect-error: a plain .mjs script without type declarations
+import { inspectWorker } from '../../scripts/dev/js-heap.mjs'
+// @ts-expect-error: a plain .mjs script without type declarations
 import { ZOO } from '../../scripts/dev/zoo.mjs'
 import { binaryInfer } from '../support/binary-infer'
 import { random } from '../support/random'
@@ -35,12 +37,23 @@ const HEAP_CAP_BYTES = 96 * MiB
  * what it collected) may rise, in any round from the second on, above the second round's floor.
  * Measured (docs/memory.md, "The zoo soak in wrangler dev"): from round 2 to round 3 the floor moved by
  * −21 to +34 MiB in seven runs (the wasm heap reaches its cap in round 3); within a round, RSS
- * swings by up to ~150 MiB (likely a rebuilt heap's old instance until V8 collects it). 64 MiB is
- * about twice the largest early rise. What it catches in three rounds: a wasm instance kept after
- * each rebuild (96 MiB; the zoo rebuilds the heap about once a round), or a model's weights kept per
- * request (13 requests a round, 1.6–14 MB each). Over 50 rounds it catches slower growth too.
+ * swings by up to ~150 MiB (garbage, a rebuilt heap's old instance among it, until V8 collects it:
+ * counted over the inspector, no old instance outlives a collection). 64 MiB is about twice the
+ * largest early rise. What it catches in three rounds: a wasm instance kept after each rebuild
+ * (96 MiB; the zoo rebuilds the heap about once a round), or a model's weights kept per request (13
+ * requests a round, 1.6–14 MB each). Over 50 rounds it catches slower growth too, and still fails on
+ * workerd's own allocator growing with each model load (docs/memory.md).
  */
 const FLAT_MIB = 64
+/**
+ * How far the isolate's JavaScript heap (V8's used size after a full collection, read over the
+ * inspector after each round) may rise, in MB, from the second round to any later one. tfjs-layers'
+ * caches of sorted graphs kept every disposed layers model reachable, up to 100 of them: +0.45 MB a
+ * round here (two layers models reloaded a round; ~+21 MB by round 50), until runtime/servable.ts
+ * emptied them at each disposal. Since, 50 rounds rose by 4.2 MB at most (V8's optimized code and
+ * strings, slowly): 8 MB is about twice that.
+ */
+const JS_FLAT_MB = 8
 /** Photographs (skimage's samples) in the formats the decoders take. */
 const PHOTOS = [
   'chelsea-small.jpg',
@@ -163,6 +176,11 @@ describe(`the zoo in one wrangler dev, ${ROUNDS} rounds of random 1–4-row requ
         metadata.set(name, answer.json.inputs)
       }
 
+      // The inspector session: a full collection after each round, then the JS heap's size and RSS ("settled").
+      const inspector = (await inspectWorker(server.inspectorPort, server.url)) as {
+        afterGc(): Promise<{ usedSize: number }>
+        close(): void
+      }
       const failures: string[] = []
       /** Per round: workerd's RSS at its end, the lowest after any of its requests (the floor), its peak so far (VmHWM), the heap. */
       const rounds: {
@@ -171,6 +189,9 @@ describe(`the zoo in one wrangler dev, ${ROUNDS} rounds of random 1–4-row requ
         peak: number
         heap: number
         heapHighWater: number
+        /** RSS after the round's garbage was collected, and the JS heap's used size then (MB). */
+        settled: number
+        js: number
         seconds: number
       }[] = []
       let requests = 0
@@ -203,12 +224,16 @@ describe(`the zoo in one wrangler dev, ${ROUNDS} rounds of random 1–4-row requ
         }
         const heap = (await gauge('warmserve_wasm_heap_bytes')) ?? 0
         const heapHighWater = (await gauge('warmserve_wasm_heap_high_water_bytes')) ?? 0
-        rounds.push({ ...workerdMemory(), floor, heap, heapHighWater, seconds: (Date.now() - roundStarted) / 1000 })
+        const end = workerdMemory()
+        const js = (await inspector.afterGc()).usedSize / 1e6
+        const settled = workerdMemory().rss
+        rounds.push({ ...end, floor, heap, heapHighWater, settled, js, seconds: (Date.now() - roundStarted) / 1000 })
         const r = rounds.at(-1)!
         console.log(
-          `zoo soak round ${round}: RSS ${r.rss.toFixed(1)} MiB (floor ${r.floor.toFixed(1)}, peak ${r.peak.toFixed(1)}), heap ${heap} (high-water ${heapHighWater}), ${failures.length} not 200 so far, ${r.seconds.toFixed(0)} s; so far ${events()}`,
+          `zoo soak round ${round}: RSS ${r.rss.toFixed(1)} MiB (floor ${r.floor.toFixed(1)}, after a collection ${settled.toFixed(1)}, peak ${r.peak.toFixed(1)}), JS heap ${js.toFixed(1)} MB, heap ${heap} (high-water ${heapHighWater}), ${failures.length} not 200 so far, ${r.seconds.toFixed(0)} s; so far ${events()}`,
         )
       }
+      inspector.close()
       const mib = (x: number) => x.toFixed(1)
       const floors = rounds.slice(1).map((r) => r.floor)
       const ends = rounds.slice(1).map((r) => r.rss)
@@ -219,7 +244,8 @@ describe(`the zoo in one wrangler dev, ${ROUNDS} rounds of random 1–4-row requ
           `wasm heap high-water ${heapHighWater} of ${HEAP_CAP_BYTES} bytes; ${events()}`,
           `workerd RSS (MiB) at the end of round 1 ${mib(rounds[0]!.rss)}, round 2 ${mib(rounds[1]?.rss ?? NaN)}, rounds 2..${ROUNDS} min ${mib(Math.min(...ends))} max ${mib(Math.max(...ends))}; ` +
             `floor (lowest after any request of the round) round 1 ${mib(rounds[0]!.floor)}, round 2 ${mib(rounds[1]?.floor ?? NaN)}, rounds 2..${ROUNDS} min ${mib(Math.min(...floors))} max ${mib(Math.max(...floors))}; peak (VmHWM) ${mib(rounds.at(-1)!.peak)}`,
-          `per round (end/floor/peak MiB, s): ${rounds.map((r, i) => `${i + 1}:${mib(r.rss)}/${mib(r.floor)}/${mib(r.peak)}/${r.seconds.toFixed(0)}s`).join(' ')}`,
+          `after a collection: RSS (MiB) round 1 ${mib(rounds[0]!.settled)}, round 2 ${mib(rounds[1]?.settled ?? NaN)}, last ${mib(rounds.at(-1)!.settled)}, rounds 2..${ROUNDS} max ${mib(Math.max(...rounds.slice(1).map((r) => r.settled)))}; JS heap (MB) round 2 ${mib(rounds[1]?.js ?? NaN)}, last ${mib(rounds.at(-1)!.js)}, max ${mib(Math.max(...rounds.slice(1).map((r) => r.js)))}`,
+          `per round (end/floor/settled/peak MiB, JS MB, s): ${rounds.map((r, i) => `${i + 1}:${mib(r.rss)}/${mib(r.floor)}/${mib(r.settled)}/${mib(r.peak)}/${mib(r.js)}/${r.seconds.toFixed(0)}s`).join(' ')}`,
         ].join('\n'),
       )
       expect(failures).toEqual([])
@@ -227,6 +253,9 @@ describe(`the zoo in one wrangler dev, ${ROUNDS} rounds of random 1–4-row requ
       expect(heapHighWater).toBeLessThanOrEqual(HEAP_CAP_BYTES)
       // Flat: no round from the second on has a floor more than FLAT_MIB above the second round's.
       expect(ROUNDS, 'flat needs a third round to compare with the second').toBeGreaterThanOrEqual(3)
+      expect(Math.max(...rounds.slice(1).map((r) => r.js)) - rounds[1]!.js, 'JS heap rise (MB)').toBeLessThanOrEqual(
+        JS_FLAT_MB,
+      )
       expect(Math.max(...floors) - rounds[1]!.floor).toBeLessThanOrEqual(FLAT_MIB)
     },
     ROUNDS * 120_000,
