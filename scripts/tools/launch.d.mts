@@ -55,6 +55,8 @@ export interface Launched {
 export interface WranglerDev extends Launched {
   /** wrangler's process group: wrangler and the workerd processes it started. */
   pgid: number | undefined
+  /** The port of wrangler's inspector proxy (the Worker's isolate over the DevTools protocol). */
+  inspectorPort: number
 }
 
 /** Starts `wrangler dev` on 127.0.0.1, as `npm run dev` does, with its own state folder. */

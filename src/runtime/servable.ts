@@ -83,6 +83,26 @@ function servableOf(
   return { format, signature, weightBytes, footprint, run, dispose: () => model.dispose() }
 }
 
+/** tfjs-layers' flag sizing the two caches `forgetLayersGraphs` empties (100 entries by default). */
+const SORT_CACHE_FLAG = 'TOPOLOGICAL_SORT_CACHE_MAX_ENTRIES'
+
+/**
+ * Empties tfjs-layers' caches of sorted graphs. tfjs-layers 4.22 keeps, for every set of tensors a
+ * layers model has run, its graph topologically sorted, in two module-level LRU caches of 100 entries
+ * (`cachedSorted` and `cachedRecipientCounts` in `dist/engine/executor.js`), keyed by the names of
+ * its output tensors, which tfjs-layers makes unique for each model it builds: a disposed model stays
+ * reachable through them — every layer, variable wrapper and symbolic tensor of it — until 100 later
+ * keys push it out, so an isolate that loads layers models again and again holds up to 100 dead ones
+ * (docs/memory.md, "The zoo soak in wrangler dev"). The flag's hook is the package's only way in:
+ * set to 0 it drops every entry, set back it allows 100 again. Models still loaded sort again on
+ * their next run, which costs a walk of their graph.
+ */
+function forgetLayersGraphs(): void {
+  const entries = tf.env().getNumber(SORT_CACHE_FLAG)
+  tf.env().set(SORT_CACHE_FLAG, 0)
+  tf.env().set(SORT_CACHE_FLAG, entries)
+}
+
 function layersServable(model: LayersModel, weightBytes: number, footprint: Footprint): Servable {
   // Named after their layers, as Keras names a signature's keys. (A Sequential model loaded from
   // JSON leaves inputNames/outputNames empty until it is built, so they cannot be relied on.)
@@ -94,7 +114,14 @@ function layersServable(model: LayersModel, weightBytes: number, footprint: Foot
   })
   const inputs = model.inputs.map(spec)
   const outputs = model.outputs.map(spec)
-  return servableOf('layers-model', model, { inputs, outputs }, weightBytes, footprint, async (feeds) => {
+  // Disposed, the model leaves tfjs-layers' caches too, or they keep it reachable (forgetLayersGraphs).
+  const disposable = {
+    dispose: () => {
+      model.dispose()
+      forgetLayersGraphs()
+    },
+  }
+  return servableOf('layers-model', disposable, { inputs, outputs }, weightBytes, footprint, async (feeds) => {
     const xs = inputs.map((s) => feeds[s.name]!)
     // predictOnBatch runs the whole batch at once; predict() would split it into chunks of 32.
     const ys = tf.tidy(() => model.predictOnBatch(xs.length === 1 ? xs[0]! : xs))
