@@ -306,14 +306,36 @@ export function handMarkdown(hand) {
     )
 
   const extra = (key) => l[`ws:${key}`]?.p50 - l[`hand:${key}`]?.p50
+  /** "0.19 ms more than" or "0.25 ms less than". */
+  const moreOrLess = (ms) => `${f2(Math.abs(ms))} ms ${ms >= 0 ? 'more' : 'less'} than`
+  const busy = (hand.load?.[0] ?? 0) > 3
+  // The JSON target: what warmserve's reading may cost beyond its binary request, for 0.80× the hand-written JSON one.
+  const jsonRoom = 0.8 * l['hand:image-json']?.p50 - l['ws:image-binary']?.p50
   out.push(
     '',
-    `Reading: of iris's extra ${f2(extra('iris'))} ms, ${f2(extra('noop'))} ms is the no-op's extra (what every warmserve request passes`,
-    'through: router and middleware; the access-log line only with `ACCESS_LOG = "all"`, and by default only for 4xx/5xx) and the rest is the predict route (body reading with its deadline, validation,',
+    `Reading: iris's answer takes warmserve ${moreOrLess(extra('iris'))} the hand-written Worker's; the no-op ${moreOrLess(extra('noop'))} it (what every warmserve request passes`,
+    'through: router and middleware; the access-log line only with `ACCESS_LOG = "all"`, and by default only for 4xx/5xx), so the rest is the predict route (body reading with its deadline, validation,',
     'traffic control, the answer); docs/hand-written-floor.md#the-request-path breaks both down, measured inside workerd. The',
-    `image model's JSON request costs ${f2(extra('image-json'))} ms more than \`JSON.parse\` + \`tf.tensor\` where the 0.80× target needs warmserve's`,
-    `own reader to save ${f2(l['hand:image-json']?.p50 * 0.2)} ms; the binary request is ${f2(l['ws:image-binary']?.p50 / l['hand:image-binary']?.p50)}× the hand-written one. Under this run's load every CPU millisecond reads`,
-    'as several on the wall clock, so the absolute figures are inflated; the ratios are the comparison.',
+    `image model's JSON request takes ${moreOrLess(extra('image-json'))} \`JSON.parse\` + \`tf.tensor\`, where the 0.80× target needs warmserve's`,
+    `own reader to save ${f2(l['hand:image-json']?.p50 * 0.2)} ms; the binary request is ${f2(l['ws:image-binary']?.p50 / l['hand:image-binary']?.p50)}× the hand-written one.` +
+      (busy
+        ? " Under this run's load every CPU millisecond reads as several on the wall clock, so the absolute figures are inflated; the ratios are the comparison."
+        : ''),
+    '',
+    'Where a target is missed, the measured cause and what would close it:',
+    '',
+    "- **iris** (the predict route's own work, a few hundred µs in all): `readJson`'s guarded read (the `BODY_READ_TIMEOUT_MS`",
+    '  deadline and the size checks), traffic control (slot, lease, the request-memory reservation), the signature checks and',
+    "  the answer's JSON, each tens of µs (docs/hand-written-floor.md). Each is a safety check; what would close the rest is making",
+    '  them cheaper still: the lease taken without a promise when the model is resident, one promise for the guarded read.',
+    `- **the image model as JSON**: for 0.80× the reading may cost ${f2(jsonRoom)} ms beyond warmserve's binary request. The body is`,
+    "  979 555 bytes of 17-digit float32s (5× its binary form); in plain workerd warmserve's reader reads it in 0.8–0.9× the time of",
+    '  `JSON.parse` + flattening (6.7–8.3 ms against 7.4–9.1 ms at a load average of 7; ~220 MB/s). What would close it: a reader',
+    '  several times faster (SIMD in wasm, ~1 GB/s), or clients sending the 9 digits a float32 needs; the binary form meets its target.',
+    "- **cold iris**: warmserve's first answer still holds the R2 pointer's first read (about 13 ms of CPU under Miniflare, where R2",
+    '  runs in the same workerd thread; deployed, R2 is remote and the model loads while it is read) and the warmup: the model run',
+    '  once to measure it, then again to answer. What would close it: when the index has measured the version, take the batch-1',
+    "  measurement from the first request's own run (docs/hand-written-floor.md).",
   )
   const models = [...new Set(hand.cold.map((t) => t.model))]
   out.push(
