@@ -371,7 +371,12 @@ class Reader {
     const counts: number[] = []
     let rank = -1
     let depth = 0
-    let values = new Float32Array(Math.max(0, Math.min(1024, this.maxElements - this.elements)))
+    // Room for every number the rest of the body can hold (a number and its comma take 2 bytes at
+    // least), within the elements left: one buffer, where growing it by doubling left as much again in
+    // outgrown buffers for the collector (docs/memory.md, "Requests' JavaScript").
+    let values = new Float32Array(
+      Math.max(0, Math.min((b.length - this.at + 1) >> 1, this.maxElements - this.elements)),
+    )
     let filled = 0
     let inRange = true
     const start = this.at
@@ -425,7 +430,8 @@ class Reader {
           return new PackedTensor(
             shape,
             () => this.doubles(start, end, filled),
-            inRange ? (filled === values.length ? values : values.slice(0, filled)) : undefined,
+            // The numbers in place when they fill most of the buffer; a copy of them when they fill little of it.
+            inRange ? (filled * 2 >= values.length ? values.subarray(0, filled) : values.slice(0, filled)) : undefined,
           )
         }
         depth--
