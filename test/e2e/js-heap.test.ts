@@ -83,6 +83,13 @@ describe("the Worker's JavaScript heap in workerd", () => {
       // The pool, or one body alone when it is larger than the pool (it then runs alone).
       requests: Math.max(DEFAULTS.REQUEST_MEMORY_BYTES, JSON_BYTES_FACTOR * DEFAULTS.MAX_BODY_BYTES),
     }
+    // What requests leave for the collector: V8 frees an ArrayBuffer's memory only when it collects it,
+    // and it forces a collection for them when the memory outside its heap has grown by its external
+    // allocation soft limit (64 MB, kExternalAllocationSoftLimit) since the last. So a finished request's
+    // body and numbers, or an image's decoded RGBA, may still count while the next runs: the sampled
+    // peaks hold them. Alone this step's peak was 35.8–41.3 MB of ArrayBuffers; inside the whole suite,
+    // whose other work delays collections, 81.2 MB (docs/memory.md).
+    const uncollected = 64 * MiB
     const measured = { rest: 0, tf: 0, decoderHeap: 0, requests: 0, sum: 0 }
     for (const [i, step] of steps.entries()) {
       const before = steps[Math.max(0, i - 1)]!
@@ -91,7 +98,9 @@ describe("the Worker's JavaScript heap in workerd", () => {
           Math.max(0, step.peak.backingStorageSize - before.backingStorageSize)
         : 0
       const decoderHeap = /JPEG|WEBP|four/.test(step.step) ? step.wasm.decoderHighWater : 0
-      expect(transient + decoderHeap, step.step).toBeLessThanOrEqual(bounds.requests + (decoderHeap && bounds.decode))
+      expect(transient + decoderHeap, step.step).toBeLessThanOrEqual(
+        bounds.requests + (decoderHeap && bounds.decode) + uncollected,
+      )
       measured.rest = Math.max(measured.rest, step.totalSize + step.backingStorageSize)
       measured.tf = Math.max(measured.tf, step.wasm.tf)
       measured.decoderHeap = Math.max(measured.decoderHeap, decoderHeap)
@@ -101,10 +110,10 @@ describe("the Worker's JavaScript heap in workerd", () => {
         before.totalSize + before.backingStorageSize + transient + step.wasm.tf + decoderHeap,
       )
     }
-    const boundSum = bounds.rest + bounds.tf + bounds.decode + bounds.requests
+    const boundSum = bounds.rest + bounds.tf + bounds.decode + bounds.requests + uncollected
     console.log(
       `the isolate's memory by term, measured (bound): at rest ${mb(measured.rest)} (${mb(bounds.rest)}), tf.js heap ${mb(measured.tf)} (${mb(bounds.tf)}), ` +
-        `decoder heap ${mb(measured.decoderHeap)} and requests while they run ${mb(measured.requests)} (${mb(bounds.decode)} + ${mb(bounds.requests)}); ` +
+        `decoder heap ${mb(measured.decoderHeap)} and requests while they run ${mb(measured.requests)} (${mb(bounds.decode)} + ${mb(bounds.requests)}, and up to ${mb(uncollected)} not yet collected); ` +
         `the most at once ${mb(measured.sum)}, the bounds' sum ${mb(boundSum)}, the isolate ${mb(ISOLATE_MEMORY_BYTES)}`,
     )
     expect(measured.tf).toBeLessThanOrEqual(bounds.tf)
