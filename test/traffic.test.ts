@@ -371,13 +371,18 @@ describe('admission limits', () => {
 })
 
 describe('REQUEST_MEMORY_BYTES', () => {
-  it('makes a request wait, not fail, while the bodies in flight hold the pool, and lets it in when they end', async () => {
-    // A 1000-byte pool: the held chunked body reserves all of it (MAX_BODY_BYTES, capped at the pool).
+  /** A 1000-byte pool, all of it reserved by a request whose chunked body is held (MAX_BODY_BYTES, capped at the pool). */
+  async function poolHeld() {
     const bindings = { ...env, REQUEST_MEMORY_BYTES: '1000' } as Env
     await configure({}, bindings)
     const memory = isolate().traffic.memory
     const held = heldRequest(PREDICT, bindings)
     await until(() => memory.used === 1000, 'the held request to reserve the pool')
+    return { bindings, memory, held }
+  }
+
+  it('makes a request wait, not fail, while the bodies in flight hold the pool, and lets it in when they end', async () => {
+    const { bindings, memory, held } = await poolHeld()
     // 7 × its 40-odd bytes of JSON: waits behind the held body, where it would have run at once.
     const small = post(PREDICT, { instances: [SETOSA] }, {}, bindings)
     await until(() => memory.queued === 1, 'the small request to wait for room')
@@ -414,11 +419,7 @@ describe('REQUEST_MEMORY_BYTES', () => {
   })
 
   it('gives the room back when a waiting client leaves', async () => {
-    const bindings = { ...env, REQUEST_MEMORY_BYTES: '1000' } as Env
-    await configure({}, bindings)
-    const memory = isolate().traffic.memory
-    const held = heldRequest(PREDICT, bindings)
-    await until(() => memory.used === 1000, 'the held request to reserve the pool')
+    const { bindings, memory, held } = await poolHeld()
     const client = new AbortController()
     const gone = call(
       PREDICT,
