@@ -5,9 +5,10 @@
  * block is its DC coefficient alone.
  *
  * Each 8×8 block becomes N×N pixels (N = 8 / scale) by the N-point inverse DCT of its N×N lowest
- * frequencies (libjpeg 7+'s jpeg_idct_4x4 and 2x2 do the same), so the coefficients past them are
- * only skipped, never built. A subsampled chroma component is transformed at up to twice that size
- * where its sampling allows (libjpeg's scaled chroma), else replicated; YCbCr to RGB as JFIF says.
+ * frequencies (libjpeg 7+'s jpeg_idct_4x4 and 2x2 do the same); at 1/8 the AC coefficients are only
+ * skipped, never built. A subsampled chroma component is transformed at up to twice that size where
+ * its sampling allows (libjpeg's scaled chroma), else replicated; YCbCr to RGB by libjpeg-turbo's
+ * tables. Or, decodeSampledJpeg: the full-size pixels at chosen points only.
  * Served: baseline and extended Huffman-coded frames (SOF0, SOF1), 8-bit, 1 or 3 components, any
  * sampling factors, interleaved or not, restart intervals. Everything else takes mozjpeg at full
  * size (decode.ts). Corrupt or truncated data is a 400; the work is bounded by the frame's block
@@ -130,25 +131,6 @@ function basis(n: number): Float64Array {
   return table
 }
 const BASES: Record<number, Float64Array> = { 2: basis(2), 4: basis(4), 8: basis(8) }
-
-/**
- * For each IDCT size N, the highest zigzag index inside the N×N low frequencies (coefficients after
- * it are skipped), and each zigzag index's place in the N×N block, or −1 outside it.
- */
-const KEEP: Record<number, { last: number; place: Int8Array }> = {}
-for (const n of [1, 2, 4, 8]) {
-  const place = new Int8Array(64).fill(-1)
-  let last = 0
-  for (let k = 0; k < 64; k++) {
-    const row = ZIGZAG[k]! >> 3
-    const col = ZIGZAG[k]! & 7
-    if (row < n && col < n) {
-      place[k] = row * n + col
-      last = k
-    }
-  }
-  KEEP[n] = { last, place }
-}
 
 /**
  * YCbCr to RGB by libjpeg-turbo's tables (jdcolor.c, which mozjpeg shares): 16-bit fixed point,
@@ -461,7 +443,7 @@ function decodeScan(
   const tables = scanned.map((c) => {
     const q = quant[c.quant]
     if (!q) throw corrupt('a component uses a quantization table it has not defined')
-    return lowFrequencies(q, c.n)
+    return q
   })
 
   const bits = new BitReader(bytes, start, corrupt)
@@ -645,7 +627,7 @@ class BitReader {
 
   /**
    * A block's AC coefficients, dequantized by `q` into `coefficients` (natural order, zeroed by the
-   * caller): the sampled decode's loop, which keeps every coefficient. The bit state in locals, as
+   * caller): every block but a 1/8 one's, scaled or sampled. The bit state in locals, as
    * dcOnly; a code longer than LOOKUP_BITS the general way. Returns which rows (bits 0–7) and
    * columns (bits 8–15) of frequencies hold a coefficient besides the DC.
    */
@@ -734,29 +716,20 @@ function decodeBlock(
   columns: Float64Array,
 ): void {
   const { ac, n, plane } = component
-  const table = ac!
-  if (component.sampled) {
-    coefficients.fill(0)
-    coefficients[0] = dc * q[0]!
-    const held = bits.acInto(table, coefficients, q) | 0x101
-    sampleBlock(coefficients, held & 0xff, held >> 8, component.sampled, row, col, columns)
-    return
-  }
-  const { last, place } = KEEP[n]!
-  coefficients.fill(0, 0, n * n)
+  coefficients.fill(0)
   coefficients[0] = dc * q[0]!
-  for (let k = 1; k < 64; k++) {
-    const rs = bits.symbol(table)
-    const size = rs & 15
-    if (size) {
-      k += rs >> 4
-      const at = k <= last ? place[k]! : -1
-      if (at >= 0) coefficients[at] = bits.receive(size) * q[at]!
-      else bits.skip(size)
-    } else if (rs === 0xf0) k += 15
-    else break
-  }
-  idct(coefficients, n, columns, plane, (row * component.blocksWide * n + col) * n, component.blocksWide * n)
+  const held = bits.acInto(ac!, coefficients, q) | 0x101
+  if (component.sampled) sampleBlock(coefficients, held & 0xff, held >> 8, component.sampled, row, col, columns)
+  else
+    idct(
+      coefficients,
+      held & 0xff,
+      n,
+      columns,
+      plane,
+      (row * component.blocksWide * n + col) * n,
+      component.blocksWide * n,
+    )
 }
 
 /**
@@ -809,21 +782,16 @@ function sampleBlock(
 
 const clampPixel = (pixel: number) => (pixel < 0 ? 0 : pixel > 255 ? 255 : pixel)
 
-/** A quantization table's N×N low frequencies, row-major. */
-function lowFrequencies(q: Float64Array, n: number): Float64Array {
-  const out = new Float64Array(n * n)
-  for (let r = 0; r < n; r++) for (let c = 0; c < n; c++) out[r * n + c] = q[r * 8 + c]!
-  return out
-}
-
 /**
- * The N-point 2-D inverse DCT of the first N×N (dequantized) coefficients, +128, clamped, into `plane` at
- * `offset` with row stride `stride`. The 8-point transform's 1/8 normalization becomes, at N
- * points, the same sums over fewer terms (see BASES): pixel centers of the reduced block sample
- * the block's continuous cosine series.
+ * The N-point 2-D inverse DCT of the first N×N of a block's (dequantized, natural-order) coefficients,
+ * +128, clamped, into `plane` at `offset` with row stride `stride`. The 8-point transform's 1/8
+ * normalization becomes, at N points, the same sums over fewer terms (see BASES): pixel centers of the
+ * reduced block sample the block's continuous cosine series. `rows` marks the rows of frequencies
+ * holding a coefficient (acInto); the others add nothing.
  */
 function idct(
   coefficients: Float64Array,
+  rows: number,
   n: number,
   columns: Float64Array,
   plane: Uint8Array,
@@ -833,11 +801,10 @@ function idct(
   const b = BASES[n]!
   // Rows first: columns[u·n + m] = Σ_v C(v)/2·cos(…)·F(u, v); a row of zeros (most of them) stays zero.
   for (let u = 0; u < n; u++) {
-    let any = false
-    for (let v = 0; v < n; v++) if (coefficients[u * n + v] !== 0) any = true
+    const any = rows & (1 << u)
     for (let m = 0; m < n; m++) {
       let sum = 0
-      if (any) for (let v = 0; v < n; v++) sum += b[m * n + v]! * coefficients[u * n + v]!
+      if (any) for (let v = 0; v < n; v++) sum += b[m * n + v]! * coefficients[u * 8 + v]!
       columns[u * n + m] = sum
     }
   }
@@ -845,8 +812,7 @@ function idct(
     for (let x = 0; x < n; x++) {
       let sum = 0
       for (let u = 0; u < n; u++) sum += b[y * n + u]! * columns[u * n + x]!
-      const pixel = Math.round(sum) + 128
-      plane[offset + y * stride + x] = pixel < 0 ? 0 : pixel > 255 ? 255 : pixel
+      plane[offset + y * stride + x] = clampPixel(Math.round(sum) + 128)
     }
   }
 }
