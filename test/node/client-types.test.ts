@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { describe, expect, inject, it } from 'vitest'
 import { ROOT } from '../../scripts/tools/launch.mjs'
 
-/** The most a check may take, at the lowest priority on a busy machine, before the test fails. */
+/** The most a check may take on a busy machine, once the test waits for it, before the test fails. */
 const DEADLINE_MS = 100_000
 
 async function result(name: string): Promise<{ code: number | null; output: string }> {
