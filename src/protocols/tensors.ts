@@ -143,7 +143,9 @@ export function toTypedArray(
     convert.floatLimit === FLOAT32_MAX
   )
     return flat.float32
-  const { values, shape } = flat
+  const { shape } = flat
+  // A packed tensor's doubles are not made into a buffer here (below).
+  const values = flat instanceof PackedTensor ? { length: flat.size } : flat.values
   const at = (i: number) => {
     const index: number[] = []
     for (let d = shape.length - 1, rest = i; d >= 0; d--) {
@@ -159,17 +161,18 @@ export function toTypedArray(
         ? new Int32Array(values.length)
         : new Uint8Array(values.length)
   let i = 0
-  // Numbers read from the body (json-tensors.ts) into a float32 input: only the range can fail,
-  // checked inline; the first value out of range goes to `convert` below, which says why.
-  const limit = convert.floatLimit
-  if (limit !== undefined && values instanceof Float64Array && out instanceof Float32Array) {
-    for (; i < values.length; i++) {
-      const v = values[i]!
-      if (!(v <= limit && v >= -limit)) break
-      out[i] = v
-    }
-  }
   try {
+    if (flat instanceof PackedTensor) {
+      // Numbers read from the body (json-tensors.ts): their doubles handed over one by one, so no buffer
+      // of doubles is held beside `out`. Into a float32 input only the range can fail, checked inline;
+      // a value out of range goes to `convert`, which says why.
+      const limit = out instanceof Float32Array ? convert.floatLimit : undefined
+      flat.eachValue((v, j) => {
+        i = j
+        out[j] = limit !== undefined && v <= limit && v >= -limit ? v : convert(v)
+      })
+      return out
+    }
     for (; i < values.length; i++) out[i] = convert(values[i])
   } catch (error) {
     // The location is built only for the value that failed: building it per element costs more than the check.
