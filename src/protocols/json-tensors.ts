@@ -150,7 +150,10 @@ class Reader {
     if (this.floats && this.floatsUsed * 2 < this.floats.length) {
       const fitted = this.floats.slice(0, this.floatsUsed)
       for (const [tensor, from] of this.packed) tensor.moveTo(fitted, from)
+      // The reader lives on in the tensors' doubles (read on demand): it must not keep the large buffer.
+      this.floats = fitted
     }
+    this.packed.length = 0
     return value
   }
 
