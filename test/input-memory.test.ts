@@ -8,7 +8,9 @@
 import { env } from 'cloudflare:workers'
 import { describe, expect, it, vi } from 'vitest'
 import { isolate, resetIsolate } from '../src/isolate'
+import { reservedTensor } from '../src/cache/memory-gate'
 import { decoderHeapBytes, decoderHeapHighWaterBytes } from '../src/protocols/images/decode'
+import { activationBytes } from '../src/runtime/footprint'
 import { tf } from '../src/runtime/tf'
 import { binaryInfer, call, post } from './support/helpers'
 import { freshWasmIsolate } from './support/wasm-helpers'
@@ -167,4 +169,39 @@ describe('numeric inputs reserve their bytes before they are built', () => {
     expect(fits.status, fits.body.error).toBe(200)
     expect(fits.body.outputs).toEqual([1024, 1024, 1024, 1024])
   }, 120_000)
+
+  it("lets two requests whose inputs each take the room of the other's run both run, one after the other", async () => {
+    resetIsolate()
+    const { lease: probe } = await isolate().lease(env, 'digits')
+    const f = probe.model.footprint
+    const input = probe.model.signature.inputs[0]!.name
+    probe.release()
+    // Inputs of at most two thirds of a row's run each, so that both fit beside the model where a run fits.
+    const one = activationBytes(f, 1)!
+    const rows = Math.min(64, Math.floor(one / 1.5 / (28 * 28 * 4)))
+    expect(rows).toBeGreaterThan(0)
+    const inputBytes = rows * 28 * 28 * 4
+    const resident = modelStatus('digits/1')!.bytes
+    // Room for the model, a run of one row and half an input: not for one row beside the other's input.
+    const budget = withBudget(resident + one + inputBytes / 2)
+    const [a, b] = [await isolate().lease(budget, 'digits'), await isolate().lease(budget, 'digits')]
+    try {
+      const inputs = await Promise.all(
+        [a, b].map((_, i) => reservedTensor(inputBytes, `input ${i}`, () => tf.fill([rows, 28, 28, 1], i / 2))),
+      )
+      expect(ledger().used('input')).toBe(2 * inputBytes)
+      // The first run does not fit beside the second's input: it waits, giving up its own input's room, so
+      // the second runs; waiting holding it, the second would find nothing under way and answer 503.
+      const outputs = await Promise.all([a, b].map(({ lease }, i) => lease.model.run({ [input]: inputs[i]! })))
+      expect(outputs.map((o) => Object.values(o)[0]!.shape)).toEqual([
+        [rows, 10],
+        [rows, 10],
+      ])
+      tf.dispose([...inputs, ...outputs.flatMap((o) => Object.values(o))])
+      expect(ledger().used()).toBe(ledger().used('resident'))
+    } finally {
+      a.lease.release()
+      b.lease.release()
+    }
+  })
 })
