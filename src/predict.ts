@@ -185,9 +185,10 @@ async function run<T>(
 }
 
 /**
- * Builds the feeds; when the wasm heap cannot hold them (decoded images and their concatenation are
- * tensors on the heap too), evicts every idle model and builds them once more. Still too large beside
- * the model: a 413 with the figures, never a 500.
+ * Builds the feeds. Each input reserves its bytes in the budget, and room on the wasm heap, before it is
+ * made (cache/memory-gate.ts): one that cannot fit beside the model is a 413 with the figures there. When
+ * the heap fails an allocation anyway (its free space in pieces), evicts every idle model and builds them
+ * once more; still too large beside the model: a 413 with the figures, never a 500.
  */
 async function buildFeeds<T>(
   spec: PredictionSpec<T>,
@@ -209,7 +210,7 @@ async function buildFeeds<T>(
         throw new ApiError(
           413,
           `${held.lease.key}: this request's inputs need a tensor of ${e.bytes} bytes, and the wasm heap (${e.heapBytes} of at most ${e.maxHeapBytes} bytes) ` +
-            `cannot hold it beside the model; send fewer rows or smaller images`,
+            `cannot hold it beside the model; send fewer rows or smaller inputs`,
         )
       }
     }

@@ -1,15 +1,18 @@
 /**
- * More of the isolate's memory in the budget (issue 22, items 6 and 7): a decode while it runs, and a
- * request's input rows and their concatenation, reserved before they are made; the decoders keep no
- * heap between decodes. Real photographs (test/fixtures/models/_images/) into nsfwjs's stock MobileNetV2
- * with an image input (`nsfw-images`, test/setup/assets.ts), under the default settings.
+ * More of the isolate's memory in the budget (issue 22, items 6 and 7): a decode while it runs, a
+ * request's input rows and their concatenation, and numeric input tensors, reserved before they are
+ * made; the decoders keep no heap between decodes. Real photographs (test/fixtures/models/_images/) into
+ * nsfwjs's stock MobileNetV2 with an image input (`nsfw-images`, test/setup/assets.ts), under the
+ * default settings.
  */
 import { env } from 'cloudflare:workers'
-import { describe, expect, it } from 'vitest'
-import { isolate } from '../src/isolate'
+import { describe, expect, it, vi } from 'vitest'
+import { isolate, resetIsolate } from '../src/isolate'
+import { reservedTensor } from '../src/cache/memory-gate'
 import { decoderHeapBytes, decoderHeapHighWaterBytes } from '../src/protocols/images/decode'
+import { activationBytes } from '../src/runtime/footprint'
 import { tf } from '../src/runtime/tf'
-import { post } from './support/helpers'
+import { binaryInfer, call, post } from './support/helpers'
 import { freshWasmIsolate } from './support/wasm-helpers'
 import { base64, photo as photoBytes } from './support/photos'
 
@@ -74,4 +77,131 @@ describe('the budget counts what images take', () => {
     expect(ledger().used()).toBe(ledger().used('resident'))
     expect(ledger().highWater).toBeLessThanOrEqual(ledger().limit)
   }, 300_000)
+})
+
+/** `rowsum-batched` sums each row of x [n, m]: its activations are its n sums, far less than its input. */
+const ROWSUM = 'rowsum-batched'
+const modelStatus = (key: string, bindings: Env = env) =>
+  isolate()
+    .status(bindings)
+    .models.find((m) => m.key === key)
+const withBudget = (budget: number) => ({ ...env, CACHE_BUDGET_BYTES: String(budget) }) as Env
+
+/** Sums `rows` rows of `columns` ones through TF Serving's columnar JSON (the packed reader's path). */
+async function rowsums(rows: number, columns: number, bindings: Env = env) {
+  const row = `[${Array(columns).fill(1).join(',')}]`
+  const res = await call(
+    `/v1/models/${ROWSUM}:predict`,
+    {
+      method: 'POST',
+      body: `{"inputs":{"x":[${Array(rows).fill(row).join(',')}]}}`,
+      headers: { 'content-type': 'application/json' },
+    },
+    bindings,
+  )
+  return { status: res.status, body: await res.json<{ outputs?: number[]; error?: string }>() }
+}
+
+describe('numeric inputs reserve their bytes before they are built', () => {
+  freshWasmIsolate()
+
+  it('evicts an idle model for an input that cannot fit beside it before the tensor is made, not after a failed allocation', async () => {
+    resetIsolate()
+    // digits resident and idle; rowsum measured by a first small request (its inputs have an unknown dimension).
+    expect((await call('/v2/models/digits/ready')).status).toBe(200)
+    expect((await rowsums(1, 1024)).status).toBe(200)
+    const digits = modelStatus('digits/1')!
+    const sum = modelStatus(`${ROWSUM}/1`)!
+    // Room beside both models for a run of this model (a few bytes of sums), not for its 1.5× larger input.
+    const room = digits.bytes
+    const budget = withBudget(digits.bytes + sum.bytes + room)
+    const [rows, columns] = [16, Math.ceil((1.5 * room) / 16 / 4)]
+    const inputBytes = rows * columns * 4
+    const evictions = isolate().status(budget).counters.evictions
+    // When digits goes, what tf.js holds: the input must not be made yet.
+    const tensorBytes = tf.memory().numBytes
+    let evicted: { reason?: string; tensorBytes: number } | undefined
+    const info = vi.spyOn(console, 'log').mockImplementation((line: unknown) => {
+      const entry = JSON.parse(String(line)) as { event?: string; model?: string; reason?: string }
+      if (entry.event === 'model.evicted' && entry.model === 'digits/1')
+        evicted = { reason: entry.reason, tensorBytes: tf.memory().numBytes }
+    })
+    let res: Awaited<ReturnType<typeof rowsums>>
+    try {
+      res = await rowsums(rows, columns, budget)
+    } finally {
+      info.mockRestore()
+    }
+    expect(res.status, res.body.error).toBe(200)
+    expect(res.body.outputs).toEqual(Array(rows).fill(columns))
+    expect(modelStatus('digits/1', budget)).toBeUndefined()
+    expect(isolate().status(budget).counters.evictions).toBe(evictions + 1)
+    // Evicted for the budget (an allocation that failed would evict for the heap), with the input not yet on it.
+    expect(evicted?.reason).toBe('budget')
+    expect(evicted!.tensorBytes - tensorBytes).toBeLessThan(inputBytes)
+    // Nothing of the input is left in the budget: the model alone.
+    expect(ledger().used()).toBe(ledger().used('resident'))
+  }, 120_000)
+
+  it('refuses an input that cannot fit the budget beside its model with a 413 naming the figures, before it is made', async () => {
+    const sum = modelStatus(`${ROWSUM}/1`)!
+    const limit = sum.bytes + 1_000_000
+    const budget = withBudget(limit)
+    const [rows, columns] = [4, 65_536]
+    const tensors = tf.memory().numTensors
+    const data = new Float32Array(rows * columns).fill(1)
+    const res = await call(
+      `/v2/models/${ROWSUM}/infer`,
+      binaryInfer([{ name: 'x', datatype: 'FP32', shape: [rows, columns], data: new Uint8Array(data.buffer) }]),
+      budget,
+    )
+    const body = await res.json<{ error?: string }>()
+    console.log(`${rows}×${columns} floats beside ${ROWSUM} in a budget of ${limit}: ${res.status} ${body.error}`)
+    expect(res.status, body.error).toBe(413)
+    expect(body.error).toContain(
+      `input 'x' data (a [${rows}, ${columns}] float32 tensor) needs ${rows * columns * 4} bytes`,
+    )
+    expect(body.error).toContain(`cache budget of ${limit} bytes (CACHE_BUDGET_BYTES)`)
+    expect(tf.memory().numTensors).toBe(tensors)
+    expect(ledger().used()).toBe(ledger().used('resident'))
+    // The same model answers an input that fits.
+    const fits = await rowsums(4, 1024, budget)
+    expect(fits.status, fits.body.error).toBe(200)
+    expect(fits.body.outputs).toEqual([1024, 1024, 1024, 1024])
+  }, 120_000)
+
+  it("lets two requests whose inputs each take the room of the other's run both run, one after the other", async () => {
+    resetIsolate()
+    const { lease: probe } = await isolate().lease(env, 'digits')
+    const f = probe.model.footprint
+    const input = probe.model.signature.inputs[0]!.name
+    probe.release()
+    // Inputs of at most two thirds of a row's run each, so that both fit beside the model where a run fits.
+    const one = activationBytes(f, 1)!
+    const rows = Math.min(64, Math.floor(one / 1.5 / (28 * 28 * 4)))
+    expect(rows).toBeGreaterThan(0)
+    const inputBytes = rows * 28 * 28 * 4
+    const resident = modelStatus('digits/1')!.bytes
+    // Room for the model, a run of one row and half an input: not for one row beside the other's input.
+    const budget = withBudget(resident + one + inputBytes / 2)
+    const [a, b] = [await isolate().lease(budget, 'digits'), await isolate().lease(budget, 'digits')]
+    try {
+      const inputs = await Promise.all(
+        [a, b].map((_, i) => reservedTensor(inputBytes, `input ${i}`, () => tf.fill([rows, 28, 28, 1], i / 2))),
+      )
+      expect(ledger().used('input')).toBe(2 * inputBytes)
+      // The first run does not fit beside the second's input: it waits, giving up its own input's room, so
+      // the second runs; waiting holding it, the second would find nothing under way and answer 503.
+      const outputs = await Promise.all([a, b].map(({ lease }, i) => lease.model.run({ [input]: inputs[i]! })))
+      expect(outputs.map((o) => Object.values(o)[0]!.shape)).toEqual([
+        [rows, 10],
+        [rows, 10],
+      ])
+      tf.dispose([...inputs, ...outputs.flatMap((o) => Object.values(o))])
+      expect(ledger().used()).toBe(ledger().used('resident'))
+    } finally {
+      a.lease.release()
+      b.lease.release()
+    }
+  })
 })

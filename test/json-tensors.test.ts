@@ -10,7 +10,10 @@ import {
   unpack,
   V2_TENSORS,
 } from '../src/protocols/json-tensors'
-import { flatten } from '../src/protocols/tensors'
+import { converter, datatypeOf } from '../src/protocols/datatypes'
+import { flatten, makeTensor, toTypedArray } from '../src/protocols/tensors'
+import type { RequestLimits } from '../src/protocols/tensors'
+import type { TensorSpec } from '../src/runtime/signature'
 
 const RUNS = 200
 const encode = (text: string) => new TextEncoder().encode(text)
@@ -225,6 +228,126 @@ describe('the JSON tensor reader', () => {
     expect(tensorOf('')).toBeUndefined()
     expect((tensorOf('\ufeff{"instances":[2]}')?.instances as PackedTensor).values).toEqual(new Float64Array([2]))
     expect(tensorOf('{"signature_name":"caf\\u00e9 ☕","instances":[1]}')).toMatchObject({ signature_name: 'café ☕' })
+  })
+})
+
+describe('packed tensors into an input', () => {
+  const where = "input 'x'"
+  const spec = (dtype: 'float32' | 'int32'): TensorSpec => ({ name: 'x', tensorName: 'x:0', dtype, shape: [-1] })
+  /** The typed array (its bytes, so -0 and 0 differ) or the 400's message, from the packed reader or from JSON.parse. */
+  const typed = (texts: string[], dtype: 'float32' | 'int32', packed: boolean) => {
+    const text = `{"instances":[${texts.join(',')}]}`
+    const body = (packed ? readTensorJson(encode(text), TF_SERVING_TENSORS, 1e6) : JSON.parse(text)) as {
+      instances: unknown
+    }
+    if (packed) expect(body.instances).toBeInstanceOf(PackedTensor)
+    try {
+      const flat = flatten(body.instances, where, budget())
+      const out = toTypedArray(spec(dtype), flat, where, converter(datatypeOf(dtype), dtype, where))
+      return Array.from(new Uint8Array(out.buffer, out.byteOffset, out.byteLength))
+    } catch (error) {
+      return (error as Error).message
+    }
+  }
+  const TRICKY = [
+    '1e-45',
+    '1.4e-45',
+    '7e-46',
+    '3.4028235e38',
+    '3.4028234663852886e38',
+    '3.4028235677973366e38',
+    '3.5e38',
+    '-0',
+    '-0.0',
+    '0',
+    '16777217',
+    '16777216',
+    '-16777217',
+    '2147483647',
+    '2147483648',
+    '-2147483648',
+    '-2147483649',
+    '0.1',
+    '1.5',
+    '-2.5e0',
+    '1E3',
+    '25e-1',
+    '1e+2',
+    '5e-324',
+    '9007199254740993',
+    '0.30000000000000004',
+    '1e400',
+  ]
+
+  it('gives the float32 and int32 arrays of the general path (JSON.parse, then the converter) bit for bit, and the same refusals at the same index', () => {
+    for (const dtype of ['float32', 'int32'] as const) {
+      for (const t of TRICKY)
+        expect(typed(['1', t, '2'], dtype, true), `${dtype} ${t}`).toEqual(typed(['1', t, '2'], dtype, false))
+      expect(typed(TRICKY, dtype, true)).toEqual(typed(TRICKY, dtype, false))
+    }
+    expect(typed(['1', '1.5', '2'], 'int32', true)).toMatch(/^input 'x'\[1\]: .*1\.5/)
+    expect(typed(['0', '3.5e38'], 'float32', true)).toMatch(/^input 'x'\[1\]: 3\.5e\+38 is out of/)
+    fc.assert(
+      fc.property(
+        fc.array(numberText, { minLength: 1, maxLength: 20 }),
+        fc.constantFrom('float32', 'int32'),
+        (texts, dtype) => {
+          expect(typed(texts, dtype, true)).toEqual(typed(texts, dtype, false))
+        },
+      ),
+      { numRuns: RUNS },
+    )
+  })
+
+  it('checks input_limits on the doubles, as the general path does', async () => {
+    const limits: RequestLimits = {
+      maxBatch: 64,
+      batchRule: 'MAX_BATCH_SIZE',
+      elements: budget(),
+      ranges: { x: { min: 0, max: 0.3 } },
+      imagePixels: { left: 1, limit: 1 },
+    }
+    const made = async (text: string, packed: boolean) => {
+      const body = (packed ? readTensorJson(encode(text), TF_SERVING_TENSORS, 1e6) : JSON.parse(text)) as {
+        instances: unknown
+      }
+      try {
+        const flat = flatten(body.instances, where, budget())
+        const x = await makeTensor(spec('float32'), flat, where, converter('FP32', 'float32', where), limits, 'm')
+        const data = Array.from(await x.data())
+        x.dispose()
+        return data
+      } catch (error) {
+        return (error as Error).message
+      }
+    }
+    for (const text of [
+      '{"instances":[0.1,0.3,0]}',
+      '{"instances":[0.1,0.30000000000000004]}',
+      '{"instances":[-0,1e-45]}',
+    ]) {
+      expect(await made(text, true), text).toEqual(await made(text, false))
+    }
+    expect(await made('{"instances":[0.1,0.30000000000000004]}', true)).toMatch(
+      /\[1\]: 0.30000000000000004 is above the maximum 0.3/,
+    )
+  })
+
+  it('keeps the float32 values of every tensor of a body in one buffer, each a view of its own, of their size when they filled little of the first', () => {
+    const text = `{"inputs":{"a":[[1,2],[3,4]],"b":[5,6,7],"c":[0.5]}}`
+    const read = readTensorJson(encode(text), TF_SERVING_TENSORS, 1e6) as { inputs: Record<string, PackedTensor> }
+    const { a, b, c } = read.inputs
+    expect([...a!.float32!, ...b!.float32!, ...c!.float32!]).toEqual([1, 2, 3, 4, 5, 6, 7, 0.5])
+    expect(a!.float32!.buffer).toBe(b!.float32!.buffer)
+    expect(b!.float32!.buffer).toBe(c!.float32!.buffer)
+    // Made for the most numbers the body could hold (2 bytes of JSON each), then moved to a buffer of 8.
+    expect(a!.float32!.buffer.byteLength).toBe(8 * 4)
+    // Numbers that fill it (`0,` each) stay where they were read.
+    const dense = `{"instances":[${Array(1000).fill(0).join(',')}]}`
+    const zeros = (readTensorJson(encode(dense), TF_SERVING_TENSORS, 1e6) as { instances: PackedTensor }).instances
+    expect(zeros.float32!.length).toBe(1000)
+    expect(zeros.float32!.buffer.byteLength).toBeGreaterThan(1000 * 4)
+    expect(zeros.float32!.buffer.byteLength).toBeLessThanOrEqual(2 * dense.length)
   })
 })
 

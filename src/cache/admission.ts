@@ -9,6 +9,7 @@ import { log } from '../core/log'
 import { MemoryLedger } from './memory-ledger'
 import type { Holding } from './memory-ledger'
 import type { MemoryGate } from './memory-gate'
+import { handOver, heldBytes } from './memory-gate'
 import { activationBytes, HEAP_PER_ACTIVATION_BYTE, profiled } from '../runtime/footprint'
 import type { Servable } from '../runtime/servable'
 import { rowsOf, runInSubBatches } from '../runtime/sub-batches'
@@ -73,11 +74,16 @@ export class Admission {
    * for good once it starts, a decode or an input's rows reserved while they are made.
    */
   readonly gate: MemoryGate = {
-    reserve: async (bytes, what) => {
+    reserve: async (bytes, what, onHeap) => {
       const ticket = { input: what }
       this.refuseBeyond(bytes, 0, what)
       await this.reserve(ticket, 'input', bytes, what)
-      return () => this.ledger.release(ticket)
+      // Tensors go on tf.js's heap, which must have them too: idle models give it back (the model in use is leased).
+      if (onHeap) this.heapRoom('', bytes)
+      return (keep) => {
+        if (keep === undefined || !this.ledger.bytesOf(ticket)) this.ledger.release(ticket)
+        else this.ledger.hold(ticket, 'input', keep)
+      }
     },
     hold: async (holder, bytes, what) => {
       if (this.ledger.bytesOf(holder) >= bytes) return
@@ -94,7 +100,7 @@ export class Admission {
     throw new ApiError(
       413,
       `${what} needs ${bytes} bytes; the cache budget of ${this.ledger.limit} bytes (CACHE_BUDGET_BYTES) has ${Math.max(0, room)} ` +
-        `beside ${modelBytes ? `the model's ${modelBytes} bytes and ` : ''}the image decoders' heaps (${decoders} bytes); send fewer rows or smaller images`,
+        `beside ${modelBytes ? `the model's ${modelBytes} bytes and ` : ''}the image decoders' heaps (${decoders} bytes); send fewer rows or smaller inputs`,
     )
   }
 
@@ -124,7 +130,7 @@ export class Admission {
           413,
           `${what} needs ${bytes} bytes; ${free} of the cache budget's ${this.ledger.limit} bytes (CACHE_BUDGET_BYTES) are free ` +
             `beside the model in use (${this.ledger.used('resident')} bytes), this request's inputs (${this.ledger.used('input')} bytes) ` +
-            `and the image decoders' heaps (${this.ledger.used('decoder')} bytes); send fewer rows or smaller images`,
+            `and the image decoders' heaps (${this.ledger.used('decoder')} bytes); send fewer rows or smaller inputs`,
         )
       }
       throw new BudgetBusyError(
@@ -182,12 +188,18 @@ export class Admission {
     const runner = Object.create(resident.servable, {
       run: { value: (feeds: Record<string, tf.Tensor>) => this.runWithRoom(resident, feeds) },
     }) as Servable
+    // The request's inputs hold their bytes (memory-gate.ts) until its first (sub-)batch is admitted: a run's
+    // figure was measured with its rows' inputs made inside it, so from then on the run's reservation takes
+    // their place (a split run's rows not running are left uncounted; the heap check before each
+    // sub-batch still sees them). Until then their room is this run's to take.
+    const tensors = Object.values(inputs)
     return runInSubBatches(runner, inputs, splittable ? rows : 1, async (remaining) => {
       const want = splittable ? fitting(room, remaining) : 1
       const ticket = { run: resident.key }
       for (;;) {
-        this.cache.makeRoom(need(want))
-        let r = fitting(this.ledger.limit - this.ledger.used(), want)
+        const own = heldBytes(tensors)
+        this.cache.makeRoom(Math.max(0, need(want) - own))
+        let r = fitting(this.ledger.limit - this.ledger.used() + own, want)
         while (r > 1 && !heapFits(r)) r = Math.max(1, Math.floor(r / 2))
         if (r > 0 && !heapFits(r) && measuredOnHeap(f)) {
           throw new ModelUnavailableError(
@@ -197,9 +209,13 @@ export class Admission {
           )
         }
         if (r > 0) {
+          handOver(tensors)
           this.ledger.hold(ticket, 'run', need(r))
           return { rows: splittable ? r : remaining, done: () => this.ledger.release(ticket) }
         }
+        // Waiting, it holds its inputs no longer: they are on the heap either way, and two requests each
+        // waiting for room the other's inputs hold would wait for good.
+        handOver(tensors)
         await this.roomChange('run', need(1), `a run of ${resident.key}`)
       }
     })
@@ -273,6 +289,8 @@ export class Admission {
   ): Promise<Record<string, tf.Tensor>> {
     const f = resident.servable.footprint
     const ticket = { run: resident.key }
+    // Its inputs' room is part of what it takes (see `run`).
+    handOver(Object.values(inputs))
     const free = () => this.ledger.limit - this.ledger.used()
     // All the room that is free, evicting only when none is (evicting every idle model for one
     // measurement would cost more than it protects).

@@ -8,8 +8,9 @@
  *   together pass the budget), replaced by the measured figure when it is admitted;
  * - `run`: one inference's activations, for the length of the run;
  * - `decoder`: an image decoder's wasm heap once it has started, for good (memory-gate.ts);
- * - `input`: a request's inputs while they are built (decodes, rows, their concatenation), held by a
- *   request that holds a lease (memory-gate.ts).
+ * - `input`: a request's inputs while they are built (decodes, rows, their concatenation), then the input
+ *   tensors until their run is admitted or waits for room, or they are disposed; held by a request that
+ *   holds a lease (memory-gate.ts).
  */
 
 export type Holding = 'resident' | 'load' | 'run' | 'decoder' | 'input'

@@ -14,41 +14,68 @@ import { FLOAT32_MAX } from './datatypes'
 import { checkJsonCost, jsonHeapCost } from './json-cost'
 import { MAX_JSON_DEPTH, MAX_RANK } from './limits'
 
+/** Calls `each` with every value of a packed tensor as JSON.parse's double, row-major. */
+export type EachDouble = (each: (value: number, index: number) => void) => void
+
 /**
  * A rectangular array of numbers from a request body: its shape, and its values in row-major order
  * twice over — `float32`, each value as a float32 input holds it (`Math.fround` of JSON.parse's
- * double), read with the body; and `values`, JSON.parse's doubles themselves, read again from the
- * body's bytes only when asked for (an int32 input, a range check): most inputs are float32, and a
- * double is dearer to get exactly than the float32 it rounds to.
+ * double), read with the body; and JSON.parse's doubles themselves, read again from the body's bytes
+ * only when asked for (an int32 input, a range check): most inputs are float32, and a double is dearer
+ * to get exactly than the float32 it rounds to. `eachValue` hands them over one by one, so an input that
+ * needs them holds no buffer of doubles (8 bytes a number) beside its own typed array.
  */
 export class PackedTensor {
-  private exact: Float64Array | (() => Float64Array)
-  /**
-   * Each value as a float32, when every value's double is within float32's range (a float32 input
-   * takes them all as they are); `undefined` otherwise, and the doubles say which one is out of range.
-   */
-  readonly float32?: Float32Array
+  private exact: Float64Array | EachDouble
+  private floats: Float32Array | undefined
   /** How many values. */
   readonly size: number
   constructor(
     readonly shape: number[],
-    values: Float64Array | (() => Float64Array),
+    values: Float64Array | EachDouble,
     float32?: Float32Array,
   ) {
     this.exact = values
-    this.float32 = float32
+    this.floats = float32
     this.size = typeof values === 'function' ? shape.reduce((n, d) => n * d, 1) : values.length
   }
 
-  /** JSON.parse's doubles, row-major. */
+  /**
+   * Each value as a float32, when every value's double is within float32's range (a float32 input
+   * takes them all as they are); `undefined` otherwise, and the doubles say which one is out of range.
+   */
+  get float32(): Float32Array | undefined {
+    return this.floats
+  }
+
+  /** Points the float32 values at `from` in `buffer`, a copy of them (the reader's, once the body is read). */
+  moveTo(buffer: Float32Array, from: number): void {
+    if (this.floats) this.floats = buffer.subarray(from, from + this.size)
+  }
+
+  /** JSON.parse's doubles, row-major, in a buffer of their own (kept). */
   get values(): Float64Array {
-    if (typeof this.exact === 'function') this.exact = this.exact()
+    if (typeof this.exact === 'function') {
+      const out = new Float64Array(this.size)
+      this.exact((v, i) => (out[i] = v))
+      this.exact = out
+    }
     return this.exact
+  }
+
+  /** Calls `each` with every value's double in row-major order, read again from the body unless already held. */
+  eachValue(each: (value: number, index: number) => void): void {
+    if (typeof this.exact === 'function') this.exact(each)
+    else this.exact.forEach(each)
   }
 
   /** The same values under another shape of the same size (a flat `data` under its declared `shape`). */
   reshaped(shape: number[]): PackedTensor {
-    return new PackedTensor(shape, typeof this.exact === 'function' ? () => this.values : this.exact, this.float32)
+    return new PackedTensor(
+      shape,
+      typeof this.exact === 'function' ? (each) => this.eachValue(each) : this.exact,
+      this.float32,
+    )
   }
 }
 
@@ -98,6 +125,11 @@ class Reader {
   private readonly path: string[] = []
   /** Above 0 inside a tensor position that did not pack: nothing within it is a tensor of its own. */
   private unpacked = 0
+  /** The float32 values of the body's tensors, and how many of them are taken (`tensor()`). */
+  private floats: Float32Array | undefined
+  private floatsUsed = 0
+  /** The tensors read, and where their float32 values start in `floats`. */
+  private readonly packed: [PackedTensor, number][] = []
   constructor(
     private readonly bytes: Uint8Array,
     private readonly paths: TensorPaths,
@@ -112,6 +144,16 @@ class Reader {
     const value = this.value(0)
     this.space()
     if (this.at !== b.length) throw GIVE_UP
+    // The float32 buffer was made for the most numbers the body could hold: when its numbers fill less
+    // than half of it, they move to a buffer of their size, so that a request keeps only its numbers while
+    // it runs (the large one is garbage at once).
+    if (this.floats && this.floatsUsed * 2 < this.floats.length) {
+      const fitted = this.floats.slice(0, this.floatsUsed)
+      for (const [tensor, from] of this.packed) tensor.moveTo(fitted, from)
+      // The reader lives on in the tensors' doubles (read on demand): it must not keep the large buffer.
+      this.floats = fitted
+    }
+    this.packed.length = 0
     return value
   }
 
@@ -371,13 +413,16 @@ class Reader {
     const counts: number[] = []
     let rank = -1
     let depth = 0
-    // Room for every number the rest of the body can hold (a number and its comma take 2 bytes at
-    // least), within the elements left: one buffer, where growing it by doubling left as much again in
-    // outgrown buffers for the collector (docs/memory.md, "Requests' JavaScript").
-    let values = new Float32Array(
+    // One buffer for every tensor of the body (each a view of its part), made at the first with room for
+    // every number the rest of the body can hold (a number and its comma take 2 bytes at least), within
+    // the elements left: at most 2 bytes a byte of body, however many tensors, and nothing outgrown for
+    // the collector; moved once to a buffer of their size when they fill less than half of it (`document`;
+    // docs/memory.md, "Requests' JavaScript").
+    const values = (this.floats ??= new Float32Array(
       Math.max(0, Math.min((b.length - this.at + 1) >> 1, this.maxElements - this.elements)),
-    )
-    let filled = 0
+    ))
+    const base = this.floatsUsed
+    let filled = base
     let inRange = true
     const start = this.at
     // Opening the outermost bracket.
@@ -399,12 +444,8 @@ class Reader {
       if (c === 0x5d) return undefined
       if (rank === -1) rank = depth + 1
       else if (depth !== rank - 1) return undefined
-      if (filled === values.length) {
-        if (this.elements + filled >= this.maxElements) return undefined
-        const grown = new Float32Array(Math.min(Math.max(1024, values.length * 2), this.maxElements - this.elements))
-        grown.set(values)
-        values = grown
-      }
+      // Full: past the elements left (the rest of the body holds no more numbers than the buffer).
+      if (filled === values.length) return undefined
       if (c !== 0x2d && (c === undefined || c < 0x30 || c > 0x39)) return undefined
       const value = this.float32()
       // NaN: the double is past float32's range; only the doubles, read if asked for, can say which.
@@ -425,14 +466,17 @@ class Reader {
         if (shape[depth] === undefined) shape[depth] = count
         else if (shape[depth] !== count) return undefined
         if (depth === 0) {
-          this.elements += filled
+          const count = filled - base
+          this.elements += count
+          this.floatsUsed = filled
           const end = this.at
-          return new PackedTensor(
+          const packed = new PackedTensor(
             shape,
-            () => this.doubles(start, end, filled),
-            // The numbers in place when they fill most of the buffer; a copy of them when they fill little of it.
-            inRange ? (filled * 2 >= values.length ? values.subarray(0, filled) : values.slice(0, filled)) : undefined,
+            (each) => this.doubles(start, end, count, each),
+            inRange ? values.subarray(base, filled) : undefined,
           )
+          this.packed.push([packed, base])
+          return packed
         }
         depth--
         counts[depth]!++
@@ -445,18 +489,16 @@ class Reader {
     }
   }
 
-  /** The `count` numbers of the tensor `tensor()` read between `start` and `end`, as JSON.parse's doubles. */
-  private doubles(start: number, end: number, count: number): Float64Array {
+  /** Hands `each` the `count` numbers of the tensor `tensor()` read between `start` and `end`, as JSON.parse's doubles. */
+  private doubles(start: number, end: number, count: number, each: (value: number, index: number) => void): void {
     const b = this.bytes
-    const out = new Float64Array(count)
     this.at = start
     for (let i = 0; i < count && this.at < end;) {
       const c = b[this.at]!
       // Between numbers, only brackets, commas and white space: the tensor was read whole.
-      if (c === 0x2d || (c >= 0x30 && c <= 0x39)) out[i++] = this.number()
+      if (c === 0x2d || (c >= 0x30 && c <= 0x39)) each(this.number(), i++)
       else this.at++
     }
-    return out
   }
 }
 

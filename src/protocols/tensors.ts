@@ -13,6 +13,7 @@ import { tf } from '../runtime/tf'
 import { PackedTensor } from './json-tensors'
 import { MAX_RANK } from './limits'
 import type { RequestBudget } from './input-transform'
+import { reservedTensor } from '../cache/memory-gate'
 
 /** The limits one request is held to: the Worker's vars, narrowed by the model's config.json. */
 export interface RequestLimits extends RequestBudget {
@@ -142,7 +143,9 @@ export function toTypedArray(
     convert.floatLimit === FLOAT32_MAX
   )
     return flat.float32
-  const { values, shape } = flat
+  const { shape } = flat
+  // A packed tensor's doubles are not made into a buffer here (below).
+  const values = flat instanceof PackedTensor ? { length: flat.size } : flat.values
   const at = (i: number) => {
     const index: number[] = []
     for (let d = shape.length - 1, rest = i; d >= 0; d--) {
@@ -158,17 +161,18 @@ export function toTypedArray(
         ? new Int32Array(values.length)
         : new Uint8Array(values.length)
   let i = 0
-  // Numbers read from the body (json-tensors.ts) into a float32 input: only the range can fail,
-  // checked inline; the first value out of range goes to `convert` below, which says why.
-  const limit = convert.floatLimit
-  if (limit !== undefined && values instanceof Float64Array && out instanceof Float32Array) {
-    for (; i < values.length; i++) {
-      const v = values[i]!
-      if (!(v <= limit && v >= -limit)) break
-      out[i] = v
-    }
-  }
   try {
+    if (flat instanceof PackedTensor) {
+      // Numbers read from the body (json-tensors.ts): their doubles handed over one by one, so no buffer
+      // of doubles is held beside `out`. Into a float32 input only the range can fail, checked inline;
+      // a value out of range goes to `convert`, which says why.
+      const limit = out instanceof Float32Array ? convert.floatLimit : undefined
+      flat.eachValue((v, j) => {
+        i = j
+        out[j] = limit !== undefined && v <= limit && v >= -limit ? v : convert(v)
+      })
+      return out
+    }
     for (; i < values.length; i++) out[i] = convert(values[i])
   } catch (error) {
     // The location is built only for the value that failed: building it per element costs more than the check.
@@ -194,7 +198,7 @@ function withinRange(convert: Converter, { min, max }: { min?: number; max?: num
  * already a typed array of the input's dtype that `convert` accepts whole (binary FP32 for a float32
  * input, its non-finite values refused), used as they are unless a range applies.
  */
-export function makeTensor(
+export async function makeTensor(
   spec: TensorSpec,
   flat: Flat,
   where: string,
@@ -202,7 +206,7 @@ export function makeTensor(
   limits: RequestLimits,
   model: string,
   exact = false,
-): tf.Tensor {
+): Promise<tf.Tensor> {
   const batch = flat.shape[0]
   if (spec.shape?.[0] === -1 && batch !== undefined && batch > limits.maxBatch) {
     throw badRequest(`${where}: batch of ${batch} exceeds the limit of ${limits.maxBatch} (${limits.batchRule})`)
@@ -220,8 +224,16 @@ export function makeTensor(
   const range = Object.hasOwn(limits.ranges, spec.name) ? limits.ranges[spec.name] : undefined
   const checked = range ? withinRange(convert, range, `input_limits in ${model}/config.json`) : convert
   const typed = exact && !range ? (flat.values as Float32Array | Int32Array) : toTypedArray(spec, flat, where, checked)
-  return tf.tensor(typed, flat.shape, spec.dtype)
+  // Its bytes on tf.js's heap are reserved in the memory budget before it is made (cache/memory-gate.ts):
+  // a request whose input cannot fit beside its model is a 413 with the figures, not a failed allocation.
+  return reservedTensor(typed.byteLength, inputWhat(where, flat.shape, spec.dtype), () =>
+    tf.tensor(typed, flat.shape, spec.dtype),
+  )
 }
+
+/** An input tensor as a memory message names it: `input 'x' data (a [3, 224, 224, 3] float32 tensor)`. */
+export const inputWhat = (where: string, shape: readonly number[], dtype: string) =>
+  `${where} (a ${formatShape(shape)} ${dtype} tensor)`
 
 /** Builds one input's tensor from its nested JSON value, batch dimension included, in the model's own dtype. */
 export function tensorFromJSON(
@@ -230,7 +242,7 @@ export function tensorFromJSON(
   where: string,
   limits: RequestLimits,
   model: string,
-): tf.Tensor {
+): Promise<tf.Tensor> {
   const flat = flatten(value, where, limits.elements)
   return makeTensor(spec, flat, where, converter(datatypeOf(spec.dtype), spec.dtype, where), limits, model)
 }

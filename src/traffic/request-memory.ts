@@ -1,6 +1,6 @@
 /**
  * @module traffic/request-memory — the JavaScript memory the requests in flight may hold together
- * (REQUEST_MEMORY_BYTES): their bodies, the numbers parsed from them, their float32 copies. Each
+ * (REQUEST_MEMORY_BYTES): their bodies, the numbers parsed from them, their typed copies. Each
  * request reserves what its body can cost before the body is read, from its Content-Length and type,
  * and gives it back when its answer is ready; a request that does not fit waits, first come first
  * served. Small requests (iris: a few hundred bytes) pass at once; the largest JSON bodies run one at a
@@ -10,11 +10,12 @@
 
 /**
  * Bytes of JavaScript memory per byte of a JSON body, at most: the body itself (1), the packed
- * reader's numbers at 8 bytes each (a number takes at least 2 bytes of JSON, `0,`: 4), and their
- * float32 copy (2). Measured in workerd (docs/memory.md): an 8.0 MB body of `[0,0,0]` pixels (3.0 M
- * numbers, the most a body of nested rows holds) took 3–4.6× its size while it ran.
+ * reader's numbers as float32, one buffer for all the body's tensors (4 bytes a number, and a number
+ * takes at least 2 bytes of JSON, `0,`: 2), and an input's own typed array where its dtype or a range
+ * check needs the doubles (an int32 input, `input_limits`: 2; the doubles are handed over one by one, not
+ * held). A float32 input uses the reader's numbers as they are. Measured in workerd (docs/memory.md).
  */
-export const JSON_BYTES_FACTOR = 7
+export const JSON_BYTES_FACTOR = 5
 /**
  * A binary body (the v2 binary extension, a raw tensor): the bytes and one float32 copy of them. A raw
  * image body: the bytes and the copy handed to its decoder. Its decoded pixels are the decode's, which

@@ -6,7 +6,7 @@ import { formatShape } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
 import type { InputTransform } from '../input-transform'
 import type { ImageTransform } from '../../repository/model-config'
-import { memoryGate } from '../../cache/memory-gate'
+import { reserveTensor } from '../../cache/memory-gate'
 import { decodeImage, IMAGE_TYPES } from './decode'
 import { imageTensor, samplePoints, sourceRegion } from './preprocess'
 
@@ -52,7 +52,8 @@ export function imageTransform(model: string, image: ImageTransform, spec: Tenso
       }
       const rows: tf.Tensor[] = []
       // The rows and their concatenation are reserved in the memory budget before the first is made:
-      // 4 bytes an element (float32 or int32), twice while the rows and the batch are both held.
+      // 4 bytes an element (float32 or int32), twice while the rows and the batch are both held, then the
+      // batch's own bytes (cache/memory-gate.ts).
       const [h, w] = image.size
       // A JPEG is decoded at the smallest scale whose crop (or whole image) still has the input's pixels.
       const covers = (width: number, height: number) => {
@@ -61,10 +62,11 @@ export function imageTransform(model: string, image: ImageTransform, spec: Tenso
       }
       const rowBytes = h * w * image.channels * 4
       const n = elements.length
-      const release = await memoryGate().reserve(
+      const reservation = await reserveTensor(
         rowBytes * n * (n > 1 ? 2 : 1),
         `input '${spec.name}': ${n} image row${n > 1 ? 's' : ''} of ${rowBytes} bytes${n > 1 ? ' and their concatenation' : ''}`,
       )
+      let made = false
       try {
         // One image at a time: only one decoded image is held at once, besides the small rows.
         for (const [i, bytes] of elements.entries()) {
@@ -79,10 +81,13 @@ export function imageTransform(model: string, image: ImageTransform, spec: Tenso
           sizes?.push({ width, height })
           rows.push(imageTensor(pixels, image, spec.dtype))
         }
-        return rows.length === 1 ? rows.pop()! : tf.concat(rows, 0)
+        const batch = rows.length === 1 ? rows.pop()! : tf.concat(rows, 0)
+        made = true
+        // The rows go; the batch keeps its own bytes reserved until its run is admitted or it is disposed.
+        return reservation.keep(batch, rowBytes * n)
       } finally {
         tf.dispose(rows)
-        release()
+        if (!made) reservation.release()
       }
     },
   }

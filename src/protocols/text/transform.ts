@@ -13,6 +13,8 @@ import type { TensorSpec } from '../../runtime/signature'
 import { formatShape } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
 import type { InputTransform } from '../input-transform'
+import { reservedTensor } from '../../cache/memory-gate'
+import { inputWhat } from '../tensors'
 import type { TextBatch, TextTokenizer } from './tokenizer'
 
 /** Why a text transform cannot fill `spec`, or undefined when it can: an int32 (or float32) `[n, tokens]` input. */
@@ -86,10 +88,11 @@ export function textTransform(
         batch = tokenizer.encode(decodeTexts(elements, where, config), text.max_length, text.padding)
         shared.set(tokenizer, batch)
       }
-      return tf.tensor2d(
-        batch.fields[text.field],
-        [batch.rows, batch.length],
-        spec.dtype === 'float32' ? 'float32' : 'int32',
+      const dtype = spec.dtype === 'float32' ? 'float32' : 'int32'
+      const shape: [number, number] = [batch.rows, batch.length]
+      // Reserved in the memory budget before it is made, as every input tensor (cache/memory-gate.ts).
+      return reservedTensor(batch.rows * batch.length * 4, inputWhat(`input '${spec.name}'`, shape, dtype), () =>
+        tf.tensor2d(batch.fields[text.field], shape, dtype),
       )
     },
   }
