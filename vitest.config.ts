@@ -1,8 +1,23 @@
 import { cloudflareTest } from '@cloudflare/vitest-plugin'
-import { defineConfig } from 'vitest/config'
+import { configDefaults, defineConfig } from 'vitest/config'
 import type { TestProjectInlineConfiguration } from 'vitest/config'
 import { prepareTestAssets } from './test/setup/assets.ts'
 import { textExpectations } from './test/setup/text.ts'
+
+/**
+ * `npm test` (scripts/dev/test.mjs) runs the projects as two vitest runs side by side, one per core: the
+ * `workers` lane (the workers project, the e2e files of E2E_IN_WORKERS_LANE, then node) and the `e2e`
+ * lane (the other e2e files). Unset: all three projects in one run.
+ */
+const lane = process.env.WARMSERVE_TEST_LANE
+if (lane !== undefined && lane !== 'workers' && lane !== 'e2e')
+  throw new Error(`WARMSERVE_TEST_LANE is 'workers', 'e2e' or unset, not '${lane}'`)
+
+/**
+ * e2e files that start servers of their own (no shared one): in `npm test` they run in the workers lane,
+ * after the workers project, so that the two lanes take about as long.
+ */
+const E2E_IN_WORKERS_LANE = ['test/e2e/js-heap.test.ts']
 
 const workers = async (): Promise<TestProjectInlineConfiguration> => ({
   // Unit and integration tests, inside workerd with the Worker's own bindings.
@@ -92,7 +107,8 @@ const e2e: TestProjectInlineConfiguration = {
   // End-to-end tests against a real `wrangler dev`, as a user runs it.
   test: {
     name: 'e2e',
-    include: ['test/e2e/*.test.ts'],
+    include: lane === 'workers' ? E2E_IN_WORKERS_LANE : ['test/e2e/*.test.ts'],
+    exclude: [...configDefaults.exclude, ...(lane === 'e2e' ? E2E_IN_WORKERS_LANE : [])],
     // One `wrangler dev` shared by the files that can share it (test/e2e/support/servers.ts).
     globalSetup: ['test/e2e/support/global-setup.ts'],
     environment: 'node',
@@ -108,20 +124,12 @@ const e2e: TestProjectInlineConfiguration = {
   },
 }
 
-/**
- * `npm test` (scripts/dev/test.mjs) runs the projects as two vitest runs side by side, one per core: the
- * `workers` lane (the workers project, then node) and the `e2e` lane. Unset: all three in one run.
- */
-const lane = process.env.WARMSERVE_TEST_LANE
-if (lane !== undefined && lane !== 'workers' && lane !== 'e2e')
-  throw new Error(`WARMSERVE_TEST_LANE is 'workers', 'e2e' or unset, not '${lane}'`)
-
 export default defineConfig({
   test: {
     // The Worker logs a JSON line per request, load and cron run, and the fault tests provoke error
     // lines on purpose: about 1,700 lines that would bury the results. A failing test's own log
     // lines are still printed with its failure; `npm test -- --silent=false` shows them all.
     silent: 'passed-only',
-    projects: [...(lane === 'e2e' ? [] : [await workers(), node]), ...(lane === 'workers' ? [] : [e2e])],
+    projects: lane === 'e2e' ? [e2e] : [await workers(), node, e2e],
   },
 })
