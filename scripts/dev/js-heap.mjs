@@ -154,7 +154,8 @@ const wasmOf = (pkg, file) =>
 /** chelsea.png (scikit-image, CC0) scaled to `width`×`height` RGBA, bilinear. */
 async function scaledPhoto(width, height) {
   const { decode } = await import('fast-png')
-  const src = decode(readFileSync(join(ROOT, 'test/fixtures/models/_images/chelsea.png')))
+  source ??= decode(readFileSync(join(ROOT, 'test/fixtures/models/_images/chelsea.png')))
+  const src = source
   const c = src.channels
   const data = new Uint8ClampedArray(width * height * 4)
   for (let y = 0; y < height; y++) {
@@ -178,6 +179,8 @@ async function scaledPhoto(width, height) {
   }
   return { data, width, height }
 }
+/** chelsea.png decoded, once. */
+let source
 
 /**
  * The largest baseline JPEG and lossy WebP of the photo whose decode MAX_IMAGE_DECODE_BYTES allows
@@ -192,25 +195,46 @@ export async function largestImages() {
     jpeg: (image) => encodeJpeg(image, { quality: 90, progressive: false, baseline: true }),
     webp: (image) => encodeWebp(image, { quality: 90 }),
   }
+  const heightOf = (width) => Math.round((width * 2) / 3)
+  /** Whether a `width` image of `encoded` bytes stays within both limits. */
+  const within = (width, encoded) =>
+    decodeBytes(encoded, width * heightOf(width)) <= MAX_IMAGE_DECODE_BYTES && width * heightOf(width) <= 4_000_000
+  /** The widest (a multiple of 16, at least 16) within the limits were its encoding `bytesPerPixel` bytes a pixel. */
+  const widestAt = (bytesPerPixel) => {
+    let width = 16
+    while (within(width + 16, bytesPerPixel * (width + 16) * heightOf(width + 16))) width += 16
+    return width
+  }
   const out = {}
   for (const [type, encode] of Object.entries(encoders)) {
-    // The widest in steps of 16 pixels, within MAX_IMAGE_PIXELS (4 MP) too: a binary search, as encoding takes a while.
+    // Encoding a 3–4 MP photo takes about a second: the encoded size is predicted from the last
+    // encoding's bytes a pixel (which change little with the scale), so that a few encodings land on
+    // the widest width that fits while the next 16 pixels do not (the decode bound grows with both
+    // pixels and bytes); a width no encoding can fit (0 bytes) is never tried.
+    const tried = new Map()
     const fit = async (width) => {
-      const height = Math.round((width * 2) / 3)
-      const bytes = new Uint8Array(await encode(await scaledPhoto(width, height)))
-      const promised = decodeBytes(bytes.byteLength, width * height)
-      return promised <= MAX_IMAGE_DECODE_BYTES && width * height <= 4_000_000
-        ? { bytes, width, height, decodeBytes: promised }
-        : undefined
+      if (!tried.has(width)) {
+        const height = heightOf(width)
+        const bytes = new Uint8Array(await encode(await scaledPhoto(width, height)))
+        tried.set(width, { bytes, width, height, decodeBytes: decodeBytes(bytes.byteLength, width * height) })
+      }
+      const found = tried.get(width)
+      return within(width, found.bytes.byteLength) ? found : undefined
     }
-    let lo = 1 // in steps of 16 pixels; `lo` fits
-    let hi = Math.floor(Math.sqrt(4_000_000 * 1.5) / 16) + 1 // does not
-    out[type] = await fit(16 * lo)
-    while (hi - lo > 1) {
-      const mid = (lo + hi) >> 1
-      const found = await fit(16 * mid)
-      if (found) ((lo = mid), (out[type] = found))
-      else hi = mid
+    let width = widestAt(0)
+    for (;;) {
+      const found = await fit(width)
+      if (found) {
+        if (!within(width + 16, 0) || !(await fit(width + 16))) {
+          out[type] = found
+          break
+        }
+        width += 16
+      } else {
+        if (width === 16) throw new Error(`no ${type} of the photo fits MAX_IMAGE_DECODE_BYTES`)
+        const predicted = widestAt(tried.get(width).bytes.byteLength / (width * heightOf(width)))
+        width = predicted < width ? predicted : width - 16
+      }
     }
   }
   return out

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
-import { heapRepository } from '../../scripts/dev/js-heap.mjs'
+import { heapRepository, largestImages } from '../../scripts/dev/js-heap.mjs'
 // @ts-expect-error: a plain .mjs script without type declarations
 import { measure } from '../../scripts/dev/measure-js-heap.mjs'
 // @ts-expect-error: a plain .mjs script without type declarations
@@ -40,9 +40,14 @@ const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`
 
 let work: string
 let server: WranglerDev
+/** The largest images the limits allow: encoded while the repository is built and the server starts. */
+let images: Promise<unknown>
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'js-heap-'))
+  images = largestImages()
+  // Handled where measure() awaits it; a failure here would otherwise be reported as unhandled first.
+  images.catch(() => {})
   const repo = await heapRepository(join(work, 'models'))
   server = await startWranglerDev({ configs: [wranglerConfigFor(repo, join(work, 'wrangler.toml'))] })
 }, 600_000)
@@ -54,7 +59,7 @@ afterAll(async () => {
 
 describe("the Worker's JavaScript heap in workerd", () => {
   it('stays within JS_HEAP_BYTES after start, a predict, the largest images and JSON bodies; each term of the isolate within its bound', async () => {
-    const steps = (await measure(server, { log: console.log })) as Step[]
+    const steps = (await measure(server, { log: console.log, images })) as Step[]
     expect(steps.map((s) => s.step)).toHaveLength(9)
     for (const { step, totalSize, backingStorageSize, wasm } of steps) {
       expect(totalSize, step).toBeGreaterThan(0)
