@@ -43,10 +43,11 @@ export async function inspectWorker(inspectorPort, workerUrl, { timeoutMs = 30_0
   })
   let nextId = 1
   const pending = new Map()
-  let snapshotChunks
+  /** The Worker's JavaScript contexts, as Runtime.enable reports them. */
+  const contexts = []
   ws.on('message', (data) => {
     const message = JSON.parse(String(data))
-    if (message.method === 'HeapProfiler.addHeapSnapshotChunk') snapshotChunks?.push(message.params.chunk)
+    if (message.method === 'Runtime.executionContextCreated') contexts.push(message.params.context)
     const waiter = pending.get(message.id)
     if (!waiter) return
     pending.delete(message.id)
@@ -88,24 +89,42 @@ export async function inspectWorker(inspectorPort, workerUrl, { timeoutMs = 30_0
       return whilePoking(send('Runtime.getHeapUsage'), timeoutMs, 'Runtime.getHeapUsage')
     },
     /**
-     * Every ArrayBuffer's backing store the isolate holds after a full collection, WebAssembly memories
-     * included (which `backingStorageSize` leaves out), from a heap snapshot: `{ bytes, largest }`.
-     * Each store is a `system / JSArrayBufferData` node whose self size is its length.
+     * Every ArrayBuffer the isolate holds after a full collection, WebAssembly memories included (which
+     * `backingStorageSize` leaves out): `{ bytes, largest }`, their byte lengths. `Runtime.queryObjects`
+     * walks the heap for the objects whose prototype is `ArrayBuffer.prototype` (or SharedArrayBuffer's):
+     * what a heap snapshot's `system / JSArrayBufferData` nodes count (read one after the other after the
+     * largest JPEG and WebP: 72,625,804 and 72,626,171 bytes, then 72,626,171 both), without V8 serializing
+     * the whole heap to the inspector (24 MB of JSON, 8–11 s on a busy machine, where this takes 1.5 s).
+     * The handles it takes are released before it returns.
      */
     async buffers() {
-      await whilePoking(send('HeapProfiler.enable'), timeoutMs, 'HeapProfiler.enable')
-      await whilePoking(send('HeapProfiler.collectGarbage'), timeoutMs, 'HeapProfiler.collectGarbage')
-      snapshotChunks = []
-      await whilePoking(send('HeapProfiler.takeHeapSnapshot', { reportProgress: false }), 120_000, 'a heap snapshot')
-      const snapshot = JSON.parse(snapshotChunks.join(''))
-      snapshotChunks = undefined
-      await whilePoking(send('HeapProfiler.disable'), timeoutMs, 'HeapProfiler.disable')
-      const fields = snapshot.snapshot.meta.node_fields
-      const [name, size] = [fields.indexOf('name'), fields.indexOf('self_size')]
+      const run = (method, params = {}) => whilePoking(send(method, params), timeoutMs, method)
+      await run('HeapProfiler.collectGarbage')
+      // Runtime.enable reports the Worker's context (executionContextCreated) before it answers.
+      await run('Runtime.enable')
+      const contextId = contexts.at(-1)?.id
       const sizes = []
-      for (let i = 0; i < snapshot.nodes.length; i += fields.length)
-        if (snapshot.strings[snapshot.nodes[i + name]] === 'system / JSArrayBufferData')
-          sizes.push(snapshot.nodes[i + size])
+      try {
+        for (const name of ['ArrayBuffer', 'SharedArrayBuffer']) {
+          const expression = `typeof ${name} === 'function' ? ${name}.prototype : undefined`
+          const prototype = await run('Runtime.evaluate', { expression, contextId, objectGroup: 'buffers' })
+          if (prototype.result.objectId === undefined) continue
+          const { objects } = await run('Runtime.queryObjects', {
+            prototypeObjectId: prototype.result.objectId,
+            objectGroup: 'buffers',
+          })
+          const lengths = await run('Runtime.callFunctionOn', {
+            objectId: objects.objectId,
+            functionDeclaration: 'function () { return this.map((buffer) => buffer.byteLength) }',
+            returnByValue: true,
+          })
+          sizes.push(...lengths.result.value)
+        }
+      } finally {
+        // The array of every buffer would otherwise keep them all alive for the readings after.
+        await run('Runtime.releaseObjectGroup', { objectGroup: 'buffers' })
+        await run('Runtime.disable')
+      }
       sizes.sort((a, b) => b - a)
       return { bytes: sizes.reduce((a, b) => a + b, 0), largest: sizes.slice(0, 4) }
     },

@@ -51,7 +51,7 @@ export async function measure(server, { log = () => {}, images: encoding } = {})
           : '') +
         `; wasm: tf.js ${mb(wasm.tf)}, decoders ${mb(wasm.jpg + wasm.webp)} now, ${mb(wasm.decoderHighWater)} at most` +
         (buffers
-          ? `; all buffers held (heap snapshot) ${mb(buffers.bytes)}, largest ${buffers.largest.map(mb).join(', ')}`
+          ? `; all buffers held (every ArrayBuffer, wasm memories included) ${mb(buffers.bytes)}, largest ${buffers.largest.map(mb).join(', ')}`
           : ''),
     )
   }

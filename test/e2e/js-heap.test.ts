@@ -4,8 +4,8 @@
  * (scripts/dev/js-heap.mjs) after start, a first predict, the largest JPEG and WebP the limits allow
  * through nsfwjs's MobileNetV2, the largest JSON bodies, and four of those requests at once. The budget
  * assumes JS_HEAP_BYTES (src/core/config.ts): this fails when the bundle's heap and the buffers it keeps
- * grow past it, when a decoder heap or a decoded image stays after its decode (a heap snapshot counts
- * every buffer, wasm memories included), and when a term of the isolate's memory passes its bound
+ * grow past it, when a decoder heap or a decoded image stays after its decode (every ArrayBuffer the
+ * isolate holds is counted, wasm memories included), and when a term of the isolate's memory passes its bound
  * (docs/memory.md, "The worst case the defaults allow").
  */
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -70,7 +70,7 @@ describe("the Worker's JavaScript heap in workerd", () => {
     }
     // The photos were decoded by the wasm decoders, each heap dropped after.
     expect(steps.at(-1)!.wasm.decoderHighWater).toBeGreaterThan(16 * MiB)
-    // Nothing of a decode stays: every buffer the isolate holds (heap snapshot) is tf.js's heap, give
+    // Nothing of a decode stays: every buffer the isolate holds (Runtime.queryObjects) is tf.js's heap, give
     // or take the few small ones. Before, the first decoder's instance stayed reachable from
     // globalThis.ImageData with its 16.9 MB heap and its last decoded RGBA (14.2 MB).
     const snapshots = steps.filter((s) => s.buffers)
