@@ -43,10 +43,11 @@ export async function inspectWorker(inspectorPort, workerUrl, { timeoutMs = 30_0
   })
   let nextId = 1
   const pending = new Map()
-  let snapshotChunks
+  /** The Worker's JavaScript contexts, as Runtime.enable reports them. */
+  const contexts = []
   ws.on('message', (data) => {
     const message = JSON.parse(String(data))
-    if (message.method === 'HeapProfiler.addHeapSnapshotChunk') snapshotChunks?.push(message.params.chunk)
+    if (message.method === 'Runtime.executionContextCreated') contexts.push(message.params.context)
     const waiter = pending.get(message.id)
     if (!waiter) return
     pending.delete(message.id)
@@ -88,24 +89,42 @@ export async function inspectWorker(inspectorPort, workerUrl, { timeoutMs = 30_0
       return whilePoking(send('Runtime.getHeapUsage'), timeoutMs, 'Runtime.getHeapUsage')
     },
     /**
-     * Every ArrayBuffer's backing store the isolate holds after a full collection, WebAssembly memories
-     * included (which `backingStorageSize` leaves out), from a heap snapshot: `{ bytes, largest }`.
-     * Each store is a `system / JSArrayBufferData` node whose self size is its length.
+     * Every ArrayBuffer the isolate holds after a full collection, WebAssembly memories included (which
+     * `backingStorageSize` leaves out): `{ bytes, largest }`, their byte lengths. `Runtime.queryObjects`
+     * walks the heap for the objects whose prototype is `ArrayBuffer.prototype` (or SharedArrayBuffer's):
+     * what a heap snapshot's `system / JSArrayBufferData` nodes count (read one after the other after the
+     * largest JPEG and WebP: 72,625,804 and 72,626,171 bytes, then 72,626,171 both), without V8 serializing
+     * the whole heap to the inspector (24 MB of JSON, 8–11 s on a busy machine, where this takes 1.5 s).
+     * The handles it takes are released before it returns.
      */
     async buffers() {
-      await whilePoking(send('HeapProfiler.enable'), timeoutMs, 'HeapProfiler.enable')
-      await whilePoking(send('HeapProfiler.collectGarbage'), timeoutMs, 'HeapProfiler.collectGarbage')
-      snapshotChunks = []
-      await whilePoking(send('HeapProfiler.takeHeapSnapshot', { reportProgress: false }), 120_000, 'a heap snapshot')
-      const snapshot = JSON.parse(snapshotChunks.join(''))
-      snapshotChunks = undefined
-      await whilePoking(send('HeapProfiler.disable'), timeoutMs, 'HeapProfiler.disable')
-      const fields = snapshot.snapshot.meta.node_fields
-      const [name, size] = [fields.indexOf('name'), fields.indexOf('self_size')]
+      const run = (method, params = {}) => whilePoking(send(method, params), timeoutMs, method)
+      await run('HeapProfiler.collectGarbage')
+      // Runtime.enable reports the Worker's context (executionContextCreated) before it answers.
+      await run('Runtime.enable')
+      const contextId = contexts.at(-1)?.id
       const sizes = []
-      for (let i = 0; i < snapshot.nodes.length; i += fields.length)
-        if (snapshot.strings[snapshot.nodes[i + name]] === 'system / JSArrayBufferData')
-          sizes.push(snapshot.nodes[i + size])
+      try {
+        for (const name of ['ArrayBuffer', 'SharedArrayBuffer']) {
+          const expression = `typeof ${name} === 'function' ? ${name}.prototype : undefined`
+          const prototype = await run('Runtime.evaluate', { expression, contextId, objectGroup: 'buffers' })
+          if (prototype.result.objectId === undefined) continue
+          const { objects } = await run('Runtime.queryObjects', {
+            prototypeObjectId: prototype.result.objectId,
+            objectGroup: 'buffers',
+          })
+          const lengths = await run('Runtime.callFunctionOn', {
+            objectId: objects.objectId,
+            functionDeclaration: 'function () { return this.map((buffer) => buffer.byteLength) }',
+            returnByValue: true,
+          })
+          sizes.push(...lengths.result.value)
+        }
+      } finally {
+        // The array of every buffer would otherwise keep them all alive for the readings after.
+        await run('Runtime.releaseObjectGroup', { objectGroup: 'buffers' })
+        await run('Runtime.disable')
+      }
       sizes.sort((a, b) => b - a)
       return { bytes: sizes.reduce((a, b) => a + b, 0), largest: sizes.slice(0, 4) }
     },
@@ -154,7 +173,8 @@ const wasmOf = (pkg, file) =>
 /** chelsea.png (scikit-image, CC0) scaled to `width`×`height` RGBA, bilinear. */
 async function scaledPhoto(width, height) {
   const { decode } = await import('fast-png')
-  const src = decode(readFileSync(join(ROOT, 'test/fixtures/models/_images/chelsea.png')))
+  source ??= decode(readFileSync(join(ROOT, 'test/fixtures/models/_images/chelsea.png')))
+  const src = source
   const c = src.channels
   const data = new Uint8ClampedArray(width * height * 4)
   for (let y = 0; y < height; y++) {
@@ -178,6 +198,8 @@ async function scaledPhoto(width, height) {
   }
   return { data, width, height }
 }
+/** chelsea.png decoded, once. */
+let source
 
 /**
  * The largest baseline JPEG and lossy WebP of the photo whose decode MAX_IMAGE_DECODE_BYTES allows
@@ -192,25 +214,46 @@ export async function largestImages() {
     jpeg: (image) => encodeJpeg(image, { quality: 90, progressive: false, baseline: true }),
     webp: (image) => encodeWebp(image, { quality: 90 }),
   }
+  const heightOf = (width) => Math.round((width * 2) / 3)
+  /** Whether a `width` image of `encoded` bytes stays within both limits. */
+  const within = (width, encoded) =>
+    decodeBytes(encoded, width * heightOf(width)) <= MAX_IMAGE_DECODE_BYTES && width * heightOf(width) <= 4_000_000
+  /** The widest (a multiple of 16, at least 16) within the limits were its encoding `bytesPerPixel` bytes a pixel. */
+  const widestAt = (bytesPerPixel) => {
+    let width = 16
+    while (within(width + 16, bytesPerPixel * (width + 16) * heightOf(width + 16))) width += 16
+    return width
+  }
   const out = {}
   for (const [type, encode] of Object.entries(encoders)) {
-    // The widest in steps of 16 pixels, within MAX_IMAGE_PIXELS (4 MP) too: a binary search, as encoding takes a while.
+    // Encoding a 3–4 MP photo takes about a second: the encoded size is predicted from the last
+    // encoding's bytes a pixel (which change little with the scale), so that a few encodings land on
+    // the widest width that fits while the next 16 pixels do not (the decode bound grows with both
+    // pixels and bytes); a width no encoding can fit (0 bytes) is never tried.
+    const tried = new Map()
     const fit = async (width) => {
-      const height = Math.round((width * 2) / 3)
-      const bytes = new Uint8Array(await encode(await scaledPhoto(width, height)))
-      const promised = decodeBytes(bytes.byteLength, width * height)
-      return promised <= MAX_IMAGE_DECODE_BYTES && width * height <= 4_000_000
-        ? { bytes, width, height, decodeBytes: promised }
-        : undefined
+      if (!tried.has(width)) {
+        const height = heightOf(width)
+        const bytes = new Uint8Array(await encode(await scaledPhoto(width, height)))
+        tried.set(width, { bytes, width, height, decodeBytes: decodeBytes(bytes.byteLength, width * height) })
+      }
+      const found = tried.get(width)
+      return within(width, found.bytes.byteLength) ? found : undefined
     }
-    let lo = 1 // in steps of 16 pixels; `lo` fits
-    let hi = Math.floor(Math.sqrt(4_000_000 * 1.5) / 16) + 1 // does not
-    out[type] = await fit(16 * lo)
-    while (hi - lo > 1) {
-      const mid = (lo + hi) >> 1
-      const found = await fit(16 * mid)
-      if (found) ((lo = mid), (out[type] = found))
-      else hi = mid
+    let width = widestAt(0)
+    for (;;) {
+      const found = await fit(width)
+      if (found) {
+        if (!within(width + 16, 0) || !(await fit(width + 16))) {
+          out[type] = found
+          break
+        }
+        width += 16
+      } else {
+        if (width === 16) throw new Error(`no ${type} of the photo fits MAX_IMAGE_DECODE_BYTES`)
+        const predicted = widestAt(tried.get(width).bytes.byteLength / (width * heightOf(width)))
+        width = predicted < width ? predicted : width - 16
+      }
     }
   }
   return out

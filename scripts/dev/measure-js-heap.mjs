@@ -21,9 +21,12 @@ import { wranglerConfigFor } from '../../test/setup/assets.ts'
 
 const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`
 
-/** Runs every step against a started server and returns the readings. */
-export async function measure(server, { log = () => {} } = {}) {
-  const images = await largestImages()
+/**
+ * Runs every step against a started server and returns the readings. `images`: largestImages()'s
+ * answer when the caller started it already (it takes seconds of encoding, which can overlap the server's start).
+ */
+export async function measure(server, { log = () => {}, images: encoding } = {}) {
+  const images = await (encoding ?? largestImages())
   const session = await inspectWorker(server.inspectorPort, server.url)
   const steps = []
   const record = async (step, peak, { snapshot = false } = {}) => {
@@ -48,7 +51,7 @@ export async function measure(server, { log = () => {} } = {}) {
           : '') +
         `; wasm: tf.js ${mb(wasm.tf)}, decoders ${mb(wasm.jpg + wasm.webp)} now, ${mb(wasm.decoderHighWater)} at most` +
         (buffers
-          ? `; all buffers held (heap snapshot) ${mb(buffers.bytes)}, largest ${buffers.largest.map(mb).join(', ')}`
+          ? `; all buffers held (every ArrayBuffer, wasm memories included) ${mb(buffers.bytes)}, largest ${buffers.largest.map(mb).join(', ')}`
           : ''),
     )
   }
@@ -135,6 +138,9 @@ export async function measure(server, { log = () => {} } = {}) {
 
 if (import.meta.main) {
   const work = mkdtempSync(join(tmpdir(), 'js-heap-'))
+  // Encoded while the repository is built and the server starts.
+  const images = largestImages()
+  images.catch(() => {})
   try {
     const repo = await heapRepository(join(work, 'models'))
     const server = await startWranglerDev({
@@ -143,7 +149,7 @@ if (import.meta.main) {
       configs: [wranglerConfigFor(repo, join(work, 'wrangler.toml'))],
     })
     try {
-      const steps = await measure(server, { log: console.log })
+      const steps = await measure(server, { log: console.log, images })
       console.log(JSON.stringify({ jsHeap: steps }))
     } finally {
       await server.stop()

@@ -229,13 +229,19 @@ function expectSame(name: DetectorName, path: string, got: Detection[], want: De
   expect(pixelDiff).toBeLessThanOrEqual(1)
 }
 
+type Answer = { status: number; text: string; json: Detection[] & { error?: string } }
+
 /**
  * POSTs a photo to `:detect` on a connection of its own. A test's reference takes seconds (CenterNet
  * on wasm in this process), about the 5 s a keep-alive connection of wrangler dev's proxy may idle:
  * reused then, it can be closed by the server just as the next request is sent ("other side closed").
+ * `sent` resolves once the whole request is handed to the connection: a reference computed in this
+ * process from then on runs while the server answers, on the other core.
  */
-const detectRaw = (name: string, path: string, query = '') =>
-  new Promise<{ status: number; text: string; json: Detection[] & { error?: string } }>((resolve, reject) => {
+function sendDetect(name: string, path: string, query = ''): { sent: Promise<void>; answer: Promise<Answer> } {
+  let sent!: () => void
+  const whenSent = new Promise<void>((resolve) => (sent = resolve))
+  const answer = new Promise<Answer>((resolve, reject) => {
     const body = readFileSync(path)
     const req = request(
       `${server.url}/v1/models/${name}:detect${query}`,
@@ -251,8 +257,29 @@ const detectRaw = (name: string, path: string, query = '') =>
       },
     )
     req.on('error', reject)
+    req.on('finish', sent)
     req.end(body)
   })
+  // A request that fails before it is sent fails `answer`, which its caller awaits.
+  answer.catch(sent)
+  return { sent: whenSent, answer }
+}
+const detectRaw = (name: string, path: string, query = '') => sendDetect(name, path, query).answer
+
+/**
+ * The answer to `:detect` of a photo with the model's own settings. The same request is asked by
+ * several tests (CenterNet on chelsea.png by three): each model run is deterministic, so it is sent
+ * once per file and its answer shared, rather than run again on the server for the same bytes.
+ */
+const answers = new Map<string, Promise<Answer>>()
+function detected(name: string, path: string): { sent: Promise<void>; answer: Promise<Answer> } {
+  const key = `${name} ${path}`
+  const known = answers.get(key)
+  if (known) return { sent: Promise.resolve(), answer: known }
+  const sending = sendDetect(name, path)
+  answers.set(key, sending.answer)
+  return sending
+}
 
 let server: SharedServer
 
@@ -287,7 +314,7 @@ describe.skipIf(!chromiumAvailable)('the try-it page draws the boxes of a detect
     await page.goto(`${server.url}/`)
     await page.waitForSelector('body[data-images="listed"]', { timeout: 60_000 })
     const photo = join(PHOTOS, 'chelsea.png')
-    const api = (await detectRaw('centernet', photo)).json
+    const api = (await detected('centernet', photo).answer).json
     expect(api.length).toBeGreaterThan(0)
     const panel = page.locator('section.image-model[data-model="centernet"]')
     expect(await panel.getAttribute('data-task')).toBe('object-detection')
@@ -319,7 +346,7 @@ describe.skipIf(!chromiumAvailable)('the try-it page draws the boxes of a detect
 // One model after another, each done before the next loads: the detectors do not fit the wasm heap together.
 describe(':detect on real photographs equals tf.js in Node', () => {
   it('finds the cat in chelsea.png with CenterNet, its box inside the photo', async () => {
-    const res = await detectRaw('centernet', join(PHOTOS, 'chelsea.png'))
+    const res = await detected('centernet', join(PHOTOS, 'chelsea.png')).answer
     expect(res.status, res.text).toBe(200)
     expect(res.json.length).toBeGreaterThan(0)
     // CenterNet takes chelsea's face for a dog or a cat; either way an animal covering most of the photo.
@@ -334,9 +361,13 @@ describe(':detect on real photographs equals tf.js in Node', () => {
   for (const name of Object.keys(DETECTORS) as DetectorName[]) {
     for (const path of PHOTO_FILES) {
       it(`${name} on ${path.split('/').pop()}: same labels, boxes within 1 px of the input, scores within 1e-4`, async () => {
-        const res = await detectRaw(name, path)
+        // The reference is computed here while the server answers.
+        const { sent, answer } = detected(name, path)
+        await sent
+        const want = await referenceDetections(name, path)
+        const res = await answer
         expect(res.status, res.text).toBe(200)
-        expectSame(name, path, res.json, await referenceDetections(name, path))
+        expectSame(name, path, res.json, want)
       })
     }
   }
@@ -353,8 +384,8 @@ describe(':detect requests', () => {
     })
     expect(rows.status, rows.text).toBe(200)
     expect(rows.json.results).toEqual([
-      (await detectRaw('yolo-tiny', chelsea)).json,
-      (await detectRaw('yolo-tiny', camera)).json,
+      (await detected('yolo-tiny', chelsea).answer).json,
+      (await detected('yolo-tiny', camera).answer).json,
     ])
     const columns = await post<{ results: Detection[][] }>(`${server.url}/v1/models/yolo-tiny/versions/1:detect`, {
       inputs: { images: [b64(camera)] },
@@ -431,7 +462,7 @@ describe(':detect requests', () => {
   })
 
   it('answers Models.run(name, {image}) with the same list, the image as bytes or a number[]', async () => {
-    const http = (await detectRaw('yolo5-tiny', camera)).json
+    const http = (await detected('yolo5-tiny', camera).answer).json
     const bytes = readFileSync(camera)
     const asBody = (await (
       await fetch(`${server.url}/classify/yolo5-tiny`, { method: 'POST', body: bytes })

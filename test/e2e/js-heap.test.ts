@@ -4,8 +4,8 @@
  * (scripts/dev/js-heap.mjs) after start, a first predict, the largest JPEG and WebP the limits allow
  * through nsfwjs's MobileNetV2, the largest JSON bodies, and four of those requests at once. The budget
  * assumes JS_HEAP_BYTES (src/core/config.ts): this fails when the bundle's heap and the buffers it keeps
- * grow past it, when a decoder heap or a decoded image stays after its decode (a heap snapshot counts
- * every buffer, wasm memories included), and when a term of the isolate's memory passes its bound
+ * grow past it, when a decoder heap or a decoded image stays after its decode (every ArrayBuffer the
+ * isolate holds is counted, wasm memories included), and when a term of the isolate's memory passes its bound
  * (docs/memory.md, "The worst case the defaults allow").
  */
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
-import { heapRepository } from '../../scripts/dev/js-heap.mjs'
+import { heapRepository, largestImages } from '../../scripts/dev/js-heap.mjs'
 // @ts-expect-error: a plain .mjs script without type declarations
 import { measure } from '../../scripts/dev/measure-js-heap.mjs'
 // @ts-expect-error: a plain .mjs script without type declarations
@@ -40,9 +40,14 @@ const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`
 
 let work: string
 let server: WranglerDev
+/** The largest images the limits allow: encoded while the repository is built and the server starts. */
+let images: Promise<unknown>
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'js-heap-'))
+  images = largestImages()
+  // Handled where measure() awaits it; a failure here would otherwise be reported as unhandled first.
+  images.catch(() => {})
   const repo = await heapRepository(join(work, 'models'))
   server = await startWranglerDev({ configs: [wranglerConfigFor(repo, join(work, 'wrangler.toml'))] })
 }, 600_000)
@@ -54,7 +59,7 @@ afterAll(async () => {
 
 describe("the Worker's JavaScript heap in workerd", () => {
   it('stays within JS_HEAP_BYTES after start, a predict, the largest images and JSON bodies; each term of the isolate within its bound', async () => {
-    const steps = (await measure(server, { log: console.log })) as Step[]
+    const steps = (await measure(server, { log: console.log, images })) as Step[]
     expect(steps.map((s) => s.step)).toHaveLength(9)
     for (const { step, totalSize, backingStorageSize, wasm } of steps) {
       expect(totalSize, step).toBeGreaterThan(0)
@@ -65,7 +70,7 @@ describe("the Worker's JavaScript heap in workerd", () => {
     }
     // The photos were decoded by the wasm decoders, each heap dropped after.
     expect(steps.at(-1)!.wasm.decoderHighWater).toBeGreaterThan(16 * MiB)
-    // Nothing of a decode stays: every buffer the isolate holds (heap snapshot) is tf.js's heap, give
+    // Nothing of a decode stays: every buffer the isolate holds (Runtime.queryObjects) is tf.js's heap, give
     // or take the few small ones. Before, the first decoder's instance stayed reachable from
     // globalThis.ImageData with its 16.9 MB heap and its last decoded RGBA (14.2 MB).
     const snapshots = steps.filter((s) => s.buffers)

@@ -25,7 +25,7 @@ import { ZOO } from '../../scripts/dev/zoo.mjs'
 import { binaryInfer } from '../support/binary-infer'
 import { random } from '../support/random'
 import { get } from './support/http'
-import { ROOT } from './support/servers'
+import { ROOT, sharedZoo } from './support/servers'
 import type { WranglerDev } from './support/servers'
 import { startZoo, startZooControl } from './support/zoo-server'
 import type { ZooServer } from './support/zoo-server'
@@ -87,9 +87,16 @@ let index: Index
 let control: Awaited<ReturnType<typeof startZooControl>> | undefined
 
 beforeAll(async () => {
-  zoo = await startZoo<Index>(540_000)
+  // The two wrangler dev start side by side, on the zoo's one repository (built once per run).
+  const [started, controlled] = await Promise.allSettled([
+    startZoo<Index>(540_000),
+    sharedZoo(540_000).then(startZooControl),
+  ])
+  if (started.status === 'fulfilled') zoo = started.value
+  if (controlled.status === 'fulfilled') control = controlled.value
+  if (started.status === 'rejected') throw started.reason
+  if (controlled.status === 'rejected') throw controlled.reason
   ;({ server, index } = zoo)
-  control = await startZooControl(zoo.models)
 }, 600_000)
 
 afterAll(async () => {
@@ -97,13 +104,35 @@ afterAll(async () => {
   await zoo?.stop()
 })
 
-/** A Worker's workerd process (not wrangler's proxy): its resident memory now, and its peak, in MiB, from /proc. */
-function workerdMemory(of: WranglerDev = server): { rss: number; peak: number } {
-  const { worker } = workerdProcesses(of) as { worker: { pid: number }[] }
-  expect(worker.length, 'the Worker runs in one workerd process').toBe(1)
-  const status = readFileSync(`/proc/${worker[0]!.pid}/status`, 'utf8')
+/** The Worker's workerd process of each server, as last found. */
+const workerPids = new Map<WranglerDev, number>()
+
+/**
+ * A Worker's workerd process (not wrangler's proxy): its resident memory now, and its peak, in MiB,
+ * from /proc. The process is looked for (a `ps` over the machine, 30 ms of CPU) where `find`, or when
+ * the one found before is gone; read after every request, it is otherwise the one found last.
+ */
+function workerdMemory(of: WranglerDev = server, { find = false } = {}): { rss: number; peak: number } {
+  let status: string | undefined
+  const known = workerPids.get(of)
+  if (!find && known !== undefined) status = statusOf(known)
+  if (status === undefined) {
+    const { worker } = workerdProcesses(of) as { worker: { pid: number }[] }
+    expect(worker.length, 'the Worker runs in one workerd process').toBe(1)
+    workerPids.set(of, worker[0]!.pid)
+    status = readFileSync(`/proc/${worker[0]!.pid}/status`, 'utf8')
+  }
   const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)![1])
   return { rss: kib('VmRSS') / 1024, peak: kib('VmHWM') / 1024 }
+}
+
+/** A process's /proc status, or undefined when it is gone. */
+function statusOf(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/status`, 'utf8')
+  } catch {
+    return undefined
+  }
 }
 
 /** How often the Worker has loaded, evicted and rebuilt its wasm heap so far (its log lines). */
@@ -246,11 +275,12 @@ describe(`the zoo in one wrangler dev, ${ROUNDS} rounds of random 1–4-row requ
         }
         const heap = (await gauge('warmserve_wasm_heap_bytes')) ?? 0
         const heapHighWater = (await gauge('warmserve_wasm_heap_high_water_bytes')) ?? 0
-        const end = workerdMemory()
+        // Once a round, the Worker's process is looked for again: still one.
+        const end = workerdMemory(server, { find: true })
         const js = (await inspector.afterGc()).usedSize / 1e6
         const settled = workerdMemory().rss
         await controlInspector.afterGc()
-        const controlRss = workerdMemory(controlServer).rss
+        const controlRss = workerdMemory(controlServer, { find: true }).rss
         rounds.push({
           ...end,
           floor,

@@ -55,9 +55,9 @@ describe('npm run publish-model', () => {
 
   it("prints the cron's URL on wrangler.toml's [dev] port, or on the one given with --port", async () => {
     const { ip, port } = devAddress()
-    expect(await publish()).toContain(`fire the cron with: curl http://${ip}:${port}/cdn-cgi/local/scheduled\n`)
-    expect(await publish('--port', '4321')).toContain(
-      `fire the cron with: curl http://${ip}:4321/cdn-cgi/local/scheduled\n`,
-    )
+    // Two publishes into buckets of their own: side by side, each a Node process starting a workerd.
+    const [plain, ported] = await Promise.all([publish(), publish('--port', '4321')])
+    expect(plain).toContain(`fire the cron with: curl http://${ip}:${port}/cdn-cgi/local/scheduled\n`)
+    expect(ported).toContain(`fire the cron with: curl http://${ip}:4321/cdn-cgi/local/scheduled\n`)
   })
 })
