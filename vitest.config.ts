@@ -1,6 +1,8 @@
 import { cloudflareTest } from '@cloudflare/vitest-plugin'
 import { configDefaults, defineConfig } from 'vitest/config'
 import type { TestProjectInlineConfiguration } from 'vitest/config'
+import { BaseSequencer } from 'vitest/node'
+import type { TestSpecification } from 'vitest/node'
 import { prepareTestAssets } from './test/setup/assets.ts'
 import { textExpectations } from './test/setup/text.ts'
 
@@ -18,6 +20,31 @@ if (lane !== undefined && lane !== 'workers' && lane !== 'e2e')
  * after the workers project, so that the two lanes take about as long.
  */
 const E2E_IN_WORKERS_LANE = ['test/e2e/js-heap.test.ts']
+
+/**
+ * The files that need the zoo's repository, which the e2e global setup assembles and measures in the
+ * background (test/e2e/support/zoo-repo.ts: about a minute of a core on a fresh clone, where the
+ * measurements' cache is empty).
+ */
+const ZOO_FILES = /\/test\/e2e\/zoo(-soak)?\.test\.ts$/
+
+/**
+ * vitest's order (longest first, by the last run's durations; largest first on a fresh clone), with the
+ * zoo's files last of their project: run first, they would wait for the zoo's repository while their
+ * lane had nothing else to run.
+ */
+class ZooLast extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const sorted = await super.sort(files)
+    const zoo = (spec: TestSpecification) => ZOO_FILES.test(spec.moduleId)
+    // Each after the last of its own project's files: the projects' order (groupOrder) stays.
+    const order = sorted.filter((spec) => !zoo(spec) || sorted.every((o) => o.project !== spec.project || zoo(o)))
+    for (const spec of sorted.filter((s) => !order.includes(s))) {
+      order.splice(order.findLastIndex((o) => o.project === spec.project) + 1, 0, spec)
+    }
+    return order
+  }
+}
 
 const workers = async (): Promise<TestProjectInlineConfiguration> => ({
   // Unit and integration tests, inside workerd with the Worker's own bindings.
@@ -130,6 +157,7 @@ export default defineConfig({
     // lines on purpose: about 1,700 lines that would bury the results. A failing test's own log
     // lines are still printed with its failure; `npm test -- --silent=false` shows them all.
     silent: 'passed-only',
+    sequence: { sequencer: ZooLast },
     projects: lane === 'e2e' ? [e2e] : [await workers(), node, e2e],
   },
 })
