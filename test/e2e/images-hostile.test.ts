@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs module without type declarations
-import { workerdRss } from '../../bench/measure.mjs'
+import { residentKiB, workerdProcesses } from '../../bench/measure.mjs'
 // @ts-expect-error: a plain .mjs module without type declarations
 import { flatJpeg, hostileImages } from '../../scripts/dev/hostile-images.mjs'
 import { PHOTOS } from './support/image-models'
@@ -18,17 +18,24 @@ import type { SharedServer } from './support/servers'
 const MiB = 1024 * 1024
 let server: SharedServer
 
-/** Resident memory of the Worker's workerd process (not wrangler's proxy), in MiB. */
-const rss = (): number => workerdRss(server).worker
+/** The Worker's workerd processes (not wrangler's proxy): found with a `ps`, once per request. */
+function workerPids(): number[] {
+  const pids = (workerdProcesses(server) as { worker: { pid: number }[] }).worker.map((p) => p.pid)
+  if (pids.length === 0) throw new Error(`no workerd process of the Worker under wrangler dev (group ${server.pgid})`)
+  return pids
+}
+/** Their resident memory, in MiB: read without spawning a process, as the sampling below does every 20 ms. */
+const rss = (pids = workerPids()): number => (residentKiB(pids) as number) / 1024
 
 /** One image to the `pixels` model as a b64 instance: its status, error, time, and workerd's peak and final RSS growth in MiB. */
 async function send(bytes: Uint8Array) {
-  const before = rss()
+  const pids = workerPids()
+  const before = rss(pids)
   let peak = before
   let done = false
   const sampling = (async () => {
     while (!done) {
-      peak = Math.max(peak, rss())
+      peak = Math.max(peak, rss(pids))
       await new Promise((resolve) => setTimeout(resolve, 20))
     }
   })()
@@ -43,7 +50,7 @@ async function send(bytes: Uint8Array) {
   const ms = performance.now() - started
   done = true
   await sampling
-  const after = rss()
+  const after = rss(pids)
   return { status: res.status, error: body.error, ms, peak: Math.max(peak, after) - before, left: after - before }
 }
 

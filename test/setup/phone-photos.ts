@@ -54,23 +54,38 @@ async function phonePhoto(source: string): Promise<Uint8Array> {
   const y0 = (src.height - cropH) / 2
   const { width, height } = PHONE_SIZE
   const out = new Uint8ClampedArray(width * height * 4)
+  // Each column's two source columns and weight, computed once rather than per row and channel
+  // (12 M pixels: this loop was half the photos' first-run CPU); the same arithmetic, the same bytes.
+  const xa = new Int32Array(width)
+  const xb = new Int32Array(width)
+  const fx = new Float64Array(width)
+  for (let x = 0; x < width; x++) {
+    const sx = Math.max(0, x0 + ((x + 0.5) * cropW) / width - 0.5)
+    xa[x] = Math.floor(sx)
+    xb[x] = Math.min(src.width - 1, xa[x]! + 1)
+    fx[x] = sx - xa[x]!
+  }
+  const data = src.data
   for (let y = 0; y < height; y++) {
     const sy = Math.max(0, y0 + ((y + 0.5) * cropH) / height - 0.5)
     const ya = Math.floor(sy)
     const yb = Math.min(src.height - 1, ya + 1)
     const fy = sy - ya
+    const rowA = ya * src.width
+    const rowB = yb * src.width
     for (let x = 0; x < width; x++) {
-      const sx = Math.max(0, x0 + ((x + 0.5) * cropW) / width - 0.5)
-      const xa = Math.floor(sx)
-      const xb = Math.min(src.width - 1, xa + 1)
-      const fx = sx - xa
+      const a = xa[x]!
+      const b = xb[x]!
+      const f = fx[x]!
+      const o = (y * width + x) * 4
       for (let k = 0; k < 3; k++) {
-        const at = (row: number, col: number) => src.data[(row * src.width + col) * 4 + k]!
-        const top = at(ya, xa) + (at(ya, xb) - at(ya, xa)) * fx
-        const bottom = at(yb, xa) + (at(yb, xb) - at(yb, xa)) * fx
-        out[(y * width + x) * 4 + k] = top + (bottom - top) * fy
+        const topA = data[(rowA + a) * 4 + k]!
+        const bottomA = data[(rowB + a) * 4 + k]!
+        const top = topA + (data[(rowA + b) * 4 + k]! - topA) * f
+        const bottom = bottomA + (data[(rowB + b) * 4 + k]! - bottomA) * f
+        out[o + k] = top + (bottom - top) * fy
       }
-      out[(y * width + x) * 4 + 3] = 255
+      out[o + 3] = 255
     }
   }
   const encoded = await encode(

@@ -11,8 +11,8 @@
 //   kernel state). Fast, but the held blocks change where the allocator puts things: measured against
 //   the next method, its peaks are up to 13 % high at one row.
 // - `bisect`: the least heap cap (runtime/wasm-guard.ts's `maxHeapBytes`) at which a fresh instance
-//   loads the model and runs it, found by bisection over pages, starting near the `fill` peak: what
-//   "fits" means. It cannot see below the initial memory (16 MiB).
+//   loads the model and runs it, to a page: a search stepping out from the `fill` peak by 1, 2, 4…
+//   pages, then bisection. What "fits" means. It cannot see below the initial memory (16 MiB).
 import { loadGraphModel } from '@tensorflow/tfjs-converter'
 import * as tf from '@tensorflow/tfjs-core'
 import { loadLayersModel } from '@tensorflow/tfjs-layers'
@@ -234,17 +234,40 @@ async function fitsUnder(artifacts, rows, shapes, cap, reference) {
   }
 }
 
-/** The least heap, to a page, in which a fresh instance loads the model and runs `rows` rows. */
+/** The initial memory, 16 MiB, in pages: a floor no cap goes under, so the search cannot see below it. */
+const FLOOR_PAGES = 256
+
+/**
+ * The least heap, to a page, in which a fresh instance loads the model and runs `rows` rows. The
+ * search starts at `hint` (the fill's figure, which the least heap is within a page or two of) and
+ * steps away from it by 1, 2, 4… pages until one cap fits and the next fails, then bisects between
+ * them: 2–4 loads for a good hint (a bisection over a fixed 15 % bracket took 9–11), the same answer
+ * (the least cap that fits, to a page, both ends of the bracket checked).
+ */
 async function measureBisect(artifacts, rows, shapes, hint, reference) {
-  let high = Math.max(256, Math.ceil((hint || 128 * 2 ** 20) / PAGE))
-  while (!(await fitsUnder(artifacts, rows, shapes, high * PAGE, reference))) high *= 2
-  // The initial memory, 16 MiB, is a floor no cap goes under; with a hint, start the search just below it.
-  let low = Math.max(256, Math.floor((high * 0.85) / 1))
-  if (low >= high || (await fitsUnder(artifacts, rows, shapes, low * PAGE, reference))) low = 256
-  if (await fitsUnder(artifacts, rows, shapes, low * PAGE, reference)) return low * PAGE
+  const fits = (pages) => fitsUnder(artifacts, rows, shapes, pages * PAGE, reference)
+  const start = Math.max(FLOOR_PAGES, Math.ceil((hint || 128 * 2 ** 20) / PAGE))
+  // `high` fits and `low` does not (or is below the floor); the least heap is in (low, high].
+  let high = start
+  let low = start
+  if (await fits(start)) {
+    for (let step = 1; ; step *= 2) {
+      if (high === FLOOR_PAGES) return high * PAGE
+      low = Math.max(FLOOR_PAGES, high - step)
+      if (!(await fits(low))) break
+      high = low
+    }
+  } else {
+    for (let step = 1; ; step *= 2) {
+      high = low + step
+      if (high * PAGE > UNCAPPED) throw new Error(`no heap cap up to ${UNCAPPED} bytes runs the model at ${rows} rows`)
+      if (await fits(high)) break
+      low = high
+    }
+  }
   while (high - low > 1) {
     const mid = (low + high) >> 1
-    if (await fitsUnder(artifacts, rows, shapes, mid * PAGE, reference)) high = mid
+    if (await fits(mid)) high = mid
     else low = mid
   }
   return high * PAGE
@@ -279,10 +302,10 @@ async function main() {
     } else if (task === 'bisect') {
       out.bisect = {}
       for (const rows of out.fill ? Object.keys(out.fill).map(Number) : rowsList) {
-        // Starting just above the fill's figure, which is close: a few trials instead of a dozen.
+        // Starting at the fill's figure, which is close: a few trials instead of a dozen.
         const filled = out.fill?.[rows]
         if (filled && filled.baseHeapBytes + filled.peakBytes > (request.stopAboveBytes ?? Infinity)) break
-        const hint = request.hints?.[rows] ?? (filled ? (filled.baseHeapBytes + filled.peakBytes) * 1.02 : undefined)
+        const hint = request.hints?.[rows] ?? (filled ? filled.baseHeapBytes + filled.peakBytes : undefined)
         out.bisect[rows] = await measureBisect(artifacts, rows, request.shapes, hint, filled?.answer)
         if (out.fill?.[1]?.batchFixed || request.batchFixed) break
       }
