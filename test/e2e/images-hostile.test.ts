@@ -103,9 +103,12 @@ describe('crafted images through wrangler dev', () => {
       // the rest is V8's garbage not yet collected and the request's own buffers (a 2.5 MB base64 body, parsed).
       expect(result.peak * MiB, name).toBeLessThanOrEqual(48 * MiB)
     }
-    // No decoder heap stays after its decode (main's kept +518 MiB after the fill-byte JPEG alone);
-    // what is left is V8's garbage from the two images decoded (3 MP: 24 MB of RGBA and its copy), which
-    // V8 returns to the system lazily.
-    expect(growth * MiB).toBeLessThanOrEqual(64 * MiB)
+    // No decoder heap stays after its decode (main's kept +518 MiB after the fill-byte JPEG alone; one kept
+    // per decode would be 16 MiB or more for each of the ten). What is left is garbage: the decoded images'
+    // RGBA and copies and the bodies, which V8 frees only when it collects, and it collects for
+    // ArrayBuffers once 64 MiB more are outside its heap than at its last collection (docs/memory.md,
+    // "what finished requests leave"); and the pages workerd's allocator keeps once freed. Seen at +40.6
+    // to +60.6 MiB over runs, so the bound is V8's 64 MiB and a half again for the allocator.
+    expect(growth * MiB).toBeLessThanOrEqual(96 * MiB)
   })
 })
