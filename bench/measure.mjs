@@ -86,21 +86,34 @@ export function workerdRss(server) {
 }
 
 /**
- * Resident memory, in KiB, of the processes `pids` (e.g. `workerdProcesses(server).worker`'s):
- * read from /proc where there is one, so that sampling it every few milliseconds spawns no `ps`
- * (each one a few tens of ms of CPU); `ps` elsewhere. /proc's VmRSS is the figure ps prints as rss.
+ * A process's resident memory and its peak, in KiB, from /proc/<pid>/status: VmRSS (the figure `ps`
+ * prints as rss) and VmHWM. Read without spawning a process; undefined when the process is gone (or
+ * a zombie) or the system has no /proc.
+ */
+export function procMemoryKiB(pid) {
+  let status
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  } catch {
+    return undefined
+  }
+  const kib = (field) => new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1]
+  const [rss, peak] = [kib('VmRSS'), kib('VmHWM')]
+  // A process that has exited but not been reaped (a zombie) has a status without them.
+  return rss === undefined || peak === undefined ? undefined : { rss: Number(rss), peak: Number(peak) }
+}
+
+/**
+ * Resident memory, in KiB, of the processes `pids` (e.g. `workerdProcesses(server).worker`'s): from
+ * /proc where there is one, so that sampling it every few milliseconds spawns no `ps` (each one a few
+ * tens of ms of CPU); `ps` elsewhere.
  */
 export function residentKiB(pids) {
   let total = 0
   for (const pid of pids) {
-    let status
-    try {
-      status = readFileSync(`/proc/${pid}/status`, 'utf8')
-    } catch {
-      total += Number(execFileSync('ps', ['-o', 'rss=', '-p', String(pid)], { encoding: 'utf8' }).trim())
-      continue
-    }
-    total += Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? 0)
+    total +=
+      procMemoryKiB(pid)?.rss ??
+      Number(execFileSync('ps', ['-o', 'rss=', '-p', String(pid)], { encoding: 'utf8' }).trim())
   }
   return total
 }

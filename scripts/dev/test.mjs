@@ -13,7 +13,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 const VITEST = join(ROOT, 'node_modules/vitest/vitest.mjs')
 const args = process.argv.slice(2)
 
-/** The lanes: what each runs, in the order its summary is printed. */
+/** The lanes: a name for the last line, and the value of WARMSERVE_TEST_LANE (each line's prefix). */
 const LANES = [
   { name: 'wrangler dev', lane: 'e2e' },
   { name: 'workerd and Node', lane: 'workers' },
@@ -48,8 +48,8 @@ if (args.length > 0) {
   process.exitCode = await vitest(args, {}, 'inherit').done
 } else {
   const started = performance.now()
-  // Lines of the two runs, whole and labelled: the first lane's are printed as they come; the second's
-  // as they come too, but a line at a time, so neither cuts into the other's.
+  // Both runs' output as it comes, a whole line at a time and prefixed with its lane, so that neither
+  // cuts into the other's lines.
   const color = process.stdout.isTTY ? { FORCE_COLOR: '1' } : {}
   const runs = LANES.map(({ name, lane }) => {
     const run = vitest([], { ...color, WARMSERVE_TEST_LANE: lane }, ['ignore', 'pipe', 'pipe'])

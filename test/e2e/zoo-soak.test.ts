@@ -17,7 +17,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs module without type declarations
-import { eventsIn, workerdProcesses } from '../../bench/measure.mjs'
+import { eventsIn, procMemoryKiB, workerdProcesses } from '../../bench/measure.mjs'
 // @ts-expect-error: a plain .mjs script without type declarations
 import { inspectWorker } from '../../scripts/dev/js-heap.mjs'
 // @ts-expect-error: a plain .mjs script without type declarations
@@ -113,26 +113,17 @@ const workerPids = new Map<WranglerDev, number>()
  * the one found before is gone; read after every request, it is otherwise the one found last.
  */
 function workerdMemory(of: WranglerDev = server, { find = false } = {}): { rss: number; peak: number } {
-  let status: string | undefined
+  type Memory = { rss: number; peak: number } | undefined
   const known = workerPids.get(of)
-  if (!find && known !== undefined) status = statusOf(known)
-  if (status === undefined) {
+  let memory: Memory = !find && known !== undefined ? procMemoryKiB(known) : undefined
+  if (memory === undefined) {
     const { worker } = workerdProcesses(of) as { worker: { pid: number }[] }
     expect(worker.length, 'the Worker runs in one workerd process').toBe(1)
     workerPids.set(of, worker[0]!.pid)
-    status = readFileSync(`/proc/${worker[0]!.pid}/status`, 'utf8')
+    memory = procMemoryKiB(worker[0]!.pid) as Memory
+    if (memory === undefined) throw new Error(`the Worker's workerd process ${worker[0]!.pid} has no /proc status`)
   }
-  const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)![1])
-  return { rss: kib('VmRSS') / 1024, peak: kib('VmHWM') / 1024 }
-}
-
-/** A process's /proc status, or undefined when it is gone. */
-function statusOf(pid: number): string | undefined {
-  try {
-    return readFileSync(`/proc/${pid}/status`, 'utf8')
-  } catch {
-    return undefined
-  }
+  return { rss: memory.rss / 1024, peak: memory.peak / 1024 }
 }
 
 /** How often the Worker has loaded, evicted and rebuilt its wasm heap so far (its log lines). */
