@@ -21,10 +21,12 @@ const LANES = [
 
 /** Children still running, stopped with this process (Ctrl-C). */
 const children = new Set()
+/** Set by Ctrl-C (or a SIGTERM): the run then exits 130 whatever the lanes report as they stop. */
+let interrupted = false
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
+    interrupted = true
     for (const child of children) child.kill(signal)
-    process.exitCode = 130
   })
 }
 
@@ -45,7 +47,8 @@ function vitest(vitestArgs, env, stdio) {
 }
 
 if (args.length > 0) {
-  process.exitCode = await vitest(args, {}, 'inherit').done
+  const code = await vitest(args, {}, 'inherit').done
+  process.exitCode = interrupted ? 130 : code
 } else {
   const started = performance.now()
   // Both runs' output as it comes, a whole line at a time and prefixed with its lane, so that neither
@@ -76,5 +79,5 @@ if (args.length > 0) {
       ? `\nnpm test: both lanes passed in ${seconds} s`
       : `\nnpm test: ${failed.map((run) => `the ${run.name} lane (${run.lane})`).join(' and ')} failed; ${seconds} s`,
   )
-  process.exitCode = failed.length === 0 ? 0 : 1
+  process.exitCode = interrupted ? 130 : failed.length === 0 ? 0 : 1
 }
