@@ -199,6 +199,41 @@ describe('withBatching', () => {
     expect(error).toHaveBeenCalledTimes(1)
   })
 
+  it("holds the merged copy of the requests' inputs in the memory budget for the length of the merged run", async () => {
+    const ledger = isolate().cache.admission.ledger
+    const held: number[] = []
+    const { inner, batched, runs } = await setup(undefined, async (inputs, model) => {
+      held.push(ledger.used('input'))
+      return model.run(inputs)
+    })
+    const before = ledger.used('input')
+    const requests = [1, 3, 2].map((n, i) => rowsOf(i + 1, n))
+    const alone = await Promise.all(requests.map((rows) => predict(inner, rows)))
+    expect(await Promise.all(requests.map((rows) => predict(batched, rows)))).toEqual(alone)
+    expect(runs).toEqual([6])
+    // 6 rows of 4 float32 features, copied once into the merged input.
+    expect(held).toEqual([before + 6 * 4 * 4])
+    expect(ledger.used('input')).toBe(before)
+  })
+
+  it('runs the requests one by one, each as it came, when the budget has no room for their merged copy', async () => {
+    const ledger = isolate().cache.admission.ledger
+    const { inner, batched, runs } = await setup()
+    // The budget full but for less than the copy of 6 rows (96 bytes): a reservation of the test's own.
+    const filler = { input: 'the test' }
+    ledger.hold(filler, 'input', ledger.limit - ledger.used() - 95)
+    try {
+      const requests = [1, 3, 2].map((n, i) => rowsOf(i + 1, n))
+      const alone = await Promise.all(requests.map((rows) => predict(inner, rows)))
+      expect(await Promise.all(requests.map((rows) => predict(batched, rows)))).toEqual(alone)
+      expect(runs).toEqual([1, 3, 2])
+      expect(batchingOf(batched)!.counters).toMatchObject({ requests: 3, batches: 0, merged: 0, alone: 3, rerun: 0 })
+    } finally {
+      ledger.release(filler)
+    }
+    expect(tf.memory().numTensors).toBe(before)
+  })
+
   it('is not a batching servable unless wrapped', async () => {
     const { model } = await recorded()
     disposeAll.push(() => model.dispose())

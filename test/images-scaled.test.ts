@@ -38,7 +38,7 @@ const defaults = (): ImageLimits => ({ ...roomy(), maxPixels: 4_000_000, maxDeco
  */
 async function fullDecode(bytes: Uint8Array): Promise<Pixels> {
   const gate = memoryGate()
-  setMemoryGate({ reserve: async () => () => {}, hold: async () => {} })
+  setMemoryGate({ reserve: async () => () => {}, reserveNow: () => () => {}, hold: async () => {} })
   try {
     return await decodeImage(bytes, roomy(), 'reference')
   } finally {

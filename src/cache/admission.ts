@@ -85,6 +85,14 @@ export class Admission {
         else this.ledger.hold(ticket, 'input', keep)
       }
     },
+    reserveNow: (bytes, what, onHeap) => {
+      const ticket = { input: what }
+      // No model is evicted for it: a reload costs more than what the copy saves.
+      if (!this.ledger.fits(bytes)) return undefined
+      if (onHeap && !this.heapRoom('', bytes, false)) return undefined
+      this.ledger.hold(ticket, 'input', bytes)
+      return () => this.ledger.release(ticket)
+    },
     hold: async (holder, bytes, what) => {
       if (this.ledger.bytesOf(holder) >= bytes) return
       this.refuseBeyond(bytes, 0, what)
@@ -225,7 +233,7 @@ export class Admission {
    * Whether the wasm heap can give `bytes` now (its free space and what it may still grow), evicting
    * idle models other than `key` until it can or none is left. Always true off the wasm backend.
    */
-  private heapRoom(key: string, bytes: number): boolean {
+  private heapRoom(key: string, bytes: number, evict = true): boolean {
     const backend = guardedBackend()
     if (!backend) return true
     for (;;) {
@@ -233,7 +241,7 @@ export class Admission {
       // Growth alone is enough: no need to probe the free space.
       if (maxBytes - size >= bytes) return true
       if (maxBytes - size + backend.fillFree().release() >= bytes) return true
-      if (!this.cache.evictIdle(key)) return false
+      if (!evict || !this.cache.evictIdle(key)) return false
     }
   }
 

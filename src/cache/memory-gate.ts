@@ -9,7 +9,8 @@
  *   decodes, so it holds nothing);
  * - reserved for a while: one decode under way (its RGBA and the decoder's growth), one input's rows and
  *   their concatenation while they are made, then the input tensor itself (`reserveTensor`) until the
- *   run that uses it is admitted or it is disposed.
+ *   run that uses it is admitted or it is disposed; the batcher's merged copy of its requests' inputs
+ *   for the length of the merged run (`reserveNow`).
  */
 
 /** Ends a reservation; with `keep`, holds that many of its bytes on and releases the rest. */
@@ -24,6 +25,12 @@ export interface MemoryGate {
    * tensors on tf.js's wasm heap, which must have them too (idle models are evicted until it has).
    */
   reserve(bytes: number, what: string, onHeap?: boolean): Promise<Release>
+  /**
+   * Reserves `bytes` now if they fit once idle models are evicted, else `undefined`: no wait and no
+   * refusal, for a copy its caller can do without (the batcher's merged inputs: its requests, whose runs
+   * hold the room it would wait for, then run one by one instead).
+   */
+  reserveNow(bytes: number, what: string, onHeap?: boolean): Release | undefined
   /** Holds `bytes` for `holder` for good (replacing what it held): an image decoder's resting heap. */
   hold(holder: object, bytes: number, what: string): Promise<void>
 }
@@ -31,6 +38,7 @@ export interface MemoryGate {
 /** Outside an isolate with a cache (a unit test of a transform alone) nothing is counted. */
 const uncounted: MemoryGate = {
   reserve: async () => () => {},
+  reserveNow: () => () => {},
   hold: async () => {},
 }
 

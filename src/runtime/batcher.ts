@@ -19,6 +19,7 @@
  * - A merged run that throws is rerun request by request, so one bad request (an out-of-range
  *   index, say) fails alone instead of failing its neighbours; the cost falls only on the error path.
  */
+import { memoryGate } from '../cache/memory-gate'
 import { log } from '../core/log'
 import type { BatchCounters, BatchingOptions, BatchingStatus } from './batching-status'
 import { wrapRun } from './servable'
@@ -53,6 +54,11 @@ interface Queue {
  * concurrency 32 was 1.8 s with a 1 s tick and 0.18 s (as unbatched) with 50 ms.
  */
 const KEEP_WAITING_MS = 10
+
+/** Bytes of the tensors' values on tf.js's heap (strings live in JavaScript, not on it). */
+function tensorBytes(tensors: tf.Tensor[]): number {
+  return tensors.reduce((n, t) => n + (t.dtype === 'string' ? 0 : t.size * tf.util.bytesPerElement(t.dtype)), 0)
+}
 
 /** The batching status of a servable `withBatching` made, or `undefined` for one that does not batch. */
 export function batchingOf(servable: Servable): BatchingStatus | undefined {
@@ -114,6 +120,12 @@ export function withBatching(servable: Servable, options: BatchingOptions): Serv
     return servable.run(inputs)
   }
 
+  /** Requests of a batch that could not be merged: each alone, one after another, as they came. */
+  const apart = async (waiters: Waiter[]) => {
+    counters.alone += waiters.length
+    for (const w of waiters) await servable.run(w.inputs).then(w.resolve, w.reject)
+  }
+
   const rerun = async (waiters: Waiter[]) => {
     counters.rerun += waiters.length
     // One after another: they would not overlap anyway (one thread), and it keeps one set of outputs in memory.
@@ -125,22 +137,26 @@ export function withBatching(servable: Servable, options: BatchingOptions): Serv
     const total = waiters.reduce((n, w) => n + w.rows, 0)
     let outputs: Record<string, tf.Tensor>
     const names = Object.keys(waiters[0]!.inputs)
-    const merged = Object.fromEntries(
-      names.map((name) => [
-        name,
-        tf.concat(
+    // The merged inputs are a copy of every request's, which their runs' figures do not count (each counts
+    // its own rows' inputs): reserved for the run, or, where the budget or the heap has no room for them
+    // now, the requests run one by one without a copy (their admitted runs hold the room a wait would need).
+    const bytes = waiters.reduce((n, w) => n + tensorBytes(Object.values(w.inputs)), 0)
+    const release = memoryGate().reserveNow(bytes, `the merged inputs of ${waiters.length} requests to ${model}`, true)
+    if (!release) return apart(waiters)
+    const merged: Record<string, tf.Tensor> = {}
+    try {
+      for (const name of names)
+        merged[name] = tf.concat(
           waiters.map((w) => w.inputs[name]!),
           0,
-        ),
-      ]),
-    )
-    try {
+        )
       outputs = await servable.run(merged)
     } catch {
       // The merged run's error is not reported: each request's own run says what is wrong with it.
       return rerun(waiters)
     } finally {
-      tf.dispose(merged)
+      tf.dispose(Object.values(merged))
+      release()
     }
     const unsplit = Object.entries(outputs).find(([, t]) => t.rank === 0 || t.shape[0] !== total)
     if (unsplit) {
