@@ -11,6 +11,7 @@ import { isolate, resetIsolate } from '../src/isolate'
 import { reservedTensor } from '../src/cache/memory-gate'
 import { decoderHeapBytes, decoderHeapHighWaterBytes } from '../src/protocols/images/decode'
 import { activationBytes } from '../src/runtime/footprint'
+import type { Servable } from '../src/runtime/servable'
 import { tf } from '../src/runtime/tf'
 import { binaryInfer, call, post } from './support/helpers'
 import { freshWasmIsolate } from './support/wasm-helpers'
@@ -203,5 +204,42 @@ describe('numeric inputs reserve their bytes before they are built', () => {
       a.lease.release()
       b.lease.release()
     }
+  })
+
+  it("keeps a request's inputs counted while it runs in sub-batches, each sub-batch's rows a copy beside them", async () => {
+    resetIsolate()
+    const { lease: probe } = await isolate().lease(env, 'digits')
+    const f = probe.model.footprint
+    const input = probe.model.signature.inputs[0]!.name
+    probe.release()
+    const rows = 8
+    const inputBytes = rows * 28 * 28 * 4
+    // Room for the model, the whole input and a run of 3 rows beside it: 8 rows run in sub-batches.
+    const budget = withBudget(modelStatus('digits/1')!.bytes + inputBytes + activationBytes(f, 3)!)
+    const { lease } = await isolate().lease(budget, 'digits')
+    // What the budget holds as each sub-batch starts: the model's own run, under the admission.
+    const model = Object.getPrototypeOf(lease.model) as Servable
+    const run = model.run
+    const seen: { rows: number; input: number; used: number }[] = []
+    const spy = vi.spyOn(model, 'run').mockImplementation(async (feeds) => {
+      seen.push({ rows: Object.values(feeds)[0]!.shape[0]!, input: ledger().used('input'), used: ledger().used() })
+      return run.call(model, feeds)
+    })
+    const x = await reservedTensor(inputBytes, 'the test input', () => tf.fill([rows, 28, 28, 1], 0.5))
+    try {
+      const outputs = await lease.model.run({ [input]: x })
+      expect(Object.values(outputs)[0]!.shape).toEqual([rows, 10])
+      tf.dispose(Object.values(outputs))
+    } finally {
+      spy.mockRestore()
+      lease.release()
+      x.dispose()
+    }
+    expect(seen.length).toBeGreaterThan(1)
+    expect(seen.reduce((n, s) => n + s.rows, 0)).toBe(rows)
+    // The whole input stays counted beside every sub-batch, and all of it within the budget.
+    for (const s of seen) expect(s).toMatchObject({ input: inputBytes })
+    expect(Math.max(...seen.map((s) => s.used))).toBeLessThanOrEqual(ledger().limit)
+    expect(ledger().used('input')).toBe(0)
   })
 })

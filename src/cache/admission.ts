@@ -196,10 +196,10 @@ export class Admission {
     const runner = Object.create(resident.servable, {
       run: { value: (feeds: Record<string, tf.Tensor>) => this.runWithRoom(resident, feeds) },
     }) as Servable
-    // The request's inputs hold their bytes (memory-gate.ts) until its first (sub-)batch is admitted: a run's
-    // figure was measured with its rows' inputs made inside it, so from then on the run's reservation takes
-    // their place (a split run's rows not running are left uncounted; the heap check before each
-    // sub-batch still sees them). Until then their room is this run's to take.
+    // The request's inputs hold their bytes (memory-gate.ts) until its run is admitted with all its rows: a
+    // run's figure was measured with its rows' inputs made inside it, so the run's reservation takes their
+    // place, and until then their room is this run's to take. A run split in sub-batches keeps them held to
+    // the end (each sub-batch's rows are a copy), unless it has to wait for room.
     const tensors = Object.values(inputs)
     return runInSubBatches(runner, inputs, splittable ? rows : 1, async (remaining) => {
       const want = splittable ? fitting(room, remaining) : 1
@@ -208,6 +208,16 @@ export class Admission {
         const own = heldBytes(tensors)
         this.cache.makeRoom(Math.max(0, need(want) - own))
         let r = fitting(this.ledger.limit - this.ledger.used() + own, want)
+        // Split, the inputs stay whole on the heap beside each sub-batch's copy of its rows (the copy is
+        // what the run's figure counts): they stay held where the sub-batches fit beside them. Where not,
+        // the run takes their room as a whole run does, rather than wait on room nothing else may free.
+        let split = splittable && r > 0 && r < rows && own > 0
+        if (split) {
+          this.cache.makeRoom(need(want))
+          const beside = fitting(this.ledger.limit - this.ledger.used(), want)
+          if (beside > 0) r = beside
+          else split = false
+        }
         while (r > 1 && !heapFits(r)) r = Math.max(1, Math.floor(r / 2))
         if (r > 0 && !heapFits(r) && measuredOnHeap(f)) {
           throw new ModelUnavailableError(
@@ -217,7 +227,7 @@ export class Admission {
           )
         }
         if (r > 0) {
-          handOver(tensors)
+          if (!split) handOver(tensors)
           this.ledger.hold(ticket, 'run', need(r))
           return { rows: splittable ? r : remaining, done: () => this.ledger.release(ticket) }
         }
