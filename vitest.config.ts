@@ -26,7 +26,7 @@ const E2E_IN_WORKERS_LANE = ['test/e2e/js-heap.test.ts']
  * background (test/e2e/support/zoo-repo.ts: about a minute of a core on a fresh clone, where the
  * measurements' cache is empty).
  */
-const ZOO_FILES = /\/test\/e2e\/zoo(-soak)?\.test\.ts$/
+const ZOO_FILES = /\/test\/e2e\/zoo\.test\.ts$/
 
 /**
  * vitest's order (longest first, by the last run's durations; largest first on a fresh clone), with the
