@@ -163,8 +163,8 @@ const SEED = Number(process.env.ZOO_SOAK_SEED ?? 22)
 const HEAP_CAP_BYTES = 96 * MiB
 /**
  * How far workerd's RSS after a round's collection may rise, in any round from the second on, above
- * the second round's, beyond the control's rise over the same rounds. Measured (docs/memory.md, "The
- * zoo soak in wrangler dev"): round to round it moves by −25 to +35 MiB (what V8 keeps of its heap,
+ * the second round's, beyond the control's rise over the same rounds. Measured in wrangler dev
+ * (docs/memory.md, "The zoo soak"): round to round it moves by −25 to +35 MiB (what V8 keeps of its heap,
  * where the allocator's pages land); 64 MiB is about twice that. Within a round RSS swings by up to
  * ~150 MiB of garbage, a rebuilt heap's old instance among it (counted over the inspector: none
  * outlives a collection). What it catches in three rounds: a wasm instance kept after each rebuild
