@@ -22,11 +22,11 @@ if (lane !== undefined && lane !== 'workers' && lane !== 'e2e')
 const E2E_IN_WORKERS_LANE = ['test/e2e/js-heap.test.ts']
 
 /**
- * The files that need the zoo's repository, which the e2e global setup assembles and measures in the
- * background (test/e2e/support/zoo-repo.ts: about a minute of a core on a fresh clone, where the
- * measurements' cache is empty).
+ * The file that needs the zoo's repository, which the e2e global setup assembles and indexes in the
+ * background (test/e2e/support/zoo-repo.ts: a few seconds, its measurements seeded from
+ * scripts/dev/zoo-memory.json; about a minute of a core where a model must be measured again).
  */
-const ZOO_FILES = /\/test\/e2e\/zoo(-soak)?\.test\.ts$/
+const ZOO_FILES = /\/test\/e2e\/zoo\.test\.ts$/
 
 /**
  * vitest's order (longest first, by the last run's durations; largest first on a fresh clone), with the

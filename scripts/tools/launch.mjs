@@ -386,25 +386,35 @@ export function bundleAt(dir) {
 /**
  * Serves a deploy bundle (built here unless `bundle` is given, so several instances can share one)
  * with workerd through Miniflare, on 127.0.0.1:`port` (a free one by default), with the bindings
- * wrangler.toml declares plus `vars`. `persistDir` holds R2 and the rest of the local state; two
- * instances given the same one share a bucket. Resolves once the Worker is ready (`ready` as for
+ * wrangler.toml (or `config`, another Worker's) declares plus `vars`. `persistDir` holds R2 and the
+ * rest of the local state; two instances given the same one share a bucket. With `inspector`, the
+ * Worker's isolate is reachable over the DevTools protocol through Miniflare's inspector proxy on
+ * `inspectorPort`, as through wrangler dev's. Resolves once the Worker is ready (`ready` as for
  * startWranglerDev).
  */
 export async function startBundle(options = {}) {
-  const { assetsDir, vars = {}, readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS, ready = 'live' } = options
+  const {
+    assetsDir,
+    vars = {},
+    readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS,
+    ready = 'live',
+    config = WRANGLER_TOML,
+    inspector = false,
+  } = options
   const started = performance.now()
   const deadline = Date.now() + readyTimeoutMs
   const ownBundle = options.bundle === undefined
   const bundle = options.bundle ?? (await buildBundle({ assetsDir }))
   const ownState = options.persistDir === undefined
   const persistDir = options.persistDir ?? scratchDir('warmserve-bundle-state-')
-  const port = options.port ?? (await freePort())
+  const [port, inspectorPort] =
+    options.port === undefined ? await freePorts(inspector ? 2 : 1) : [options.port, inspector && (await freePort())]
   const logs = logBook()
 
   const [{ Miniflare, Log, LogLevel, convertV4MiniflareOptions }, { unstable_getMiniflareWorkerOptions }] =
     await Promise.all([import('miniflare'), import('wrangler')])
   // wrangler.toml as wrangler dev reads it: the same bindings, assets router and cron triggers.
-  const { workerOptions } = unstable_getMiniflareWorkerOptions(WRANGLER_TOML)
+  const { workerOptions } = unstable_getMiniflareWorkerOptions(resolve(ROOT, config))
   const miniflare = new Miniflare(
     convertV4MiniflareOptions({
       ...workerOptions,
@@ -414,6 +424,7 @@ export async function startBundle(options = {}) {
       assets: { ...workerOptions.assets, ...(assetsDir !== undefined && { directory: assetsDir }) },
       host: '127.0.0.1',
       port,
+      ...(inspector && { inspectorPort, unsafeInspectorProxy: true }),
       cf: false,
       resourcePersistencePath: persistDir,
       log: new Log(LogLevel.WARN),
@@ -448,6 +459,7 @@ export async function startBundle(options = {}) {
   return {
     url,
     port,
+    ...(inspector && { inspectorPort }),
     startupMs: performance.now() - started,
     logs: logs.read,
     stop,

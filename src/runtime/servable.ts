@@ -93,7 +93,7 @@ const SORT_CACHE_FLAG = 'TOPOLOGICAL_SORT_CACHE_MAX_ENTRIES'
  * its output tensors, which tfjs-layers makes unique for each model it builds: a disposed model stays
  * reachable through them — every layer, variable wrapper and symbolic tensor of it — until 100 later
  * keys push it out, so an isolate that loads layers models again and again holds up to 100 dead ones
- * (docs/memory.md, "The zoo soak in wrangler dev"). The flag's hook is the package's only way in:
+ * (docs/memory.md, "The zoo soak"). The flag's hook is the package's only way in:
  * set to 0 it drops every entry, set back it allows 100 again. Models still loaded sort again on
  * their next run, which costs a walk of their graph.
  */

@@ -174,20 +174,46 @@ function readCache() {
   }
 }
 
+function writeCache(cache) {
+  mkdirSync(dirname(cacheFile()), { recursive: true })
+  writeFileSync(cacheFile(), `${JSON.stringify(cache, null, 1)}\n`)
+}
+
+/**
+ * The cache key of a measurement: the model files' digest (modelDigest), how it is measured (METHOD)
+ * and the shapes it is measured at. A figure is reused only for the same three.
+ */
+export function measurementKey(digest, shapes) {
+  return createHash('sha256')
+    .update(`${digest}\n${METHOD}\n${JSON.stringify(shapes ?? null)}`)
+    .digest('hex')
+}
+
+/**
+ * Adds measurements made elsewhere (cache key → entry, as measureVersion keeps them) to the cache,
+ * where it has none under that key; returns how many it added. The zoo's committed figures
+ * (scripts/dev/zoo.mjs, seedZooMeasurements) come in this way.
+ */
+export function seedCache(entries) {
+  const cache = readCache()
+  const missing = Object.keys(entries).filter((key) => !(key in cache))
+  for (const key of missing) cache[key] = entries[key]
+  if (missing.length > 0) writeCache(cache)
+  return missing.length
+}
+
 /**
  * The `memory` object of a version folder, from the cache when its digest and method were measured
  * before, else measured now (a few seconds per model). `shapes` gives dimensions the model leaves open
  * (by input name), e.g. from its config's image size; the cache key includes them.
- * Also returns the backend's own baseline heap.
+ * Also returns the backend's own baseline heap, and the cache key.
  */
 export async function measureVersion(dir, { shapes } = {}) {
   const digest = modelDigest(dir)
-  const key = createHash('sha256')
-    .update(`${digest}\n${METHOD}\n${JSON.stringify(shapes ?? null)}`)
-    .digest('hex')
+  const key = measurementKey(digest, shapes)
   const cache = readCache()
   if (cache[key]?.error) throw new Error(cache[key].error)
-  if (cache[key]) return { ...cache[key], cached: true }
+  if (cache[key]) return { ...cache[key], key, cached: true }
   let entry
   try {
     // Past the isolate's heap at one row, the model is refused: four rows are not measured.
@@ -206,10 +232,9 @@ export async function measureVersion(dir, { shapes } = {}) {
   // Re-read: builds in parallel (the tests) each add their own entries.
   const latest = readCache()
   latest[key] = entry
-  mkdirSync(dirname(cacheFile()), { recursive: true })
-  writeFileSync(cacheFile(), `${JSON.stringify(latest, null, 1)}\n`)
+  writeCache(latest)
   if (entry.error) throw new Error(entry.error)
-  return { ...entry, cached: false }
+  return { ...entry, key, cached: false }
 }
 
 export const MB = (bytes) => (bytes / 1e6).toFixed(1)

@@ -1,9 +1,11 @@
 /**
  * The zoo's model repository (scripts/dev/zoo.mjs: 13 TF.js models from npm packages) for
  * test/e2e/zoo.test.ts, assembled and indexed as `npm run dev` builds it, each model's memory
- * measured (build-index, cached by digest). Built by the e2e global setup: in a run of every file it
- * starts with the run, so that the measuring (about a minute of a core on a fresh clone, where the
- * cache is empty) overlaps the workers project instead of holding up the e2e files.
+ * measured (build-index, cached by digest). The zoo's committed figures (scripts/dev/zoo-memory.json)
+ * seed the cache as it is assembled, so a fresh clone measures only a model whose files or measuring
+ * method changed since (test/node/zoo-seed.test.ts then fails); without them, measuring the 13 models
+ * took ~36 s of a core. Built by the e2e global setup: in a run of every file it starts with the run,
+ * so that what is left (assembling, indexing, any measuring) overlaps the workers project.
  */
 import { mkdirSync } from 'node:fs'
 
