@@ -53,7 +53,8 @@ export function eventsIn(text) {
 /**
  * The `workerd` processes under wrangler's process tree: `worker`, the one running the Worker (and
  * the assets router in front of it), and `proxy`, the one wrangler puts on the public port to forward
- * requests to it; each with its pid and resident memory in KiB.
+ * requests to it; each with its pid and resident memory in KiB. A server Miniflare runs (startBundle:
+ * `pid` instead of `pgid`) has one workerd, running the Worker, and no proxy.
  */
 export function workerdProcesses(server) {
   const rows = execFileSync('ps', ['-e', '-o', 'pid=,ppid=,pgid=,rss=,args='], { encoding: 'utf8' })
@@ -63,6 +64,8 @@ export function workerdProcesses(server) {
       const [pid, ppid, pgid, rss, ...args] = line.trim().split(/\s+/)
       return { pid: Number(pid), ppid: Number(ppid), pgid: Number(pgid), rss: Number(rss), args }
     })
+  if (server.pgid === undefined && server.pid !== undefined)
+    return { worker: rows.filter((row) => row.pid === server.pid), proxy: [] }
   const tree = new Set([server.pgid])
   for (let grew = true; grew;) {
     grew = false

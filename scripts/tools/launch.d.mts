@@ -92,14 +92,21 @@ export interface BundleOptions extends LaunchOptions {
   persistDir?: string
   /** The port on 127.0.0.1; a free one by default. */
   port?: number
+  /**
+   * Another Worker's wrangler config (a path from the repository root; its main a plain ES module) to
+   * put in front: it serves HTTP and reaches warmserve through its service bindings.
+   */
+  front?: string
 }
 
 export interface BundleServer extends Launched {
+  /** The workerd process (Miniflare's child) running the Workers, for its memory; undefined without /proc. */
+  pid: number | undefined
   /** Runs the Worker's scheduled handler once, as the cron would (wrangler.toml's first cron unless given); its outcome. */
   scheduled(cron?: string): Promise<string>
   /** wrangler.toml's cron schedules (`[triggers] crons`). */
   crons: string[]
-  /** The Miniflare instance, for its bindings (`getR2Bucket('MODELS')`). */
+  /** The Miniflare instance, for its bindings (`getR2Bucket('MODELS')`: the first Worker's, so without `front`). */
   miniflare: Miniflare
 }
 

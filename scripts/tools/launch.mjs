@@ -12,10 +12,10 @@
  * Types: scripts/tools/launch.d.mts.
  */
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { delimiter, join, resolve } from 'node:path'
+import { delimiter, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 /** The repository root. */
@@ -384,14 +384,35 @@ export function bundleAt(dir) {
 }
 
 /**
+ * The workerd process this process started (Miniflare does, as its child) with its entry socket on
+ * 127.0.0.1:`port`: Miniflare does not say which it is. Undefined where there is no /proc.
+ */
+function workerdListeningOn(port) {
+  const entry = Buffer.from(`--socket-addr=entry=127.0.0.1:${port}\0`)
+  for (const name of existsSync('/proc') ? readdirSync('/proc') : []) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== process.pid) continue
+      if (readFileSync(`/proc/${name}/cmdline`).includes(entry)) return Number(name)
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return undefined
+}
+
+/**
  * Serves a deploy bundle (built here unless `bundle` is given, so several instances can share one)
  * with workerd through Miniflare, on 127.0.0.1:`port` (a free one by default), with the bindings
  * wrangler.toml declares plus `vars`. `persistDir` holds R2 and the rest of the local state; two
- * instances given the same one share a bucket. Resolves once the Worker is ready (`ready` as for
- * startWranglerDev).
+ * instances given the same one share a bucket. With `front` (another Worker's wrangler config, its
+ * main a plain ES module), that Worker serves HTTP in the same workerd and reaches warmserve only
+ * through its service bindings, as `wrangler dev -c <front> -c wrangler.toml` runs them. Resolves
+ * once the Worker is ready (`ready` as for startWranglerDev), with `pid`, the workerd process.
  */
 export async function startBundle(options = {}) {
-  const { assetsDir, vars = {}, readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS, ready = 'live' } = options
+  const { assetsDir, vars = {}, readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS, ready = 'live', front } = options
   const started = performance.now()
   const deadline = Date.now() + readyTimeoutMs
   const ownBundle = options.bundle === undefined
@@ -401,17 +422,41 @@ export async function startBundle(options = {}) {
   const port = options.port ?? (await freePort())
   const logs = logBook()
 
-  const [{ Miniflare, Log, LogLevel, convertV4MiniflareOptions }, { unstable_getMiniflareWorkerOptions }] =
-    await Promise.all([import('miniflare'), import('wrangler')])
-  // wrangler.toml as wrangler dev reads it: the same bindings, assets router and cron triggers.
-  const { workerOptions } = unstable_getMiniflareWorkerOptions(WRANGLER_TOML)
+  const [{ Miniflare, Log, LogLevel, convertV4MiniflareOptions }, wrangler] = await Promise.all([
+    import('miniflare'),
+    import('wrangler'),
+  ])
+  /** A wrangler config as wrangler dev reads it: its name, main, bindings, assets router and cron triggers. */
+  const worker = (path) => {
+    const config = wrangler.unstable_readConfig({ config: path })
+    return { name: config.name, ...wrangler.unstable_getMiniflareWorkerOptions(config) }
+  }
+  const { name, workerOptions } = worker(WRANGLER_TOML)
+  const warmserve = {
+    ...workerOptions,
+    name,
+    modulesRoot: bundle.dir,
+    modules: bundle.modules,
+    bindings: { ...workerOptions.bindings, ...vars },
+    assets: { ...workerOptions.assets, ...(assetsDir !== undefined && { directory: assetsDir }) },
+  }
+  const inFront = front === undefined ? undefined : worker(resolve(ROOT, front))
   const miniflare = new Miniflare(
     convertV4MiniflareOptions({
-      ...workerOptions,
-      modulesRoot: bundle.dir,
-      modules: bundle.modules,
-      bindings: { ...workerOptions.bindings, ...vars },
-      assets: { ...workerOptions.assets, ...(assetsDir !== undefined && { directory: assetsDir }) },
+      // The first Worker serves HTTP.
+      workers: [
+        ...(inFront === undefined
+          ? []
+          : [
+              {
+                ...inFront.workerOptions,
+                name: inFront.name,
+                modulesRoot: dirname(inFront.main),
+                modules: [{ type: 'ESModule', path: inFront.main }],
+              },
+            ]),
+        warmserve,
+      ],
       host: '127.0.0.1',
       port,
       cf: false,
@@ -441,13 +486,14 @@ export async function startBundle(options = {}) {
 
   /** Runs the Worker's scheduled handler once, as the cron would (wrangler.toml's first cron unless given). */
   const scheduled = async (cron = workerOptions.cronTriggers?.[0] ?? '* * * * *') => {
-    const worker = await miniflare.getWorker()
+    const worker = await miniflare.getWorker(name)
     const result = await worker.scheduled({ cron, scheduledTime: new Date() })
     return result.outcome
   }
   return {
     url,
     port,
+    pid: workerdListeningOn(port),
     startupMs: performance.now() - started,
     logs: logs.read,
     stop,
