@@ -26,6 +26,9 @@ export async function startFixtureServer(
 ): Promise<{ server: BundleServer; dir: string }> {
   // Imported here, not at the top: it brings tf.js (build-index), which the global setup need not wait for.
   const { buildRepository } = await import('../../setup/assets')
+  // Built (or being built) while the repository is written; awaited below, so a failure there is not unhandled.
+  const bundle = options.bundle()
+  bundle.catch(() => {})
   const dir = mkdtempSync(join(tmpdir(), 'warmserve-e2e-fixtures-'))
   try {
     const repo = join(dir, 'models')
@@ -33,7 +36,7 @@ export async function startFixtureServer(
     await buildRepository(repo)
     return {
       server: await startBundle({
-        bundle: await options.bundle(),
+        bundle: await bundle,
         assetsDir: repo,
         vars: options.vars,
         front: 'test/e2e/support/caller/wrangler.toml',
