@@ -427,11 +427,11 @@ export async function startBundle(options = {}) {
     import('wrangler'),
   ])
   /** A wrangler config as wrangler dev reads it: its name, main, bindings, assets router and cron triggers. */
-  const worker = (path) => {
+  const readWorker = (path) => {
     const config = wrangler.unstable_readConfig({ config: path })
     return { name: config.name, ...wrangler.unstable_getMiniflareWorkerOptions(config) }
   }
-  const { name, workerOptions } = worker(WRANGLER_TOML)
+  const { name, workerOptions } = readWorker(WRANGLER_TOML)
   const warmserve = {
     ...workerOptions,
     name,
@@ -440,7 +440,7 @@ export async function startBundle(options = {}) {
     bindings: { ...workerOptions.bindings, ...vars },
     assets: { ...workerOptions.assets, ...(assetsDir !== undefined && { directory: assetsDir }) },
   }
-  const inFront = front === undefined ? undefined : worker(resolve(ROOT, front))
+  const inFront = front === undefined ? undefined : readWorker(resolve(ROOT, front))
   const miniflare = new Miniflare(
     convertV4MiniflareOptions({
       // The first Worker serves HTTP.
