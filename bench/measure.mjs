@@ -53,8 +53,9 @@ export function eventsIn(text) {
 /**
  * The `workerd` processes under wrangler's process tree: `worker`, the one running the Worker (and
  * the assets router in front of it), and `proxy`, the one wrangler puts on the public port to forward
- * requests to it; each with its pid and resident memory in KiB. A server Miniflare runs (startBundle:
- * `pid` instead of `pgid`) has one workerd, running the Worker, and no proxy.
+ * requests to it; each with its pid and resident memory in KiB. For a server without a process group
+ * of its own (startBundle's: Miniflare runs workerd as a child of this process, with no proxy in
+ * front), `worker` is the workerd listening on the server's port itself.
  */
 export function workerdProcesses(server) {
   const rows = execFileSync('ps', ['-e', '-o', 'pid=,ppid=,pgid=,rss=,args='], { encoding: 'utf8' })
@@ -64,8 +65,9 @@ export function workerdProcesses(server) {
       const [pid, ppid, pgid, rss, ...args] = line.trim().split(/\s+/)
       return { pid: Number(pid), ppid: Number(ppid), pgid: Number(pgid), rss: Number(rss), args }
     })
-  if (server.pgid === undefined && server.pid !== undefined)
-    return { worker: rows.filter((row) => row.pid === server.pid), proxy: [] }
+  const isWorkerd = (row) => /(^|\/)workerd$/.test(row.args[0] ?? '')
+  const listens = (row) => row.args.some((a) => a === `--socket-addr=entry=127.0.0.1:${server.port}`)
+  if (server.pgid === undefined) return { worker: rows.filter((row) => isWorkerd(row) && listens(row)), proxy: [] }
   const tree = new Set([server.pgid])
   for (let grew = true; grew;) {
     grew = false
@@ -76,9 +78,8 @@ export function workerdProcesses(server) {
       }
     }
   }
-  const workerd = rows.filter((row) => tree.has(row.pid) && /(^|\/)workerd$/.test(row.args[0] ?? ''))
-  const isProxy = (row) => row.args.some((a) => a === `--socket-addr=entry=127.0.0.1:${server.port}`)
-  return { worker: workerd.filter((row) => !isProxy(row)), proxy: workerd.filter(isProxy) }
+  const workerd = rows.filter((row) => tree.has(row.pid) && isWorkerd(row))
+  return { worker: workerd.filter((row) => !listens(row)), proxy: workerd.filter(listens) }
 }
 
 /** Resident memory, in MB, of the two kinds of `workerd` process `workerdProcesses` finds. */

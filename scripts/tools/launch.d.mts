@@ -92,22 +92,26 @@ export interface BundleOptions extends LaunchOptions {
   persistDir?: string
   /** The port on 127.0.0.1; a free one by default. */
   port?: number
+  /** Another Worker's wrangler config (a path from the repository root), for its bindings; wrangler.toml by default. */
+  config?: string
+  /** The Worker's isolate over the DevTools protocol, through Miniflare's inspector proxy on a free port (`inspectorPort`). */
+  inspector?: boolean
   /**
    * Another Worker's wrangler config (a path from the repository root; its main a plain ES module) to
-   * put in front: it serves HTTP and reaches warmserve through its service bindings.
+   * put in front: it serves HTTP and reaches the bundle's Worker through its service bindings.
    */
   front?: string
 }
 
 export interface BundleServer extends Launched {
-  /** The workerd process (Miniflare's child) running the Workers, for its memory; undefined without /proc. */
-  pid: number | undefined
   /** Runs the Worker's scheduled handler once, as the cron would (wrangler.toml's first cron unless given); its outcome. */
   scheduled(cron?: string): Promise<string>
   /** wrangler.toml's cron schedules (`[triggers] crons`). */
   crons: string[]
   /** The Miniflare instance, for its bindings (`getR2Bucket('MODELS')`: the first Worker's, so without `front`). */
   miniflare: Miniflare
+  /** The port of Miniflare's inspector proxy (the Worker's isolate over the DevTools protocol), with `inspector`. */
+  inspectorPort?: number
 }
 
 /** Serves the deploy bundle with workerd through Miniflare, with wrangler.toml's bindings, on 127.0.0.1. */

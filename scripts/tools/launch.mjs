@@ -12,7 +12,7 @@
  * Types: scripts/tools/launch.d.mts.
  */
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { delimiter, dirname, join, resolve } from 'node:path'
@@ -384,42 +384,34 @@ export function bundleAt(dir) {
 }
 
 /**
- * The workerd process this process started (Miniflare does, as its child) with its entry socket on
- * 127.0.0.1:`port`: Miniflare does not say which it is. Undefined where there is no /proc.
- */
-function workerdListeningOn(port) {
-  const entry = Buffer.from(`--socket-addr=entry=127.0.0.1:${port}\0`)
-  for (const name of existsSync('/proc') ? readdirSync('/proc') : []) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== process.pid) continue
-      if (readFileSync(`/proc/${name}/cmdline`).includes(entry)) return Number(name)
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return undefined
-}
-
-/**
  * Serves a deploy bundle (built here unless `bundle` is given, so several instances can share one)
  * with workerd through Miniflare, on 127.0.0.1:`port` (a free one by default), with the bindings
- * wrangler.toml declares plus `vars`. `persistDir` holds R2 and the rest of the local state; two
- * instances given the same one share a bucket. With `front` (another Worker's wrangler config, its
- * main a plain ES module), that Worker serves HTTP in the same workerd and reaches warmserve only
+ * wrangler.toml (or `config`, another Worker's) declares plus `vars`. `persistDir` holds R2 and the
+ * rest of the local state; two instances given the same one share a bucket. With `inspector`, the
+ * Worker's isolate is reachable over the DevTools protocol through Miniflare's inspector proxy on
+ * `inspectorPort`, as through wrangler dev's. With `front` (another Worker's wrangler config, its
+ * main a plain ES module), that Worker serves HTTP in the same workerd and reaches this one only
  * through its service bindings, as `wrangler dev -c <front> -c wrangler.toml` runs them. Resolves
- * once the Worker is ready (`ready` as for startWranglerDev), with `pid`, the workerd process.
+ * once the Worker is ready (`ready` as for startWranglerDev).
  */
 export async function startBundle(options = {}) {
-  const { assetsDir, vars = {}, readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS, ready = 'live', front } = options
+  const {
+    assetsDir,
+    vars = {},
+    readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS,
+    ready = 'live',
+    config = WRANGLER_TOML,
+    inspector = false,
+    front,
+  } = options
   const started = performance.now()
   const deadline = Date.now() + readyTimeoutMs
   const ownBundle = options.bundle === undefined
   const bundle = options.bundle ?? (await buildBundle({ assetsDir }))
   const ownState = options.persistDir === undefined
   const persistDir = options.persistDir ?? scratchDir('warmserve-bundle-state-')
-  const port = options.port ?? (await freePort())
+  const [port, inspectorPort] =
+    options.port === undefined ? await freePorts(inspector ? 2 : 1) : [options.port, inspector && (await freePort())]
   const logs = logBook()
 
   const [{ Miniflare, Log, LogLevel, convertV4MiniflareOptions }, wrangler] = await Promise.all([
@@ -428,18 +420,10 @@ export async function startBundle(options = {}) {
   ])
   /** A wrangler config as wrangler dev reads it: its name, main, bindings, assets router and cron triggers. */
   const readWorker = (path) => {
-    const config = wrangler.unstable_readConfig({ config: path })
-    return { name: config.name, ...wrangler.unstable_getMiniflareWorkerOptions(config) }
+    const read = wrangler.unstable_readConfig({ config: path })
+    return { name: read.name, ...wrangler.unstable_getMiniflareWorkerOptions(read) }
   }
-  const { name, workerOptions } = readWorker(WRANGLER_TOML)
-  const warmserve = {
-    ...workerOptions,
-    name,
-    modulesRoot: bundle.dir,
-    modules: bundle.modules,
-    bindings: { ...workerOptions.bindings, ...vars },
-    assets: { ...workerOptions.assets, ...(assetsDir !== undefined && { directory: assetsDir }) },
-  }
+  const { name, workerOptions } = readWorker(resolve(ROOT, config))
   const inFront = front === undefined ? undefined : readWorker(resolve(ROOT, front))
   const miniflare = new Miniflare(
     convertV4MiniflareOptions({
@@ -455,10 +439,20 @@ export async function startBundle(options = {}) {
                 modules: [{ type: 'ESModule', path: inFront.main }],
               },
             ]),
-        warmserve,
+        {
+          ...workerOptions,
+          name,
+          modulesRoot: bundle.dir,
+          modules: bundle.modules,
+          bindings: { ...workerOptions.bindings, ...vars },
+          assets: { ...workerOptions.assets, ...(assetsDir !== undefined && { directory: assetsDir }) },
+          // The inspector proxy exposes this Worker's isolate, not the one in front.
+          ...(inspector && { unsafeInspectorProxy: true }),
+        },
       ],
       host: '127.0.0.1',
       port,
+      ...(inspector && { inspectorPort }),
       cf: false,
       resourcePersistencePath: persistDir,
       log: new Log(LogLevel.WARN),
@@ -493,7 +487,7 @@ export async function startBundle(options = {}) {
   return {
     url,
     port,
-    pid: workerdListeningOn(port),
+    ...(inspector && { inspectorPort }),
     startupMs: performance.now() - started,
     logs: logs.read,
     stop,

@@ -32,14 +32,10 @@ const SHARED_VARS = { ADMIN_TOKEN: SHARED_ADMIN_TOKEN }
 
 /**
  * What a test file needs of a shared server: where it listens, and for its memory the process group of
- * a `wrangler dev` or the workerd process of a bundle served through Miniflare.
+ * a `wrangler dev` (a bundle served through Miniflare has none: its one workerd is found by its port).
  */
 const described = (server: WranglerDev | BundleServer) =>
-  JSON.stringify({
-    url: server.url,
-    port: server.port,
-    ...('pgid' in server ? { pgid: server.pgid } : { pid: server.pid }),
-  })
+  JSON.stringify({ url: server.url, port: server.port, ...('pgid' in server && { pgid: server.pgid }) })
 
 /**
  * The servers of one file each, a configuration no other file shares (`/own/<file>`): started here

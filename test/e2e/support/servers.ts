@@ -31,10 +31,10 @@ async function shared(path: string, what: string, waitMs = SHARED_WAIT_MS): Prom
 
 /**
  * A shared server as a test file sees it: where it listens, and for its memory (bench/measure.mjs
- * workerdProcesses) the process group of a `wrangler dev` (`pgid`) or the one workerd process of a
- * bundle served through Miniflare (`pid`).
+ * workerdProcesses) the process group of a `wrangler dev` (`pgid`); a bundle served through Miniflare
+ * has none (its one workerd is found by its port).
  */
-export type SharedServer = Pick<WranglerDev, 'url' | 'port'> & { pgid?: number; pid?: number }
+export type SharedServer = Pick<WranglerDev, 'url' | 'port'> & { pgid?: number }
 
 /** The shared `wrangler dev` (model-assets/, SHARED_VARS), started on the first call of any file. */
 export async function sharedDevServer(): Promise<SharedServer> {
