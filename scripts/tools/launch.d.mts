@@ -96,6 +96,11 @@ export interface BundleOptions extends LaunchOptions {
   config?: string
   /** The Worker's isolate over the DevTools protocol, through Miniflare's inspector proxy on a free port (`inspectorPort`). */
   inspector?: boolean
+  /**
+   * Another Worker's wrangler config (a path from the repository root; its main a plain ES module) to
+   * put in front: it serves HTTP and reaches the bundle's Worker through its service bindings.
+   */
+  front?: string
 }
 
 export interface BundleServer extends Launched {
@@ -103,7 +108,7 @@ export interface BundleServer extends Launched {
   scheduled(cron?: string): Promise<string>
   /** wrangler.toml's cron schedules (`[triggers] crons`). */
   crons: string[]
-  /** The Miniflare instance, for its bindings (`getR2Bucket('MODELS')`). */
+  /** The Miniflare instance, for its bindings (`getR2Bucket('MODELS')`: the first Worker's, so without `front`). */
   miniflare: Miniflare
   /** The port of Miniflare's inspector proxy (the Worker's isolate over the DevTools protocol), with `inspector`. */
   inspectorPort?: number

@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { delimiter, join, resolve } from 'node:path'
+import { delimiter, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 /** The repository root. */
@@ -389,8 +389,10 @@ export function bundleAt(dir) {
  * wrangler.toml (or `config`, another Worker's) declares plus `vars`. `persistDir` holds R2 and the
  * rest of the local state; two instances given the same one share a bucket. With `inspector`, the
  * Worker's isolate is reachable over the DevTools protocol through Miniflare's inspector proxy on
- * `inspectorPort`, as through wrangler dev's. Resolves once the Worker is ready (`ready` as for
- * startWranglerDev).
+ * `inspectorPort`, as through wrangler dev's. With `front` (another Worker's wrangler config, its
+ * main a plain ES module), that Worker serves HTTP in the same workerd and reaches this one only
+ * through its service bindings, as `wrangler dev -c <front> -c wrangler.toml` runs them. Resolves
+ * once the Worker is ready (`ready` as for startWranglerDev).
  */
 export async function startBundle(options = {}) {
   const {
@@ -400,6 +402,7 @@ export async function startBundle(options = {}) {
     ready = 'live',
     config = WRANGLER_TOML,
     inspector = false,
+    front,
   } = options
   const started = performance.now()
   const deadline = Date.now() + readyTimeoutMs
@@ -411,20 +414,45 @@ export async function startBundle(options = {}) {
     options.port === undefined ? await freePorts(inspector ? 2 : 1) : [options.port, inspector && (await freePort())]
   const logs = logBook()
 
-  const [{ Miniflare, Log, LogLevel, convertV4MiniflareOptions }, { unstable_getMiniflareWorkerOptions }] =
-    await Promise.all([import('miniflare'), import('wrangler')])
-  // wrangler.toml as wrangler dev reads it: the same bindings, assets router and cron triggers.
-  const { workerOptions } = unstable_getMiniflareWorkerOptions(resolve(ROOT, config))
+  const [{ Miniflare, Log, LogLevel, convertV4MiniflareOptions }, wrangler] = await Promise.all([
+    import('miniflare'),
+    import('wrangler'),
+  ])
+  /** A wrangler config as wrangler dev reads it: its name, main, bindings, assets router and cron triggers. */
+  const readWorker = (path) => {
+    const read = wrangler.unstable_readConfig({ config: path })
+    return { name: read.name, ...wrangler.unstable_getMiniflareWorkerOptions(read) }
+  }
+  const { name, workerOptions } = readWorker(resolve(ROOT, config))
+  const inFront = front === undefined ? undefined : readWorker(resolve(ROOT, front))
   const miniflare = new Miniflare(
     convertV4MiniflareOptions({
-      ...workerOptions,
-      modulesRoot: bundle.dir,
-      modules: bundle.modules,
-      bindings: { ...workerOptions.bindings, ...vars },
-      assets: { ...workerOptions.assets, ...(assetsDir !== undefined && { directory: assetsDir }) },
+      // The first Worker serves HTTP.
+      workers: [
+        ...(inFront === undefined
+          ? []
+          : [
+              {
+                ...inFront.workerOptions,
+                name: inFront.name,
+                modulesRoot: dirname(inFront.main),
+                modules: [{ type: 'ESModule', path: inFront.main }],
+              },
+            ]),
+        {
+          ...workerOptions,
+          name,
+          modulesRoot: bundle.dir,
+          modules: bundle.modules,
+          bindings: { ...workerOptions.bindings, ...vars },
+          assets: { ...workerOptions.assets, ...(assetsDir !== undefined && { directory: assetsDir }) },
+          // The inspector proxy exposes this Worker's isolate, not the one in front.
+          ...(inspector && { unsafeInspectorProxy: true }),
+        },
+      ],
       host: '127.0.0.1',
       port,
-      ...(inspector && { inspectorPort, unsafeInspectorProxy: true }),
+      ...(inspector && { inspectorPort }),
       cf: false,
       resourcePersistencePath: persistDir,
       log: new Log(LogLevel.WARN),
@@ -452,7 +480,7 @@ export async function startBundle(options = {}) {
 
   /** Runs the Worker's scheduled handler once, as the cron would (wrangler.toml's first cron unless given). */
   const scheduled = async (cron = workerOptions.cronTriggers?.[0] ?? '* * * * *') => {
-    const worker = await miniflare.getWorker()
+    const worker = await miniflare.getWorker(name)
     const result = await worker.scheduled({ cron, scheduledTime: new Date() })
     return result.outcome
   }

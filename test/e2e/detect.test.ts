@@ -1,6 +1,6 @@
 /**
- * Photos in, labelled boxes out, through `wrangler dev`: real photographs (scikit-image's sample
- * data) sent to real detectors nobody on this project trained (@vladmandic/human's CenterNet, one
+ * Photos in, labelled boxes out, through workerd (the deploy bundle in Miniflare): real photographs
+ * (scikit-image's sample data) sent to real detectors nobody on this project trained (@vladmandic/human's CenterNet, one
  * `[1, 100, 6]` output of rows; its handtrack, a TensorFlow Object Detection API export with separate
  * boxes, scores, classes and count) and to a YOLO-shaped model built by the fixture (transposed
  * `[1, 7, 64]` rows, NCHW input), each answer compared with a reference computed here with tf.js on
@@ -233,8 +233,9 @@ type Answer = { status: number; text: string; json: Detection[] & { error?: stri
 
 /**
  * POSTs a photo to `:detect` on a connection of its own. A test's reference takes seconds (CenterNet
- * on wasm in this process), about the 5 s a keep-alive connection of wrangler dev's proxy may idle:
- * reused then, it can be closed by the server just as the next request is sent ("other side closed").
+ * on wasm in this process), about the 5 s a keep-alive connection may idle at the server (wrangler dev's
+ * proxy, which served this file before, did): reused then, it can be closed by the server just as the
+ * next request is sent ("other side closed").
  * `sent` resolves once the whole request is handed to the connection: a reference computed in this
  * process from then on runs while the server answers, on the other core.
  */

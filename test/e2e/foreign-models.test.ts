@@ -8,8 +8,8 @@
  *  - foreign-emotion:  @vladmandic/human models/emotion.json, a graph model without one
  *  - upscaler-2x:      @upscalerjs/default-model models/model.json, a Keras functional layers model
  *                      whose input has unknown height and width
- * `wrangler dev` serves it; each model's metadata and predictions are compared with what tf.js
- * reports and computes in this process from the same files.
+ * the deploy bundle in workerd (Miniflare) serves it; each model's metadata and predictions are
+ * compared with what tf.js reports and computes in this process from the same files.
  */
 import { basename, dirname, join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'

@@ -1,5 +1,5 @@
 // The try-it page's image panels in a real browser: headless Debian Chromium driven by playwright-core,
-// against `wrangler dev` serving the image models of test/e2e/support/image-models.ts. Picks a real photo
+// against the deploy bundle in workerd serving the image models of test/e2e/support/image-models.ts. Picks a real photo
 // (scikit-image's camera, CC0) in the emotion model's panel and checks what the page shows against
 // what the API answers for the same bytes; keeps a screenshot in test/artifacts/.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'

@@ -1,6 +1,6 @@
 /**
- * Issue 24's crafted images (scripts/dev/hostile-images.mjs) sent to `wrangler dev`, the memory read as
- * the workerd process's resident size: sampled while each request runs (its peak) and after it (what
+ * Issue 24's crafted images (scripts/dev/hostile-images.mjs) sent to the deploy bundle in workerd (Miniflare),
+ * the memory read as the workerd process's resident size: sampled while each request runs (its peak) and after it (what
  * it left). Local workerd has no 128 MB cap, so what these figures show would kill a production isolate.
  * Each answer and figure is printed: docs/images.md's hostile-input table quotes them.
  */
@@ -21,7 +21,7 @@ let server: SharedServer
 /** The Worker's workerd processes (not wrangler's proxy): found with a `ps`, once per request. */
 function workerPids(): number[] {
   const pids = (workerdProcesses(server) as { worker: { pid: number }[] }).worker.map((p) => p.pid)
-  if (pids.length === 0) throw new Error(`no workerd process of the Worker under wrangler dev (group ${server.pgid})`)
+  if (pids.length === 0) throw new Error(`no workerd process of the Worker (${JSON.stringify(server)})`)
   return pids
 }
 /** Their resident memory, in MiB: read without spawning a process, as the sampling below does every 20 ms. */
@@ -58,7 +58,7 @@ beforeAll(async () => {
   server = await sharedFixtureServer()
 })
 
-describe('crafted images through wrangler dev', () => {
+describe('crafted images through workerd', () => {
   it('are refused from their headers, or decoded within the limits, and leave no decoder heap behind', async () => {
     const photo = readFileSync(join(PHOTOS, 'chelsea.jpg'))
     // Both wasm decoders started and the model loaded first: their resting heaps are not the attack's.

@@ -1,5 +1,5 @@
 /**
- * Images in, labels out through `wrangler dev`: real photographs nobody on this project made
+ * Images in, labels out through workerd (the deploy bundle in Miniflare): real photographs nobody on this project made
  * (scikit-image's sample data: chelsea and camera CC0, rocket public domain) sent to real image
  * classifiers nobody on this project trained (@vladmandic/human's emotion model, grayscale 64×64, and
  * its liveness model, RGB 32×32), compared with tf.js's own pipeline in this process: an independent

@@ -1,5 +1,6 @@
 /**
- * A batch of photos cannot take an isolate past its memory through `wrangler dev`: a 10-row request
+ * A batch of photos cannot take an isolate past its memory through workerd (the deploy bundle in
+ * Miniflare): a 10-row request
  * to a MobileNet at 224×224 (@vladmandic/human's faceres, nobody here trained it) grows the workerd
  * process by at most 64 MiB, because the rows are admitted against the budget in sub-batches.
  */
@@ -56,7 +57,7 @@ beforeAll(async () => {
   server = await sharedFixtureServer()
 })
 
-describe('a 10-row request to a MobileNet through wrangler dev', () => {
+describe('a 10-row request to a MobileNet through workerd', () => {
   it('is answered, and grows the workerd process by at most 64 MiB', async () => {
     // Loaded and warm first: the model's own memory is not the request's.
     const one = await infer(1)
@@ -68,7 +69,7 @@ describe('a 10-row request to a MobileNet through wrangler dev', () => {
     expect(ten.json.outputs!.every((o) => o.shape[0] === 10)).toBe(true)
     const growth = rss() - before
     console.log(
-      `faceres, 10 rows through wrangler dev: workerd RSS ${before.toFixed(1)} → ${(before + growth).toFixed(1)} MiB (+${growth.toFixed(1)} MiB)`,
+      `faceres, 10 rows through workerd: RSS ${before.toFixed(1)} → ${(before + growth).toFixed(1)} MiB (+${growth.toFixed(1)} MiB)`,
     )
     expect(growth * MiB).toBeLessThanOrEqual(64 * MiB)
   })

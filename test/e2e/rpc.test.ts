@@ -1,6 +1,7 @@
-// End to end through `wrangler dev`: a second Worker (test/e2e/support/caller/) calls warmserve's `Models`
-// entrypoint through a service binding, beside HTTP clients, with the prediction cache on. The
-// server: the shared fixture server (test/e2e/support/fixture-server.ts), whose front Worker is the caller.
+// End to end through workerd (the deploy bundle in Miniflare): a second Worker (test/e2e/support/caller/)
+// calls warmserve's `Models` entrypoint through a service binding, beside HTTP clients, with the
+// prediction cache on. The server: the shared fixture server (test/e2e/support/fixture-server.ts),
+// whose front Worker is the caller.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
@@ -39,7 +40,7 @@ const classifyHttp = (model: string, image: Uint8Array, headers: Record<string, 
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 
-describe('Models through wrangler dev', () => {
+describe('Models through workerd', () => {
   it('answers run, infer, metadata and list from another Worker as the HTTP API does', async () => {
     const http = await (
       await fetch(`${server.url}/v1/models/iris:predict`, {

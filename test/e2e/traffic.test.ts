@@ -1,7 +1,7 @@
 /**
- * Traffic control through `wrangler dev`, under concurrent load: a sticky 50/50 split over 200
- * clients, a burst of image requests against `max_concurrent: 1, max_queue: 0`, and shadow runs that
- * never change an answer, on the shared fixture server (test/e2e/support/fixture-repo.ts; the models:
+ * Traffic control through workerd (the deploy bundle in Miniflare), under concurrent load: a sticky
+ * 50/50 split over 200 clients, a burst of image requests against `max_concurrent: 1, max_queue: 0`,
+ * and shadow runs that never change an answer, on the shared fixture server (test/e2e/support/fixture-repo.ts; the models:
  * test/e2e/support/repo-traffic.ts). Each wave of requests is bounded in count, and every request in time.
  */
 import { readFileSync } from 'node:fs'
@@ -46,7 +46,7 @@ async function classify(image: Uint8Array) {
 
 const top = (row: number[]) => row.indexOf(Math.max(...row))
 
-describe('traffic control through wrangler dev', () => {
+describe('traffic control through workerd', () => {
   it('splits 200 distinct clients 50/50 within 35–65% per version, and one client id always gets one version', async () => {
     const first = await waves(200, 50, async (i) => {
       const res = await post<{ predictions: number[][] }>(

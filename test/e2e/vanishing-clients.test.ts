@@ -1,7 +1,7 @@
 /**
- * Clients that leave mid-request, against a real `wrangler dev` (issue 24, finding 5): raw TCP
- * clients send the headers and part of a body, wait until traffic control has given them their
- * slots and queue places, and close. Every slot and queue place must come back (the
+ * Clients that leave mid-request, against a real workerd (the deploy bundle in Miniflare; issue 24,
+ * finding 5): raw TCP clients send the headers and part of a body, wait until traffic control has
+ * given them their slots and queue places, and close. Every slot and queue place must come back (the
  * `warmserve_traffic_slots` gauge reads 0), the next legitimate requests must get 200 through HTTP
  * and through the `Models` service binding, and each client that left is counted as 499, not 5xx.
  *

@@ -2,7 +2,7 @@
  * The model repository of the shared fixture server (test/e2e/support/servers.ts sharedFixtureServer): a
  * copy of model-assets/ plus the models the end-to-end files need beyond the bundled ones, each
  * written by the module of the file that uses it (the service-binding tests' prediction-cache models
- * too). One `wrangler dev` serves them all, so the files pay for one start, not one each; model names
+ * too). One server serves them all, so the files pay for one start, not one each; model names
  * are unique across the contributions.
  */
 import { join } from 'node:path'

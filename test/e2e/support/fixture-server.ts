@@ -4,45 +4,42 @@
  * (test/e2e/support/caller/) in front that calls warmserve's `Models` entrypoint through a service binding
  * for the service-binding tests and forwards every other request to warmserve's HTTP API unchanged.
  *
- * `wrangler dev -c caller -c warmserve` runs both Workers in one process. Only the first, primary
- * one serves HTTP, and only it takes --assets and --var, so the caller goes first and warmserve runs
- * from a copy of wrangler.toml pointed at the repository, indexed here as its [build] command would.
+ * Both Workers run in one workerd through Miniflare (scripts/tools/launch.mjs startBundle with `front`),
+ * warmserve as the deploy bundle the run builds once, the caller first so that it serves HTTP, as
+ * `wrangler dev -c caller -c wrangler.toml` would run them: a start costs about 1.5 CPU-s where a
+ * `wrangler dev` costs about 11 (docs/contributing.md). The files' own servers (global-setup.ts
+ * OWN_SERVERS) are started the same way, each with a repository of its own.
  */
-import { appendFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startWranglerDev } from '../../../scripts/tools/launch.mjs'
-import type { WranglerDev } from '../../../scripts/tools/launch.mjs'
+import { startBundle } from '../../../scripts/tools/launch.mjs'
+import type { Bundle, BundleServer } from '../../../scripts/tools/launch.mjs'
 
 /**
- * Writes the repository with `build(repo)`, then starts the caller and warmserve in one `wrangler dev`;
- * `dir` holds the repository and the config copy. `nice()` is asked for the server's CPU priority
- * when it is spawned, after the repository is written (seconds later), not when this is called.
+ * Writes the repository with `build(repo)` and indexes it, as the [build] command would, then serves
+ * `bundle()` from it with the caller in front; `dir` holds the repository.
  */
 export async function startFixtureServer(
   build: (repo: string) => Promise<void>,
-  options: { nice?: () => number | undefined; vars?: Record<string, string> } = {},
-): Promise<{ server: WranglerDev; dir: string }> {
-  // Imported here, not at the top: they bring tf.js (build-index), which the global setup need not wait for.
-  const { buildRepository, wranglerConfigFor } = await import('../../setup/assets')
+  options: { bundle: () => Promise<Bundle>; vars?: Record<string, string> },
+): Promise<{ server: BundleServer; dir: string }> {
+  // Imported here, not at the top: it brings tf.js (build-index), which the global setup need not wait for.
+  const { buildRepository } = await import('../../setup/assets')
+  // Built (or being built) while the repository is written; awaited below, so a failure there is not unhandled.
+  const bundle = options.bundle()
+  bundle.catch(() => {})
   const dir = mkdtempSync(join(tmpdir(), 'warmserve-e2e-fixtures-'))
   try {
     const repo = join(dir, 'models')
     await build(repo)
     await buildRepository(repo)
-    const config = wranglerConfigFor(repo, join(dir, 'wrangler.toml'))
-    // warmserve is not the primary, so `--var` would not reach it: its vars go in its config copy.
-    if (options.vars)
-      appendFileSync(
-        config,
-        `\n[vars]\n${Object.entries(options.vars)
-          .map(([k, v]) => `${k} = ${JSON.stringify(v)}`)
-          .join('\n')}\n`,
-      )
     return {
-      server: await startWranglerDev({
-        configs: ['test/e2e/support/caller/wrangler.toml', config],
-        nice: options.nice?.(),
+      server: await startBundle({
+        bundle: await bundle,
+        assetsDir: repo,
+        vars: options.vars,
+        front: 'test/e2e/support/caller/wrangler.toml',
       }),
       dir,
     }

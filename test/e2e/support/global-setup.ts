@@ -1,8 +1,9 @@
 /**
- * Starts the two `wrangler dev` the e2e files share (test/e2e/support/servers.ts) — one serving model-assets/
- * as `npm run dev` does, one serving the fixture repository (test/e2e/support/fixture-repo.ts) behind the
- * service-binding tests' caller Worker (test/e2e/support/fixture-server.ts) — builds the one deploy bundle
- * the files that serve it share, launches the one Chromium the page tests share, assembles the zoo's
+ * Starts the servers the e2e files share (test/e2e/support/servers.ts) — the one `wrangler dev`, serving
+ * model-assets/ as `npm run dev` does, and the deploy bundle serving the fixture repository
+ * (test/e2e/support/fixture-repo.ts) behind the service-binding tests' caller Worker through Miniflare
+ * (test/e2e/support/fixture-server.ts) — builds the one deploy bundle those and the files that serve it
+ * themselves share, launches the one Chromium the page tests share, assembles the zoo's
  * repository (test/e2e/support/zoo-repo.ts), and stops and removes them all after the run. At once in
  * a run of every file; otherwise lazily, on first request, so a run of files that do not need them
  * does not pay for them. A small HTTP endpoint on 127.0.0.1 hands them
@@ -17,7 +18,7 @@ import { join } from 'node:path'
 import type { BrowserServer } from 'playwright-core'
 import type { TestProject } from 'vitest/node'
 import { buildBundle, processGroups, setGroupPriority, startWranglerDev } from '../../../scripts/tools/launch.mjs'
-import type { Bundle, WranglerDev } from '../../../scripts/tools/launch.mjs'
+import type { Bundle, BundleServer, Launched, WranglerDev } from '../../../scripts/tools/launch.mjs'
 import { chromiumAvailable, launchChromium } from './chromium'
 import { writeFixtureRepository } from './fixture-repo'
 import { startFixtureServer } from './fixture-server'
@@ -29,22 +30,27 @@ export const SHARED_ADMIN_TOKEN = 'e2e-shared-admin-token'
 /** The shared server's configuration: wrangler.toml as is, plus the admin token. */
 const SHARED_VARS = { ADMIN_TOKEN: SHARED_ADMIN_TOKEN }
 
-/** What a test file needs of a shared server: where it listens, and its process group (for its memory). */
-const described = ({ url, port, pgid }: WranglerDev) => JSON.stringify({ url, port, pgid })
+/**
+ * What a test file needs of a shared server: where it listens, and for its memory the process group of
+ * a `wrangler dev` (a bundle served through Miniflare has none: its one workerd is found by its port).
+ */
+const described = (server: WranglerDev | BundleServer) =>
+  JSON.stringify({ url: server.url, port: server.port, ...('pgid' in server && { pgid: server.pgid }) })
 
 /**
  * The servers of one file each, a configuration no other file shares (`/own/<file>`): started here
  * like the shared ones, so that in a run of every file their start overlaps the workers project
- * instead of opening their file. Each file still has its server to itself.
+ * instead of opening their file. Each file still has its server to itself: a workerd of its own, with
+ * its own repository and vars, serving the run's one deploy bundle (`bundle()`).
  */
-const OWN_SERVERS: Record<string, (nice: () => number | undefined) => Promise<{ server: WranglerDev; dir: string }>> = {
+const OWN_SERVERS: Record<string, (bundle: () => Promise<Bundle>) => Promise<{ server: BundleServer; dir: string }>> = {
   // The two detectors need most of the wasm heap: they are served apart from the shared fixture server.
-  detect: (nice) =>
-    startFixtureServer(async (repo) => (await import('./detect-models')).writeDetectRepository(repo), { nice }),
+  detect: (bundle) =>
+    startFixtureServer(async (repo) => (await import('./detect-models')).writeDetectRepository(repo), { bundle }),
   // On a server with a slot leak the models would answer 429 for good: apart, and with limits of its own.
-  'vanishing-clients': (nice) =>
+  'vanishing-clients': (bundle) =>
     startFixtureServer(async (repo) => writeLeakRepository(repo), {
-      nice,
+      bundle,
       vars: { MAX_CONCURRENT: '3', MAX_QUEUE: '3' },
     }),
 }
@@ -72,17 +78,27 @@ export default async function setup(project: TestProject) {
     for (const pid of [...processGroups(), ...builds]) setGroupPriority(pid, 0)
   }
   let shared: Promise<WranglerDev> | undefined
-  let fixtures: Promise<{ server: WranglerDev; dir: string }> | undefined
+  let fixtures: Promise<{ server: BundleServer; dir: string }> | undefined
   let bundle: Promise<Bundle> | undefined
   let browser: Promise<BrowserServer> | undefined
   let zoo: Promise<string> | undefined
-  const own = new Map<string, Promise<{ server: WranglerDev; dir: string }>>()
+  const sharedBundle = () => {
+    if (!bundle) {
+      const built = buildBundle({ nice, onSpawn: (pid) => builds.add(pid) }).finally(() => builds.clear())
+      bundle = built
+      // Built in the background (at BACKGROUND_NICE) on a busy machine, it can pass the launcher's
+      // deadline: then the first file that asks builds it again, at the usual priority.
+      if (nice !== undefined) built.catch(() => bundle === built && (bundle = undefined))
+    }
+    return bundle
+  }
+  const own = new Map<string, Promise<{ server: BundleServer; dir: string }>>()
   const ownServer = (name: string) => () => {
     if (!own.has(name)) {
-      const started = OWN_SERVERS[name]!(() => nice)
+      const started = OWN_SERVERS[name]!(sharedBundle)
       own.set(name, started)
-      // Started in the background (at BACKGROUND_NICE) on a busy machine, it can pass the launcher's
-      // deadline: then its file, when it asks, starts it itself at the usual priority, as it used to.
+      // Started in the background on a busy machine (its bundle built at BACKGROUND_NICE), it can pass
+      // a deadline: then its file, when it asks, starts it again.
       if (nice !== undefined) started.catch(() => own.get(name) === started && own.delete(name))
     }
     return own.get(name)!.then(({ server }) => described(server))
@@ -93,13 +109,10 @@ export default async function setup(project: TestProject) {
     '/own/detect': ownServer('detect'),
     // The fixture server also answers the service-binding tests: its caller Worker is in front (fixture-server.ts).
     '/fixtures': () =>
-      (fixtures ??= startFixtureServer(writeFixtureRepository, { nice: () => nice })).then(({ server }) =>
+      (fixtures ??= startFixtureServer(writeFixtureRepository, { bundle: sharedBundle })).then(({ server }) =>
         described(server),
       ),
-    '/bundle': () =>
-      (bundle ??= buildBundle({ nice, onSpawn: (pid) => builds.add(pid) }).finally(() => builds.clear())).then((b) =>
-        JSON.stringify(b),
-      ),
+    '/bundle': () => sharedBundle().then((b) => JSON.stringify(b)),
     '/': () => (shared ??= startWranglerDev({ vars: SHARED_VARS, nice })).then(described),
     ...(chromiumAvailable && {
       '/chromium': () => (browser ??= launchChromium()).then((server) => JSON.stringify(server.wsEndpoint())),
@@ -132,7 +145,7 @@ export default async function setup(project: TestProject) {
   project.provide('e2eServers', `http://127.0.0.1:${(broker.address() as AddressInfo).port}`)
   return async () => {
     broker.close()
-    const stopped = async (started: Promise<{ server: WranglerDev; dir?: string }> | undefined) => {
+    const stopped = async (started: Promise<{ server: Launched; dir?: string }> | undefined) => {
       const running = await started?.catch(() => undefined)
       await running?.server.stop()
       if (running?.dir) rmSync(running.dir, { recursive: true, force: true })

@@ -1,6 +1,6 @@
 /**
  * The models of the service-binding and prediction-cache tests (test/rpc.test.ts in workerd,
- * test/e2e/rpc.test.ts through `wrangler dev`): copies of the bundled models, each with a
+ * test/e2e/rpc.test.ts through the deploy bundle in workerd): copies of the bundled models, each with a
  * config.json that turns the prediction cache on, as a user writes it.
  */
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'

@@ -2,7 +2,8 @@
  * The servers the end-to-end tests run against, all started by scripts/tools/launch.mjs.
  *
  * Files that need `wrangler dev` serving model-assets/ as `npm run dev` does share one, and files
- * that need models beyond the bundled ones share another (test/e2e/support/fixture-repo.ts): the first file
+ * that need models beyond the bundled ones share the deploy bundle serving them through Miniflare
+ * (test/e2e/support/fixture-repo.ts, fixture-server.ts): the first file
  * to ask starts it (test/e2e/support/global-setup.ts), the rest reuse it, and it stops after the last file.
  * So that no file depends on which ran before it, each one makes the state it asserts on (an admin
  * unload before a cold-load check), and none leaves anything running in it.
@@ -28,8 +29,12 @@ async function shared(path: string, what: string, waitMs = SHARED_WAIT_MS): Prom
   return text
 }
 
-/** A shared server as a test file sees it: where it listens, and its process group (for its memory). */
-export type SharedServer = Pick<WranglerDev, 'url' | 'port' | 'pgid'>
+/**
+ * A shared server as a test file sees it: where it listens, and for its memory (bench/measure.mjs
+ * workerdProcesses) the process group of a `wrangler dev` (`pgid`); a bundle served through Miniflare
+ * has none (its one workerd is found by its port).
+ */
+export type SharedServer = Pick<WranglerDev, 'url' | 'port'> & { pgid?: number }
 
 /** The shared `wrangler dev` (model-assets/, SHARED_VARS), started on the first call of any file. */
 export async function sharedDevServer(): Promise<SharedServer> {
@@ -37,13 +42,13 @@ export async function sharedDevServer(): Promise<SharedServer> {
 }
 
 /**
- * The shared fixture `wrangler dev`: model-assets/ plus the models of test/e2e/support/fixture-repo.ts, behind
- * a caller Worker that reaches warmserve through service bindings (`POST /call`, `POST /classify/…`)
- * and forwards every other request to it (test/e2e/support/fixture-server.ts); started on the first call of
- * any file.
+ * The shared fixture server, the deploy bundle in Miniflare: model-assets/ plus the models of
+ * test/e2e/support/fixture-repo.ts, behind a caller Worker that reaches warmserve through service
+ * bindings (`POST /call`, `POST /classify/…`) and forwards every other request to it
+ * (test/e2e/support/fixture-server.ts); started on the first call of any file.
  */
 export async function sharedFixtureServer(): Promise<SharedServer> {
-  return JSON.parse(await shared('/fixtures', 'the shared fixture wrangler dev did not start')) as SharedServer
+  return JSON.parse(await shared('/fixtures', 'the shared fixture server did not start')) as SharedServer
 }
 
 /** The shared Chromium's WebSocket endpoint, for openChromium (test/e2e/support/chromium.ts). */

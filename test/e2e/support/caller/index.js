@@ -1,7 +1,8 @@
 /**
  * A Worker that calls warmserve through a service binding, as a user's Worker would
  * (wrangler.toml beside this file: `[[services]] binding = "MODELS" service = "warmserve" entrypoint = "Models"`).
- * Used by test/rpc.test.ts (an auxiliary Worker of the vitest pool) and test/e2e/rpc.test.ts (`wrangler dev`).
+ * Used by test/rpc.test.ts (an auxiliary Worker of the vitest pool) and test/e2e/rpc.test.ts (in front
+ * of the deploy bundle in Miniflare: scripts/tools/launch.mjs startBundle `front`; or `wrangler dev -c`).
  *
  * - RPC `call(method, ...args)`: calls `env.MODELS[method](...args)` and returns `{value}`, or
  *   `{error: {message, status, isError}}` as the caller saw the rejection.
@@ -68,7 +69,7 @@ export default class Caller extends WorkerEntrypoint {
       const result = await this.call('run', decodeURIComponent(classify[1]), { image }, options)
       return Response.json({ ...plain(result), ms: performance.now() - started })
     }
-    // Through `wrangler dev` this Worker is the primary (only the primary serves HTTP there): every
+    // In front (wrangler dev's primary, Miniflare's first Worker: the only one serving HTTP there): every
     // other request goes on to warmserve's own HTTP API, through a plain service binding.
     if (this.env.WARMSERVE) return this.env.WARMSERVE.fetch(request)
     return Response.json({ error: `no route for ${request.method} ${url.pathname}` }, { status: 404 })
