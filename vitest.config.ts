@@ -131,12 +131,13 @@ const node: TestProjectInlineConfiguration = {
 }
 
 const e2e: TestProjectInlineConfiguration = {
-  // End-to-end tests against a real `wrangler dev`, as a user runs it.
+  // End-to-end tests against real servers: `wrangler dev` as a user runs it, and the deploy bundle in workerd
+  // through Miniflare as production runs it (docs/contributing.md, "The e2e servers").
   test: {
     name: 'e2e',
     include: lane === 'workers' ? E2E_IN_WORKERS_LANE : ['test/e2e/*.test.ts'],
     exclude: [...configDefaults.exclude, ...(lane === 'e2e' ? E2E_IN_WORKERS_LANE : [])],
-    // One `wrangler dev` shared by the files that can share it (test/e2e/support/servers.ts).
+    // Servers shared by the files that can share them (test/e2e/support/servers.ts).
     globalSetup: ['test/e2e/support/global-setup.ts'],
     environment: 'node',
     testTimeout: 120_000,
