@@ -8,8 +8,8 @@ import { textExpectations } from './test/setup/text.ts'
 
 /**
  * `npm test` (scripts/dev/test.mjs) runs the projects as two vitest runs side by side, one per core: the
- * `workers` lane (the workers project, the e2e files of E2E_IN_WORKERS_LANE, then node) and the `e2e`
- * lane (the other e2e files). Unset: all three projects in one run.
+ * `workers` lane (the workers project, the e2e files of E2E_IN_WORKERS_LANE, then node but NODE_IN_E2E_LANE)
+ * and the `e2e` lane (the other e2e files, then NODE_IN_E2E_LANE). Unset: all three projects in one run.
  */
 const lane = process.env.WARMSERVE_TEST_LANE
 if (lane !== undefined && lane !== 'workers' && lane !== 'e2e')
@@ -115,14 +115,21 @@ const workers = async (): Promise<TestProjectInlineConfiguration> => ({
   },
 })
 
+/**
+ * Node files that run in the e2e lane of `npm test`, after its e2e files, so that the two lanes take about as
+ * long: the workers lane was 20–40 s the longer. Neither needs the typed client's checks.
+ */
+const NODE_IN_E2E_LANE = ['test/node/memory-index.test.ts', 'test/node/add-model.test.ts']
+
 const node: TestProjectInlineConfiguration = {
   // The build-time scripts (build-index, reshard) and the typed client from another project, in Node.
   test: {
     name: 'node',
-    include: ['test/node/*.test.ts'],
+    include: lane === 'e2e' ? NODE_IN_E2E_LANE : ['test/node/*.test.ts'],
+    exclude: [...configDefaults.exclude, ...(lane === 'workers' ? NODE_IN_E2E_LANE : [])],
     environment: 'node',
     // The typed client's checks start at once, beside the other tests (global-setup.ts).
-    globalSetup: ['test/node/support/global-setup.ts'],
+    globalSetup: lane === 'e2e' ? [] : ['test/node/support/global-setup.ts'],
     testTimeout: 120_000,
     // Last, in one process: by then the checks have run beside the other tests.
     isolate: false,
@@ -159,6 +166,6 @@ export default defineConfig({
     // lines are still printed with its failure; `npm test -- --silent=false` shows them all.
     silent: 'passed-only',
     sequence: { sequencer: ZooLast },
-    projects: lane === 'e2e' ? [e2e] : [await workers(), node, e2e],
+    projects: lane === 'e2e' ? [e2e, node] : [await workers(), node, e2e],
   },
 })
