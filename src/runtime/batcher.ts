@@ -25,7 +25,7 @@ import type { BatchCounters, BatchingOptions, BatchingStatus } from './batching-
 import { wrapRun } from './servable'
 import type { Servable } from './servable'
 import type { TensorSpec } from './signature'
-import { tf } from './tf'
+import { tensorBytes, tf } from './tf'
 
 export type { BatchCounters, BatchingOptions, BatchingStatus }
 
@@ -54,11 +54,6 @@ interface Queue {
  * concurrency 32 was 1.8 s with a 1 s tick and 0.18 s (as unbatched) with 50 ms.
  */
 const KEEP_WAITING_MS = 10
-
-/** Bytes of the tensors' values on tf.js's heap (strings live in JavaScript, not on it). */
-function tensorBytes(tensors: tf.Tensor[]): number {
-  return tensors.reduce((n, t) => n + (t.dtype === 'string' ? 0 : t.size * tf.util.bytesPerElement(t.dtype)), 0)
-}
 
 /** The batching status of a servable `withBatching` made, or `undefined` for one that does not batch. */
 export function batchingOf(servable: Servable): BatchingStatus | undefined {
@@ -120,15 +115,13 @@ export function withBatching(servable: Servable, options: BatchingOptions): Serv
     return servable.run(inputs)
   }
 
-  /** Requests of a batch that could not be merged: each alone, one after another, as they came. */
-  const apart = async (waiters: Waiter[]) => {
-    counters.alone += waiters.length
-    for (const w of waiters) await servable.run(w.inputs).then(w.resolve, w.reject)
-  }
-
-  const rerun = async (waiters: Waiter[]) => {
-    counters.rerun += waiters.length
-    // One after another: they would not overlap anyway (one thread), and it keeps one set of outputs in memory.
+  /**
+   * A batch's requests run one by one, as they came, counted as `alone` (never merged: no room for the
+   * copy) or `rerun` (the merged run failed, or cannot be split). One after another: they would not
+   * overlap anyway (one thread), and it keeps one set of outputs in memory.
+   */
+  const oneByOne = async (waiters: Waiter[], counter: 'alone' | 'rerun') => {
+    counters[counter] += waiters.length
     for (const w of waiters) await servable.run(w.inputs).then(w.resolve, w.reject)
   }
 
@@ -140,9 +133,9 @@ export function withBatching(servable: Servable, options: BatchingOptions): Serv
     // The merged inputs are a copy of every request's, which their runs' figures do not count (each counts
     // its own rows' inputs): reserved for the run, or, where the budget or the heap has no room for them
     // now, the requests run one by one without a copy (their admitted runs hold the room a wait would need).
-    const bytes = waiters.reduce((n, w) => n + tensorBytes(Object.values(w.inputs)), 0)
+    const bytes = tensorBytes(waiters.flatMap((w) => Object.values(w.inputs)))
     const release = memoryGate().reserveNow(bytes, `the merged inputs of ${waiters.length} requests to ${model}`, true)
-    if (!release) return apart(waiters)
+    if (!release) return oneByOne(waiters, 'alone')
     const merged: Record<string, tf.Tensor> = {}
     try {
       for (const name of names)
@@ -153,7 +146,7 @@ export function withBatching(servable: Servable, options: BatchingOptions): Serv
       outputs = await servable.run(merged)
     } catch {
       // The merged run's error is not reported: each request's own run says what is wrong with it.
-      return rerun(waiters)
+      return oneByOne(waiters, 'rerun')
     } finally {
       tf.dispose(Object.values(merged))
       release()
@@ -165,7 +158,7 @@ export function withBatching(servable: Servable, options: BatchingOptions): Serv
       stopBatching(
         `output '${name}' has shape [${t.shape.join(', ')}] for a merged batch of ${total} rows, so it cannot be split by request`,
       )
-      return rerun(waiters)
+      return oneByOne(waiters, 'rerun')
     }
     const sizes = waiters.map((w) => w.rows)
     const parts: Record<string, tf.Tensor[]> = {}

@@ -6,6 +6,16 @@ import { WasmBackend } from './wasm'
 
 export { tf }
 
+/**
+ * Bytes of the tensors' data as the budget counts them: 1 an element for bool, 4 for every other dtype
+ * tf.js stores (strings are rare here and counted as 4).
+ */
+export const tensorBytes = (tensors: Iterable<tf.Tensor>): number => {
+  let n = 0
+  for (const t of tensors) n += t.size * (t.dtype === 'bool' ? 1 : 4)
+  return n
+}
+
 /** Backends the Worker can run on: WebAssembly with SIMD (fast), or plain JavaScript (always works). */
 export const BACKENDS = ['wasm', 'cpu'] as const
 export type BackendName = (typeof BACKENDS)[number]

@@ -33,7 +33,7 @@ import type { ModelConfig } from '../repository/model-config'
 import type { Repository, ResolvedVersion, Selector } from '../repository/repository'
 import { wrapRun } from '../runtime/servable'
 import type { Servable } from '../runtime/servable'
-import { tf } from '../runtime/tf'
+import { tensorBytes, tf } from '../runtime/tf'
 
 /** Seconds a 429 asks the client to wait: a slot frees as soon as one request in flight finishes. */
 export const RETRY_AFTER_SECONDS = 1
@@ -270,9 +270,6 @@ interface Captured {
 
 const cloneAll = (tensors: Record<string, tf.Tensor>) =>
   Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, tf.clone(t)]))
-/** Bytes of tensor data: 1 a bool, 4 every other dtype tf.js stores (strings are rare here and counted as 4). */
-const bytesOf = (tensors: Record<string, tf.Tensor>) =>
-  Object.values(tensors).reduce((n, t) => n + t.size * (t.dtype === 'bool' ? 1 : 4), 0)
 
 /** One routed request: the version it goes to, and the slots it holds until `release`. */
 export class TrafficSlot {
@@ -528,7 +525,7 @@ export class TrafficControl {
     request: RouteRequest,
   ): Captured | undefined {
     const label = typeof shadow === 'object' ? shadow.version : shadow
-    const bytes = bytesOf(inputs) + bytesOf(outputs)
+    const bytes = tensorBytes(Object.values(inputs)) + tensorBytes(Object.values(outputs))
     const ledger = this.state.cache.admission.ledger
     const room = ledger.fits(bytes) && this.capturedBytes + bytes <= ledger.limit * SHADOW_BUDGET_SHARE
     const reason = this.shadowsPending >= MAX_SHADOWS_PENDING ? 'backlog' : !room ? 'memory' : undefined
