@@ -103,6 +103,15 @@ async function rowsums(rows: number, columns: number, bindings: Env = env) {
   return { status: res.status, body: await res.json<{ outputs?: number[]; error?: string }>() }
 }
 
+/** A fresh isolate with digits loaded and idle: its footprint and its input's name. */
+async function freshDigits() {
+  resetIsolate()
+  const { lease } = await isolate().lease(env, 'digits')
+  const digits = { f: lease.model.footprint, input: lease.model.signature.inputs[0]!.name }
+  lease.release()
+  return digits
+}
+
 describe('numeric inputs reserve their bytes before they are built', () => {
   freshWasmIsolate()
 
@@ -172,11 +181,7 @@ describe('numeric inputs reserve their bytes before they are built', () => {
   }, 120_000)
 
   it("lets two requests whose inputs each take the room of the other's run both run, one after the other", async () => {
-    resetIsolate()
-    const { lease: probe } = await isolate().lease(env, 'digits')
-    const f = probe.model.footprint
-    const input = probe.model.signature.inputs[0]!.name
-    probe.release()
+    const { f, input } = await freshDigits()
     // Inputs of at most two thirds of a row's run each, so that both fit beside the model where a run fits.
     const one = activationBytes(f, 1)!
     const rows = Math.min(64, Math.floor(one / 1.5 / (28 * 28 * 4)))
@@ -207,11 +212,7 @@ describe('numeric inputs reserve their bytes before they are built', () => {
   })
 
   it("keeps a request's inputs counted while it runs in sub-batches, each sub-batch's rows a copy beside them", async () => {
-    resetIsolate()
-    const { lease: probe } = await isolate().lease(env, 'digits')
-    const f = probe.model.footprint
-    const input = probe.model.signature.inputs[0]!.name
-    probe.release()
+    const { f, input } = await freshDigits()
     const rows = 8
     const inputBytes = rows * 28 * 28 * 4
     // Room for the model, the whole input and a run of 3 rows beside it: 8 rows run in sub-batches.
