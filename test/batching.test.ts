@@ -7,7 +7,6 @@ import type { BatchCounters } from '../src/runtime/batcher'
 import { ModelConfig } from '../src/repository/repository'
 import { tf } from '../src/runtime/tf'
 import { post } from './support/helpers'
-import { base64, photo } from './support/photos'
 import { isolate, resetIsolate } from '../src/isolate'
 
 beforeEach(() => {
@@ -193,41 +192,6 @@ describe('digits-batched (a copy of the bundled digits, batched)', () => {
     expect(counters.batches).toBeGreaterThan(0)
     expect(counters.batches + counters.alone).toBeLessThan(requests.length)
   })
-})
-
-describe("nsfwjs's MobileNetV2 batched, with real photographs", () => {
-  it('merges concurrent photo requests in a budget with room for their runs, each answer equal to its request run alone', async () => {
-    const photos = await Promise.all(
-      ['chelsea.jpg', 'rocket.jpg', 'camera.png'].map(async (name) => base64(await photo(name))),
-    )
-    const instances = (i: number) => [{ b64: photos[i % photos.length]! }]
-    // Room for the model and two runs of a row at once, so that two requests are admitted together and meet
-    // in the batcher's queue. Under the default budget (70.4 MB) MobileNetV2's runs are admitted one at a
-    // time, so its requests are never merged there. One MobileNet on the heap: the references are the same
-    // model's answers to each request alone (a second MobileNet loaded beside it would fragment the heap).
-    resetIsolate()
-    const budget = { ...env, CACHE_BUDGET_BYTES: String(115_000_000) } as Env
-    const model = '/v1/models/nsfw-images-batched:predict'
-    const expected: { predictions: number[][] }[] = []
-    for (let i = 0; i < 2; i++) expected.push(await json(await post(model, { instances: instances(i) }, {}, budget)))
-    const before = await countersOf('nsfw-images-batched')
-    const answers = await Promise.all(
-      [0, 1].map(async (i) => json(await post(model, { instances: instances(i) }, {}, budget))),
-    )
-    answers.forEach((answer, i) => {
-      const want = expected[i]!.predictions.flat()
-      const got = (answer.predictions as number[][]).flat()
-      got.forEach((v, j) => expect(Math.abs(v - want[j]!)).toBeLessThanOrEqual(1e-5))
-    })
-    // Merged, their copy of the two 224×224×3 float32 rows reserved for the run and released after.
-    const after = await countersOf('nsfw-images-batched')
-    expect({ batches: after.batches - before.batches, merged: after.merged - before.merged }).toEqual({
-      batches: 1,
-      merged: 2,
-    })
-    expect({ alone: after.alone - before.alone, rerun: after.rerun - before.rerun }).toEqual({ alone: 0, rerun: 0 })
-    expect(isolate().cache.admission.ledger.used('input')).toBe(0)
-  }, 120_000)
 })
 
 describe('models without batching', () => {

@@ -77,15 +77,6 @@ export async function prepareTestAssets(): Promise<string> {
     join(assets, 'nsfw-images/config.json'),
     JSON.stringify({ inputs: { input_1: { image: { size: [224, 224], channels: 3, range: [0, 1] } } } }),
   )
-  // The same, batched: concurrent photo requests merged into one run (test/batching.test.ts).
-  addNsfwModel(assets, 'nsfw-images-batched', 'mobilenet_v2')
-  writeFileSync(
-    join(assets, 'nsfw-images-batched/config.json'),
-    JSON.stringify({
-      inputs: { input_1: { image: { size: [224, 224], channels: 3, range: [0, 1] } } },
-      batching: { max_batch_size: 4, max_queue_delay_ms: 50 },
-    }),
-  )
   // Eight copies of digits, for concurrent first loads of distinct models (test/memory.test.ts).
   for (let i = 1; i <= 8; i++)
     cpSync(join(root, 'model-assets/digits/1'), join(assets, `digits-copy-${i}`, '1'), { recursive: true })
