@@ -27,7 +27,7 @@ export const KERNEL_FACTOR = 2
 
 /**
  * Heap bytes per byte of tensor activations at their peak: freed blocks of one size do not fit the
- * next layer's, and the heap grows in steps of at least 20%. Measured on the MobileNet: the heap grew
+ * next layer's, and the heap grew in Emscripten's steps of at least 20% then. Measured on the MobileNet: the heap grew
  * about 7.9 MiB per extra row for 6.1 MiB of tensor peak (1.3×), and a 10-row request in sub-batches
  * counted at 1.0× grew the heap 24% past its budget; rounded up.
  */
