@@ -21,7 +21,7 @@ import type { Selector } from './repository/repository'
 import { rowsOf } from './runtime/sub-batches'
 import { tf } from './runtime/tf'
 import { backendBroken, findAllocation, isAllocationFailure } from './runtime/wasm-guard'
-import { ApiError } from './core/errors'
+import { ApiError, ModelUnavailableError } from './core/errors'
 import { log } from './core/log'
 
 /** Who asks, and what of theirs the prediction needs: bindings, background work, cache preferences. */
@@ -100,9 +100,10 @@ export async function predict<B, T>(
   // The body is read once: a request served again after a backend rebuild reuses what was read.
   let body: Promise<B> | undefined
   const readOnce = () => (body ??= read())
+  let freshHeap = false
   const attempt = () =>
     state.traffic.serve(caller.env, name, selector, caller, readOnce, (held, read) =>
-      run(state, caller, held, spec(read)),
+      run(state, caller, held, spec(read), freshHeap),
     )
   try {
     return await attempt()
@@ -114,6 +115,7 @@ export async function predict<B, T>(
     if (!backendBroken() && !fragmented) throw error
     log('warn', 'request.backend_recovered', { model: name, error: (error as Error).message })
     await state.repairBackend(caller.env, fragmented ? (error as Error).message : undefined)
+    freshHeap = true
     return attempt()
   }
 }
@@ -128,6 +130,7 @@ async function run<T>(
   caller: Caller,
   held: ModelLease,
   spec: PredictionSpec<T>,
+  freshHeap: boolean,
 ): Promise<Prediction<T>> {
   caller.record?.leased(held, state.cache.signatureOf(held.lease.key)?.memoryBytes)
   const feeds: Record<string, tf.Tensor> = {}
@@ -136,7 +139,7 @@ async function run<T>(
     const names = spec.outputs(held)
     const ttl = held.target.config.response_cache?.ttl_seconds
     const early = ttl !== undefined ? spec.keyInputs?.(held) : undefined
-    if (!early) await buildFeeds(spec, held, feeds)
+    if (!early) await buildFeeds(spec, held, feeds, freshHeap)
     let key: string | undefined
     // A workers.dev route has no Cache API (it needs a custom domain): every answer there is a miss.
     const workersDev = caller.host?.endsWith('.workers.dev') === true
@@ -164,7 +167,7 @@ async function run<T>(
         return { value: cached as T, held, cache: 'hit' as const }
       }
     }
-    if (early) await buildFeeds(spec, held, feeds)
+    if (early) await buildFeeds(spec, held, feeds, freshHeap)
     const started = Date.now()
     outputs = await held.lease.model.run(feeds)
     const inferMs = Date.now() - started
@@ -188,12 +191,16 @@ async function run<T>(
  * Builds the feeds. Each input reserves its bytes in the budget, and room on the wasm heap, before it is
  * made (cache/memory-gate.ts): one that cannot fit beside the model is a 413 with the figures there. When
  * the heap fails an allocation anyway (its free space in pieces), evicts every idle model and builds them
- * once more; still too large beside the model: a 413 with the figures, never a 500.
+ * once more. Still no block: where other requests' models hold the heap, a 503 to retry; where the heap
+ * is this request's model's alone, it is fragmented, and the request is served again on a fresh heap
+ * (HeapFragmentedError, as a run's); on a fresh heap, the inputs are too large beside the model: a 413
+ * with the figures. Never a 500.
  */
 async function buildFeeds<T>(
   spec: PredictionSpec<T>,
   held: ModelLease,
   feeds: Record<string, tf.Tensor>,
+  freshHeap: boolean,
 ): Promise<void> {
   for (let retried = false; ; retried = true) {
     try {
@@ -205,14 +212,26 @@ async function buildFeeds<T>(
       const { cache } = isolate()
       let evicted = false
       while (cache.evictIdle(held.lease.key, 'heap')) evicted = true
-      if (retried || !evicted) {
-        const e = findAllocation(error)!
-        throw new ApiError(
-          413,
-          `${held.lease.key}: this request's inputs need a tensor of ${e.bytes} bytes, and the wasm heap (${e.heapBytes} of at most ${e.maxHeapBytes} bytes) ` +
-            `cannot hold it beside the model; send fewer rows or smaller inputs`,
+      if (evicted && !retried) continue
+      const e = findAllocation(error)!
+      const figures = `a tensor of ${e.bytes} bytes, and the wasm heap (${e.heapBytes} of at most ${e.maxHeapBytes} bytes)`
+      if (cache.leases() > 1) {
+        throw new ModelUnavailableError(
+          `${held.lease.key}: this request's inputs need ${figures} has no block for it while the models in use hold the rest; retry`,
+          1,
+          error,
         )
       }
+      if (!freshHeap) {
+        throw new HeapFragmentedError(
+          `${held.lease.key}: this request's inputs need ${figures}, held by this model alone, has no block for it: it is fragmented`,
+          error,
+        )
+      }
+      throw new ApiError(
+        413,
+        `${held.lease.key}: this request's inputs need ${figures} cannot hold it beside the model; send fewer rows or smaller inputs`,
+      )
     }
   }
 }

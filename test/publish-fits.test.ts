@@ -12,7 +12,7 @@ import { tf } from '../src/runtime/tf'
 import { guardedBackend, isAllocationFailure } from '../src/runtime/wasm-guard'
 import { call } from './support/helpers'
 import { emptyBucket, irisFiles, publish } from './support/r2-helpers'
-import { freshWasmIsolate } from './support/wasm-helpers'
+import { fragmentHeap, freshWasmIsolate } from './support/wasm-helpers'
 
 const MOBILENET = 'nsfw-mobilenet-v2'
 
@@ -37,43 +37,6 @@ async function pointerModel(name: string) {
 }
 
 const MiB = 1024 * 1024
-
-/**
- * Fragments the wasm heap as loads and evictions leave it: fills it up to its cap with 4 MiB blocks,
- * each followed by a 64 KiB one, then frees the 4 MiB blocks. Most of the heap is then free, in
- * pieces no larger than 4 MiB, held apart by the small blocks, which are returned (they live on the
- * old instance once the backend is rebuilt, and disposing them there is a no-op).
- */
-function fragmentHeap(): { pins: tf.Tensor[]; freeBytes: number; largestFreeBytes: number } {
-  const holes: tf.Tensor[] = []
-  const pins: tf.Tensor[] = []
-  for (;;) {
-    try {
-      holes.push(tf.zeros([MiB])) // 4 MiB of float32
-      pins.push(tf.zeros([16 * 1024]))
-    } catch (error) {
-      if (!isAllocationFailure(error)) throw error
-      break
-    }
-  }
-  tf.dispose(holes)
-  const backend = guardedBackend()!
-  const { bytes, maxBytes } = backend.heap()
-  expect(bytes).toBe(maxBytes)
-  const probe = backend.fillFree()
-  probe.release()
-  // The largest block the heap can give now, in powers of two.
-  let largestFreeBytes = 0
-  for (let size = 64 * MiB; size >= 4096 && largestFreeBytes === 0; size /= 2) {
-    try {
-      tf.zeros([size / 4]).dispose()
-      largestFreeBytes = size
-    } catch (error) {
-      if (!isAllocationFailure(error)) throw error
-    }
-  }
-  return { pins, freeBytes: probe.bytes, largestFreeBytes }
-}
 
 const status = async (name: string) =>
   (await call(`/v1/models/${name}`)).json<{
@@ -119,7 +82,7 @@ describe('a MobileNet-sized candidate on a fragmented heap', () => {
   it('is validated on a rebuilt heap and published, not deferred until the isolate dies', async () => {
     const name = 'fragmented-mobilenet'
     await publish(env.MODELS, name, 1, await bundledFiles(MOBILENET, 1))
-    const { pins, freeBytes, largestFreeBytes } = fragmentHeap()
+    const { freeBytes, largestFreeBytes, release } = fragmentHeap()
     const before = guardedBackend()
     try {
       // Room for the candidate in all, in pieces smaller than the blocks its warmup needs (4.6 and 9.4 MiB).
@@ -130,7 +93,7 @@ describe('a MobileNet-sized candidate on a fragmented heap', () => {
       expect(report.rejected).toEqual([])
       expect(report.accepted).toEqual([`${name}/1`])
     } finally {
-      tf.dispose(pins)
+      release()
     }
     // The heap was rebuilt: a new instance, and readiness is back.
     expect(guardedBackend()).toBeDefined()

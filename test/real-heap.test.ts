@@ -16,10 +16,11 @@ import { assetsStore } from '../src/repository/stores'
 import { tf } from '../src/runtime/tf'
 import { guardedBackend } from '../src/runtime/wasm-guard'
 import { binaryInfer, call, post } from './support/helpers'
-import { freshWasmIsolate, resetWasmIsolate, restoreWasm } from './support/wasm-helpers'
+import { fragmentHeap, freshWasmIsolate, resetWasmIsolate, restoreWasm } from './support/wasm-helpers'
 
 const MOBILENET = 'nsfw-mobilenet-v2'
 const ROW = 224 * 224 * 3
+const MiB = 1024 * 1024
 
 /** Deterministic pixels in [0, 1) for `rows` rows, different per row. */
 function pixels(rows: number, seed = 1): Float32Array {
@@ -132,6 +133,28 @@ describe('under the default settings', () => {
     expect(errors).toEqual([])
     expect(statuses.every((s) => s === 200)).toBe(true)
     expect(status.wasmHeap!.highWaterBytes).toBeLessThanOrEqual(heap().maxBytes)
+  }, 300_000)
+
+  it('serves inputs that a fresh heap holds but no block of the fragmented one: the heap is rebuilt, 200, not 413', async () => {
+    resetIsolate()
+    expect((await infer(MOBILENET, 'input_1', 1)).status).toBe(200)
+    // The heap's free space in blocks of 1 MiB at most, the model resident: 8 rows are one 4.8 MB tensor.
+    const { freeBytes, largestFreeBytes, release } = fragmentHeap(MiB, MiB)
+    const before = guardedBackend()
+    let eight: Awaited<ReturnType<typeof infer>>
+    try {
+      expect(largestFreeBytes).toBeLessThan(8 * ROW * 4)
+      expect(freeBytes).toBeGreaterThan(8 * ROW * 4)
+      eight = await infer(MOBILENET, 'input_1', 8)
+    } finally {
+      release()
+    }
+    expect(eight.status, eight.json.error).toBe(200)
+    expect(guardedBackend()).not.toBe(before)
+    // The same rows on the fresh heap, nothing fragmented: the same answer.
+    const again = await infer(MOBILENET, 'input_1', 8)
+    expect(again.status, again.json.error).toBe(200)
+    expect(eight.json.outputs![0]!.data).toEqual(again.json.outputs![0]!.data)
   }, 300_000)
 
   it('answers many tiny images in one BYTES request to a 224×224 model with 200 or 413, never 500', async () => {

@@ -296,7 +296,7 @@ export class ModelCache {
   }
 
   /** Leases out on every model held, retiring ones included. */
-  private leases(): number {
+  leases(): number {
     return [...this.available(), ...this.retiring].reduce((n, r) => n + r.leases, 0)
   }
 
