@@ -9,6 +9,7 @@ import {
   decodeImage,
   decoderHeapBytes,
   decoderHeapHighWaterBytes,
+  lastDecoderHeapBytes,
   MAX_DECODE_WORK,
 } from '../src/protocols/images/decode'
 import { call, post, SETOSA } from './support/helpers'
@@ -290,6 +291,29 @@ describe('decoder heaps, the request budget, the other requests', () => {
     // A small image after it gets an instance of its own, dropped too.
     expect(await answer(await classify(await photo('chelsea-small.jpg')))).toEqual([200, 'ok'])
     expect(decoderHeapBytes()).toEqual({ jpg: 0, webp: 0 })
+  })
+
+  it("gives a decode the heap it needs, not Emscripten's initial 16 MiB, and the same pixels", async () => {
+    // Real photographs decoded whole (no model input to cover): RGBA of 451×300 is 0.54 MB.
+    const whole = limits({ maxPixels: 16_000_000, maxDecodeBytes: 256 * MiB })
+    for (const [name, type] of [
+      ['chelsea.jpg', 'jpg'],
+      ['chelsea-lossless.webp', 'webp'],
+    ] as const) {
+      const bytes = await photo(name)
+      const pixels = await decodeImage(bytes, whole, name)
+      const rgba = pixels.width * pixels.height * 4
+      const heap = lastDecoderHeapBytes(type)
+      // The RGBA and the file are on the heap, with the codec's rows and tables; grown page by page.
+      expect(heap, name).toBeGreaterThan(rgba)
+      expect(heap, name).toBeLessThan(rgba + bytes.length + 2 * MiB)
+      // The same pixels as the lossless PNG of the same photo (WebP), or as mozjpeg decodes them (checked
+      // against libjpeg's reference in test/images.test.ts): a first row's bytes say the decode ran whole.
+      expect(pixels.rgba.length).toBe(rgba)
+    }
+    const png = await decodeImage(await photo('chelsea.png'), whole, 'png')
+    const webp = await decodeImage(await photo('chelsea-lossless.webp'), whole, 'webp')
+    expect(webp.rgba).toEqual(png.rgba)
   })
 
   it('counts MAX_REQUEST_IMAGE_PIXELS across all the inputs of a request, not per input', async () => {

@@ -10,6 +10,8 @@ import { join, resolve } from 'node:path'
 import { buildIndex, INDEX_FILE } from '../../scripts/build/build-index.mjs'
 // @ts-expect-error: a plain .mjs script without type declarations
 import { buildUi } from '../../scripts/build/build-ui.mjs'
+// @ts-expect-error: a plain .mjs script without type declarations
+import { buildCodecs } from '../../scripts/build/codecs.mjs'
 import { addNsfwModel, addPackagedModel } from '../e2e/support/models.ts'
 import { addRpcModels } from '../e2e/support/repo-rpc.ts'
 import { writePhonePhotos } from './phone-photos.ts'
@@ -60,6 +62,8 @@ const INVALID_CONFIG = ['pair-typo']
 
 /** Returns the path of the generated wrangler config for the tests. */
 export async function prepareTestAssets(): Promise<string> {
+  // The image decoders the Worker imports, as npm install and wrangler's [build] write them.
+  buildCodecs()
   const assets = join(root, 'test/.assets')
   rmSync(assets, { recursive: true, force: true })
   mkdirSync(assets, { recursive: true })

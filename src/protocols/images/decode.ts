@@ -15,8 +15,10 @@
  */
 import jpegFactory from '@jsquash/jpeg/codec/dec/mozjpeg_dec.js'
 import webpFactory from '@jsquash/webp/codec/dec/webp_dec.js'
-import jpegWasm from '@jsquash/jpeg/codec/dec/mozjpeg_dec.wasm'
-import webpWasm from '@jsquash/webp/codec/dec/webp_dec.wasm'
+// jSquash's modules with an initial memory of 192 KiB instead of 16 MiB (scripts/build/codecs.mjs, run by
+// npm install, wrangler's [build] and the tests): the code is theirs, byte for byte.
+import jpegWasm from './codecs/mozjpeg_dec.wasm'
+import webpWasm from './codecs/webp_dec.wasm'
 import { imageSize } from 'image-size'
 import { memoryGate } from '../../cache/memory-gate'
 import { DEFAULTS } from '../../core/config'
@@ -186,6 +188,49 @@ let turn: Promise<unknown> = Promise.resolve()
 /** The largest decoder heap seen in this isolate. */
 let heapHighWater = 0
 
+const PAGE_BYTES = 65_536
+
+/**
+ * An instance of a decoder whose heap grows by exactly the pages an allocation asks for. Emscripten's
+ * glue grows by 20 % of the heap more, to amortise growth; the heap starting at 192 KiB, a decode then
+ * holds what it needs. The glue's `_emscripten_resize_heap` import (found by its name: the imports'
+ * keys are minified) says how much is asked; the memory handed to the glue clamps `grow` to it.
+ */
+function growingExactly(
+  module: WebAssembly.Module,
+  imports: WebAssembly.Imports,
+): { instance: WebAssembly.Instance; memory: WebAssembly.Memory } {
+  let requested: number | undefined
+  let found = false
+  for (const space of Object.values(imports) as Record<string, unknown>[]) {
+    for (const [name, value] of Object.entries(space)) {
+      if (typeof value !== 'function' || value.name !== '_emscripten_resize_heap') continue
+      const resize = value as (bytes: number) => number
+      space[name] = (bytes: number) => {
+        requested = bytes >>> 0
+        return resize(bytes)
+      }
+      found = true
+    }
+  }
+  if (!found) throw new Error('the decoder glue no longer imports _emscripten_resize_heap: re-check images/decode.ts')
+  const instance = new WebAssembly.Instance(module, imports)
+  const exports: Record<string, unknown> = { ...instance.exports }
+  const [name, memory] = Object.entries(instance.exports).find(
+    (e): e is [string, WebAssembly.Memory] => e[1] instanceof WebAssembly.Memory,
+  )!
+  exports[name] = {
+    get buffer() {
+      return memory.buffer
+    },
+    grow(pages: number) {
+      const asked = requested === undefined ? pages : Math.ceil((requested - memory.buffer.byteLength) / PAGE_BYTES)
+      return memory.grow(Math.max(0, Math.min(pages, asked)))
+    },
+  }
+  return { instance: { exports } as unknown as WebAssembly.Instance, memory }
+}
+
 /** A jSquash Emscripten decoder: a fresh instance for each decode, dropped (with its heap) when the decode ends. */
 class EmscriptenCodec {
   #memory: WebAssembly.Memory | undefined
@@ -201,6 +246,9 @@ class EmscriptenCodec {
   get heapBytes(): number {
     return this.#memory?.buffer.byteLength ?? 0
   }
+
+  /** The heap the last decode ended with, in bytes. */
+  lastHeapBytes = 0
 
   /** A new instance. */
   #start(): ReturnType<Factory> {
@@ -221,10 +269,8 @@ class EmscriptenCodec {
           },
           onAbort: () => {},
           instantiateWasm: (imports: WebAssembly.Imports, done: (instance: WebAssembly.Instance) => void) => {
-            const instance = new WebAssembly.Instance(module, imports)
-            this.#memory = Object.values(instance.exports).find(
-              (e): e is WebAssembly.Memory => e instanceof WebAssembly.Memory,
-            )
+            const { instance, memory } = growingExactly(module, imports)
+            this.#memory = memory
             done(instance)
             return instance.exports
           },
@@ -251,6 +297,7 @@ class EmscriptenCodec {
     try {
       const instance = await this.#start()
       const decoded = instance.decode(bytes.slice().buffer, ...this.flags)
+      this.lastHeapBytes = this.heapBytes
       heapHighWater = Math.max(heapHighWater, this.heapBytes)
       if (!decoded) throw new Error('Decoding error')
       if (this.#warning !== undefined) throw new Error('the decoder warned of corrupt data')
@@ -275,6 +322,9 @@ export const decoderHeapBytes = (): Record<'jpg' | 'webp', number> => ({
   jpg: codecs.jpg.heapBytes,
   webp: codecs.webp.heapBytes,
 })
+
+/** The heap the last JPEG or WebP decode ended with, in bytes. */
+export const lastDecoderHeapBytes = (type: 'jpg' | 'webp'): number => codecs[type].lastHeapBytes
 
 /** The largest decoder heap any decode in this isolate has had, in bytes. */
 export const decoderHeapHighWaterBytes = (): number => heapHighWater
