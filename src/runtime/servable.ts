@@ -263,7 +263,7 @@ async function onFullHeap<T>(
   const fill = backend.fillFree()
   try {
     const before = backend.heap().bytes
-    const result = await f()
+    const result = await backend.exactGrowth(f)
     return { result, growth: backend.heap().bytes - before, fill }
   } catch (error) {
     fill.release()
@@ -335,10 +335,12 @@ async function warmup(
       started = Date.now()
       // Two rows may not fit where one did (a MobileNetV2 at 224×224 needs ~26 MB of heap a row):
       // then every byte of the one row counts per row, which errs high.
-      const result = await runZeros(servable, 2).catch((error: unknown) => {
-        if (isAllocationFailure(error)) return undefined
-        throw error
-      })
+      const result = await backend
+        .exactGrowth(() => runZeros(servable, 2))
+        .catch((error: unknown) => {
+          if (isAllocationFailure(error)) return undefined
+          throw error
+        })
       timings.warmup2Ms = Date.now() - started
       if (result) {
         tf.dispose(result.outputs)

@@ -29,6 +29,13 @@ import * as tf from '@tensorflow/tfjs-core'
 export const WASM_HEAP_MAX_BYTES = 96 * 1024 * 1024
 
 const PAGE_BYTES = 65_536
+/**
+ * The least the heap grows by at a time (unless an allocation asks for more, or the cap is nearer).
+ * A grow costs about 0.6 ms once the heap is past 50 MiB (V8, measured in Node), and growing by the
+ * pages each allocation asks made 81 grows of MobileNetV2's load and first row; by 2 MiB at least, a
+ * few dozen, the slack left at most 2 MiB.
+ */
+const GROWTH_STEP_BYTES = 2 * 1024 * 1024
 /** The smallest block the free-space probe takes: smaller fragments are left (and count as used). */
 const PROBE_MIN_BLOCK = 4096
 /** C functions that release memory: they become no-ops once the backend is broken or retired, so disposing a tensor never throws. */
@@ -65,6 +72,11 @@ interface GuardState {
   retired: boolean
   /** While the free-space probe runs: the heap may not grow at all, so `malloc` fails once the free space is taken. */
   frozen?: boolean
+  /**
+   * While a model is measured: the heap grows by exactly the pages an allocation asks for, not by
+   * GROWTH_STEP_BYTES at least, so its growth is the run's need (heapProbe).
+   */
+  exact?: boolean
   /** The heap size the glue last asked for (emscripten_resize_heap's argument). */
   requested?: number
   /** The module's own malloc and free, without the guard: the probe's blocks. */
@@ -122,12 +134,10 @@ function capImports(imports: WebAssembly.Imports, state: GuardState): WebAssembl
 }
 
 /**
- * Hands the glue a memory whose `grow` stops at the cap and at the pages the allocation asked for.
- * The glue over-grows by 20 % of the heap to amortise growth (+15.8 MB at MobileNetV2's first photo):
- * WebAssembly memory never shrinks, so that slack would stay the isolate's for good. Growing
- * exactly, the heap is what its allocations needed, and a model's measured growth is its need
- * (heapProbe). A grow costs microseconds (V8 reserves the address space up front), so nothing is
- * amortised.
+ * Hands the glue a memory whose `grow` stops at the cap, and at the pages the allocation asked for or
+ * GROWTH_STEP_BYTES if more. The glue over-grows by 20 % of the heap to amortise growth (+15.8 MB at
+ * MobileNetV2's first photo): WebAssembly memory never shrinks, so that slack would stay the
+ * isolate's for good. Clamped, a request that fits under the cap still succeeds, and nothing goes past it.
  */
 function capInstance(instance: WebAssembly.Instance, state: GuardState): WebAssembly.Instance {
   const memory = instance.exports.memory
@@ -141,8 +151,10 @@ function capInstance(instance: WebAssembly.Instance, state: GuardState): WebAsse
     grow(pages: number) {
       const current = memory.buffer.byteLength
       let limit = (state.maxHeapBytes - current) / PAGE_BYTES
-      if (state.requested !== undefined)
-        limit = Math.min(limit, Math.max(0, Math.ceil((state.requested - current) / PAGE_BYTES)))
+      if (state.requested !== undefined) {
+        const asked = Math.max(0, Math.ceil((state.requested - current) / PAGE_BYTES))
+        limit = Math.min(limit, state.exact ? asked : Math.max(asked, GROWTH_STEP_BYTES / PAGE_BYTES))
+      }
       return memory.grow(Math.min(pages, limit))
     },
   }
@@ -276,6 +288,16 @@ export class GuardedWasmBackend extends BackendWasm {
     const probe = this.fillFree()
     probe.release()
     return heapBytes(this.#state) - probe.bytes
+  }
+
+  /** Runs `f` with the heap growing by exactly what is asked (not GROWTH_STEP_BYTES at least): growth then measures need. */
+  async exactGrowth<T>(f: () => Promise<T>): Promise<T> {
+    this.#state.exact = true
+    try {
+      return await f()
+    } finally {
+      this.#state.exact = false
+    }
   }
 
   // tf.js disposes a backend when it is removed (setWasmModule, rebuildWasmBackend). Models built on
