@@ -48,6 +48,10 @@ class ZooLast extends BaseSequencer {
 
 const workers = async (): Promise<TestProjectInlineConfiguration> => ({
   // Unit and integration tests, inside workerd with the Worker's own bindings.
+  // Not extending this file: a project with plugins resolves a Vite config of its own, and extending would
+  // evaluate this file again, assets and text expectations included (about 1.5 s of the main process warm,
+  // the phone photos' 6 s more on a fresh clone). The root's sequencer applies to every project anyway.
+  extends: false,
   // wrangler.toml, pointed at the bundled models plus the test fixtures.
   plugins: [
     cloudflareTest({

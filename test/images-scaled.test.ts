@@ -91,11 +91,25 @@ const SAMPLINGS = { '4:2:0': [2, 2], '4:2:2': [2, 1], '4:4:4': [1, 1], '4:1:1': 
 let cropped: Promise<{ rgba: Uint8Array; width: number; height: number }> | undefined
 /** Each case's encoding and its full decode, made once per file: two tests read the same cases. */
 const encoded = new Map<string, { bytes: Uint8Array; full: Pixels }>()
+/** Each photo's full decode, made once per file: up to three tests compare against the same 12 MP decode. */
+const fullDecodes = new Map<string, Promise<Pixels>>()
 // The files of the workers project share one isolate: nothing of this one's is kept for the next.
 afterAll(() => {
   encoded.clear()
+  fullDecodes.clear()
   cropped = undefined
 })
+
+/** The photo `name` (test/fixtures/models/_images/) and its full decode. */
+async function photoDecoded(name: string): Promise<{ bytes: Uint8Array; full: Pixels }> {
+  const bytes = await photo(name)
+  let full = fullDecodes.get(name)
+  if (full === undefined) {
+    full = fullDecode(bytes)
+    fullDecodes.set(name, full)
+  }
+  return { bytes, full: await full }
+}
 
 /**
  * rocket.jpg's pixels, cropped to 637×421 (partial MCUs), written again by test/support/jpeg-encoder.ts in each of
@@ -103,7 +117,7 @@ afterAll(() => {
  */
 async function* encodings(samplings: (keyof typeof SAMPLINGS)[]) {
   cropped ??= (async () => {
-    const source = await fullDecode(await photo('rocket.jpg'))
+    const { full: source } = await photoDecoded('rocket.jpg')
     const [width, height] = [637, 421]
     const rgba = new Uint8Array(width * height * 4)
     for (let y = 0; y < height; y++)
@@ -134,8 +148,7 @@ describe('a baseline JPEG decoded at 1/2, 1/4 and 1/8 is the full decode box-dow
   ])(
     '%s: mean difference ≤ %d levels, largest ≤ %d (sharp edges: a reduced IDCT is not a box filter)',
     async (name, mean, max) => {
-      const bytes = await photo(name)
-      const full = await fullDecode(bytes)
+      const { bytes, full } = await photoDecoded(name)
       for (const scale of [2, 4, 8] as Scale[]) {
         const found = difference(full, decodeScaledJpeg(bytes, scale, name), scale)
         console.log(`${name} at 1/${scale}: mean ${found.mean.toFixed(2)}, max ${found.max.toFixed(1)}`)
@@ -204,8 +217,7 @@ describe("a baseline JPEG decoded at a resize's points is mozjpeg's full decode 
   it.each(['phone-chelsea.jpg', 'phone-rocket.jpg', 'phone-camera.jpg'])(
     '%s at the points of a 224×224 resize (stretched, and center-cropped)',
     async (name) => {
-      const bytes = await photo(name)
-      const full = await fullDecode(bytes)
+      const { bytes, full } = await photoDecoded(name)
       for (const fit of ['stretch', 'center-crop'] as const) {
         const { rows, cols } = samplePoints(full.width, full.height, { size: [224, 224], fit })
         expect(rows.length).toBeLessThanOrEqual(448)
@@ -290,11 +302,11 @@ describe('phone photos under the default limits', () => {
   it.each(['phone-chelsea.jpg', 'phone-rocket.jpg', 'phone-camera.jpg'])(
     'classifies a 12 MP JPEG (%s) as the full-size decode does: scores within 0.02, the same top class',
     async (name) => {
-      const bytes = await photo(name)
+      const { bytes, full } = await photoDecoded(name)
       expect(bytes.length).toBeGreaterThan(500_000)
       const served = await scores('/v1/models/nsfw-images:predict', { b64: base64(bytes) })
       // The full decode's answer: mozjpeg at 4032×3024, the same preprocessing, the same model.
-      const reference = await scoresOf(await fullDecode(bytes))
+      const reference = await scoresOf(full)
       const gap = gapOf(served, reference)
       let scaled = ''
       if (gap > 0.02 || top(served) !== top(reference)) {

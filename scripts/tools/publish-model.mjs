@@ -216,6 +216,9 @@ async function main() {
     throw new Error(`version '${versionArg}' is not a positive integer`)
   const bucket = bucketName()
   const where = flags.remote ? `remote bucket ${bucket}` : `local bucket ${bucket} (${flags.persistTo})`
+  // With the version given, the memory check needs no bucket: a version no isolate can hold is refused
+  // before one is opened (locally a workerd started for nothing).
+  const checked = !flags.config && versionArg ? { memory: await checkMemory(dir, name, Number(versionArg)) } : undefined
 
   const run = async (target, known) => {
     if (flags.config) {
@@ -225,7 +228,7 @@ async function main() {
       return
     }
     const version = versionArg ? Number(versionArg) : Math.max(0, ...bundledVersions(name), ...(await known())) + 1
-    const memory = await checkMemory(dir, name, version)
+    const memory = checked ? checked.memory : await checkMemory(dir, name, version)
     const manifest = await publishVersion(target, {
       dir,
       name,

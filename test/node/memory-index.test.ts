@@ -42,6 +42,20 @@ const ANTISPOOF = join(HUMAN, 'antispoof.json')
 const EMOTION = join(HUMAN, 'emotion.json')
 const INCEPTION = join(ROOT, 'node_modules/nsfwjs/dist/models/inception_v3')
 let work: string
+let inception: string | undefined
+
+/**
+ * nsfwjs's inception_v3 as a version folder of the repository `big`, imported once per file: unpacking its
+ * JS-packed 89 MB of weights took about 1.7 s of CPU, and both its tests only read the folder.
+ */
+function inceptionVersion(): string {
+  if (inception === undefined) {
+    const dir = join(work, 'big', 'nsfw-inception-v3', '1')
+    importModel(INCEPTION, dir)
+    inception = dir
+  }
+  return inception
+}
 
 beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'memory-index-'))
@@ -87,7 +101,7 @@ describe('build-index and memory', () => {
   it("fails the build for nsfwjs's inception_v3, naming it with its figures", () => {
     const repo = join(work, 'big')
     importModel(ANTISPOOF, join(repo, 'antispoof', '1'))
-    importModel(INCEPTION, join(repo, 'nsfw-inception-v3', '1'))
+    expect(inceptionVersion()).toBe(join(repo, 'nsfw-inception-v3', '1'))
     const run = spawnSync(process.execPath, [join(ROOT, 'scripts/build/build-index.mjs')], {
       cwd: ROOT,
       env: { ...process.env, MODEL_ASSETS_DIR: repo },
@@ -112,8 +126,7 @@ describe('build-index and memory', () => {
 
 describe('publish-model and memory', () => {
   it("refuses to publish nsfwjs's inception_v3 to R2, with the same figures", () => {
-    const dir = join(work, 'publish', 'inception')
-    importModel(INCEPTION, dir)
+    const dir = inceptionVersion()
     const run = spawnSync(
       process.execPath,
       [join(ROOT, 'scripts/tools/publish-model.mjs'), dir, 'inception', '1', '--persist-to', join(work, 'state')],

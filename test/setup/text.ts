@@ -62,8 +62,10 @@ export async function textExpectations(): Promise<TextExpectations> {
     'Can we move the review to Thursday afternoon? I still need to read the patch.',
     TEXT_SET[4]!,
   ]
+  // One WordPiece tokenizer for the spam and embed texts (each was built anew, per text).
+  const tokenizer = new Tokenizer(JSON.parse(wordpiece.json), {})
   const spamIds = spamTexts.map((text) => {
-    const ids = truncatedIds(new Tokenizer(JSON.parse(wordpiece.json), {}).encode(text).ids, [1, 1], 128)
+    const ids = truncatedIds(tokenizer.encode(text).ids, [1, 1], 128)
     return [...ids, ...new Array<number>(128 - ids.length).fill(0)]
   })
   const spam = await loadModel(join(root, 'model-assets/spam/1'))
@@ -73,7 +75,6 @@ export async function textExpectations(): Promise<TextExpectations> {
   spam.dispose()
 
   const embedTexts = ['WIN A FREE PRIZE', 'the meeting is at noon', TEXT_SET[2]!]
-  const tokenizer = new Tokenizer(JSON.parse(wordpiece.json), {})
   const encoded = embedTexts.map((text) => truncatedIds(tokenizer.encode(text).ids, [1, 1], 64))
   const longest = Math.max(...encoded.map((ids) => ids.length))
   const ids = encoded.map((e) => [...e, ...new Array<number>(longest - e.length).fill(0)])
