@@ -1,5 +1,5 @@
 import { cloudflareTest } from '@cloudflare/vitest-plugin'
-import { configDefaults, defineConfig } from 'vitest/config'
+import { defineConfig } from 'vitest/config'
 import type { TestProjectInlineConfiguration } from 'vitest/config'
 import { BaseSequencer } from 'vitest/node'
 import type { TestSpecification } from 'vitest/node'
@@ -8,18 +8,12 @@ import { textExpectations } from './test/setup/text.ts'
 
 /**
  * `npm test` (scripts/dev/test.mjs) runs the projects as two vitest runs side by side, one per core: the
- * `workers` lane (the workers project, the e2e files of E2E_IN_WORKERS_LANE, then node but NODE_IN_E2E_LANE)
- * and the `e2e` lane (the other e2e files, then NODE_IN_E2E_LANE). Unset: all three projects in one run.
+ * `workers` lane (the workers project, then node) and the `e2e` lane (the e2e project). Unset: all three
+ * projects in one run. The lanes took about as long on a fresh clone: see docs/contributing.md.
  */
 const lane = process.env.WARMSERVE_TEST_LANE
 if (lane !== undefined && lane !== 'workers' && lane !== 'e2e')
   throw new Error(`WARMSERVE_TEST_LANE is 'workers', 'e2e' or unset, not '${lane}'`)
-
-/**
- * e2e files that start servers of their own (no shared one): in `npm test` they run in the workers lane,
- * after the workers project, so that the two lanes take about as long.
- */
-const E2E_IN_WORKERS_LANE = ['test/e2e/js-heap.test.ts']
 
 /**
  * The file that needs the zoo's repository, which the e2e global setup assembles and indexes in the
@@ -119,23 +113,14 @@ const workers = async (): Promise<TestProjectInlineConfiguration> => ({
   },
 })
 
-/**
- * Node files that run in the e2e lane of `npm test`, after its e2e files, so that the two lanes take about as
- * long: the workers lane was 20–40 s the longer (with memory-index too, the e2e lane was 22 s the longer; with
- * add-model alone, after the zoo's cuts, the workers lane 11 s the longer, hints 5 s). They do not need the
- * typed client's checks.
- */
-const NODE_IN_E2E_LANE = ['test/node/add-model.test.ts', 'test/node/hints.test.ts']
-
 const node: TestProjectInlineConfiguration = {
   // The build-time scripts (build-index, reshard) and the typed client from another project, in Node.
   test: {
     name: 'node',
-    include: lane === 'e2e' ? NODE_IN_E2E_LANE : ['test/node/*.test.ts'],
-    exclude: [...configDefaults.exclude, ...(lane === 'workers' ? NODE_IN_E2E_LANE : [])],
+    include: ['test/node/*.test.ts'],
     environment: 'node',
     // The typed client's checks start at once, beside the other tests (global-setup.ts).
-    globalSetup: lane === 'e2e' ? [] : ['test/node/support/global-setup.ts'],
+    globalSetup: ['test/node/support/global-setup.ts'],
     testTimeout: 120_000,
     // Last, in one process: by then the checks have run beside the other tests.
     isolate: false,
@@ -148,8 +133,7 @@ const e2e: TestProjectInlineConfiguration = {
   // through Miniflare as production runs it (docs/contributing.md, "The e2e servers").
   test: {
     name: 'e2e',
-    include: lane === 'workers' ? E2E_IN_WORKERS_LANE : ['test/e2e/*.test.ts'],
-    exclude: [...configDefaults.exclude, ...(lane === 'e2e' ? E2E_IN_WORKERS_LANE : [])],
+    include: ['test/e2e/*.test.ts'],
     // Servers shared by the files that can share them (test/e2e/support/servers.ts).
     globalSetup: ['test/e2e/support/global-setup.ts'],
     environment: 'node',
@@ -172,6 +156,6 @@ export default defineConfig({
     // lines are still printed with its failure; `npm test -- --silent=false` shows them all.
     silent: 'passed-only',
     sequence: { sequencer: ZooLast },
-    projects: lane === 'e2e' ? [e2e, node] : [await workers(), node, e2e],
+    projects: lane === 'e2e' ? [e2e] : lane === 'workers' ? [await workers(), node] : [await workers(), node, e2e],
   },
 })

@@ -1,8 +1,10 @@
 /**
- * The JavaScript side of the isolate's memory, measured where it runs (issue 22, items 4 and 6): a real
- * `wrangler dev` (workerd), its V8 heap read over the DevTools protocol after a forced collection
- * (scripts/dev/js-heap.mjs) after start, a first predict, the largest JPEG and WebP the limits allow
- * through nsfwjs's MobileNetV2, the largest JSON bodies, and four of those requests at once. The budget
+ * The JavaScript side of the isolate's memory, measured where it runs (issue 22, items 4 and 6): the
+ * deploy bundle (the run's one, sharedBundle()) in workerd through Miniflare, as production runs it, its V8
+ * heap read over the DevTools protocol through Miniflare's inspector proxy after a forced collection
+ * (scripts/dev/js-heap.mjs; `node scripts/dev/measure-js-heap.mjs` takes the same readings on `wrangler dev`)
+ * after start, a first predict, the largest JPEG and WebP the limits allow through nsfwjs's MobileNetV2,
+ * the largest JSON bodies, and four of those requests at once. The budget
  * assumes JS_HEAP_BYTES (src/core/config.ts): this fails when the bundle's heap and the buffers it keeps
  * grow past it, when a decoder heap or a decoded image stays after its decode (every ArrayBuffer the
  * isolate holds is counted, wasm memories included), and when a term of the isolate's memory passes its bound
@@ -21,9 +23,8 @@ import { isolateHeapBytes } from '../../scripts/build/memory/measure.mjs'
 import { DEFAULTS, ISOLATE_MEMORY_BYTES, JS_HEAP_BYTES } from '../../src/core/config'
 import { DECODER_INITIAL_HEAP_BYTES } from '../../src/protocols/images/headers'
 import { JSON_BYTES_FACTOR } from '../../src/traffic/request-memory'
-import { wranglerConfigFor } from '../setup/assets'
-import { startWranglerDev } from './support/servers'
-import type { WranglerDev } from './support/servers'
+import { sharedBundle, startBundle } from './support/servers'
+import type { BundleServer } from './support/servers'
 
 interface Step {
   step: string
@@ -39,7 +40,8 @@ const MiB = 1024 * 1024
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`
 
 let work: string
-let server: WranglerDev
+/** The deploy bundle serving the repository, its isolate reachable over Miniflare's inspector proxy. */
+let server: BundleServer & { inspectorPort: number }
 /** The largest images the limits allow: encoded while the repository is built and the server starts. */
 let images: Promise<unknown>
 
@@ -49,7 +51,7 @@ beforeAll(async () => {
   // Handled where measure() awaits it; a failure here would otherwise be reported as unhandled first.
   images.catch(() => {})
   const repo = await heapRepository(join(work, 'models'))
-  server = await startWranglerDev({ configs: [wranglerConfigFor(repo, join(work, 'wrangler.toml'))] })
+  server = (await startBundle({ bundle: await sharedBundle(), assetsDir: repo, inspector: true })) as typeof server
 }, 600_000)
 
 afterAll(async () => {

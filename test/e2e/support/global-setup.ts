@@ -65,10 +65,9 @@ const BACKGROUND_NICE = 10
 export default async function setup(project: TestProject) {
   // A run of every file needs them all: started now, one after another, they come up while the
   // workers project runs instead of after it (in `npm test`'s e2e lane, while its first files run). A
-  // run of chosen files starts only what they ask for, and so does `npm test`'s workers lane, whose few
-  // e2e files start servers of their own (vitest.config.ts, E2E_IN_WORKERS_LANE).
+  // run of chosen files starts only what they ask for.
   const chosen = (project.vitest as unknown as { filenamePattern?: string[] }).filenamePattern
-  const eager = !chosen?.length && process.env.WARMSERVE_TEST_LANE !== 'workers'
+  const eager = !chosen?.length
   let nice = eager ? BACKGROUND_NICE : undefined
   const builds = new Set<number>()
   /** Once the e2e files run, what they wait for runs at the usual priority (where this may lower it). */
