@@ -117,6 +117,26 @@ function trapping<T>(state: GuardState, what: string, call: () => T): T {
   }
 }
 
+/** Pages a heap of `current` bytes must grow by to reach the `requested` size the glue asked for. */
+export const pagesAsked = (requested: number, current: number): number =>
+  Math.max(0, Math.ceil((requested - current) / PAGE_BYTES))
+
+/**
+ * A stand-in for an Emscripten module's exported memory, which its glue grows through: `grow` gives at
+ * most `limit(current size in bytes)` of the pages the glue asks for (20 % of the heap more than the
+ * allocation needs, to amortise growth). tf.js's heap here, the image decoders' (images/decode.ts).
+ */
+export function clampedGrowth(memory: WebAssembly.Memory, limit: (current: number) => number): WebAssembly.Memory {
+  return {
+    get buffer() {
+      return memory.buffer
+    },
+    grow(pages: number) {
+      return memory.grow(Math.max(0, Math.min(pages, limit(memory.buffer.byteLength))))
+    },
+  } as unknown as WebAssembly.Memory
+}
+
 /** Refuses heap growth past the cap before the glue tries it. */
 function capImports(imports: WebAssembly.Imports, state: GuardState): WebAssembly.Imports {
   const env = imports.env as Record<string, unknown> | undefined
@@ -144,20 +164,12 @@ function capInstance(instance: WebAssembly.Instance, state: GuardState): WebAsse
   if (!(memory instanceof WebAssembly.Memory))
     throw new Error('the tfjs-backend-wasm module exports no memory: re-check runtime/wasm-guard.ts')
   state.memory = memory
-  const capped = {
-    get buffer() {
-      return memory.buffer
-    },
-    grow(pages: number) {
-      const current = memory.buffer.byteLength
-      let limit = (state.maxHeapBytes - current) / PAGE_BYTES
-      if (state.requested !== undefined) {
-        const asked = Math.max(0, Math.ceil((state.requested - current) / PAGE_BYTES))
-        limit = Math.min(limit, state.exact ? asked : Math.max(asked, GROWTH_STEP_BYTES / PAGE_BYTES))
-      }
-      return memory.grow(Math.min(pages, limit))
-    },
-  }
+  const capped = clampedGrowth(memory, (current) => {
+    const limit = (state.maxHeapBytes - current) / PAGE_BYTES
+    if (state.requested === undefined) return limit
+    const asked = pagesAsked(state.requested, current)
+    return Math.min(limit, state.exact ? asked : Math.max(asked, GROWTH_STEP_BYTES / PAGE_BYTES))
+  })
   return { exports: { ...instance.exports, memory: capped } } as unknown as WebAssembly.Instance
 }
 

@@ -24,6 +24,7 @@ import { memoryGate } from '../../cache/memory-gate'
 import { DEFAULTS } from '../../core/config'
 import { ApiError, badRequest } from '../../core/errors'
 import { withoutNodeProcess } from '../../runtime/wasm'
+import { clampedGrowth, pagesAsked } from '../../runtime/wasm-guard'
 import type { ImageHeader, ImageType } from './headers'
 import { DECODER_INITIAL_HEAP_BYTES, IMAGE_TYPES, NAMES, readImageHeader, sniff } from './headers'
 import type { SamplePoints, Scale } from './jpeg-scaled'
@@ -188,8 +189,6 @@ let turn: Promise<unknown> = Promise.resolve()
 /** The largest decoder heap seen in this isolate. */
 let heapHighWater = 0
 
-const PAGE_BYTES = 65_536
-
 /**
  * An instance of a decoder whose heap grows by exactly the pages an allocation asks for. Emscripten's
  * glue grows by 20 % of the heap more, to amortise growth; the heap starting at 192 KiB, a decode then
@@ -219,15 +218,9 @@ function growingExactly(
   const [name, memory] = Object.entries(instance.exports).find(
     (e): e is [string, WebAssembly.Memory] => e[1] instanceof WebAssembly.Memory,
   )!
-  exports[name] = {
-    get buffer() {
-      return memory.buffer
-    },
-    grow(pages: number) {
-      const asked = requested === undefined ? pages : Math.ceil((requested - memory.buffer.byteLength) / PAGE_BYTES)
-      return memory.grow(Math.max(0, Math.min(pages, asked)))
-    },
-  }
+  exports[name] = clampedGrowth(memory, (current) =>
+    requested === undefined ? Infinity : pagesAsked(requested, current),
+  )
   return { instance: { exports } as unknown as WebAssembly.Instance, memory }
 }
 
