@@ -2,10 +2,11 @@
 // Copies Swagger UI's browser bundle from node_modules into model-assets/_ui/vendor/, where the
 // Worker serves it for /docs (http/routes/pages.ts): the docs page loads nothing from a CDN.
 // Runs as part of wrangler's [build] command, after build-index.mjs; the copies are gitignored.
-import { copyFileSync, mkdirSync, readFileSync, statSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { writeIfChanged } from './files.mjs'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 // Only what the page uses: the bundle and its stylesheet (the standalone preset is not needed).
@@ -17,13 +18,8 @@ export function buildUi(assets = join(root, 'model-assets')) {
   const out = join(assets, '_ui', 'vendor')
   mkdirSync(out, { recursive: true })
   return FILES.map((file) => {
-    const [from, to] = [join(dist, file), join(out, file)]
-    // Unchanged files are left alone: wrangler dev watches model-assets/ and would rebuild on every write.
-    if (
-      statSync(to, { throwIfNoEntry: false })?.size !== statSync(from).size ||
-      !readFileSync(to).equals(readFileSync(from))
-    )
-      copyFileSync(from, to)
+    const to = join(out, file)
+    writeIfChanged(to, readFileSync(join(dist, file)))
     return to
   })
 }

@@ -6,12 +6,12 @@
 // 16 MiB before. The code is unchanged, byte for byte; only the memory section's minimum differs.
 //
 // Runs after `npm install` (postinstall), in wrangler's [build] command and before the tests (test/setup),
-// so a dependency bump is followed; the copies are gitignored. Files that are already right are left
-// alone: wrangler dev watches src/ and would rebuild on every write.
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+// so a dependency bump is followed; the copies are gitignored, and rewritten only when they change.
+import { mkdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { writeIfChanged } from './files.mjs'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 const PAGE = 65_536
@@ -59,27 +59,32 @@ function sections(bytes) {
   return list
 }
 
+/** The module's one memory: its section, flags, and minimum and maximum in pages (`value`, and where each ends). */
+function memoryLimits(bytes, all = sections(bytes)) {
+  const memory = all.find((s) => s.id === 5)
+  if (!memory) throw new Error('the module defines no memory (an imported one cannot be shrunk here)')
+  const count = readU32(bytes, memory.content)
+  if (count.value !== 1) throw new Error(`the module defines ${count.value} memories, not 1`)
+  const flags = bytes[count.next]
+  if (flags !== 0 && flags !== 1) throw new Error(`memory flags ${flags}: shared or 64-bit memory`)
+  const min = readU32(bytes, count.next + 1)
+  const max = flags === 1 ? readU32(bytes, min.next) : undefined
+  return { memory, flags, min, max }
+}
+
 /**
  * The module with its one memory's minimum set to the least whole pages above its active data segments
  * and its stack pointer's start (Emscripten's first global), plus one page. Its maximum is kept.
  */
 export function shrinkInitialMemory(bytes) {
   const all = sections(bytes)
-  const memory = all.find((s) => s.id === 5)
-  if (!memory) throw new Error('the module defines no memory (an imported one cannot be shrunk here)')
-  let at = memory.content
-  const count = readU32(bytes, at)
-  if (count.value !== 1) throw new Error(`the module defines ${count.value} memories, not 1`)
-  const flags = bytes[count.next]
-  if (flags !== 0 && flags !== 1) throw new Error(`memory flags ${flags}: shared or 64-bit memory`)
-  const min = readU32(bytes, count.next + 1)
-  const max = flags === 1 ? readU32(bytes, min.next) : undefined
+  const { memory, flags, min, max } = memoryLimits(bytes, all)
 
   // The highest byte the module writes before any allocation: its data segments and its stack's top.
   let top = 0
   const data = all.find((s) => s.id === 11)
   if (data) {
-    at = data.content
+    let at = data.content
     const n = readU32(bytes, at)
     at = n.next
     for (let i = 0; i < n.value; i++) {
@@ -116,9 +121,7 @@ export function shrinkInitialMemory(bytes) {
 
 /** The initial memory a module declares, in bytes. */
 export function initialMemoryBytes(bytes) {
-  const memory = sections(bytes).find((s) => s.id === 5)
-  const count = readU32(bytes, memory.content)
-  return readU32(bytes, count.next + 1).value * PAGE
+  return memoryLimits(bytes).min.value * PAGE
 }
 
 /** Writes the shrunk decoders into OUT (where they differ); returns their paths. */
@@ -128,8 +131,7 @@ export function buildCodecs() {
   return CODECS.map(({ from, to }) => {
     const patched = shrinkInitialMemory(readFileSync(require.resolve(from)))
     const path = join(OUT, to)
-    if (statSync(path, { throwIfNoEntry: false })?.size !== patched.length || !readFileSync(path).equals(patched))
-      writeFileSync(path, patched)
+    writeIfChanged(path, patched)
     return path
   })
 }
