@@ -5,7 +5,7 @@
 import { env } from 'cloudflare:workers'
 import fc from 'fast-check'
 import { afterAll, describe, expect, it } from 'vitest'
-import { memoryGate, setMemoryGate } from '../src/cache/memory-gate'
+import { memoryGate, setMemoryGate, uncounted } from '../src/cache/memory-gate'
 import { ApiError } from '../src/core/errors'
 import type { Covers, ImageLimits, Pixels, PointsOf } from '../src/protocols/images/decode'
 import { decodeImage, decoderHeapBytes, MAX_DECODE_WORK } from '../src/protocols/images/decode'
@@ -38,7 +38,7 @@ const defaults = (): ImageLimits => ({ ...roomy(), maxPixels: 4_000_000, maxDeco
  */
 async function fullDecode(bytes: Uint8Array): Promise<Pixels> {
   const gate = memoryGate()
-  setMemoryGate({ reserve: async () => () => {}, reserveNow: () => () => {}, hold: async () => {} })
+  setMemoryGate(uncounted)
   try {
     return await decodeImage(bytes, roomy(), 'reference')
   } finally {

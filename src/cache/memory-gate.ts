@@ -35,8 +35,8 @@ export interface MemoryGate {
   hold(holder: object, bytes: number, what: string): Promise<void>
 }
 
-/** Outside an isolate with a cache (a unit test of a transform alone) nothing is counted. */
-const uncounted: MemoryGate = {
+/** Outside an isolate with a cache (a unit test of a transform alone, a test's own reference decode) nothing is counted. */
+export const uncounted: MemoryGate = {
   reserve: async () => () => {},
   reserveNow: () => () => {},
   hold: async () => {},

@@ -22,7 +22,7 @@ export const JS_HEAP_BYTES = 20 * MiB
 export const RUNTIME_BASELINE_BYTES = TF_INITIAL_HEAP_BYTES + JS_HEAP_BYTES
 /**
  * Share of the rest kept free: allocations fragment the wasm heap, so it passes what is counted (it
- * also grew in Emscripten's 20 % steps when this was set; it now grows exactly). 22%, not the 25% of
+ * also grew in Emscripten's 20 % steps when this was set; it now grows by what is asked, 2 MiB at least). 22%, not the 25% of
  * before the JavaScript heap was measured (then guessed at 16 MiB): with it, the budget still holds
  * nsfwjs's MobileNetV2 as counted from its model.json alone (69 675 648 bytes with one row running).
  */
