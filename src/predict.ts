@@ -11,7 +11,7 @@
 import type { RequestRecord } from './analytics/analytics'
 import { isolate } from './isolate'
 import type { Isolate } from './isolate'
-import { HeapFragmentedError } from './cache/admission'
+import { HeapFragmentedError, heapShortError } from './cache/admission'
 import { holding } from './cache/lease'
 import type { ModelLease, WaitUntil } from './cache/lease'
 import type { KeyInput, PredictionCacheOutcome } from './cache/prediction-cache'
@@ -21,7 +21,7 @@ import type { Selector } from './repository/repository'
 import { rowsOf } from './runtime/sub-batches'
 import { tf } from './runtime/tf'
 import { backendBroken, findAllocation, isAllocationFailure } from './runtime/wasm-guard'
-import { ApiError, ModelUnavailableError } from './core/errors'
+import { ApiError } from './core/errors'
 import { log } from './core/log'
 
 /** Who asks, and what of theirs the prediction needs: bindings, background work, cache preferences. */
@@ -213,21 +213,11 @@ async function buildFeeds<T>(
       let evicted = false
       while (cache.evictIdle(held.lease.key, 'heap')) evicted = true
       if (evicted && !retried) continue
+      // As a run's: fragmented, or held by the models in use; on a fresh heap, too large beside the model.
+      if (!freshHeap || cache.leases() > 1)
+        throw heapShortError(held.lease.key, "this request's inputs", cache.leases(), error as Error)
       const e = findAllocation(error)!
       const figures = `a tensor of ${e.bytes} bytes, and the wasm heap (${e.heapBytes} of at most ${e.maxHeapBytes} bytes)`
-      if (cache.leases() > 1) {
-        throw new ModelUnavailableError(
-          `${held.lease.key}: this request's inputs need ${figures} has no block for it while the models in use hold the rest; retry`,
-          1,
-          error,
-        )
-      }
-      if (!freshHeap) {
-        throw new HeapFragmentedError(
-          `${held.lease.key}: this request's inputs need ${figures}, held by this model alone, has no block for it: it is fragmented`,
-          error,
-        )
-      }
       throw new ApiError(
         413,
         `${held.lease.key}: this request's inputs need ${figures} cannot hold it beside the model; send fewer rows or smaller inputs`,

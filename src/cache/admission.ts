@@ -31,6 +31,24 @@ export class HeapFragmentedError extends ModelUnavailableError {
   }
 }
 
+/**
+ * No block on the wasm heap for `what`, with every idle model evicted. With no lease but the caller's, the
+ * heap is this model's alone: it is fragmented (the request path rebuilds it and serves again). Otherwise
+ * the models in use hold the rest: 503, retry.
+ */
+export function heapShortError(key: string, what: string, leases: number, error: Error): ModelUnavailableError {
+  return leases <= 1
+    ? new HeapFragmentedError(
+        `${key}: the wasm heap, held by this model alone, had no block for ${what} (${error.message}): it is fragmented`,
+        error,
+      )
+    : new ModelUnavailableError(
+        `${key}: the wasm heap had no room for ${what} (${error.message}) with every idle model evicted; retry`,
+        1,
+        error,
+      )
+}
+
 /** No room in the budget now, and nothing under way that would make some: 503, retry soon, no backoff. */
 export class BudgetBusyError extends ModelUnavailableError {
   constructor(message: string) {
@@ -280,18 +298,7 @@ export class Admission {
           }) as Servable
           return runInSubBatches(runner, feeds, rows, async () => ({ rows: half, done: () => {} }))
         }
-        // No other model left to evict, and no lease but this run's: the heap is this model's alone.
-        if (this.cache.leases() <= 1) {
-          throw new HeapFragmentedError(
-            `${resident.key}: the wasm heap, held by this model alone, had no block for one row (${error.message}): it is fragmented`,
-            error,
-          )
-        }
-        throw new ModelUnavailableError(
-          `${resident.key}: the wasm heap had no room for this run (${error.message}) with every idle model evicted; retry`,
-          1,
-          error,
-        )
+        throw heapShortError(resident.key, 'one row', this.cache.leases(), error)
       }
     }
   }
