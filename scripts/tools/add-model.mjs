@@ -10,7 +10,7 @@
 // reshards files over 25 MiB, reads the signature, writes a starting <name>/config.json when there is
 // none, runs build-index's checks and memory measurement on it, and prints its memory and how to
 // call it. Nothing is left behind when a check fails.
-import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { basename, join, relative, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { buildIndex, declaredSignature, MAX_ASSET_BYTES } from '../build/build-index.mjs'
@@ -119,13 +119,21 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   } else {
     console.log(`  memory: not measured here (${unmeasured.join('; ')}); the Worker measures it as it loads`)
   }
-  if (config)
-    console.log(`  wrote ${relative('.', join(dir, '../..', 'config.json'))}; check:\n    - ${notes.join('\n    - ')}`)
-  const image = Object.keys(config?.inputs ?? {}).length > 0
+  // The model's config.json, beside its version folders: written now, or the one it had.
+  const configFile = join(dir, '..', 'config.json')
+  if (config) console.log(`  wrote ${relative('.', configFile)}; check:\n    - ${notes.join('\n    - ')}`)
+  const served = existsSync(configFile) ? JSON.parse(readFileSync(configFile, 'utf8')) : {}
+  const image = Object.keys(served.inputs ?? {}).length > 0
   console.log('  call it (npm run dev):')
-  if (image)
+  // :classify answers class names, so it needs `labels`, which no package's files carry: without them the
+  // photo goes to :predict, base64 in JSON, and the scores come back.
+  if (image && served.labels !== undefined)
     console.log(
-      `    curl -s -X POST localhost:8787/v1/models/${name}:classify -H 'Content-Type: image/jpeg' --data-binary @test/fixtures/models/_images/<a photo>.jpg`,
+      `    curl -s -X POST localhost:8787/v1/models/${name}:classify -H 'Content-Type: image/jpeg' --data-binary @test/fixtures/models/_images/chelsea.jpg`,
+    )
+  else if (image)
+    console.log(
+      `    printf '{"instances":[{"b64":"%s"}]}' "$(base64 < test/fixtures/models/_images/chelsea.jpg | tr -d '\\n')" | curl -s -X POST localhost:8787/v1/models/${name}:predict --data-binary @-`,
     )
   console.log(`    curl -s localhost:8787/v1/models/${name}/metadata`)
 }

