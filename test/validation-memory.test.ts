@@ -100,13 +100,13 @@ describe('a candidate over the memory budget', () => {
     expect(reads.filter((key) => key.endsWith('.bin'))).toEqual([])
     expect(await rejections('bomb')).toEqual({
       1: expect.objectContaining({
-        reason: 'needs ~6.4 GB at warmup (weights 24 B + kernels 48 B + activations 6.4 GB), the budget is 70 MB',
+        reason: 'needs ~6.4 GB at warmup (weights 24 B + kernels 48 B + activations 6.4 GB), the budget is 81 MB',
       }),
     })
     // Finding 3: 51 MB of weights, over the budget the cache holds them to, so no isolate could load it.
     expect(await rejections('wideiris')).toEqual({
       1: expect.objectContaining({
-        reason: 'needs ~163 MB at warmup (weights 51 MB + kernels 102 MB + activations 9.6 MB), the budget is 70 MB',
+        reason: 'needs ~163 MB at warmup (weights 51 MB + kernels 102 MB + activations 9.6 MB), the budget is 81 MB',
       }),
     })
   })

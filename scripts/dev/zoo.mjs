@@ -178,7 +178,7 @@ const ratio = (a, b) => (a === undefined || b === undefined || b === 0 ? '–' :
 /** The docs table: one line per model. */
 export function table(rows) {
   const head = [
-    '| model | file MB | weights MB (float32) | old count, 1 row | new count, 1 row | least heap, 1 row | least heap, 4 rows | fill method, 1 / 4 rows | old / least | new / least | new per row / measured per row |',
+    "| model | file MB | weights MB (float32) | Worker's own count, 1 row | new count, 1 row | least heap, 1 row | least heap, 4 rows | fill method, 1 / 4 rows | own / least | new / least | new per row / measured per row |",
     '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ]
   const lines = rows.map(({ name, fileBytes, memory: m, counted, baseHeapBytes, fillHeapBytes, error }) => {
