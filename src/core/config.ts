@@ -23,8 +23,8 @@ export const RUNTIME_BASELINE_BYTES = TF_INITIAL_HEAP_BYTES + JS_HEAP_BYTES
 /**
  * Share of the rest kept free: what loads and evictions of several models leave in pieces on the wasm
  * heap (it never shrinks), which no model's figure counts. 10 %: a model's own runs are in its figure
- * (build-index measures its load and two runs of its rows, and a second run may not fit where the first
- * one's activations were: nanodet 56.7 → 77.6 MB), which the 22 % of before stood in for. With it the
+ * (build-index measures its load and three runs of its rows, and the runs after the first may not fit
+ * where its activations were: nanodet 56.7 → 77.6 MB), which the 22 % of before stood in for. With it the
  * budget holds @vladmandic/human's nanodet, the zoo's largest, with its 2.1 MB input.
  */
 export const MEMORY_HEADROOM = 0.1

@@ -18,7 +18,7 @@ const BUNDLE = join(CACHE_DIR, 'probe.bundle.mjs')
 
 const version = (pkg) => JSON.parse(readFileSync(join(ROOT, 'node_modules', pkg, 'package.json'), 'utf8')).version
 /** How the figures were made: part of the cache key, so a tf.js upgrade measures again. */
-export const METHOD = `node tfjs-backend-wasm@${version('@tensorflow/tfjs-backend-wasm')} simd, fresh instance per run, load and two runs of the rows, least heap to a page by a search from the fill's figure with answers checked, resting bytes by filling the free space (scripts/build/memory/probe.mjs)`
+export const METHOD = `node tfjs-backend-wasm@${version('@tensorflow/tfjs-backend-wasm')} simd, fresh instance per run, load and three runs of the rows, least heap to a page by a search from the fill's figure with answers checked, resting bytes by filling the free space (scripts/build/memory/probe.mjs)`
 
 /**
  * The largest wasm heap an isolate can give a model: the cap the Worker puts on the heap

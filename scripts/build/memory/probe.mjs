@@ -143,15 +143,19 @@ function sameAnswer(a, b) {
 /**
  * Runs of each measurement: a model serves more than one request. Its first run leaves the heap laid
  * out differently from the runs after (kernel state made during that run sits between its
- * activations), and a second run of the same rows does not always fit where the first one's
+ * activations), and the next runs of the same rows do not always fit where the first one's
  * activations were: @vladmandic/human's nanodet needs 56.7 MB for its load and one run, 77.6 MB for
- * two, and the Worker's heap held 79.2 MB after its warmup and a request (docs/memory.md). The
- * figures are those of a model that keeps serving: in the Worker, three more requests grew the heap no further.
+ * two; nsfwjs's MobileNetV2 (a layers model) 56.5, 61.3, then 66.3 MB for three. A fourth run grew
+ * neither, nor a third any graph model of the zoo; the Worker's heap held 79.2 and 67.0 MB after its
+ * warmup and requests (docs/memory.md, "Runs, not one").
  */
-const RUNS = 2
+const RUNS = 3
 
-/** Loads the model on the active backend and runs it RUNS times on `rows` rows; returns heap marks. */
-async function loadAndRun(artifacts, rows, shapes, marks = () => {}) {
+/**
+ * Loads the model on the active backend and runs it RUNS times on `rows` rows (fewer once `enough()` says
+ * the figure is past what matters: a model refused for its size is not run again); returns heap marks.
+ */
+async function loadAndRun(artifacts, rows, shapes, marks = () => {}, enough = () => false) {
   const graph = isGraph(artifacts)
   const tensorsBefore = tf.memory().numBytes
   const handler = tf.io.fromMemory({ ...artifacts })
@@ -163,7 +167,7 @@ async function loadAndRun(artifacts, rows, shapes, marks = () => {}) {
   const batchFixed = graph ? model.inputs.some((i) => i.shape?.[0] === 1) : model.inputs.some((t) => t.shape[0] === 1)
   let answer
   try {
-    for (let run = 1; run <= RUNS; run++) {
+    for (let run = 1; run <= RUNS && (run === 1 || !enough()); run++) {
       let outputs
       if (graph) {
         const map = Object.fromEntries(feeds.map((f) => [f.name, f.tensor]))
@@ -189,7 +193,7 @@ async function loadAndRun(artifacts, rows, shapes, marks = () => {}) {
 }
 
 /** The `fill` method for `rows` rows: peak growth over a full heap, and live bytes after the run. */
-async function measureFill(artifacts, rows, shapes) {
+async function measureFill(artifacts, rows, shapes, stopAboveBytes = Infinity) {
   await freshBackend(UNCAPPED)
   const backend = tf.backend()
   const start = heap()
@@ -199,9 +203,15 @@ async function measureFill(artifacts, rows, shapes) {
   const filled = heap()
   growth.mode = 'exact'
   let loadPeak = 0
-  const { model, weightBytes, batchFixed, inputRowBytes, answer } = await loadAndRun(artifacts, rows, shapes, (at) => {
-    if (at === 'loaded') loadPeak = heap() - filled
-  })
+  const { model, weightBytes, batchFixed, inputRowBytes, answer } = await loadAndRun(
+    artifacts,
+    rows,
+    shapes,
+    (at) => {
+      if (at === 'loaded') loadPeak = heap() - filled
+    },
+    () => baseHeapBytes + heap() - filled > stopAboveBytes,
+  )
   const peak = heap() - filled
   const after = fill(backend)
   const resting = heap() - after.bytes - filled
@@ -306,7 +316,7 @@ async function main() {
     if (task === 'fill') {
       out.fill = {}
       for (const rows of rowsList) {
-        const m = await measureFill(artifacts, rows, request.shapes)
+        const m = await measureFill(artifacts, rows, request.shapes, request.stopAboveBytes)
         out.fill[rows] = m
         // A fixed batch has no 4 rows; a model that cannot run one row in an isolate needs no more figures.
         if (m.batchFixed || m.baseHeapBytes + m.peakBytes > (request.stopAboveBytes ?? Infinity)) break
