@@ -1,6 +1,6 @@
 /**
  * More of the isolate's memory in the budget (issue 22, items 6 and 7): a decode while it runs, a
- * request's input rows and their concatenation, and numeric input tensors, reserved before they are
+ * request's input rows (twice for several: room for their sub-batches), and numeric input tensors, reserved before they are
  * made; the decoders keep no heap between decodes. Real photographs (test/fixtures/models/_images/) into
  * nsfwjs's stock MobileNetV2 with an image input (`nsfw-images`, test/setup/assets.ts), under the
  * default settings.

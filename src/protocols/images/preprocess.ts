@@ -17,7 +17,7 @@ import type { SamplePoints } from './jpeg-scaled'
 import type { DType } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
 
-/** tf.image.rgbToGrayscale's weights (ITU-R BT.601 luma); its einsum has no wasm kernel, so a multiply and sum apply them. */
+/** tf.image.rgbToGrayscale's weights (ITU-R BT.601 luma), applied as tf.sum(tf.mul(rgb, LUMA), -1) computes it (its einsum has no wasm kernel). */
 const LUMA = [0.2989, 0.587, 0.114]
 
 /** Where each output index samples the source: the lower and upper index and the weight of the upper, as resizeBilinear computes them. */
@@ -125,12 +125,40 @@ export function sourceRegion(
   return spec.fit === 'center-crop' ? centerCrop(width, height, spec.size) : { x: 0, y: 0, width, height }
 }
 
+/** The shape of `rows` images as the model's input: `[rows, h, w, c]`, or `[rows, c, h, w]` for `layout: nchw`. */
+export function imageShape(spec: ImageTransform, rows: number): [number, number, number, number] {
+  const [h, w] = spec.size
+  return spec.layout === 'nchw' ? [rows, spec.channels, h, w] : [rows, h, w, spec.channels]
+}
+
 /**
  * One image as a `[1, h, w, c]` tensor of `dtype` (`[1, c, h, w]` for `layout: nchw`): cropped
  * (`center-crop`) or not, resized to `size`, RGB or luma, 0–255 mapped onto `range`, then
  * `(v − mean) / std`. int32 gets the values rounded.
  */
 export function imageTensor(pixels: Pixels, spec: ImageTransform, dtype: DType): tf.Tensor4D {
+  const values = dtype === 'int32' ? new Int32Array(rowLength(spec)) : new Float32Array(rowLength(spec))
+  imageValues(pixels, spec, values)
+  return tf.tensor4d(values, imageShape(spec, 1), dtype === 'int32' ? 'int32' : 'float32')
+}
+
+/** The values in one image row of the input. */
+export const rowLength = (spec: ImageTransform): number => spec.size[0] * spec.size[1] * spec.channels
+
+/** Rounds half to even, as tf.round (and TensorFlow) does. */
+function roundHalfEven(v: number): number {
+  const r = Math.round(v)
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r
+}
+
+/**
+ * Writes one image's values into `out` from `offset` (imageTensor's, in its layout): every step in
+ * JavaScript, in float32 as tf.js's kernels compute it, each operation rounded (Math.fround), so that
+ * the only tensor made is the input itself. The steps as tf.js ops made a tensor of the input's size
+ * each on the wasm heap while the model was resident there: centernet's heap grew by 16.8 MB on its
+ * first photo, and not at all on a tensor of zeros of the same size (docs/memory.md).
+ */
+export function imageValues(pixels: Pixels, spec: ImageTransform, out: Float32Array | Int32Array, offset = 0): void {
   const [outH, outW] = spec.size
   let region = sourceRegion(pixels.width, pixels.height, spec)
   let rows = samples(region.height, outH)
@@ -173,21 +201,28 @@ export function imageTensor(pixels: Pixels, spec: ImageTransform, dtype: DType):
       }
     }
   }
-  // The rest as tf.js ops, each input disposed as soon as the next tensor is made: at 512×512 a
-  // copy is 3 MB, and a tidy would hold every one of them until its end.
-  let image: tf.Tensor = tf.tensor3d(resized, [outH, outW, 3])
-  const then = (op: (t: tf.Tensor) => tf.Tensor) => {
-    const next = tf.tidy(() => op(image))
-    image.dispose()
-    image = next
-  }
-  if (spec.channels === 1) then((t) => tf.sum(tf.mul(t, tf.tensor1d(LUMA)), -1, true))
+  // Luma as tf.sum(tf.mul(rgb, LUMA), -1) computes it: the products, summed left to right; then the range,
+  // the mean and the std per channel, as tf.mul/add/sub/div with float32 operands; int32 rounded half to even.
+  const channels = spec.channels
+  const luma = LUMA.map(f)
   const [low, high] = spec.range
-  then((t) => tf.add(tf.mul(t, (high - low) / 255), low))
-  if (spec.mean) then((t) => tf.sub(t, tf.tensor1d(spec.mean!)))
-  if (spec.std) then((t) => tf.div(t, tf.tensor1d(spec.std!)))
-  if (dtype === 'int32') then((t) => tf.cast(tf.round(t), 'int32'))
-  if (spec.layout === 'nchw') then((t) => tf.transpose(t, [2, 0, 1]))
-  then((t) => tf.expandDims(t, 0))
-  return image as tf.Tensor4D
+  const scale = f((high - low) / 255)
+  const shift = f(low)
+  const mean = spec.mean?.map(f)
+  const std = spec.std?.map(f)
+  const int32 = out instanceof Int32Array
+  const pixelsOut = outH * outW
+  const nchw = spec.layout === 'nchw'
+  for (let i = 0; i < pixelsOut; i++) {
+    for (let k = 0; k < channels; k++) {
+      let v =
+        channels === 1
+          ? f(f(f(resized[i * 3]! * luma[0]!) + f(resized[i * 3 + 1]! * luma[1]!)) + f(resized[i * 3 + 2]! * luma[2]!))
+          : resized[i * 3 + k]!
+      v = f(f(v * scale) + shift)
+      if (mean) v = f(v - mean[k]!)
+      if (std) v = f(v / std[k]!)
+      out[offset + (nchw ? k * pixelsOut + i : i * channels + k)] = int32 ? roundHalfEven(v) : v
+    }
+  }
 }
