@@ -129,6 +129,60 @@ describe('preprocessing', () => {
     )
   })
 
+  it("normalizes as tf.js's own ops would, bit for bit: luma, range, mean and std, int32 rounding, layout", async () => {
+    // The reference: the resized pixels (range [0, 255], which leaves them as they are), then the
+    // steps as tf.js ops on the backend in use, as the preprocessing made them before it computed them
+    // in JavaScript (in float32, each operation rounded, int32 half to even).
+    const LUMA = [0.2989, 0.587, 0.114]
+    const reference = (resized: tf.Tensor, spec: ImageTransform, dtype: 'float32' | 'int32') =>
+      tf.tidy(() => {
+        let t = tf.squeeze(resized, [0])
+        if (spec.channels === 1) t = tf.sum(tf.mul(t, tf.tensor1d(LUMA)), -1, true)
+        const [low, high] = spec.range
+        t = tf.add(tf.mul(t, (high - low) / 255), low)
+        if (spec.mean) t = tf.sub(t, tf.tensor1d(spec.mean))
+        if (spec.std) t = tf.div(t, tf.tensor1d(spec.std))
+        if (dtype === 'int32') t = tf.cast(tf.round(t), 'int32')
+        if (spec.layout === 'nchw') t = tf.transpose(t, [2, 0, 1])
+        return tf.expandDims(t, 0)
+      })
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          width: fc.integer({ min: 1, max: 40 }),
+          height: fc.integer({ min: 1, max: 40 }),
+          size: fc.tuple(fc.integer({ min: 1, max: 24 }), fc.integer({ min: 1, max: 24 })),
+          channels: fc.constantFrom(1, 3),
+          range: fc.constantFrom<[number, number]>([0, 1], [-1, 1], [0, 255], [-0.5, 0.5]),
+          normalize: fc.boolean(),
+          layout: fc.constantFrom('nhwc' as const, 'nchw' as const),
+          dtype: fc.constantFrom('float32' as const, 'int32' as const),
+          seed: fc.integer(),
+        }),
+        async ({ width, height, size, channels, range, normalize, layout, dtype, seed }) => {
+          const rgba = Uint8Array.from({ length: width * height * 4 }, (_, i) => (seed + i * 7919) % 256)
+          const pixels = { width, height, rgba }
+          const base = { size, channels: 3, range: [0, 255], fit: 'stretch', layout: 'nhwc' } as ImageTransform
+          const mean = channels === 1 ? [0.449] : [0.485, 0.456, 0.406]
+          const std = channels === 1 ? [0.226] : [0.229, 0.224, 0.225]
+          const spec = { ...base, channels, range, layout, ...(normalize && { mean, std }) } as ImageTransform
+          const resized = imageTensor(pixels, base, 'float32')
+          const want = reference(resized, spec, dtype)
+          const got = imageTensor(pixels, spec, dtype)
+          try {
+            expect(got.shape).toEqual(want.shape)
+            expect(got.dtype).toBe(want.dtype)
+            const [a, b] = [await got.data(), await want.data()]
+            expect(Array.from(a).findIndex((v, i) => !Object.is(v, b[i]))).toBe(-1)
+          } finally {
+            tf.dispose([resized, want, got])
+          }
+        },
+      ),
+      { numRuns: 60 },
+    )
+  })
+
   it('gives a PNG photo the tensor tf.image.resizeBilinear gives its pixels', async () => {
     const bytes = await photo('chelsea.png')
     const png = decodePng(bytes)
