@@ -299,6 +299,28 @@ describe('packed tensors into an input', () => {
     )
   })
 
+  it("writes an int32 or a range-checked input over its own float32 numbers: no second array of the input's size", () => {
+    const text = '{"instances":[[1,2,3],[4,5,6]],"other":[7.5]}'
+    const body = readTensorJson(encode(text), TF_SERVING_TENSORS, 1e6) as { instances: PackedTensor }
+    const numbers = body.instances.float32!
+    const flat = flatten(body.instances, where, budget())
+    const int32 = toTypedArray(spec('int32'), flat, where, converter('INT32', 'int32', where))
+    expect(int32).toBeInstanceOf(Int32Array)
+    expect(Array.from(int32)).toEqual([1, 2, 3, 4, 5, 6])
+    // The same bytes as the numbers' (request-memory.ts counts a JSON body 3 ×, the body and its numbers).
+    expect([int32.buffer, int32.byteOffset, int32.length]).toEqual([numbers.buffer, numbers.byteOffset, numbers.length])
+    const checked = readTensorJson(encode(text), TF_SERVING_TENSORS, 1e6) as { instances: PackedTensor }
+    const within = (v: number) => Math.min(v, 5)
+    const float32 = toTypedArray(
+      spec('float32'),
+      flatten(checked.instances, where, budget()),
+      where,
+      Object.assign(within, { floatLimit: 5 }) as never,
+    )
+    expect(float32.buffer).toBe(checked.instances.float32!.buffer)
+    expect(Array.from(float32)).toEqual([1, 2, 3, 4, 5, 5])
+  })
+
   it('checks input_limits on the doubles, as the general path does', async () => {
     const limits: RequestLimits = {
       maxBatch: 64,

@@ -383,7 +383,7 @@ describe('REQUEST_MEMORY_BYTES', () => {
 
   it('makes a request wait, not fail, while the bodies in flight hold the pool, and lets it in when they end', async () => {
     const { bindings, memory, held } = await poolHeld()
-    // 5 × its 40-odd bytes of JSON: waits behind the held body, where it would have run at once.
+    // 3 × its 40-odd bytes of JSON: waits behind the held body, where it would have run at once.
     const small = post(PREDICT, { instances: [SETOSA] }, {}, bindings)
     await until(() => memory.queued === 1, 'the small request to wait for room')
     const metric = await scrape()
@@ -412,7 +412,7 @@ describe('REQUEST_MEMORY_BYTES', () => {
         async () => undefined,
         async () => traffic.memory.used,
       )
-    expect(await usedWhileServing({ body: { length: '1000', type: 'application/json' } })).toBe(5000)
+    expect(await usedWhileServing({ body: { length: '1000', type: 'application/json' } })).toBe(3000)
     expect(await usedWhileServing({ body: { length: '1000', type: 'image/jpeg' } })).toBe(2000)
     expect(await usedWhileServing({ header: () => 'client-7' })).toBe(0)
     expect(traffic.memory.used).toBe(0)

@@ -51,7 +51,7 @@ export const DEFAULTS = {
   CACHE_BUDGET_BYTES: Math.floor((ISOLATE_MEMORY_BYTES - RUNTIME_BASELINE_BYTES) * (1 - MEMORY_HEADROOM)),
   /**
    * Bytes of JavaScript memory the inference requests in flight may hold together: each reserves what
-   * its body may cost before reading it (5× a JSON body's bytes, 2× a binary or image one's;
+   * its body may cost before reading it (3× a JSON body's bytes, 2× a binary or image one's;
    * traffic/request-memory.ts) and waits, first come first served, while the rest hold it. 32 MiB: the
    * largest JSON bodies run one at a time, small requests (iris) pass at once (docs/memory.md).
    */

@@ -9,13 +9,14 @@
  */
 
 /**
- * Bytes of JavaScript memory per byte of a JSON body, at most: the body itself (1), the packed
+ * Bytes of JavaScript memory per byte of a JSON body, at most: the body itself (1), and the packed
  * reader's numbers as float32, one buffer for all the body's tensors (4 bytes a number, and a number
- * takes at least 2 bytes of JSON, `0,`: 2), and an input's own typed array where its dtype or a range
- * check needs the doubles (an int32 input, `input_limits`: 2; the doubles are handed over one by one, not
- * held). A float32 input uses the reader's numbers as they are. Measured in workerd (docs/memory.md).
+ * takes at least 2 bytes of JSON, `0,`: 2). A float32 input uses the reader's numbers as they are; an
+ * input whose dtype or range check needs JSON.parse's doubles (an int32 input, `input_limits`) writes its
+ * values over its own numbers' float32 slots (protocols/tensors.ts), the doubles handed over one by one.
+ * It was 5, with that input's own typed array (2) beside the numbers. Measured in workerd (docs/memory.md).
  */
-export const JSON_BYTES_FACTOR = 5
+export const JSON_BYTES_FACTOR = 3
 /**
  * A binary body (the v2 binary extension, a raw tensor): the bytes and one float32 copy of them. A raw
  * image body: the bytes and the copy handed to its decoder. Its decoded pixels are the decode's, which
