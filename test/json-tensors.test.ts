@@ -309,6 +309,10 @@ describe('packed tensors into an input', () => {
     expect(Array.from(int32)).toEqual([1, 2, 3, 4, 5, 6])
     // The same bytes as the numbers' (request-memory.ts counts a JSON body 3 ×, the body and its numbers).
     expect([int32.buffer, int32.byteOffset, int32.length]).toEqual([numbers.buffer, numbers.byteOffset, numbers.length])
+    // Taken for good: the same body made into a float32 input again (a shadow version's) reads the doubles.
+    expect(body.instances.float32).toBeUndefined()
+    const again = toTypedArray(spec('float32'), flat, where, converter('FP32', 'float32', where))
+    expect(Array.from(again)).toEqual([1, 2, 3, 4, 5, 6])
     const checked = readTensorJson(encode(text), TF_SERVING_TENSORS, 1e6) as { instances: PackedTensor }
     const within = (v: number) => Math.min(v, 5)
     const float32 = toTypedArray(

@@ -48,6 +48,17 @@ export class PackedTensor {
     return this.floats
   }
 
+  /**
+   * The float32 values' buffer, handed over to be written with other values (an int32 input's, in place:
+   * protocols/tensors.ts); from then on `float32` is `undefined`, so a later reader of these numbers (the
+   * same body built again for a shadow version, say) takes the doubles.
+   */
+  takeFloat32(): Float32Array | undefined {
+    const floats = this.floats
+    this.floats = undefined
+    return floats
+  }
+
   /** Points the float32 values at `from` in `buffer`, a copy of them (the reader's, once the body is read). */
   moveTo(buffer: Float32Array, from: number): void {
     if (this.floats) this.floats = buffer.subarray(from, from + this.size)

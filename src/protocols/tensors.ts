@@ -157,15 +157,14 @@ export function toTypedArray(
   // A packed tensor's float32 numbers take the converted values in place (an int32 input's, a range-checked
   // float32 input's): each value is read again from the body as a double, so its float32 slot is free to be
   // written, and no second array of the input's size is held beside them (request-memory.ts counts a JSON
-  // body 3 ×, not 5 ×). Each tensor of a body has its own region of the reader's buffer.
-  const inPlace = flat instanceof PackedTensor ? flat.float32 : undefined
+  // body 3 ×, not 5 ×). Each tensor of a body has its own region of the reader's buffer. An int32 input
+  // takes the numbers for good (a later reader gets the doubles); a float32 one writes them as they were.
+  const own = flat instanceof PackedTensor ? flat : undefined
   const out =
     spec.dtype === 'float32'
-      ? (inPlace ?? new Float32Array(values.length))
+      ? (own?.float32 ?? new Float32Array(values.length))
       : spec.dtype === 'int32'
-        ? inPlace
-          ? new Int32Array(inPlace.buffer, inPlace.byteOffset, inPlace.length)
-          : new Int32Array(values.length)
+        ? (int32Over(own?.takeFloat32()) ?? new Int32Array(values.length))
         : new Uint8Array(values.length)
   let i = 0
   try {
@@ -188,6 +187,10 @@ export function toTypedArray(
   }
   return out
 }
+
+/** An Int32Array over the same bytes as `floats`, or `undefined` without them. */
+const int32Over = (floats: Float32Array | undefined) =>
+  floats && new Int32Array(floats.buffer, floats.byteOffset, floats.length)
 
 /** Wraps a converter so values outside the configured range are refused. */
 function withinRange(convert: Converter, { min, max }: { min?: number; max?: number }, rule: string): Converter {
