@@ -4,12 +4,12 @@ import { configFault } from '../../core/errors'
 import type { TensorSpec } from '../../runtime/signature'
 import { formatShape } from '../../runtime/signature'
 import { tf } from '../../runtime/tf'
-import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm'
+import { guardedBackend } from '../../runtime/wasm-guard'
 import type { InputTransform } from '../input-transform'
 import type { ImageTransform } from '../../repository/model-config'
 import { reserveTensor } from '../../cache/memory-gate'
 import { decodeImage, IMAGE_TYPES } from './decode'
-import { imageShape, imageTensor, imageValues, rowLength, samplePoints, sourceRegion } from './preprocess'
+import { imageShape, imageValues, rowLength, samplePoints, sourceRegion } from './preprocess'
 
 /**
  * Why an image transform cannot fill `spec`, or undefined when it can: the input must be
@@ -70,13 +70,12 @@ export function imageTransform(model: string, image: ImageTransform, spec: Tenso
         `input '${spec.name}': ${n} image row${n > 1 ? 's' : ''} of ${rowBytes} bytes${n > 1 ? ' and room for their sub-batches' : ''}`,
       )
       let batch: tf.Tensor | undefined
-      // Several rows: one batch tensor, each image's values written into it (on the wasm backend, on its
-      // heap; on another, into one array that becomes the tensor): no row tensors, no concatenation.
+      // One tensor for all the rows, each image's values written into it: for several rows on the wasm
+      // backend, where the batch lies on its heap; else into one array that becomes the tensor. No row
+      // tensors, no concatenation.
       const dtype = spec.dtype === 'int32' ? 'int32' : 'float32'
       const length = rowLength(image)
-      const onHeap = (tf.backend() as Partial<Pick<BackendWasm, 'typedArrayFromHeap'>>).typedArrayFromHeap
-        ? (tf.backend() as BackendWasm)
-        : undefined
+      const onHeap = n > 1 ? guardedBackend() : undefined
       let values: Float32Array | Int32Array | undefined
       let made = false
       try {
@@ -91,10 +90,9 @@ export function imageTransform(model: string, image: ImageTransform, spec: Tenso
           // The size as sent, which :detect maps boxes onto (a scaled decode is resized from the same crop of it).
           const { width, height } = pixels.source ?? pixels
           sizes?.push({ width, height })
-          if (n === 1) batch = imageTensor(pixels, image, spec.dtype)
-          else if (onHeap) {
-            // Written where the batch lies on the wasm heap, its view taken again for each row: the heap
-            // may have grown (and its buffer moved) while other requests ran between two decodes.
+          if (onHeap) {
+            // Its view taken again for each row: the heap may have grown (and its buffer moved) while
+            // other requests ran between two decodes.
             batch ??= tf.zeros(imageShape(image, n), dtype)
             imageValues(pixels, image, onHeap.typedArrayFromHeap(batch) as Float32Array | Int32Array, i * length)
           } else
