@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config'
 import type { TestProjectInlineConfiguration } from 'vitest/config'
 import { BaseSequencer } from 'vitest/node'
 import type { TestSpecification } from 'vitest/node'
-import { prepareTestAssets } from './test/setup/assets.ts'
+import { prepareTestAssets, seedTestMeasurements } from './test/setup/assets.ts'
 import { textExpectations } from './test/setup/text.ts'
 
 /**
@@ -12,6 +12,9 @@ import { textExpectations } from './test/setup/text.ts'
  * projects in one run. The lanes took about as long on a fresh clone: see docs/contributing.md.
  */
 const lane = process.env.WARMSERVE_TEST_LANE
+
+// Before anything measures a model's memory, in either lane (test/setup/assets.ts).
+seedTestMeasurements()
 if (lane !== undefined && lane !== 'workers' && lane !== 'e2e')
   throw new Error(`WARMSERVE_TEST_LANE is 'workers', 'e2e' or unset, not '${lane}'`)
 

@@ -12,6 +12,8 @@ import { buildIndex, INDEX_FILE } from '../../scripts/build/build-index.mjs'
 import { buildUi } from '../../scripts/build/build-ui.mjs'
 // @ts-expect-error: a plain .mjs script without type declarations
 import { buildCodecs } from '../../scripts/build/codecs.mjs'
+// @ts-expect-error: a plain .mjs script without type declarations
+import { seedFrom } from '../../scripts/build/memory/seed.mjs'
 import { addNsfwModel, addPackagedModel } from '../e2e/support/models.ts'
 import { addRpcModels } from '../e2e/support/repo-rpc.ts'
 import { writePhonePhotos } from './phone-photos.ts'
@@ -24,6 +26,16 @@ const root = resolve(import.meta.dirname, '../..')
  * blocks, 1024 channels) on 224×224×3 with float16-quantized weights, a graph model.
  */
 export const FOREIGN_MODELS = { faceres: '@vladmandic/human/models/faceres.json' }
+
+/**
+ * Adds the committed measurements of the models the tests index and publish (scripts/dev/test-memory.json,
+ * written by scripts/dev/test-memory.mjs) to the measuring cache, so that a fresh clone does not measure
+ * them again: about 8 CPU-s of wasm probes. Used only under their keys (the files' digest, the method,
+ * the shapes): a changed model is measured as before.
+ */
+export function seedTestMeasurements(): number {
+  return seedFrom(join(root, 'scripts/dev/test-memory.json')) as number
+}
 
 /** Indexes the model repository `repo` as wrangler's [build] would; throws naming each model it skips. */
 export async function indexRepository(
