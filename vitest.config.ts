@@ -12,11 +12,11 @@ import { textExpectations } from './test/setup/text.ts'
  * projects in one run. The lanes took about as long on a fresh clone: see docs/contributing.md.
  */
 const lane = process.env.WARMSERVE_TEST_LANE
+if (lane !== undefined && lane !== 'workers' && lane !== 'e2e')
+  throw new Error(`WARMSERVE_TEST_LANE is 'workers', 'e2e' or unset, not '${lane}'`)
 
 // Before anything measures a model's memory, in either lane (test/setup/assets.ts).
 seedTestMeasurements()
-if (lane !== undefined && lane !== 'workers' && lane !== 'e2e')
-  throw new Error(`WARMSERVE_TEST_LANE is 'workers', 'e2e' or unset, not '${lane}'`)
 
 /**
  * The file that needs the zoo's repository, which the e2e global setup assembles and indexes in the
