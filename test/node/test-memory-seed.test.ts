@@ -1,6 +1,6 @@
 /**
  * The measured memory of the models the tests measure (the bundled models, the iris versions the e2e
- * files publish, js-heap's MobileNetV2) is committed (scripts/dev/test-memory.json, written by
+ * files publish, js-heap's MobileNetV2, memory-index's antispoof) is committed (scripts/dev/test-memory.json, written by
  * `node scripts/dev/test-memory.mjs --write-seed`) and added to the measuring cache by vitest.config.ts,
  * so that a fresh clone's `npm test` does not measure them again. The figures must be those of the
  * models as the tests make them today, under the cache key build-index measures them under (the model
@@ -17,7 +17,7 @@ import { seedFrom } from '../../scripts/build/memory/seed.mjs'
 import { measureTestModels, TEST_SEED } from '../../scripts/dev/test-memory.mjs'
 
 interface Seed {
-  measurements: Record<string, { folders: string[]; entry: unknown }>
+  measurements: Record<string, { folders: string; entry: unknown }>
 }
 
 const WRITE_SEED = 'node scripts/dev/test-memory.mjs --write-seed'

@@ -30,7 +30,7 @@ export const FOREIGN_MODELS = { faceres: '@vladmandic/human/models/faceres.json'
 /**
  * Adds the committed measurements of the models the tests index and publish (scripts/dev/test-memory.json,
  * written by scripts/dev/test-memory.mjs) to the measuring cache, so that a fresh clone does not measure
- * them again: about 8 CPU-s of wasm probes. Used only under their keys (the files' digest, the method,
+ * them again: about 11 CPU-s of wasm probes. Used only under their keys (the files' digest, the method,
  * the shapes): a changed model is measured as before.
  */
 export function seedTestMeasurements(): number {

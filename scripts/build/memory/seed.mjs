@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { seedCache } from './measure.mjs'
 
-/** The seed file's measurements (cache key → { folders, entry }); none where the file is missing. */
+/** The seed file's measurements (cache key → { folders, entry }: the figures, and which folders they are of); none where the file is missing. */
 export function readSeed(path) {
   return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')).measurements ?? {}) : {}
 }
