@@ -88,52 +88,60 @@ export async function addModel(
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+/**
+ * The command line (`npm run add-model -- …argv`): adds the model, prints what it wrote and measured and
+ * how to call it through `log`, a failure through `error`; resolves to the exit code.
+ */
+export async function main(argv, { log = console.log, error: fail = console.error } = {}) {
   const { values, positionals } = parseArgs({
+    args: argv,
     allowPositionals: true,
     options: { name: { type: 'string' }, version: { type: 'string' } },
   })
   if (positionals.length !== 1) {
-    console.error('usage: npm run add-model -- <folder | model.json | model.min.js> [--name N] [--version V]')
-    process.exit(2)
+    fail('usage: npm run add-model -- <folder | model.json | model.min.js> [--name N] [--version V]')
+    return 2
   }
   let added
   try {
     added = await addModel(positionals[0], values)
   } catch (error) {
-    console.error(`[add-model] ${error.message}`)
-    process.exit(1)
+    fail(`[add-model] ${error.message}`)
+    return 1
   }
   const { name, version, dir, entry, config, notes, unmeasured, resharded } = added
-  console.log(
+  log(
     `[add-model] ${relative('.', dir)}: ${entry.format}, ${MB(entry.totalBytes)} MB of files${resharded.length ? ` (resharded ${resharded.join(', ')})` : ''}`,
   )
   for (const s of ['inputs', 'outputs'])
     for (const t of entry.signature?.[s] ?? [])
-      console.log(`  ${s.slice(0, -1)} ${t.name}: ${t.dtype} [${(t.shape ?? ['?']).join(', ')}]`)
+      log(`  ${s.slice(0, -1)} ${t.name}: ${t.dtype} [${(t.shape ?? ['?']).join(', ')}]`)
   if (entry.memory) {
     const m = entry.memory
-    console.log(
+    log(
       `  memory: ${MB(m.weightBytes)} MB of weights; ${MB(m.restingBytes)} MB held while loaded, ${MB(m.heapBytes1)} MB of wasm heap to run 1 row${m.heapBytes4 ? `, ${MB(m.heapBytes4)} MB for 4` : ''}`,
     )
   } else {
-    console.log(`  memory: not measured here (${unmeasured.join('; ')}); the Worker measures it as it loads`)
+    log(`  memory: not measured here (${unmeasured.join('; ')}); the Worker measures it as it loads`)
   }
   // The model's config.json, beside its version folders: written now, or the one it had.
   const configFile = join(dir, '..', 'config.json')
-  if (config) console.log(`  wrote ${relative('.', configFile)}; check:\n    - ${notes.join('\n    - ')}`)
+  if (config) log(`  wrote ${relative('.', configFile)}; check:\n    - ${notes.join('\n    - ')}`)
   const served = existsSync(configFile) ? JSON.parse(readFileSync(configFile, 'utf8')) : {}
   const image = Object.keys(served.inputs ?? {}).length > 0
-  console.log('  call it (npm run dev):')
+  log('  call it (npm run dev):')
   // :classify answers class names, so it needs `labels`, which no package's files carry: without them the
   // photo goes to :predict, base64 in JSON, and the scores come back.
   if (image && served.labels !== undefined)
-    console.log(
+    log(
       `    curl -s -X POST localhost:8787/v1/models/${name}:classify -H 'Content-Type: image/jpeg' --data-binary @test/fixtures/models/_images/chelsea.jpg`,
     )
   else if (image)
-    console.log(
+    log(
       `    printf '{"instances":[{"b64":"%s"}]}' "$(base64 < test/fixtures/models/_images/chelsea.jpg | tr -d '\\n')" | curl -s -X POST localhost:8787/v1/models/${name}:predict --data-binary @-`,
     )
-  console.log(`    curl -s localhost:8787/v1/models/${name}/metadata`)
+  log(`    curl -s localhost:8787/v1/models/${name}/metadata`)
+  return 0
 }
+
+if (import.meta.url === `file://${process.argv[1]}`) process.exitCode = await main(process.argv.slice(2))

@@ -201,8 +201,9 @@ function parseArgs(argv) {
   return { flags, positional }
 }
 
-async function main() {
-  const { flags, positional } = parseArgs(process.argv.slice(2))
+/** The command line (`npm run publish-model -- …argv`), printing through `log`; throws what went wrong. */
+export async function main(argv, { log = console.log } = {}) {
+  const { flags, positional } = parseArgs(argv)
   const usage =
     'usage: npm run publish-model -- <dir> <name> [version] [--remote] [--signature-change] [--persist-to <dir>] [--port <n>]\n' +
     '       npm run publish-model -- --config <config.json> <name> [--remote]'
@@ -224,7 +225,7 @@ async function main() {
     if (flags.config) {
       JSON.parse(readFileSync(flags.config, 'utf8')) // the cron handler checks the fields; refuse non-JSON here
       await target.put(`${name}/config.json`, readFileSync(flags.config))
-      console.log(`[publish-model] ${name}/config.json → ${where}`)
+      log(`[publish-model] ${name}/config.json → ${where}`)
       return
     }
     const version = versionArg ? Number(versionArg) : Math.max(0, ...bundledVersions(name), ...(await known())) + 1
@@ -237,12 +238,11 @@ async function main() {
       memory,
     })
     const bytes = manifest.files.reduce((n, f) => n + f.bytes, 0)
-    console.log(`[publish-model] ${name}/${version}: ${manifest.files.length} files, ${bytes} bytes → ${where}`)
-    console.log(
+    log(`[publish-model] ${name}/${version}: ${manifest.files.length} files, ${bytes} bytes → ${where}`)
+    log(
       '[publish-model] the cron handler validates it and publishes it; serving isolates switch within REFRESH_INTERVAL.',
     )
-    if (!flags.remote)
-      console.log(`[publish-model] locally, fire the cron with: curl ${flags.url}/cdn-cgi/local/scheduled`)
+    if (!flags.remote) log(`[publish-model] locally, fire the cron with: curl ${flags.url}/cdn-cgi/local/scheduled`)
   }
   if (flags.remote) {
     const target = remoteBucket(bucket)
@@ -258,7 +258,7 @@ async function main() {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((error) => {
+  main(process.argv.slice(2)).catch((error) => {
     console.error(`[publish-model] ${error.message}`)
     process.exit(1)
   })
