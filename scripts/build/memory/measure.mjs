@@ -5,7 +5,7 @@
 // they can be. Cached by the model files' digest, so a build measures only what changed.
 import { execFileSync, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -45,15 +45,50 @@ export function modelDigest(dir) {
   return hash.digest('hex')
 }
 
+/** The files the last bundle was made from, with their size and mtime, and esbuild's version: BUNDLE's stamp. */
+const BUNDLE_INPUTS = `${BUNDLE}.inputs.json`
+
+/** The stamp of what a bundle is made from: this file (the build's options), esbuild, and the bundle's inputs. */
+function bundleStamp(inputs) {
+  const esbuild = version('esbuild')
+  return {
+    esbuild,
+    files: [fileURLToPath(import.meta.url), ...inputs].map((path) => {
+      const { size, mtimeMs } = statSync(path)
+      return [path, size, mtimeMs]
+    }),
+  }
+}
+
+/** Whether BUNDLE was made from the files as they are now (none changed since, esbuild the same). */
+function bundleCurrent() {
+  try {
+    const stamp = JSON.parse(readFileSync(BUNDLE_INPUTS, 'utf8'))
+    const now = bundleStamp(stamp.files.slice(1).map(([path]) => path))
+    return existsSync(BUNDLE) && JSON.stringify(now) === JSON.stringify(stamp)
+  } catch {
+    return false
+  }
+}
+
 let bundled
-/** The probe with the Worker's runtime modules, bundled once per process (esbuild, as wrangler uses). */
+/**
+ * The probe with the Worker's runtime modules, bundled by esbuild (as wrangler bundles the Worker) when
+ * no process has bundled the same files yet: ~0.75 CPU-s a process otherwise, and a build and its tests
+ * start several. Written under a name of its own and renamed, so a process starting the probe never
+ * reads a bundle another is writing.
+ */
 async function probeBundle() {
   bundled ??= (async () => {
+    if (bundleCurrent()) return BUNDLE
     const esbuild = await import('esbuild')
     mkdirSync(CACHE_DIR, { recursive: true })
-    await esbuild.build({
+    const partial = `${BUNDLE}.${process.pid}.tmp.mjs`
+    const { metafile } = await esbuild.build({
       entryPoints: [join(HERE, 'probe.mjs')],
-      outfile: BUNDLE,
+      outfile: partial,
+      metafile: true,
+      absWorkingDir: ROOT,
       bundle: true,
       platform: 'node',
       format: 'esm',
@@ -77,6 +112,13 @@ async function probeBundle() {
         },
       ],
     })
+    // The files it read; the .wasm modules are read when the probe runs, not bundled.
+    const inputs = Object.keys(metafile.inputs)
+      .filter((path) => !path.includes(':'))
+      .map((path) => resolve(ROOT, path))
+    renameSync(partial, BUNDLE)
+    writeFileSync(`${BUNDLE_INPUTS}.${process.pid}`, JSON.stringify(bundleStamp(inputs)))
+    renameSync(`${BUNDLE_INPUTS}.${process.pid}`, BUNDLE_INPUTS)
     return BUNDLE
   })()
   return bundled
