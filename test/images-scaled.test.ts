@@ -301,21 +301,23 @@ describe('phone photos under the default limits', () => {
   // 2×2 of every 18×18), and at 1/4 by 0.04–0.05: printed beside when the check fails, to tell a scaled decode.
   const PHONES = ['phone-chelsea.jpg', 'phone-rocket.jpg', 'phone-camera.jpg']
   /**
-   * Every phone photo's served scores, then every full decode's: nsfw-images and nsfw-mobilenet-v2 (the same
+   * Every phone photo's full-decode scores, then its served ones: nsfw-mobilenet-v2 and nsfw-images (the same
    * MobileNetV2) do not fit the heap side by side, so asking them in turn, photo by photo, loaded one of them
-   * for every request (6 loads); all of one model's requests before the other's load each once. Made once per
-   * file, each request as alone as before (one row); each test checks its photo's.
+   * for every request (6 loads); all of one model's requests before the other's load each once, and nsfw-images
+   * stays for the tests after. Made once per file, each request as alone as before (one row); each test checks
+   * its photo's.
    */
   let answers: Promise<Map<string, { served: number[]; reference: number[] }>> | undefined
   const answersFor = async (name: string) => {
     answers ??= (async () => {
-      const served = new Map<string, number[]>()
-      for (const phone of PHONES)
-        served.set(phone, await scores('/v1/models/nsfw-images:predict', { b64: base64(await photo(phone)) }))
-      const both = new Map<string, { served: number[]; reference: number[] }>()
       // The full decode's answer: mozjpeg at 4032×3024, the same preprocessing, the same model.
-      for (const phone of PHONES)
-        both.set(phone, { served: served.get(phone)!, reference: await scoresOf((await photoDecoded(phone)).full) })
+      const references = new Map<string, number[]>()
+      for (const phone of PHONES) references.set(phone, await scoresOf((await photoDecoded(phone)).full))
+      const both = new Map<string, { served: number[]; reference: number[] }>()
+      for (const phone of PHONES) {
+        const served = await scores('/v1/models/nsfw-images:predict', { b64: base64(await photo(phone)) })
+        both.set(phone, { served, reference: references.get(phone)! })
+      }
       return both
     })()
     return (await answers).get(name)!
