@@ -216,9 +216,16 @@ function readCache() {
   }
 }
 
+/**
+ * Written under a name of its own and renamed, as the probe's bundle is: several processes read and write
+ * the cache at once (`npm test`'s two lanes seed it as they start), and one reading a half-written file
+ * would take it for empty and write back only its own figures.
+ */
 function writeCache(cache) {
   mkdirSync(dirname(cacheFile()), { recursive: true })
-  writeFileSync(cacheFile(), `${JSON.stringify(cache, null, 1)}\n`)
+  const partial = `${cacheFile()}.${process.pid}.tmp`
+  writeFileSync(partial, `${JSON.stringify(cache, null, 1)}\n`)
+  renameSync(partial, cacheFile())
 }
 
 /**
