@@ -35,6 +35,7 @@ import { BundledIndex, cacheKey } from './repository/repository'
 import type { Repository, ResolvedVersion, Selector } from './repository/repository'
 import { assetsStore, r2Store } from './repository/stores'
 import { wasmHeapBytes } from './runtime/footprint'
+import { forgetWarmups } from './runtime/servable'
 import type { ModelFormat } from './runtime/servable'
 import { dtypeFromTensorFlow } from './runtime/signature'
 import type { Signature, TensorSpec } from './runtime/signature'
@@ -478,6 +479,7 @@ export function isolate(): Isolate {
 export function resetIsolate(options: { now?: () => number } = {}): Isolate {
   const backend = current?.backend
   current?.dispose()
+  forgetWarmups()
   current = new Isolate(backend, options.now)
   return current
 }

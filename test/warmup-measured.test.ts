@@ -1,9 +1,10 @@
 import { beforeAll, describe, expect, it } from 'vitest'
 import { env } from 'cloudflare:test'
-import { isolate } from '../src/isolate'
+import { isolate, resetIsolate } from '../src/isolate'
 import { storeHandler } from '../src/repository/model-files'
 import { assetsStore } from '../src/repository/stores'
-import { buildServable } from '../src/runtime/servable'
+import { buildServable, forgetWarmups } from '../src/runtime/servable'
+import type { Servable } from '../src/runtime/servable'
 import { tf } from '../src/runtime/tf'
 
 // Models here are built directly, not through the isolate: start its backend as a load would.
@@ -68,6 +69,76 @@ describe('warmup with measured figures (issue 25: the batch-2 profiling run off 
       expect(servable.footprint.activationBytes + servable.footprint.rowBytes).toBeGreaterThanOrEqual(seen)
     } finally {
       servable.dispose()
+    }
+  })
+})
+
+describe('a reload of files warmed up before in this isolate (the zoo reloads a model on nearly every request)', () => {
+  const known = (digest: string, footprint: { weightBytes: number; kernelBytes: number }) => ({
+    weightBytes: footprint.weightBytes,
+    restingBytes: footprint.weightBytes + footprint.kernelBytes,
+    activationBytes: 1,
+    rowBytes: 1,
+    digest,
+  })
+
+  it('runs no warmup: the outputs, the figures and the batch-1 check are the first load’s, and it answers the same', async () => {
+    forgetWarmups()
+    const reference = await buildServable(await digits())
+    const figures = known('reloaded files', reference.servable.footprint)
+    reference.servable.dispose()
+    const x = tf.randomUniform([2, 28, 28, 1], 0, 1, 'float32', 7)
+    const answer = async (servable: Servable) => {
+      const out = await servable.run({ [servable.signature.inputs[0]!.name]: x })
+      try {
+        return Array.from(await Object.values(out)[0]!.data())
+      } finally {
+        tf.dispose(Object.values(out))
+      }
+    }
+    try {
+      const first = await buildServable(await digits(), figures)
+      const firstAnswer = await answer(first.servable)
+      const { footprint, signature } = first.servable
+      first.servable.dispose()
+      expect(first.timings.warmup1Ms).toBeGreaterThanOrEqual(0)
+      expect(first.timings.warmupRemembered).toBeUndefined()
+
+      const again = await buildServable(await digits(), figures)
+      try {
+        expect(again.warmedUp).toBe(true)
+        expect(again.timings.warmup1Ms).toBeUndefined()
+        expect(again.timings.warmupRemembered).toBe(1)
+        // The index's figures raised to the batch-1 run seen on the first load, as then; the heap at rest as then.
+        expect(again.servable.footprint).toMatchObject({
+          measured: 'index',
+          weightBytes: footprint.weightBytes,
+          kernelBytes: footprint.kernelBytes,
+          activationBytes: footprint.activationBytes,
+          rowBytes: 1,
+        })
+        expect(footprint.activationBytes + footprint.rowBytes).toBeGreaterThan(2)
+        if (footprint.heapBytes !== undefined)
+          expect(again.servable.footprint.heapBytes).toBeGreaterThanOrEqual(footprint.heapBytes)
+        // (A layers model's tensor names differ from one build to the next: the rest is the same.)
+        const described = (outputs: typeof signature.outputs) =>
+          outputs.map(({ name, shape, dtype }) => ({ name, shape, dtype }))
+        expect(described(again.servable.signature.outputs)).toEqual(described(signature.outputs))
+        expect(await answer(again.servable)).toEqual(firstAnswer)
+      } finally {
+        again.servable.dispose()
+      }
+      // Other files (another digest) and a fresh isolate state warm up again.
+      const other = await buildServable(await digits(), known('other files', footprint))
+      other.servable.dispose()
+      expect(other.timings.warmup1Ms).toBeGreaterThanOrEqual(0)
+      resetIsolate()
+      const fresh = await buildServable(await digits(), figures)
+      fresh.servable.dispose()
+      expect(fresh.timings.warmupRemembered).toBeUndefined()
+      expect(fresh.timings.warmup1Ms).toBeGreaterThanOrEqual(0)
+    } finally {
+      x.dispose()
     }
   })
 })

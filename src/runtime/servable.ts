@@ -55,6 +55,8 @@ export type BuildTimings = {
   warmup1Ms?: number
   /** Of warmupMs: the batch-2 run that gives each further row's bytes (absent for a fixed batch, or when the index measured the version). */
   warmup2Ms?: number
+  /** 1 when no warmup ran: these very files were warmed up in this isolate before (see `warmups`); the log's figure, so a number. */
+  warmupRemembered?: 1
 }
 
 /** Tells a graph model from a layers model by its artifacts, as tf.js's own loaders do. */
@@ -372,6 +374,28 @@ async function warmup(
   }
 }
 
+/**
+ * What the batch-1 warmup of index-measured files found in this isolate, by the files' digest: the
+ * output shapes and dtypes it filled in, the batch-1 run's activation bytes (the in-isolate check of
+ * the index's figures), and what the model held at rest after it (weights and kernel state). The same
+ * files give the same model, outputs and figures: a reload (after an eviction, or a rebuilt heap) takes
+ * them from here instead of running the model once more on zeros before its request runs it. The
+ * kernels' set-up that run paid is paid by that first request, which waited for the load anyway.
+ */
+interface Warmup {
+  outputs: Map<string, { shape: number[] | null; dtype: DType }>
+  seenBytes: number
+  restingBytes?: number
+}
+const warmups = new Map<string, Warmup>()
+/** More versions than a deployment serves at once; the oldest is forgotten first. */
+const MAX_WARMUPS = 256
+
+/** Forgets every warmup seen (a fresh isolate state: src/isolate.ts resetIsolate). */
+export function forgetWarmups(): void {
+  warmups.clear()
+}
+
 type EngineState = { activeScope: { track: tf.Tensor[] } | null; registeredVariables: Record<string, tf.Variable> }
 const engineState = () => tf.engine().state as unknown as EngineState
 
@@ -460,24 +484,47 @@ export async function buildServable(
       probe.heap().bytes + footprint.kernelBytes + MEASURE_ROOM_PER_WEIGHT_BYTE * held <= probe.heap().maxBytes
     const stages: Partial<BuildTimings> = {}
     const measuredWarmup = (meter?: HeapMeter) => warmup(servable!, footprint, stages, meter, known !== undefined)
-    // Measuring takes the free space: a heap that cannot grow by the whole need warms up unmeasured.
-    const warmedUp = await measuredWarmup(room ? { backend: probe } : undefined).catch((error: unknown) => {
-      if (!room || !isAllocationFailure(error)) throw error
-      return measuredWarmup()
-    })
+    const before = known && warmups.get(known.digest)
+    let warmedUp = true
+    if (before) {
+      for (const spec of servable.signature.outputs) {
+        const learned = before.outputs.get(spec.name)
+        if (learned) Object.assign(spec, { shape: learned.shape && [...learned.shape], dtype: learned.dtype })
+      }
+      stages.warmupRemembered = 1
+    } else {
+      // Measuring takes the free space: a heap that cannot grow by the whole need warms up unmeasured.
+      warmedUp = await measuredWarmup(room ? { backend: probe } : undefined).catch((error: unknown) => {
+        if (!room || !isAllocationFailure(error)) throw error
+        return measuredWarmup()
+      })
+    }
+    let seen = 0
     if (known) {
-      // The index's figures count, but never one row for less than the batch-1 run just seen here
+      // The index's figures count, but never one row for less than the batch-1 run seen in this isolate
       // (a figure measured in another runtime, or for other files, could be low).
-      const seen = activationBytes(footprint, 1) ?? 0
+      seen = before ? before.seenBytes : (activationBytes(footprint, 1) ?? 0)
       Object.assign(footprint, fromIndex(known))
       footprint.activationBytes += Math.max(0, seen - (footprint.activationBytes + footprint.rowBytes))
     }
-    // What the model holds at rest, as the heap says: counted when measured here, reported always.
+    // What the model holds at rest, as the heap says: counted when measured here, reported always
+    // (after a remembered warmup, as the warmup left it: its kernels' state is made by the first run).
+    let resting: number | undefined
     if (probe && usedBefore !== undefined) {
-      const resting = Math.max(0, probe.usedBytes() - usedBefore)
+      resting = Math.max(before?.restingBytes ?? 0, probe.usedBytes() - usedBefore)
       if (footprint.measured !== 'index' && resting >= PRECISE_BYTES)
         footprint.kernelBytes = Math.max(0, resting - footprint.weightBytes)
       footprint.heapBytes = resting + (footprint.measured.startsWith('heap') ? activationBytes(footprint, 1)! : 0)
+    }
+    if (known && warmedUp && !before) {
+      if (warmups.size >= MAX_WARMUPS) warmups.delete(warmups.keys().next().value!)
+      warmups.set(known.digest, {
+        outputs: new Map(
+          servable.signature.outputs.map((s) => [s.name, { shape: s.shape && [...s.shape], dtype: s.dtype }]),
+        ),
+        seenBytes: seen,
+        restingBytes: resting,
+      })
     }
     footprint.heapGrowthBytes = (wasmHeapBytes() ?? 0) - (heapBefore ?? 0)
     return { servable, warmedUp, timings: { buildMs: built - started, warmupMs: Date.now() - built, ...stages } }
