@@ -342,6 +342,7 @@ export class Isolate {
         allowed,
         cache: this.cache,
         load: (t) => this.load(sources, t),
+        knownSignature: (t) => this.knownSignature(t),
       })
       await this.follow(env)
       return { publish: report }

@@ -148,9 +148,15 @@ describe('a baseline JPEG decoded at 1/2, 1/4 and 1/8 is the full decode box-dow
   ])(
     '%s: mean difference ≤ %d levels, largest ≤ %d (sharp edges: a reduced IDCT is not a box filter)',
     async (name, mean, max) => {
+      let t = performance.now()
       const { bytes, full } = await photoDecoded(name)
+      console.log(`TIMING full ${name} ${(performance.now() - t).toFixed(0)}`)
       for (const scale of [2, 4, 8] as Scale[]) {
-        const found = difference(full, decodeScaledJpeg(bytes, scale, name), scale)
+        t = performance.now()
+        const sc = decodeScaledJpeg(bytes, scale, name)
+        console.log(`TIMING scaled ${scale} ${(performance.now() - t).toFixed(0)}`); t = performance.now()
+        const found = difference(full, sc, scale)
+        console.log(`TIMING diff ${scale} ${(performance.now() - t).toFixed(0)}`)
         console.log(`${name} at 1/${scale}: mean ${found.mean.toFixed(2)}, max ${found.max.toFixed(1)}`)
         expect(found.mean, `1/${scale}`).toBeLessThanOrEqual(mean)
         expect(found.max, `1/${scale}`).toBeLessThanOrEqual(max)
@@ -160,13 +166,19 @@ describe('a baseline JPEG decoded at 1/2, 1/4 and 1/8 is the full decode box-dow
   )
 
   it('decodes every sampling, grayscale, restart intervals and partial MCUs as mozjpeg does', async () => {
+    let t = performance.now()
     for await (const { name, bytes, full } of encodings(['4:2:0', '4:2:2', '4:4:4', '4:1:1', '4:4:0'])) {
+      console.log(`TIMING encode ${name} ${(performance.now() - t).toFixed(0)}`)
       for (const scale of [2, 4, 8] as Scale[]) {
-        const found = difference(full, decodeScaledJpeg(bytes, scale, name), scale)
+        t = performance.now()
+        const sc = decodeScaledJpeg(bytes, scale, name)
+        const found = difference(full, sc, scale)
+        console.log(`TIMING scaled+diff ${scale} ${(performance.now() - t).toFixed(0)}`)
         // Chroma subsampled one way only is replicated, not interpolated as libjpeg's fancy upsampling does.
         expect(found.mean, `${name} at 1/${scale}`).toBeLessThanOrEqual(3)
         expect(found.max, `${name} at 1/${scale}`).toBeLessThanOrEqual(100)
       }
+      t = performance.now()
     }
   }, 120_000)
 

@@ -116,8 +116,15 @@ describe('versions that are not served', () => {
     await publish(env.MODELS, MOBILENET, 3, await irisFiles())
     const report = (await isolate().maintain(env)).publish!
     expect(report.rejected).toEqual([
-      { model: `${MOBILENET}/3`, reason: expect.stringMatching(/^its signature differs from version 1: /) },
+      {
+        model: `${MOBILENET}/3`,
+        reason: expect.stringMatching(
+          /^its signature differs from version 1: input 'input_1' is gone; input 'features' is new; output 'dense_3' is gone; output 'species' is new; /,
+        ),
+      },
     ])
+    // Compared with version 1's signature as the index holds it (a layers model's, built by tf.js): version 1 not loaded for it.
+    expect(isolate().status(env).counters.loads).toBe(0)
     const { model_version_status } = await status(MOBILENET)
     expect(model_version_status).toContainEqual({
       version: '3',
@@ -144,6 +151,7 @@ describe('versions that are not served', () => {
       },
     })
     const report = (await isolate().maintain({ ...env, MODELS: down } as Env)).publish!
+    expect(isolate().status(env).counters.loads).toBe(0)
     expect(report.rejected).toEqual([])
     expect(report.errors).toEqual([`${MOBILENET}/2 not validated: R2 is down`])
     const deferred = await pointerModel(MOBILENET)
