@@ -27,7 +27,7 @@ import { PredictionCache } from './cache/prediction-cache'
 import { prepareModel } from './protocols/images/classify'
 import { PointerFollower } from './repository/follow'
 import { loadVersion } from './repository/load'
-import type { ModelSources } from './repository/load'
+import type { MeasuredHere, ModelSources } from './repository/load'
 import type { FollowDeps, PointerStatus, Wanted } from './repository/follow'
 import { publishVersions } from './repository/publish'
 import type { PublishReport } from './repository/publish'
@@ -94,6 +94,8 @@ export class Isolate {
   private readonly pointer: PointerFollower
   // Stores of each env object, made once (every request asks, several times).
   private readonly sources = new WeakMap<object, ModelSources>()
+  // What this isolate's loads measured: a version loaded again is not measured again (repository/load.ts).
+  private readonly measured: MeasuredHere = new Map()
   private heapHighWater = 0
   // A rebuild of a broken wasm backend in progress: every caller waits on the same one.
   private recovering: Promise<void> | undefined
@@ -166,7 +168,7 @@ export class Isolate {
 
   /** Reads, builds and warms up one model version (repository/load.ts), on this isolate's backend and clock. */
   private load(sources: ModelSources, target: ResolvedVersion): Promise<LoadResult> {
-    return loadVersion(sources, target, this.backend, this.now, prepareModel)
+    return loadVersion(sources, target, this.backend, this.now, prepareModel, this.measured)
   }
 
   /**
