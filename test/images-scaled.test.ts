@@ -52,19 +52,26 @@ function difference(full: Pixels, scaled: Pixels, scale: number): { mean: number
   let sum = 0
   let max = 0
   let transparent = 0
+  const { rgba, width } = full
+  // Each box read once for its three channels (a pass per channel took three times the reads of a 12 MP decode).
   for (let y = 0; y < scaled.height; y++) {
     for (let x = 0; x < scaled.width; x++) {
+      let [r, g, b, count] = [0, 0, 0, 0]
+      for (let yy = y * scale; yy < Math.min(full.height, (y + 1) * scale); yy++)
+        for (let xx = x * scale, at = (yy * width + xx) * 4; xx < Math.min(width, (x + 1) * scale); xx++, at += 4) {
+          r += rgba[at]!
+          g += rgba[at + 1]!
+          b += rgba[at + 2]!
+          count++
+        }
+      const pixel = (y * scaled.width + x) * 4
+      const totals = [r, g, b]
       for (let k = 0; k < 3; k++) {
-        let total = 0
-        let count = 0
-        for (let yy = y * scale; yy < Math.min(full.height, (y + 1) * scale); yy++)
-          for (let xx = x * scale; xx < Math.min(full.width, (x + 1) * scale); xx++, count++)
-            total += full.rgba[(yy * full.width + xx) * 4 + k]!
-        const d = Math.abs(total / count - scaled.rgba[(y * scaled.width + x) * 4 + k]!)
+        const d = Math.abs(totals[k]! / count - scaled.rgba[pixel + k]!)
         sum += d
         if (d > max) max = d
       }
-      if (scaled.rgba[(y * scaled.width + x) * 4 + 3] !== 255) transparent++
+      if (scaled.rgba[pixel + 3] !== 255) transparent++
     }
   }
   // One expectation for the alpha of all pixels: one per pixel took most of the test's time.
@@ -154,7 +161,8 @@ describe('a baseline JPEG decoded at 1/2, 1/4 and 1/8 is the full decode box-dow
       for (const scale of [2, 4, 8] as Scale[]) {
         t = performance.now()
         const sc = decodeScaledJpeg(bytes, scale, name)
-        console.log(`TIMING scaled ${scale} ${(performance.now() - t).toFixed(0)}`); t = performance.now()
+        console.log(`TIMING scaled ${scale} ${(performance.now() - t).toFixed(0)}`)
+        t = performance.now()
         const found = difference(full, sc, scale)
         console.log(`TIMING diff ${scale} ${(performance.now() - t).toFixed(0)}`)
         console.log(`${name} at 1/${scale}: mean ${found.mean.toFixed(2)}, max ${found.max.toFixed(1)}`)
