@@ -26,8 +26,8 @@ import { keyLabels, Metrics } from './core/metrics'
 import { PredictionCache } from './cache/prediction-cache'
 import { prepareModel } from './protocols/images/classify'
 import { PointerFollower } from './repository/follow'
-import { loadVersion } from './repository/load'
-import type { MeasuredHere, ModelSources } from './repository/load'
+import { loadVersion, MeasuredHere } from './repository/load'
+import type { ModelSources } from './repository/load'
 import type { FollowDeps, PointerStatus, Wanted } from './repository/follow'
 import { publishVersions } from './repository/publish'
 import type { PublishReport } from './repository/publish'
@@ -95,7 +95,7 @@ export class Isolate {
   // Stores of each env object, made once (every request asks, several times).
   private readonly sources = new WeakMap<object, ModelSources>()
   // What this isolate's loads measured: a version loaded again is not measured again (repository/load.ts).
-  private readonly measured: MeasuredHere = new Map()
+  private readonly measured = new MeasuredHere()
   private heapHighWater = 0
   // A rebuild of a broken wasm backend in progress: every caller waits on the same one.
   private recovering: Promise<void> | undefined
@@ -345,6 +345,7 @@ export class Isolate {
         cache: this.cache,
         load: (t) => this.load(sources, t),
         knownSignature: (t) => this.knownSignature(t),
+        measured: this.measured,
       })
       await this.follow(env)
       return { publish: report }

@@ -73,6 +73,12 @@ describe('a MobileNet-sized candidate', () => {
     expect((await pointerModel(MOBILENET))?.current).toBe(2)
     const served = await call(`/v1/models/${MOBILENET}/versions/2`)
     expect(served.status, await served.clone().text()).toBe(200)
+    // Loaded where it was validated: the validation's measurement counts, warmup runs one row (no 2-row run).
+    const v2 = isolate()
+      .status(env)
+      .models.find((m) => m.key === `${MOBILENET}/2`)!
+    expect(v2.footprint!.measured).toMatch(/^(heap|warmup)-1/)
+    expect(v2.timings!.warmup2Ms).toBeUndefined()
   })
 })
 

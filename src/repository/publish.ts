@@ -14,6 +14,7 @@
 import { z } from 'zod'
 import { log } from '../core/log'
 import type { LoadResult, ModelCache } from '../cache/model-cache'
+import type { MeasuredHere } from './load'
 import { storeHandler } from './model-files'
 import { fileProblem, MANIFEST_FILE, VersionManifest } from './manifest'
 import { readPointer, writePointer } from './pointer'
@@ -62,6 +63,8 @@ export interface PublishDeps {
   load: (target: ResolvedVersion) => Promise<LoadResult>
   /** A version's signature without loading it, when it is loaded or its index entry holds it (Isolate.knownSignature). */
   knownSignature: (target: ResolvedVersion) => { signature: Signature } | undefined
+  /** Where an accepted candidate's measured figures are kept, so that this isolate's load of it does not measure it again. */
+  measured?: MeasuredHere
 }
 
 /** What one run did. */
@@ -138,6 +141,7 @@ async function validate(
   version: number,
   cache: ModelCache,
   current?: { version: number; signature: Signature },
+  measured?: MeasuredHere,
 ): Promise<PublishedVersion> {
   const budgetBytes = cache.options.budgetBytes
   const dir = `${name}/${version}`
@@ -185,6 +189,7 @@ async function validate(
         )
       }
     }
+    if (warmedUp) measured?.remember(dir, 'r2', manifest.files, servable)
     return {
       format: servable.format,
       files: manifest.files,
@@ -344,7 +349,7 @@ async function nextPointerModel(
         overlay(deps.base.index, { ...pointer, models: { ...pointer.models, [name]: model } }, deps.allowed),
       )
       const current = await currentSignature(repo, name, deps)
-      model.versions[key] = await validate(deps.bucket, name, version, deps.cache, current)
+      model.versions[key] = await validate(deps.bucket, name, version, deps.cache, current, deps.measured)
       delete model.rejected[key]
       delete deferred[key]
       report.accepted.push(`${name}/${key}`)
