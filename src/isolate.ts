@@ -26,7 +26,7 @@ import { keyLabels, Metrics } from './core/metrics'
 import { PredictionCache } from './cache/prediction-cache'
 import { prepareModel } from './protocols/images/classify'
 import { PointerFollower } from './repository/follow'
-import { loadVersion } from './repository/load'
+import { loadVersion, MeasuredHere } from './repository/load'
 import type { ModelSources } from './repository/load'
 import type { FollowDeps, PointerStatus, Wanted } from './repository/follow'
 import { publishVersions } from './repository/publish'
@@ -95,6 +95,8 @@ export class Isolate {
   private readonly pointer: PointerFollower
   // Stores of each env object, made once (every request asks, several times).
   private readonly sources = new WeakMap<object, ModelSources>()
+  // What this isolate's loads measured: a version loaded again is not measured again (repository/load.ts).
+  private readonly measured = new MeasuredHere()
   private heapHighWater = 0
   // A rebuild of a broken wasm backend in progress: every caller waits on the same one.
   private recovering: Promise<void> | undefined
@@ -167,7 +169,7 @@ export class Isolate {
 
   /** Reads, builds and warms up one model version (repository/load.ts), on this isolate's backend and clock. */
   private load(sources: ModelSources, target: ResolvedVersion): Promise<LoadResult> {
-    return loadVersion(sources, target, this.backend, this.now, prepareModel)
+    return loadVersion(sources, target, this.backend, this.now, prepareModel, this.measured)
   }
 
   /**
@@ -343,6 +345,8 @@ export class Isolate {
         allowed,
         cache: this.cache,
         load: (t) => this.load(sources, t),
+        knownSignature: (t) => this.knownSignature(t),
+        measured: this.measured,
       })
       await this.follow(env)
       return { publish: report }

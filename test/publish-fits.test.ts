@@ -73,6 +73,12 @@ describe('a MobileNet-sized candidate', () => {
     expect((await pointerModel(MOBILENET))?.current).toBe(2)
     const served = await call(`/v1/models/${MOBILENET}/versions/2`)
     expect(served.status, await served.clone().text()).toBe(200)
+    // Loaded where it was validated: the validation's measurement counts, warmup runs one row (no 2-row run).
+    const v2 = isolate()
+      .status(env)
+      .models.find((m) => m.key === `${MOBILENET}/2`)!
+    expect(v2.footprint!.measured).toMatch(/^(heap|warmup)-1/)
+    expect(v2.timings!.warmup2Ms).toBeUndefined()
   })
 })
 
@@ -116,8 +122,15 @@ describe('versions that are not served', () => {
     await publish(env.MODELS, MOBILENET, 3, await irisFiles())
     const report = (await isolate().maintain(env)).publish!
     expect(report.rejected).toEqual([
-      { model: `${MOBILENET}/3`, reason: expect.stringMatching(/^its signature differs from version 1: /) },
+      {
+        model: `${MOBILENET}/3`,
+        reason: expect.stringMatching(
+          /^its signature differs from version 1: input 'input_1' is gone; input 'features' is new; output 'dense_3' is gone; output 'species' is new; /,
+        ),
+      },
     ])
+    // Compared with version 1's signature as the index holds it (a layers model's, built by tf.js): version 1 not loaded for it.
+    expect(isolate().status(env).counters.loads).toBe(0)
     const { model_version_status } = await status(MOBILENET)
     expect(model_version_status).toContainEqual({
       version: '3',
@@ -144,6 +157,7 @@ describe('versions that are not served', () => {
       },
     })
     const report = (await isolate().maintain({ ...env, MODELS: down } as Env)).publish!
+    expect(isolate().status(env).counters.loads).toBe(0)
     expect(report.rejected).toEqual([])
     expect(report.errors).toEqual([`${MOBILENET}/2 not validated: R2 is down`])
     const deferred = await pointerModel(MOBILENET)

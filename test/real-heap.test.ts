@@ -116,6 +116,8 @@ describe('under the default settings', () => {
     resetIsolate()
     const statuses: number[] = []
     const errors: string[] = []
+    /** Each model's load as the request left it: its counted activation figures, and whether warmup ran a 2-row batch. */
+    const loads = new Map<string, { figures: unknown; warmup2: boolean }[]>()
     for (let round = 0; round < 4; round++) {
       for (const [model, input] of [
         [MOBILENET, 'input_1'],
@@ -124,6 +126,18 @@ describe('under the default settings', () => {
         const { status, json } = await infer(model, input, 1 + ((round * 3 + model.length) % 4), round)
         statuses.push(status)
         if (json.error) errors.push(json.error)
+        const loaded = isolate()
+          .status(env)
+          .models.find((m) => m.key === `${model}/1`)
+        if (loaded) {
+          const { activationBytes, rowBytes, measured } = loaded.footprint!
+          const seen = loads.get(model) ?? []
+          seen.push({
+            figures: { activationBytes, rowBytes, measured },
+            warmup2: loaded.timings!.warmup2Ms !== undefined,
+          })
+          loads.set(model, seen)
+        }
       }
     }
     const status = isolate().status(env)
@@ -133,6 +147,14 @@ describe('under the default settings', () => {
     expect(errors).toEqual([])
     expect(statuses.every((s) => s === 200)).toBe(true)
     expect(status.wasmHeap!.highWaterBytes).toBeLessThanOrEqual(heap().maxBytes)
+    // They do not fit side by side: every request loaded its model again. Measured at its first load only
+    // (the 2-row warmup), each later load of the same files counted the same figures.
+    expect(status.counters.loads).toBe(8)
+    for (const model of [MOBILENET, 'faceres']) {
+      const [first, ...later] = loads.get(model)!
+      expect(first!.warmup2, model).toBe(true)
+      expect(later, model).toEqual(Array(3).fill({ figures: first!.figures, warmup2: false }))
+    }
   }, 300_000)
 
   it('serves inputs that a fresh heap holds but no block of the fragmented one: the heap is rebuilt, 200, not 413', async () => {

@@ -6,7 +6,10 @@
 import type { LoadResult } from '../cache/model-cache'
 import { log } from '../core/log'
 import { withBatching } from '../runtime/batcher'
-import { buildServable } from '../runtime/servable'
+import { buildServable, MEASURED_AT_LOAD } from '../runtime/servable'
+import type { MeasuredFigures } from '../runtime/servable'
+import type { Footprint } from '../runtime/footprint'
+import { tf } from '../runtime/tf'
 import type { Signature } from '../runtime/signature'
 import type { Backend } from '../runtime/tf'
 import { verifiedStore } from './manifest'
@@ -34,6 +37,33 @@ export type LoadCheck = (
 ) => Promise<{ hostBytes?: number }>
 
 /**
+ * What loads in this isolate measured, by the files they read and the backend they ran on: a version evicted
+ * and loaded again (a model switch, a heap rebuild), or loaded after the cron validated it here
+ * (repository/publish.ts), is not measured again. Its files are the same: the static assets do not change
+ * under a deployment, and an R2 version is checked against the sha256s its validation recorded. Kept by
+ * the isolate state (src/isolate.ts).
+ */
+export class MeasuredHere {
+  private readonly figures = new Map<string, MeasuredFigures>()
+
+  private key(dir: string, source: string, files: readonly unknown[]): string {
+    return `${dir} ${source} ${tf.getBackend()} ${JSON.stringify(files)}`
+  }
+
+  /** What an earlier build of these files on the active backend measured, if one did. */
+  get(dir: string, source: string, files: readonly unknown[]): MeasuredFigures | undefined {
+    return this.figures.get(this.key(dir, source, files))
+  }
+
+  /** Keeps a build's figures when it measured them itself (not from the index or an earlier build). */
+  remember(dir: string, source: string, files: readonly unknown[], built: { footprint: Footprint }): void {
+    const { activationBytes, rowBytes, measured } = built.footprint
+    if (MEASURED_AT_LOAD.has(measured))
+      this.figures.set(this.key(dir, source, files), { activationBytes, rowBytes, measured })
+  }
+}
+
+/**
  * Reads, builds and warms up one model version on `backend`, then runs `check` on it. R2 files are checked against the size
  * and sha256 that validation recorded, so a file changed since then fails the load instead of being
  * served. With `batching` in the model's config.json, the servable merges concurrent requests
@@ -45,6 +75,7 @@ export async function loadVersion(
   backend: Backend,
   now: () => number,
   check: LoadCheck,
+  measuredHere?: MeasuredHere,
 ): Promise<LoadResult> {
   const dir = cacheKey(target.name, target.version)
   let store = sources.assets
@@ -76,7 +107,10 @@ export async function loadVersion(
       model: dir,
       reason: 'the index measured other files (digest differs); measuring here',
     })
-  const { servable, timings, warmedUp } = await buildServable(artifacts, known)
+  const { source = 'assets', files } = target.entry
+  const earlier = known ? undefined : measuredHere?.get(dir, source, files)
+  const { servable, timings, warmedUp } = await buildServable(artifacts, known, earlier)
+  if (!known && !earlier && warmedUp) measuredHere?.remember(dir, source, files, servable)
   // Image inputs, labels and the classify output are checked against the built model.
   const labelsStore = target.entry.source === 'r2' ? sources.r2! : sources.assets
   const checked = await check(target, servable, (file) => labelsStore.get(`${target.name}/${file}`)).catch(

@@ -14,6 +14,7 @@
 import { z } from 'zod'
 import { log } from '../core/log'
 import type { LoadResult, ModelCache } from '../cache/model-cache'
+import type { MeasuredHere } from './load'
 import { storeHandler } from './model-files'
 import { fileProblem, MANIFEST_FILE, VersionManifest } from './manifest'
 import { readPointer, writePointer } from './pointer'
@@ -60,6 +61,10 @@ export interface PublishDeps {
    */
   cache: ModelCache
   load: (target: ResolvedVersion) => Promise<LoadResult>
+  /** A version's signature without loading it, when it is loaded or its index entry holds it (Isolate.knownSignature). */
+  knownSignature: (target: ResolvedVersion) => { signature: Signature } | undefined
+  /** Where an accepted candidate's measured figures are kept, so that this isolate's load of it does not measure it again. */
+  measured?: MeasuredHere
 }
 
 /** What one run did. */
@@ -136,6 +141,7 @@ async function validate(
   version: number,
   cache: ModelCache,
   current?: { version: number; signature: Signature },
+  measured?: MeasuredHere,
 ): Promise<PublishedVersion> {
   const budgetBytes = cache.options.budgetBytes
   const dir = `${name}/${version}`
@@ -183,6 +189,7 @@ async function validate(
         )
       }
     }
+    if (warmedUp) measured?.remember(dir, 'r2', manifest.files, servable)
     return {
       format: servable.format,
       files: manifest.files,
@@ -238,7 +245,13 @@ function heapHolds(bytes: number): boolean {
   return backend !== undefined && backend.heap().maxBytes - backend.usedBytes() >= bytes
 }
 
-/** The signature of the version a request without a version gets now, or `undefined` if there is none or it cannot load. */
+/**
+ * The signature of the version a request without a version gets now, or `undefined` if there is none or it cannot load.
+ * Loaded only when nothing else tells it exactly: an R2 version's is in the pointer (its validation build), a loaded
+ * model's in the cache, and a bundled layers model's in the index (tf.js built its topology there, as a load does, so
+ * the cron does not load, and evict for, a MobileNet to compare a candidate with it). A bundled graph model's declared
+ * signature can differ from the built one (int64 is int32 in tf.js; warmup fills unknown output shapes): it is loaded.
+ */
 async function currentSignature(
   repo: Repository,
   name: string,
@@ -247,6 +260,10 @@ async function currentSignature(
   if (!repo.names().includes(name)) return undefined
   const target = repo.resolve(name)
   if (target.entry.source === 'r2') return { version: target.version, signature: target.entry.signature as Signature }
+  const loaded = deps.cache.signatureOf(`${name}/${target.version}`)
+  if (loaded) return { version: target.version, signature: loaded.signature }
+  const indexed = target.entry.format === 'layers-model' ? deps.knownSignature(target) : undefined
+  if (indexed) return { version: target.version, signature: indexed.signature }
   try {
     const lease = await deps.cache.acquire(`${name}/${target.version}`, target.entry.weightBytes, () =>
       deps.load(target),
@@ -332,7 +349,7 @@ async function nextPointerModel(
         overlay(deps.base.index, { ...pointer, models: { ...pointer.models, [name]: model } }, deps.allowed),
       )
       const current = await currentSignature(repo, name, deps)
-      model.versions[key] = await validate(deps.bucket, name, version, deps.cache, current)
+      model.versions[key] = await validate(deps.bucket, name, version, deps.cache, current, deps.measured)
       delete model.rejected[key]
       delete deferred[key]
       report.accepted.push(`${name}/${key}`)

@@ -434,14 +434,28 @@ async function loadLayersCleaned(handler: tf.io.IOHandler): Promise<LayersModel>
   }
 }
 
+/** The counted figures of a measured load, which a later load of the same files in the same isolate takes as they are. */
+export type MeasuredFigures = Pick<Footprint, 'activationBytes' | 'rowBytes' | 'measured'>
+
+/** Where a load's figures were measured (not taken from the index or an earlier load, nor left to a first request). */
+export const MEASURED_AT_LOAD: ReadonlySet<Footprint['measured']> = new Set([
+  'heap-1-2',
+  'heap-1',
+  'warmup-1-2',
+  'warmup-1',
+])
+
 /**
  * Builds artifacts into a servable model on the active backend (the caller has chosen it) and warms
  * it up. Any failure disposes what was built, so a half-built model never lingers in memory.
  * @param known the repository index's measurement of these files, when its digest matched: counted as is
+ * @param earlier what an earlier load of these files measured in this isolate (repository/load.ts): its
+ *   activation figures are counted as they are, and only the batch-1 warmup runs, as with `known`
  */
 export async function buildServable(
   source: tf.io.ModelArtifacts,
   known?: MemoryFigures,
+  earlier?: MeasuredFigures,
 ): Promise<{ servable: Servable; timings: BuildTimings; warmedUp: boolean }> {
   const started = Date.now()
   const weightBytes = weightBytesOf(source)
@@ -478,12 +492,13 @@ export async function buildServable(
     // Measured on the heap unless the index measured these files already, and only where the heap has
     // room to grow by the estimate's twice: measuring takes the free space, so the heap grows by the
     // whole need (it is free again after).
+    const measured = known ?? earlier
     const room =
       probe &&
-      !known &&
+      !measured &&
       probe.heap().bytes + footprint.kernelBytes + MEASURE_ROOM_PER_WEIGHT_BYTE * held <= probe.heap().maxBytes
     const stages: Partial<BuildTimings> = {}
-    const measuredWarmup = (meter?: HeapMeter) => warmup(servable!, footprint, stages, meter, known !== undefined)
+    const measuredWarmup = (meter?: HeapMeter) => warmup(servable!, footprint, stages, meter, measured !== undefined)
     const before = known && warmups.get(known.digest)
     let warmedUp = true
     if (before) {
@@ -506,6 +521,10 @@ export async function buildServable(
       seen = before ? before.seenBytes : (activationBytes(footprint, 1) ?? 0)
       Object.assign(footprint, fromIndex(known))
       footprint.activationBytes += Math.max(0, seen - (footprint.activationBytes + footprint.rowBytes))
+    } else if (earlier) {
+      // Measured in this runtime for these very files, on the heap where it could be: counted as they are.
+      const { activationBytes: intercept, rowBytes, measured: source } = earlier
+      Object.assign(footprint, { activationBytes: intercept, rowBytes, measured: source })
     }
     // What the model holds at rest, as the heap says: counted when measured here, reported always
     // (after a remembered warmup, as the warmup left it: its kernels' state is made by the first run).
