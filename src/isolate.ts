@@ -26,7 +26,7 @@ import { keyLabels, Metrics } from './core/metrics'
 import { PredictionCache } from './cache/prediction-cache'
 import { prepareModel } from './protocols/images/classify'
 import { PointerFollower } from './repository/follow'
-import { loadVersion, MeasuredHere } from './repository/load'
+import { EarlierLoads, loadVersion } from './repository/load'
 import type { ModelSources } from './repository/load'
 import type { FollowDeps, PointerStatus, Wanted } from './repository/follow'
 import { publishVersions } from './repository/publish'
@@ -35,7 +35,6 @@ import { BundledIndex, cacheKey } from './repository/repository'
 import type { Repository, ResolvedVersion, Selector } from './repository/repository'
 import { assetsStore, r2Store } from './repository/stores'
 import { wasmHeapBytes } from './runtime/footprint'
-import { forgetWarmups } from './runtime/servable'
 import type { ModelFormat } from './runtime/servable'
 import { dtypeFromTensorFlow } from './runtime/signature'
 import type { Signature, TensorSpec } from './runtime/signature'
@@ -95,8 +94,8 @@ export class Isolate {
   private readonly pointer: PointerFollower
   // Stores of each env object, made once (every request asks, several times).
   private readonly sources = new WeakMap<object, ModelSources>()
-  // What this isolate's loads measured: a version loaded again is not measured again (repository/load.ts).
-  private readonly measured = new MeasuredHere()
+  // What this isolate's builds learned by warming up: a version loaded again is not warmed up again (repository/load.ts).
+  private readonly earlierLoads = new EarlierLoads()
   private heapHighWater = 0
   // A rebuild of a broken wasm backend in progress: every caller waits on the same one.
   private recovering: Promise<void> | undefined
@@ -169,7 +168,7 @@ export class Isolate {
 
   /** Reads, builds and warms up one model version (repository/load.ts), on this isolate's backend and clock. */
   private load(sources: ModelSources, target: ResolvedVersion): Promise<LoadResult> {
-    return loadVersion(sources, target, this.backend, this.now, prepareModel, this.measured)
+    return loadVersion(sources, target, this.backend, this.now, prepareModel, this.earlierLoads)
   }
 
   /**
@@ -346,7 +345,7 @@ export class Isolate {
         cache: this.cache,
         load: (t) => this.load(sources, t),
         knownSignature: (t) => this.knownSignature(t),
-        measured: this.measured,
+        earlierLoads: this.earlierLoads,
       })
       await this.follow(env)
       return { publish: report }
@@ -483,7 +482,6 @@ export function isolate(): Isolate {
 export function resetIsolate(options: { now?: () => number } = {}): Isolate {
   const backend = current?.backend
   current?.dispose()
-  forgetWarmups()
   current = new Isolate(backend, options.now)
   return current
 }

@@ -1,9 +1,10 @@
 import { beforeAll, describe, expect, it } from 'vitest'
 import { env } from 'cloudflare:test'
-import { isolate, resetIsolate } from '../src/isolate'
+import { isolate } from '../src/isolate'
+import { EarlierLoads } from '../src/repository/load'
 import { storeHandler } from '../src/repository/model-files'
 import { assetsStore } from '../src/repository/stores'
-import { buildServable, forgetWarmups } from '../src/runtime/servable'
+import { buildServable } from '../src/runtime/servable'
 import type { Servable } from '../src/runtime/servable'
 import { tf } from '../src/runtime/tf'
 
@@ -83,7 +84,6 @@ describe('a reload of files warmed up before in this isolate (the zoo reloads a 
   })
 
   it('runs no warmup: the outputs, the figures and the batch-1 check are the first load’s, and it answers the same', async () => {
-    forgetWarmups()
     const reference = await buildServable(await digits())
     const figures = known('reloaded files', reference.servable.footprint)
     reference.servable.dispose()
@@ -104,9 +104,17 @@ describe('a reload of files warmed up before in this isolate (the zoo reloads a 
       expect(first.timings.warmup1Ms).toBeGreaterThanOrEqual(0)
       expect(first.timings.warmupRemembered).toBeUndefined()
 
-      const again = await buildServable(await digits(), figures)
+      expect(first.learned).toBeDefined()
+      // Kept by the files they were read from (repository/load.ts), as an isolate keeps them.
+      const earlier = new EarlierLoads()
+      const files = [{ path: 'model.json', bytes: 1 }]
+      earlier.remember('digits/1', 'assets', files, first.learned)
+      expect(earlier.get('digits/1', 'assets', [{ path: 'model.json', bytes: 2 }])).toBeUndefined()
+      expect(earlier.get('digits/1', 'r2', files)).toBeUndefined()
+      const again = await buildServable(await digits(), figures, earlier.get('digits/1', 'assets', files))
       try {
         expect(again.warmedUp).toBe(true)
+        expect(again.learned).toBeUndefined()
         expect(again.timings.warmup1Ms).toBeUndefined()
         expect(again.timings.warmupRemembered).toBe(1)
         // The index's figures raised to the batch-1 run seen on the first load, as then; the heap at rest as then.
@@ -128,15 +136,19 @@ describe('a reload of files warmed up before in this isolate (the zoo reloads a 
       } finally {
         again.servable.dispose()
       }
-      // Other files (another digest) and a fresh isolate state warm up again.
+      // Without an earlier build's lessons (other files, a fresh isolate state), a build warms up.
       const other = await buildServable(await digits(), known('other files', footprint))
       other.servable.dispose()
+      expect(other.timings.warmupRemembered).toBeUndefined()
       expect(other.timings.warmup1Ms).toBeGreaterThanOrEqual(0)
-      resetIsolate()
-      const fresh = await buildServable(await digits(), figures)
-      fresh.servable.dispose()
-      expect(fresh.timings.warmupRemembered).toBeUndefined()
-      expect(fresh.timings.warmup1Ms).toBeGreaterThanOrEqual(0)
+      // Lessons of files the index did not measure do not stand in for the index's check, nor the reverse.
+      const measuredHere = await buildServable(await digits())
+      measuredHere.servable.dispose()
+      expect(measuredHere.learned?.figures).toBeDefined()
+      const checked = await buildServable(await digits(), figures, measuredHere.learned)
+      checked.servable.dispose()
+      expect(checked.timings.warmup1Ms).toBeGreaterThanOrEqual(0)
+      expect(checked.timings.warmupRemembered).toBeUndefined()
     } finally {
       x.dispose()
     }

@@ -6,8 +6,8 @@
 import type { LoadResult } from '../cache/model-cache'
 import { log } from '../core/log'
 import { withBatching } from '../runtime/batcher'
-import { buildServable, MEASURED_AT_LOAD } from '../runtime/servable'
-import type { MeasuredFigures } from '../runtime/servable'
+import { buildServable } from '../runtime/servable'
+import type { Learned } from '../runtime/servable'
 import type { Footprint } from '../runtime/footprint'
 import { tf } from '../runtime/tf'
 import type { Signature } from '../runtime/signature'
@@ -37,31 +37,32 @@ export type LoadCheck = (
 ) => Promise<{ hostBytes?: number }>
 
 /**
- * What loads in this isolate measured, by the files they read and the backend they ran on: a version evicted
- * and loaded again (a model switch, a heap rebuild), or loaded after the cron validated it here
- * (repository/publish.ts), is not measured again. Its files are the same: the static assets do not change
- * under a deployment, and an R2 version is checked against the sha256s its validation recorded. Kept by
- * the isolate state (src/isolate.ts).
+ * What this isolate's builds learned by warming models up (runtime/servable.ts `Learned`), by the files they
+ * read and the backend they ran on: a version evicted and loaded again (a model switch, a heap rebuild), or
+ * loaded after the cron validated it here (repository/publish.ts), is not warmed up nor measured again. Its
+ * files are the same: the static assets do not change under a deployment, and an R2 version is checked
+ * against the sha256s its validation recorded. Kept by the isolate state (src/isolate.ts).
  */
-export class MeasuredHere {
-  private readonly figures = new Map<string, MeasuredFigures>()
+export class EarlierLoads {
+  private readonly learned = new Map<string, Learned>()
 
   private key(dir: string, source: string, files: readonly unknown[]): string {
     return `${dir} ${source} ${tf.getBackend()} ${JSON.stringify(files)}`
   }
 
-  /** What an earlier build of these files on the active backend measured, if one did. */
-  get(dir: string, source: string, files: readonly unknown[]): MeasuredFigures | undefined {
-    return this.figures.get(this.key(dir, source, files))
+  /** What an earlier build of these files on the active backend learned, if one did. */
+  get(dir: string, source: string, files: readonly unknown[]): Learned | undefined {
+    return this.learned.get(this.key(dir, source, files))
   }
 
-  /** Keeps a build's figures when it measured them itself (not from the index or an earlier build). */
-  remember(dir: string, source: string, files: readonly unknown[], built: { footprint: Footprint }): void {
-    const { activationBytes, rowBytes, measured } = built.footprint
-    if (MEASURED_AT_LOAD.has(measured))
-      this.figures.set(this.key(dir, source, files), { activationBytes, rowBytes, measured })
+  /** Keeps what a build learned; more versions than a deployment serves at once forget the oldest first. */
+  remember(dir: string, source: string, files: readonly unknown[], learned: Learned | undefined): void {
+    if (!learned) return
+    if (this.learned.size >= MAX_EARLIER_LOADS) this.learned.delete(this.learned.keys().next().value!)
+    this.learned.set(this.key(dir, source, files), learned)
   }
 }
+const MAX_EARLIER_LOADS = 256
 
 /**
  * Reads, builds and warms up one model version on `backend`, then runs `check` on it. R2 files are checked against the size
@@ -75,7 +76,7 @@ export async function loadVersion(
   backend: Backend,
   now: () => number,
   check: LoadCheck,
-  measuredHere?: MeasuredHere,
+  earlierLoads?: EarlierLoads,
 ): Promise<LoadResult> {
   const dir = cacheKey(target.name, target.version)
   let store = sources.assets
@@ -108,9 +109,12 @@ export async function loadVersion(
       reason: 'the index measured other files (digest differs); measuring here',
     })
   const { source = 'assets', files } = target.entry
-  const earlier = known ? undefined : measuredHere?.get(dir, source, files)
-  const { servable, timings, warmedUp } = await buildServable(artifacts, known, earlier)
-  if (!known && !earlier && warmedUp) measuredHere?.remember(dir, source, files, servable)
+  const { servable, timings, warmedUp, learned } = await buildServable(
+    artifacts,
+    known,
+    earlierLoads?.get(dir, source, files),
+  )
+  earlierLoads?.remember(dir, source, files, learned)
   // Image inputs, labels and the classify output are checked against the built model.
   const labelsStore = target.entry.source === 'r2' ? sources.r2! : sources.assets
   const checked = await check(target, servable, (file) => labelsStore.get(`${target.name}/${file}`)).catch(

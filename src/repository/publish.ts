@@ -14,7 +14,7 @@
 import { z } from 'zod'
 import { log } from '../core/log'
 import type { LoadResult, ModelCache } from '../cache/model-cache'
-import type { MeasuredHere } from './load'
+import type { EarlierLoads } from './load'
 import { storeHandler } from './model-files'
 import { fileProblem, MANIFEST_FILE, VersionManifest } from './manifest'
 import { readPointer, writePointer } from './pointer'
@@ -63,8 +63,8 @@ export interface PublishDeps {
   load: (target: ResolvedVersion) => Promise<LoadResult>
   /** A version's signature without loading it, when it is loaded or its index entry holds it (Isolate.knownSignature). */
   knownSignature: (target: ResolvedVersion) => { signature: Signature } | undefined
-  /** Where an accepted candidate's measured figures are kept, so that this isolate's load of it does not measure it again. */
-  measured?: MeasuredHere
+  /** Where an accepted candidate's warmup is kept, so that this isolate's load of it does not warm it up again. */
+  earlierLoads?: EarlierLoads
 }
 
 /** What one run did. */
@@ -141,7 +141,7 @@ async function validate(
   version: number,
   cache: ModelCache,
   current?: { version: number; signature: Signature },
-  measured?: MeasuredHere,
+  earlierLoads?: EarlierLoads,
 ): Promise<PublishedVersion> {
   const budgetBytes = cache.options.budgetBytes
   const dir = `${name}/${version}`
@@ -178,7 +178,7 @@ async function validate(
     await Promise.all(weightFiles.slice(i, i + MAX_PARALLEL_FILES).map(fetchChecked))
   }
   const artifacts = await storeHandler(memoryStore(files, 'the candidate'), dir).load()
-  const { servable, warmedUp } = await buildWithRoom(cache, dir, needs, () => buildServable(artifacts))
+  const { servable, warmedUp, learned } = await buildWithRoom(cache, dir, needs, () => buildServable(artifacts))
   try {
     if (!warmedUp) log('warn', 'publish.warmup_skipped', { model: dir, reason: 'an input has unknown dimensions' })
     if (current && !manifest.signature_change) {
@@ -189,7 +189,7 @@ async function validate(
         )
       }
     }
-    if (warmedUp) measured?.remember(dir, 'r2', manifest.files, servable)
+    earlierLoads?.remember(dir, 'r2', manifest.files, learned)
     return {
       format: servable.format,
       files: manifest.files,
@@ -349,7 +349,7 @@ async function nextPointerModel(
         overlay(deps.base.index, { ...pointer, models: { ...pointer.models, [name]: model } }, deps.allowed),
       )
       const current = await currentSignature(repo, name, deps)
-      model.versions[key] = await validate(deps.bucket, name, version, deps.cache, current, deps.measured)
+      model.versions[key] = await validate(deps.bucket, name, version, deps.cache, current, deps.earlierLoads)
       delete model.rejected[key]
       delete deferred[key]
       report.accepted.push(`${name}/${key}`)

@@ -55,7 +55,7 @@ export type BuildTimings = {
   warmup1Ms?: number
   /** Of warmupMs: the batch-2 run that gives each further row's bytes (absent for a fixed batch, or when the index measured the version). */
   warmup2Ms?: number
-  /** 1 when no warmup ran: these very files were warmed up in this isolate before (see `warmups`); the log's figure, so a number. */
+  /** 1 when no warmup ran: these very files were warmed up in this isolate before (`Learned`); the log's figure, so a number. */
   warmupRemembered?: 1
 }
 
@@ -374,28 +374,6 @@ async function warmup(
   }
 }
 
-/**
- * What the batch-1 warmup of index-measured files found in this isolate, by the files' digest: the
- * output shapes and dtypes it filled in, the batch-1 run's activation bytes (the in-isolate check of
- * the index's figures), and what the model held at rest after it (weights and kernel state). The same
- * files give the same model, outputs and figures: a reload (after an eviction, or a rebuilt heap) takes
- * them from here instead of running the model once more on zeros before its request runs it. The
- * kernels' set-up that run paid is paid by that first request, which waited for the load anyway.
- */
-interface Warmup {
-  outputs: Map<string, { shape: number[] | null; dtype: DType }>
-  seenBytes: number
-  restingBytes?: number
-}
-const warmups = new Map<string, Warmup>()
-/** More versions than a deployment serves at once; the oldest is forgotten first. */
-const MAX_WARMUPS = 256
-
-/** Forgets every warmup seen (a fresh isolate state: src/isolate.ts resetIsolate). */
-export function forgetWarmups(): void {
-  warmups.clear()
-}
-
 type EngineState = { activeScope: { track: tf.Tensor[] } | null; registeredVariables: Record<string, tf.Variable> }
 const engineState = () => tf.engine().state as unknown as EngineState
 
@@ -434,7 +412,7 @@ async function loadLayersCleaned(handler: tf.io.IOHandler): Promise<LayersModel>
   }
 }
 
-/** The counted figures of a measured load, which a later load of the same files in the same isolate takes as they are. */
+/** The counted figures of a load that measured its files itself (not from the index, nor left to a first request). */
 export type MeasuredFigures = Pick<Footprint, 'activationBytes' | 'rowBytes' | 'measured'>
 
 /** Where a load's figures were measured (not taken from the index or an earlier load, nor left to a first request). */
@@ -446,17 +424,37 @@ export const MEASURED_AT_LOAD: ReadonlySet<Footprint['measured']> = new Set([
 ])
 
 /**
+ * What a build of some files learned in this isolate by warming them up: the output shapes and dtypes it
+ * filled in, what the model held at rest after it (weights and kernel state), and its figures — for files
+ * the index measured, the batch-1 run's activation bytes (the in-isolate check of the index's figures);
+ * for others, what the warmup measured. The same files give the same model, outputs and figures: a later
+ * build of them (a reload after an eviction or a rebuilt heap, a load after the cron validated them here)
+ * takes these instead of running the model on zeros again. The kernels' set-up that run paid is paid by
+ * its first request, which waited for the load anyway. Kept by the isolate, by the files
+ * (repository/load.ts `EarlierLoads`).
+ */
+export interface Learned {
+  outputs: Map<string, { shape: number[] | null; dtype: DType }>
+  restingBytes?: number
+  /** Files the index measured: the batch-1 run's activation bytes seen here. */
+  seenBytes?: number
+  /** Files measured here: the figures counted. */
+  figures?: MeasuredFigures
+}
+
+/**
  * Builds artifacts into a servable model on the active backend (the caller has chosen it) and warms
  * it up. Any failure disposes what was built, so a half-built model never lingers in memory.
  * @param known the repository index's measurement of these files, when its digest matched: counted as is
- * @param earlier what an earlier load of these files measured in this isolate (repository/load.ts): its
- *   activation figures are counted as they are, and only the batch-1 warmup runs, as with `known`
+ * @param earlier what an earlier build of these files learned in this isolate (`Learned`): taken as it is,
+ *   and no warmup runs
+ * @returns with `learned`, what this build's warmup learned, for a later build of the same files
  */
 export async function buildServable(
   source: tf.io.ModelArtifacts,
   known?: MemoryFigures,
-  earlier?: MeasuredFigures,
-): Promise<{ servable: Servable; timings: BuildTimings; warmedUp: boolean }> {
+  earlier?: Learned,
+): Promise<{ servable: Servable; timings: BuildTimings; warmedUp: boolean; learned?: Learned }> {
   const started = Date.now()
   const weightBytes = weightBytesOf(source)
   const probe = guardedBackend()
@@ -492,14 +490,15 @@ export async function buildServable(
     // Measured on the heap unless the index measured these files already, and only where the heap has
     // room to grow by the estimate's twice: measuring takes the free space, so the heap grows by the
     // whole need (it is free again after).
-    const measured = known ?? earlier
+    // An earlier build's lessons fit only the same kind of figures: the index's check, or its own measurement.
+    const before =
+      earlier && (known ? earlier.seenBytes !== undefined : earlier.figures !== undefined) ? earlier : undefined
     const room =
       probe &&
-      !measured &&
+      !known &&
       probe.heap().bytes + footprint.kernelBytes + MEASURE_ROOM_PER_WEIGHT_BYTE * held <= probe.heap().maxBytes
     const stages: Partial<BuildTimings> = {}
-    const measuredWarmup = (meter?: HeapMeter) => warmup(servable!, footprint, stages, meter, measured !== undefined)
-    const before = known && warmups.get(known.digest)
+    const measuredWarmup = (meter?: HeapMeter) => warmup(servable!, footprint, stages, meter, known !== undefined)
     let warmedUp = true
     if (before) {
       for (const spec of servable.signature.outputs) {
@@ -518,13 +517,12 @@ export async function buildServable(
     if (known) {
       // The index's figures count, but never one row for less than the batch-1 run seen in this isolate
       // (a figure measured in another runtime, or for other files, could be low).
-      seen = before ? before.seenBytes : (activationBytes(footprint, 1) ?? 0)
+      seen = before?.seenBytes ?? activationBytes(footprint, 1) ?? 0
       Object.assign(footprint, fromIndex(known))
       footprint.activationBytes += Math.max(0, seen - (footprint.activationBytes + footprint.rowBytes))
-    } else if (earlier) {
+    } else if (before?.figures) {
       // Measured in this runtime for these very files, on the heap where it could be: counted as they are.
-      const { activationBytes: intercept, rowBytes, measured: source } = earlier
-      Object.assign(footprint, { activationBytes: intercept, rowBytes, measured: source })
+      Object.assign(footprint, before.figures)
     }
     // What the model holds at rest, as the heap says: counted when measured here, reported always
     // (after a remembered warmup, as the warmup left it: its kernels' state is made by the first run).
@@ -535,18 +533,24 @@ export async function buildServable(
         footprint.kernelBytes = Math.max(0, resting - footprint.weightBytes)
       footprint.heapBytes = resting + (footprint.measured.startsWith('heap') ? activationBytes(footprint, 1)! : 0)
     }
-    if (known && warmedUp && !before) {
-      if (warmups.size >= MAX_WARMUPS) warmups.delete(warmups.keys().next().value!)
-      warmups.set(known.digest, {
-        outputs: new Map(
-          servable.signature.outputs.map((s) => [s.name, { shape: s.shape && [...s.shape], dtype: s.dtype }]),
-        ),
-        seenBytes: seen,
-        restingBytes: resting,
-      })
-    }
+    const { activationBytes: intercept, rowBytes, measured } = footprint
+    const learned: Learned | undefined =
+      warmedUp && !before && (known || MEASURED_AT_LOAD.has(measured))
+        ? {
+            outputs: new Map(
+              servable.signature.outputs.map((s) => [s.name, { shape: s.shape && [...s.shape], dtype: s.dtype }]),
+            ),
+            restingBytes: resting,
+            ...(known ? { seenBytes: seen } : { figures: { activationBytes: intercept, rowBytes, measured } }),
+          }
+        : undefined
     footprint.heapGrowthBytes = (wasmHeapBytes() ?? 0) - (heapBefore ?? 0)
-    return { servable, warmedUp, timings: { buildMs: built - started, warmupMs: Date.now() - built, ...stages } }
+    return {
+      servable,
+      warmedUp,
+      learned,
+      timings: { buildMs: built - started, warmupMs: Date.now() - built, ...stages },
+    }
   } catch (error) {
     servable?.dispose()
     if (!servable) throw error
