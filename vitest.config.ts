@@ -1,4 +1,3 @@
-import { cloudflareTest } from '@cloudflare/vitest-plugin'
 import { defineConfig } from 'vitest/config'
 import type { TestProjectInlineConfiguration } from 'vitest/config'
 import { BaseSequencer } from 'vitest/node'
@@ -19,21 +18,23 @@ if (lane !== undefined && lane !== 'workers' && lane !== 'e2e')
 seedTestMeasurements()
 
 /**
- * The file that needs the zoo's repository, which the e2e global setup assembles and indexes in the
- * background (test/e2e/support/zoo-repo.ts: a few seconds, its measurements seeded from
- * scripts/dev/zoo-memory.json; about a minute of a core where a model must be measured again).
+ * The files that wait for work started in the background: the zoo's repository, which the e2e global
+ * setup assembles and indexes (test/e2e/support/zoo-repo.ts: a few seconds, its measurements seeded from
+ * scripts/dev/zoo-memory.json; about a minute of a core where a model must be measured again), and the
+ * typed client's checks (test/node/support/global-setup.ts: about 16 CPU-s, taken from idle cores until
+ * their test waits for them).
  */
-const ZOO_FILES = /\/test\/e2e\/zoo\.test\.ts$/
+const BACKGROUND_FILES = /\/test\/(e2e\/zoo|node\/client-types)\.test\.ts$/
 
 /**
  * vitest's order (longest first, by the last run's durations; largest first on a fresh clone), with the
- * zoo's files last of their project: run first, they would wait for the zoo's repository while their
- * lane had nothing else to run.
+ * files that wait for background work last of their project: run first, they would wait for it while
+ * their lane had nothing else to run.
  */
 class ZooLast extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
     const sorted = await super.sort(files)
-    const zoo = (spec: TestSpecification) => ZOO_FILES.test(spec.moduleId)
+    const zoo = (spec: TestSpecification) => BACKGROUND_FILES.test(spec.moduleId)
     // Each after the last of its own project's files: the projects' order (groupOrder) stays.
     const order = sorted.filter((spec) => !zoo(spec) || sorted.every((o) => o.project !== spec.project || zoo(o)))
     for (const spec of sorted.filter((s) => !order.includes(s))) {
@@ -50,8 +51,9 @@ const workers = async (): Promise<TestProjectInlineConfiguration> => ({
   // the phone photos' 6 s more on a fresh clone). The root's sequencer applies to every project anyway.
   extends: false,
   // wrangler.toml, pointed at the bundled models plus the test fixtures.
+  // Imported here, not at the top: the e2e lane has no use for it, and loading it takes about 1.2 CPU-s.
   plugins: [
-    cloudflareTest({
+    (await import('@cloudflare/vitest-plugin')).cloudflareTest({
       wrangler: { configPath: await prepareTestAssets() },
       // workerd's --verbose prints every exception a Worker's RPC method rejects with, as
       // "uncaught exception … stack = …", also the errors test/rpc.test.ts provokes and asserts.

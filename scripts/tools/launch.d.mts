@@ -17,6 +17,8 @@ export declare function processGroups(): ReadonlySet<number>
  * of its own: Linux autogroup scheduling. False where it cannot.
  */
 export declare function setGroupPriority(pid: number, nice: number): boolean
+/** setGroupPriority, asked again for up to `ms` (5 s) while the kernel answers EAGAIN (one change per 100 ms without CAP_SYS_ADMIN). */
+export declare function setGroupPriorityPatiently(pid: number, nice: number, ms?: number): Promise<boolean>
 
 export interface LaunchOptions {
   /** The model repository to serve (the ASSETS binding); model-assets/ by default. Indexed by the [build] command. */

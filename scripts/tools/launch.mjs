@@ -203,11 +203,30 @@ async function waitLive(url, deadline, gone) {
  * cannot (no autogroup; lowering a nice value without the privilege to).
  */
 export function setGroupPriority(pid, nice) {
+  return writeGroupPriority(pid, nice) === undefined
+}
+
+/** Writes `nice` as the autogroup priority of `pid`: undefined once done, else the error's code. */
+function writeGroupPriority(pid, nice) {
   try {
     writeFileSync(`/proc/${pid}/autogroup`, String(nice))
-    return true
-  } catch {
-    return false
+    return undefined
+  } catch (error) {
+    return error.code ?? 'failed'
+  }
+}
+
+/**
+ * setGroupPriority, asked again for up to `ms` when the kernel says "not now": without CAP_SYS_ADMIN it
+ * takes one such change every 100 ms, machine-wide (EAGAIN otherwise). Resolves to whether it was set.
+ */
+export async function setGroupPriorityPatiently(pid, nice, ms = 5_000) {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const error = writeGroupPriority(pid, nice)
+    if (error === undefined) return true
+    if (error !== 'EAGAIN' || Date.now() > deadline) return false
+    await sleep(20)
   }
 }
 

@@ -106,7 +106,9 @@ describe("the README's examples", () => {
     async (_where, { command }) => {
       // The status goes to stderr, so a pipe after curl (| grep …) sees the output as written.
       const text = command.replace(LOCAL, base).replace(/^curl /, `curl -w '%{stderr}%{http_code}\\n' `)
-      const { stdout, stderr } = await run('bash', ['-o', 'pipefail', '-c', text], { cwd: ROOT })
+      // --norc: bash reads ~/.bashrc when its stdin is a socket, as Node's pipes are, taking it for a remote
+      // shell (a pyenv init there took 0.1 CPU-s an example); the example needs none of it.
+      const { stdout, stderr } = await run('bash', ['--norc', '-o', 'pipefail', '-c', text], { cwd: ROOT })
       expect(
         stderr
           .trim()

@@ -2,24 +2,54 @@
  * The typed client from another project: client/index.d.ts is up to date with the routes, and a
  * separate TypeScript project — strict, no skipLibCheck, no Cloudflare types (test/node/support/client-project.ts)
  * — compiles against it with real types (a wrong one is an error, so the types have not decayed to
- * `any`). Both checks run as child processes started when the run starts (test/node/support/global-setup.ts);
- * each test waits for its check's result.
+ * `any`). The checks run as child processes started in the background when the run starts
+ * (test/node/support/global-setup.ts); each test brings them to the usual priority and waits for its check's result.
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, inject, it } from 'vitest'
-import { ROOT } from '../../scripts/tools/launch.mjs'
+import { ROOT, setGroupPriorityPatiently } from '../../scripts/tools/launch.mjs'
 
-/** The most a check may take on a busy machine, once the test waits for it, before the test fails. */
+/**
+ * The most a check may take once the test waits for it, before the test fails. Counted from when the
+ * checks run at the usual priority again (foreground): alone on a core a check takes at most 8 CPU-s
+ * (build-client's program over src/), beside the other lane's files about twice that, so 100 s fails
+ * only a check that hangs. Until then they run in the background, where on a busy machine they may not
+ * get a core for minutes: no deadline would fit that.
+ */
 const DEADLINE_MS = 100_000
 
-async function result(name: string): Promise<{ code: number | null; output: string }> {
-  const file = join(inject('clientChecks'), `${name}.json`)
+/** Waits for `file` to exist, for at most DEADLINE_MS. */
+async function appears(file: string, what: string): Promise<void> {
   const deadline = Date.now() + DEADLINE_MS
   while (!existsSync(file)) {
-    if (Date.now() > deadline) throw new Error(`the ${name} check gave no result within ${DEADLINE_MS} ms`)
+    if (Date.now() > deadline) throw new Error(`${what} gave no result within ${DEADLINE_MS} ms`)
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
+}
+
+/** Per round of checks: the checks brought back from the background to the usual priority, once. */
+const raised = new Map<string, Promise<void>>()
+
+/** The checks started in the background (global-setup.ts), at the usual priority now that a test waits for them. */
+function foreground(dir: string): Promise<void> {
+  if (!raised.has(dir)) {
+    const pidsFile = join(dir, 'pids.json')
+    const raise = appears(pidsFile, "the checks' start").then(async () => {
+      const pids = JSON.parse(readFileSync(pidsFile, 'utf8')) as Record<string, number>
+      // False for a check that has already ended: its result is there.
+      await Promise.all(Object.values(pids).map((pid) => setGroupPriorityPatiently(pid, 0)))
+    })
+    raised.set(dir, raise)
+  }
+  return raised.get(dir)!
+}
+
+async function result(name: string): Promise<{ code: number | null; output: string }> {
+  const dir = inject('clientChecks')
+  await foreground(dir)
+  const file = join(dir, `${name}.json`)
+  await appears(file, `the ${name} check`)
   return JSON.parse(readFileSync(file, 'utf8'))
 }
 

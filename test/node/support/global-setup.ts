@@ -1,18 +1,28 @@
 /**
- * The typed client's two checks (test/node/client-types.test.ts) take about 12 s of a core: a
- * TypeScript program over src/ to regenerate client/index.d.ts, and a strict compile of a separate
- * project against it. They start here, when the run starts, as child processes (at the lowest CPU
- * priority where a core is idle, see LOWEST_PRIORITY): they run beside the workerd and `wrangler dev`
- * tests instead of adding their time to the end of the run. Each writes `<name>.json` (exit code and output) into the directory
- * handed to the tests as `clientChecks`, where the test waits for it.
+ * The typed client's three checks (test/node/client-types.test.ts) take about 16 CPU-s: a TypeScript
+ * program over src/ to regenerate client/index.d.ts, and a strict compile of a separate project against
+ * it with each hono a user may have. They start here, when the run starts, as child processes in the
+ * background (BACKGROUND below): they take only what CPU the tests leave idle, instead of slowing the
+ * tests' start (in `npm test` both cores are busy from the first second). Their test brings them to the
+ * usual priority when it waits for them (`pids.json`), so they never starve. Each writes `<name>.json`
+ * (exit code and output) into the directory handed to the tests as `clientChecks`, where the test waits for it.
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { copyFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestProject } from 'vitest/node'
-import { ROOT, setGroupPriority } from '../../../scripts/tools/launch.mjs'
+import { ROOT, setGroupPriorityPatiently } from '../../../scripts/tools/launch.mjs'
 import { CLIENT_MAIN, CLIENT_OPTIONS } from './client-project'
 
 /** The checks: a name, and the command that passes (exit code 0, no output) when the check does. */
@@ -59,33 +69,42 @@ function clientProject(dir: string, name: string, hono: string): string {
 }
 
 /**
- * At the lowest priority in one run of every project, which leaves a core idle for them. In `npm test`'s
- * workers lane (scripts/dev/test.mjs) the e2e lane keeps the other core busy to the end, and the checks
- * at the lowest priority were seen to get no result within the test's deadline: there they take their
- * turn like the rest.
+ * In the background where that can be undone: on Linux with autogroup scheduling, each check in a session
+ * of its own (so a scheduling group of its own) at group nice 19, which any process may raise back to 0
+ * (a process's own nice value can be lowered by a user only with a privilege). The scheduler shares the
+ * CPU between groups before it looks at a process's own nice value, so this is also what ranks the checks
+ * below vitest and each `wrangler dev` (their own sessions too). Elsewhere (no autogroup, Windows) they run
+ * at the usual priority from the start.
  */
-const LOWEST_PRIORITY = process.env.WARMSERVE_TEST_LANE === undefined
+const BACKGROUND = 19
+
+function autogroupEnabled(): boolean {
+  try {
+    return readFileSync('/proc/sys/kernel/sched_autogroup_enabled', 'utf8').trim() === '1'
+  } catch {
+    return false
+  }
+}
 
 export default function setup(project: TestProject) {
   const dir = mkdtempSync(join(tmpdir(), 'client-checks-'))
   const running = new Set<ChildProcess>()
   let round = 0
+  const background = autogroupEnabled()
   const start = () => {
     const out = join(dir, String(++round))
     mkdirSync(out)
+    const lowered: Promise<[string, number] | undefined>[] = []
     for (const [name, args] of Object.entries(checks(out))) {
-      // A session of its own, so a Linux kernel with autogroup scheduling puts it in a group of its own,
-      // and that group at the lowest priority too: nice alone only ranks it within vitest's group,
-      // while each `wrangler dev` (a session of its own as well) competes group against group.
-      // (Windows has no nice: there the checks run at the usual priority.)
-      const nice = LOWEST_PRIORITY && process.platform !== 'win32'
-      const command = nice ? ['nice', '-n', '19', process.execPath, ...args] : [process.execPath, ...args]
-      const child = spawn(command[0]!, command.slice(1), {
+      const child = spawn(process.execPath, args, {
         cwd: ROOT,
         stdio: ['ignore', 'pipe', 'pipe'],
         detached: true,
       })
-      if (nice && child.pid !== undefined) setGroupPriority(child.pid, 19)
+      // Only in the background where the test can raise it again (test/node/client-types.test.ts).
+      const pid = child.pid
+      if (background && pid !== undefined)
+        lowered.push(setGroupPriorityPatiently(pid, BACKGROUND).then((done) => (done ? [name, pid] : undefined)))
       running.add(child)
       let output = ''
       child.stdout.on('data', (chunk: Buffer) => (output += chunk))
@@ -100,6 +119,13 @@ export default function setup(project: TestProject) {
       child.once('error', (error) => done(null, error))
       child.once('close', (code) => done(code))
     }
+    // The checks the test must bring back to the usual priority when it waits for them (none where
+    // they run at the usual priority), written once they are in the background, whole.
+    void Promise.all(lowered).then((pids) => {
+      if (stopped) return
+      writeFileSync(join(out, 'pids.tmp'), JSON.stringify(Object.fromEntries(pids.filter((p) => p !== undefined))))
+      renameSync(join(out, 'pids.tmp'), join(out, 'pids.json'))
+    })
     project.provide('clientChecks', out)
   }
   start()
