@@ -56,11 +56,9 @@ const OWN_SERVERS: Record<string, (bundle: () => Promise<Bundle>) => Promise<{ s
 }
 
 /**
- * The priority of the servers started at once in a run of every project, until the first e2e file asks
+ * The priority of the servers started at once in a run of every file, until the first e2e file asks
  * for one: below the workers project, which runs meanwhile and is what the run waits for, and above
- * the typed client's checks (test/node/support/global-setup.ts, 19). In `npm test`'s e2e lane the e2e
- * project runs alone, and its first file waits for them from the start: there they start at the usual
- * priority (at 10, the deploy bundle's build took 20 s for its 6 CPU-s beside the other lane).
+ * the typed client's checks (test/node/support/global-setup.ts, 19).
  */
 const BACKGROUND_NICE = 10
 
@@ -70,7 +68,7 @@ export default async function setup(project: TestProject) {
   // run of chosen files starts only what they ask for.
   const chosen = (project.vitest as unknown as { filenamePattern?: string[] }).filenamePattern
   const eager = !chosen?.length
-  let nice = eager && project.vitest.projects.length > 1 ? BACKGROUND_NICE : undefined
+  let nice = eager ? BACKGROUND_NICE : undefined
   const builds = new Set<number>()
   /** Once the e2e files run, what they wait for runs at the usual priority (where this may lower it). */
   const foreground = () => {
