@@ -31,12 +31,12 @@ const BACKGROUND_FILES = /\/test\/(e2e\/zoo|node\/client-types)\.test\.ts$/
  * files that wait for background work last of their project: run first, they would wait for it while
  * their lane had nothing else to run.
  */
-class ZooLast extends BaseSequencer {
+class BackgroundLast extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
     const sorted = await super.sort(files)
-    const zoo = (spec: TestSpecification) => BACKGROUND_FILES.test(spec.moduleId)
+    const waits = (spec: TestSpecification) => BACKGROUND_FILES.test(spec.moduleId)
     // Each after the last of its own project's files: the projects' order (groupOrder) stays.
-    const order = sorted.filter((spec) => !zoo(spec) || sorted.every((o) => o.project !== spec.project || zoo(o)))
+    const order = sorted.filter((spec) => !waits(spec) || sorted.every((o) => o.project !== spec.project || waits(o)))
     for (const spec of sorted.filter((s) => !order.includes(s))) {
       order.splice(order.findLastIndex((o) => o.project === spec.project) + 1, 0, spec)
     }
@@ -160,7 +160,7 @@ export default defineConfig({
     // lines on purpose: about 1,700 lines that would bury the results. A failing test's own log
     // lines are still printed with its failure; `npm test -- --silent=false` shows them all.
     silent: 'passed-only',
-    sequence: { sequencer: ZooLast },
+    sequence: { sequencer: BackgroundLast },
     projects: lane === 'e2e' ? [e2e] : lane === 'workers' ? [await workers(), node] : [await workers(), node, e2e],
   },
 })

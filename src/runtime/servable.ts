@@ -413,15 +413,10 @@ async function loadLayersCleaned(handler: tf.io.IOHandler): Promise<LayersModel>
 }
 
 /** The counted figures of a load that measured its files itself (not from the index, nor left to a first request). */
-export type MeasuredFigures = Pick<Footprint, 'activationBytes' | 'rowBytes' | 'measured'>
+type MeasuredFigures = Pick<Footprint, 'activationBytes' | 'rowBytes' | 'measured'>
 
 /** Where a load's figures were measured (not taken from the index or an earlier load, nor left to a first request). */
-export const MEASURED_AT_LOAD: ReadonlySet<Footprint['measured']> = new Set([
-  'heap-1-2',
-  'heap-1',
-  'warmup-1-2',
-  'warmup-1',
-])
+const MEASURED_AT_LOAD: ReadonlySet<Footprint['measured']> = new Set(['heap-1-2', 'heap-1', 'warmup-1-2', 'warmup-1'])
 
 /**
  * What a build of some files learned in this isolate by warming them up: the output shapes and dtypes it
@@ -487,18 +482,10 @@ export async function buildServable(
         ? graphServable(model as GraphModel<tf.io.IOHandlerSync>, artifacts, weightBytes, footprint)
         : layersServable(model as LayersModel, weightBytes, footprint)
     const built = Date.now()
-    // Measured on the heap unless the index measured these files already, and only where the heap has
-    // room to grow by the estimate's twice: measuring takes the free space, so the heap grows by the
-    // whole need (it is free again after).
     // An earlier build's lessons fit only the same kind of figures: the index's check, or its own measurement.
     const before =
       earlier && (known ? earlier.seenBytes !== undefined : earlier.figures !== undefined) ? earlier : undefined
-    const room =
-      probe &&
-      !known &&
-      probe.heap().bytes + footprint.kernelBytes + MEASURE_ROOM_PER_WEIGHT_BYTE * held <= probe.heap().maxBytes
     const stages: Partial<BuildTimings> = {}
-    const measuredWarmup = (meter?: HeapMeter) => warmup(servable!, footprint, stages, meter, known !== undefined)
     let warmedUp = true
     if (before) {
       for (const spec of servable.signature.outputs) {
@@ -507,7 +494,14 @@ export async function buildServable(
       }
       stages.warmupRemembered = 1
     } else {
-      // Measuring takes the free space: a heap that cannot grow by the whole need warms up unmeasured.
+      // Measured on the heap unless the index measured these files already, and only where the heap has
+      // room to grow by the estimate's twice: measuring takes the free space, so the heap grows by the
+      // whole need (it is free again after). A heap that cannot grow by the whole need warms up unmeasured.
+      const room =
+        probe &&
+        !known &&
+        probe.heap().bytes + footprint.kernelBytes + MEASURE_ROOM_PER_WEIGHT_BYTE * held <= probe.heap().maxBytes
+      const measuredWarmup = (meter?: HeapMeter) => warmup(servable!, footprint, stages, meter, known !== undefined)
       warmedUp = await measuredWarmup(room ? { backend: probe } : undefined).catch((error: unknown) => {
         if (!room || !isAllocationFailure(error)) throw error
         return measuredWarmup()
