@@ -117,8 +117,7 @@ async function probeBundle() {
       .filter((path) => !path.includes(':'))
       .map((path) => resolve(ROOT, path))
     renameSync(partial, BUNDLE)
-    writeFileSync(`${BUNDLE_INPUTS}.${process.pid}`, JSON.stringify(bundleStamp(inputs)))
-    renameSync(`${BUNDLE_INPUTS}.${process.pid}`, BUNDLE_INPUTS)
+    writeWhole(BUNDLE_INPUTS, JSON.stringify(bundleStamp(inputs)))
     return BUNDLE
   })()
   return bundled
@@ -223,9 +222,14 @@ function readCache() {
  */
 function writeCache(cache) {
   mkdirSync(dirname(cacheFile()), { recursive: true })
-  const partial = `${cacheFile()}.${process.pid}.tmp`
-  writeFileSync(partial, `${JSON.stringify(cache, null, 1)}\n`)
-  renameSync(partial, cacheFile())
+  writeWhole(cacheFile(), `${JSON.stringify(cache, null, 1)}\n`)
+}
+
+/** Writes `text` to `path` under a name of this process's own, then renames it: a reader sees the old file or the whole new one. */
+function writeWhole(path, text) {
+  const partial = `${path}.${process.pid}.tmp`
+  writeFileSync(partial, text)
+  renameSync(partial, path)
 }
 
 /**

@@ -86,6 +86,12 @@ function autogroupEnabled(): boolean {
   }
 }
 
+/** Writes `<name>.json` into `dir` under another name first, then renames it: the test never reads half of it. */
+function writeWhole(dir: string, name: string, value: unknown): void {
+  writeFileSync(join(dir, `${name}.tmp`), JSON.stringify(value))
+  renameSync(join(dir, `${name}.tmp`), join(dir, `${name}.json`))
+}
+
 export default function setup(project: TestProject) {
   const dir = mkdtempSync(join(tmpdir(), 'client-checks-'))
   const running = new Set<ChildProcess>()
@@ -112,9 +118,7 @@ export default function setup(project: TestProject) {
       const done = (code: number | null, error?: Error) => {
         // 'error' and then 'close'; or a check killed at teardown, whose directory is gone.
         if (!running.delete(child) || stopped) return
-        // Written whole, then renamed: the test never reads half a result.
-        writeFileSync(join(out, `${name}.tmp`), JSON.stringify({ code, output: error ? String(error) : output }))
-        renameSync(join(out, `${name}.tmp`), join(out, `${name}.json`))
+        writeWhole(out, name, { code, output: error ? String(error) : output })
       }
       child.once('error', (error) => done(null, error))
       child.once('close', (code) => done(code))
@@ -123,8 +127,7 @@ export default function setup(project: TestProject) {
     // they run at the usual priority), written once they are in the background, whole.
     void Promise.all(lowered).then((pids) => {
       if (stopped) return
-      writeFileSync(join(out, 'pids.tmp'), JSON.stringify(Object.fromEntries(pids.filter((p) => p !== undefined))))
-      renameSync(join(out, 'pids.tmp'), join(out, 'pids.json'))
+      writeWhole(out, 'pids', Object.fromEntries(pids.filter((p) => p !== undefined)))
     })
     project.provide('clientChecks', out)
   }
