@@ -86,6 +86,8 @@ export declare function buildBundle(options?: {
 }): Promise<Bundle>
 /** A deploy bundle already built into `dir`; throws if there is none. */
 export declare function bundleAt(dir: string): Bundle
+export declare const CHECKED_BUNDLE: string
+export declare function checkedBundle(dir?: string, root?: string): Bundle | undefined
 
 export interface BundleOptions extends LaunchOptions {
   /** A bundle built beforehand, to share between instances; built (and removed on stop) otherwise. */

@@ -12,10 +12,11 @@
  * Types: scripts/tools/launch.d.mts.
  */
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { delimiter, dirname, join, resolve } from 'node:path'
+import { basename, delimiter, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 /** The repository root. */
@@ -384,6 +385,55 @@ export async function buildBundle(options = {}) {
     throw new Error(`wrangler ${args.join(' ')} failed (${signal ?? `code ${code}`}):\n${output.slice(-20_000)}`)
   }
   return { ...bundleAt(outDir), output }
+}
+
+/** Where `npm run check:bundle` writes the deploy bundle, with esbuild's metafile (`bundle-meta.json`) beside it. */
+export const CHECKED_BUNDLE = join(ROOT, '.wrangler/dry-run')
+
+/**
+ * The deploy bundle in `dir` when it is what a build would make now, else undefined: its metafile
+ * (`--metafile`, as `npm run check:bundle` writes it) lists the files esbuild read, and none of them,
+ * nor wrangler.toml, package.json or package-lock.json (which pin what node_modules holds), changed
+ * after its index.js was written; and each wasm module of `root`'s src/ that index.js imports, named by
+ * its content's sha1 as wrangler names them, is the one src/ holds now (the [build] step writes the image
+ * codecs there). `.ci/run` builds it just before `npm test`, whose e2e lane then serves it instead of
+ * building the same bundle again (about 6 CPU-s: wrangler, esbuild and the [build] step).
+ */
+export function checkedBundle(dir = CHECKED_BUNDLE, root = ROOT) {
+  try {
+    const built = statSync(join(dir, 'index.js')).mtimeMs
+    const { inputs } = JSON.parse(readFileSync(join(dir, 'bundle-meta.json'), 'utf8'))
+    // Namespaced inputs (`node-built-in-modules:fs`, …) are wrangler's own, fixed by its version.
+    const files = ['wrangler.toml', 'package.json', 'package-lock.json', ...Object.keys(inputs)].filter(
+      (path) => !/^[\w-]+:/.test(path),
+    )
+    if (files.some((path) => statSync(resolve(root, path)).mtimeMs > built)) return undefined
+    // The wasm modules index.js imports, as wrangler names them: `<sha1 of the content>-<file name>`.
+    const imported = Object.values(inputs)
+      .flatMap((input) => input.imports ?? [])
+      .filter((i) => i.external && i.path.endsWith('.wasm'))
+      .map((i) => basename(i.path))
+    for (const wasm of wasmUnder(join(root, 'src'))) {
+      const name = basename(wasm)
+      const sha1 = createHash('sha1').update(readFileSync(wasm)).digest('hex')
+      if (imported.some((f) => f.endsWith(`-${name}`) && f !== `${sha1}-${name}`)) return undefined
+    }
+    // Only those: a dry run into the same folder leaves the modules of earlier builds beside them.
+    const bundle = bundleAt(dir)
+    return {
+      ...bundle,
+      modules: bundle.modules.filter((m) => m.type !== 'CompiledWasm' || imported.includes(basename(m.path))),
+    }
+  } catch {
+    // No bundle there, no metafile, or an input gone since: not current.
+    return undefined
+  }
+}
+
+function wasmUnder(dir) {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile() && entry.name.endsWith('.wasm'))
+    .map((entry) => join(entry.parentPath, entry.name))
 }
 
 /** A deploy bundle already built into `dir` (by buildBundle, or `npm run check:bundle` into .wrangler/dry-run). */

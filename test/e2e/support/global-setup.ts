@@ -17,7 +17,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { BrowserServer } from 'playwright-core'
 import type { TestProject } from 'vitest/node'
-import { buildBundle, processGroups, setGroupPriority, startWranglerDev } from '../../../scripts/tools/launch.mjs'
+import {
+  buildBundle,
+  checkedBundle,
+  processGroups,
+  setGroupPriority,
+  startWranglerDev,
+} from '../../../scripts/tools/launch.mjs'
 import type { Bundle, BundleServer, Launched, WranglerDev } from '../../../scripts/tools/launch.mjs'
 import { chromiumAvailable, launchChromium } from './chromium'
 import { writeFixtureRepository } from './fixture-repo'
@@ -82,6 +88,10 @@ export default async function setup(project: TestProject) {
   let browser: Promise<BrowserServer> | undefined
   let zoo: Promise<string> | undefined
   const sharedBundle = () => {
+    // The bundle `npm run check:bundle` wrote, when no file it was made from changed since (.ci/run builds
+    // it just before `npm test`): the same bundle, without building it again.
+    const checked = bundle ? undefined : checkedBundle()
+    if (checked) bundle = Promise.resolve(checked)
     if (!bundle) {
       const built = buildBundle({ nice, onSpawn: (pid) => builds.add(pid) }).finally(() => builds.clear())
       bundle = built
