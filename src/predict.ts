@@ -116,7 +116,18 @@ export async function predict<B, T>(
     log('warn', 'request.backend_recovered', { model: name, error: (error as Error).message })
     await state.repairBackend(caller.env, fragmented ? (error as Error).message : undefined)
     freshHeap = true
-    return attempt()
+    try {
+      return await attempt()
+    } catch (again) {
+      // A fresh heap, held by this model alone, still had no room for one row beside this request's
+      // inputs: not fragments, the request is too large for the isolate (as buildFeeds says of inputs).
+      if (!(again instanceof HeapFragmentedError)) throw again
+      const cause = (again.cause as Error | undefined)?.message
+      throw new ApiError(
+        413,
+        `${name}: one row's run had no room on a fresh wasm heap beside this request's inputs${cause ? ` (${cause})` : ''}; send fewer rows or smaller inputs`,
+      )
+    }
   }
 }
 

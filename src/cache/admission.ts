@@ -12,7 +12,7 @@ import type { MemoryGate } from './memory-gate'
 import { handOver, heldBytes } from './memory-gate'
 import { activationBytes, HEAP_PER_ACTIVATION_BYTE, profiled } from '../runtime/footprint'
 import type { Servable } from '../runtime/servable'
-import { rowsOf, runInSubBatches } from '../runtime/sub-batches'
+import { InputCopies, rowsOf, runInSubBatches } from '../runtime/sub-batches'
 import { guardedBackend, isAllocationFailure } from '../runtime/wasm-guard'
 import type { tf } from '../runtime/tf'
 
@@ -219,42 +219,67 @@ export class Admission {
     // place, and until then their room is this run's to take. A run split in sub-batches keeps them held to
     // the end (each sub-batch's rows are a copy), unless it has to wait for room.
     const tensors = Object.values(inputs)
-    return runInSubBatches(runner, inputs, splittable ? rows : 1, async (remaining) => {
-      const want = splittable ? fitting(room, remaining) : 1
-      const ticket = { run: resident.key }
-      for (;;) {
-        const own = heldBytes(tensors)
-        this.cache.makeRoom(Math.max(0, need(want) - own))
-        let r = fitting(this.ledger.limit - this.ledger.used() + own, want)
-        // Split, the inputs stay whole on the heap beside each sub-batch's copy of its rows (the copy is
-        // what the run's figure counts): they stay held where the sub-batches fit beside them. Where not,
-        // the run takes their room as a whole run does, rather than wait on room nothing else may free.
-        let split = splittable && r > 0 && r < rows && own > 0
-        if (split) {
-          this.cache.makeRoom(need(want))
-          const beside = fitting(this.ledger.limit - this.ledger.used(), want)
-          if (beside > 0) r = beside
-          else split = false
+    const copies = new InputCopies()
+    return runInSubBatches(
+      runner,
+      inputs,
+      splittable ? rows : 1,
+      async (remaining) => {
+        const want = splittable ? fitting(room, remaining) : 1
+        const ticket = { run: resident.key }
+        for (;;) {
+          const own = heldBytes(tensors)
+          this.cache.makeRoom(Math.max(0, need(want) - own))
+          let r = fitting(this.ledger.limit - this.ledger.used() + own, want)
+          // Split, the inputs stay whole on the heap beside each sub-batch's copy of its rows (the copy is
+          // what the run's figure counts): they stay held where the sub-batches fit beside them. Where not,
+          // the run takes their room as a whole run does, rather than wait on room nothing else may free.
+          let split = splittable && r > 0 && r < rows && own > 0
+          if (split) {
+            this.cache.makeRoom(need(want))
+            const beside = fitting(this.ledger.limit - this.ledger.used(), want)
+            if (beside > 0) r = beside
+            else split = false
+          }
+          while (r > 1 && !heapFits(r)) r = Math.max(1, Math.floor(r / 2))
+          if (
+            r > 0 &&
+            !heapFits(r) &&
+            splittable &&
+            rows > 1 &&
+            !copies.held &&
+            tensors.every((t) => t.dtype !== 'string')
+          ) {
+            // One row has no room on the heap beside all the rows' inputs: the inputs leave it, and each
+            // sub-batch is made from their JavaScript copies.
+            handOver(tensors)
+            copies.take(inputs)
+            continue
+          }
+          if (r > 0 && !heapFits(r) && measuredOnHeap(f)) {
+            // Held by this model alone, the heap is fragmented: the request path rebuilds it and serves again.
+            throw heapShortError(
+              resident.key,
+              'a run of one row',
+              this.cache.leases(),
+              new Error(
+                `it needs ${need(1)} bytes, the heap (at most ${guardedBackend()!.heap().maxBytes} bytes) has less free`,
+              ),
+            )
+          }
+          if (r > 0) {
+            if (!split) handOver(tensors)
+            this.ledger.hold(ticket, 'run', need(r))
+            return { rows: splittable ? r : remaining, done: () => this.ledger.release(ticket) }
+          }
+          // Waiting, it holds its inputs no longer: they are on the heap either way, and two requests each
+          // waiting for room the other's inputs hold would wait for good.
+          handOver(tensors)
+          await this.roomChange('run', need(1), `a run of ${resident.key}`)
         }
-        while (r > 1 && !heapFits(r)) r = Math.max(1, Math.floor(r / 2))
-        if (r > 0 && !heapFits(r) && measuredOnHeap(f)) {
-          throw new ModelUnavailableError(
-            `${resident.key}: a run of one row needs ${need(1)} bytes of wasm heap, and the heap (at most ${guardedBackend()!.heap().maxBytes} bytes) has less free ` +
-              `with every idle model evicted; the models in use hold the rest, retry`,
-            1,
-          )
-        }
-        if (r > 0) {
-          if (!split) handOver(tensors)
-          this.ledger.hold(ticket, 'run', need(r))
-          return { rows: splittable ? r : remaining, done: () => this.ledger.release(ticket) }
-        }
-        // Waiting, it holds its inputs no longer: they are on the heap either way, and two requests each
-        // waiting for room the other's inputs hold would wait for good.
-        handOver(tensors)
-        await this.roomChange('run', need(1), `a run of ${resident.key}`)
-      }
-    })
+      },
+      copies,
+    )
   }
 
   /**

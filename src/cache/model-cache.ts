@@ -283,6 +283,15 @@ export class ModelCache {
     return this.holdsNothing() && (await this.settings.rebuildHeap?.(reason)) === true
   }
 
+  /**
+   * Replaces a broken wasm backend (an `Aborted()` in a kernel) with a fresh one, for a build outside the
+   * cache that broke it: its models cannot run any more either way, so they go (each loads again on its
+   * next request). Resolves whether it did.
+   */
+  async rebuildBrokenHeap(reason: string): Promise<boolean> {
+    return backendBroken() !== undefined && (await this.settings.rebuildHeap?.(reason)) === true
+  }
+
   /** Evicts the least recently used idle model other than `except`; false when there is none. */
   evictIdle(except: string, reason: string): boolean {
     const idle = this.available()

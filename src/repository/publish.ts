@@ -219,19 +219,33 @@ async function validate(
  */
 async function buildWithRoom<T>(cache: ModelCache, dir: string, needs: number, build: () => Promise<T>): Promise<T> {
   const reason = `validating the candidate ${dir}`
+  const tooLarge = (message: string) => {
+    const max = guardedBackend()?.heap().maxBytes
+    return new Error(
+      `it cannot be built even alone on a fresh wasm heap${max ? ` of at most ${max} bytes` : ''}: ${message}`,
+    )
+  }
   while (cache.residentBytes() + needs > cache.options.budgetBytes && cache.evictIdle('', reason));
   for (let rebuilt = false; ;) {
     try {
       return await build()
     } catch (error) {
-      if (backendBroken() !== undefined || !isAllocationFailure(error)) throw error
-      if (cache.evictIdle('', reason)) continue
-      if (rebuilt && cache.holdsNothing()) {
-        const max = guardedBackend()?.heap().maxBytes
-        throw new Error(
-          `it cannot be built even alone on a fresh wasm heap${max ? ` of at most ${max} bytes` : ''}: ${error.message}`,
-        )
+      // A kernel's own allocation failing inside the module aborts it: the backend is broken, the models
+      // built on it gone with it. Rebuilt, the candidate is built once more, alone on a fresh heap.
+      if (backendBroken() !== undefined) {
+        const message = (error as Error).message
+        if (rebuilt) {
+          // Left sound for the models that serve, then refused: it does not fit even alone.
+          await cache.rebuildBrokenHeap(`${reason} broke it again: ${message}`)
+          throw tooLarge(message)
+        }
+        if (!(await cache.rebuildBrokenHeap(`${reason}: ${message}`))) throw error
+        rebuilt = true
+        continue
       }
+      if (!isAllocationFailure(error)) throw error
+      if (cache.evictIdle('', reason)) continue
+      if (rebuilt && cache.holdsNothing()) throw tooLarge(error.message)
       if (rebuilt || !heapHolds(Math.max(needs, findAllocation(error)!.bytes))) throw error
       if (!(await cache.rebuildEmptyHeap(`${reason}: ${error.message}`))) throw error
       rebuilt = true

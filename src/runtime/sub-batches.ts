@@ -23,15 +23,54 @@ export function rowsOf(inputs: Record<string, tf.Tensor>): number | undefined {
 }
 
 /**
+ * A request's inputs moved off the wasm heap: each tensor's values copied into JavaScript and the tensor
+ * disposed, each sub-batch then made from the copies. For a run whose one row does not fit on the heap
+ * beside all its rows' inputs: the heap then holds one sub-batch's rows, not every row (the copies are
+ * within the JavaScript the request reserved for its body's numbers, traffic/request-memory.ts).
+ */
+export class InputCopies {
+  private copies: Map<string, { values: ArrayLike<number>; shape: number[]; dtype: tf.DataType }> | undefined
+
+  /** Whether the inputs are held here, off the heap. */
+  get held(): boolean {
+    return this.copies !== undefined
+  }
+
+  /** Copies `inputs` (numeric, with rows) into JavaScript and disposes them. */
+  take(inputs: Record<string, tf.Tensor>): void {
+    this.copies = new Map(
+      Object.entries(inputs).map(([name, t]) => [
+        name,
+        { values: t.dataSync() as ArrayLike<number>, shape: t.shape, dtype: t.dtype },
+      ]),
+    )
+    tf.dispose(Object.values(inputs))
+  }
+
+  /** Rows `start` to `start + take` of each input, as new tensors on the heap. */
+  rows(start: number, take: number): Record<string, tf.Tensor> {
+    return Object.fromEntries(
+      [...this.copies!].map(([name, { values, shape, dtype }]) => {
+        const row = shape.slice(1).reduce((n, d) => n * d, 1)
+        const part = (values as Float32Array).subarray(start * row, (start + take) * row)
+        return [name, tf.tensor(part, [take, ...shape.slice(1)], dtype)]
+      }),
+    )
+  }
+}
+
+/**
  * Runs `inputs` (`rows` rows) through `servable` in sub-batches of the sizes `next` grants, each run
  * only after its grant; an output whose first dimension is not its sub-batch's rows cannot be joined,
- * and throws. The inputs stay the caller's; the caller disposes the outputs.
+ * and throws. The inputs stay the caller's, unless `next` moves them into `copies` (disposing them),
+ * from which the sub-batches after are made; the caller disposes the outputs.
  */
 export async function runInSubBatches(
   servable: Servable,
   inputs: Record<string, tf.Tensor>,
   rows: number,
   next: (remaining: number) => Promise<RowGrant>,
+  copies?: InputCopies,
 ): Promise<Record<string, tf.Tensor>> {
   const parts: Record<string, tf.Tensor>[] = []
   let joined = false
@@ -40,8 +79,9 @@ export async function runInSubBatches(
       const grant = await next(rows - start)
       const take = Math.min(grant.rows, rows - start)
       // All rows at once: the inputs as they are, without a copy.
-      const feeds =
-        take === rows
+      const feeds = copies?.held
+        ? copies.rows(start, take)
+        : take === rows
           ? inputs
           : Object.fromEntries(Object.entries(inputs).map(([name, t]) => [name, tf.slice(t, start, take)]))
       try {
