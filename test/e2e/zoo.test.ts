@@ -215,7 +215,7 @@ const HEAP_CAP_BYTES = 96 * MiB
  * where the allocator's pages land); 64 MiB is about twice that. Within a round RSS swings by up to
  * ~150 MiB of garbage, a rebuilt heap's old instance among it (counted over the inspector: none
  * outlives a collection). What it catches in three rounds: a wasm instance kept after each rebuild
- * (96 MiB; the zoo rebuilds the heap about once a round), or a model's weights kept per request (13
+ * (up to the 78 MiB cap; the zoo rebuilds the heap about once a round), or a model's weights kept per request (13
  * requests a round, 1.6–14 MB each); over 50 rounds, slower growth than workerd's own.
  */
 const FLAT_MIB = 64

@@ -99,7 +99,7 @@ describe('add-model', () => {
     const run = await addModel(join(NSFW, 'inception_v3'), '--name', 'inception')
     expect(run.status).toBe(1)
     expect(run.err).toMatch(
-      /^\[add-model\] inception\/1 needs ~\d+\.\d MB of wasm heap .*, an isolate can give 100\.7 MB/,
+      /^\[add-model\] inception\/1 needs ~\d+\.\d MB of wasm heap .*, an isolate can give 81\.8 MB/,
     )
     expect(existsSync(join(repo, 'inception'))).toBe(false)
   })

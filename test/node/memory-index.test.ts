@@ -141,7 +141,7 @@ describe('publish-model and memory', () => {
     )
     expect(run.status, run.stdout).toBe(1)
     expect(run.stderr).toMatch(
-      /^\[publish-model\] refused inception\/1 needs ~\d+\.\d MB of wasm heap .*, an isolate can give 100\.7 MB/,
+      /^\[publish-model\] refused inception\/1 needs ~\d+\.\d MB of wasm heap .*, an isolate can give 81\.8 MB/,
     )
     expect(run.stdout).not.toMatch(/→/)
   }, 300_000)
