@@ -28,8 +28,9 @@ describe('the isolate state', () => {
     const before = isolate()
     expect((await post('/v1/models/iris:predict', { instances: [SETOSA] })).status).toBe(200)
     const after = resetIsolate()
-    expect(after).not.toBe(before)
-    expect(after.backend).toBe(before.backend)
+    // As booleans: a failing toBe would print the isolate, its wasm heap and all.
+    expect(after !== before, 'a new isolate').toBe(true)
+    expect(after.backend === before.backend, 'the same backend').toBe(true)
     expect(after.status(env).models).toEqual([])
   })
 })
