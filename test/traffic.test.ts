@@ -10,6 +10,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { checkModelConfig } from '../src/repository/model-config'
 import { isolate } from '../src/isolate'
 import { tf } from '../src/runtime/tf'
+import { InputCopies } from '../src/runtime/sub-batches'
 import { Gate } from '../src/traffic/gate'
 import type { Place } from '../src/traffic/gate'
 import { fnv1a, pickWeighted } from '../src/traffic/traffic'
@@ -594,6 +595,21 @@ describe('shadow', () => {
     traffic.dropCaptured(captured)
     expect([ledger.used(), tf.memory().numTensors]).toEqual([used, tensors])
     tf.dispose([inputs.features, outputs.scores])
+  })
+
+  it('copies nothing of inputs the run moved off the heap (disposed, their rows made from copies): skipped for memory, the request unharmed', async () => {
+    await configure({ traffic: { versions: { '1': 100 } }, shadow: { version: 3, fraction: 1 } })
+    const target = (await isolate().repository(env)).resolve(NAME, { version: 1 })
+    const inputs = { features: tf.zeros([64, 4]) }
+    const outputs = { scores: tf.zeros([64, 3]) }
+    new InputCopies().take(inputs)
+    const tensors = tf.memory().numTensors
+    const lines: Record<string, unknown>[] = []
+    vi.spyOn(console, 'log').mockImplementation((line: string) => void lines.push(JSON.parse(line)))
+    expect(isolate().traffic.capture(target, 3, inputs, outputs, { requestId: 'r2' })).toBeUndefined()
+    expect(tf.memory().numTensors).toBe(tensors)
+    expect(lines.find((l) => l.event === 'shadow.skipped')).toMatchObject({ requestId: 'r2', reason: 'memory' })
+    tf.dispose(outputs.scores)
   })
 
   it('costs the client nothing when the shadow version fails to load', async () => {

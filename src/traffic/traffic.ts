@@ -528,7 +528,9 @@ export class TrafficControl {
     const bytes = tensorBytes(Object.values(inputs)) + tensorBytes(Object.values(outputs))
     const ledger = this.state.cache.admission.ledger
     const room = ledger.fits(bytes) && this.capturedBytes + bytes <= ledger.limit * SHADOW_BUDGET_SHARE
-    const reason = this.shadowsPending >= MAX_SHADOWS_PENDING ? 'backlog' : !room ? 'memory' : undefined
+    // Inputs the run moved off the heap for want of room (cache/admission.ts, InputCopies) are gone: no copy.
+    const offloaded = Object.values(inputs).some((t) => t.isDisposed)
+    const reason = this.shadowsPending >= MAX_SHADOWS_PENDING ? 'backlog' : !room || offloaded ? 'memory' : undefined
     if (reason) {
       this.state.metrics.recordShadow(served.name, served.version, label, 'skipped', false, reason)
       log('info', 'shadow.skipped', {
