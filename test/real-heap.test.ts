@@ -190,7 +190,8 @@ describe('under the default settings', () => {
       })
       const body = await res.json<{ error?: string; outputs?: { shape: number[] }[] }>()
       console.log(`${n} tiny images: ${res.status} ${body.error ?? JSON.stringify(body.outputs![0]!.shape)}`)
-      expect([200, 413], body.error).toContain(res.status)
+      // Up to 32 (19.3 MB of rows): served, their rows made off the heap where one row has no room beside them.
+      expect(n <= 32 ? [200] : [200, 413], body.error).toContain(res.status)
     }
   }, 300_000)
 

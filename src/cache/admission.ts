@@ -219,7 +219,13 @@ export class Admission {
     // place, and until then their room is this run's to take. A run split in sub-batches keeps them held to
     // the end (each sub-batch's rows are a copy), unless it has to wait for room.
     const tensors = Object.values(inputs)
-    const copies = new InputCopies()
+    const offloadable = splittable && rows > 1 && tensors.every((t) => t.dtype !== 'string')
+    // A run of one row that found the heap short with this model alone (fragmented, as it stood) is run
+    // again with the inputs off the heap before the heap is rebuilt for it.
+    const copies = new InputCopies(
+      (error) => offloadable && error instanceof HeapFragmentedError,
+      () => handOver(tensors),
+    )
     return runInSubBatches(
       runner,
       inputs,
@@ -242,17 +248,9 @@ export class Admission {
             else split = false
           }
           while (r > 1 && !heapFits(r)) r = Math.max(1, Math.floor(r / 2))
-          if (
-            r > 0 &&
-            !heapFits(r) &&
-            splittable &&
-            rows > 1 &&
-            !copies.held &&
-            tensors.every((t) => t.dtype !== 'string')
-          ) {
+          if (r > 0 && !heapFits(r) && offloadable && !copies.held) {
             // One row has no room on the heap beside all the rows' inputs: the inputs leave it, and each
             // sub-batch is made from their JavaScript copies.
-            handOver(tensors)
             copies.take(inputs)
             continue
           }

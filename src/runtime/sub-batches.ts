@@ -31,6 +31,21 @@ export function rowsOf(inputs: Record<string, tf.Tensor>): number | undefined {
 export class InputCopies {
   private copies: Map<string, { values: ArrayLike<number>; shape: number[]; dtype: tf.DataType }> | undefined
 
+  /**
+   * `retryOn`: whether a sub-batch's failure is one that moving the inputs off the heap may mend (the
+   * caller's judgement: a heap short for one row); it is then run again from the copies. `taking`: called
+   * before the inputs are taken (the caller ends their reservations).
+   */
+  constructor(
+    private readonly retryOn: (error: unknown) => boolean = () => false,
+    private readonly taking: () => void = () => {},
+  ) {}
+
+  /** Whether `error` is mended by taking the inputs off the heap, which are still on it. */
+  mends(error: unknown): boolean {
+    return !this.held && this.retryOn(error)
+  }
+
   /** Whether the inputs are held here, off the heap. */
   get held(): boolean {
     return this.copies !== undefined
@@ -38,6 +53,7 @@ export class InputCopies {
 
   /** Copies `inputs` (numeric, with rows) into JavaScript and disposes them. */
   take(inputs: Record<string, tf.Tensor>): void {
+    this.taking()
     this.copies = new Map(
       Object.entries(inputs).map(([name, t]) => [
         name,
@@ -86,6 +102,12 @@ export async function runInSubBatches(
           : Object.fromEntries(Object.entries(inputs).map(([name, t]) => [name, tf.slice(t, start, take)]))
       try {
         parts.push(await servable.run(feeds))
+      } catch (error) {
+        if (!copies?.mends(error)) throw error
+        // Short of heap for its rows beside the whole inputs: this sub-batch again, made from their copies.
+        if (feeds !== inputs) tf.dispose(feeds)
+        copies.take(inputs)
+        continue
       } finally {
         if (feeds !== inputs) tf.dispose(feeds)
         grant.done()
