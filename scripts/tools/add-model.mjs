@@ -93,13 +93,26 @@ export async function addModel(
  * how to call it through `log`, a failure through `error`; resolves to the exit code.
  */
 export async function main(argv, { log = console.log, error: fail = console.error } = {}) {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { name: { type: 'string' }, version: { type: 'string' } },
-  })
+  const usage = 'usage: npm run add-model -- <folder | model.json | model.min.js> [--name N] [--version V]'
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { name: { type: 'string' }, version: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    })
+  } catch (error) {
+    // An unknown option or one without its value: what was wrong, then the usage, not a stack trace.
+    fail(`[add-model] ${error.message}\n${usage}`)
+    return 2
+  }
+  const { values, positionals } = parsed
+  if (values.help) {
+    log(usage)
+    return 0
+  }
   if (positionals.length !== 1) {
-    fail('usage: npm run add-model -- <folder | model.json | model.min.js> [--name N] [--version V]')
+    fail(usage)
     return 2
   }
   let added

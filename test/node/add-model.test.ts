@@ -52,6 +52,18 @@ afterAll(() => rmSync(repo, { recursive: true, force: true }))
 afterEach(() => vi.unstubAllEnvs())
 
 describe('add-model', () => {
+  it('answers --help with its usage, and an unknown option with what was wrong and the usage, not a stack trace', async () => {
+    const help = await addModel('--help')
+    expect([help.status, help.err]).toEqual([0, ''])
+    expect(help.out).toMatch(
+      /^usage: npm run add-model -- <folder \| model\.json \| model\.min\.js> \[--name N\] \[--version V\]\n$/,
+    )
+    const wrong = await addModel('--nmae', 'x', 'some/folder')
+    expect(wrong.status).toBe(2)
+    expect(wrong.err).toMatch(/^\[add-model\] Unknown option '--nmae'.*\nusage: npm run add-model -- /s)
+    expect(wrong.err).not.toMatch(/\n\s+at /)
+  })
+
   it("unpacks nsfwjs's JS-packed MobileNetV2, with an image config and its memory", async () => {
     const run = await addModel(join(NSFW, 'mobilenet_v2', 'model.min.js'), '--name', 'nsfw')
     expect(run.status, run.err).toBe(0)
