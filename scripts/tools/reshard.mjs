@@ -60,12 +60,25 @@ export async function reshard(dir, { maxShardBytes = 4 * MIB } = {}) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: { 'max-shard-mb': { type: 'string', default: '4' } },
-  })
+  const usage = 'usage: npm run reshard -- <model version folder> [--max-shard-mb 4]'
+  let parsed
+  try {
+    parsed = parseArgs({
+      allowPositionals: true,
+      options: { 'max-shard-mb': { type: 'string', default: '4' }, help: { type: 'boolean', short: 'h' } },
+    })
+  } catch (error) {
+    // An unknown option or one without its value: what was wrong, then the usage, not a stack trace.
+    console.error(`[reshard] ${error.message}\n${usage}`)
+    process.exit(2)
+  }
+  const { values, positionals } = parsed
+  if (values.help) {
+    console.log(usage)
+    process.exit(0)
+  }
   if (positionals.length !== 1) {
-    console.error('usage: npm run reshard -- <model version folder> [--max-shard-mb 4]')
+    console.error(usage)
     process.exit(2)
   }
   const dir = positionals[0]

@@ -9,10 +9,35 @@
 // --bundle DIR serves a bundle built before (`npm run check:bundle` writes one to .wrangler/dry-run)
 // instead of building one: a restart in a second.
 import { join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
 import { devAddress } from './dev-address.mjs'
 import { buildBundle, bundleAt, ROOT, startBundle } from './launch.mjs'
 
 const argv = process.argv.slice(2)
+const USAGE = 'usage: npm start [-- --port N] [--var KEY:VALUE …] [--bundle DIR]'
+
+/** What is wrong with the command line (an unknown option, a value missing, a --var without its colon), or undefined. */
+function argvProblem(args) {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args,
+      options: {
+        port: { type: 'string' },
+        var: { type: 'string', multiple: true },
+        bundle: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    })
+  } catch (error) {
+    return error.message
+  }
+  const port = parsed.values.port
+  if (port !== undefined && !/^[0-9]{1,5}$/.test(port)) return `--port ${port}: a port number`
+  const bad = (parsed.values.var ?? []).find((v) => !/^[^:]+:/.test(v))
+  return bad === undefined ? undefined : `--var ${bad}: KEY:VALUE`
+}
+
 const option = (name, fallback) => {
   const i = argv.indexOf(`--${name}`)
   return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1] : fallback
@@ -112,6 +137,15 @@ async function main() {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
+  const problem = argvProblem(argv)
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(USAGE)
+    process.exit(problem === undefined ? 0 : 2)
+  }
+  if (problem !== undefined) {
+    console.error(`[start] ${problem}\n${USAGE}`)
+    process.exit(2)
+  }
   main().catch((error) => {
     console.error(`[start] ${error.message}`)
     process.exit(1)
