@@ -126,6 +126,7 @@ export class Isolate {
       onLoadFailed: (key, ms, message) => analytics.loadFailed(key, ms, message),
       onUnload: (key, reason, memoryBytes) => analytics.unloaded(key, reason, memoryBytes),
       rebuildHeap: (reason) => this.rebuildHeap(reason),
+      reserveJavaScript: (bytes) => this.traffic.memory.tryReserve(bytes),
     })
     // Image decodes and input rows reserve their bytes in this cache's budget (cache/memory-gate.ts).
     setMemoryGate(this.cache.admission.gate)

@@ -14,6 +14,7 @@ import { activationBytes, HEAP_PER_ACTIVATION_BYTE, profiled } from '../runtime/
 import type { Servable } from '../runtime/servable'
 import { InputCopies, rowsOf, runInSubBatches } from '../runtime/sub-batches'
 import { guardedBackend, isAllocationFailure } from '../runtime/wasm-guard'
+import { tensorBytes } from '../runtime/tf'
 import type { tf } from '../runtime/tf'
 
 /** Whether the model's figures are the heap's own (measured here or by the index), so that a heap short of them is known to be short. */
@@ -72,6 +73,8 @@ export interface Evictor {
   /** Evicts the least recently used idle model other than `except`; false when there is none. */
   evictIdle(except: string): boolean
   leases(): number
+  /** Takes `bytes` of the requests' JavaScript pool at once if free (CacheOptions.reserveJavaScript), else undefined. */
+  reserveJavaScript(bytes: number): (() => void) | undefined
 }
 
 export class Admission {
@@ -220,64 +223,75 @@ export class Admission {
     // the end (each sub-batch's rows are a copy), unless it has to wait for room.
     const tensors = Object.values(inputs)
     const offloadable = splittable && rows > 1 && tensors.every((t) => t.dtype !== 'string')
+    let releaseCopies: (() => void) | undefined
     // A run of one row that found the heap short with this model alone (fragmented, as it stood) is run
-    // again with the inputs off the heap before the heap is rebuilt for it.
+    // again with the inputs off the heap before the heap is rebuilt for it. The copies are JavaScript
+    // beyond what the request reserved for its body (WebAssembly memory never shrinks: the heap they leave
+    // stays the isolate's), so they take their bytes from the requests' pool at once, or the inputs stay.
     const copies = new InputCopies(
       (error) => offloadable && error instanceof HeapFragmentedError,
-      () => handOver(tensors),
-    )
-    return runInSubBatches(
-      runner,
-      inputs,
-      splittable ? rows : 1,
-      async (remaining) => {
-        const want = splittable ? fitting(room, remaining) : 1
-        const ticket = { run: resident.key }
-        for (;;) {
-          const own = heldBytes(tensors)
-          this.cache.makeRoom(Math.max(0, need(want) - own))
-          let r = fitting(this.ledger.limit - this.ledger.used() + own, want)
-          // Split, the inputs stay whole on the heap beside each sub-batch's copy of its rows (the copy is
-          // what the run's figure counts): they stay held where the sub-batches fit beside them. Where not,
-          // the run takes their room as a whole run does, rather than wait on room nothing else may free.
-          let split = splittable && r > 0 && r < rows && own > 0
-          if (split) {
-            this.cache.makeRoom(need(want))
-            const beside = fitting(this.ledger.limit - this.ledger.used(), want)
-            if (beside > 0) r = beside
-            else split = false
-          }
-          while (r > 1 && !heapFits(r)) r = Math.max(1, Math.floor(r / 2))
-          if (r > 0 && !heapFits(r) && offloadable && !copies.held) {
-            // One row has no room on the heap beside all the rows' inputs: the inputs leave it, and each
-            // sub-batch is made from their JavaScript copies.
-            copies.take(inputs)
-            continue
-          }
-          if (r > 0 && !heapFits(r) && measuredOnHeap(f)) {
-            // Held by this model alone, the heap is fragmented: the request path rebuilds it and serves again.
-            throw heapShortError(
-              resident.key,
-              'a run of one row',
-              this.cache.leases(),
-              new Error(
-                `it needs ${need(1)} bytes, the heap (at most ${guardedBackend()!.heap().maxBytes} bytes) has less free`,
-              ),
-            )
-          }
-          if (r > 0) {
-            if (!split) handOver(tensors)
-            this.ledger.hold(ticket, 'run', need(r))
-            return { rows: splittable ? r : remaining, done: () => this.ledger.release(ticket) }
-          }
-          // Waiting, it holds its inputs no longer: they are on the heap either way, and two requests each
-          // waiting for room the other's inputs hold would wait for good.
-          handOver(tensors)
-          await this.roomChange('run', need(1), `a run of ${resident.key}`)
-        }
+      () => {
+        releaseCopies = this.cache.reserveJavaScript(tensorBytes(tensors))
+        if (releaseCopies === undefined) return false
+        handOver(tensors)
+        return true
       },
-      copies,
     )
+    try {
+      return await runInSubBatches(
+        runner,
+        inputs,
+        splittable ? rows : 1,
+        async (remaining) => {
+          const want = splittable ? fitting(room, remaining) : 1
+          const ticket = { run: resident.key }
+          for (;;) {
+            const own = heldBytes(tensors)
+            this.cache.makeRoom(Math.max(0, need(want) - own))
+            let r = fitting(this.ledger.limit - this.ledger.used() + own, want)
+            // Split, the inputs stay whole on the heap beside each sub-batch's copy of its rows (the copy is
+            // what the run's figure counts): they stay held where the sub-batches fit beside them. Where not,
+            // the run takes their room as a whole run does, rather than wait on room nothing else may free.
+            let split = splittable && r > 0 && r < rows && own > 0
+            if (split) {
+              this.cache.makeRoom(need(want))
+              const beside = fitting(this.ledger.limit - this.ledger.used(), want)
+              if (beside > 0) r = beside
+              else split = false
+            }
+            while (r > 1 && !heapFits(r)) r = Math.max(1, Math.floor(r / 2))
+            if (r > 0 && !heapFits(r) && offloadable && !copies.held && copies.take(inputs)) {
+              // One row has no room on the heap beside all the rows' inputs: the inputs leave it, and each
+              // sub-batch is made from their JavaScript copies.
+              continue
+            }
+            if (r > 0 && !heapFits(r) && measuredOnHeap(f)) {
+              // Held by this model alone, the heap is fragmented: the request path rebuilds it and serves again.
+              throw heapShortError(
+                resident.key,
+                'a run of one row',
+                this.cache.leases(),
+                new Error(
+                  `it needs ${need(1)} bytes, the heap (at most ${guardedBackend()!.heap().maxBytes} bytes) has less free`,
+                ),
+              )
+            }
+            if (r > 0) {
+              if (!split) handOver(tensors)
+              this.ledger.hold(ticket, 'run', need(r))
+              return { rows: splittable ? r : remaining, done: () => this.ledger.release(ticket) }
+            }
+            // Waiting, it holds its inputs no longer: they are on the heap either way, and two requests each
+            // waiting for room the other's inputs hold would wait for good.
+            handOver(tensors)
+            await this.roomChange('run', need(1), `a run of ${resident.key}`)
+          }
+        },
+        copies,
+      )
+    } finally {
+      releaseCopies?.()
+    }
   }
 
   /**

@@ -64,6 +64,11 @@ export interface CacheOptions extends CacheLimits {
    * backend with a fresh instance and resolves true when it did; the load is then tried once more.
    */
   rebuildHeap?: (reason: string) => Promise<boolean>
+  /**
+   * Takes `bytes` of the requests' JavaScript pool (REQUEST_MEMORY_BYTES) at once if they are free, for a
+   * run's inputs moved off the heap (cache/admission.ts); undefined when they are not. Absent: never.
+   */
+  reserveJavaScript?: (bytes: number) => (() => void) | undefined
 }
 
 /**
@@ -108,6 +113,7 @@ export class ModelCache {
       makeRoom: (bytes, key) => this.makeRoom(bytes, key),
       evictIdle: (except) => this.evictIdle(except, 'heap'),
       leases: () => this.leases(),
+      reserveJavaScript: (bytes) => this.settings.reserveJavaScript?.(bytes),
     })
   }
 

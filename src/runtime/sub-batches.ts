@@ -34,11 +34,12 @@ export class InputCopies {
   /**
    * `retryOn`: whether a sub-batch's failure is one that moving the inputs off the heap may mend (the
    * caller's judgement: a heap short for one row); it is then run again from the copies. `taking`: called
-   * before the inputs are taken (the caller ends their reservations).
+   * before the inputs are taken, false when they may not be (the caller reserves the copies' bytes and
+   * ends the inputs' reservations).
    */
   constructor(
     private readonly retryOn: (error: unknown) => boolean = () => false,
-    private readonly taking: () => void = () => {},
+    private readonly taking: () => boolean = () => true,
   ) {}
 
   /** Whether `error` is mended by taking the inputs off the heap, which are still on it. */
@@ -51,9 +52,9 @@ export class InputCopies {
     return this.copies !== undefined
   }
 
-  /** Copies `inputs` (numeric, with rows) into JavaScript and disposes them. */
-  take(inputs: Record<string, tf.Tensor>): void {
-    this.taking()
+  /** Copies `inputs` (numeric, with rows) into JavaScript and disposes them; false (nothing done) when the caller says no. */
+  take(inputs: Record<string, tf.Tensor>): boolean {
+    if (!this.taking()) return false
     this.copies = new Map(
       Object.entries(inputs).map(([name, t]) => [
         name,
@@ -61,6 +62,7 @@ export class InputCopies {
       ]),
     )
     tf.dispose(Object.values(inputs))
+    return true
   }
 
   /** Rows `start` to `start + take` of each input, as new tensors on the heap. */
@@ -103,10 +105,9 @@ export async function runInSubBatches(
       try {
         parts.push(await servable.run(feeds))
       } catch (error) {
-        if (!copies?.mends(error)) throw error
         // Short of heap for its rows beside the whole inputs: this sub-batch again, made from their copies.
         if (feeds !== inputs) tf.dispose(feeds)
-        copies.take(inputs)
+        if (!copies?.mends(error) || !copies.take(inputs)) throw error
         continue
       } finally {
         if (feeds !== inputs) tf.dispose(feeds)
