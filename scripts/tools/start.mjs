@@ -13,11 +13,13 @@ import { parseArgs } from 'node:util'
 import { devAddress } from './dev-address.mjs'
 import { buildBundle, bundleAt, ROOT, startBundle } from './launch.mjs'
 
-const argv = process.argv.slice(2)
 const USAGE = 'usage: npm start [-- --port N] [--var KEY:VALUE …] [--bundle DIR]'
 
-/** What is wrong with the command line (an unknown option, a value missing, a --var without its colon), or undefined. */
-function argvProblem(args) {
+/**
+ * The command line, read: its options, or `problem`, what is wrong with it (an unknown option, a value
+ * missing, a port that is not a number, a --var without its colon).
+ */
+function readArgs(args) {
   let parsed
   try {
     parsed = parseArgs({
@@ -30,24 +32,20 @@ function argvProblem(args) {
       },
     })
   } catch (error) {
-    return error.message
+    return { problem: error.message }
   }
-  const port = parsed.values.port
-  if (port !== undefined && !/^[0-9]{1,5}$/.test(port)) return `--port ${port}: a port number`
-  const bad = (parsed.values.var ?? []).find((v) => !/^[^:]+:/.test(v))
-  return bad === undefined ? undefined : `--var ${bad}: KEY:VALUE`
+  const { port, bundle, help } = parsed.values
+  if (port !== undefined && !/^[0-9]{1,5}$/.test(port)) return { problem: `--port ${port}: a port number` }
+  const vars = parsed.values.var ?? []
+  const bad = vars.find((v) => !/^[^:]+:/.test(v))
+  if (bad !== undefined) return { problem: `--var ${bad}: KEY:VALUE` }
+  return {
+    help: help === true,
+    port: Number(port ?? devAddress().port),
+    bundle,
+    vars: Object.fromEntries(vars.map((v) => v.split(/:(.*)/s).slice(0, 2))),
+  }
 }
-
-const option = (name, fallback) => {
-  const i = argv.indexOf(`--${name}`)
-  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1] : fallback
-}
-const vars = Object.fromEntries(
-  argv.flatMap((arg, i) =>
-    arg === '--var' && argv[i + 1]?.includes(':') ? [argv[i + 1].split(/:(.*)/s).slice(0, 2)] : [],
-  ),
-)
-const port = Number(option('port', devAddress().port))
 
 /** When `cron` (five fields: minute hour day month weekday, in UTC as Cloudflare reads them) next fires after `from`. */
 export function nextRun(cron, from = new Date()) {
@@ -87,8 +85,7 @@ export function nextRun(cron, from = new Date()) {
   throw new Error(`cron '${cron}' never fires`)
 }
 
-async function main() {
-  const prebuilt = option('bundle', undefined)
+async function main({ port, bundle: prebuilt, vars }) {
   if (prebuilt === undefined) console.log('[start] building the deploy bundle (wrangler deploy --dry-run) …')
   const bundle =
     prebuilt !== undefined
@@ -137,16 +134,16 @@ async function main() {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const problem = argvProblem(argv)
-  if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(USAGE)
-    process.exit(problem === undefined ? 0 : 2)
-  }
-  if (problem !== undefined) {
-    console.error(`[start] ${problem}\n${USAGE}`)
+  const args = readArgs(process.argv.slice(2))
+  if (args.problem !== undefined) {
+    console.error(`[start] ${args.problem}\n${USAGE}`)
     process.exit(2)
   }
-  main().catch((error) => {
+  if (args.help) {
+    console.log(USAGE)
+    process.exit(0)
+  }
+  main(args).catch((error) => {
     console.error(`[start] ${error.message}`)
     process.exit(1)
   })
