@@ -5,9 +5,10 @@
 // they can be. Cached by the model files' digest, so a build measures only what changed.
 import { execFileSync, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { writeWhole } from '../files.mjs'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 const ROOT = resolve(HERE, '../../..')
@@ -223,13 +224,6 @@ function readCache() {
 function writeCache(cache) {
   mkdirSync(dirname(cacheFile()), { recursive: true })
   writeWhole(cacheFile(), `${JSON.stringify(cache, null, 1)}\n`)
-}
-
-/** Writes `text` to `path` under a name of this process's own, then renames it: a reader sees the old file or the whole new one. */
-function writeWhole(path, text) {
-  const partial = `${path}.${process.pid}.tmp`
-  writeFileSync(partial, text)
-  renameSync(partial, path)
 }
 
 /**

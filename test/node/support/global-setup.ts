@@ -9,19 +9,11 @@
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import {
-  copyFileSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestProject } from 'vitest/node'
+import { writeWhole } from '../../../scripts/build/files.mjs'
 import { ROOT, setGroupPriorityPatiently } from '../../../scripts/tools/launch.mjs'
 import { CLIENT_MAIN, CLIENT_OPTIONS } from './client-project'
 
@@ -86,12 +78,6 @@ function autogroupEnabled(): boolean {
   }
 }
 
-/** Writes `<name>.json` into `dir` under another name first, then renames it: the test never reads half of it. */
-function writeWhole(dir: string, name: string, value: unknown): void {
-  writeFileSync(join(dir, `${name}.tmp`), JSON.stringify(value))
-  renameSync(join(dir, `${name}.tmp`), join(dir, `${name}.json`))
-}
-
 export default function setup(project: TestProject) {
   const dir = mkdtempSync(join(tmpdir(), 'client-checks-'))
   const running = new Set<ChildProcess>()
@@ -118,7 +104,7 @@ export default function setup(project: TestProject) {
       const done = (code: number | null, error?: Error) => {
         // 'error' and then 'close'; or a check killed at teardown, whose directory is gone.
         if (!running.delete(child) || stopped) return
-        writeWhole(out, name, { code, output: error ? String(error) : output })
+        writeWhole(join(out, `${name}.json`), JSON.stringify({ code, output: error ? String(error) : output }))
       }
       child.once('error', (error) => done(null, error))
       child.once('close', (code) => done(code))
@@ -127,7 +113,7 @@ export default function setup(project: TestProject) {
     // they run at the usual priority), written once they are in the background, whole.
     void Promise.all(lowered).then((pids) => {
       if (stopped) return
-      writeWhole(out, 'pids', Object.fromEntries(pids.filter((p) => p !== undefined)))
+      writeWhole(join(out, 'pids.json'), JSON.stringify(Object.fromEntries(pids.filter((p) => p !== undefined))))
     })
     project.provide('clientChecks', out)
   }
