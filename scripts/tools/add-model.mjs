@@ -12,11 +12,11 @@
 // call it. Nothing is left behind when a check fails.
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { basename, join, relative, resolve } from 'node:path'
-import { parseArgs } from 'node:util'
 import { buildIndex, declaredSignature, MAX_ASSET_BYTES } from '../build/build-index.mjs'
 import { MB } from '../build/memory/measure.mjs'
 import { importModel, locateModel } from './models/import-model.mjs'
 import { startingConfig } from './models/starting-config.mjs'
+import { readCommandLine } from './command-line.mjs'
 import { reshard } from './reshard.mjs'
 
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
@@ -94,23 +94,20 @@ export async function addModel(
  */
 export async function main(argv, { log = console.log, error: fail = console.error } = {}) {
   const usage = 'usage: npm run add-model -- <folder | model.json | model.min.js> [--name N] [--version V]'
-  let parsed
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { name: { type: 'string' }, version: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    })
-  } catch (error) {
-    // An unknown option or one without its value: what was wrong, then the usage, not a stack trace.
-    fail(`[add-model] ${error.message}\n${usage}`)
+  const read = readCommandLine(
+    argv,
+    { name: { type: 'string' }, version: { type: 'string' } },
+    { allowPositionals: true },
+  )
+  if (read.problem !== undefined) {
+    fail(`[add-model] ${read.problem}\n${usage}`)
     return 2
   }
-  const { values, positionals } = parsed
-  if (values.help) {
+  if (read.help) {
     log(usage)
     return 0
   }
+  const { values, positionals } = read
   if (positionals.length !== 1) {
     fail(usage)
     return 2

@@ -9,7 +9,7 @@
 // --bundle DIR serves a bundle built before (`npm run check:bundle` writes one to .wrangler/dry-run)
 // instead of building one: a restart in a second.
 import { join, resolve } from 'node:path'
-import { parseArgs } from 'node:util'
+import { readCommandLine } from './command-line.mjs'
 import { devAddress } from './dev-address.mjs'
 import { buildBundle, bundleAt, ROOT, startBundle } from './launch.mjs'
 
@@ -20,27 +20,18 @@ const USAGE = 'usage: npm start [-- --port N] [--var KEY:VALUE …] [--bundle DI
  * missing, a port that is not a number, a --var without its colon).
  */
 function readArgs(args) {
-  let parsed
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        port: { type: 'string' },
-        var: { type: 'string', multiple: true },
-        bundle: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    })
-  } catch (error) {
-    return { problem: error.message }
-  }
-  const { port, bundle, help } = parsed.values
+  const read = readCommandLine(args, {
+    port: { type: 'string' },
+    var: { type: 'string', multiple: true },
+    bundle: { type: 'string' },
+  })
+  if (read.problem !== undefined || read.help) return read
+  const { port, bundle } = read.values
   if (port !== undefined && !/^[0-9]{1,5}$/.test(port)) return { problem: `--port ${port}: a port number` }
-  const vars = parsed.values.var ?? []
+  const vars = read.values.var ?? []
   const bad = vars.find((v) => !/^[^:]+:/.test(v))
   if (bad !== undefined) return { problem: `--var ${bad}: KEY:VALUE` }
   return {
-    help: help === true,
     port: Number(port ?? devAddress().port),
     bundle,
     vars: Object.fromEntries(vars.map((v) => v.split(/:(.*)/s).slice(0, 2))),
