@@ -106,7 +106,6 @@ export async function runInSubBatches(
         parts.push(await servable.run(feeds))
       } catch (error) {
         // Short of heap for its rows beside the whole inputs: this sub-batch again, made from their copies.
-        if (feeds !== inputs) tf.dispose(feeds)
         if (!copies?.mends(error) || !copies.take(inputs)) throw error
         continue
       } finally {
