@@ -259,13 +259,18 @@ export class Admission {
               if (beside > 0) r = beside
               else split = false
             }
-            while (r > 1 && !heapFits(r)) r = Math.max(1, Math.floor(r / 2))
-            if (r > 0 && !heapFits(r) && offloadable && !copies.held && copies.take(inputs)) {
+            // Each check may probe the heap and evict: once a size.
+            let fits = r > 0 && heapFits(r)
+            while (r > 1 && !fits) {
+              r = Math.max(1, Math.floor(r / 2))
+              fits = heapFits(r)
+            }
+            if (r > 0 && !fits && offloadable && !copies.held && copies.take(inputs)) {
               // One row has no room on the heap beside all the rows' inputs: the inputs leave it, and each
               // sub-batch is made from their JavaScript copies.
               continue
             }
-            if (r > 0 && !heapFits(r) && measuredOnHeap(f)) {
+            if (r > 0 && !fits && measuredOnHeap(f)) {
               // Held by this model alone, the heap is fragmented: the request path rebuilds it and serves again.
               throw heapShortError(
                 resident.key,
