@@ -16,3 +16,19 @@ export function readCommandLine(args, options, { allowPositionals = false } = {}
   }
   return parsed.values.help ? { help: true } : parsed
 }
+
+/**
+ * For a tool run as a process, what `readCommandLine` (or a tool's checks on top of it) read: the usage
+ * printed and the process ended for `--help` (0) or a `problem` (2, what was wrong first), else `read` as is.
+ */
+export function readOrExit(read, tool, usage) {
+  if (read.problem !== undefined) {
+    console.error(`[${tool}] ${read.problem}\n${usage}`)
+    process.exit(2)
+  }
+  if (read.help) {
+    console.log(usage)
+    process.exit(0)
+  }
+  return read
+}

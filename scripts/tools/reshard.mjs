@@ -8,7 +8,7 @@
 //   npm run reshard -- model-assets/my-model/1 [--max-shard-mb 4]
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
-import { readCommandLine } from './command-line.mjs'
+import { readCommandLine, readOrExit } from './command-line.mjs'
 import * as tf from '@tensorflow/tfjs-core'
 import { MAX_ASSET_BYTES, MODEL_FILE, modelJsonFiles } from '../build/build-index.mjs'
 
@@ -61,22 +61,15 @@ export async function reshard(dir, { maxShardBytes = 4 * MIB } = {}) {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const usage = 'usage: npm run reshard -- <model version folder> [--max-shard-mb 4]'
-  const read = readCommandLine(
-    process.argv.slice(2),
-    { 'max-shard-mb': { type: 'string', default: '4' } },
-    {
-      allowPositionals: true,
-    },
+  const { values, positionals } = readOrExit(
+    readCommandLine(
+      process.argv.slice(2),
+      { 'max-shard-mb': { type: 'string', default: '4' } },
+      { allowPositionals: true },
+    ),
+    'reshard',
+    usage,
   )
-  if (read.problem !== undefined) {
-    console.error(`[reshard] ${read.problem}\n${usage}`)
-    process.exit(2)
-  }
-  if (read.help) {
-    console.log(usage)
-    process.exit(0)
-  }
-  const { values, positionals } = read
   if (positionals.length !== 1) {
     console.error(usage)
     process.exit(2)

@@ -9,7 +9,7 @@
 // --bundle DIR serves a bundle built before (`npm run check:bundle` writes one to .wrangler/dry-run)
 // instead of building one: a restart in a second.
 import { join, resolve } from 'node:path'
-import { readCommandLine } from './command-line.mjs'
+import { readCommandLine, readOrExit } from './command-line.mjs'
 import { devAddress } from './dev-address.mjs'
 import { buildBundle, bundleAt, ROOT, startBundle } from './launch.mjs'
 
@@ -125,16 +125,7 @@ async function main({ port, bundle: prebuilt, vars }) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const args = readArgs(process.argv.slice(2))
-  if (args.problem !== undefined) {
-    console.error(`[start] ${args.problem}\n${USAGE}`)
-    process.exit(2)
-  }
-  if (args.help) {
-    console.log(USAGE)
-    process.exit(0)
-  }
-  main(args).catch((error) => {
+  main(readOrExit(readArgs(process.argv.slice(2)), 'start', USAGE)).catch((error) => {
     console.error(`[start] ${error.message}`)
     process.exit(1)
   })
