@@ -9,6 +9,8 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, inject, it } from 'vitest'
 import { ROOT, setGroupPriorityPatiently } from '../../scripts/tools/launch.mjs'
+// @ts-expect-error: a plain .mjs script without type declarations
+import { CLIENT_TYPES, readCommitted, sourcesDigest, withDigest } from '../../scripts/dev/build-client.mjs'
 
 /**
  * The most a check may take once the test waits for it, before the test fails. Counted from when the
@@ -78,6 +80,32 @@ describe('the typed client', () => {
   })
 
   it('client/index.d.ts is what npm run build:client makes from the current routes', async () => {
-    expect(await result('fresh')).toEqual({ code: 0, output: '' })
+    const { code, output } = await result('fresh')
+    expect(code, output).toBe(0)
+    // Silent where its digest line says it was made from the sources as they are; built and compared otherwise.
+    expect([
+      '',
+      `[build-client] ${CLIENT_TYPES} is what the routes make; its digest line is not (npm run build:client rewrites it)\n`,
+    ]).toContain(output)
+  })
+
+  it('takes the file as made from the sources only when its digest line says so and its other lines are as written', () => {
+    const committed = readFileSync(CLIENT_TYPES, 'utf8')
+    const { text } = readCommitted(committed) as { text: string }
+    // The committed file carries its digest line, and the line is where withDigest puts it.
+    expect(text).not.toBe(committed)
+    const digest = 'a'.repeat(64)
+    const stamped = withDigest(text, sourcesDigest()) as string
+    expect(stamped.split('\n')[2]).toMatch(
+      /^\/\/ Made from sources of sha256 [0-9a-f]{64}; its other lines' sha256 [0-9a-f]{64}\.$/,
+    )
+    expect(readCommitted(stamped)).toEqual({ text, current: true })
+    // Made from other sources: the program is built again.
+    expect(readCommitted(withDigest(text, digest)).current).toBe(false)
+    // A line edited by hand after it was made, its digest line kept: the program is built again.
+    expect(readCommitted(stamped.replace('"/v2/health/ready"', '"/v2/health/live"')).current).toBe(false)
+    expect(stamped).toContain('"/v2/health/ready"')
+    // No digest line at all (a file written before it had one): the program is built again.
+    expect(readCommitted(text).current).toBe(false)
   })
 })
