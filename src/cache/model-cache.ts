@@ -239,33 +239,49 @@ export class ModelCache {
     return entry
   }
 
+  /** A model's load with room on the heap (withHeapRoom); too large alone on a fresh heap, it is refused. */
+  private loadWithRoom(key: string, load: () => Promise<LoadResult>): Promise<LoadResult> {
+    return this.withHeapRoom({ what: `loading ${key}`, except: key, evictReason: 'heap' }, load, (message, cause) => {
+      const max = guardedBackend()?.heap().maxBytes
+      return new ModelTooLargeError(
+        `it cannot be loaded even alone on a fresh wasm heap${max ? ` of at most ${max} bytes` : ''}: ${message}`,
+        { cause },
+      )
+    })
+  }
+
   /**
-   * Runs `load`, and when it cannot get wasm heap, evicts idle models (least recently used first) and
-   * tries again; with none left and nothing else held, the backend's heap is rebuilt once
-   * (`rebuildHeap`). A model that still cannot get its heap alone on a fresh heap is too large: refused.
+   * Runs `build` (a model's load into the cache, or a candidate's validation outside it) with room on the
+   * wasm heap. When it cannot get heap, idle models other than `except` are evicted, least recently used
+   * first, and it runs again. With none left and nothing else held, the heap is rebuilt once
+   * (`rebuildHeap`): WebAssembly memory never shrinks, and what earlier loads left may lie in pieces;
+   * `fits`, where given, first says whether the heap's free space could hold the build at all. A build
+   * that aborted a kernel (`Aborted()`: the backend is broken, the models built on it gone with it)
+   * rebuilds it whatever else is held. Still short alone on a fresh heap: `tooLarge`, the backend left
+   * sound for what comes next. What else fails (a heap held by others) is the caller's to judge.
    */
-  private async loadWithRoom(key: string, load: () => Promise<LoadResult>): Promise<LoadResult> {
+  async withHeapRoom<T>(
+    { what, except = '', evictReason = what }: { what: string; except?: string; evictReason?: string },
+    build: () => Promise<T>,
+    tooLarge: (message: string, cause: unknown) => Error,
+    fits?: (error: unknown) => boolean,
+  ): Promise<T> {
     for (let rebuilt = false; ;) {
       try {
-        return await load()
+        return await build()
       } catch (error) {
-        // A kernel's own allocation failing inside the module aborts it: the backend is broken.
         const broken = backendBroken() !== undefined
         if (!broken && !isAllocationFailure(error)) throw error
-        if (!broken && this.evictIdle(key, 'heap')) continue
+        if (!broken && this.evictIdle(except, evictReason)) continue
         const rebuild = this.settings.rebuildHeap
-        if (!rebuild || !(this.holdsNothing(key) || broken)) throw error
+        if (!rebuild || !(broken || this.holdsNothing(except))) throw error
         const message = error instanceof Error ? error.message : String(error)
         if (rebuilt) {
-          // Left sound for the next model, then refused: it does not fit even alone.
-          if (broken) await rebuild(`loading ${key} broke it again: ${message}`)
-          const max = guardedBackend()?.heap().maxBytes
-          throw new ModelTooLargeError(
-            `it cannot be loaded even alone on a fresh wasm heap${max ? ` of at most ${max} bytes` : ''}: ${message}`,
-            { cause: error },
-          )
+          if (broken) await rebuild(`${what} broke it again: ${message}`)
+          throw tooLarge(message, error)
         }
-        if (!(await rebuild(`loading ${key}: ${message}`))) throw error
+        if (!broken && fits && !fits(error)) throw error
+        if (!(await rebuild(`${what}: ${message}`))) throw error
         rebuilt = true
       }
     }
@@ -278,24 +294,6 @@ export class ModelCache {
       this.leases() === 0 &&
       [...this.entries.keys()].every((k) => k === key)
     )
-  }
-
-  /**
-   * Replaces the wasm backend's heap with a fresh one (`rebuildHeap`) when this isolate holds no
-   * model, lease or load, so nothing is lost: for a build outside the cache (a candidate's
-   * validation) that could not get heap with every idle model evicted. Resolves whether it did.
-   */
-  async rebuildEmptyHeap(reason: string): Promise<boolean> {
-    return this.holdsNothing() && (await this.settings.rebuildHeap?.(reason)) === true
-  }
-
-  /**
-   * Replaces a broken wasm backend (an `Aborted()` in a kernel) with a fresh one, for a build outside the
-   * cache that broke it: its models cannot run any more either way, so they go (each loads again on its
-   * next request). Resolves whether it did.
-   */
-  async rebuildBrokenHeap(reason: string): Promise<boolean> {
-    return backendBroken() !== undefined && (await this.settings.rebuildHeap?.(reason)) === true
   }
 
   /** Evicts the least recently used idle model other than `except`; false when there is none. */

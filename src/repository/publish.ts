@@ -25,13 +25,7 @@ import { HEAP_PER_ACTIVATION_BYTE, KERNEL_FACTOR } from '../runtime/footprint'
 import { estimateMemory, formatBytes } from '../runtime/memory-estimate'
 import { buildServable } from '../runtime/servable'
 import { tf } from '../runtime/tf'
-import {
-  backendBroken,
-  findAllocation,
-  guardedBackend,
-  isAllocationFailure,
-  isBackendFailure,
-} from '../runtime/wasm-guard'
+import { findAllocation, guardedBackend, isBackendFailure } from '../runtime/wasm-guard'
 import { signatureChanges } from '../runtime/signature'
 import type { Signature } from '../runtime/signature'
 import { memoryStore, r2Store, withTimeout } from './stores'
@@ -209,48 +203,27 @@ async function validate(
  * idle ones (the serving version's copy among them: it reloads on its next request), so validation
  * never needs two copies where the heap has room for one. Idle models are evicted, least recently
  * used first, while the cache's count plus the candidate's estimate exceeds the budget, and again
- * each time the build cannot get wasm heap.
+ * each time the build cannot get wasm heap (ModelCache.withHeapRoom, as a load on the serving path).
  *
  * With every model gone and the build still short of heap although the heap has room for the
- * candidate in pieces, the heap is fragmented (WebAssembly memory never shrinks, and what earlier
- * loads left is scattered): it is rebuilt, as a load on the serving path rebuilds it, and the build
- * tried once more, rather than deferred until the isolate dies. A candidate that cannot be built
- * alone on a fresh heap is refused. What else fails (a heap held by others) is the caller's to judge.
+ * candidate in pieces, the heap is fragmented: it is rebuilt, and the build tried once more, rather
+ * than deferred until the isolate dies; so is a backend the build broke. A candidate that cannot be
+ * built alone on a fresh heap is refused.
  */
-async function buildWithRoom<T>(cache: ModelCache, dir: string, needs: number, build: () => Promise<T>): Promise<T> {
-  const reason = `validating the candidate ${dir}`
-  const tooLarge = (message: string) => {
-    const max = guardedBackend()?.heap().maxBytes
-    return new Error(
-      `it cannot be built even alone on a fresh wasm heap${max ? ` of at most ${max} bytes` : ''}: ${message}`,
-    )
-  }
-  while (cache.residentBytes() + needs > cache.options.budgetBytes && cache.evictIdle('', reason));
-  for (let rebuilt = false; ;) {
-    try {
-      return await build()
-    } catch (error) {
-      // A kernel's own allocation failing inside the module aborts it: the backend is broken, the models
-      // built on it gone with it. Rebuilt, the candidate is built once more, alone on a fresh heap.
-      if (backendBroken() !== undefined) {
-        const message = (error as Error).message
-        if (rebuilt) {
-          // Left sound for the models that serve, then refused: it does not fit even alone.
-          await cache.rebuildBrokenHeap(`${reason} broke it again: ${message}`)
-          throw tooLarge(message)
-        }
-        if (!(await cache.rebuildBrokenHeap(`${reason}: ${message}`))) throw error
-        rebuilt = true
-        continue
-      }
-      if (!isAllocationFailure(error)) throw error
-      if (cache.evictIdle('', reason)) continue
-      if (rebuilt && cache.holdsNothing()) throw tooLarge(error.message)
-      if (rebuilt || !heapHolds(Math.max(needs, findAllocation(error)!.bytes))) throw error
-      if (!(await cache.rebuildEmptyHeap(`${reason}: ${error.message}`))) throw error
-      rebuilt = true
-    }
-  }
+function buildWithRoom<T>(cache: ModelCache, dir: string, needs: number, build: () => Promise<T>): Promise<T> {
+  const what = `validating the candidate ${dir}`
+  while (cache.residentBytes() + needs > cache.options.budgetBytes && cache.evictIdle('', what));
+  return cache.withHeapRoom(
+    { what },
+    build,
+    (message) => {
+      const max = guardedBackend()?.heap().maxBytes
+      return new Error(
+        `it cannot be built even alone on a fresh wasm heap${max ? ` of at most ${max} bytes` : ''}: ${message}`,
+      )
+    },
+    (error) => heapHolds(Math.max(needs, findAllocation(error)?.bytes ?? 0)),
+  )
 }
 
 /** Whether the wasm heap's free space, pieces included, and what it may still grow come to `bytes`. */
