@@ -316,6 +316,29 @@ describe('decoder heaps, the request budget, the other requests', () => {
     expect(webp.rgba).toEqual(png.rgba)
   })
 
+  it("reads a decoder's pixels on its heap, not from a copy, and leaves Uint8ClampedArray as it was", async () => {
+    const whole = limits({ maxPixels: 16_000_000, maxDecodeBytes: 256 * MiB })
+    const constructor = globalThis.Uint8ClampedArray
+    for (const [name, type] of [
+      ['chelsea.jpg', 'jpg'],
+      ['chelsea-lossless.webp', 'webp'],
+    ] as const) {
+      const pixels = await decodeImage(await photo(name), whole, name)
+      // A view of the decoder's heap (its whole memory behind the RGBA), not an array of the RGBA's own.
+      expect(pixels.rgba.buffer.byteLength, name).toBe(lastDecoderHeapBytes(type))
+      expect(pixels.rgba.buffer.byteLength, name).toBeGreaterThan(pixels.rgba.byteLength)
+      expect(globalThis.Uint8ClampedArray === constructor, name).toBe(true)
+    }
+    // Put back after a decode that fails in the decoder too: the last scan cut in half, which libjpeg warns of.
+    const jpeg = await photo('chelsea.jpg')
+    let last = 0
+    for (let i = 0; i + 1 < jpeg.length; i++) if (jpeg[i] === 0xff && jpeg[i + 1] === 0xda) last = i
+    const cut = new Uint8Array([...jpeg.subarray(0, last + (jpeg.length - last) / 2), 0xff, 0xd9])
+    await expect(decodeImage(cut, whole, 'cut')).rejects.toThrow(/truncated or corrupt/)
+    expect(globalThis.Uint8ClampedArray === constructor).toBe(true)
+    expect(new Uint8ClampedArray([300])[0]).toBe(255)
+  })
+
   it('counts MAX_REQUEST_IMAGE_PIXELS across all the inputs of a request, not per input', async () => {
     const image = {
       b64: base64(encodePng({ width: 20, height: 20, channels: 3, depth: 8, data: new Uint8Array(1200).fill(7) })),

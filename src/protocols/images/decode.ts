@@ -152,7 +152,8 @@ export function readHeader(
   throw badRequest(`${where}: not a JPEG, PNG or WebP image, or its header is truncated or corrupt`)
 }
 
-type Decoded = { width: number; height: number; data: Uint8ClampedArray }
+/** A decoder's output: `data` a view of its heap, where it wrote the RGBA (withoutOutputCopy). */
+type Decoded = { width: number; height: number; data: Uint8Array }
 
 /** An Emscripten module factory of jSquash's decoders (codec/dec/*.js), and the decode it exports. */
 type Factory = (options: object) => Promise<{ decode(data: BufferSource, ...flags: boolean[]): Decoded | null }>
@@ -181,6 +182,31 @@ async function withImageData<T>(work: () => Promise<T>): Promise<T> {
     return await work()
   } finally {
     if (!own) delete (globalThis as { ImageData?: unknown }).ImageData
+  }
+}
+
+/**
+ * Stands in for `Uint8ClampedArray` while a decoder runs. jSquash's decoders return their RGBA as
+ * `new Uint8ClampedArray(typed_memory_view(…))` (embind's global lookup): a copy out of the decoder's
+ * heap, 14.2 MB for the largest JPEG beside the heap's 15.1 MB, and garbage as soon as the pixels are
+ * read. A constructor that returns an object makes `new` give that object: here the view itself, so the
+ * pixels are read where the decoder wrote them, and the heap goes when they have been.
+ */
+function viewOfHeap(view: Uint8Array): Uint8Array {
+  return view
+}
+
+/**
+ * Runs `decode` (one synchronous call into a decoder: nothing else runs meanwhile) with viewOfHeap as
+ * `Uint8ClampedArray`, then puts the constructor back.
+ */
+function withoutOutputCopy<T>(decode: () => T): T {
+  const own = Object.getOwnPropertyDescriptor(globalThis, 'Uint8ClampedArray')!
+  Object.defineProperty(globalThis, 'Uint8ClampedArray', { ...own, value: viewOfHeap })
+  try {
+    return decode()
+  } finally {
+    Object.defineProperty(globalThis, 'Uint8ClampedArray', own)
   }
 }
 
@@ -289,15 +315,16 @@ class EmscriptenCodec {
     this.#warning = undefined
     try {
       const instance = await this.#start()
-      const decoded = instance.decode(bytes.slice().buffer, ...this.flags)
+      const decoded = withoutOutputCopy(() => instance.decode(bytes.slice().buffer, ...this.flags))
       this.lastHeapBytes = this.heapBytes
       heapHighWater = Math.max(heapHighWater, this.heapBytes)
       if (!decoded) throw new Error('Decoding error')
       if (this.#warning !== undefined) throw new Error('the decoder warned of corrupt data')
       return decoded
     } finally {
-      // Nothing of the instance is kept: its heap goes with the next collection (V8 counts a wasm
-      // memory as external memory, so a dropped heap hastens one). A failed decode's heap goes too.
+      // Nothing of the instance is kept but the view of its pixels: its heap goes with the first collection
+      // after they have been read (V8 counts a wasm memory as external memory, so a dropped heap hastens
+      // one). A failed decode's heap goes too.
       this.#memory = undefined
     }
   }
