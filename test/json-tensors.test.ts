@@ -366,14 +366,26 @@ describe('packed tensors into an input', () => {
     expect([...a!.float32!, ...b!.float32!, ...c!.float32!]).toEqual([1, 2, 3, 4, 5, 6, 7, 0.5])
     expect(a!.float32!.buffer).toBe(b!.float32!.buffer)
     expect(b!.float32!.buffer).toBe(c!.float32!.buffer)
-    // Made for the most numbers the body could hold (2 bytes of JSON each), then moved to a buffer of 8.
+    // Made for one more number than the commas after the first tensor's start: exactly its 8 numbers.
     expect(a!.float32!.buffer.byteLength).toBe(8 * 4)
-    // Numbers that fill it (`0,` each) stay where they were read.
+    // Long numbers too: the buffer is the numbers', not half the body's bytes (the largest JSON body's
+    // 6.6 MB of numbers took a 15.5 MB buffer first, then a copy of their size).
+    const long = `{"instances":[${Array.from({ length: 1000 }, (_, i) => (i / 7).toFixed(12)).join(',')}]}`
+    const numbers = (readTensorJson(encode(long), TF_SERVING_TENSORS, 1e6) as { instances: PackedTensor }).instances
+    expect(numbers.float32!.length).toBe(1000)
+    expect(numbers.float32!.buffer.byteLength).toBe(1000 * 4)
+    // Commas in strings after the tensors only make the buffer larger, never too small; past half of it
+    // unused, the numbers move to a buffer of their size.
+    const commas = `{"instances":[1,2],"signature_name":"${','.repeat(100)}"}`
+    const few = (readTensorJson(encode(commas), TF_SERVING_TENSORS, 1e6) as { instances: PackedTensor }).instances
+    expect([...few.float32!]).toEqual([1, 2])
+    expect(few.float32!.buffer.byteLength).toBe(2 * 4)
+    // The elements limit bounds it as before: one number past it, the tensor is left unpacked.
     const dense = `{"instances":[${Array(1000).fill(0).join(',')}]}`
-    const zeros = (readTensorJson(encode(dense), TF_SERVING_TENSORS, 1e6) as { instances: PackedTensor }).instances
-    expect(zeros.float32!.length).toBe(1000)
-    expect(zeros.float32!.buffer.byteLength).toBeGreaterThan(1000 * 4)
-    expect(zeros.float32!.buffer.byteLength).toBeLessThanOrEqual(2 * dense.length)
+    const over = readTensorJson(encode(dense), TF_SERVING_TENSORS, 999) as { instances: unknown }
+    expect(over.instances instanceof PackedTensor).toBe(false)
+    const zeros = (readTensorJson(encode(dense), TF_SERVING_TENSORS, 1000) as { instances: PackedTensor }).instances
+    expect(zeros.float32!.buffer.byteLength).toBe(1000 * 4)
   })
 })
 
