@@ -2,7 +2,9 @@
 // JSON.stringify's text. Property tests over random and edge numbers, shapes and bodies.
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { readJson, releaseBody } from '../src/http/body'
 import {
+  freeBuffer,
   PackedTensor,
   readTensorJson,
   tensorText,
@@ -386,6 +388,49 @@ describe('packed tensors into an input', () => {
     expect(over.instances instanceof PackedTensor).toBe(false)
     const zeros = (readTensorJson(encode(dense), TF_SERVING_TENSORS, 1000) as { instances: PackedTensor }).instances
     expect(zeros.float32!.buffer.byteLength).toBe(1000 * 4)
+  })
+})
+
+describe("a request body's buffers", () => {
+  it('are freed at once by releaseBody, bytes and packed numbers, and only those of that request', async () => {
+    const request = (text: string) =>
+      new Request('http://warmserve.test/', {
+        method: 'POST',
+        body: text,
+        headers: { 'content-type': 'application/json', 'content-length': String(encode(text).length) },
+      })
+    const text = `{"instances":[${Array.from({ length: 1000 }, (_, i) => (i / 7).toFixed(9)).join(',')}]}`
+    const [one, other] = [request(text), request(text)]
+    const read = (r: Request) =>
+      readJson(r, 1 << 20, (bytes) => readTensorJson(bytes, TF_SERVING_TENSORS, 1e6)) as Promise<{
+        instances: PackedTensor
+      }>
+    const [a, b] = [await read(one), await read(other)]
+    const numbers = a.instances.float32!
+    expect(numbers.length).toBe(1000)
+    releaseBody(one)
+    // Detached: its memory is the allocator's again now, not at V8's next collection.
+    expect((numbers.buffer as ArrayBuffer).detached).toBe(true)
+    expect(a.instances.float32!.length).toBe(0)
+    // The other request's are untouched.
+    expect((b.instances.float32!.buffer as ArrayBuffer).detached).toBe(false)
+    expect([...b.instances.float32!]).toEqual([...JSON.parse(text).instances.map(Math.fround)])
+    // A body read the general way (not packable) has its bytes freed too; releasing twice is harmless.
+    const general = request('{"instances":[[1,2],[3]]}')
+    expect(await readJson(general, 1 << 20, (bytes) => readTensorJson(bytes, TF_SERVING_TENSORS, 1e6))).toEqual({
+      instances: [[1, 2], [3]],
+    })
+    releaseBody(general)
+    releaseBody(general)
+    releaseBody(other)
+    expect((b.instances.float32!.buffer as ArrayBuffer).detached).toBe(true)
+  })
+
+  it('buffers that cannot be detached are left to the collector', () => {
+    const memory = new WebAssembly.Memory({ initial: 1 })
+    freeBuffer(memory.buffer)
+    expect(memory.buffer.byteLength).toBe(65536)
+    freeBuffer(undefined)
   })
 })
 

@@ -6,6 +6,7 @@ import { log } from '../core/log'
 import { accessLog } from './middleware/access-log'
 import { analytics } from './middleware/analytics'
 import { cors } from './middleware/cors'
+import { releaseBodies } from './middleware/release-body'
 import { metrics as countRequests } from './middleware/count-requests'
 import { requestId } from './middleware/request-id'
 import { openApiDocument, routeDocs } from './openapi'
@@ -18,6 +19,8 @@ import { tfServing } from './routes/tf-serving'
 import { v2 } from './routes/v2'
 
 export const app = new Hono<AppEnv>()
+  // First, so that it frees the body's buffers after every other middleware is done with the request.
+  .use(releaseBodies())
   .use(requestId())
   .use(accessLog())
   .use(countRequests())

@@ -3,6 +3,30 @@ import { DEFAULTS } from '../core/config'
 import { ApiError, badRequest, ClientGoneError } from '../core/errors'
 import { MAX_JSON_DEPTH } from '../protocols/limits'
 import { checkJsonCost, scanJson } from '../protocols/json-cost'
+import { freeBuffer, releasePacked } from '../protocols/json-tensors'
+
+/**
+ * What each request's body left in JavaScript, freed by releaseBody once its answer is made: its bytes
+ * (up to MAX_BODY_BYTES) and a JSON body's packed numbers. Left to V8, a finished request's buffers
+ * still counted against the isolate while the next requests ran (docs/memory.md, "what finished
+ * requests leave").
+ */
+const bodies = new WeakMap<Request, (() => void)[]>()
+
+function hold(request: Request, release: () => void): void {
+  const held = bodies.get(request)
+  if (held) held.push(release)
+  else bodies.set(request, [release])
+}
+
+/**
+ * Frees what `request`'s body left (its bytes, its packed numbers): every view of them reads as empty
+ * afterwards, so only once nothing reads them (http/middleware/release-body.ts).
+ */
+export function releaseBody(request: Request): void {
+  for (const release of bodies.get(request) ?? []) release()
+  bodies.delete(request)
+}
 
 /**
  * Content types taken as JSON. TF Serving parses the body whatever its type, and the curl
@@ -37,7 +61,9 @@ export async function readBytes(
     }, timeoutMs)
   })
   try {
-    return await Promise.race([readAll(request, maxBytes, declared, alignAt), deadline])
+    const bytes = await Promise.race([readAll(request, maxBytes, declared, alignAt), deadline])
+    hold(request, () => freeBuffer(bytes.buffer))
+    return bytes
   } catch (error) {
     if (error instanceof ApiError) throw error
     // The stream failed under us: only the connection's end does that to a request body.
@@ -162,5 +188,7 @@ export async function readJson(
   const bytes = await readBytes(request, maxBytes, 0, timeoutMs)
   refuseImageAsJson(bytes, type)
   const read = fast?.(bytes)
-  return read !== undefined ? read : parseJson(bytes)
+  if (read === undefined) return parseJson(bytes)
+  hold(request, () => releasePacked(read))
+  return read
 }

@@ -117,6 +117,32 @@ const GIVE_UP = new GiveUp()
 
 const decoder = new TextDecoder()
 
+/**
+ * Frees an ArrayBuffer's memory now rather than at V8's next collection: `transfer(0)` detaches it, and
+ * every view of it reads as empty from then on. For buffers nothing reads any more whose bytes would
+ * otherwise count against the isolate until V8 collects (it does so for ArrayBuffers only once 64 MiB more
+ * lie outside its heap than at its last collection). A buffer that cannot be detached is left to it.
+ */
+export function freeBuffer(buffer: ArrayBufferLike | undefined): void {
+  if (!(buffer instanceof ArrayBuffer) || buffer.detached) return
+  try {
+    buffer.transfer(0)
+  } catch {
+    // Not detachable (a wasm memory's buffer, one the runtime holds): the collector's.
+  }
+}
+
+/** The reader of each document read packed, by the document: what releasePacked frees. */
+const readers = new WeakMap<object, Reader>()
+
+/**
+ * Frees the packed numbers of a document readTensorJson returned (one buffer for all its tensors): every
+ * PackedTensor of it reads as empty afterwards. For a request whose answer is written (http/body.ts).
+ */
+export function releasePacked(document: unknown): void {
+  if (typeof document === 'object' && document !== null) readers.get(document)?.release()
+}
+
 /** The commas of `bytes` from `at` on, strings' included (a bound, not a count of values). */
 function commasFrom(bytes: Uint8Array, at: number): number {
   let n = 0
@@ -130,7 +156,10 @@ function commasFrom(bytes: Uint8Array, at: number): number {
  */
 export function readTensorJson(bytes: Uint8Array, paths: TensorPaths, maxElements: number): unknown {
   try {
-    return new Reader(bytes, paths, maxElements).document()
+    const reader = new Reader(bytes, paths, maxElements)
+    const document = reader.document()
+    if (typeof document === 'object' && document !== null) readers.set(document, reader)
+    return document
   } catch (error) {
     if (error === GIVE_UP) return undefined
     throw error
@@ -168,11 +197,18 @@ class Reader {
     if (this.floats && this.floatsUsed * 2 < this.floats.length) {
       const fitted = this.floats.slice(0, this.floatsUsed)
       for (const [tensor, from] of this.packed) tensor.moveTo(fitted, from)
-      // The reader lives on in the tensors' doubles (read on demand): it must not keep the large buffer.
+      // The reader lives on in the tensors' doubles (read on demand): it must not keep the large buffer,
+      // which nothing reads now.
+      freeBuffer(this.floats.buffer)
       this.floats = fitted
     }
     this.packed.length = 0
     return value
+  }
+
+  /** Frees the numbers' buffer (freeBuffer): the document's PackedTensors read as empty from then on. */
+  release(): void {
+    freeBuffer(this.floats?.buffer)
   }
 
   private space(): void {
