@@ -108,7 +108,7 @@ const POW10 = [
   1e21, 1e22,
 ]
 const TWO_53 = 2 ** 53
-/** The bounds float32() puts either side of a double it computed with rounded digits: far wider than its error (below 2^-45). */
+/** The bounds float32Into() puts either side of a double it computed with rounded digits: far wider than its error (below 2^-45). */
 const SLACK = 2 ** -40
 
 /** Thrown inside the reader to give up; never leaves this module. */
@@ -440,21 +440,41 @@ class Reader {
    * is monotonic). Otherwise — a float32 rounding boundary within 2^-40, or an extreme scale — the
    * engine converts the text.
    */
-  private float32(): number {
+  /**
+   * Writes the next number as a float32 into `into` at `at`; false (NaN written) where its double is past
+   * float32's range. Written here rather than returned: a double handed back from a call the optimizer does
+   * not inline is boxed, one heap number for every number of a tensor (35.5 MB of V8's heap, sampled, for
+   * the two largest JSON bodies at once; the heap's committed size grew by about 10 MB while they ran).
+   */
+  private float32Into(into: Float32Array, at: number): boolean {
     this.scan()
     const { mantissa, scale, rounded, negative } = this
-    if (mantissa === 0) return negative ? -0 : 0
+    if (mantissa === 0) {
+      into[at] = negative ? -0 : 0
+      return true
+    }
     if (scale >= -22 && scale <= 22 && rounded <= 64) {
       const value = scale >= 0 ? mantissa * POW10[scale]! : mantissa / POW10[-scale]!
       // Exact, and below 2^53 · 10^22: within float32's range.
-      if (rounded === 0) return Math.fround(negative ? -value : value)
+      if (rounded === 0) {
+        into[at] = negative ? -value : value
+        return true
+      }
       if (value <= 1e38) {
         const low = Math.fround(value * (1 - SLACK))
-        if (low === Math.fround(value * (1 + SLACK))) return negative ? -low : low
+        if (low === Math.fround(value * (1 + SLACK))) {
+          into[at] = negative ? -low : low
+          return true
+        }
       }
     }
     const value = this.engine()
-    return value > FLOAT32_MAX || value < -FLOAT32_MAX ? NaN : Math.fround(value)
+    if (value > FLOAT32_MAX || value < -FLOAT32_MAX) {
+      into[at] = NaN
+      return false
+    }
+    into[at] = value
+    return true
   }
 
   /**
@@ -502,10 +522,8 @@ class Reader {
       // Full: past the elements left (the rest of the body holds no more numbers than the buffer).
       if (filled === values.length) return undefined
       if (c !== 0x2d && (c === undefined || c < 0x30 || c > 0x39)) return undefined
-      const value = this.float32()
-      // NaN: the double is past float32's range; only the doubles, read if asked for, can say which.
-      if (value !== value) inRange = false
-      values[filled++] = value
+      // False where the double is past float32's range (NaN written): only the doubles, read if asked for, can say which.
+      if (!this.float32Into(values, filled++)) inRange = false
       counts[depth]!++
       // After a value: commas and closings, each closing checked against its level's length.
       for (;;) {
