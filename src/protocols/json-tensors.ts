@@ -431,20 +431,17 @@ class Reader {
   }
 
   /**
-   * A number as a float32 input holds it: `Math.fround` of the double JSON.parse gives, or NaN when
+   * Writes the next number into `into` at `at` as a float32 input holds it: the float32 of the double
+   * JSON.parse gives (the typed array's store rounds as `Math.fround` does), or NaN, returning false, when
    * that double is outside float32's range (which only the doubles can report). Where the double is
-   * exact (Clinger's fast path), its fround. Where digits past 2^53 were rounded (a float32 printed as
+   * exact (Clinger's fast path), its float32. Where digits past 2^53 were rounded (a float32 printed as
    * a double has 17 digits), the double computed is within 2^-45 of the number (two roundings per such
    * digit, one for the power of ten); the bounds 2^-40 either side of it hold the number, and so its
    * correctly rounded double, and when both bounds round to one float32, so does that double (fround
    * is monotonic). Otherwise — a float32 rounding boundary within 2^-40, or an extreme scale — the
-   * engine converts the text.
-   */
-  /**
-   * Writes the next number as a float32 into `into` at `at`; false (NaN written) where its double is past
-   * float32's range. Written here rather than returned: a double handed back from a call the optimizer does
-   * not inline is boxed, one heap number for every number of a tensor (35.5 MB of V8's heap, sampled, for
-   * the two largest JSON bodies at once; the heap's committed size grew by about 10 MB while they ran).
+   * engine converts the text. Written here rather than returned: a double handed back from a call the
+   * optimizer does not inline is boxed, one heap number for every number of a tensor (35.5 MB of V8's
+   * heap, sampled, for the two largest JSON bodies at once).
    */
   private float32Into(into: Float32Array, at: number): boolean {
     this.scan()
