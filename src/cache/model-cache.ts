@@ -241,13 +241,11 @@ export class ModelCache {
 
   /** A model's load with room on the heap (withHeapRoom); too large alone on a fresh heap, it is refused. */
   private loadWithRoom(key: string, load: () => Promise<LoadResult>): Promise<LoadResult> {
-    return this.withHeapRoom({ what: `loading ${key}`, except: key, evictReason: 'heap' }, load, (message, cause) => {
-      const max = guardedBackend()?.heap().maxBytes
-      return new ModelTooLargeError(
-        `it cannot be loaded even alone on a fresh wasm heap${max ? ` of at most ${max} bytes` : ''}: ${message}`,
-        { cause },
-      )
-    })
+    return this.withHeapRoom(
+      { what: `loading ${key}`, except: key, evictReason: 'heap' },
+      load,
+      (why, cause) => new ModelTooLargeError(`it cannot be loaded ${why}`, { cause }),
+    )
   }
 
   /**
@@ -257,13 +255,14 @@ export class ModelCache {
    * (`rebuildHeap`): WebAssembly memory never shrinks, and what earlier loads left may lie in pieces;
    * `fits`, where given, first says whether the heap's free space could hold the build at all. A build
    * that aborted a kernel (`Aborted()`: the backend is broken, the models built on it gone with it)
-   * rebuilds it whatever else is held. Still short alone on a fresh heap: `tooLarge`, the backend left
-   * sound for what comes next. What else fails (a heap held by others) is the caller's to judge.
+   * rebuilds it whatever else is held. Still short alone on a fresh heap: the error `tooLarge` makes of
+   * why ("even alone on a fresh wasm heap of at most N bytes: …"), the backend left sound for what comes
+   * next. What else fails (a heap held by others) is the caller's to judge.
    */
   async withHeapRoom<T>(
     { what, except = '', evictReason = what }: { what: string; except?: string; evictReason?: string },
     build: () => Promise<T>,
-    tooLarge: (message: string, cause: unknown) => Error,
+    tooLarge: (why: string, cause: unknown) => Error,
     fits?: (error: unknown) => boolean,
   ): Promise<T> {
     for (let rebuilt = false; ;) {
@@ -278,7 +277,8 @@ export class ModelCache {
         const message = error instanceof Error ? error.message : String(error)
         if (rebuilt) {
           if (broken) await rebuild(`${what} broke it again: ${message}`)
-          throw tooLarge(message, error)
+          const max = guardedBackend()?.heap().maxBytes
+          throw tooLarge(`even alone on a fresh wasm heap${max ? ` of at most ${max} bytes` : ''}: ${message}`, error)
         }
         if (!broken && fits && !fits(error)) throw error
         if (!(await rebuild(`${what}: ${message}`))) throw error

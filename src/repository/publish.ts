@@ -216,12 +216,7 @@ function buildWithRoom<T>(cache: ModelCache, dir: string, needs: number, build: 
   return cache.withHeapRoom(
     { what },
     build,
-    (message) => {
-      const max = guardedBackend()?.heap().maxBytes
-      return new Error(
-        `it cannot be built even alone on a fresh wasm heap${max ? ` of at most ${max} bytes` : ''}: ${message}`,
-      )
-    },
+    (why) => new Error(`it cannot be built ${why}`),
     (error) => heapHolds(Math.max(needs, findAllocation(error)?.bytes ?? 0)),
   )
 }
